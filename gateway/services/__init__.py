@@ -1,0 +1,1 @@
+"""What the control-channel methods do: one module per capability."""

@@ -1,0 +1,353 @@
+"""SIP voice calls: commands from dispatchers in, SIP events from the workers in, call.state out.
+
+The call state machine (gateway.state.call) decides what is allowed; the SIP supervisor does it;
+every change is stored (call detail record) and published as a `call.state` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from gateway.directory import Directory
+from gateway.errors import GatewayError, InvalidParams, NotFound, TargetError, Unavailable
+from gateway.events import EventBus
+from gateway.services.sessions import SessionService
+from gateway.state import CALL_MACHINE, CallInput, CallState
+from gateway.state.call import SIP_STATE_INPUT
+from gateway.store import Store
+from gateway.timeutil import now_iso
+from sip.errors import SipError
+from sip.supervisor import SipEvent, SipSupervisor
+
+log = structlog.get_logger(__name__)
+
+EVENT_QUEUE_SIZE = 10_000
+_LIVE = (CallState.DIALING, CallState.RINGING, CallState.ANSWERING, CallState.CONNECTED, CallState.HELD)
+
+
+@dataclass
+class LiveCall:
+    row: dict[str, Any]
+    state: CallState
+    timer: asyncio.TimerHandle | None = None
+    cause: str | None = None  # our reason for ending it, wins over what SIP reports
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def call_id(self) -> str:
+        return self.row["call_id"]
+
+
+class CallService:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        sessions: SessionService,
+        directory: Directory,
+        *,
+        ring_timeout_s: float,
+        dial_timeout_s: float,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._sessions = sessions
+        self._directory = directory
+        self._ring_timeout_s = ring_timeout_s
+        self._dial_timeout_s = dial_timeout_s
+        self.sip: SipSupervisor | None = None
+        self._live: dict[str, LiveCall] = {}
+        self._queue: asyncio.Queue[SipEvent | tuple[str, str]] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self._task: asyncio.Task[None] | None = None
+        sessions.on_close.append(self.hangup_session)
+
+    # lifecycle ---------------------------------------------------------------------------
+    def start(self, sip: SipSupervisor) -> None:
+        self.sip = sip
+        self._task = asyncio.get_running_loop().create_task(self._consume(), name="calls.events")
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait until every SIP event received so far is stored and published."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._queue.join()
+
+    async def stop(self) -> None:
+        await self.drain()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for live in list(self._live.values()):
+            await self._end(live, sip_code=None, cause=live.cause or "gateway-shutdown")
+
+    def live_call_ids(self) -> list[str]:
+        return list(self._live)
+
+    # SIP side ----------------------------------------------------------------------------
+    def on_sip_event(self, event: SipEvent) -> None:
+        """Called by the supervisor on the loop; processed in order by one owned task."""
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            # Decision: a backlog of 10k SIP events means the store is stuck; log loudly, keep the
+            # supervisor's reader running (blocking it would stall every call on that worker).
+            log.error("calls.event_queue_full", call_id=event.call_id, kind=event.kind)
+
+    def _timeout(self, call_id: str) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait((call_id, "timeout"))
+
+    async def _consume(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if isinstance(item, tuple):
+                    await self._on_timeout(item[0])
+                else:
+                    with structlog.contextvars.bound_contextvars(call_id=item.call_id):
+                        await self._on_event(item)
+            except Exception:  # our bug: keep the consumer alive for every other call
+                log.exception("calls.event_failed", item=repr(item))
+            finally:
+                self._queue.task_done()
+
+    async def _on_event(self, ev: SipEvent) -> None:
+        if ev.kind == "incoming":
+            await self._incoming(ev)
+            return
+        live = self._live.get(ev.call_id)
+        if live is None:
+            log.debug("calls.event_for_unknown_call", kind=ev.kind, state=ev.state)
+            return
+        if ev.kind == "dtmf":
+            await self._bus.publish(
+                "call.dtmf", {"call_id": ev.call_id, "digits": ev.extra.get("digits")},
+                session_id=live.row["session_id"],
+            )
+            return
+        if ev.kind == "transfer":
+            await self._publish(live, transfer=ev.extra)
+            return
+        inp = SIP_STATE_INPUT.get(ev.state or "")
+        if inp is None:
+            return
+        if inp is CallInput.DISCONNECTED:
+            await self._end(live, sip_code=ev.sip_code, cause=live.cause or ev.cause, reason=ev.reason)
+            return
+        if not CALL_MACHINE.allows(live.state, inp):
+            log.debug("calls.sip_state_ignored", state=live.state.value, sip_state=ev.state)
+            return
+        nxt = CALL_MACHINE.next(live.state, inp)
+        if ev.sip_code:
+            live.row["sip_code"] = ev.sip_code
+        if nxt is CallState.CONNECTED and not live.row.get("answered_at"):
+            live.row["answered_at"] = now_iso()
+            self._cancel_timer(live)
+        if nxt is not live.state or inp is CallInput.CONFIRMED:
+            await self._set(live, nxt)
+
+    async def _incoming(self, ev: SipEvent) -> None:
+        session = await self._sessions.create(
+            title=f"Inbound call from {ev.remote_uri}", created_by="sip", origin="inbound-call"
+        )
+        row = self._new_row(ev.call_id, session["session_id"], "inbound", ev.remote_uri, ev.local_uri)
+        row["worker"] = ev.worker
+        live = LiveCall(row=row, state=CALL_MACHINE.next(CallState.IDLE, CallInput.INCOMING))
+        self._live[ev.call_id] = live
+        live.timer = asyncio.get_running_loop().call_later(self._ring_timeout_s, self._timeout, ev.call_id)
+        await self._set(live, live.state)
+        log.info("call.incoming", remote=ev.remote_uri, session_id=session["session_id"])
+
+    async def _on_timeout(self, call_id: str) -> None:
+        live = self._live.get(call_id)
+        if live is None or not CALL_MACHINE.allows(live.state, CallInput.TIMEOUT):
+            return
+        live.cause = "no-answer"
+        inbound = live.row["direction"] == "inbound"
+        await self._set(live, CALL_MACHINE.next(live.state, CallInput.TIMEOUT))
+        with self._sip_errors(call_id):
+            if inbound:
+                await self._sip().reject(call_id, 480)
+            else:
+                await self._sip().hangup(call_id)
+
+    # commands ----------------------------------------------------------------------------
+    async def dial(
+        self,
+        *,
+        target: str,
+        session_id: str | None,
+        principal: str,
+        from_uri: str | None = None,
+        display_name: str | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> dict:
+        uri = self._resolve_one(target)
+        if session_id:
+            await self._sessions.require_open(session_id)
+        else:
+            session_id = (await self._sessions.create(title=f"Call to {target}", created_by=principal,
+                                                      origin="call"))["session_id"]
+        call_id = uuid.uuid4().hex
+        row = self._new_row(call_id, session_id, "outbound", uri, from_uri)
+        row["extra"] = {"target": target, "dialed_by": principal}
+        live = LiveCall(row=row, state=CALL_MACHINE.next(CallState.IDLE, CallInput.DIAL))
+        self._live[call_id] = live
+        await self._set(live, live.state)
+        try:
+            await self._sip().dial(call_id, uri, from_uri=from_uri, display_name=display_name,
+                                   headers=headers or {})
+        except SipError as err:
+            await self._end(live, sip_code=None, cause=err.reason if hasattr(err, "reason") else "sip-error")
+            raise self._map(err, call_id) from None
+        live.timer = asyncio.get_running_loop().call_later(
+            timeout_s or self._dial_timeout_s, self._timeout, call_id
+        )
+        log.info("call.dialing", call_id=call_id, uri=uri, session_id=session_id)
+        return self._public(live)
+
+    async def answer(self, call_id: str) -> dict:
+        return await self._command(call_id, CallInput.ANSWER, lambda s: s.answer(call_id))
+
+    async def reject(self, call_id: str, code: int = 486) -> dict:
+        return await self._command(call_id, CallInput.REJECT, lambda s: s.reject(call_id, code),
+                                   cause="rejected")
+
+    async def hangup(self, call_id: str) -> dict:
+        return await self._command(call_id, CallInput.HANGUP, lambda s: s.hangup(call_id),
+                                   cause="local-hangup")
+
+    async def hold(self, call_id: str) -> dict:
+        return await self._command(call_id, CallInput.HOLD, lambda s: s.hold(call_id))
+
+    async def unhold(self, call_id: str) -> dict:
+        return await self._command(call_id, CallInput.UNHOLD, lambda s: s.unhold(call_id))
+
+    async def dtmf(self, call_id: str, digits: str) -> dict:
+        return await self._command(call_id, CallInput.DTMF, lambda s: s.dtmf(call_id, digits))
+
+    async def transfer(self, call_id: str, target: str) -> dict:
+        uri = self._resolve_one(target)
+        return await self._command(call_id, CallInput.TRANSFER, lambda s: s.transfer(call_id, uri),
+                                   transfer={"target": uri})
+
+    async def hangup_session(self, session_id: str) -> None:
+        for live in [c for c in self._live.values() if c.row["session_id"] == session_id]:
+            if CALL_MACHINE.allows(live.state, CallInput.HANGUP):
+                with contextlib.suppress(GatewayError):
+                    await self.hangup(live.call_id)
+
+    async def get(self, call_id: str) -> dict:
+        live = self._live.get(call_id)
+        if live:
+            return self._public(live)
+        row = await self._store.get_call(call_id)
+        if row is None:
+            raise NotFound("no such call", reason="no-such-call", details={"call_id": call_id})
+        return row
+
+    def require_live(self, call_id: str) -> LiveCall:
+        live = self._live.get(call_id)
+        if live is None:
+            raise NotFound("no such call, or it has ended", reason="no-such-call",
+                           details={"call_id": call_id})
+        return live
+
+    # helpers -----------------------------------------------------------------------------
+    async def _command(self, call_id: str, inp: CallInput, action, *, cause: str | None = None,
+                       **publish_extra: Any) -> dict:
+        live = self.require_live(call_id)
+        nxt = CALL_MACHINE.next(live.state, inp)  # raises invalid-state, nothing changed
+        with self._sip_errors(call_id):
+            await action(self._sip())
+        if cause and live.cause is None:
+            live.cause = cause
+        if call_id in self._live and (nxt is not live.state or publish_extra):
+            await self._set(live, nxt, **publish_extra)
+        return self._public(live)
+
+    def _sip(self) -> SipSupervisor:
+        if self.sip is None or not self.sip.ready:
+            raise Unavailable("the SIP side is not up", reason="sip-unavailable")
+        return self.sip
+
+    @contextlib.contextmanager
+    def _sip_errors(self, call_id: str) -> Iterator[None]:
+        try:
+            yield
+        except SipError as err:
+            raise self._map(err, call_id) from None
+
+    @staticmethod
+    def _map(err: SipError, call_id: str) -> GatewayError:
+        reason = getattr(err, "reason", "sip-error")
+        details = {"call_id": call_id}
+        if reason == "no-capacity":
+            return Unavailable(str(err), reason="no-capacity", details=details)
+        if reason in ("no-such-call",):
+            return NotFound(str(err), reason="no-such-call", details=details)
+        if reason in ("invalid-uri",):
+            return TargetError(str(err), reason="invalid-uri", details=details)
+        return Unavailable(str(err), reason="sip-unavailable", details=details)
+
+    def _resolve_one(self, target: str) -> str:
+        endpoints = self._directory.resolve(target)
+        if len(endpoints) != 1:
+            raise InvalidParams(
+                "a call goes to one target; this names a group",
+                details={"target": target, "members": len(endpoints)},
+            )
+        return endpoints[0].uri
+
+    @staticmethod
+    def _new_row(call_id: str, session_id: str, direction: str, remote: str | None,
+                 local: str | None) -> dict[str, Any]:
+        return {
+            "call_id": call_id, "session_id": session_id, "direction": direction,
+            "local_uri": local, "remote_uri": remote, "state": None, "created_at": now_iso(),
+            "answered_at": None, "ended_at": None, "sip_code": None, "cause": None, "worker": None,
+            "extra": {},
+        }
+
+    async def _set(self, live: LiveCall, state: CallState, **publish_extra: Any) -> None:
+        live.state = state
+        live.row["state"] = state.value
+        await self._store.put_call(live.row)
+        await self._publish(live, **publish_extra)
+
+    async def _publish(self, live: LiveCall, **extra: Any) -> None:
+        await self._bus.publish("call.state", {**self._public(live), **extra},
+                                session_id=live.row["session_id"])
+
+    async def _end(self, live: LiveCall, *, sip_code: int | None, cause: str | None,
+                   reason: str | None = None) -> None:
+        self._cancel_timer(live)
+        self._live.pop(live.call_id, None)
+        live.row.update(ended_at=now_iso(), sip_code=sip_code or live.row.get("sip_code"),
+                        cause=cause or "normal")
+        if reason:
+            live.row["extra"] = {**live.row.get("extra", {}), "sip_reason": reason}
+        await self._set(live, CallState.ENDED)
+        log.info("call.ended", call_id=live.call_id, cause=live.row["cause"], sip_code=live.row["sip_code"])
+
+    @staticmethod
+    def _cancel_timer(live: LiveCall) -> None:
+        if live.timer:
+            live.timer.cancel()
+            live.timer = None
+
+    @staticmethod
+    def _public(live: LiveCall) -> dict[str, Any]:
+        r = live.row
+        return {k: r.get(k) for k in ("call_id", "session_id", "direction", "remote_uri", "local_uri",
+                                      "state", "created_at", "answered_at", "ended_at", "sip_code",
+                                      "cause")}

@@ -1,0 +1,11 @@
+"""Wall-clock time in the one format the gateway stores and sends."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+
+def now_iso() -> str:
+    """UTC now as ISO 8601 with milliseconds and a Z: 2026-11-27T16:00:00.123Z."""
+    now = _dt.datetime.now(_dt.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
