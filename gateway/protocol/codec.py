@@ -1,0 +1,171 @@
+"""Sans-I/O JSON-RPC 2.0 codec of the control channel (protocol v1).
+
+Parsing never raises on peer input: a text frame becomes a `Request`, a `Notification`, a
+`Response` (client side) or an `Invalid` carrying the `GatewayError` to answer with. Encoding
+returns the text of one frame. No asyncio, no sockets: tested without them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from gateway.errors import GatewayError, InvalidParams, InvalidRequest, ParseError
+
+JSONRPC = "2.0"
+EVENT_METHOD = "event"
+
+RequestId = Union[int, str]
+
+_MAX_ID_LEN = 128
+_MAX_METHOD_LEN = 64
+
+
+@dataclass(frozen=True)
+class Request:
+    """A call that wants a reply: `id` is an int or a non-empty string."""
+
+    id: RequestId
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A message without `id` (server -> client: events; client -> server: ignored)."""
+
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Response:
+    """A reply (client side): exactly one of `result` / `error` is set."""
+
+    id: RequestId | None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Peer input we cannot act on. Reply with `error` to `id` (None when unknown)."""
+
+    id: RequestId | None
+    error: GatewayError
+
+
+Message = Union[Request, Notification, Response, Invalid]
+
+
+def _valid_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**53) < value < 2**53
+    if isinstance(value, str):
+        return 0 < len(value) <= _MAX_ID_LEN
+    return False
+
+
+def _load(text: str | bytes) -> Any | Invalid:
+    try:
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8")
+        return json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return Invalid(None, ParseError("parse error", details={"why": str(exc)[:200]}))
+
+
+def parse_message(text: str | bytes) -> Request | Notification | Invalid:
+    """Parse one text frame sent by a client. Never raises."""
+    obj = _load(text)
+    if isinstance(obj, Invalid):
+        return obj
+    if isinstance(obj, list):
+        return Invalid(None, InvalidRequest("batches not supported", details={"why": "batch"}))
+    if not isinstance(obj, dict):
+        return Invalid(None, InvalidRequest("a message must be a JSON object"))
+    has_id = "id" in obj
+    raw_id = obj.get("id")
+    # Echo the id when it is usable, so the peer can match the error to its request.
+    reply_id = raw_id if has_id and _valid_id(raw_id) else None
+    if obj.get("jsonrpc") != JSONRPC:
+        return Invalid(reply_id, InvalidRequest('"jsonrpc" must be "2.0"'))
+    if has_id and not _valid_id(raw_id):
+        return Invalid(None, InvalidRequest('"id" must be an integer or a non-empty string'))
+    method = obj.get("method")
+    if not isinstance(method, str) or not method or len(method) > _MAX_METHOD_LEN:
+        return Invalid(reply_id, InvalidRequest('"method" must be a non-empty string'))
+    extra = set(obj) - {"jsonrpc", "id", "method", "params"}
+    if extra:
+        return Invalid(
+            reply_id, InvalidRequest("unknown members", details={"members": sorted(extra)})
+        )
+    params = obj.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        if not has_id:
+            return Invalid(None, InvalidRequest('"params" must be an object'))
+        return Invalid(reply_id, InvalidParams('"params" must be an object'))
+    if not has_id:
+        return Notification(method, params)
+    return Request(raw_id, method, params)
+
+
+def parse_response(text: str | bytes) -> Response | Notification | Invalid:
+    """Parse one text frame sent by the gateway (client side). Never raises."""
+    obj = _load(text)
+    if isinstance(obj, Invalid):
+        return obj
+    if not isinstance(obj, dict) or obj.get("jsonrpc") != JSONRPC:
+        return Invalid(None, InvalidRequest("not a JSON-RPC 2.0 object"))
+    if "method" in obj:
+        params = obj.get("params", {})
+        if not isinstance(obj["method"], str) or not isinstance(params, dict) or "id" in obj:
+            return Invalid(None, InvalidRequest("bad notification"))
+        return Notification(obj["method"], params)
+    raw_id = obj.get("id")
+    if raw_id is not None and not _valid_id(raw_id):
+        return Invalid(None, InvalidRequest("bad id"))
+    has_result, has_error = "result" in obj, "error" in obj
+    if has_result == has_error:
+        return Invalid(raw_id, InvalidRequest("exactly one of result / error"))
+    if has_error:
+        err = obj["error"]
+        if (
+            not isinstance(err, dict)
+            or isinstance(err.get("code"), bool)
+            or not isinstance(err.get("code"), int)
+            or not isinstance(err.get("message"), str)
+        ):
+            return Invalid(raw_id, InvalidRequest("bad error object"))
+        return Response(raw_id, error=err)
+    result = obj["result"]
+    if not isinstance(result, dict):
+        return Invalid(raw_id, InvalidRequest("result must be an object"))
+    return Response(raw_id, result=result)
+
+
+def _dump(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_request(id: RequestId, method: str, params: dict[str, Any] | None = None) -> str:
+    return _dump({"jsonrpc": JSONRPC, "id": id, "method": method, "params": params or {}})
+
+
+def encode_result(id: RequestId, result: dict[str, Any]) -> str:
+    """Raises TypeError / ValueError when `result` is not JSON (our bug, not the peer's)."""
+    return _dump({"jsonrpc": JSONRPC, "id": id, "result": result})
+
+
+def encode_error(id: RequestId | None, error: GatewayError) -> str:
+    return _dump({"jsonrpc": JSONRPC, "id": id, "error": error.to_error()})
+
+
+def encode_event(params: dict[str, Any]) -> str:
+    """An event notification; `params` is `{"seq","type","time","session_id","data"}`."""
+    return _dump({"jsonrpc": JSONRPC, "method": EVENT_METHOD, "params": params})

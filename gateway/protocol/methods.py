@@ -1,0 +1,317 @@
+"""The method table of protocol v1: who may call what, with which params.
+
+`METHODS` maps a method name to a `MethodSpec(name, roles, params_model, starts_work)`.
+Params models are pydantic v2 models with `extra="forbid"`; `validate_params()` turns a raw
+dict into the model or raises `InvalidParams` listing each field error (reason `invalid-uri`
+when a URI is what is wrong). Services attach handlers through a `Registry`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Literal, Mapping
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from gateway.errors import Forbidden, InvalidParams, MethodNotFound
+
+from . import uri
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.server import Connection
+
+# --- roles -------------------------------------------------------------------------------------
+
+DISPATCHER, OBSERVER, TERMINAL, ADMIN = "dispatcher", "observer", "terminal", "admin"
+ROLES = frozenset({DISPATCHER, OBSERVER, TERMINAL, ADMIN})
+
+ALL = frozenset({DISPATCHER, OBSERVER, TERMINAL, ADMIN})
+READ = frozenset({DISPATCHER, OBSERVER, ADMIN})
+COMMAND = frozenset({DISPATCHER, ADMIN})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is on the other end: from the token given to `hello`."""
+
+    name: str
+    role: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"unknown role {self.role!r}")
+
+
+@dataclass
+class RequestContext:
+    """What a handler knows about the request it serves."""
+
+    principal: Principal
+    connection: "Connection"
+    method: str
+    request_id: Any
+    log: Any  # a structlog BoundLogger bound with conn_id, principal, method, request_id
+
+    @property
+    def role(self) -> str:
+        return self.principal.role
+
+
+# --- params models -----------------------------------------------------------------------------
+
+_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+Id = Annotated[str, Field(pattern=_ID_RE, description="an opaque id made by the gateway")]
+IdempotencyKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="repeat the request with the same key: the first result, nothing new started",
+    ),
+]
+_HEADER_NAME_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]{1,64}")
+# Headers the SIP stack owns; a console may not set them.
+_RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Via", "Call-ID", "CSeq", "From", "To", "Contact", "Content-Length", "Content-Type",
+        "Max-Forwards", "Route", "Record-Route", "Authorization", "Proxy-Authorization",
+    )
+)
+
+
+def _check_target(value: str) -> str:
+    if not uri.is_target(value):
+        raise PydanticCustomError(
+            "invalid_uri",
+            "not a sip:/sips:/tel: URI or a directory name: {value}",
+            {"value": value[:80]},
+        )
+    return value
+
+
+def _check_sip_uri(value: str) -> str:
+    if not uri.is_sip_uri(value):
+        raise PydanticCustomError("invalid_uri", "not a sip:/sips: URI: {value}", {"value": value[:80]})
+    return value
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
+
+
+class HelloParams(Params):
+    token: str = Field(min_length=1, max_length=512)
+    client: str | None = Field(None, max_length=128, description='e.g. "console/1.4"')
+
+
+class PingParams(Params):
+    pass
+
+
+class SessionCreateParams(Params):
+    title: str | None = Field(None, max_length=200)
+    idempotency_key: IdempotencyKey | None = None
+
+
+class SessionListParams(Params):
+    state: str | None = Field(None, pattern=r"^[a-z][a-z\-]{0,31}$")
+
+
+class SessionIdParams(Params):
+    session_id: Id
+
+
+class EventsSubscribeParams(Params):
+    since_seq: int | None = Field(
+        None, ge=0, description="replay every stored event with seq > since_seq, then live"
+    )
+
+
+class DirectoryListParams(Params):
+    kind: Literal["phone", "speaker", "trunk"] | None = None
+    group: str | None = Field(None, max_length=64)
+
+
+class CallDialParams(Params):
+    target: str = Field(description="sip:/sips:/tel: URI, or a directory name")
+    session_id: Id | None = None
+    from_uri: str | None = None
+    display_name: str | None = Field(None, max_length=64)
+    headers: dict[str, str] | None = Field(None, max_length=32)
+    timeout_s: float | None = Field(None, gt=0, le=600)
+    idempotency_key: IdempotencyKey | None = None
+
+    _target = field_validator("target")(classmethod(lambda cls, v: _check_target(v)))
+
+    @field_validator("from_uri")
+    @classmethod
+    def _from(cls, v: str | None) -> str | None:
+        return None if v is None else _check_sip_uri(v)
+
+    @field_validator("display_name")
+    @classmethod
+    def _display(cls, v: str | None) -> str | None:
+        if v is not None and re.search(r'[\x00-\x1f\x7f"\\]', v):
+            raise ValueError("control characters, quotes and backslashes are not allowed")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if v is None:
+            return v
+        for name, value in v.items():
+            if not _HEADER_NAME_RE.fullmatch(name):
+                raise ValueError(f"bad header name {name[:64]!r}")
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"header {name!r} is set by the gateway")
+            if len(value) > 512 or re.search(r"[\x00\r\n]", value):
+                raise ValueError(f"bad value for header {name!r} (CR, LF, NUL or too long)")
+        return v
+
+
+class CallIdParams(Params):
+    call_id: Id
+
+
+class CallRejectParams(Params):
+    call_id: Id
+    code: int = Field(486, ge=400, le=699)
+
+
+class CallDtmfParams(Params):
+    call_id: Id
+    digits: str = Field(pattern=r"^[0-9*#A-D]{1,32}$")
+
+
+class CallTransferParams(Params):
+    call_id: Id
+    target: str = Field(description="sip:/sips:/tel: URI, or a directory name")
+
+    _target = field_validator("target")(classmethod(lambda cls, v: _check_target(v)))
+
+
+class MediaOpenParams(Params):
+    call_id: Id
+    direction: Literal["both", "in", "out"] = Field(
+        "both", description="in: console -> call; out: call -> console"
+    )
+    rate: Literal[8000, 16000] = 16000
+
+
+class MediaCloseParams(Params):
+    channel: int = Field(ge=0, le=65535)
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    roles: frozenset[str]
+    params_model: type[BaseModel]
+    starts_work: bool = False
+    audited: bool = True
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.roles <= ROLES:
+            raise ValueError(f"{self.name}: unknown roles {sorted(self.roles - ROLES)}")
+        if self.starts_work and "idempotency_key" not in self.params_model.model_fields:
+            raise ValueError(f"{self.name}: starts_work needs an idempotency_key param")
+
+    def allows(self, role: str) -> bool:
+        return role == ADMIN or role in self.roles
+
+
+def _spec(name, roles, model, starts_work=False, summary="", audited=True) -> MethodSpec:
+    return MethodSpec(name, frozenset(roles) | {ADMIN}, model, starts_work, audited, summary)
+
+
+METHODS: dict[str, MethodSpec] = {
+    s.name: s
+    for s in (
+        _spec("hello", ALL, HelloParams, summary="authenticate; must be the first request", audited=False),
+        _spec("ping", ALL, PingParams, summary="application-level liveness check", audited=False),
+        _spec("session.create", COMMAND, SessionCreateParams, True, "open a dispatch session"),
+        _spec("session.list", READ, SessionListParams, summary="list sessions"),
+        _spec("session.get", READ, SessionIdParams, summary="one session"),
+        _spec("session.close", COMMAND, SessionIdParams, summary="close a session"),
+        _spec("events.subscribe", READ, EventsSubscribeParams, summary="replay after since_seq, then live"),
+        _spec("directory.list", READ, DirectoryListParams, summary="endpoints of the directory"),
+        _spec("call.dial", COMMAND, CallDialParams, True, "place an outbound call"),
+        _spec("call.answer", COMMAND, CallIdParams, summary="answer an inbound call"),
+        _spec("call.reject", COMMAND, CallRejectParams, summary="reject an inbound call"),
+        _spec("call.hangup", COMMAND, CallIdParams, summary="end a call"),
+        _spec("call.hold", COMMAND, CallIdParams, summary="put a call on hold"),
+        _spec("call.unhold", COMMAND, CallIdParams, summary="resume a held call"),
+        _spec("call.dtmf", COMMAND, CallDtmfParams, summary="send DTMF digits"),
+        _spec("call.transfer", COMMAND, CallTransferParams, summary="blind transfer (REFER)"),
+        _spec("call.listen", COMMAND, CallIdParams, summary="monitor a call's audio"),
+        _spec("media.open", COMMAND, MediaOpenParams, summary="bind binary frames to a call"),
+        _spec("media.close", COMMAND, MediaCloseParams, summary="unbind a media channel"),
+    )
+}
+
+
+def validate_params(spec: MethodSpec, raw: Mapping[str, Any]) -> BaseModel:
+    """The params model for `raw`, or `InvalidParams` with one detail per field error."""
+    try:
+        return spec.params_model.model_validate(dict(raw))
+    except pydantic.ValidationError as exc:
+        errors = [
+            {"loc": ".".join(str(p) for p in e["loc"]) or "params", "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        reason = "invalid-uri" if any(e["type"] == "invalid_uri" for e in errors) else "invalid-params"
+        raise InvalidParams(f"invalid params for {spec.name}", reason=reason, details={"errors": errors}) from None
+
+
+Handler = Callable[[RequestContext, Any], Awaitable[dict]]
+
+
+@dataclass
+class Registry:
+    """Method table plus the handlers services registered for it."""
+
+    methods: dict[str, MethodSpec] = field(default_factory=lambda: dict(METHODS))
+    handlers: dict[str, Handler] = field(default_factory=dict)
+
+    def define(self, spec: MethodSpec) -> None:
+        """Add a method to the table (later issues: conference.*, sms.*, terminal.* ...)."""
+        if spec.name in self.methods:
+            raise ValueError(f"method {spec.name!r} already defined")
+        self.methods[spec.name] = spec
+
+    def register(self, name: str, handler: Handler) -> None:
+        if name not in self.methods:
+            raise KeyError(f"no method {name!r} in the table")
+        if name in self.handlers:
+            raise ValueError(f"handler for {name!r} already registered")
+        self.handlers[name] = handler
+
+    def spec(self, name: str) -> MethodSpec:
+        try:
+            return self.methods[name]
+        except KeyError:
+            raise MethodNotFound(f"unknown method {name[:64]!r}", details={"method": name[:64]}) from None
+
+    def resolve(self, name: str, role: str, raw: Mapping[str, Any]) -> tuple[MethodSpec, Handler, BaseModel]:
+        """Spec, handler and validated params, checked in this order: method, role, params.
+
+        Raises MethodNotFound / Forbidden / InvalidParams. A method in the table without a
+        registered handler is answered as unknown (its service is not running here).
+        """
+        spec = self.spec(name)
+        if not spec.allows(role):
+            raise Forbidden(f"role {role!r} may not call {name}", details={"method": name, "role": role})
+        handler = self.handlers.get(name)
+        if handler is None:
+            raise MethodNotFound(f"method {name!r} is not available", details={"method": name})
+        return spec, handler, validate_params(spec, raw)
