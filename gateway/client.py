@@ -1,0 +1,280 @@
+"""Async Python client of the control channel (tests, CLI).
+
+    client = await GatewayClient.connect("ws://127.0.0.1:8765/v1/control", token)
+    session = await client.call("session.create", title="fire")
+    await client.subscribe(since_seq=0)
+    async for event in client.events(): ...
+
+On a network cut the client reconnects with backoff, says hello again and, if it was subscribed,
+resubscribes from the last `seq` it saw; duplicates (seq <= last seen) are dropped, so the event
+stream has no gap and no duplicate. On `events.overflow` it resubscribes by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any, AsyncIterator
+
+import structlog
+from websockets.asyncio.client import ClientConnection, connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+from gateway.protocol import codec, media
+
+log = structlog.get_logger("gateway.client")
+_CLOSED = object()
+
+
+class RemoteError(Exception):
+    """The gateway answered with a JSON-RPC error."""
+
+    def __init__(self, code: int, reason: str, message: str, details: dict | None = None) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+
+
+class Disconnected(ConnectionError):
+    """The connection dropped before the reply came (the request may or may not have run)."""
+
+
+class GatewayClient:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        client_name: str = "gateway-client/0.1",
+        reconnect: bool = True,
+        backoff: tuple[float, float] = (0.05, 5.0),
+        call_timeout: float = 30.0,
+        max_size: int | None = 1 << 20,
+        event_queue: int = 10_000,
+        audio_queue: int = 500,
+    ) -> None:
+        self.url, self.token, self.client_name = url, token, client_name
+        self.reconnect, self.backoff, self.call_timeout = reconnect, backoff, call_timeout
+        self.max_size = max_size
+        self.hello: dict[str, Any] = {}
+        self.last_seq: int | None = None
+        self.subscribed = False
+        self.reconnects = 0
+        self.audio_dropped = 0
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+        self._events: asyncio.Queue = asyncio.Queue(event_queue)
+        self._audio: asyncio.Queue = asyncio.Queue(audio_queue)
+        self._resync = False
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task | None = None
+        self._supervisor: asyncio.Task | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._tasks: set[asyncio.Task] = set()
+        self.log = log.bind(url=url)
+
+    # -- lifecycle --
+
+    @classmethod
+    async def connect(cls, url: str, token: str, **kwargs: Any) -> "GatewayClient":
+        client = cls(url, token, **kwargs)
+        await client.open()
+        return client
+
+    async def open(self) -> None:
+        await self._connect_once()
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="client-supervisor")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        if self._ws is not None:
+            await self._ws.close()
+        tasks = [t for t in (self._supervisor, self._reader, *self._tasks) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._fail_pending()
+        for q in (self._events, self._audio):
+            if q.full():
+                q.get_nowait()
+            q.put_nowait(_CLOSED)
+
+    async def __aenter__(self) -> "GatewayClient":
+        if self._ws is None:
+            await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # -- requests --
+
+    async def call(self, method: str, /, **params: Any) -> dict:
+        """Result of `method`, or RemoteError / Disconnected / TimeoutError."""
+        async with asyncio.timeout(self.call_timeout):
+            await self._connected.wait()
+            return await self._request(method, params)
+
+    async def subscribe(self, since_seq: int | None = None) -> dict:
+        """events.subscribe; events then arrive through `events()`."""
+        params = {} if since_seq is None else {"since_seq": since_seq}
+        result = await self.call("events.subscribe", **params)
+        self.subscribed = True
+        if since_seq is not None and (self.last_seq is None or since_seq > self.last_seq):
+            self.last_seq = since_seq
+        return result
+
+    async def events(self) -> AsyncIterator[dict]:
+        """Event params, in seq order, across reconnects. Ends when the client is closed."""
+        while True:
+            if self._events.empty() and self._resync and self.connected:
+                self._resync = False
+                await self.subscribe(self.last_seq)
+            item = await self._events.get()
+            if item is _CLOSED:
+                return
+            yield item
+
+    async def send_audio(self, channel: int, seq: int, ts: int, pcm: bytes) -> None:
+        if self._ws is None:
+            raise Disconnected("not connected")
+        await self._ws.send(media.pack(channel, seq, ts, pcm))
+
+    async def audio(self) -> AsyncIterator[media.MediaFrame]:
+        """Binary media frames received from the gateway."""
+        while True:
+            item = await self._audio.get()
+            if item is _CLOSED:
+                return
+            yield item
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        """Send a frame as is (tests of malformed input)."""
+        assert self._ws is not None
+        await self._ws.send(frame)
+
+    # -- internals --
+
+    async def _request(self, method: str, params: dict) -> dict:
+        ws = self._ws
+        if ws is None:
+            raise Disconnected("not connected")
+        req_id = next(self._ids)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = fut
+        try:
+            await ws.send(codec.encode_request(req_id, method, params))
+            resp: codec.Response = await fut
+        except ConnectionClosed as exc:
+            raise Disconnected(str(exc)) from None
+        finally:
+            self._pending.pop(req_id, None)
+        if resp.error is not None:
+            data = resp.error.get("data") or {}
+            raise RemoteError(resp.error["code"], data.get("reason", ""), resp.error["message"],
+                              data.get("details"))
+        assert resp.result is not None
+        return resp.result
+
+    async def _connect_once(self) -> None:
+        ws = await ws_connect(self.url, max_size=self.max_size, open_timeout=10)
+        self._ws = ws
+        self._reader = asyncio.get_running_loop().create_task(self._read(ws), name="client-reader")
+        try:
+            self.hello = await self._request("hello", {"token": self.token, "client": self.client_name})
+            self._connected.set()
+            if self.subscribed:
+                await self._request("events.subscribe",
+                                    {} if self.last_seq is None else {"since_seq": self.last_seq})
+        except BaseException:
+            self._connected.clear()
+            await ws.close()
+            raise
+        self.log.info("client.connected", principal=self.hello.get("principal"), last_seq=self.last_seq)
+
+    async def _supervise(self) -> None:
+        while True:
+            assert self._reader is not None
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._connected.clear()
+            self._fail_pending()
+            if self._closing or not self.reconnect:
+                self.log.info("client.disconnected")
+                for q in (self._events, self._audio):
+                    if not q.full():
+                        q.put_nowait(_CLOSED)
+                return
+            delay, limit = self.backoff
+            while not self._closing:
+                await asyncio.sleep(delay)
+                try:
+                    await self._connect_once()
+                    self.reconnects += 1
+                    break
+                except (OSError, ConnectionClosed, RemoteError, Disconnected, TimeoutError) as exc:
+                    self.log.info("client.reconnect.failed", error=str(exc), delay=delay)
+                    delay = min(delay * 2, limit)
+
+    def _fail_pending(self) -> None:
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(Disconnected("connection lost"))
+        self._pending.clear()
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for frame in ws:
+                if isinstance(frame, bytes):
+                    self._on_binary(frame)
+                    continue
+                msg = codec.parse_response(frame)
+                if isinstance(msg, codec.Response):
+                    fut = self._pending.get(msg.id) if isinstance(msg.id, int) else None
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                elif isinstance(msg, codec.Notification) and msg.method == codec.EVENT_METHOD:
+                    self._on_event(msg.params)
+                else:
+                    self.log.warning("client.frame.unexpected", frame=str(frame)[:200])
+        except ConnectionClosed:
+            pass
+
+    def _on_binary(self, frame: bytes) -> None:
+        try:
+            item = media.unpack(frame)
+        except media.MediaFrameError as exc:
+            self.log.warning("client.media.bad-frame", why=exc.why)
+            return
+        try:
+            self._audio.put_nowait(item)
+        except asyncio.QueueFull:
+            self.audio_dropped += 1
+
+    def _on_event(self, params: dict) -> None:
+        seq = params.get("seq")
+        if params.get("type") == "events.overflow":
+            self.log.info("client.events.overflow", seq=seq, last_seq=self.last_seq)
+            self._spawn(self.subscribe(self.last_seq))
+            return
+        if not isinstance(seq, int) or (self.last_seq is not None and seq <= self.last_seq):
+            return  # replayed twice around a reconnect: already delivered
+        if self._resync:
+            return
+        try:
+            self._events.put_nowait(params)
+        except asyncio.QueueFull:
+            self._resync = True  # resubscribe from last_seq once the consumer has drained
+            return
+        self.last_seq = seq
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())

@@ -1,0 +1,560 @@
+"""WebSocket control channel at /v1/control (protocol v1): the I/O shell around gateway.protocol.
+
+One `Connection` per peer: a reader (parses frames, answers hello, spawns bounded request
+tasks), one writer task draining a bounded outbox, and at most one subscription pump. Everything
+it starts it owns and cancels on close. State of a connection is a small table (see `_NEXT`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import inspect
+import itertools
+import time
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as HttpRequest, Response as HttpResponse
+
+from gateway.errors import (
+    Conflict,
+    GatewayError,
+    NotAuthenticated,
+    RateLimited,
+    Unavailable,
+)
+from gateway.protocol import codec
+from gateway.protocol.methods import HelloParams, Principal, Registry, RequestContext, validate_params
+
+PROTOCOL_VERSION = 1
+log = structlog.get_logger("gateway.server")
+
+MaybeAwaitable = Any  # T | Awaitable[T]
+Authenticator = Callable[[str], "Principal | None | Awaitable[Principal | None]"]
+AuditHook = Callable[[RequestContext, str, dict, "dict | GatewayError"], Awaitable[None]]
+CloseCallback = Callable[["Connection"], MaybeAwaitable]
+BinaryCallback = Callable[[bytes], None]
+
+
+class IdempotencyStore(Protocol):
+    """What `gateway.store.Store` provides: results of starts_work requests by (principal, key)."""
+
+    async def idempotency_get(self, principal: str, key: str) -> dict | None: ...
+    async def idempotency_put(self, principal: str, key: str, method: str, result: dict) -> None: ...
+
+
+class MemoryIdempotencyStore:
+    """Bounded in-memory store (tests, or no database): oldest keys forgotten first."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._data: collections.OrderedDict[tuple[str, str], dict] = collections.OrderedDict()
+        self._limit = limit
+
+    async def idempotency_get(self, principal: str, key: str) -> dict | None:
+        return self._data.get((principal, key))
+
+    async def idempotency_put(self, principal: str, key: str, method: str, result: dict) -> None:
+        self._data[(principal, key)] = result
+        while len(self._data) > self._limit:
+            self._data.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: chosen by the OS, read it back from ControlServer.port
+    path: str = "/v1/control"
+    gateway_id: str = "gateway"
+    ping_interval: float | None = 20.0  # seconds between server pings
+    ping_timeout: float | None = 20.0  # a peer silent this long after a ping is dropped
+    close_timeout: float = 5.0
+    max_size: int = 1 << 20  # larger frames close the connection with 1009
+    max_in_flight: int = 32  # concurrent requests per connection; beyond: rate-limited
+    send_queue_size: int = 256  # outbox frames for events and media (replies get a reserve)
+    subscription_grace_s: float = 0.5  # how long a pump waits for room before cutting
+    open_timeout: float = 10.0
+
+
+@dataclass
+class ServerHooks:
+    """What the wiring (gateway/app.py) plugs in. All optional."""
+
+    current_seq: Callable[[], MaybeAwaitable] = lambda: 0
+    audit: AuditHook | None = None
+    idempotency: IdempotencyStore | None = None
+    on_authenticated: CloseCallback | None = None
+    on_closed: CloseCallback | None = None
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- connection state as a table ----------------------------------------------------------------
+
+
+class ConnState(enum.IntEnum):
+    OPEN = 1  # handshake done, waiting for hello
+    AUTHENTICATED = 2
+    CLOSING = 3
+    CLOSED = 4
+
+
+_NEXT: dict[ConnState, dict[str, ConnState]] = {
+    ConnState.OPEN: {"hello-ok": ConnState.AUTHENTICATED, "close": ConnState.CLOSING},
+    ConnState.AUTHENTICATED: {"close": ConnState.CLOSING},
+    ConnState.CLOSING: {"closed": ConnState.CLOSED},
+    ConnState.CLOSED: {},
+}
+
+
+class _Outbox:
+    """Bounded FIFO of outgoing frames. `soft` bounds events and media, `hard` bounds replies."""
+
+    def __init__(self, soft: int, hard: int) -> None:
+        self._items: collections.deque[str | bytes] = collections.deque()
+        self.soft, self.hard = soft, hard
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: str | bytes, *, reserve: bool = False) -> bool:
+        if len(self._items) >= (self.hard if reserve else self.soft):
+            return False
+        self._items.append(item)
+        self._ready.set()
+        if len(self._items) >= self.soft:
+            self._space.clear()
+        return True
+
+    async def get(self) -> str | bytes:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.popleft()
+        if len(self._items) < self.soft:
+            self._space.set()
+        return item
+
+    async def wait_space(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._space.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+_conn_ids = itertools.count(1)
+
+
+class Connection:
+    """One peer. Services use: principal, start_subscription, on_binary, send_binary, on_close."""
+
+    def __init__(self, server: "ControlServer", ws: ServerConnection) -> None:
+        self.id = f"c{next(_conn_ids)}"
+        self.server = server
+        self._ws = ws
+        cfg = server.config
+        self.principal: Principal | None = None
+        self.client: str | None = None
+        self.state = ConnState.OPEN
+        self.remote = ws.remote_address
+        self.opened_at = time.monotonic()
+        self.log = log.bind(conn_id=self.id, remote=str(self.remote))
+        self._outbox = _Outbox(cfg.send_queue_size, cfg.send_queue_size + cfg.max_in_flight + 8)
+        self._inflight: set[asyncio.Task] = set()
+        self._pump: asyncio.Task | None = None
+        self._binary_cb: BinaryCallback | None = None
+        self._close_cbs: list[CloseCallback] = []
+        self.stats = collections.Counter()
+
+    # -- state --
+
+    def _transition(self, event: str) -> None:
+        new = _NEXT[self.state].get(event)
+        if new is None:
+            raise RuntimeError(f"connection {self.id}: no transition {self.state.name} --{event}-->")
+        self.log.debug("control.conn.state", old=self.state.name, new=new.name)
+        self.state = new
+
+    @property
+    def closed(self) -> bool:
+        return self.state >= ConnState.CLOSING
+
+    # -- API for services --
+
+    def on_close(self, callback: CloseCallback) -> None:
+        """`callback(conn)` (sync or async) runs once when the connection ends; newest first."""
+        self._close_cbs.append(callback)
+
+    def on_binary(self, callback: BinaryCallback | None) -> None:
+        """`callback(frame_bytes)` for every binary frame received (after hello). Must not block."""
+        self._binary_cb = callback
+
+    def send_binary(self, data: bytes) -> bool:
+        """Queue a binary frame; False (and counted in stats) when the outbox is full."""
+        if self.closed or not self._outbox.put(bytes(data)):
+            self.stats["binary_out_dropped"] += 1
+            return False
+        self.stats["binary_out"] += 1
+        return True
+
+    def send_event(self, params: dict) -> bool:
+        """Queue one event notification outside any subscription; False when full."""
+        return not self.closed and self._outbox.put(codec.encode_event(params))
+
+    def start_subscription(self, events: AsyncIterator[Any]) -> None:
+        """Pump `events` (items with `.to_params()` or event param dicts) to the peer.
+
+        Replaces a running subscription. If the outbox stays full longer than
+        `subscription_grace_s`, the pump sends one `events.overflow` event (seq = last
+        delivered) and stops; the peer resumes with `events.subscribe {since_seq}`.
+        """
+        self.stop_subscription()
+        if self.closed:
+            asyncio.get_running_loop().create_task(_aclose(events))
+            return
+        self._pump = asyncio.get_running_loop().create_task(self._run_pump(events), name=f"pump-{self.id}")
+
+    def stop_subscription(self) -> None:
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+        self._pump = None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self._ws.close(code, reason)
+
+    # -- internals --
+
+    def _reply(self, text: str) -> None:
+        if self.closed:
+            return
+        if not self._outbox.put(text, reserve=True):
+            # The peer does not read its replies: nothing sensible left to do with it.
+            self.log.warning("control.conn.send-queue-full", queued=len(self._outbox))
+            self.server._spawn(self.close(1008, "send queue full"))
+
+    def _reply_error(self, req_id: Any, err: GatewayError) -> None:
+        self._reply(codec.encode_error(req_id, err))
+
+    async def _run_pump(self, events: AsyncIterator[Any]) -> None:
+        last_seq: int | None = None
+        plog = self.log.bind(task="subscription")
+        try:
+            async for item in events:
+                params = item.to_params() if hasattr(item, "to_params") else dict(item)
+                if params.get("type") == "events.overflow":
+                    self._outbox.put(codec.encode_event(params), reserve=True)
+                    self.stats["overflows"] += 1
+                    plog.info("control.subscription.overflow", source="bus", seq=params.get("seq"))
+                    return
+                text = codec.encode_event(params)
+                if not self._outbox.put(text):
+                    if not (await self._outbox.wait_space(self.server.config.subscription_grace_s)
+                            and self._outbox.put(text)):
+                        seq = last_seq if last_seq is not None else int(params["seq"]) - 1
+                        overflow = {
+                            "seq": seq, "type": "events.overflow", "time": _now_iso(),
+                            "session_id": None,
+                            "data": {"reason": "slow-consumer", "resume_since_seq": seq},
+                        }
+                        self._outbox.put(codec.encode_event(overflow), reserve=True)
+                        self.stats["overflows"] += 1
+                        plog.info("control.subscription.overflow", source="send-queue", seq=seq)
+                        return
+                last_seq = params.get("seq", last_seq)
+                self.stats["events_sent"] += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            plog.exception("control.subscription.crashed")
+        finally:
+            await _aclose(events)
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                item = await self._outbox.get()
+                await self._ws.send(item)
+        except ConnectionClosed:
+            pass
+
+    async def _read_loop(self) -> None:
+        try:
+            async for message in self._ws:
+                if isinstance(message, str):
+                    await self._on_text(message)
+                else:
+                    self._on_binary_frame(message)
+        except ConnectionClosed as exc:
+            self.log.info("control.conn.lost", code=exc.rcvd.code if exc.rcvd else None,
+                          sent=exc.sent.code if exc.sent else None)
+
+    def _on_binary_frame(self, data: bytes) -> None:
+        self.stats["binary_in"] += 1
+        if self.principal is None or self._binary_cb is None:
+            self.stats["binary_in_dropped"] += 1
+            return
+        try:
+            self._binary_cb(data)
+        except Exception:
+            self.stats["binary_in_dropped"] += 1
+            self.log.exception("control.binary.callback-crashed")
+
+    async def _on_text(self, text: str) -> None:
+        msg = codec.parse_message(text)
+        if isinstance(msg, codec.Invalid):
+            self.log.info("control.request.invalid", reason=msg.error.reason, msg=msg.error.message)
+            self._reply_error(msg.id, msg.error)
+            return
+        if isinstance(msg, codec.Notification):
+            self.log.debug("control.notification.ignored", method=msg.method)
+            return
+        if self.principal is None:
+            if msg.method != "hello":
+                self._reply_error(msg.id, NotAuthenticated("send hello with a token first"))
+                return
+            await self._hello(msg)
+            return
+        if len(self._inflight) >= self.server.config.max_in_flight:
+            self.stats["rate_limited"] += 1
+            self._reply_error(msg.id, RateLimited(
+                "too many requests in flight",
+                details={"max_in_flight": self.server.config.max_in_flight}))
+            return
+        task = asyncio.get_running_loop().create_task(self._serve(msg), name=f"req-{self.id}-{msg.id}")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _hello(self, req: codec.Request) -> None:
+        try:
+            params = validate_params(self.server.registry.spec("hello"), req.params)
+            assert isinstance(params, HelloParams)
+            principal = await _maybe_await(self.server.authenticator(params.token))
+            if principal is None:
+                raise NotAuthenticated("invalid token")
+            seq = await _maybe_await(self.server.hooks.current_seq())
+        except GatewayError as err:
+            self.log.info("control.hello.failed", reason=err.reason)
+            self._reply_error(req.id, err)
+            return
+        except Exception:
+            self.log.exception("control.hello.crashed")
+            self._reply_error(req.id, GatewayError("internal error"))
+            return
+        self.principal, self.client = principal, params.client
+        self._transition("hello-ok")
+        self.log = self.log.bind(principal=principal.name, role=principal.role)
+        self.log.info("control.hello", client=params.client)
+        if self.server.hooks.on_authenticated is not None:
+            try:
+                await _maybe_await(self.server.hooks.on_authenticated(self))
+            except Exception:
+                self.log.exception("control.hook.on-authenticated-crashed")
+        self._reply(codec.encode_result(req.id, {
+            "principal": principal.name, "role": principal.role,
+            "gateway_id": self.server.config.gateway_id, "seq": seq, "protocol": PROTOCOL_VERSION,
+        }))
+
+    async def _serve(self, req: codec.Request) -> None:
+        assert self.principal is not None
+        ctx = RequestContext(self.principal, self, req.method, req.id,
+                             self.log.bind(method=req.method, request_id=req.id))
+        audit_params: dict = req.params
+        audited = req.method != "hello"  # never store a token in the audit log
+        outcome: dict | GatewayError
+        try:
+            if req.method == "hello":
+                raise Conflict("already authenticated")
+            spec = self.server.registry.spec(req.method)
+            audited = spec.audited
+            if req.method == "ping":
+                result: Any = {}
+            else:
+                spec, handler, params = self.server.registry.resolve(req.method, self.principal.role, req.params)
+                audit_params = params.model_dump(mode="json", exclude_none=True)
+                key = getattr(params, "idempotency_key", None) if spec.starts_work else None
+                if key is not None:
+                    result = await self.server._idempotent(self.principal.name, key, req.method,
+                                                           lambda: handler(ctx, params))
+                else:
+                    result = await handler(ctx, params)
+            if not isinstance(result, dict):
+                raise TypeError(f"handler for {req.method} returned {type(result).__name__}, not dict")
+            text = codec.encode_result(req.id, result)
+            outcome = result
+        except GatewayError as err:
+            ctx.log.info("control.request.error", reason=err.reason)
+            outcome, text = err, codec.encode_error(req.id, err)
+        except Exception:
+            ctx.log.exception("control.request.internal-error")
+            err = GatewayError("internal error")
+            outcome, text = err, codec.encode_error(req.id, err)
+        if audited and self.server.hooks.audit is not None:
+            try:
+                await self.server.hooks.audit(ctx, req.method, audit_params, outcome)
+            except Exception:
+                ctx.log.exception("control.audit.failed")
+        self._reply(text)
+
+    async def _teardown(self) -> None:
+        if self.state < ConnState.CLOSING:
+            self._transition("close")
+        self.stop_subscription()
+        tasks = list(self._inflight)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for cb in reversed(self._close_cbs):
+            try:
+                await _maybe_await(cb(self))
+            except Exception:
+                self.log.exception("control.conn.close-callback-crashed")
+        if self.principal is not None and self.server.hooks.on_closed is not None:
+            try:
+                await _maybe_await(self.server.hooks.on_closed(self))
+            except Exception:
+                self.log.exception("control.hook.on-closed-crashed")
+        self._transition("closed")
+        self.log.info("control.conn.closed", **dict(self.stats))
+
+
+async def _aclose(events: Any) -> None:
+    try:
+        if hasattr(events, "aclose"):
+            await events.aclose()
+        elif hasattr(events, "close"):
+            await _maybe_await(events.close())
+    except Exception:
+        log.exception("control.subscription.close-failed")
+
+
+class ControlServer:
+    """Serves protocol v1 on ws://host:port/v1/control."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        authenticator: Authenticator,
+        hooks: ServerHooks | None = None,
+        config: ServerConfig | None = None,
+    ) -> None:
+        self.registry = registry
+        self.authenticator = authenticator
+        self.hooks = hooks or ServerHooks()
+        self.config = config or ServerConfig()
+        if self.hooks.idempotency is None:
+            self.hooks.idempotency = MemoryIdempotencyStore()
+        self.connections: set[Connection] = set()
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._idem_inflight: dict[tuple[str, str], asyncio.Future] = {}
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        cfg = self.config
+        self._server = await serve(
+            self._handle, cfg.host, cfg.port,
+            process_request=self._process_request,
+            ping_interval=cfg.ping_interval, ping_timeout=cfg.ping_timeout,
+            close_timeout=cfg.close_timeout, max_size=cfg.max_size, open_timeout=cfg.open_timeout,
+            logger=None,
+        )
+        log.info("control.server.started", url=self.url)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._server = None
+        log.info("control.server.stopped")
+
+    async def __aenter__(self) -> "ControlServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}{self.config.path}"
+
+    # -- internals --
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _process_request(self, ws: ServerConnection, request: HttpRequest) -> HttpResponse | None:
+        if urllib.parse.urlsplit(request.path).path != self.config.path:
+            return ws.respond(404, "Not Found\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        conn = Connection(self, ws)
+        self.connections.add(conn)
+        conn.log.info("control.conn.open")
+        writer = asyncio.get_running_loop().create_task(conn._writer(), name=f"writer-{conn.id}")
+        try:
+            await conn._read_loop()
+        finally:
+            try:
+                await conn._teardown()
+            finally:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+                self.connections.discard(conn)
+
+    async def _idempotent(self, principal: str, key: str, method: str,
+                          run: Callable[[], Awaitable[dict]]) -> dict:
+        """First result for (principal, key): a repeat, even a concurrent one, runs nothing."""
+        k = (principal, key)
+        pending = self._idem_inflight.get(k)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._idem_inflight[k] = fut
+        store = self.hooks.idempotency
+        assert store is not None
+        try:
+            stored = await store.idempotency_get(principal, key)
+            if stored is not None:
+                result = stored
+            else:
+                result = await run()
+                if isinstance(result, dict):
+                    await store.idempotency_put(principal, key, method, result)
+            fut.set_result(result)
+            return result
+        except BaseException as exc:
+            fut.set_exception(exc if isinstance(exc, Exception) else Unavailable("interrupted"))
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            del self._idem_inflight[k]
