@@ -1,0 +1,194 @@
+"""The event bus: publish = store, then fan out; subscribe(since_seq) = replay, then live.
+
+Fan-out runs in the store's writer task right after each commit (`Store.add_listener`), so
+subscribers receive events in seq order however many tasks publish at once, and only events that
+are stored. Each subscription has a bounded live queue; the publisher never waits for it.
+
+A subscription starts in replay: it registers its live queue first, then reads stored events after
+`since_seq` page by page. While it replays, its live queue only has to cover the time since the
+last read began; if it fills up it is emptied and the replay simply reads on from the store (the
+store has everything). Once a read comes back short with the live queue intact, the subscription
+is live: the rest of the page, then the queue, skipping seqs already delivered. A live queue that
+overflows ends the subscription with one `events.overflow` event (seq = last delivered); the
+client resumes with `subscribe(since_seq=last_seq)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from gateway.store import Event, Store
+from gateway.timeutil import now_iso
+
+log = structlog.get_logger(__name__)
+
+OVERFLOW = "events.overflow"
+_ids = itertools.count(1)
+
+
+class EventBus:
+    def __init__(self, store: Store, queue_size: int = 1000, *, page_size: int = 500) -> None:
+        if queue_size < 1 or page_size < 1:
+            raise ValueError("queue_size and page_size must be positive")
+        self._store = store
+        self.queue_size = queue_size
+        self.page_size = page_size
+        self._subs: set[Subscription] = set()
+        store.add_listener(self._fan_out)
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last stored event."""
+        return self._store.committed_seq
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subs)
+
+    async def publish(self, type: str, data: dict[str, Any], session_id: str | None = None) -> Event:
+        """Store the event (committed on return) and hand it to every live subscriber."""
+        return await self._store.append_event(type, session_id, data)
+
+    def subscribe(self, since_seq: int, *, queue_size: int | None = None) -> Subscription:
+        """Every stored event with seq > since_seq, then live ones; no gap, no duplicate."""
+        if since_seq < 0:
+            raise ValueError("since_seq must be >= 0")
+        sub = Subscription(self, int(since_seq), queue_size or self.queue_size)
+        self._subs.add(sub)
+        return sub
+
+    def close(self) -> None:
+        """End every subscription and detach from the store."""
+        for sub in list(self._subs):
+            sub.close()
+        self._store.remove_listener(self._fan_out)
+
+    def _detach(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    def _fan_out(self, events: Sequence[Event]) -> None:
+        for sub in list(self._subs):
+            sub._push(events)
+
+
+class Subscription:
+    """Async iterator of `Event`. One consumer at a time; `close()` ends the iteration."""
+
+    def __init__(self, bus: EventBus, since_seq: int, queue_size: int) -> None:
+        self.id = next(_ids)
+        self._bus = bus
+        self._last = since_seq
+        self._max = queue_size
+        self._queue: deque[Event] = deque()
+        self._page: deque[Event] = deque()
+        self._live = False
+        self._lost = False  # replay mode: the live queue was emptied since the last read began
+        self._overflowed = False
+        self._closed = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._log = log.bind(subscription=self.id, since_seq=since_seq)
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last event delivered (since_seq before the first)."""
+        return self._last
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    @property
+    def overflowed(self) -> bool:
+        return self._overflowed
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._bus._detach(self)
+            self._queue.clear()
+            self._page.clear()
+            self._wake()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __anext__(self) -> Event:
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._page:
+                ev = self._page.popleft()
+                if ev.seq > self._last:
+                    self._last = ev.seq
+                    return ev
+                continue
+            if not self._live:
+                await self._read_page()
+                continue
+            if self._queue:
+                ev = self._queue.popleft()
+                if ev.seq <= self._last:
+                    continue
+                if ev.seq != self._last + 1:  # cannot happen; heal from the store if it does
+                    self._log.error("events.gap_detected", last_seq=self._last, got=ev.seq)
+                    self._live, self._lost = False, True
+                    self._queue.clear()
+                    continue
+                self._last = ev.seq
+                return ev
+            if self._overflowed:
+                self.close()
+                return Event(self._last, OVERFLOW, now_iso(), None,
+                             {"last_seq": self._last, "reason": "slow-subscriber"})
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def _read_page(self) -> None:
+        self._lost = False
+        size = self._bus.page_size
+        page = await self._bus._store.events_after(self._last, size)
+        if self._closed:
+            return
+        self._page.extend(page)
+        # A short page has everything committed before the read began; the untouched live
+        # queue has everything fanned out since. Together: no gap.
+        if len(page) < size and not self._lost:
+            self._live = True
+            self._log.debug("events.subscription_live", last_seq=page[-1].seq if page else self._last)
+
+    def _push(self, events: Sequence[Event]) -> None:
+        if self._closed or self._overflowed:
+            return
+        room = self._max - len(self._queue)
+        if len(events) <= room:
+            self._queue.extend(events)
+        elif not self._live:
+            self._queue.clear()  # the replay will read these from the store
+            self._lost = True
+            return
+        else:
+            self._queue.extend(events[:room])
+            self._overflowed = True
+            self._bus._detach(self)
+            self._log.warning("events.subscriber_overflow", queue_size=self._max,
+                              delivered_seq=self._last, queued_to=self._queue[-1].seq if self._queue else None)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

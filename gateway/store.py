@@ -1,0 +1,520 @@
+"""The gateway's durable state in one SQLite file: events, sessions, calls (CDR), audit, idempotency.
+
+One writer connection (aiosqlite, WAL, synchronous=NORMAL). Every write goes through a bounded
+queue drained by one writer task, which commits whatever has accumulated in one transaction
+(group commit) and only then resolves each caller's future: a write has been committed when its
+coroutine returns. Event seqs are assigned by the writer, so they are strictly increasing, and
+they are never reused (AUTOINCREMENT keeps its high-water mark in `sqlite_sequence`).
+
+After each commit the writer hands the batch's events, in seq order, to the listeners registered
+with `add_listener` (the EventBus fans out from there): a listener never sees an event that is not
+stored, and never sees two events out of order. Reads use a second, read-only connection so they
+never queue behind a write batch (":memory:" has no second connection: reads share the writer's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from gateway.errors import Unavailable
+from gateway.timeutil import now_iso
+
+log = structlog.get_logger(__name__)
+
+SCHEMA_VERSION = 1
+
+# Each entry moves the schema from version n-1 to n; applied in one transaction at open.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            type TEXT NOT NULL,
+            time TEXT NOT NULL,
+            session_id TEXT,
+            data TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX events_session ON events (session_id, seq) WHERE session_id IS NOT NULL",
+        """CREATE TABLE sessions (
+            session_id TEXT PRIMARY KEY,
+            title TEXT,
+            state TEXT,
+            created_at TEXT NOT NULL,
+            closed_at TEXT,
+            created_by TEXT,
+            extra TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX sessions_state ON sessions (state, created_at)",
+        """CREATE TABLE calls (
+            call_id TEXT PRIMARY KEY,
+            session_id TEXT,
+            direction TEXT,
+            local_uri TEXT,
+            remote_uri TEXT,
+            state TEXT,
+            created_at TEXT NOT NULL,
+            answered_at TEXT,
+            ended_at TEXT,
+            sip_code INTEGER,
+            cause TEXT,
+            worker INTEGER,
+            extra TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX calls_session ON calls (session_id, created_at)",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            time TEXT NOT NULL,
+            principal TEXT,
+            role TEXT,
+            method TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            result TEXT NOT NULL CHECK (result IN ('ok', 'error')),
+            error_reason TEXT
+        )""",
+        "CREATE INDEX audit_time ON audit (time)",
+        """CREATE TABLE idempotency (
+            principal TEXT NOT NULL,
+            key TEXT NOT NULL,
+            method TEXT NOT NULL,
+            result TEXT NOT NULL,
+            time TEXT NOT NULL,
+            PRIMARY KEY (principal, key)
+        ) WITHOUT ROWID""",
+    ),
+}
+
+SESSION_COLUMNS = ("session_id", "title", "state", "created_at", "closed_at", "created_by")
+CALL_COLUMNS = (
+    "call_id", "session_id", "direction", "local_uri", "remote_uri", "state", "created_at",
+    "answered_at", "ended_at", "sip_code", "cause", "worker",
+)
+_EVENT_COLUMNS = "seq, type, time, session_id, data"
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+_SECRET_KEYS = frozenset({"token", "password", "secret", "auth_token", "api_key"})
+_MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A stored event. `data` is shared between subscribers: treat it as read-only."""
+
+    seq: int
+    type: str
+    time: str  # ISO 8601 UTC with ms and "Z"
+    session_id: str | None
+    data: dict[str, Any]
+
+    def to_params(self) -> dict[str, Any]:
+        return {"seq": self.seq, "type": self.type, "time": self.time,
+                "session_id": self.session_id, "data": self.data}
+
+
+EventListener = Callable[[Sequence[Event]], None]
+
+
+class _Op:
+    """One queued write. `sql is None` means: append the event (type, session_id, data)."""
+
+    __slots__ = ("fut", "sql", "params", "type", "session_id", "data")
+
+    def __init__(self, fut: asyncio.Future[Any], sql: str | None, params: Sequence[Any] = (),
+                 type: str = "", session_id: str | None = None, data: str = "{}") -> None:
+        self.fut, self.sql, self.params = fut, sql, params
+        self.type, self.session_id, self.data = type, session_id, data
+
+
+_STOP = object()
+
+
+class Store:
+    def __init__(self, path: str | Path, *, max_batch: int = 512, queue_size: int = 8192,
+                 busy_timeout_ms: int = 5000) -> None:
+        self.path = str(path)
+        self.max_batch = max_batch
+        self._busy_timeout_ms = busy_timeout_ms
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._listeners: list[EventListener] = []
+        self._seq = 0
+        self._open = False
+        self._closing = False
+        self._writer_done = False
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        if not memory:
+            await asyncio.to_thread(Path(self.path).parent.mkdir, parents=True, exist_ok=True)
+        self._writer = await aiosqlite.connect(self.path)
+        try:
+            await self._pragmas(self._writer)
+            mode = (await self._writer.execute_fetchall("PRAGMA journal_mode=WAL"))[0][0]
+            await self._writer.execute("PRAGMA synchronous=NORMAL")
+            await self._migrate()
+            rows = await self._writer.execute_fetchall(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+                " coalesce((SELECT max(seq) FROM events), 0))")
+            self._seq = int(rows[0][0])
+            if memory:
+                self._reader = self._writer
+            else:
+                self._reader = await aiosqlite.connect(self.path)
+                await self._pragmas(self._reader)
+                await self._reader.execute("PRAGMA query_only=ON")
+        except BaseException:
+            await self._close_connections()
+            raise
+        self._open = True
+        self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+        log.info("store.opened", path=self.path, journal_mode=mode, last_seq=self._seq,
+                 schema_version=SCHEMA_VERSION)
+
+    async def close(self) -> None:
+        """Commit everything already queued, then close. Later writes raise `Unavailable`."""
+        if not self._open or self._closing:
+            return
+        self._closing = True
+        if self._writer_task is not None:
+            if not self._writer_task.done():
+                await self._queue.put(_STOP)
+            await self._writer_task
+        await self._close_connections()
+        self._open = False
+        log.info("store.closed", path=self.path, last_seq=self._seq)
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _pragmas(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+
+    async def _migrate(self) -> None:
+        conn = self._writer
+        assert conn is not None
+        await conn.execute("BEGIN IMMEDIATE")  # re-read the version under the write lock
+        try:
+            version = (await conn.execute_fetchall("PRAGMA user_version"))[0][0]
+            if version > SCHEMA_VERSION:
+                raise Unavailable("the database was written by a newer gateway",
+                                  reason="store-schema-too-new",
+                                  details={"path": self.path, "user_version": version,
+                                           "supported": SCHEMA_VERSION})
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for stmt in _MIGRATIONS[v]:
+                    await conn.execute(stmt)
+                await conn.execute(f"PRAGMA user_version={v}")
+                log.info("store.migrated", path=self.path, schema_version=v)
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+
+    async def _close_connections(self) -> None:
+        for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
+            try:
+                await conn.close()
+            except Exception:  # pragma: no cover - closing a broken connection
+                log.exception("store.close_failed", path=self.path)
+        self._reader = self._writer = None
+
+    # ---- events ----------------------------------------------------------------------------
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Call `listener(events)` after each commit with the batch's events in seq order.
+
+        Runs in the writer task: it must not block or raise (exceptions are logged and dropped).
+        """
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: EventListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    @property
+    def committed_seq(self) -> int:
+        """The seq of the last committed event (0 if none), without a query."""
+        return self._seq
+
+    async def append_event(self, type: str, session_id: str | None = None,
+                           data: dict[str, Any] | None = None) -> Event:
+        """Store one event; returns once it is committed, with its seq and time.
+
+        If the caller is cancelled while waiting, the event may still be stored and delivered.
+        """
+        if not type or not isinstance(type, str):
+            raise ValueError("event type must be a non-empty string")
+        payload = json.dumps(data if data is not None else {}, separators=(",", ":"),
+                             ensure_ascii=False)
+        return await self._submit(None, (), type=type, session_id=session_id, data=payload)
+
+    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
+        limit = max(1, min(int(limit), _MAX_PAGE))
+        rows = await self._read(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (int(seq), limit))
+        return [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    async def last_seq(self) -> int:
+        return self._seq
+
+    async def prune_events(self, before_seq: int) -> int:
+        """Delete events with seq < before_seq (retention). Seqs are still never reused."""
+        return await self._submit("DELETE FROM events WHERE seq < ?", (int(before_seq),))
+
+    # ---- sessions and calls ----------------------------------------------------------------
+
+    async def put_session(self, row: dict[str, Any]) -> None:
+        """Insert or update a session. Keys absent from `row` keep their stored value;
+        `extra` (a dict) replaces the stored one. Unknown keys raise ValueError."""
+        await self._submit(*_upsert("sessions", "session_id", SESSION_COLUMNS, row))
+
+    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+        rows = await self._read(
+            f"SELECT {', '.join(SESSION_COLUMNS)}, extra FROM sessions WHERE session_id = ?",
+            (session_id,))
+        return _row_out(SESSION_COLUMNS, rows[0]) if rows else None
+
+    async def list_sessions(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        sql = f"SELECT {', '.join(SESSION_COLUMNS)}, extra FROM sessions"
+        params: tuple[Any, ...] = ()
+        if state is not None:
+            sql, params = sql + " WHERE state = ?", (state,)
+        rows = await self._read(sql + " ORDER BY created_at, session_id LIMIT ?", (*params, limit))
+        return [_row_out(SESSION_COLUMNS, r) for r in rows]
+
+    async def put_call(self, row: dict[str, Any]) -> None:
+        """Insert or update a call detail record (same rules as `put_session`)."""
+        await self._submit(*_upsert("calls", "call_id", CALL_COLUMNS, row))
+
+    async def get_call(self, call_id: str) -> dict[str, Any] | None:
+        rows = await self._read(
+            f"SELECT {', '.join(CALL_COLUMNS)}, extra FROM calls WHERE call_id = ?", (call_id,))
+        return _row_out(CALL_COLUMNS, rows[0]) if rows else None
+
+    async def list_calls(self, session_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        sql = f"SELECT {', '.join(CALL_COLUMNS)}, extra FROM calls"
+        params: tuple[Any, ...] = ()
+        if session_id is not None:
+            sql, params = sql + " WHERE session_id = ?", (session_id,)
+        rows = await self._read(sql + " ORDER BY created_at, call_id LIMIT ?", (*params, limit))
+        return [_row_out(CALL_COLUMNS, r) for r in rows]
+
+    # ---- audit and idempotency -------------------------------------------------------------
+
+    async def add_audit(self, principal: str | None, role: str | None, method: str,
+                        params: dict[str, Any], result: str, error_reason: str | None = None) -> None:
+        """Record one command. Values under secret-looking keys (token, password...) are masked."""
+        if result not in ("ok", "error"):
+            raise ValueError("audit result must be 'ok' or 'error'")
+        await self._submit(
+            "INSERT INTO audit (time, principal, role, method, params, result, error_reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (now_iso(), principal, role, method, json.dumps(_redact(params or {}), default=str),
+             result, error_reason))
+
+    async def list_audit(self, limit: int = 100, principal: str | None = None) -> list[dict[str, Any]]:
+        """The newest audit rows first."""
+        sql = "SELECT id, time, principal, role, method, params, result, error_reason FROM audit"
+        params: tuple[Any, ...] = ()
+        if principal is not None:
+            sql, params = sql + " WHERE principal = ?", (principal,)
+        rows = await self._read(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        keys = ("id", "time", "principal", "role", "method", "params", "result", "error_reason")
+        return [{**dict(zip(keys, r)), "params": json.loads(r[5])} for r in rows]
+
+    async def idempotency_get(self, principal: str, key: str) -> dict[str, Any] | None:
+        """The result stored for (principal, key), or None."""
+        row = await self.idempotency_get_row(principal, key)
+        return row["result"] if row else None
+
+    async def idempotency_get_row(self, principal: str, key: str) -> dict[str, Any] | None:
+        """{"principal", "key", "method", "result", "time"} for (principal, key), or None."""
+        rows = await self._read(
+            "SELECT method, result, time FROM idempotency WHERE principal = ? AND key = ?",
+            (principal, key))
+        if not rows:
+            return None
+        method, result, time = rows[0]
+        return {"principal": principal, "key": key, "method": method,
+                "result": json.loads(result), "time": time}
+
+    async def idempotency_put(self, principal: str, key: str, method: str,
+                              result: dict[str, Any]) -> bool:
+        """Store the first result for (principal, key). Returns False (and keeps the first)
+        if one was already stored."""
+        changed = await self._submit(
+            "INSERT INTO idempotency (principal, key, method, result, time) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (principal, key) DO NOTHING",
+            (principal, key, method, json.dumps(result), now_iso()))
+        return bool(changed)
+
+    async def prune_idempotency(self, before_time: str) -> int:
+        """Delete idempotency keys stored before `before_time` (ISO 8601, same format)."""
+        return await self._submit("DELETE FROM idempotency WHERE time < ?", (before_time,))
+
+    # ---- health ----------------------------------------------------------------------------
+
+    async def healthy(self) -> bool:
+        if not self._open or self._closing or self._writer_task is None or self._writer_task.done():
+            return False
+        try:
+            async with asyncio.timeout(2.0):
+                rows = await self._read("SELECT 1", ())
+            return rows[0][0] == 1
+        except Exception as exc:
+            log.warning("store.unhealthy", path=self.path, error=repr(exc))
+            return False
+
+    # ---- internals -------------------------------------------------------------------------
+
+    async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        if self._reader is None:
+            raise Unavailable("the store is not open", reason="shutting-down")
+        return list(await self._reader.execute_fetchall(sql, params))
+
+    async def _submit(self, sql: str | None, params: Sequence[Any], **event: Any) -> Any:
+        if not self._open or self._closing:
+            raise Unavailable("the store is closed", reason="shutting-down")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Op(fut, sql, params, **event))
+        if self._writer_done and not fut.done():
+            raise Unavailable("the store is closed", reason="shutting-down")
+        return await fut
+
+    async def _write_loop(self) -> None:
+        queue = self._queue
+        try:
+            stop = False
+            while not stop:
+                first = await queue.get()
+                if first is _STOP:
+                    break
+                batch = [first]
+                while len(batch) < self.max_batch:
+                    try:
+                        op = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    if op is _STOP:
+                        stop = True
+                        break
+                    batch.append(op)
+                await self._commit(batch)
+        finally:
+            self._writer_done = True
+            err = Unavailable("the store is closed", reason="shutting-down")
+            while not queue.empty():
+                op = queue.get_nowait()
+                if op is not _STOP and not op.fut.done():
+                    op.fut.set_exception(err)
+
+    async def _commit(self, batch: list[_Op]) -> None:
+        conn = self._writer
+        assert conn is not None
+        events = [op for op in batch if op.sql is None]
+        others = [op for op in batch if op.sql is not None]
+        time = now_iso()
+        first = self._seq + 1
+        rows = [(first + i, op.type, time, op.session_id, op.data) for i, op in enumerate(events)]
+        results: dict[int, Any] = {}
+        try:
+            began = False
+            if rows:
+                await conn.executemany(_INSERT_EVENT, rows)
+                began = True
+            for op in others:
+                try:
+                    cur = await conn.execute(op.sql, op.params)  # type: ignore[arg-type]
+                    results[id(op)] = cur.rowcount
+                    await cur.close()
+                    began = True
+                except sqlite3.Error as exc:
+                    if began and not conn.in_transaction:
+                        raise  # SQLite rolled the whole transaction back: the batch is lost
+                    results[id(op)] = exc  # a statement error: only this write fails
+            await conn.commit()
+        except BaseException as exc:
+            log.error("store.commit_failed", path=self.path, batch=len(batch), events=len(rows),
+                      error=repr(exc))
+            try:
+                await conn.rollback()
+            except BaseException:  # noqa: BLE001 - the original error is what matters
+                pass
+            for op in batch:
+                if not op.fut.done():
+                    op.fut.set_exception(exc if isinstance(exc, Exception)
+                                         else Unavailable("the store is closed", reason="shutting-down"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if rows:
+            self._seq = rows[-1][0]
+            stored = [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+            for listener in list(self._listeners):
+                try:
+                    listener(stored)
+                except Exception:
+                    log.exception("store.listener_failed", listener=repr(listener))
+            for op, ev in zip(events, stored):
+                if not op.fut.done():
+                    op.fut.set_result(ev)
+        for op in others:
+            res = results[id(op)]
+            if op.fut.done():
+                continue
+            if isinstance(res, BaseException):
+                op.fut.set_exception(res)
+            else:
+                op.fut.set_result(res)
+
+
+def _upsert(table: str, key: str, columns: Sequence[str], row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    unknown = set(row) - set(columns) - {"extra"}
+    if unknown:
+        raise ValueError(f"{table}: unknown columns {sorted(unknown)}")
+    if not row.get(key):
+        raise ValueError(f"{table}: {key} is required")
+    given = [c for c in columns if c in row and c != key]
+    values = {c: row.get(c) for c in columns}
+    if values.get("created_at") is None:
+        values["created_at"] = now_iso()
+    extra = row.get("extra")
+    cols = [*columns, "extra"]
+    params = (*(values[c] for c in columns), json.dumps(extra if extra is not None else {}))
+    updates = [f"{c} = excluded.{c}" for c in given if c != "created_at" or row[c] is not None]
+    if "extra" in row:
+        updates.append("extra = excluded.extra")
+    conflict = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
+    sql = (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+           f" ON CONFLICT ({key}) {conflict}")
+    return sql, params
+
+
+def _row_out(columns: Sequence[str], r: Sequence[Any]) -> dict[str, Any]:
+    out = dict(zip(columns, r))
+    out["extra"] = json.loads(r[len(columns)]) if r[len(columns)] else {}
+    return out
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("***" if isinstance(k, str) and k.lower() in _SECRET_KEYS else _redact(v))
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
