@@ -1,0 +1,22 @@
+"""SIP voice through supervised pjsua2 worker processes.
+
+Only `sip.worker` imports pjsua2; importing this package does not.
+"""
+
+from .config import SipConfig, SipRegistration
+from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable, WorkerError
+from .supervisor import SipEvent, SipSupervisor, probe_calls_per_worker
+
+__all__ = [
+    "InvalidState",
+    "NoCapacity",
+    "NoSuchCall",
+    "SipConfig",
+    "SipError",
+    "SipEvent",
+    "SipRegistration",
+    "SipSupervisor",
+    "SipUnavailable",
+    "WorkerError",
+    "probe_calls_per_worker",
+]

@@ -1,0 +1,51 @@
+"""The exception root of the sip package.
+
+`SipError` carries a stable `reason` (the same strings as protocol v1: `no-capacity`,
+`sip-unavailable`, `no-such-call`, `invalid-state`, `target-unreachable`, `shutting-down`) so the
+call service can map it to a `gateway.errors.GatewayError` without parsing messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SipError(Exception):
+    """Root of every error raised by the sip package."""
+
+    reason: str = "sip-error"
+
+    def __init__(
+        self, message: str | None = None, *, reason: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
+        if reason is not None:
+            self.reason = reason
+        super().__init__(message or self.reason)
+        self.message = message or self.reason
+        self.details = details or {}
+
+
+class NoCapacity(SipError):
+    """Every worker holds calls_per_worker calls and max_workers are running."""
+
+    reason = "no-capacity"
+
+
+class SipUnavailable(SipError):
+    """No worker is up (not started, shutting down, or all crashed)."""
+
+    reason = "sip-unavailable"
+
+
+class NoSuchCall(SipError):
+    reason = "no-such-call"
+
+
+class InvalidState(SipError):
+    reason = "invalid-state"
+
+
+class WorkerError(SipError):
+    """A worker refused or failed a command; `reason` is the worker's reason string."""
+
+    reason = "worker-error"

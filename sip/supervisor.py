@@ -1,0 +1,534 @@
+"""asyncio side of SIP: spawn pjsua2 worker processes, spread calls, restart crashed workers.
+
+Nothing here touches pjsua2: workers are separate processes (sip/worker.py) spoken to over their
+stdin/stdout with sip/ipc.py framing. Each worker has one reader task, owned by the supervisor and
+cancelled on stop. Worker stderr (pjsua logs) goes to a log file per worker, so no pipe fills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import ipc
+from .config import SipConfig, worker_config
+from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable, WorkerError
+
+log = logging.getLogger("sip.supervisor")
+
+COMMAND_TIMEOUT = 10.0
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+PROBE_TIMEOUT = 15.0
+AUDIO_WRITE_LIMIT = 256 * 1024  # bytes buffered towards a worker before send_audio drops frames
+
+
+@dataclass(frozen=True)
+class SipEvent:
+    call_id: str
+    kind: str  # "incoming" | "state" | "dtmf" | "transfer"
+    state: str | None  # "calling" | "early" | "connecting" | "confirmed" | "disconnected"
+    sip_code: int | None = None
+    reason: str | None = None
+    cause: str | None = None
+    remote_uri: str | None = None
+    local_uri: str | None = None
+    worker: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+_REASONS: dict[str, type[SipError]] = {
+    "no-capacity": NoCapacity,
+    "no-such-call": NoSuchCall,
+    "invalid-state": InvalidState,
+    "sip-unavailable": SipUnavailable,
+}
+
+
+def _error_from_reply(reply: dict[str, Any]) -> SipError:
+    reason = str(reply.get("reason") or "worker-error")
+    cls = _REASONS.get(reason, WorkerError)
+    return cls(str(reply.get("message") or reason), reason=reason,
+               details={k: v for k, v in reply.items() if k in ("status",)})
+
+
+async def probe_calls_per_worker(python: str = sys.executable) -> int:
+    """Run `python -m sip.worker --probe` and return the last call count it reported.
+
+    The probe process may end cleanly or abort on a pjsua assertion past the compiled limit;
+    either way the count printed before that is the number of calls one process can hold.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        python, "-m", "sip.worker", "--probe",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, cwd=_package_root(),
+    )
+    best = 0
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            assert proc.stdout is not None
+            async for line in proc.stdout:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if "ok_calls" in msg:
+                    best = max(best, int(msg["ok_calls"]))
+                if "max_calls" in msg:
+                    best = int(msg["max_calls"])
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if best < 1:
+        raise SipUnavailable("pjsua2 probe could not place a single call", reason="sip-unavailable")
+    return best
+
+
+def _package_root() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+class _Worker:
+    """One worker process as the supervisor sees it."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.proc: asyncio.subprocess.Process | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.ready: asyncio.Future[dict[str, Any]] | None = None
+        self.calls: set[str] = set()
+        self.reserved = 0  # dials in flight
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.log_path: Path | None = None
+        self.up = False
+        self.stopping = False
+        self.audio_dropped = 0
+        self.restarts = 0
+
+    @property
+    def load(self) -> int:
+        return len(self.calls) + self.reserved
+
+
+class SipSupervisor:
+    def __init__(
+        self,
+        config: SipConfig,
+        on_event: Callable[[SipEvent], None],
+        on_audio: Callable[[str, bytes], None],
+        *,
+        python: str = sys.executable,
+    ) -> None:
+        self.config = config
+        self.on_event = on_event
+        self.on_audio = on_audio
+        self.python = python
+        self.calls_per_worker: int = config.calls_per_worker
+        self.registration: dict[str, Any] | None = None  # last REGISTER outcome of worker 0
+        self._workers: dict[int, _Worker] = {}
+        self._call_worker: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started = False
+        self._stopping = False
+        self._log_dir: Path | None = None
+        self._spawn_lock = asyncio.Lock()
+
+    # ---- properties
+
+    @property
+    def ready(self) -> bool:
+        return self._started and not self._stopping and any(w.up for w in self._workers.values())
+
+    @property
+    def worker_addresses(self) -> list[tuple[str, int]]:
+        """SIP addresses of the workers that are up now (for the Kamailio dispatcher)."""
+        return [self.config.worker_address(i) for i, w in sorted(self._workers.items()) if w.up]
+
+    @property
+    def all_worker_addresses(self) -> list[tuple[str, int]]:
+        """Every address a worker may bind (index 0..max_workers-1)."""
+        return [self.config.worker_address(i) for i in range(self.config.max_workers)]
+
+    @property
+    def log_dir(self) -> Path | None:
+        return self._log_dir
+
+    def worker_of(self, call_id: str) -> int | None:
+        return self._call_worker.get(call_id)
+
+    def worker_pid(self, index: int) -> int | None:
+        w = self._workers.get(index)
+        return w.proc.pid if w and w.proc and w.up else None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "calls_per_worker": self.calls_per_worker,
+            "workers": {i: {"up": w.up, "calls": len(w.calls), "restarts": w.restarts,
+                            "audio_dropped": w.audio_dropped} for i, w in self._workers.items()},
+        }
+
+    # ---- lifecycle
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._log_dir = Path(self.config.log_dir) if self.config.log_dir else Path(
+            tempfile.mkdtemp(prefix="sip-workers-"))
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        if self.calls_per_worker <= 0:
+            self.calls_per_worker = await probe_calls_per_worker(self.python)
+            log.info("sip.calls_per_worker probed: %d", self.calls_per_worker)
+        self._started = True
+        n = max(1, self.config.warm_workers)
+        await asyncio.gather(*(self._spawn(i) for i in range(min(n, self.config.max_workers))))
+
+    async def stop(self) -> None:
+        """BYE every call, stop every worker, cancel every task this supervisor owns."""
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        workers = list(self._workers.values())
+        for w in workers:
+            w.stopping = True
+        await asyncio.gather(*(self._stop_worker(w) for w in workers), return_exceptions=True)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._workers.clear()
+        self._call_worker.clear()
+
+    async def _stop_worker(self, w: _Worker) -> None:
+        proc = w.proc
+        if proc is None:
+            return
+        if proc.returncode is None and w.up:
+            with contextlib.suppress(Exception):
+                self._write(w, ipc.encode_control({"cmd": "shutdown", "id": 0}))
+                assert proc.stdin is not None
+                proc.stdin.close()
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        if w.reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(w.reader, 2)
+        w.up = False
+
+    def _own(self, coro: Any) -> asyncio.Task[Any]:
+        t = asyncio.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    async def _spawn(self, index: int) -> _Worker:
+        """Start worker `index` and wait for its `ready` message."""
+        w = self._workers.get(index)
+        if w is None:
+            w = self._workers[index] = _Worker(index)
+        cfg = worker_config(self.config, index, self.calls_per_worker)
+        assert self._log_dir is not None
+        w.log_path = self._log_dir / f"worker-{index}.log"
+        loop = asyncio.get_running_loop()
+        w.ready = loop.create_future()
+        w.stopping = False
+        with open(w.log_path, "ab") as logf:
+            w.proc = await asyncio.create_subprocess_exec(
+                self.python, "-m", "sip.worker", "--config-json", json.dumps(cfg),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=logf,
+                cwd=_package_root(), limit=1 << 20,
+            )
+        w.reader = self._own(self._read(w, w.proc))
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                msg = await w.ready
+        except (TimeoutError, SipError) as e:
+            with contextlib.suppress(ProcessLookupError):
+                w.proc.kill()
+            raise SipUnavailable(f"worker {index} did not start: {e}", reason="sip-unavailable") from None
+        w.up = True
+        log.info("sip worker %d up pid=%s at %s", index, msg.get("pid"), msg.get("address"))
+        return w
+
+    async def _restart(self, index: int) -> None:
+        delay = 0.2
+        while not self._stopping:
+            try:
+                async with self._spawn_lock:
+                    if self._stopping:
+                        return
+                    w = await self._spawn(index)
+                    w.restarts += 1
+                return
+            except SipError as e:
+                log.warning("sip worker %d restart failed: %s", index, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # ---- reading a worker
+
+    async def _read(self, w: _Worker, proc: asyncio.subprocess.Process) -> None:
+        dec = ipc.Decoder()
+        assert proc.stdout is not None
+        try:
+            while True:
+                data = await proc.stdout.read(65536)
+                if not data:
+                    break
+                for msg in dec.feed(data):
+                    if isinstance(msg, ipc.Audio):
+                        try:
+                            self.on_audio(msg.call_id, msg.pcm)
+                        except Exception:
+                            log.exception("on_audio failed")
+                    else:
+                        self._on_control(w, msg.data)
+        except ipc.IpcProtocolError:
+            log.exception("sip worker %d sent a bad frame; killing it", w.index)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        finally:
+            await self._worker_gone(w, proc)
+
+    def _on_control(self, w: _Worker, m: dict[str, Any]) -> None:
+        t = m.get("type")
+        if t == "reply":
+            fut = w.pending.pop(m.get("id"), None)
+            if fut is not None and not fut.done():
+                fut.set_result(m)
+        elif t == "event":
+            self._on_worker_event(w, m)
+        elif t == "ready":
+            if w.ready is not None and not w.ready.done():
+                w.ready.set_result(m)
+        elif t == "fatal":
+            if w.ready is not None and not w.ready.done():
+                w.ready.set_exception(SipUnavailable(str(m.get("message")), reason="sip-unavailable"))
+        elif t == "registration":
+            self.registration = {k: m.get(k) for k in ("code", "reason", "active", "expires")}
+            log.info("sip registration: %s", self.registration)
+        elif t == "stats":
+            w.audio_dropped = int(m.get("audio_dropped_out", 0))
+
+    def _on_worker_event(self, w: _Worker, m: dict[str, Any]) -> None:
+        kind = m.get("kind")
+        call_id = str(m.get("call_id"))
+        if kind == "media":
+            return  # internal: media (re)bound
+        if kind == "incoming":
+            w.calls.add(call_id)
+            self._call_worker[call_id] = w.index
+        if kind == "state" and m.get("state") == "disconnected":
+            w.calls.discard(call_id)
+            self._call_worker.pop(call_id, None)
+        self._emit(SipEvent(
+            call_id=call_id, kind=str(kind), state=m.get("state"), sip_code=m.get("sip_code"),
+            reason=m.get("reason"), cause=m.get("cause"), remote_uri=m.get("remote_uri"),
+            local_uri=m.get("local_uri"), worker=w.index, extra=m.get("extra") or {},
+        ))
+
+    def _emit(self, ev: SipEvent) -> None:
+        try:
+            self.on_event(ev)
+        except Exception:
+            log.exception("on_event failed")
+
+    async def _worker_gone(self, w: _Worker, proc: asyncio.subprocess.Process) -> None:
+        if w.proc is not proc:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), 2)
+        w.up = False
+        err = SipUnavailable(f"sip worker {w.index} exited", reason="sip-unavailable")
+        for fut in w.pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        w.pending.clear()
+        if w.ready is not None and not w.ready.done():
+            w.ready.set_exception(err)
+        crashed = not (w.stopping or self._stopping)
+        for call_id in sorted(w.calls):
+            self._call_worker.pop(call_id, None)
+            self._emit(SipEvent(call_id=call_id, kind="state", state="disconnected",
+                                cause="worker-crashed" if crashed else "local-hangup",
+                                worker=w.index))
+        w.calls.clear()
+        if crashed:
+            log.warning("sip worker %d died (rc=%s); restarting", w.index, proc.returncode)
+            self._own(self._restart(w.index))
+
+    # ---- commands
+
+    def _write(self, w: _Worker, data: bytes) -> None:
+        if w.proc is None or w.proc.stdin is None or w.proc.stdin.is_closing():
+            raise SipUnavailable(f"sip worker {w.index} is not running", reason="sip-unavailable")
+        w.proc.stdin.write(data)
+
+    async def _command(self, w: _Worker, cmd: dict[str, Any]) -> dict[str, Any]:
+        if not w.up:
+            raise SipUnavailable(f"sip worker {w.index} is not running", reason="sip-unavailable")
+        rid = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        w.pending[rid] = fut
+        try:
+            self._write(w, ipc.encode_control({**cmd, "id": rid}))
+            assert w.proc is not None and w.proc.stdin is not None
+            await w.proc.stdin.drain()
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                reply = await fut
+        except (ConnectionError, BrokenPipeError):
+            raise SipUnavailable(f"sip worker {w.index} is gone", reason="sip-unavailable") from None
+        finally:
+            w.pending.pop(rid, None)
+        if not reply.get("ok"):
+            raise _error_from_reply(reply)
+        return reply.get("result") or {}
+
+    async def _pick_worker(self) -> _Worker:
+        cap = self.calls_per_worker
+        up = [w for w in self._workers.values() if w.up and w.load < cap]
+        if up:
+            return min(up, key=lambda w: (w.load, w.index))
+        async with self._spawn_lock:
+            up = [w for w in self._workers.values() if w.up and w.load < cap]
+            if up:
+                return min(up, key=lambda w: (w.load, w.index))
+            free = [i for i in range(self.config.max_workers) if i not in self._workers]
+            if not free:
+                raise NoCapacity("every SIP worker is full", reason="no-capacity",
+                                 details={"workers": len(self._workers), "calls_per_worker": cap})
+            return await self._spawn(free[0])
+
+    def _keep_warm(self) -> None:
+        """Keep `warm_workers` idle workers started, within max_workers."""
+        idle = sum(1 for w in self._workers.values() if w.up and w.load == 0)
+        missing = self.config.warm_workers - idle
+        free = [i for i in range(self.config.max_workers) if i not in self._workers]
+        for i in free[:max(0, missing)]:
+            self._workers[i] = _Worker(i)  # claim the slot now
+            self._own(self._warm_spawn(i))
+
+    async def _warm_spawn(self, index: int) -> None:
+        try:
+            async with self._spawn_lock:
+                if not self._stopping:
+                    await self._spawn(index)
+        except SipError as e:
+            log.warning("warm sip worker %d failed: %s", index, e)
+            self._workers.pop(index, None)
+
+    async def dial(
+        self,
+        call_id: str,
+        uri: str,
+        *,
+        from_uri: str | None = None,
+        display_name: str | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Place a call. `timeout` (extension): hang up with cause `no-answer` if not answered
+        within that many seconds."""
+        if not self._started or self._stopping:
+            raise SipUnavailable("sip is not running", reason="shutting-down" if self._stopping else "sip-unavailable")
+        if call_id in self._call_worker:
+            raise InvalidState(f"call {call_id} exists", reason="invalid-state")
+        w = await self._pick_worker()
+        w.reserved += 1
+        try:
+            cmd: dict[str, Any] = {"cmd": "dial", "call_id": call_id, "uri": uri}
+            if from_uri is not None:
+                cmd["from_uri"] = from_uri
+            if display_name is not None:
+                cmd["display_name"] = display_name
+            if headers:
+                cmd["headers"] = dict(headers)
+            if timeout:
+                cmd["timeout"] = float(timeout)
+            w.calls.add(call_id)
+            self._call_worker[call_id] = w.index
+            try:
+                await self._command(w, cmd)
+            except BaseException:
+                w.calls.discard(call_id)
+                if self._call_worker.get(call_id) == w.index:
+                    del self._call_worker[call_id]
+                raise
+        finally:
+            w.reserved -= 1
+        self._keep_warm()
+
+    def _worker_for(self, call_id: str) -> _Worker:
+        idx = self._call_worker.get(call_id)
+        w = self._workers.get(idx) if idx is not None else None
+        if w is None:
+            raise NoSuchCall(f"no call {call_id}", reason="no-such-call")
+        return w
+
+    async def _call_command(self, call_id: str, cmd: dict[str, Any]) -> None:
+        w = self._worker_for(call_id)
+        await self._command(w, {**cmd, "call_id": call_id})
+
+    async def answer(self, call_id: str, code: int = 200) -> None:
+        await self._call_command(call_id, {"cmd": "answer", "code": code})
+
+    async def reject(self, call_id: str, code: int = 486) -> None:
+        await self._call_command(call_id, {"cmd": "reject", "code": code})
+
+    async def hangup(self, call_id: str) -> None:
+        await self._call_command(call_id, {"cmd": "hangup"})
+
+    async def hold(self, call_id: str) -> None:
+        await self._call_command(call_id, {"cmd": "hold"})
+
+    async def unhold(self, call_id: str) -> None:
+        await self._call_command(call_id, {"cmd": "unhold"})
+
+    async def dtmf(self, call_id: str, digits: str) -> None:
+        await self._call_command(call_id, {"cmd": "dtmf", "digits": digits})
+
+    async def transfer(self, call_id: str, uri: str) -> None:
+        await self._call_command(call_id, {"cmd": "transfer", "uri": uri})
+
+    async def listen(self, call_id: str, on: bool = True) -> None:
+        """Extension: stop/start forwarding a call's audio to on_audio (saves the copies)."""
+        await self._call_command(call_id, {"cmd": "listen", "on": on})
+
+    def send_audio(self, call_id: str, pcm: bytes) -> None:
+        """Queue 20 ms of 16 kHz PCM16LE towards a call; non-blocking. Dropped (and counted) when
+        the worker's pipe is backed up; the worker itself keeps a bounded drop-oldest queue."""
+        w = self._worker_for(call_id)
+        if not w.up or w.proc is None or w.proc.stdin is None or w.proc.stdin.is_closing():
+            raise SipUnavailable(f"sip worker {w.index} is not running", reason="sip-unavailable")
+        transport = w.proc.stdin.transport
+        if transport.get_write_buffer_size() > AUDIO_WRITE_LIMIT:
+            w.audio_dropped += 1
+            return
+        w.proc.stdin.write(ipc.encode_audio(call_id, pcm))
+
+    # ---- test support
+
+    def kill_worker(self, index: int, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to worker `index` (tests: crash handling)."""
+        pid = self.worker_pid(index)
+        if pid is None:
+            raise SipUnavailable(f"sip worker {index} is not running", reason="sip-unavailable")
+        os.kill(pid, sig)
