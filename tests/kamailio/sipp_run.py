@@ -1,0 +1,79 @@
+"""Running SIPp for the Kamailio tests: UAS "workers" that stay up, UAC runs that finish."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from sip.kamailio import sip_options_ping
+
+HOST = "127.0.0.1"
+_INVITE = re.compile(r"^INVITE sip:", re.M)
+
+
+def sipp_bin() -> str:
+    path = shutil.which("sipp")
+    assert path, "sipp is not installed (Debian package sipp): a missing peer is a failure"
+    return path
+
+
+class SippUas:
+    """A SIPp UAS bound on HOST:port, answering OPTIONS and INVITEs, logging every message."""
+
+    def __init__(self, scenario: Path, port: int, workdir: Path, name: str) -> None:
+        self.scenario, self.port, self.name = scenario, port, name
+        self.msg_log = workdir / f"{name}_messages.log"
+        self.out = workdir / f"{name}.out"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, timeout: float = 5.0) -> None:
+        with self.out.open("wb") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sipp_bin(), "-sf", str(self.scenario), "-i", HOST, "-p", str(self.port),
+                "-nostdin", "-trace_msg", "-message_file", str(self.msg_log),
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+            )
+        deadline = time.monotonic() + timeout
+        while not await sip_options_ping(HOST, self.port, timeout=0.2):
+            assert self.proc.returncode is None, self.out.read_text()[-2000:]
+            assert time.monotonic() < deadline, f"{self.name} not answering on {self.port}"
+
+    def invites(self) -> int:
+        """INVITE requests this UAS received (from its message trace)."""
+        if not self.msg_log.exists():
+            return 0
+        return len(_INVITE.findall(self.msg_log.read_text(errors="replace")))
+
+    def received(self) -> str:
+        return self.msg_log.read_text(errors="replace") if self.msg_log.exists() else ""
+
+    async def kill(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+
+
+async def run_sipp(*args: str, cwd: Path, timeout: float = 60.0) -> tuple[int, str]:
+    """Run a SIPp client to completion; (exit code, output). 0 = every call succeeded."""
+    proc = await asyncio.create_subprocess_exec(
+        sipp_bin(), *args, "-nostdin", cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode, out.decode(errors="replace")
+
+
+def successful_calls(output: str) -> int:
+    """'Successful call' total from SIPp's final statistics screen."""
+    counts = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", output)
+    return int(counts[-1]) if counts else 0

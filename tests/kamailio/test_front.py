@@ -1,0 +1,134 @@
+"""The Kamailio dispatcher front against real peers (Kamailio, SIPp)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sip.kamailio import KamailioError, KamailioFront, render_config, render_dispatcher_list
+from tests.kamailio.sipp_run import HOST, SippUas, run_sipp, successful_calls
+from tests.peers.kamailio import free_udp_port
+
+pytestmark = pytest.mark.peers
+
+
+def test_rendered_config_passes_kamailio_check(tmp_path: Path) -> None:
+    workers = [(HOST, 5070), (HOST, 5080), (HOST, 5090)]
+    (tmp_path / "dispatcher.list").write_text(render_dispatcher_list(workers))
+    cfg = tmp_path / "kamailio.cfg"
+    cfg.write_text(render_config(HOST, free_udp_port(), workers, run_dir=tmp_path))
+    res = subprocess.run(["kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "config file ok" in res.stdout + res.stderr
+
+
+def test_render_rejects_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(KamailioError):
+        render_config("not-an-ip", 5060, [], run_dir=tmp_path)
+    with pytest.raises(KamailioError):
+        render_dispatcher_list([(HOST, 70000)])
+    with pytest.raises(KamailioError):
+        render_config(HOST, 5060, [], run_dir="/" + "x" * 120)
+
+
+async def wait_flags(front: KamailioFront, want: dict[str, str], timeout: float = 10.0) -> dict:
+    """Wait until each destination's dispatcher flags start with the wanted letter (A / I)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        dsts = await front.destinations()
+        if all(dsts.get(uri, "").startswith(flag) for uri, flag in want.items()):
+            return dsts
+        assert time.monotonic() < deadline, f"dispatcher state {dsts}, wanted {want}"
+        await asyncio.sleep(0.2)
+
+
+async def calls(work: Path, front_port: int, n: int) -> tuple[int, str]:
+    return await run_sipp(
+        "-sf", str(work / "uac.xml"), "-s", "gateway", "-i", HOST, "-p", "0",
+        "-m", str(n), "-r", "20", "-l", "4", "-timeout", "40", "-timeout_error",
+        "-trace_err", f"{HOST}:{front_port}", cwd=work,
+    )
+
+
+async def test_front_spreads_calls_and_fails_over(work: Path, run_dir: Path) -> None:
+    p1, p2, fport = free_udp_port(), free_udp_port(), free_udp_port()
+    w1 = SippUas(work / "uas.xml", p1, work, "w1")
+    w2 = SippUas(work / "uas.xml", p2, work, "w2")
+    front = KamailioFront(HOST, fport, [(HOST, p1), (HOST, p2)], ping_interval=1)
+    try:
+        await w1.start()
+        await w2.start()
+        await front.start(run_dir)
+        assert front.pid
+        u1, u2 = f"sip:{HOST}:{p1}", f"sip:{HOST}:{p2}"
+        await wait_flags(front, {u1: "A", u2: "A"})
+
+        rc, out = await calls(work, fport, 10)
+        assert rc == 0, out[-3000:] + "\n".join(front.log[-40:])
+        assert successful_calls(out) == 10
+        # round robin: both workers got calls, and every call reached exactly one worker
+        assert w1.invites() + w2.invites() == 10
+        assert w1.invites() >= 3 and w2.invites() >= 3, (w1.invites(), w2.invites())
+        # in-dialog requests followed the Record-Route to the worker
+        assert w1.received().count("\nACK sip:") + w2.received().count("\nACK sip:") >= 10
+        assert "Record-Route: <sip:127.0.0.1:%d;lr=on" % fport in w1.received()
+
+        # a worker dies: calls still succeed on the other one (timeout failover, then probing)
+        before1, before2 = w1.invites(), w2.invites()
+        await w2.kill()
+        rc, out = await calls(work, fport, 6)
+        assert rc == 0, out[-3000:] + "\n".join(front.log[-40:])
+        assert successful_calls(out) == 6
+        assert w1.invites() - before1 == 6
+        assert w2.invites() == before2
+        await wait_flags(front, {u1: "A", u2: "I"})
+
+        # the supervisor replaces the worker set at run time
+        await front.update_workers([(HOST, p1)])
+        assert set(await front.destinations()) == {u1}
+        rc, out = await calls(work, fport, 2)
+        assert rc == 0, out[-3000:]
+        assert w1.invites() - before1 == 8
+    finally:
+        await front.stop()
+        await w1.kill()
+        await w2.kill()
+    assert front.pid is None
+
+
+async def test_requests_from_a_worker_are_relayed_to_their_request_uri(
+    work: Path, run_dir: Path
+) -> None:
+    worker_port, outside_port, fport = free_udp_port(), free_udp_port(), free_udp_port()
+    outside = SippUas(work / "uas.xml", outside_port, work, "outside")
+    front = KamailioFront(HOST, fport, [(HOST, worker_port)], ping_interval=1)
+    try:
+        await outside.start()
+        await front.start(run_dir)
+        # the "worker" uses the front as outbound proxy: sends to the front (-rsa), R-URI outside
+        rc, out = await run_sipp(
+            "-sf", str(work / "uac.xml"), "-s", "bob", "-i", HOST, "-p", str(worker_port),
+            "-rsa", f"{HOST}:{fport}", "-m", "2", "-timeout", "20", "-timeout_error",
+            f"{HOST}:{outside_port}", cwd=work,
+        )
+        assert rc == 0, out[-3000:] + "\n".join(front.log[-40:])
+        assert outside.invites() == 2
+        assert f"INVITE sip:bob@{HOST}:{outside_port}" in outside.received()
+    finally:
+        await front.stop()
+        await outside.kill()
+
+
+async def test_start_fails_cleanly_when_port_taken(run_dir: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        front = KamailioFront(HOST, s.getsockname()[1], [(HOST, free_udp_port())])
+        with pytest.raises(KamailioError):
+            await front.start(run_dir, ready_timeout=5)
+    assert front.process is None
