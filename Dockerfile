@@ -1,0 +1,17 @@
+# dispatch-gateway on Debian 12 (bookworm) with Python 3.11.
+# The image is built by the same scripts/install.sh that sets up a machine.
+FROM python:3.11-slim-bookworm
+
+WORKDIR /app
+COPY . /app
+RUN ./scripts/install.sh && rm -rf /var/lib/apt/lists/* /root/.cache/pip
+
+# SIP (udp/tcp), RTP range of the first workers, control channel, health
+EXPOSE 5060/udp 5060/tcp 20000-20999/udp 8765/tcp 8080/tcp
+VOLUME ["/app/data"]
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["/app/.venv/bin/python", "-c", "import urllib.request, sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"]
+
+CMD ["/app/.venv/bin/dispatch-gateway", "serve", "--config", "config/gateway.toml", \
+     "--set", "control.host=0.0.0.0", "--set", "http.host=0.0.0.0"]

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Install what dispatch-gateway needs on a Debian 12 machine, idempotently.
+#
+#   scripts/install.sh            system packages to run (kamailio) + .venv with the gateway
+#   scripts/install.sh --test     also the test peers (sipp, baresip, ffmpeg, sox, ...) + .[test]
+#   options: --force  reinstall the Python packages even if up to date
+#            --no-apt skip system packages (no root / not Debian: you provide them)
+#
+# A second run is a fast path: packages already installed and an up-to-date .venv (stamped with
+# a hash of pyproject.toml) are left alone. Runs as root, or with sudo when not root.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.dispatch-gateway-install"
+
+WITH_TEST=0
+FORCE=0
+APT=1
+for arg in "$@"; do
+    case "$arg" in
+        --test) WITH_TEST=1 ;;
+        --force) FORCE=1 ;;
+        --no-apt) APT=0 ;;
+        -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install.sh: unknown option: $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+log() { printf 'install.sh: %s\n' "$*" >&2; }
+
+export DEBIAN_FRONTEND=noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=(sudo -n)
+fi
+
+# ---- system packages ---------------------------------------------------------------------------
+APT_RUN=(kamailio ca-certificates)
+APT_TEST=(sip-tester baresip kamailio ffmpeg sox espeak-ng iproute2 procps sqlite3)
+
+missing_packages() {
+    local p status
+    for p in "$@"; do
+        status="$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)"
+        [ "$status" = "installed" ] || printf '%s\n' "$p"
+    done
+}
+
+if [ "$APT" -eq 1 ]; then
+    if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+        log "no apt/dpkg here (not Debian?): skipping system packages; use --no-apt to silence"
+    else
+        wanted=("${APT_RUN[@]}")
+        [ "$WITH_TEST" -eq 1 ] && wanted+=("${APT_TEST[@]}")
+        # python3.11 itself comes from Debian when the machine has none
+        if ! command -v python3.11 >/dev/null 2>&1; then
+            wanted+=(python3 python3-venv python3-pip)
+        fi
+        mapfile -t missing < <(missing_packages "${wanted[@]}" | sort -u)
+        if [ "${#missing[@]}" -gt 0 ]; then
+            log "apt: installing ${missing[*]}"
+            "${SUDO[@]}" apt-get update -q
+            "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+        else
+            log "apt: system packages already installed"
+        fi
+    fi
+fi
+
+# ---- Python 3.11 -------------------------------------------------------------------------------
+is_311() { "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info[:2] != (3, 11))' \
+    >/dev/null 2>&1; }
+
+PY=""
+for cand in python3.11 python3 /usr/local/bin/python3.11 /usr/bin/python3.11; do
+    if command -v "$cand" >/dev/null 2>&1 && is_311 "$(command -v "$cand")"; then
+        PY="$(command -v "$cand")"
+        break
+    fi
+done
+if [ -z "$PY" ]; then
+    log "error: no Python 3.11 with venv found (install python3.11 and python3.11-venv)"
+    exit 1
+fi
+
+# ---- virtual environment -----------------------------------------------------------------------
+if [ -x "$VENV/bin/python" ] && is_311 "$VENV/bin/python"; then
+    :
+else
+    log "creating $VENV with $PY"
+    "$PY" -m venv --clear "$VENV"
+    rm -f "$STAMP"
+fi
+
+# The stamp records what was installed: a hash of pyproject.toml and the extras.
+HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+want_extras="run"
+[ "$WITH_TEST" -eq 1 ] && want_extras="test"
+
+up_to_date() {
+    [ -f "$STAMP" ] || return 1
+    local have_hash have_extras
+    read -r have_hash have_extras < "$STAMP" || return 1
+    [ "$have_hash" = "$HASH" ] || return 1
+    # a test install includes the run install
+    [ "$have_extras" = "$want_extras" ] || [ "$have_extras" = "test" ] || return 1
+    [ -x "$VENV/bin/dispatch-gateway" ] || return 1
+    "$VENV/bin/python" -c 'import gateway, pjsua2, aiohttp, websockets, structlog' \
+        >/dev/null 2>&1 || return 1
+    if [ "$want_extras" = "test" ]; then
+        "$VENV/bin/python" -c 'import pytest, pytest_asyncio, numpy' >/dev/null 2>&1 || return 1
+    fi
+}
+
+if [ "$FORCE" -eq 0 ] && up_to_date; then
+    log "python: $VENV up to date"
+else
+    target="."
+    [ "$WITH_TEST" -eq 1 ] && target=".[test]"
+    log "pip: installing -e $target into $VENV"
+    (cd "$ROOT" && "$VENV/bin/python" -m pip install -q -e "$target")
+    printf '%s %s\n' "$HASH" "$want_extras" > "$STAMP"
+fi
+
+log "ready: $VENV/bin/dispatch-gateway"
