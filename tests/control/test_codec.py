@@ -1,0 +1,106 @@
+"""The codec without sockets: good and bad frames for every message type."""
+
+import json
+
+import pytest
+
+from gateway.errors import GatewayError, NotFound
+from gateway.protocol import codec
+
+GOOD = [
+    ('{"jsonrpc":"2.0","id":1,"method":"hello","params":{"token":"t"}}', codec.Request(1, "hello", {"token": "t"})),
+    ('{"jsonrpc":"2.0","id":"a-1","method":"session.list"}', codec.Request("a-1", "session.list", {})),
+    ('{"jsonrpc":"2.0","id":7,"method":"ping","params":null}', codec.Request(7, "ping", {})),
+    ('{"jsonrpc":"2.0","method":"call.hangup","params":{"call_id":"x"}}', codec.Notification("call.hangup", {"call_id": "x"})),
+    (b'{"jsonrpc":"2.0","id":0,"method":"call.dtmf","params":{"call_id":"c","digits":"12#"}}',
+     codec.Request(0, "call.dtmf", {"call_id": "c", "digits": "12#"})),
+]
+
+# frame, expected code, expected reason, expected id in the reply
+BAD = [
+    ("{", -32700, "parse-error", None),
+    ("", -32700, "parse-error", None),
+    (b"\xff\xfe", -32700, "parse-error", None),
+    ("[" * 100000, -32700, "parse-error", None),
+    ("[]", -32600, "invalid-request", None),
+    ('[{"jsonrpc":"2.0","id":1,"method":"ping"}]', -32600, "invalid-request", None),
+    ("42", -32600, "invalid-request", None),
+    ('"hello"', -32600, "invalid-request", None),
+    ("null", -32600, "invalid-request", None),
+    ('{"id":1,"method":"ping"}', -32600, "invalid-request", 1),
+    ('{"jsonrpc":"1.0","id":1,"method":"ping"}', -32600, "invalid-request", 1),
+    ('{"jsonrpc":"2.0","id":null,"method":"ping"}', -32600, "invalid-request", None),
+    ('{"jsonrpc":"2.0","id":1.5,"method":"ping"}', -32600, "invalid-request", None),
+    ('{"jsonrpc":"2.0","id":true,"method":"ping"}', -32600, "invalid-request", None),
+    ('{"jsonrpc":"2.0","id":{},"method":"ping"}', -32600, "invalid-request", None),
+    ('{"jsonrpc":"2.0","id":"","method":"ping"}', -32600, "invalid-request", None),
+    ('{"jsonrpc":"2.0","id":1}', -32600, "invalid-request", 1),
+    ('{"jsonrpc":"2.0","id":1,"method":5}', -32600, "invalid-request", 1),
+    ('{"jsonrpc":"2.0","id":1,"method":""}', -32600, "invalid-request", 1),
+    ('{"jsonrpc":"2.0","id":1,"method":"ping","extra":1}', -32600, "invalid-request", 1),
+    ('{"jsonrpc":"2.0","id":1,"method":"ping","params":[1,2]}', -32602, "invalid-params", 1),
+    ('{"jsonrpc":"2.0","id":1,"method":"ping","params":"x"}', -32602, "invalid-params", 1),
+    ('{"jsonrpc":"2.0","method":"ping","params":[1]}', -32600, "invalid-request", None),
+]
+
+
+@pytest.mark.parametrize("frame,expected", GOOD)
+def test_parse_good(frame, expected):
+    assert codec.parse_message(frame) == expected
+
+
+@pytest.mark.parametrize("frame,code,reason,reply_id", BAD)
+def test_parse_bad_never_raises(frame, code, reason, reply_id):
+    msg = codec.parse_message(frame)
+    assert isinstance(msg, codec.Invalid)
+    assert (msg.error.code, msg.error.reason, msg.id) == (code, reason, reply_id)
+    reply = json.loads(codec.encode_error(msg.id, msg.error))
+    assert reply["jsonrpc"] == "2.0" and reply["id"] == reply_id
+    assert reply["error"]["code"] == code and reply["error"]["data"]["reason"] == reason
+
+
+def test_batch_says_not_supported():
+    msg = codec.parse_message("[]")
+    assert "batch" in msg.error.message
+
+
+def test_encode_result_error_event_roundtrip():
+    assert json.loads(codec.encode_result(3, {"a": 1})) == {"jsonrpc": "2.0", "id": 3, "result": {"a": 1}}
+    err = NotFound("no such call", reason="no-such-call", details={"call_id": "c"})
+    assert json.loads(codec.encode_error("x", err)) == {
+        "jsonrpc": "2.0", "id": "x",
+        "error": {"code": -32004, "message": "no such call",
+                  "data": {"reason": "no-such-call", "details": {"call_id": "c"}}},
+    }
+    ev = {"seq": 1042, "type": "call.state", "time": "2026-11-27T16:00:00.123Z", "session_id": None, "data": {}}
+    text = codec.encode_event(ev)
+    assert json.loads(text) == {"jsonrpc": "2.0", "method": "event", "params": ev}
+    assert codec.parse_response(text) == codec.Notification("event", ev)
+
+
+def test_internal_error_has_no_details():
+    err = json.loads(codec.encode_error(1, GatewayError("internal error")))["error"]
+    assert err == {"code": -32603, "message": "internal error", "data": {"reason": "internal-error"}}
+
+
+def test_encode_result_rejects_non_json():
+    with pytest.raises((TypeError, ValueError)):
+        codec.encode_result(1, {"x": object()})
+    with pytest.raises(ValueError):
+        codec.encode_result(1, {"x": float("nan")})
+
+
+@pytest.mark.parametrize("frame,kind", [
+    ('{"jsonrpc":"2.0","id":1,"result":{}}', codec.Response),
+    ('{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"m","data":{"reason":"parse-error"}}}', codec.Response),
+    ('{"jsonrpc":"2.0","method":"event","params":{"seq":1}}', codec.Notification),
+    ("{", codec.Invalid),
+    ('{"jsonrpc":"2.0","id":1}', codec.Invalid),
+    ('{"jsonrpc":"2.0","id":1,"result":{},"error":{}}', codec.Invalid),
+    ('{"jsonrpc":"2.0","id":1,"result":[]}', codec.Invalid),
+    ('{"jsonrpc":"2.0","id":1,"error":{"code":"x","message":"m"}}', codec.Invalid),
+    ('{"jsonrpc":"2.0","id":1,"method":"event","params":{}}', codec.Invalid),
+    ("[1]", codec.Invalid),
+])
+def test_parse_response(frame, kind):
+    assert isinstance(codec.parse_response(frame), kind)

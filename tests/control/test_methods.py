@@ -1,0 +1,113 @@
+"""Method table and params models without sockets."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import Forbidden, InvalidParams, MethodNotFound
+from gateway.protocol import METHODS, Registry, render_schema, validate_params
+from gateway.protocol import uri
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_schema_matches_code():
+    committed = (ROOT / "docs" / "protocol.schema.json").read_text()
+    assert committed == render_schema(), "regenerate: python -m gateway.protocol.schema > docs/protocol.schema.json"
+
+
+def test_every_model_forbids_extra():
+    for spec in METHODS.values():
+        assert spec.params_model.model_config.get("extra") == "forbid", spec.name
+
+
+def test_roles():
+    assert METHODS["call.dial"].allows("dispatcher") and not METHODS["call.dial"].allows("observer")
+    assert not METHODS["call.dial"].allows("terminal")
+    for name in ("hello", "session.list", "session.get", "events.subscribe", "directory.list"):
+        assert METHODS[name].allows("observer"), name
+    assert {n for n, s in METHODS.items() if s.allows("terminal")} == {"hello", "ping"}
+    assert all(s.allows("admin") for s in METHODS.values())
+    assert {n for n, s in METHODS.items() if s.starts_work} == {"call.dial", "session.create"}
+
+
+@pytest.mark.parametrize("target", [
+    "sip:alice@example.com", "sips:bob@10.0.0.1:5061;transport=tls", "sip:[2001:db8::1]",
+    "sip:100@pbx.local;user=phone?Subject=hi", "tel:+49-30-123456", "tel:110", "speaker-hall-1", "alice",
+])
+def test_good_targets(target):
+    assert validate_params(METHODS["call.dial"], {"target": target}).target == target
+
+
+@pytest.mark.parametrize("target", [
+    "http://example.com", "sip:", "sip:alice@", "sip:al ice@x", "sip:a@x:99999", "sip:a@300.1.1.1",
+    "sip:a@[zz::1]", "tel:", "tel:xyz", "-name", "name with space", "sip:a@b\r\nVia: x", "",
+])
+def test_bad_targets_are_invalid_uri(target):
+    with pytest.raises(InvalidParams) as info:
+        validate_params(METHODS["call.dial"], {"target": target})
+    assert info.value.reason == "invalid-uri"
+    assert info.value.code == -32602
+    assert info.value.details["errors"][0]["loc"] == "target"
+
+
+@pytest.mark.parametrize("method,params,locs", [
+    ("call.dial", {}, ["target"]),
+    ("call.dial", {"target": "alice", "headers": {"X-Foo": "a\r\nb"}}, ["headers"]),
+    ("call.dial", {"target": "alice", "headers": {"Bad Name": "a"}}, ["headers"]),
+    ("call.dial", {"target": "alice", "headers": {"Via": "x"}}, ["headers"]),
+    ("call.dial", {"target": "alice", "timeout_s": -1, "bogus": 1}, ["timeout_s", "bogus"]),
+    ("call.dtmf", {"call_id": "c1", "digits": "12x"}, ["digits"]),
+    ("call.dtmf", {"call_id": "c1", "digits": "1" * 33}, ["digits"]),
+    ("call.reject", {"call_id": "c1", "code": 200}, ["code"]),
+    ("events.subscribe", {"since_seq": -1}, ["since_seq"]),
+    ("media.open", {"call_id": "c", "rate": 44100, "direction": "sideways"}, ["rate", "direction"]),
+    ("media.close", {"channel": 70000}, ["channel"]),
+    ("session.get", {"session_id": "a b"}, ["session_id"]),
+    ("hello", {}, ["token"]),
+])
+def test_invalid_params_list_each_field(method, params, locs):
+    with pytest.raises(InvalidParams) as info:
+        validate_params(METHODS[method], params)
+    assert info.value.reason == "invalid-params"
+    assert [e["loc"] for e in info.value.details["errors"]] == locs
+    assert all(e["msg"] for e in info.value.details["errors"])
+
+
+def test_from_uri_must_be_sip():
+    with pytest.raises(InvalidParams) as info:
+        validate_params(METHODS["call.dial"], {"target": "alice", "from_uri": "tel:123"})
+    assert info.value.reason == "invalid-uri"
+
+
+def test_defaults():
+    assert validate_params(METHODS["call.reject"], {"call_id": "c"}).code == 486
+    p = validate_params(METHODS["media.open"], {"call_id": "c"})
+    assert (p.direction, p.rate) == ("both", 16000)
+
+
+async def _h(ctx, params):
+    return {}
+
+
+def test_registry_resolve_order():
+    reg = Registry()
+    reg.register("call.dial", _h)
+    with pytest.raises(KeyError):
+        reg.register("nope", _h)
+    with pytest.raises(ValueError):
+        reg.register("call.dial", _h)
+    with pytest.raises(MethodNotFound):
+        reg.resolve("nope", "admin", {})
+    with pytest.raises(Forbidden):  # role is checked before params
+        reg.resolve("call.dial", "observer", {"target": "::bad"})
+    with pytest.raises(MethodNotFound):  # in the table, no service registered
+        reg.resolve("call.hangup", "dispatcher", {"call_id": "c"})
+    spec, handler, params = reg.resolve("call.dial", "dispatcher", {"target": "alice"})
+    assert handler is _h and params.target == "alice"
+
+
+def test_uri_helpers():
+    assert uri.is_sip_uri("sip:gw@127.0.0.1:5060")
+    assert not uri.is_sip_uri("tel:1")
+    assert uri.is_tel_uri("tel:+1-201-555-0123;ext=12")
