@@ -146,7 +146,7 @@ route[AUTH] {{
         sl_send_reply("403", "Forbidden");
         exit;
     }}
-    if (pv_www_authenticate("{realm}", "$var(password)", "0") < 0) {{
+    if (!pv_www_authenticate("{realm}", "$var(password)", "0")) {{
         xlog("L_NOTICE", "REGISTER for $tU: bad credentials, challenging again\\n");
         www_challenge("{realm}", "0");
         exit;
