@@ -28,11 +28,11 @@ _IPV6 = r"\[[0-9A-Fa-f:.]{2,45}\]"
 _USER = r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+"
 _PASSWORD = r"[A-Za-z0-9\-_.!~*'()&=+$,%]*"
 _SIP_RE = re.compile(
-    rf"^(?P<scheme>sips?):(?:(?P<user>{_USER})(?::{_PASSWORD})?@)?"
+    rf"^(?P<scheme>(?i:sips?)):(?:(?P<user>{_USER})(?::{_PASSWORD})?@)?"
     rf"(?P<host>{_IPV4}|{_IPV6}|{_HOSTNAME})(?::(?P<port>\d{{1,5}}))?"
     r"(?P<rest>[;?][^\s]*)?$"
 )
-_TEL_RE = re.compile(r"^tel:(?:\+[0-9][0-9\-.()]*|[0-9*#A-Fa-f][0-9*#A-Fa-f\-.()]*)(?:;[^\s;]+)*$")
+_TEL_RE = re.compile(r"^(?i:tel):(?:\+[0-9][0-9\-.()]*|[0-9*#A-Fa-f][0-9*#A-Fa-f\-.()]*)(?:;[^\s;]+)*$")
 URI_SCHEMES = ("sip:", "sips:", "tel:")
 
 
