@@ -169,12 +169,15 @@ class Subscription:
         # queue has everything fanned out since. Together: no gap.
         if len(page) < size and not self._lost:
             self._live = True
+            self._drop_covered()
             self._log.debug("events.subscription_live", last_seq=page[-1].seq if page else self._last)
 
     def _push(self, events: Sequence[Event]) -> None:
         if self._closed or self._overflowed:
             return
         room = self._max - len(self._queue)
+        if len(events) > room and self._live:
+            room += self._drop_covered()
         if len(events) <= room:
             self._queue.extend(events)
         elif not self._live:
@@ -188,6 +191,15 @@ class Subscription:
             self._log.warning("events.subscriber_overflow", queue_size=self._max,
                               delivered_seq=self._last, queued_to=self._queue[-1].seq if self._queue else None)
         self._wake()
+
+    def _drop_covered(self) -> int:
+        """Drop queued events already delivered or pending in the replay page; how many."""
+        covered = self._page[-1].seq if self._page else self._last
+        n = 0
+        while self._queue and self._queue[0].seq <= covered:
+            self._queue.popleft()
+            n += 1
+        return n
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
