@@ -61,7 +61,7 @@ def test_bad_targets_are_invalid_uri(target):
     ("call.dtmf", {"call_id": "c1", "digits": "1" * 33}, ["digits"]),
     ("call.reject", {"call_id": "c1", "code": 200}, ["code"]),
     ("events.subscribe", {"since_seq": -1}, ["since_seq"]),
-    ("media.open", {"call_id": "c", "rate": 44100, "direction": "sideways"}, ["rate", "direction"]),
+    ("media.open", {"call_id": "c", "rate": 44100, "direction": "sideways"}, ["direction", "rate"]),
     ("media.close", {"channel": 70000}, ["channel"]),
     ("session.get", {"session_id": "a b"}, ["session_id"]),
     ("hello", {}, ["token"]),
