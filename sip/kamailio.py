@@ -36,10 +36,8 @@ from pathlib import Path
 
 import structlog
 
-try:  # sip/errors.py is the package's exception root (design.md); fall back until it exists.
-    from sip.errors import SipError as _ErrorBase
-except ImportError:  # pragma: no cover - depends on the checkout
-    _ErrorBase = Exception
+from sip.config import SipConfig
+from sip.errors import SipError
 
 log = structlog.get_logger("sip.kamailio")
 
@@ -62,8 +60,10 @@ CTL_SOCKET = "kamailio_ctl"
 _UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 
 
-class KamailioError(_ErrorBase):
-    """Kamailio could not be configured, started, reloaded or stopped."""
+class KamailioError(SipError):
+    """Kamailio could not be configured, started or reloaded: the public SIP address is down."""
+
+    reason = "sip-unavailable"
 
 
 def find_modules_dir(candidates: Sequence[str] = MODULE_DIRS) -> str:
@@ -512,6 +512,15 @@ class KamailioFront:
         self._cfg_options = cfg_options
         self.run_dir: Path | None = None
         self.process: KamailioProcess | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: SipConfig, workers: Sequence[tuple[str, int]] | None = None, **options: object
+    ) -> KamailioFront:
+        """The front for `[sip]`: listens on host:port; workers default to every worker address."""
+        if workers is None:
+            workers = [config.worker_address(i) for i in range(config.max_workers)]
+        return cls(config.host, config.port, workers, kamailio_bin=config.kamailio_bin, **options)
 
     @property
     def pid(self) -> int | None:

@@ -18,7 +18,7 @@ def _peers_installed() -> None:
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    for name in ("UAS", "UAC", "REGISTER"):
+    for name in ("UAS", "UAS_503", "UAC", "REGISTER"):
         (tmp_path / f"{name.lower()}.xml").write_text(getattr(scenarios, name))
     return tmp_path
 

@@ -159,3 +159,22 @@ Content-Length: 0
   <recv response="200" crlf="true"/>
 </scenario>
 """
+
+# A worker that is up (answers OPTIONS) but refuses every INVITE with 503.
+UAS_503 = UAS.replace(
+    """  <send><![CDATA[
+SIP/2.0 180 Ringing""",
+    """  <send><![CDATA[
+SIP/2.0 503 Service Unavailable
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK" next="done"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing""",
+)

@@ -132,3 +132,34 @@ async def test_start_fails_cleanly_when_port_taken(run_dir: Path) -> None:
         with pytest.raises(KamailioError):
             await front.start(run_dir, ready_timeout=5)
     assert front.process is None
+
+
+async def test_worker_answering_503_is_skipped_for_the_next(work: Path, run_dir: Path) -> None:
+    p_bad, p_good, fport = free_udp_port(), free_udp_port(), free_udp_port()
+    bad = SippUas(work / "uas_503.xml", p_bad, work, "bad")
+    good = SippUas(work / "uas.xml", p_good, work, "good")
+    front = KamailioFront(HOST, fport, [(HOST, p_bad), (HOST, p_good)], ping_interval=1)
+    try:
+        await bad.start()
+        await good.start()
+        await front.start(run_dir)
+        rc, out = await calls(work, fport, 6)
+        assert rc == 0, out[-3000:] + "\n".join(front.log[-40:])
+        assert successful_calls(out) == 6
+        assert good.invites() == 6
+        assert bad.invites() >= 2  # round robin tried it, got 503, moved on
+        # a 503 is not a dead worker: it stays active
+        assert (await front.destinations())[f"sip:{HOST}:{p_bad}"].startswith("A")
+    finally:
+        await front.stop()
+        await bad.kill()
+        await good.kill()
+
+
+def test_front_from_sip_config() -> None:
+    from sip.config import SipConfig
+
+    cfg = SipConfig(host=HOST, port=5099, worker_base_port=6000, max_workers=3)
+    front = KamailioFront.from_config(cfg)
+    assert (front.host, front.port) == (HOST, 5099)
+    assert front.workers == [(HOST, 6000), (HOST, 6010), (HOST, 6020)]
