@@ -457,8 +457,7 @@ class ControlServer:
         self.authenticator = authenticator
         self.hooks = hooks or ServerHooks()
         self.config = config or ServerConfig()
-        if self.hooks.idempotency is None:
-            self.hooks.idempotency = MemoryIdempotencyStore()
+        self.idempotency: IdempotencyStore = self.hooks.idempotency or MemoryIdempotencyStore()
         self.connections: set[Connection] = set()
         self._server: Server | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -540,8 +539,7 @@ class ControlServer:
             return await asyncio.shield(pending)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._idem_inflight[k] = fut
-        store = self.hooks.idempotency
-        assert store is not None
+        store = self.idempotency
         try:
             stored = await store.idempotency_get(principal, key)
             if stored is not None:
