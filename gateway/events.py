@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from gateway.errors import Unavailable
 from gateway.store import Event, Store
 from gateway.timeutil import now_iso
 
@@ -40,6 +41,7 @@ class EventBus:
         self.queue_size = queue_size
         self.page_size = page_size
         self._subs: set[Subscription] = set()
+        self._closed = False
         store.add_listener(self._fan_out)
 
     @property
@@ -57,6 +59,8 @@ class EventBus:
 
     def subscribe(self, since_seq: int, *, queue_size: int | None = None) -> Subscription:
         """Every stored event with seq > since_seq, then live ones; no gap, no duplicate."""
+        if self._closed:
+            raise Unavailable("the event bus is closed", reason="shutting-down")
         if since_seq < 0:
             raise ValueError("since_seq must be >= 0")
         sub = Subscription(self, int(since_seq), queue_size or self.queue_size)
@@ -65,6 +69,7 @@ class EventBus:
 
     def close(self) -> None:
         """End every subscription and detach from the store."""
+        self._closed = True
         for sub in list(self._subs):
             sub.close()
         self._store.remove_listener(self._fan_out)

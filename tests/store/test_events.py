@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from gateway.errors import Unavailable
 from gateway.events import OVERFLOW, EventBus
 from gateway.store import Store
 
@@ -194,3 +195,5 @@ async def test_bus_close_ends_subscriptions(store: Store) -> None:
         with pytest.raises(StopAsyncIteration):
             await anext(sub)
     await store.append_event("t")  # no longer fanned out by the closed bus: nothing breaks
+    with pytest.raises(Unavailable):
+        bus.subscribe(0)
