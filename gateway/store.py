@@ -185,12 +185,14 @@ class Store:
         if not self._open or self._closing:
             return
         self._closing = True
-        if self._writer_task is not None:
-            if not self._writer_task.done():
-                await self._queue.put(_STOP)
-            await self._writer_task
-        await self._close_connections()
-        self._open = False
+        try:
+            if self._writer_task is not None:
+                if not self._writer_task.done():
+                    await self._queue.put(_STOP)
+                await self._writer_task
+        finally:
+            await self._close_connections()
+            self._open = False
         log.info("store.closed", path=self.path, last_seq=self._seq)
 
     async def __aenter__(self) -> Store:
