@@ -1,0 +1,169 @@
+"""A real baresip "phone" for tests: auto-answers, records what it hears, can play a WAV or a tone.
+
+    async with BaresipPhone(tone_hz=440) as phone:      # or play_wav=path, or neither (silence)
+        ...dial phone.uri from the gateway...
+        samples, rate = phone.recording()                # what baresip decoded from the call
+
+- Its own temp dir holds `config`, `accounts` and the recordings: module sndfile writes
+  `dump-*-dec.wav` (what baresip heard, decoded) and `dump-*-enc.wav` (what it sent).
+- SIP on 127.0.0.1:<port> (UDP); baresip also binds TCP/TLS on port+1, so ports come from a free
+  block of 10. RTP ports come from another free block.
+- No sound card: the player is `aubridge` (nothing reads it), the source is `aufile` (a WAV; a
+  tone WAV is generated with tests.audio.tone) or `ausine`-free silence via a silent WAV.
+- A missing `baresip` binary raises (never skips).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from tests.audio import read_wav, tone
+from tests.peers.sipp import free_port_block, require_binary
+
+MODULE_PATH_CANDIDATES = ("/usr/lib/baresip/modules", "/usr/local/lib/baresip/modules",
+                          "/usr/lib/x86_64-linux-gnu/baresip/modules")
+
+
+def write_wav(path: str | Path, pcm: bytes, rate: int) -> Path:
+    """Write PCM16LE mono as a WAV file."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return Path(path)
+
+
+def _module_path() -> str:
+    for p in MODULE_PATH_CANDIDATES:
+        if Path(p, "sndfile.so").exists():
+            return p
+    raise RuntimeError("baresip modules (sndfile.so) not found in " + ", ".join(MODULE_PATH_CANDIDATES))
+
+
+class BaresipPhone:
+    """One baresip process with one auto-answering account `sip:<user>@127.0.0.1:<port>`."""
+
+    def __init__(
+        self,
+        *,
+        user: str = "phone",
+        tone_hz: float | None = None,
+        play_wav: str | Path | None = None,
+        play_seconds: float = 30.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.binary = require_binary("baresip")
+        self.user = user
+        self.host = host
+        self.dir = Path(tempfile.mkdtemp(prefix="baresip-"))
+        self.port = free_port_block(host, span=10)
+        self.rtp_base = free_port_block(host, span=20, tcp=False)
+        if play_wav is None:
+            pcm = tone(tone_hz, play_seconds, rate=8000) if tone_hz else bytes(int(play_seconds * 8000) * 2)
+            play_wav = write_wav(self.dir / "source.wav", pcm, 8000)
+        self.source = Path(play_wav)
+        self.log_path = self.dir / "baresip.log"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"sip:{self.user}@{self.host}:{self.port}"
+
+    def _write_config(self) -> None:
+        cfg = f"""\
+module_path		{_module_path()}
+poll_method		epoll
+sip_listen		{self.host}:{self.port}
+call_local_timeout	120
+call_max_calls		4
+audio_player		aubridge,nowhere-{self.port}
+audio_alert		aubridge,nowhere-{self.port}
+audio_source		aufile,{self.source}
+audio_buffer		20-160
+rtp_ports		{self.rtp_base}-{self.rtp_base + 19}
+jitter_buffer_delay	1-10
+snd_path		{self.dir}
+module			g711.so
+module			g722.so
+module			aufile.so
+module			aubridge.so
+module			sndfile.so
+module_tmp		account.so
+module_app		menu.so
+"""
+        (self.dir / "config").write_text(cfg)
+        (self.dir / "accounts").write_text(
+            f"<sip:{self.user}@{self.host}:{self.port}>;regint=0;answermode=auto\n")
+        (self.dir / "contacts").write_text("")
+
+    async def start(self) -> BaresipPhone:
+        self._write_config()
+        logf = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process' life
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                self.binary, "-f", str(self.dir), stdin=asyncio.subprocess.DEVNULL,
+                stdout=logf, stderr=asyncio.subprocess.STDOUT, cwd=self.dir,
+            )
+        finally:
+            logf.close()
+        async with asyncio.timeout(10):
+            while True:
+                if self.proc.returncode is not None:
+                    raise RuntimeError(f"baresip exited with {self.proc.returncode}: {self.log()}")
+                if "baresip is ready" in self.log() and not _udp_free(self.host, self.port):
+                    break
+                await asyncio.sleep(0.05)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def recordings(self, kind: str = "dec") -> list[Path]:
+        """sndfile dumps, oldest first: `dec` = what baresip heard, `enc` = what it sent."""
+        return sorted(self.dir.glob(f"dump-*-{kind}.wav"), key=lambda p: p.stat().st_mtime)
+
+    def recording(self, kind: str = "dec") -> tuple[np.ndarray, int]:
+        files = self.recordings(kind)
+        if not files:
+            raise AssertionError(f"baresip recorded nothing ({kind}); log:\n{self.log()[-2000:]}")
+        return read_wav(files[-1])
+
+    async def wait_log(self, text: str, timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            while text not in self.log():
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+            try:
+                async with asyncio.timeout(5):
+                    await self.proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+
+    async def __aenter__(self) -> BaresipPhone:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _udp_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
