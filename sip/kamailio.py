@@ -422,8 +422,11 @@ class KamailioProcess:
 
     async def _drain_log(self, stream: asyncio.StreamReader | None) -> None:
         assert stream is not None
-        while line := await stream.readline():
-            self.log.append(line.decode("utf-8", "replace").rstrip())
+        while raw := await stream.readline():
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.log.append(line)
+            if " ERROR: " in line or " CRITICAL: " in line or " ALERT: " in line:
+                log.warning("kamailio.log", name=self._name, line=line)
 
     async def rpc(self, *command: str, timeout: float = 5.0) -> str:
         """Run `kamcmd -s unix:<ctl> <command...>` and return its output."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,49 @@ async def test_wrong_password_is_not_registered(work: Path) -> None:
         assert trace.count("SIP/2.0 401") >= 2  # challenged again after the bad answer
         assert "SIP/2.0 200" not in trace
         assert await reg.contacts() == {}
+
+
+async def test_baresip_registers_and_auto_answers_a_call_via_the_registrar(work: Path) -> None:
+    baresip = shutil.which("baresip")
+    assert baresip, "baresip is not installed (Debian baresip-core): a missing peer is a failure"
+    async with kamailio_registrar(users={"alice": "secret"}) as reg:
+        port = free_udp_port()
+        conf = work / "baresip"
+        conf.mkdir()
+        (conf / "config").write_text(
+            f"poll_method epoll\nsip_listen {HOST}:{port}\n"
+            "audio_player aubridge,x\naudio_source aubridge,x\naudio_alert aubridge,x\n"
+            "module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aubridge.so\n"
+            "module_tmp account.so\n"
+        )
+        (conf / "accounts").write_text(
+            f"<sip:alice@{reg.domain}:{reg.port}>;auth_pass=secret;answermode=auto;regint=300\n"
+        )
+        log = work / "baresip.out"
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                baresip, "-f", str(conf), "-v",
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+            )
+        try:
+            contacts = await reg.wait_registered("alice", timeout=10)
+            assert len(contacts) == 1 and contacts[0].endswith(f"@{HOST}:{port}"), contacts
+            # baresip answered the 401 challenge; the registrar accepted its credentials
+            assert any("REGISTER for alice authenticated" in line for line in reg.log)
+
+            rc, out_text = await run_sipp(
+                "-sf", str(work / "uac.xml"), "-s", "alice", "-i", HOST, "-p", "0", "-m", "1",
+                "-timeout", "15", "-timeout_error", f"{reg.host}:{reg.port}", cwd=work,
+            )
+            assert rc == 0, out_text[-3000:] + log.read_text(errors="replace")[-3000:]
+            assert successful_calls(out_text) == 1
+            text = log.read_text(errors="replace")
+            assert "Call established: sip:caller@" in text, text[-3000:]
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 5)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
