@@ -1,0 +1,108 @@
+"""Fixtures for sip tests: configs with free ports, a supervisor that records events and audio."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from sip import SipConfig, SipEvent, SipSupervisor
+from tests.peers.sipp import free_port_block
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@functools.lru_cache(maxsize=1)
+def probed_calls_per_worker() -> int:
+    """Run the worker's probe once per test session (synchronously, outside any loop)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "sip.worker", "--probe"], cwd=ROOT, capture_output=True, timeout=30
+    ).stdout.decode()
+    counts = [json.loads(ln)["ok_calls"] for ln in out.splitlines() if ln.startswith('{"ok_calls"')]
+    assert counts, f"probe printed nothing: {out!r}"
+    return max(counts)
+
+
+def make_config(**kw: object) -> SipConfig:
+    workers = int(kw.get("max_workers", 1))  # type: ignore[arg-type]
+    base = free_port_block(span=10 * (workers + 1))
+    defaults: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": base,
+        "worker_base_port": base + 10,
+        "rtp_port_base": free_port_block(span=10, tcp=False),
+        "warm_workers": 1,
+        "log_level": 3,
+    }
+    defaults.update(kw)
+    if "calls_per_worker" not in kw:
+        defaults["calls_per_worker"] = probed_calls_per_worker()
+    cfg = SipConfig(**defaults)  # type: ignore[arg-type]
+    return cfg
+
+
+@dataclass
+class Recorder:
+    """Collects SipEvents and audio; lets a test wait for a condition without sleeping blindly."""
+
+    events: list[SipEvent] = field(default_factory=list)
+    audio: dict[str, list[bytes]] = field(default_factory=dict)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_event(self, ev: SipEvent) -> None:
+        self.events.append(ev)
+        self._changed.set()
+
+    def on_audio(self, call_id: str, pcm: bytes) -> None:
+        self.audio.setdefault(call_id, []).append(pcm)
+
+    def of(self, call_id: str) -> list[SipEvent]:
+        return [e for e in self.events if e.call_id == call_id]
+
+    def states(self, call_id: str) -> list[str | None]:
+        return [e.state for e in self.of(call_id) if e.kind == "state"]
+
+    async def wait_for(self, pred: Callable[[SipEvent], bool], timeout: float = 10) -> SipEvent:
+        seen = 0
+        async with asyncio.timeout(timeout):
+            while True:
+                for ev in self.events[seen:]:
+                    if pred(ev):
+                        return ev
+                seen = len(self.events)
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_state(self, call_id: str, state: str, timeout: float = 10) -> SipEvent:
+        try:
+            return await self.wait_for(lambda e: e.call_id == call_id and e.kind == "state" and e.state == state, timeout)
+        except TimeoutError:
+            raise AssertionError(f"{call_id}: no {state!r} within {timeout}s; got {self.of(call_id)}") from None
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def start_supervisor(recorder: Recorder) -> AsyncIterator[Callable[..., object]]:
+    """`sup = await start_supervisor(**config_overrides)`; every supervisor is stopped afterwards."""
+    started: list[SipSupervisor] = []
+
+    async def start(**kw: object) -> SipSupervisor:
+        sup = SipSupervisor(make_config(**kw), recorder.on_event, recorder.on_audio)
+        started.append(sup)
+        await sup.start()
+        return sup
+
+    yield start
+    for sup in started:
+        await sup.stop()
