@@ -23,12 +23,12 @@ import re
 import secrets
 import tomllib
 import types
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sip.config import SipConfig, SipRegistration
 from gateway.directory import KINDS, NAME_RE, Endpoint, uri_problem
 from gateway.errors import ConfigError
 
@@ -99,40 +99,6 @@ class CallsConfig:
 
 
 @dataclass(frozen=True)
-class SipRegistrationSettings:
-    """Stand-in for sip.config's registration dataclass while sip/config.py does not exist."""
-
-    registrar: str
-    username: str
-    password: str
-    realm: str = "*"
-    expires: int = 300
-
-
-@dataclass(frozen=True)
-class SipSettings:
-    """Stand-in for `sip.config.SipConfig` while sip/config.py does not exist (same fields)."""
-
-    host: str = "127.0.0.1"
-    port: int = 5060
-    proxy: str = "auto"
-    worker_host: str = "127.0.0.1"
-    worker_base_port: int = 5070
-    rtp_port_base: int = 20000
-    max_workers: int = 4
-    warm_workers: int = 1
-    calls_per_worker: int = 0
-    codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
-    user: str = "gateway"
-    display_name: str = "Dispatch"
-    kamailio_bin: str = "kamailio"
-    registration: SipRegistrationSettings | None = None
-    log_level: int = 2  # pjsua log level of worker stderr
-    log_dir: str | None = None  # where worker logs go (None: a temp file per worker)
-    audio_queue_frames: int = 50
-
-
-@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig
     control: ControlConfig
@@ -140,7 +106,7 @@ class Config:
     store: StoreConfig
     auth: AuthConfig
     calls: CallsConfig
-    sip: Any  # sip.config.SipConfig (SipSettings until sip/config.py exists)
+    sip: SipConfig
     directory: tuple[Endpoint, ...] = ()
     source: str = DEFAULTS_LABEL  # the file it was loaded from
 
@@ -590,38 +556,14 @@ def _section(cls: type, values: dict[str, Any], section: str) -> Any:
     return cls(**{k: values[f"{section}.{k}"] for k in names if f"{section}.{k}" in values})
 
 
-def _registration_class(sip_cls: type) -> type | None:
-    try:
-        hint = typing.get_type_hints(sip_cls).get("registration")
-    except Exception:  # unresolvable annotations in the sip module: fall back below
-        hint = None
-    for arg in (hint, *typing.get_args(hint)):
-        if isinstance(arg, type) and dataclasses.is_dataclass(arg):
-            return arg
-    return None
-
-
-def _build_sip(layers: _Layers) -> Any:
+def _build_sip(layers: _Layers) -> SipConfig:
     v = layers.values
     plain = {k[4:]: val for k, val in v.items()
              if k.startswith("sip.") and not k.startswith("sip.registration.")}
     reg = {k[len("sip.registration."):]: val for k, val in v.items()
            if k.startswith("sip.registration.")}
-    if reg:
-        reg = {"realm": "*", "expires": 300, **reg}
     try:
-        from sip.config import SipConfig  # written by the SIP side; may not exist yet
-    except ImportError:
-        SipConfig = None  # noqa: N806
-    if SipConfig is None or not dataclasses.is_dataclass(SipConfig):
-        return SipSettings(**plain, registration=SipRegistrationSettings(**reg) if reg else None)
-    names = {f.name for f in dataclasses.fields(SipConfig)}
-    kwargs = {k: val for k, val in plain.items() if k in names}
-    if "registration" in names:
-        reg_cls = _registration_class(SipConfig)
-        kwargs["registration"] = (reg_cls(**reg) if reg_cls and reg else reg or None)
-    try:
-        return SipConfig(**kwargs)
+        return SipConfig(**plain, registration=SipRegistration(**reg) if reg else None)
     except (TypeError, ValueError) as e:
         raise ConfigError(layers.sources.get("sip.host", (DEFAULTS_LABEL, ""))[0], "sip",
                           str(e)) from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,7 @@ class CallService:
         self._live: dict[str, LiveCall] = {}
         self._queue: asyncio.Queue[SipEvent | tuple[str, str]] = asyncio.Queue(EVENT_QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
+        self.on_ended: list[Callable[[str], None]] = []  # call_id; e.g. media bindings dropped
         sessions.on_close.append(self.hangup_session)
 
     # lifecycle ---------------------------------------------------------------------------
@@ -337,6 +338,8 @@ class CallService:
         if reason:
             live.row["extra"] = {**live.row.get("extra", {}), "sip_reason": reason}
         await self._set(live, CallState.ENDED)
+        for hook in self.on_ended:
+            hook(live.call_id)
         log.info("call.ended", call_id=live.call_id, cause=live.row["cause"], sip_code=live.row["sip_code"])
 
     @staticmethod

@@ -1,0 +1,140 @@
+"""Wiring and lifecycle: start every part in order, stop them in reverse.
+
+Start: store -> event bus -> services -> SIP workers (+ Kamailio front) -> control channel -> http.
+Stop: control channel (no new commands) -> SIP (BYE every call) -> call records flushed -> front ->
+http -> store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gateway import http
+from gateway.config import Config
+from gateway.directory import Directory
+from gateway.errors import GatewayError
+from gateway.events import EventBus
+from gateway.handlers import register_all
+from gateway.protocol import Principal, Registry, RequestContext
+from gateway.server import ControlServer, ServerConfig, ServerHooks
+from gateway.services.calls import CallService
+from gateway.services.media import MediaService
+from gateway.services.sessions import SessionService
+from gateway.store import Store
+from sip.kamailio import KamailioFront
+from sip.supervisor import SipSupervisor
+
+log = structlog.get_logger(__name__)
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = Store(config.store_path)
+        self.bus = EventBus(self.store, queue_size=config.control.send_queue)
+        self.directory = Directory.from_config(config)
+        self.sessions = SessionService(self.store, self.bus)
+        self.calls = CallService(self.store, self.bus, self.sessions, self.directory,
+                                 ring_timeout_s=config.calls.ring_timeout_s,
+                                 dial_timeout_s=config.calls.dial_timeout_s)
+        self.media = MediaService(self.calls)
+        self.calls.on_ended.append(self.media.call_ended)
+        self.sip = SipSupervisor(config.sip, on_event=self.calls.on_sip_event,
+                                 on_audio=self.media.on_audio)
+        self.front: KamailioFront | None = None
+        self.registry = Registry()
+        register_all(self.registry, bus=self.bus, directory=self.directory, sessions=self.sessions,
+                     calls=self.calls, media=self.media)
+        c = config.control
+        self.control = ControlServer(
+            self.registry, self._authenticate,
+            ServerHooks(current_seq=lambda: self.bus.last_seq, audit=self._audit,
+                        idempotency=self.store),
+            ServerConfig(host=c.host, port=c.port, path=c.path, gateway_id=config.gateway.id,
+                         ping_interval=c.ping_interval_s, ping_timeout=c.ping_timeout_s,
+                         max_size=c.max_frame_bytes, max_in_flight=c.max_in_flight,
+                         send_queue_size=c.send_queue),
+        )
+        self._http: Any = None
+        self._stack = contextlib.AsyncExitStack()
+        self._tokens = [(t.encode(), Principal(i.principal, i.role)) for t, i in config.auth.tokens.items()]
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        cfg = self.config
+        if cfg.store_path != ":memory:":
+            Path(cfg.store_path).parent.mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+        self._stack.push_async_callback(self.store.close)
+        self._stack.push_async_callback(self._stop_http)
+        await self.sip.start()
+        self._stack.push_async_callback(self._stop_sip)
+        self.calls.start(self.sip)
+        if cfg.sip.proxied and cfg.sip.proxy == "auto":
+            self.front = KamailioFront.from_config(cfg.sip)
+            await self.front.start(Path(cfg.gateway.data_dir) / "kamailio")
+            self._stack.push_async_callback(self.front.stop)
+        await self.control.start()
+        self._stack.push_async_callback(self.control.stop)
+        self._http = await http.start(cfg.http.host, cfg.http.port,
+                                      {"store": self.store.healthy, "sip": self._sip_ready})
+        log.info("gateway.started", gateway_id=cfg.gateway.id, control=self.control.url,
+                 http_port=self.http_port, sip=f"{cfg.sip.host}:{cfg.sip.port}",
+                 calls_per_worker=self.sip.calls_per_worker, front=self.front is not None)
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+        log.info("gateway.stopped")
+
+    async def _stop_sip(self) -> None:
+        await self.sip.stop()  # BYE every call; the workers report them ended
+        await self.calls.stop()  # those reports stored and published, then the rest closed
+
+    async def _stop_http(self) -> None:
+        if self._http is not None:
+            await self._http.cleanup()
+
+    async def _sip_ready(self) -> bool:
+        return self.sip.ready
+
+    @property
+    def http_port(self) -> int:
+        return http.bound_port(self._http)
+
+    # -- control-channel hooks -------------------------------------------------------------
+    def _authenticate(self, token: str) -> Principal | None:
+        given = token.encode()
+        found = None
+        for known, principal in self._tokens:  # constant time per token; no early exit
+            if hmac.compare_digest(given, known):
+                found = principal
+        return found
+
+    async def _audit(self, ctx: RequestContext, method: str, params: dict,
+                     outcome: dict | GatewayError) -> None:
+        error = outcome.reason if isinstance(outcome, GatewayError) else None
+        await self.store.add_audit(ctx.principal.name, ctx.principal.role, method, params,
+                                   "error" if error else "ok", error)
+
+
+async def run(config: Config, stop: asyncio.Event) -> None:
+    """Run until `stop` is set (signals in the CLI), then shut down gracefully."""
+    gw = Gateway(config)
+    await gw.start()
+    try:
+        await stop.wait()
+    finally:
+        await gw.stop()

@@ -1,0 +1,166 @@
+"""`dispatch-gateway`: run the gateway, or drive a running one from a shell.
+
+    dispatch-gateway serve --config config/gateway.toml [--set section.key=value ...]
+    dispatch-gateway call sip:alice@127.0.0.1 [--hangup-after 10]
+    dispatch-gateway events [--since 0]
+    dispatch-gateway rpc session.list '{"state": "open"}'
+
+Client commands take --url and --token, or DISPATCH_URL and DISPATCH_TOKEN from the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from gateway.errors import ConfigError
+
+DEFAULT_URL = "ws://127.0.0.1:8765/v1/control"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dispatch-gateway", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--config", default=None, help="TOML file (default: embedded defaults only)")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one setting (repeatable); wins over file and environment")
+
+    def client(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help)
+        c.add_argument("--url", default=os.environ.get("DISPATCH_URL", DEFAULT_URL))
+        c.add_argument("--token", default=os.environ.get("DISPATCH_TOKEN"))
+        return c
+
+    c = client("call", "place a call and follow it until it ends")
+    c.add_argument("target", help="SIP URI or directory name")
+    c.add_argument("--session", default=None, help="incident session id to attach the call to")
+    c.add_argument("--hangup-after", type=float, default=None, metavar="SECONDS",
+                   help="hang up this long after the call connects")
+    e = client("events", "print events as JSON lines")
+    e.add_argument("--since", type=int, default=None, help="replay events after this seq first")
+    r = client("rpc", "send one request and print its result")
+    r.add_argument("method")
+    r.add_argument("params", nargs="?", default="{}", help="JSON object")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if not args.token:
+        print("dispatch-gateway: --token or DISPATCH_TOKEN is required", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_CLIENT_COMMANDS[args.command](args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # RemoteError, Disconnected, OSError: one line, not a traceback
+        print(f"dispatch-gateway: {err}", file=sys.stderr)
+        return 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.app import run
+    from gateway.config import dev_token_banner, load_config
+    from gateway.logs import setup_logging
+
+    try:
+        config = load_config(args.config, os.environ, args.overrides)
+    except ConfigError as err:
+        print(f"dispatch-gateway: configuration error: {err}", file=sys.stderr)
+        return 2
+    setup_logging(config.gateway.log_level, config.gateway.log_format)
+    banner = dev_token_banner(config)
+    if banner:
+        print(banner, flush=True)
+
+    async def main_task() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(config, stop)
+
+    asyncio.run(main_task())
+    return 0
+
+
+async def _connect(args: argparse.Namespace) -> Any:
+    from gateway.client import GatewayClient
+
+    return await GatewayClient.connect(args.url, args.token, client_name="dispatch-gateway-cli",
+                                       reconnect=False)
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False), flush=True)
+
+
+async def _call(args: argparse.Namespace) -> int:
+    client = await _connect(args)
+    try:
+        await client.subscribe(client.hello.get("seq", 0))
+        params: dict[str, Any] = {"target": args.target}
+        if args.session:
+            params["session_id"] = args.session
+        call = await client.call("call.dial", **params)
+        _print({"dialed": call})
+        hangup: asyncio.TimerHandle | None = None
+        async for ev in client.events():
+            data = ev.get("data", {})
+            if ev.get("type") != "call.state" or data.get("call_id") != call["call_id"]:
+                continue
+            _print(ev)
+            if data.get("state") == "connected" and args.hangup_after and hangup is None:
+                hangup = asyncio.get_running_loop().call_later(
+                    args.hangup_after,
+                    lambda: asyncio.ensure_future(client.call("call.hangup", call_id=call["call_id"])))
+            if data.get("state") == "ended":
+                return 0 if data.get("answered_at") else 3
+        return 1
+    finally:
+        await client.close()
+
+
+async def _events(args: argparse.Namespace) -> int:
+    client = await _connect(args)
+    try:
+        await client.subscribe(args.since if args.since is not None else client.hello.get("seq", 0))
+        async for ev in client.events():
+            _print(ev)
+        return 0
+    finally:
+        await client.close()
+
+
+async def _rpc(args: argparse.Namespace) -> int:
+    try:
+        params = json.loads(args.params)
+    except ValueError as err:
+        print(f"dispatch-gateway: params are not JSON: {err}", file=sys.stderr)
+        return 2
+    if not isinstance(params, dict):
+        print("dispatch-gateway: params must be a JSON object", file=sys.stderr)
+        return 2
+    client = await _connect(args)
+    try:
+        _print(await client.call(args.method, **params))
+        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+_CLIENT_COMMANDS = {"call": _call, "events": _events, "rpc": _rpc}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The control-channel methods of v1, each a thin call into its service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.directory import Directory
+from gateway.events import EventBus
+from gateway.protocol import Registry, RequestContext
+from gateway.services.calls import CallService
+from gateway.services.media import MediaService
+from gateway.services.sessions import SessionService
+
+
+def register_all(registry: Registry, *, bus: EventBus, directory: Directory, sessions: SessionService,
+                 calls: CallService, media: MediaService) -> None:
+    """Plug every service into the method table (the table itself lives in gateway.protocol)."""
+
+    async def session_create(ctx: RequestContext, p: Any) -> dict:
+        return await sessions.create(title=p.title, created_by=ctx.principal.name)
+
+    async def session_list(ctx: RequestContext, p: Any) -> dict:
+        return {"sessions": await sessions.list(state=p.state)}
+
+    async def session_get(ctx: RequestContext, p: Any) -> dict:
+        return await sessions.get(p.session_id)
+
+    async def session_close(ctx: RequestContext, p: Any) -> dict:
+        return await sessions.close(p.session_id, closed_by=ctx.principal.name)
+
+    async def events_subscribe(ctx: RequestContext, p: Any) -> dict:
+        since = p.since_seq if p.since_seq is not None else bus.last_seq
+        ctx.connection.start_subscription(bus.subscribe(since))
+        return {"since_seq": since, "last_seq": bus.last_seq}
+
+    async def directory_list(ctx: RequestContext, p: Any) -> dict:
+        return {"endpoints": [e.public() for e in directory.list(kind=p.kind, group=p.group)],
+                "groups": directory.groups()}
+
+    async def call_dial(ctx: RequestContext, p: Any) -> dict:
+        return await calls.dial(target=p.target, session_id=p.session_id, principal=ctx.principal.name,
+                                from_uri=p.from_uri, display_name=p.display_name, headers=p.headers,
+                                timeout_s=p.timeout_s)
+
+    async def call_answer(ctx: RequestContext, p: Any) -> dict:
+        return await calls.answer(p.call_id)
+
+    async def call_reject(ctx: RequestContext, p: Any) -> dict:
+        return await calls.reject(p.call_id, p.code)
+
+    async def call_hangup(ctx: RequestContext, p: Any) -> dict:
+        return await calls.hangup(p.call_id)
+
+    async def call_hold(ctx: RequestContext, p: Any) -> dict:
+        return await calls.hold(p.call_id)
+
+    async def call_unhold(ctx: RequestContext, p: Any) -> dict:
+        return await calls.unhold(p.call_id)
+
+    async def call_dtmf(ctx: RequestContext, p: Any) -> dict:
+        return await calls.dtmf(p.call_id, p.digits)
+
+    async def call_transfer(ctx: RequestContext, p: Any) -> dict:
+        return await calls.transfer(p.call_id, p.target)
+
+    async def call_listen(ctx: RequestContext, p: Any) -> dict:
+        return await media.open(ctx.connection, p.call_id, direction="out", rate=16000)
+
+    async def media_open(ctx: RequestContext, p: Any) -> dict:
+        return await media.open(ctx.connection, p.call_id, direction=p.direction, rate=p.rate)
+
+    async def media_close(ctx: RequestContext, p: Any) -> dict:
+        return await media.close(ctx.connection, p.channel)
+
+    for name, handler in {
+        "session.create": session_create, "session.list": session_list, "session.get": session_get,
+        "session.close": session_close, "events.subscribe": events_subscribe,
+        "directory.list": directory_list, "call.dial": call_dial, "call.answer": call_answer,
+        "call.reject": call_reject, "call.hangup": call_hangup, "call.hold": call_hold,
+        "call.unhold": call_unhold, "call.dtmf": call_dtmf, "call.transfer": call_transfer,
+        "call.listen": call_listen, "media.open": media_open, "media.close": media_close,
+    }.items():
+        registry.register(name, handler)
