@@ -1,0 +1,174 @@
+"""SipSupervisor against real SIPp peers: what SIPp saw decides (exit status, stats, trace)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from sip import NoCapacity
+from tests.peers.sipp import sipp_uac, sipp_uas
+
+from .conftest import Recorder, probed_calls_per_worker
+
+pytestmark = pytest.mark.peers
+
+
+def cid() -> str:
+    return uuid.uuid4().hex
+
+
+async def test_probe_finds_call_limit(start_supervisor) -> None:
+    sup = await start_supervisor(calls_per_worker=0)
+    assert sup.calls_per_worker == probed_calls_per_worker()
+    assert sup.calls_per_worker >= 1
+    assert sup.ready
+
+
+async def test_dial_answered_then_hangup(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor()
+    async with sipp_uas("answer") as uas:
+        c = cid()
+        await sup.dial(c, uas.uri, display_name="Dispatch 1", headers={"X-Incident": "42"})
+        ev = await recorder.wait_state(c, "confirmed")
+        assert ev.sip_code == 200 and ev.worker == 0
+        await sup.hangup(c)
+        end = await recorder.wait_state(c, "disconnected")
+        assert end.cause == "local-hangup"
+        res = await uas.wait(10)
+    assert res.returncode == 0, res.errors
+    assert (res.successful, res.failed) == (1, 0)
+    assert "X-Incident: 42" in res.messages
+    assert '"Dispatch 1"' in res.messages
+    assert res.count("BYE sip:") >= 1
+    assert recorder.states(c)[:1] == ["calling"]
+
+
+async def test_dial_busy(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor()
+    async with sipp_uas("busy") as uas:
+        c = cid()
+        await sup.dial(c, uas.uri)
+        end = await recorder.wait_state(c, "disconnected")
+        res = await uas.wait(10)
+    assert (end.sip_code, end.cause) == (486, "busy")
+    assert res.returncode == 0, res.errors
+    assert res.successful == 1
+
+
+async def test_dial_no_answer_times_out_with_cancel(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor()
+    async with sipp_uas("no-answer") as uas:
+        c = cid()
+        await sup.dial(c, uas.uri, timeout=1.5)
+        await recorder.wait_state(c, "early")
+        end = await recorder.wait_state(c, "disconnected", timeout=10)
+        res = await uas.wait(10)
+    assert end.cause == "no-answer"
+    assert res.returncode == 0, res.errors
+    assert res.successful == 1
+    assert res.count("CANCEL sip:") >= 1
+
+
+async def test_hangup_while_ringing_is_cancelled(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor()
+    async with sipp_uas("no-answer") as uas:
+        c = cid()
+        await sup.dial(c, uas.uri)
+        await recorder.wait_state(c, "early")
+        await sup.hangup(c)
+        end = await recorder.wait_state(c, "disconnected")
+        res = await uas.wait(10)
+    assert end.cause == "cancelled"
+    assert res.returncode == 0 and res.count("CANCEL sip:") >= 1
+
+
+async def test_inbound_call_answered(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor(proxy="none", max_workers=1)
+    host, port = sup.worker_addresses[0]
+    assert (host, port) == (sup.config.host, sup.config.port)
+    async with sipp_uac(f"{host}:{port}", hold_ms=800) as uac:
+        inc = await recorder.wait_for(lambda e: e.kind == "incoming")
+        assert inc.remote_uri and "sipp@" in inc.remote_uri
+        assert len(inc.call_id) == 32
+        await sup.answer(inc.call_id)
+        await recorder.wait_state(inc.call_id, "confirmed")
+        end = await recorder.wait_state(inc.call_id, "disconnected")
+        res = await uac.wait(10)
+    assert end.cause == "remote-hangup"
+    assert res.returncode == 0, res.errors
+    assert (res.successful, res.failed) == (1, 0)
+    assert "180 Ringing" in res.messages
+
+
+async def test_inbound_call_rejected(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor(proxy="none", max_workers=1)
+    host, port = sup.worker_addresses[0]
+    async with sipp_uac(f"{host}:{port}") as uac:
+        inc = await recorder.wait_for(lambda e: e.kind == "incoming")
+        await sup.reject(inc.call_id, 486)
+        end = await recorder.wait_state(inc.call_id, "disconnected")
+        res = await uac.wait(10)
+    assert end.cause == "rejected"
+    assert res.returncode == 1 and res.failed == 1  # the caller got 486 instead of 200
+    assert "SIP/2.0 486" in res.messages
+
+
+async def test_calls_spread_over_workers_until_no_capacity(start_supervisor, recorder: Recorder) -> None:
+    per = probed_calls_per_worker()
+    sup = await start_supervisor(max_workers=2, warm_workers=1)
+    total = 2 * per
+    async with sipp_uas("answer", calls=total) as uas:
+        ids = [cid() for _ in range(total)]
+        for c in ids:
+            await sup.dial(c, uas.uri)
+            await asyncio.sleep(0.05)  # pace the burst (SIPp and retransmissions)
+        for c in ids:
+            await recorder.wait_state(c, "confirmed", timeout=15)
+        used = {sup.worker_of(c) for c in ids}
+        assert used == {0, 1}
+        with pytest.raises(NoCapacity) as err:
+            await sup.dial(cid(), uas.uri)
+        assert err.value.reason == "no-capacity"
+        for c in ids:
+            await sup.hangup(c)
+        for c in ids:
+            await recorder.wait_state(c, "disconnected")
+        res = await uas.wait(15)
+    assert res.returncode == 0, res.errors
+    assert (res.successful, res.failed) == (total, 0)
+
+
+async def test_worker_crash_ends_its_calls_only(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor(max_workers=2, warm_workers=2)
+    async with sipp_uas("answer") as uas_a, sipp_uas("answer") as uas_b:
+        a, b = cid(), cid()
+        await sup.dial(a, uas_a.uri)
+        await recorder.wait_state(a, "confirmed")
+        await sup.dial(b, uas_b.uri)
+        await recorder.wait_state(b, "confirmed")
+        wa, wb = sup.worker_of(a), sup.worker_of(b)
+        assert wa is not None and wb is not None and wa != wb
+        old_pid = sup.worker_pid(wa)
+        sup.kill_worker(wa)
+        crashed = await recorder.wait_state(a, "disconnected")
+        assert crashed.cause == "worker-crashed" and crashed.worker == wa
+        # the other worker's call is untouched and ends normally
+        await sup.hangup(b)
+        assert (await recorder.wait_state(b, "disconnected")).cause == "local-hangup"
+        res_b = await uas_b.wait(10)
+        assert res_b.returncode == 0 and res_b.successful == 1
+    # the crashed worker comes back, and new calls work
+    async with asyncio.timeout(15):
+        while sup.worker_pid(wa) in (None, old_pid):
+            await asyncio.sleep(0.05)
+    assert sup.ready
+    async with sipp_uas("answer") as uas_c:
+        c = cid()
+        await sup.dial(c, uas_c.uri)
+        await recorder.wait_state(c, "confirmed")
+        await sup.hangup(c)
+        await recorder.wait_state(c, "disconnected")
+        res_c = await uas_c.wait(10)
+    assert res_c.returncode == 0 and res_c.successful == 1
