@@ -37,7 +37,8 @@ AUDIO_WRITE_LIMIT = 256 * 1024  # bytes buffered towards a worker before send_au
 @dataclass(frozen=True)
 class SipEvent:
     call_id: str
-    kind: str  # "incoming" | "state" | "dtmf" | "transfer"
+    kind: str  # "incoming" | "state" | "dtmf" | "transfer" | "media" (extra["status"]: active,
+    #            local-hold, remote-hold, none, error: sent when a call's audio (re)negotiates)
     state: str | None  # "calling" | "early" | "connecting" | "confirmed" | "disconnected"
     sip_code: int | None = None
     reason: str | None = None
@@ -331,8 +332,6 @@ class SipSupervisor:
     def _on_worker_event(self, w: _Worker, m: dict[str, Any]) -> None:
         kind = m.get("kind")
         call_id = str(m.get("call_id"))
-        if kind == "media":
-            return  # internal: media (re)bound
         if kind == "incoming":
             w.calls.add(call_id)
             self._call_worker[call_id] = w.index

@@ -212,6 +212,15 @@ def normalize_cause(
     return "unknown"
 
 
+MEDIA_STATUS = {
+    pj.PJSUA_CALL_MEDIA_NONE: "none",
+    pj.PJSUA_CALL_MEDIA_ACTIVE: "active",
+    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD: "local-hold",
+    pj.PJSUA_CALL_MEDIA_REMOTE_HOLD: "remote-hold",
+    pj.PJSUA_CALL_MEDIA_ERROR: "error",
+}
+
+
 class WCall(pj.Call):
     def __init__(self, worker: Worker, acc: Any, call_id: str, outbound: bool, pj_call_id: int = -1) -> None:
         if pj_call_id >= 0:
@@ -291,7 +300,7 @@ class WCall(pj.Call):
                 port.startTransmit(am)
             self.worker.emit(
                 {"type": "event", "call_id": self.call_id, "kind": "media", "state": None,
-                 "extra": {"status": int(mi.status)}}
+                 "extra": {"status": MEDIA_STATUS.get(int(mi.status), str(mi.status))}}
             )
 
     def onDtmfDigit(self, prm: Any) -> None:

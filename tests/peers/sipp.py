@@ -91,7 +91,7 @@ a=rtpmap:0 PCMU/8000
 
 _UAS_HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="{name}">
-  <recv request="INVITE" crlf="true">{action}</recv>
+  <recv request="INVITE" crlf="true" rrs="true">{action}</recv>
   <send>
     <![CDATA[
       SIP/2.0 100 Trying
@@ -269,7 +269,156 @@ UAC_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 """
 
-UAS_SCENARIOS = {"answer": UAS_ANSWER, "busy": UAS_BUSY, "no-answer": UAS_NO_ANSWER}
+
+def _reinvite_ok(direction: str) -> str:
+    return """  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+""" + _SDP + "a=" + direction + """
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+"""
+
+
+# Answers, then expects from the caller: a hold re-INVITE (a=sendonly), an unhold re-INVITE
+# (a=sendrecv), a REFER (answered 202, then a NOTIFY carrying "SIP/2.0 200 OK"), and a BYE.
+# A missing or different step fails the call (SIPp exit status 1).
+UAS_FEATURES = (
+    _UAS_HEAD.format(name="uas-features", action="")
+    + _RINGING
+    + UAS_ANSWER[UAS_ANSWER.index('  <send retrans="500">'):UAS_ANSWER.index('  <recv request="BYE"/>')]
+    + """  <recv request="INVITE">
+    <action>
+      <ereg regexp="a=sendonly" search_in="body" check_it="true" assign_to="hold"/>
+    </action>
+  </recv>
+"""
+    + _reinvite_ok("recvonly")
+    + """  <recv request="INVITE">
+    <action>
+      <ereg regexp="a=sendrecv" search_in="body" check_it="true" assign_to="unhold"/>
+    </action>
+  </recv>
+"""
+    + _reinvite_ok("sendrecv")
+    + """  <recv request="REFER">
+    <action>
+      <ereg regexp="sip:[^>;]+" search_in="hdr" header="Refer-To:" check_it="true" assign_to="target"/>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="peer"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="me"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 202 Accepted
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      NOTIFY [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From:[$me]
+      To:[$peer]
+      [last_Call-ID:]
+      CSeq: 1 NOTIFY
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Event: refer
+      Subscription-State: terminated;reason=noresource
+      Content-Type: message/sipfrag;version=2.0
+      Content-Length: [len]
+
+      SIP/2.0 200 OK
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+    + UAS_ANSWER[UAS_ANSWER.index('  <recv request="BYE"/>'):].replace(
+        "</scenario>", '  <Reference variables="hold,unhold,target"/>\n</scenario>')
+)
+
+# A registrar that challenges (401, digest), checks the credentials, accepts the REGISTER, then
+# accepts the un-REGISTER sent at shutdown. Bad credentials get 403 and fail the call.
+REGISTRAR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="registrar">
+  <recv request="REGISTER"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 401 Unauthorized
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      WWW-Authenticate: Digest realm="{realm}", nonce="[pid]n[call_number]c0ffee", algorithm=MD5
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="REGISTER">
+    <action>
+      <verifyauth assign_to="authvalid" username="{username}" password="{password}"/>
+    </action>
+  </recv>
+  <nop hide="true" test="authvalid" next="good"/>
+  <send next="end">
+    <![CDATA[
+      SIP/2.0 403 Forbidden
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <label id="good"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Contact:];expires={expires}
+      Expires: {expires}
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="REGISTER"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <label id="end"/>
+</scenario>
+"""
+
+UAS_SCENARIOS = {"answer": UAS_ANSWER, "busy": UAS_BUSY, "no-answer": UAS_NO_ANSWER, "features": UAS_FEATURES}
 
 
 # ---- process wrapper ------------------------------------------------------------------------
@@ -408,9 +557,17 @@ class Sipp:
 
 
 def sipp_uas(kind: str = "answer", *, calls: int = 1, port: int | None = None, timeout_s: float = 30) -> Sipp:
-    """A SIPp UAS: `answer` (answers, waits for the caller's BYE), `busy` (486) or `no-answer`
-    (rings until CANCEL)."""
+    """A SIPp UAS: `answer` (answers, waits for the caller's BYE), `busy` (486), `no-answer`
+    (rings until CANCEL) or `features` (answer, hold, unhold, REFER + NOTIFY, BYE)."""
     return Sipp(UAS_SCENARIOS[kind], port=port, calls=calls, timeout_s=timeout_s)
+
+
+def sipp_registrar(
+    username: str, password: str, *, realm: str = "test.local", expires: int = 60, timeout_s: float = 30
+) -> Sipp:
+    """A SIPp registrar with digest auth (one registration, then its un-registration)."""
+    xml = REGISTRAR.format(realm=realm, username=username, password=password, expires=expires)
+    return Sipp(xml, timeout_s=timeout_s)
 
 
 def sipp_uac(

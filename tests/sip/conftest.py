@@ -69,8 +69,9 @@ class Recorder:
     def states(self, call_id: str) -> list[str | None]:
         return [e.state for e in self.of(call_id) if e.kind == "state"]
 
-    async def wait_for(self, pred: Callable[[SipEvent], bool], timeout: float = 10) -> SipEvent:
-        seen = 0
+    async def wait_for(self, pred: Callable[[SipEvent], bool], timeout: float = 10, since: int = 0) -> SipEvent:
+        """The first event from index `since` on that matches `pred` (waits for it)."""
+        seen = since
         async with asyncio.timeout(timeout):
             while True:
                 for ev in self.events[seen:]:
@@ -93,11 +94,12 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-async def start_supervisor(recorder: Recorder) -> AsyncIterator[Callable[..., object]]:
+async def start_supervisor(recorder: Recorder, tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
     """`sup = await start_supervisor(**config_overrides)`; every supervisor is stopped afterwards."""
     started: list[SipSupervisor] = []
 
     async def start(**kw: object) -> SipSupervisor:
+        kw.setdefault("log_dir", str(tmp_path / f"sip-workers-{len(started)}"))
         sup = SipSupervisor(make_config(**kw), recorder.on_event, recorder.on_audio)
         started.append(sup)
         await sup.start()

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from sip import NoCapacity
-from tests.peers.sipp import sipp_uac, sipp_uas
+from tests.peers.sipp import sipp_registrar, sipp_uac, sipp_uas
 
 from .conftest import Recorder, probed_calls_per_worker
 
@@ -172,3 +172,48 @@ async def test_worker_crash_ends_its_calls_only(start_supervisor, recorder: Reco
         await recorder.wait_state(c, "disconnected")
         res_c = await uas_c.wait(10)
     assert res_c.returncode == 0 and res_c.successful == 1
+
+
+async def test_hold_unhold_transfer(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor()
+
+    def media(c: str, status: str):
+        return lambda e: e.call_id == c and e.kind == "media" and e.extra.get("status") == status
+
+    async with sipp_uas("features") as uas:
+        c = cid()
+        await sup.dial(c, uas.uri)
+        await recorder.wait_state(c, "confirmed")
+        await recorder.wait_for(media(c, "active"))
+        await sup.hold(c)
+        await recorder.wait_for(media(c, "local-hold"))
+        n = len(recorder.events)
+        await sup.unhold(c)
+        await recorder.wait_for(media(c, "active"), since=n)
+        await sup.transfer(c, "sip:desk@127.0.0.1:5999")
+        xfer = await recorder.wait_for(lambda e: e.call_id == c and e.kind == "transfer" and e.extra.get("final"))
+        assert xfer.sip_code == 200
+        await sup.hangup(c)
+        await recorder.wait_state(c, "disconnected")
+        res = await uas.wait(10)
+    assert res.returncode == 0, res.errors
+    assert res.successful == 1
+    assert "Refer-To: <sip:desk@127.0.0.1:5999>" in res.messages or "Refer-To: sip:desk@127.0.0.1:5999" in res.messages
+
+
+async def test_registration_with_digest_auth(start_supervisor, recorder: Recorder) -> None:
+    async with sipp_registrar("alice", "s3cret") as reg:
+        sup = await start_supervisor(
+            proxy="none", max_workers=1,
+            registration={"registrar": f"sip:127.0.0.1:{reg.port}", "username": "alice",
+                          "password": "s3cret", "realm": "*", "expires": 60},
+        )
+        async with asyncio.timeout(10):
+            while not (sup.registration and sup.registration["code"] == 200):
+                await asyncio.sleep(0.05)
+        assert sup.registration["active"]
+        await sup.stop()  # un-registers
+        res = await reg.wait(10)
+    assert res.returncode == 0, res.errors
+    assert res.successful == 1
+    assert 'username="alice"' in res.messages
