@@ -318,7 +318,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "control": {
         "host": _host("127.0.0.1"),
-        "port": _int(1, 65535, 8765),
+        "port": _int(0, 65535, 8765),  # 0: chosen by the OS (tests)
         "path": _str("/v1/control", pattern=_PATH_RE, what='a URL path starting with "/"'),
         "ping_interval_s": _seconds(20),
         "ping_timeout_s": _seconds(20),
@@ -326,7 +326,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_in_flight": _int(1, 100_000, 32),
         "send_queue": _int(1, 1_000_000, 1000),
     },
-    "http": {"host": _host("127.0.0.1"), "port": _int(1, 65535, 8080)},
+    "http": {"host": _host("127.0.0.1"), "port": _int(0, 65535, 8080)},
     "store": {"path": _str("gateway.db")},
     "auth": {
         "tokens": _Field("table", _tokens_check, types.MappingProxyType({})),
@@ -540,7 +540,7 @@ def _check_whole(layers: _Layers) -> None:
     if v["sip.warm_workers"] > v["sip.max_workers"]:
         raise layers.error("sip.warm_workers", f"must be <= sip.max_workers "
                            f"({v['sip.max_workers']}), got {v['sip.warm_workers']}")
-    if v["http.port"] == v["control.port"] and v["http.host"] == v["control.host"]:
+    if v["http.port"] == v["control.port"] != 0 and v["http.host"] == v["control.host"]:
         raise layers.error("http.port", f"must differ from control.port, both are {v['http.port']}")
     reg = [k for k in v if k.startswith("sip.registration.")]
     if reg:

@@ -277,7 +277,7 @@ class CallService:
         return self._public(live)
 
     def _sip(self) -> SipSupervisor:
-        if self.sip is None or not self.sip.ready:
+        if self.sip is None:
             raise Unavailable("the SIP side is not up", reason="sip-unavailable")
         return self.sip
 
