@@ -46,3 +46,62 @@ async def test_hold_unhold_dtmf_and_wrong_state_commands(start_gateway, connect,
     with pytest.raises(RemoteError) as err:
         await alice.call("call.hangup", call_id=cid)
     assert err.value.reason == "no-such-call"
+
+
+async def _collect_audio(client, channel: int, frames_wanted: int, timeout: float = 10) -> list[bytes]:
+    got: list[bytes] = []
+    async with asyncio.timeout(timeout):
+        async for f in client.audio():
+            if f.channel == channel:
+                got.append(f.payload)
+                if len(got) >= frames_wanted:
+                    return got
+    return got
+
+
+@pytest.mark.parametrize("rate", [16000, 8000])
+async def test_console_talks_and_listens_through_binary_frames(start_gateway, connect, watch, rate) -> None:
+    gw = await start_gateway()
+    alice = await connect(gw)
+    bob = await connect(gw, "tok-dispatcher-2")
+    olga = await connect(gw, "tok-observer")
+    w = await watch(alice)
+    async with BaresipPhone(user="duty", tone_hz=600) as phone:  # the officer's phone says 600 Hz
+        call = await alice.call("call.dial", target=phone.uri)
+        cid = call["call_id"]
+        await w.call_state(cid, "connected")
+        chan = await alice.call("media.open", call_id=cid, rate=rate)
+        assert chan["samples_per_frame"] == rate // 50 and chan["direction"] == "both"
+        monitor = await bob.call("call.listen", call_id=cid)  # a second dispatcher monitors
+        with pytest.raises(Exception) as err:
+            await olga.call("call.listen", call_id=cid)
+        assert getattr(err.value, "reason", None) == "forbidden"
+        listening = asyncio.create_task(_collect_audio(bob, monitor["channel"], 100))
+        await asyncio.sleep(0.3)
+        # The dispatcher speaks: 2 s of 1 kHz from the console, paced like a microphone.
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i, f in enumerate(frames(tone(1000, 2.0, rate=rate), rate=rate)):
+            await alice.send_audio(chan["channel"], i, i * len(f) // 2, f)
+            delay = start + (i - 3) * 0.02 - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        heard_by_console = await _collect_audio(alice, chan["channel"], 100)
+        heard_by_monitor = await listening
+        await asyncio.sleep(0.3)
+        await alice.call("media.close", channel=chan["channel"])
+        await alice.call("call.hangup", call_id=cid)
+        await w.call_state(cid, "ended")
+        await phone.wait_log("terminated")
+        samples, phone_rate = phone.recording("dec")
+    # What the phone heard: the console's tone.
+    heard = active_span(samples, phone_rate)
+    assert len(heard) / phone_rate > 1.5, f"only {len(heard) / phone_rate:.2f}s of tone heard"
+    assert abs(dominant_frequency(heard, phone_rate) - 1000) < 20
+    # What the consoles heard: the phone's 600 Hz, at each channel's own rate.
+    assert all(len(p) == rate // 50 * 2 for p in heard_by_console)
+    console = active_span(pcm_to_array(b"".join(heard_by_console)), rate)
+    assert len(console) / rate > 1.0
+    assert abs(dominant_frequency(console, rate) - 600) < 15
+    monitor_audio = active_span(pcm_to_array(b"".join(heard_by_monitor)), 16000)
+    assert abs(dominant_frequency(monitor_audio, 16000) - 600) < 15
