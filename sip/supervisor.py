@@ -111,7 +111,6 @@ class _Worker:
         self.reader: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[dict[str, Any]] | None = None
         self.calls: set[str] = set()
-        self.reserved = 0  # dials in flight
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.log_path: Path | None = None
         self.up = False
@@ -121,7 +120,7 @@ class _Worker:
 
     @property
     def load(self) -> int:
-        return len(self.calls) + self.reserved
+        return len(self.calls)
 
 
 class SipSupervisor:
@@ -401,13 +400,19 @@ class SipSupervisor:
             raise _error_from_reply(reply)
         return reply.get("result") or {}
 
-    async def _pick_worker(self) -> _Worker:
+    def _forget(self, w: _Worker, call_id: str) -> None:
+        w.calls.discard(call_id)
+        if self._call_worker.get(call_id) == w.index:
+            del self._call_worker[call_id]
+
+    async def _pick_worker(self, exclude: set[int] = frozenset()) -> _Worker:  # type: ignore[assignment]
+        """The least loaded worker with room; starts one when all are full (up to max_workers)."""
         cap = self.calls_per_worker
-        up = [w for w in self._workers.values() if w.up and w.load < cap]
+        up = [w for w in self._workers.values() if w.up and w.load < cap and w.index not in exclude]
         if up:
             return min(up, key=lambda w: (w.load, w.index))
         async with self._spawn_lock:
-            up = [w for w in self._workers.values() if w.up and w.load < cap]
+            up = [w for w in self._workers.values() if w.up and w.load < cap and w.index not in exclude]
             if up:
                 return min(up, key=lambda w: (w.load, w.index))
             free = [i for i in range(self.config.max_workers) if i not in self._workers]
@@ -450,29 +455,30 @@ class SipSupervisor:
             raise SipUnavailable("sip is not running", reason="shutting-down" if self._stopping else "sip-unavailable")
         if call_id in self._call_worker:
             raise InvalidState(f"call {call_id} exists", reason="invalid-state")
-        w = await self._pick_worker()
-        w.reserved += 1
-        try:
-            cmd: dict[str, Any] = {"cmd": "dial", "call_id": call_id, "uri": uri}
-            if from_uri is not None:
-                cmd["from_uri"] = from_uri
-            if display_name is not None:
-                cmd["display_name"] = display_name
-            if headers:
-                cmd["headers"] = dict(headers)
-            if timeout:
-                cmd["timeout"] = float(timeout)
-            w.calls.add(call_id)
+        cmd: dict[str, Any] = {"cmd": "dial", "call_id": call_id, "uri": uri}
+        if from_uri is not None:
+            cmd["from_uri"] = from_uri
+        if display_name is not None:
+            cmd["display_name"] = display_name
+        if headers:
+            cmd["headers"] = dict(headers)
+        if timeout:
+            cmd["timeout"] = float(timeout)
+        tried: set[int] = set()
+        while True:
+            w = await self._pick_worker(exclude=tried)
+            w.calls.add(call_id)  # counts in the worker's load from now on
             self._call_worker[call_id] = w.index
             try:
                 await self._command(w, cmd)
+                break
+            except NoCapacity:
+                # Inbound calls share the worker's slots: that worker is full, try another one.
+                tried.add(w.index)
+                self._forget(w, call_id)
             except BaseException:
-                w.calls.discard(call_id)
-                if self._call_worker.get(call_id) == w.index:
-                    del self._call_worker[call_id]
+                self._forget(w, call_id)
                 raise
-        finally:
-            w.reserved -= 1
         self._keep_warm()
 
     def _worker_for(self, call_id: str) -> _Worker:
