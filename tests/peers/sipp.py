@@ -215,7 +215,24 @@ UAS_NO_ANSWER = (
 """
 )
 
+_SDP_DTMF = _SDP.replace("RTP/AVP 0\n", "RTP/AVP 0 101\n") + """a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+"""
+
+# Where SIPp's packaged RTP captures live (play_pcap_audio); DTMF digits as RFC 2833 events.
+SIPP_PCAP_DIRS = ("/usr/share/sip-tester", "/usr/share/sipp/pcap", "/usr/local/share/sipp/pcap")
+
+
+def sipp_pcap(name: str) -> str:
+    for d in SIPP_PCAP_DIRS:
+        p = Path(d, name)
+        if p.exists():
+            return str(p)
+    raise RuntimeError(f"SIPp capture {name} not found in {SIPP_PCAP_DIRS}")
+
+
 # Calls the service, waits for the answer, talks for `hold_ms`, hangs up with BYE.
+# {play} becomes an <exec play_pcap_audio> (e.g. RFC 2833 DTMF) right after the ACK.
 UAC_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="uac-call">
   <send retrans="500">
@@ -251,7 +268,7 @@ UAC_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Length: 0
     ]]>
   </send>
-  <pause milliseconds="{hold_ms}"/>
+{play}  <pause milliseconds="{hold_ms}"/>
   <send retrans="500">
     <![CDATA[
       BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
@@ -572,8 +589,17 @@ def sipp_registrar(
 
 def sipp_uac(
     target: str, *, service: str = "gateway", calls: int = 1, rate: float | None = None,
-    hold_ms: int = 1000, timeout_s: float = 30,
+    hold_ms: int = 1000, timeout_s: float = 30, play_pcap: str | None = None,
 ) -> Sipp:
-    """A SIPp caller into `target` ("host:port"): INVITE, waits for 200, ACK, talks `hold_ms`, BYE."""
-    return Sipp(UAC_CALL.replace("{hold_ms}", str(hold_ms)), remote=target, service=service,
-                calls=calls, rate=rate, timeout_s=timeout_s)
+    """A SIPp caller into `target` ("host:port"): INVITE, waits for 200, ACK, talks `hold_ms`, BYE.
+
+    `play_pcap`: a capture to play as RTP after the ACK (a name from SIPp's packaged captures
+    such as "dtmf_2833_9.pcap", or a path); the offer then also carries telephone-event/101."""
+    xml = UAC_CALL.replace("{hold_ms}", str(hold_ms))
+    play = ""
+    if play_pcap:
+        path = play_pcap if "/" in play_pcap else sipp_pcap(play_pcap)
+        play = f'  <nop><action><exec play_pcap_audio="{path}"/></action></nop>\n'
+        xml = xml.replace(_SDP, _SDP_DTMF)
+    xml = xml.replace("{play}", play)
+    return Sipp(xml, remote=target, service=service, calls=calls, rate=rate, timeout_s=timeout_s)

@@ -56,3 +56,17 @@ async def test_baresip_tone_reaches_on_audio(start_supervisor, recorder: Recorde
     heard = active_span(pcm_to_array(b"".join(got)), 16000)
     assert len(heard) / 16000 > 1.0
     assert abs(dominant_frequency(heard, 16000) - 440) < 15
+
+
+async def test_dtmf_reaches_baresip(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor()
+    async with BaresipPhone() as phone:
+        c = uuid.uuid4().hex
+        await sup.dial(c, phone.uri)
+        await recorder.wait_state(c, "confirmed")
+        await phone.wait_log("incoming rtp for 'audio' established")
+        await sup.dtmf(c, "1#5")
+        for d in "1#5":
+            await phone.wait_log(f"received event: '{d}'", timeout=5)
+        await sup.hangup(c)
+        await recorder.wait_state(c, "disconnected")

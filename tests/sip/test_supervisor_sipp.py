@@ -217,3 +217,33 @@ async def test_registration_with_digest_auth(start_supervisor, recorder: Recorde
     assert res.returncode == 0, res.errors
     assert res.successful == 1
     assert 'username="alice"' in res.messages
+
+
+async def test_inbound_dtmf_from_sipp(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor(proxy="none", max_workers=1)
+    host, port = sup.worker_addresses[0]
+    async with sipp_uac(f"{host}:{port}", hold_ms=1500, play_pcap="dtmf_2833_9.pcap") as uac:
+        inc = await recorder.wait_for(lambda e: e.kind == "incoming")
+        await sup.answer(inc.call_id)
+        dtmf = await recorder.wait_for(lambda e: e.call_id == inc.call_id and e.kind == "dtmf")
+        assert dtmf.extra["digit"] == "9"
+        await recorder.wait_state(inc.call_id, "disconnected")
+        res = await uac.wait(10)
+    assert res.returncode == 0, res.errors
+
+
+async def test_stop_hangs_up_every_call(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor(max_workers=2, warm_workers=2)
+    async with sipp_uas("answer", calls=2) as uas:
+        ids = [cid(), cid()]
+        for c in ids:
+            await sup.dial(c, uas.uri)
+            await recorder.wait_state(c, "confirmed")
+        assert {sup.worker_of(c) for c in ids} == {0, 1}
+        await sup.stop()
+        assert not sup.ready
+        for c in ids:
+            assert (await recorder.wait_state(c, "disconnected")).cause == "local-hangup"
+        res = await uas.wait(10)
+    assert res.returncode == 0, res.errors
+    assert (res.successful, res.failed) == (2, 0)
