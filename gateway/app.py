@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +86,11 @@ class Gateway:
         self._stack.push_async_callback(self._stop_sip)
         self.calls.start(self.sip)
         if cfg.sip.proxied and cfg.sip.proxy == "auto":
+            # Kamailio's control socket path must stay short (108 bytes): a run dir under /tmp.
+            run_dir = tempfile.mkdtemp(prefix="gw-kamailio-")
+            self._stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
             self.front = KamailioFront.from_config(cfg.sip)
-            await self.front.start(Path(cfg.gateway.data_dir) / "kamailio")
+            await self.front.start(run_dir)
             self._stack.push_async_callback(self.front.stop)
         await self.control.start()
         self._stack.push_async_callback(self.control.stop)
