@@ -81,7 +81,8 @@ def worker_config(cfg: SipConfig, index: int, max_calls: int) -> dict[str, Any]:
         "index": index,
         "host": host,
         "port": port,
-        "public_host": cfg.host if cfg.proxied else host,
+        "public_host": cfg.host,  # the gateway's identity (From) is its public address
+        "public_port": cfg.port,
         "rtp_port": cfg.worker_rtp_port(index),
         "rtp_port_range": 999,
         "max_calls": max_calls,

@@ -209,6 +209,13 @@ class SipSupervisor:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        # A restart or warm start cut short by the cancellation may have left a process behind.
+        for w in list(self._workers.values()):
+            if w.proc is not None and w.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    w.proc.kill()
+                await w.proc.wait()
+            w.up = False
         self._workers.clear()
         self._call_worker.clear()
 

@@ -407,7 +407,7 @@ class Worker:
         tc = pj.TransportConfig()
         tc.port = int(cfg["port"])
         tc.boundAddress = cfg["host"]
-        tc.publicAddress = cfg.get("public_host") or cfg["host"]
+        tc.publicAddress = cfg["host"]  # Via/Contact: this worker's own address
         ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
         ep.libStart()
         self._set_codecs(cfg.get("codecs") or ["PCMU", "PCMA", "G722"])
@@ -435,8 +435,9 @@ class Worker:
     ) -> WAccount:
         cfg = self.cfg
         host = cfg.get("public_host") or cfg["host"]
+        port = cfg.get("public_port") or cfg["port"]
         display = display_name if display_name is not None else cfg.get("display_name") or ""
-        uri = from_uri or f"sip:{cfg.get('user', 'gateway')}@{host}:{cfg['port']}"
+        uri = from_uri or f"sip:{cfg.get('user', 'gateway')}@{host}:{port}"
         if registration:
             reg_host = registration["registrar"].split(":", 1)[1] if ":" in registration["registrar"] else registration["registrar"]
             uri = from_uri or f"sip:{registration['username']}@{reg_host}"
