@@ -46,11 +46,14 @@ async def test_dial_busy_is_recorded(start_gateway, connect, watch) -> None:
     alice = await connect(gw)
     w = await watch(alice)
     async with sipp_uas("busy") as uas:
-        call = await alice.call("call.dial", target=uas.uri)
+        call = await alice.call("call.dial", target=uas.uri, idempotency_key="busy-1")
+        repeat = await alice.call("call.dial", target=uas.uri, idempotency_key="busy-1")
+        assert repeat["call_id"] == call["call_id"]  # the first result; no second INVITE
         ended = await w.call_state(call["call_id"], "ended")
         res = await uas.wait(10)
-    assert res.returncode == 0 and res.successful == 1
+    assert res.returncode == 0 and res.successful == 1 and res.count("INVITE sip:") == 1
     assert (ended["sip_code"], ended["cause"]) == (486, "busy")
+    assert len(await gw.store.list_calls()) == 1
     assert (await gw.store.get_call(call["call_id"]))["cause"] == "busy"
 
 
