@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.token:
         print("dispatch-gateway: --token or DISPATCH_TOKEN is required", file=sys.stderr)
         return 2
+    from gateway.logs import setup_logging
+
+    setup_logging("warning", "console", stream=sys.stderr)  # stdout carries only results
     try:
         return asyncio.run(_CLIENT_COMMANDS[args.command](args))
     except KeyboardInterrupt:
