@@ -145,7 +145,11 @@ class SipSupervisor:
         self._started = False
         self._stopping = False
         self._log_dir: Path | None = None
-        self._spawn_lock = asyncio.Lock()
+        # Workers being started (warm-up or on demand), and how many dials wait for each: dials
+        # join a starting worker while it has room for them, so a burst starts workers in parallel
+        # and never more than needed.
+        self._starting: dict[int, asyncio.Task[_Worker]] = {}
+        self._joined: dict[int, int] = {}
 
     # ---- properties
 
@@ -193,8 +197,9 @@ class SipSupervisor:
             self.calls_per_worker = await probe_calls_per_worker(self.python)
             log.info("sip.calls_per_worker probed: %d", self.calls_per_worker)
         self._started = True
-        n = max(1, self.config.warm_workers)
-        await asyncio.gather(*(self._spawn(i) for i in range(min(n, self.config.max_workers))))
+        n = min(max(1, self.config.warm_workers), self.config.max_workers)
+        tasks = [self._start_worker(i) for i in range(n)]
+        await asyncio.gather(*tasks)
 
     async def stop(self) -> None:
         """BYE every call, stop every worker, cancel every task this supervisor owns."""
@@ -279,11 +284,8 @@ class SipSupervisor:
         delay = 0.2
         while not self._stopping:
             try:
-                async with self._spawn_lock:
-                    if self._stopping:
-                        return
-                    w = await self._spawn(index)
-                    w.restarts += 1
+                w = await self._spawn(index)
+                w.restarts += 1
                 return
             except SipError as e:
                 log.warning("sip worker %d restart failed: %s", index, e)
@@ -412,39 +414,68 @@ class SipSupervisor:
         if self._call_worker.get(call_id) == w.index:
             del self._call_worker[call_id]
 
-    async def _pick_worker(self, exclude: set[int] = frozenset()) -> _Worker:  # type: ignore[assignment]
-        """The least loaded worker with room; starts one when all are full (up to max_workers)."""
+    def _room(self, exclude: set[int] | frozenset[int]) -> _Worker | None:
         cap = self.calls_per_worker
         up = [w for w in self._workers.values() if w.up and w.load < cap and w.index not in exclude]
-        if up:
-            return min(up, key=lambda w: (w.load, w.index))
-        async with self._spawn_lock:
-            up = [w for w in self._workers.values() if w.up and w.load < cap and w.index not in exclude]
-            if up:
-                return min(up, key=lambda w: (w.load, w.index))
-            free = [i for i in range(self.config.max_workers) if i not in self._workers]
-            if not free:
-                raise NoCapacity("every SIP worker is full", reason="no-capacity",
-                                 details={"workers": len(self._workers), "calls_per_worker": cap})
-            return await self._spawn(free[0])
+        return min(up, key=lambda w: (w.load, w.index)) if up else None
+
+    async def _pick_worker(self, exclude: set[int] | frozenset[int] = frozenset()) -> _Worker:
+        """The least loaded worker with room; else join or start a worker (up to max_workers)."""
+        cap = self.calls_per_worker
+        while True:
+            w = self._room(exclude)
+            if w is not None:
+                return w
+            if self._stopping:
+                raise SipUnavailable("sip is shutting down", reason="shutting-down")
+            index = next((i for i in self._starting if i not in exclude and self._joined.get(i, 0) < cap), None)
+            if index is None:
+                free = [i for i in range(self.config.max_workers) if i not in self._workers]
+                if not free:
+                    raise NoCapacity("every SIP worker is full", reason="no-capacity",
+                                     details={"workers": len(self._workers), "calls_per_worker": cap})
+                index = free[0]
+                self._start_worker(index)
+            task = self._starting[index]
+            self._joined[index] = self._joined.get(index, 0) + 1
+            try:
+                await asyncio.shield(task)
+            finally:
+                left = self._joined.get(index, 1) - 1
+                if left > 0 or index in self._starting:
+                    self._joined[index] = left
+                else:
+                    self._joined.pop(index, None)
+            # loop: take the least loaded worker with room (usually the one just started)
+
+    def _start_worker(self, index: int) -> asyncio.Task[_Worker]:
+        """Claim slot `index` and start its worker in an owned task (joined by waiting dials)."""
+        self._workers[index] = _Worker(index)
+        task = self._own(self._spawn(index))
+        self._starting[index] = task
+
+        def done(t: asyncio.Task[_Worker]) -> None:
+            self._starting.pop(index, None)
+            if not self._joined.get(index):
+                self._joined.pop(index, None)
+            if t.cancelled() or t.exception() is not None:
+                w = self._workers.get(index)
+                if w is not None and not w.up:
+                    del self._workers[index]
+                if not t.cancelled():
+                    log.warning("sip worker %d failed to start: %s", index, t.exception())
+
+        task.add_done_callback(done)
+        return task
 
     def _keep_warm(self) -> None:
-        """Keep `warm_workers` idle workers started, within max_workers."""
+        """Keep `warm_workers` idle workers started (or starting), within max_workers."""
         idle = sum(1 for w in self._workers.values() if w.up and w.load == 0)
+        idle += sum(1 for i in self._starting if self._joined.get(i, 0) == 0)
         missing = self.config.warm_workers - idle
         free = [i for i in range(self.config.max_workers) if i not in self._workers]
-        for i in free[:max(0, missing)]:
-            self._workers[i] = _Worker(i)  # claim the slot now
-            self._own(self._warm_spawn(i))
-
-    async def _warm_spawn(self, index: int) -> None:
-        try:
-            async with self._spawn_lock:
-                if not self._stopping:
-                    await self._spawn(index)
-        except SipError as e:
-            log.warning("warm sip worker %d failed: %s", index, e)
-            self._workers.pop(index, None)
+        for i in free[: max(0, missing)]:
+            self._start_worker(i)
 
     async def dial(
         self,

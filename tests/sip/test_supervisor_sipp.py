@@ -247,3 +247,24 @@ async def test_stop_hangs_up_every_call(start_supervisor, recorder: Recorder) ->
         res = await uas.wait(10)
     assert res.returncode == 0, res.errors
     assert (res.successful, res.failed) == (2, 0)
+
+
+async def test_concurrent_burst_starts_only_needed_workers(start_supervisor, recorder: Recorder) -> None:
+    per = probed_calls_per_worker()
+    sup = await start_supervisor(max_workers=4, warm_workers=0)
+    total = 2 * per + 1  # needs three workers
+    async with sipp_uas("answer", calls=total) as uas:
+        ids = [cid() for _ in range(total)]
+        await asyncio.gather(*(sup.dial(c, uas.uri) for c in ids))
+        for c in ids:
+            await recorder.wait_state(c, "confirmed", timeout=15)
+        placed = [sup.worker_of(c) for c in ids]
+        assert set(placed) == {0, 1, 2}
+        assert max(placed.count(i) for i in set(placed)) <= per
+        for c in ids:
+            await sup.hangup(c)
+        for c in ids:
+            await recorder.wait_state(c, "disconnected")
+        res = await uas.wait(15)
+    assert res.returncode == 0, res.errors
+    assert (res.successful, res.failed) == (total, 0)
