@@ -130,12 +130,12 @@ class CallService:
             return
         if ev.kind == "dtmf":
             await self._bus.publish(
-                "call.dtmf", {"call_id": ev.call_id, "digits": ev.extra.get("digits")},
+                "call.dtmf", {"call_id": ev.call_id, "digit": ev.extra.get("digit")},
                 session_id=live.row["session_id"],
             )
             return
         if ev.kind == "transfer":
-            await self._publish(live, transfer=ev.extra)
+            await self._transfer_progress(live, ev)
             return
         inp = SIP_STATE_INPUT.get(ev.state or "")
         if inp is None:
@@ -154,6 +154,16 @@ class CallService:
             self._cancel_timer(live)
         if nxt is not live.state or inp is CallInput.CONFIRMED:
             await self._set(live, nxt)
+
+    async def _transfer_progress(self, live: LiveCall, ev: SipEvent) -> None:
+        """NOTIFYs of our REFER: once the far end reached the target (2xx), our leg is done."""
+        await self._publish(live, transfer={**ev.extra, "sip_code": ev.sip_code, "reason": ev.reason})
+        done = ev.sip_code is not None and 200 <= ev.sip_code < 300
+        if ev.extra.get("direction") == "outgoing" and ev.extra.get("final") and done:
+            live.cause = "transferred"
+            if CALL_MACHINE.allows(live.state, CallInput.HANGUP):
+                with contextlib.suppress(GatewayError):
+                    await self.hangup(live.call_id)
 
     async def _incoming(self, ev: SipEvent) -> None:
         session = await self._sessions.create(

@@ -105,3 +105,22 @@ async def test_console_talks_and_listens_through_binary_frames(start_gateway, co
     assert abs(dominant_frequency(console, rate) - 600) < 15
     monitor_audio = active_span(pcm_to_array(b"".join(heard_by_monitor)), 16000)
     assert abs(dominant_frequency(monitor_audio, 16000) - 600) < 15
+
+
+async def test_blind_transfer_moves_the_phone_to_another(start_gateway, connect, watch) -> None:
+    gw = await start_gateway()
+    alice = await connect(gw)
+    w = await watch(alice)
+    async with BaresipPhone(user="field") as field, BaresipPhone(user="chief") as chief:
+        call = await alice.call("call.dial", target=field.uri)
+        cid = call["call_id"]
+        await w.call_state(cid, "connected")
+        await alice.call("call.transfer", call_id=cid, target=chief.uri)
+        ended = await w.call_state(cid, "ended", timeout=20)
+        # The field phone got the REFER and called the chief, who answered.
+        await field.wait_log(f"Call established: {chief.uri}", timeout=15)
+        await chief.wait_log("Call established: sip:field@", timeout=15)
+    assert ended["cause"] == "transferred"
+    progress = [e["data"]["transfer"] for e in w.events if e["type"] == "call.state" and "transfer" in e["data"]]
+    assert {"target": chief.uri} in progress  # the accepted command
+    assert any(p.get("final") and p.get("sip_code") == 200 for p in progress)
