@@ -4,7 +4,15 @@ Only `sip.worker` imports pjsua2; importing this package does not.
 """
 
 from .config import SipConfig, SipRegistration
-from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable, WorkerError
+from .errors import (
+    InvalidState,
+    NoCapacity,
+    NoSuchCall,
+    SipError,
+    SipUnavailable,
+    TargetError,
+    WorkerError,
+)
 from .supervisor import SipEvent, SipSupervisor, probe_calls_per_worker
 
 __all__ = [
@@ -17,6 +25,7 @@ __all__ = [
     "SipRegistration",
     "SipSupervisor",
     "SipUnavailable",
+    "TargetError",
     "WorkerError",
     "probe_calls_per_worker",
 ]

@@ -49,3 +49,9 @@ class WorkerError(SipError):
     """A worker refused or failed a command; `reason` is the worker's reason string."""
 
     reason = "worker-error"
+
+
+class TargetError(SipError):
+    """The far end cannot be reached or addressed (`invalid-uri`, `target-unreachable`)."""
+
+    reason = "target-unreachable"

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import ipc
 from .config import SipConfig, worker_config
-from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable, WorkerError
+from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable, TargetError, WorkerError
 
 log = logging.getLogger("sip.supervisor")
 
@@ -54,6 +54,8 @@ _REASONS: dict[str, type[SipError]] = {
     "no-such-call": NoSuchCall,
     "invalid-state": InvalidState,
     "sip-unavailable": SipUnavailable,
+    "invalid-uri": TargetError,
+    "target-unreachable": TargetError,
 }
 
 

@@ -48,6 +48,8 @@ FRAME_MS = 20
 CLOCK_RATE = 16000
 FRAME_BYTES = CLOCK_RATE * FRAME_MS // 1000 * 2  # 640
 PJ_ETOOMANY = 70010
+# PJSIP_EINVALIDURI, PJSIP_EINVALIDSCHEME, PJSIP_EINVALIDREQURI, PJSIP_ENOROUTESET (tel: URI)
+INVALID_URI_STATUS = {171039, 171040, 171042, 171005}
 COMMAND_QUEUE = 1000
 WRITER_QUEUE = 2000
 
@@ -250,7 +252,7 @@ class WCall(pj.Call):
         self.local_uri = ci.localUri or self.local_uri
         st = ci.state
         code = int(ci.lastStatusCode or 0)
-        if self.outbound and code >= 100 and code != 100:
+        if self.outbound and 100 < code < 200:
             self.got_response = True
         if st == pj.PJSIP_INV_STATE_CALLING:
             state = "calling"
@@ -576,10 +578,15 @@ class Worker:
         self.calls[call_id] = call
         try:
             call.makeCall(cmd["uri"], prm)
-        except pj.Error:
-            del self.calls[call_id]
+        except pj.Error as e:
+            already_ended = call.done  # pjsua may report DISCONNECTED from inside makeCall
+            self.calls.pop(call_id, None)
             call.done = True
             self.graveyard.append(call)
+            if e.status in INVALID_URI_STATUS:
+                raise CommandError("invalid-uri", f"{e.reason}: {cmd['uri']!r}") from None
+            if already_ended:
+                raise CommandError("target-unreachable", e.reason) from None
             raise
         if cmd.get("timeout"):
             call.deadline = time.monotonic() + float(cmd["timeout"])

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from sip import NoCapacity
+from sip import NoCapacity, TargetError
 from tests.peers.sipp import sipp_registrar, sipp_uac, sipp_uas
 
 from .conftest import Recorder, probed_calls_per_worker
@@ -268,3 +268,23 @@ async def test_concurrent_burst_starts_only_needed_workers(start_supervisor, rec
         res = await uas.wait(15)
     assert res.returncode == 0, res.errors
     assert (res.successful, res.failed) == (total, 0)
+
+
+@pytest.mark.parametrize("uri", ["not a uri", "sip:", "tel:+4930123"])
+async def test_dial_invalid_uri(start_supervisor, recorder: Recorder, uri: str) -> None:
+    sup = await start_supervisor()
+    with pytest.raises(TargetError) as err:
+        await sup.dial(cid(), uri)
+    assert err.value.reason == "invalid-uri"
+    assert sup.worker_of("x") is None and sup.ready  # the worker survived
+
+
+async def test_dial_unresolvable_host(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor()
+    c = cid()
+    with pytest.raises(TargetError) as err:
+        await sup.dial(c, "sip:x@host.invalid")
+    assert err.value.reason == "target-unreachable"
+    end = await recorder.wait_state(c, "disconnected")
+    assert end.cause == "unreachable"
+    assert sup.worker_of(c) is None
