@@ -183,7 +183,7 @@ class GatewayClient:
         return resp.result
 
     async def _connect_once(self) -> None:
-        ws = await ws_connect(self.url, max_size=self.max_size, open_timeout=10)
+        ws = await ws_connect(self.url, max_size=self.max_size, open_timeout=10, compression=None)
         self._ws = ws
         self._reader = asyncio.get_running_loop().create_task(self._read(ws), name="client-reader")
         try:

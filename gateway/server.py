@@ -34,6 +34,7 @@ from gateway.protocol import codec
 from gateway.protocol.methods import HelloParams, Principal, Registry, RequestContext, validate_params
 
 PROTOCOL_VERSION = 1
+EVENT_TEXT_CACHE = 4096  # encoded events kept for subscribers replaying or lagging a little
 log = structlog.get_logger("gateway.server")
 
 MaybeAwaitable = Any  # T | Awaitable[T]
@@ -262,7 +263,7 @@ class Connection:
                     self.stats["overflows"] += 1
                     plog.info("control.subscription.overflow", source="bus", seq=params.get("seq"))
                     return
-                text = codec.encode_event(params)
+                text = self.server.encode_event(params)
                 if not self._outbox.put(text):
                     if not (await self._outbox.wait_space(self.server.config.subscription_grace_s)
                             and self._outbox.put(text)):
@@ -462,6 +463,8 @@ class ControlServer:
         self._server: Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._idem_inflight: dict[tuple[str, str], asyncio.Future] = {}
+        # One JSON text per stored event, shared by every subscriber it is sent to.
+        self._event_text: collections.OrderedDict[int, str] = collections.OrderedDict()
 
     # -- lifecycle --
 
@@ -472,6 +475,7 @@ class ControlServer:
             process_request=self._process_request,
             ping_interval=cfg.ping_interval, ping_timeout=cfg.ping_timeout,
             close_timeout=cfg.close_timeout, max_size=cfg.max_size, open_timeout=cfg.open_timeout,
+            compression=None,  # small JSON messages: deflate cost CPU and ~40 KB per connection
             logger=None,
         )
         log.info("control.server.started", url=self.url)
@@ -502,6 +506,16 @@ class ControlServer:
     @property
     def url(self) -> str:
         return f"ws://{self.config.host}:{self.port}{self.config.path}"
+
+    def encode_event(self, params: dict) -> str:
+        """The notification text of a stored event, encoded once for all subscribers."""
+        seq = params["seq"]
+        text = self._event_text.get(seq)
+        if text is None:
+            text = self._event_text[seq] = codec.encode_event(params)
+            if len(self._event_text) > EVENT_TEXT_CACHE:
+                self._event_text.popitem(last=False)
+        return text
 
     # -- internals --
 
