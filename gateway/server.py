@@ -121,31 +121,39 @@ _NEXT: dict[ConnState, dict[str, ConnState]] = {
 
 
 class _Outbox:
-    """Bounded FIFO of outgoing frames. `soft` bounds events and media, `hard` bounds replies."""
+    """Bounded queue of outgoing frames. `soft` bounds events and media, `hard` bounds replies.
+
+    Replies (`urgent`) go out before queued events and media, so a command's answer never waits
+    behind a burst of events; events keep their own order (and an overflow notice comes after the
+    events before it).
+    """
 
     def __init__(self, soft: int, hard: int) -> None:
         self._items: collections.deque[str | bytes] = collections.deque()
+        self._urgent: collections.deque[str | bytes] = collections.deque()
         self.soft, self.hard = soft, hard
         self._ready = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) + len(self._urgent)
 
-    def put(self, item: str | bytes, *, reserve: bool = False) -> bool:
-        if len(self._items) >= (self.hard if reserve else self.soft):
+    def put(self, item: str | bytes, *, reserve: bool = False, urgent: bool = False) -> bool:
+        if len(self) >= (self.hard if reserve or urgent else self.soft):
             return False
-        self._items.append(item)
+        (self._urgent if urgent else self._items).append(item)
         self._ready.set()
         if len(self._items) >= self.soft:
             self._space.clear()
         return True
 
     async def get(self) -> str | bytes:
-        while not self._items:
+        while not self:
             self._ready.clear()
             await self._ready.wait()
+        if self._urgent:
+            return self._urgent.popleft()
         item = self._items.popleft()
         if len(self._items) < self.soft:
             self._space.set()
@@ -244,7 +252,7 @@ class Connection:
     def _reply(self, text: str) -> None:
         if self.closed:
             return
-        if not self._outbox.put(text, reserve=True):
+        if not self._outbox.put(text, urgent=True):
             # The peer does not read its replies: nothing sensible left to do with it.
             self.log.warning("control.conn.send-queue-full", queued=len(self._outbox))
             self.server._spawn(self.close(1008, "send queue full"))
