@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import logging
 import os
 import signal
 import sys
@@ -21,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from . import ipc
 from .config import SipConfig, worker_config
 from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable, TargetError, WorkerError
 
-log = logging.getLogger("sip.supervisor")
+log = structlog.get_logger(__name__)
 
 COMMAND_TIMEOUT = 10.0
 START_TIMEOUT = 15.0
@@ -197,7 +198,7 @@ class SipSupervisor:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         if self.calls_per_worker <= 0:
             self.calls_per_worker = await probe_calls_per_worker(self.python)
-            log.info("sip.calls_per_worker probed: %d", self.calls_per_worker)
+            log.info("sip.calls_per_worker.probed", calls_per_worker=self.calls_per_worker)
         self._started = True
         n = min(max(1, self.config.warm_workers), self.config.max_workers)
         tasks = [self._start_worker(i) for i in range(n)]
@@ -279,7 +280,7 @@ class SipSupervisor:
                 w.proc.kill()
             raise SipUnavailable(f"worker {index} did not start: {e}", reason="sip-unavailable") from None
         w.up = True
-        log.info("sip worker %d up pid=%s at %s", index, msg.get("pid"), msg.get("address"))
+        log.info("sip.worker.up", worker=index, pid=msg.get("pid"), address=msg.get("address"))
         return w
 
     async def _restart(self, index: int) -> None:
@@ -290,7 +291,7 @@ class SipSupervisor:
                 w.restarts += 1
                 return
             except SipError as e:
-                log.warning("sip worker %d restart failed: %s", index, e)
+                log.warning("sip.worker.restart_failed", worker=index, error=str(e), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -309,11 +310,11 @@ class SipSupervisor:
                         try:
                             self.on_audio(msg.call_id, msg.pcm)
                         except Exception:
-                            log.exception("on_audio failed")
+                            log.exception("sip.on_audio.failed", worker=w.index, call_id=msg.call_id)
                     else:
                         self._on_control(w, msg.data)
         except ipc.IpcProtocolError:
-            log.exception("sip worker %d sent a bad frame; killing it", w.index)
+            log.exception("sip.worker.bad_frame", worker=w.index, killing=True)
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
         finally:
@@ -335,7 +336,7 @@ class SipSupervisor:
                 w.ready.set_exception(SipUnavailable(str(m.get("message")), reason="sip-unavailable"))
         elif t == "registration":
             self.registration = {k: m.get(k) for k in ("code", "reason", "active", "expires")}
-            log.info("sip registration: %s", self.registration)
+            log.info("sip.registration", worker=w.index, **self.registration)
         elif t == "stats":
             w.audio_dropped = int(m.get("audio_dropped_out", 0))
 
@@ -358,7 +359,7 @@ class SipSupervisor:
         try:
             self.on_event(ev)
         except Exception:
-            log.exception("on_event failed")
+            log.exception("sip.on_event.failed", call_id=ev.call_id, kind=ev.kind)
 
     async def _worker_gone(self, w: _Worker, proc: asyncio.subprocess.Process) -> None:
         if w.proc is not proc:
@@ -374,14 +375,18 @@ class SipSupervisor:
         if w.ready is not None and not w.ready.done():
             w.ready.set_exception(err)
         crashed = not (w.stopping or self._stopping)
+        lost = len(w.calls)
         for call_id in sorted(w.calls):
             self._call_worker.pop(call_id, None)
+            if crashed:
+                log.warning("sip.call.worker_crashed", worker=w.index, call_id=call_id)
             self._emit(SipEvent(call_id=call_id, kind="state", state="disconnected",
                                 cause="worker-crashed" if crashed else "local-hangup",
                                 worker=w.index))
         w.calls.clear()
         if crashed:
-            log.warning("sip worker %d died (rc=%s); restarting", w.index, proc.returncode)
+            log.warning("sip.worker.died", worker=w.index, rc=proc.returncode, restarting=True,
+                        calls_lost=lost)
             self._own(self._restart(w.index))
 
     # ---- commands
@@ -465,7 +470,7 @@ class SipSupervisor:
                 if w is not None and not w.up:
                     del self._workers[index]
                 if not t.cancelled():
-                    log.warning("sip worker %d failed to start: %s", index, t.exception())
+                    log.warning("sip.worker.start_failed", worker=index, error=str(t.exception()))
 
         task.add_done_callback(done)
         return task

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+import structlog.testing
 
 from sip import NoCapacity, TargetError
 from tests.peers.sipp import sipp_registrar, sipp_uac, sipp_uas
@@ -288,3 +289,13 @@ async def test_dial_unresolvable_host(start_supervisor, recorder: Recorder) -> N
     end = await recorder.wait_state(c, "disconnected")
     assert end.cause == "unreachable"
     assert sup.worker_of(c) is None
+
+
+async def test_logs_are_events_with_fields(start_supervisor) -> None:
+    with structlog.testing.capture_logs() as logs:
+        sup = await start_supervisor(calls_per_worker=0)
+    probed = [e for e in logs if e["event"] == "sip.calls_per_worker.probed"]
+    assert probed and probed[0]["calls_per_worker"] == sup.calls_per_worker
+    (up,) = [e for e in logs if e["event"] == "sip.worker.up"]
+    assert up["worker"] == 0 and up["pid"] == sup.worker_pid(0)
+    assert tuple(up["address"]) == sup.config.worker_address(0)
