@@ -120,6 +120,10 @@ class _Worker:
         self.stopping = False
         self.audio_dropped = 0
         self.restarts = 0
+        # Set while a crashed worker is being restarted: resolves to True once it is up again,
+        # False if the supervisor gave up (stopping). Dials with nowhere else to go wait on it.
+        self.restarted: asyncio.Future[bool] | None = None
+        self.dialing: set[str] = set()  # calls whose dial command has no reply yet
 
     @property
     def load(self) -> int:
@@ -283,17 +287,23 @@ class SipSupervisor:
         log.info("sip.worker.up", worker=index, pid=msg.get("pid"), address=msg.get("address"))
         return w
 
-    async def _restart(self, index: int) -> None:
+    async def _restart(self, w: _Worker) -> None:
         delay = 0.2
-        while not self._stopping:
-            try:
-                w = await self._spawn(index)
-                w.restarts += 1
-                return
-            except SipError as e:
-                log.warning("sip.worker.restart_failed", worker=index, error=str(e), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        try:
+            while not self._stopping:
+                try:
+                    await self._spawn(w.index)
+                    w.restarts += 1
+                    log.info("sip.worker.restarted", worker=w.index, restarts=w.restarts)
+                    return
+                except SipError as e:
+                    log.warning("sip.worker.restart_failed", worker=w.index, error=str(e), retry_in=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            fut, w.restarted = w.restarted, None
+            if fut is not None and not fut.done():
+                fut.set_result(w.up)
 
     # ---- reading a worker
 
@@ -366,7 +376,11 @@ class SipSupervisor:
             return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), 2)
+        # A process that never said ready is handled by whoever is spawning it (start or restart).
+        crashed = w.up and not (w.stopping or self._stopping)
         w.up = False
+        if crashed and w.restarted is None:
+            w.restarted = asyncio.get_running_loop().create_future()
         err = SipUnavailable(f"sip worker {w.index} exited", reason="sip-unavailable")
         for fut in w.pending.values():
             if not fut.done():
@@ -374,10 +388,11 @@ class SipSupervisor:
         w.pending.clear()
         if w.ready is not None and not w.ready.done():
             w.ready.set_exception(err)
-        crashed = not (w.stopping or self._stopping)
         lost = len(w.calls)
         for call_id in sorted(w.calls):
             self._call_worker.pop(call_id, None)
+            if call_id in w.dialing:
+                continue  # its dial() gets the error (and may retry on another worker)
             if crashed:
                 log.warning("sip.call.worker_crashed", worker=w.index, call_id=call_id)
             self._emit(SipEvent(call_id=call_id, kind="state", state="disconnected",
@@ -387,7 +402,7 @@ class SipSupervisor:
         if crashed:
             log.warning("sip.worker.died", worker=w.index, rc=proc.returncode, restarting=True,
                         calls_lost=lost)
-            self._own(self._restart(w.index))
+            self._own(self._restart(w))
 
     # ---- commands
 
@@ -439,6 +454,11 @@ class SipSupervisor:
             if index is None:
                 free = [i for i in range(self.config.max_workers) if i not in self._workers]
                 if not free:
+                    back = next((w for i, w in sorted(self._workers.items())
+                                 if w.restarted is not None and i not in exclude), None)
+                    if back is not None:
+                        await self._wait_restart(back)
+                        continue
                     raise NoCapacity("every SIP worker is full", reason="no-capacity",
                                      details={"workers": len(self._workers), "calls_per_worker": cap})
                 index = free[0]
@@ -454,6 +474,17 @@ class SipSupervisor:
                 else:
                     self._joined.pop(index, None)
             # loop: take the least loaded worker with room (usually the one just started)
+
+    async def _wait_restart(self, w: _Worker) -> None:
+        """Wait (at most START_TIMEOUT) for crashed worker `w` to be up again."""
+        assert w.restarted is not None
+        log.info("sip.dial.waiting_for_restart", worker=w.index)
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                await asyncio.shield(w.restarted)
+        except TimeoutError:
+            raise SipUnavailable(f"sip worker {w.index} is restarting and did not come back in time",
+                                 reason="sip-unavailable", details={"worker": w.index}) from None
 
     def _start_worker(self, index: int) -> asyncio.Task[_Worker]:
         """Claim slot `index` and start its worker in an owned task (joined by waiting dials)."""
@@ -510,10 +541,13 @@ class SipSupervisor:
         if timeout:
             cmd["timeout"] = float(timeout)
         tried: set[int] = set()
+        crashes = 0
         while True:
             w = await self._pick_worker(exclude=tried)
             w.calls.add(call_id)  # counts in the worker's load from now on
+            w.dialing.add(call_id)
             self._call_worker[call_id] = w.index
+            reader = w.reader
             try:
                 await self._command(w, cmd)
                 break
@@ -521,9 +555,22 @@ class SipSupervisor:
                 # Inbound calls share the worker's slots: that worker is full, try another one.
                 tried.add(w.index)
                 self._forget(w, call_id)
+            except SipUnavailable:
+                self._forget(w, call_id)
+                # The worker died under this dial (no reply): once its reader has seen that, pick
+                # again; a worker being restarted is waited for when nothing else has room.
+                if self._stopping or crashes >= 2 or reader is None:
+                    raise
+                crashes += 1
+                await asyncio.wait({reader}, timeout=STOP_TIMEOUT)
+                if w.up and w.reader is reader:
+                    raise
+                log.warning("sip.dial.worker_died", worker=w.index, call_id=call_id, retrying=True)
             except BaseException:
                 self._forget(w, call_id)
                 raise
+            finally:
+                w.dialing.discard(call_id)
         self._keep_warm()
 
     def _worker_for(self, call_id: str) -> _Worker:

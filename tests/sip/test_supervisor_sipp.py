@@ -299,3 +299,43 @@ async def test_logs_are_events_with_fields(start_supervisor) -> None:
     (up,) = [e for e in logs if e["event"] == "sip.worker.up"]
     assert up["worker"] == 0 and up["pid"] == sup.worker_pid(0)
     assert tuple(up["address"]) == sup.config.worker_address(0)
+
+
+async def test_dial_waits_for_a_restarting_worker(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor(max_workers=1)
+    old_pid = sup.worker_pid(0)
+    async with sipp_uas("answer") as uas:
+        with structlog.testing.capture_logs() as logs:
+            sup.kill_worker(0)
+            c = cid()
+            await sup.dial(c, uas.uri)  # no other worker, no free slot: waits for worker 0
+            assert sup.worker_pid(0) not in (None, old_pid)
+            ev = await recorder.wait_state(c, "confirmed")
+        assert ev.worker == 0 and ev.sip_code == 200
+        await sup.hangup(c)
+        assert (await recorder.wait_state(c, "disconnected")).cause == "local-hangup"
+        res = await uas.wait(10)
+    assert res.returncode == 0, res.errors
+    assert (res.successful, res.failed) == (1, 0)
+    assert "disconnected" not in recorder.states(c)[:-1]
+    died = [e for e in logs if e["event"] == "sip.worker.died"]
+    assert died and died[0]["worker"] == 0 and died[0]["restarting"] is True
+    assert any(e["event"] == "sip.worker.up" and e["worker"] == 0 for e in logs)
+
+
+async def test_dial_after_crash_detected_waits_for_restart(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor(max_workers=1)
+    old_pid = sup.worker_pid(0)
+    sup.kill_worker(0)
+    async with asyncio.timeout(5):
+        while sup.ready:  # the supervisor has seen the crash; the restart is under way
+            await asyncio.sleep(0.01)
+    async with sipp_uas("answer") as uas:
+        c = cid()
+        await sup.dial(c, uas.uri)
+        await recorder.wait_state(c, "confirmed")
+        assert sup.worker_pid(0) not in (None, old_pid)
+        await sup.hangup(c)
+        await recorder.wait_state(c, "disconnected")
+        res = await uas.wait(10)
+    assert res.returncode == 0 and res.successful == 1
