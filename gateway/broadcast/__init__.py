@@ -1,0 +1,1 @@
+"""Broadcast: paging calls over SIP and multicast RTP zones."""
