@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.broadcast.config import BroadcastConfig, SpeakerProfile, Zone
 from sip.config import SipConfig, SipRegistration
 from gateway.directory import KINDS, NAME_RE, Endpoint, uri_problem
 from gateway.errors import ConfigError
@@ -107,6 +108,7 @@ class Config:
     auth: AuthConfig
     calls: CallsConfig
     sip: SipConfig
+    broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
     directory: tuple[Endpoint, ...] = ()
     source: str = DEFAULTS_LABEL  # the file it was loaded from
 
@@ -305,6 +307,56 @@ def _endpoints_check(v: Any) -> tuple[Endpoint, ...]:
     return tuple(out)
 
 
+def _dataclass_check(build: Callable[..., Any], what: str) -> Callable[[Any], Any]:
+    """Check one table by building its dataclass; the dataclass's ValueError is the why."""
+
+    def check(v: Any, sub: str = "") -> Any:
+        if not isinstance(v, dict):
+            raise _Bad(f"must be a table ({what}), got {_show(v)}", sub)
+        try:
+            return build(**v)
+        except TypeError as e:  # unknown or missing keys
+            raise _Bad(str(e).split(".__init__() ")[-1], sub) from None
+        except ValueError as e:
+            raise _Bad(str(e), sub) from None
+
+    return check
+
+
+def _zones_check(v: Any) -> tuple[Zone, ...]:
+    if not isinstance(v, (list, tuple)):
+        raise _Bad(f"must be an array of tables ([[broadcast.zone]]), got {_show(v)}")
+    check = _dataclass_check(Zone, "name, group, port, codec, ttl, interface")
+    return tuple(check(z, f"[{i}]") for i, z in enumerate(v))
+
+
+def _profiles_check(v: Any) -> Mapping[str, SpeakerProfile]:
+    if not isinstance(v, dict):
+        raise _Bad(f"must be a table of profiles ([broadcast.profiles.NAME]), got {_show(v)}")
+    check = _dataclass_check(SpeakerProfile, "headers = { Name = value }")
+    return types.MappingProxyType({name: check({"name": name, **p} if isinstance(p, dict) else p, f".{name}")
+                                   for name, p in v.items()})
+
+
+def _names_list(default: tuple[str, ...]) -> _Field:
+    def check(v: Any) -> tuple[str, ...]:
+        if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) and NAME_RE.match(x)
+                                                                 for x in v):
+            raise _Bad(f"must be a non-empty list of names, got {_show(v)}")
+        return tuple(v)
+
+    return _Field("list", check, default)
+
+
+def _positive(default: float) -> _Field:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 10_000:
+            raise _Bad(f"must be a number > 0 and <= 10000, got {_show(v)}")
+        return float(v)
+
+    return _Field("float", check, float(default))
+
+
 _ID_RE = NAME_RE
 _PATH_RE = re.compile(r"^/[^\s?#]*$")
 
@@ -359,6 +411,18 @@ SCHEMA: dict[str, dict[str, Any]] = {
         },
     },
     "directory": {"endpoint": _Field("array", _endpoints_check, ())},
+    "broadcast": {
+        "priorities": _names_list(("emergency", "normal", "routine")),
+        "retries": _int(0, 20, 2),
+        "retry_delay_s": _seconds(3),
+        "invite_pace_per_s": _positive(50),
+        "recordings_dir": _str("recordings"),
+        "tts_engine": _str("espeak-ng"),
+        "chime": _bool(True),
+        "preempted_policy": _str("resume", choices=("resume", "end")),
+        "profiles": _Field("table", _profiles_check, types.MappingProxyType({})),
+        "zone": _Field("array", _zones_check, ()),
+    },
 }
 
 _REGISTRATION_REQUIRED = ("registrar", "username", "password")
@@ -569,6 +633,24 @@ def _build_sip(layers: _Layers) -> SipConfig:
                           str(e)) from None
 
 
+def _build_broadcast(layers: _Layers) -> BroadcastConfig:
+    v = layers.values
+    kw = {k[len("broadcast."):]: val for k, val in v.items() if k.startswith("broadcast.")}
+    kw["zones"] = kw.pop("zone")
+    try:
+        cfg = BroadcastConfig(**kw)
+    except ValueError as e:
+        raise layers.error("broadcast", str(e)) from None
+    for i, ep in enumerate(v["directory.endpoint"]):
+        if ep.profile is not None:
+            try:
+                cfg.profile(ep.profile)
+            except ValueError as e:
+                file, _ = layers.sources.get("directory.endpoint", (DEFAULTS_LABEL, ""))
+                raise ConfigError(file, f"directory.endpoint[{i}].profile", str(e)) from None
+    return cfg
+
+
 def _with_dev_tokens(auth: AuthConfig) -> AuthConfig:
     if not auth.dev_tokens or auth.tokens:
         return auth
@@ -610,5 +692,6 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None,
         calls=_section(CallsConfig, v, "calls"),
         sip=_build_sip(layers),
         directory=v["directory.endpoint"],
+        broadcast=_build_broadcast(layers),
         source=label,
     )

@@ -181,7 +181,7 @@ name = "yard"
 uri = "sips:yard@example.org"
 kind = "speaker"
 groups = ["all"]
-profile = "auto-answer"
+profile = "yealink"
 display_name = "Yard"
 [[directory.endpoint]]
 name = "pstn"
@@ -191,7 +191,7 @@ kind = "trunk"
     names = [(e.name, e.kind, e.groups) for e in c.directory]
     assert names == [("desk-1", "phone", ("dispatch", "all")), ("yard", "speaker", ("all",)),
                      ("pstn", "trunk", ())]
-    assert c.directory[1].profile == "auto-answer" and c.directory[1].display_name == "Yard"
+    assert c.directory[1].profile == "yealink" and c.directory[1].display_name == "Yard"
 
 
 # ---- errors: file, key, why -----------------------------------------------------------------
@@ -343,3 +343,47 @@ def test_error_source_is_the_winning_layer(write):
 def test_control_and_http_ports_differ():
     e = error(None, overrides=["http.port=8765"])
     assert (e.file, e.key) == ("command line", "http.port") and "control.port" in e.why
+
+
+def test_broadcast_section(tmp_path):
+    f = tmp_path / "gw.toml"
+    f.write_text("""
+[broadcast]
+priorities = ["fire", "police", "info"]
+retries = 1
+[broadcast.profiles.hall]
+headers = { "Alert-Info" = "info=alert-autoanswer", "Call-Info" = "<{uri}>;answer-after=0" }
+[[broadcast.zone]]
+name = "district-3"
+group = "239.10.0.3"
+port = 5004
+codec = "G722"
+[[directory.endpoint]]
+name = "hall"
+uri = "sip:hall@127.0.0.1:5093"
+kind = "speaker"
+profile = "hall"
+""")
+    c = load_config(str(f), {}, [])
+    assert c.broadcast.priorities == ("fire", "police", "info") and c.broadcast.retries == 1
+    assert c.broadcast.profile("hall").headers["Alert-Info"] == "info=alert-autoanswer"
+    assert c.broadcast.zone("district-3").codec == "G722"
+
+
+@pytest.mark.parametrize(
+    "text, key, why",
+    [
+        ('[[broadcast.zone]]\nname = "z"\ngroup = "10.0.0.1"\nport = 5004\n', "broadcast.zone[0]",
+         "not multicast"),
+        ('[[broadcast.zone]]\nname = "z"\ngroup = "239.1.1.1"\n', "broadcast.zone[0]", "port"),
+        ('[broadcast.profiles.p]\nheaders = { "Bad Name" = "x" }\n', "broadcast.profiles.p", "Bad Name"),
+        ('[[directory.endpoint]]\nname = "s"\nuri = "sip:s@127.0.0.1"\nprofile = "nope"\n',
+         "directory.endpoint[0].profile", "unknown speaker profile"),
+    ],
+)
+def test_broadcast_errors_name_the_key(tmp_path, text, key, why):
+    f = tmp_path / "gw.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(str(f), {}, [])
+    assert err.value.key == key and why in err.value.why and err.value.file == str(f)
