@@ -30,7 +30,7 @@ from gateway.timeutil import now_iso
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -89,12 +89,31 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (principal, key)
         ) WITHOUT ROWID""",
     ),
+    2: (
+        """CREATE TABLE broadcasts (
+            broadcast_id TEXT PRIMARY KEY,
+            session_id TEXT,
+            state TEXT,
+            priority TEXT,
+            created_at TEXT NOT NULL,
+            ended_at TEXT,
+            created_by TEXT,
+            end_reason TEXT,
+            recording TEXT,
+            extra TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX broadcasts_session ON broadcasts (session_id, created_at)",
+    ),
 }
 
 SESSION_COLUMNS = ("session_id", "title", "state", "created_at", "closed_at", "created_by")
 CALL_COLUMNS = (
     "call_id", "session_id", "direction", "local_uri", "remote_uri", "state", "created_at",
     "answered_at", "ended_at", "sip_code", "cause", "worker",
+)
+BROADCAST_COLUMNS = (
+    "broadcast_id", "session_id", "state", "priority", "created_at", "ended_at", "created_by",
+    "end_reason", "recording",
 )
 _EVENT_COLUMNS = "seq, type, time, session_id, data"
 _INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
@@ -280,41 +299,50 @@ class Store:
 
     # ---- sessions and calls ----------------------------------------------------------------
 
+    async def _get_row(self, table: str, key: str, columns: Sequence[str], value: str) -> dict[str, Any] | None:
+        rows = await self._read(f"SELECT {', '.join(columns)}, extra FROM {table} WHERE {key} = ?", (value,))
+        return _row_out(columns, rows[0]) if rows else None
+
+    async def _list_rows(self, table: str, key: str, columns: Sequence[str], where: str | None,
+                         value: Any, limit: int) -> list[dict[str, Any]]:
+        sql = f"SELECT {', '.join(columns)}, extra FROM {table}"
+        params: tuple[Any, ...] = ()
+        if value is not None:
+            sql, params = sql + f" WHERE {where} = ?", (value,)
+        rows = await self._read(sql + f" ORDER BY created_at, {key} LIMIT ?", (*params, limit))
+        return [_row_out(columns, r) for r in rows]
+
     async def put_session(self, row: dict[str, Any]) -> None:
         """Insert or update a session. Keys absent from `row` keep their stored value;
         `extra` (a dict) replaces the stored one. Unknown keys raise ValueError."""
         await self._submit(*_upsert("sessions", "session_id", SESSION_COLUMNS, row))
 
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
-        rows = await self._read(
-            f"SELECT {', '.join(SESSION_COLUMNS)}, extra FROM sessions WHERE session_id = ?",
-            (session_id,))
-        return _row_out(SESSION_COLUMNS, rows[0]) if rows else None
+        return await self._get_row("sessions", "session_id", SESSION_COLUMNS, session_id)
 
     async def list_sessions(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        sql = f"SELECT {', '.join(SESSION_COLUMNS)}, extra FROM sessions"
-        params: tuple[Any, ...] = ()
-        if state is not None:
-            sql, params = sql + " WHERE state = ?", (state,)
-        rows = await self._read(sql + " ORDER BY created_at, session_id LIMIT ?", (*params, limit))
-        return [_row_out(SESSION_COLUMNS, r) for r in rows]
+        return await self._list_rows("sessions", "session_id", SESSION_COLUMNS, "state", state, limit)
 
     async def put_call(self, row: dict[str, Any]) -> None:
         """Insert or update a call detail record (same rules as `put_session`)."""
         await self._submit(*_upsert("calls", "call_id", CALL_COLUMNS, row))
 
     async def get_call(self, call_id: str) -> dict[str, Any] | None:
-        rows = await self._read(
-            f"SELECT {', '.join(CALL_COLUMNS)}, extra FROM calls WHERE call_id = ?", (call_id,))
-        return _row_out(CALL_COLUMNS, rows[0]) if rows else None
+        return await self._get_row("calls", "call_id", CALL_COLUMNS, call_id)
 
     async def list_calls(self, session_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        sql = f"SELECT {', '.join(CALL_COLUMNS)}, extra FROM calls"
-        params: tuple[Any, ...] = ()
-        if session_id is not None:
-            sql, params = sql + " WHERE session_id = ?", (session_id,)
-        rows = await self._read(sql + " ORDER BY created_at, call_id LIMIT ?", (*params, limit))
-        return [_row_out(CALL_COLUMNS, r) for r in rows]
+        return await self._list_rows("calls", "call_id", CALL_COLUMNS, "session_id", session_id, limit)
+
+    async def put_broadcast(self, row: dict[str, Any]) -> None:
+        """Insert or update a broadcast record (same rules as `put_session`)."""
+        await self._submit(*_upsert("broadcasts", "broadcast_id", BROADCAST_COLUMNS, row))
+
+    async def get_broadcast(self, broadcast_id: str) -> dict[str, Any] | None:
+        return await self._get_row("broadcasts", "broadcast_id", BROADCAST_COLUMNS, broadcast_id)
+
+    async def list_broadcasts(self, session_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        return await self._list_rows("broadcasts", "broadcast_id", BROADCAST_COLUMNS, "session_id",
+                                     session_id, limit)
 
     # ---- audit and idempotency -------------------------------------------------------------
 
