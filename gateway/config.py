@@ -417,6 +417,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "retry_delay_s": _seconds(3),
         "invite_pace_per_s": _positive(50),
         "recordings_dir": _str("recordings"),
+        "media_dir": _str("media"),
         "tts_engine": _str("espeak-ng"),
         "chime": _bool(True),
         "preempted_policy": _str("resume", choices=("resume", "end")),

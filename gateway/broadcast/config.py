@@ -198,6 +198,7 @@ class BroadcastConfig:
     retry_delay_s: float = 3.0
     invite_pace_per_s: float = 50.0
     recordings_dir: str = "recordings"
+    media_dir: str = "media"  # WAV files a dispatcher may broadcast by name (under data_dir)
     tts_engine: str = "espeak-ng"
     chime: bool = True
     preempted_policy: Literal["resume", "end"] = "resume"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Literal, Mapping
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.errors import Forbidden, InvalidParams, MethodNotFound
@@ -197,15 +197,68 @@ class CallTransferParams(Params):
 
 
 class MediaOpenParams(Params):
-    call_id: Id
+    call_id: Id | None = None
+    broadcast_id: Id | None = None
     direction: Literal["both", "in", "out"] = Field(
         "both", description="in: console -> call; out: call -> console"
     )
     rate: Literal[8000, 16000] = 16000
 
+    @model_validator(mode="after")
+    def _one_target(self) -> "MediaOpenParams":
+        if (self.call_id is None) == (self.broadcast_id is None):
+            raise ValueError("give exactly one of call_id (a call) or broadcast_id (live broadcast audio)")
+        return self
+
 
 class MediaCloseParams(Params):
     channel: int = Field(ge=0, le=65535)
+
+
+class ToneSourceParams(Params):
+    type: Literal["tone"]
+    frequency: float = Field(1000.0, ge=50, le=4000, description="Hz")
+    seconds: float = Field(5.0, gt=0, le=600)
+
+
+class FileSourceParams(Params):
+    type: Literal["file"]
+    path: str = Field(min_length=1, max_length=1024, description="a WAV file under broadcast.media_dir")
+
+
+class TtsSourceParams(Params):
+    type: Literal["tts"]
+    text: str = Field(max_length=5000)
+    language: str = Field("en", max_length=16, description="en, zh (Mandarin)")
+
+
+class LiveSourceParams(Params):
+    type: Literal["live"]
+
+
+BroadcastSource = Annotated[
+    ToneSourceParams | FileSourceParams | TtsSourceParams | LiveSourceParams,
+    Field(discriminator="type"),
+]
+
+
+class BroadcastStartParams(Params):
+    targets: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        min_length=1, max_length=2000,
+        description="directory names, group:NAME, zone:NAME (multicast) or sip: URIs",
+    )
+    source: BroadcastSource
+    priority: str = Field("normal", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    session_id: Id | None = None
+    max_duration_s: float | None = Field(None, gt=0, le=86400)
+    repeat: int = Field(1, ge=1, le=100)
+    repeat_gap_s: float = Field(2.0, ge=0, le=600)
+    chime: bool | None = Field(None, description="pre-announcement chime; default from config")
+    idempotency_key: IdempotencyKey | None = None
+
+
+class BroadcastIdParams(Params):
+    broadcast_id: Id
 
 
 # --- the table ---------------------------------------------------------------------------------
@@ -256,6 +309,10 @@ METHODS: dict[str, MethodSpec] = {
         _spec("call.listen", COMMAND, CallIdParams, summary="monitor a call's audio"),
         _spec("media.open", COMMAND, MediaOpenParams, summary="bind binary frames to a call"),
         _spec("media.close", COMMAND, MediaCloseParams, summary="unbind a media channel"),
+        _spec("broadcast.start", COMMAND, BroadcastStartParams, True,
+              "announce to speakers, phones and zones"),
+        _spec("broadcast.stop", COMMAND, BroadcastIdParams, summary="stop a broadcast"),
+        _spec("broadcast.get", READ, BroadcastIdParams, summary="a broadcast and its targets"),
     )
 }
 
