@@ -1,6 +1,7 @@
 """SIP voice through supervised pjsua2 worker processes.
 
-Only `sip.worker` imports pjsua2; importing this package does not.
+Only the worker process imports pjsua2 (sip.worker and its pieces sip.pjcalls, sip.probe);
+importing this package does not.
 """
 
 from .config import SipConfig, SipRegistration

@@ -1,14 +1,20 @@
 """SIP worker process: one pjsua2 Endpoint, driven over stdin/stdout (framed by sip/ipc.py).
 
-THE ONLY module of the project that touches pjsua2 threads. Threads in this process:
+The worker process is the only place pjsua2 runs; this module owns its threads. Its pieces:
+sip/pjcalls.py (Call/Account subclasses, per-call audio port), sip/writer.py (stdout writer),
+sip/probe.py (capacity probe), sip/causes.py (pure cause mapping). Threads in this process:
 
-- main thread: the only one calling pjsua2 (besides the media clock callbacks below). It loops on
-  ``ep.libHandleEvents(10)`` and, between polls, drains the bounded command queue.
-- stdin reader: decodes IPC messages; control commands go to the command queue, audio frames go
-  straight into the per-call playout deque. It never calls pjsua2.
-- stdout writer: the single writer of stdout; everything outgoing goes through its queue.
+- main thread: the only one calling pjsua2 (besides the media clock callbacks below). It runs
+  `Worker.run`, looping on ``ep.libHandleEvents(10)`` and, between polls, draining the bounded
+  command queue (`Worker.cmd_*`); pjsua2 callbacks (sip/pjcalls.py) run here too.
+- stdin reader (`reader_loop`): decodes IPC messages; control commands go to the command queue,
+  audio frames go straight into the per-call playout deque (`Worker.push_audio`). It never calls
+  pjsua2.
+- stdout writer (sip/writer.py): the single writer of stdout; everything outgoing goes through
+  its queue.
 - pjmedia clock thread (created by pjsua for the null sound device): calls the
-  ``AudioMediaPort`` frame callbacks. They only touch Python deques and the writer queue.
+  ``AudioMediaPort`` frame callbacks (sip/pjcalls.py). They only touch Python deques and the
+  writer queue.
 
 Usage::
 
@@ -18,338 +24,45 @@ Usage::
 Why the probe: the pjsua2-python wheel is compiled with a fixed PJSUA_MAX_CALLS; libInit accepts
 any larger ``maxCalls``, and the call past the compiled limit then either fails with PJ_ETOOMANY or
 (measured with 2.15.1: maxCalls > compiled limit) trips a pjsua assertion that aborts the process.
-So the probe runs in its own throw-away process with maxCalls=64, makes outgoing calls towards a
-local UDP socket that never answers, and prints ``{"ok_calls": n}`` after each call that succeeded.
-The parent takes the last n it read, whether the probe ended cleanly or aborted. Workers are then
-started with maxCalls = that n, and refuse a dial themselves at that count (``no-capacity``), so a
-worker never reaches the aborting path.
+So the probe (sip/probe.py) runs in its own throw-away process with maxCalls=64, makes outgoing
+calls towards a local UDP socket that never answers, and prints ``{"ok_calls": n}`` after each
+call that succeeded. The parent takes the last n it read, whether the probe ended cleanly or
+aborted. Workers are then started with maxCalls = that n, and refuse a dial themselves at that
+count (``no-capacity``), so a worker never reaches the aborting path.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
-import ctypes
 import json
 import os
 import queue
-import socket
 import sys
 import threading
 import time
 import uuid
 from typing import Any
 
+import pjsua2 as pj
+
 from . import ipc
+from .causes import normalize_cause
+from .pjcalls import (
+    CLOCK_RATE,
+    FRAME_MS,
+    INVALID_URI_STATUS,
+    PJ_ETOOMANY,
+    CallPort,
+    WAccount,
+    WCall,
+    use_fast_vector_reader,
+)
+from .probe import probe_max_calls
+from .writer import Writer
 
-import pjsua2 as pj  # noqa: E402  (only this module imports pjsua2)
-
-FRAME_MS = 20
-CLOCK_RATE = 16000
-FRAME_BYTES = CLOCK_RATE * FRAME_MS // 1000 * 2  # 640
-PJ_ETOOMANY = 70010
-# PJSIP_EINVALIDURI, PJSIP_EINVALIDSCHEME, PJSIP_EINVALIDREQURI, PJSIP_ENOROUTESET (tel: URI)
-INVALID_URI_STATUS = {171039, 171040, 171042, 171005}
 COMMAND_QUEUE = 1000
-WRITER_QUEUE = 2000
 
-
-# --------------------------------------------------------------------------------------------
-# Output: one writer thread owns stdout.
-
-
-class Writer:
-    """Single writer of stdout. Control messages block when the queue is full (never dropped);
-    audio frames are dropped (counted) instead, so a slow gateway never stalls the media clock."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self._q: queue.Queue[bytes | None] = queue.Queue(WRITER_QUEUE)
-        self.audio_dropped = 0
-        self._thread = threading.Thread(target=self._run, name="ipc-writer", daemon=True)
-        self._thread.start()
-
-    def control(self, data: dict[str, Any]) -> None:
-        self._q.put(ipc.encode_control(data))
-
-    def audio(self, call_id: str, pcm: bytes) -> None:
-        try:
-            self._q.put_nowait(ipc.encode_audio(call_id, pcm))
-        except queue.Full:
-            self.audio_dropped += 1
-
-    def close(self, timeout: float = 2.0) -> None:
-        try:
-            self._q.put(None, timeout=timeout)
-        except queue.Full:
-            return
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        out = self._stream
-        while True:
-            item = self._q.get()
-            if item is None:
-                break
-            chunks = [item]
-            # Batch what is already queued into one write.
-            while len(chunks) < 64:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._q.put(None)
-                    break
-                chunks.append(nxt)
-            try:
-                out.write(b"".join(chunks))
-                out.flush()
-            except (BrokenPipeError, ValueError, OSError):
-                os._exit(3)  # the gateway is gone
-
-
-# --------------------------------------------------------------------------------------------
-# Fast ByteVector -> bytes. SWIG copies a std::vector<unsigned char> element by element
-# (hundreds of µs per 640-byte frame here); reading the vector's [begin, end) pointers with ctypes
-# takes about 1 µs. Checked against the slow path at start-up; the slow path is kept otherwise.
-
-
-def _vector_bytes_fast(v: Any) -> bytes:
-    p = int(v.this)
-    begin = ctypes.c_void_p.from_address(p).value
-    end = ctypes.c_void_p.from_address(p + ctypes.sizeof(ctypes.c_void_p)).value
-    if not begin or not end or end <= begin:
-        return b""
-    return ctypes.string_at(begin, end - begin)
-
-
-def _vector_bytes_slow(v: Any) -> bytes:
-    return bytes(v)
-
-
-def _pick_vector_reader() -> Any:
-    try:
-        sample = bytes(range(256)) * 2 + bytes(128)
-        if _vector_bytes_fast(pj.ByteVector(sample)) == sample and _vector_bytes_fast(pj.ByteVector()) == b"":
-            return _vector_bytes_fast
-    except Exception:
-        pass
-    return _vector_bytes_slow
-
-
-vector_bytes = _vector_bytes_slow
-
-
-# --------------------------------------------------------------------------------------------
-# Audio port: one per call, bridged both ways with the call's audio media.
-
-
-class CallPort(pj.AudioMediaPort):
-    def __init__(self, call_id: str, writer: Writer, queue_frames: int) -> None:
-        super().__init__()
-        self.call_id = call_id
-        self.writer = writer
-        self.playout: collections.deque[bytes] = collections.deque(maxlen=queue_frames)
-        self.dropped = 0  # frames from the gateway dropped because the playout queue was full
-        self.listening = True  # frames from the call are forwarded to the gateway
-        self.frames_in = 0
-        self.frames_out = 0
-
-    def push(self, pcm: bytes) -> None:  # stdin reader thread
-        q = self.playout
-        if len(q) == q.maxlen:
-            self.dropped += 1
-        q.append(pcm)
-
-    def onFrameRequested(self, frame: Any) -> None:  # media clock thread: audio towards the call
-        try:
-            pcm = self.playout.popleft()
-        except IndexError:
-            return
-        if len(pcm) != FRAME_BYTES:
-            pcm = (pcm + bytes(FRAME_BYTES))[:FRAME_BYTES]
-        frame.buf = pj.ByteVector(pcm)
-        frame.size = FRAME_BYTES
-        frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
-        self.frames_out += 1
-
-    def onFrameReceived(self, frame: Any) -> None:  # media clock thread: audio from the call
-        if not self.listening or frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
-            return
-        pcm = vector_bytes(frame.buf)
-        if pcm:
-            self.frames_in += 1
-            self.writer.audio(self.call_id, pcm)
-
-
-# --------------------------------------------------------------------------------------------
-# Calls
-
-
-def normalize_cause(
-    *, code: int, confirmed: bool, local_end: str | None, outbound: bool, got_response: bool
-) -> str:
-    """Map how a call ended to a stable cause string (pure; unit-tested)."""
-    if confirmed:
-        return "local-hangup" if local_end else "remote-hangup"
-    if local_end == "timeout":
-        return "no-answer"
-    if local_end == "reject":
-        return "rejected"
-    if local_end:
-        return "cancelled"
-    if code in (486, 600):
-        return "busy"
-    if code == 487:
-        return "cancelled"
-    if code in (408, 480):
-        return "no-answer" if got_response else "unreachable"
-    if code in (503, 502, 504) and not got_response:
-        return "unreachable"
-    if not outbound and code in (0, 487):
-        return "cancelled"
-    if code >= 400:
-        return "rejected"
-    return "unknown"
-
-
-MEDIA_STATUS = {
-    pj.PJSUA_CALL_MEDIA_NONE: "none",
-    pj.PJSUA_CALL_MEDIA_ACTIVE: "active",
-    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD: "local-hold",
-    pj.PJSUA_CALL_MEDIA_REMOTE_HOLD: "remote-hold",
-    pj.PJSUA_CALL_MEDIA_ERROR: "error",
-}
-
-
-class WCall(pj.Call):
-    def __init__(self, worker: Worker, acc: Any, call_id: str, outbound: bool, pj_call_id: int = -1) -> None:
-        if pj_call_id >= 0:
-            super().__init__(acc, pj_call_id)
-        else:
-            super().__init__(acc)
-        self.worker = worker
-        self.call_id = call_id
-        self.outbound = outbound
-        self.confirmed = False
-        self.got_response = False
-        self.local_end: str | None = None
-        self.deadline: float | None = None
-        self.port: CallPort | None = None
-        self.done = False
-        self.remote_uri: str | None = None
-        self.local_uri: str | None = None
-
-    # All callbacks below run on the main thread (mainThreadOnly, threadCnt=0).
-
-    def onCallState(self, prm: Any) -> None:
-        try:
-            ci = self.getInfo()
-        except pj.Error:
-            return
-        self.remote_uri = ci.remoteUri or self.remote_uri
-        self.local_uri = ci.localUri or self.local_uri
-        st = ci.state
-        code = int(ci.lastStatusCode or 0)
-        if self.outbound and 100 < code < 200:
-            self.got_response = True
-        if st == pj.PJSIP_INV_STATE_CALLING:
-            state = "calling"
-        elif st == pj.PJSIP_INV_STATE_INCOMING:
-            return  # announced as "incoming"
-        elif st == pj.PJSIP_INV_STATE_EARLY:
-            state = "early"
-            self.got_response = True
-        elif st == pj.PJSIP_INV_STATE_CONNECTING:
-            state = "connecting"
-        elif st == pj.PJSIP_INV_STATE_CONFIRMED:
-            state = "confirmed"
-            self.confirmed = True
-            self.deadline = None
-        elif st == pj.PJSIP_INV_STATE_DISCONNECTED:
-            state = "disconnected"
-        else:
-            return
-        cause = None
-        if state == "disconnected":
-            cause = normalize_cause(
-                code=code,
-                confirmed=self.confirmed,
-                local_end=self.local_end,
-                outbound=self.outbound,
-                got_response=self.got_response,
-            )
-        self.worker.emit_state(self, state, code, ci.lastReason, cause)
-        if state == "disconnected":
-            self.worker.call_ended(self)
-
-    def onCallMediaState(self, prm: Any) -> None:
-        try:
-            ci = self.getInfo()
-        except pj.Error:
-            return
-        for i, mi in enumerate(ci.media):
-            if mi.type != pj.PJMEDIA_TYPE_AUDIO:
-                continue
-            if mi.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
-                try:
-                    am = self.getAudioMedia(i)
-                except pj.Error:
-                    continue
-                port = self.worker.ensure_port(self)
-                am.startTransmit(port)
-                port.startTransmit(am)
-            self.worker.emit(
-                {"type": "event", "call_id": self.call_id, "kind": "media", "state": None,
-                 "extra": {"status": MEDIA_STATUS.get(int(mi.status), str(mi.status))}}
-            )
-
-    def onDtmfDigit(self, prm: Any) -> None:
-        self.worker.emit(
-            {"type": "event", "call_id": self.call_id, "kind": "dtmf", "state": None,
-             "extra": {"digit": prm.digit}}
-        )
-
-    def onCallTransferRequest(self, prm: Any) -> None:
-        # A REFER from the far end: we do not let pjsua dial on its own (that call would have no
-        # owner). Decline and tell the gateway, which may dial the target itself.
-        prm.statusCode = 603
-        self.worker.emit(
-            {"type": "event", "call_id": self.call_id, "kind": "transfer", "state": None,
-             "extra": {"direction": "incoming", "target": prm.dstUri}}
-        )
-
-    def onCallTransferStatus(self, prm: Any) -> None:
-        self.worker.emit(
-            {"type": "event", "call_id": self.call_id, "kind": "transfer", "state": None,
-             "sip_code": int(prm.statusCode), "reason": prm.reason,
-             "extra": {"direction": "outgoing", "final": bool(prm.finalNotify)}}
-        )
-        prm.cont = True
-
-
-class WAccount(pj.Account):
-    def __init__(self, worker: Worker) -> None:
-        super().__init__()
-        self.worker = worker
-
-    def onIncomingCall(self, prm: Any) -> None:
-        self.worker.incoming(self, prm.callId)
-
-    def onRegState(self, prm: Any) -> None:
-        try:
-            info = self.getInfo()
-            active, expires = bool(info.regIsActive), int(info.regExpiresSec)
-        except pj.Error:
-            active, expires = False, 0
-        self.worker.emit(
-            {"type": "registration", "code": int(prm.code), "reason": prm.reason,
-             "active": active, "expires": expires}
-        )
-
-
-# --------------------------------------------------------------------------------------------
+__all__ = ["CommandError", "Worker", "main", "normalize_cause", "probe_max_calls", "reader_loop"]
 
 
 class CommandError(Exception):
@@ -715,51 +428,7 @@ def reader_loop(worker: Worker, stream: Any) -> None:
     worker.commands.put(None)  # EOF or broken stream: shut down
 
 
-def probe_max_calls(report: Any, limit: int = 64) -> int:
-    """How many concurrent calls this pjsua2 build allows in one process (see module doc)."""
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.bind(("127.0.0.1", 0))
-    sink_port = sink.getsockname()[1]
-    ep = pj.Endpoint()
-    ep.libCreate()
-    ec = pj.EpConfig()
-    ec.uaConfig.threadCnt = 0
-    ec.uaConfig.mainThreadOnly = True
-    ec.uaConfig.maxCalls = limit
-    ec.logConfig.level = 0
-    ec.logConfig.consoleLevel = 0
-    ep.libInit(ec)
-    ep.audDevManager().setNullDev()
-    tc = pj.TransportConfig()
-    tc.port = 0
-    tc.boundAddress = "127.0.0.1"
-    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
-    ep.libStart()
-    ac = pj.AccountConfig()
-    ac.idUri = "sip:probe@127.0.0.1"
-    mt = pj.TransportConfig()
-    mt.boundAddress = "127.0.0.1"
-    ac.mediaConfig.transportConfig = mt
-    acc = pj.Account()
-    acc.create(ac, True)
-    calls = []
-    count = 0
-    for _ in range(limit):
-        c = pj.Call(acc)
-        try:
-            c.makeCall(f"sip:probe@127.0.0.1:{sink_port}", pj.CallOpParam(True))
-        except pj.Error as e:
-            if e.status != PJ_ETOOMANY:
-                print(f"probe: unexpected error {e.status} {e.reason}", file=sys.stderr)
-            break
-        calls.append(c)
-        count += 1
-        report(count)
-    return count
-
-
 def main(argv: list[str] | None = None) -> None:
-    global vector_bytes
     ap = argparse.ArgumentParser(prog="python -m sip.worker")
     ap.add_argument("--config-json", help="worker config as a JSON object")
     ap.add_argument("--probe", action="store_true", help="print the per-process call limit and exit")
@@ -778,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
         out.write((json.dumps({"max_calls": n}) + "\n").encode())
         os._exit(0)  # no cleanup: the probe's calls are still retransmitting
     cfg = json.loads(args.config_json or "{}")
-    vector_bytes = _pick_vector_reader()
+    use_fast_vector_reader()
     inp = sys.stdin.buffer
     writer = Writer(out)
     worker = Worker(cfg, writer)
@@ -794,3 +463,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sip.config import SipConfig, worker_config
-from sip.worker import normalize_cause
+from sip.causes import normalize_cause
 
 
 @pytest.mark.parametrize(

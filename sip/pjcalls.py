@@ -1,0 +1,254 @@
+"""pjsua2 objects of a worker: the per-call audio port, the Call and Account subclasses.
+
+Threads (see sip/worker.py for the whole picture):
+- `WCall` / `WAccount` callbacks run on the worker's main thread (threadCnt=0, mainThreadOnly),
+  the only thread that calls pjsua2; they call back into the `Worker` on that same thread.
+- `CallPort.onFrameRequested` / `onFrameReceived` run on the pjmedia clock thread and touch only
+  Python deques and the writer queue; `CallPort.push` runs on the stdin reader thread.
+Imported only inside the worker process (it imports pjsua2).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+from typing import TYPE_CHECKING, Any
+
+import pjsua2 as pj
+
+from .causes import normalize_cause
+from .writer import Writer
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+FRAME_MS = 20
+CLOCK_RATE = 16000
+FRAME_BYTES = CLOCK_RATE * FRAME_MS // 1000 * 2  # 640
+PJ_ETOOMANY = 70010
+# PJSIP_EINVALIDURI, PJSIP_EINVALIDSCHEME, PJSIP_EINVALIDREQURI, PJSIP_ENOROUTESET (tel: URI)
+INVALID_URI_STATUS = {171039, 171040, 171042, 171005}
+
+
+# --------------------------------------------------------------------------------------------
+# Fast ByteVector -> bytes. SWIG copies a std::vector<unsigned char> element by element
+# (hundreds of µs per 640-byte frame here); reading the vector's [begin, end) pointers with ctypes
+# takes about 1 µs. Checked against the slow path at start-up; the slow path is kept otherwise.
+
+
+def _vector_bytes_fast(v: Any) -> bytes:
+    p = int(v.this)
+    begin = ctypes.c_void_p.from_address(p).value
+    end = ctypes.c_void_p.from_address(p + ctypes.sizeof(ctypes.c_void_p)).value
+    if not begin or not end or end <= begin:
+        return b""
+    return ctypes.string_at(begin, end - begin)
+
+
+def _vector_bytes_slow(v: Any) -> bytes:
+    return bytes(v)
+
+
+def _pick_vector_reader() -> Any:
+    try:
+        sample = bytes(range(256)) * 2 + bytes(128)
+        if _vector_bytes_fast(pj.ByteVector(sample)) == sample and _vector_bytes_fast(pj.ByteVector()) == b"":
+            return _vector_bytes_fast
+    except Exception:
+        pass
+    return _vector_bytes_slow
+
+
+vector_bytes = _vector_bytes_slow
+
+
+def use_fast_vector_reader() -> None:
+    """Switch `CallPort` to the ctypes reader if it reads a ByteVector right (main thread, at
+    start, before any call)."""
+    global vector_bytes
+    vector_bytes = _pick_vector_reader()
+
+
+# --------------------------------------------------------------------------------------------
+# Audio port: one per call, bridged both ways with the call's audio media.
+
+
+
+class CallPort(pj.AudioMediaPort):
+    def __init__(self, call_id: str, writer: Writer, queue_frames: int) -> None:
+        super().__init__()
+        self.call_id = call_id
+        self.writer = writer
+        self.playout: collections.deque[bytes] = collections.deque(maxlen=queue_frames)
+        self.dropped = 0  # frames from the gateway dropped because the playout queue was full
+        self.listening = True  # frames from the call are forwarded to the gateway
+        self.frames_in = 0
+        self.frames_out = 0
+
+    def push(self, pcm: bytes) -> None:  # stdin reader thread
+        q = self.playout
+        if len(q) == q.maxlen:
+            self.dropped += 1
+        q.append(pcm)
+
+    def onFrameRequested(self, frame: Any) -> None:  # media clock thread: audio towards the call
+        try:
+            pcm = self.playout.popleft()
+        except IndexError:
+            return
+        if len(pcm) != FRAME_BYTES:
+            pcm = (pcm + bytes(FRAME_BYTES))[:FRAME_BYTES]
+        frame.buf = pj.ByteVector(pcm)
+        frame.size = FRAME_BYTES
+        frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+        self.frames_out += 1
+
+    def onFrameReceived(self, frame: Any) -> None:  # media clock thread: audio from the call
+        if not self.listening or frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
+            return
+        pcm = vector_bytes(frame.buf)
+        if pcm:
+            self.frames_in += 1
+            self.writer.audio(self.call_id, pcm)
+
+
+# --------------------------------------------------------------------------------------------
+# Calls and accounts
+
+
+MEDIA_STATUS = {
+    pj.PJSUA_CALL_MEDIA_NONE: "none",
+    pj.PJSUA_CALL_MEDIA_ACTIVE: "active",
+    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD: "local-hold",
+    pj.PJSUA_CALL_MEDIA_REMOTE_HOLD: "remote-hold",
+    pj.PJSUA_CALL_MEDIA_ERROR: "error",
+}
+
+
+class WCall(pj.Call):
+    def __init__(self, worker: Worker, acc: Any, call_id: str, outbound: bool, pj_call_id: int = -1) -> None:
+        if pj_call_id >= 0:
+            super().__init__(acc, pj_call_id)
+        else:
+            super().__init__(acc)
+        self.worker = worker
+        self.call_id = call_id
+        self.outbound = outbound
+        self.confirmed = False
+        self.got_response = False
+        self.local_end: str | None = None
+        self.deadline: float | None = None
+        self.port: CallPort | None = None
+        self.done = False
+        self.remote_uri: str | None = None
+        self.local_uri: str | None = None
+
+    # All callbacks below run on the main thread (mainThreadOnly, threadCnt=0).
+
+    def onCallState(self, prm: Any) -> None:
+        try:
+            ci = self.getInfo()
+        except pj.Error:
+            return
+        self.remote_uri = ci.remoteUri or self.remote_uri
+        self.local_uri = ci.localUri or self.local_uri
+        st = ci.state
+        code = int(ci.lastStatusCode or 0)
+        if self.outbound and 100 < code < 200:
+            self.got_response = True
+        if st == pj.PJSIP_INV_STATE_CALLING:
+            state = "calling"
+        elif st == pj.PJSIP_INV_STATE_INCOMING:
+            return  # announced as "incoming"
+        elif st == pj.PJSIP_INV_STATE_EARLY:
+            state = "early"
+            self.got_response = True
+        elif st == pj.PJSIP_INV_STATE_CONNECTING:
+            state = "connecting"
+        elif st == pj.PJSIP_INV_STATE_CONFIRMED:
+            state = "confirmed"
+            self.confirmed = True
+            self.deadline = None
+        elif st == pj.PJSIP_INV_STATE_DISCONNECTED:
+            state = "disconnected"
+        else:
+            return
+        cause = None
+        if state == "disconnected":
+            cause = normalize_cause(
+                code=code,
+                confirmed=self.confirmed,
+                local_end=self.local_end,
+                outbound=self.outbound,
+                got_response=self.got_response,
+            )
+        self.worker.emit_state(self, state, code, ci.lastReason, cause)
+        if state == "disconnected":
+            self.worker.call_ended(self)
+
+    def onCallMediaState(self, prm: Any) -> None:
+        try:
+            ci = self.getInfo()
+        except pj.Error:
+            return
+        for i, mi in enumerate(ci.media):
+            if mi.type != pj.PJMEDIA_TYPE_AUDIO:
+                continue
+            if mi.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
+                try:
+                    am = self.getAudioMedia(i)
+                except pj.Error:
+                    continue
+                port = self.worker.ensure_port(self)
+                am.startTransmit(port)
+                port.startTransmit(am)
+            self.worker.emit(
+                {"type": "event", "call_id": self.call_id, "kind": "media", "state": None,
+                 "extra": {"status": MEDIA_STATUS.get(int(mi.status), str(mi.status))}}
+            )
+
+    def onDtmfDigit(self, prm: Any) -> None:
+        self.worker.emit(
+            {"type": "event", "call_id": self.call_id, "kind": "dtmf", "state": None,
+             "extra": {"digit": prm.digit}}
+        )
+
+    def onCallTransferRequest(self, prm: Any) -> None:
+        # A REFER from the far end: we do not let pjsua dial on its own (that call would have no
+        # owner). Decline and tell the gateway, which may dial the target itself.
+        prm.statusCode = 603
+        self.worker.emit(
+            {"type": "event", "call_id": self.call_id, "kind": "transfer", "state": None,
+             "extra": {"direction": "incoming", "target": prm.dstUri}}
+        )
+
+    def onCallTransferStatus(self, prm: Any) -> None:
+        self.worker.emit(
+            {"type": "event", "call_id": self.call_id, "kind": "transfer", "state": None,
+             "sip_code": int(prm.statusCode), "reason": prm.reason,
+             "extra": {"direction": "outgoing", "final": bool(prm.finalNotify)}}
+        )
+        prm.cont = True
+
+
+class WAccount(pj.Account):
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def onIncomingCall(self, prm: Any) -> None:
+        self.worker.incoming(self, prm.callId)
+
+    def onRegState(self, prm: Any) -> None:
+        try:
+            info = self.getInfo()
+            active, expires = bool(info.regIsActive), int(info.regExpiresSec)
+        except pj.Error:
+            active, expires = False, 0
+        self.worker.emit(
+            {"type": "registration", "code": int(prm.code), "reason": prm.reason,
+             "active": active, "expires": expires}
+        )
+
+
+__all__ = ["CallPort", "WAccount", "WCall", "normalize_cause", "use_fast_vector_reader"]
