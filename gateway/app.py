@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from gateway import http
+from gateway.broadcast.service import BroadcastService
 from gateway.config import Config
 from gateway.directory import Directory
 from gateway.errors import GatewayError
@@ -30,7 +31,7 @@ from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
 from gateway.store import Store
 from sip.kamailio import KamailioFront
-from sip.supervisor import SipSupervisor
+from sip.supervisor import SipEvent, SipSupervisor
 
 log = structlog.get_logger(__name__)
 
@@ -45,14 +46,16 @@ class Gateway:
         self.calls = CallService(self.store, self.bus, self.sessions, self.directory,
                                  ring_timeout_s=config.calls.ring_timeout_s,
                                  dial_timeout_s=config.calls.dial_timeout_s)
-        self.media = MediaService(self.calls)
+        self.broadcasts = BroadcastService(self.store, self.bus, self.sessions, self.directory,
+                                           config.broadcast, data_dir=config.gateway.data_dir)
+        self.media = MediaService(self.calls, self.broadcasts)
         self.calls.on_ended.append(self.media.call_ended)
-        self.sip = SipSupervisor(config.sip, on_event=self.calls.on_sip_event,
+        self.sip = SipSupervisor(config.sip, on_event=self._route_sip_event,
                                  on_audio=self.media.on_audio)
         self.front: KamailioFront | None = None
         self.registry = Registry()
         register_all(self.registry, bus=self.bus, directory=self.directory, sessions=self.sessions,
-                     calls=self.calls, media=self.media)
+                     calls=self.calls, media=self.media, broadcasts=self.broadcasts)
         c = config.control
         self.control = ControlServer(
             self.registry, self._authenticate,
@@ -85,6 +88,7 @@ class Gateway:
         await self.sip.start()
         self._stack.push_async_callback(self._stop_sip)
         self.calls.start(self.sip)
+        self.broadcasts.start_service(self.sip)
         if cfg.sip.proxied and cfg.sip.proxy == "auto":
             # Kamailio's control socket path must stay short (108 bytes): a run dir under /tmp.
             run_dir = tempfile.mkdtemp(prefix="gw-kamailio-")
@@ -104,7 +108,15 @@ class Gateway:
         await self._stack.aclose()
         log.info("gateway.stopped")
 
+    def _route_sip_event(self, event: SipEvent) -> None:
+        """Paging calls belong to broadcasts; everything else (inbound calls too) to calls."""
+        if self.broadcasts.owns(event.call_id):
+            self.broadcasts.on_sip_event(event)
+        else:
+            self.calls.on_sip_event(event)
+
     async def _stop_sip(self) -> None:
+        await self.broadcasts.stop_service()  # broadcasts end first: their calls get a BYE
         await self.sip.stop()  # BYE every call; the workers report them ended
         await self.calls.stop()  # those reports stored and published, then the rest closed
 

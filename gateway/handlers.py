@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.broadcast.service import BroadcastService
 from gateway.directory import Directory
 from gateway.events import EventBus
 from gateway.protocol import Registry, RequestContext
@@ -13,7 +14,7 @@ from gateway.services.sessions import SessionService
 
 
 def register_all(registry: Registry, *, bus: EventBus, directory: Directory, sessions: SessionService,
-                 calls: CallService, media: MediaService) -> None:
+                 calls: CallService, media: MediaService, broadcasts: BroadcastService) -> None:
     """Plug every service into the method table (the table itself lives in gateway.protocol)."""
 
     async def session_create(ctx: RequestContext, p: Any) -> dict:
@@ -67,7 +68,21 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
         return await media.open(ctx.connection, p.call_id, direction="out", rate=16000)
 
     async def media_open(ctx: RequestContext, p: Any) -> dict:
+        if p.broadcast_id is not None:
+            return media.open_broadcast(ctx.connection, p.broadcast_id, rate=p.rate)
         return await media.open(ctx.connection, p.call_id, direction=p.direction, rate=p.rate)
+
+    async def broadcast_start(ctx: RequestContext, p: Any) -> dict:
+        return await broadcasts.start(
+            principal=ctx.principal.name, targets=p.targets, source=p.source.model_dump(),
+            priority=p.priority, session_id=p.session_id, max_duration_s=p.max_duration_s,
+            repeat=p.repeat, repeat_gap_s=p.repeat_gap_s, chime=p.chime)
+
+    async def broadcast_stop(ctx: RequestContext, p: Any) -> dict:
+        return await broadcasts.stop(p.broadcast_id)
+
+    async def broadcast_get(ctx: RequestContext, p: Any) -> dict:
+        return await broadcasts.get(p.broadcast_id)
 
     async def media_close(ctx: RequestContext, p: Any) -> dict:
         return await media.close(ctx.connection, p.channel)
@@ -79,5 +94,7 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
         "call.reject": call_reject, "call.hangup": call_hangup, "call.hold": call_hold,
         "call.unhold": call_unhold, "call.dtmf": call_dtmf, "call.transfer": call_transfer,
         "call.listen": call_listen, "media.open": media_open, "media.close": media_close,
+        "broadcast.start": broadcast_start, "broadcast.stop": broadcast_stop,
+        "broadcast.get": broadcast_get,
     }.items():
         registry.register(name, handler)

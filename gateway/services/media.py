@@ -41,6 +41,7 @@ class Binding:
     up_state: Any = None  # audioop.ratecv state, console -> call
     down_state: Any = None  # call -> console
     stats: dict[str, int] = field(default_factory=lambda: {"in": 0, "out": 0, "bad": 0})
+    sink: Any = None  # a LiveSource when the channel feeds a live broadcast
 
     @property
     def sends(self) -> bool:
@@ -59,8 +60,9 @@ class Binding:
 
 
 class MediaService:
-    def __init__(self, calls: Any) -> None:
+    def __init__(self, calls: Any, broadcasts: Any = None) -> None:
         self._calls = calls  # CallService: require_live(), .sip
+        self._broadcasts = broadcasts  # BroadcastService: live_source()
         self._by_conn: dict[Any, dict[int, Binding]] = {}
         self._listeners: dict[str, set[Binding]] = {}
         self._channels = itertools.count(1)
@@ -68,12 +70,8 @@ class MediaService:
     async def open(self, conn: Any, call_id: str, direction: str = "both", rate: int = 16000) -> dict:
         self._calls.require_live(call_id)
         sip = self._calls._sip()
-        bindings = self._by_conn.get(conn)
-        if bindings is None:
-            bindings = self._by_conn[conn] = {}
-            conn.on_binary(lambda data, c=conn: self._from_console(c, data))
-            conn.on_close(self._conn_closed)
-        channel = next(self._channels) & 0xFFFF or next(self._channels)
+        bindings = self._bind_conn(conn)
+        channel = self._next_channel()
         b = Binding(conn, channel, call_id, direction, rate)
         if b.receives:
             listeners = self._listeners.setdefault(call_id, set())
@@ -87,6 +85,16 @@ class MediaService:
         log.info("media.opened", call_id=call_id, channel=channel, direction=direction, rate=rate)
         return b.public()
 
+    def open_broadcast(self, conn: Any, broadcast_id: str, rate: int = 16000) -> dict:
+        """The console's microphone into a live broadcast (one way: console -> speakers)."""
+        live = self._broadcasts.live_source(broadcast_id)
+        bindings = self._bind_conn(conn)
+        channel = self._next_channel()
+        b = Binding(conn, channel, f"broadcast:{broadcast_id}", "in", rate, sink=live)
+        bindings[channel] = b
+        log.info("media.opened", broadcast_id=broadcast_id, channel=channel, rate=rate)
+        return {**b.public(), "broadcast_id": broadcast_id}
+
     async def close(self, conn: Any, channel: int) -> dict:
         b = self._by_conn.get(conn, {}).get(channel)
         if b is None:
@@ -94,6 +102,17 @@ class MediaService:
                            details={"channel": channel})
         await self._unbind(b)
         return {"channel": channel, "closed": True}
+
+    def _bind_conn(self, conn: Any) -> dict[int, Binding]:
+        bindings = self._by_conn.get(conn)
+        if bindings is None:
+            bindings = self._by_conn[conn] = {}
+            conn.on_binary(lambda data, c=conn: self._from_console(c, data))
+            conn.on_close(self._conn_closed)
+        return bindings
+
+    def _next_channel(self) -> int:
+        return next(self._channels) & 0xFFFF or next(self._channels)
 
     def call_ended(self, call_id: str) -> None:
         """Drop every binding of a call that ended (no unlisten: the call is gone)."""
@@ -131,6 +150,10 @@ class MediaService:
             return
         b = self._by_conn.get(conn, {}).get(frame.channel)
         if b is None or not b.sends:
+            return
+        if b.sink is not None:  # a live broadcast: its source resamples and paces
+            b.sink.push(frame.payload, b.rate)
+            b.stats["in"] += 1
             return
         pcm = frame.payload
         if b.rate != CALL_RATE:

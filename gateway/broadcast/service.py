@@ -1,0 +1,572 @@
+"""Broadcasts: one audio source fanned out to SIP speakers/phones (paging calls) and multicast zones.
+
+A broadcast claims its targets from the arbiter (priorities, pre-emption), dials its SIP targets
+paced across the workers, sends to its zones, and pumps the source at real time into every
+connected target and into its recording. Every target change is a `broadcast.target` event, every
+broadcast change a `broadcast.state` event. Paging calls are the supervisor's calls like any other;
+their SIP events are routed here (see `owns`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gateway.broadcast.arbiter import Arbiter
+from gateway.broadcast.config import BroadcastConfig, Zone, render_headers
+from gateway.broadcast.machine import (
+    BROADCAST_MACHINE,
+    TARGET_MACHINE,
+    BroadcastInput,
+    BroadcastState,
+    RetryPolicy,
+    TargetInput,
+    TargetState,
+)
+from gateway.broadcast.multicast import MulticastSender
+from gateway.broadcast.recorder import Recorder
+from gateway.broadcast.sources import (
+    ChimeSource,
+    LiveSource,
+    PcmSource,
+    Repeat,
+    Sequence,
+    Source,
+    WavSource,
+    pace,
+)
+from gateway.broadcast.tts import get_engine
+from gateway.directory import Directory
+from gateway.errors import Conflict, InvalidParams, NotFound
+from gateway.events import EventBus
+from gateway.services.sessions import SessionService
+from gateway.store import Store
+from gateway.timeutil import now_iso
+from sip.errors import SipError
+from sip.supervisor import SipEvent, SipSupervisor
+
+log = structlog.get_logger(__name__)
+
+FRAME_S = 0.02
+SETTLE_S = 3.0  # a non-live source waits this long at most for the targets to answer
+END_WAIT_S = 5.0  # how long ending waits for the calls' BYEs to be confirmed
+EVENT_QUEUE = 10_000
+_LIVE_TARGET = (TargetState.RINGING, TargetState.CONNECTED)
+
+
+@dataclass
+class Target:
+    key: str  # the arbiter's name for it: "sip:..." URI or "zone:NAME"
+    name: str  # as the dispatcher named it (directory name, URI, zone:NAME)
+    uri: str | None = None
+    zone: Zone | None = None
+    profile: str | None = None
+    state: TargetState = TargetState.PENDING
+    attempts: int = 0
+    call_id: str | None = None
+    sip_code: int | None = None
+    cause: str | None = None
+    holder: str | None = None  # the broadcast that holds (busy) or took (pre-empted) it
+    sender: MulticastSender | None = None
+    connected_at: float | None = None
+
+    def public(self) -> dict[str, Any]:
+        out = {"target": self.name, "kind": "zone" if self.zone else "sip", "state": self.state.value,
+               "attempts": self.attempts, "sip_code": self.sip_code, "cause": self.cause}
+        if self.uri:
+            out["uri"] = self.uri
+        if self.holder:
+            out["holder"] = self.holder
+        return out
+
+
+@dataclass
+class Broadcast:
+    broadcast_id: str
+    session_id: str
+    priority: str
+    created_by: str
+    source_desc: dict[str, Any]
+    source: Source
+    max_duration_s: float | None
+    targets: dict[str, Target]
+    created_at: str = field(default_factory=now_iso)
+    state: BroadcastState = BroadcastState.STARTING
+    end_reason: str | None = None
+    recording: str | None = None
+    live: LiveSource | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    started_audio_at: float | None = None
+    frames_sent: int = 0
+
+    def by_call(self, call_id: str) -> Target | None:
+        return next((t for t in self.targets.values() if t.call_id == call_id), None)
+
+    def public(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for t in self.targets.values():
+            counts[t.state.value] = counts.get(t.state.value, 0) + 1
+        return {"broadcast_id": self.broadcast_id, "session_id": self.session_id,
+                "state": self.state.value, "priority": self.priority, "source": self.source_desc,
+                "created_by": self.created_by, "created_at": self.created_at,
+                "end_reason": self.end_reason, "recording": self.recording, "targets": counts}
+
+
+class _Pacer:
+    """INVITEs across every broadcast at most `rate` per second, so no burst overflows a socket."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self._interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class BroadcastService:
+    def __init__(self, store: Store, bus: EventBus, sessions: SessionService, directory: Directory,
+                 config: BroadcastConfig, *, data_dir: str | Path) -> None:
+        self._store, self._bus, self._sessions, self._directory = store, bus, sessions, directory
+        self.config = config
+        self.arbiter = Arbiter(config.priorities, preempted_policy=config.preempted_policy)
+        self.retry = RetryPolicy(config.retries, config.retry_delay_s)
+        self._pacer = _Pacer(config.invite_pace_per_s)
+        self._recordings = Path(data_dir) / config.recordings_dir
+        self._media = (Path(data_dir) / config.media_dir).resolve()
+        self._live: dict[str, Broadcast] = {}
+        self._calls: dict[str, str] = {}  # paging call id -> broadcast id
+        self._queue: asyncio.Queue[SipEvent] = asyncio.Queue(EVENT_QUEUE)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._lock = asyncio.Lock()  # claims and releases happen one at a time: no half states
+        self.sip: SipSupervisor | None = None
+        sessions.on_close.append(self._session_closed)
+
+    # lifecycle -------------------------------------------------------------------------------
+    def start_service(self, sip: SipSupervisor) -> None:
+        self.sip = sip
+        self._own(self._consume(), "broadcast.events")
+
+    async def stop_service(self) -> None:
+        for b in list(self._live.values()):
+            b.stop.set()
+        pending = [b.task for b in self._live.values() if b.task]
+        if pending:
+            await asyncio.wait(pending, timeout=END_WAIT_S + 2)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _own(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # SIP events ------------------------------------------------------------------------------
+    def owns(self, call_id: str) -> bool:
+        return call_id in self._calls
+
+    def on_sip_event(self, ev: SipEvent) -> None:
+        try:
+            self._queue.put_nowait(ev)
+        except asyncio.QueueFull:
+            log.error("broadcast.event_queue_full", call_id=ev.call_id)
+
+    async def _consume(self) -> None:
+        while True:
+            ev = await self._queue.get()
+            try:
+                await self._on_sip_event(ev)
+            except Exception:
+                log.exception("broadcast.event_failed", call_id=ev.call_id)
+
+    async def _on_sip_event(self, ev: SipEvent) -> None:
+        b = self._live.get(self._calls.get(ev.call_id, ""))
+        t = b.by_call(ev.call_id) if b else None
+        if b is None or t is None or ev.kind != "state":
+            return
+        if ev.state in ("early", "connecting") and t.state is TargetState.RINGING:
+            t.sip_code = ev.sip_code or t.sip_code
+            return
+        if ev.state == "confirmed" and t.state is TargetState.RINGING:
+            t.sip_code, t.connected_at = ev.sip_code, time.monotonic()
+            await self._target(b, t, TargetInput.ANSWERED)
+            if BROADCAST_MACHINE.allows(b.state, BroadcastInput.CONNECTED):
+                await self._set_state(b, BROADCAST_MACHINE.next(b.state, BroadcastInput.CONNECTED))
+            if b.state is BroadcastState.ENDING:  # a late answer: not wanted any more
+                await self._hangup(t)
+            return
+        if ev.state != "disconnected":
+            return
+        self._calls.pop(ev.call_id, None)
+        t.call_id = None
+        t.sip_code, t.cause = ev.sip_code or t.sip_code, ev.cause
+        if t.state is TargetState.CONNECTED:
+            await self._target(b, t, TargetInput.DISCONNECTED)
+        elif t.state is TargetState.RINGING:
+            inp = self.retry.input_for(t.attempts, ev.sip_code, ev.cause)
+            if b.stop.is_set():
+                inp = TargetInput.STOP
+            await self._target(b, t, inp)
+            if t.state is TargetState.RETRYING:
+                self._own(self._redial_later(b, t, self.retry.delay_s), "broadcast.retry")
+        await self._check_all_final(b)
+
+    # commands --------------------------------------------------------------------------------
+    async def start(self, *, principal: str, targets: list[str], source: dict[str, Any], priority: str,
+                    session_id: str | None, max_duration_s: float | None, repeat: int,
+                    repeat_gap_s: float, chime: bool | None) -> dict:
+        if priority not in self.config.priorities:
+            raise InvalidParams(f"unknown priority {priority!r}", reason="invalid-params",
+                                details={"priority": priority, "known": list(self.config.priorities)})
+        resolved = self._resolve_targets(targets)
+        src, live = await self._make_source(source, repeat, repeat_gap_s,
+                                            self.config.chime if chime is None else chime)
+        if session_id:
+            await self._sessions.require_open(session_id)
+        else:
+            session_id = (await self._sessions.create(title="Broadcast", created_by=principal,
+                                                      origin="broadcast"))["session_id"]
+        b = Broadcast(broadcast_id=uuid.uuid4().hex, session_id=session_id, priority=priority,
+                      created_by=principal, source_desc=_describe(source), source=src,
+                      max_duration_s=max_duration_s, targets=resolved, live=live)
+        self._live[b.broadcast_id] = b
+        await self._save(b)
+        await self._publish_state(b)
+        async with self._lock:
+            claim = self.arbiter.claim(b.broadcast_id, priority, list(b.targets))
+            for key, holder in claim.refused:
+                t = b.targets[key]
+                t.holder = holder
+                await self._target(b, t, TargetInput.REFUSED)
+            for key, loser_id in claim.preempted:
+                await self._preempted(loser_id, key, by=b.broadcast_id)
+        log.info("broadcast.started", broadcast_id=b.broadcast_id, targets=len(b.targets),
+                 granted=len(claim.acquired), refused=len(claim.refused), priority=priority)
+        b.task = self._own(self._run(b), f"broadcast-{b.broadcast_id}")
+        return b.public()
+
+    async def stop(self, broadcast_id: str) -> dict:
+        b = self._live.get(broadcast_id)
+        if b is None:
+            row = await self._store.get_broadcast(broadcast_id)
+            if row is None:
+                raise NotFound("no such broadcast", reason="no-such-broadcast",
+                               details={"broadcast_id": broadcast_id})
+            raise Conflict("the broadcast has ended", reason="invalid-state",
+                           details={"broadcast_id": broadcast_id, "state": row["state"]})
+        b.end_reason = b.end_reason or "stopped"
+        b.stop.set()
+        return b.public()
+
+    async def get(self, broadcast_id: str) -> dict:
+        b = self._live.get(broadcast_id)
+        if b is not None:
+            return {**b.public(), "target_states": [t.public() for t in b.targets.values()]}
+        row = await self._store.get_broadcast(broadcast_id)
+        if row is None:
+            raise NotFound("no such broadcast", reason="no-such-broadcast",
+                           details={"broadcast_id": broadcast_id})
+        extra = row.pop("extra", {}) or {}
+        return {**row, **extra}
+
+    def live_source(self, broadcast_id: str) -> LiveSource:
+        b = self._live.get(broadcast_id)
+        if b is None:
+            raise NotFound("no such live broadcast", reason="no-such-broadcast",
+                           details={"broadcast_id": broadcast_id})
+        if b.live is None:
+            raise Conflict("this broadcast's source is not live", reason="not-live",
+                           details={"broadcast_id": broadcast_id})
+        return b.live
+
+    async def _session_closed(self, session_id: str) -> None:
+        for b in [b for b in self._live.values() if b.session_id == session_id]:
+            b.end_reason = b.end_reason or "session-closed"
+            b.stop.set()
+
+    # one broadcast's life --------------------------------------------------------------------
+    async def _run(self, b: Broadcast) -> None:
+        rec = Recorder(self._recordings / f"{b.broadcast_id}.wav")
+        try:
+            for t in b.targets.values():
+                if t.state is TargetState.PENDING:
+                    await self._engage(b, t)
+            await self._settle(b)
+            await self._pump(b, rec)
+        except Exception:
+            log.exception("broadcast.failed", broadcast_id=b.broadcast_id)
+            b.end_reason = b.end_reason or "internal-error"
+        finally:
+            recording = await rec.close()
+            b.recording = str(recording.path)
+            await self._wind_down(b)
+
+    async def _engage(self, b: Broadcast, t: Target) -> None:
+        """Start sending to a target this broadcast holds: dial it, or open its zone."""
+        if b.stop.is_set():
+            return
+        if t.zone is not None:
+            t.attempts += 1
+            t.sender = MulticastSender(t.zone)
+            await self._target(b, t, TargetInput.DIAL)
+            t.connected_at = time.monotonic()
+            await self._target(b, t, TargetInput.ANSWERED)
+            if BROADCAST_MACHINE.allows(b.state, BroadcastInput.CONNECTED):
+                await self._set_state(b, BROADCAST_MACHINE.next(b.state, BroadcastInput.CONNECTED))
+            return
+        await self._pacer.wait()
+        if b.stop.is_set() or self.arbiter.holder(t.key) != b.broadcast_id:
+            return
+        t.attempts += 1
+        t.call_id = uuid.uuid4().hex
+        self._calls[t.call_id] = b.broadcast_id
+        await self._target(b, t, TargetInput.DIAL)
+        headers = render_headers(self.config.profile(t.profile), t.uri) if t.profile else {}
+        try:
+            assert self.sip is not None
+            await self.sip.dial(t.call_id, t.uri, display_name="Broadcast", headers=headers)
+        except SipError as err:
+            self._calls.pop(t.call_id, None)
+            t.call_id, t.cause = None, getattr(err, "reason", "sip-error")
+            await self._target(b, t, self.retry.input_for(t.attempts, None, t.cause))
+            if t.state is TargetState.RETRYING:
+                self._own(self._redial_later(b, t, self.retry.delay_s), "broadcast.retry")
+            await self._check_all_final(b)
+
+    async def _redial_later(self, b: Broadcast, t: Target, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if t.state is TargetState.RETRYING and not b.stop.is_set():
+            await self._engage(b, t)
+
+    async def _settle(self, b: Broadcast) -> None:
+        """A recorded message starts once every target answered or failed (or SETTLE_S passed)."""
+        if b.live is not None:
+            return
+        deadline = time.monotonic() + SETTLE_S
+        while not b.stop.is_set() and time.monotonic() < deadline:
+            if not any(t.state in (TargetState.PENDING, TargetState.RINGING, TargetState.RETRYING)
+                       for t in b.targets.values()):
+                return
+            b.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await b.changed.wait()
+
+    async def _pump(self, b: Broadcast, rec: Recorder) -> None:
+        limit = int(b.max_duration_s / FRAME_S) if b.max_duration_s else None
+        frames = b.source.frames()
+        b.started_audio_at = time.monotonic()
+        try:
+            async for frame in pace(frames):
+                if b.stop.is_set():
+                    return
+                if b.state is BroadcastState.ENDED:
+                    return
+                rec.write(frame)
+                for t in b.targets.values():
+                    if t.state is not TargetState.CONNECTED:
+                        continue
+                    if t.sender is not None:
+                        t.sender.send_frame(frame)
+                    elif t.call_id is not None and self.sip is not None:
+                        with contextlib.suppress(SipError):
+                            self.sip.send_audio(t.call_id, frame)
+                b.frames_sent += 1
+                if limit is not None and b.frames_sent >= limit:
+                    b.end_reason = b.end_reason or "max-duration"
+                    return
+            b.end_reason = b.end_reason or "completed"
+        finally:
+            with contextlib.suppress(Exception):
+                await frames.aclose()
+
+    async def _wind_down(self, b: Broadcast) -> None:
+        inp = {"max-duration": BroadcastInput.MAX_DURATION, "completed": BroadcastInput.REPEATS_DONE}.get(
+            b.end_reason or "", BroadcastInput.STOP)
+        b.stop.set()
+        if b.live is not None:
+            b.live.close()
+        if BROADCAST_MACHINE.allows(b.state, inp):
+            await self._set_state(b, BROADCAST_MACHINE.next(b.state, inp))
+        async with self._lock:
+            for t in b.targets.values():
+                await self._drop(b, t, TargetInput.STOP)
+            handed = self.arbiter.release(b.broadcast_id)
+        deadline = time.monotonic() + END_WAIT_S
+        while any(t.call_id for t in b.targets.values()) and time.monotonic() < deadline:
+            b.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await b.changed.wait()
+        for t in b.targets.values():
+            if t.call_id:
+                self._calls.pop(t.call_id, None)
+                t.call_id = None
+        final = BroadcastInput.ALL_ENDED if any(
+            t.connected_at for t in b.targets.values()) else BroadcastInput.ALL_FAILED
+        if BROADCAST_MACHINE.allows(b.state, final):
+            b.state = BROADCAST_MACHINE.next(b.state, final)
+        b.state = BroadcastState.ENDED
+        b.end_reason = b.end_reason or ("all-failed" if final is BroadcastInput.ALL_FAILED else "completed")
+        await self._save(b, ended=True)
+        await self._publish_state(b)
+        self._live.pop(b.broadcast_id, None)
+        b.done.set()
+        log.info("broadcast.ended", broadcast_id=b.broadcast_id, reason=b.end_reason,
+                 recording=b.recording, frames=b.frames_sent)
+        for key, next_id in handed:  # targets handed back to broadcasts they were taken from
+            nxt = self._live.get(next_id or "")
+            if nxt is not None and key in nxt.targets:
+                await self._resume(nxt, nxt.targets[key])
+
+    async def _drop(self, b: Broadcast, t: Target, inp: TargetInput) -> None:
+        """Stop sending to a target: hang up its call or close its zone; feed `inp`."""
+        if t.sender is not None:
+            t.sender.close()
+            t.sender = None
+        if t.call_id is not None:
+            await self._hangup(t)
+        if TARGET_MACHINE.allows(t.state, inp):
+            await self._target(b, t, inp)
+
+    async def _hangup(self, t: Target) -> None:
+        if t.call_id is None or self.sip is None:
+            return
+        with contextlib.suppress(SipError):
+            await self.sip.hangup(t.call_id)
+
+    async def _preempted(self, loser_id: str, key: str, *, by: str) -> None:
+        loser = self._live.get(loser_id)
+        if loser is None or key not in loser.targets:
+            return
+        t = loser.targets[key]
+        t.holder = by
+        await self._drop(loser, t, TargetInput.PREEMPT)
+        if self.config.preempted_policy == "end":
+            await self._target(loser, t, TargetInput.STOP)
+        await self._check_all_final(loser)
+
+    async def _resume(self, b: Broadcast, t: Target) -> None:
+        if not TARGET_MACHINE.allows(t.state, TargetInput.RESUME) or b.stop.is_set():
+            return
+        t.holder = None
+        await self._target(b, t, TargetInput.RESUME)
+        self._own(self._engage(b, t), "broadcast.resume")
+
+    async def _check_all_final(self, b: Broadcast) -> None:
+        """Every target failed, busy or ended: the broadcast has nobody left to talk to."""
+        if b.live is None and all(TARGET_MACHINE.is_final(t.state) for t in b.targets.values()):
+            if not any(t.connected_at for t in b.targets.values()):
+                b.end_reason = b.end_reason or "all-failed"
+            else:
+                b.end_reason = b.end_reason or "all-ended"
+            b.stop.set()
+        b.changed.set()
+
+    # records and events ------------------------------------------------------------------------
+    async def _target(self, b: Broadcast, t: Target, inp: TargetInput) -> None:
+        t.state = TARGET_MACHINE.next(t.state, inp)
+        b.changed.set()
+        await self._bus.publish("broadcast.target", {"broadcast_id": b.broadcast_id, **t.public()},
+                                session_id=b.session_id)
+
+    async def _set_state(self, b: Broadcast, state: BroadcastState) -> None:
+        if state is b.state:
+            return
+        b.state = state
+        await self._save(b)
+        await self._publish_state(b)
+
+    async def _publish_state(self, b: Broadcast) -> None:
+        await self._bus.publish("broadcast.state", b.public(), session_id=b.session_id)
+
+    async def _save(self, b: Broadcast, ended: bool = False) -> None:
+        row = {"broadcast_id": b.broadcast_id, "session_id": b.session_id, "state": b.state.value,
+               "priority": b.priority, "created_at": b.created_at, "created_by": b.created_by,
+               "end_reason": b.end_reason, "recording": b.recording,
+               "extra": {"source": b.source_desc, "targets": [t.public() for t in b.targets.values()],
+                         "frames_sent": b.frames_sent}}
+        if ended:
+            row["ended_at"] = now_iso()
+        await self._store.put_broadcast(row)
+
+    # input ---------------------------------------------------------------------------------
+    def _resolve_targets(self, names: list[str]) -> dict[str, Target]:
+        out: dict[str, Target] = {}
+        for name in names:
+            if name.startswith("zone:"):
+                try:
+                    zone = self.config.zone(name[5:])
+                except ValueError:
+                    raise NotFound(f"no zone {name[5:]!r}", reason="no-such-zone",
+                                   details={"target": name}) from None
+                out.setdefault(name, Target(key=name, name=name, zone=zone))
+                continue
+            for ep in self._directory.resolve(name):  # NotFound no-such-endpoint, TargetError
+                label = name if not name.startswith("group:") else ep.name
+                out.setdefault(ep.uri, Target(key=ep.uri, name=label, uri=ep.uri, profile=ep.profile))
+        if not out:
+            raise InvalidParams("no targets", reason="no-targets", details={"targets": names})
+        return out
+
+    async def _make_source(self, spec: dict[str, Any], repeat: int, gap_s: float,
+                           chime: bool) -> tuple[Source, LiveSource | None]:
+        kind = spec["type"]
+        live: LiveSource | None = None
+        if kind == "live":
+            live = LiveSource()
+            return (Sequence([ChimeSource(), live]) if chime else live), live
+        if kind == "file":
+            path = (self._media / spec["path"]).resolve()
+            if not path.is_relative_to(self._media):
+                raise InvalidParams("the file must be under the media directory",
+                                    reason="unreadable-file", details={"path": spec["path"]})
+            await WavSource.open(path)  # raises unreadable-file before anything starts
+
+            def make() -> Source:
+                return WavSource(path)
+        elif kind == "tts":
+            pcm = await get_engine(self.config.tts_engine).synthesize(spec["text"], spec.get("language", "en"))
+
+            def make() -> Source:
+                return PcmSource(pcm)
+        else:  # tone
+            pcm = await asyncio.to_thread(_tone, float(spec.get("frequency", 1000.0)),
+                                          float(spec.get("seconds", 5.0)))
+
+            def make() -> Source:
+                return PcmSource(pcm)
+        body: Source = Repeat(make, repeat, gap_s) if repeat > 1 else make()
+        return (Sequence([ChimeSource(), body]) if chime else body), None
+
+
+def _describe(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k != "text"} | (
+        {"text_chars": len(spec["text"])} if "text" in spec else {})
+
+
+def _tone(freq: float, seconds: float, rate: int = 16000) -> bytes:
+    import math
+    import struct
+
+    n = int(seconds * rate)
+    step = 2 * math.pi * freq / rate
+    return struct.pack(f"<{n}h", *(int(0.5 * 32767 * math.sin(step * i)) for i in range(n)))
+
