@@ -40,6 +40,8 @@ class SipEvent:
     call_id: str
     kind: str  # "incoming" | "state" | "dtmf" | "transfer" | "media" (extra["status"]: active,
     #            local-hold, remote-hold, none, error: sent when a call's audio (re)negotiates)
+    #            | "registration" (call_id "", sip_code/reason of the REGISTER outcome, extra:
+    #            registrar, expires, active; sent when the outcome changes)
     state: str | None  # "calling" | "early" | "connecting" | "confirmed" | "disconnected"
     sip_code: int | None = None
     reason: str | None = None
@@ -345,10 +347,23 @@ class SipSupervisor:
             if w.ready is not None and not w.ready.done():
                 w.ready.set_exception(SipUnavailable(str(m.get("message")), reason="sip-unavailable"))
         elif t == "registration":
-            self.registration = {k: m.get(k) for k in ("code", "reason", "active", "expires")}
-            log.info("sip.registration", worker=w.index, **self.registration)
+            self._on_registration(w, m)
         elif t == "stats":
             w.audio_dropped = int(m.get("audio_dropped_out", 0))
+
+    def _on_registration(self, w: _Worker, m: dict[str, Any]) -> None:
+        """A REGISTER outcome: kept in `registration`; a SipEvent when it differs from the last."""
+        new = {k: m.get(k) for k in ("code", "reason", "active", "expires")}
+        old, self.registration = self.registration, new
+        log.info("sip.registration", worker=w.index, **new)
+        if old is not None and all(old[k] == new[k] for k in ("code", "reason", "active")):
+            return  # a refresh with the same outcome
+        reg = self.config.registration
+        self._emit(SipEvent(
+            call_id="", kind="registration", state=None, sip_code=new["code"], reason=new["reason"],
+            worker=w.index, extra={"registrar": reg.registrar if reg else None,
+                                   "expires": new["expires"], "active": new["active"]},
+        ))
 
     def _on_worker_event(self, w: _Worker, m: dict[str, Any]) -> None:
         kind = m.get("kind")

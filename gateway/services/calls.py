@@ -121,6 +121,12 @@ class CallService:
                 self._queue.task_done()
 
     async def _on_event(self, ev: SipEvent) -> None:
+        if ev.kind == "registration":
+            registered = bool(ev.sip_code and 200 <= ev.sip_code < 300 and ev.extra.get("expires"))
+            await self._bus.publish("sip.registration", {
+                "registrar": ev.extra.get("registrar"), "sip_code": ev.sip_code, "reason": ev.reason,
+                "registered": registered}, session_id=None)
+            return
         if ev.kind == "incoming":
             await self._incoming(ev)
             return
