@@ -3,18 +3,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-
-def require_binary(name: str) -> str:
-    """Path of the peer program `name`; fails the test when it is not installed."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"peer binary {name!r} not found on PATH: run ./scripts/install.sh --test",
-                    pytrace=False)
-    return path
+from tests.peers.process import require_binary
 
 
 @pytest.fixture(name="require_binary")

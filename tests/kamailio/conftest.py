@@ -1,19 +1,19 @@
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.kamailio import scenarios
+from tests.peers.process import require_binary
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _peers_installed() -> None:
     # In CI a missing peer is a failure, never a skip.
     for tool in ("kamailio", "kamcmd", "sipp"):
-        assert shutil.which(tool), f"{tool} is not installed"
+        require_binary(tool)
 
 
 @pytest.fixture

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import signal
 import time
 from pathlib import Path
 
 from sip.kamailio import sip_options_ping
+from tests.peers.process import kill_process, read_log, require_binary, start_process
 
 HOST = "127.0.0.1"
 _INVITE = re.compile(r"^INVITE sip:", re.M)
 
 
 def sipp_bin() -> str:
-    path = shutil.which("sipp")
-    assert path, "sipp is not installed (Debian package sipp): a missing peer is a failure"
-    return path
+    return require_binary("sipp")
 
 
 class SippUas:
@@ -31,12 +28,11 @@ class SippUas:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self, timeout: float = 5.0) -> None:
-        with self.out.open("wb") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sipp_bin(), "-sf", str(self.scenario), "-i", HOST, "-p", str(self.port),
-                "-nostdin", "-trace_msg", "-message_file", str(self.msg_log),
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-            )
+        self.proc = await start_process(
+            [sipp_bin(), "-sf", str(self.scenario), "-i", HOST, "-p", str(self.port),
+             "-nostdin", "-trace_msg", "-message_file", str(self.msg_log)],
+            log=self.out,
+        )
         deadline = time.monotonic() + timeout
         while not await sip_options_ping(HOST, self.port, timeout=0.2):
             assert self.proc.returncode is None, self.out.read_text()[-2000:]
@@ -44,17 +40,13 @@ class SippUas:
 
     def invites(self) -> int:
         """INVITE requests this UAS received (from its message trace)."""
-        if not self.msg_log.exists():
-            return 0
-        return len(_INVITE.findall(self.msg_log.read_text(errors="replace")))
+        return len(_INVITE.findall(self.received()))
 
     def received(self) -> str:
-        return self.msg_log.read_text(errors="replace") if self.msg_log.exists() else ""
+        return read_log(self.msg_log)
 
     async def kill(self) -> None:
-        if self.proc and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-            await self.proc.wait()
+        await kill_process(self.proc)
 
 
 async def run_sipp(*args: str, cwd: Path, timeout: float = 60.0) -> tuple[int, str]:
@@ -67,8 +59,7 @@ async def run_sipp(*args: str, cwd: Path, timeout: float = 60.0) -> tuple[int, s
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        await kill_process(proc)
         raise
     return proc.returncode, out.decode(errors="replace")
 

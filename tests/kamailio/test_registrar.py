@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.kamailio.sipp_run import HOST, SippUas, run_sipp, successful_calls
-from tests.peers.kamailio import free_udp_port, kamailio_registrar
+from tests.peers.kamailio import kamailio_registrar
+from tests.peers.ports import free_udp_port
+from tests.peers.process import read_log, require_binary, start_process, stop_process
 
 pytestmark = pytest.mark.peers
 
@@ -72,8 +72,7 @@ async def test_wrong_password_is_not_registered(work: Path) -> None:
 
 
 async def test_baresip_registers_and_auto_answers_a_call_via_the_registrar(work: Path) -> None:
-    baresip = shutil.which("baresip")
-    assert baresip, "baresip is not installed (Debian baresip-core): a missing peer is a failure"
+    baresip = require_binary("baresip")
     async with kamailio_registrar(users={"alice": "secret"}) as reg:
         port = free_udp_port()
         conf = work / "baresip"
@@ -88,11 +87,7 @@ async def test_baresip_registers_and_auto_answers_a_call_via_the_registrar(work:
             f"<sip:alice@{reg.domain}:{reg.port}>;auth_pass=secret;answermode=auto;regint=300\n"
         )
         log = work / "baresip.out"
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                baresip, "-f", str(conf), "-v",
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-            )
+        proc = await start_process([baresip, "-f", str(conf), "-v"], log=log)
         try:
             contacts = await reg.wait_registered("alice", timeout=10)
             assert len(contacts) == 1 and contacts[0].endswith(f"@{HOST}:{port}"), contacts
@@ -103,15 +98,9 @@ async def test_baresip_registers_and_auto_answers_a_call_via_the_registrar(work:
                 "-sf", str(work / "uac.xml"), "-s", "alice", "-i", HOST, "-p", "0", "-m", "1",
                 "-timeout", "15", "-timeout_error", f"{reg.host}:{reg.port}", cwd=work,
             )
-            assert rc == 0, out_text[-3000:] + log.read_text(errors="replace")[-3000:]
+            assert rc == 0, out_text[-3000:] + read_log(log)[-3000:]
             assert successful_calls(out_text) == 1
-            text = log.read_text(errors="replace")
+            text = read_log(log)
             assert "Call established: sip:caller@" in text, text[-3000:]
         finally:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 5)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            await stop_process(proc, grace=5)

@@ -10,14 +10,12 @@
   block of 10. RTP ports come from another free block.
 - No sound card: the player is `aubridge` (nothing reads it), the source is `aufile` (a WAV; a
   tone WAV is generated with tests.audio.tone) or `ausine`-free silence via a silent WAV.
-- A missing `baresip` binary raises (never skips).
+- A missing `baresip` binary fails the test (never skips).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import tempfile
 import wave
 from pathlib import Path
@@ -25,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from tests.audio import read_wav, tone
-from tests.peers.sipp import free_port_block, require_binary
+from tests.peers.ports import free_port_block, udp_free
+from tests.peers.process import read_log, require_binary, start_process, stop_process
 
 MODULE_PATH_CANDIDATES = ("/usr/lib/baresip/modules", "/usr/local/lib/baresip/modules",
                           "/usr/lib/x86_64-linux-gnu/baresip/modules")
@@ -106,25 +105,19 @@ module_app		menu.so
 
     async def start(self) -> BaresipPhone:
         self._write_config()
-        logf = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process' life
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                self.binary, "-f", str(self.dir), stdin=asyncio.subprocess.DEVNULL,
-                stdout=logf, stderr=asyncio.subprocess.STDOUT, cwd=self.dir,
-            )
-        finally:
-            logf.close()
+        self.proc = await start_process([self.binary, "-f", str(self.dir)], cwd=self.dir,
+                                        log=self.log_path)
         async with asyncio.timeout(10):
             while True:
                 if self.proc.returncode is not None:
                     raise RuntimeError(f"baresip exited with {self.proc.returncode}: {self.log()}")
-                if "baresip is ready" in self.log() and not _udp_free(self.host, self.port):
+                if "baresip is ready" in self.log() and not udp_free(self.host, self.port):
                     break
                 await asyncio.sleep(0.05)
         return self
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return read_log(self.log_path)
 
     def recordings(self, kind: str = "dec") -> list[Path]:
         """sndfile dumps, oldest first: `dec` = what baresip heard, `enc` = what it sent."""
@@ -142,16 +135,7 @@ module_app		menu.so
                 await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.terminate()
-            try:
-                async with asyncio.timeout(5):
-                    await self.proc.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                await self.proc.wait()
+        await stop_process(self.proc, grace=5)
 
     async def __aenter__(self) -> BaresipPhone:
         return await self.start()
@@ -159,11 +143,3 @@ module_app		menu.so
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-
-def _udp_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True

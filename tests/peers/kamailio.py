@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sip.kamailio import CTL_SOCKET, KamailioError, KamailioProcess, find_modules_dir
+from tests.peers.ports import free_udp_port
 
 REGISTRAR_MODULES = (
     "kex", "corex", "tm", "tmx", "sl", "rr", "pv", "maxfwd", "textops", "siputils", "xlog",
@@ -31,13 +31,6 @@ REGISTRAR_MODULES = (
 )
 
 _SAFE = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=-]{1,64}$")
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port the OS just gave us (bind port 0), released for the caller to use."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def render_registrar_config(

@@ -12,75 +12,28 @@ status and its final statistics, so tests assert on what SIPp really saw.
 
 SIPp exit codes: 0 all calls succeeded, 1 at least one failed, 97 killed by a command, 99 normal
 exit without calls processed, 255/-1 fatal, 254/-2 could not bind.
-A missing `sipp` binary raises (never skips): the peers are part of the test contract.
+A missing `sipp` binary fails the test (never skips): the peers are part of the test contract.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# free_port_block: re-exported for the callers that import it from here
+from tests.peers.ports import free_port_block, free_udp_port, udp_free  # noqa: F401
+from tests.peers.process import read_log, require_binary, start_process, stop_process
+
 SIPP = "sipp"
 
 
-def free_udp_port(host: str = "127.0.0.1", span: int = 1) -> int:
-    """A UDP port free now (and, if span > 1, the `span - 1` ports after it too)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port + span >= 65535:
-            continue
-        if all(_udp_free(host, port + k) for k in range(span)):
-            return port
-    raise RuntimeError("no free UDP port range found")
+# ---- scenario building blocks (also used by tests/kamailio/scenarios.py) ---------------------
 
+XML_HEAD = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
 
-def _udp_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _tcp_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block(host: str = "127.0.0.1", span: int = 10, tcp: bool = True) -> int:
-    """A base port whose `span` next ports are free on UDP (and TCP when `tcp`)."""
-    for _ in range(100):
-        base = free_udp_port(host)
-        if base + span >= 65535:
-            continue
-        ok = all(_udp_free(host, base + k) and (not tcp or _tcp_free(host, base + k)) for k in range(span))
-        if ok:
-            return base
-    raise RuntimeError("no free port block found")
-
-
-def require_binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"required test peer {name!r} is not installed (install it; tests never skip)")
-    return path
-
-
-# ---- scenarios ------------------------------------------------------------------------------
-
-_SDP = """v=0
+SDP = """v=0
 o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
 s=-
 c=IN IP[media_ip_type] [media_ip]
@@ -88,22 +41,76 @@ t=0 0
 m=audio [media_port] RTP/AVP 0
 a=rtpmap:0 PCMU/8000
 """
+_SDP = SDP
 
-_UAS_HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="{name}">
-  <recv request="INVITE" crlf="true" rrs="true">{action}</recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 100 Trying
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
+CONTACT = "Contact: <sip:[local_ip]:[local_port];transport=[transport]>"
+RECORD_ROUTE = "[last_Record-Route:]"
+TO_TAG = ";tag=[pid]SIPpTag01[call_number]"
+
+
+def send(lines: list[str] | tuple[str, ...], *, body: str | None = None, retrans: bool = False,
+         next_label: str | None = None) -> str:
+    """A <send> of one SIP message: its start line and headers, then `body` (verbatim) if any."""
+    attrs = (' retrans="500"' if retrans else "") + (f' next="{next_label}"' if next_label else "")
+    text = "".join(f"      {line}\n" for line in lines)
+    if body is not None:
+        text += "\n" + body
+    return f"  <send{attrs}>\n    <![CDATA[\n{text}    ]]>\n  </send>\n"
+
+
+def reply(status: str, *headers: str, tag: bool = True, cseq: str = "[last_CSeq:]",
+          sdp: str | None = None, retrans: bool = False, next_label: str | None = None) -> str:
+    """A <send> of a response to the last request: `status` ("200 OK"), the dialog headers copied
+    from the request (To gets our tag when `tag`), extra `headers`, then `sdp` or no body."""
+    lines = [f"SIP/2.0 {status}", "[last_Via:]", "[last_From:]",
+             "[last_To:]" + (TO_TAG if tag else ""), "[last_Call-ID:]", cseq, *headers]
+    lines += ["Content-Type: application/sdp", "Content-Length: [len]"] if sdp is not None \
+        else ["Content-Length: 0"]
+    return send(lines, body=sdp, retrans=retrans, next_label=next_label)
+
+
+def uac_request(method: str, cseq: int, *, user: str = "sipp", uri: str = "[next_url]",
+                to: str = "[last_To:]", routes: bool = True, headers: tuple[str, ...] = (),
+                sdp: str | None = None, retrans: bool = True) -> str:
+    """A <send> of a caller's request (INVITE, ACK, BYE) from sip:`user`@ SIPp's address."""
+    lines = [f"{method} {uri} SIP/2.0", *(["[routes]"] if routes else []),
+             "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+             f'From: "sipp" <sip:{user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]',
+             to, "Call-ID: [call_id]", f"CSeq: {cseq} {method}",
+             f"Contact: <sip:{user}@[local_ip]:[local_port]>", "Max-Forwards: 70", *headers]
+    lines += ["Content-Type: application/sdp", "Content-Length: [len]"] if sdp is not None \
+        else ["Content-Length: 0"]
+    return send(lines, body=sdp, retrans=retrans)
+
+
+def uac_call(*, user: str = "sipp", subject: str = "Performance Test",
+             hold_ms: object = "{hold_ms}", play: str = "{play}", name: str = "uac-call") -> str:
+    """A caller: INVITE sip:[service]@remote, waits for the 200 (following its Record-Route), ACK,
+    `play` (scenario lines run after the ACK), a pause of `hold_ms`, BYE, waits for its 200."""
+    return (
+        XML_HEAD + f'<scenario name="{name}">\n'
+        + uac_request("INVITE", 1, user=user, uri="sip:[service]@[remote_ip]:[remote_port]",
+                      to="To: <sip:[service]@[remote_ip]:[remote_port]>", routes=False,
+                      headers=(f"Subject: {subject}",), sdp=SDP)
+        + """  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true" rrs="true"/>
 """
+        + uac_request("ACK", 1, user=user, retrans=False)
+        + f'{play}  <pause milliseconds="{hold_ms}"/>\n'
+        + uac_request("BYE", 2, user=user)
+        + '  <recv response="200" crlf="true"/>\n</scenario>\n'
+    )
+
+
+# ---- scenarios ------------------------------------------------------------------------------
+
+def _uas_head(name: str, action: str = "") -> str:
+    return (XML_HEAD + f'<scenario name="{name}">\n'
+            + f'  <recv request="INVITE" crlf="true" rrs="true">{action}</recv>\n'
+            + reply("100 Trying"))
+
 
 _CSEQ_ACTION = """
     <action>
@@ -111,108 +118,36 @@ _CSEQ_ACTION = """
     </action>
   """
 
-_RINGING = """  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-    ]]>
-  </send>
-"""
+_RINGING = reply("180 Ringing", CONTACT)
+_BYE_OK = '  <recv request="BYE"/>\n' + reply("200 OK", tag=False)
+_END = '  <timewait milliseconds="500"/>\n</scenario>\n'
 
 UAS_ANSWER = (
-    _UAS_HEAD.format(name="uas-answer", action="")
+    _uas_head("uas-answer")
     + _RINGING
-    + """  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-"""
-    + _SDP
-    + """    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <timewait milliseconds="500"/>
-</scenario>
-"""
+    + reply("200 OK", CONTACT, sdp=SDP, retrans=True)
+    + '  <recv request="ACK" crlf="true"/>\n'
+    + _BYE_OK
+    + _END
 )
 
 UAS_BUSY = (
-    _UAS_HEAD.format(name="uas-busy", action="")
-    + """  <send>
-    <![CDATA[
-      SIP/2.0 486 Busy Here
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <timewait milliseconds="500"/>
-</scenario>
-"""
+    _uas_head("uas-busy")
+    + reply("486 Busy Here")
+    + '  <recv request="ACK" crlf="true"/>\n'
+    + _END
 )
 
 # Rings and never answers; expects the caller to CANCEL (answers 200 to the CANCEL, 487 to the
 # INVITE, takes the ACK).
 UAS_NO_ANSWER = (
-    _UAS_HEAD.format(name="uas-no-answer", action=_CSEQ_ACTION)
+    _uas_head("uas-no-answer", _CSEQ_ACTION)
     + _RINGING
-    + """  <recv request="CANCEL"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <send>
-    <![CDATA[
-      SIP/2.0 487 Request Terminated
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      CSeq: [$cseqnum] INVITE
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <timewait milliseconds="500"/>
-</scenario>
-"""
+    + '  <recv request="CANCEL"/>\n'
+    + reply("200 OK")
+    + reply("487 Request Terminated", cseq="CSeq: [$cseqnum] INVITE")
+    + '  <recv request="ACK" crlf="true"/>\n'
+    + _END
 )
 
 _SDP_DTMF = _SDP.replace("RTP/AVP 0\n", "RTP/AVP 0 101\n") + """a=rtpmap:101 telephone-event/8000
@@ -233,89 +168,22 @@ def sipp_pcap(name: str) -> str:
 
 # Calls the service, waits for the answer, talks for `hold_ms`, hangs up with BYE.
 # {play} becomes an <exec play_pcap_audio> (e.g. RFC 2833 DTMF) right after the ACK.
-UAC_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="uac-call">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "sipp" <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Subject: Performance Test
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-""" + _SDP + """    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rtd="true" rrs="true"/>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      [routes]
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "sipp" <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-{play}  <pause milliseconds="{hold_ms}"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      [routes]
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "sipp" <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
+UAC_CALL = uac_call()
 
 
 def _reinvite_ok(direction: str) -> str:
-    return """  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-""" + _SDP + "a=" + direction + """
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-"""
+    return (reply("200 OK", CONTACT, tag=False, sdp=SDP + f"a={direction}\n", retrans=True)
+            + '  <recv request="ACK" crlf="true"/>\n')
 
 
 # Answers, then expects from the caller: a hold re-INVITE (a=sendonly), an unhold re-INVITE
 # (a=sendrecv), a REFER (answered 202, then a NOTIFY carrying "SIP/2.0 200 OK"), and a BYE.
 # A missing or different step fails the call (SIPp exit status 1).
 UAS_FEATURES = (
-    _UAS_HEAD.format(name="uas-features", action="")
+    _uas_head("uas-features")
     + _RINGING
-    + UAS_ANSWER[UAS_ANSWER.index('  <send retrans="500">'):UAS_ANSWER.index('  <recv request="BYE"/>')]
+    + reply("200 OK", CONTACT, sdp=SDP, retrans=True)
+    + '  <recv request="ACK" crlf="true"/>\n'
     + """  <recv request="INVITE">
     <action>
       <ereg regexp="a=sendonly" search_in="body" check_it="true" assign_to="hold"/>
@@ -337,105 +205,39 @@ UAS_FEATURES = (
       <ereg regexp=".*" search_in="hdr" header="To:" assign_to="me"/>
     </action>
   </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 202 Accepted
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-      NOTIFY [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From:[$me]
-      To:[$peer]
-      [last_Call-ID:]
-      CSeq: 1 NOTIFY
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Event: refer
-      Subscription-State: terminated;reason=noresource
-      Content-Type: message/sipfrag;version=2.0
-      Content-Length: [len]
-
-      SIP/2.0 200 OK
-    ]]>
-  </send>
-  <recv response="200"/>
 """
-    + UAS_ANSWER[UAS_ANSWER.index('  <recv request="BYE"/>'):].replace(
-        "</scenario>", '  <Reference variables="hold,unhold,target"/>\n</scenario>')
+    + reply("202 Accepted", CONTACT, tag=False)
+    + send(["NOTIFY [next_url] SIP/2.0",
+            "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+            "From:[$me]", "To:[$peer]", "[last_Call-ID:]", "CSeq: 1 NOTIFY", CONTACT,
+            "Max-Forwards: 70", "Event: refer", "Subscription-State: terminated;reason=noresource",
+            "Content-Type: message/sipfrag;version=2.0", "Content-Length: [len]"],
+           body="      SIP/2.0 200 OK\n", retrans=True)
+    + '  <recv response="200"/>\n'
+    + _BYE_OK
+    + '  <timewait milliseconds="500"/>\n  <Reference variables="hold,unhold,target"/>\n</scenario>\n'
 )
 
 # A registrar that challenges (401, digest), checks the credentials, accepts the REGISTER, then
 # accepts the un-REGISTER sent at shutdown. Bad credentials get 403 and fail the call.
-REGISTRAR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="registrar">
-  <recv request="REGISTER"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 401 Unauthorized
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      WWW-Authenticate: Digest realm="{realm}", nonce="[pid]n[call_number]c0ffee", algorithm=MD5
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv request="REGISTER">
+REGISTRAR = (
+    XML_HEAD + '<scenario name="registrar">\n  <recv request="REGISTER"/>\n'
+    + reply("401 Unauthorized",
+            'WWW-Authenticate: Digest realm="{realm}", nonce="[pid]n[call_number]c0ffee", algorithm=MD5')
+    + """  <recv request="REGISTER">
     <action>
       <verifyauth assign_to="authvalid" username="{username}" password="{password}"/>
     </action>
   </recv>
   <nop hide="true" test="authvalid" next="good"/>
-  <send next="end">
-    <![CDATA[
-      SIP/2.0 403 Forbidden
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <label id="good"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      [last_Contact:];expires={expires}
-      Expires: {expires}
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv request="REGISTER"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <label id="end"/>
-</scenario>
 """
+    + reply("403 Forbidden", next_label="end")
+    + '  <label id="good"/>\n'
+    + reply("200 OK", "[last_Contact:];expires={expires}", "Expires: {expires}")
+    + '  <recv request="REGISTER"/>\n'
+    + reply("200 OK")
+    + '  <label id="end"/>\n</scenario>\n'
+)
 
 UAS_SCENARIOS = {"answer": UAS_ANSWER, "busy": UAS_BUSY, "no-answer": UAS_NO_ANSWER, "features": UAS_FEATURES}
 
@@ -513,13 +315,10 @@ class Sipp:
         return a + self.extra_args
 
     async def start(self) -> Sipp:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.args(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, cwd=self.dir,
-        )
+        self.proc = await start_process(self.args(), cwd=self.dir)
         # Ready when SIPp holds its UDP port (bind attempts fail), not after a sleep.
         async with asyncio.timeout(10):
-            while _udp_free(self.host, self.port):
+            while udp_free(self.host, self.port):
                 if self.proc.returncode is not None:
                     raise RuntimeError(f"sipp exited early with {self.proc.returncode}: {self._errors()}")
                 await asyncio.sleep(0.02)
@@ -537,19 +336,10 @@ class Sipp:
         return self.result
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.terminate()
-            try:
-                async with asyncio.timeout(3):
-                    await self.proc.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                await self.proc.wait()
+        await stop_process(self.proc, grace=3)
 
     def _errors(self) -> str:
-        return self.err_file.read_text(errors="replace") if self.err_file.exists() else ""
+        return read_log(self.err_file)
 
     def _collect(self, rc: int) -> SippResult:
         stats: dict[str, str] = {}
@@ -558,7 +348,7 @@ class Sipp:
             if len(lines) >= 2:
                 head = lines[0].split(";")
                 stats = dict(zip(head, lines[-1].split(";"), strict=False))
-        msgs = self.msg_file.read_text(errors="replace") if self.msg_file.exists() else ""
+        msgs = read_log(self.msg_file)
         return SippResult(
             returncode=rc,
             successful=int(stats.get("SuccessfulCall(C)", "0") or 0),
