@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from sip.kamailio import KamailioError, KamailioFront, render_config, render_dispatcher_list
 from tests.kamailio.sipp_run import HOST, SippUas, run_sipp, successful_calls
-from tests.peers.kamailio import free_udp_port
+from tests.peers.ports import free_udp_port
 
 pytestmark = pytest.mark.peers
 
@@ -54,15 +56,29 @@ async def calls(work: Path, front_port: int, n: int) -> tuple[int, str]:
     )
 
 
-async def test_front_spreads_calls_and_fails_over(work: Path, run_dir: Path) -> None:
-    p1, p2, fport = free_udp_port(), free_udp_port(), free_udp_port()
-    w1 = SippUas(work / "uas.xml", p1, work, "w1")
-    w2 = SippUas(work / "uas.xml", p2, work, "w2")
-    front = KamailioFront(HOST, fport, [(HOST, p1), (HOST, p2)], ping_interval=1)
+@contextlib.asynccontextmanager
+async def front_with_workers(
+    work: Path, run_dir: Path, *workers: tuple[str, str]
+) -> AsyncIterator[tuple[KamailioFront, list[SippUas]]]:
+    """SIPp workers (scenario file, name) on free ports, behind a started KamailioFront; all
+    stopped on exit."""
+    uas = [SippUas(work / xml, free_udp_port(), work, name) for xml, name in workers]
+    front = KamailioFront(HOST, free_udp_port(), [(HOST, w.port) for w in uas], ping_interval=1)
     try:
-        await w1.start()
-        await w2.start()
+        for w in uas:
+            await w.start()
         await front.start(run_dir)
+        yield front, uas
+    finally:
+        await front.stop()
+        for w in uas:
+            await w.kill()
+
+
+async def test_front_spreads_calls_and_fails_over(work: Path, run_dir: Path) -> None:
+    workers = ("uas.xml", "w1"), ("uas.xml", "w2")
+    async with front_with_workers(work, run_dir, *workers) as (front, [w1, w2]):
+        fport, p1, p2 = front.port, w1.port, w2.port
         assert front.pid
         u1, u2 = f"sip:{HOST}:{p1}", f"sip:{HOST}:{p2}"
         await wait_flags(front, {u1: "A", u2: "A"})
@@ -93,10 +109,6 @@ async def test_front_spreads_calls_and_fails_over(work: Path, run_dir: Path) -> 
         rc, out = await calls(work, fport, 2)
         assert rc == 0, out[-3000:]
         assert w1.invites() - before1 == 8
-    finally:
-        await front.stop()
-        await w1.kill()
-        await w2.kill()
     assert front.pid is None
 
 
@@ -135,25 +147,15 @@ async def test_start_fails_cleanly_when_port_taken(run_dir: Path) -> None:
 
 
 async def test_worker_answering_503_is_skipped_for_the_next(work: Path, run_dir: Path) -> None:
-    p_bad, p_good, fport = free_udp_port(), free_udp_port(), free_udp_port()
-    bad = SippUas(work / "uas_503.xml", p_bad, work, "bad")
-    good = SippUas(work / "uas.xml", p_good, work, "good")
-    front = KamailioFront(HOST, fport, [(HOST, p_bad), (HOST, p_good)], ping_interval=1)
-    try:
-        await bad.start()
-        await good.start()
-        await front.start(run_dir)
-        rc, out = await calls(work, fport, 6)
+    workers = ("uas_503.xml", "bad"), ("uas.xml", "good")
+    async with front_with_workers(work, run_dir, *workers) as (front, [bad, good]):
+        rc, out = await calls(work, front.port, 6)
         assert rc == 0, out[-3000:] + "\n".join(front.log[-40:])
         assert successful_calls(out) == 6
         assert good.invites() == 6
         assert bad.invites() >= 2  # round robin tried it, got 503, moved on
         # a 503 is not a dead worker: it stays active
-        assert (await front.destinations())[f"sip:{HOST}:{p_bad}"].startswith("A")
-    finally:
-        await front.stop()
-        await bad.kill()
-        await good.kill()
+        assert (await front.destinations())[f"sip:{HOST}:{bad.port}"].startswith("A")
 
 
 def test_front_from_sip_config() -> None:
