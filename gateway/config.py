@@ -415,6 +415,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "priorities": _names_list(("emergency", "normal", "routine")),
         "retries": _int(0, 20, 2),
         "retry_delay_s": _seconds(3),
+        "answer_timeout_s": _seconds(5),
         "invite_pace_per_s": _positive(50),
         "recordings_dir": _str("recordings"),
         "media_dir": _str("media"),

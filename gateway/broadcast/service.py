@@ -210,7 +210,7 @@ class BroadcastService:
             if BROADCAST_MACHINE.allows(b.state, BroadcastInput.CONNECTED):
                 await self._set_state(b, BROADCAST_MACHINE.next(b.state, BroadcastInput.CONNECTED))
             if b.state is BroadcastState.ENDING:  # a late answer: not wanted any more
-                await self._hangup(t)
+                await self._hangup(t.call_id)
             return
         if ev.state != "disconnected":
             return
@@ -220,7 +220,9 @@ class BroadcastService:
         if t.state is TargetState.CONNECTED:
             await self._target(b, t, TargetInput.DISCONNECTED)
         elif t.state is TargetState.RINGING:
-            inp = self.retry.input_for(t.attempts, ev.sip_code, ev.cause)
+            # Our own CANCEL after answer_timeout_s comes back as 487: the cause is what counts.
+            code = None if ev.cause == "no-answer" else ev.sip_code
+            inp = self.retry.input_for(t.attempts, code, ev.cause)
             if b.stop.is_set():
                 inp = TargetInput.STOP
             await self._target(b, t, inp)
@@ -257,6 +259,7 @@ class BroadcastService:
                 await self._target(b, t, TargetInput.REFUSED)
             for key, loser_id in claim.preempted:
                 await self._preempted(loser_id, key, by=b.broadcast_id)
+        await self._check_all_final(b)  # every target held by others: nothing to start
         log.info("broadcast.started", broadcast_id=b.broadcast_id, targets=len(b.targets),
                  granted=len(claim.acquired), refused=len(claim.refused), priority=priority)
         b.task = self._own(self._run(b), f"broadcast-{b.broadcast_id}")
@@ -341,7 +344,8 @@ class BroadcastService:
         headers = render_headers(self.config.profile(t.profile), t.uri) if t.profile else {}
         try:
             assert self.sip is not None
-            await self.sip.dial(t.call_id, t.uri, display_name="Broadcast", headers=headers)
+            await self.sip.dial(t.call_id, t.uri, display_name="Broadcast", headers=headers,
+                                timeout=self.config.answer_timeout_s)
         except SipError as err:
             self._calls.pop(t.call_id, None)
             t.call_id, t.cause = None, getattr(err, "reason", "sip-error")
@@ -437,20 +441,22 @@ class BroadcastService:
                 await self._resume(nxt, nxt.targets[key])
 
     async def _drop(self, b: Broadcast, t: Target, inp: TargetInput) -> None:
-        """Stop sending to a target: hang up its call or close its zone; feed `inp`."""
-        if t.sender is not None:
-            t.sender.close()
-            t.sender = None
-        if t.call_id is not None:
-            await self._hangup(t)
+        """Stop sending to a target: feed `inp` first (so the BYE's echo finds the target already
+        pre-empted or stopped), then close its zone or hang up its call."""
+        call_id, sender = t.call_id, t.sender
         if TARGET_MACHINE.allows(t.state, inp):
             await self._target(b, t, inp)
+        if sender is not None:
+            sender.close()
+            t.sender = None
+        if call_id is not None:
+            await self._hangup(call_id)
 
-    async def _hangup(self, t: Target) -> None:
-        if t.call_id is None or self.sip is None:
+    async def _hangup(self, call_id: str | None) -> None:
+        if call_id is None or self.sip is None:
             return
         with contextlib.suppress(SipError):
-            await self.sip.hangup(t.call_id)
+            await self.sip.hangup(call_id)
 
     async def _preempted(self, loser_id: str, key: str, *, by: str) -> None:
         loser = self._live.get(loser_id)
@@ -472,7 +478,7 @@ class BroadcastService:
 
     async def _check_all_final(self, b: Broadcast) -> None:
         """Every target failed, busy or ended: the broadcast has nobody left to talk to."""
-        if b.live is None and all(TARGET_MACHINE.is_final(t.state) for t in b.targets.values()):
+        if all(TARGET_MACHINE.is_final(t.state) for t in b.targets.values()):
             if not any(t.connected_at for t in b.targets.values()):
                 b.end_reason = b.end_reason or "all-failed"
             else:
