@@ -244,3 +244,29 @@ async def test_bad_broadcasts_start_nothing(start_gateway, connect, tmp_path) ->
         await alice.call("broadcast.stop", broadcast_id="nope")
     assert err.value.reason == "no-such-broadcast"
     assert await gw.store.list_broadcasts() == [] and await gw.store.list_sessions() == []
+
+
+async def test_auto_answer_hints_follow_each_speakers_profile(start_gateway, connect, watch) -> None:
+    async with sipp_uas("answer") as plain, sipp_uas("answer") as yealink, \
+            sipp_uas("answer") as polycom, sipp_uas("answer") as custom:
+        eps = ", ".join(
+            f'{{name = "{n}", uri = "{u.uri}", kind = "speaker"{p}}}' for n, u, p in (
+                ("plain", plain, ""), ("yl", yealink, ', profile = "yealink"'),
+                ("pc", polycom, ', profile = "polycom"'), ("hall", custom, ', profile = "hall"')))
+        gw = await start_gateway(**{
+            "directory.endpoint": f"[{eps}]",
+            "broadcast.profiles": '{hall = {headers = {"Answer-Mode" = "Auto", "X-Zone" = "hall"}}}',
+        })
+        alice = await connect(gw)
+        w = await watch(alice)
+        b = await alice.call("broadcast.start", targets=["plain", "yl", "pc", "hall"], chime=False,
+                             source={"type": "tone", "seconds": 1})
+        await _ended(w, b["broadcast_id"])
+        results = {n: await u.wait(10) for n, u in (("plain", plain), ("yl", yealink), ("pc", polycom),
+                                                     ("hall", custom))}
+    invites = {n: r.messages.split("INVITE sip:", 1)[1].split("\n\n", 1)[0] for n, r in results.items()}
+    assert all(r.successful == 1 for r in results.values())
+    assert "Answer-Mode" not in invites["plain"] and "Alert-Info" not in invites["plain"]
+    assert f"Call-Info: <{yealink.uri}>;answer-after=0" in invites["yl"]
+    assert "Alert-Info: Auto Answer" in invites["pc"]
+    assert "Answer-Mode: Auto" in invites["hall"] and "X-Zone: hall" in invites["hall"]
