@@ -1,0 +1,103 @@
+"""SMS segmentation: encoding choice, segment count and the parts a carrier sends (sans-I/O).
+
+GSM-7 (3GPP TS 23.038 default alphabet + basic extension table): 160 septets in a single
+message, 153 per part of a concatenated one (the UDH takes 7 septets). Extension characters
+(`^{}\\[~]|€` and form feed) are an ESC + character pair: 2 septets, never split across parts.
+
+Anything else is sent UCS-2 (in practice UTF-16): 70 units single, 67 per part. Characters outside
+the BMP (most emoji) are a surrogate pair, 2 units, never split across parts. Chinese is UCS-2.
+
+The segment count is the length of `split()`, not `ceil(units / per_segment)`: a pair that does
+not fit at the end of a part moves whole to the next one and can add a part.
+An empty body is one (empty) segment; refusing it is the service's choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from sms.errors import TooManySegments
+
+Encoding = Literal["GSM-7", "UCS-2"]
+
+GSM7_SINGLE, GSM7_PART = 160, 153
+UCS2_SINGLE, UCS2_PART = 70, 67
+
+# The default alphabet in code order 0x00..0x7F; 0x1B (ESC) is not a character of its own.
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ" "ÆæßÉ"
+    " !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+# The basic extension table: each is ESC + code, 2 septets.
+GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    encoding: Encoding
+    segments: int
+    units: int  # septets (GSM-7) or UTF-16 code units (UCS-2)
+    per_segment: int  # 160/153 or 70/67: the limit that applied
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_gsm7(body: str) -> bool:
+    return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in body)
+
+
+def _costs(body: str) -> tuple[Encoding, list[int]]:
+    if is_gsm7(body):
+        return "GSM-7", [2 if c in GSM7_EXTENSION else 1 for c in body]
+    return "UCS-2", [2 if ord(c) > 0xFFFF else 1 for c in body]
+
+
+def _split(body: str, costs: list[int], single: int, part: int) -> list[str]:
+    if sum(costs) <= single:
+        return [body]
+    parts: list[str] = []
+    start = used = 0
+    for i, cost in enumerate(costs):
+        if used + cost > part:  # the whole character (pair) goes to the next part
+            parts.append(body[start:i])
+            start, used = i, 0
+        used += cost
+    parts.append(body[start:])
+    return parts
+
+
+def _limits(encoding: Encoding) -> tuple[int, int]:
+    return (GSM7_SINGLE, GSM7_PART) if encoding == "GSM-7" else (UCS2_SINGLE, UCS2_PART)
+
+
+def split(body: str) -> list[str]:
+    """The parts as a carrier sends them (one part when the body fits a single message)."""
+    encoding, costs = _costs(body)
+    return _split(body, costs, *_limits(encoding))
+
+
+def encode_info(body: str) -> SegmentInfo:
+    """Encoding, segment count and size of `body`: shown before sending and stored with the message."""
+    encoding, costs = _costs(body)
+    single, part = _limits(encoding)
+    units = sum(costs)
+    segments = len(_split(body, costs, single, part))
+    return SegmentInfo(encoding, segments, units, single if segments == 1 else part)
+
+
+def check_max(body: str, max_segments: int) -> SegmentInfo:
+    """`encode_info(body)`, or `TooManySegments` when it needs more than `max_segments`."""
+    if max_segments < 1:
+        raise ValueError(f"max_segments must be at least 1, not {max_segments}")
+    info = encode_info(body)
+    if info.segments > max_segments:
+        raise TooManySegments(
+            f"the body needs {info.segments} {info.encoding} segments, at most {max_segments} are allowed",
+            details={"segments": info.segments, "max": max_segments, "encoding": info.encoding,
+                     "units": info.units},
+        )
+    return info
