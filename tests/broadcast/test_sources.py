@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import threading
 import wave
@@ -111,14 +110,6 @@ async def test_bad_files_give_precise_errors(tmp_path, make, why):
     assert why in err.value.message and str(path) in err.value.message
     assert err.value.details["path"] == str(path)
     assert err.value.to_error()["data"]["reason"] == "unreadable-file"
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-async def test_unreadable_permission(tmp_path):
-    path = write_wav(tmp_path / "x.wav", tone(440, 0.1), 16000)
-    path.chmod(0)
-    with pytest.raises(InvalidParams, match="permission denied"):
-        await WavSource.open(path)
 
 
 def _write(path: Path, data: bytes) -> Path:
