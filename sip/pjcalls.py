@@ -139,6 +139,8 @@ class WCall(pj.Call):
         self.local_end: str | None = None
         self.deadline: float | None = None
         self.port: CallPort | None = None
+        self.media_dir: str | None = None  # dial's media_dir ("sendonly" ...), None: sendrecv
+        self.held = False  # put on hold by the gateway (cmd_hold)
         self.done = False
         self.remote_uri: str | None = None
         self.local_uri: str | None = None
@@ -194,17 +196,23 @@ class WCall(pj.Call):
         for i, mi in enumerate(ci.media):
             if mi.type != pj.PJMEDIA_TYPE_AUDIO:
                 continue
-            if mi.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
+            status = MEDIA_STATUS.get(int(mi.status), str(mi.status))
+            if self.media_dir == "sendonly" and status == "local-hold" and not self.held:
+                # pjsua calls a stream that only sends "local hold": for a call dialed sendonly
+                # (paging) that is the negotiated, active state.
+                status = "active"
+            if status in ("active", "remote-hold"):
                 try:
                     am = self.getAudioMedia(i)
                 except pj.Error:
                     continue
                 port = self.worker.ensure_port(self)
-                am.startTransmit(port)
+                if self.media_dir != "sendonly":  # a one-way call has nothing to hear
+                    am.startTransmit(port)
                 port.startTransmit(am)
             self.worker.emit(
                 {"type": "event", "call_id": self.call_id, "kind": "media", "state": None,
-                 "extra": {"status": MEDIA_STATUS.get(int(mi.status), str(mi.status))}}
+                 "extra": {"status": status}}
             )
 
     def onDtmfDigit(self, prm: Any) -> None:

@@ -32,6 +32,7 @@ COMMAND_TIMEOUT = 10.0
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 PROBE_TIMEOUT = 15.0
+MEDIA_DIRS = ("sendonly", "recvonly", "sendrecv")  # dial(media_dir=...): our side's direction
 AUDIO_WRITE_LIMIT = 256 * 1024  # bytes buffered towards a worker before send_audio drops frames
 
 
@@ -539,9 +540,14 @@ class SipSupervisor:
         display_name: str | None = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
+        media_dir: str | None = None,
     ) -> None:
         """Place a call. `timeout` (extension): hang up with cause `no-answer` if not answered
-        within that many seconds."""
+        within that many seconds. `media_dir` (extension): "sendonly" (paging: the offer carries
+        a=sendonly, nothing comes back), "recvonly" or "sendrecv"; None is pjsua's default
+        (sendrecv)."""
+        if media_dir is not None and media_dir not in MEDIA_DIRS:
+            raise ValueError(f"media_dir must be one of {', '.join(MEDIA_DIRS)}, got {media_dir!r}")
         if not self._started or self._stopping:
             raise SipUnavailable("sip is not running", reason="shutting-down" if self._stopping else "sip-unavailable")
         if call_id in self._call_worker:
@@ -555,6 +561,8 @@ class SipSupervisor:
             cmd["headers"] = dict(headers)
         if timeout:
             cmd["timeout"] = float(timeout)
+        if media_dir is not None:
+            cmd["media_dir"] = media_dir
         tried: set[int] = set()
         crashes = 0
         while True:

@@ -61,6 +61,12 @@ from .probe import probe_max_calls
 from .writer import Writer
 
 COMMAND_QUEUE = 1000
+# dial's media_dir -> pjmedia_dir of our side of the audio stream (CallSetting.mediaDir)
+MEDIA_DIRS = {
+    "sendonly": pj.PJMEDIA_DIR_ENCODING,
+    "recvonly": pj.PJMEDIA_DIR_DECODING,
+    "sendrecv": pj.PJMEDIA_DIR_ENCODING_DECODING,
+}
 
 __all__ = ["CommandError", "Worker", "main", "normalize_cause", "probe_max_calls", "reader_loop"]
 
@@ -281,9 +287,18 @@ class Worker:
         if len(self.calls) >= int(self.cfg.get("max_calls") or 4):
             # Never let pjsua reach its own limit: past it, 2.15.1 may abort the process.
             raise CommandError("no-capacity", "worker is at its call limit")
+        media_dir = cmd.get("media_dir")
+        if media_dir is not None and media_dir not in MEDIA_DIRS:
+            raise CommandError("invalid-params", f"media_dir {media_dir!r} is not one of {sorted(MEDIA_DIRS)}")
         acc = self._account_for(cmd.get("from_uri"), cmd.get("display_name"))
         call = WCall(self, acc, call_id, outbound=True)
         prm = pj.CallOpParam(True)
+        if media_dir is not None:
+            dirs = pj.IntVector()
+            dirs.append(MEDIA_DIRS[media_dir])  # one audio stream
+            prm.opt.mediaDir = dirs
+            prm.opt.flag |= pj.PJSUA_CALL_SET_MEDIA_DIR  # and it persists for later offers
+            call.media_dir = media_dir
         for name, value in (cmd.get("headers") or {}).items():
             h = pj.SipHeader()
             h.hName, h.hValue = str(name), str(value)
@@ -333,12 +348,16 @@ class Worker:
         call.hangup(prm)
 
     def cmd_hold(self, cmd: dict[str, Any]) -> None:
-        self._call(cmd).setHold(pj.CallOpParam(True))
+        call = self._call(cmd)
+        call.setHold(pj.CallOpParam(True))
+        call.held = True
 
     def cmd_unhold(self, cmd: dict[str, Any]) -> None:
+        call = self._call(cmd)
         prm = pj.CallOpParam(True)
         prm.opt.flag = pj.PJSUA_CALL_UNHOLD
-        self._call(cmd).reinvite(prm)
+        call.reinvite(prm)
+        call.held = False
 
     def cmd_dtmf(self, cmd: dict[str, Any]) -> None:
         digits = str(cmd.get("digits", ""))
