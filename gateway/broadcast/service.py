@@ -57,6 +57,7 @@ log = structlog.get_logger(__name__)
 FRAME_S = 0.02
 SETTLE_S = 3.0  # a non-live source waits this long at most for the targets to answer
 END_WAIT_S = 5.0  # how long ending waits for the calls' BYEs to be confirmed
+TAIL_S = 0.5  # after the last frame, before the BYE: the speakers' jitter buffers play out
 EVENT_QUEUE = 10_000
 _LIVE_TARGET = (TargetState.RINGING, TargetState.CONNECTED)
 
@@ -313,6 +314,8 @@ class BroadcastService:
                     await self._engage(b, t)
             await self._settle(b)
             await self._pump(b, rec)
+            if b.end_reason in ("completed", "max-duration") and not b.stop.is_set():
+                await asyncio.sleep(TAIL_S)
         except Exception:
             log.exception("broadcast.failed", broadcast_id=b.broadcast_id)
             b.end_reason = b.end_reason or "internal-error"
@@ -327,8 +330,15 @@ class BroadcastService:
             return
         if t.zone is not None:
             t.attempts += 1
-            t.sender = MulticastSender(t.zone)
             await self._target(b, t, TargetInput.DIAL)
+            try:
+                t.sender = MulticastSender(t.zone)
+            except (OSError, ValueError) as err:  # e.g. the zone's interface is not on this host
+                t.cause = "zone-unavailable"
+                log.warning("broadcast.zone_unavailable", zone=t.zone.name, error=str(err))
+                await self._target(b, t, TargetInput.FAIL_FINAL)
+                await self._check_all_final(b)
+                return
             t.connected_at = time.monotonic()
             await self._target(b, t, TargetInput.ANSWERED)
             if BROADCAST_MACHINE.allows(b.state, BroadcastInput.CONNECTED):
@@ -357,7 +367,7 @@ class BroadcastService:
     async def _redial_later(self, b: Broadcast, t: Target, delay: float) -> None:
         await asyncio.sleep(delay)
         if t.state is TargetState.RETRYING and not b.stop.is_set():
-            await self._engage(b, t)
+            await self._engage_logged(b, t)
 
     async def _settle(self, b: Broadcast) -> None:
         """A recorded message starts once every target answered or failed (or SETTLE_S passed)."""
@@ -388,7 +398,12 @@ class BroadcastService:
                     if t.state is not TargetState.CONNECTED:
                         continue
                     if t.sender is not None:
-                        t.sender.send_frame(frame)
+                        try:
+                            t.sender.send_frame(frame)
+                        except OSError as err:  # this zone only: the rest plays on
+                            log.warning("broadcast.zone_send_failed", zone=t.name, error=str(err))
+                            t.cause = "send-error"
+                            await self._drop(b, t, TargetInput.DISCONNECTED)
                     elif t.call_id is not None and self.sip is not None:
                         with contextlib.suppress(SipError):
                             self.sip.send_audio(t.call_id, frame)
@@ -474,7 +489,13 @@ class BroadcastService:
             return
         t.holder = None
         await self._target(b, t, TargetInput.RESUME)
-        self._own(self._engage(b, t), "broadcast.resume")
+        self._own(self._engage_logged(b, t), "broadcast.resume")
+
+    async def _engage_logged(self, b: Broadcast, t: Target) -> None:
+        try:
+            await self._engage(b, t)
+        except Exception:
+            log.exception("broadcast.engage_failed", broadcast_id=b.broadcast_id, target=t.name)
 
     async def _check_all_final(self, b: Broadcast) -> None:
         """Every target failed, busy or ended: the broadcast has nobody left to talk to."""

@@ -91,10 +91,17 @@ async def test_file_source_correlates_with_what_the_speaker_recorded(start_gatew
     if rate != 16000:  # baresip records at the codec's rate
         ref = ref[:: 16000 // rate]
     heard = active_span(heard, rate, threshold=0.01)
-    corr = np.correlate(heard, ref, mode="valid") if len(heard) >= len(ref) else \
-        np.correlate(ref, heard, mode="valid")
-    peak = float(np.max(np.abs(corr))) / (np.linalg.norm(ref) * np.linalg.norm(heard[: len(ref)]) + 1e-9)
-    assert peak > 0.6, f"normalized correlation {peak:.2f}"
+    # Each quarter of the file, found again in the recording: normalized cross-correlation at its
+    # best lag (robust to the jitter buffer shifting later parts a little).
+    scores = [_best_ncc(heard, chunk) for chunk in np.array_split(ref, 4)]
+    assert min(scores) > 0.9, f"normalized correlation per quarter: {scores}"
+
+
+def _best_ncc(signal: np.ndarray, ref: np.ndarray) -> float:
+    corr = np.correlate(signal, ref, mode="valid")
+    energy = np.convolve(signal**2, np.ones(len(ref)), mode="valid")
+    ncc = corr / (np.sqrt(energy) * np.linalg.norm(ref) + 1e-9)
+    return float(np.max(np.abs(ncc)))
 
 
 async def test_tts_announcement_in_mandarin_is_speech(start_gateway, connect, watch) -> None:
