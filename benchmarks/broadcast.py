@@ -1,0 +1,475 @@
+"""Benchmark: broadcast fan-out to N SIP speakers, and console-microphone-to-speaker delay.
+
+    python -m benchmarks.broadcast --targets 50,100,200 --repeat 2 --pace 20
+    python -m benchmarks.broadcast --targets 0 --baresip 3            # delay spot check only
+
+Everything on 127.0.0.1; every process started here is stopped here by PID. The gateway process,
+the SIPp UAS (own scenario, -rtp_echo), /proc sampling and the machine description are reused
+from `benchmarks.sip_calls`.
+
+Fan-out (one run per size N):
+1. Gateway as its own process: sip.proxy none, sip.max_workers = ceil(N / calls_per_worker) + 2,
+   sip.rtp_port_base 10000, broadcast.invite_pace_per_s = --pace, broadcast.answer_timeout_s =
+   --answer-timeout, broadcast.chime false. One SIPp UAS answers every call (100, 200+SDP, holds
+   until BYE) and echoes RTP.
+2. `broadcast.start` with N distinct URIs `sip:spk<i>@127.0.0.1:<sipp port>` and a tone source
+   long enough to outlast the fan-out. Times are taken from `broadcast.start` sent:
+   every target `connected` (`broadcast.target` events), and when the audio pump started. The
+   pump start is not an event: the broadcast's recording (`<data_dir>/recordings/<id>.wav`) is
+   created when its first 1 s chunk is written, so pump start = file appears - 1.0 s (the file
+   is polled every 10 ms).
+3. CPU (utime+stime) of gateway + workers from `broadcast.start` to all connected, then over
+   --steady seconds with every target connected and the tone flowing; RSS/PSS at the end of that.
+4. `broadcast.stop`, wait for the `ended` state, check that SIPp counted N successful calls and
+   that the pump sent as many frames as real time allows (`frames_sent` from `broadcast.get`).
+
+Delay spot check (--baresip K): K baresip speakers (tests.peers.baresip.BaresipPhone, silence
+source, sndfile dumps what it decodes), a live broadcast with `media.open {broadcast_id}` (16 kHz);
+the console streams 20 ms frames of silence on an absolute schedule and, once every speaker is
+connected and recording, a 50 ms 1 kHz beep every --beep-interval s (--beeps of them). baresip
+1.0's sndfile filter opens `dump-*-dec.wav` on the first decoded RTP frame and appends one frame
+per decoded packet, so sample time in the dump tracks packet arrival. The dump file is polled
+every 5 ms: rec0 = when it appeared. Beep k sent at t_k (monotonic, just before its first frame
+goes out) is found at onset s_k in the dump (first sample over 1/16 full scale after >= 200 ms
+of quiet). Delay_k = rec0 + s_k - t_k. The spacing s_k - s_0 against t_k - t_0 shows whether the
+delay drifts during the broadcast (it would if frames queue up in the live source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.sip_calls import (
+    CLK_TCK,
+    TOKEN,
+    UAS_HOLD,
+    GatewayProcess,
+    SippUas,
+    _cpu_ticks,
+    machine_info,
+    pct,
+    probe_calls_per_worker,
+    process_tree,
+    sample,
+)
+from gateway.client import GatewayClient, RemoteError
+
+RATE = 16000
+FRAME_BYTES = 640  # 20 ms at 16 kHz
+SILENCE = bytes(FRAME_BYTES)
+
+
+def _beep_frames(ms: int = 50, freq: float = 1000.0, amp: int = 12000) -> list[bytes]:
+    n = RATE * ms // 1000
+    pcm = b"".join(struct.pack("<h", int(amp * math.sin(2 * math.pi * freq * i / RATE))) for i in range(n))
+    pcm += bytes((-len(pcm)) % FRAME_BYTES)
+    return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
+
+
+class BroadcastWatch:
+    """broadcast.target / broadcast.state events of one broadcast, with arrival times."""
+
+    def __init__(self) -> None:
+        self.bid: str | None = None
+        self.early: list[dict] = []
+        self.targets: dict[str, list[tuple[str, float, dict]]] = {}
+        self.states: list[tuple[str, float, dict]] = []
+        self.changed = asyncio.Event()
+        self.overflow = 0
+
+    async def read(self, client: GatewayClient) -> None:
+        async for ev in client.events():
+            t = time.monotonic()
+            if ev.get("type") == "events.overflow":
+                self.overflow += 1
+            if ev.get("type") not in ("broadcast.target", "broadcast.state"):
+                continue
+            d = dict(ev["data"], _t=t, _type=ev["type"])
+            if self.bid is None:
+                self.early.append(d)
+            else:
+                self._take(d)
+            self.changed.set()
+
+    def own(self, bid: str) -> None:
+        self.bid = bid
+        for d in self.early:
+            self._take(d)
+        self.early.clear()
+
+    def _take(self, d: dict) -> None:
+        if d.get("broadcast_id") != self.bid:
+            return
+        if d["_type"] == "broadcast.state":
+            self.states.append((d["state"], d["_t"], d))
+        else:
+            self.targets.setdefault(d["target"], []).append((d["state"], d["_t"], d))
+
+    def first(self, target: str, state: str) -> float | None:
+        return next((t for s, t, _ in self.targets.get(target, ()) if s == state), None)
+
+    def last_state(self, target: str) -> str | None:
+        lst = self.targets.get(target)
+        return lst[-1][0] if lst else None
+
+    def ended(self) -> dict | None:
+        return next((d for s, _, d in self.states if s == "ended"), None)
+
+    async def until(self, pred: Any, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while not pred():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, 0.5)):
+                    await self.changed.wait()
+        return True
+
+
+async def _appears(path_fn: Any, every: float, timeout: float) -> float | None:
+    """Poll until path_fn() returns a truthy path; the monotonic time it was first seen."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path_fn():
+            return time.monotonic()
+        await asyncio.sleep(every)
+    return None
+
+
+def _gateway(workdir: Path, a: argparse.Namespace, cpw: int, max_workers: int) -> GatewayProcess:
+    gw = GatewayProcess(workdir, python=a.python, max_workers=max_workers, warm=a.warm, cpw=cpw,
+                        max_in_flight=32, log_level=a.log_level, rtp_base=10000)
+    for k, v in {"broadcast.invite_pace_per_s": a.pace, "broadcast.answer_timeout_s": a.answer_timeout,
+                 "broadcast.chime": "false"}.items():
+        gw.args += ["--set", f"{k}={v}"]
+    return gw
+
+
+# ---- fan-out --------------------------------------------------------------------------------
+
+
+async def fanout_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-bcast-{n}-"))
+    max_workers = math.ceil(n / cpw) + 2
+    gw = _gateway(workdir, a, cpw, max_workers)
+    tone_s = math.ceil(n / a.pace + a.answer_timeout + a.steady + 30)
+    res: dict[str, Any] = {"kind": "fanout", "targets": n, "pace_per_s": a.pace, "max_workers": max_workers,
+                           "tone_s": tone_s, "workdir": str(workdir)}
+    uas = SippUas(UAS_HOLD, calls=n, timeout_s=tone_s + 120)
+    client: GatewayClient | None = None
+    tasks: list[asyncio.Task] = []
+    try:
+        res["gateway_start_s"] = round(gw.start(), 2)
+        await uas.start()
+        assert gw.proc is not None
+        await asyncio.sleep(2)
+        idle = sample(process_tree(gw.proc.pid))
+        client = await GatewayClient.connect(gw.url, TOKEN, call_timeout=60, client_name="bench-broadcast",
+                                             event_queue=100_000, audio_queue=1000)
+        await client.subscribe(client.hello.get("seq", 0))
+        w = BroadcastWatch()
+        tasks.append(asyncio.create_task(w.read(client)))
+        targets = [f"sip:spk{i}@127.0.0.1:{uas.port}" for i in range(n)]
+
+        s0 = sample(process_tree(gw.proc.pid))
+        t0 = time.monotonic()
+        b = await client.call("broadcast.start", targets=targets, chime=False,
+                              source={"type": "tone", "frequency": 1000, "seconds": tone_s})
+        t_reply = time.monotonic()
+        bid = b["broadcast_id"]
+        w.own(bid)
+        rec_path = workdir / "data" / "recordings" / f"{bid}.wav"
+        file_seen = asyncio.create_task(_appears(rec_path.exists, 0.01, a.answer_timeout + n / a.pace + 30))
+        tasks.append(file_seen)
+        peak_rss = [0]
+
+        async def rss_peak() -> None:
+            while True:
+                peak_rss[0] = max(peak_rss[0], sample(process_tree(gw.proc.pid)).rss_kb)
+                await asyncio.sleep(0.5)
+        tasks.append(asyncio.create_task(rss_peak()))
+
+        def settled() -> bool:
+            return all(w.last_state(u) in ("connected", "failed", "busy", "ended") for u in targets)
+
+        ok = await w.until(settled, n / a.pace + a.answer_timeout + 60)
+        s1 = sample(process_tree(gw.proc.pid))
+        conn = {u: w.first(u, "connected") for u in targets}
+        up = [t - t0 for t in conn.values() if t is not None]
+        failures: dict[str, int] = {}
+        for u in targets:
+            if conn[u] is None:
+                k = f"{w.last_state(u)}"
+                failures[k] = failures.get(k, 0) + 1
+        retried = sum(1 for u in targets if (w.targets.get(u) or [("", 0, {})])[-1][2].get("attempts", 1) > 1)
+        t_file = await file_seen
+        pump = (t_file - 1.0 - t0) if t_file else None
+        res.update({
+            "settled": ok, "connected": len(up), "failed": n - len(up), "failures": failures,
+            "retried_targets": retried,
+            "start_reply_ms": round((t_reply - t0) * 1000, 1),
+            "first_connected_s": round(min(up), 2) if up else None,
+            "all_connected_s": round(max(up), 2) if up else None,
+            "connect_s_p50": round(statistics.median(up), 2) if up else None,
+            "active_state_s": next((round(t - t0, 2) for s, t, _ in w.states if s == "active"), None),
+            "pump_started_s": round(pump, 2) if pump is not None else None,
+            "fanout_cpu_cores": round((s1.cpu_s - s0.cpu_s) / (s1.t - s0.t), 3),
+            "fanout_wall_s": round(s1.t - s0.t, 2),
+            "idle_rss_mb": round(idle.rss_kb / 1024, 1),
+        })
+        # steady: everyone connected, tone flowing
+        await asyncio.sleep(2)
+        pids = process_tree(gw.proc.pid)
+        sipp0 = _cpu_ticks(uas.proc.pid) / CLK_TCK if uas.proc else 0.0
+        a0 = sample(pids)
+        await asyncio.sleep(a.steady)
+        a1 = sample(pids)
+        sipp1 = _cpu_ticks(uas.proc.pid) / CLK_TCK if uas.proc else 0.0
+        dt = a1.t - a0.t
+        main = gw.proc.pid
+        mb, mt = a1.machine[0] - a0.machine[0], a1.machine[1] - a0.machine[1]
+        res.update({
+            "workers": a1.procs - 1,
+            "steady_cpu_cores": round((a1.cpu_s - a0.cpu_s) / dt, 3),
+            "steady_main_cpu_cores": round((a1.per_pid[main] - a0.per_pid.get(main, 0.0)) / dt, 3),
+            "steady_workers_cpu_cores": round(sum(a1.per_pid[p] - a0.per_pid.get(p, 0.0)
+                                                  for p in pids if p != main) / dt, 3),
+            "machine_busy_pct": round(100 * mb / mt, 1) if mt else None,
+            "sipp_cpu_cores": round((sipp1 - sipp0) / dt, 3),
+            "rss_mb": round(a1.rss_kb / 1024, 1), "pss_mb": round(a1.pss_kb / 1024, 1),
+            "peak_rss_mb": round(max(peak_rss[0], a1.rss_kb) / 1024, 1),
+            "udp_in_per_s": round((a1.udp_in - a0.udp_in) / dt),
+            "dropped_before_stop": sum(1 for u in targets if conn[u] and w.last_state(u) != "connected"),
+        })
+        t_stop = time.monotonic()
+        await client.call("broadcast.stop", broadcast_id=bid)
+        ended = await w.until(lambda: w.ended() is not None, 60)
+        res["stop_to_ended_s"] = round(time.monotonic() - t_stop, 2)
+        res["ended"] = ended
+        with contextlib.suppress(RemoteError):
+            g = await client.call("broadcast.get", broadcast_id=bid)
+            res["end_reason"] = g.get("end_reason")
+            fs = g.get("frames_sent")
+            if fs is not None and pump is not None:
+                res["frames_sent"] = fs
+                res["frames_expected"] = round((t_stop - t0 - pump) / 0.02)
+        sr = await uas.wait(30)
+        res.update({"sipp_successful": sr["successful"], "sipp_failed": sr["failed"], "sipp_rc": sr["rc"]})
+        if sr["errors"].strip():
+            res["sipp_errors_head"] = sr["errors"].strip().splitlines()[:3]
+        res["events_overflow"] = w.overflow
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await uas.stop()
+        res["gateway_rc"] = await asyncio.to_thread(gw.stop)
+    res["ok"] = res.get("connected") == n and res.get("sipp_successful") == n
+    return res
+
+
+# ---- delay spot check -------------------------------------------------------------------------
+
+
+def _onsets(x: Any, rate: int, thresh: float = 1 / 16, quiet_s: float = 0.2) -> list[float]:
+    import numpy as np
+    loud = np.flatnonzero(np.abs(x) > thresh)
+    out: list[float] = []
+    last = -1e9
+    for i in loud:
+        if i - last > quiet_s * rate:
+            out.append(i / rate)
+        last = i
+    return out
+
+
+async def delay_once(a: argparse.Namespace, cpw: int) -> dict[str, Any]:
+    from tests.audio import read_wav
+    from tests.peers.baresip import BaresipPhone
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-bcast-delay-"))
+    gw = _gateway(workdir, a, cpw, max_workers=math.ceil(a.baresip / cpw) + 2)
+    res: dict[str, Any] = {"kind": "delay", "speakers": a.baresip, "beeps": a.beeps, "workdir": str(workdir)}
+    phones = [BaresipPhone(user=f"spk{i}") for i in range(a.baresip)]
+    client: GatewayClient | None = None
+    tasks: list[asyncio.Task] = []
+    stop_tx = asyncio.Event()
+    try:
+        res["gateway_start_s"] = round(gw.start(), 2)
+        for p in phones:
+            await p.start()
+        client = await GatewayClient.connect(gw.url, TOKEN, call_timeout=60, client_name="bench-broadcast-delay")
+        await client.subscribe(client.hello.get("seq", 0))
+        w = BroadcastWatch()
+        tasks.append(asyncio.create_task(w.read(client)))
+        uris = [p.uri for p in phones]
+        t0 = time.monotonic()
+        b = await client.call("broadcast.start", targets=uris, chime=False, source={"type": "live"})
+        bid = b["broadcast_id"]
+        w.own(bid)
+        ch = (await client.call("media.open", broadcast_id=bid, rate=RATE))["channel"]
+        rec0: dict[str, asyncio.Task] = {
+            p.uri: asyncio.create_task(_appears(lambda p=p: p.recordings("dec"), 0.005, 60)) for p in phones}
+        tasks += list(rec0.values())
+
+        beep = _beep_frames()
+        sched: dict[int, int] = {}  # frame index -> beep number
+        sent_at: dict[int, float] = {}
+        seq = [0]
+
+        async def tx() -> None:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            i = 0
+            while not stop_tx.is_set() and i < 200_000:
+                k = sched.get(i)
+                frame = SILENCE
+                if k is not None:
+                    sent_at[k] = time.monotonic()
+                    frame = beep[0]
+                else:
+                    for kk, first in ((kk, f) for f, kk in sched.items() if 0 < i - f < len(beep)):
+                        frame = beep[i - first]
+                await client.send_audio(ch, i, i * (FRAME_BYTES // 2), frame)
+                seq[0] = i
+                i += 1
+                delay = start + i * 0.02 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+        tasks.append(asyncio.create_task(tx()))
+        ok = await w.until(lambda: all(w.last_state(u) == "connected" for u in uris), 60)
+        res["all_connected_s"] = round(max((w.first(u, "connected") or t0) for u in uris) - t0, 2)
+        rec_t = {u: await t for u, t in rec0.items()}
+        await asyncio.sleep(1.0)
+        base = seq[0] + 5
+        step = round(a.beep_interval / 0.02)
+        for k in range(a.beeps):
+            sched[base + k * step] = k
+        await asyncio.sleep((5 + a.beeps * step) * 0.02 + 1.0)
+        stop_tx.set()
+        await client.call("broadcast.stop", broadcast_id=bid)
+        await w.until(lambda: w.ended() is not None, 30)
+        for p in phones:
+            with contextlib.suppress(TimeoutError):
+                await p.wait_log("terminated", timeout=10)
+        per: list[dict] = []
+        delays: list[float] = []
+        for p in phones:
+            x, rate = read_wav(p.recordings("dec")[-1])
+            on = _onsets(x, rate)
+            tc, tr = w.first(p.uri, "connected"), rec_t[p.uri]
+            d = {"uri": p.uri, "rate": rate, "rec_s": round(len(x) / rate, 2), "onsets": len(on),
+                 "connected_to_rec0_ms": round((tr - tc) * 1000, 1) if tc and tr else None}
+            if tr and len(on) == a.beeps and len(sent_at) == a.beeps:
+                dk = [(tr + on[k] - sent_at[k]) * 1000 for k in range(a.beeps)]
+                d["delay_ms"] = [round(v, 1) for v in dk]
+                d["spacing_err_ms"] = [round(((on[k] - on[0]) - (sent_at[k] - sent_at[0])) * 1000, 1)
+                                       for k in range(a.beeps)]
+                delays += dk
+            per.append(d)
+        res.update({"ok": ok and len(delays) == a.beeps * a.baresip, "per_speaker": per,
+                    "delay_ms_median": round(statistics.median(delays), 1) if delays else None,
+                    "delay_ms_min": round(min(delays), 1) if delays else None,
+                    "delay_ms_max": round(max(delays), 1) if delays else None})
+    finally:
+        stop_tx.set()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for p in phones:
+            with contextlib.suppress(Exception):
+                await p.stop()
+        res["gateway_rc"] = await asyncio.to_thread(gw.stop)
+    return res
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+SUMMARY = [("connected", "connected"), ("start_reply_ms", "start reply ms"),
+           ("first_connected_s", "first conn s"), ("connect_s_p50", "p50 conn s"),
+           ("all_connected_s", "all conn s"), ("pump_started_s", "pump start s"), ("workers", "workers"),
+           ("fanout_cpu_cores", "fan-out CPU"), ("steady_cpu_cores", "steady CPU"),
+           ("steady_main_cpu_cores", "main proc CPU"), ("machine_busy_pct", "machine busy %"),
+           ("peak_rss_mb", "peak RSS MB"), ("pss_mb", "PSS MB"), ("sipp_successful", "SIPp ok")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.broadcast", description=__doc__.split("\n")[0])
+    ap.add_argument("--targets", default="50,100,200", help="comma-separated fan-out sizes (0: none)")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--pace", type=float, default=20.0, help="broadcast.invite_pace_per_s")
+    ap.add_argument("--answer-timeout", type=float, default=60.0, help="broadcast.answer_timeout_s")
+    ap.add_argument("--steady", type=float, default=10.0)
+    ap.add_argument("--warm", type=int, default=2)
+    ap.add_argument("--log-level", default="info")
+    ap.add_argument("--baresip", type=int, default=0, help="speakers for the delay spot check (0: skip)")
+    ap.add_argument("--beeps", type=int, default=10)
+    ap.add_argument("--beep-interval", type=float, default=1.0)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--json", default=None, help="append each run's result to this JSONL file")
+    a = ap.parse_args(argv)
+    sizes = [int(x) for x in a.targets.split(",") if int(x) > 0]
+    info = machine_info()
+    cpw = probe_calls_per_worker(a.python)
+    print(json.dumps({"machine": info, "calls_per_worker": cpw,
+                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}), flush=True)
+    results: dict[int, list[dict]] = {}
+    all_ok = True
+
+    def emit(r: dict) -> None:
+        print(json.dumps(r), flush=True)
+        if a.json:
+            with open(a.json, "a") as f:
+                f.write(json.dumps({**r, "machine": info}) + "\n")
+
+    for size in sizes:
+        for _ in range(a.repeat):
+            r = asyncio.run(fanout_once(size, a, cpw))
+            results.setdefault(size, []).append(r)
+            all_ok &= bool(r.get("ok"))
+            emit(r)
+    delays = []
+    for _ in range(a.repeat if a.baresip else 0):
+        r = asyncio.run(delay_once(a, cpw))
+        delays.append(r)
+        all_ok &= bool(r.get("ok"))
+        emit(r)
+    if results:
+        print("\n| targets | runs ok | " + " | ".join(h for _, h in SUMMARY) + " |")
+        print("|" + "---|" * (len(SUMMARY) + 2))
+        for size, rs in results.items():
+            cells = []
+            for k, _ in SUMMARY:
+                vals = [r[k] for r in rs if isinstance(r.get(k), (int, float))]
+                cells.append(f"{statistics.median(vals):g}" if vals else "-")
+            print(f"| {size} | {sum(bool(r['ok']) for r in rs)}/{len(rs)} | " + " | ".join(cells) + " |")
+    if delays:
+        vals = [v for r in delays for s in r["per_speaker"] for v in s.get("delay_ms", [])]
+        if vals:
+            print(f"\nconsole -> speaker delay over {len(vals)} beeps: median {statistics.median(vals):.1f} ms,"
+                  f" p90 {pct(vals, 90):.1f}, min {min(vals):.1f}, max {max(vals):.1f}")
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
