@@ -81,7 +81,9 @@ class CallPort(pj.AudioMediaPort):
         self.writer = writer
         self.playout: collections.deque[bytes] = collections.deque(maxlen=queue_frames)
         self.dropped = 0  # frames from the gateway dropped because the playout queue was full
-        self.listening = True  # frames from the call are forwarded to the gateway
+        # Frames from the call go to the gateway only once it asks (SipSupervisor.listen): most
+        # calls (paging, calls nobody has opened media on) would cost a copy per 20 ms for nothing.
+        self.listening = False
         self.frames_in = 0
         self.frames_out = 0
 

@@ -46,6 +46,7 @@ async def test_baresip_tone_reaches_on_audio(start_supervisor, recorder: Recorde
         c = uuid.uuid4().hex
         await sup.dial(c, phone.uri)
         await recorder.wait_state(c, "confirmed")
+        await sup.listen(c, True)  # off by default
         async with asyncio.timeout(10):
             while len(recorder.audio.get(c, [])) < 100:  # 2 s of frames
                 await asyncio.sleep(0.05)
@@ -68,5 +69,27 @@ async def test_dtmf_reaches_baresip(start_supervisor, recorder: Recorder) -> Non
         await sup.dtmf(c, "1#5")
         for d in "1#5":
             await phone.wait_log(f"received event: '{d}'", timeout=5)
+        await sup.hangup(c)
+        await recorder.wait_state(c, "disconnected")
+
+
+async def test_call_audio_is_not_forwarded_until_listened(start_supervisor, recorder: Recorder) -> None:
+    sup = await start_supervisor()
+    async with BaresipPhone(tone_hz=440) as phone:
+        c = uuid.uuid4().hex
+        await sup.dial(c, phone.uri)
+        await recorder.wait_state(c, "confirmed")
+        await phone.wait_log("incoming rtp for 'audio' established")
+        await asyncio.sleep(1.0)  # 50 frames would have arrived by now
+        assert not recorder.audio.get(c)
+        await sup.listen(c, True)
+        async with asyncio.timeout(10):
+            while len(recorder.audio.get(c, [])) < 25:
+                await asyncio.sleep(0.05)
+        await sup.listen(c, False)
+        await asyncio.sleep(0.2)  # frames already in the pipe
+        n = len(recorder.audio[c])
+        await asyncio.sleep(0.5)
+        assert len(recorder.audio[c]) == n
         await sup.hangup(c)
         await recorder.wait_state(c, "disconnected")
