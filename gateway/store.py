@@ -30,7 +30,7 @@ from gateway.timeutil import now_iso
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -104,12 +104,42 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX broadcasts_session ON broadcasts (session_id, created_at)",
     ),
+    3: (
+        """CREATE TABLE sms (
+            message_id TEXT PRIMARY KEY,
+            send_id TEXT NOT NULL,
+            session_id TEXT,
+            sender TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            body TEXT NOT NULL,
+            encoding TEXT,
+            segments INTEGER,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL DEFAULT 0,
+            provider TEXT,
+            provider_id TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT,
+            extra TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX sms_pending ON sms (state, next_attempt_at)",
+        "CREATE INDEX sms_send ON sms (send_id, created_at)",
+        "CREATE INDEX sms_provider_id ON sms (provider_id) WHERE provider_id IS NOT NULL",
+        "CREATE INDEX sms_recipient ON sms (recipient, created_at)",
+    ),
 }
 
 SESSION_COLUMNS = ("session_id", "title", "state", "created_at", "closed_at", "created_by")
 CALL_COLUMNS = (
     "call_id", "session_id", "direction", "local_uri", "remote_uri", "state", "created_at",
     "answered_at", "ended_at", "sip_code", "cause", "worker",
+)
+SMS_COLUMNS = (
+    "message_id", "send_id", "session_id", "sender", "recipient", "body", "encoding", "segments",
+    "state", "attempts", "next_attempt_at", "provider", "provider_id", "error", "created_at",
+    "updated_at",
 )
 BROADCAST_COLUMNS = (
     "broadcast_id", "session_id", "state", "priority", "created_at", "ended_at", "created_by",
@@ -142,12 +172,14 @@ EventListener = Callable[[Sequence[Event]], None]
 class _Op:
     """One queued write. `sql is None` means: append the event (type, session_id, data)."""
 
-    __slots__ = ("fut", "sql", "params", "type", "session_id", "data")
+    __slots__ = ("fut", "sql", "params", "type", "session_id", "data", "many")
 
     def __init__(self, fut: asyncio.Future[Any], sql: str | None, params: Sequence[Any] = (),
-                 type: str = "", session_id: str | None = None, data: str = "{}") -> None:
+                 type: str = "", session_id: str | None = None, data: str = "{}",
+                 many: bool = False) -> None:
         self.fut, self.sql, self.params = fut, sql, params
         self.type, self.session_id, self.data = type, session_id, data
+        self.many = many  # params is a list of rows for executemany
 
 
 _STOP = object()
@@ -344,6 +376,53 @@ class Store:
         return await self._list_rows("broadcasts", "broadcast_id", BROADCAST_COLUMNS, "session_id",
                                      session_id, limit)
 
+    # ---- SMS outbox ----------------------------------------------------------------------
+
+    async def insert_sms(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Queue many messages in one transaction: durable before any provider sees them."""
+        if not rows:
+            return
+        cols = [*SMS_COLUMNS, "extra"]
+        sql = f"INSERT INTO sms ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        params = [(*(r.get(c) for c in SMS_COLUMNS), json.dumps(r.get("extra") or {})) for r in rows]
+        await self._submit(sql, params, many=True)
+
+    async def update_sms(self, message_id: str, **changes: Any) -> None:
+        """Change some columns of one message (state, attempts, provider_id, ...)."""
+        bad = set(changes) - set(SMS_COLUMNS) - {"extra"}
+        if bad:
+            raise ValueError(f"sms: unknown columns {sorted(bad)}")
+        if "extra" in changes:
+            changes["extra"] = json.dumps(changes["extra"] or {})
+        changes.setdefault("updated_at", now_iso())
+        sets = ", ".join(f"{c} = ?" for c in changes)
+        await self._submit(f"UPDATE sms SET {sets} WHERE message_id = ?", (*changes.values(), message_id))
+
+    async def get_sms(self, message_id: str) -> dict[str, Any] | None:
+        return await self._get_row("sms", "message_id", SMS_COLUMNS, message_id)
+
+    async def find_sms(self, *, send_id: str | None = None, provider_id: str | None = None,
+                       states: Sequence[str] | None = None, recipient: str | None = None,
+                       limit: int = 100_000) -> list[dict[str, Any]]:
+        where, params = [], []
+        for col, val in (("send_id", send_id), ("provider_id", provider_id), ("recipient", recipient)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(states)
+        sql = f"SELECT {', '.join(SMS_COLUMNS)}, extra FROM sms"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        order = " ORDER BY created_at DESC, message_id" if recipient else " ORDER BY created_at, message_id"
+        rows = await self._read(sql + order + " LIMIT ?", (*params, limit))
+        return [_row_out(SMS_COLUMNS, r) for r in rows]
+
+    async def sms_counts(self, send_id: str) -> dict[str, int]:
+        rows = await self._read("SELECT state, COUNT(*) FROM sms WHERE send_id = ? GROUP BY state", (send_id,))
+        return {state: n for state, n in rows}
+
     # ---- audit and idempotency -------------------------------------------------------------
 
     async def add_audit(self, principal: str | None, role: str | None, method: str,
@@ -418,6 +497,7 @@ class Store:
         return list(await self._reader.execute_fetchall(sql, params))
 
     async def _submit(self, sql: str | None, params: Sequence[Any], **event: Any) -> Any:
+        # event: type/session_id/data for an event append, or many=True for executemany
         if not self._open or self._closing:
             raise Unavailable("the store is closed", reason="shutting-down")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -469,7 +549,10 @@ class Store:
                 began = True
             for op in others:
                 try:
-                    cur = await conn.execute(op.sql, op.params)  # type: ignore[arg-type]
+                    if op.many:
+                        cur = await conn.executemany(op.sql, op.params)  # type: ignore[arg-type]
+                    else:
+                        cur = await conn.execute(op.sql, op.params)  # type: ignore[arg-type]
                     results[id(op)] = cur.rowcount
                     await cur.close()
                     began = True

@@ -309,10 +309,11 @@ class BroadcastService:
     async def _run(self, b: Broadcast) -> None:
         rec = Recorder(self._recordings / f"{b.broadcast_id}.wav")
         try:
-            for t in b.targets.values():
-                if t.state is TargetState.PENDING:
-                    await self._engage(b, t)
-            await self._settle(b)
+            pending = [t for t in b.targets.values() if t.state is TargetState.PENDING]
+            for t in pending:  # in parallel; the shared pacer spaces the INVITEs
+                self._own(self._engage_logged(b, t), "broadcast.engage")
+            sip_targets = sum(1 for t in pending if t.zone is None)
+            await self._settle(b, SETTLE_S + sip_targets / self.config.invite_pace_per_s)
             await self._pump(b, rec)
             if b.end_reason in ("completed", "max-duration") and not b.stop.is_set():
                 await asyncio.sleep(TAIL_S)
@@ -369,11 +370,12 @@ class BroadcastService:
         if t.state is TargetState.RETRYING and not b.stop.is_set():
             await self._engage_logged(b, t)
 
-    async def _settle(self, b: Broadcast) -> None:
-        """A recorded message starts once every target answered or failed (or SETTLE_S passed)."""
+    async def _settle(self, b: Broadcast, wait_s: float) -> None:
+        """A recorded message starts once every target answered or failed (or `wait_s` passed),
+        so speakers start together; live audio starts at once."""
         if b.live is not None:
             return
-        deadline = time.monotonic() + SETTLE_S
+        deadline = time.monotonic() + wait_s
         while not b.stop.is_set() and time.monotonic() < deadline:
             if not any(t.state in (TargetState.PENDING, TargetState.RINGING, TargetState.RETRYING)
                        for t in b.targets.values()):
@@ -424,10 +426,12 @@ class BroadcastService:
             b.live.close()
         if BROADCAST_MACHINE.allows(b.state, inp):
             await self._set_state(b, BROADCAST_MACHINE.next(b.state, inp))
-        async with self._lock:
+        async with self._lock:  # states and claims change together; the BYEs go out after
+            calls = [t.call_id for t in b.targets.values() if t.call_id]
             for t in b.targets.values():
-                await self._drop(b, t, TargetInput.STOP)
+                await self._drop(b, t, TargetInput.STOP, hangup=False)
             handed = self.arbiter.release(b.broadcast_id)
+        await asyncio.gather(*(self._hangup(c) for c in calls))
         deadline = time.monotonic() + END_WAIT_S
         while any(t.call_id for t in b.targets.values()) and time.monotonic() < deadline:
             b.changed.clear()
@@ -455,7 +459,7 @@ class BroadcastService:
             if nxt is not None and key in nxt.targets:
                 await self._resume(nxt, nxt.targets[key])
 
-    async def _drop(self, b: Broadcast, t: Target, inp: TargetInput) -> None:
+    async def _drop(self, b: Broadcast, t: Target, inp: TargetInput, *, hangup: bool = True) -> None:
         """Stop sending to a target: feed `inp` first (so the BYE's echo finds the target already
         pre-empted or stopped), then close its zone or hang up its call."""
         call_id, sender = t.call_id, t.sender
@@ -464,7 +468,7 @@ class BroadcastService:
         if sender is not None:
             sender.close()
             t.sender = None
-        if call_id is not None:
+        if call_id is not None and hangup:
             await self._hangup(call_id)
 
     async def _hangup(self, call_id: str | None) -> None:
