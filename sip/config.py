@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# RTP ports each worker owns: rtp_port_base + RTP_PORTS_PER_WORKER*i .. + RTP_PORTS_PER_WORKER-1.
+# A call takes two (RTP, RTCP) and a worker holds calls_per_worker calls (a handful with the
+# pjsua2 wheel's compiled limit), so 100 leaves room; 64 workers from 20000 end at 26399.
+RTP_PORTS_PER_WORKER = 100
+PORT_MAX = 65535
+
 
 @dataclass(frozen=True)
 class SipRegistration:
@@ -22,7 +28,7 @@ class SipConfig:
     proxy: str = "auto"  # auto: Kamailio in front when max_workers > 1; "none"; "external"
     worker_host: str = "127.0.0.1"
     worker_base_port: int = 5070  # worker i binds worker_host:worker_base_port + 10*i
-    rtp_port_base: int = 20000  # worker i uses rtp_port_base + 1000*i .. +999
+    rtp_port_base: int = 20000  # worker i uses rtp_port_base + rtp_ports_per_worker*i .. +span-1
     max_workers: int = 4
     warm_workers: int = 1
     calls_per_worker: int = 0  # 0 = what the installed pjsua2 allows (probed at start)
@@ -36,6 +42,7 @@ class SipConfig:
     log_level: int = 2
     log_dir: str | None = None
     audio_queue_frames: int = 50  # per call, frames queued towards the call (drop-oldest)
+    rtp_ports_per_worker: int = RTP_PORTS_PER_WORKER
 
     def __post_init__(self) -> None:
         if isinstance(self.codecs, list):
@@ -50,6 +57,14 @@ class SipConfig:
             raise ValueError("sip.warm_workers must be within 0..max_workers")
         if self.calls_per_worker < 0:
             raise ValueError("sip.calls_per_worker must be >= 0")
+        if self.rtp_ports_per_worker < 2:
+            raise ValueError("sip.rtp_ports_per_worker must be >= 2 (RTP and RTCP of one call)")
+        problem = rtp_range_problem(self.rtp_port_base, self.max_workers, self.rtp_ports_per_worker)
+        if problem:
+            raise ValueError(f"sip.rtp_port_base: {problem}")
+        if self.calls_per_worker * 2 > self.rtp_ports_per_worker:
+            raise ValueError(f"sip.calls_per_worker: {self.calls_per_worker} calls need "
+                             f"{2 * self.calls_per_worker} RTP ports, a worker has {self.rtp_ports_per_worker}")
 
     @property
     def proxied(self) -> bool:
@@ -65,7 +80,13 @@ class SipConfig:
         return self.worker_host, self.worker_base_port + 10 * index
 
     def worker_rtp_port(self, index: int) -> int:
-        return self.rtp_port_base + 1000 * index
+        """First RTP port of worker `index` (it owns rtp_ports_per_worker ports from there)."""
+        return self.rtp_port_base + self.rtp_ports_per_worker * index
+
+    @property
+    def max_calls_for_rtp(self) -> int:
+        """Calls a worker's RTP range can carry (two ports each)."""
+        return self.rtp_ports_per_worker // 2
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -84,7 +105,7 @@ def worker_config(cfg: SipConfig, index: int, max_calls: int) -> dict[str, Any]:
         "public_host": cfg.host,  # the gateway's identity (From) is its public address
         "public_port": cfg.port,
         "rtp_port": cfg.worker_rtp_port(index),
-        "rtp_port_range": 999,
+        "rtp_port_range": cfg.rtp_ports_per_worker - 1,  # pjsua: ports rtp_port .. rtp_port+range
         "max_calls": max_calls,
         "codecs": list(cfg.codecs),
         "user": cfg.user,
@@ -93,3 +114,18 @@ def worker_config(cfg: SipConfig, index: int, max_calls: int) -> dict[str, Any]:
         "log_level": cfg.log_level,
         "audio_queue_frames": cfg.audio_queue_frames,
     }
+
+
+def rtp_range_end(rtp_port_base: int, max_workers: int, per_worker: int = RTP_PORTS_PER_WORKER) -> int:
+    """The last RTP port the workers may use: rtp_port_base + per_worker*max_workers - 1."""
+    return rtp_port_base + per_worker * max_workers - 1
+
+
+def rtp_range_problem(rtp_port_base: int, max_workers: int, per_worker: int = RTP_PORTS_PER_WORKER) -> str | None:
+    """Why the workers' RTP ports do not fit below 65536, or None when they do."""
+    end = rtp_range_end(rtp_port_base, max_workers, per_worker)
+    if end <= PORT_MAX:
+        return None
+    return (f"{rtp_port_base} + {per_worker} ports x {max_workers} workers ends at port {end}, "
+            f"past {PORT_MAX}; lower sip.rtp_port_base to at most "
+            f"{PORT_MAX + 1 - per_worker * max_workers} or sip.max_workers")

@@ -204,8 +204,10 @@ class SipSupervisor:
             tempfile.mkdtemp(prefix="sip-workers-"))
         self._log_dir.mkdir(parents=True, exist_ok=True)
         if self.calls_per_worker <= 0:
-            self.calls_per_worker = await probe_calls_per_worker(self.python)
-            log.info("sip.calls_per_worker.probed", calls_per_worker=self.calls_per_worker)
+            probed = await probe_calls_per_worker(self.python)
+            # never more calls than the worker's RTP port range carries
+            self.calls_per_worker = min(probed, self.config.max_calls_for_rtp)
+            log.info("sip.calls_per_worker.probed", calls_per_worker=self.calls_per_worker, probed=probed)
         self._started = True
         n = min(max(1, self.config.warm_workers), self.config.max_workers)
         tasks = [self._start_worker(i) for i in range(n)]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sip import SipConfig, SipEvent, SipSupervisor
+from sip.config import RTP_PORTS_PER_WORKER
 from tests.peers.sipp import free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +38,9 @@ def make_config(**kw: object) -> SipConfig:
         "host": "127.0.0.1",
         "port": base,
         "worker_base_port": base + 10,
-        "rtp_port_base": free_port_block(span=10, tcp=False),
+        # every worker's RTP range free now (not only the first ports)
+        "rtp_port_base": free_port_block(
+            span=RTP_PORTS_PER_WORKER * int(kw.get("max_workers", SipConfig.max_workers)), tcp=False),  # type: ignore[arg-type]
         "warm_workers": 1,
         "log_level": 3,
     }

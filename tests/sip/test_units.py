@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sip.config import SipConfig, worker_config
+from gateway.config import load_config
+from gateway.errors import ConfigError
+from sip.config import RTP_PORTS_PER_WORKER, SipConfig, rtp_range_end, rtp_range_problem, worker_config
 from sip.causes import normalize_cause
 
 
@@ -38,7 +40,8 @@ def test_worker_addresses() -> None:
     none = SipConfig(port=5060, proxy="none", max_workers=2)
     assert none.worker_address(0) == ("127.0.0.1", 5060)
     wc = worker_config(cfg, 1, 4)
-    assert (wc["host"], wc["port"], wc["rtp_port"], wc["max_calls"]) == ("127.0.0.1", 5080, 21000, 4)
+    assert (wc["host"], wc["port"], wc["rtp_port"], wc["max_calls"]) == ("127.0.0.1", 5080, 20100, 4)
+    assert wc["rtp_port_range"] == 99
 
 
 def test_config_validation() -> None:
@@ -48,3 +51,42 @@ def test_config_validation() -> None:
         SipConfig(max_workers=2, warm_workers=3)
     cfg = SipConfig(codecs=["PCMU"], registration={"registrar": "sip:r", "username": "u", "password": "p"})
     assert cfg.codecs == ("PCMU",) and cfg.registration is not None and cfg.registration.expires == 300
+
+
+def test_rtp_ranges_of_workers_do_not_overlap_and_fit() -> None:
+    cfg = SipConfig(max_workers=64, warm_workers=1)
+    assert RTP_PORTS_PER_WORKER == cfg.rtp_ports_per_worker == 100
+    starts = [cfg.worker_rtp_port(i) for i in range(64)]
+    assert starts[:3] == [20000, 20100, 20200] and starts[-1] == 26300
+    ranges = [range(p, p + worker_config(cfg, i, 4)["rtp_port_range"] + 1) for i, p in enumerate(starts)]
+    assert all(a.stop <= b.start for a, b in zip(ranges, ranges[1:]))
+    assert ranges[-1].stop - 1 == rtp_range_end(20000, 64) == 26399 <= 65535
+    assert cfg.max_calls_for_rtp == 50
+
+
+@pytest.mark.parametrize(("base", "workers", "ok"), [
+    (20000, 64, True), (59136, 64, True), (59137, 64, False), (65436, 1, True), (65437, 1, False),
+    (60000, 64, False),
+])
+def test_rtp_range_arithmetic(base: int, workers: int, ok: bool) -> None:
+    problem = rtp_range_problem(base, workers)
+    assert (problem is None) == ok
+    if not ok:
+        assert str(base) in problem and str(workers) in problem and str(rtp_range_end(base, workers)) in problem
+        with pytest.raises(ValueError, match="rtp_port_base"):
+            SipConfig(rtp_port_base=base, max_workers=workers, warm_workers=1)
+
+
+def test_rtp_port_overflow_is_a_config_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides=["sip.rtp_port_base=60000", "sip.max_workers=64"])
+    msg = str(err.value)
+    assert "sip.rtp_port_base" in msg
+    assert "60000" in msg and "64" in msg and "66399" in msg and "59136" in msg
+    assert load_config(None, overrides=["sip.rtp_port_base=59136", "sip.max_workers=64"]).sip.max_workers == 64
+
+
+def test_calls_per_worker_must_fit_the_rtp_range() -> None:
+    with pytest.raises(ValueError, match="calls_per_worker"):
+        SipConfig(calls_per_worker=51)
+    assert SipConfig(calls_per_worker=50).calls_per_worker == 50
