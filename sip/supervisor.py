@@ -33,6 +33,7 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 PROBE_TIMEOUT = 15.0
 MEDIA_DIRS = ("sendonly", "recvonly", "sendrecv")  # dial(media_dir=...): our side's direction
+UNAVAILABLE_GRACE = 1.0  # after a dial's sip-unavailable: time for the reader to see a dead worker
 AUDIO_WRITE_LIMIT = 256 * 1024  # bytes buffered towards a worker before send_audio drops frames
 
 
@@ -455,12 +456,17 @@ class SipSupervisor:
             del self._call_worker[call_id]
 
     def _room(self, exclude: set[int] | frozenset[int]) -> _Worker | None:
+        """Fill-first: the most loaded worker that still has room (ties: lowest index).
+
+        Packing calls keeps idle workers idle (ready for bursts, `warm_workers` of them), starts
+        workers only when the busy ones are full, and an empty worker that is broken is not the
+        first choice of every dial (least-loaded placement picked it every time)."""
         cap = self.calls_per_worker
         up = [w for w in self._workers.values() if w.up and w.load < cap and w.index not in exclude]
-        return min(up, key=lambda w: (w.load, w.index)) if up else None
+        return max(up, key=lambda w: (w.load, -w.index)) if up else None
 
     async def _pick_worker(self, exclude: set[int] | frozenset[int] = frozenset()) -> _Worker:
-        """The least loaded worker with room; else join or start a worker (up to max_workers)."""
+        """The fullest worker with room (`_room`); else join or start a worker (up to max_workers)."""
         cap = self.calls_per_worker
         while True:
             w = self._room(exclude)
@@ -491,7 +497,7 @@ class SipSupervisor:
                     self._joined[index] = left
                 else:
                     self._joined.pop(index, None)
-            # loop: take the least loaded worker with room (usually the one just started)
+            # loop: take the fullest worker with room (usually the one just started)
 
     async def _wait_restart(self, w: _Worker) -> None:
         """Wait (at most START_TIMEOUT) for crashed worker `w` to be up again."""
@@ -567,6 +573,7 @@ class SipSupervisor:
             cmd["media_dir"] = media_dir
         tried: set[int] = set()
         crashes = 0
+        unavailable = 0  # a worker that is up but failed the dial with sip-unavailable
         while True:
             w = await self._pick_worker(exclude=tried)
             w.calls.add(call_id)  # counts in the worker's load from now on
@@ -582,14 +589,23 @@ class SipSupervisor:
                 self._forget(w, call_id)
             except SipUnavailable:
                 self._forget(w, call_id)
-                # The worker died under this dial (no reply): once its reader has seen that, pick
-                # again; a worker being restarted is waited for when nothing else has room.
-                if self._stopping or crashes >= 2 or reader is None:
+                if self._stopping or reader is None:
+                    raise
+                # Did the worker die under this dial (no reply)? Its reader sees that soon.
+                await asyncio.wait({reader}, timeout=UNAVAILABLE_GRACE)
+                if w.up and w.reader is reader:
+                    # Up but unable to take the call: try one other worker, then give up.
+                    if unavailable >= 1:
+                        raise
+                    unavailable += 1
+                    tried.add(w.index)
+                    log.warning("sip.dial.worker_unavailable", worker=w.index, call_id=call_id, retrying=True)
+                    continue
+                # It died: pick again; a worker being restarted is waited for when nothing else
+                # has room.
+                if crashes >= 2:
                     raise
                 crashes += 1
-                await asyncio.wait({reader}, timeout=STOP_TIMEOUT)
-                if w.up and w.reader is reader:
-                    raise
                 log.warning("sip.dial.worker_died", worker=w.index, call_id=call_id, retrying=True)
             except BaseException:
                 self._forget(w, call_id)

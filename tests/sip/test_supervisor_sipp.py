@@ -8,7 +8,7 @@ import uuid
 import pytest
 import structlog.testing
 
-from sip import NoCapacity, TargetError
+from sip import NoCapacity, SipUnavailable, TargetError
 from tests.peers.sipp import sipp_registrar, sipp_uac, sipp_uas
 
 from .conftest import Recorder, probed_calls_per_worker
@@ -142,7 +142,7 @@ async def test_calls_spread_over_workers_until_no_capacity(start_supervisor, rec
 
 
 async def test_worker_crash_ends_its_calls_only(start_supervisor, recorder: Recorder) -> None:
-    sup = await start_supervisor(max_workers=2, warm_workers=2)
+    sup = await start_supervisor(max_workers=2, warm_workers=2, calls_per_worker=1)  # one call each
     async with sipp_uas("answer") as uas_a, sipp_uas("answer") as uas_b:
         a, b = cid(), cid()
         await sup.dial(a, uas_a.uri)
@@ -234,7 +234,7 @@ async def test_inbound_dtmf_from_sipp(start_supervisor, recorder: Recorder) -> N
 
 
 async def test_stop_hangs_up_every_call(start_supervisor, recorder: Recorder) -> None:
-    sup = await start_supervisor(max_workers=2, warm_workers=2)
+    sup = await start_supervisor(max_workers=2, warm_workers=2, calls_per_worker=1)  # one call each
     async with sipp_uas("answer", calls=2) as uas:
         ids = [cid(), cid()]
         for c in ids:
@@ -339,3 +339,69 @@ async def test_dial_after_crash_detected_waits_for_restart(start_supervisor, rec
         await recorder.wait_state(c, "disconnected")
         res = await uas.wait(10)
     assert res.returncode == 0 and res.successful == 1
+
+
+async def test_dials_fill_one_worker_before_the_next(start_supervisor, recorder: Recorder) -> None:
+    """Fill-first placement; an empty warm worker killed under it does not stop new calls."""
+    per = probed_calls_per_worker()
+    sup = await start_supervisor(max_workers=3, warm_workers=1)
+    total = 2 * per + 1
+    async with sipp_uas("answer", calls=total) as uas:
+        ids = [cid() for _ in range(total)]
+        for c in ids[: per + 1]:
+            await sup.dial(c, uas.uri)
+            await asyncio.sleep(0.05)
+        assert [sup.worker_of(c) for c in ids[: per + 1]] == [0] * per + [1]
+        # worker 1 took a call, so worker 2 is started as the idle warm one; kill it while empty
+        async with asyncio.timeout(15):
+            while sup.worker_pid(2) is None:
+                await asyncio.sleep(0.05)
+        sup.kill_worker(2)
+        for c in ids[per + 1:]:
+            await sup.dial(c, uas.uri)  # worker 1 fills up, then worker 2 (restarted) takes one
+            await asyncio.sleep(0.05)
+        placed = [sup.worker_of(c) for c in ids]
+        assert placed == [0] * per + [1] * per + [2], placed
+        for c in ids:
+            await recorder.wait_state(c, "confirmed", timeout=15)
+        for c in ids:
+            await sup.hangup(c)
+        for c in ids:
+            await recorder.wait_state(c, "disconnected")
+        res = await uas.wait(15)
+    assert res.returncode == 0, res.errors
+    assert (res.successful, res.failed) == (total, 0)
+
+
+async def test_dial_unavailable_on_one_worker_tries_another(start_supervisor, recorder: Recorder,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that stays up but fails a dial with sip-unavailable costs one retry elsewhere;
+    a second sip-unavailable is the caller's error."""
+    sup = await start_supervisor(max_workers=2, warm_workers=2)
+    async with asyncio.timeout(15):
+        while sup.worker_pid(1) is None:
+            await asyncio.sleep(0.05)
+    real = sup._command
+    broken = {0}
+
+    async def command(w, cmd):  # worker 0 (the fill-first choice) refuses every dial
+        if cmd.get("cmd") == "dial" and w.index in broken:
+            raise SipUnavailable(f"worker {w.index} broken", reason="sip-unavailable")
+        return await real(w, cmd)
+
+    monkeypatch.setattr(sup, "_command", command)
+    async with sipp_uas("answer") as uas:
+        with structlog.testing.capture_logs() as logs:
+            c = cid()
+            await sup.dial(c, uas.uri)
+        assert sup.worker_of(c) == 1
+        await recorder.wait_state(c, "confirmed")
+        await sup.hangup(c)
+        await recorder.wait_state(c, "disconnected")
+        res = await uas.wait(10)
+    assert res.returncode == 0 and res.successful == 1
+    assert [e["worker"] for e in logs if e["event"] == "sip.dial.worker_unavailable"] == [0]
+    broken.add(1)
+    with pytest.raises(SipUnavailable):
+        await sup.dial(cid(), "sip:x@127.0.0.1:9")
+    assert sup.worker_pid(0) and sup.worker_pid(1)  # both still up
