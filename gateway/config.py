@@ -30,6 +30,7 @@ from typing import Any
 
 from gateway.broadcast.config import BroadcastConfig, SpeakerProfile, Zone
 from sip.config import SipConfig, SipRegistration
+from sms.config import SmppSettings, SmsConfig, TwilioSettings
 from gateway.directory import KINDS, NAME_RE, Endpoint, uri_problem
 from gateway.errors import ConfigError
 
@@ -109,6 +110,7 @@ class Config:
     calls: CallsConfig
     sip: SipConfig
     broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
     directory: tuple[Endpoint, ...] = ()
     source: str = DEFAULTS_LABEL  # the file it was loaded from
 
@@ -338,6 +340,13 @@ def _profiles_check(v: Any) -> Mapping[str, SpeakerProfile]:
                                    for name, p in v.items()})
 
 
+def _templates_check(v: Any) -> Mapping[str, str]:
+    if not isinstance(v, dict) or not all(isinstance(k, str) and NAME_RE.match(k) and isinstance(t, str)
+                                          and t.strip() for k, t in v.items()):
+        raise _Bad(f"must be a table of name = \"template text\", got {_show(v)}")
+    return types.MappingProxyType(dict(v))
+
+
 def _names_list(default: tuple[str, ...]) -> _Field:
     def check(v: Any) -> tuple[str, ...]:
         if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) and NAME_RE.match(x)
@@ -411,11 +420,40 @@ SCHEMA: dict[str, dict[str, Any]] = {
         },
     },
     "directory": {"endpoint": _Field("array", _endpoints_check, ())},
+    "sms": {
+        "provider": _str("none", choices=("none", "twilio", "smpp")),
+        "sender": _str("+15005550006", pattern=re.compile(r"^\+[1-9][0-9]{7,14}$"),
+                       what="an E.164 number like +8613800138000"),
+        "max_segments": _int(1, 255, 10),
+        "rate_per_s": _positive(1),
+        "burst": _positive(1),
+        "max_attempts": _int(1, 100, 5),
+        "base_delay_s": _seconds(1),
+        "max_delay_s": _seconds(60),
+        "in_flight": _int(1, 1000, 20),
+        "templates": _Field("table", _templates_check, types.MappingProxyType({})),
+        "twilio": {
+            "account_sid": _str("AC00000000000000000000000000000000"),
+            "auth_token": _str("dev-auth-token"),
+            "api_base": _str("https://api.twilio.com"),
+            "public_url": _str("http://127.0.0.1:8080"),
+            "timeout_s": _seconds(10),
+        },
+        "smpp": {
+            "host": _host("127.0.0.1"),
+            "port": _int(1, 65535, 2775),
+            "system_id": _str("gateway"),
+            "password": _str("secret"),
+            "system_type": _str("dispatch"),
+            "source_addr": _str("10690000"),
+        },
+    },
     "broadcast": {
         "priorities": _names_list(("emergency", "normal", "routine")),
         "retries": _int(0, 20, 2),
         "retry_delay_s": _seconds(3),
         "answer_timeout_s": _seconds(5),
+        "paging_direction": _str("sendonly", choices=("sendonly", "sendrecv")),
         "invite_pace_per_s": _positive(50),
         "recordings_dir": _str("recordings"),
         "media_dir": _str("media"),
@@ -641,6 +679,17 @@ def _build_sip(layers: _Layers) -> SipConfig:
                           str(e)) from None
 
 
+def _build_sms(layers: _Layers) -> SmsConfig:
+    v = layers.values
+
+    def sub(prefix: str) -> dict[str, Any]:
+        return {k[len(prefix):]: val for k, val in v.items() if k.startswith(prefix)}
+
+    plain = {k: val for k, val in sub("sms.").items() if "." not in k}
+    return SmsConfig(**plain, twilio=TwilioSettings(**sub("sms.twilio.")),
+                     smpp=SmppSettings(**sub("sms.smpp.")))
+
+
 def _build_broadcast(layers: _Layers) -> BroadcastConfig:
     v = layers.values
     kw = {k[len("broadcast."):]: val for k, val in v.items() if k.startswith("broadcast.")}
@@ -701,5 +750,6 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None,
         sip=_build_sip(layers),
         directory=v["directory.endpoint"],
         broadcast=_build_broadcast(layers),
+        sms=_build_sms(layers),
         source=label,
     )

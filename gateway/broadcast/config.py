@@ -197,6 +197,7 @@ class BroadcastConfig:
     retries: int = 2  # per failed SIP target, after the first attempt
     retry_delay_s: float = 3.0
     answer_timeout_s: float = 5.0  # a paging call not answered by then is cancelled (and retried)
+    paging_direction: Literal["sendonly", "sendrecv"] = "sendonly"  # our side of a paging call
     invite_pace_per_s: float = 50.0
     recordings_dir: str = "recordings"
     media_dir: str = "media"  # WAV files a dispatcher may broadcast by name (under data_dir)

@@ -356,7 +356,8 @@ class BroadcastService:
         try:
             assert self.sip is not None
             await self.sip.dial(t.call_id, t.uri, display_name="Broadcast", headers=headers,
-                                timeout=self.config.answer_timeout_s)
+                                timeout=self.config.answer_timeout_s,
+                                media_dir=self.config.paging_direction)
         except SipError as err:
             self._calls.pop(t.call_id, None)
             t.call_id, t.cause = None, getattr(err, "reason", "sip-error")

@@ -1,0 +1,47 @@
+"""`[sms]`: the provider and how the outbox sends (validated by gateway/config.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    account_sid: str = "AC00000000000000000000000000000000"
+    auth_token: str = ""
+    api_base: str = "https://api.twilio.com"
+    public_url: str = "http://127.0.0.1:8080"  # where Twilio reaches our webhooks (signatures use it)
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class SmppSettings:
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = ""
+    password: str = ""
+    system_type: str = ""
+    source_addr: str = ""
+
+
+@dataclass(frozen=True)
+class SmsConfig:
+    provider: str = "none"  # none | twilio | smpp
+    sender: str = "+15005550006"  # the From number (E.164) unless sms.send names another
+    max_segments: int = 10
+    rate_per_s: float = 1.0  # per sender
+    burst: float = 1.0
+    max_attempts: int = 5
+    base_delay_s: float = 1.0
+    max_delay_s: float = 60.0
+    in_flight: int = 20  # provider requests at once
+    templates: Mapping[str, str] = field(default_factory=dict)
+    twilio: TwilioSettings = field(default_factory=TwilioSettings)
+    smpp: SmppSettings = field(default_factory=SmppSettings)
+
+    def __post_init__(self) -> None:
+        if self.provider not in ("none", "twilio", "smpp"):
+            raise ValueError(f"sms.provider: {self.provider!r} is not none, twilio or smpp")
+        object.__setattr__(self, "templates", MappingProxyType(dict(self.templates)))
