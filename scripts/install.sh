@@ -125,4 +125,29 @@ else
     printf '%s %s\n' "$HASH" "$want_extras" > "$STAMP"
 fi
 
+# ---- test peers from npm (Node.js from Debian) ---------------------------------------------------
+# The SMPP simulator (tests/peers/smpp_sim, locked by its package-lock.json) and Prism, which
+# serves Twilio's own OpenAPI spec in front of the local Twilio stub.
+if [ "$WITH_TEST" -eq 1 ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        if [ "$APT" -eq 1 ] && command -v apt-get >/dev/null 2>&1; then
+            log "apt: installing nodejs npm"
+            "${SUDO[@]}" apt-get update -q
+            "${SUDO[@]}" apt-get install -y -q --no-install-recommends nodejs npm
+        else
+            log "error: npm not found (the SMPP simulator and Prism need Node.js)"; exit 1
+        fi
+    fi
+    if [ ! -d "$ROOT/tests/peers/smpp_sim/node_modules/smpp" ]; then
+        log "npm: SMPP simulator dependencies"
+        npm ci --prefix "$ROOT/tests/peers/smpp_sim" --no-audit --no-fund --loglevel=error
+    fi
+    PRISM_DIR="$ROOT/.cache/prism"
+    if [ ! -x "$PRISM_DIR/node_modules/.bin/prism" ]; then
+        log "npm: @stoplight/prism-cli@5.14 (Twilio API mock)"
+        mkdir -p "$PRISM_DIR"
+        npm install --prefix "$PRISM_DIR" --no-audit --no-fund --loglevel=error "@stoplight/prism-cli@5.14.x"
+    fi
+fi
+
 log "ready: $VENV/bin/dispatch-gateway"
