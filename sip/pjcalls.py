@@ -86,14 +86,25 @@ class CallPort(pj.AudioMediaPort):
         self.listening = False
         self.frames_in = 0
         self.frames_out = 0
+        self.closed = False  # the call is ending: no frame in or out any more
+
+    def close(self) -> None:  # main thread, before hangup or at DISCONNECTED
+        """Stop feeding and reading the call: queued frames are dropped, later ones refused."""
+        self.closed = True
+        self.listening = False
+        self.playout.clear()
 
     def push(self, pcm: bytes) -> None:  # stdin reader thread
+        if self.closed:
+            return
         q = self.playout
         if len(q) == q.maxlen:
             self.dropped += 1
         q.append(pcm)
 
     def onFrameRequested(self, frame: Any) -> None:  # media clock thread: audio towards the call
+        if self.closed:
+            return
         try:
             pcm = self.playout.popleft()
         except IndexError:
@@ -106,7 +117,7 @@ class CallPort(pj.AudioMediaPort):
         self.frames_out += 1
 
     def onFrameReceived(self, frame: Any) -> None:  # media clock thread: audio from the call
-        if not self.listening or frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
+        if self.closed or not self.listening or frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
             return
         pcm = vector_bytes(frame.buf)
         if pcm:
@@ -143,6 +154,7 @@ class WCall(pj.Call):
         self.port: CallPort | None = None
         self.media_dir: str | None = None  # dial's media_dir ("sendonly" ...), None: sendrecv
         self.held = False  # put on hold by the gateway (cmd_hold)
+        self.audio_media: Any = None  # the call's AudioMedia bridged with `port` (None: not bridged)
         self.done = False
         self.remote_uri: str | None = None
         self.local_uri: str | None = None
@@ -191,6 +203,8 @@ class WCall(pj.Call):
             self.worker.call_ended(self)
 
     def onCallMediaState(self, prm: Any) -> None:
+        if self.done or self.local_end is not None:
+            return  # ending (hangup sent or DISCONNECTED): never (re)connect its media
         try:
             ci = self.getInfo()
         except pj.Error:
@@ -212,6 +226,7 @@ class WCall(pj.Call):
                 if self.media_dir != "sendonly":  # a one-way call has nothing to hear
                     am.startTransmit(port)
                 port.startTransmit(am)
+                self.audio_media = am
             self.worker.emit(
                 {"type": "event", "call_id": self.call_id, "kind": "media", "state": None,
                  "extra": {"status": status}}

@@ -220,6 +220,7 @@ class Worker:
             for call in list(self.calls.values()):
                 if call.local_end is None:
                     call.local_end = "shutdown"
+                self.stop_media(call)
             self.ep.hangupAllCalls()
             end = time.monotonic() + 3
             while self.calls and time.monotonic() < end:
@@ -331,6 +332,7 @@ class Worker:
         if call.outbound or call.confirmed:
             raise CommandError("invalid-state", "only an unanswered inbound call can be rejected")
         call.local_end = "reject"
+        self.stop_media(call)
         prm = pj.CallOpParam(True)
         prm.statusCode = int(cmd.get("code", 486))
         call.hangup(prm)
@@ -342,6 +344,7 @@ class Worker:
     def _hangup(self, call: WCall, why: str) -> None:
         if call.local_end is None:
             call.local_end = why
+        self.stop_media(call)  # before the BYE/CANCEL: no frame may reach a stream being torn down
         prm = pj.CallOpParam(True)
         if not call.outbound and not call.confirmed:
             prm.statusCode = 603 if why != "timeout" else 480
@@ -405,8 +408,27 @@ class Worker:
         except pj.Error:
             pass
 
+    def stop_media(self, call: WCall) -> None:
+        """Main thread, while the call still exists (before hangup): unbridge the call's audio
+        port from its stream and drop queued frames. Safe to call more than once."""
+        port = call.port
+        if port is None:
+            return
+        port.close()
+        am, call.audio_media = call.audio_media, None
+        if am is not None and not call.done:
+            for src, dst in ((port, am), (am, port)):
+                try:
+                    src.stopTransmit(dst)
+                except pj.Error:
+                    pass
+
     def call_ended(self, call: WCall) -> None:
+        # DISCONNECTED: the stream is gone or going; only our own port is touched from now on.
         call.done = True
+        call.audio_media = None
+        if call.port is not None:
+            call.port.close()
         self.calls.pop(call.call_id, None)
         port = self.ports.pop(call.call_id, None)
         # Release outside the callback: the Call object must outlive onCallState.
@@ -428,7 +450,7 @@ class Worker:
     def push_audio(self, call_id: str, pcm: bytes) -> None:  # stdin reader thread
         port = self.ports.get(call_id)
         if port is not None:
-            port.push(pcm)
+            port.push(pcm)  # refused once the port is closed (hangup or DISCONNECTED)
 
 
 def reader_loop(worker: Worker, stream: Any) -> None:

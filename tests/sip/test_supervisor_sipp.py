@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
 import structlog.testing
 
-from sip import NoCapacity, SipUnavailable, TargetError
+from sip import NoCapacity, SipError, SipUnavailable, TargetError
 from tests.peers.sipp import sipp_registrar, sipp_uac, sipp_uas
 
 from .conftest import Recorder, probed_calls_per_worker
@@ -405,3 +406,48 @@ async def test_dial_unavailable_on_one_worker_tries_another(start_supervisor, re
     with pytest.raises(SipUnavailable):
         await sup.dial(cid(), "sip:x@127.0.0.1:9")
     assert sup.worker_pid(0) and sup.worker_pid(1)  # both still up
+
+
+async def test_mass_hangup_while_audio_flows(start_supervisor, recorder: Recorder) -> None:
+    """Every call of two workers hung up at once while audio is pushed both ways (SIPp echoes
+    RTP): no worker dies, every call ends as a local hangup, SIPp saw every BYE."""
+    from tests.audio import frames, tone
+    from tests.peers.sipp import UAS_SCENARIOS, Sipp
+
+    per = probed_calls_per_worker()
+    sup = await start_supervisor(max_workers=2, warm_workers=2)
+    n = 2 * per
+    fr = frames(tone(700, 1.0))
+    async with Sipp(UAS_SCENARIOS["answer"], calls=n, extra_args=["-rtp_echo"]) as uas:
+        ids = [cid() for _ in range(n)]
+        for c in ids:
+            await sup.dial(c, uas.uri)
+        for c in ids:
+            await recorder.wait_state(c, "confirmed", timeout=15)
+            await sup.listen(c, True)
+        stop = asyncio.Event()
+
+        async def pump() -> None:
+            i = 0
+            while not stop.is_set():
+                for c in ids:
+                    with contextlib.suppress(SipError):
+                        sup.send_audio(c, fr[i % len(fr)])
+                i += 1
+                await asyncio.sleep(0.02)
+
+        task = asyncio.create_task(pump())
+        async with asyncio.timeout(10):
+            while not all(len(recorder.audio.get(c, [])) >= 10 for c in ids):  # echo is flowing
+                await asyncio.sleep(0.05)
+        await asyncio.gather(*(sup.hangup(c) for c in ids))
+        await asyncio.sleep(0.3)  # frames keep coming for calls being torn down
+        stop.set()
+        await task
+        ends = [await recorder.wait_state(c, "disconnected") for c in ids]
+        res = await uas.wait(15)
+    assert {e.cause for e in ends} == {"local-hangup"}
+    assert not [e for e in recorder.events if e.cause == "worker-crashed"]
+    assert res.returncode == 0, res.errors
+    assert (res.successful, res.failed) == (n, 0)
+    assert sup.worker_pid(0) and sup.worker_pid(1)
