@@ -1,0 +1,98 @@
+"""The SMS provider contract (docs/design.md, "SMS"): what a provider reports and how it fails.
+
+A provider sends one message per `send()`, reports delivery receipts and inbound messages through
+the callbacks given to `start()`, serves its webhooks through `webhook_routes()`, and lists what it
+sent to a number (`find_sent()`) so the outbox can reconcile after a crash or a timed-out attempt
+(a timeout does not prove the message was not sent).
+
+Every failure of an API call is a `ProviderError`; `retryable` is decided by `sms.outbox.classify`
+(429 / 408 / 5xx / timeout / connection error: retry; any other 4xx: permanent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sms.errors import SmsError
+from sms.outbox import classify
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The provider API took the message: its id there and the status it reported (queued|sent|...)."""
+
+    provider_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A delivery report, status as the provider says it (delivered|undelivered|failed|sent|...)."""
+
+    provider_id: str
+    status: str
+    error_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message received on one of our numbers."""
+
+    provider_id: str
+    sender: str
+    to: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """A message as the provider lists it (reconciliation); `created` is ISO 8601, UTC."""
+
+    provider_id: str
+    to: str
+    body: str
+    status: str
+    created: str
+
+
+class ProviderError(SmsError):
+    """An API call failed. `status_code` is the HTTP status (None: no answer, e.g. a timeout);
+    `retryable` says whether another attempt may succeed (`sms.outbox.classify`)."""
+
+    reason = "provider-error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status_code: int | None = None,
+        error: BaseException | str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.status_code = status_code
+        if status_code is not None and 400 <= status_code <= 599:
+            outcome = classify(status_code)
+        else:  # no answer, or an answer that is not an error status (a 2xx we could not read)
+            outcome = classify(error=error if error is not None else "unknown")
+        self.retryable = outcome == "retry"
+        self.details.setdefault("status_code", status_code)
+        self.details.setdefault("retryable", self.retryable)
+
+
+class Provider(Protocol):
+    name: str
+
+    async def start(
+        self, on_receipt: Callable[[Receipt], None], on_inbound: Callable[[Inbound], None]
+    ) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, message_id: str, sender: str, to: str, body: str) -> Submitted: ...
+
+    async def find_sent(self, to: str, since_iso: str) -> list[Remote]: ...
+
+    def webhook_routes(self) -> list[tuple[str, str, Callable[..., Any]]]: ...

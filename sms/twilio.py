@@ -1,0 +1,254 @@
+"""Twilio as an SMS provider: the Messages API through the twilio library's async client, and the
+two webhooks Twilio calls (status callbacks and inbound messages), each checked with
+X-Twilio-Signature before anything is acted on.
+
+    provider = TwilioProvider(sid, token, from_number="+15005550006", public_url="https://gw.example")
+    for method, path, handler in provider.webhook_routes():
+        app.router.add_route(method, path, handler)
+    await provider.start(on_receipt, on_inbound)
+    submitted = await provider.send("m-1", "+15005550006", "+15551234567", "hello")
+
+Every API call has a deadline (`timeout_s`; the library's async client has none of its own) and is
+never retried here: retries are the outbox's decision (`ProviderError.retryable`). A timed-out
+create may still have been accepted by Twilio: reconcile with `find_sent()` before sending again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import structlog
+from aiohttp import web
+from twilio.base.exceptions import TwilioException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response as TwilioResponse
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from sms.provider import Inbound, ProviderError, Receipt, Remote, Submitted
+
+log = structlog.get_logger(__name__)
+
+STATUS_PATH = "/webhooks/twilio/status"
+INBOUND_PATH = "/webhooks/twilio/inbound"
+DEFAULT_API_BASE = "https://api.twilio.com"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+_TWILIO_API_HOST = "api.twilio.com"
+
+
+class _HttpClient(AsyncTwilioHttpClient):
+    """The library's async client with a deadline on every request and the API host rewritten to
+    `api_base` (a local mock or proxy in tests). The aiohttp session is made on first use, inside
+    the running loop, and closed by `close()`."""
+
+    def __init__(self, api_base: str, timeout_s: float) -> None:
+        super().__init__(pool_connections=False, timeout=timeout_s)
+        base = urlsplit(api_base)
+        if base.scheme not in ("http", "https") or not base.netloc:
+            raise ValueError(f"api_base must be an http(s) URL, not {api_base!r}")
+        self._base = base
+
+    def rewrite(self, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.hostname != _TWILIO_API_HOST:
+            return url
+        path = self._base.path.rstrip("/") + parts.path
+        return urlunsplit((self._base.scheme, self._base.netloc, path, parts.query, parts.fragment))
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
+        deadline = timeout if timeout is not None else self.timeout
+        if auth is not None:  # as a header: aiohttp deprecates BasicAuth / auth=
+            headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
+            auth = None
+        if self.session is None:
+            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=deadline))
+        async with asyncio.timeout(deadline):  # connect, send, and read the whole body
+            return await super().request(
+                method, self.rewrite(url), params=params, data=data, headers=headers, auth=auth,
+                timeout=deadline, allow_redirects=allow_redirects,
+            )
+
+    async def close(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()
+
+
+def _error(exc: BaseException, op: str) -> ProviderError:
+    """A library or transport failure as a ProviderError (no secrets: the token is never in them)."""
+    status = getattr(exc, "status", None)
+    if isinstance(exc, TwilioException) and status is None and len(exc.args) > 1:
+        status = getattr(exc.args[1], "status_code", None)  # "Unable to fetch page", response
+    if isinstance(status, int):
+        code = getattr(exc, "code", None)
+        details: dict[str, Any] = {"op": op, "code": code}
+        text = getattr(exc, "msg", None) or getattr(exc, "title", None) or str(exc.args[0] if exc.args else exc)
+        return ProviderError(f"twilio {op}: HTTP {status}: {text}", status_code=status, details=details)
+    if isinstance(exc, TimeoutError):
+        return ProviderError(f"twilio {op}: timed out", error=exc, details={"op": op, "error": "timeout"})
+    return ProviderError(
+        f"twilio {op}: {type(exc).__name__}", error=exc, details={"op": op, "error": type(exc).__name__}
+    )
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    return "" if value is None else str(value)
+
+
+def _parse_since(since_iso: str) -> datetime:
+    try:
+        since = datetime.fromisoformat(since_iso)
+    except ValueError:
+        raise ValueError(f"since_iso is not an ISO 8601 time: {since_iso!r}") from None
+    return since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+
+
+class TwilioProvider:
+    """The Provider contract (sms.provider) over Twilio's Messages API."""
+
+    name = "twilio"
+    max_listed = 1000  # find_sent() reads at most this many messages
+    list_page_size = 100
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        from_number: str,
+        api_base: str = DEFAULT_API_BASE,
+        public_url: str,
+        timeout_s: float = 10,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be > 0")
+        public = urlsplit(public_url)
+        if public.scheme not in ("http", "https") or not public.netloc or public.query:
+            raise ValueError(f"public_url must be an http(s) URL without a query, not {public_url!r}")
+        self.from_number = from_number
+        self.public_url = public_url.rstrip("/")
+        self.status_callback = self.public_url + STATUS_PATH
+        self.timeout_s = timeout_s
+        self._http = _HttpClient(api_base, timeout_s)
+        # environment={}: TWILIO_EDGE / TWILIO_REGION must not move the API host behind our back
+        self._client = Client(account_sid, auth_token, http_client=self._http, environment={})
+        self._validator = RequestValidator(auth_token)
+        self._on_receipt: Callable[[Receipt], None] | None = None
+        self._on_inbound: Callable[[Inbound], None] | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"TwilioProvider(account_sid={self._client.account_sid!r}, public_url={self.public_url!r})"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(
+        self, on_receipt: Callable[[Receipt], None], on_inbound: Callable[[Inbound], None]
+    ) -> None:
+        self._on_receipt, self._on_inbound = on_receipt, on_inbound
+
+    async def stop(self) -> None:
+        self._on_receipt = self._on_inbound = None
+        await self._http.close()
+
+    # --- API ---------------------------------------------------------------------------------
+
+    async def send(self, message_id: str, sender: str, to: str, body: str) -> Submitted:
+        """Create the message; `ProviderError` (retryable or not) when Twilio or the wire fails."""
+        try:
+            message = await self._client.messages.create_async(
+                to=to, from_=sender or self.from_number, body=body, status_callback=self.status_callback
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a typed ProviderError
+            error = _error(exc, "send")
+            log.warning("twilio_send_failed", message_id=message_id, status_code=error.status_code,
+                        code=error.details.get("code"), retryable=error.retryable)
+            raise error from exc
+        if not message.sid:
+            raise ProviderError("twilio send: no sid in the answer", status_code=None,
+                                details={"op": "send"})
+        log.info("twilio_sent", message_id=message_id, provider_id=message.sid, status=message.status)
+        return Submitted(provider_id=message.sid, status=str(message.status or ""))
+
+    async def find_sent(self, to: str, since_iso: str) -> list[Remote]:
+        """Messages to `to` sent (or created, while not yet sent) at or after `since_iso`, newest
+        first. Twilio filters DateSent by day; the exact time is filtered here."""
+        since = _parse_since(since_iso)
+        try:
+            messages = await self._client.messages.list_async(
+                to=to, date_sent_after=since, limit=self.max_listed, page_size=self.list_page_size
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise _error(exc, "find_sent") from exc
+        found = []
+        for m in messages:
+            when = m.date_sent or m.date_created
+            if isinstance(when, datetime) and when.astimezone(UTC) < since:
+                continue
+            found.append(Remote(provider_id=m.sid, to=m.to, body=m.body or "", status=str(m.status or ""),
+                                created=_iso(m.date_created)))
+        return found
+
+    # --- webhooks ----------------------------------------------------------------------------
+
+    def webhook_routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
+        return [("POST", STATUS_PATH, self._status_webhook), ("POST", INBOUND_PATH, self._inbound_webhook)]
+
+    async def _verified_form(self, request: web.Request, path: str) -> Any:
+        """The form if X-Twilio-Signature matches our public URL for `path` and the form, else None
+        (logged). The URL is ours, not the request's Host: a request signed for another URL fails."""
+        form = await request.post()
+        url = self.public_url + path + (f"?{request.query_string}" if request.query_string else "")
+        signature = request.headers.get("X-Twilio-Signature")
+        if not signature or not self._validator.validate(url, form, signature):
+            log.warning("twilio_webhook_forged", path=request.path, peer=request.remote,
+                        why="no-signature" if not signature else "bad-signature")
+            return None
+        return form
+
+    async def _status_webhook(self, request: web.Request) -> web.StreamResponse:
+        form = await self._verified_form(request, STATUS_PATH)
+        if form is None:
+            return web.Response(status=403)
+        sid, status = form.get("MessageSid"), form.get("MessageStatus")
+        if not sid or not status:
+            log.warning("twilio_status_incomplete", has_sid=bool(sid), has_status=bool(status))
+            return web.Response(status=400)
+        if self._on_receipt is None:
+            return web.Response(status=503)  # not started: Twilio retries later
+        receipt = Receipt(provider_id=str(sid), status=str(status), error_code=str(form.get("ErrorCode") or "") or None)
+        log.info("twilio_receipt", provider_id=receipt.provider_id, status=receipt.status,
+                 error_code=receipt.error_code)
+        self._on_receipt(receipt)
+        return web.Response(status=204)
+
+    async def _inbound_webhook(self, request: web.Request) -> web.StreamResponse:
+        form = await self._verified_form(request, INBOUND_PATH)
+        if form is None:
+            return web.Response(status=403)
+        sid, sender, to = form.get("MessageSid"), form.get("From"), form.get("To")
+        if not sid or not sender or not to:
+            log.warning("twilio_inbound_incomplete", has_sid=bool(sid), has_from=bool(sender), has_to=bool(to))
+            return web.Response(status=400)
+        if self._on_inbound is None:
+            return web.Response(status=503)
+        inbound = Inbound(provider_id=str(sid), sender=str(sender), to=str(to), body=str(form.get("Body") or ""))
+        log.info("twilio_inbound", provider_id=inbound.provider_id)
+        self._on_inbound(inbound)
+        return web.Response(text=EMPTY_TWIML, content_type="text/xml")
