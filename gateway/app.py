@@ -29,6 +29,8 @@ from gateway.server import ControlServer, ServerConfig, ServerHooks
 from gateway.services.calls import CallService
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
+from gateway.services.sms import SmsService
+from sms.factory import make_provider
 from gateway.store import Store
 from sip.kamailio import KamailioFront
 from sip.supervisor import SipEvent, SipSupervisor
@@ -48,6 +50,8 @@ class Gateway:
                                  dial_timeout_s=config.calls.dial_timeout_s)
         self.broadcasts = BroadcastService(self.store, self.bus, self.sessions, self.directory,
                                            config.broadcast, data_dir=config.gateway.data_dir)
+        self.sms = SmsService(self.store, self.bus, self.sessions, self.directory, config.sms,
+                              make_provider(config.sms))
         self.media = MediaService(self.calls, self.broadcasts)
         self.calls.on_ended.append(self.media.call_ended)
         self.sip = SipSupervisor(config.sip, on_event=self._route_sip_event,
@@ -55,7 +59,7 @@ class Gateway:
         self.front: KamailioFront | None = None
         self.registry = Registry()
         register_all(self.registry, bus=self.bus, directory=self.directory, sessions=self.sessions,
-                     calls=self.calls, media=self.media, broadcasts=self.broadcasts)
+                     calls=self.calls, media=self.media, broadcasts=self.broadcasts, sms=self.sms)
         c = config.control
         self.control = ControlServer(
             self.registry, self._authenticate,
@@ -85,6 +89,8 @@ class Gateway:
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
         self._stack.push_async_callback(self._stop_http)
+        await self.sms.start()  # recovers the outbox before anything new is accepted
+        self._stack.push_async_callback(self.sms.stop)
         await self.sip.start()
         self._stack.push_async_callback(self._stop_sip)
         self.calls.start(self.sip)
@@ -98,8 +104,9 @@ class Gateway:
             self._stack.push_async_callback(self.front.stop)
         await self.control.start()
         self._stack.push_async_callback(self.control.stop)
+        routes = self.sms.provider.webhook_routes() if self.sms.provider else []
         self._http = await http.start(cfg.http.host, cfg.http.port,
-                                      {"store": self.store.healthy, "sip": self._sip_ready})
+                                      {"store": self.store.healthy, "sip": self._sip_ready}, routes)
         log.info("gateway.started", gateway_id=cfg.gateway.id, control=self.control.url,
                  http_port=self.http_port, sip=f"{cfg.sip.host}:{cfg.sip.port}",
                  calls_per_worker=self.sip.calls_per_worker, front=self.front is not None)

@@ -11,10 +11,12 @@ from gateway.protocol import Registry, RequestContext
 from gateway.services.calls import CallService
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
+from gateway.services.sms import SmsService
 
 
 def register_all(registry: Registry, *, bus: EventBus, directory: Directory, sessions: SessionService,
-                 calls: CallService, media: MediaService, broadcasts: BroadcastService) -> None:
+                 calls: CallService, media: MediaService, broadcasts: BroadcastService,
+                 sms: SmsService) -> None:
     """Plug every service into the method table (the table itself lives in gateway.protocol)."""
 
     async def session_create(ctx: RequestContext, p: Any) -> dict:
@@ -84,6 +86,16 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
     async def broadcast_get(ctx: RequestContext, p: Any) -> dict:
         return await broadcasts.get(p.broadcast_id)
 
+    async def sms_send(ctx: RequestContext, p: Any) -> dict:
+        return await sms.send(principal=ctx.principal.name, to=p.to, body=p.body, template=p.template,
+                              variables=p.variables, session_id=p.session_id, sender=p.sender)
+
+    async def sms_get(ctx: RequestContext, p: Any) -> dict:
+        return await sms.get(message_id=p.message_id, send_id=p.send_id)
+
+    async def sms_preview(ctx: RequestContext, p: Any) -> dict:
+        return sms.preview(p.body, p.template, p.variables)
+
     async def media_close(ctx: RequestContext, p: Any) -> dict:
         return await media.close(ctx.connection, p.channel)
 
@@ -95,6 +107,7 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
         "call.unhold": call_unhold, "call.dtmf": call_dtmf, "call.transfer": call_transfer,
         "call.listen": call_listen, "media.open": media_open, "media.close": media_close,
         "broadcast.start": broadcast_start, "broadcast.stop": broadcast_stop,
-        "broadcast.get": broadcast_get,
+        "broadcast.get": broadcast_get, "sms.send": sms_send, "sms.get": sms_get,
+        "sms.preview": sms_preview,
     }.items():
         registry.register(name, handler)

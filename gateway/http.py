@@ -28,17 +28,22 @@ async def _readyz(request: web.Request) -> web.Response:
     )
 
 
-def make_app(checks: dict[str, Check]) -> web.Application:
-    app = web.Application()
+Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+
+
+def make_app(checks: dict[str, Check], routes: list[Route] = ()) -> web.Application:
+    app = web.Application(client_max_size=256 * 1024)  # webhooks are small forms
     app[CHECKS_KEY] = checks
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    for method, path, handler in routes:  # e.g. the SMS provider's webhooks
+        app.router.add_route(method, path, handler)
     return app
 
 
-async def start(host: str, port: int, checks: dict[str, Check]) -> web.AppRunner:
+async def start(host: str, port: int, checks: dict[str, Check], routes: list[Route] = ()) -> web.AppRunner:
     """Start serving; returns the runner to `cleanup()` at shutdown."""
-    runner = web.AppRunner(make_app(checks), access_log=None)
+    runner = web.AppRunner(make_app(checks, routes), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -261,6 +261,31 @@ class BroadcastIdParams(Params):
     broadcast_id: Id
 
 
+class SmsTextParams(Params):
+    body: str | None = Field(None, max_length=5000)
+    template: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    variables: dict[str, str | int | float] | None = Field(None, max_length=50)
+
+
+class SmsSendParams(SmsTextParams):
+    to: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        max_length=10_000, description="E.164 numbers, directory names, group:NAME")
+    session_id: Id | None = None
+    sender: str | None = Field(None, max_length=32)
+    idempotency_key: IdempotencyKey | None = None
+
+
+class SmsGetParams(Params):
+    message_id: Id | None = None
+    send_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "SmsGetParams":
+        if (self.message_id is None) == (self.send_id is None):
+            raise ValueError("give exactly one of message_id or send_id")
+        return self
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 
@@ -313,6 +338,9 @@ METHODS: dict[str, MethodSpec] = {
               "announce to speakers, phones and zones"),
         _spec("broadcast.stop", COMMAND, BroadcastIdParams, summary="stop a broadcast"),
         _spec("broadcast.get", READ, BroadcastIdParams, summary="a broadcast and its targets"),
+        _spec("sms.send", COMMAND, SmsSendParams, True, "text numbers, directory entries and groups"),
+        _spec("sms.get", READ, SmsGetParams, summary="a message, or a whole send with counts"),
+        _spec("sms.preview", COMMAND, SmsTextParams, summary="encoding and segments before sending"),
     )
 }
 

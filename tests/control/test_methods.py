@@ -28,7 +28,7 @@ def test_roles():
         assert METHODS[name].allows("observer"), name
     assert {n for n, s in METHODS.items() if s.allows("terminal")} == {"hello", "ping"}
     assert all(s.allows("admin") for s in METHODS.values())
-    assert {n for n, s in METHODS.items() if s.starts_work} == {"call.dial", "session.create", "broadcast.start"}
+    assert {n for n, s in METHODS.items() if s.starts_work} == {"call.dial", "session.create", "broadcast.start", "sms.send"}
 
 
 @pytest.mark.parametrize("target", [

@@ -1,0 +1,22 @@
+"""The provider `[sms] provider` names, built from its settings (None when SMS is off)."""
+
+from __future__ import annotations
+
+from sms.config import SmsConfig
+from sms.provider import Provider
+
+
+def make_provider(config: SmsConfig) -> Provider | None:
+    if config.provider == "twilio":
+        from sms.twilio import TwilioProvider
+
+        t = config.twilio
+        return TwilioProvider(t.account_sid, t.auth_token, from_number=config.sender, api_base=t.api_base,
+                              public_url=t.public_url, timeout_s=t.timeout_s)
+    if config.provider == "smpp":
+        from sms.smpp import SmppProvider
+
+        m = config.smpp
+        return SmppProvider(m.host, m.port, m.system_id, m.password, system_type=m.system_type,
+                            source_addr=m.source_addr)
+    return None
