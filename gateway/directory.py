@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from gateway.errors import NotFound, TargetError
+from gateway.protocol import uri as uri_syntax
 
 KINDS = ("phone", "speaker", "trunk")
 GROUP_PREFIX = "group:"
@@ -20,19 +21,6 @@ GROUP_PREFIX = "group:"
 # Names and group names: no colon (so names, "group:X" and URIs never collide), no spaces.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = rf"{_LABEL}(?:\.{_LABEL})*\.?"
-_IPV4 = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
-_IPV6 = r"\[[0-9A-Fa-f:.]{2,45}\]"
-# user part: unreserved / escaped / user-unreserved characters of RFC 3261 (no '@', no spaces)
-_USER = r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+"
-_PASSWORD = r"[A-Za-z0-9\-_.!~*'()&=+$,%]*"
-_SIP_RE = re.compile(
-    rf"^(?P<scheme>(?i:sips?)):(?:(?P<user>{_USER})(?::{_PASSWORD})?@)?"
-    rf"(?P<host>{_IPV4}|{_IPV6}|{_HOSTNAME})(?::(?P<port>\d{{1,5}}))?"
-    r"(?P<rest>[;?][^\s]*)?$"
-)
-_TEL_RE = re.compile(r"^(?i:tel):(?:\+[0-9][0-9\-.()]*|[0-9*#A-Fa-f][0-9*#A-Fa-f\-.()]*)(?:;[^\s;]+)*$")
 URI_SCHEMES = ("sip:", "sips:", "tel:")
 
 
@@ -49,13 +37,9 @@ def uri_problem(uri: object) -> str | None:
     if not looks_like_uri(uri):
         return f"must be a sip:, sips: or tel: URI, got {shown}"
     if uri[:4].lower() == "tel:":
-        return None if _TEL_RE.match(uri) else f"is not a valid tel: URI, got {shown}"
-    m = _SIP_RE.match(uri)
-    if not m:
-        return f"is not a valid SIP URI (sip:user@host[:port]), got {shown}"
-    port = m.group("port")
-    if port is not None and not 1 <= int(port) <= 65535:
-        return f"has a port outside 1..65535, got {shown}"
+        return None if uri_syntax.is_tel_uri(uri) else f"is not a valid tel: URI, got {shown}"
+    if not uri_syntax.is_sip_uri(uri):
+        return f"is not a valid SIP URI (sip:user@host[:port], port 1..65535), got {shown}"
     return None
 
 
