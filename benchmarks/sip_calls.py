@@ -26,6 +26,7 @@ Results are printed as JSON lines (one per run) and, at the end, a table of medi
 
 from __future__ import annotations
 
+from sip.config import RTP_PORTS_PER_WORKER
 import argparse
 import asyncio
 import contextlib
@@ -402,11 +403,12 @@ class GatewayProcess:
         self.http_port = free_tcp_port()
         sip_base = free_udp_block(10 * (max_workers + 2), 200)
         self.rtp_base, self.max_workers, self.sip_base = rtp_base, max_workers, sip_base
-        # Worker i takes RTP ports rtp_base + 1000*i .. +999 (sip/config.py): past 65535 it cannot bind.
-        self.rtp_overflow = sum(1 for i in range(max_workers) if rtp_base + 1000 * i + 999 > 65535)
+        # Worker i takes RTP ports rtp_base + 100*i .. +99 (sip/config.py): past 65535 it cannot bind.
+        per = RTP_PORTS_PER_WORKER
+        self.rtp_overflow = sum(1 for i in range(max_workers) if rtp_base + per * i + per - 1 > 65535)
         if self.rtp_overflow:
             print(f"warning: {self.rtp_overflow} of {max_workers} workers get RTP ports past 65535 "
-                  f"(sip.rtp_port_base={rtp_base} + 1000*i)", file=sys.stderr)
+                  f"(sip.rtp_port_base={rtp_base} + {RTP_PORTS_PER_WORKER}*i)", file=sys.stderr)
         sets = {
             "gateway.data_dir": str(workdir / "data"),
             "gateway.log_format": "json",
@@ -749,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-in-flight", type=int, default=32, help="control.max_in_flight (gateway default 32)")
     ap.add_argument("--log-level", default="info", help="gateway.log_level")
     ap.add_argument("--rtp-port-base", type=int, default=10000,
-                    help="sip.rtp_port_base (worker i: base + 1000*i; the gateway default 20000 fits 45 workers)")
+                    help="sip.rtp_port_base (worker i: base + 100*i; the config refuses a range past 65535)")
     ap.add_argument("--unlisten", action="store_true",
                     help="turn off call -> gateway audio on calls without console media (A/B of the default)")
     ap.add_argument("--connect-timeout", type=float, default=120.0, help="wait for the last connect")
