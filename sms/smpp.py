@@ -159,10 +159,16 @@ def e164(number: str, ton: int) -> str:
 
 @dataclass(slots=True)
 class _Tracked:
-    """One multi-part message waiting for receipts: part ids not yet delivered."""
+    """One (multi-part) message waiting for receipts: part ids not yet delivered. `complete`
+    once every part was accepted, so an early receipt for part 1 cannot report the whole."""
 
     provider_id: str
     pending: set[str] = field(default_factory=set)
+    complete: bool = False
+    reported: bool = False
+
+
+EARLY_RECEIPT_S = 2.0  # a receipt may overtake its submit_sm_resp: held this long for its part
 
 
 # --- aiosmpplib plumbing -----------------------------------------------------------------------
@@ -243,6 +249,7 @@ class SmppProvider:
         self._refs = itertools.cycle(range(256))
         self._log_ids = itertools.count(1)
         self._parts: dict[str, _Tracked] = {}  # SMSC message_id of a part -> its message
+        self._early: dict[str, tuple[asyncio.TimerHandle, str, str | None]] = {}  # receipts ahead
         self._bind_status: int | None = None
 
     # lifecycle
@@ -309,13 +316,19 @@ class SmppProvider:
             raise ProviderError("not bound to the SMSC", error="connection",
                                 details={"host": self.host, "port": self.port})
         parts = encode_parts(body, next(self._refs))
-        ids: list[str] = []
+        tracked = _Tracked("")
         for n, part in enumerate(parts, start=1):
-            ids.append(await self._submit(message_id, n, part, self.source_addr or sender, to))
-        tracked = _Tracked(ids[0], set(ids))
-        for part_id in ids:
+            part_id = await self._submit(message_id, n, part, self.source_addr or sender, to)
+            tracked.provider_id = tracked.provider_id or part_id
+            tracked.pending.add(part_id)
             self._parts[part_id] = tracked
-        return Submitted(ids[0], "sent")
+            early = self._early.pop(part_id, None)
+            if early is not None:
+                early[0].cancel()
+                self._apply_receipt(tracked, part_id, early[1], early[2])
+        tracked.complete = True
+        self._apply_receipt(tracked, None, "delivered", None)  # all parts already delivered?
+        return Submitted(tracked.provider_id, "sent")
 
     async def _submit(self, message_id: str, n: int, part: Part, source: str, to: str) -> str:
         assert self._broker is not None
@@ -380,15 +393,34 @@ class SmppProvider:
         err = fields.get("err")
         error_code = None if status in ("delivered", "sent") or not err else err
         tracked = self._parts.get(part_id)
-        if tracked is None:  # not sent by this process (restart): report under the part's id
-            self._on_receipt(Receipt(part_id, status, error_code))
+        if tracked is None:
+            # Either its submit_sm_resp is still on the way (hold it briefly), or the part was
+            # sent by an earlier process (then it is reported under the part's own id).
+            if len(self._early) >= 10_000:
+                self._early.pop(next(iter(self._early)))[0].cancel()
+            handle = asyncio.get_running_loop().call_later(
+                EARLY_RECEIPT_S, self._early_expired, part_id)
+            self._early[part_id] = (handle, status, error_code)
             return
-        if status == "sent":
+        self._apply_receipt(tracked, part_id, status, error_code)
+
+    def _early_expired(self, part_id: str) -> None:
+        held = self._early.pop(part_id, None)
+        if held is not None:
+            self._on_receipt(Receipt(part_id, held[1], held[2]))
+
+    def _apply_receipt(self, tracked: _Tracked, part_id: str | None, status: str,
+                       error_code: str | None) -> None:
+        if status == "sent" or tracked.reported:
             return
         if status == "delivered":
-            tracked.pending.discard(part_id)
-            if tracked.pending:
+            if part_id is not None:
+                tracked.pending.discard(part_id)
+            if tracked.pending or not tracked.complete:
                 return
+        elif part_id is None:
+            return
+        tracked.reported = True
         for pid in [p for p, t in self._parts.items() if t is tracked]:
             del self._parts[pid]
         self._on_receipt(Receipt(tracked.provider_id, status, error_code))

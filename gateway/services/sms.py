@@ -64,6 +64,9 @@ class SmsService:
         self._slots = asyncio.Semaphore(config.in_flight)
         self._inbox: asyncio.Queue[Receipt | Inbound] = asyncio.Queue(EVENT_QUEUE)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Receipts that overtook their submit reply (provider id not stored yet), held until it is.
+        self._early: dict[str, Receipt] = {}
+        self._ids_lock = asyncio.Lock()  # "store a provider id" and "match a receipt" never interleave
         self.sent_count = 0
 
     # lifecycle ---------------------------------------------------------------------------
@@ -218,14 +221,17 @@ class SmsService:
             except (TimeoutError, OSError) as err:
                 await self._failed_attempt(row, classify(error=err) == "retry", None, type(err).__name__)
                 return
-            # A receipt may have overtaken the API reply: only move forward from `sending`.
-            current = await self._store.get_sms(message_id)
-            if current and current["state"] == "sending":
-                await self._store.update_sms(message_id, state="sent", provider_id=sub.provider_id)
-                current.update(state="sent", provider_id=sub.provider_id)
-                await self._status(current, "sent")
-            elif current and not current.get("provider_id"):
-                await self._store.update_sms(message_id, provider_id=sub.provider_id)
+            async with self._ids_lock:
+                current = await self._store.get_sms(message_id)
+                if current and current["state"] == "sending":
+                    await self._store.update_sms(message_id, state="sent", provider_id=sub.provider_id)
+                    current.update(state="sent", provider_id=sub.provider_id)
+                    await self._status(current, "sent")
+                elif current and not current.get("provider_id"):
+                    await self._store.update_sms(message_id, provider_id=sub.provider_id)
+                early = self._early.pop(sub.provider_id, None)
+            if early is not None:  # its receipt came first: apply it now
+                await self._receipt(early)
             self.sent_count += 1
         except Exception:
             log.exception("sms.send_failed", message_id=message_id)
@@ -266,10 +272,14 @@ class SmsService:
                 log.exception("sms.provider_event_failed", kind=type(item).__name__)
 
     async def _receipt(self, r: Receipt) -> None:
-        rows = await self._store.find_sms(provider_id=r.provider_id, limit=1)
-        if not rows:
-            log.info("sms.receipt_unknown", provider_id=r.provider_id, status=r.status)
-            return
+        async with self._ids_lock:
+            rows = await self._store.find_sms(provider_id=r.provider_id, limit=1)
+            if not rows:  # ahead of its submit reply, or not ours: held (bounded) until matched
+                log.info("sms.receipt_early", provider_id=r.provider_id, status=r.status)
+                if len(self._early) >= EVENT_QUEUE:
+                    self._early.pop(next(iter(self._early)))
+                self._early[r.provider_id] = r
+                return
         row = rows[0]
         inp = _RECEIPT_INPUT.get(r.status)
         if inp is None:  # queued/sent/accepted receipts: nothing new
@@ -283,10 +293,16 @@ class SmsService:
         await self._status(row, nxt, error_code=r.error_code)
 
     async def _inbound(self, m: Inbound) -> None:
-        try:
-            sender = numbers.normalize(m.sender)
-        except SmsError:
-            sender = m.sender
+        sender = m.sender
+        # SMSCs often give an international number as plain digits (TON unknown): try it with "+".
+        for candidate in (m.sender, "+" + m.sender if m.sender.isdigit() else None):
+            if candidate is None:
+                continue
+            try:
+                sender = numbers.normalize(candidate)
+                break
+            except SmsError:
+                continue
         last = await self._store.find_sms(recipient=sender, limit=1)
         session_id = last[0]["session_id"] if last else None
         if session_id is None or (await self._store.get_session(session_id) or {}).get("state") != "open":

@@ -139,15 +139,9 @@ async def test_rejected_destination_fails_at_once_others_delivered(start_gateway
         assert sorted(p["destination_addr"] for p in _accepted(sim)) == sorted([LI[1:], US[1:]])
 
 
-TON0_BUG = ("BUG gateway/services/sms.py _inbound (l.286-290): an MO source of TON 0 (digits, e.g. "
-            "8613800138000, what the simulator and many SMSCs send) fails numbers.normalize, is kept raw, "
-            "and find_sms(recipient=...) never matches the '+8613800138000' the incident messaged: the "
-            "reply opens a new session")
-
-
 @pytest.mark.parametrize("wire_from", [
     pytest.param("+" + LI[1:], id="plus-on-the-wire"),
-    pytest.param(LI[1:], id="ton0-digits", marks=pytest.mark.xfail(strict=True, reason=TON0_BUG)),
+    pytest.param(LI[1:], id="ton0-digits"),  # plain digits (TON unknown), as many SMSCs send them
 ])
 async def test_mo_reply_lands_in_the_incident_that_messaged_that_number(start_gateway, connect, watch,
                                                                          wire_from) -> None:
@@ -215,11 +209,6 @@ async def test_smsc_killed_mid_send_nothing_lost_nothing_doubled(start_gateway, 
 
 
 
-@pytest.mark.xfail(strict=False, reason=(  # a race: lost in 23 of 23 runs, but not guaranteed
-    "BUG gateway/services/sms.py _receipt (l.268-272) + _send_one (l.214-228): a receipt that arrives "
-    "before _send_one has stored provider_id (the SMSC sends it right after submit_sm_resp) is looked "
-    "up by provider_id, not found, logged sms.receipt_unknown and dropped: the message stays `sent` "
-    "forever (sms/smpp.py send() l.307-318 also registers _parts only after every part's resp)"))
 async def test_receipt_right_after_submit_sm_resp_is_not_lost(start_gateway, connect, watch) -> None:
     # all 20 submitted at once, each receipt 1 ms after its submit_sm_resp
     async with smpp_gateway(start_gateway, receipt_delay_ms=1,
