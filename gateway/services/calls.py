@@ -283,13 +283,17 @@ class CallService:
     async def _command(self, call_id: str, inp: CallInput, action, *, cause: str | None = None,
                        **publish_extra: Any) -> dict:
         live = self.require_live(call_id)
-        nxt = CALL_MACHINE.next(live.state, inp)  # raises invalid-state, nothing changed
+        before = live.state
+        nxt = CALL_MACHINE.next(before, inp)  # raises invalid-state, nothing changed
         with self._sip_errors(call_id):
             await action(self._sip())
         if cause and live.cause is None:
             live.cause = cause
-        if call_id in self._live and (nxt is not live.state or publish_extra):
-            await self._set(live, nxt, **publish_extra)
+        if call_id in self._live:
+            if live.state is before and nxt is not before:
+                await self._set(live, nxt, **publish_extra)
+            elif publish_extra:  # the SIP side moved on meanwhile: report, never step back
+                await self._publish(live, **publish_extra)
         return self._public(live)
 
     def _sip(self) -> SipSupervisor:
@@ -338,8 +342,9 @@ class CallService:
     async def _set(self, live: LiveCall, state: CallState, **publish_extra: Any) -> None:
         live.state = state
         live.row["state"] = state.value
-        await self._store.put_call(live.row)
-        await self._publish(live, **publish_extra)
+        data = {**self._public(live), **publish_extra}  # as of now: others may change it meanwhile
+        await self._store.put_call(dict(live.row))
+        await self._bus.publish("call.state", data, session_id=live.row["session_id"])
 
     async def _publish(self, live: LiveCall, **extra: Any) -> None:
         await self._bus.publish("call.state", {**self._public(live), **extra},
