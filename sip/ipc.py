@@ -5,6 +5,8 @@ byte and the payload.
 
 - ``TYPE_CONTROL`` (0x01): payload is one UTF-8 JSON object (commands, replies, events).
 - ``TYPE_AUDIO`` (0x02): payload is ``id_len (1 byte) | call id (ASCII) | PCM16LE mono``.
+- ``TYPE_STREAM`` (0x03): same payload with a stream id instead of a call id: one frame of a
+  stream the worker fans out to every call attached to it (gateway -> worker only).
 
 No I/O here: `encode_*` return bytes, `Decoder.feed()` takes bytes and returns parsed messages.
 A malformed stream raises `IpcProtocolError` (the peer is our own process, so a bad frame is a bug
@@ -22,6 +24,7 @@ from .errors import SipError
 
 TYPE_CONTROL = 0x01
 TYPE_AUDIO = 0x02
+TYPE_STREAM = 0x03
 HEADER = struct.Struct(">IB")
 MAX_MESSAGE = 1 << 20  # 1 MiB: far above any control message or audio frame
 
@@ -41,7 +44,13 @@ class Audio:
     pcm: bytes
 
 
-Message = Control | Audio
+@dataclass(frozen=True, slots=True)
+class Stream:
+    stream_id: str
+    pcm: bytes
+
+
+Message = Control | Audio | Stream
 
 
 def encode_control(data: dict[str, Any]) -> bytes:
@@ -52,13 +61,24 @@ def encode_control(data: dict[str, Any]) -> bytes:
 
 
 def encode_audio(call_id: str, pcm: bytes) -> bytes:
-    cid = call_id.encode("ascii")
+    return _encode_frame(TYPE_AUDIO, call_id, pcm)
+
+
+def encode_stream(stream_id: str, pcm: bytes) -> bytes:
+    return _encode_frame(TYPE_STREAM, stream_id, pcm)
+
+
+def _encode_frame(kind: int, ident: str, pcm: bytes) -> bytes:
+    try:
+        cid = ident.encode("ascii")
+    except UnicodeEncodeError:
+        raise IpcProtocolError("id must be ASCII") from None
     if not 0 < len(cid) < 256:
-        raise IpcProtocolError("call id must be 1..255 ASCII bytes")
+        raise IpcProtocolError("id must be 1..255 ASCII bytes")
     n = 2 + len(cid) + len(pcm)
     if n > MAX_MESSAGE:
         raise IpcProtocolError("audio message too large")
-    return HEADER.pack(n, TYPE_AUDIO) + bytes((len(cid),)) + cid + pcm
+    return HEADER.pack(n, kind) + bytes((len(cid),)) + cid + pcm
 
 
 def decode_payload(kind: int, payload: bytes) -> Message:
@@ -70,7 +90,7 @@ def decode_payload(kind: int, payload: bytes) -> Message:
         if not isinstance(data, dict):
             raise IpcProtocolError("control message is not an object")
         return Control(data)
-    if kind == TYPE_AUDIO:
+    if kind == TYPE_AUDIO or kind == TYPE_STREAM:
         if not payload:
             raise IpcProtocolError("empty audio message")
         n = payload[0]
@@ -80,7 +100,8 @@ def decode_payload(kind: int, payload: bytes) -> Message:
             cid = payload[1 : 1 + n].decode("ascii")
         except UnicodeDecodeError:
             raise IpcProtocolError("call id is not ASCII") from None
-        return Audio(cid, bytes(payload[1 + n :]))
+        pcm = bytes(payload[1 + n :])
+        return Audio(cid, pcm) if kind == TYPE_AUDIO else Stream(cid, pcm)
     raise IpcProtocolError(f"unknown message type {kind:#x}")
 
 

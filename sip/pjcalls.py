@@ -3,8 +3,8 @@
 Threads (see sip/worker.py for the whole picture):
 - `WCall` / `WAccount` callbacks run on the worker's main thread (threadCnt=0, mainThreadOnly),
   the only thread that calls pjsua2; they call back into the `Worker` on that same thread.
-- `CallPort.onFrameRequested` / `onFrameReceived` run on the pjmedia clock thread and touch only
-  Python deques and the writer queue; `CallPort.push` runs on the stdin reader thread.
+- `CallPort`/`StreamPort` `onFrameRequested` / `onFrameReceived` run on the pjmedia clock thread
+  and touch only Python deques and the writer queue; `push` runs on the stdin reader thread.
 Imported only inside the worker process (it imports pjsua2).
 """
 
@@ -70,28 +70,23 @@ def use_fast_vector_reader() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Audio port: one per call, bridged both ways with the call's audio media.
+# Audio ports: one per call, bridged both ways with the call's audio media; one per stream
+# (SipSupervisor.attach_stream), transmitting to every call attached to it.
 
 
+class PlayoutPort(pj.AudioMediaPort):
+    """A port that plays queued 20 ms frames into whatever it is bridged to (drop-oldest queue)."""
 
-class CallPort(pj.AudioMediaPort):
-    def __init__(self, call_id: str, writer: Writer, queue_frames: int) -> None:
+    def __init__(self, queue_frames: int) -> None:
         super().__init__()
-        self.call_id = call_id
-        self.writer = writer
         self.playout: collections.deque[bytes] = collections.deque(maxlen=queue_frames)
         self.dropped = 0  # frames from the gateway dropped because the playout queue was full
-        # Frames from the call go to the gateway only once it asks (SipSupervisor.listen): most
-        # calls (paging, calls nobody has opened media on) would cost a copy per 20 ms for nothing.
-        self.listening = False
-        self.frames_in = 0
         self.frames_out = 0
-        self.closed = False  # the call is ending: no frame in or out any more
+        self.closed = False  # no frame in or out any more
 
-    def close(self) -> None:  # main thread, before hangup or at DISCONNECTED
-        """Stop feeding and reading the call: queued frames are dropped, later ones refused."""
+    def close(self) -> None:  # main thread
+        """Stop feeding: queued frames are dropped, later ones refused."""
         self.closed = True
-        self.listening = False
         self.playout.clear()
 
     def push(self, pcm: bytes) -> None:  # stdin reader thread
@@ -102,7 +97,7 @@ class CallPort(pj.AudioMediaPort):
             self.dropped += 1
         q.append(pcm)
 
-    def onFrameRequested(self, frame: Any) -> None:  # media clock thread: audio towards the call
+    def onFrameRequested(self, frame: Any) -> None:  # media clock thread: audio towards the calls
         if self.closed:
             return
         try:
@@ -115,6 +110,33 @@ class CallPort(pj.AudioMediaPort):
         frame.size = FRAME_BYTES
         frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
         self.frames_out += 1
+
+
+class StreamPort(PlayoutPort):
+    """One audio stream (e.g. a broadcast) fanned out by the conference bridge: the bridge asks
+    it for one frame per tick and mixes that frame into every call it transmits to. `calls`
+    (main thread only) holds the ids of the calls attached to it."""
+
+    def __init__(self, stream_id: str, queue_frames: int) -> None:
+        super().__init__(queue_frames)
+        self.stream_id = stream_id
+        self.calls: set[str] = set()
+
+
+class CallPort(PlayoutPort):
+    def __init__(self, call_id: str, writer: Writer, queue_frames: int) -> None:
+        super().__init__(queue_frames)
+        self.call_id = call_id
+        self.writer = writer
+        # Frames from the call go to the gateway only once it asks (SipSupervisor.listen): most
+        # calls (paging, calls nobody has opened media on) would cost a copy per 20 ms for nothing.
+        self.listening = False
+        self.frames_in = 0
+
+    def close(self) -> None:  # main thread, before hangup or at DISCONNECTED
+        """Stop feeding and reading the call: queued frames are dropped, later ones refused."""
+        super().close()
+        self.listening = False
 
     def onFrameReceived(self, frame: Any) -> None:  # media clock thread: audio from the call
         if self.closed or not self.listening or frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
@@ -155,6 +177,7 @@ class WCall(pj.Call):
         self.media_dir: str | None = None  # dial's media_dir ("sendonly" ...), None: sendrecv
         self.held = False  # put on hold by the gateway (cmd_hold)
         self.audio_media: Any = None  # the call's AudioMedia bridged with `port` (None: not bridged)
+        self.streams: set[str] = set()  # StreamPorts (Worker.streams) attached to this call
         self.done = False
         self.remote_uri: str | None = None
         self.local_uri: str | None = None
@@ -227,6 +250,7 @@ class WCall(pj.Call):
                     am.startTransmit(port)
                 port.startTransmit(am)
                 self.audio_media = am
+                self.worker.connect_streams(self, am)
             self.worker.emit(
                 {"type": "event", "call_id": self.call_id, "kind": "media", "state": None,
                  "extra": {"status": status}}
@@ -276,4 +300,4 @@ class WAccount(pj.Account):
         )
 
 
-__all__ = ["CallPort", "WAccount", "WCall", "normalize_cause", "use_fast_vector_reader"]
+__all__ = ["CallPort", "PlayoutPort", "StreamPort", "WAccount", "WCall", "normalize_cause", "use_fast_vector_reader"]

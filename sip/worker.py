@@ -8,8 +8,8 @@ sip/probe.py (capacity probe), sip/causes.py (pure cause mapping). Threads in th
   `Worker.run`, looping on ``ep.libHandleEvents(10)`` and, between polls, draining the bounded
   command queue (`Worker.cmd_*`); pjsua2 callbacks (sip/pjcalls.py) run here too.
 - stdin reader (`reader_loop`): decodes IPC messages; control commands go to the command queue,
-  audio frames go straight into the per-call playout deque (`Worker.push_audio`). It never calls
-  pjsua2.
+  audio frames go straight into the per-call playout deque (`Worker.push_audio`), stream frames
+  into the stream's (`Worker.push_stream`). It never calls pjsua2.
 - stdout writer (sip/writer.py): the single writer of stdout; everything outgoing goes through
   its queue.
 - pjmedia clock thread (created by pjsua for the null sound device): calls the
@@ -53,6 +53,7 @@ from .pjcalls import (
     INVALID_URI_STATUS,
     PJ_ETOOMANY,
     CallPort,
+    StreamPort,
     WAccount,
     WCall,
     use_fast_vector_reader,
@@ -85,6 +86,9 @@ class Worker:
         self.commands: queue.Queue[dict[str, Any] | None] = queue.Queue(COMMAND_QUEUE)
         self.calls: dict[str, WCall] = {}
         self.ports: dict[str, CallPort] = {}  # read by the stdin reader (audio); dict ops are atomic
+        # stream id -> port fanned out to the calls attached to it (cmd_stream_attach); read by the
+        # stdin reader too. A port lives while a call is attached to it (or until stream_close).
+        self.streams: dict[str, StreamPort] = {}
         self.graveyard: list[Any] = []  # Call/port objects to release outside their callbacks
         self.identities: dict[tuple[str | None, str | None], WAccount] = {}
         self.running = True
@@ -213,7 +217,9 @@ class Worker:
     def _emit_stats(self) -> None:
         self.emit({"type": "stats", "calls": len(self.calls), "audio_dropped_out": self.writer.audio_dropped,
                    "ports": {cid: {"in": p.frames_in, "out": p.frames_out, "dropped": p.dropped}
-                             for cid, p in self.ports.items()}})
+                             for cid, p in self.ports.items()},
+                   "streams": {sid: {"calls": len(p.calls), "out": p.frames_out, "dropped": p.dropped}
+                               for sid, p in self.streams.items()}})
 
     def shutdown(self) -> None:
         try:
@@ -229,6 +235,7 @@ class Worker:
             self.graveyard.clear()
             self.calls.clear()
             self.ports.clear()
+            self.streams.clear()
             self.identities.clear()
             self.acc = None
             self.ep.libDestroy()
@@ -377,6 +384,107 @@ class Worker:
         port = self.ensure_port(call)
         port.listening = bool(cmd.get("on", True))
 
+    # ---- streams: one port per stream, fanned out to its calls by the conference bridge
+
+    def cmd_stream_attach(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Feed stream `stream_id` to call `call_id` (the port is created on first use). A call
+        whose media is not up yet is connected when it is (`connect_streams`)."""
+        call = self._call(cmd)
+        if call.local_end is not None:
+            raise CommandError("invalid-state", "the call is ending")
+        sid = str(cmd.get("stream_id") or "")
+        if not sid:
+            raise CommandError("invalid-params", "stream_id is required")
+        port = self.streams.get(sid)
+        if port is None:
+            port = StreamPort(sid, int(self.cfg.get("audio_queue_frames", 50)))
+            fmt = pj.MediaFormatAudio()
+            fmt.init(pj.PJMEDIA_FORMAT_PCM, CLOCK_RATE, 1, FRAME_MS * 1000, 16)
+            port.createPort(f"stream-{sid[:16]}", fmt)
+            self.streams[sid] = port
+        port.calls.add(call.call_id)
+        call.streams.add(sid)
+        if call.audio_media is not None:
+            port.startTransmit(call.audio_media)
+        return {"calls": len(port.calls)}
+
+    def cmd_stream_detach(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Stop feeding stream `stream_id` to call `call_id`; a no-op if it is not attached."""
+        sid, call_id = str(cmd.get("stream_id") or ""), str(cmd.get("call_id") or "")
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.streams.discard(sid)
+        port = self.streams.get(sid)
+        if port is None or call_id not in port.calls:
+            return {"attached": False}
+        port.calls.discard(call_id)
+        if call is not None:
+            self._unbridge_stream(port, call)
+        if not port.calls:
+            self._drop_stream(sid)
+        return {"attached": True}
+
+    def cmd_stream_close(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Detach stream `stream_id` from every call and remove its port; a no-op if unknown."""
+        sid = str(cmd.get("stream_id") or "")
+        port = self.streams.get(sid)
+        if port is None:
+            return {"closed": False}
+        for call_id in list(port.calls):
+            call = self.calls.get(call_id)
+            if call is not None:
+                call.streams.discard(sid)
+                self._unbridge_stream(port, call)
+        port.calls.clear()
+        self._drop_stream(sid)
+        return {"closed": True}
+
+    def connect_streams(self, call: WCall, am: Any) -> None:
+        """The call's audio is (re)negotiated: its attached streams transmit to its new media."""
+        for sid in list(call.streams):
+            port = self.streams.get(sid)
+            if port is None:
+                call.streams.discard(sid)
+                continue
+            try:
+                port.startTransmit(am)
+            except pj.Error:
+                pass
+
+    def _unbridge_stream(self, port: StreamPort, call: WCall) -> None:
+        """Main thread: never touches the media of a call that has ended."""
+        am = call.audio_media
+        if am is None or call.done:
+            return
+        try:
+            port.stopTransmit(am)
+        except pj.Error:
+            pass
+
+    def _drop_stream(self, sid: str) -> None:
+        port = self.streams.pop(sid, None)
+        if port is not None:
+            port.close()
+            self.graveyard.append(port)  # released on the main loop, outside any callback
+
+    def _leave_streams(self, call: WCall, unbridge: bool) -> None:
+        """Detach `call` from all its streams (ports left without calls are removed)."""
+        for sid in list(call.streams):
+            port = self.streams.get(sid)
+            if port is None:
+                continue
+            port.calls.discard(call.call_id)
+            if unbridge:
+                self._unbridge_stream(port, call)
+            if not port.calls:
+                self._drop_stream(sid)
+        call.streams.clear()
+
+    def push_stream(self, stream_id: str, pcm: bytes) -> None:  # stdin reader thread
+        port = self.streams.get(stream_id)
+        if port is not None:
+            port.push(pcm)
+
     # ---- call plumbing (main thread)
 
     def ensure_port(self, call: WCall) -> CallPort:
@@ -411,6 +519,7 @@ class Worker:
     def stop_media(self, call: WCall) -> None:
         """Main thread, while the call still exists (before hangup): unbridge the call's audio
         port from its stream and drop queued frames. Safe to call more than once."""
+        self._leave_streams(call, unbridge=True)
         port = call.port
         if port is None:
             return
@@ -427,6 +536,7 @@ class Worker:
         # DISCONNECTED: the stream is gone or going; only our own port is touched from now on.
         call.done = True
         call.audio_media = None
+        self._leave_streams(call, unbridge=False)
         if call.port is not None:
             call.port.close()
         self.calls.pop(call.call_id, None)
@@ -462,6 +572,8 @@ def reader_loop(worker: Worker, stream: Any) -> None:
                 break
             if isinstance(msg, ipc.Audio):
                 worker.push_audio(msg.call_id, msg.pcm)
+            elif isinstance(msg, ipc.Stream):
+                worker.push_stream(msg.stream_id, msg.pcm)
             else:
                 worker.commands.put(msg.data)
     except Exception as e:  # noqa: BLE001

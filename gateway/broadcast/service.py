@@ -207,6 +207,10 @@ class BroadcastService:
             return
         if ev.state == "confirmed" and t.state is TargetState.RINGING:
             t.sip_code, t.connected_at = ev.sip_code, time.monotonic()
+            if self.sip is not None and b.state is not BroadcastState.ENDING:
+                # the worker's conference bridge feeds it the broadcast's stream (see _pump)
+                with contextlib.suppress(SipError, TimeoutError):
+                    await self.sip.attach_stream(b.broadcast_id, ev.call_id)
             await self._target(b, t, TargetInput.ANSWERED)
             if BROADCAST_MACHINE.allows(b.state, BroadcastInput.CONNECTED):
                 await self._set_state(b, BROADCAST_MACHINE.next(b.state, BroadcastInput.CONNECTED))
@@ -397,6 +401,8 @@ class BroadcastService:
                 if b.state is BroadcastState.ENDED:
                     return
                 rec.write(frame)
+                if self.sip is not None:  # once per frame: each worker fans it out to its calls
+                    self.sip.send_stream(b.broadcast_id, frame)
                 for t in b.targets.values():
                     if t.state is not TargetState.CONNECTED:
                         continue
@@ -407,9 +413,6 @@ class BroadcastService:
                             log.warning("broadcast.zone_send_failed", zone=t.name, error=str(err))
                             t.cause = "send-error"
                             await self._drop(b, t, TargetInput.DISCONNECTED)
-                    elif t.call_id is not None and self.sip is not None:
-                        with contextlib.suppress(SipError):
-                            self.sip.send_audio(t.call_id, frame)
                 b.frames_sent += 1
                 if limit is not None and b.frames_sent >= limit:
                     b.end_reason = b.end_reason or "max-duration"
@@ -433,6 +436,9 @@ class BroadcastService:
                 await self._drop(b, t, TargetInput.STOP, hangup=False)
             handed = self.arbiter.release(b.broadcast_id)
         await asyncio.gather(*(self._hangup(c) for c in calls))
+        if self.sip is not None:
+            with contextlib.suppress(SipError):
+                await self.sip.close_stream(b.broadcast_id)
         deadline = time.monotonic() + END_WAIT_S
         while any(t.call_id for t in b.targets.values()) and time.monotonic() < deadline:
             b.changed.clear()

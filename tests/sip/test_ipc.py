@@ -68,3 +68,21 @@ def test_blocking_reader() -> None:
     assert ipc.read_message(stream) is None
     with pytest.raises(ipc.IpcProtocolError):
         ipc.read_message(io.BytesIO(ipc.encode_control({"a": 1})[:-1]))
+
+
+def test_stream_round_trip_and_interleaving() -> None:
+    sid = "ab" * 16  # a broadcast id: uuid4 hex
+    pcm = bytes(range(256)) * 2 + bytes(128)
+    data = ipc.encode_stream(sid, pcm) + ipc.encode_audio(sid, b"zz") + ipc.encode_control({"a": 1})
+    msgs = ipc.Decoder().feed(data)
+    assert msgs == [ipc.Stream(sid, pcm), ipc.Audio(sid, b"zz"), ipc.Control({"a": 1})]
+    assert ipc.Stream(sid, pcm) != ipc.Audio(sid, pcm)  # same payload, different kinds
+    assert ipc.read_message(io.BytesIO(ipc.encode_stream("s", b"xy"))) == ipc.Stream("s", b"xy")
+
+
+def test_stream_bad_ids() -> None:
+    for bad in ("", "x" * 256, "é"):
+        with pytest.raises(ipc.IpcProtocolError):
+            ipc.encode_stream(bad, b"")
+    with pytest.raises(ipc.IpcProtocolError):
+        ipc.Decoder().feed(b"\x00\x00\x00\x03\x03\x05a")  # stream id longer than payload
