@@ -77,6 +77,11 @@ def use_fast_vector_reader() -> None:
 class PlayoutPort(pj.AudioMediaPort):
     """A port that plays queued 20 ms frames into whatever it is bridged to (drop-oldest queue)."""
 
+    # Class-level: while Python tears an instance down (its __dict__ already cleared) the media
+    # clock thread may still call it once; it must find the port closed, not raise.
+    closed = True
+    listening = False
+
     def __init__(self, queue_frames: int) -> None:
         super().__init__()
         self.playout: collections.deque[bytes] = collections.deque(maxlen=queue_frames)
