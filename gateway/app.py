@@ -89,6 +89,10 @@ class Gateway:
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
         self._stack.push_async_callback(self._stop_http)
+        # Webhooks listen before the outbox sends anything: no receipt may find nobody home.
+        routes = self.sms.provider.webhook_routes() if self.sms.provider else []
+        self._http = await http.start(cfg.http.host, cfg.http.port,
+                                      {"store": self.store.healthy, "sip": self._sip_ready}, routes)
         await self.sms.start()  # recovers the outbox before anything new is accepted
         self._stack.push_async_callback(self.sms.stop)
         await self.sip.start()
@@ -104,9 +108,6 @@ class Gateway:
             self._stack.push_async_callback(self.front.stop)
         await self.control.start()
         self._stack.push_async_callback(self.control.stop)
-        routes = self.sms.provider.webhook_routes() if self.sms.provider else []
-        self._http = await http.start(cfg.http.host, cfg.http.port,
-                                      {"store": self.store.healthy, "sip": self._sip_ready}, routes)
         log.info("gateway.started", gateway_id=cfg.gateway.id, control=self.control.url,
                  http_port=self.http_port, sip=f"{cfg.sip.host}:{cfg.sip.port}",
                  calls_per_worker=self.sip.calls_per_worker, front=self.front is not None)

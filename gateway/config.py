@@ -431,6 +431,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "base_delay_s": _seconds(1),
         "max_delay_s": _seconds(60),
         "in_flight": _int(1, 1000, 20),
+        "reconcile_after_s": _seconds(60),
         "templates": _Field("table", _templates_check, types.MappingProxyType({})),
         "twilio": {
             "account_sid": _str("AC00000000000000000000000000000000"),

@@ -37,6 +37,7 @@ class SmsConfig:
     base_delay_s: float = 1.0
     max_delay_s: float = 60.0
     in_flight: int = 20  # provider requests at once
+    reconcile_after_s: float = 60.0  # a `sent` message with no final receipt by then is looked up
     templates: Mapping[str, str] = field(default_factory=dict)
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
     smpp: SmppSettings = field(default_factory=SmppSettings)

@@ -188,8 +188,9 @@ class TwilioProvider:
 
     async def find_sent(self, to: str, since_iso: str) -> list[Remote]:
         """Messages to `to` sent (or created, while not yet sent) at or after `since_iso`, newest
-        first. Twilio filters DateSent by day; the exact time is filtered here."""
-        since = _parse_since(since_iso)
+        first. Twilio filters DateSent by day and keeps whole seconds; the time is filtered here,
+        from the start of `since_iso`'s second (a message of the same second must be found)."""
+        since = _parse_since(since_iso).replace(microsecond=0)
         try:
             messages = await self._client.messages.list_async(
                 to=to, date_sent_after=since, limit=self.max_listed, page_size=self.list_page_size

@@ -36,13 +36,14 @@ from sms.outbox import (
     SenderRates,
     classify,
 )
-from sms.provider import Inbound, Provider, ProviderError, Receipt
+from sms.provider import Inbound, Provider, ProviderError, Receipt, Remote
 
 log = structlog.get_logger(__name__)
 
 FINAL = frozenset({"delivered", "undelivered", "failed"})
 _RECEIPT_INPUT = {"delivered": MessageInput.DELIVERED, "undelivered": MessageInput.UNDELIVERED,
                   "failed": MessageInput.FAILED}
+_UNSURE = ("timeout", "connection", "TimeoutError", "ConnectionError", "OSError")  # maybe sent
 EVENT_QUEUE = 10_000
 
 
@@ -77,6 +78,7 @@ class SmsService:
         await self._recover()
         self._own(self._dispatch(), "sms.dispatch")
         self._own(self._consume(), "sms.receipts")
+        self._own(self._reconcile_stale(), "sms.reconcile")
 
     async def stop(self) -> None:
         for t in list(self._tasks):
@@ -137,8 +139,9 @@ class SmsService:
         rows = await self._store.find_sms(send_id=send_id, limit=10_000)
         if not rows:
             raise NotFound("no such send", reason="no-such-message", details={"send_id": send_id})
+        limit = 1000  # a reply must fit a control-channel frame; counts cover them all
         return {"send_id": send_id, "counts": await self._store.sms_counts(send_id),
-                "messages": [_public(r) for r in rows]}
+                "messages": [_public(r) for r in rows[:limit]], "truncated": len(rows) > limit}
 
     def preview(self, body: str | None, template: str | None, variables: dict[str, Any] | None) -> dict:
         """Encoding and segments of a text, shown before sending."""
@@ -208,6 +211,12 @@ class SmsService:
             row = await self._store.get_sms(message_id)
             if row is None or row["state"] != MessageState.QUEUED.value:
                 return
+            if row["attempts"] and row.get("error") in _UNSURE:
+                # The last attempt timed out: the provider may have taken it. Look before resending.
+                remote = await self._find_at_provider(row)
+                if remote is not None:
+                    await self._adopt(row, remote)
+                    return
             attempts = row["attempts"] + 1
             await self._store.update_sms(message_id, state="sending", attempts=attempts)
             row.update(state="sending", attempts=attempts)
@@ -216,10 +225,11 @@ class SmsService:
             try:
                 sub = await self.provider.send(message_id, row["sender"], row["recipient"], row["body"])
             except ProviderError as err:
-                await self._failed_attempt(row, err.retryable, err.status_code, err.reason)
+                why = "timeout" if err.retryable and err.status_code is None else err.reason
+                await self._failed_attempt(row, err.retryable, err.status_code, why)
                 return
             except (TimeoutError, OSError) as err:
-                await self._failed_attempt(row, classify(error=err) == "retry", None, type(err).__name__)
+                await self._failed_attempt(row, classify(error=err) == "retry", None, "timeout")
                 return
             async with self._ids_lock:
                 current = await self._store.get_sms(message_id)
@@ -323,11 +333,9 @@ class SmsService:
         reconciled = resent = 0
         for row in pending:
             if row["state"] == "sending":
-                found = await self._find_at_provider(row)
-                if found is not None:
-                    await self._store.update_sms(row["message_id"], state="sent", provider_id=found)
-                    row.update(state="sent", provider_id=found)
-                    await self._status(row, "sent", reconciled=True)
+                remote = await self._find_at_provider(row)
+                if remote is not None:
+                    await self._adopt(row, remote)
                     reconciled += 1
                     continue
                 await self._store.update_sms(row["message_id"], state="queued")
@@ -337,7 +345,8 @@ class SmsService:
         if pending:
             log.info("sms.recovered", pending=len(pending), reconciled=reconciled, resent=resent)
 
-    async def _find_at_provider(self, row: dict) -> str | None:
+    async def _find_at_provider(self, row: dict) -> Remote | None:
+        """The provider's record of this message, if it has one we have not matched already."""
         assert self.provider is not None
         try:
             remote = await self.provider.find_sent(row["recipient"], row["created_at"])
@@ -345,15 +354,52 @@ class SmsService:
             log.warning("sms.reconcile_failed", message_id=row["message_id"], error=repr(err))
             return None
         for m in remote:
-            if m.body == row["body"] and m.to == row["recipient"]:
-                return m.provider_id
+            if m.provider_id == row.get("provider_id"):
+                return m
+            if m.body == row["body"] and m.to == row["recipient"] and not row.get("provider_id") \
+                    and not await self._store.find_sms(provider_id=m.provider_id, limit=1):
+                return m
         return None
+
+    async def _adopt(self, row: dict, remote: Remote) -> None:
+        """Take the provider's word for a message: its id, and its status when final."""
+        async with self._ids_lock:
+            await self._store.update_sms(row["message_id"], provider_id=remote.provider_id)
+            row["provider_id"] = remote.provider_id
+            if row["state"] in ("queued", "sending"):
+                await self._store.update_sms(row["message_id"], state="sent")
+                row["state"] = "sent"
+                await self._status(row, "sent", reconciled=True)
+        if remote.status in _RECEIPT_INPUT:
+            await self._receipt(Receipt(remote.provider_id, remote.status))
+
+    async def _reconcile_stale(self) -> None:
+        """Receipts can be lost (sent while we were down, or lost in transit): a message `sent`
+        for longer than reconcile_after_s is looked up at the provider, one recipient at a time."""
+        period = max(1.0, self.config.reconcile_after_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            cutoff = time.time() - self.config.reconcile_after_s
+            stale = [r for r in await self._store.find_sms(states=["sent"], limit=500)
+                     if _epoch(r.get("updated_at") or r["created_at"]) < cutoff]
+            for row in stale:
+                remote = await self._find_at_provider(row)
+                if remote is not None and remote.status in _RECEIPT_INPUT:
+                    await self._receipt(Receipt(remote.provider_id, remote.status))
+                else:  # look again later, not at every pass
+                    await self._store.update_sms(row["message_id"])
 
     async def _status(self, row: dict, state: str, **extra: Any) -> None:
         await self._bus.publish("sms.status", {
             "message_id": row["message_id"], "send_id": row["send_id"], "to": row["recipient"],
             "state": state, "attempts": row.get("attempts", 0), "provider_id": row.get("provider_id"),
             "error": row.get("error"), **extra}, session_id=row.get("session_id"))
+
+
+def _epoch(iso: str) -> float:
+    import datetime as _dt
+
+    return _dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _number_of(uri: str) -> str:

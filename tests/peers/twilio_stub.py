@@ -36,6 +36,7 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import ClientSession, ClientTimeout, web
 
 API_VERSION = "2010-04-01"
@@ -262,7 +263,7 @@ class TwilioStub:
                 params["ErrorCode"] = "30003"
             try:
                 answer, _ = await self.post_signed(url, params)
-            except (OSError, TimeoutError):
+            except (OSError, TimeoutError, aiohttp.ClientError):  # the gateway may be down
                 answer = 0
             self.callbacks.append((sid, status, answer))
             self.callback_event.set()
