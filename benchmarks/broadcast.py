@@ -305,6 +305,8 @@ async def delay_once(a: argparse.Namespace, cpw: int) -> dict[str, Any]:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-bcast-delay-"))
     gw = _gateway(workdir, a, cpw, max_workers=math.ceil(a.baresip / cpw) + 2)
+    # baresip 1.0 records nothing for a stream it answered recvonly: page these speakers sendrecv.
+    gw.args += ["--set", "broadcast.paging_direction=sendrecv"]
     res: dict[str, Any] = {"kind": "delay", "speakers": a.baresip, "beeps": a.beeps, "workdir": str(workdir)}
     phones = [BaresipPhone(user=f"spk{i}") for i in range(a.baresip)]
     client: GatewayClient | None = None
