@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.client import GatewayClient, RemoteError
+from gateway.client import GatewayClient
 from gateway.errors import NotFound
 from gateway.protocol import Principal, Registry, media
 from gateway.server import ControlServer, ServerConfig, ServerHooks
