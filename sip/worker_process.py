@@ -1,0 +1,317 @@
+"""Worker processes: the handle of one pjsua2 worker and its lifecycle as the supervisor runs it.
+
+Spawn, restart and stop a worker; read its stdout (one reader task per worker, owned by the
+supervisor and cancelled on stop); send it commands and match the replies. `WorkerProcesses` is a
+part of SipSupervisor (sip/supervisor.py), which provides the state annotated on the class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from . import ipc
+from .config import SipConfig, worker_config
+from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable, TargetError, WorkerError
+from .events import SipEvent
+
+log = structlog.get_logger("sip.supervisor")  # the logger name the supervisor's events always had
+
+COMMAND_TIMEOUT = 10.0
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+AUDIO_WRITE_LIMIT = 256 * 1024  # bytes buffered towards a worker before send_audio drops frames
+
+_REASONS: dict[str, type[SipError]] = {
+    "no-capacity": NoCapacity,
+    "no-such-call": NoSuchCall,
+    "invalid-state": InvalidState,
+    "sip-unavailable": SipUnavailable,
+    "invalid-uri": TargetError,
+    "target-unreachable": TargetError,
+}
+
+
+def _error_from_reply(reply: dict[str, Any]) -> SipError:
+    reason = str(reply.get("reason") or "worker-error")
+    cls = _REASONS.get(reason, WorkerError)
+    return cls(str(reply.get("message") or reason), reason=reason,
+               details={k: v for k, v in reply.items() if k in ("status",)})
+
+
+def package_root() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+class Worker:
+    """One worker process as the supervisor sees it."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.proc: asyncio.subprocess.Process | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.ready: asyncio.Future[dict[str, Any]] | None = None
+        self.calls: set[str] = set()
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.log_path: Path | None = None
+        self.up = False
+        self.stopping = False
+        self.audio_dropped = 0
+        self.restarts = 0
+        # Set while a crashed worker is being restarted: resolves to True once it is up again,
+        # False if the supervisor gave up (stopping). Dials with nowhere else to go wait on it.
+        self.restarted: asyncio.Future[bool] | None = None
+        self.dialing: set[str] = set()  # calls whose dial command has no reply yet
+
+    @property
+    def load(self) -> int:
+        return len(self.calls)
+
+
+class WorkerProcesses:
+    """Worker lifecycle, reading and commands (a part of SipSupervisor)."""
+
+    config: SipConfig
+    on_event: Callable[[SipEvent], None]
+    on_audio: Callable[[str, bytes], None]
+    python: str
+    calls_per_worker: int
+    registration: dict[str, Any] | None
+    _workers: dict[int, Worker]
+    _call_worker: dict[str, int]
+    _ids: itertools.count[int]
+    _tasks: set[asyncio.Task[Any]]
+    _stopping: bool
+    _log_dir: Path | None
+    _streams: dict[str, dict[int, set[str]]]
+    # from StreamFanout (sip/streams.py): _unlink_call_streams, _unlink_stream_worker
+
+    async def _stop_worker(self, w: Worker) -> None:
+        proc = w.proc
+        if proc is None:
+            return
+        if proc.returncode is None and w.up:
+            with contextlib.suppress(Exception):
+                self._write(w, ipc.encode_control({"cmd": "shutdown", "id": 0}))
+                assert proc.stdin is not None
+                proc.stdin.close()
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        if w.reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(w.reader, 2)
+        w.up = False
+
+    def _own(self, coro: Any) -> asyncio.Task[Any]:
+        t = asyncio.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    async def _spawn(self, index: int) -> Worker:
+        """Start worker `index` and wait for its `ready` message."""
+        w = self._workers.get(index)
+        if w is None:
+            w = self._workers[index] = Worker(index)
+        cfg = worker_config(self.config, index, self.calls_per_worker)
+        assert self._log_dir is not None
+        w.log_path = self._log_dir / f"worker-{index}.log"
+        loop = asyncio.get_running_loop()
+        w.ready = loop.create_future()
+        w.stopping = False
+        with open(w.log_path, "ab") as logf:
+            w.proc = await asyncio.create_subprocess_exec(
+                self.python, "-m", "sip.worker", "--config-json", json.dumps(cfg),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=logf,
+                cwd=package_root(), limit=1 << 20,
+            )
+        w.reader = self._own(self._read(w, w.proc))
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                msg = await w.ready
+        except (TimeoutError, SipError) as e:
+            with contextlib.suppress(ProcessLookupError):
+                w.proc.kill()
+            raise SipUnavailable(f"worker {index} did not start: {e}", reason="sip-unavailable") from None
+        w.up = True
+        log.info("sip.worker.up", worker=index, pid=msg.get("pid"), address=msg.get("address"))
+        return w
+
+    async def _restart(self, w: Worker) -> None:
+        delay = 0.2
+        try:
+            while not self._stopping:
+                try:
+                    await self._spawn(w.index)
+                    w.restarts += 1
+                    log.info("sip.worker.restarted", worker=w.index, restarts=w.restarts)
+                    return
+                except SipError as e:
+                    log.warning("sip.worker.restart_failed", worker=w.index, error=str(e), retry_in=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            fut, w.restarted = w.restarted, None
+            if fut is not None and not fut.done():
+                fut.set_result(w.up)
+
+    # ---- reading a worker
+
+    async def _read(self, w: Worker, proc: asyncio.subprocess.Process) -> None:
+        dec = ipc.Decoder()
+        assert proc.stdout is not None
+        try:
+            while True:
+                data = await proc.stdout.read(65536)
+                if not data:
+                    break
+                for msg in dec.feed(data):
+                    if isinstance(msg, ipc.Audio):
+                        try:
+                            self.on_audio(msg.call_id, msg.pcm)
+                        except Exception:
+                            log.exception("sip.on_audio.failed", worker=w.index, call_id=msg.call_id)
+                    else:
+                        self._on_control(w, msg.data)
+        except ipc.IpcProtocolError:
+            log.exception("sip.worker.bad_frame", worker=w.index, killing=True)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        finally:
+            await self._worker_gone(w, proc)
+
+    def _on_control(self, w: Worker, m: dict[str, Any]) -> None:
+        t = m.get("type")
+        if t == "reply":
+            fut = w.pending.pop(m.get("id"), None)
+            if fut is not None and not fut.done():
+                fut.set_result(m)
+        elif t == "event":
+            self._on_worker_event(w, m)
+        elif t == "ready":
+            if w.ready is not None and not w.ready.done():
+                w.ready.set_result(m)
+        elif t == "fatal":
+            if w.ready is not None and not w.ready.done():
+                w.ready.set_exception(SipUnavailable(str(m.get("message")), reason="sip-unavailable"))
+        elif t == "registration":
+            self._on_registration(w, m)
+        elif t == "stats":
+            w.audio_dropped = int(m.get("audio_dropped_out", 0))
+
+    def _on_registration(self, w: Worker, m: dict[str, Any]) -> None:
+        """A REGISTER outcome: kept in `registration`; a SipEvent when it differs from the last."""
+        new = {k: m.get(k) for k in ("code", "reason", "active", "expires")}
+        old, self.registration = self.registration, new
+        log.info("sip.registration", worker=w.index, **new)
+        if old is not None and all(old[k] == new[k] for k in ("code", "reason", "active")):
+            return  # a refresh with the same outcome
+        reg = self.config.registration
+        self._emit(SipEvent(
+            call_id="", kind="registration", state=None, sip_code=new["code"], reason=new["reason"],
+            worker=w.index, extra={"registrar": reg.registrar if reg else None,
+                                   "expires": new["expires"], "active": new["active"]},
+        ))
+
+    def _on_worker_event(self, w: Worker, m: dict[str, Any]) -> None:
+        kind = m.get("kind")
+        call_id = str(m.get("call_id"))
+        if kind == "incoming":
+            w.calls.add(call_id)
+            self._call_worker[call_id] = w.index
+        if kind == "state" and m.get("state") == "disconnected":
+            w.calls.discard(call_id)
+            self._call_worker.pop(call_id, None)
+            self._unlink_call_streams(call_id)  # the worker detached it itself
+        self._emit(SipEvent(
+            call_id=call_id, kind=str(kind), state=m.get("state"), sip_code=m.get("sip_code"),
+            reason=m.get("reason"), cause=m.get("cause"), remote_uri=m.get("remote_uri"),
+            local_uri=m.get("local_uri"), worker=w.index, extra=m.get("extra") or {},
+        ))
+
+    def _emit(self, ev: SipEvent) -> None:
+        try:
+            self.on_event(ev)
+        except Exception:
+            log.exception("sip.on_event.failed", call_id=ev.call_id, kind=ev.kind)
+
+    async def _worker_gone(self, w: Worker, proc: asyncio.subprocess.Process) -> None:
+        if w.proc is not proc:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), 2)
+        # A process that never said ready is handled by whoever is spawning it (start or restart).
+        crashed = w.up and not (w.stopping or self._stopping)
+        w.up = False
+        if crashed and w.restarted is None:
+            w.restarted = asyncio.get_running_loop().create_future()
+        err = SipUnavailable(f"sip worker {w.index} exited", reason="sip-unavailable")
+        for fut in w.pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        w.pending.clear()
+        if w.ready is not None and not w.ready.done():
+            w.ready.set_exception(err)
+        lost = len(w.calls)
+        for sid in list(self._streams):
+            self._unlink_stream_worker(sid, w.index)
+        for call_id in sorted(w.calls):
+            self._call_worker.pop(call_id, None)
+            if call_id in w.dialing:
+                continue  # its dial() gets the error (and may retry on another worker)
+            if crashed:
+                log.warning("sip.call.worker_crashed", worker=w.index, call_id=call_id)
+            self._emit(SipEvent(call_id=call_id, kind="state", state="disconnected",
+                                cause="worker-crashed" if crashed else "local-hangup",
+                                worker=w.index))
+        w.calls.clear()
+        if crashed:
+            log.warning("sip.worker.died", worker=w.index, rc=proc.returncode, restarting=True,
+                        calls_lost=lost)
+            self._own(self._restart(w))
+
+    # ---- commands
+
+    def _write(self, w: Worker, data: bytes) -> None:
+        if w.proc is None or w.proc.stdin is None or w.proc.stdin.is_closing():
+            raise SipUnavailable(f"sip worker {w.index} is not running", reason="sip-unavailable")
+        w.proc.stdin.write(data)
+
+    async def _command(self, w: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
+        if not w.up:
+            raise SipUnavailable(f"sip worker {w.index} is not running", reason="sip-unavailable")
+        rid = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        w.pending[rid] = fut
+        try:
+            self._write(w, ipc.encode_control({**cmd, "id": rid}))
+            assert w.proc is not None and w.proc.stdin is not None
+            await w.proc.stdin.drain()
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                reply = await fut
+        except (ConnectionError, BrokenPipeError):
+            raise SipUnavailable(f"sip worker {w.index} is gone", reason="sip-unavailable") from None
+        finally:
+            w.pending.pop(rid, None)
+        if not reply.get("ok"):
+            raise _error_from_reply(reply)
+        return reply.get("result") or {}
+
+    def _worker_for(self, call_id: str) -> Worker:
+        idx = self._call_worker.get(call_id)
+        w = self._workers.get(idx) if idx is not None else None
+        if w is None:
+            raise NoSuchCall(f"no call {call_id}", reason="no-such-call")
+        return w
