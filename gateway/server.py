@@ -15,7 +15,6 @@ import itertools
 import time
 import urllib.parse
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 import structlog
@@ -31,6 +30,7 @@ from gateway.errors import (
     Unavailable,
 )
 from gateway.protocol import codec
+from gateway.timeutil import now_iso
 from gateway.protocol.methods import HelloParams, Principal, Registry, RequestContext, validate_params
 
 PROTOCOL_VERSION = 1
@@ -96,10 +96,6 @@ class ServerHooks:
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
-
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # --- connection state as a table ----------------------------------------------------------------
@@ -277,7 +273,7 @@ class Connection:
                             and self._outbox.put(text)):
                         seq = last_seq if last_seq is not None else int(params["seq"]) - 1
                         overflow = {
-                            "seq": seq, "type": "events.overflow", "time": _now_iso(),
+                            "seq": seq, "type": "events.overflow", "time": now_iso(),
                             "session_id": None,
                             "data": {"reason": "slow-consumer", "resume_since_seq": seq},
                         }

@@ -9,3 +9,8 @@ def now_iso() -> str:
     """UTC now as ISO 8601 with milliseconds and a Z: 2026-11-27T16:00:00.123Z."""
     now = _dt.datetime.now(_dt.UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def iso_to_epoch(iso: str) -> float:
+    """Seconds since the epoch of a time in that format (or any ISO 8601 with an offset)."""
+    return _dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -393,6 +393,7 @@ class BroadcastService:
     async def _pump(self, b: Broadcast, rec: Recorder) -> None:
         limit = int(b.max_duration_s / FRAME_S) if b.max_duration_s else None
         frames = b.source.frames()
+        zones = [t for t in b.targets.values() if t.zone is not None]  # SIP targets: via the stream
         b.started_audio_at = time.monotonic()
         try:
             async for frame in pace(frames):
@@ -403,10 +404,8 @@ class BroadcastService:
                 rec.write(frame)
                 if self.sip is not None:  # once per frame: each worker fans it out to its calls
                     self.sip.send_stream(b.broadcast_id, frame)
-                for t in b.targets.values():
-                    if t.state is not TargetState.CONNECTED:
-                        continue
-                    if t.sender is not None:
+                for t in zones:
+                    if t.state is TargetState.CONNECTED and t.sender is not None:
                         try:
                             t.sender.send_frame(frame)
                         except OSError as err:  # this zone only: the rest plays on

@@ -24,7 +24,7 @@ from gateway.errors import InvalidParams, NotFound, Unavailable
 from gateway.events import EventBus
 from gateway.services.sessions import SessionService
 from gateway.store import Store
-from gateway.timeutil import now_iso
+from gateway.timeutil import iso_to_epoch, now_iso
 from sms import numbers, segments, templates
 from sms.config import SmsConfig
 from sms.errors import SmsError
@@ -381,7 +381,7 @@ class SmsService:
             await asyncio.sleep(period)
             cutoff = time.time() - self.config.reconcile_after_s
             stale = [r for r in await self._store.find_sms(states=["sent"], limit=500)
-                     if _epoch(r.get("updated_at") or r["created_at"]) < cutoff]
+                     if iso_to_epoch(r.get("updated_at") or r["created_at"]) < cutoff]
             for row in stale:
                 remote = await self._find_at_provider(row)
                 if remote is not None and remote.status in _RECEIPT_INPUT:
@@ -394,12 +394,6 @@ class SmsService:
             "message_id": row["message_id"], "send_id": row["send_id"], "to": row["recipient"],
             "state": state, "attempts": row.get("attempts", 0), "provider_id": row.get("provider_id"),
             "error": row.get("error"), **extra}, session_id=row.get("session_id"))
-
-
-def _epoch(iso: str) -> float:
-    import datetime as _dt
-
-    return _dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _number_of(uri: str) -> str:
