@@ -25,7 +25,8 @@ from typing import Any
 import aiosqlite
 import structlog
 
-from gateway.errors import Unavailable
+from gateway import text
+from gateway.errors import InvalidParams, Unavailable
 from gateway.timeutil import now_iso
 
 log = structlog.get_logger(__name__)
@@ -491,6 +492,27 @@ class Store:
 
     # ---- internals -------------------------------------------------------------------------
 
+    async def _insert_events_one_by_one(self, events: list[_Op], first: int, time: str,
+                                        failed: dict[int, Any]) -> list[tuple[Any, ...]]:
+        """After the batch insert failed: each event alone; seqs only for stored ones, no gap."""
+        conn = self._writer
+        assert conn is not None
+        rows: list[tuple[Any, ...]] = []
+        for op in events:
+            row = (first + len(rows), op.type, time, op.session_id, op.data)
+            await conn.execute("SAVEPOINT ev")
+            try:
+                await conn.execute(_INSERT_EVENT, row)
+                rows.append(row)
+            except Exception as exc:
+                if not conn.in_transaction:
+                    raise
+                await conn.execute("ROLLBACK TO ev")
+                failed[id(op)] = exc
+                log.warning("store.event_failed", type=op.type[:64], error=repr(exc))
+            await conn.execute("RELEASE ev")
+        return rows
+
     async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
         if self._reader is None:
             raise Unavailable("the store is not open", reason="shutting-down")
@@ -500,6 +522,7 @@ class Store:
         # event: type/session_id/data for an event append, or many=True for executemany
         if not self._open or self._closing:
             raise Unavailable("the store is closed", reason="shutting-down")
+        _check_text(sql, params, event)  # a text SQLite cannot hold fails here, not in a batch
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Op(fut, sql, params, **event))
         if self._writer_done and not fut.done():
@@ -545,9 +568,20 @@ class Store:
         try:
             began = False
             if rows:
-                await conn.executemany(_INSERT_EVENT, rows)
+                try:
+                    await conn.executemany(_INSERT_EVENT, rows)
+                except Exception as exc:
+                    log.warning("store.events_isolated", events=len(rows), error=repr(exc))
+                    await conn.rollback()
+                    rows = await self._insert_events_one_by_one(events, first, time, results)
+                    events = [op for op in events if id(op) not in results]
                 began = True
             for op in others:
+                # A write that fails (a constraint, a value SQLite cannot bind) is undone alone
+                # and reported to its caller; the batch goes on. One statement is atomic in
+                # SQLite; an executemany needs a savepoint so its earlier rows go too.
+                if op.many:
+                    await conn.execute("SAVEPOINT op")
                 try:
                     if op.many:
                         cur = await conn.executemany(op.sql, op.params)  # type: ignore[arg-type]
@@ -555,11 +589,16 @@ class Store:
                         cur = await conn.execute(op.sql, op.params)  # type: ignore[arg-type]
                     results[id(op)] = cur.rowcount
                     await cur.close()
-                    began = True
-                except sqlite3.Error as exc:
+                except Exception as exc:
                     if began and not conn.in_transaction:
                         raise  # SQLite rolled the whole transaction back: the batch is lost
-                    results[id(op)] = exc  # a statement error: only this write fails
+                    if op.many and conn.in_transaction:
+                        await conn.execute("ROLLBACK TO op")
+                    results[id(op)] = exc  # only this write fails
+                    log.warning("store.write_failed", sql=(op.sql or "")[:80], error=repr(exc))
+                if op.many and conn.in_transaction:
+                    await conn.execute("RELEASE op")
+                began = True
             await conn.commit()
         except BaseException as exc:
             log.error("store.commit_failed", path=self.path, batch=len(batch), events=len(rows),
@@ -586,14 +625,29 @@ class Store:
             for op, ev in zip(events, stored):
                 if not op.fut.done():
                     op.fut.set_result(ev)
-        for op in others:
-            res = results[id(op)]
-            if op.fut.done():
+        for op in batch:
+            res = results.get(id(op), results)  # events stored above are not in results
+            if res is results or op.fut.done():
                 continue
             if isinstance(res, BaseException):
                 op.fut.set_exception(res)
             else:
                 op.fut.set_result(res)
+
+
+def _check_text(sql: str | None, params: Sequence[Any], event: dict[str, Any]) -> None:
+    """Raise InvalidParams (reason `invalid-text`) for a string SQLite cannot encode."""
+    if sql is None:
+        named: Any = (("type", event.get("type")), ("session_id", event.get("session_id")),
+                      ("data", event.get("data")))
+    else:
+        rows = params if event.get("many") else (params,)
+        named = ((f"param {i}", v) for row in rows for i, v in enumerate(row))
+    for name, value in named:
+        if isinstance(value, str) and not text.is_encodable(value):
+            where = text.first_bad_text(json.loads(value)) if name == "data" else None
+            raise InvalidParams(f"{name} is not valid UTF-8 text (lone surrogate)", reason="invalid-text",
+                                details={"field": f"data.{where}" if where else name})
 
 
 def _upsert(table: str, key: str, columns: Sequence[str], row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
