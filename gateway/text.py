@@ -25,13 +25,14 @@ def is_encodable(text: str) -> bool:
 
 def first_bad_text(value: Any, path: str = "") -> str | None:
     """The dotted path of the first string (key or value) in `value` that is not valid UTF-8
-    text, or None. Lists give their index: `targets.2`; a bad key gives its parent's path."""
+    text, or None. Lists give their index: `targets.2`; a bad key gives its parent's path
+    ("" for `value` itself)."""
     if isinstance(value, str):
-        return None if is_encodable(value) else (path or "value")
+        return None if is_encodable(value) else path
     if isinstance(value, dict):
         for k, v in value.items():
             if isinstance(k, str) and not is_encodable(k):
-                return path or "keys"
+                return path
             sub = first_bad_text(v, f"{path}.{k}" if path else str(k))
             if sub is not None:
                 return sub

@@ -8,10 +8,12 @@ returns the text of one frame. No asyncio, no sockets: tested without them.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from gateway.errors import GatewayError, InvalidParams, InvalidRequest, ParseError
+from gateway.text import first_bad_text
 
 JSONRPC = "2.0"
 EVENT_METHOD = "event"
@@ -20,6 +22,8 @@ RequestId = Union[int, str]
 
 _MAX_ID_LEN = 128
 _MAX_METHOD_LEN = 64
+# A JSON escape of a UTF-16 surrogate; only messages that have one are walked for lone ones.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,25 @@ def _load(text: str | bytes) -> Any | Invalid:
         return Invalid(None, ParseError("parse error", details={"why": str(exc)[:200]}))
 
 
+def _refuse_bad_text(obj: dict[str, Any]) -> Invalid | None:
+    """Strings that are no UTF-8 text (JSON escapes of lone surrogates) are refused here,
+    before anything could log, store or echo them: the field is named in the error."""
+    raw_id = obj.get("id")
+    if first_bad_text(raw_id) is not None:
+        return Invalid(None, InvalidRequest('"id" is not valid UTF-8 text'))
+    reply_id = raw_id if "id" in obj and _valid_id(raw_id) else None
+    if first_bad_text(list(obj)) is not None:
+        return Invalid(reply_id, InvalidRequest("a member name is not valid UTF-8 text"))
+    if first_bad_text(obj.get("method")) is not None:
+        return Invalid(reply_id, InvalidRequest('"method" is not valid UTF-8 text'))
+    loc = first_bad_text(obj.get("params"))
+    if loc is None:
+        return None
+    return Invalid(reply_id, InvalidParams("invalid params", details={"errors": [
+        {"loc": loc or "params",
+         "msg": "not valid UTF-8 text (a lone surrogate escape)", "type": "invalid_text"}]}))
+
+
 def parse_message(text: str | bytes) -> Request | Notification | Invalid:
     """Parse one text frame sent by a client. Never raises."""
     obj = _load(text)
@@ -87,6 +110,10 @@ def parse_message(text: str | bytes) -> Request | Notification | Invalid:
         return Invalid(None, InvalidRequest("batches not supported", details={"why": "batch"}))
     if not isinstance(obj, dict):
         return Invalid(None, InvalidRequest("a message must be a JSON object"))
+    if _SURROGATE_ESCAPE.search(text if isinstance(text, str) else text.decode("utf-8", "replace")):
+        refused = _refuse_bad_text(obj)
+        if refused is not None:
+            return refused
     has_id = "id" in obj
     raw_id = obj.get("id")
     # Echo the id when it is usable, so the peer can match the error to its request.

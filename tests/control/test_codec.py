@@ -104,3 +104,23 @@ def test_encode_result_rejects_non_json():
 ])
 def test_parse_response(frame, kind):
     assert isinstance(codec.parse_response(frame), kind)
+
+
+@pytest.mark.parametrize("text, reply_id, reason, loc", [
+    ('{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":{"b":["ok","\\ud800"]}}}', 1, "invalid-params", "a.b.1"),
+    ('{"jsonrpc":"2.0","id":2,"method":"m","params":{"\\udfff":1}}', 2, "invalid-params", "params"),
+    ('{"jsonrpc":"2.0","id":3,"method":"m\\ud800","params":{}}', 3, "invalid-request", None),
+    ('{"jsonrpc":"2.0","id":"\\udc80","method":"m"}', None, "invalid-request", None),
+    ('{"jsonrpc":"2.0","id":4,"method":"m","\\ud801":1}', 4, "invalid-request", None),
+])
+def test_lone_surrogates_are_refused_with_the_field_named(text, reply_id, reason, loc) -> None:
+    msg = codec.parse_message(text)
+    assert isinstance(msg, codec.Invalid) and msg.id == reply_id and msg.error.reason == reason
+    if loc is not None:
+        assert msg.error.details["errors"][0]["loc"] == loc
+    codec.encode_error(msg.id, msg.error).encode("utf-8")  # the answer itself is valid text
+
+
+def test_surrogate_pairs_are_text() -> None:
+    msg = codec.parse_message('{"jsonrpc":"2.0","id":1,"method":"m","params":{"t":"\\ud83d\\ude91"}}')
+    assert isinstance(msg, codec.Request) and msg.params == {"t": "\U0001F691"}
