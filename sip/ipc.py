@@ -3,7 +3,9 @@
 Every message is ``length (uint32 BE) | type (1 byte) | payload`` where ``length`` counts the type
 byte and the payload.
 
-- ``TYPE_CONTROL`` (0x01): payload is one UTF-8 JSON object (commands, replies, events).
+- ``TYPE_CONTROL`` (0x01): payload is one UTF-8 JSON object (commands, replies, events); its
+  strings are normalised on decoding (lone surrogates from SIP bytes that are not UTF-8 become
+  the bytes' text with U+FFFD).
 - ``TYPE_AUDIO`` (0x02): payload is ``id_len (1 byte) | call id (ASCII) | PCM16LE mono``.
 - ``TYPE_STREAM`` (0x03): same payload with a stream id instead of a call id: one frame of a
   stream the worker fans out to every call attached to it (gateway -> worker only).
@@ -18,6 +20,8 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
+
+from gateway.text import clean
 from typing import Any
 
 from .errors import SipError
@@ -89,6 +93,10 @@ def decode_payload(kind: int, payload: bytes) -> Message:
             raise IpcProtocolError(f"bad JSON: {e}") from None
         if not isinstance(data, dict):
             raise IpcProtocolError("control message is not an object")
+        if b"\\ud" in payload or b"\\uD" in payload:
+            # SIP bytes that are not UTF-8 reach Python (SWIG) as lone surrogates: back to the
+            # bytes, decoded with U+FFFD, before any of it can be logged, stored or sent.
+            data = clean(data)
         return Control(data)
     if kind == TYPE_AUDIO or kind == TYPE_STREAM:
         if not payload:

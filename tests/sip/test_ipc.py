@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
@@ -86,3 +87,13 @@ def test_stream_bad_ids() -> None:
             ipc.encode_stream(bad, b"")
     with pytest.raises(ipc.IpcProtocolError):
         ipc.Decoder().feed(b"\x00\x00\x00\x03\x03\x05a")  # stream id longer than payload
+
+
+def test_control_text_from_non_utf8_sip_bytes_is_normalised() -> None:
+    # What a worker writes when pjsua2 (SWIG, surrogateescape) saw bytes E9 FF in a From header.
+    raw = b'"Caf\xe9\xff" <sip:a@h>'.decode("utf-8", "surrogateescape")
+    frame = ipc.encode_control({"type": "event", "remote_uri": raw, "extra": {raw: [raw]}})
+    (msg,) = ipc.Decoder().feed(frame)
+    assert msg.data["remote_uri"] == '"Caf\ufffd\ufffd" <sip:a@h>'
+    assert msg.data["extra"] == {'"Caf\ufffd\ufffd" <sip:a@h>': ['"Caf\ufffd\ufffd" <sip:a@h>']}
+    json.dumps(msg.data, ensure_ascii=False).encode("utf-8")  # storable and sendable now
