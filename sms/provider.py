@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.text import to_utf8
 from sms.errors import SmsError
 from sms.outbox import classify
 
@@ -44,6 +45,14 @@ class Inbound:
     sender: str
     to: str
     body: str
+
+    def __post_init__(self) -> None:
+        # Text from a provider (a UCS-2 body with a lone surrogate, bytes that are not UTF-8) is
+        # normalised here, at the edge, so it can always be stored and sent on.
+        for name in ("provider_id", "sender", "to", "body"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, to_utf8(value))
 
 
 @dataclass(frozen=True, slots=True)
