@@ -71,6 +71,10 @@ class Endpoint:
         if not isinstance(self.groups, tuple):
             object.__setattr__(self, "groups", tuple(self.groups))
 
+    def public(self) -> dict:
+        """What a console sees (`directory.list`): every field; an endpoint holds no secret."""
+        return self.to_dict()
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

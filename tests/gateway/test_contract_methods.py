@@ -1,0 +1,96 @@
+"""Every method of the contract against a gateway with a populated directory: no internal-error.
+
+The methods come from the gateway's own registry, so a method added later without a sample here
+fails `test_every_method_has_a_sample` instead of going untested (issue 7, section 5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.client import RemoteError
+from gateway.errors import INTERNAL_ERROR
+from tests.peers.ports import free_udp_port
+
+pytestmark = pytest.mark.peers  # SIP workers (pjsua2)
+
+ENDPOINTS = (
+    '[{name = "desk-1", uri = "sip:desk1@127.0.0.1:%(p)d", kind = "phone", groups = ["dispatch"],'
+    ' display_name = "Desk 1"},'
+    ' {name = "yard", uri = "sip:yard@127.0.0.1:%(p)d", kind = "speaker", groups = ["yard", "all"],'
+    ' profile = "rfc5373"},'
+    ' {name = "pstn", uri = "tel:+15550100", kind = "trunk", groups = ["all"]}]'
+)
+ZONES = '[{name = "district-3", group = "239.10.0.3", port = 5004, codec = "PCMU", interface = "127.0.0.1"}]'
+
+# One call per method, in this order; "{session_id}" etc. are filled from earlier results.
+SAMPLES: dict[str, dict[str, Any]] = {
+    "hello": {"token": "tok-admin"},
+    "ping": {},
+    "session.create": {"title": "contract"},
+    "session.list": {},
+    "session.get": {"session_id": "{session_id}"},
+    "events.subscribe": {"since_seq": 0},
+    "directory.list": {},
+    "call.dial": {"target": "desk-1", "session_id": "{session_id}", "timeout_s": 2},
+    "call.answer": {"call_id": "{call_id}"},
+    "call.reject": {"call_id": "{call_id}"},
+    "call.hold": {"call_id": "{call_id}"},
+    "call.unhold": {"call_id": "{call_id}"},
+    "call.dtmf": {"call_id": "{call_id}", "digits": "12#"},
+    "call.transfer": {"call_id": "{call_id}", "target": "group:dispatch"},
+    "call.listen": {"call_id": "{call_id}"},
+    "media.open": {"call_id": "{call_id}"},
+    "media.close": {"channel": 1},
+    "call.hangup": {"call_id": "{call_id}"},
+    "broadcast.start": {"targets": ["group:all", "zone:district-3", "desk-1"],
+                        "source": {"type": "tone", "seconds": 0.5}, "chime": False},
+    "broadcast.get": {"broadcast_id": "{broadcast_id}"},
+    "broadcast.stop": {"broadcast_id": "{broadcast_id}"},
+    "sms.preview": {"body": "test"},
+    "sms.send": {"to": ["+15550100", "pstn"], "body": "test"},
+    "sms.get": {"send_id": "nope"},
+    "session.close": {"session_id": "{session_id}"},
+}
+
+
+def _fill(value: Any, known: dict[str, str]) -> Any:
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        return known.get(value[1:-1], "unknown-id")
+    if isinstance(value, dict):
+        return {k: _fill(v, known) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, known) for v in value]
+    return value
+
+
+async def test_every_method_answers_without_internal_error(start_gateway, connect) -> None:
+    dead = free_udp_port("127.0.0.1")  # nobody answers there: calls and pages fail cleanly
+    gw = await start_gateway(**{"directory.endpoint": ENDPOINTS % {"p": dead}, "broadcast.zone": ZONES})
+    assert set(SAMPLES) == set(gw.registry.methods), "add a sample for every method of the contract"
+    root = await connect(gw, "tok-admin")
+    olga = await connect(gw, "tok-observer")
+    unit = await connect(gw, "tok-terminal")
+    known: dict[str, str] = {}
+    outcomes: dict[tuple[str, str], str] = {}
+    for method, params in SAMPLES.items():
+        for client in (root, olga, unit):
+            try:
+                result = await client.call(method, **_fill(params, known))
+            except RemoteError as err:
+                assert err.code != INTERNAL_ERROR, (method, client.hello["role"], err.message)
+                outcomes[(method, client.hello["role"])] = err.reason
+                continue
+            outcomes[(method, client.hello["role"])] = "ok"
+            for key in ("session_id", "call_id", "broadcast_id"):
+                if isinstance(result.get(key), str):
+                    known.setdefault(key, result[key])
+    listing = await root.call("directory.list")
+    assert [e["name"] for e in listing["endpoints"]] == ["desk-1", "yard", "pstn"]
+    assert listing["groups"] == ["all", "dispatch", "yard"]
+    assert (await root.call("directory.list", kind="trunk"))["endpoints"][0]["uri"] == "tel:+15550100"
+    for method in ("directory.list", "session.get", "call.dial", "broadcast.start", "broadcast.get"):
+        assert outcomes[(method, "admin")] == "ok", outcomes
+    assert outcomes[("directory.list", "observer")] == "ok"
+    assert outcomes[("call.dial", "observer")] == "forbidden"
