@@ -9,8 +9,9 @@ A subscription starts in replay: it registers its live queue first, then reads s
 last read began; if it fills up it is emptied and the replay simply reads on from the store (the
 store has everything). Once a read comes back short with the live queue intact, the subscription
 is live: the rest of the page, then the queue, skipping seqs already delivered. A live queue that
-overflows ends the subscription with one `events.overflow` event (seq = last delivered); the
-client resumes with `subscribe(since_seq=last_seq)`.
+overflows ends the subscription with one `events.overflow` event (seq = last delivered,
+`data.resume_since_seq` the same); the client resumes with `subscribe(since_seq=last_seq)`.
+A `since_seq` ahead of the last stored seq is refused (`seq-ahead`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from gateway.errors import Unavailable
+from gateway.errors import InvalidParams, Unavailable
 from gateway.store import Event, Store
 from gateway.timeutil import now_iso
 
@@ -31,6 +32,13 @@ log = structlog.get_logger(__name__)
 
 OVERFLOW = "events.overflow"
 _ids = itertools.count(1)
+
+
+def overflow_event(seq: int, reason: str) -> Event:
+    """The one shape of `events.overflow`, whoever cuts the subscriber: the bus (`reason`
+    "slow-subscriber") or the connection's send queue ("slow-consumer"). `seq` is the last event
+    delivered; the client resumes with `events.subscribe {since_seq: resume_since_seq}`."""
+    return Event(seq, OVERFLOW, now_iso(), None, {"resume_since_seq": seq, "reason": reason})
 
 
 class EventBus:
@@ -63,6 +71,12 @@ class EventBus:
             raise Unavailable("the event bus is closed", reason="shutting-down")
         if since_seq < 0:
             raise ValueError("since_seq must be >= 0")
+        if since_seq > self.last_seq:
+            # A seq this store never gave (a client of another gateway, or of a database restored
+            # from an older backup): refused, since events stored later would be skipped silently.
+            raise InvalidParams(f"since_seq {since_seq} is ahead of the last stored event",
+                                reason="seq-ahead", details={"since_seq": since_seq,
+                                                             "last_seq": self.last_seq})
         sub = Subscription(self, int(since_seq), queue_size or self.queue_size)
         self._subs.add(sub)
         return sub
@@ -155,8 +169,7 @@ class Subscription:
                 return ev
             if self._overflowed:
                 self.close()
-                return Event(self._last, OVERFLOW, now_iso(), None,
-                             {"last_seq": self._last, "reason": "slow-subscriber"})
+                return overflow_event(self._last, "slow-subscriber")
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter

@@ -29,8 +29,8 @@ from gateway.errors import (
     RateLimited,
     Unavailable,
 )
+from gateway.events import overflow_event
 from gateway.protocol import codec
-from gateway.timeutil import now_iso
 from gateway.protocol.methods import HelloParams, Principal, Registry, RequestContext, validate_params
 
 PROTOCOL_VERSION = 1
@@ -272,11 +272,7 @@ class Connection:
                     if not (await self._outbox.wait_space(self.server.config.subscription_grace_s)
                             and self._outbox.put(text)):
                         seq = last_seq if last_seq is not None else int(params["seq"]) - 1
-                        overflow = {
-                            "seq": seq, "type": "events.overflow", "time": now_iso(),
-                            "session_id": None,
-                            "data": {"reason": "slow-consumer", "resume_since_seq": seq},
-                        }
+                        overflow = overflow_event(seq, "slow-consumer").to_params()
                         self._outbox.put(codec.encode_event(overflow), reserve=True)
                         self.stats["overflows"] += 1
                         plog.info("control.subscription.overflow", source="send-queue", seq=seq)

@@ -70,3 +70,19 @@ async def test_shutdown_hangs_up_calls_with_bye_and_records_them(start_gateway, 
     assert all(r["state"] == "ended" and r["ended_at"] for r in rows)
     ended = {e.data["call_id"] for e in events if e.type == "call.state" and e.data["state"] == "ended"}
     assert ended == set(ids)
+
+
+async def test_subscribe_ahead_of_the_store_is_refused(start_gateway, connect) -> None:
+    from gateway.client import RemoteError
+
+    gw = await start_gateway()
+    olga = await connect(gw, "tok-observer")
+    await olga.call("ping")
+    alice = await connect(gw)
+    await alice.call("session.create", title="one")
+    last = gw.bus.last_seq
+    with pytest.raises(RemoteError) as err:
+        await olga.call("events.subscribe", since_seq=last + 100)
+    assert (err.value.code, err.value.reason) == (-32602, "seq-ahead")
+    assert err.value.details == {"since_seq": last + 100, "last_seq": last}
+    assert (await olga.call("events.subscribe", since_seq=last))["last_seq"] == last

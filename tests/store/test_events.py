@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gateway.errors import Unavailable
+from gateway.errors import InvalidParams, Unavailable
 from gateway.events import OVERFLOW, EventBus
 from gateway.store import Store
 
@@ -176,7 +176,7 @@ async def test_slow_subscriber_overflows_fast_one_keeps_up_and_resumes(store: St
     delivered = [ev.seq for ev in tail[:-1]]
     last = delivered[-1]
     assert delivered == list(range(2, last + 1)) and 2 <= last < total
-    assert tail[-1].seq == last and tail[-1].data == {"last_seq": last, "reason": "slow-subscriber"}
+    assert tail[-1].seq == last and tail[-1].data == {"resume_since_seq": last, "reason": "slow-subscriber"}
     assert slow.last_seq == last
 
     # resuming from last_seq gets the rest, no gap, no duplicate
@@ -197,3 +197,18 @@ async def test_bus_close_ends_subscriptions(store: Store) -> None:
     await store.append_event("t")  # no longer fanned out by the closed bus: nothing breaks
     with pytest.raises(Unavailable):
         bus.subscribe(0)
+
+
+async def test_since_seq_ahead_of_the_store_is_refused(store: Store) -> None:
+    bus = EventBus(store)
+    for i in range(3):
+        await bus.publish("t", {"i": i})
+    with pytest.raises(InvalidParams) as err:
+        bus.subscribe(4)  # a seq this store never gave: never silently skip what comes next
+    assert err.value.reason == "seq-ahead"
+    assert err.value.details == {"since_seq": 4, "last_seq": 3}
+    sub = bus.subscribe(3)  # the last seq itself is fine: live from here
+    await bus.publish("t", {"i": 3})
+    assert (await asyncio.wait_for(anext(sub), 5)).seq == 4
+    sub.close()
+    bus.close()
