@@ -45,6 +45,9 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
                                 from_uri=p.from_uri, display_name=p.display_name, headers=p.headers,
                                 timeout_s=p.timeout_s)
 
+    async def call_list(ctx: RequestContext, p: Any) -> dict:
+        return {"calls": calls.list_live(p.session_id)}
+
     async def call_answer(ctx: RequestContext, p: Any) -> dict:
         return await calls.answer(p.call_id)
 
@@ -102,7 +105,8 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
     for name, handler in {
         "session.create": session_create, "session.list": session_list, "session.get": session_get,
         "session.close": session_close, "events.subscribe": events_subscribe,
-        "directory.list": directory_list, "call.dial": call_dial, "call.answer": call_answer,
+        "directory.list": directory_list, "call.dial": call_dial, "call.list": call_list,
+        "call.answer": call_answer,
         "call.reject": call_reject, "call.hangup": call_hangup, "call.hold": call_hold,
         "call.unhold": call_unhold, "call.dtmf": call_dtmf, "call.transfer": call_transfer,
         "call.listen": call_listen, "media.open": media_open, "media.close": media_close,

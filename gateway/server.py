@@ -45,24 +45,25 @@ BinaryCallback = Callable[[bytes], None]
 
 
 class IdempotencyStore(Protocol):
-    """What `gateway.store.Store` provides: results of starts_work requests by (principal, key)."""
+    """What `gateway.store.Store` provides: results of starts_work requests by
+    (principal, method, key)."""
 
-    async def idempotency_get(self, principal: str, key: str) -> dict | None: ...
-    async def idempotency_put(self, principal: str, key: str, method: str, result: dict) -> None: ...
+    async def idempotency_get(self, principal: str, key: str, method: str) -> dict | None: ...
+    async def idempotency_put(self, principal: str, key: str, method: str, result: dict) -> Any: ...
 
 
 class MemoryIdempotencyStore:
     """Bounded in-memory store (tests, or no database): oldest keys forgotten first."""
 
     def __init__(self, limit: int = 10_000) -> None:
-        self._data: collections.OrderedDict[tuple[str, str], dict] = collections.OrderedDict()
+        self._data: collections.OrderedDict[tuple[str, str, str], dict] = collections.OrderedDict()
         self._limit = limit
 
-    async def idempotency_get(self, principal: str, key: str) -> dict | None:
-        return self._data.get((principal, key))
+    async def idempotency_get(self, principal: str, key: str, method: str) -> dict | None:
+        return self._data.get((principal, method, key))
 
     async def idempotency_put(self, principal: str, key: str, method: str, result: dict) -> None:
-        self._data[(principal, key)] = result
+        self._data.setdefault((principal, method, key), result)
         while len(self._data) > self._limit:
             self._data.popitem(last=False)
 
@@ -80,6 +81,7 @@ class ServerConfig:
     max_in_flight: int = 32  # concurrent requests per connection; beyond: rate-limited
     send_queue_size: int = 256  # outbox frames for events and media (replies get a reserve)
     subscription_grace_s: float = 0.5  # how long a pump waits for room before cutting
+    work_grace_s: float = 3.0  # on stop: how long started commands may take to finish
     open_timeout: float = 10.0
 
 
@@ -372,6 +374,17 @@ class Connection:
         }))
 
     async def _serve(self, req: codec.Request) -> None:
+        spec = self.server.registry.methods.get(req.method)
+        if spec is not None and spec.runs_to_end:
+            # Owned by the server, not by this connection: losing the connection cancels this
+            # wait for the reply, never the command (its result is stored under its key).
+            work = self.server._own_work(self._execute(req), f"work-{self.id}-{req.id}")
+            self._reply(await asyncio.shield(work))
+        else:
+            self._reply(await self._execute(req))
+
+    async def _execute(self, req: codec.Request) -> str:
+        """Run one request (audited) and return the reply's text."""
         assert self.principal is not None
         ctx = RequestContext(self.principal, self, req.method, req.id,
                              self.log.bind(method=req.method, request_id=req.id))
@@ -410,14 +423,14 @@ class Connection:
                 await self.server.hooks.audit(ctx, req.method, audit_params, outcome)
             except Exception:
                 ctx.log.exception("control.audit.failed")
-        self._reply(text)
+        return text
 
     async def _teardown(self) -> None:
         if self.state < ConnState.CLOSING:
             self._transition("close")
         self.stop_subscription()
         tasks = list(self._inflight)
-        for t in tasks:
+        for t in tasks:  # commands that run to their end carry on in the server's tasks
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for cb in reversed(self._close_cbs):
@@ -462,7 +475,8 @@ class ControlServer:
         self.connections: set[Connection] = set()
         self._server: Server | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._idem_inflight: dict[tuple[str, str], asyncio.Future] = {}
+        self._work: set[asyncio.Task] = set()  # started commands that run to their end
+        self._idem_inflight: dict[tuple[str, str, str], asyncio.Future] = {}
         # One JSON text per stored event, shared by every subscriber it is sent to.
         self._event_text: collections.OrderedDict[int, str] = collections.OrderedDict()
 
@@ -485,6 +499,7 @@ class ControlServer:
             return
         self._server.close(close_connections=True)
         await self._server.wait_closed()
+        await self._finish_work()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -524,6 +539,23 @@ class ControlServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _own_work(self, coro: Awaitable[str], name: str) -> asyncio.Task[str]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+        return task
+
+    async def _finish_work(self) -> None:
+        """On stop, after the connections: started commands finish (within `work_grace_s`), so
+        the services behind them stop with nothing half-done; what is still running is cancelled."""
+        if not self._work:
+            return
+        _, late = await asyncio.wait(set(self._work), timeout=self.config.work_grace_s)
+        for t in late:
+            t.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        log.info("control.server.work_finished", cancelled=len(late))
+
     def _process_request(self, ws: ServerConnection, request: HttpRequest) -> HttpResponse | None:
         if urllib.parse.urlsplit(request.path).path != self.config.path:
             return ws.respond(404, "Not Found\n")
@@ -546,8 +578,9 @@ class ControlServer:
 
     async def _idempotent(self, principal: str, key: str, method: str,
                           run: Callable[[], Awaitable[dict]]) -> dict:
-        """First result for (principal, key): a repeat, even a concurrent one, runs nothing."""
-        k = (principal, key)
+        """First result for (principal, method, key): a repeat, even a concurrent one, runs
+        nothing. The same key on another method is another request."""
+        k = (principal, method, key)
         pending = self._idem_inflight.get(k)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -555,7 +588,7 @@ class ControlServer:
         self._idem_inflight[k] = fut
         store = self.idempotency
         try:
-            stored = await store.idempotency_get(principal, key)
+            stored = await store.idempotency_get(principal, key, method)
             if stored is not None:
                 result = stored
             else:

@@ -31,7 +31,7 @@ from gateway.timeutil import now_iso
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -129,6 +129,20 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX sms_send ON sms (send_id, created_at)",
         "CREATE INDEX sms_provider_id ON sms (provider_id) WHERE provider_id IS NOT NULL",
         "CREATE INDEX sms_recipient ON sms (recipient, created_at)",
+    ),
+    4: (  # idempotency keys are scoped by method too: a key reused on another method is new
+        """CREATE TABLE idempotency_v4 (
+            principal TEXT NOT NULL,
+            method TEXT NOT NULL,
+            key TEXT NOT NULL,
+            result TEXT NOT NULL,
+            time TEXT NOT NULL,
+            PRIMARY KEY (principal, method, key)
+        ) WITHOUT ROWID""",
+        "INSERT INTO idempotency_v4 (principal, method, key, result, time)"
+        " SELECT principal, method, key, result, time FROM idempotency",
+        "DROP TABLE idempotency",
+        "ALTER TABLE idempotency_v4 RENAME TO idempotency",
     ),
 }
 
@@ -447,30 +461,30 @@ class Store:
         keys = ("id", "time", "principal", "role", "method", "params", "result", "error_reason")
         return [{**dict(zip(keys, r)), "params": json.loads(r[5])} for r in rows]
 
-    async def idempotency_get(self, principal: str, key: str) -> dict[str, Any] | None:
-        """The result stored for (principal, key), or None."""
-        row = await self.idempotency_get_row(principal, key)
+    async def idempotency_get(self, principal: str, key: str, method: str) -> dict[str, Any] | None:
+        """The result stored for (principal, method, key), or None."""
+        row = await self.idempotency_get_row(principal, key, method)
         return row["result"] if row else None
 
-    async def idempotency_get_row(self, principal: str, key: str) -> dict[str, Any] | None:
-        """{"principal", "key", "method", "result", "time"} for (principal, key), or None."""
+    async def idempotency_get_row(self, principal: str, key: str, method: str) -> dict[str, Any] | None:
+        """{"principal", "key", "method", "result", "time"} for (principal, method, key), or None."""
         rows = await self._read(
-            "SELECT method, result, time FROM idempotency WHERE principal = ? AND key = ?",
-            (principal, key))
+            "SELECT result, time FROM idempotency WHERE principal = ? AND method = ? AND key = ?",
+            (principal, method, key))
         if not rows:
             return None
-        method, result, time = rows[0]
+        result, time = rows[0]
         return {"principal": principal, "key": key, "method": method,
                 "result": json.loads(result), "time": time}
 
     async def idempotency_put(self, principal: str, key: str, method: str,
                               result: dict[str, Any]) -> bool:
-        """Store the first result for (principal, key). Returns False (and keeps the first)
-        if one was already stored."""
+        """Store the first result for (principal, method, key). Returns False (and keeps the
+        first) if one was already stored."""
         changed = await self._submit(
-            "INSERT INTO idempotency (principal, key, method, result, time) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (principal, key) DO NOTHING",
-            (principal, key, method, json.dumps(result), now_iso()))
+            "INSERT INTO idempotency (principal, method, key, result, time) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (principal, method, key) DO NOTHING",
+            (principal, method, key, json.dumps(result), now_iso()))
         return bool(changed)
 
     async def prune_idempotency(self, before_time: str) -> int:

@@ -137,6 +137,10 @@ class DirectoryListParams(Params):
     group: str | None = Field(None, max_length=64)
 
 
+class CallListParams(Params):
+    session_id: Id | None = None
+
+
 class CallDialParams(Params):
     target: str = Field(description="sip:/sips:/tel: URI, or a directory name")
     session_id: Id | None = None
@@ -297,8 +301,15 @@ class MethodSpec:
     starts_work: bool = False
     audited: bool = True
     summary: str = ""
+    # Once started, the command runs to its end in a task the server owns, whatever happens to
+    # the connection (a lost client cancels the wait for the reply, never the work). Every
+    # starts_work method does; so do the commands that change a call, session or broadcast.
+    # Reads, and what is bound to the connection itself (subscriptions, media), are cancelled.
+    runs_to_end: bool = False
 
     def __post_init__(self) -> None:
+        if self.starts_work and not self.runs_to_end:
+            object.__setattr__(self, "runs_to_end", True)
         if not self.roles <= ROLES:
             raise ValueError(f"{self.name}: unknown roles {sorted(self.roles - ROLES)}")
         if self.starts_work and "idempotency_key" not in self.params_model.model_fields:
@@ -308,8 +319,8 @@ class MethodSpec:
         return role == ADMIN or role in self.roles
 
 
-def _spec(name, roles, model, starts_work=False, summary="", audited=True) -> MethodSpec:
-    return MethodSpec(name, frozenset(roles) | {ADMIN}, model, starts_work, audited, summary)
+def _spec(name, roles, model, starts_work=False, summary="", audited=True, runs_to_end=False) -> MethodSpec:
+    return MethodSpec(name, frozenset(roles) | {ADMIN}, model, starts_work, audited, summary, runs_to_end)
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -320,23 +331,24 @@ METHODS: dict[str, MethodSpec] = {
         _spec("session.create", COMMAND, SessionCreateParams, True, "open a dispatch session"),
         _spec("session.list", READ, SessionListParams, summary="list sessions"),
         _spec("session.get", READ, SessionIdParams, summary="one session"),
-        _spec("session.close", COMMAND, SessionIdParams, summary="close a session"),
+        _spec("session.close", COMMAND, SessionIdParams, summary="close a session", runs_to_end=True),
         _spec("events.subscribe", READ, EventsSubscribeParams, summary="replay after since_seq, then live"),
         _spec("directory.list", READ, DirectoryListParams, summary="endpoints of the directory"),
         _spec("call.dial", COMMAND, CallDialParams, True, "place an outbound call"),
-        _spec("call.answer", COMMAND, CallIdParams, summary="answer an inbound call"),
-        _spec("call.reject", COMMAND, CallRejectParams, summary="reject an inbound call"),
-        _spec("call.hangup", COMMAND, CallIdParams, summary="end a call"),
-        _spec("call.hold", COMMAND, CallIdParams, summary="put a call on hold"),
-        _spec("call.unhold", COMMAND, CallIdParams, summary="resume a held call"),
-        _spec("call.dtmf", COMMAND, CallDtmfParams, summary="send DTMF digits"),
-        _spec("call.transfer", COMMAND, CallTransferParams, summary="blind transfer (REFER)"),
+        _spec("call.list", READ, CallListParams, summary="the live calls (of one session)"),
+        _spec("call.answer", COMMAND, CallIdParams, summary="answer an inbound call", runs_to_end=True),
+        _spec("call.reject", COMMAND, CallRejectParams, summary="reject an inbound call", runs_to_end=True),
+        _spec("call.hangup", COMMAND, CallIdParams, summary="end a call", runs_to_end=True),
+        _spec("call.hold", COMMAND, CallIdParams, summary="put a call on hold", runs_to_end=True),
+        _spec("call.unhold", COMMAND, CallIdParams, summary="resume a held call", runs_to_end=True),
+        _spec("call.dtmf", COMMAND, CallDtmfParams, summary="send DTMF digits", runs_to_end=True),
+        _spec("call.transfer", COMMAND, CallTransferParams, summary="blind transfer (REFER)", runs_to_end=True),
         _spec("call.listen", COMMAND, CallIdParams, summary="monitor a call's audio"),
         _spec("media.open", COMMAND, MediaOpenParams, summary="bind binary frames to a call"),
         _spec("media.close", COMMAND, MediaCloseParams, summary="unbind a media channel"),
         _spec("broadcast.start", COMMAND, BroadcastStartParams, True,
               "announce to speakers, phones and zones"),
-        _spec("broadcast.stop", COMMAND, BroadcastIdParams, summary="stop a broadcast"),
+        _spec("broadcast.stop", COMMAND, BroadcastIdParams, summary="stop a broadcast", runs_to_end=True),
         _spec("broadcast.get", READ, BroadcastIdParams, summary="a broadcast and its targets"),
         _spec("sms.send", COMMAND, SmsSendParams, True, "text numbers, directory entries and groups"),
         _spec("sms.get", READ, SmsGetParams, summary="a message, or a whole send with counts"),

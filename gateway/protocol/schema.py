@@ -21,6 +21,7 @@ def _method_schema(spec: MethodSpec) -> dict[str, Any]:
         "summary": spec.summary,
         "roles": sorted(spec.roles),
         "starts_work": spec.starts_work,
+        "runs_to_end": spec.runs_to_end,
         "params": spec.params_model.model_json_schema(mode="validation"),
     }
 

@@ -92,6 +92,11 @@ class CallService:
     def live_call_ids(self) -> list[str]:
         return list(self._live)
 
+    def list_live(self, session_id: str | None = None) -> list[dict]:
+        """The calls not ended yet (of one session), oldest first."""
+        return [self._public(c) for c in self._live.values()
+                if session_id is None or c.row["session_id"] == session_id]
+
     # SIP side ----------------------------------------------------------------------------
     def on_sip_event(self, event: SipEvent) -> None:
         """Called by the supervisor on the loop; processed in order by one owned task."""

@@ -119,16 +119,23 @@ class SmsService:
             "next_attempt_at": now, "provider": self.provider.name, "created_at": created,
             "updated_at": created, "extra": {"sent_by": principal},
         } for r in recipients]
-        await self._store.insert_sms(rows)  # durable before any provider sees them
-        for r in rows:
-            await self._status(r, MessageState.QUEUED.value)
-            heapq.heappush(self._due, (now, r["message_id"], sender))
-        self._wake.set()
+        # One owned step from "stored" to "scheduled": the caller going away (a lost console)
+        # cancels its wait, never leaves messages stored but not due.
+        await asyncio.shield(self._own(self._enqueue(rows), "sms.enqueue"))
         log.info("sms.queued", send_id=send_id, recipients=len(rows), encoding=info.encoding,
                  segments=info.segments, session_id=session_id)
         return {"send_id": send_id, "session_id": session_id, "recipients": len(rows),
                 "encoding": info.encoding, "segments": info.segments,
                 "message_ids": [r["message_id"] for r in rows][:1000]}
+
+    async def _enqueue(self, rows: list[dict[str, Any]]) -> None:
+        await self._store.insert_sms(rows)  # durable before any provider sees them
+        # Their `queued` events in one go (in order: each append is queued before the next),
+        # then every message is due at once, before the dispatcher runs again.
+        await asyncio.gather(*(self._status(r, MessageState.QUEUED.value) for r in rows))
+        for r in rows:
+            heapq.heappush(self._due, (r["next_attempt_at"], r["message_id"], r["sender"]))
+        self._wake.set()
 
     async def get(self, *, message_id: str | None, send_id: str | None) -> dict:
         if message_id:

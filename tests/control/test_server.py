@@ -201,6 +201,80 @@ async def test_idempotency_returns_first_result_and_runs_once(make_server):
         await client.close()
 
 
+async def test_started_command_outlives_its_connection_reads_do_not(make_server):
+    """A lost connection cancels its reads, never a command that runs to its end: the command
+    finishes in the server's task, a retry with its key (even while it still runs) gets its
+    result, and the same key on another method is another request."""
+    srv, h = await make_server()
+    release, started = asyncio.Event(), asyncio.Event()
+    runs, read_cancelled = [], asyncio.Event()
+
+    async def slow_dial(ctx, p):
+        runs.append(p.target)
+        started.set()
+        await release.wait()
+        return {"call_id": f"slow-{len(runs)}"}
+
+    async def blocked_read(ctx, p):
+        try:
+            await asyncio.Event().wait()
+        finally:
+            read_cancelled.set()
+
+    async def session_create(ctx, p):
+        return {"session_id": "s-new"}
+
+    h.registry.handlers.update({"call.dial": slow_dial, "session.get": blocked_read,
+                                "session.create": session_create})
+    async with connect(srv.url) as ws:
+        assert "result" in await rpc(ws, 1, "hello", token="disp")
+        for i, (method, params) in enumerate([("call.dial", {"target": "alice", "idempotency_key": "k"}),
+                                              ("session.get", {"session_id": "s1"})], start=2):
+            await ws.send(json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}))
+        await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(read_cancelled.wait(), 5)  # the read went with its connection
+    client = await GatewayClient.connect(srv.url, "disp")
+    try:
+        retry = asyncio.ensure_future(client.call("call.dial", target="alice", idempotency_key="k"))
+        await client.call("ping")  # the retry is in the server, waiting for the first run
+        release.set()
+        assert await retry == {"call_id": "slow-1"} and runs == ["alice"]
+        assert await client.call("call.dial", target="alice", idempotency_key="k") == {"call_id": "slow-1"}
+        assert runs == ["alice"]
+        assert await client.call("session.create", idempotency_key="k") == {"session_id": "s-new"}
+        # The first run was audited although nobody was there for its reply.
+        assert [a[3] for a in h.audits if a[1] == "call.dial"][0] == {"call_id": "slow-1"}
+    finally:
+        await client.close()
+
+
+async def test_stop_finishes_started_commands_then_cancels_late_ones(make_server):
+    srv, h = await make_server(work_grace_s=0.5)
+    ended = []
+
+    async def quick(ctx, p):
+        await asyncio.sleep(0.05)
+        ended.append("quick")
+        return {"call_id": "q"}
+
+    async def stuck(ctx, p):
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.append("stuck-cancelled")
+
+    h.registry.handlers.update({"call.dial": quick, "call.hangup": stuck})
+    async with connect(srv.url) as ws:
+        assert "result" in await rpc(ws, 1, "hello", token="disp")
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "call.dial",
+                                  "params": {"target": "alice"}}))
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "call.hangup",
+                                  "params": {"call_id": "c1"}}))
+        assert (await rpc(ws, 4, "ping"))["id"] == 4
+        await srv.stop()
+    assert sorted(ended) == ["quick", "stuck-cancelled"]
+
+
 async def test_concurrency_bound(make_server):
     srv, h = await make_server(max_in_flight=2)
     async with connect(srv.url) as ws:

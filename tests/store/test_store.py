@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import Unavailable
-from gateway.store import SCHEMA_VERSION, Event, Store
+from gateway.store import _MIGRATIONS, SCHEMA_VERSION, Event, Store
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -170,15 +170,38 @@ async def test_audit(store: Store) -> None:
 
 
 async def test_idempotency(store: Store) -> None:
-    assert await store.idempotency_get("alice", "k1") is None
+    assert await store.idempotency_get("alice", "k1", "call.dial") is None
     assert await store.idempotency_put("alice", "k1", "call.dial", {"call_id": "c1"}) is True
     assert await store.idempotency_put("alice", "k1", "call.dial", {"call_id": "c2"}) is False
-    assert await store.idempotency_get("alice", "k1") == {"call_id": "c1"}  # the first result wins
-    assert await store.idempotency_get("bob", "k1") is None  # keys are per principal
-    row = await store.idempotency_get_row("alice", "k1")
+    assert await store.idempotency_get("alice", "k1", "call.dial") == {"call_id": "c1"}  # the first wins
+    assert await store.idempotency_get("bob", "k1", "call.dial") is None  # keys are per principal
+    # ... and per method: the same key on another method is another request.
+    assert await store.idempotency_get("alice", "k1", "sms.send") is None
+    assert await store.idempotency_put("alice", "k1", "sms.send", {"send_id": "s1"}) is True
+    assert await store.idempotency_get("alice", "k1", "sms.send") == {"send_id": "s1"}
+    row = await store.idempotency_get_row("alice", "k1", "call.dial")
     assert row is not None and row["method"] == "call.dial" and ISO_MS_Z.match(row["time"])
-    assert await store.prune_idempotency("9999-01-01T00:00:00.000Z") == 1
-    assert await store.idempotency_get("alice", "k1") is None
+    assert await store.prune_idempotency("9999-01-01T00:00:00.000Z") == 2
+    assert await store.idempotency_get("alice", "k1", "call.dial") is None
+
+
+async def test_idempotency_keys_of_a_version_3_database_kept(db_path: Path) -> None:
+    """A database written before keys were scoped by method opens with its keys intact."""
+    def v3() -> None:
+        with sqlite3.connect(db_path) as conn:
+            for v in (1, 2, 3):
+                for stmt in _MIGRATIONS[v]:
+                    conn.execute(stmt)
+            conn.execute("INSERT INTO idempotency (principal, key, method, result, time)"
+                         " VALUES ('alice', 'k1', 'call.dial', '{\"call_id\": \"c1\"}',"
+                         " '2026-01-01T00:00:00.000Z')")
+            conn.execute("PRAGMA user_version = 3")
+        conn.close()
+    await asyncio.to_thread(v3)
+    async with Store(db_path) as store:
+        assert await store.idempotency_get("alice", "k1", "call.dial") == {"call_id": "c1"}
+        assert await store.idempotency_put("alice", "k1", "sms.send", {"send_id": "s1"}) is True
+    assert await _sql(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 async def test_schema_versioned_and_wal(store: Store, db_path: Path) -> None:
