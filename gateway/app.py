@@ -68,7 +68,7 @@ class Gateway:
             ServerConfig(host=c.host, port=c.port, path=c.path, gateway_id=config.gateway.id,
                          ping_interval=c.ping_interval_s, ping_timeout=c.ping_timeout_s,
                          max_size=c.max_frame_bytes, max_in_flight=c.max_in_flight,
-                         send_queue_size=c.send_queue),
+                         send_queue_size=c.send_queue, media_queue_size=c.media_queue),
         )
         self._http: Any = None
         self._stack = contextlib.AsyncExitStack()

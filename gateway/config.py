@@ -82,6 +82,7 @@ class ControlConfig:
     max_frame_bytes: int = 1_048_576
     max_in_flight: int = 256
     send_queue: int = 1000
+    media_queue: int = 100
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_frame_bytes": _int(1024, 64 * 1024 * 1024, 1_048_576),
         "max_in_flight": _int(1, 100_000, 256),
         "send_queue": _int(1, 1_000_000, 1000),
+        "media_queue": _int(1, 100_000, 100),
     },
     "http": {"host": _host("127.0.0.1"), "port": _int(0, 65535, 8080)},
     "store": {"path": _str("gateway.db")},

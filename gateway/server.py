@@ -79,7 +79,8 @@ class ServerConfig:
     close_timeout: float = 5.0
     max_size: int = 1 << 20  # larger frames close the connection with 1009
     max_in_flight: int = 32  # concurrent requests per connection; beyond: rate-limited
-    send_queue_size: int = 256  # outbox frames for events and media (replies get a reserve)
+    send_queue_size: int = 256  # outbox frames for events (replies get a reserve)
+    media_queue_size: int = 64  # outbox audio frames, a budget of their own (full: dropped, counted)
     subscription_grace_s: float = 0.5  # how long a pump waits for room before cutting
     work_grace_s: float = 3.0  # on stop: how long started commands may take to finish
     open_timeout: float = 10.0
@@ -119,31 +120,44 @@ _NEXT: dict[ConnState, dict[str, ConnState]] = {
 
 
 class _Outbox:
-    """Bounded queue of outgoing frames. `soft` bounds events and media, `hard` bounds replies.
+    """Bounded queues of outgoing frames: `soft` bounds events, `hard` bounds replies, `media`
+    bounds audio frames on a budget of their own.
 
     Replies (`urgent`) go out before queued events and media, so a command's answer never waits
     behind a burst of events; events keep their own order (and an overflow notice comes after the
-    events before it).
+    events before it). Audio and events take turns; audio never takes an event's room, so a
+    console's audio can never cut its event subscription: when the link is slow, audio frames
+    are what gives way (the caller counts them), never events.
     """
 
-    def __init__(self, soft: int, hard: int) -> None:
+    def __init__(self, soft: int, hard: int, media: int) -> None:
         self._items: collections.deque[str | bytes] = collections.deque()
         self._urgent: collections.deque[str | bytes] = collections.deque()
-        self.soft, self.hard = soft, hard
+        self._media: collections.deque[bytes] = collections.deque()
+        self.soft, self.hard, self.media = soft, hard, media
+        self._media_turn = False
         self._ready = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
 
     def __len__(self) -> int:
-        return len(self._items) + len(self._urgent)
+        return len(self._items) + len(self._urgent) + len(self._media)
 
     def put(self, item: str | bytes, *, reserve: bool = False, urgent: bool = False) -> bool:
-        if len(self) >= (self.hard if reserve or urgent else self.soft):
+        if len(self._items) + len(self._urgent) >= (self.hard if reserve or urgent else self.soft):
             return False
         (self._urgent if urgent else self._items).append(item)
         self._ready.set()
         if len(self._items) >= self.soft:
             self._space.clear()
+        return True
+
+    def put_media(self, frame: bytes) -> bool:
+        """Queue an audio frame in its own budget; False (dropped) when that budget is full."""
+        if len(self._media) >= self.media:
+            return False
+        self._media.append(frame)
+        self._ready.set()
         return True
 
     async def get(self) -> str | bytes:
@@ -152,6 +166,9 @@ class _Outbox:
             await self._ready.wait()
         if self._urgent:
             return self._urgent.popleft()
+        self._media_turn = not self._media_turn
+        if self._media and (self._media_turn or not self._items):
+            return self._media.popleft()
         item = self._items.popleft()
         if len(self._items) < self.soft:
             self._space.set()
@@ -182,7 +199,8 @@ class Connection:
         self.remote = ws.remote_address
         self.opened_at = time.monotonic()
         self.log = log.bind(conn_id=self.id, remote=str(self.remote))
-        self._outbox = _Outbox(cfg.send_queue_size, cfg.send_queue_size + cfg.max_in_flight + 8)
+        self._outbox = _Outbox(cfg.send_queue_size, cfg.send_queue_size + cfg.max_in_flight + 8,
+                               cfg.media_queue_size)
         self._inflight: set[asyncio.Task] = set()
         self._pump: asyncio.Task | None = None
         self._binary_cb: BinaryCallback | None = None
@@ -214,7 +232,7 @@ class Connection:
 
     def send_binary(self, data: bytes) -> bool:
         """Queue a binary frame; False (and counted in stats) when the outbox is full."""
-        if self.closed or not self._outbox.put(bytes(data)):
+        if self.closed or not self._outbox.put_media(bytes(data)):
             self.stats["binary_out_dropped"] += 1
             return False
         self.stats["binary_out"] += 1
