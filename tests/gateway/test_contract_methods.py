@@ -34,6 +34,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "events.subscribe": {"since_seq": 0},
     "directory.list": {},
     "call.dial": {"target": "desk-1", "session_id": "{session_id}", "timeout_s": 2},
+    "call.list": {"session_id": "{session_id}"},
     "call.answer": {"call_id": "{call_id}"},
     "call.reject": {"call_id": "{call_id}"},
     "call.hold": {"call_id": "{call_id}"},
