@@ -25,6 +25,7 @@ from gateway.errors import GatewayError
 from gateway.events import EventBus
 from gateway.handlers import register_all
 from gateway.protocol import Principal, Registry, RequestContext
+from gateway.retention import Retention, RetentionPolicy
 from gateway.server import ControlServer, ServerConfig, ServerHooks
 from gateway.services.calls import CallService
 from gateway.services.media import MediaService
@@ -43,6 +44,7 @@ class Gateway:
         self.config = config
         self.store = Store(config.store_path)
         self.bus = EventBus(self.store, queue_size=config.control.send_queue)
+        self.retention = Retention(self.store, self.bus, RetentionPolicy.from_config(config.store))
         self.directory = Directory.from_config(config)
         self.sessions = SessionService(self.store, self.bus)
         self.calls = CallService(self.store, self.bus, self.sessions, self.directory,
@@ -88,6 +90,8 @@ class Gateway:
             Path(cfg.store_path).parent.mkdir(parents=True, exist_ok=True)
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
+        await self.retention.start()  # prunes now, then every store.prune_interval_s
+        self._stack.push_async_callback(self.retention.stop)
         self._stack.push_async_callback(self._stop_http)
         # Webhooks listen before the outbox sends anything: no receipt may find nobody home.
         routes = self.sms.provider.webhook_routes() if self.sms.provider else []

@@ -4,6 +4,8 @@
     dispatch-gateway call sip:alice@127.0.0.1 [--hangup-after 10]
     dispatch-gateway events [--since 0]
     dispatch-gateway rpc session.list '{"state": "open"}'
+    dispatch-gateway backup /var/backups/gateway-2026-12-01.db [--config ...]   (online)
+    dispatch-gateway restore /var/backups/gateway-2026-12-01.db [--config ...]  (gateway stopped)
 
 Client commands take --url and --token, or DISPATCH_URL and DISPATCH_TOKEN from the environment.
 """
@@ -33,6 +35,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting (repeatable); wins over file and environment")
 
+    def store_command(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help)
+        c.add_argument("--config", default=None, help="TOML file naming the store (gateway.data_dir, store.path)")
+        c.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+        c.add_argument("--db", default=None, help="the store's SQLite file (instead of the configuration)")
+        return c
+
+    b = store_command("backup", "copy the store to PATH while the gateway runs (SQLite backup API)")
+    b.add_argument("path", help="the backup file to write")
+    rs = store_command("restore", "put a backup in place of the store (gateway stopped); seq keeps increasing")
+    rs.add_argument("path", help="the backup file to restore")
+    rs.add_argument("--seq-floor", type=int, default=0, metavar="SEQ",
+                    help="new events get seqs above this too (the last seq consoles saw, if the old store is lost)")
+
     def client(name: str, help: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help)
         c.add_argument("--url", default=os.environ.get("DISPATCH_URL", DEFAULT_URL))
@@ -56,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command in ("backup", "restore"):
+        return _store_command(args)
     if not args.token:
         print("dispatch-gateway: --token or DISPATCH_TOKEN is required", file=sys.stderr)
         return 2
@@ -95,6 +113,28 @@ def _serve(args: argparse.Namespace) -> int:
 
     asyncio.run(main_task())
     return 0
+
+
+def _store_command(args: argparse.Namespace) -> int:
+    from gateway.backup import BackupError, backup, restore
+    from gateway.config import load_config
+
+    db = args.db
+    if db is None:
+        try:
+            db = load_config(args.config, os.environ, args.overrides).store_path
+        except ConfigError as err:
+            print(f"dispatch-gateway: configuration error: {err}", file=sys.stderr)
+            return 2
+    try:
+        if args.command == "backup":
+            _print(backup(db, args.path))
+        else:
+            _print(restore(args.path, db, seq_floor=args.seq_floor))
+        return 0
+    except BackupError as err:
+        print(f"dispatch-gateway: {err}", file=sys.stderr)
+        return 1
 
 
 async def _connect(args: argparse.Namespace) -> Any:

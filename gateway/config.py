@@ -94,6 +94,12 @@ class HttpConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str = "gateway.db"  # relative to gateway.data_dir; ":memory:" allowed
+    # Retention (gateway/retention.py): 0 keeps forever. Events and audit hold an incident's
+    # history: the defaults keep it for more than a year.
+    events_keep_days: int = 400
+    audit_keep_days: int = 400
+    idempotency_keep_days: int = 30
+    prune_interval_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -248,7 +254,13 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "media_queue": _int(1, 100_000, 100),
     },
     "http": {"host": _host("127.0.0.1"), "port": _int(0, 65535, 8080)},
-    "store": {"path": _str("gateway.db")},
+    "store": {
+        "path": _str("gateway.db"),
+        "events_keep_days": _int(0, 36_500, 400),
+        "audit_keep_days": _int(0, 36_500, 400),
+        "idempotency_keep_days": _int(0, 36_500, 30),
+        "prune_interval_s": _seconds(3600),
+    },
     "auth": {
         "tokens": _Field("table", _tokens_check, types.MappingProxyType({})),
         "dev_tokens": _bool(True),

@@ -11,7 +11,8 @@ store has everything). Once a read comes back short with the live queue intact, 
 is live: the rest of the page, then the queue, skipping seqs already delivered. A live queue that
 overflows ends the subscription with one `events.overflow` event (seq = last delivered,
 `data.resume_since_seq` the same); the client resumes with `subscribe(since_seq=last_seq)`.
-A `since_seq` ahead of the last stored seq is refused (`seq-ahead`).
+A `since_seq` ahead of the last stored seq is refused (`seq-ahead`), and so is one older than
+what retention kept (`seq-pruned`; 0 always means "everything still stored").
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class EventBus:
         self.page_size = page_size
         self._subs: set[Subscription] = set()
         self._closed = False
+        # The oldest seq still stored, as retention last found it (0: nothing pruned yet).
+        self.oldest_seq = 0
         store.add_listener(self._fan_out)
 
     @property
@@ -77,6 +80,11 @@ class EventBus:
             raise InvalidParams(f"since_seq {since_seq} is ahead of the last stored event",
                                 reason="seq-ahead", details={"since_seq": since_seq,
                                                              "last_seq": self.last_seq})
+        if 0 < since_seq < self.oldest_seq - 1:
+            # Events after since_seq were pruned (retention): resuming would skip them silently.
+            # since_seq 0 asks for everything still stored and is always accepted.
+            raise InvalidParams(f"events after {since_seq} were pruned", reason="seq-pruned",
+                                details={"since_seq": since_seq, "oldest_seq": self.oldest_seq})
         sub = Subscription(self, int(since_seq), queue_size or self.queue_size)
         self._subs.add(sub)
         return sub

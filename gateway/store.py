@@ -487,6 +487,12 @@ class Store:
             (principal, method, key, json.dumps(result), now_iso()))
         return bool(changed)
 
+    async def prune_audit(self, before_time: str, limit: int = 10_000) -> int:
+        """Delete up to `limit` audit rows recorded before `before_time` (oldest first)."""
+        return await self._submit(
+            "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < ? ORDER BY time LIMIT ?)",
+            (before_time, int(limit)))
+
     async def prune_idempotency(self, before_time: str) -> int:
         """Delete idempotency keys stored before `before_time` (ISO 8601, same format)."""
         return await self._submit("DELETE FROM idempotency WHERE time < ?", (before_time,))

@@ -1,0 +1,127 @@
+"""Online backup and restore of the gateway's SQLite store (`dispatch-gateway backup|restore`).
+
+Backup runs beside a running gateway: SQLite's backup API copies the whole database in one step
+under one read transaction, a consistent snapshot; in WAL mode the gateway's writer carries on
+meanwhile. The copy is written to a temporary file next to the destination, checked
+(`PRAGMA quick_check`), synced, then renamed into place: a backup file is always complete.
+
+Restore (the gateway stopped) puts a backup in place of the store and keeps `seq` increasing:
+the events table's AUTOINCREMENT high-water mark is raised to the highest seq the replaced store
+(if still readable) or `seq_floor` ever gave, so no seq a console has seen is given again. The
+replaced files are kept beside it (`<name>.replaced-<time>`), never deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+_SIDE_FILES = ("", "-wal", "-shm")
+
+
+class BackupError(Exception):
+    """A backup or restore could not be made; the message says why."""
+
+
+def _last_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+        " coalesce((SELECT max(seq) FROM events), 0))").fetchone()
+    return int(row[0])
+
+
+def _copy(src: sqlite3.Connection, dest: Path) -> None:
+    """SQLite backup API into `dest` (a temp file), checked and synced."""
+    with contextlib.closing(sqlite3.connect(dest)) as out:
+        src.backup(out, pages=-1)  # one step: a consistent snapshot, whatever the writer does
+        ok = out.execute("PRAGMA quick_check").fetchone()[0]
+        if ok != "ok":
+            raise BackupError(f"the copy failed its check: {ok}")
+        out.execute("PRAGMA journal_mode=DELETE")  # one self-contained file (the store sets WAL)
+    with open(dest, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _unlink(path: Path, suffixes: tuple[str, ...] = _SIDE_FILES) -> None:
+    for suffix in suffixes:
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def backup(db_path: str | Path, dest: str | Path, *, busy_timeout_ms: int = 10_000) -> dict[str, Any]:
+    """Copy the store at `db_path` (live or not) to `dest`; a summary of what was copied."""
+    db_path, dest = Path(db_path), Path(dest)
+    if not db_path.exists():
+        raise BackupError(f"no store at {db_path}")
+    if dest.is_dir():
+        raise BackupError(f"{dest} is a directory; give a file name")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(dest)
+    try:
+        with contextlib.closing(sqlite3.connect(db_path, timeout=busy_timeout_ms / 1000)) as src:
+            src.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            _copy(src, tmp)
+        with contextlib.closing(sqlite3.connect(tmp)) as out:
+            summary = {"path": str(dest), "last_seq": _last_seq(out),
+                       "events": out.execute("SELECT count(*) FROM events").fetchone()[0],
+                       "schema_version": out.execute("PRAGMA user_version").fetchone()[0]}
+        _unlink(tmp, ("-wal", "-shm"))
+        os.replace(tmp, dest)
+    except sqlite3.Error as exc:
+        raise BackupError(f"backup of {db_path} failed: {exc}") from None
+    finally:
+        _unlink(tmp)
+    summary["bytes"] = dest.stat().st_size
+    return summary
+
+
+def _readable_last_seq(db_path: Path) -> int:
+    if not db_path.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
+            return _last_seq(conn)
+    except sqlite3.Error:
+        return 0  # damaged: that is why it is being restored; give --seq-floor then
+
+
+def restore(backup_file: str | Path, db_path: str | Path, *, seq_floor: int = 0) -> dict[str, Any]:
+    """Put `backup_file` in place of the store at `db_path` (the gateway must be stopped)."""
+    backup_file, db_path = Path(backup_file), Path(db_path)
+    if not backup_file.is_file():
+        raise BackupError(f"no backup at {backup_file}")
+    replaced_seq = _readable_last_seq(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(db_path)
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True)) as src:
+            _copy(src, tmp)
+        with contextlib.closing(sqlite3.connect(tmp)) as conn:
+            restored_seq = _last_seq(conn)
+            floor = max(restored_seq, replaced_seq, int(seq_floor))
+            with conn:
+                if conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'",
+                                (floor,)).rowcount == 0:
+                    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (floor,))
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        kept = None
+        if db_path.exists():
+            kept = db_path.with_name(f"{db_path.name}.replaced-{stamp}")
+            for suffix in _SIDE_FILES:
+                old = Path(str(db_path) + suffix)
+                if old.exists():
+                    os.replace(old, str(kept) + suffix)
+        os.replace(tmp, db_path)
+    except sqlite3.Error as exc:
+        raise BackupError(f"restore of {backup_file} failed: {exc}") from None
+    finally:
+        _unlink(tmp)
+    return {"path": str(db_path), "restored_last_seq": restored_seq, "replaced_last_seq": replaced_seq,
+            "next_seq": floor + 1, "replaced_kept_as": str(kept) if kept else None}

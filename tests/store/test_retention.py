@@ -1,0 +1,62 @@
+"""Retention over a real SQLite file: what is pruned, what is kept, seqs never reused."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from gateway.errors import InvalidParams
+from gateway.events import EventBus
+from gateway.retention import Retention, RetentionPolicy
+from gateway.store import Store
+
+
+async def _seed(store: Store, n: int) -> None:
+    for i in range(n):
+        await store.append_event("t", None, {"i": i})
+        await store.add_audit("alice", "dispatcher", "session.create", {"i": i}, "ok")
+        await store.idempotency_put("alice", f"k{i}", "session.create", {"i": i})
+
+
+async def test_prune_by_age_keeps_seqs_increasing_and_refuses_pruned_resumes(db_path) -> None:
+    async with Store(db_path) as store:
+        bus = EventBus(store)
+        await _seed(store, 30)
+        now = dt.datetime.now(dt.UTC)
+        # Nothing is a year old: the defaults prune nothing.
+        kept = Retention(store, bus, RetentionPolicy())
+        assert await kept.prune_once() == {"events": 0, "audit": 0, "idempotency": 0}
+        assert bus.oldest_seq == 1
+        # Seen from 500 days later, everything is older than the cutoff.
+        later = Retention(store, bus, RetentionPolicy(), clock=lambda: now + dt.timedelta(days=500))
+        assert await later.prune_once() == {"events": 30, "audit": 30, "idempotency": 30}
+        assert await store.events_after(0) == [] and await store.list_audit() == []
+        assert await store.idempotency_get("alice", "k1", "session.create") is None
+        assert bus.oldest_seq == 31
+        with pytest.raises(InvalidParams) as err:
+            bus.subscribe(5)
+        assert err.value.reason == "seq-pruned"
+        bus.subscribe(30).close()  # nothing after 30 was pruned
+        bus.subscribe(0).close()  # 0: everything still stored
+        bus.close()
+    async with Store(db_path) as store:  # reopened: the next seq is still higher
+        assert (await store.append_event("t")).seq == 31
+
+
+async def test_prune_cuts_at_the_first_new_enough_event(db_path) -> None:
+    async with Store(db_path) as store:
+        bus = EventBus(store)
+        await _seed(store, 25)
+        events = await store.events_after(0)
+        cutoff_time = events[17].time  # events 1..17 older than this one (same ms: kept)
+        cut = dt.datetime.fromisoformat(cutoff_time.replace("Z", "+00:00"))
+        policy = RetentionPolicy(events_keep_days=1, audit_keep_days=0, idempotency_keep_days=0)
+        r = Retention(store, bus, policy, clock=lambda: cut + dt.timedelta(days=1))
+        counts = await r.prune_once()
+        left = [e.seq for e in await store.events_after(0)]
+        assert left == [e.seq for e in events if e.time >= cutoff_time] and left[-1] == 25
+        assert counts == {"events": 25 - len(left), "audit": 0, "idempotency": 0}
+        assert bus.oldest_seq == left[0]
+        assert len(await store.list_audit(limit=100)) == 25  # 0 days: kept forever
+        bus.close()
