@@ -214,7 +214,11 @@ class TwilioProvider:
     async def _verified_form(self, request: web.Request, path: str) -> Any:
         """The form if X-Twilio-Signature matches our public URL for `path` and the form, else None
         (logged). The URL is ours, not the request's Host: a request signed for another URL fails."""
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError:  # UnicodeDecodeError: a body that is not UTF-8 text (Twilio's always is)
+            log.warning("twilio_webhook_bad_body", path=request.path, peer=request.remote)
+            raise web.HTTPBadRequest() from None
         url = self.public_url + path + (f"?{request.query_string}" if request.query_string else "")
         signature = request.headers.get("X-Twilio-Signature")
         if not signature or not self._validator.validate(url, form, signature):

@@ -263,6 +263,16 @@ async def test_forged_webhooks_get_403_and_are_not_acted_on(sms: Harness) -> Non
     assert status == 204 and sms.receipts == [Receipt(sid, "failed")]
 
 
+async def test_webhook_body_that_is_not_utf8_gets_400_not_500(sms: Harness) -> None:
+    sig = twilio_signature(TOKEN, sms.public_url + INBOUND_PATH, {})
+    for body in (b"MessageSid=SM1&From=%2B1&To=%2B2&Body=caf\xe9", b"\xff\xfe"):
+        for path in (INBOUND_PATH, STATUS_PATH):
+            async with sms.http.post(sms.public_url + path, data=body, headers={
+                    "X-Twilio-Signature": sig, "Content-Type": "application/x-www-form-urlencoded"}) as resp:
+                assert resp.status == 400, (path, body)
+    assert sms.receipts == [] and sms.inbound == []
+
+
 async def test_stub_signature_matches_the_library_validator() -> None:
     """The stub signs with its own implementation; the library agrees (and rejects a change)."""
     url = "https://gw.example.com/webhooks/twilio/status"
