@@ -20,6 +20,15 @@ from sms.errors import SmsError
 from sms.outbox import classify
 
 
+def _normalise_text(report: Any) -> None:
+    """Text from a provider (a UCS-2 body with a lone surrogate, bytes that are not UTF-8) is
+    normalised at the edge (U+FFFD), so it can always be stored and sent on."""
+    for name in report.__slots__:
+        value = getattr(report, name)
+        if isinstance(value, str):
+            object.__setattr__(report, name, to_utf8(value))
+
+
 @dataclass(frozen=True, slots=True)
 class Submitted:
     """The provider API took the message: its id there and the status it reported (queued|sent|...)."""
@@ -36,6 +45,9 @@ class Receipt:
     status: str
     error_code: str | None = None
 
+    def __post_init__(self) -> None:
+        _normalise_text(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
@@ -47,12 +59,7 @@ class Inbound:
     body: str
 
     def __post_init__(self) -> None:
-        # Text from a provider (a UCS-2 body with a lone surrogate, bytes that are not UTF-8) is
-        # normalised here, at the edge, so it can always be stored and sent on.
-        for name in ("provider_id", "sender", "to", "body"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                object.__setattr__(self, name, to_utf8(value))
+        _normalise_text(self)
 
 
 @dataclass(frozen=True, slots=True)
