@@ -601,6 +601,8 @@ class Store:
                 # and reported to its caller; the batch goes on. One statement is atomic in
                 # SQLite; an executemany needs a savepoint so its earlier rows go too.
                 if op.many:
+                    if not conn.in_transaction:
+                        await conn.execute("BEGIN")  # else RELEASE of the savepoint would commit
                     await conn.execute("SAVEPOINT op")
                 try:
                     if op.many:

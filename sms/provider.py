@@ -36,6 +36,9 @@ class Submitted:
     provider_id: str
     status: str
 
+    def __post_init__(self) -> None:
+        _normalise_text(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
@@ -71,6 +74,9 @@ class Remote:
     body: str
     status: str
     created: str
+
+    def __post_init__(self) -> None:
+        _normalise_text(self)
 
 
 class ProviderError(SmsError):

@@ -65,3 +65,24 @@ async def test_event_data_with_lone_surrogates_is_refused_before_the_batch(store
         await store.append_event("t", None, {"v": value})
     assert err.value.reason == "invalid-text"
     assert (await store.append_event("t", None, {"v": "fine"})).seq == 1
+
+
+def _sms(message_id: str) -> dict:
+    return {"message_id": message_id, "send_id": "send-1", "sender": "+1", "recipient": "+2",
+            "body": "b", "state": "queued", "attempts": 0, "next_attempt_at": 0,
+            "created_at": "2026-01-01T00:00:00.000Z"}
+
+
+@pytest.mark.parametrize("first", [True, False])
+async def test_a_failing_many_write_leaves_none_of_its_rows(store: Store, first: bool) -> None:
+    """An executemany that fails on its third row keeps none of its rows, and the rest of the
+    batch (before or after it) is committed in the same transaction."""
+    bad = store.insert_sms([_sms("m1"), _sms("m2"), _sms("m1")])  # m1 twice: the third row fails
+    others = [store.put_session({"session_id": "s", "state": "open"}), store.append_event("t")]
+    results = await asyncio.gather(*([bad, *others] if first else [*others, bad]), return_exceptions=True)
+    failed = results[0] if first else results[-1]
+    assert type(failed).__name__ == "IntegrityError"
+    assert await store.get_sms("m1") is None and await store.get_sms("m2") is None
+    assert (await store.get_session("s"))["state"] == "open"
+    await store.insert_sms([_sms("m3")])
+    assert (await store.get_sms("m3"))["state"] == "queued"
