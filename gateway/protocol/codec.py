@@ -24,6 +24,7 @@ _MAX_ID_LEN = 128
 _MAX_METHOD_LEN = 64
 # A JSON escape of a UTF-16 surrogate; only messages that have one are walked for lone ones.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_B = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def parse_message(text: str | bytes) -> Request | Notification | Invalid:
         return Invalid(None, InvalidRequest("batches not supported", details={"why": "batch"}))
     if not isinstance(obj, dict):
         return Invalid(None, InvalidRequest("a message must be a JSON object"))
-    if _SURROGATE_ESCAPE.search(text if isinstance(text, str) else text.decode("utf-8", "replace")):
+    if (_SURROGATE_ESCAPE if isinstance(text, str) else _SURROGATE_ESCAPE_B).search(text):
         refused = _refuse_bad_text(obj)
         if refused is not None:
             return refused

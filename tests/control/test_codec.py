@@ -121,6 +121,11 @@ def test_lone_surrogates_are_refused_with_the_field_named(text, reply_id, reason
     codec.encode_error(msg.id, msg.error).encode("utf-8")  # the answer itself is valid text
 
 
+def test_lone_surrogates_in_a_bytes_frame_are_refused_too() -> None:
+    msg = codec.parse_message(b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"t":"\\ud800"}}')
+    assert isinstance(msg, codec.Invalid) and msg.error.details["errors"][0]["loc"] == "t"
+
+
 def test_surrogate_pairs_are_text() -> None:
     msg = codec.parse_message('{"jsonrpc":"2.0","id":1,"method":"m","params":{"t":"\\ud83d\\ude91"}}')
     assert isinstance(msg, codec.Request) and msg.params == {"t": "\U0001F691"}
