@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from gateway.timeutil import now_iso
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -144,6 +144,34 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP TABLE idempotency",
         "ALTER TABLE idempotency_v4 RENAME TO idempotency",
     ),
+    5: (  # what providers told us, stored before they are answered (gateway/sms_store.py)
+        """CREATE TABLE sms_inbound (
+            provider TEXT NOT NULL,
+            provider_id TEXT NOT NULL,
+            dedup_key TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            body TEXT NOT NULL,
+            session_id TEXT,
+            in_reply_to TEXT,
+            seq INTEGER,
+            received_at TEXT NOT NULL,
+            PRIMARY KEY (provider, provider_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX sms_inbound_key ON sms_inbound (provider, dedup_key, received_at)",
+        "CREATE INDEX sms_inbound_time ON sms_inbound (received_at)",
+        """CREATE TABLE sms_receipts (
+            provider TEXT NOT NULL,
+            provider_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error_code TEXT,
+            message_id TEXT,
+            received_at TEXT NOT NULL,
+            PRIMARY KEY (provider, provider_id, status)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX sms_receipts_unmatched ON sms_receipts (provider_id) WHERE message_id IS NULL",
+        "CREATE INDEX sms_stale ON sms (state, updated_at)",
+    ),
 }
 
 SESSION_COLUMNS = ("session_id", "title", "state", "created_at", "closed_at", "created_by")
@@ -187,14 +215,48 @@ EventListener = Callable[[Sequence[Event]], None]
 class _Op:
     """One queued write. `sql is None` means: append the event (type, session_id, data)."""
 
-    __slots__ = ("fut", "sql", "params", "type", "session_id", "data", "many")
+    __slots__ = ("fut", "sql", "params", "type", "session_id", "data", "many", "work")
 
     def __init__(self, fut: asyncio.Future[Any], sql: str | None, params: Sequence[Any] = (),
                  type: str = "", session_id: str | None = None, data: str = "{}",
-                 many: bool = False) -> None:
+                 many: bool = False, work: Work | None = None) -> None:
         self.fut, self.sql, self.params = fut, sql, params
         self.type, self.session_id, self.data = type, session_id, data
         self.many = many  # params is a list of rows for executemany
+        self.work = work  # a unit of work (Store.atomic), run in a savepoint of the batch
+
+
+class Tx:
+    """What a unit of work (`Store.atomic`) sees: statements and events of one savepoint inside
+    the writer's batch transaction. Its events get seqs in order; all of it commits or none."""
+
+    def __init__(self, conn: aiosqlite.Connection, next_seq: int) -> None:
+        self._conn = conn
+        self.next_seq = next_seq
+        self.events: list[tuple[int, str, str, str | None, str]] = []
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; its rowcount."""
+        cur = await self._conn.execute(sql, params)
+        try:
+            return cur.rowcount
+        finally:
+            await cur.close()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def emit(self, type: str, session_id: str | None, data: dict[str, Any]) -> int:
+        """Append an event in this unit; its seq (delivered to listeners after the commit)."""
+        row = (self.next_seq, type, now_iso(), session_id,
+               json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        await self._conn.execute(_INSERT_EVENT, row)
+        self.events.append(row)
+        self.next_seq += 1
+        return row[0]
+
+
+Work = Callable[[Tx], Awaitable[Any]]
 
 
 _STOP = object()
@@ -344,6 +406,13 @@ class Store:
         """Delete events with seq < before_seq (retention). Seqs are still never reused."""
         return await self._submit("DELETE FROM events WHERE seq < ?", (int(before_seq),))
 
+    async def atomic(self, work: Work) -> Any:
+        """Run `work(tx)` in the writer, inside a savepoint of its batch transaction: its
+        statements and the events it emits (`tx.emit`) are committed together or not at all
+        (an exception rolls the unit back and is raised here; the rest of the batch commits).
+        Returns what `work` returned, once committed. Keep `work` short: the batch waits for it."""
+        return await self._submit(None, (), work=work)
+
     # ---- sessions and calls ----------------------------------------------------------------
 
     async def _get_row(self, table: str, key: str, columns: Sequence[str], value: str) -> dict[str, Any] | None:
@@ -432,6 +501,18 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         order = " ORDER BY created_at DESC, message_id" if recipient else " ORDER BY created_at, message_id"
         rows = await self._read(sql + order + " LIMIT ?", (*params, limit))
+        return [_row_out(SMS_COLUMNS, r) for r in rows]
+
+    async def stale_sms(self, state: str, before: str, after: tuple[str, str] | None = None,
+                        limit: int = 200) -> list[dict[str, Any]]:
+        """Messages in `state` not updated since `before` (ISO), oldest first, one page after the
+        (updated_at, message_id) of the last row of the previous page."""
+        sql = f"SELECT {', '.join(SMS_COLUMNS)}, extra FROM sms WHERE state = ? AND updated_at < ?"
+        params: list[Any] = [state, before]
+        if after is not None:
+            sql += " AND (updated_at, message_id) > (?, ?)"
+            params += list(after)
+        rows = await self._read(sql + " ORDER BY updated_at, message_id LIMIT ?", (*params, limit))
         return [_row_out(SMS_COLUMNS, r) for r in rows]
 
     async def sms_counts(self, send_id: str) -> dict[str, int]:
@@ -579,8 +660,9 @@ class Store:
     async def _commit(self, batch: list[_Op]) -> None:
         conn = self._writer
         assert conn is not None
-        events = [op for op in batch if op.sql is None]
+        events = [op for op in batch if op.sql is None and op.work is None]
         others = [op for op in batch if op.sql is not None]
+        units = [op for op in batch if op.work is not None]
         time = now_iso()
         first = self._seq + 1
         rows = [(first + i, op.type, time, op.session_id, op.data) for i, op in enumerate(events)]
@@ -621,6 +703,8 @@ class Store:
                 if op.many and conn.in_transaction:
                     await conn.execute("RELEASE op")
                 began = True
+            for op in units:
+                results[id(op)] = await self._run_unit(conn, op, first + len(rows), rows)
             await conn.commit()
         except BaseException as exc:
             log.error("store.commit_failed", path=self.path, batch=len(batch), events=len(rows),
@@ -657,6 +741,28 @@ class Store:
                 op.fut.set_result(res)
 
 
+    async def _run_unit(self, conn: aiosqlite.Connection, op: _Op, next_seq: int,
+                        rows: list[tuple[int, str, str, str | None, str]]) -> Any:
+        """One `atomic` unit in a savepoint; its events are added to `rows`. An exception in the
+        work is its result (the unit is rolled back); a database that lost the transaction raises."""
+        assert op.work is not None
+        if not conn.in_transaction:
+            await conn.execute("BEGIN")  # a savepoint must not be the outermost transaction
+        await conn.execute("SAVEPOINT unit")
+        tx = Tx(conn, next_seq)
+        try:
+            result = await op.work(tx)
+        except Exception as exc:  # noqa: BLE001 - the unit's own failure, reported to its caller
+            if not conn.in_transaction:
+                raise
+            await conn.execute("ROLLBACK TO unit")
+            await conn.execute("RELEASE unit")
+            return exc
+        await conn.execute("RELEASE unit")
+        rows.extend(tx.events)
+        return result
+
+
 def _check_text(sql: str | None, params: Sequence[Any], event: dict[str, Any]) -> None:
     """Raise InvalidParams (reason `invalid-text`) for a string SQLite cannot encode."""
     if sql is None:
@@ -670,8 +776,6 @@ def _check_text(sql: str | None, params: Sequence[Any], event: dict[str, Any]) -
             where = text.first_bad_text(json.loads(value)) if name == "data" else None
             raise InvalidParams(f"{name} is not valid UTF-8 text (lone surrogate)", reason="invalid-text",
                                 details={"field": f"data.{where}" if where else name})
-
-
 def _upsert(table: str, key: str, columns: Sequence[str], row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     unknown = set(row) - set(columns) - {"extra"}
     if unknown:

@@ -7,8 +7,16 @@ import datetime as _dt
 
 def now_iso() -> str:
     """UTC now as ISO 8601 with milliseconds and a Z: 2026-11-27T16:00:00.123Z."""
-    now = _dt.datetime.now(_dt.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return _format(_dt.datetime.now(_dt.UTC))
+
+
+def epoch_to_iso(seconds: float) -> str:
+    """A time in seconds since the epoch, in the same format as `now_iso`."""
+    return _format(_dt.datetime.fromtimestamp(seconds, _dt.UTC))
+
+
+def _format(when: _dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def iso_to_epoch(iso: str) -> float:

@@ -8,10 +8,13 @@ States: queued -> sending -> sent -> delivered | undelivered | failed.
     sending  --permanent-error-->   failed    (other 4xx: at once)
     sending  --give-up-->           failed    (transient error, no attempts left)
     sent     --delivered/undelivered/failed--> the same-named state (delivery receipts)
+    sent     --give-up-->           failed    (no final receipt, and the provider cannot tell,
+                                               within `sms.give_up_after_s`: error `no-receipt`)
 
 Receipts can overtake the API reply, so they are accepted in `sending` too (straight to the final
 state), and in `queued` after a timed-out attempt (the receipt is for that attempt: sending again
-would duplicate the message). A receipt in `queued` before any attempt is refused.
+would duplicate the message); likewise `accepted` in `queued` (queued --accepted--> sent: the
+provider lists a timed-out attempt as taken). Either in `queued` before any attempt is refused.
 
 Final states have no rows. Once final, late API replies and late or duplicate receipts are recorded
 in the history (`ignored=True`) and change nothing; a new `send` is refused (`invalid-state`).
@@ -28,7 +31,7 @@ from typing import Any, Literal, Protocol
 from gateway.state.table import InvalidTransition, Machine
 from sms.errors import InvalidReceipt, InvalidState, NotDue
 from sms.numbers import normalize
-from sms.segments import SegmentInfo, check_max
+from sms.segments import SegmentInfo, check_max, encode_info
 
 
 class MessageState(enum.Enum):
@@ -59,7 +62,7 @@ API_REPLY_INPUTS = frozenset({I.ACCEPTED, I.TRANSIENT_ERROR, I.PERMANENT_ERROR, 
 MESSAGE_MACHINE: Machine[MessageState, MessageInput] = Machine(
     "sms",
     {
-        S.QUEUED: {I.SEND: S.SENDING, **_RECEIPTS},
+        S.QUEUED: {I.SEND: S.SENDING, I.ACCEPTED: S.SENT, **_RECEIPTS},
         S.SENDING: {
             I.ACCEPTED: S.SENT,
             I.TRANSIENT_ERROR: S.QUEUED,
@@ -67,7 +70,7 @@ MESSAGE_MACHINE: Machine[MessageState, MessageInput] = Machine(
             I.GIVE_UP: S.FAILED,
             **_RECEIPTS,
         },
-        S.SENT: dict(_RECEIPTS),
+        S.SENT: {**_RECEIPTS, I.GIVE_UP: S.FAILED},
         S.DELIVERED: {},
         S.UNDELIVERED: {},
         S.FAILED: {},
@@ -228,6 +231,13 @@ class OutgoingMessage:
         """Validate the number and the size (`invalid-number`, `too-many-segments`), then queue."""
         return cls(id, sender, normalize(to), body, check_max(body, max_segments), created_at=now)
 
+    @classmethod
+    def restore(cls, id: str, sender: str, to: str, body: str, *, state: str, attempts: int,
+                next_attempt_at: float | None, provider_id: str | None, created_at: float) -> OutgoingMessage:
+        """A stored message, to feed it the next input (the service keeps rows, not objects)."""
+        return cls(id, sender, to, body, encode_info(body), created_at=created_at, state=S(state),
+                   attempts=attempts, next_attempt_at=next_attempt_at, provider_id=provider_id)
+
     @property
     def final(self) -> bool:
         return MESSAGE_MACHINE.is_final(self.state)
@@ -241,9 +251,9 @@ class OutgoingMessage:
             change = Change(now, event, before, before, ignored=True, detail=detail)
             self.history.append(change)
             return change
-        if event in RECEIPT_INPUTS and before is S.QUEUED and self.attempts == 0:
+        if (event in RECEIPT_INPUTS or event is I.ACCEPTED) and before is S.QUEUED and self.attempts == 0:
             raise InvalidState(
-                f"message {self.id}: a receipt before any attempt",
+                f"message {self.id}: {event.value} before any attempt",
                 details={"state": before.value, "input": event.value},
             )
         try:
@@ -296,6 +306,13 @@ class OutgoingMessage:
         event = I.PERMANENT_ERROR if outcome == "permanent" else I.GIVE_UP
         change = self._apply(now, event, **why)
         self.error = {"reason": event.value, "attempts": self.attempts, **why}
+        return change
+
+    def give_up(self, now: float, why: str) -> Change:
+        """sent -> failed: no final receipt came and the provider could not say within the bound."""
+        change = self._apply(now, I.GIVE_UP, why=why)
+        if not change.ignored:
+            self.error = {"reason": why, "attempts": self.attempts}
         return change
 
     def receipt(self, now: float, status: str) -> Change:

@@ -29,8 +29,10 @@ or a timed-out attempt falls back to delivery receipts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ from aiosmpplib import (
     AbstractHook,
     BindMode,
     DeliverSm,
+    DeliverSmResp,
     GenericNack,
     PhoneNumber,
     SmppCommandStatus,
@@ -56,7 +59,7 @@ from aiosmpplib import (
 from aiosmpplib.codec import GSM7BitCodec
 from aiosmpplib.retrytimer import SimpleExponentialBackoff
 
-from sms.provider import Inbound, ProviderError, Receipt, Remote, Submitted
+from sms.provider import Inbound, OnInbound, OnReceipt, ProviderError, Receipt, Remote, Submitted, deliver
 from sms.segments import is_gsm7, split
 
 log = logging.getLogger(__name__)
@@ -159,16 +162,28 @@ def e164(number: str, ton: int) -> str:
 
 @dataclass(slots=True)
 class _Tracked:
-    """One (multi-part) message waiting for receipts: part ids not yet delivered. `complete`
-    once every part was accepted, so an early receipt for part 1 cannot report the whole."""
+    """One (multi-part) message waiting for receipts: `total` parts, the SMSC ids of those accepted
+    so far (`parts`, in order) and of those not yet delivered (`pending`). Forgotten when its outcome
+    is reported, or `part_ttl_s` after it was sent (a receipt that never comes)."""
 
-    provider_id: str
+    message_id: str
+    total: int
+    created: float
+    parts: list[str] = field(default_factory=list)
     pending: set[str] = field(default_factory=set)
-    complete: bool = False
-    reported: bool = False
+
+    def outcome(self, part_id: str, status: str) -> str:
+        """The message's status once this part's receipt is counted: the first part not delivered
+        decides; `delivered` when every part is; else `sent` (no news for the message yet)."""
+        if status == "sent":
+            return "sent"
+        if status != "delivered":
+            return status
+        self.pending.discard(part_id)
+        return "delivered" if len(self.parts) == self.total and not self.pending else "sent"
 
 
-EARLY_RECEIPT_S = 2.0  # a receipt may overtake its submit_sm_resp: held this long for its part
+MAX_TRACKED = 100_000  # messages waiting for receipts; the oldest are forgotten beyond this
 
 
 # --- aiosmpplib plumbing -----------------------------------------------------------------------
@@ -192,6 +207,19 @@ class _Broker(AbstractBroker):
                 return message
 
 
+class _Esme(ESME):
+    """aiosmpplib's ESME, except that a deliver_sm the gateway could not store is answered
+    ESME_RTHROTTLED (the SMSC keeps it and delivers it again) instead of ESME_ROK."""
+
+    refuse: set[int]
+
+    async def _send_data(self, smpp_message: SmppMessage) -> None:
+        if isinstance(smpp_message, DeliverSmResp) and smpp_message.sequence_num in self.refuse:
+            self.refuse.discard(smpp_message.sequence_num)
+            smpp_message.command_status = SmppCommandStatus.ESME_RTHROTTLED
+        await super()._send_data(smpp_message)
+
+
 class _Hook(AbstractHook):
     def __init__(self, provider: SmppProvider) -> None:
         self.provider = provider
@@ -204,7 +232,7 @@ class _Hook(AbstractHook):
             # an error bind_transceiver_resp without a body (allowed by SMPP 3.4) does not parse
             # in aiosmpplib: keep its command_status from the header
             self.provider._bind_status = int.from_bytes(pdu[8:12], "big")
-        self.provider._received(smpp_message)
+        await self.provider._received(smpp_message)
 
     async def send_error(self, smpp_message: SmppMessage, error: Exception, client_id: str) -> None:
         self.provider._resolve(getattr(smpp_message, "log_id", ""), error)
@@ -217,6 +245,7 @@ class SmppProvider:
     """The `sms.provider.Provider` for an SMSC reached over SMPP 3.4 (bind_transceiver)."""
 
     name = "smpp"
+    can_list = False
 
     def __init__(
         self,
@@ -231,6 +260,7 @@ class SmppProvider:
         reconnect_s: float = 1.0,
         response_timeout_s: float = 10.0,
         queue_size: int = 100,
+        part_ttl_s: float = 86_400.0,
     ) -> None:
         if reconnect_s <= 0 or enquire_link_s <= 0 or response_timeout_s <= 0:
             raise ValueError("enquire_link_s, reconnect_s and response_timeout_s must be positive")
@@ -241,15 +271,16 @@ class SmppProvider:
         self.reconnect_s = float(reconnect_s)
         self.response_timeout_s = float(response_timeout_s)
         self.queue_size = queue_size
-        self._esme: ESME | None = None
+        self.part_ttl_s = float(part_ttl_s)
+        self._esme: _Esme | None = None
         self._broker: _Broker | None = None
         self._task: asyncio.Task[None] | None = None
-        self._on_receipt: Callable[[Receipt], None] = lambda r: None
-        self._on_inbound: Callable[[Inbound], None] = lambda m: None
+        self._on_receipt: OnReceipt | None = None
+        self._on_inbound: OnInbound | None = None
         self._refs = itertools.cycle(range(256))
         self._log_ids = itertools.count(1)
+        self._tracked: dict[str, _Tracked] = {}  # our message_id -> its parts (insertion = age)
         self._parts: dict[str, _Tracked] = {}  # SMSC message_id of a part -> its message
-        self._early: dict[str, tuple[asyncio.TimerHandle, str, str | None]] = {}  # receipts ahead
         self._bind_status: int | None = None
 
     # lifecycle
@@ -258,20 +289,21 @@ class SmppProvider:
     def bound(self) -> bool:
         return self._esme is not None and self._esme.session_state == SmppSessionState.BOUND_TRX
 
-    async def start(self, on_receipt: Callable[[Receipt], None], on_inbound: Callable[[Inbound], None]) -> None:
+    async def start(self, on_receipt: OnReceipt, on_inbound: OnInbound) -> None:
         """Bind once (a refused bind raises a permanent `ProviderError`: wrong credentials), then keep
         the session up in the background. An SMSC that cannot be reached yet is retried there."""
         if self._task is not None:
             raise RuntimeError("SmppProvider already started")
         self._on_receipt, self._on_inbound = on_receipt, on_inbound
         self._broker = _Broker(self.queue_size)
-        self._esme = ESME(
+        self._esme = _Esme(
             smsc_host=self.host, smsc_port=self.port, system_id=self.system_id, password=self.password,
             system_type=self.system_type, bind_mode=BindMode.TRANSCEIVER,
             enquire_link_interval=self.enquire_link_s, socket_timeout=self.response_timeout_s,
             hook=_Hook(self), broker=self._broker, log_level=logging.WARNING,
             retry_timer=SimpleExponentialBackoff(min_delay=max(1, int(self.reconnect_s * 1000)), max_increases=5),
         )
+        self._esme.refuse = set()
         self._bind_status = None
         try:
             await self._esme.connect()
@@ -312,23 +344,47 @@ class SmppProvider:
     # sending
 
     async def send(self, message_id: str, sender: str, to: str, body: str) -> Submitted:
+        """Submit every part; the first part's SMSC id is the message's. Receipts are matched to the
+        message through the part map, filled as each submit_sm_resp arrives (before any receipt of
+        that part can), so they carry our `message_id`. A timed-out part stays in the map until its
+        TTL: a late submit_sm_resp and its receipt still find the message."""
         if not self.bound or self._broker is None:
-            raise ProviderError("not bound to the SMSC", error="connection",
+            raise ProviderError("not bound to the SMSC", error="connection", maybe_sent=False,
                                 details={"host": self.host, "port": self.port})
         parts = encode_parts(body, next(self._refs))
-        tracked = _Tracked("")
-        for n, part in enumerate(parts, start=1):
-            part_id = await self._submit(message_id, n, part, self.source_addr or sender, to)
-            tracked.provider_id = tracked.provider_id or part_id
-            tracked.pending.add(part_id)
-            self._parts[part_id] = tracked
-            early = self._early.pop(part_id, None)
-            if early is not None:
-                early[0].cancel()
-                self._apply_receipt(tracked, part_id, early[1], early[2])
-        tracked.complete = True
-        self._apply_receipt(tracked, None, "delivered", None)  # all parts already delivered?
-        return Submitted(tracked.provider_id, "sent")
+        self._forget_old(time.monotonic())
+        tracked = _Tracked(message_id, len(parts), time.monotonic())
+        self._tracked.pop(message_id, None)  # an earlier attempt's parts: this one counts
+        self._tracked[message_id] = tracked
+        ids = [await self._submit(message_id, n, part, self.source_addr or sender, to)
+               for n, part in enumerate(parts, start=1)]
+        return Submitted(ids[0], "sent")
+
+    def _forget_old(self, now: float) -> None:
+        """The part map stays bounded: messages older than `part_ttl_s`, or beyond MAX_TRACKED."""
+        while self._tracked:
+            oldest = next(iter(self._tracked.values()))
+            if now - oldest.created < self.part_ttl_s and len(self._tracked) < MAX_TRACKED:
+                break
+            self._forget(oldest)
+
+    def _forget(self, tracked: _Tracked) -> None:
+        if self._tracked.get(tracked.message_id) is tracked:
+            del self._tracked[tracked.message_id]
+        for part_id in tracked.parts:
+            if self._parts.get(part_id) is tracked:
+                del self._parts[part_id]
+
+    def _accepted(self, log_id: str, smsc_id: str) -> None:
+        """A submit_sm_resp (ESME_ROK) for part n of a message: enter it in the part map now, in the
+        receive loop, so the part's receipt (which the SMSC sends after it) finds it."""
+        message_id, _, rest = log_id.partition("/")
+        tracked = self._tracked.get(message_id)
+        if tracked is None or not smsc_id:
+            return
+        tracked.parts.append(smsc_id)
+        tracked.pending.add(smsc_id)
+        self._parts[smsc_id] = tracked
 
     async def _submit(self, message_id: str, n: int, part: Part, source: str, to: str) -> str:
         assert self._broker is not None
@@ -371,67 +427,55 @@ class SmppProvider:
 
     # receiving
 
-    def _received(self, message: SmppMessage | None) -> None:
+    async def _received(self, message: SmppMessage | None) -> None:
         if isinstance(message, (SubmitSmResp, GenericNack)):
             status = int(message.command_status)
             if isinstance(message, GenericNack) and status == 0:
                 status = int(SmppCommandStatus.ESME_RSYSERR)
-            self._resolve(message.log_id, (status, getattr(message, "message_id", "")))
+            smsc_id = str(getattr(message, "message_id", "") or "")
+            if status == 0 and isinstance(message, SubmitSmResp):
+                self._accepted(message.log_id, smsc_id)
+            self._resolve(message.log_id, (status, smsc_id))
         elif isinstance(message, DeliverSm):
+            # The receive loop sends deliver_sm_resp after this returns: ESME_ROK only once the
+            # gateway has stored what it carried, ESME_RTHROTTLED (deliver it again) otherwise.
             try:
-                if message.is_receipt():
-                    self._receipt(message)
-                else:
-                    self._inbound(message)
-            except Exception:  # noqa: BLE001 - a callback's bug must not drop the SMPP session
-                log.exception("smpp.deliver-sm-failed")
+                await deliver(self._on_receipt if message.is_receipt() else self._on_inbound,
+                              self._receipt(message) if message.is_receipt() else self._inbound(message))
+            except Exception as exc:  # noqa: BLE001 - not taken: the SMSC must deliver it again
+                log.warning("smpp.deliver-sm-refused", extra={"error": repr(exc)})
+                if self._esme is not None:
+                    self._esme.refuse.add(message.sequence_num)
 
-    def _receipt(self, message: DeliverSm) -> None:
+    def _receipt(self, message: DeliverSm) -> Receipt:
+        """The receipt of one part, as the message's news: `sent` until every part is delivered
+        (or one is not). A part this process did not send is reported under its own id."""
         fields = parse_receipt(message.short_message)
         part_id, stat = fields.get("id", ""), fields.get("stat", "").upper()
         status = RECEIPT_STATES.get(stat, "failed" if stat else "sent")
         err = fields.get("err")
         error_code = None if status in ("delivered", "sent") or not err else err
+        to = e164(message.source.number, message.source.ton) if message.source else None
+        if to and to.isdigit():  # TON unknown: the number a message went to is E.164
+            to = "+" + to
         tracked = self._parts.get(part_id)
         if tracked is None:
-            # Either its submit_sm_resp is still on the way (hold it briefly), or the part was
-            # sent by an earlier process (then it is reported under the part's own id).
-            if len(self._early) >= 10_000:
-                self._early.pop(next(iter(self._early)))[0].cancel()
-            handle = asyncio.get_running_loop().call_later(
-                EARLY_RECEIPT_S, self._early_expired, part_id)
-            self._early[part_id] = (handle, status, error_code)
-            return
-        self._apply_receipt(tracked, part_id, status, error_code)
+            return Receipt(part_id, status, error_code, to=to)
+        outcome = tracked.outcome(part_id, status)
+        if outcome != "sent":
+            self._forget(tracked)
+        return Receipt(part_id, outcome, error_code if outcome != "delivered" else None,
+                       message_id=tracked.message_id, to=to)
 
-    def _early_expired(self, part_id: str) -> None:
-        held = self._early.pop(part_id, None)
-        if held is not None:
-            self._on_receipt(Receipt(part_id, held[1], held[2]))
-
-    def _apply_receipt(self, tracked: _Tracked, part_id: str | None, status: str,
-                       error_code: str | None) -> None:
-        if status == "sent" or tracked.reported:
-            return
-        if status == "delivered":
-            if part_id is not None:
-                tracked.pending.discard(part_id)
-            if tracked.pending or not tracked.complete:
-                return
-        elif part_id is None:
-            return
-        tracked.reported = True
-        for pid in [p for p, t in self._parts.items() if t is tracked]:
-            del self._parts[pid]
-        self._on_receipt(Receipt(tracked.provider_id, status, error_code))
-
-    def _inbound(self, message: DeliverSm) -> None:
-        self._on_inbound(Inbound(
-            provider_id=f"smpp-mo-{uuid.uuid4().hex}",
-            sender=e164(message.source.number, message.source.ton),
-            to=e164(message.destination.number, message.destination.ton),
-            body=message.short_message,
-        ))
+    def _inbound(self, message: DeliverSm) -> Inbound:
+        sender = e164(message.source.number, message.source.ton)
+        to = e164(message.destination.number, message.destination.ton)
+        body = message.short_message
+        # An SMSC delivers an unacknowledged deliver_sm again with a new sequence number and no
+        # id of its own: what it carries is the key that finds the first delivery.
+        key = hashlib.sha256("\x00".join((sender, to, body)).encode("utf-8", "surrogatepass")).hexdigest()
+        return Inbound(provider_id=f"smpp-mo-{uuid.uuid4().hex}", sender=sender, to=to, body=body,
+                       dedup_key=key)
 
     # the rest of the contract
 

@@ -30,7 +30,7 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from sms.provider import Inbound, ProviderError, Receipt, Remote, Submitted
+from sms.provider import Inbound, OnInbound, OnReceipt, ProviderError, Receipt, Remote, Submitted, deliver
 
 log = structlog.get_logger(__name__)
 
@@ -78,10 +78,16 @@ class _HttpClient(AsyncTwilioHttpClient):
         if self.session is None:
             self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=deadline))
         async with asyncio.timeout(deadline):  # connect, send, and read the whole body
-            return await super().request(
+            response = await super().request(
                 method, self.rewrite(url), params=params, data=data, headers=headers, auth=auth,
                 timeout=deadline, allow_redirects=allow_redirects,
             )
+        retry_after = _retry_after(getattr(response, "headers", None))
+        if response.status_code in (429, 503) and retry_after is not None:
+            # the library's exception drops the headers: keep the server's Retry-After here
+            raise ProviderError(f"twilio: HTTP {response.status_code}", status_code=response.status_code,
+                                details={"retry_after_s": retry_after})
+        return response
 
     async def close(self) -> None:
         session, self.session = self.session, None
@@ -89,8 +95,20 @@ class _HttpClient(AsyncTwilioHttpClient):
             await session.close()
 
 
+def _retry_after(headers: Any) -> float | None:
+    """Retry-After in seconds (the delta-seconds form; an HTTP date is ignored)."""
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 def _error(exc: BaseException, op: str) -> ProviderError:
     """A library or transport failure as a ProviderError (no secrets: the token is never in them)."""
+    if isinstance(exc, ProviderError):
+        exc.details.setdefault("op", op)
+        return exc
     status = getattr(exc, "status", None)
     if isinstance(exc, TwilioException) and status is None and len(exc.args) > 1:
         status = getattr(exc.args[1], "status_code", None)  # "Unable to fetch page", response
@@ -124,6 +142,7 @@ class TwilioProvider:
     """The Provider contract (sms.provider) over Twilio's Messages API."""
 
     name = "twilio"
+    can_list = True
     max_listed = 1000  # find_sent() reads at most this many messages
     list_page_size = 100
 
@@ -150,17 +169,15 @@ class TwilioProvider:
         # environment={}: TWILIO_EDGE / TWILIO_REGION must not move the API host behind our back
         self._client = Client(account_sid, auth_token, http_client=self._http, environment={})
         self._validator = RequestValidator(auth_token)
-        self._on_receipt: Callable[[Receipt], None] | None = None
-        self._on_inbound: Callable[[Inbound], None] | None = None
+        self._on_receipt: OnReceipt | None = None
+        self._on_inbound: OnInbound | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"TwilioProvider(account_sid={self._client.account_sid!r}, public_url={self.public_url!r})"
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    async def start(
-        self, on_receipt: Callable[[Receipt], None], on_inbound: Callable[[Inbound], None]
-    ) -> None:
+    async def start(self, on_receipt: OnReceipt, on_inbound: OnInbound) -> None:
         self._on_receipt, self._on_inbound = on_receipt, on_inbound
 
     async def stop(self) -> None:
@@ -187,23 +204,22 @@ class TwilioProvider:
         return Submitted(provider_id=message.sid, status=str(message.status or ""))
 
     async def find_sent(self, to: str, since_iso: str) -> list[Remote]:
-        """Messages to `to` sent (or created, while not yet sent) at or after `since_iso`, newest
-        first. Twilio filters DateSent by day and keeps whole seconds; the time is filtered here,
-        from the start of `since_iso`'s second (a message of the same second must be found)."""
+        """Messages to `to` created at or after `since_iso`, newest first, whatever their status:
+        one Twilio accepted but has not sent yet (queued, accepted, scheduled) has no DateSent, so
+        no DateSent filter is asked for; the list (newest first) is read until a message created
+        before `since_iso`'s second (Twilio keeps whole seconds), at most `max_listed`."""
         since = _parse_since(since_iso).replace(microsecond=0)
+        found = []
         try:
-            messages = await self._client.messages.list_async(
-                to=to, date_sent_after=since, limit=self.max_listed, page_size=self.list_page_size
-            )
+            async for m in await self._client.messages.stream_async(
+                    to=to, limit=self.max_listed, page_size=self.list_page_size):
+                created = m.date_created
+                if isinstance(created, datetime) and created.astimezone(UTC) < since:
+                    break
+                found.append(Remote(provider_id=m.sid, to=m.to, body=m.body or "",
+                                    status=str(m.status or ""), created=_iso(created)))
         except Exception as exc:  # noqa: BLE001
             raise _error(exc, "find_sent") from exc
-        found = []
-        for m in messages:
-            when = m.date_sent or m.date_created
-            if isinstance(when, datetime) and when.astimezone(UTC) < since:
-                continue
-            found.append(Remote(provider_id=m.sid, to=m.to, body=m.body or "", status=str(m.status or ""),
-                                created=_iso(m.date_created)))
         return found
 
     # --- webhooks ----------------------------------------------------------------------------
@@ -235,12 +251,12 @@ class TwilioProvider:
         if not sid or not status:
             log.warning("twilio_status_incomplete", has_sid=bool(sid), has_status=bool(status))
             return web.Response(status=400)
-        if self._on_receipt is None:
-            return web.Response(status=503)  # not started: Twilio retries later
-        receipt = Receipt(provider_id=str(sid), status=str(status), error_code=str(form.get("ErrorCode") or "") or None)
+        receipt = Receipt(provider_id=str(sid), status=str(status),
+                          error_code=str(form.get("ErrorCode") or "") or None)
         log.info("twilio_receipt", provider_id=receipt.provider_id, status=receipt.status,
                  error_code=receipt.error_code)
-        self._on_receipt(receipt)
+        if not await self._handed_over(self._on_receipt, receipt):
+            return _retry_later()
         return web.Response(status=204)
 
     async def _inbound_webhook(self, request: web.Request) -> web.StreamResponse:
@@ -251,9 +267,22 @@ class TwilioProvider:
         if not sid or not sender or not to:
             log.warning("twilio_inbound_incomplete", has_sid=bool(sid), has_from=bool(sender), has_to=bool(to))
             return web.Response(status=400)
-        if self._on_inbound is None:
-            return web.Response(status=503)
         inbound = Inbound(provider_id=str(sid), sender=str(sender), to=str(to), body=str(form.get("Body") or ""))
         log.info("twilio_inbound", provider_id=inbound.provider_id)
-        self._on_inbound(inbound)
+        if not await self._handed_over(self._on_inbound, inbound):
+            return _retry_later()
         return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+    async def _handed_over(self, callback: Any, item: Receipt | Inbound) -> bool:
+        """Whether the gateway took (stored) `item`; only then is Twilio answered 2xx."""
+        try:
+            await deliver(callback, item)
+        except Exception as exc:  # noqa: BLE001 - not taken: Twilio must send it again
+            log.warning("twilio_webhook_not_taken", provider_id=item.provider_id, error=repr(exc))
+            return False
+        return True
+
+
+def _retry_later() -> web.Response:
+    """Not stored (overloaded, stopping, or the store failed): a 5xx makes Twilio retry."""
+    return web.Response(status=503, headers={"Retry-After": "1"})

@@ -3,8 +3,11 @@
 Every message is written to the store (state `queued`) before any provider sees it. One owned
 task sends what is due, holding each sender to `sms.rate_per_s`; a message is marked `sending`
 (durably) before the provider is called, so after a crash the ones caught in `sending` are
-reconciled with the provider (`find_sent`) before anything is sent again. Receipts and inbound
-messages arrive from the provider (webhooks or SMPP) and become `sms.status` / `sms.inbound`.
+reconciled with the provider (`find_sent`) before anything is sent again. Every state change goes
+through the outbox core (`sms.outbox`) in one store transaction with its `sms.status` event
+(`SmsLedger`). Receipts and inbound messages are stored, deduplicated, before the provider is
+answered (`SmsLedger.intake`); `sent` messages with no final receipt are looked up, oldest first,
+and given up (`failed`, `no-receipt`) `sms.give_up_after_s` after they were created.
 """
 
 from __future__ import annotations
@@ -23,28 +26,19 @@ from gateway.directory import Directory
 from gateway.errors import InvalidParams, NotFound, Unavailable
 from gateway.events import EventBus
 from gateway.services.sessions import SessionService
+from gateway.services.sms_ledger import RECEIPT_INPUTS, UNSURE, SmsLedger, status_data
 from gateway.store import Store
-from gateway.timeutil import iso_to_epoch, now_iso
+from gateway.timeutil import epoch_to_iso, iso_to_epoch, now_iso
 from sms import numbers, segments, templates
 from sms.config import SmsConfig
 from sms.errors import SmsError
-from sms.outbox import (
-    MESSAGE_MACHINE,
-    MessageInput,
-    MessageState,
-    RetryPolicy,
-    SenderRates,
-    classify,
-)
+from sms.outbox import MessageState, RetryPolicy, SenderRates
 from sms.provider import Inbound, Provider, ProviderError, Receipt, Remote
 
 log = structlog.get_logger(__name__)
 
 FINAL = frozenset({"delivered", "undelivered", "failed"})
-_RECEIPT_INPUT = {"delivered": MessageInput.DELIVERED, "undelivered": MessageInput.UNDELIVERED,
-                  "failed": MessageInput.FAILED}
-_UNSURE = ("timeout", "connection", "TimeoutError", "ConnectionError", "OSError")  # maybe sent
-EVENT_QUEUE = 10_000
+STALE_PAGE = 200  # stale `sent` messages looked at per read
 
 
 def _bad(err: SmsError) -> InvalidParams:
@@ -63,21 +57,17 @@ class SmsService:
         self._due: list[tuple[float, str, str]] = []  # (next_attempt_at, message_id, sender)
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(config.in_flight)
-        self._inbox: asyncio.Queue[Receipt | Inbound] = asyncio.Queue(EVENT_QUEUE)
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Receipts that overtook their submit reply (provider id not stored yet), held until it is.
-        self._early: dict[str, Receipt] = {}
-        self._ids_lock = asyncio.Lock()  # "store a provider id" and "match a receipt" never interleave
+        self._ledger = SmsLedger(store, provider.name if provider else "none", config)
         self.sent_count = 0
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         if self.provider is None:
             return
-        await self.provider.start(self._on_provider_event, self._on_provider_event)
+        await self.provider.start(self._on_receipt, self._on_inbound)
         await self._recover()
         self._own(self._dispatch(), "sms.dispatch")
-        self._own(self._consume(), "sms.receipts")
         self._own(self._reconcile_stale(), "sms.reconcile")
 
     async def stop(self) -> None:
@@ -85,7 +75,8 @@ class SmsService:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.provider is not None:
-            await self.provider.stop()
+            await self.provider.stop()  # no new reports; then the ones being stored finish
+        await self._ledger.drain()
 
     def _own(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -218,98 +209,67 @@ class SmsService:
             row = await self._store.get_sms(message_id)
             if row is None or row["state"] != MessageState.QUEUED.value:
                 return
-            if row["attempts"] and row.get("error") in _UNSURE:
+            assert self.provider is not None
+            if row["attempts"] and row.get("error") in UNSURE and self.provider.can_list:
                 # The last attempt timed out: the provider may have taken it. Look before resending.
                 remote = await self._find_at_provider(row)
                 if remote is not None:
                     await self._adopt(row, remote)
                     return
-            attempts = row["attempts"] + 1
-            await self._store.update_sms(message_id, state="sending", attempts=attempts)
-            row.update(state="sending", attempts=attempts)
-            await self._status(row, "sending")
-            assert self.provider is not None
+            sending = await self._ledger.step(message_id, lambda m, now: m.start_attempt(now))
+            if sending is None:  # not due after all, or no longer queued
+                self._requeue(await self._store.get_sms(message_id))
+                return
             try:
                 sub = await self.provider.send(message_id, row["sender"], row["recipient"], row["body"])
             except ProviderError as err:
-                why = "timeout" if err.retryable and err.status_code is None else err.reason
-                await self._failed_attempt(row, err.retryable, err.status_code, why)
+                await self._failed_attempt(sending, err)
                 return
             except (TimeoutError, OSError) as err:
-                await self._failed_attempt(row, classify(error=err) == "retry", None, "timeout")
+                await self._failed_attempt(sending, ProviderError(repr(err), error=err))
                 return
-            async with self._ids_lock:
-                current = await self._store.get_sms(message_id)
-                if current and current["state"] == "sending":
-                    await self._store.update_sms(message_id, state="sent", provider_id=sub.provider_id)
-                    current.update(state="sent", provider_id=sub.provider_id)
-                    await self._status(current, "sent")
-                elif current and not current.get("provider_id"):
-                    await self._store.update_sms(message_id, provider_id=sub.provider_id)
-                early = self._early.pop(sub.provider_id, None)
-            if early is not None:  # its receipt came first: apply it now
-                await self._receipt(early)
+            await self._ledger.accepted(message_id, sub.provider_id)
             self.sent_count += 1
         except Exception:
             log.exception("sms.send_failed", message_id=message_id)
         finally:
             self._slots.release()
 
-    async def _failed_attempt(self, row: dict, retryable: bool, status_code: int | None, why: str) -> None:
-        mid = row["message_id"]
-        if retryable and self._policy.can_retry(row["attempts"]):
-            delay = self._policy.delay(row["attempts"], self._rng)
-            at = time.time() + delay
-            await self._store.update_sms(mid, state="queued", next_attempt_at=at, error=why)
-            row.update(state="queued", error=why)
-            heapq.heappush(self._due, (at, mid, row["sender"]))
+    async def _failed_attempt(self, row: dict, err: ProviderError) -> None:
+        """The core decides: queued again after a backoff (never sooner than the provider's
+        Retry-After, nor, for a provider that cannot list, before `receipt_window_s` when the
+        attempt may have reached it), or failed."""
+        assert self.provider is not None
+        why = "timeout" if err.maybe_sent else err.reason if err.status_code is not None else "unavailable"
+        wait = err.details.get("retry_after_s")
+        if err.maybe_sent and not self.provider.can_list:
+            wait = max(wait or 0.0, self.config.receipt_window_s)
+        error = None if err.status_code is not None else ("timeout" if err.retryable else why)
+        new = await self._ledger.step(
+            row["message_id"], lambda m, now: m.attempt_failed(
+                now, self._policy, self._rng, status_code=err.status_code, error=error, retry_after_s=wait),
+            columns={"error": why})
+        self._requeue(new)
+
+    def _requeue(self, row: dict | None) -> None:
+        if row is not None and row["state"] == MessageState.QUEUED.value:
+            heapq.heappush(self._due, (row.get("next_attempt_at") or 0.0, row["message_id"], row["sender"]))
             self._wake.set()
-            await self._status(row, "queued", retry_in_s=round(delay, 3), status_code=status_code)
-            return
-        await self._store.update_sms(mid, state="failed", error=why)
-        row.update(state="failed", error=why)
-        await self._status(row, "failed", status_code=status_code)
 
-    # receipts and inbound ----------------------------------------------------------------------
-    def _on_provider_event(self, item: Receipt | Inbound) -> None:
-        try:
-            self._inbox.put_nowait(item)
-        except asyncio.QueueFull:
-            log.error("sms.inbox_full", kind=type(item).__name__)
+    # receipts and inbound: stored before the provider is answered ----------------------------
+    async def _on_receipt(self, r: Receipt) -> None:
+        assert self.provider is not None
+        can_list = self.provider.can_list
+        await self._ledger.intake(f"receipt:{r.provider_id}:{r.status}",
+                                  lambda: self._ledger.receipt(r, can_list=can_list))
 
-    async def _consume(self) -> None:
-        while True:
-            item = await self._inbox.get()
-            try:
-                if isinstance(item, Receipt):
-                    await self._receipt(item)
-                else:
-                    await self._inbound(item)
-            except Exception:
-                log.exception("sms.provider_event_failed", kind=type(item).__name__)
-
-    async def _receipt(self, r: Receipt) -> None:
-        async with self._ids_lock:
-            rows = await self._store.find_sms(provider_id=r.provider_id, limit=1)
-            if not rows:  # ahead of its submit reply, or not ours: held (bounded) until matched
-                log.info("sms.receipt_early", provider_id=r.provider_id, status=r.status)
-                if len(self._early) >= EVENT_QUEUE:
-                    self._early.pop(next(iter(self._early)))
-                self._early[r.provider_id] = r
-                return
-        row = rows[0]
-        inp = _RECEIPT_INPUT.get(r.status)
-        if inp is None:  # queued/sent/accepted receipts: nothing new
-            return
-        state = MessageState(row["state"])
-        if not MESSAGE_MACHINE.allows(state, inp):
-            return  # a late or duplicate receipt changes nothing
-        nxt = MESSAGE_MACHINE.next(state, inp).value
-        await self._store.update_sms(row["message_id"], state=nxt, error=r.error_code)
-        row.update(state=nxt, error=r.error_code)
-        await self._status(row, nxt, error_code=r.error_code)
+    async def _on_inbound(self, m: Inbound) -> None:
+        await self._ledger.intake(f"inbound:{m.dedup_key or m.provider_id}", lambda: self._inbound(m))
 
     async def _inbound(self, m: Inbound) -> None:
+        if await self._ledger.inbound_seen(m):  # a redelivery: answered, not acted on again
+            log.info("sms.inbound_duplicate", provider_id=m.provider_id)
+            return
         sender = m.sender
         # SMSCs often give an international number as plain digits (TON unknown): try it with "+".
         for candidate in (m.sender, "+" + m.sender if m.sender.isdigit() else None):
@@ -325,29 +285,31 @@ class SmsService:
         if session_id is None or (await self._store.get_session(session_id) or {}).get("state") != "open":
             session_id = (await self._sessions.create(title=f"SMS from {sender}", created_by="sms",
                                                       origin="sms-inbound"))["session_id"]
-        await self._bus.publish("sms.inbound", {"from": sender, "to": m.to, "body": m.body,
-                                                "provider_id": m.provider_id,
-                                                "in_reply_to": last[0]["send_id"] if last else None},
-                                session_id=session_id)
-        log.info("sms.inbound", session_id=session_id, provider_id=m.provider_id)
+        seq = await self._ledger.inbound(m, sender, session_id, last[0]["send_id"] if last else None)
+        log.info("sms.inbound", session_id=session_id, provider_id=m.provider_id, seq=seq)
 
     # crash recovery ------------------------------------------------------------------------------
     async def _recover(self) -> None:
         """Queued ones are due again; ones caught in `sending` are looked up at the provider
-        first, so nothing is sent twice where the provider can tell."""
+        first, so nothing is sent twice where the provider can tell (where it cannot, SMPP, they
+        wait `receipt_window_s` for a receipt before they are sent again)."""
         assert self.provider is not None
         pending = await self._store.find_sms(states=["queued", "sending"], limit=1_000_000)
         reconciled = resent = 0
         for row in pending:
             if row["state"] == "sending":
-                remote = await self._find_at_provider(row)
+                remote = await self._find_at_provider(row) if self.provider.can_list else None
                 if remote is not None:
                     await self._adopt(row, remote)
                     reconciled += 1
                     continue
-                await self._store.update_sms(row["message_id"], state="queued")
+                # the attempt's outcome is unknown: the core decides as for a timed-out attempt
+                lost = ProviderError("the gateway stopped during the attempt", error="connection",
+                                     maybe_sent=not self.provider.can_list)
+                await self._failed_attempt(row, lost)
                 resent += 1
-            heapq.heappush(self._due, (row["next_attempt_at"] or 0.0, row["message_id"], row["sender"]))
+                continue
+            self._requeue(row)
         self._wake.set()
         if pending:
             log.info("sms.recovered", pending=len(pending), reconciled=reconciled, resent=resent)
@@ -369,38 +331,46 @@ class SmsService:
         return None
 
     async def _adopt(self, row: dict, remote: Remote) -> None:
-        """Take the provider's word for a message: its id, and its status when final."""
-        async with self._ids_lock:
-            await self._store.update_sms(row["message_id"], provider_id=remote.provider_id)
-            row["provider_id"] = remote.provider_id
-            if row["state"] in ("queued", "sending"):
-                await self._store.update_sms(row["message_id"], state="sent")
-                row["state"] = "sent"
-                await self._status(row, "sent", reconciled=True)
-        if remote.status in _RECEIPT_INPUT:
-            await self._receipt(Receipt(remote.provider_id, remote.status))
+        """Take the provider's word for a message: its id (-> sent), and its status when final."""
+        await self._ledger.accepted(row["message_id"], remote.provider_id, reconciled=True)
+        if remote.status in RECEIPT_INPUTS:
+            await self._ledger.receipt(Receipt(remote.provider_id, remote.status), can_list=True)
 
     async def _reconcile_stale(self) -> None:
-        """Receipts can be lost (sent while we were down, or lost in transit): a message `sent`
-        for longer than reconcile_after_s is looked up at the provider, one recipient at a time."""
+        """Receipts can be lost (sent while we were down, or lost in transit): every message `sent`
+        for longer than reconcile_after_s is looked up at the provider, oldest first, page by page."""
         period = max(1.0, self.config.reconcile_after_s / 4)
         while True:
             await asyncio.sleep(period)
-            cutoff = time.time() - self.config.reconcile_after_s
-            stale = [r for r in await self._store.find_sms(states=["sent"], limit=500)
-                     if iso_to_epoch(r.get("updated_at") or r["created_at"]) < cutoff]
-            for row in stale:
-                remote = await self._find_at_provider(row)
-                if remote is not None and remote.status in _RECEIPT_INPUT:
-                    await self._receipt(Receipt(remote.provider_id, remote.status))
-                else:  # look again later, not at every pass
-                    await self._store.update_sms(row["message_id"])
+            await self.reconcile_pass()
+
+    async def reconcile_pass(self) -> int:
+        """One pass over the stale `sent` messages; how many were looked at."""
+        before = epoch_to_iso(time.time() - self.config.reconcile_after_s)
+        after: tuple[str, str] | None = None
+        seen = 0
+        while page := await self._store.stale_sms("sent", before, after, limit=STALE_PAGE):
+            for row in page:
+                await self._reconcile_one(row)
+            seen += len(page)
+            after = (page[-1]["updated_at"], page[-1]["message_id"])
+        return seen
+
+    async def _reconcile_one(self, row: dict) -> None:
+        assert self.provider is not None
+        remote = await self._find_at_provider(row) if self.provider.can_list else None
+        if remote is not None and remote.status in RECEIPT_INPUTS:
+            await self._ledger.receipt(Receipt(remote.provider_id, remote.status), can_list=True)
+        elif time.time() - iso_to_epoch(row["created_at"]) >= self.config.give_up_after_s:
+            await self._ledger.step(row["message_id"], lambda m, now: m.give_up(now, "no-receipt"),
+                                    columns={"error": "no-receipt"})
+            log.warning("sms.given_up", message_id=row["message_id"], provider_id=row.get("provider_id"),
+                        known_at_provider=remote is not None)
+        else:  # look again later, not at every pass
+            await self._store.update_sms(row["message_id"])
 
     async def _status(self, row: dict, state: str, **extra: Any) -> None:
-        await self._bus.publish("sms.status", {
-            "message_id": row["message_id"], "send_id": row["send_id"], "to": row["recipient"],
-            "state": state, "attempts": row.get("attempts", 0), "provider_id": row.get("provider_id"),
-            "error": row.get("error"), **extra}, session_id=row.get("session_id"))
+        await self._bus.publish("sms.status", status_data(row, state, **extra), session_id=row.get("session_id"))
 
 
 def _number_of(uri: str) -> str:

@@ -5,6 +5,10 @@ FAILS). The simulator answers bind_transceiver (wrong password -> ESME_RINVPASWD
 message id, or the status configured for a rejected destination), sends a delivery receipt for every
 accepted submit_sm that asked for one, a mobile-originated UCS-2 deliver_sm on `send_mo()`, and
 records every PDU: `events` holds them as dicts (`event`: bind_transceiver, submit_sm, enquire_link...).
+Like an SMSC it keeps every deliver_sm until it is answered ESME_ROK: an error answer is retried after
+`retry_ms`, one left unanswered by a dropped session is delivered again after the next bind
+(`redeliver` events). `silent` destinations get no submit_sm_resp (their receipt still comes);
+`no_receipt` destinations get no receipt.
 
 `kill()` SIGKILLs it (a crashed SMSC); `start()` again on the same port brings it back.
 """
@@ -47,11 +51,13 @@ def require_sim() -> str:
 class SmppSim:
     def __init__(self, *, port: int | None = None, system_id: str = "gw", password: str = "secret",
                  reject: dict[str, int] | None = None, stat: dict[str, str] | None = None,
-                 receipt_delay_ms: int = 50) -> None:
+                 receipt_delay_ms: int = 50, silent: list[str] | None = None,
+                 no_receipt: list[str] | None = None, retry_ms: int = 100) -> None:
         self.port = port or free_tcp_port()
         self.config: dict[str, Any] = {
             "port": self.port, "system_id": system_id, "password": password,
             "reject": reject or {}, "stat": stat or {}, "receipt_delay_ms": receipt_delay_ms,
+            "silent": silent or [], "no_receipt": no_receipt or [], "retry_ms": retry_ms,
         }
         self.events: list[dict[str, Any]] = []
         self._changed = asyncio.Condition()
@@ -92,7 +98,8 @@ class SmppSim:
         await self._proc.stdin.drain()
 
     async def send_mo(self, sender: str, to: str, text: str) -> None:
-        """A mobile-originated deliver_sm (data_coding 8, UTF-16BE) to every bound session."""
+        """A mobile-originated deliver_sm (data_coding 8, UTF-16BE) to a bound session (kept until
+        it is acknowledged, like every deliver_sm)."""
         await self._command({"cmd": "mo", "from": sender, "to": to, "text": text})
 
     async def kill(self) -> None:

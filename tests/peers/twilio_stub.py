@@ -4,13 +4,19 @@ It serves create / list / fetch on 127.0.0.1 (a free port), answers with Twilio-
 spec's `api.v2010.account.message` resource, RFC 2822 dates, `SM` + 32 hex sids, list pages with
 `first_page_uri` / `next_page_uri` ...), and after each accepted create POSTs signed status
 callbacks to the message's StatusCallback: queued -> sent -> delivered, or -> undelivered (30003)
-for a number in `bad_numbers`. Errors are Twilio-shaped too: 21211 invalid 'To' (400), 20003
+for a number in `bad_numbers`. Like Twilio, a message has no `date_sent` until it is sent (a
+DateSent filter does not find it before). Webhooks (callbacks and `send_inbound`) that get no
+answer or a 5xx are POSTed again, with the same I-Twilio-Idempotency-Token, after
+`webhook_retry_s`, until `webhook_deadline_s` has passed. Errors are Twilio-shaped too: 21211 invalid 'To' (400), 20003
 authentication (401), 20404 not found (404), and whatever `fail_next()` injects (429 / 5xx).
 
     async with twilio_stub(SID, TOKEN, bad_numbers={"+15550000000"}) as stub:
         stub.url                       # http://127.0.0.1:<port>
         stub.fail_next(2, 429)         # the next 2 creates are refused (nothing stored)
+        stub.fail_next(1, 429, retry_after=2)   # ... with a Retry-After header
         stub.delay_next(1, 3.0)        # the next create is stored, then answered 3 s late
+        stub.stall_next(1)             # the next create stays `queued` (no callbacks) ...
+        stub.release_stalled()         # ... until this
         stub.creates["+1555..."]       # accepted creates per To (proves no duplicates)
         stub.callbacks                 # (sid, status, HTTP status of our webhook) sent so far
         await stub.send_inbound(url, "+1555...", "+1500...", "hi")   # a signed inbound webhook
@@ -75,6 +81,7 @@ def _cmp(sent: datetime, bound: datetime | date) -> int:
 class _Injected:
     status: int
     remaining: int
+    retry_after: float | None = None
 
 
 @dataclass
@@ -83,6 +90,8 @@ class TwilioStub:
     auth_token: str
     bad_numbers: frozenset[str] = frozenset()
     callback_delay_s: float = 0.05
+    webhook_retry_s: float = 0.2
+    webhook_deadline_s: float = 60.0
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -91,10 +100,14 @@ class TwilioStub:
     create_attempts: int = 0                                     # every POST to Messages.json
     callbacks: list[tuple[str, str, int]] = field(default_factory=list)  # (sid, status, our answer)
     requests: list[tuple[str, str]] = field(default_factory=list)        # (method, path_qs) seen
+    create_times: list[float] = field(default_factory=list)              # loop time of each create POST
+    webhook_answers: Counter[int] = field(default_factory=Counter)       # every answer (0: none)
 
     def __post_init__(self) -> None:
         self._failures: list[_Injected] = []
         self._delays: list[list[float]] = []  # [seconds, remaining]
+        self._stall = 0
+        self._stalled: list[tuple[str, str]] = []  # (sid, callback url) held at `queued`
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
@@ -106,9 +119,25 @@ class TwilioStub:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def fail_next(self, n: int, status: int = 429) -> None:
-        """The next `n` creates are answered `status` (Twilio-shaped error) and not stored."""
-        self._failures.append(_Injected(status, n))
+    def fail_next(self, n: int, status: int = 429, retry_after: float | None = None) -> None:
+        """The next `n` creates are answered `status` (Twilio-shaped error, with a Retry-After
+        header if given) and not stored."""
+        self._failures.append(_Injected(status, n, retry_after))
+
+    def stall_next(self, n: int) -> None:
+        """The next `n` creates are stored and answered, but stay `queued` (not sent, no
+        date_sent, no callbacks) until `release_stalled()`."""
+        self._stall += n
+
+    def release_stalled(self) -> None:
+        for sid, url in self._stalled:
+            self._spawn(self._report(sid, url))
+        self._stalled.clear()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def delay_next(self, n: int, seconds: float) -> None:
         """The next `n` creates are stored (and their callbacks sent), then answered `seconds` late."""
@@ -122,6 +151,10 @@ class TwilioStub:
         self.callbacks.clear()
         self.requests.clear()
         self.create_attempts = 0
+        self.create_times.clear()
+        self.webhook_answers.clear()
+        self._stalled.clear()
+        self._stall = 0
         self._failures.clear()
         self._delays.clear()
 
@@ -132,18 +165,41 @@ class TwilioStub:
                 self.callback_event.clear()
                 await self.callback_event.wait()
 
-    async def send_inbound(self, url: str, sender: str, to: str, body: str) -> tuple[int, str]:
-        """POST a signed inbound-message webhook to `url`; (HTTP status, body) of the answer."""
-        sid = "SM" + secrets.token_hex(16)
-        params = {
-            "MessageSid": sid, "SmsSid": sid, "SmsMessageSid": sid, "AccountSid": self.account_sid,
+    @staticmethod
+    def inbound_params(account_sid: str, sender: str, to: str, body: str, sid: str | None = None) -> dict[str, str]:
+        sid = sid or "SM" + secrets.token_hex(16)
+        return {
+            "MessageSid": sid, "SmsSid": sid, "SmsMessageSid": sid, "AccountSid": account_sid,
             "From": sender, "To": to, "Body": body, "NumMedia": "0", "NumSegments": "1",
             "ApiVersion": API_VERSION, "SmsStatus": "received",
         }
+
+    async def send_inbound(self, url: str, sender: str, to: str, body: str, *, sid: str | None = None,
+                           retry: bool = False) -> tuple[int, str]:
+        """POST a signed inbound-message webhook to `url`; (HTTP status, body) of the answer
+        (the last one when `retry`: sent again, like Twilio, while there is no 2xx/4xx answer)."""
+        params = self.inbound_params(self.account_sid, sender, to, body, sid)
+        if retry:
+            return await self.deliver_webhook(url, params)
         return await self.post_signed(url, params)
 
+    async def deliver_webhook(self, url: str, params: Mapping[str, str]) -> tuple[int, str]:
+        """POST a signed webhook until it is answered (not 5xx, not a connection failure), at most
+        `webhook_deadline_s`; the same idempotency token on every try. The last answer (0: none)."""
+        token = secrets.token_hex(8)
+        deadline = asyncio.get_running_loop().time() + self.webhook_deadline_s
+        while True:
+            try:
+                answer = await self.post_signed(url, params, token=token)
+            except (OSError, TimeoutError, aiohttp.ClientError):  # the gateway may be down
+                answer = (0, "")
+            self.webhook_answers[answer[0]] += 1
+            if 200 <= answer[0] < 500 or asyncio.get_running_loop().time() > deadline:
+                return answer
+            await asyncio.sleep(self.webhook_retry_s)
+
     async def post_signed(self, url: str, params: Mapping[str, str], *, sign_url: str | None = None,
-                          signature: str | None = None) -> tuple[int, str]:
+                          signature: str | None = None, token: str | None = None) -> tuple[int, str]:
         """POST `params` form-encoded to `url`, signed for `sign_url` (default `url`) unless a
         `signature` is given."""
         assert self._session is not None, "stub not started"
@@ -151,7 +207,7 @@ class TwilioStub:
         async with self._session.post(
             url, data=urlencode(params), headers={
                 "X-Twilio-Signature": sig, "Content-Type": "application/x-www-form-urlencoded",
-                "User-Agent": "TwilioProxy/1.1", "I-Twilio-Idempotency-Token": secrets.token_hex(8),
+                "User-Agent": "TwilioProxy/1.1", "I-Twilio-Idempotency-Token": token or secrets.token_hex(8),
             },
         ) as resp:
             return resp.status, await resp.text()
@@ -207,13 +263,18 @@ class TwilioStub:
         if (refused := self._check(request)) is not None:
             return refused
         self.create_attempts += 1
+        self.create_times.append(asyncio.get_running_loop().time())
         form = await request.post()
         for failure in self._failures:
             if failure.remaining > 0:
                 failure.remaining -= 1
                 if failure.status == 429:
-                    return self._error(429, 20429, "Too Many Requests")
-                return self._error(failure.status, 20500, "An internal server error has occurred")
+                    refused = self._error(429, 20429, "Too Many Requests")
+                else:
+                    refused = self._error(failure.status, 20500, "An internal server error has occurred")
+                if failure.retry_after is not None:
+                    refused.headers["Retry-After"] = f"{failure.retry_after:g}"
+                return refused
         to, sender, body = str(form.get("To", "")), str(form.get("From", "")), str(form.get("Body", ""))
         if not E164.match(to):
             return self._error(400, 21211, f"Invalid 'To' Phone Number: {to}")
@@ -225,7 +286,7 @@ class TwilioStub:
         sid = "SM" + secrets.token_hex(16)
         message: dict[str, Any] = {
             "account_sid": self.account_sid, "api_version": API_VERSION, "body": body,
-            "date_created": _rfc2822(now), "date_sent": _rfc2822(now), "date_updated": _rfc2822(now),
+            "date_created": _rfc2822(now), "date_sent": None, "date_updated": _rfc2822(now),
             "direction": "outbound-api", "error_code": None, "error_message": None, "from": sender,
             "messaging_service_sid": None, "num_media": "0", "num_segments": "1", "price": None,
             "price_unit": "USD", "sid": sid, "status": "queued",
@@ -235,10 +296,11 @@ class TwilioStub:
         self.messages[sid] = message
         self.creates[to] += 1
         callback = form.get("StatusCallback")
-        if callback:
-            task = asyncio.get_running_loop().create_task(self._report(sid, str(callback)))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if self._stall > 0:
+            self._stall -= 1
+            self._stalled.append((sid, str(callback or "")))
+        elif callback:
+            self._spawn(self._report(sid, str(callback)))
         for delay in self._delays:
             if delay[1] > 0:
                 delay[1] -= 1
@@ -253,6 +315,8 @@ class TwilioStub:
             await asyncio.sleep(self.callback_delay_s)
             message["status"] = status
             message["date_updated"] = _rfc2822(datetime.now(UTC))
+            if status == "sent":
+                message["date_sent"] = message["date_updated"]
             params = {
                 "AccountSid": self.account_sid, "ApiVersion": API_VERSION, "From": message["from"],
                 "To": message["to"], "MessageSid": sid, "SmsSid": sid, "MessageStatus": status,
@@ -261,10 +325,9 @@ class TwilioStub:
             if status == "undelivered":
                 message["error_code"], message["error_message"] = 30003, "Unreachable destination handset"
                 params["ErrorCode"] = "30003"
-            try:
-                answer, _ = await self.post_signed(url, params)
-            except (OSError, TimeoutError, aiohttp.ClientError):  # the gateway may be down
-                answer = 0
+            if not url:
+                continue
+            answer, _ = await self.deliver_webhook(url, params)
             self.callbacks.append((sid, status, answer))
             self.callback_event.set()
 
@@ -292,10 +355,14 @@ class TwilioStub:
                 continue
             if q.get("From") and m["from"] != q["From"]:
                 continue
-            sent = datetime.strptime(m["date_sent"], "%a, %d %b %Y %H:%M:%S %z")
-            ok = {"DateSent": lambda c: c == 0, "DateSent>": lambda c: c >= 0, "DateSent<": lambda c: c <= 0}
-            if all(ok[name](_cmp(sent, bound)) for name, bound in bounds):
-                selected.append(m)
+            if bounds and m["date_sent"] is None:
+                continue  # not sent yet: no DateSent filter finds it (as at Twilio)
+            if bounds:
+                sent = datetime.strptime(m["date_sent"], "%a, %d %b %Y %H:%M:%S %z")
+                ok = {"DateSent": lambda c: c == 0, "DateSent>": lambda c: c >= 0, "DateSent<": lambda c: c <= 0}
+                if not all(ok[name](_cmp(sent, bound)) for name, bound in bounds):
+                    continue
+            selected.append(m)
         start = page * page_size
         chunk = selected[start:start + page_size]
         filters = [(k, q[k]) for k in ("To", "From", "DateSent", "DateSent>", "DateSent<") if q.get(k)]

@@ -31,6 +31,7 @@ class FixedRandom:
 
 ALLOWED = {
     (S.QUEUED, I.SEND): S.SENDING,
+    (S.QUEUED, I.ACCEPTED): S.SENT,  # the provider lists a timed-out attempt as taken
     (S.QUEUED, I.DELIVERED): S.DELIVERED,
     (S.QUEUED, I.UNDELIVERED): S.UNDELIVERED,
     (S.QUEUED, I.FAILED): S.FAILED,
@@ -44,6 +45,7 @@ ALLOWED = {
     (S.SENT, I.DELIVERED): S.DELIVERED,
     (S.SENT, I.UNDELIVERED): S.UNDELIVERED,
     (S.SENT, I.FAILED): S.FAILED,
+    (S.SENT, I.GIVE_UP): S.FAILED,  # no receipt within sms.give_up_after_s
 }
 
 

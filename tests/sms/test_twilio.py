@@ -181,6 +181,28 @@ async def test_timeout_is_retryable_and_find_sent_reconciles(sms: Harness) -> No
     await sms.assert_no_violations()
 
 
+async def test_find_sent_finds_a_message_accepted_but_not_sent_yet(sms: Harness) -> None:
+    """Twilio lists a queued/accepted message with no DateSent: a DateSent filter misses it, and
+    after a timed-out create the outbox would send it a second time."""
+    since = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    sms.stub.stall_next(1)  # stored, answered, but stays `queued` (not sent)
+    sub = await sms.provider.send("m-q", SENDER, GOOD, "still queued at Twilio")
+    assert sms.stub.messages[sub.provider_id]["date_sent"] is None
+    found = await sms.provider.find_sent(GOOD, since.isoformat())
+    assert [(r.provider_id, r.status) for r in found] == [(sub.provider_id, "queued")]
+    sms.stub.release_stalled()
+    await sms.assert_no_violations()
+
+
+async def test_retry_after_of_a_429_is_kept(sms: Harness) -> None:
+    sms.stub.fail_next(1, 429, retry_after=7)
+    with pytest.raises(ProviderError) as info:
+        await sms.provider.send("m-ra", SENDER, GOOD, "hello")
+    assert (info.value.status_code, info.value.retryable, info.value.maybe_sent) == (429, True, False)
+    assert info.value.details["retry_after_s"] == 7.0
+    await sms.assert_no_violations()
+
+
 async def test_find_sent_lists_by_recipient_and_time(sms: Harness) -> None:
     since = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     sent = [await sms.provider.send(f"m-{i}", SENDER, GOOD, f"msg {i}") for i in range(3)]

@@ -1,0 +1,84 @@
+"""SMS statements run inside one store transaction (`Store.atomic`): receipts and inbound messages
+are stored, deduplicated and published together, before the provider is answered.
+
+`sms_receipts` keeps every receipt under (provider, provider_id, status): the same report twice is
+acted on once, across restarts. A receipt whose message is not known yet (it overtook the API reply)
+stays with `message_id` NULL until the message's provider id is stored, then is applied.
+`sms_inbound` keeps every inbound message; `dedup_key` finds an earlier delivery of it: the
+provider's id (Twilio's MessageSid), or a key of what it carries when the provider has no stable
+id (SMPP, within `sms.inbound_dedup_window_s`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gateway.store import SMS_COLUMNS, Tx, _row_out
+
+_SELECT = f"SELECT {', '.join(SMS_COLUMNS)}, extra FROM sms"
+
+
+async def message(tx: Tx, message_id: str) -> dict[str, Any] | None:
+    rows = await tx.fetchall(_SELECT + " WHERE message_id = ?", (message_id,))
+    return _row_out(SMS_COLUMNS, rows[0]) if rows else None
+
+
+async def message_by_provider_id(tx: Tx, provider: str, provider_id: str) -> dict[str, Any] | None:
+    rows = await tx.fetchall(_SELECT + " WHERE provider_id = ? AND provider = ? LIMIT 1", (provider_id, provider))
+    return _row_out(SMS_COLUMNS, rows[0]) if rows else None
+
+
+async def awaiting_receipt(tx: Tx, provider: str, recipient: str, unsure: tuple[str, ...]) -> dict[str, Any] | None:
+    """The oldest message to `recipient` whose last attempt timed out with no provider id: the one
+    a receipt for an unknown id from that number may be for (SMPP cannot be asked)."""
+    marks = ", ".join("?" * len(unsure))
+    rows = await tx.fetchall(
+        _SELECT + f" WHERE recipient = ? AND provider = ? AND state = 'queued' AND provider_id IS NULL"
+        f" AND attempts > 0 AND error IN ({marks}) ORDER BY created_at, message_id LIMIT 1",
+        (recipient, provider, *unsure))
+    return _row_out(SMS_COLUMNS, rows[0]) if rows else None
+
+
+async def update(tx: Tx, message_id: str, changes: dict[str, Any], now: str) -> None:
+    changes = {**changes, "updated_at": now}
+    if "extra" in changes:
+        changes["extra"] = json.dumps(changes["extra"] or {})
+    sets = ", ".join(f"{c} = ?" for c in changes)
+    await tx.execute(f"UPDATE sms SET {sets} WHERE message_id = ?", (*changes.values(), message_id))
+
+
+async def add_receipt(tx: Tx, provider: str, provider_id: str, status: str, error_code: str | None,
+                      now: str) -> bool:
+    """Store a receipt; False when the same (provider id, status) was stored before."""
+    return bool(await tx.execute(
+        "INSERT INTO sms_receipts (provider, provider_id, status, error_code, received_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", (provider, provider_id, status, error_code, now)))
+
+
+async def match_receipt(tx: Tx, provider: str, provider_id: str, status: str, message_id: str) -> None:
+    await tx.execute("UPDATE sms_receipts SET message_id = ? WHERE provider = ? AND provider_id = ?"
+                     " AND status = ?", (message_id, provider, provider_id, status))
+
+
+async def unmatched_receipts(tx: Tx, provider: str, provider_id: str) -> list[tuple[str, str | None]]:
+    """(status, error_code) of the receipts stored for `provider_id` before its message was known."""
+    rows = await tx.fetchall(
+        "SELECT status, error_code FROM sms_receipts WHERE provider_id = ? AND provider = ?"
+        " AND message_id IS NULL ORDER BY received_at", (provider_id, provider))
+    return [(r[0], r[1]) for r in rows]
+
+
+async def inbound_seen(tx: Tx, provider: str, dedup_key: str, since: str) -> bool:
+    """Whether an inbound message with this key was stored at or after `since` ("" = ever)."""
+    rows = await tx.fetchall("SELECT 1 FROM sms_inbound WHERE provider = ? AND dedup_key = ?"
+                             " AND received_at >= ?", (provider, dedup_key, since))
+    return bool(rows)
+
+
+async def add_inbound(tx: Tx, row: dict[str, Any]) -> None:
+    """Insert an inbound message (its dedup was checked with `inbound_seen` in the same unit)."""
+    cols = ("provider", "provider_id", "dedup_key", "sender", "recipient", "body", "session_id",
+            "in_reply_to", "seq", "received_at")
+    await tx.execute(f"INSERT INTO sms_inbound ({', '.join(cols)})"
+                     f" VALUES ({', '.join('?' * len(cols))})", tuple(row[c] for c in cols))
