@@ -283,6 +283,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "log_level": _int(0, 6, 2),
         "log_dir": _str(None, what="a directory path"),
         "audio_queue_frames": _int(1, 10_000, 50),
+        "heartbeat_interval_s": _seconds(1.0),
+        "heartbeat_deadline_s": _seconds(6.0),
         "registration": {
             "registrar": _sip_uri(None),
             "username": _str(""),
@@ -529,6 +531,9 @@ def _check_whole(layers: _Layers) -> None:
             f"{v['sip.rtp_port_base']} + {span} RTP ports x {v['sip.max_workers']} workers (sip.max_workers) "
             f"ends at port {v['sip.rtp_port_base'] + span * v['sip.max_workers'] - 1}, past 65535; "
             f"use at most {65536 - span * v['sip.max_workers']}"))
+    if v["sip.heartbeat_deadline_s"] <= v["sip.heartbeat_interval_s"]:
+        raise layers.error("sip.heartbeat_deadline_s", f"must be greater than sip.heartbeat_interval_s "
+                           f"({v['sip.heartbeat_interval_s']}), got {v['sip.heartbeat_deadline_s']}")
     if v["http.port"] == v["control.port"] != 0 and v["http.host"] == v["control.host"]:
         raise layers.error("http.port", f"must differ from control.port, both are {v['http.port']}")
     reg = [k for k in v if k.startswith("sip.registration.")]

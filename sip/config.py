@@ -43,6 +43,10 @@ class SipConfig:
     log_dir: str | None = None
     audio_queue_frames: int = 50  # per call, frames queued towards the call (drop-oldest)
     rtp_ports_per_worker: int = RTP_PORTS_PER_WORKER
+    # Liveness: every heartbeat_interval_s the gateway pings each worker over its IPC; a worker
+    # whose main loop has said nothing for heartbeat_deadline_s is killed and restarted.
+    heartbeat_interval_s: float = 1.0
+    heartbeat_deadline_s: float = 6.0
 
     def __post_init__(self) -> None:
         if isinstance(self.codecs, list):
@@ -62,6 +66,9 @@ class SipConfig:
         problem = rtp_range_problem(self.rtp_port_base, self.max_workers, self.rtp_ports_per_worker)
         if problem:
             raise ValueError(f"sip.rtp_port_base: {problem}")
+        if not 0 < self.heartbeat_interval_s < self.heartbeat_deadline_s:
+            raise ValueError(f"sip.heartbeat_deadline_s ({self.heartbeat_deadline_s}) must be greater than "
+                             f"sip.heartbeat_interval_s ({self.heartbeat_interval_s}), both > 0")
         if self.calls_per_worker * 2 > self.rtp_ports_per_worker:
             raise ValueError(f"sip.calls_per_worker: {self.calls_per_worker} calls need "
                              f"{2 * self.calls_per_worker} RTP ports, a worker has {self.rtp_ports_per_worker}")

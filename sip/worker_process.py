@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ log = structlog.get_logger("sip.supervisor")  # the logger name the supervisor's
 
 COMMAND_TIMEOUT = 10.0
 START_TIMEOUT = 15.0
-STOP_TIMEOUT = 5.0
+# A worker asked to stop hangs up its calls and waits up to 3 s for them to end (sip/worker.py):
+# past this it is killed, so the gateway's whole stop stays within 5 s.
+STOP_TIMEOUT = 3.5
 AUDIO_WRITE_LIMIT = 256 * 1024  # bytes buffered towards a worker before send_audio drops frames
 
 _REASONS: dict[str, type[SipError]] = {
@@ -69,6 +72,10 @@ class Worker:
         # False if the supervisor gave up (stopping). Dials with nowhere else to go wait on it.
         self.restarted: asyncio.Future[bool] | None = None
         self.dialing: set[str] = set()  # calls whose dial command has no reply yet
+        # Liveness (see _watch): loop time of the last control message from the worker's main
+        # loop (replies, events, stats; audio comes from another thread and does not count).
+        self.alive_at = 0.0
+        self.stalled = False  # killed by us for missing its liveness deadline
 
     @property
     def load(self) -> int:
@@ -126,6 +133,7 @@ class WorkerProcesses:
         if w is None:
             w = self._workers[index] = Worker(index)
         cfg = worker_config(self.config, index, self.calls_per_worker)
+        cfg["parent_pid"] = os.getpid()  # the worker dies with us (sip/lifeline.py)
         assert self._log_dir is not None
         w.log_path = self._log_dir / f"worker-{index}.log"
         loop = asyncio.get_running_loop()
@@ -146,6 +154,9 @@ class WorkerProcesses:
                 w.proc.kill()
             raise SipUnavailable(f"worker {index} did not start: {e}", reason="sip-unavailable") from None
         w.up = True
+        w.stalled = False
+        w.alive_at = loop.time()
+        self._own(self._watch(w, w.proc))
         log.info("sip.worker.up", worker=index, pid=msg.get("pid"), address=msg.get("address"))
         return w
 
@@ -166,6 +177,40 @@ class WorkerProcesses:
             fut, w.restarted = w.restarted, None
             if fut is not None and not fut.done():
                 fut.set_result(w.up)
+
+    # ---- liveness
+
+    async def _watch(self, w: Worker, proc: asyncio.subprocess.Process) -> None:
+        """Ping `w` every heartbeat_interval_s; kill it once its main loop has been silent for
+        heartbeat_deadline_s (a stopped process, pjsua blocked in a lookup). The reader then
+        sees it gone and it is handled like a crash: calls end `worker-crashed`, pending commands
+        fail `sip-unavailable`, the worker is restarted."""
+        interval, deadline = self.config.heartbeat_interval_s, self.config.heartbeat_deadline_s
+        loop = asyncio.get_running_loop()
+        ping = ipc.encode_control({"cmd": "ping", "id": 0})  # id 0: nobody waits for the reply
+        while w.proc is proc and w.up and not w.stopping:
+            slept_at = loop.time()
+            await asyncio.sleep(interval)
+            now = loop.time()
+            if now - slept_at > interval + deadline / 2:
+                # Our own loop was stuck, not (necessarily) the worker: judge from now on.
+                w.alive_at = max(w.alive_at, now - interval)
+            if w.proc is not proc or not w.up or w.stopping:
+                return
+            if now - w.alive_at > deadline:
+                self._kill_stalled(w, proc, now - w.alive_at)
+                return
+            with contextlib.suppress(SipError, ConnectionError):
+                self._write(w, ping)
+
+    def _kill_stalled(self, w: Worker, proc: asyncio.subprocess.Process | None, silent: float) -> None:
+        if proc is None or w.proc is not proc or proc.returncode is not None or w.stalled:
+            return
+        w.stalled = True
+        log.warning("sip.worker.stalled", worker=w.index, pid=proc.pid, silent_s=round(silent, 2),
+                    calls=len(w.calls), killing=True)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()  # SIGKILL by PID: works on a stopped process too
 
     # ---- reading a worker
 
@@ -193,6 +238,7 @@ class WorkerProcesses:
             await self._worker_gone(w, proc)
 
     def _on_control(self, w: Worker, m: dict[str, Any]) -> None:
+        w.alive_at = asyncio.get_running_loop().time()
         t = m.get("type")
         if t == "reply":
             fut = w.pending.pop(m.get("id"), None)
@@ -253,11 +299,14 @@ class WorkerProcesses:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), 2)
         # A process that never said ready is handled by whoever is spawning it (start or restart).
-        crashed = w.up and not (w.stopping or self._stopping)
+        crashed = w.up and not w.stopping
+        restart = crashed and not self._stopping  # never during a stop
         w.up = False
-        if crashed and w.restarted is None:
+        if restart and w.restarted is None:
             w.restarted = asyncio.get_running_loop().create_future()
-        err = SipUnavailable(f"sip worker {w.index} exited", reason="sip-unavailable")
+        why = "stopped answering and was killed" if w.stalled else "exited"
+        err = SipUnavailable(f"sip worker {w.index} {why}", reason="sip-unavailable",
+                             details={"worker": w.index})
         for fut in w.pending.values():
             if not fut.done():
                 fut.set_exception(err)
@@ -278,8 +327,9 @@ class WorkerProcesses:
                                 worker=w.index))
         w.calls.clear()
         if crashed:
-            log.warning("sip.worker.died", worker=w.index, rc=proc.returncode, restarting=True,
+            log.warning("sip.worker.died", worker=w.index, rc=proc.returncode, restarting=restart,
                         calls_lost=lost)
+        if restart:
             self._own(self._restart(w))
 
     # ---- commands
@@ -295,14 +345,22 @@ class WorkerProcesses:
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         w.pending[rid] = fut
+        proc = w.proc
+        # No drain(): a control message never waits behind audio buffered towards a stopped
+        # worker (audio is capped by AUDIO_WRITE_LIMIT); the one deadline below covers it all.
+        limit = max(COMMAND_TIMEOUT, self.config.heartbeat_deadline_s + self.config.heartbeat_interval_s)
         try:
             self._write(w, ipc.encode_control({**cmd, "id": rid}))
-            assert w.proc is not None and w.proc.stdin is not None
-            await w.proc.stdin.drain()
-            async with asyncio.timeout(COMMAND_TIMEOUT):
+            async with asyncio.timeout(limit):
                 reply = await fut
+        except TimeoutError:
+            # Unanswered this long: the worker is stalled (the heartbeat normally finds it first).
+            self._kill_stalled(w, proc, limit)
+            raise SipUnavailable(f"sip worker {w.index} did not answer {cmd.get('cmd')!r} within {limit:g} s",
+                                 reason="sip-unavailable", details={"worker": w.index}) from None
         except (ConnectionError, BrokenPipeError):
-            raise SipUnavailable(f"sip worker {w.index} is gone", reason="sip-unavailable") from None
+            raise SipUnavailable(f"sip worker {w.index} is gone", reason="sip-unavailable",
+                                 details={"worker": w.index}) from None
         finally:
             w.pending.pop(rid, None)
         if not reply.get("ok"):

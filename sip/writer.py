@@ -1,66 +1,84 @@
 """The worker process's stdout: one writer thread owns it (sip/ipc.py framing).
 
 Threads: `Writer.control` is called from the worker's main thread (pjsua2 callbacks, command
-replies) and `Writer.audio` from the pjmedia clock thread; both only put into a bounded queue.
+replies) and `Writer.audio` from the pjmedia clock thread; both only append to a bounded deque
+under a lock and return at once: neither may ever block the thread that calls it.
 `Writer._run` runs on the "ipc-writer" thread, the only one writing stdout. No pjsua2 here.
+
+Control messages go first: each write takes every queued control message before any audio, so
+a reply or an event never waits behind a backlog of audio frames (at most behind one write).
 """
 
 from __future__ import annotations
 
+import collections
 import os
-import queue
 import threading
 from typing import Any
 
 from . import ipc
 
-WRITER_QUEUE = 2000
+AUDIO_QUEUE = 2000  # frames (~40 s of one call); past it new frames are dropped and counted
+CONTROL_QUEUE = 20_000  # messages; past it the gateway has not read for minutes: see control()
+BATCH = 64  # messages joined into one write
 
 
 class Writer:
-    """Single writer of stdout. Control messages block when the queue is full (never dropped);
-    audio frames are dropped (counted) instead, so a slow gateway never stalls the media clock."""
+    """Single writer of stdout, control before audio; neither `control` nor `audio` blocks."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
-        self._q: queue.Queue[bytes | None] = queue.Queue(WRITER_QUEUE)
+        self._cond = threading.Condition(threading.Lock())
+        self._control: collections.deque[bytes] = collections.deque()
+        self._audio: collections.deque[bytes] = collections.deque()
+        self._closing = False
         self.audio_dropped = 0
         self._thread = threading.Thread(target=self._run, name="ipc-writer", daemon=True)
         self._thread.start()
 
     def control(self, data: dict[str, Any]) -> None:
-        self._q.put(ipc.encode_control(data))
+        msg = ipc.encode_control(data)
+        with self._cond:
+            if len(self._control) >= CONTROL_QUEUE:
+                # Decision: the gateway has stopped reading us (it is stuck or gone). Blocking
+                # here would freeze pjsua; dropping a reply or an event would desynchronise the
+                # gateway. Exit instead: the gateway sees the worker gone and ends its calls.
+                os._exit(3)
+            self._control.append(msg)
+            self._cond.notify()
 
     def audio(self, call_id: str, pcm: bytes) -> None:
-        try:
-            self._q.put_nowait(ipc.encode_audio(call_id, pcm))
-        except queue.Full:
-            self.audio_dropped += 1
+        msg = ipc.encode_audio(call_id, pcm)
+        with self._cond:
+            if len(self._audio) >= AUDIO_QUEUE:
+                self.audio_dropped += 1
+                return
+            self._audio.append(msg)
+            self._cond.notify()
 
     def close(self, timeout: float = 2.0) -> None:
-        try:
-            self._q.put(None, timeout=timeout)
-        except queue.Full:
-            return
+        """Write what is queued (control first), then stop the thread (at most `timeout`)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
         self._thread.join(timeout)
+
+    def _take(self) -> list[bytes] | None:
+        with self._cond:
+            while not self._control and not self._audio:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            chunks: list[bytes] = []
+            while self._control and len(chunks) < BATCH:
+                chunks.append(self._control.popleft())
+            while self._audio and len(chunks) < BATCH and not self._control:
+                chunks.append(self._audio.popleft())
+            return chunks
 
     def _run(self) -> None:
         out = self._stream
-        while True:
-            item = self._q.get()
-            if item is None:
-                break
-            chunks = [item]
-            # Batch what is already queued into one write.
-            while len(chunks) < 64:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._q.put(None)
-                    break
-                chunks.append(nxt)
+        while (chunks := self._take()) is not None:
             try:
                 out.write(b"".join(chunks))
                 out.flush()

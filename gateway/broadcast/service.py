@@ -209,7 +209,7 @@ class BroadcastService:
             t.sip_code, t.connected_at = ev.sip_code, time.monotonic()
             if self.sip is not None and b.state is not BroadcastState.ENDING:
                 # the worker's conference bridge feeds it the broadcast's stream (see _pump)
-                with contextlib.suppress(SipError, TimeoutError):
+                with contextlib.suppress(SipError):  # a worker gone or stalled: SipUnavailable
                     await self.sip.attach_stream(b.broadcast_id, ev.call_id)
             await self._target(b, t, TargetInput.ANSWERED)
             if BROADCAST_MACHINE.allows(b.state, BroadcastInput.CONNECTED):
@@ -434,10 +434,20 @@ class BroadcastService:
             for t in b.targets.values():
                 await self._drop(b, t, TargetInput.STOP, hangup=False)
             handed = self.arbiter.release(b.broadcast_id)
-        await asyncio.gather(*(self._hangup(c) for c in calls))
+        # Nothing past this point may escape: the broadcast must end and leave the live set even
+        # when its calls' worker is gone or stalled (the SIP side answers SipError in time then).
+        for call_id, res in zip(calls, await asyncio.gather(*(self._hangup(c) for c in calls),
+                                                            return_exceptions=True)):
+            if isinstance(res, Exception):
+                log.error("broadcast.hangup_failed", broadcast_id=b.broadcast_id, call_id=call_id,
+                          error=repr(res))
         if self.sip is not None:
-            with contextlib.suppress(SipError):
+            try:
                 await self.sip.close_stream(b.broadcast_id)
+            except SipError:
+                pass
+            except Exception as err:  # our bug: log it, the wind-down goes on
+                log.error("broadcast.close_stream_failed", broadcast_id=b.broadcast_id, error=repr(err))
         deadline = time.monotonic() + END_WAIT_S
         while any(t.call_id for t in b.targets.values()) and time.monotonic() < deadline:
             b.changed.clear()

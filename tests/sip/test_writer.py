@@ -1,0 +1,51 @@
+"""The worker's stdout writer (sip/writer.py) over a real pipe: a reader that stops reading must
+never block the thread that queues a control message, and control goes ahead of queued audio."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+
+from sip import ipc
+from sip.writer import AUDIO_QUEUE, BATCH, Writer
+
+FRAME = bytes(640)  # 20 ms of 16 kHz PCM16LE
+
+
+def test_control_never_blocks_and_overtakes_queued_audio() -> None:
+    rfd, wfd = os.pipe()
+    writer = Writer(os.fdopen(wfd, "wb", buffering=0))
+    try:
+        for _ in range(AUDIO_QUEUE + 500):  # the pipe fills, then the queue; the rest is dropped
+            writer.audio("call-1", FRAME)
+        assert writer.audio_dropped > 0
+        done = threading.Event()
+
+        def reply() -> None:  # as the pjsua main thread would
+            writer.control({"type": "reply", "id": 1, "ok": True})
+            done.set()
+
+        threading.Thread(target=reply, daemon=True).start()
+        assert done.wait(2.0), "control() blocked behind audio nobody reads"
+        # Now the gateway reads again: the reply comes before the audio still queued.
+        dec = ipc.Decoder()
+        audio_before = 0
+        found = False
+        while not found:
+            for msg in dec.feed(os.read(rfd, 65536)):
+                if isinstance(msg, ipc.Control):
+                    found = True
+                    break
+                audio_before += 1
+        pipe_size = fcntl.fcntl(rfd, 1032)  # F_GETPIPE_SZ
+        in_pipe = pipe_size // len(ipc.encode_audio("call-1", FRAME)) + 1
+        assert audio_before <= in_pipe + BATCH, audio_before  # the pipe's content and one write
+    finally:  # drain the pipe while the writer finishes, then close both ends
+        drain = threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(rfd, 65536), b"")],
+                                 daemon=True)
+        drain.start()
+        writer.close()
+        writer._stream.close()
+        drain.join(5)
+        os.close(rfd)
