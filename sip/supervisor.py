@@ -311,7 +311,10 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
                 crashes += 1
                 log.warning("sip.dial.worker_died", worker=w.index, call_id=call_id, retrying=True)
             except BaseException:
-                self._forget(w, call_id)
+                # Interrupted after the command was written (cancelled, or an error outside the
+                # typed ones): the worker may have dialled. The placement stays, so a hangup
+                # reaches the call and its events (or the worker's exit) end it.
+                log.warning("sip.dial.interrupted", worker=w.index, call_id=call_id)
                 raise
             finally:
                 w.dialing.discard(call_id)

@@ -44,7 +44,7 @@ from gateway.broadcast.sources import (
 )
 from gateway.broadcast.tts import get_engine
 from gateway.directory import Directory
-from gateway.errors import Conflict, InvalidParams, NotFound
+from gateway.errors import Conflict, InvalidParams, NotFound, Unavailable
 from gateway.events import EventBus
 from gateway.services.sessions import SessionService
 from gateway.store import Store
@@ -107,6 +107,7 @@ class Broadcast:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    begun: asyncio.Future[dict[str, Any]] | None = None  # its public view once started (claims made)
     started_audio_at: float | None = None
     frames_sent: int = 0
 
@@ -245,19 +246,28 @@ class BroadcastService:
         resolved = self._resolve_targets(targets)
         src, live = await self._make_source(source, repeat, repeat_gap_s,
                                             self.config.chime if chime is None else chime)
-        if session_id:
-            await self._sessions.require_open(session_id)
-        else:
+        if not session_id:
             session_id = (await self._sessions.create(title="Broadcast", created_by=principal,
                                                       origin="broadcast"))["session_id"]
-        b = Broadcast(broadcast_id=uuid.uuid4().hex, session_id=session_id, priority=priority,
-                      created_by=principal, source_desc=_describe(source), source=src,
-                      max_duration_s=max_duration_s, targets=resolved, live=live)
-        self._live[b.broadcast_id] = b
+        async with self._sessions.hold_open(session_id):  # a racing session.close waits for it
+            b = Broadcast(broadcast_id=uuid.uuid4().hex, session_id=session_id, priority=priority,
+                          created_by=principal, source_desc=_describe(source), source=src,
+                          max_duration_s=max_duration_s, targets=resolved, live=live)
+            # Started fully or not at all: from here on the broadcast's own task (owned by this
+            # service) stores it, claims its targets and plays; the caller going away cancels
+            # only this wait for the start.
+            b.begun = asyncio.get_running_loop().create_future()
+            self._live[b.broadcast_id] = b
+            b.task = self._own(self._run(b), f"broadcast-{b.broadcast_id}")
+            b.task.add_done_callback(lambda _: _unstarted(b))
+            return await asyncio.shield(b.begun)
+
+    async def _begin(self, b: Broadcast) -> None:
+        """Store and announce the broadcast, claim its targets; `b.begun` gets its public view."""
         await self._save(b)
         await self._publish_state(b)
         async with self._lock:
-            claim = self.arbiter.claim(b.broadcast_id, priority, list(b.targets))
+            claim = self.arbiter.claim(b.broadcast_id, b.priority, list(b.targets))
             for key, holder in claim.refused:
                 t = b.targets[key]
                 t.holder = holder
@@ -266,9 +276,9 @@ class BroadcastService:
                 await self._preempted(loser_id, key, by=b.broadcast_id)
         await self._check_all_final(b)  # every target held by others: nothing to start
         log.info("broadcast.started", broadcast_id=b.broadcast_id, targets=len(b.targets),
-                 granted=len(claim.acquired), refused=len(claim.refused), priority=priority)
-        b.task = self._own(self._run(b), f"broadcast-{b.broadcast_id}")
-        return b.public()
+                 granted=len(claim.acquired), refused=len(claim.refused), priority=b.priority)
+        assert b.begun is not None
+        b.begun.set_result(b.public())
 
     async def stop(self, broadcast_id: str) -> dict:
         b = self._live.get(broadcast_id)
@@ -313,6 +323,7 @@ class BroadcastService:
     async def _run(self, b: Broadcast) -> None:
         rec = Recorder(self._recordings / f"{b.broadcast_id}.wav")
         try:
+            await self._begin(b)
             pending = [t for t in b.targets.values() if t.state is TargetState.PENDING]
             for t in pending:  # in parallel; the shared pacer spaces the INVITEs
                 self._own(self._engage_logged(b, t), "broadcast.engage")
@@ -602,6 +613,14 @@ class BroadcastService:
                 return PcmSource(pcm)
         body: Source = Repeat(make, repeat, gap_s) if repeat > 1 else make()
         return (Sequence([ChimeSource(), body]) if chime else body), None
+
+
+def _unstarted(b: Broadcast) -> None:
+    """Its task ended before the broadcast was started (store down, stopped at once)."""
+    if b.begun is not None and not b.begun.done():
+        b.begun.set_exception(Unavailable("the broadcast could not start", reason="unavailable",
+                                          details={"broadcast_id": b.broadcast_id}))
+        b.begun.exception()  # retrieved here too: its caller may be gone
 
 
 def _describe(spec: dict[str, Any]) -> dict[str, Any]:

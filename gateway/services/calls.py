@@ -195,11 +195,15 @@ class CallService:
         live.cause = "no-answer"
         inbound = live.row["direction"] == "inbound"
         await self._set(live, CALL_MACHINE.next(live.state, CallInput.TIMEOUT))
-        with self._sip_errors(call_id):
-            if inbound:
-                await self._sip().reject(call_id, 480)
-            else:
-                await self._sip().hangup(call_id)
+        try:
+            with self._sip_errors(call_id):
+                if inbound:
+                    await self._sip().reject(call_id, 480)
+                else:
+                    await self._sip().hangup(call_id)
+        except NotFound:  # nothing to end on the SIP side (its dial never went out): end it here
+            if call_id in self._live:
+                await self._end(live, sip_code=None, cause=live.cause)
 
     # commands ----------------------------------------------------------------------------
     async def dial(
@@ -214,26 +218,32 @@ class CallService:
         timeout_s: float | None = None,
     ) -> dict:
         uri = self._resolve_one(target)
-        if session_id:
-            await self._sessions.require_open(session_id)
-        else:
+        if not session_id:
             session_id = (await self._sessions.create(title=f"Call to {target}", created_by=principal,
                                                       origin="call"))["session_id"]
-        call_id = uuid.uuid4().hex
-        row = self._new_row(call_id, session_id, "outbound", uri, from_uri)
-        row["extra"] = {"target": target, "dialed_by": principal}
-        live = LiveCall(row=row, state=CALL_MACHINE.next(CallState.IDLE, CallInput.DIAL))
-        self._live[call_id] = live
-        await self._set(live, live.state)
-        try:
-            await self._sip().dial(call_id, uri, from_uri=from_uri, display_name=display_name,
-                                   headers=headers or {})
-        except SipError as err:
-            await self._end(live, sip_code=None, cause=err.reason if hasattr(err, "reason") else "sip-error")
-            raise self._map(err, call_id) from None
-        live.timer = asyncio.get_running_loop().call_later(
-            timeout_s or self._dial_timeout_s, self._timeout, call_id
-        )
+        # Placed while the session is held open: a session.close racing this dial waits for the
+        # call to be registered and dialled, then hangs it up (no live call in a closed session).
+        async with self._sessions.hold_open(session_id):
+            call_id = uuid.uuid4().hex
+            row = self._new_row(call_id, session_id, "outbound", uri, from_uri)
+            row["extra"] = {"target": target, "dialed_by": principal}
+            live = LiveCall(row=row, state=CALL_MACHINE.next(CallState.IDLE, CallInput.DIAL))
+            # Registered and armed in one step: however this dial is interrupted from here on,
+            # the call is listed, can be hung up, and ends by its timer at the latest.
+            self._live[call_id] = live
+            live.timer = asyncio.get_running_loop().call_later(
+                timeout_s or self._dial_timeout_s, self._timeout, call_id)
+            await self._set(live, live.state)
+            try:
+                await self._sip().dial(call_id, uri, from_uri=from_uri, display_name=display_name,
+                                       headers=headers or {})
+            except SipError as err:
+                if call_id in self._live:
+                    await self._end(live, sip_code=None, cause=getattr(err, "reason", "sip-error"))
+                raise self._map(err, call_id) from None
+            if call_id not in self._live:  # hung up while the INVITE was being placed
+                with contextlib.suppress(SipError):
+                    await self._sip().hangup(call_id)
         log.info("call.dialing", call_id=call_id, uri=uri, session_id=session_id)
         return self._public(live)
 
@@ -290,8 +300,17 @@ class CallService:
         live = self.require_live(call_id)
         before = live.state
         nxt = CALL_MACHINE.next(before, inp)  # raises invalid-state, nothing changed
-        with self._sip_errors(call_id):
-            await action(self._sip())
+        try:
+            with self._sip_errors(call_id):
+                await action(self._sip())
+        except NotFound:
+            # The SIP side has no such call (its dial never went out, or it ended unreported):
+            # it is over here too; ending it is what a hangup or reject asked for.
+            if call_id in self._live:
+                await self._end(live, sip_code=None, cause=live.cause or cause or "lost")
+                if inp in (CallInput.HANGUP, CallInput.REJECT):
+                    return self._public(live)
+            raise
         if cause and live.cause is None:
             live.cause = cause
         if call_id in self._live:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -23,6 +26,12 @@ class SessionService:
         self._bus = bus
         # Called with a session id when it closes, so its live calls can be ended.
         self.on_close: list[Callable[[str], Awaitable[None]]] = []
+        # Per session: a close holds its lock from the state check to the stored `closed`; work
+        # attaching to the session (hold_open) takes it only to check and count itself in, and a
+        # close waits until no holder is left before ending what they attached.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._holders: dict[str, int] = {}
+        self._idle: dict[str, asyncio.Event] = {}
 
     async def create(self, *, title: str | None, created_by: str, origin: str = "dispatcher") -> dict:
         session_id = uuid.uuid4().hex
@@ -45,6 +54,29 @@ class SessionService:
         SESSION_MACHINE.next(SessionState(row["state"]), SessionInput.ATTACH)
         return row
 
+    @contextlib.asynccontextmanager
+    async def hold_open(self, session_id: str) -> AsyncIterator[dict]:
+        """Attach work to an open session (a call being placed, a broadcast being started): a
+        `close` arriving meanwhile waits until the block is left, then ends what it attached
+        (on_close hooks); a session closed or closing is refused (`invalid-state`)."""
+        async with self._lock(session_id):
+            row = await self.require_open(session_id)
+            self._holders[session_id] = self._holders.get(session_id, 0) + 1
+        try:
+            yield row
+        finally:
+            left = self._holders.pop(session_id) - 1
+            if left:
+                self._holders[session_id] = left
+            elif (idle := self._idle.pop(session_id, None)) is not None:
+                idle.set()
+
+    def _lock(self, session_id: str) -> asyncio.Lock:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = self._locks[session_id] = asyncio.Lock()
+        return lock
+
     async def get(self, session_id: str) -> dict:
         row = await self._row(session_id)
         calls = await self._store.list_calls(session_id=session_id)
@@ -54,17 +86,23 @@ class SessionService:
         return [_public(r) for r in await self._store.list_sessions(state=state)]
 
     async def close(self, session_id: str, *, closed_by: str) -> dict:
-        row = await self._row(session_id)
-        try:
-            nxt = SESSION_MACHINE.next(SessionState(row["state"]), SessionInput.CLOSE)
-        except Conflict:
-            raise Conflict("session is already closed", details={"session_id": session_id}) from None
-        for hook in self.on_close:
-            await hook(session_id)
-        row = {**row, "state": nxt.value, "closed_at": now_iso()}
-        row["extra"] = {**(row.get("extra") or {}), "closed_by": closed_by}
-        await self._store.put_session(row)
-        await self._bus.publish("session.state", _public(row), session_id=session_id)
+        """Close once: a second close (even a concurrent one) is `invalid-state`. Work attached
+        with `hold_open` finishes attaching first; then the hooks end it (live calls get a BYE)."""
+        async with self._lock(session_id):
+            row = await self._row(session_id)
+            try:
+                nxt = SESSION_MACHINE.next(SessionState(row["state"]), SessionInput.CLOSE)
+            except Conflict:
+                raise Conflict("session is already closed", details={"session_id": session_id}) from None
+            if self._holders.get(session_id):
+                idle = self._idle.setdefault(session_id, asyncio.Event())
+                await idle.wait()  # nobody new gets in: attaching needs this lock
+            for hook in self.on_close:
+                await hook(session_id)
+            row = {**row, "state": nxt.value, "closed_at": now_iso()}
+            row["extra"] = {**(row.get("extra") or {}), "closed_by": closed_by}
+            await self._store.put_session(row)
+            await self._bus.publish("session.state", _public(row), session_id=session_id)
         log.info("session.closed", session_id=session_id, closed_by=closed_by)
         return _public(row)
 

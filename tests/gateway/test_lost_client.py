@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway.app import Gateway
-from gateway.client import GatewayClient
+from gateway.client import RemoteError
 from gateway.protocol import codec
 from tests.gateway.test_sms_twilio import SID, TOKEN
 from tests.peers.cutproxy import CutProxy, ws_frame_len
@@ -117,3 +117,199 @@ async def test_sms_send_cut_anywhere_every_message_sent_once(start_gateway, conn
             assert len(rows) == N_SMS and {r["send_id"] for r in rows} == {again["send_id"]}, point
             assert all(stub.creates[r] == 1 for r in to), (point, [r for r in to if stub.creates[r] != 1][:5])
         assert sum(stub.creates.values()) == N_SMS * len(points)
+
+
+async def test_call_dial_cut_anywhere_the_call_is_live_listed_and_ends(start_gateway, connect,
+                                                                        watch) -> None:
+    gw = await start_gateway()
+    alice = await connect(gw)
+    w = await watch(alice)
+    probe = codec.encode_request(3, "call.dial", {"target": "sip:svc@127.0.0.1:5999",
+                                                  "idempotency_key": "dial-00"})
+    points = cut_points(ws_frame_len(probe), (0, 200, 500, 900))
+    async with sipp_uas("answer", calls=len(points), timeout_s=120) as uas:
+        for n, point in enumerate(points):
+            params = {"target": uas.uri, "idempotency_key": f"dial-{n:02d}"}
+            await cut_during(gw, "call.dial", params, **point)
+            call = await alice.call("call.dial", **params)  # the retry: the first call, if any
+            assert (await alice.call("call.dial", **params))["call_id"] == call["call_id"], point
+            await w.call_state(call["call_id"], "connected")
+            listed = await alice.call("call.list", session_id=call["session_id"])
+            assert [c["call_id"] for c in listed["calls"]] == [call["call_id"]], point
+            assert gw.calls.live_call_ids() == [call["call_id"]], point  # nothing else left live
+            await alice.call("call.hangup", call_id=call["call_id"])
+            await w.call_state(call["call_id"], "ended")
+            other = await alice.call("session.create", idempotency_key=f"dial-{n:02d}")
+            assert other["session_id"] != call["session_id"], point
+        res = await uas.wait(30)
+    assert (res.successful, res.failed) == (len(points), 0), res.errors
+    calls = await gw.store.list_calls()
+    assert len(calls) == len(points) and {c["cause"] for c in calls} == {"local-hangup"}
+    assert gw.calls.list_live() == []
+
+
+async def test_session_close_racing_call_dial_leaves_no_live_call(start_gateway, connect,
+                                                                   watch) -> None:
+    """Dial into a session while it is being closed (twice at once): the session is closed
+    once, and no call of it is left live (each either refused or placed and hung up)."""
+    rounds = 6
+    gw = await start_gateway(**{"sip.max_workers": 2})
+    alice = await connect(gw)
+    bob = await connect(gw, "tok-dispatcher-2")
+    w = await watch(alice)
+    async with sipp_uas("answer", calls=rounds, timeout_s=120) as uas:
+        for n in range(rounds):
+            session = await alice.call("session.create", title=f"race {n}")
+            sid = session["session_id"]
+            dial = alice.call("call.dial", target=uas.uri, session_id=sid)
+            closes = [alice.call("session.close", session_id=sid), bob.call("session.close", session_id=sid)]
+            # Each round starts the close a little later relative to the dial (0 to 5 loop turns).
+            tasks = [asyncio.ensure_future(dial)]
+            for _ in range(n):
+                await asyncio.sleep(0)
+            tasks += [asyncio.ensure_future(c) for c in closes]
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            closed_ok = [r for r in results[1:] if isinstance(r, dict)]
+            assert len(closed_ok) == 1, results  # one close wins, the other is invalid-state
+            assert all(getattr(r, "reason", None) == "invalid-state" for r in results[1:]
+                       if not isinstance(r, dict)), results
+            if isinstance(results[0], dict):  # placed before the close: the close ended it
+                await w.call_state(results[0]["call_id"], "ended", timeout=20)
+            else:  # refused: the session was closing (or, on a loaded machine, pjsua's call
+                # slots still held by the calls hung up in earlier rounds): nothing placed
+                assert results[0].reason in ("invalid-state", "no-capacity"), results[0]
+            async with asyncio.timeout(20):
+                while (await alice.call("call.list", session_id=sid))["calls"]:
+                    await asyncio.sleep(0.05)
+            closed = [e for e in w.events if e["type"] == "session.state"
+                      and e["session_id"] == sid and e["data"]["state"] == "closed"]
+            assert len(closed) == 1, closed
+        await uas.stop()
+    assert gw.calls.list_live() == []
+
+
+async def test_call_dial_interrupted_inside_the_gateway_leaves_an_endable_call(start_gateway, connect,
+                                                                               watch) -> None:
+    """Fault injection below the control channel (a stop cancelling a dial, say): cancel
+    `CallService.dial` when its session is stored, when its call is stored, and inside the
+    supervisor's dial command once it was written to the worker. Each time the call is not
+    there at all, or it is live, listed, and a hangup ends it at the far end too."""
+    gw = await start_gateway()
+    alice = await connect(gw)
+    w = await watch(alice)
+    sup = gw.sip
+    original = sup._command
+
+    async def command(worker: Any, cmd: dict[str, Any]) -> dict[str, Any]:
+        if cmd.get("cmd") == "dial" and cut_in_sip:
+            asyncio.current_task().cancel()  # delivered at its first wait: after the write
+        return await original(worker, cmd)
+
+    sup._command = command  # type: ignore[method-assign]
+    points = ["session.state", "call.state", "sip"]
+    async with sipp_uas("answer", calls=1, timeout_s=120) as uas:  # only the last reaches it
+        for point in points:
+            cut_in_sip = point == "sip"
+            dial = asyncio.ensure_future(gw.calls.dial(target=uas.uri, session_id=None,
+                                                       principal="alice"))
+
+            def on_stored(events: Any, point: str = point, dial: asyncio.Future = dial) -> None:
+                if any(e.type == point for e in events):
+                    dial.cancel()
+
+            gw.store.add_listener(on_stored)
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await dial
+                assert dial.cancelled(), point
+            finally:
+                gw.store.remove_listener(on_stored)
+            live = gw.calls.list_live()
+            if point == "session.state":
+                assert live == [], point  # cancelled before the call existed: nothing left
+                continue
+            assert len(live) == 1, (point, live)
+            listed = await alice.call("call.list")
+            assert [c["call_id"] for c in listed["calls"]] == [live[0]["call_id"]], point
+            if point == "sip":
+                await w.call_state(live[0]["call_id"], "connected")
+            await alice.call("call.hangup", call_id=live[0]["call_id"])
+            await w.call_state(live[0]["call_id"], "ended")
+            assert gw.calls.list_live() == [], point
+        res = await uas.wait(30)
+    assert (res.successful, res.failed) == (1, 0), res.errors  # the one dialled got its BYE
+
+
+async def test_broadcast_start_cut_anywhere_started_fully_or_not_at_all(start_gateway, connect,
+                                                                       watch) -> None:
+    gw = await start_gateway()
+    alice = await connect(gw)
+    w = await watch(alice)
+    source = {"type": "tone", "frequency": 800, "seconds": 0.5}
+    probe = codec.encode_request(3, "broadcast.start", {
+        "targets": ["sip:svc@127.0.0.1:5999", "sip:svc@127.0.0.1:5998"], "source": source,
+        "chime": False, "idempotency_key": "bc-00"})
+    points = cut_points(ws_frame_len(probe), (0, 300, 900))
+    async with sipp_uas("answer", calls=len(points) + 1, timeout_s=120) as spk1, \
+            sipp_uas("answer", calls=len(points) + 1, timeout_s=120) as spk2:
+        for n, point in enumerate(points):
+            params = {"targets": [spk1.uri, spk2.uri], "source": source, "chime": False,
+                      "idempotency_key": f"bc-{n:02d}"}
+            await cut_during(gw, "broadcast.start", params, **point)
+            b = await alice.call("broadcast.start", **params)  # the retry: the first one, if any
+            ev = await w.wait(lambda e: e["type"] == "broadcast.state" and e["data"]["state"] == "ended"
+                              and e["data"]["broadcast_id"] == b["broadcast_id"], timeout=30)
+            assert (ev["data"]["end_reason"], ev["data"]["targets"]) == ("completed", {"ended": 2}), point
+            rows = await gw.store.list_broadcasts()
+            assert len(rows) == n + 1 and {r["state"] for r in rows} == {"ended"}, (point, rows)
+            assert not gw.broadcasts._live and not gw.broadcasts.arbiter.holder(spk1.uri), point
+        # Below the control channel too (fault injection): the start is cancelled once the
+        # broadcast is stored; it plays all the same.
+        start = asyncio.ensure_future(gw.broadcasts.start(
+            principal="alice", targets=[spk1.uri, spk2.uri], source=source, priority="normal",
+            session_id=None, max_duration_s=None, repeat=1, repeat_gap_s=0.0, chime=False))
+
+        def on_stored(events: Any) -> None:
+            if any(e.type == "broadcast.state" for e in events):
+                start.cancel()
+
+        gw.store.add_listener(on_stored)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await start
+        finally:
+            gw.store.remove_listener(on_stored)
+        assert start.cancelled()
+        (b_id,) = [r["broadcast_id"] for r in await gw.store.list_broadcasts() if r["state"] != "ended"]
+        ev = await w.wait(lambda e: e["type"] == "broadcast.state" and e["data"]["state"] == "ended"
+                          and e["data"]["broadcast_id"] == b_id, timeout=30)
+        assert (ev["data"]["end_reason"], ev["data"]["targets"]) == ("completed", {"ended": 2})
+        res1, res2 = await spk1.wait(30), await spk2.wait(30)
+    assert (res1.successful, res2.successful) == (len(points) + 1, len(points) + 1)
+
+
+async def test_session_close_cut_anywhere_closes_once_and_ends_its_calls(start_gateway, connect,
+                                                                         watch) -> None:
+    gw = await start_gateway()
+    alice = await connect(gw)
+    w = await watch(alice)
+    probe = codec.encode_request(3, "session.close", {"session_id": "0" * 32})
+    points = cut_points(ws_frame_len(probe), (0, 200, 600))
+    async with sipp_uas("answer", calls=len(points), timeout_s=120) as uas:
+        for point in points:
+            call = await alice.call("call.dial", target=uas.uri)
+            sid = call["session_id"]
+            await w.call_state(call["call_id"], "connected")
+            await cut_during(gw, "session.close", {"session_id": sid}, **point)
+            try:  # the retry: closes it, or learns that the first close did
+                await alice.call("session.close", session_id=sid)
+            except RemoteError as err:
+                assert err.reason == "invalid-state", point
+            await w.call_state(call["call_id"], "ended")
+            assert (await alice.call("session.get", session_id=sid))["state"] == "closed", point
+            assert (await alice.call("call.list", session_id=sid))["calls"] == [], point
+            closed = [e for e in w.events if e["type"] == "session.state" and e["session_id"] == sid
+                      and e["data"]["state"] == "closed"]
+            assert len(closed) == 1, (point, closed)
+        res = await uas.wait(30)
+    assert (res.successful, res.failed) == (len(points), 0), res.errors
