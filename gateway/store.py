@@ -599,6 +599,7 @@ class Store:
         conn = self._writer
         assert conn is not None
         rows: list[tuple[Any, ...]] = []
+        await conn.execute("BEGIN")  # one transaction for the batch: RELEASE must not commit
         for op in events:
             row = (first + len(rows), op.type, time, op.session_id, op.data)
             await conn.execute("SAVEPOINT ev")
