@@ -15,7 +15,7 @@ import itertools
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Protocol
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -82,7 +82,8 @@ class ServerConfig:
     send_queue_size: int = 256  # outbox frames for events (replies get a reserve)
     media_queue_size: int = 64  # outbox audio frames, a budget of their own (full: dropped, counted)
     subscription_grace_s: float = 0.5  # how long a pump waits for room before cutting
-    work_grace_s: float = 3.0  # on stop: how long started commands may take to finish
+    work_grace_s: float = 2.0  # on stop: how long started commands may take to finish
+    max_work: int = 1024  # commands running to their end, all connections (gone ones too)
     open_timeout: float = 10.0
 
 
@@ -357,7 +358,10 @@ class Connection:
                 "too many requests in flight",
                 details={"max_in_flight": self.server.config.max_in_flight}))
             return
-        task = asyncio.get_running_loop().create_task(self._serve(msg), name=f"req-{self.id}-{msg.id}")
+        serve = self._start(msg)
+        if serve is None:
+            return
+        task = asyncio.get_running_loop().create_task(serve, name=f"req-{self.id}-{msg.id}")
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
@@ -391,15 +395,26 @@ class Connection:
             "gateway_id": self.server.config.gateway_id, "seq": seq, "protocol": PROTOCOL_VERSION,
         }))
 
-    async def _serve(self, req: codec.Request) -> None:
+    def _start(self, req: codec.Request) -> Coroutine[Any, Any, None] | None:
+        """What serves `req` on this connection: a command that runs to its end is started now,
+        owned by the server (received whole, it runs whatever happens to the connection; its
+        result is stored under its key), and the connection only waits for its reply."""
         spec = self.server.registry.methods.get(req.method)
-        if spec is not None and spec.runs_to_end:
-            # Owned by the server, not by this connection: losing the connection cancels this
-            # wait for the reply, never the command (its result is stored under its key).
-            work = self.server._own_work(self._execute(req), f"work-{self.id}-{req.id}")
-            self._reply(await asyncio.shield(work))
-        else:
-            self._reply(await self._execute(req))
+        if spec is None or not spec.runs_to_end:
+            return self._serve(req)
+        if len(self.server._work) >= self.server.config.max_work:
+            # Bounded across connections too: a client cannot pile up work by reconnecting.
+            self.stats["rate_limited"] += 1
+            self._reply_error(req.id, RateLimited(
+                "too many commands running", details={"max_work": self.server.config.max_work}))
+            return None
+        return self._reply_when_done(self.server._own_work(self._execute(req), f"work-{self.id}-{req.id}"))
+
+    async def _reply_when_done(self, work: asyncio.Task[str]) -> None:
+        self._reply(await asyncio.shield(work))  # cancelled with the connection: the wait only
+
+    async def _serve(self, req: codec.Request) -> None:
+        self._reply(await self._execute(req))
 
     async def _execute(self, req: codec.Request) -> str:
         """Run one request (audited) and return the reply's text."""

@@ -275,6 +275,26 @@ async def test_stop_finishes_started_commands_then_cancels_late_ones(make_server
     assert sorted(ended) == ["quick", "stuck-cancelled"]
 
 
+async def test_work_outliving_connections_is_bounded(make_server):
+    srv, h = await make_server(max_work=1)
+    release = asyncio.Event()
+
+    async def held(ctx, p):
+        await release.wait()
+        return {"call_id": "held"}
+
+    h.registry.handlers["call.dial"] = held
+    async with connect(srv.url) as ws:
+        assert "result" in await rpc(ws, 1, "hello", token="disp")
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "call.dial",
+                                  "params": {"target": "alice"}}))
+    async with connect(srv.url) as ws:  # the first connection is gone, its dial is not
+        assert "result" in await rpc(ws, 1, "hello", token="disp")
+        assert reason(await rpc(ws, 2, "call.dial", target="alice")) == "rate-limited"
+        assert "result" in await rpc(ws, 3, "session.list")  # reads are not held back
+        release.set()
+
+
 async def test_concurrency_bound(make_server):
     srv, h = await make_server(max_in_flight=2)
     async with connect(srv.url) as ws:
