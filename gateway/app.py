@@ -1,8 +1,11 @@
 """Wiring and lifecycle: start every part in order, stop them in reverse.
 
-Start: store -> event bus -> services -> SIP workers (+ Kamailio front) -> control channel -> http.
-Stop: control channel (no new commands) -> SIP (BYE every call) -> call records flushed -> front ->
-http -> store.
+Start: leftovers of a killed run reaped, every listening port checked free -> store -> http ->
+SMS -> SIP workers (+ Kamailio front) -> control channel.
+Stop (SIGTERM/SIGINT, see gateway/cli.py): no worker restarted from the first moment -> control
+channel (no new commands) -> broadcasts ended -> SIP (BYE every call, through the front) -> call
+records flushed -> front (last of the SIP side, so in-dialog BYEs still route) -> SMS -> http ->
+store.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from gateway.directory import Directory
 from gateway.errors import GatewayError
 from gateway.events import EventBus
 from gateway.handlers import register_all
+from gateway.ports import check_ports
 from gateway.protocol import Principal, Registry, RequestContext
 from gateway.retention import Retention, RetentionPolicy
 from gateway.server import ControlServer, ServerConfig, ServerHooks
@@ -34,6 +38,7 @@ from gateway.services.sms import SmsService
 from sms.factory import make_provider
 from gateway.store import Store
 from sip.kamailio import KamailioFront
+from sip.lifeline import ChildRecord
 from sip.supervisor import SipEvent, SipSupervisor
 
 log = structlog.get_logger(__name__)
@@ -59,6 +64,9 @@ class Gateway:
         self.sip = SipSupervisor(config.sip, on_event=self._route_sip_event,
                                  on_audio=self.media.on_audio)
         self.front: KamailioFront | None = None
+        self._front_dir: str | None = None
+        # While the front runs: its PID and config path, for the next start to reap after kill -9.
+        self._front_record = ChildRecord(Path(config.gateway.data_dir) / "run" / "kamailio-front.pid")
         self.registry = Registry()
         register_all(self.registry, bus=self.bus, directory=self.directory, sessions=self.sessions,
                      calls=self.calls, media=self.media, broadcasts=self.broadcasts, sms=self.sms)
@@ -86,6 +94,10 @@ class Gateway:
 
     async def _start(self) -> None:
         cfg = self.config
+        # A front left running by a gateway killed with -9 (its lifeline failed) goes first;
+        # then a port still taken is refused with the key that names it, before anything binds.
+        await asyncio.to_thread(self._front_record.reap)
+        check_ports(cfg)
         if cfg.store_path != ":memory:":
             Path(cfg.store_path).parent.mkdir(parents=True, exist_ok=True)
         await self.store.open()
@@ -100,16 +112,14 @@ class Gateway:
         await self.sms.start()  # recovers the outbox before anything new is accepted
         self._stack.push_async_callback(self.sms.stop)
         await self.sip.start()
-        self._stack.push_async_callback(self._stop_sip)
+        self._stack.push_async_callback(self._stop_sip)  # the front (below) stops in there, last
         self.calls.start(self.sip)
         self.broadcasts.start_service(self.sip)
         if cfg.sip.proxied and cfg.sip.proxy == "auto":
             # Kamailio's control socket path must stay short (108 bytes): a run dir under /tmp.
-            run_dir = tempfile.mkdtemp(prefix="gw-kamailio-")
-            self._stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
+            self._front_dir = tempfile.mkdtemp(prefix="gw-kamailio-")
             self.front = KamailioFront.from_config(cfg.sip)
-            await self.front.start(run_dir)
-            self._stack.push_async_callback(self.front.stop)
+            await self.front.start(self._front_dir, record=self._front_record)
         await self.control.start()
         self._stack.push_async_callback(self.control.stop)
         log.info("gateway.started", gateway_id=cfg.gateway.id, control=self.control.url,
@@ -117,6 +127,7 @@ class Gateway:
                  calls_per_worker=self.sip.calls_per_worker, front=self.front is not None)
 
     async def stop(self) -> None:
+        self.sip.quiesce()  # from now on a worker that exits is not restarted
         await self._stack.aclose()
         log.info("gateway.stopped")
 
@@ -128,9 +139,15 @@ class Gateway:
             self.calls.on_sip_event(event)
 
     async def _stop_sip(self) -> None:
-        await self.broadcasts.stop_service()  # broadcasts end first: their calls get a BYE
-        await self.sip.stop()  # BYE every call; the workers report them ended
-        await self.calls.stop()  # those reports stored and published, then the rest closed
+        try:
+            await self.broadcasts.stop_service()  # broadcasts end first: their calls get a BYE
+            await self.sip.stop()  # BYE every call; the workers report them ended
+            await self.calls.stop()  # those reports stored and published, then the rest closed
+        finally:
+            if self.front is not None:  # last: the workers' BYEs follow its Record-Route
+                await self.front.stop()
+            if self._front_dir is not None:
+                shutil.rmtree(self._front_dir, ignore_errors=True)
 
     async def _stop_http(self) -> None:
         if self._http is not None:

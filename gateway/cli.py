@@ -111,7 +111,13 @@ def _serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await run(config, stop)
 
-    asyncio.run(main_task())
+    from gateway.ports import PortInUse
+
+    try:
+        asyncio.run(main_task())
+    except PortInUse as err:
+        print(f"dispatch-gateway: cannot start: {err}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

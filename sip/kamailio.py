@@ -38,6 +38,7 @@ import structlog
 
 from sip.config import SipConfig
 from sip.errors import SipError
+from sip.lifeline import ChildRecord, preexec_die_with_parent
 
 log = structlog.get_logger("sip.kamailio")
 
@@ -368,8 +369,10 @@ class KamailioProcess:
         ctl_socket: str | os.PathLike[str] | None = None,
         log_lines: int = 2000,
         name: str = "kamailio",
+        record: ChildRecord | None = None,
     ) -> None:
         self.cfg_path = Path(cfg_path)
+        self.record = record  # pidfile while it runs (sip/lifeline.py)
         self.host = host
         self.port = port
         self.kamailio_bin = kamailio_bin
@@ -403,7 +406,11 @@ class KamailioProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            # SIGTERM when we die, even by kill -9: its main process then stops its children.
+            preexec_fn=preexec_die_with_parent(signal.SIGTERM),
         )
+        if self.record is not None:
+            self.record.write(self._proc.pid, str(self.cfg_path))
         self._drain = asyncio.create_task(self._drain_log(self._proc.stdout))
         log.info("kamailio.started", name=self._name, pid=self._proc.pid, cfg=str(self.cfg_path))
         deadline = time.monotonic() + ready_timeout
@@ -459,6 +466,8 @@ class KamailioProcess:
             except TimeoutError:
                 self._drain.cancel()
             self._drain = None
+        if self.record is not None:
+            self.record.remove()
         log.info("kamailio.stopped", name=self._name, pid=proc.pid, rc=proc.returncode)
         return proc.returncode
 
@@ -542,14 +551,15 @@ class KamailioFront:
         _write_atomic(run / "kamailio.cfg", cfg)
         return run / "kamailio.cfg"
 
-    async def start(self, run_dir: str | os.PathLike[str], ready_timeout: float = 10.0) -> None:
+    async def start(self, run_dir: str | os.PathLike[str], ready_timeout: float = 10.0,
+                    record: ChildRecord | None = None) -> None:
         if self.process is not None:
             raise KamailioError("front already started")
         cfg = self.write_files(run_dir)
         self.run_dir = cfg.parent
         proc = KamailioProcess(
             cfg, self.host, self.port, kamailio_bin=self.kamailio_bin,
-            kamcmd_bin=self.kamcmd_bin, name="front",
+            kamcmd_bin=self.kamcmd_bin, name="front", record=record,
         )
         await proc.check()
         self.process = proc

@@ -60,7 +60,8 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
-        self._stopping = False
+        self._stopping = False  # set by quiesce() or stop(): no (re)start, no dial
+        self._stopped = False
         self._log_dir: Path | None = None
         # Workers being started (warm-up or on demand), and how many dials wait for each: dials
         # join a starting worker while it has room for them, so a burst starts workers in parallel
@@ -126,11 +127,16 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
         tasks = [self._start_worker(i) for i in range(n)]
         await asyncio.gather(*tasks)
 
+    def quiesce(self) -> None:
+        """A stop has begun (the gateway got SIGTERM): from now on no worker is started or
+        restarted and no call is dialled; calls in progress can still be hung up."""
+        self._stopping = True
+
     async def stop(self) -> None:
         """BYE every call, stop every worker, cancel every task this supervisor owns."""
-        if not self._started or self._stopping:
+        if not self._started or self._stopped:
             return
-        self._stopping = True
+        self._stopped = self._stopping = True
         workers = list(self._workers.values())
         for w in workers:
             w.stopping = True

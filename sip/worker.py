@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -58,6 +59,7 @@ from .pjcalls import (
     WCall,
     use_fast_vector_reader,
 )
+from .lifeline import die_with_parent
 from .probe import probe_max_calls
 from .writer import Writer
 
@@ -586,6 +588,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config-json", help="worker config as a JSON object")
     ap.add_argument("--probe", action="store_true", help="print the per-process call limit and exit")
     args = ap.parse_args(argv)
+    cfg = json.loads(args.config_json or "{}")
+    # The gateway stops us over stdin (BYE every call first). A signal to its whole process group
+    # (systemd's default, `timeout`, Ctrl-C in a terminal) must not end us before that; and when
+    # the gateway dies, even by kill -9, we die with it (no one may act on its calls any more).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent(signal.SIGKILL, cfg.get("parent_pid"))
     # pjlib logs to fd 1 before logConfig applies: move the real stdout to a private fd and point
     # fd 1 at stderr, so nothing but our own writer reaches the parent through stdout.
     ipc_fd = os.dup(1)
@@ -599,7 +608,6 @@ def main(argv: list[str] | None = None) -> None:
         n = probe_max_calls(report)
         out.write((json.dumps({"max_calls": n}) + "\n").encode())
         os._exit(0)  # no cleanup: the probe's calls are still retransmitting
-    cfg = json.loads(args.config_json or "{}")
     use_fast_vector_reader()
     inp = sys.stdin.buffer
     writer = Writer(out)

@@ -74,7 +74,7 @@ def sms_gateway_overrides(data_dir: Path, api_base: str, *, rate_per_s: float, b
 class GatewayProc:
     """`python -m gateway.cli serve` with `overrides`; started and stopped (or killed) by PID."""
 
-    def __init__(self, overrides: dict[str, Any], log_dir: Path) -> None:
+    def __init__(self, overrides: dict[str, Any], log_dir: Path, *, new_session: bool = False) -> None:
         tokens = ", ".join(f'"{t}" = {{principal = "{p}", role = "{r}"}}' for t, (p, r) in TOKENS.items())
         self.sets = [f"{k}={v if isinstance(v, str) else _toml(v)}" for k, v in overrides.items()] + [f"auth.tokens={{{tokens}}}"]
         config = load_config(None, {}, self.sets)
@@ -84,6 +84,7 @@ class GatewayProc:
         self.log_dir = log_dir
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
+        self.new_session = new_session  # its own process group: group signals reach only it
 
     @property
     def log(self) -> Path:
@@ -98,7 +99,7 @@ class GatewayProc:
         with self.log.open("wb") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 *args, cwd=repo_root(), stdin=asyncio.subprocess.DEVNULL, stdout=out,
-                stderr=asyncio.subprocess.STDOUT)
+                stderr=asyncio.subprocess.STDOUT, start_new_session=self.new_session)
         async with asyncio.timeout(timeout):
             while True:
                 if self.proc.returncode is not None:

@@ -1,0 +1,133 @@
+"""Children die with the gateway, even on `kill -9`.
+
+Two mechanisms, for the processes the gateway starts (SIP workers, the Kamailio front):
+
+- `PR_SET_PDEATHSIG` (Linux prctl): the kernel sends the child a signal when the gateway dies.
+  A worker sets it on itself at start (`die_with_parent`, SIGKILL: nothing may act on the calls
+  of a dead gateway, and the next start must find the worker ports free); Kamailio gets it
+  between fork and exec (`preexec_die_with_parent`, SIGTERM: its main process then stops the
+  children it forked, which do not inherit the setting). Both check, once set, that the parent
+  is still the one that started them: a parent that died before the prctl sends no signal.
+- A pidfile (`ChildRecord`) for the front, written once it runs and removed on a clean stop:
+  the next start finds a leftover one and ends what is still running under it (`reap`). It
+  identifies the processes by a marker in their command line (the front's config path, unique
+  per run), so a reused PID is never touched.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("sip.lifeline")
+
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_prctl = _libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
+
+
+def die_with_parent(sig: int, parent_pid: int | None) -> None:
+    """Ask for `sig` when our parent dies; exit now if it is already gone (or not `parent_pid`)."""
+    if _prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def preexec_die_with_parent(sig: int) -> Callable[[], None]:
+    """A `preexec_fn` for subprocesses: `die_with_parent(sig, <the caller's pid>)` in the child,
+    before exec (the setting survives exec). Only async-signal-safe work: one prctl, one getppid."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        _prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+class ChildRecord:
+    """`path` holds "<pid>\\n<marker>\\n<owner pid>\\n" while a child the gateway (the owner)
+    started runs. A record whose owner still runs belongs to a live gateway: never reaped."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def write(self, pid: int, marker: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(f"{pid}\n{marker}\n{os.getpid()}\n")
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def reap(self, grace: float = 3.0) -> list[int]:
+        """End every process still running under a leftover record (SIGTERM, then SIGKILL after
+        `grace`), then remove it. Returns the PIDs that were found."""
+        try:
+            pid_text, marker, owner_text = self.path.read_text().splitlines()[:3]
+            int(pid_text)
+            owner = int(owner_text)
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError):
+            self.remove()
+            return []
+        if owner != os.getpid() and _alive(owner):
+            return []  # another gateway runs on this data dir: its front is its own business
+        found = _processes_with(marker)
+        if found:
+            log.warning("sip.lifeline.reaping", record=str(self.path), pids=found)
+            _signal_all(found, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while (left := [p for p in found if _alive(p)]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            _signal_all(left, signal.SIGKILL)
+            deadline = time.monotonic() + grace
+            while [p for p in left if _alive(p)] and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.remove()
+        return found
+
+
+def _processes_with(marker: str) -> list[int]:
+    """PIDs whose command line contains `marker` (never ours)."""
+    out = []
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = Path(entry.path, "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            out.append(int(entry.name))
+    return sorted(out)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone: it holds no socket)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
