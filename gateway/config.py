@@ -306,11 +306,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_delay_s": _seconds(60),
         "in_flight": _int(1, 1000, 20),
         "reconcile_after_s": _seconds(60),
-        "give_up_after_s": _seconds(172800),
+        "give_up_after_s": _seconds(86400),
         "receipt_window_s": _seconds(120),
         "intake_limit": _int(1, 100000, 256),
         "intake_timeout_s": _seconds(10),
-        "inbound_dedup_window_s": _seconds(86400),
+        "inbound_dedup_window_s": _seconds(600),
         "templates": _Field("table", _templates_check, types.MappingProxyType({})),
         "twilio": {
             "account_sid": _str("AC00000000000000000000000000000000"),
@@ -327,6 +327,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "system_type": _str("dispatch"),
             "source_addr": _str("10690000"),
             "part_ttl_s": _seconds(86400),
+            "response_timeout_s": _seconds(10),
         },
     },
     "broadcast": {

@@ -159,7 +159,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (provider, provider_id)
         ) WITHOUT ROWID""",
         "CREATE INDEX sms_inbound_key ON sms_inbound (provider, dedup_key, received_at)",
-        "CREATE INDEX sms_inbound_time ON sms_inbound (received_at)",
+        "CREATE INDEX sms_inbound_sender ON sms_inbound (sender, received_at)",
         """CREATE TABLE sms_receipts (
             provider TEXT NOT NULL,
             provider_id TEXT NOT NULL,
@@ -514,6 +514,17 @@ class Store:
             params += list(after)
         rows = await self._read(sql + " ORDER BY updated_at, message_id LIMIT ?", (*params, limit))
         return [_row_out(SMS_COLUMNS, r) for r in rows]
+
+    async def sms_inbound_seen(self, provider: str, dedup_key: str, since: str) -> bool:
+        """Whether an inbound message with this key was stored at or after `since` ("" = ever)."""
+        return bool(await self._read("SELECT 1 FROM sms_inbound WHERE provider = ? AND dedup_key = ?"
+                                     " AND received_at >= ?", (provider, dedup_key, since)))
+
+    async def last_sms_inbound(self, sender: str) -> dict[str, Any] | None:
+        """The newest inbound message from `sender` (session_id, seq, received_at), or None."""
+        rows = await self._read("SELECT session_id, seq, received_at FROM sms_inbound WHERE sender = ?"
+                                " ORDER BY received_at DESC LIMIT 1", (sender,))
+        return dict(zip(("session_id", "seq", "received_at"), rows[0])) if rows else None
 
     async def sms_counts(self, send_id: str) -> dict[str, int]:
         rows = await self._read("SELECT state, COUNT(*) FROM sms WHERE send_id = ? GROUP BY state", (send_id,))

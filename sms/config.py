@@ -25,6 +25,7 @@ class SmppSettings:
     system_type: str = ""
     source_addr: str = ""
     part_ttl_s: float = 86_400.0  # a message's parts are forgotten when final, or after this
+    response_timeout_s: float = 10.0  # no submit_sm_resp by then: the attempt timed out
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,11 @@ class SmsConfig:
     max_delay_s: float = 60.0
     in_flight: int = 20  # provider requests at once
     reconcile_after_s: float = 60.0  # a `sent` message with no final receipt by then is looked up
-    give_up_after_s: float = 172_800.0  # still `sent` this long after creation: failed, no-receipt
+    give_up_after_s: float = 86_400.0  # still `sent` this long after creation: failed, no-receipt
     receipt_window_s: float = 120.0  # after a submit timeout SMPP cannot list: wait this for a receipt
     intake_limit: int = 256  # receipts / inbound being stored at once; beyond: "retry later"
     intake_timeout_s: float = 10.0  # storing one takes longer: "retry later" (the provider resends)
-    inbound_dedup_window_s: float = 86_400.0  # SMPP: the same text from the same number is a redelivery
+    inbound_dedup_window_s: float = 600.0  # SMPP: the same text from the same number is a redelivery
     templates: Mapping[str, str] = field(default_factory=dict)
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
     smpp: SmppSettings = field(default_factory=SmppSettings)

@@ -18,5 +18,6 @@ def make_provider(config: SmsConfig) -> Provider | None:
 
         m = config.smpp
         return SmppProvider(m.host, m.port, m.system_id, m.password, system_type=m.system_type,
-                            source_addr=m.source_addr, part_ttl_s=m.part_ttl_s)
+                            source_addr=m.source_addr, part_ttl_s=m.part_ttl_s,
+                            response_timeout_s=m.response_timeout_s)
     return None

@@ -59,6 +59,7 @@ class SmsService:
         self._slots = asyncio.Semaphore(config.in_flight)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ledger = SmsLedger(store, provider.name if provider else "none", config)
+        self._senders: dict[str, tuple[asyncio.Lock, int]] = {}  # inbound being filed, per sender
         self.sent_count = 0
 
     # lifecycle ---------------------------------------------------------------------------
@@ -267,9 +268,6 @@ class SmsService:
         await self._ledger.intake(f"inbound:{m.dedup_key or m.provider_id}", lambda: self._inbound(m))
 
     async def _inbound(self, m: Inbound) -> None:
-        if await self._ledger.inbound_seen(m):  # a redelivery: answered, not acted on again
-            log.info("sms.inbound_duplicate", provider_id=m.provider_id)
-            return
         sender = m.sender
         # SMSCs often give an international number as plain digits (TON unknown): try it with "+".
         for candidate in (m.sender, "+" + m.sender if m.sender.isdigit() else None):
@@ -280,13 +278,43 @@ class SmsService:
                 break
             except SmsError:
                 continue
-        last = await self._store.find_sms(recipient=sender, limit=1)
-        session_id = last[0]["session_id"] if last else None
-        if session_id is None or (await self._store.get_session(session_id) or {}).get("state") != "open":
-            session_id = (await self._sessions.create(title=f"SMS from {sender}", created_by="sms",
-                                                      origin="sms-inbound"))["session_id"]
-        seq = await self._ledger.inbound(m, sender, session_id, last[0]["send_id"] if last else None)
-        log.info("sms.inbound", session_id=session_id, provider_id=m.provider_id, seq=seq)
+        async with self._one_sender(sender):  # a burst from a new number opens one session
+            last = await self._store.find_sms(recipient=sender, limit=1)
+            session_id = last[0]["session_id"] if last else None
+            if session_id is None or (await self._store.get_session(session_id) or {}).get("state") != "open":
+                if await self._ledger.inbound_seen(m):  # a redelivery: opens no session
+                    log.info("sms.inbound_duplicate", provider_id=m.provider_id)
+                    return
+                session_id = await self._inbound_session(sender)
+            seq = await self._ledger.inbound(m, sender, session_id, last[0]["send_id"] if last else None)
+        if seq is None:
+            log.info("sms.inbound_duplicate", provider_id=m.provider_id)
+        else:
+            log.info("sms.inbound", session_id=session_id, provider_id=m.provider_id, seq=seq)
+
+    async def _inbound_session(self, sender: str) -> str:
+        """The open session a message from a number nobody messaged goes to: the one its last
+        inbound message opened, or a new one."""
+        row = await self._store.last_sms_inbound(sender)
+        if row and row.get("session_id") and \
+                (await self._store.get_session(row["session_id"]) or {}).get("state") == "open":
+            return row["session_id"]
+        return (await self._sessions.create(title=f"SMS from {sender}", created_by="sms",
+                                            origin="sms-inbound"))["session_id"]
+
+    @contextlib.asynccontextmanager
+    async def _one_sender(self, sender: str) -> Any:
+        lock, users = self._senders.get(sender) or (asyncio.Lock(), 0)
+        self._senders[sender] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._senders[sender]
+            if users <= 1:
+                del self._senders[sender]
+            else:
+                self._senders[sender] = (lock, users - 1)
 
     # crash recovery ------------------------------------------------------------------------------
     async def _recover(self) -> None:

@@ -25,9 +25,10 @@ FINAL = ("delivered", "undelivered", "failed")
 
 
 @contextlib.asynccontextmanager
-async def smpp_gateway(start_gateway, receipt_delay_ms: int = 50, **sets) -> AsyncIterator[tuple]:
+async def smpp_gateway(start_gateway, receipt_delay_ms: int = 50, silent: list[str] | None = None,
+                       **sets) -> AsyncIterator[tuple]:
     sim = SmppSim(reject={REJECTED[1:]: ESME_RINVDSTADR},  # on the wire without the "+"
-                  receipt_delay_ms=receipt_delay_ms)
+                  receipt_delay_ms=receipt_delay_ms, silent=silent)
     await sim.start()
     try:
         gw = await start_gateway(**{
@@ -220,3 +221,24 @@ async def test_receipt_right_after_submit_sm_resp_is_not_lost(start_gateway, con
         with contextlib.suppress(TimeoutError):
             await _all_final(w, sent["message_ids"], timeout=2)
         assert (await alice.call("sms.get", send_id=sent["send_id"]))["counts"] == {"delivered": 20}
+
+
+async def test_a_timed_out_submit_is_not_sent_again_before_its_receipt_window(start_gateway, connect,
+                                                                              watch) -> None:
+    """The SMSC took the message but its submit_sm_resp never came: SMPP cannot be asked, so the
+    attempt is recorded and the receipt awaited (sms.receipt_window_s) instead of sending again."""
+    async with smpp_gateway(start_gateway, receipt_delay_ms=2500, silent=[WU[1:]], **{
+            "sms.smpp.response_timeout_s": 1, "sms.receipt_window_s": 30}) as (gw, sim):
+        alice = await connect(gw)
+        w = await watch(alice)
+        sent = await alice.call("sms.send", to=[WU], body=SHORT)
+        [mid] = sent["message_ids"]
+        requeued = await w.wait(lambda e: e["type"] == "sms.status" and e["data"]["message_id"] == mid
+                                and e["data"]["state"] == "queued" and e["data"].get("retry_in_s") is not None,
+                                timeout=10)
+        assert requeued["data"]["retry_in_s"] >= 30 and requeued["data"]["error"] == "timeout"
+        await _all_final(w, [mid], timeout=15)
+        got = await alice.call("sms.get", message_id=mid)
+        [pdu] = [p for p in sim.of("submit_sm") if p["destination_addr"] == WU[1:]]  # sent once
+        assert (got["state"], got["attempts"], got["provider_id"]) == ("delivered", 1, pdu["message_id"])
+        assert _statuses(w, mid) == ["queued", "sending", "queued", "delivered"]

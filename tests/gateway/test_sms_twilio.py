@@ -24,17 +24,23 @@ BAD = "+15550009999"  # the stub reports it undelivered
 
 
 @contextlib.asynccontextmanager
-async def twilio_gateway(start_gateway, tmp_path, **sets) -> AsyncIterator[tuple]:
+async def twilio_gateway(start_gateway, tmp_path, *, via_prism: bool = True, **sets) -> AsyncIterator[tuple]:
+    """A gateway sending through Prism to the stub (`prism` is None with `via_prism=False`: the
+    stub itself is the API, for tests about webhooks)."""
     async with twilio_stub(SID, TOKEN, bad_numbers=frozenset({BAD})) as stub:
-        spec, _ = twilio_spec_for_prism(tmp_path)
-        binary = await ensure_prism(repo_root() / ".cache" / "prism")
-        async with prism_proxy(binary, spec, stub.url, log=tmp_path / "prism.log") as prism:
+        async with contextlib.AsyncExitStack() as stack:
+            prism = None
+            if via_prism:
+                spec, _ = twilio_spec_for_prism(tmp_path)
+                binary = await ensure_prism(repo_root() / ".cache" / "prism")
+                prism = await stack.enter_async_context(
+                    prism_proxy(binary, spec, stub.url, log=tmp_path / "prism.log"))
             http_port = free_port_block(span=1)
             public = f"http://127.0.0.1:{http_port}"
             gw = await start_gateway(**{
                 "http.port": http_port, "sms.provider": "twilio", "sms.rate_per_s": 50, "sms.burst": 10,
                 "sms.base_delay_s": 0.2, "sms.max_delay_s": 1, "sms.twilio.account_sid": SID,
-                "sms.twilio.auth_token": TOKEN, "sms.twilio.api_base": prism.url,
+                "sms.twilio.auth_token": TOKEN, "sms.twilio.api_base": prism.url if prism else stub.url,
                 "sms.twilio.public_url": public, "sms.twilio.timeout_s": 5,
                 "sms.templates": '{muster = "All {district} duty officers report to {place}."}',
                 "directory.endpoint": '[{name = "officer-li", uri = "tel:+8613800138000", groups = ["d3"]},'

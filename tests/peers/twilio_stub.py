@@ -102,6 +102,7 @@ class TwilioStub:
     requests: list[tuple[str, str]] = field(default_factory=list)        # (method, path_qs) seen
     create_times: list[float] = field(default_factory=list)              # loop time of each create POST
     webhook_answers: Counter[int] = field(default_factory=Counter)       # every answer (0: none)
+    webhook_log: list[tuple[str, str, int]] = field(default_factory=list)  # (MessageSid, status, answer)
 
     def __post_init__(self) -> None:
         self._failures: list[_Injected] = []
@@ -153,6 +154,7 @@ class TwilioStub:
         self.create_attempts = 0
         self.create_times.clear()
         self.webhook_answers.clear()
+        self.webhook_log.clear()
         self._stalled.clear()
         self._stall = 0
         self._failures.clear()
@@ -194,6 +196,8 @@ class TwilioStub:
             except (OSError, TimeoutError, aiohttp.ClientError):  # the gateway may be down
                 answer = (0, "")
             self.webhook_answers[answer[0]] += 1
+            self.webhook_log.append((params.get("MessageSid", ""), params.get("MessageStatus", "inbound"),
+                                     answer[0]))
             if 200 <= answer[0] < 500 or asyncio.get_running_loop().time() > deadline:
                 return answer
             await asyncio.sleep(self.webhook_retry_s)

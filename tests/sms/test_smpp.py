@@ -20,6 +20,7 @@ from tests.peers.smpp_sim import ESME_RINVDSTADR, ESME_RMSGQFUL, ESME_RTHROTTLED
 
 REJECTED = "+8613900000009"
 UNDELIV = "+8613900000008"
+NO_RECEIPT = "+8613900000007"
 
 # --- sans-I/O ----------------------------------------------------------------------------------
 
@@ -215,3 +216,48 @@ async def test_reconnect_after_smsc_crash(bound, sim):
     assert sub.provider_id
     await sink.until(lambda: any(r.provider_id == sub.provider_id for r in sink.receipts))
     assert [b["ok"] for b in sim.of("bind_transceiver")] == [True, True]
+
+
+async def test_a_deliver_sm_not_taken_is_answered_throttled_and_comes_again(sim):
+    """The gateway could not store it (overloaded, store down): ESME_RTHROTTLED, and the SMSC
+    delivers it again; ESME_ROK only once it was taken."""
+    taken: list[Inbound] = []
+    refusals = 2
+
+    async def on_inbound(m: Inbound) -> None:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise RuntimeError("cannot store now")
+        taken.append(m)
+
+    p = provider_for(sim)
+    await p.start(lambda r: None, on_inbound)
+    try:
+        await sim.send_mo("8613800000001", "10690000", "求助：桥下积水")
+        resps = await sim.wait_for("mo_resp", count=3, timeout=10)
+        assert [r["status"] for r in resps] == [ESME_RTHROTTLED, ESME_RTHROTTLED, 0]
+        assert [m.body for m in taken] == ["求助：桥下积水"]
+        assert taken[0].dedup_key  # a redelivery carries the same key, whatever its sequence number
+    finally:
+        await p.stop()
+
+
+async def test_the_part_map_forgets_a_message_with_no_receipt_after_its_ttl():
+    sim = SmppSim(no_receipt=[NO_RECEIPT[1:]])
+    await sim.start()
+    p = provider_for(sim, part_ttl_s=1.5)
+    await p.start(lambda r: None, lambda m: None)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.5
+        await p.send("m-a", "+15005550006", NO_RECEIPT, "no receipt will come")
+        assert set(p._tracked) == {"m-a"} and len(p._parts) == 1
+        await p.send("m-b", "+15005550006", NO_RECEIPT, "still within the TTL")
+        assert set(p._tracked) == {"m-a", "m-b"}
+        await asyncio.sleep(max(0.0, deadline - loop.time()) + 0.05)  # the TTL passes
+        await p.send("m-c", "+15005550006", NO_RECEIPT, "after the TTL")
+        assert set(p._tracked) == {"m-c"} and len(p._parts) == 1
+    finally:
+        await p.stop()
+        await sim.stop()
