@@ -75,11 +75,18 @@ def use_fast_vector_reader() -> None:
 
 
 class PlayoutPort(pj.AudioMediaPort):
-    """A port that plays queued 20 ms frames into whatever it is bridged to (drop-oldest queue)."""
+    """A port that plays queued 20 ms frames into whatever it is bridged to (drop-oldest queue).
 
-    # Class-level: while Python tears an instance down (its __dict__ already cleared) the media
-    # clock thread may still call it once; it must find the port closed, not raise.
-    closed = True
+    Lifetime (docs/design.md, "Audio port teardown"): created and registered with the conference
+    bridge on the main thread; `close()` stops its audio; `release()` (main thread, outside any
+    pjsua2 callback) deletes the native port while this Python object is still referenced. Only
+    then may the last reference go. Never let SWIG delete the native port from this object's
+    deallocation: the wrapper releases the GIL around the C++ destructor, and a frame callback the
+    clock thread had pending for this port then runs on an object whose refcount is already zero,
+    which deallocates it a second time (heap corruption, a SIGSEGV later anywhere).
+    """
+
+    closed = True  # class defaults: what a port that is not (or no longer) set up answers
     listening = False
 
     def __init__(self, queue_frames: int) -> None:
@@ -93,6 +100,14 @@ class PlayoutPort(pj.AudioMediaPort):
         """Stop feeding: queued frames are dropped, later ones refused."""
         self.closed = True
         self.playout.clear()
+
+    def release(self) -> None:  # main thread, outside pjsua2 callbacks; once closed and unbridged
+        """Delete the native port now (removing it from the conference bridge) while this object
+        is alive, so that no frame callback can reach it once its refcount drops to zero. The
+        object must not be used with pjsua2 afterwards. Safe to call more than once."""
+        self.close()
+        if self.thisown:  # False once released (the wrapper disowns before deleting)
+            pj.AudioMediaPort.__swig_destroy__(self)
 
     def push(self, pcm: bytes) -> None:  # stdin reader thread
         if self.closed:

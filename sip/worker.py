@@ -54,6 +54,7 @@ from .pjcalls import (
     INVALID_URI_STATUS,
     PJ_ETOOMANY,
     CallPort,
+    PlayoutPort,
     StreamPort,
     WAccount,
     WCall,
@@ -91,7 +92,9 @@ class Worker:
         # stream id -> port fanned out to the calls attached to it (cmd_stream_attach); read by the
         # stdin reader too. A port lives while a call is attached to it (or until stream_close).
         self.streams: dict[str, StreamPort] = {}
-        self.graveyard: list[Any] = []  # Call/port objects to release outside their callbacks
+        # Ended calls and dropped ports, released on the main loop outside any callback
+        # (`_release_graveyard`): ports explicitly, before their last reference goes.
+        self.graveyard: list[Any] = []
         self.identities: dict[tuple[str | None, str | None], WAccount] = {}
         self.running = True
         self.ep = pj.Endpoint()
@@ -210,7 +213,7 @@ class Worker:
             self._drain_commands()
             self._check_deadlines()
             if self.graveyard:
-                self.graveyard.clear()
+                self._release_graveyard()
             if time.monotonic() > stats_at:
                 stats_at = time.monotonic() + 5
                 self._emit_stats()
@@ -234,7 +237,9 @@ class Worker:
             while self.calls and time.monotonic() < end:
                 self.ep.libHandleEvents(20)
             self._emit_stats()
-            self.graveyard.clear()
+            for port in [*self.ports.values(), *self.streams.values()]:
+                port.release()  # the clock still runs until libDestroy
+            self._release_graveyard()
             self.calls.clear()
             self.ports.clear()
             self.streams.clear()
@@ -533,6 +538,16 @@ class Worker:
                     src.stopTransmit(dst)
                 except pj.Error:
                     pass
+
+    def _release_graveyard(self) -> None:
+        """Main loop, outside any pjsua2 callback: delete the native ports of dropped ports while
+        they are still referenced, then let go of them and of ended calls (docs/design.md,
+        "Audio port teardown")."""
+        dead, self.graveyard = self.graveyard, []
+        for obj in dead:
+            if isinstance(obj, PlayoutPort):
+                obj.release()
+        dead.clear()
 
     def call_ended(self, call: WCall) -> None:
         # DISCONNECTED: the stream is gone or going; only our own port is touched from now on.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sip import SipConfig, SipEvent, SipSupervisor
+from sip import SipConfig, SipError, SipEvent, SipSupervisor
 from sip.config import RTP_PORTS_PER_WORKER
 from tests.peers.sipp import free_port_block
 
@@ -89,6 +90,29 @@ class Recorder:
             return await self.wait_for(lambda e: e.call_id == call_id and e.kind == "state" and e.state == state, timeout)
         except TimeoutError:
             raise AssertionError(f"{call_id}: no {state!r} within {timeout}s; got {self.of(call_id)}") from None
+
+
+@contextlib.asynccontextmanager
+async def pumping_audio(sup: SipSupervisor, call_ids: list[str], frames: list[bytes]) -> AsyncIterator[None]:
+    """While the block runs, send the next of `frames` (looped) to every call each 20 ms, as a
+    real-time source would; calls that have ended are skipped."""
+    stop = asyncio.Event()
+
+    async def pump() -> None:
+        i = 0
+        while not stop.is_set():
+            for c in call_ids:
+                with contextlib.suppress(SipError):
+                    sup.send_audio(c, frames[i % len(frames)])
+            i += 1
+            await asyncio.sleep(0.02)  # the pace of the audio itself
+
+    task = asyncio.create_task(pump())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 @pytest.fixture

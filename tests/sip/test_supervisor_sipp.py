@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 
 import pytest
 import structlog.testing
 
-from sip import NoCapacity, SipError, SipUnavailable, TargetError
+from sip import NoCapacity, SipUnavailable, TargetError
 from tests.peers.sipp import sipp_registrar, sipp_uac, sipp_uas
 
-from .conftest import Recorder, probed_calls_per_worker
+from .conftest import Recorder, probed_calls_per_worker, pumping_audio
 
 pytestmark = pytest.mark.peers
 
@@ -425,25 +424,12 @@ async def test_mass_hangup_while_audio_flows(start_supervisor, recorder: Recorde
         for c in ids:
             await recorder.wait_state(c, "confirmed", timeout=15)
             await sup.listen(c, True)
-        stop = asyncio.Event()
-
-        async def pump() -> None:
-            i = 0
-            while not stop.is_set():
-                for c in ids:
-                    with contextlib.suppress(SipError):
-                        sup.send_audio(c, fr[i % len(fr)])
-                i += 1
-                await asyncio.sleep(0.02)
-
-        task = asyncio.create_task(pump())
-        async with asyncio.timeout(10):
-            while not all(len(recorder.audio.get(c, [])) >= 10 for c in ids):  # echo is flowing
-                await asyncio.sleep(0.05)
-        await asyncio.gather(*(sup.hangup(c) for c in ids))
-        await asyncio.sleep(0.3)  # frames keep coming for calls being torn down
-        stop.set()
-        await task
+        async with pumping_audio(sup, ids, fr):
+            async with asyncio.timeout(10):
+                while not all(len(recorder.audio.get(c, [])) >= 10 for c in ids):  # echo is flowing
+                    await asyncio.sleep(0.05)
+            await asyncio.gather(*(sup.hangup(c) for c in ids))
+            await asyncio.sleep(0.3)  # frames keep coming for calls being torn down
         ends = [await recorder.wait_state(c, "disconnected") for c in ids]
         res = await uas.wait(15)
     assert {e.cause for e in ends} == {"local-hangup"}
