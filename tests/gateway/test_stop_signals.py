@@ -1,8 +1,8 @@
 """Stops made by a service manager or a container, against the gateway run as its own process.
 
 The gateway (`python -m gateway.cli serve`) runs in a session of its own, so a signal to its
-process group reaches only it and its SIP workers (what systemd and `timeout` do); Kamailio is in
-front (two workers). With live calls (an inbound call through the front from SIPp, answered by
+process group reaches only it and its SIP workers (what `timeout` and a shell's job control do);
+Kamailio is in front (two workers). With live calls (an inbound call through the front from SIPp, answered by
 the console; outbound calls to SIPp and to baresip; a broadcast paging SIPp), each signal must
 give every far end a BYE, end the broadcast, flush the records, restart no worker and exit
 within 5 s. After `kill -9` no child survives, and a start on the same ports works; a start on a
@@ -132,7 +132,7 @@ async def live_calls(client: GatewayClient, w: EventWatch, caller: Sipp, uas: Si
 
 CASES = {
     "sigterm-to-the-gateway": (signal.SIGTERM, False),  # docker stop
-    "sigterm-to-its-group": (signal.SIGTERM, True),  # systemd (KillMode=control-group), timeout
+    "sigterm-to-its-group": (signal.SIGTERM, True),  # `timeout`, a shell's job control
     "sigint-to-the-gateway": (signal.SIGINT, False),  # Ctrl-C
 }
 
