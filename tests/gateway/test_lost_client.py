@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -313,3 +314,31 @@ async def test_session_close_cut_anywhere_closes_once_and_ends_its_calls(start_g
             assert len(closed) == 1, (point, closed)
         res = await uas.wait(30)
     assert (res.successful, res.failed) == (len(points), 0), res.errors
+
+
+async def test_stop_finishes_a_started_sms_send_before_the_services_stop(start_gateway, connect) -> None:
+    """A stop while a console's sms.send of 1,000 runs: the control channel closes first and the
+    send finishes (stored, all queued, its result kept under its key) before the SMS service and
+    the store stop (what is still queued is sent by the next start's recovery)."""
+    async with sms_gateway(start_gateway) as (gw, stub):
+        alice = await connect(gw)
+        to = [f"+1556{i:06d}" for i in range(N_SMS)]
+        stored = asyncio.Event()
+        gw.store.add_listener(lambda events: any(e.type == "session.state" for e in events) and stored.set())
+        send = asyncio.ensure_future(alice.call("sms.send", to=to, body="Stop test", idempotency_key="stop-1"))
+        await asyncio.wait_for(stored.wait(), 30)  # the send has started (its session exists)
+        await gw.stop()
+        with contextlib.suppress(Exception):
+            await send
+        db = sqlite3.connect(gw.config.store_path)
+        try:
+            (key,) = db.execute("SELECT result FROM idempotency WHERE principal = 'alice'"
+                                " AND method = 'sms.send' AND key = 'stop-1'").fetchall()
+            send_id = json.loads(key[0])["send_id"]
+            assert db.execute("SELECT COUNT(*) FROM sms WHERE send_id = ?", (send_id,)).fetchall() == [(N_SMS,)]
+            queued = db.execute("SELECT COUNT(*) FROM events WHERE type = 'sms.status'"
+                                " AND json_extract(data, '$.send_id') = ? AND json_extract(data, '$.state') = 'queued'",
+                                (send_id,)).fetchall()
+            assert queued == [(N_SMS,)]
+        finally:
+            db.close()
