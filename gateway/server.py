@@ -2,7 +2,9 @@
 
 One `Connection` per peer: a reader (parses frames, answers hello, spawns bounded request
 tasks), one writer task draining a bounded outbox, and at most one subscription pump. Everything
-it starts it owns and cancels on close. State of a connection is a small table (see `_NEXT`).
+it starts it owns and cancels on close, except the commands that run to their end
+(`MethodSpec.runs_to_end`): those the server's `CommandRunner` (gateway/commands.py) owns, and
+the connection only waits for their reply. State of a connection is a small table (see `_NEXT`).
 """
 
 from __future__ import annotations
@@ -15,19 +17,19 @@ import itertools
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest, Response as HttpResponse
 
+from gateway.commands import CommandRunner, IdempotencyStore, MemoryIdempotencyStore
 from gateway.errors import (
     Conflict,
     GatewayError,
     NotAuthenticated,
     RateLimited,
-    Unavailable,
 )
 from gateway.events import overflow_event
 from gateway.protocol import codec
@@ -42,30 +44,6 @@ Authenticator = Callable[[str], "Principal | None | Awaitable[Principal | None]"
 AuditHook = Callable[[RequestContext, str, dict, "dict | GatewayError"], Awaitable[None]]
 CloseCallback = Callable[["Connection"], MaybeAwaitable]
 BinaryCallback = Callable[[bytes], None]
-
-
-class IdempotencyStore(Protocol):
-    """What `gateway.store.Store` provides: results of starts_work requests by
-    (principal, method, key)."""
-
-    async def idempotency_get(self, principal: str, key: str, method: str) -> dict | None: ...
-    async def idempotency_put(self, principal: str, key: str, method: str, result: dict) -> Any: ...
-
-
-class MemoryIdempotencyStore:
-    """Bounded in-memory store (tests, or no database): oldest keys forgotten first."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self._data: collections.OrderedDict[tuple[str, str, str], dict] = collections.OrderedDict()
-        self._limit = limit
-
-    async def idempotency_get(self, principal: str, key: str, method: str) -> dict | None:
-        return self._data.get((principal, method, key))
-
-    async def idempotency_put(self, principal: str, key: str, method: str, result: dict) -> None:
-        self._data.setdefault((principal, method, key), result)
-        while len(self._data) > self._limit:
-            self._data.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -402,13 +380,13 @@ class Connection:
         spec = self.server.registry.methods.get(req.method)
         if spec is None or not spec.runs_to_end:
             return self._serve(req)
-        if len(self.server._work) >= self.server.config.max_work:
+        if self.server.commands.full:
             # Bounded across connections too: a client cannot pile up work by reconnecting.
             self.stats["rate_limited"] += 1
             self._reply_error(req.id, RateLimited(
                 "too many commands running", details={"max_work": self.server.config.max_work}))
             return None
-        return self._reply_when_done(self.server._own_work(self._execute(req), f"work-{self.id}-{req.id}"))
+        return self._reply_when_done(self.server.commands.start(self._execute(req), f"cmd-{self.id}-{req.id}"))
 
     async def _reply_when_done(self, work: asyncio.Task[str]) -> None:
         self._reply(await asyncio.shield(work))  # cancelled with the connection: the wait only
@@ -436,7 +414,7 @@ class Connection:
                 audit_params = params.model_dump(mode="json", exclude_none=True)
                 key = getattr(params, "idempotency_key", None) if spec.starts_work else None
                 if key is not None:
-                    result = await self.server._idempotent(self.principal.name, key, req.method,
+                    result = await self.server.commands.idempotent(self.principal.name, key, req.method,
                                                            lambda: handler(ctx, params))
                 else:
                     result = await handler(ctx, params)
@@ -504,12 +482,11 @@ class ControlServer:
         self.authenticator = authenticator
         self.hooks = hooks or ServerHooks()
         self.config = config or ServerConfig()
-        self.idempotency: IdempotencyStore = self.hooks.idempotency or MemoryIdempotencyStore()
+        self.commands = CommandRunner(self.hooks.idempotency or MemoryIdempotencyStore(),
+                                      max_running=self.config.max_work, grace_s=self.config.work_grace_s)
         self.connections: set[Connection] = set()
         self._server: Server | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._work: set[asyncio.Task] = set()  # started commands that run to their end
-        self._idem_inflight: dict[tuple[str, str, str], asyncio.Future] = {}
         # One JSON text per stored event, shared by every subscriber it is sent to.
         self._event_text: collections.OrderedDict[int, str] = collections.OrderedDict()
 
@@ -532,7 +509,7 @@ class ControlServer:
             return
         self._server.close(close_connections=True)
         await self._server.wait_closed()
-        await self._finish_work()
+        await self.commands.finish()  # started commands end before the services behind them
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -572,23 +549,6 @@ class ControlServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _own_work(self, coro: Awaitable[str], name: str) -> asyncio.Task[str]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
-        self._work.add(task)
-        task.add_done_callback(self._work.discard)
-        return task
-
-    async def _finish_work(self) -> None:
-        """On stop, after the connections: started commands finish (within `work_grace_s`), so
-        the services behind them stop with nothing half-done; what is still running is cancelled."""
-        if not self._work:
-            return
-        _, late = await asyncio.wait(set(self._work), timeout=self.config.work_grace_s)
-        for t in late:
-            t.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
-        log.info("control.server.work_finished", cancelled=len(late))
-
     def _process_request(self, ws: ServerConnection, request: HttpRequest) -> HttpResponse | None:
         if urllib.parse.urlsplit(request.path).path != self.config.path:
             return ws.respond(404, "Not Found\n")
@@ -608,31 +568,3 @@ class ControlServer:
                 writer.cancel()
                 await asyncio.gather(writer, return_exceptions=True)
                 self.connections.discard(conn)
-
-    async def _idempotent(self, principal: str, key: str, method: str,
-                          run: Callable[[], Awaitable[dict]]) -> dict:
-        """First result for (principal, method, key): a repeat, even a concurrent one, runs
-        nothing. The same key on another method is another request."""
-        k = (principal, method, key)
-        pending = self._idem_inflight.get(k)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._idem_inflight[k] = fut
-        store = self.idempotency
-        try:
-            stored = await store.idempotency_get(principal, key, method)
-            if stored is not None:
-                result = stored
-            else:
-                result = await run()
-                if isinstance(result, dict):
-                    await store.idempotency_put(principal, key, method, result)
-            fut.set_result(result)
-            return result
-        except BaseException as exc:
-            fut.set_exception(exc if isinstance(exc, Exception) else Unavailable("interrupted"))
-            fut.exception()  # retrieved: no "never retrieved" warning when nobody waits
-            raise
-        finally:
-            del self._idem_inflight[k]
