@@ -306,6 +306,9 @@ class Worker:
         if media_dir is not None and media_dir not in MEDIA_DIRS:
             raise CommandError("invalid-params", f"media_dir {media_dir!r} is not one of {sorted(MEDIA_DIRS)}")
         acc = self._account_for(cmd.get("from_uri"), cmd.get("display_name"))
+        # Ended calls' Call objects go first: pjsua may give the new call one of their slots, and
+        # a Call destroyed after that hangs up whatever call then holds its slot.
+        self._release_graveyard()
         call = WCall(self, acc, call_id, outbound=True)
         prm = pj.CallOpParam(True)
         if media_dir is not None:
@@ -542,11 +545,19 @@ class Worker:
     def _release_graveyard(self) -> None:
         """Main loop, outside any pjsua2 callback: delete the native ports of dropped ports while
         they are still referenced, then let go of them and of ended calls (docs/design.md,
-        "Audio port teardown")."""
+        "Audio port teardown", "Call object teardown")."""
         dead, self.graveyard = self.graveyard, []
+        taken = {c.getId() for c in self.calls.values()}  # pjsua call slots of live calls
         for obj in dead:
             if isinstance(obj, PlayoutPort):
                 obj.release()
+            elif isinstance(obj, WCall) and obj.getId() in taken:
+                # A new call already took this ended call's slot (both in one libHandleEvents):
+                # pjsua2's ~Call would unlink that call from its Call object and hang it up.
+                # Keep the small native object instead (rare; logged).
+                obj.thisown = False
+                print(f"worker: ended call {obj.call_id}: its pjsua slot {obj.getId()} holds a new call; "
+                      "its native Call object is kept", file=sys.stderr, flush=True)
         dead.clear()
 
     def call_ended(self, call: WCall) -> None:

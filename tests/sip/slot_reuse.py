@@ -1,0 +1,85 @@
+"""A new call that takes the pjsua call slot of an ended one, in the same turn of a worker's main
+loop, before the ended call's `WCall` is released: run in a process of its own, driving a real
+`Worker` (endpoint, transport, account) one step at a time.
+
+    python -m tests.sip.slot_reuse --port P --hole URI --busy URI --answer URI [--caller-wait S]
+
+The worker's slots are filled with calls to `--hole` (never answered), then call A to `--busy`
+ends (its slot is free, its WCall waits in the graveyard). Then, as if both happened in one loop
+turn: `outbound` dials B to `--answer`; `inbound` waits for a call from a SIPp caller (started by
+the test) and answers it. Only then the graveyard is released, and the new call must still run to
+`confirmed` and end when its peer hangs up. Prints one JSON line: the slots of A and B and B's
+states.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from sip.worker import Worker
+from sip.writer import Writer
+
+
+def pump(worker: Worker, until: Any, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if until():
+            return True
+        worker.ep.libHandleEvents(10)
+    return bool(until())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m tests.sip.slot_reuse")
+    ap.add_argument("mode", choices=["outbound", "inbound"])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--hole", required=True, help="a SIP URI that never answers")
+    ap.add_argument("--busy", required=True, help="a SIP URI that answers 486")
+    ap.add_argument("--answer", default="", help="a SIP URI that answers (outbound)")
+    ap.add_argument("--max-calls", type=int, default=4)
+    args = ap.parse_args(argv)
+
+    events: list[dict[str, Any]] = []
+    writer = Writer(open(os.devnull, "wb", buffering=0))  # noqa: SIM115 - lives as long as the process
+    worker = Worker({"host": "127.0.0.1", "port": args.port, "max_calls": args.max_calls, "log_level": 1}, writer)
+    worker.emit = events.append  # type: ignore[method-assign]  # the test reads events here
+    worker.start()
+    for i in range(args.max_calls - 1):
+        worker._handle({"cmd": "dial", "id": i, "call_id": f"hole{i}", "uri": args.hole})
+    worker._handle({"cmd": "dial", "id": 10, "call_id": "A", "uri": args.busy})
+    a_slot = worker.calls["A"].getId()  # no reference kept: the worker alone owns A
+    ended = pump(worker, lambda: "A" not in worker.calls, 10)  # A got its 486: slot free, WCall dead
+    print("A-ended", flush=True)  # the test starts its caller now (inbound)
+    if args.mode == "outbound":
+        worker._handle({"cmd": "dial", "id": 11, "call_id": "B", "uri": args.answer})
+    else:
+        pump(worker, lambda: any(not cid.startswith("hole") for cid in worker.calls), 10)
+    b = next((c for cid, c in worker.calls.items() if not cid.startswith("hole")), None)
+    b_id = b.call_id if b is not None else None
+    b_slot = b.getId() if b is not None else None
+    if b is not None and args.mode == "inbound":
+        worker._handle({"cmd": "answer", "id": 12, "call_id": b_id})
+    del b
+    worker._release_graveyard()  # the end of that loop turn
+
+    def states() -> list[Any]:
+        return [e.get("state") for e in events if e.get("call_id") == b_id and e.get("kind") == "state"]
+
+    pump(worker, lambda: "confirmed" in states() or "disconnected" in states(), 10)
+    if args.mode == "outbound" and b_id in worker.calls:
+        worker._handle({"cmd": "hangup", "id": 13, "call_id": b_id})
+    pump(worker, lambda: "disconnected" in states(), 10)  # the caller hangs up (inbound)
+    replies = [e for e in events if e.get("type") == "reply" and e.get("id") in (11, 12, 13)]
+    sys.stdout.write(json.dumps({"a_ended": ended, "a_slot": a_slot, "b_slot": b_slot, "b_states": states(),
+                                 "replies": replies}) + "\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
