@@ -37,9 +37,8 @@ def listening_ports(config: Config) -> list[Listen]:
     sip = config.sip
     if not (sip.proxied and sip.proxy == "external"):  # external: someone else's front
         out.append(Listen("sip.port", sip.host, sip.port, socket.SOCK_DGRAM))
-    if sip.proxied:
-        out += [Listen("sip.worker_base_port", *sip.worker_address(i), socket.SOCK_DGRAM)
-                for i in range(sip.max_workers)]
+    out += [Listen("sip.worker_base_port", *sip.worker_address(i), socket.SOCK_DGRAM)
+            for i in range(sip.max_workers) if sip.worker_address(i) != (sip.host, sip.port)]
     return [p for p in out if p.port]
 
 

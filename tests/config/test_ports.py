@@ -39,3 +39,10 @@ def test_a_taken_port_is_refused_with_its_key(key: str, kind: socket.SocketKind)
 def test_ports_chosen_by_the_os_and_an_external_front_are_not_checked() -> None:
     keys = {p.key for p in listening_ports(_config(**{"control.port": 0, "http.port": 0, "sip.proxy": "external"}))}
     assert keys == {"sip.worker_base_port"}
+
+
+def test_without_a_front_worker_0_binds_the_sip_port_and_the_others_theirs() -> None:
+    cfg = _config(**{"sip.proxy": "none", "sip.max_workers": 3})
+    sip = [(p.key, p.port) for p in listening_ports(cfg) if p.key.startswith("sip.")]
+    assert sip == [("sip.port", cfg.sip.port), ("sip.worker_base_port", cfg.sip.worker_base_port + 10),
+                   ("sip.worker_base_port", cfg.sip.worker_base_port + 20)]
