@@ -49,11 +49,12 @@ async def update(tx: Tx, message_id: str, changes: dict[str, Any], now: str) -> 
 
 
 async def add_receipt(tx: Tx, provider: str, provider_id: str, status: str, error_code: str | None,
-                      now: str) -> bool:
+                      recipient: str | None, now: str) -> bool:
     """Store a receipt; False when the same (provider id, status) was stored before."""
     return bool(await tx.execute(
-        "INSERT INTO sms_receipts (provider, provider_id, status, error_code, received_at)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", (provider, provider_id, status, error_code, now)))
+        "INSERT INTO sms_receipts (provider, provider_id, status, error_code, recipient, received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (provider, provider_id, status, error_code, recipient, now)))
 
 
 async def match_receipt(tx: Tx, provider: str, provider_id: str, status: str, message_id: str) -> None:
@@ -67,6 +68,18 @@ async def unmatched_receipts(tx: Tx, provider: str, provider_id: str) -> list[tu
         "SELECT status, error_code FROM sms_receipts WHERE provider_id = ? AND provider = ?"
         " AND message_id IS NULL ORDER BY received_at", (provider_id, provider))
     return [(r[0], r[1]) for r in rows]
+
+
+async def unmatched_receipts_from(tx: Tx, provider: str, recipient: str, since: str,
+                                  statuses: tuple[str, ...]) -> list[tuple[str, str, str | None]]:
+    """(provider_id, status, error_code) of receipts from `recipient` since `since` that matched no
+    message (SMPP: their SMSC id never reached us), oldest first."""
+    marks = ", ".join("?" * len(statuses))
+    rows = await tx.fetchall(
+        "SELECT provider_id, status, error_code FROM sms_receipts WHERE recipient = ? AND provider = ?"
+        f" AND message_id IS NULL AND received_at >= ? AND status IN ({marks}) ORDER BY received_at",
+        (recipient, provider, since, *statuses))
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 async def inbound_seen(tx: Tx, provider: str, dedup_key: str, since: str) -> bool:

@@ -31,7 +31,7 @@ from gateway.timeutil import now_iso
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -171,6 +171,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID""",
         "CREATE INDEX sms_receipts_unmatched ON sms_receipts (provider_id) WHERE message_id IS NULL",
         "CREATE INDEX sms_stale ON sms (state, updated_at)",
+    ),
+    6: (  # the number a receipt came from (SMPP): it finds a message whose submit timed out
+        "ALTER TABLE sms_receipts ADD COLUMN recipient TEXT",
+        "CREATE INDEX sms_receipts_recipient ON sms_receipts (recipient, received_at) WHERE message_id IS NULL",
     ),
 }
 

@@ -66,8 +66,10 @@ class SmsService:
     async def start(self) -> None:
         if self.provider is None:
             return
-        await self.provider.start(self._on_receipt, self._on_inbound)
+        # Recovery first: a receipt the provider delivers as soon as it is up (an SMSC redelivers
+        # at bind) then finds the messages caught in `sending` already marked as timed out.
         await self._recover()
+        await self.provider.start(self._on_receipt, self._on_inbound)
         self._own(self._dispatch(), "sms.dispatch")
         self._own(self._reconcile_stale(), "sms.reconcile")
 
@@ -246,10 +248,11 @@ class SmsService:
         if err.maybe_sent and not self.provider.can_list:
             wait = max(wait or 0.0, self.config.receipt_window_s)
         error = None if err.status_code is not None else ("timeout" if err.retryable else why)
+        awaiting = err.maybe_sent and not self.provider.can_list
         new = await self._ledger.step(
             row["message_id"], lambda m, now: m.attempt_failed(
                 now, self._policy, self._rng, status_code=err.status_code, error=error, retry_after_s=wait),
-            columns={"error": why})
+            columns={"error": why}, receipts_since=row.get("updated_at") if awaiting else None)
         self._requeue(new)
 
     def _requeue(self, row: dict | None) -> None:

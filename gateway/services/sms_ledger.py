@@ -79,15 +79,33 @@ class SmsLedger:
 
     # --- messages ------------------------------------------------------------------------------
     async def step(self, message_id: str, step: Step, *, columns: dict[str, Any] | None = None,
-                   **extra: Any) -> dict | None:
-        """Feed `step` to the message; its row after the change, or None if nothing changed."""
+                   receipts_since: str | None = None, **extra: Any) -> dict | None:
+        """Feed `step` to the message; its row after the change, or None if nothing changed.
+        `receipts_since`: if the message is then `queued` (an attempt that may have reached a
+        provider that cannot be asked), a receipt from its number stored since then for an id we
+        never got is its own: it is applied at once (the SMSC took it; sending again would
+        duplicate it)."""
         now = time.time()
 
         async def work(tx: Tx) -> dict | None:
             row = await sms_store.message(tx, message_id)
-            return None if row is None else await self._apply(tx, row, step, now, columns or {}, extra)
+            if row is None:
+                return None
+            new = await self._apply(tx, row, step, now, columns or {}, extra)
+            if new is not None and receipts_since is not None and new["state"] == "queued":
+                await self._adopt_receipt(tx, new, receipts_since, now)
+            return new
 
         return await self._store.atomic(work)
+
+    async def _adopt_receipt(self, tx: Tx, row: dict, since: str, now: float) -> None:
+        found = await sms_store.unmatched_receipts_from(tx, self.provider, row["recipient"], since,
+                                                         tuple(RECEIPT_INPUTS))
+        if found:
+            provider_id, status, error_code = found[0]
+            await sms_store.update(tx, row["message_id"], {"provider_id": provider_id}, now_iso())
+            row["provider_id"] = provider_id
+            await self._receipt_to(tx, row, provider_id, status, error_code, now)
 
     async def accepted(self, message_id: str, provider_id: str, **extra: Any) -> dict | None:
         now = time.time()
@@ -118,8 +136,9 @@ class SmsLedger:
             return None
         cols = {"state": msg.state.value, "attempts": msg.attempts,
                 "next_attempt_at": msg.next_attempt_at or 0.0, "provider_id": msg.provider_id, **columns}
-        await sms_store.update(tx, row["message_id"], cols, now_iso())
-        row.update(cols)
+        stamp = now_iso()
+        await sms_store.update(tx, row["message_id"], cols, stamp)
+        row.update(cols, updated_at=stamp)
         await tx.emit("sms.status", row.get("session_id"),
                       status_data(row, msg.state.value, **_detail(change), **extra))
         return row
@@ -138,7 +157,7 @@ class SmsLedger:
 
         async def work(tx: Tx) -> str:
             if not await sms_store.add_receipt(tx, self.provider, r.provider_id, r.status, r.error_code,
-                                               now_iso()):
+                                               r.to, now_iso()):
                 return "duplicate"
             row = await sms_store.message(tx, r.message_id) if r.message_id else None
             if row is None:

@@ -242,3 +242,21 @@ async def test_a_timed_out_submit_is_not_sent_again_before_its_receipt_window(st
         [pdu] = [p for p in sim.of("submit_sm") if p["destination_addr"] == WU[1:]]  # sent once
         assert (got["state"], got["attempts"], got["provider_id"]) == ("delivered", 1, pdu["message_id"])
         assert _statuses(w, mid) == ["queued", "sending", "queued", "delivered"]
+
+
+async def test_a_receipt_that_came_before_the_submit_timed_out_is_applied(start_gateway, connect,
+                                                                          watch) -> None:
+    """The submit_sm_resp is lost but the receipt comes before our deadline: it is stored with no
+    message (its SMSC id never reached us); when the attempt times out, it is that message's."""
+    async with smpp_gateway(start_gateway, receipt_delay_ms=200, silent=[WU[1:]], **{
+            "sms.smpp.response_timeout_s": 1.5, "sms.receipt_window_s": 30}) as (gw, sim):
+        alice = await connect(gw)
+        w = await watch(alice)
+        sent = await alice.call("sms.send", to=[WU], body=SHORT)
+        [mid] = sent["message_ids"]
+        await sim.wait_for("receipt_resp")  # stored and acknowledged before the timeout
+        await _all_final(w, [mid], timeout=10)
+        got = await alice.call("sms.get", message_id=mid)
+        [pdu] = [p for p in sim.of("submit_sm") if p["destination_addr"] == WU[1:]]  # sent once
+        assert (got["state"], got["attempts"], got["provider_id"]) == ("delivered", 1, pdu["message_id"])
+        assert _statuses(w, mid) == ["queued", "sending", "queued", "delivered"]
