@@ -31,7 +31,7 @@ from gateway.timeutil import now_iso
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -175,6 +175,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     6: (  # the number a receipt came from (SMPP): it finds a message whose submit timed out
         "ALTER TABLE sms_receipts ADD COLUMN recipient TEXT",
         "CREATE INDEX sms_receipts_recipient ON sms_receipts (recipient, received_at) WHERE message_id IS NULL",
+    ),
+    7: (  # retention prunes SMS reports by the time they were received
+        "CREATE INDEX sms_receipts_time ON sms_receipts (received_at)",
+        "CREATE INDEX sms_inbound_time ON sms_inbound (received_at)",
     ),
 }
 
@@ -588,6 +592,18 @@ class Store:
         return await self._submit(
             "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < ? ORDER BY time LIMIT ?)",
             (before_time, int(limit)))
+
+    async def prune_sms_reports(self, before_time: str, limit: int = 10_000) -> int:
+        """Delete up to `limit` SMS receipts and up to `limit` inbound messages received before
+        `before_time`; how many rows in all."""
+        receipts = await self._submit(
+            "DELETE FROM sms_receipts WHERE (provider, provider_id, status) IN (SELECT provider, provider_id,"
+            " status FROM sms_receipts WHERE received_at < ? ORDER BY received_at LIMIT ?)",
+            (before_time, int(limit)))
+        inbound = await self._submit(
+            "DELETE FROM sms_inbound WHERE (provider, provider_id) IN (SELECT provider, provider_id"
+            " FROM sms_inbound WHERE received_at < ? ORDER BY received_at LIMIT ?)", (before_time, int(limit)))
+        return int(receipts) + int(inbound)
 
     async def prune_idempotency(self, before_time: str) -> int:
         """Delete idempotency keys stored before `before_time` (ISO 8601, same format)."""

@@ -9,7 +9,8 @@ import pytest
 from gateway.errors import InvalidParams
 from gateway.events import EventBus
 from gateway.retention import Retention, RetentionPolicy
-from gateway.store import Store
+from gateway.store import Store, Tx
+from gateway.timeutil import now_iso
 
 
 async def _seed(store: Store, n: int) -> None:
@@ -26,11 +27,11 @@ async def test_prune_by_age_keeps_seqs_increasing_and_refuses_pruned_resumes(db_
         now = dt.datetime.now(dt.UTC)
         # Nothing is a year old: the defaults prune nothing.
         kept = Retention(store, bus, RetentionPolicy())
-        assert await kept.prune_once() == {"events": 0, "audit": 0, "idempotency": 0}
+        assert await kept.prune_once() == {"events": 0, "audit": 0, "idempotency": 0, "sms_reports": 0}
         assert bus.oldest_seq == 1
         # Seen from 500 days later, everything is older than the cutoff.
         later = Retention(store, bus, RetentionPolicy(), clock=lambda: now + dt.timedelta(days=500))
-        assert await later.prune_once() == {"events": 30, "audit": 30, "idempotency": 30}
+        assert await later.prune_once() == {"events": 30, "audit": 30, "idempotency": 30, "sms_reports": 0}
         assert await store.events_after(0) == [] and await store.list_audit() == []
         assert await store.idempotency_get("alice", "k1", "session.create") is None
         assert bus.oldest_seq == 31
@@ -56,7 +57,28 @@ async def test_prune_cuts_at_the_first_new_enough_event(db_path) -> None:
         counts = await r.prune_once()
         left = [e.seq for e in await store.events_after(0)]
         assert left == [e.seq for e in events if e.time >= cutoff_time] and left[-1] == 25
-        assert counts == {"events": 25 - len(left), "audit": 0, "idempotency": 0}
+        assert counts == {"events": 25 - len(left), "audit": 0, "idempotency": 0, "sms_reports": 0}
         assert bus.oldest_seq == left[0]
         assert len(await store.list_audit(limit=100)) == 25  # 0 days: kept forever
+        bus.close()
+
+
+async def test_sms_receipts_and_inbound_messages_go_with_the_events(db_path) -> None:
+    async with Store(db_path) as store:
+        bus = EventBus(store)
+
+        async def report(tx: Tx) -> None:
+            seq = await tx.emit("sms.inbound", None, {"body": "old"})
+            await tx.execute("INSERT INTO sms_inbound (provider, provider_id, dedup_key, sender, recipient,"
+                             " body, seq, received_at) VALUES ('twilio', 'SM1', 'SM1', '+8613800138000',"
+                             " '+15005550006', 'old', ?, ?)", (seq, now_iso()))
+            await tx.execute("INSERT INTO sms_receipts (provider, provider_id, status, received_at)"
+                             " VALUES ('twilio', 'SM2', 'delivered', ?)", (now_iso(),))
+
+        await store.atomic(report)
+        now = dt.datetime.now(dt.UTC)
+        assert (await Retention(store, bus, RetentionPolicy()).prune_once())["sms_reports"] == 0
+        later = Retention(store, bus, RetentionPolicy(), clock=lambda: now + dt.timedelta(days=500))
+        assert (await later.prune_once())["sms_reports"] == 2
+        assert await store.last_sms_inbound("+8613800138000") is None
         bus.close()
