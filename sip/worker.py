@@ -65,6 +65,7 @@ from .probe import probe_max_calls
 from .writer import Writer
 
 COMMAND_QUEUE = 1000
+SLOT_WAIT_S = 2.0  # a dial waits this long for pjsua to free the slot of a call we hung up
 # dial's media_dir -> pjmedia_dir of our side of the audio stream (CallSetting.mediaDir)
 MEDIA_DIRS = {
     "sendonly": pj.PJMEDIA_DIR_ENCODING,
@@ -323,7 +324,7 @@ class Worker:
             prm.txOption.headers.append(h)
         self.calls[call_id] = call
         try:
-            call.makeCall(cmd["uri"], prm)
+            self._place(call, cmd["uri"], prm)
         except pj.Error as e:
             already_ended = call.done  # pjsua may report DISCONNECTED from inside makeCall
             self.calls.pop(call_id, None)
@@ -337,6 +338,21 @@ class Worker:
         if cmd.get("timeout"):
             call.deadline = time.monotonic() + float(cmd["timeout"])
         return {}
+
+    def _place(self, call: WCall, uri: str, prm: Any) -> None:
+        """makeCall. pjsua keeps the slot of a call we hung up until its BYE is answered, so right
+        after hangups it may have no slot although fewer than max_calls calls are live (cmd_dial
+        checked that): then let pjsua run and try again, for up to SLOT_WAIT_S."""
+        deadline = time.monotonic() + SLOT_WAIT_S
+        while True:
+            try:
+                call.makeCall(uri, prm)
+                return
+            except pj.Error as e:
+                if e.status != PJ_ETOOMANY or call.done or time.monotonic() >= deadline:
+                    raise
+            self.ep.libHandleEvents(10)
+            self._release_graveyard()  # before pjsua may hand out an ended call's slot
 
     def cmd_answer(self, cmd: dict[str, Any]) -> None:
         call = self._call(cmd)
@@ -547,7 +563,7 @@ class Worker:
         they are still referenced, then let go of them and of ended calls (docs/design.md,
         "Audio port teardown", "Call object teardown")."""
         dead, self.graveyard = self.graveyard, []
-        taken = {c.getId() for c in self.calls.values()}  # pjsua call slots of live calls
+        taken = {i for c in self.calls.values() if (i := c.getId()) >= 0}  # slots of live calls
         for obj in dead:
             if isinstance(obj, PlayoutPort):
                 obj.release()

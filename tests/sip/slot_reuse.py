@@ -1,15 +1,15 @@
-"""A new call that takes the pjsua call slot of an ended one, in the same turn of a worker's main
-loop, before the ended call's `WCall` is released: run in a process of its own, driving a real
-`Worker` (endpoint, transport, account) one step at a time.
+"""Calls taking pjsua call slots right after other calls ended, driven step by step through a
+real `Worker` (endpoint, transport, account) in a process of its own:
 
-    python -m tests.sip.slot_reuse --port P --hole URI --busy URI --answer URI [--caller-wait S]
+    python -m tests.sip.slot_reuse MODE --port P --hole URI --busy URI --answer URI
 
-The worker's slots are filled with calls to `--hole` (never answered), then call A to `--busy`
-ends (its slot is free, its WCall waits in the graveyard). Then, as if both happened in one loop
-turn: `outbound` dials B to `--answer`; `inbound` waits for a call from a SIPp caller (started by
-the test) and answers it. Only then the graveyard is released, and the new call must still run to
-`confirmed` and end when its peer hangs up. Prints one JSON line: the slots of A and B and B's
-states.
+outbound / inbound: the worker's slots are filled with calls to `--hole` (never answered), then
+call A to `--busy` ends (its slot is free, its WCall waits in the graveyard). Then, as if both
+happened in one loop turn, B is dialled to `--answer` (outbound) or arrives from the SIPp caller the
+test starts on "A-ended" (inbound) and is answered; only then the graveyard is released.
+redial: the worker is filled with answered calls to `--answer`, all are hung up, and B is dialled
+at once, before any loop turn (pjsua still holds the slots until the BYEs are answered).
+B must be confirmed and end normally. Prints one JSON line: A's and B's slots, B's states, replies.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ def pump(worker: Worker, until: Any, seconds: float) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m tests.sip.slot_reuse")
-    ap.add_argument("mode", choices=["outbound", "inbound"])
+    ap.add_argument("mode", choices=["outbound", "inbound", "redial"])
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--hole", required=True, help="a SIP URI that never answers")
     ap.add_argument("--busy", required=True, help="a SIP URI that answers 486")
-    ap.add_argument("--answer", default="", help="a SIP URI that answers (outbound)")
+    ap.add_argument("--answer", default="", help="a SIP URI that answers (outbound, redial)")
     ap.add_argument("--max-calls", type=int, default=4)
     args = ap.parse_args(argv)
 
@@ -49,17 +49,28 @@ def main(argv: list[str] | None = None) -> None:
     worker = Worker({"host": "127.0.0.1", "port": args.port, "max_calls": args.max_calls, "log_level": 1}, writer)
     worker.emit = events.append  # type: ignore[method-assign]  # the test reads events here
     worker.start()
-    for i in range(args.max_calls - 1):
-        worker._handle({"cmd": "dial", "id": i, "call_id": f"hole{i}", "uri": args.hole})
-    worker._handle({"cmd": "dial", "id": 10, "call_id": "A", "uri": args.busy})
-    a_slot = worker.calls["A"].getId()  # no reference kept: the worker alone owns A
-    ended = pump(worker, lambda: "A" not in worker.calls, 10)  # A got its 486: slot free, WCall dead
-    print("A-ended", flush=True)  # the test starts its caller now (inbound)
-    if args.mode == "outbound":
+    if args.mode == "redial":
+        # Fill the worker with answered calls, hang them all up, and dial at once (no loop turn in
+        # between: the BYEs are not answered yet, pjsua still holds their slots).
+        for i in range(args.max_calls):
+            worker._handle({"cmd": "dial", "id": i, "call_id": f"old{i}", "uri": args.answer})
+        pump(worker, lambda: sum(e.get("state") == "confirmed" for e in events) == args.max_calls, 10)
+        for i in range(args.max_calls):
+            worker._handle({"cmd": "hangup", "id": 20 + i, "call_id": f"old{i}"})
+        a_slot, ended = None, not any(cid.startswith("old") for cid in worker.calls)
         worker._handle({"cmd": "dial", "id": 11, "call_id": "B", "uri": args.answer})
     else:
-        pump(worker, lambda: any(not cid.startswith("hole") for cid in worker.calls), 10)
-    b = next((c for cid, c in worker.calls.items() if not cid.startswith("hole")), None)
+        for i in range(args.max_calls - 1):
+            worker._handle({"cmd": "dial", "id": i, "call_id": f"hole{i}", "uri": args.hole})
+        worker._handle({"cmd": "dial", "id": 10, "call_id": "A", "uri": args.busy})
+        a_slot = worker.calls["A"].getId()  # no reference kept: the worker alone owns A
+        ended = pump(worker, lambda: "A" not in worker.calls, 10)  # A got its 486: slot free, WCall dead
+        print("A-ended", flush=True)  # the test starts its caller now (inbound)
+        if args.mode == "outbound":
+            worker._handle({"cmd": "dial", "id": 11, "call_id": "B", "uri": args.answer})
+        else:
+            pump(worker, lambda: any(not cid.startswith("hole") for cid in worker.calls), 10)
+    b = next((c for cid, c in worker.calls.items() if not cid.startswith(("hole", "old"))), None)
     b_id = b.call_id if b is not None else None
     b_slot = b.getId() if b is not None else None
     if b is not None and args.mode == "inbound":
@@ -71,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         return [e.get("state") for e in events if e.get("call_id") == b_id and e.get("kind") == "state"]
 
     pump(worker, lambda: "confirmed" in states() or "disconnected" in states(), 10)
-    if args.mode == "outbound" and b_id in worker.calls:
+    if args.mode != "inbound" and b_id in worker.calls:
         worker._handle({"cmd": "hangup", "id": 13, "call_id": b_id})
     pump(worker, lambda: "disconnected" in states(), 10)  # the caller hangs up (inbound)
     replies = [e for e in events if e.get("type") == "reply" and e.get("id") in (11, 12, 13)]

@@ -19,11 +19,11 @@ from .conftest import ROOT
 pytestmark = pytest.mark.peers
 
 
-async def _run_slot_reuse(mode: str) -> dict:
+async def _run_slot_reuse(mode: str, answers: int = 1) -> dict:
     hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes INVITEs, never answers
     hole.bind(("127.0.0.1", 0))
     try:
-        async with sipp_uas("busy") as busy, sipp_uas("answer") as answer:
+        async with sipp_uas("busy") as busy, sipp_uas("answer", calls=answers) as answer:
             port = free_udp_port()  # the worker's, bound by the script right away
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tests.sip.slot_reuse", mode, "--port", str(port),
@@ -71,3 +71,14 @@ async def test_new_call_in_an_ended_calls_slot_runs_to_its_end(mode: str) -> Non
     assert report["b_states"][-2:] == ["confirmed", "disconnected"], report
     peer = report["caller"] if mode == "inbound" else report["callee"]
     assert peer == (0, 1), report
+
+
+async def test_dial_right_after_hangups_waits_for_a_slot() -> None:
+    """A full worker hangs up all its calls and is asked to dial before the BYEs are answered
+    (pjsua still holds those slots): the dial waits for a slot instead of answering no-capacity
+    although no call is live. Before the fix the dial failed no-capacity (PJ_ETOOMANY)."""
+    report = await _run_slot_reuse("redial", answers=5)
+    assert report["a_ended"], report  # every old call ended (DISCONNECTED) before the dial
+    assert [r["ok"] for r in report["replies"] if r["id"] == 11] == [True], report
+    assert report["b_states"][-2:] == ["confirmed", "disconnected"], report
+    assert report["callee"] == (0, 5), report
