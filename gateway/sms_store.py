@@ -12,11 +12,38 @@ id (SMPP, within `sms.inbound_dedup_window_s`).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from gateway.store import SMS_COLUMNS, Tx, _row_out
 
 _SELECT = f"SELECT {', '.join(SMS_COLUMNS)}, extra FROM sms"
+
+
+class Db(Protocol):
+    """Where a read runs: a `Tx` (inside a unit of work) or the `Store` (its read connection)."""
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ...) -> list[Any]: ...
+
+
+async def stale(db: Db, state: str, before: str, after: tuple[str, str] | None = None,
+                limit: int = 200) -> list[dict[str, Any]]:
+    """Messages in `state` not updated since `before` (ISO), oldest first: one page after the
+    (updated_at, message_id) of the previous page's last row."""
+    sql = _SELECT + " WHERE state = ? AND updated_at < ?"
+    params: list[Any] = [state, before]
+    if after is not None:
+        sql += " AND (updated_at, message_id) > (?, ?)"
+        params += list(after)
+    rows = await db.fetchall(sql + " ORDER BY updated_at, message_id LIMIT ?", (*params, limit))
+    return [_row_out(SMS_COLUMNS, r) for r in rows]
+
+
+async def last_inbound(db: Db, sender: str) -> dict[str, Any] | None:
+    """The newest inbound message from `sender` (session_id, seq, received_at), or None."""
+    rows = await db.fetchall("SELECT session_id, seq, received_at FROM sms_inbound WHERE sender = ?"
+                             " ORDER BY received_at DESC LIMIT 1", (sender,))
+    return dict(zip(("session_id", "seq", "received_at"), rows[0])) if rows else None
 
 
 async def message(tx: Tx, message_id: str) -> dict[str, Any] | None:
@@ -82,9 +109,9 @@ async def unmatched_receipts_from(tx: Tx, provider: str, recipient: str, since: 
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-async def inbound_seen(tx: Tx, provider: str, dedup_key: str, since: str) -> bool:
+async def inbound_seen(db: Db, provider: str, dedup_key: str, since: str) -> bool:
     """Whether an inbound message with this key was stored at or after `since` ("" = ever)."""
-    rows = await tx.fetchall("SELECT 1 FROM sms_inbound WHERE provider = ? AND dedup_key = ?"
+    rows = await db.fetchall("SELECT 1 FROM sms_inbound WHERE provider = ? AND dedup_key = ?"
                              " AND received_at >= ?", (provider, dedup_key, since))
     return bool(rows)
 

@@ -511,29 +511,6 @@ class Store:
         rows = await self._read(sql + order + " LIMIT ?", (*params, limit))
         return [_row_out(SMS_COLUMNS, r) for r in rows]
 
-    async def stale_sms(self, state: str, before: str, after: tuple[str, str] | None = None,
-                        limit: int = 200) -> list[dict[str, Any]]:
-        """Messages in `state` not updated since `before` (ISO), oldest first, one page after the
-        (updated_at, message_id) of the last row of the previous page."""
-        sql = f"SELECT {', '.join(SMS_COLUMNS)}, extra FROM sms WHERE state = ? AND updated_at < ?"
-        params: list[Any] = [state, before]
-        if after is not None:
-            sql += " AND (updated_at, message_id) > (?, ?)"
-            params += list(after)
-        rows = await self._read(sql + " ORDER BY updated_at, message_id LIMIT ?", (*params, limit))
-        return [_row_out(SMS_COLUMNS, r) for r in rows]
-
-    async def sms_inbound_seen(self, provider: str, dedup_key: str, since: str) -> bool:
-        """Whether an inbound message with this key was stored at or after `since` ("" = ever)."""
-        return bool(await self._read("SELECT 1 FROM sms_inbound WHERE provider = ? AND dedup_key = ?"
-                                     " AND received_at >= ?", (provider, dedup_key, since)))
-
-    async def last_sms_inbound(self, sender: str) -> dict[str, Any] | None:
-        """The newest inbound message from `sender` (session_id, seq, received_at), or None."""
-        rows = await self._read("SELECT session_id, seq, received_at FROM sms_inbound WHERE sender = ?"
-                                " ORDER BY received_at DESC LIMIT 1", (sender,))
-        return dict(zip(("session_id", "seq", "received_at"), rows[0])) if rows else None
-
     async def sms_counts(self, send_id: str) -> dict[str, int]:
         rows = await self._read("SELECT state, COUNT(*) FROM sms WHERE send_id = ? GROUP BY state", (send_id,))
         return {state: n for state, n in rows}
@@ -621,6 +598,11 @@ class Store:
         except Exception as exc:
             log.warning("store.unhealthy", path=self.path, error=repr(exc))
             return False
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """A read on the read-only connection, for the query modules beside the store
+        (gateway/sms_store.py: the same call works on a `Tx` inside a unit of work)."""
+        return await self._read(sql, params)
 
     # ---- internals -------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from gateway import sms_store
 from gateway.directory import Directory
 from gateway.errors import InvalidParams, NotFound, Unavailable
 from gateway.events import EventBus
@@ -298,7 +299,7 @@ class SmsService:
     async def _inbound_session(self, sender: str) -> str:
         """The open session a message from a number nobody messaged goes to: the one its last
         inbound message opened, or a new one."""
-        row = await self._store.last_sms_inbound(sender)
+        row = await sms_store.last_inbound(self._store, sender)
         if row and row.get("session_id") and \
                 (await self._store.get_session(row["session_id"]) or {}).get("state") == "open":
             return row["session_id"]
@@ -380,7 +381,7 @@ class SmsService:
         before = epoch_to_iso(time.time() - self.config.reconcile_after_s)
         after: tuple[str, str] | None = None
         seen = 0
-        while page := await self._store.stale_sms("sent", before, after, limit=STALE_PAGE):
+        while page := await sms_store.stale(self._store, "sent", before, after, limit=STALE_PAGE):
             for row in page:
                 await self._reconcile_one(row)
             seen += len(page)

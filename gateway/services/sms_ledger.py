@@ -179,7 +179,7 @@ class SmsLedger:
     async def inbound_seen(self, m: Inbound) -> bool:
         """Already stored (a read: `inbound()` checks again in its transaction)."""
         key, since = self._inbound_key(m)
-        return await self._store.sms_inbound_seen(self.provider, key, since)
+        return await sms_store.inbound_seen(self._store, self.provider, key, since)
 
     async def inbound(self, m: Inbound, sender: str, session_id: str, in_reply_to: str | None) -> int | None:
         """Store and publish an inbound message; the event's seq, or None for a redelivery."""

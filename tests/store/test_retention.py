@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from gateway import sms_store
 from gateway.errors import InvalidParams
 from gateway.events import EventBus
 from gateway.retention import Retention, RetentionPolicy
@@ -80,5 +81,5 @@ async def test_sms_receipts_and_inbound_messages_go_with_the_events(db_path) -> 
         assert (await Retention(store, bus, RetentionPolicy()).prune_once())["sms_reports"] == 0
         later = Retention(store, bus, RetentionPolicy(), clock=lambda: now + dt.timedelta(days=500))
         assert (await later.prune_once())["sms_reports"] == 2
-        assert await store.last_sms_inbound("+8613800138000") is None
+        assert await sms_store.last_inbound(store, "+8613800138000") is None
         bus.close()
