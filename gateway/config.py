@@ -9,6 +9,7 @@ Layers, later wins: embedded defaults < the TOML file < environment < command-li
   tables (a TOML inline table). Errors name the variable.
 - Command line: a list of `"section.key=value"` strings, parsed like the environment.
 
+What the configuration holds (the dataclasses, SCHEMA) is gateway/config_schema.py.
 Every problem is a `ConfigError(file, key, why)`, e.g.
 `config/gateway.toml: sip.port: must be an integer 1..65535, got "abc"`.
 """
@@ -16,344 +17,36 @@ Every problem is a `ConfigError(file, key, why)`, e.g.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
 import secrets
 import tomllib
 import types
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from gateway.broadcast.config import BroadcastConfig, SpeakerProfile, Zone
-from sip.config import SipConfig, SipRegistration
-from sms.config import SmppSettings, SmsConfig, TwilioSettings
-from gateway.directory import KINDS, NAME_RE, Endpoint, uri_problem
-from gateway.config_fields import (
-    _Bad,
-    _bool,
-    _codecs,
-    _dataclass_check,
-    _Field,
-    _host,
-    _int,
-    _names_list,
-    _positive,
-    _seconds,
-    _show,
-    _sip_uri,
-    _str,
-    _templates_check,
+from gateway.broadcast.config import BroadcastConfig
+from gateway.config_fields import _Bad, _Field, _show
+from gateway.config_schema import (  # the dataclasses are also importable from here
+    DEFAULTS_LABEL,
+    DEV_PRINCIPALS,
+    SCHEMA,
+    AuthConfig,
+    CallsConfig,
+    Config,
+    ControlConfig,
+    GatewayConfig,
+    HttpConfig,
+    StoreConfig,
+    TokenInfo,
+    _REGISTRATION_REQUIRED,
+    _unknown_why,
 )
 from gateway.errors import ConfigError
+from sip.config import SipConfig, SipRegistration
+from sms.config import SmppSettings, SmsConfig, TwilioSettings
 
 ENV_PREFIX = "DISPATCH_GATEWAY__"
-DEFAULTS_LABEL = "<defaults>"
 ENV_LABEL = "environment"
 CLI_LABEL = "command line"
-
-ROLES = ("dispatcher", "observer", "terminal", "admin")
-DEV_PRINCIPALS = ("dispatcher", "observer", "terminal")
-LOG_FORMATS = ("auto", "json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-SIP_PROXY_MODES = ("auto", "none", "external")
-
-
-# --------------------------------------------------------------------------------------------
-# Result
-
-
-@dataclass(frozen=True)
-class GatewayConfig:
-    id: str = "gw1"
-    data_dir: str = "data"
-    log_format: str = "auto"  # auto: console on a tty, JSON lines otherwise
-    log_level: str = "info"
-
-
-@dataclass(frozen=True)
-class ControlConfig:
-    host: str = "127.0.0.1"
-    port: int = 8765
-    path: str = "/v1/control"
-    ping_interval_s: float = 20.0
-    ping_timeout_s: float = 20.0
-    max_frame_bytes: int = 1_048_576
-    max_in_flight: int = 256
-    send_queue: int = 1000
-    media_queue: int = 100
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    path: str = "gateway.db"  # relative to gateway.data_dir; ":memory:" allowed
-    # Retention (gateway/retention.py): 0 keeps forever. Events and audit hold an incident's
-    # history: the defaults keep it for more than a year.
-    events_keep_days: int = 400
-    audit_keep_days: int = 400
-    idempotency_keep_days: int = 30
-    prune_interval_s: float = 3600.0
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    principal: str
-    role: str
-
-
-@dataclass(frozen=True)
-class AuthConfig:
-    tokens: Mapping[str, TokenInfo] = field(default_factory=lambda: types.MappingProxyType({}))
-    dev_tokens: bool = True
-    generated: bool = False  # True when `tokens` are dev tokens made at load: print them
-
-
-@dataclass(frozen=True)
-class CallsConfig:
-    ring_timeout_s: float = 30.0  # unanswered inbound call
-    dial_timeout_s: float = 60.0  # outbound call not answered
-
-
-@dataclass(frozen=True)
-class Config:
-    gateway: GatewayConfig
-    control: ControlConfig
-    http: HttpConfig
-    store: StoreConfig
-    auth: AuthConfig
-    calls: CallsConfig
-    sip: SipConfig
-    broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
-    sms: SmsConfig = field(default_factory=SmsConfig)
-    directory: tuple[Endpoint, ...] = ()
-    source: str = DEFAULTS_LABEL  # the file it was loaded from
-
-    @property
-    def store_path(self) -> str:
-        """The SQLite path: store.path under gateway.data_dir unless absolute or ":memory:"."""
-        p = self.store.path
-        if p == ":memory:" or Path(p).is_absolute():
-            return p
-        return str(Path(self.gateway.data_dir) / p)
-
-
-def _token_label(token: str) -> str:
-    return f'"{token[:4]}…"' if len(token) > 4 else '"…"'
-
-
-def _tokens_check(v: Any) -> Mapping[str, TokenInfo]:
-    if not isinstance(v, dict):
-        raise _Bad(f"must be a table of token = {{ principal, role }}, got {_show(v)}")
-    out: dict[str, TokenInfo] = {}
-    for token, info in v.items():
-        sub = f"[{_token_label(token)}]"
-        if len(token) < 8 or any(c.isspace() for c in token):
-            raise _Bad("a token must be at least 8 characters with no spaces", sub)
-        if not isinstance(info, dict):
-            raise _Bad(f"must be a table {{ principal, role }}, got {_show(type(info).__name__)}", sub)
-        unknown = sorted(set(info) - {"principal", "role"})
-        if unknown:
-            raise _Bad(f"unknown key (expected principal, role), got {_show(unknown[0])}",
-                       f"{sub}.{unknown[0]}")
-        principal, role = info.get("principal"), info.get("role")
-        if not isinstance(principal, str) or not principal.strip():
-            raise _Bad(f"must be a non-empty string, got {_show(principal)}", f"{sub}.principal")
-        if role not in ROLES:
-            raise _Bad(f"must be one of {', '.join(ROLES)}, got {_show(role)}", f"{sub}.role")
-        out[token] = TokenInfo(principal=principal, role=role)
-    return types.MappingProxyType(out)
-
-
-_ENDPOINT_KEYS = ("name", "uri", "kind", "groups", "display_name", "profile")
-
-
-def _endpoints_check(v: Any) -> tuple[Endpoint, ...]:
-    if not isinstance(v, (list, tuple)):
-        raise _Bad(f"must be an array of tables ([[directory.endpoint]]), got {_show(v)}")
-    out: list[Endpoint] = []
-    first_at: dict[str, int] = {}
-    for i, ep in enumerate(v):
-        sub = f"[{i}]"
-        if not isinstance(ep, dict):
-            raise _Bad(f"must be a table, got {_show(ep)}", sub)
-        for k in ep:
-            if k not in _ENDPOINT_KEYS:
-                raise _Bad(_unknown_why(k, _ENDPOINT_KEYS), f"{sub}.{k}")
-        name = ep.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise _Bad("must be a name of letters, digits, '_', '.', '-' (no ':' or spaces), "
-                       f"got {_show(name)}", f"{sub}.name")
-        if name in first_at:
-            raise _Bad(f"duplicate endpoint name {_show(name)} "
-                       f"(first at directory.endpoint[{first_at[name]}])", f"{sub}.name")
-        first_at[name] = i
-        if "uri" not in ep:
-            raise _Bad("is required", f"{sub}.uri")
-        why = uri_problem(ep["uri"])
-        if why is not None:
-            raise _Bad(why, f"{sub}.uri")
-        kind = ep.get("kind", "phone")
-        if kind not in KINDS:
-            raise _Bad(f"must be one of {', '.join(KINDS)}, got {_show(kind)}", f"{sub}.kind")
-        groups = ep.get("groups", [])
-        if not isinstance(groups, list) or not all(
-            isinstance(g, str) and NAME_RE.match(g) for g in groups
-        ):
-            raise _Bad(f"must be a list of group names, got {_show(groups)}", f"{sub}.groups")
-        for k in ("display_name", "profile"):
-            if k in ep and (not isinstance(ep[k], str) or not ep[k].strip()):
-                raise _Bad(f"must be a non-empty string, got {_show(ep[k])}", f"{sub}.{k}")
-        out.append(Endpoint(name=name, uri=ep["uri"], kind=kind,
-                            groups=tuple(dict.fromkeys(groups)),
-                            display_name=ep.get("display_name"), profile=ep.get("profile")))
-    return tuple(out)
-
-
-def _zones_check(v: Any) -> tuple[Zone, ...]:
-    if not isinstance(v, (list, tuple)):
-        raise _Bad(f"must be an array of tables ([[broadcast.zone]]), got {_show(v)}")
-    check = _dataclass_check(Zone, "name, group, port, codec, ttl, interface")
-    return tuple(check(z, f"[{i}]") for i, z in enumerate(v))
-
-
-def _profiles_check(v: Any) -> Mapping[str, SpeakerProfile]:
-    if not isinstance(v, dict):
-        raise _Bad(f"must be a table of profiles ([broadcast.profiles.NAME]), got {_show(v)}")
-    check = _dataclass_check(SpeakerProfile, "headers = { Name = value }")
-    return types.MappingProxyType({name: check({"name": name, **p} if isinstance(p, dict) else p, f".{name}")
-                                   for name, p in v.items()})
-
-
-_ID_RE = NAME_RE
-_PATH_RE = re.compile(r"^/[^\s?#]*$")
-
-# The schema: section -> key -> _Field, or a nested table (dict) of the same.
-SCHEMA: dict[str, dict[str, Any]] = {
-    "gateway": {
-        "id": _str("gw1", pattern=_ID_RE, what="a name of letters, digits, '_', '.', '-'"),
-        "data_dir": _str("data"),
-        "log_format": _str("auto", choices=LOG_FORMATS),
-        "log_level": _str("info", choices=LOG_LEVELS),
-    },
-    "control": {
-        "host": _host("127.0.0.1"),
-        "port": _int(0, 65535, 8765),  # 0: chosen by the OS (tests)
-        "path": _str("/v1/control", pattern=_PATH_RE, what='a URL path starting with "/"'),
-        "ping_interval_s": _seconds(20),
-        "ping_timeout_s": _seconds(20),
-        "max_frame_bytes": _int(1024, 64 * 1024 * 1024, 1_048_576),
-        "max_in_flight": _int(1, 100_000, 256),
-        "send_queue": _int(1, 1_000_000, 1000),
-        "media_queue": _int(1, 100_000, 100),
-    },
-    "http": {"host": _host("127.0.0.1"), "port": _int(0, 65535, 8080)},
-    "store": {
-        "path": _str("gateway.db"),
-        "events_keep_days": _int(0, 36_500, 400),
-        "audit_keep_days": _int(0, 36_500, 400),
-        "idempotency_keep_days": _int(0, 36_500, 30),
-        "prune_interval_s": _seconds(3600),
-    },
-    "auth": {
-        "tokens": _Field("table", _tokens_check, types.MappingProxyType({})),
-        "dev_tokens": _bool(True),
-    },
-    "calls": {"ring_timeout_s": _seconds(30), "dial_timeout_s": _seconds(60)},
-    "sip": {
-        "host": _host("127.0.0.1"),
-        "port": _int(1, 65535, 5060),
-        "proxy": _str("auto", choices=SIP_PROXY_MODES),
-        "worker_host": _host("127.0.0.1"),
-        "worker_base_port": _int(1, 65535, 5070),
-        "rtp_port_base": _int(1024, 65535, 20000),
-        "max_workers": _int(1, 64, 4),
-        "warm_workers": _int(0, 64, 1),
-        "calls_per_worker": _int(0, 10_000, 0),
-        "codecs": _codecs(("PCMU", "PCMA", "G722")),
-        "user": _str("gateway"),
-        "display_name": _str("Dispatch"),
-        "kamailio_bin": _str("kamailio"),
-        "log_level": _int(0, 6, 2),
-        "log_dir": _str(None, what="a directory path"),
-        "audio_queue_frames": _int(1, 10_000, 50),
-        "heartbeat_interval_s": _seconds(1.0),
-        "heartbeat_deadline_s": _seconds(6.0),
-        "registration": {
-            "registrar": _sip_uri(None),
-            "username": _str(""),
-            "password": _str(""),
-            "realm": _str("*"),
-            "expires": _int(30, 86400, 300),
-        },
-    },
-    "directory": {"endpoint": _Field("array", _endpoints_check, ())},
-    "sms": {
-        "provider": _str("none", choices=("none", "twilio", "smpp")),
-        "sender": _str("+15005550006", pattern=re.compile(r"^\+[1-9][0-9]{7,14}$"),
-                       what="an E.164 number like +8613800138000"),
-        "max_segments": _int(1, 255, 10),
-        "rate_per_s": _positive(1),
-        "burst": _positive(1),
-        "max_attempts": _int(1, 100, 5),
-        "base_delay_s": _seconds(1),
-        "max_delay_s": _seconds(60),
-        "in_flight": _int(1, 1000, 20),
-        "reconcile_after_s": _seconds(60),
-        "give_up_after_s": _seconds(86400),
-        "receipt_window_s": _seconds(120),
-        "intake_limit": _int(1, 100000, 256),
-        "intake_timeout_s": _seconds(10),
-        "inbound_dedup_window_s": _seconds(600),
-        "templates": _Field("table", _templates_check, types.MappingProxyType({})),
-        "twilio": {
-            "account_sid": _str("AC00000000000000000000000000000000"),
-            "auth_token": _str("dev-auth-token"),
-            "api_base": _str("https://api.twilio.com"),
-            "public_url": _str("http://127.0.0.1:8080"),
-            "timeout_s": _seconds(10),
-        },
-        "smpp": {
-            "host": _host("127.0.0.1"),
-            "port": _int(1, 65535, 2775),
-            "system_id": _str("gateway"),
-            "password": _str("secret"),
-            "system_type": _str("dispatch"),
-            "source_addr": _str("10690000"),
-            "part_ttl_s": _seconds(86400),
-            "response_timeout_s": _seconds(10),
-        },
-    },
-    "broadcast": {
-        "priorities": _names_list(("emergency", "normal", "routine")),
-        "retries": _int(0, 20, 2),
-        "retry_delay_s": _seconds(3),
-        "answer_timeout_s": _seconds(5),
-        "paging_direction": _str("sendonly", choices=("sendonly", "sendrecv")),
-        "invite_pace_per_s": _positive(50),
-        "recordings_dir": _str("recordings"),
-        "media_dir": _str("media"),
-        "tts_engine": _str("espeak-ng"),
-        "chime": _bool(True),
-        "preempted_policy": _str("resume", choices=("resume", "end")),
-        "profiles": _Field("table", _profiles_check, types.MappingProxyType({})),
-        "zone": _Field("array", _zones_check, ()),
-    },
-}
-
-_REGISTRATION_REQUIRED = ("registrar", "username", "password")
-
-
-def _unknown_why(key: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f'; did you mean "{close[0]}"?' if close else f" (known: {', '.join(known)})"
-    return f"unknown key{hint}"
 
 
 def _defaults(schema: dict[str, Any] = SCHEMA, prefix: str = "") -> dict[str, Any]:

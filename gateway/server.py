@@ -4,7 +4,8 @@ One `Connection` per peer: a reader (parses frames, answers hello, spawns bounde
 tasks), one writer task draining a bounded outbox, and at most one subscription pump. Everything
 it starts it owns and cancels on close, except the commands that run to their end
 (`MethodSpec.runs_to_end`): those the server's `CommandRunner` (gateway/commands.py) owns, and
-the connection only waits for their reply. State of a connection is a small table (see `_NEXT`).
+the connection only waits for their reply. State of a connection is a small table (see `_NEXT`);
+its outbox and the budgets of replies, events and audio are gateway/outbox.py.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from gateway.errors import (
     RateLimited,
 )
 from gateway.events import overflow_event
+from gateway.outbox import Outbox
 from gateway.protocol import codec
 from gateway.protocol.methods import HelloParams, Principal, Registry, RequestContext, validate_params
 
@@ -98,69 +100,6 @@ _NEXT: dict[ConnState, dict[str, ConnState]] = {
 }
 
 
-class _Outbox:
-    """Bounded queues of outgoing frames: `soft` bounds events, `hard` bounds replies, `media`
-    bounds audio frames on a budget of their own.
-
-    Replies (`urgent`) go out before queued events and media, so a command's answer never waits
-    behind a burst of events; events keep their own order (and an overflow notice comes after the
-    events before it). Audio and events take turns; audio never takes an event's room, so a
-    console's audio can never cut its event subscription: when the link is slow, audio frames
-    are what gives way (the caller counts them), never events.
-    """
-
-    def __init__(self, soft: int, hard: int, media: int) -> None:
-        self._items: collections.deque[str | bytes] = collections.deque()
-        self._urgent: collections.deque[str | bytes] = collections.deque()
-        self._media: collections.deque[bytes] = collections.deque()
-        self.soft, self.hard, self.media = soft, hard, media
-        self._media_turn = False
-        self._ready = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
-
-    def __len__(self) -> int:
-        return len(self._items) + len(self._urgent) + len(self._media)
-
-    def put(self, item: str | bytes, *, reserve: bool = False, urgent: bool = False) -> bool:
-        if len(self._items) + len(self._urgent) >= (self.hard if reserve or urgent else self.soft):
-            return False
-        (self._urgent if urgent else self._items).append(item)
-        self._ready.set()
-        if len(self._items) >= self.soft:
-            self._space.clear()
-        return True
-
-    def put_media(self, frame: bytes) -> bool:
-        """Queue an audio frame in its own budget; False (dropped) when that budget is full."""
-        if len(self._media) >= self.media:
-            return False
-        self._media.append(frame)
-        self._ready.set()
-        return True
-
-    async def get(self) -> str | bytes:
-        while not self:
-            self._ready.clear()
-            await self._ready.wait()
-        if self._urgent:
-            return self._urgent.popleft()
-        self._media_turn = not self._media_turn
-        if self._media and (self._media_turn or not self._items):
-            return self._media.popleft()
-        item = self._items.popleft()
-        if len(self._items) < self.soft:
-            self._space.set()
-        return item
-
-    async def wait_space(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._space.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
-
-
 _conn_ids = itertools.count(1)
 
 
@@ -178,7 +117,7 @@ class Connection:
         self.remote = ws.remote_address
         self.opened_at = time.monotonic()
         self.log = log.bind(conn_id=self.id, remote=str(self.remote))
-        self._outbox = _Outbox(cfg.send_queue_size, cfg.send_queue_size + cfg.max_in_flight + 8,
+        self._outbox = Outbox(cfg.send_queue_size, cfg.send_queue_size + cfg.max_in_flight + 8,
                                cfg.media_queue_size)
         self._inflight: set[asyncio.Task] = set()
         self._pump: asyncio.Task | None = None

@@ -4,7 +4,8 @@ A broadcast claims its targets from the arbiter (priorities, pre-emption), dials
 paced across the workers, sends to its zones, and pumps the source at real time into every
 connected target and into its recording. Every target change is a `broadcast.target` event, every
 broadcast change a `broadcast.state` event. Paging calls are the supervisor's calls like any other;
-their SIP events are routed here (see `owns`).
+their SIP events are routed here (see `owns`). What a broadcast and a target hold:
+gateway/broadcast/model.py; what a start request's targets and source become: inputs.py.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import asyncio
 import contextlib
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from gateway.broadcast.arbiter import Arbiter
-from gateway.broadcast.config import BroadcastConfig, Zone, render_headers
+from gateway.broadcast.config import BroadcastConfig, render_headers
+from gateway.broadcast.inputs import describe, make_source, resolve_targets
 from gateway.broadcast.machine import (
     BROADCAST_MACHINE,
     TARGET_MACHINE,
@@ -30,19 +31,10 @@ from gateway.broadcast.machine import (
     TargetInput,
     TargetState,
 )
+from gateway.broadcast.model import Broadcast, Target
 from gateway.broadcast.multicast import MulticastSender
 from gateway.broadcast.recorder import Recorder
-from gateway.broadcast.sources import (
-    ChimeSource,
-    LiveSource,
-    PcmSource,
-    Repeat,
-    Sequence,
-    Source,
-    WavSource,
-    pace,
-)
-from gateway.broadcast.tts import get_engine
+from gateway.broadcast.sources import LiveSource, pace
 from gateway.directory import Directory
 from gateway.errors import Conflict, InvalidParams, NotFound, Unavailable
 from gateway.events import EventBus
@@ -59,69 +51,6 @@ SETTLE_S = 3.0  # a non-live source waits this long at most for the targets to a
 END_WAIT_S = 5.0  # how long ending waits for the calls' BYEs to be confirmed
 TAIL_S = 0.5  # after the last frame, before the BYE: the speakers' jitter buffers play out
 EVENT_QUEUE = 10_000
-_LIVE_TARGET = (TargetState.RINGING, TargetState.CONNECTED)
-
-
-@dataclass
-class Target:
-    key: str  # the arbiter's name for it: "sip:..." URI or "zone:NAME"
-    name: str  # as the dispatcher named it (directory name, URI, zone:NAME)
-    uri: str | None = None
-    zone: Zone | None = None
-    profile: str | None = None
-    state: TargetState = TargetState.PENDING
-    attempts: int = 0
-    call_id: str | None = None
-    sip_code: int | None = None
-    cause: str | None = None
-    holder: str | None = None  # the broadcast that holds (busy) or took (pre-empted) it
-    sender: MulticastSender | None = None
-    connected_at: float | None = None
-
-    def public(self) -> dict[str, Any]:
-        out = {"target": self.name, "kind": "zone" if self.zone else "sip", "state": self.state.value,
-               "attempts": self.attempts, "sip_code": self.sip_code, "cause": self.cause}
-        if self.uri:
-            out["uri"] = self.uri
-        if self.holder:
-            out["holder"] = self.holder
-        return out
-
-
-@dataclass
-class Broadcast:
-    broadcast_id: str
-    session_id: str
-    priority: str
-    created_by: str
-    source_desc: dict[str, Any]
-    source: Source
-    max_duration_s: float | None
-    targets: dict[str, Target]
-    created_at: str = field(default_factory=now_iso)
-    state: BroadcastState = BroadcastState.STARTING
-    end_reason: str | None = None
-    recording: str | None = None
-    live: LiveSource | None = None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    begun: asyncio.Future[dict[str, Any]] | None = None  # its public view once started (claims made)
-    started_audio_at: float | None = None
-    frames_sent: int = 0
-
-    def by_call(self, call_id: str) -> Target | None:
-        return next((t for t in self.targets.values() if t.call_id == call_id), None)
-
-    def public(self) -> dict[str, Any]:
-        counts: dict[str, int] = {}
-        for t in self.targets.values():
-            counts[t.state.value] = counts.get(t.state.value, 0) + 1
-        return {"broadcast_id": self.broadcast_id, "session_id": self.session_id,
-                "state": self.state.value, "priority": self.priority, "source": self.source_desc,
-                "created_by": self.created_by, "created_at": self.created_at,
-                "end_reason": self.end_reason, "recording": self.recording, "targets": counts}
 
 
 class _Pacer:
@@ -243,15 +172,16 @@ class BroadcastService:
         if priority not in self.config.priorities:
             raise InvalidParams(f"unknown priority {priority!r}", reason="invalid-params",
                                 details={"priority": priority, "known": list(self.config.priorities)})
-        resolved = self._resolve_targets(targets)
-        src, live = await self._make_source(source, repeat, repeat_gap_s,
-                                            self.config.chime if chime is None else chime)
+        resolved = resolve_targets(targets, self._directory, self.config)
+        src, live = await make_source(source, repeat, repeat_gap_s,
+                                      self.config.chime if chime is None else chime,
+                                      media_dir=self._media, tts_engine=self.config.tts_engine)
         if not session_id:
             session_id = (await self._sessions.create(title="Broadcast", created_by=principal,
                                                       origin="broadcast"))["session_id"]
         async with self._sessions.hold_open(session_id):  # a racing session.close waits for it
             b = Broadcast(broadcast_id=uuid.uuid4().hex, session_id=session_id, priority=priority,
-                          created_by=principal, source_desc=_describe(source), source=src,
+                          created_by=principal, source_desc=describe(source), source=src,
                           max_duration_s=max_duration_s, targets=resolved, live=live)
             # Started fully or not at all: from here on the broadcast's own task (owned by this
             # service) stores it, claims its targets and plays; the caller going away cancels
@@ -565,55 +495,6 @@ class BroadcastService:
             row["ended_at"] = now_iso()
         await self._store.put_broadcast(row)
 
-    # input ---------------------------------------------------------------------------------
-    def _resolve_targets(self, names: list[str]) -> dict[str, Target]:
-        out: dict[str, Target] = {}
-        for name in names:
-            if name.startswith("zone:"):
-                try:
-                    zone = self.config.zone(name[5:])
-                except ValueError:
-                    raise NotFound(f"no zone {name[5:]!r}", reason="no-such-zone",
-                                   details={"target": name}) from None
-                out.setdefault(name, Target(key=name, name=name, zone=zone))
-                continue
-            for ep in self._directory.resolve(name):  # NotFound no-such-endpoint, TargetError
-                label = name if not name.startswith("group:") else ep.name
-                out.setdefault(ep.uri, Target(key=ep.uri, name=label, uri=ep.uri, profile=ep.profile))
-        if not out:
-            raise InvalidParams("no targets", reason="no-targets", details={"targets": names})
-        return out
-
-    async def _make_source(self, spec: dict[str, Any], repeat: int, gap_s: float,
-                           chime: bool) -> tuple[Source, LiveSource | None]:
-        kind = spec["type"]
-        live: LiveSource | None = None
-        if kind == "live":
-            live = LiveSource()
-            return (Sequence([ChimeSource(), live]) if chime else live), live
-        if kind == "file":
-            path = (self._media / spec["path"]).resolve()
-            if not path.is_relative_to(self._media):
-                raise InvalidParams("the file must be under the media directory",
-                                    reason="unreadable-file", details={"path": spec["path"]})
-            await WavSource.open(path)  # raises unreadable-file before anything starts
-
-            def make() -> Source:
-                return WavSource(path)
-        elif kind == "tts":
-            pcm = await get_engine(self.config.tts_engine).synthesize(spec["text"], spec.get("language", "en"))
-
-            def make() -> Source:
-                return PcmSource(pcm)
-        else:  # tone
-            pcm = await asyncio.to_thread(_tone, float(spec.get("frequency", 1000.0)),
-                                          float(spec.get("seconds", 5.0)))
-
-            def make() -> Source:
-                return PcmSource(pcm)
-        body: Source = Repeat(make, repeat, gap_s) if repeat > 1 else make()
-        return (Sequence([ChimeSource(), body]) if chime else body), None
-
 
 def _unstarted(b: Broadcast) -> None:
     """Its task ended before the broadcast was started (store down, stopped at once)."""
@@ -621,18 +502,3 @@ def _unstarted(b: Broadcast) -> None:
         b.begun.set_exception(Unavailable("the broadcast could not start", reason="unavailable",
                                           details={"broadcast_id": b.broadcast_id}))
         b.begun.exception()  # retrieved here too: its caller may be gone
-
-
-def _describe(spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k != "text"} | (
-        {"text_chars": len(spec["text"])} if "text" in spec else {})
-
-
-def _tone(freq: float, seconds: float, rate: int = 16000) -> bytes:
-    import math
-    import struct
-
-    n = int(seconds * rate)
-    step = 2 * math.pi * freq / rate
-    return struct.pack(f"<{n}h", *(int(0.5 * 32767 * math.sin(step * i)) for i in range(n)))
-

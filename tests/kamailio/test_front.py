@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sip.kamailio import KamailioError, KamailioFront, render_config, render_dispatcher_list
+from sip.kamailio import KamailioFront
+from sip.kamailio_config import KamailioError, render_config, render_dispatcher_list
 from tests.kamailio.sipp_run import HOST, SippUas, run_sipp, successful_calls
 from tests.peers.ports import free_udp_port
 

@@ -22,7 +22,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sip.kamailio import CTL_SOCKET, KamailioError, KamailioProcess, find_modules_dir
+from sip.kamailio import KamailioProcess
+from sip.kamailio_config import CTL_SOCKET, KamailioError, find_modules_dir
 from tests.peers.ports import free_udp_port
 
 REGISTRAR_MODULES = (

@@ -1,0 +1,311 @@
+"""Kamailio in front of the SIP workers: its configuration, generated (no process, no sockets).
+
+When the gateway runs more than one SIP worker, users still see one SIP address
+(`sip.host:sip.port`). Kamailio listens there and spreads new dialogs over the workers with the
+dispatcher module; in-dialog requests follow the Record-Route it inserts.
+
+Choices, and why:
+- tm-based (stateful) proxy: failover needs a transaction (`t_on_failure` -> `ds_next_dst`).
+- Round robin (dispatcher algorithm 4). Least-loaded (algorithm 10) needs the dialog module to
+  track call load per destination and still knows nothing about a worker's real capacity; the
+  supervisor already decides how many workers run, so an even spread is the right default.
+- Dead workers: every destination is probed with OPTIONS (`ds_ping_interval`); one failed probe
+  makes it inactive, one good probe makes it active again. Between probes, a worker that gives no
+  provisional answer within `worker_timeout_ms` or answers 5xx is skipped for the next one, and
+  on timeout marked inactive at once.
+- Requests coming from a worker's address (workers may use Kamailio as outbound proxy) are relayed
+  to their Request-URI.
+- `ctl` with a unix socket in the run directory, so `update_workers()` can reload the list.
+
+`render_config()` and `render_dispatcher_list()` write the files; `parse_ds_list()` reads the
+dispatcher's answer. sip/kamailio.py runs the process.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Sequence
+
+from sip.errors import SipError
+
+MODULE_DIRS = (
+    "/usr/lib/x86_64-linux-gnu/kamailio/modules",
+    "/usr/lib/aarch64-linux-gnu/kamailio/modules",
+    "/usr/lib/kamailio/modules",
+    "/usr/lib64/kamailio/modules",
+    "/usr/local/lib64/kamailio/modules",
+    "/usr/local/lib/kamailio/modules",
+)
+
+FRONT_MODULES = (
+    "kex", "corex", "tm", "tmx", "sl", "rr", "pv", "maxfwd", "textops", "siputils", "xlog",
+    "sanity", "ctl", "dispatcher",
+)
+
+DISPATCH_SET = 1
+CTL_SOCKET = "kamailio_ctl"
+_UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+
+
+class KamailioError(SipError):
+    """Kamailio could not be configured, started or reloaded: the public SIP address is down."""
+
+    reason = "sip-unavailable"
+
+
+def find_modules_dir(candidates: Sequence[str] = MODULE_DIRS) -> str:
+    """The directory holding Kamailio's modules (tm.so, dispatcher.so, ...)."""
+    for d in candidates:
+        if os.path.isfile(os.path.join(d, "tm.so")):
+            return d
+    raise KamailioError(f"no Kamailio module directory found (looked in {', '.join(candidates)})")
+
+
+def _check_host(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        raise KamailioError(f"not an IP address: {host!r}") from None
+
+
+def _check_port(port: int) -> int:
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise KamailioError(f"not a port: {port!r}")
+    return port
+
+
+def _hostport(host: str, port: int) -> str:
+    host = _check_host(host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{_check_port(port)}"
+
+
+def _quote(value: str) -> str:
+    """A Kamailio cfg string literal; we only ever embed paths and fixed tokens."""
+    if any(c in value for c in '"\\\n\r'):
+        raise KamailioError(f"unsupported character in config value {value!r}")
+    return f'"{value}"'
+
+
+def render_dispatcher_list(workers: Sequence[tuple[str, int]], setid: int = DISPATCH_SET) -> str:
+    """The dispatcher.list file: one destination per worker, `duid` = worker index."""
+    lines = ["# setid destination flags priority attributes"]
+    for i, (host, port) in enumerate(workers):
+        lines.append(f"{setid} sip:{_hostport(host, port)} 0 0 duid=w{i}")
+    return "\n".join(lines) + "\n"
+
+
+def render_config(
+    listen_host: str,
+    listen_port: int,
+    workers: Sequence[tuple[str, int]],
+    *,
+    run_dir: str | os.PathLike[str] = "/run/dispatch-gateway",
+    modules_dir: str | None = None,
+    children: int = 4,
+    ping_interval: int = 2,
+    worker_timeout_ms: int = 2000,
+    ring_timeout_ms: int = 120000,
+    debug: int = 2,
+) -> str:
+    """A kamailio.cfg for the dispatcher front.
+
+    `workers` is written to `<run_dir>/dispatcher.list` by `KamailioFront` (see
+    `render_dispatcher_list`); the cfg only references that file and uses the list to recognise
+    requests coming from a worker (`ds_is_from_list`).
+    """
+    listen = _hostport(listen_host, listen_port)
+    for host, port in workers:
+        _hostport(host, port)
+    run_dir = os.fspath(run_dir)
+    ctl_path = os.path.join(run_dir, CTL_SOCKET)
+    if len(ctl_path) > _UNIX_PATH_MAX:
+        raise KamailioError(f"run directory path too long for a unix socket: {ctl_path}")
+    mpath = modules_dir or find_modules_dir()
+    loads = "\n".join(f'loadmodule "{m}.so"' for m in FRONT_MODULES)
+    return f"""#!KAMAILIO
+# Generated by sip/kamailio.py -- dispatch gateway front. Do not edit; it is rewritten at start.
+
+####### Global parameters #########
+debug={int(debug)}
+log_stderror=yes
+log_prefix="{{$mt $hdr(CSeq) $ci}} "
+memdbg=5
+memlog=5
+children={int(children)}
+auto_aliases=no
+listen=udp:{listen}
+alias=udp:{listen}
+rundir={_quote(run_dir)}
+dns=no
+rev_dns=no
+dns_try_ipv6=no
+use_dns_cache=no
+server_header="Server: dispatch-gateway-front"
+user_agent_header="User-Agent: dispatch-gateway-front"
+
+####### Modules ########
+mpath={_quote(mpath)}
+{loads}
+
+modparam("ctl", "binrpc", {_quote("unix:" + ctl_path)})
+
+# tm: fr_timer bounds non-INVITE transactions (and dispatcher probes); INVITEs to workers get
+# their own timers in route[TOWORKER].
+modparam("tm", "fr_timer", {int(worker_timeout_ms)})
+modparam("tm", "fr_inv_timer", {int(ring_timeout_ms)})
+modparam("tm", "failure_reply_mode", 3)
+
+modparam("rr", "enable_full_lr", 1)
+modparam("rr", "append_fromtag", 1)
+
+modparam("dispatcher", "list_file", {_quote(os.path.join(run_dir, "dispatcher.list"))})
+modparam("dispatcher", "flags", 2)
+modparam("dispatcher", "ds_ping_method", "OPTIONS")
+modparam("dispatcher", "ds_ping_from", "sip:front@{listen}")
+modparam("dispatcher", "ds_ping_interval", {int(ping_interval)})
+modparam("dispatcher", "ds_probing_mode", 1)
+modparam("dispatcher", "ds_probing_threshold", 1)
+modparam("dispatcher", "ds_inactive_threshold", 1)
+modparam("dispatcher", "ds_ping_reply_codes", "class=2;class=3;class=4")
+
+####### Routing logic ########
+request_route {{
+    route(REQINIT);
+
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            route(RELAY);
+        }}
+        exit;
+    }}
+
+    route(WITHINDLG);
+
+    # retransmissions of initial requests are absorbed by tm
+    if (!is_method("ACK")) {{
+        if (t_precheck_trans()) {{
+            t_check_trans();
+            exit;
+        }}
+        t_check_trans();
+    }}
+
+    # a preloaded Route pointing at us (a worker using the front as outbound proxy)
+    remove_hf("Route");
+
+    if (is_method("INVITE|SUBSCRIBE|REFER|NOTIFY")) {{
+        record_route();
+    }}
+
+    if (ds_is_from_list("{DISPATCH_SET}")) {{
+        route(FROMWORKER);
+    }}
+
+    if (is_method("OPTIONS") && uri==myself && $rU==$null) {{
+        sl_send_reply("200", "OK");
+        exit;
+    }}
+
+    route(TOWORKER);
+}}
+
+route[REQINIT] {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (!sanity_check("17895", "7")) {{
+        xlog("L_WARN", "malformed request from $si:$sp\\n");
+        exit;
+    }}
+}}
+
+route[WITHINDLG] {{
+    if (!has_totag()) return;
+    if (loose_route()) {{
+        route(RELAY);
+        exit;
+    }}
+    if (is_method("ACK")) {{
+        if (t_check_trans()) {{
+            route(RELAY);
+        }}
+        exit;
+    }}
+    sl_send_reply("404", "Not here");
+    exit;
+}}
+
+# a worker sends a request outward: relay it to its Request-URI
+route[FROMWORKER] {{
+    if (uri==myself) {{
+        # the gateway calling its own public address: dispatch like any inbound request
+        route(TOWORKER);
+    }}
+    t_set_fr({int(ring_timeout_ms)}, 30000);
+    route(RELAY);
+    exit;
+}}
+
+# a new request from outside: pick a worker, fail over on timeout or 5xx
+route[TOWORKER] {{
+    if (!ds_select_dst("{DISPATCH_SET}", "4")) {{
+        xlog("L_ERR", "no worker available for $rm $ru\\n");
+        sl_send_reply("503", "No Worker Available");
+        exit;
+    }}
+    xlog("L_INFO", "dispatch $rm $ru to $du\\n");
+    t_set_fr({int(ring_timeout_ms)}, {int(worker_timeout_ms)});
+    t_on_failure("WORKER_FAILED");
+    route(RELAY);
+    exit;
+}}
+
+route[RELAY] {{
+    if (!t_relay()) {{
+        sl_reply_error();
+    }}
+    exit;
+}}
+
+failure_route[WORKER_FAILED] {{
+    if (t_is_canceled()) exit;
+    if (t_branch_timeout() && !t_branch_replied()) {{
+        xlog("L_WARN", "worker $du timed out, marking inactive\\n");
+        ds_mark_dst("ip");
+    }} else if (!t_check_status("5[0-9][0-9]")) {{
+        exit;
+    }}
+    if (ds_next_dst()) {{
+        xlog("L_INFO", "failover $rm $ru to $du\\n");
+        t_set_fr({int(ring_timeout_ms)}, {int(worker_timeout_ms)});
+        t_on_failure("WORKER_FAILED");
+        t_relay();
+        exit;
+    }}
+    if (t_branch_timeout() && !t_branch_replied()) {{
+        t_reply("503", "No Worker Available");
+    }}
+}}
+"""
+
+
+_DS_URI = re.compile(r"^\s*URI:\s*(\S+)\s*$")
+_DS_FLAGS = re.compile(r"^\s*FLAGS:\s*(\S+)\s*$")
+
+
+def parse_ds_list(text: str) -> dict[str, str]:
+    """Destinations and their state flags from `kamcmd dispatcher.list` output."""
+    result: dict[str, str] = {}
+    uri: str | None = None
+    for line in text.splitlines():
+        if m := _DS_URI.match(line):
+            uri = m.group(1)
+        elif (m := _DS_FLAGS.match(line)) and uri:
+            result[uri] = m.group(1)
+            uri = None
+    return result
