@@ -27,7 +27,7 @@ import structlog
 from . import ipc
 from .capacity import probe_calls_per_worker
 from .config import SipConfig
-from .errors import InvalidState, NoCapacity, SipUnavailable
+from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable
 from .events import SipEvent
 from .streams import StreamFanout
 from .worker_process import AUDIO_WRITE_LIMIT, START_TIMEOUT, Worker, WorkerProcesses
@@ -289,8 +289,11 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
             w.dialing.add(call_id)
             self._call_worker[call_id] = w.index
             reader = w.reader
+            # The command's reply is awaited by a task of ours: if this dial is interrupted
+            # after the command was written, the reply still settles the placement.
+            reply = self._own(self._command(w, cmd))
             try:
-                await self._command(w, cmd)
+                await asyncio.shield(reply)
                 break
             except NoCapacity:
                 # Inbound calls share the worker's slots: that worker is full, try another one.
@@ -316,21 +319,42 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
                     raise
                 crashes += 1
                 log.warning("sip.dial.worker_died", worker=w.index, call_id=call_id, retrying=True)
+            except SipError:
+                # Refused by the worker (invalid-uri, target-unreachable, ...): no such call.
+                self._forget(w, call_id)
+                raise
             except BaseException:
-                # Interrupted after the command was written (cancelled, or an error outside the
-                # typed ones): the worker may have dialled. The placement stays, so a hangup
-                # reaches the call and its events (or the worker's exit) end it.
+                # Interrupted after the command was written (cancelled, or our own bug): the
+                # worker may have dialled. The placement stays, so a hangup reaches the call and
+                # its events (or the worker's exit) end it, until the reply says there is no call.
                 log.warning("sip.dial.interrupted", worker=w.index, call_id=call_id)
+                reply.add_done_callback(lambda t, w=w: self._dial_settled(w, call_id, t))
                 raise
             finally:
                 w.dialing.discard(call_id)
         self._keep_warm()
 
+    def _dial_settled(self, w: Worker, call_id: str, reply: asyncio.Task[Any]) -> None:
+        """The reply to an interrupted dial: a refusal (or a worker gone) frees its placement;
+        a call the worker placed keeps it, its events end it."""
+        if reply.cancelled() or not isinstance(reply.exception(), SipError):
+            return
+        if call_id in w.calls:
+            log.info("sip.dial.refused_after_interrupt", worker=w.index, call_id=call_id,
+                     reason=getattr(reply.exception(), "reason", None))
+            self._forget(w, call_id)
+
     # ---- calls
 
     async def _call_command(self, call_id: str, cmd: dict[str, Any]) -> None:
         w = self._worker_for(call_id)
-        await self._command(w, {**cmd, "call_id": call_id})
+        try:
+            await self._command(w, {**cmd, "call_id": call_id})
+        except NoSuchCall:
+            # The worker's word is final: its placement goes (a dial still waiting settles its own).
+            if call_id not in w.dialing:
+                self._forget(w, call_id)
+            raise
 
     async def answer(self, call_id: str, code: int = 200) -> None:
         await self._call_command(call_id, {"cmd": "answer", "code": code})
