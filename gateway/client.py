@@ -244,6 +244,11 @@ class GatewayClient:
                     self.log.warning("client.frame.unexpected", frame=str(frame)[:200])
         except ConnectionClosed:
             pass
+        finally:
+            # Requests on this connection get no reply now: fail them here, not only once the
+            # supervisor notices, since the supervisor itself may be waiting on one (the
+            # resubscribe of a reconnect).
+            self._fail_pending()
 
     def _on_binary(self, frame: bytes) -> None:
         try:
