@@ -38,7 +38,7 @@ def test_render_rejects_bad_input(tmp_path: Path) -> None:
         render_config(HOST, 5060, [], run_dir="/" + "x" * 120)
 
 
-async def wait_flags(front: KamailioFront, want: dict[str, str], timeout: float = 10.0) -> dict:
+async def wait_flags(front: KamailioFront, want: dict[str, str], timeout: float = 30.0) -> dict:
     """Wait until each destination's dispatcher flags start with the wanted letter (A / I)."""
     deadline = time.monotonic() + timeout
     while True:
