@@ -1,0 +1,186 @@
+"""The store's schema: SCHEMA_VERSION and the migrations that build it, applied at open.
+
+Each entry of `_MIGRATIONS` moves the schema from version n-1 to n; `migrate` applies the missing
+ones in one transaction, under the write lock, and refuses a database written by a newer gateway.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+import structlog
+
+from gateway.errors import Unavailable
+
+log = structlog.get_logger("gateway.store")
+
+SCHEMA_VERSION = 7
+
+# Each entry moves the schema from version n-1 to n; applied in one transaction at open.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            type TEXT NOT NULL,
+            time TEXT NOT NULL,
+            session_id TEXT,
+            data TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX events_session ON events (session_id, seq) WHERE session_id IS NOT NULL",
+        """CREATE TABLE sessions (
+            session_id TEXT PRIMARY KEY,
+            title TEXT,
+            state TEXT,
+            created_at TEXT NOT NULL,
+            closed_at TEXT,
+            created_by TEXT,
+            extra TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX sessions_state ON sessions (state, created_at)",
+        """CREATE TABLE calls (
+            call_id TEXT PRIMARY KEY,
+            session_id TEXT,
+            direction TEXT,
+            local_uri TEXT,
+            remote_uri TEXT,
+            state TEXT,
+            created_at TEXT NOT NULL,
+            answered_at TEXT,
+            ended_at TEXT,
+            sip_code INTEGER,
+            cause TEXT,
+            worker INTEGER,
+            extra TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX calls_session ON calls (session_id, created_at)",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            time TEXT NOT NULL,
+            principal TEXT,
+            role TEXT,
+            method TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            result TEXT NOT NULL CHECK (result IN ('ok', 'error')),
+            error_reason TEXT
+        )""",
+        "CREATE INDEX audit_time ON audit (time)",
+        """CREATE TABLE idempotency (
+            principal TEXT NOT NULL,
+            key TEXT NOT NULL,
+            method TEXT NOT NULL,
+            result TEXT NOT NULL,
+            time TEXT NOT NULL,
+            PRIMARY KEY (principal, key)
+        ) WITHOUT ROWID""",
+    ),
+    2: (
+        """CREATE TABLE broadcasts (
+            broadcast_id TEXT PRIMARY KEY,
+            session_id TEXT,
+            state TEXT,
+            priority TEXT,
+            created_at TEXT NOT NULL,
+            ended_at TEXT,
+            created_by TEXT,
+            end_reason TEXT,
+            recording TEXT,
+            extra TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX broadcasts_session ON broadcasts (session_id, created_at)",
+    ),
+    3: (
+        """CREATE TABLE sms (
+            message_id TEXT PRIMARY KEY,
+            send_id TEXT NOT NULL,
+            session_id TEXT,
+            sender TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            body TEXT NOT NULL,
+            encoding TEXT,
+            segments INTEGER,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL DEFAULT 0,
+            provider TEXT,
+            provider_id TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT,
+            extra TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX sms_pending ON sms (state, next_attempt_at)",
+        "CREATE INDEX sms_send ON sms (send_id, created_at)",
+        "CREATE INDEX sms_provider_id ON sms (provider_id) WHERE provider_id IS NOT NULL",
+        "CREATE INDEX sms_recipient ON sms (recipient, created_at)",
+    ),
+    4: (  # idempotency keys are scoped by method too: a key reused on another method is new
+        """CREATE TABLE idempotency_v4 (
+            principal TEXT NOT NULL,
+            method TEXT NOT NULL,
+            key TEXT NOT NULL,
+            result TEXT NOT NULL,
+            time TEXT NOT NULL,
+            PRIMARY KEY (principal, method, key)
+        ) WITHOUT ROWID""",
+        "INSERT INTO idempotency_v4 (principal, method, key, result, time)"
+        " SELECT principal, method, key, result, time FROM idempotency",
+        "DROP TABLE idempotency",
+        "ALTER TABLE idempotency_v4 RENAME TO idempotency",
+    ),
+    5: (  # what providers told us, stored before they are answered (gateway/sms_store.py)
+        """CREATE TABLE sms_inbound (
+            provider TEXT NOT NULL,
+            provider_id TEXT NOT NULL,
+            dedup_key TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            body TEXT NOT NULL,
+            session_id TEXT,
+            in_reply_to TEXT,
+            seq INTEGER,
+            received_at TEXT NOT NULL,
+            PRIMARY KEY (provider, provider_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX sms_inbound_key ON sms_inbound (provider, dedup_key, received_at)",
+        "CREATE INDEX sms_inbound_sender ON sms_inbound (sender, received_at)",
+        """CREATE TABLE sms_receipts (
+            provider TEXT NOT NULL,
+            provider_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error_code TEXT,
+            message_id TEXT,
+            received_at TEXT NOT NULL,
+            PRIMARY KEY (provider, provider_id, status)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX sms_receipts_unmatched ON sms_receipts (provider_id) WHERE message_id IS NULL",
+        "CREATE INDEX sms_stale ON sms (state, updated_at)",
+    ),
+    6: (  # the number a receipt came from (SMPP): it finds a message whose submit timed out
+        "ALTER TABLE sms_receipts ADD COLUMN recipient TEXT",
+        "CREATE INDEX sms_receipts_recipient ON sms_receipts (recipient, received_at) WHERE message_id IS NULL",
+    ),
+    7: (  # retention prunes SMS reports by the time they were received
+        "CREATE INDEX sms_receipts_time ON sms_receipts (received_at)",
+        "CREATE INDEX sms_inbound_time ON sms_inbound (received_at)",
+    ),
+}
+
+
+async def migrate(conn: aiosqlite.Connection, path: str) -> None:
+    """Bring the database on the writer connection `conn` to SCHEMA_VERSION."""
+    await conn.execute("BEGIN IMMEDIATE")  # re-read the version under the write lock
+    try:
+        version = (await conn.execute_fetchall("PRAGMA user_version"))[0][0]
+        if version > SCHEMA_VERSION:
+            raise Unavailable("the database was written by a newer gateway",
+                              reason="store-schema-too-new",
+                              details={"path": path, "user_version": version,
+                                       "supported": SCHEMA_VERSION})
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            for stmt in _MIGRATIONS[v]:
+                await conn.execute(stmt)
+            await conn.execute(f"PRAGMA user_version={v}")
+            log.info("store.migrated", path=path, schema_version=v)
+        await conn.commit()
+    except BaseException:
+        await conn.rollback()
+        raise

@@ -1,0 +1,429 @@
+"""The store's one writer: connections, the bounded write queue, group commit, `atomic` units.
+
+One writer connection (aiosqlite, WAL, synchronous=NORMAL). Every write goes through a bounded
+queue drained by one writer task, which commits whatever has accumulated in one transaction
+(group commit) and only then resolves each caller's future: a write has been committed when its
+coroutine returns. Event seqs are assigned by the writer, so they are strictly increasing, and
+they are never reused (AUTOINCREMENT keeps its high-water mark in `sqlite_sequence`).
+
+A write that fails alone is undone alone (per-op savepoints, events one by one after a failed
+batch insert) and reported to its caller; the rest of the batch commits. After each commit the
+writer hands the batch's events, in seq order, to the listeners registered with `add_listener`.
+Reads use a second, read-only connection so they never queue behind a write batch (":memory:" has
+no second connection: reads share the writer's). `Store` (gateway/store/tables.py) adds the
+tables' accessors on top of `StoreWriter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import aiosqlite
+import structlog
+
+from gateway import text
+from gateway.errors import InvalidParams, Unavailable
+from gateway.timeutil import now_iso
+
+from .schema import SCHEMA_VERSION, migrate
+
+log = structlog.get_logger("gateway.store")
+
+_EVENT_COLUMNS = "seq, type, time, session_id, data"
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A stored event. `data` is shared between subscribers: treat it as read-only."""
+
+    seq: int
+    type: str
+    time: str  # ISO 8601 UTC with ms and "Z"
+    session_id: str | None
+    data: dict[str, Any]
+
+    def to_params(self) -> dict[str, Any]:
+        return {"seq": self.seq, "type": self.type, "time": self.time,
+                "session_id": self.session_id, "data": self.data}
+
+
+EventListener = Callable[[Sequence[Event]], None]
+
+
+class _Op:
+    """One queued write. `sql is None` means: append the event (type, session_id, data)."""
+
+    __slots__ = ("fut", "sql", "params", "type", "session_id", "data", "many", "work")
+
+    def __init__(self, fut: asyncio.Future[Any], sql: str | None, params: Sequence[Any] = (),
+                 type: str = "", session_id: str | None = None, data: str = "{}",
+                 many: bool = False, work: Work | None = None) -> None:
+        self.fut, self.sql, self.params = fut, sql, params
+        self.type, self.session_id, self.data = type, session_id, data
+        self.many = many  # params is a list of rows for executemany
+        self.work = work  # a unit of work (Store.atomic), run in a savepoint of the batch
+
+
+class Tx:
+    """What a unit of work (`Store.atomic`) sees: statements and events of one savepoint inside
+    the writer's batch transaction. Its events get seqs in order; all of it commits or none."""
+
+    def __init__(self, conn: aiosqlite.Connection, next_seq: int) -> None:
+        self._conn = conn
+        self.next_seq = next_seq
+        self.events: list[tuple[int, str, str, str | None, str]] = []
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; its rowcount."""
+        cur = await self._conn.execute(sql, params)
+        try:
+            return cur.rowcount
+        finally:
+            await cur.close()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def emit(self, type: str, session_id: str | None, data: dict[str, Any]) -> int:
+        """Append an event in this unit; its seq (delivered to listeners after the commit)."""
+        row = (self.next_seq, type, now_iso(), session_id,
+               json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        await self._conn.execute(_INSERT_EVENT, row)
+        self.events.append(row)
+        self.next_seq += 1
+        return row[0]
+
+
+Work = Callable[[Tx], Awaitable[Any]]
+
+
+_STOP = object()
+
+
+class StoreWriter:
+    """The connections and the one writer task; `Store` adds the tables (gateway/store/tables.py)."""
+
+    def __init__(self, path: str | Path, *, max_batch: int = 512, queue_size: int = 8192,
+                 busy_timeout_ms: int = 5000) -> None:
+        self.path = str(path)
+        self.max_batch = max_batch
+        self._busy_timeout_ms = busy_timeout_ms
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._listeners: list[EventListener] = []
+        self._seq = 0
+        self._open = False
+        self._closing = False
+        self._writer_done = False
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        if not memory:
+            await asyncio.to_thread(Path(self.path).parent.mkdir, parents=True, exist_ok=True)
+        self._writer = await aiosqlite.connect(self.path)
+        try:
+            await self._pragmas(self._writer)
+            mode = (await self._writer.execute_fetchall("PRAGMA journal_mode=WAL"))[0][0]
+            await self._writer.execute("PRAGMA synchronous=NORMAL")
+            await migrate(self._writer, self.path)
+            rows = await self._writer.execute_fetchall(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+                " coalesce((SELECT max(seq) FROM events), 0))")
+            self._seq = int(rows[0][0])
+            if memory:
+                self._reader = self._writer
+            else:
+                self._reader = await aiosqlite.connect(self.path)
+                await self._pragmas(self._reader)
+                await self._reader.execute("PRAGMA query_only=ON")
+        except BaseException:
+            await self._close_connections()
+            raise
+        self._open = True
+        self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+        log.info("store.opened", path=self.path, journal_mode=mode, last_seq=self._seq,
+                 schema_version=SCHEMA_VERSION)
+
+    async def close(self) -> None:
+        """Commit everything already queued, then close. Later writes raise `Unavailable`."""
+        if not self._open or self._closing:
+            return
+        self._closing = True
+        try:
+            if self._writer_task is not None:
+                if not self._writer_task.done():
+                    await self._queue.put(_STOP)
+                await self._writer_task
+        finally:
+            await self._close_connections()
+            self._open = False
+        log.info("store.closed", path=self.path, last_seq=self._seq)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _pragmas(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+
+    async def _close_connections(self) -> None:
+        for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
+            try:
+                await conn.close()
+            except Exception:  # pragma: no cover - closing a broken connection
+                log.exception("store.close_failed", path=self.path)
+        self._reader = self._writer = None
+
+    # ---- events ----------------------------------------------------------------------------
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Call `listener(events)` after each commit with the batch's events in seq order.
+
+        Runs in the writer task: it must not block or raise (exceptions are logged and dropped).
+        """
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: EventListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    @property
+    def committed_seq(self) -> int:
+        """The seq of the last committed event (0 if none), without a query."""
+        return self._seq
+
+    async def append_event(self, type: str, session_id: str | None = None,
+                           data: dict[str, Any] | None = None) -> Event:
+        """Store one event; returns once it is committed, with its seq and time.
+
+        If the caller is cancelled while waiting, the event may still be stored and delivered.
+        """
+        if not type or not isinstance(type, str):
+            raise ValueError("event type must be a non-empty string")
+        payload = json.dumps(data if data is not None else {}, separators=(",", ":"),
+                             ensure_ascii=False)
+        return await self._submit(None, (), type=type, session_id=session_id, data=payload)
+
+    async def atomic(self, work: Work) -> Any:
+        """Run `work(tx)` in the writer, inside a savepoint of its batch transaction: its
+        statements and the events it emits (`tx.emit`) are committed together or not at all
+        (an exception rolls the unit back and is raised here; the rest of the batch commits).
+        Returns what `work` returned, once committed. Keep `work` short: the batch waits for it."""
+        return await self._submit(None, (), work=work)
+
+    # ---- health ----------------------------------------------------------------------------
+
+    async def healthy(self) -> bool:
+        if not self._open or self._closing or self._writer_task is None or self._writer_task.done():
+            return False
+        try:
+            async with asyncio.timeout(2.0):
+                rows = await self._read("SELECT 1", ())
+            return rows[0][0] == 1
+        except Exception as exc:
+            log.warning("store.unhealthy", path=self.path, error=repr(exc))
+            return False
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """A read on the read-only connection, for the query modules beside the store
+        (gateway/sms_store.py: the same call works on a `Tx` inside a unit of work)."""
+        return await self._read(sql, params)
+
+    # ---- internals -------------------------------------------------------------------------
+
+    async def _insert_events_one_by_one(self, events: list[_Op], first: int, time: str,
+                                        failed: dict[int, Any]) -> list[tuple[Any, ...]]:
+        """After the batch insert failed: each event alone; seqs only for stored ones, no gap."""
+        conn = self._writer
+        assert conn is not None
+        rows: list[tuple[Any, ...]] = []
+        await conn.execute("BEGIN")  # one transaction for the batch: RELEASE must not commit
+        for op in events:
+            row = (first + len(rows), op.type, time, op.session_id, op.data)
+            await conn.execute("SAVEPOINT ev")
+            try:
+                await conn.execute(_INSERT_EVENT, row)
+                rows.append(row)
+            except Exception as exc:
+                if not conn.in_transaction:
+                    raise
+                await conn.execute("ROLLBACK TO ev")
+                failed[id(op)] = exc
+                log.warning("store.event_failed", type=op.type[:64], error=repr(exc))
+            await conn.execute("RELEASE ev")
+        return rows
+
+    async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        if self._reader is None:
+            raise Unavailable("the store is not open", reason="shutting-down")
+        return list(await self._reader.execute_fetchall(sql, params))
+
+    async def _submit(self, sql: str | None, params: Sequence[Any], **event: Any) -> Any:
+        # event: type/session_id/data for an event append, or many=True for executemany
+        if not self._open or self._closing:
+            raise Unavailable("the store is closed", reason="shutting-down")
+        _check_text(sql, params, event)  # a text SQLite cannot hold fails here, not in a batch
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Op(fut, sql, params, **event))
+        if self._writer_done and not fut.done():
+            raise Unavailable("the store is closed", reason="shutting-down")
+        return await fut
+
+    async def _write_loop(self) -> None:
+        queue = self._queue
+        try:
+            stop = False
+            while not stop:
+                first = await queue.get()
+                if first is _STOP:
+                    break
+                batch = [first]
+                while len(batch) < self.max_batch:
+                    try:
+                        op = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    if op is _STOP:
+                        stop = True
+                        break
+                    batch.append(op)
+                await self._commit(batch)
+        finally:
+            self._writer_done = True
+            err = Unavailable("the store is closed", reason="shutting-down")
+            while not queue.empty():
+                op = queue.get_nowait()
+                if op is not _STOP and not op.fut.done():
+                    op.fut.set_exception(err)
+
+    async def _commit(self, batch: list[_Op]) -> None:
+        conn = self._writer
+        assert conn is not None
+        events = [op for op in batch if op.sql is None and op.work is None]
+        others = [op for op in batch if op.sql is not None]
+        units = [op for op in batch if op.work is not None]
+        time = now_iso()
+        first = self._seq + 1
+        rows = [(first + i, op.type, time, op.session_id, op.data) for i, op in enumerate(events)]
+        results: dict[int, Any] = {}
+        try:
+            began = False
+            if rows:
+                try:
+                    await conn.executemany(_INSERT_EVENT, rows)
+                except Exception as exc:
+                    log.warning("store.events_isolated", events=len(rows), error=repr(exc))
+                    await conn.rollback()
+                    rows = await self._insert_events_one_by_one(events, first, time, results)
+                    events = [op for op in events if id(op) not in results]
+                began = True
+            for op in others:
+                # A write that fails (a constraint, a value SQLite cannot bind) is undone alone
+                # and reported to its caller; the batch goes on. One statement is atomic in
+                # SQLite; an executemany needs a savepoint so its earlier rows go too.
+                if op.many:
+                    if not conn.in_transaction:
+                        await conn.execute("BEGIN")  # else RELEASE of the savepoint would commit
+                    await conn.execute("SAVEPOINT op")
+                try:
+                    if op.many:
+                        cur = await conn.executemany(op.sql, op.params)  # type: ignore[arg-type]
+                    else:
+                        cur = await conn.execute(op.sql, op.params)  # type: ignore[arg-type]
+                    results[id(op)] = cur.rowcount
+                    await cur.close()
+                except Exception as exc:
+                    if began and not conn.in_transaction:
+                        raise  # SQLite rolled the whole transaction back: the batch is lost
+                    if op.many and conn.in_transaction:
+                        await conn.execute("ROLLBACK TO op")
+                    results[id(op)] = exc  # only this write fails
+                    log.warning("store.write_failed", sql=(op.sql or "")[:80], error=repr(exc))
+                if op.many and conn.in_transaction:
+                    await conn.execute("RELEASE op")
+                began = True
+            for op in units:
+                results[id(op)] = await self._run_unit(conn, op, first + len(rows), rows)
+            await conn.commit()
+        except BaseException as exc:
+            log.error("store.commit_failed", path=self.path, batch=len(batch), events=len(rows),
+                      error=repr(exc))
+            try:
+                await conn.rollback()
+            except BaseException:  # noqa: BLE001 - the original error is what matters
+                pass
+            for op in batch:
+                if not op.fut.done():
+                    op.fut.set_exception(exc if isinstance(exc, Exception)
+                                         else Unavailable("the store is closed", reason="shutting-down"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if rows:
+            self._seq = rows[-1][0]
+            stored = [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+            for listener in list(self._listeners):
+                try:
+                    listener(stored)
+                except Exception:
+                    log.exception("store.listener_failed", listener=repr(listener))
+            for op, ev in zip(events, stored):
+                if not op.fut.done():
+                    op.fut.set_result(ev)
+        for op in batch:
+            res = results.get(id(op), results)  # events stored above are not in results
+            if res is results or op.fut.done():
+                continue
+            if isinstance(res, BaseException):
+                op.fut.set_exception(res)
+            else:
+                op.fut.set_result(res)
+
+    async def _run_unit(self, conn: aiosqlite.Connection, op: _Op, next_seq: int,
+                        rows: list[tuple[int, str, str, str | None, str]]) -> Any:
+        """One `atomic` unit in a savepoint; its events are added to `rows`. An exception in the
+        work is its result (the unit is rolled back); a database that lost the transaction raises."""
+        assert op.work is not None
+        if not conn.in_transaction:
+            await conn.execute("BEGIN")  # a savepoint must not be the outermost transaction
+        await conn.execute("SAVEPOINT unit")
+        tx = Tx(conn, next_seq)
+        try:
+            result = await op.work(tx)
+        except Exception as exc:  # noqa: BLE001 - the unit's own failure, reported to its caller
+            if not conn.in_transaction:
+                raise
+            await conn.execute("ROLLBACK TO unit")
+            await conn.execute("RELEASE unit")
+            return exc
+        await conn.execute("RELEASE unit")
+        rows.extend(tx.events)
+        return result
+
+
+def _check_text(sql: str | None, params: Sequence[Any], event: dict[str, Any]) -> None:
+    """Raise InvalidParams (reason `invalid-text`) for a string SQLite cannot encode."""
+    if sql is None:
+        named: Any = (("type", event.get("type")), ("session_id", event.get("session_id")),
+                      ("data", event.get("data")))
+    else:
+        rows = params if event.get("many") else (params,)
+        named = ((f"param {i}", v) for row in rows for i, v in enumerate(row))
+    for name, value in named:
+        if isinstance(value, str) and not text.is_encodable(value):
+            where = text.first_bad_text(json.loads(value)) if name == "data" else None
+            raise InvalidParams(f"{name} is not valid UTF-8 text (lone surrogate)", reason="invalid-text",
+                                details={"field": f"data.{where}" if where else name})
