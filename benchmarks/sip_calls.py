@@ -587,7 +587,7 @@ async def run_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]:
                     got[fr.channel] += 1
 
         # --unlisten: a worker forwards every call's audio to the gateway until told otherwise
-        # (sip/worker.py CallPort.listening = True); media.open(out) + media.close on a call makes
+        # (sip/worker/pjcalls.py CallPort.listening = True); media.open(out) + media.close on a call makes
         # the gateway send `listen off`, so only console-bound calls cost IPC audio.
         unlistened = 0
         if a.unlisten:

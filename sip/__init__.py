@@ -1,6 +1,6 @@
 """SIP voice through supervised pjsua2 worker processes.
 
-Only the worker process imports pjsua2 (sip.worker and its pieces sip.pjcalls, sip.probe);
+Only the worker process imports pjsua2 (the modules of sip/worker/, e.g. sip.worker.process);
 importing this package does not.
 """
 

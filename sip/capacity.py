@@ -1,6 +1,6 @@
-"""The capacity probe, asyncio side: run `python -m sip.worker --probe` (sip/probe.py) and read it.
+"""The capacity probe, asyncio side: run `python -m sip.worker --probe` (sip/worker/probe.py) and read it.
 
-Kept apart from sip/probe.py, which imports pjsua2 and runs only inside the probe process.
+Kept apart from sip/worker/probe.py, which imports pjsua2 and runs only inside the probe process.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """asyncio side of SIP: spawn pjsua2 worker processes, spread calls, restart crashed workers.
 
-Nothing here touches pjsua2: workers are separate processes (sip/worker.py) spoken to over their
+Nothing here touches pjsua2: workers are separate processes (sip/worker/) spoken to over their
 stdin/stdout with sip/ipc.py framing. Each worker has one reader task, owned by the supervisor and
 cancelled on stop. Worker stderr (pjsua logs) goes to a log file per worker, so no pipe fills.
 

@@ -27,7 +27,7 @@ log = structlog.get_logger("sip.supervisor")  # the logger name the supervisor's
 
 COMMAND_TIMEOUT = 10.0
 START_TIMEOUT = 15.0
-# A worker asked to stop hangs up its calls and waits up to 3 s for them to end (sip/worker.py):
+# A worker asked to stop hangs up its calls and waits up to 3 s for them to end (sip/worker/process.py):
 # past this it is killed, so the gateway's whole stop stays within 5 s.
 STOP_TIMEOUT = 3.5
 AUDIO_WRITE_LIMIT = 256 * 1024  # bytes buffered towards a worker before send_audio drops frames

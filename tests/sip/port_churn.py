@@ -20,10 +20,10 @@ import weakref
 from types import SimpleNamespace
 from typing import Any
 
-import sip.worker as worker_module
-from sip import pjcalls
-from sip.worker import Worker
-from sip.writer import Writer
+import sip.worker.calls as calls_module
+from sip.worker import pjcalls
+from sip.worker.process import Worker
+from sip.worker.writer import Writer
 
 CALLS_PER_ROUND = 8
 FRAME = bytes(pjcalls.FRAME_BYTES)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     worker.start()
     adm = worker.ep.audDevManager()
     capture, playback = adm.getCaptureDevMedia(), adm.getPlaybackDevMedia()
-    worker_module.CallPort = WatchedPort  # type: ignore[misc]  # what ensure_port builds, in this process only
+    calls_module.CallPort = WatchedPort  # type: ignore[misc]  # what ensure_port builds, in this process only
     refs: list[weakref.ref[Any]] = []
     rounds = ports = 0
     end = time.monotonic() + args.seconds

@@ -21,8 +21,8 @@ import sys
 import time
 from typing import Any
 
-from sip.worker import Worker
-from sip.writer import Writer
+from sip.worker.process import Worker
+from sip.worker.writer import Writer
 
 
 def pump(worker: Worker, until: Any, seconds: float) -> bool:

@@ -7,7 +7,7 @@ import pytest
 from gateway.config import load_config
 from gateway.errors import ConfigError
 from sip.config import RTP_PORTS_PER_WORKER, SipConfig, rtp_range_end, rtp_range_problem, worker_config
-from sip.causes import normalize_cause
+from sip.worker.causes import normalize_cause
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import os
 import threading
 
 from sip import ipc
-from sip.writer import AUDIO_QUEUE, BATCH, Writer
+from sip.worker.writer import AUDIO_QUEUE, BATCH, Writer
 
 FRAME = bytes(640)  # 20 ms of 16 kHz PCM16LE
 

@@ -1,6 +1,6 @@
 """The capacity probe: how many concurrent calls this pjsua2 build allows in one process.
 
-Run as `python -m sip.worker --probe` (its own throw-away process, see sip/worker.py for why);
+Run as `python -m sip.worker --probe` (its own throw-away process, see sip/worker/__init__.py for why);
 the supervisor reads the counts it prints. Single-threaded: everything here runs on the probe
 process's main thread (threadCnt=0, mainThreadOnly); nothing else runs in that process.
 """
@@ -17,7 +17,7 @@ from .pjcalls import PJ_ETOOMANY
 
 
 def probe_max_calls(report: Any, limit: int = 64) -> int:
-    """How many concurrent calls this pjsua2 build allows in one process (see sip/worker.py)."""
+    """How many concurrent calls this pjsua2 build allows in one process (see sip/worker/__init__.py)."""
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
     sink_port = sink.getsockname()[1]

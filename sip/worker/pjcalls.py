@@ -1,6 +1,6 @@
 """pjsua2 objects of a worker: the per-call audio port, the Call and Account subclasses.
 
-Threads (see sip/worker.py for the whole picture):
+Threads (see sip/worker/process.py for the whole picture):
 - `WCall` / `WAccount` callbacks run on the worker's main thread (threadCnt=0, mainThreadOnly),
   the only thread that calls pjsua2; they call back into the `Worker` on that same thread.
 - `CallPort`/`StreamPort` `onFrameRequested` / `onFrameReceived` run on the pjmedia clock thread
@@ -20,7 +20,7 @@ from .causes import normalize_cause
 from .writer import Writer
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from .process import Worker
 
 FRAME_MS = 20
 CLOCK_RATE = 16000

@@ -16,7 +16,7 @@ import os
 import threading
 from typing import Any
 
-from . import ipc
+from .. import ipc
 
 AUDIO_QUEUE = 2000  # frames (~40 s of one call); past it new frames are dropped and counted
 CONTROL_QUEUE = 20_000  # messages; past it the gateway has not read for minutes: see control()

@@ -1,0 +1,33 @@
+"""The SIP worker process: one pjsua2 Endpoint, driven over stdin/stdout (framed by sip/ipc.py).
+
+Everything in this folder runs inside a worker process (or the probe process), the only place
+pjsua2 runs; the gateway side (sip/supervisor.py, sip/worker_process.py) never imports it, and
+importing this package imports nothing. Its modules:
+
+- process.py   the process's threads and main loop: `Worker` (the main thread's loop, the command
+               queue, what the stdin reader thread may call), `reader_loop`, `main`. The one module
+               where this process's threads meet.
+- endpoint.py  the pjsua2 Endpoint, its transport, codecs and accounts (`Worker.start`)
+- commands.py  the command handlers (`Worker.cmd_*`, replies, `CommandError`)
+- calls.py     the call lifecycle on the main thread: per-call audio ports, inbound calls, the end
+               of a call and the graveyard (docs/design.md, "Audio port teardown", "Call object
+               teardown")
+- streams.py   broadcast streams: one port per stream, fanned out to its calls by the bridge
+- pjcalls.py   the pjsua2 Call/Account subclasses and the audio ports
+- writer.py    the stdout writer thread; probe.py the capacity probe; causes.py how a call
+               ended (pure)
+
+Usage::
+
+    python -m sip.worker --config-json '{...}'    # serve (see sip.config.worker_config)
+    python -m sip.worker --probe                  # print {"ok_calls": n} per call, then exit
+
+Why the probe: the pjsua2-python wheel is compiled with a fixed PJSUA_MAX_CALLS; libInit accepts
+any larger ``maxCalls``, and the call past the compiled limit then either fails with PJ_ETOOMANY or
+(measured with 2.15.1: maxCalls > compiled limit) trips a pjsua assertion that aborts the process.
+So the probe (probe.py) runs in its own throw-away process with maxCalls=64, makes outgoing
+calls towards a local UDP socket that never answers, and prints ``{"ok_calls": n}`` after each
+call that succeeded. The parent takes the last n it read, whether the probe ended cleanly or
+aborted. Workers are then started with maxCalls = that n, and refuse a dial themselves at that
+count (``no-capacity``), so a worker never reaches the aborting path.
+"""

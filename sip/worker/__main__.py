@@ -1,0 +1,5 @@
+"""`python -m sip.worker`: the worker process (or, with --probe, the capacity probe)."""
+
+from .process import main
+
+main()

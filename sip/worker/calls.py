@@ -1,0 +1,119 @@
+"""The call lifecycle inside a worker (main thread): per-call audio ports, inbound calls, the end
+of a call, unanswered-call deadlines, and the graveyard.
+
+Part of `Worker` (process.py). The order of operations here fixes real crashes (docs/design.md,
+"Audio port teardown" and "Call object teardown"): a port leaves the bridge only through
+`release()`, on the main loop outside pjsua2 callbacks, while still referenced; an ended call's
+`WCall` outlives its DISCONNECTED callback and is released from the graveyard, or disowned if a
+live call already holds its pjsua slot.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from typing import Any
+
+import pjsua2 as pj
+
+from .pjcalls import CLOCK_RATE, FRAME_MS, CallPort, PlayoutPort, WAccount, WCall
+from .writer import Writer
+
+
+class CallLifecycle:
+    """Part of `Worker` (process.py): calls from start to graveyard, on the main thread."""
+
+    cfg: dict[str, Any]
+    writer: Writer
+    calls: dict[str, WCall]
+    ports: dict[str, CallPort]
+    graveyard: list[Any]
+
+    def ensure_port(self, call: WCall) -> CallPort:
+        if call.port is None:
+            port = CallPort(call.call_id, self.writer, int(self.cfg.get("audio_queue_frames", 50)))
+            fmt = pj.MediaFormatAudio()
+            fmt.init(pj.PJMEDIA_FORMAT_PCM, CLOCK_RATE, 1, FRAME_MS * 1000, 16)
+            port.createPort(f"call-{call.call_id[:16]}", fmt)
+            call.port = port
+            self.ports[call.call_id] = port
+        return call.port
+
+    def incoming(self, acc: WAccount, pj_call_id: int) -> None:
+        call_id = uuid.uuid4().hex
+        call = WCall(self, acc, call_id, outbound=False, pj_call_id=pj_call_id)
+        self.calls[call_id] = call
+        try:
+            ci = call.getInfo()
+            call.remote_uri, call.local_uri = ci.remoteUri, ci.localUri
+        except pj.Error:
+            pass
+        self.emit({"type": "event", "call_id": call_id, "kind": "incoming", "state": "incoming",
+                   "remote_uri": call.remote_uri, "local_uri": call.local_uri,
+                   "extra": {"direction": "inbound"}})
+        prm = pj.CallOpParam(True)
+        prm.statusCode = 180
+        try:
+            call.answer(prm)
+        except pj.Error:
+            pass
+
+    def stop_media(self, call: WCall) -> None:
+        """Main thread, while the call still exists (before hangup): unbridge the call's audio
+        port from its stream and drop queued frames. Safe to call more than once."""
+        self._leave_streams(call, unbridge=True)
+        port = call.port
+        if port is None:
+            return
+        port.close()
+        am, call.audio_media = call.audio_media, None
+        if am is not None and not call.done:
+            for src, dst in ((port, am), (am, port)):
+                try:
+                    src.stopTransmit(dst)
+                except pj.Error:
+                    pass
+
+    def _release_graveyard(self) -> None:
+        """Main loop, outside any pjsua2 callback: delete the native ports of dropped ports while
+        they are still referenced, then let go of them and of ended calls (docs/design.md,
+        "Audio port teardown", "Call object teardown")."""
+        dead, self.graveyard = self.graveyard, []
+        taken = {i for c in self.calls.values() if (i := c.getId()) >= 0}  # slots of live calls
+        for obj in dead:
+            if isinstance(obj, PlayoutPort):
+                obj.release()
+            elif isinstance(obj, WCall) and obj.getId() in taken:
+                # A new call already took this ended call's slot (both in one libHandleEvents):
+                # pjsua2's ~Call would unlink that call from its Call object and hang it up.
+                # Keep the small native object instead (rare; logged).
+                obj.thisown = False
+                print(f"worker: ended call {obj.call_id}: its pjsua slot {obj.getId()} holds a new call; "
+                      "its native Call object is kept", file=sys.stderr, flush=True)
+        dead.clear()
+
+    def call_ended(self, call: WCall) -> None:
+        # DISCONNECTED: the stream is gone or going; only our own port is touched from now on.
+        call.done = True
+        call.audio_media = None
+        self._leave_streams(call, unbridge=False)
+        if call.port is not None:
+            call.port.close()
+        self.calls.pop(call.call_id, None)
+        port = self.ports.pop(call.call_id, None)
+        # Release outside the callback: the Call object must outlive onCallState.
+        self.graveyard.append(call)
+        if port is not None:
+            self.graveyard.append(port)
+        call.port = None
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for call in list(self.calls.values()):
+            if call.deadline is not None and now >= call.deadline and not call.confirmed and not call.done:
+                call.deadline = None
+                try:
+                    self._hangup(call, "timeout")
+                except pj.Error:
+                    pass

@@ -1,0 +1,187 @@
+"""A worker's command handlers (main thread): each `cmd_<name>` answers one command the gateway
+sent over stdin; `_handle` turns its result or failure into the reply.
+
+Part of `Worker` (process.py), which drains the command queue between pjsua2 polls. The stream
+commands live in streams.py; what ends a call's media, in calls.py.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pjsua2 as pj
+
+from .pjcalls import INVALID_URI_STATUS, PJ_ETOOMANY, WCall
+
+SLOT_WAIT_S = 2.0  # a dial waits this long for pjsua to free the slot of a call we hung up
+# dial's media_dir -> pjmedia_dir of our side of the audio stream (CallSetting.mediaDir)
+MEDIA_DIRS = {
+    "sendonly": pj.PJMEDIA_DIR_ENCODING,
+    "recvonly": pj.PJMEDIA_DIR_DECODING,
+    "sendrecv": pj.PJMEDIA_DIR_ENCODING_DECODING,
+}
+
+
+class CommandError(Exception):
+    """A command refused: `reason` is the stable reason the gateway maps to a SipError."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+        self.message = message or reason
+
+
+class CallCommands:
+    """Part of `Worker` (process.py): the call commands, on the main thread."""
+
+    cfg: dict[str, Any]
+    ep: Any
+    calls: dict[str, WCall]
+    graveyard: list[Any]
+    running: bool
+
+    def _handle(self, cmd: dict[str, Any]) -> None:
+        rid = cmd.get("id")
+        try:
+            op = cmd.get("cmd")
+            fn = getattr(self, f"cmd_{op}", None)
+            if fn is None:
+                raise CommandError("invalid-params", f"unknown command {op!r}")
+            result = fn(cmd) or {}
+            self.emit({"type": "reply", "id": rid, "ok": True, "result": result})
+        except CommandError as e:
+            self.emit({"type": "reply", "id": rid, "ok": False, "reason": e.reason, "message": e.message})
+        except pj.Error as e:
+            reason = "no-capacity" if e.status == PJ_ETOOMANY else "sip-error"
+            self.emit({"type": "reply", "id": rid, "ok": False, "reason": reason,
+                       "message": f"{e.title}: {e.reason}", "status": e.status})
+        except Exception as e:  # our own bug: keep the worker alive, report generically
+            self.emit({"type": "reply", "id": rid, "ok": False, "reason": "internal-error",
+                       "message": f"{type(e).__name__}: {e}"})
+
+    def _call(self, cmd: dict[str, Any]) -> WCall:
+        call = self.calls.get(cmd.get("call_id", ""))
+        if call is None or call.done:
+            raise CommandError("no-such-call", f"no call {cmd.get('call_id')!r}")
+        return call
+
+    def cmd_ping(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        return {"calls": len(self.calls)}
+
+    def cmd_shutdown(self, cmd: dict[str, Any]) -> None:
+        self.running = False
+
+    def cmd_dial(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        call_id = cmd["call_id"]
+        if call_id in self.calls:
+            raise CommandError("invalid-state", "call id already in use")
+        if len(self.calls) >= int(self.cfg.get("max_calls") or 4):
+            # Never let pjsua reach its own limit: past it, 2.15.1 may abort the process.
+            raise CommandError("no-capacity", "worker is at its call limit")
+        media_dir = cmd.get("media_dir")
+        if media_dir is not None and media_dir not in MEDIA_DIRS:
+            raise CommandError("invalid-params", f"media_dir {media_dir!r} is not one of {sorted(MEDIA_DIRS)}")
+        acc = self._account_for(cmd.get("from_uri"), cmd.get("display_name"))
+        # Ended calls' Call objects go first: pjsua may give the new call one of their slots, and
+        # a Call destroyed after that hangs up whatever call then holds its slot.
+        self._release_graveyard()
+        call = WCall(self, acc, call_id, outbound=True)
+        prm = pj.CallOpParam(True)
+        if media_dir is not None:
+            dirs = pj.IntVector()
+            dirs.append(MEDIA_DIRS[media_dir])  # one audio stream
+            prm.opt.mediaDir = dirs
+            prm.opt.flag |= pj.PJSUA_CALL_SET_MEDIA_DIR  # and it persists for later offers
+            call.media_dir = media_dir
+        for name, value in (cmd.get("headers") or {}).items():
+            h = pj.SipHeader()
+            h.hName, h.hValue = str(name), str(value)
+            prm.txOption.headers.append(h)
+        self.calls[call_id] = call
+        try:
+            self._place(call, cmd["uri"], prm)
+        except pj.Error as e:
+            already_ended = call.done  # pjsua may report DISCONNECTED from inside makeCall
+            self.calls.pop(call_id, None)
+            call.done = True
+            self.graveyard.append(call)
+            if e.status in INVALID_URI_STATUS:
+                raise CommandError("invalid-uri", f"{e.reason}: {cmd['uri']!r}") from None
+            if already_ended:
+                raise CommandError("target-unreachable", e.reason) from None
+            raise
+        if cmd.get("timeout"):
+            call.deadline = time.monotonic() + float(cmd["timeout"])
+        return {}
+
+    def _place(self, call: WCall, uri: str, prm: Any) -> None:
+        """makeCall. pjsua keeps the slot of a call we hung up until its BYE is answered, so right
+        after hangups it may have no slot although fewer than max_calls calls are live (cmd_dial
+        checked that): then let pjsua run and try again, for up to SLOT_WAIT_S."""
+        deadline = time.monotonic() + SLOT_WAIT_S
+        while True:
+            try:
+                call.makeCall(uri, prm)
+                return
+            except pj.Error as e:
+                if e.status != PJ_ETOOMANY or call.done or time.monotonic() >= deadline:
+                    raise
+            self.ep.libHandleEvents(10)
+            self._release_graveyard()  # before pjsua may hand out an ended call's slot
+
+    def cmd_answer(self, cmd: dict[str, Any]) -> None:
+        call = self._call(cmd)
+        prm = pj.CallOpParam(True)
+        prm.statusCode = int(cmd.get("code", 200))
+        call.answer(prm)
+
+    def cmd_reject(self, cmd: dict[str, Any]) -> None:
+        call = self._call(cmd)
+        if call.outbound or call.confirmed:
+            raise CommandError("invalid-state", "only an unanswered inbound call can be rejected")
+        call.local_end = "reject"
+        self.stop_media(call)
+        prm = pj.CallOpParam(True)
+        prm.statusCode = int(cmd.get("code", 486))
+        call.hangup(prm)
+
+    def cmd_hangup(self, cmd: dict[str, Any]) -> None:
+        call = self._call(cmd)
+        self._hangup(call, "hangup")
+
+    def _hangup(self, call: WCall, why: str) -> None:
+        if call.local_end is None:
+            call.local_end = why
+        self.stop_media(call)  # before the BYE/CANCEL: no frame may reach a stream being torn down
+        prm = pj.CallOpParam(True)
+        if not call.outbound and not call.confirmed:
+            prm.statusCode = 603 if why != "timeout" else 480
+        call.hangup(prm)
+
+    def cmd_hold(self, cmd: dict[str, Any]) -> None:
+        call = self._call(cmd)
+        call.setHold(pj.CallOpParam(True))
+        call.held = True
+
+    def cmd_unhold(self, cmd: dict[str, Any]) -> None:
+        call = self._call(cmd)
+        prm = pj.CallOpParam(True)
+        prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+        call.reinvite(prm)
+        call.held = False
+
+    def cmd_dtmf(self, cmd: dict[str, Any]) -> None:
+        digits = str(cmd.get("digits", ""))
+        if not digits or any(d not in "0123456789*#ABCDabcd" for d in digits):
+            raise CommandError("invalid-params", "digits must be 0-9 * # A-D")
+        self._call(cmd).dialDtmf(digits)
+
+    def cmd_transfer(self, cmd: dict[str, Any]) -> None:
+        self._call(cmd).xfer(cmd["uri"], pj.CallOpParam(True))
+
+    def cmd_listen(self, cmd: dict[str, Any]) -> None:
+        """Turn forwarding of call audio to the gateway on or off (saves the copy when off)."""
+        call = self._call(cmd)
+        port = self.ensure_port(call)
+        port.listening = bool(cmd.get("on", True))

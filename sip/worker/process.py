@@ -1,0 +1,212 @@
+"""The worker process's threads and its main loop: the one module where they meet.
+
+- main thread: the only one calling pjsua2 (besides the media clock callbacks below). It runs
+  `Worker.run`, looping on ``ep.libHandleEvents(10)`` and, between polls, draining the bounded
+  command queue (`Worker.cmd_*`, commands.py and streams.py); pjsua2 callbacks (pjcalls.py) run
+  here too, and call the call lifecycle (calls.py).
+- stdin reader (`reader_loop`): decodes IPC messages; control commands go to the command queue,
+  audio frames go straight into the per-call playout deque (`Worker.push_audio`), stream frames
+  into the stream's (`Worker.push_stream`). It never calls pjsua2.
+- stdout writer (writer.py): the single writer of stdout; everything outgoing goes through
+  its queue.
+- pjmedia clock thread (created by pjsua for the null sound device): calls the
+  ``AudioMediaPort`` frame callbacks (pjcalls.py). They only touch Python deques and the
+  writer queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import pjsua2 as pj
+
+from .. import ipc
+from ..lifeline import die_with_parent
+from .calls import CallLifecycle
+from .commands import CallCommands
+from .endpoint import EndpointSetup
+from .pjcalls import CallPort, StreamPort, WAccount, WCall, use_fast_vector_reader
+from .probe import probe_max_calls
+from .streams import StreamBridge
+from .writer import Writer
+
+COMMAND_QUEUE = 1000
+
+__all__ = ["Worker", "main", "reader_loop"]
+
+
+class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
+    """One pjsua2 Endpoint and its calls. Its methods run on the main thread, except those marked
+    for the stdin reader thread (`push_audio`, `push_stream`)."""
+
+    def __init__(self, cfg: dict[str, Any], writer: Writer) -> None:
+        self.cfg = cfg
+        self.writer = writer
+        self.commands: queue.Queue[dict[str, Any] | None] = queue.Queue(COMMAND_QUEUE)
+        self.calls: dict[str, WCall] = {}
+        self.ports: dict[str, CallPort] = {}  # read by the stdin reader (audio); dict ops are atomic
+        # stream id -> port fanned out to the calls attached to it (cmd_stream_attach); read by the
+        # stdin reader too. A port lives while a call is attached to it (or until stream_close).
+        self.streams: dict[str, StreamPort] = {}
+        # Ended calls and dropped ports, released on the main loop outside any callback
+        # (`_release_graveyard`): ports explicitly, before their last reference goes.
+        self.graveyard: list[Any] = []
+        self.identities: dict[tuple[str | None, str | None], WAccount] = {}
+        self.running = True
+        self.ep = pj.Endpoint()
+        self.acc: WAccount | None = None
+
+    # ---- output
+
+    def emit(self, msg: dict[str, Any]) -> None:
+        self.writer.control(msg)
+
+    def emit_state(self, call: WCall, state: str, code: int, reason: str, cause: str | None) -> None:
+        self.emit(
+            {"type": "event", "call_id": call.call_id, "kind": "state", "state": state,
+             "sip_code": code or None, "reason": reason or None, "cause": cause,
+             "remote_uri": call.remote_uri, "local_uri": call.local_uri,
+             "extra": {"direction": "outbound" if call.outbound else "inbound"}}
+        )
+
+    # ---- the main loop
+
+    def run(self) -> None:
+        self.emit({"type": "ready", "index": self.cfg.get("index", 0),
+                   "address": [self.cfg["host"], int(self.cfg["port"])], "pid": os.getpid()})
+        stats_at = time.monotonic() + 5
+        while self.running:
+            self.ep.libHandleEvents(10)
+            self._drain_commands()
+            self._check_deadlines()
+            if self.graveyard:
+                self._release_graveyard()
+            if time.monotonic() > stats_at:
+                stats_at = time.monotonic() + 5
+                self._emit_stats()
+        self.shutdown()
+
+    def _emit_stats(self) -> None:
+        self.emit({"type": "stats", "calls": len(self.calls), "audio_dropped_out": self.writer.audio_dropped,
+                   "ports": {cid: {"in": p.frames_in, "out": p.frames_out, "dropped": p.dropped}
+                             for cid, p in self.ports.items()},
+                   "streams": {sid: {"calls": len(p.calls), "out": p.frames_out, "dropped": p.dropped}
+                               for sid, p in self.streams.items()}})
+
+    def shutdown(self) -> None:
+        try:
+            for call in list(self.calls.values()):
+                if call.local_end is None:
+                    call.local_end = "shutdown"
+                self.stop_media(call)
+            self.ep.hangupAllCalls()
+            end = time.monotonic() + 3
+            while self.calls and time.monotonic() < end:
+                self.ep.libHandleEvents(20)
+            self._emit_stats()
+            for port in [*self.ports.values(), *self.streams.values()]:
+                port.release()  # the clock still runs until libDestroy
+            self._release_graveyard()
+            self.calls.clear()
+            self.ports.clear()
+            self.streams.clear()
+            self.identities.clear()
+            self.acc = None
+            self.ep.libDestroy()
+        finally:
+            self.emit({"type": "bye"})
+            self.writer.close()
+            os._exit(0)
+
+    # ---- commands
+
+    def _drain_commands(self) -> None:
+        for _ in range(100):
+            try:
+                cmd = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if cmd is None:
+                self.running = False
+                return
+            self._handle(cmd)
+
+
+    # ---- audio from the gateway (stdin reader thread)
+
+    def push_audio(self, call_id: str, pcm: bytes) -> None:  # stdin reader thread
+        port = self.ports.get(call_id)
+        if port is not None:
+            port.push(pcm)  # refused once the port is closed (hangup or DISCONNECTED)
+
+
+    def push_stream(self, stream_id: str, pcm: bytes) -> None:  # stdin reader thread
+        port = self.streams.get(stream_id)
+        if port is not None:
+            port.push(pcm)
+
+
+def reader_loop(worker: Worker, stream: Any) -> None:
+    """stdin reader thread: never calls pjsua2."""
+    try:
+        while True:
+            msg = ipc.read_message(stream)
+            if msg is None:
+                break
+            if isinstance(msg, ipc.Audio):
+                worker.push_audio(msg.call_id, msg.pcm)
+            elif isinstance(msg, ipc.Stream):
+                worker.push_stream(msg.stream_id, msg.pcm)
+            else:
+                worker.commands.put(msg.data)
+    except Exception as e:  # noqa: BLE001
+        print(f"worker stdin reader: {e!r}", file=sys.stderr, flush=True)
+    worker.commands.put(None)  # EOF or broken stream: shut down
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m sip.worker")
+    ap.add_argument("--config-json", help="worker config as a JSON object")
+    ap.add_argument("--probe", action="store_true", help="print the per-process call limit and exit")
+    args = ap.parse_args(argv)
+    cfg = json.loads(args.config_json or "{}")
+    # The gateway stops us over stdin (BYE every call first). A signal to its whole process group
+    # (systemd's default, `timeout`, Ctrl-C in a terminal) must not end us before that; and when
+    # the gateway dies, even by kill -9, we die with it (no one may act on its calls any more).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent(signal.SIGKILL, cfg.get("parent_pid"))
+    # pjlib logs to fd 1 before logConfig applies: move the real stdout to a private fd and point
+    # fd 1 at stderr, so nothing but our own writer reaches the parent through stdout.
+    ipc_fd = os.dup(1)
+    os.dup2(2, 1)
+    out = os.fdopen(ipc_fd, "wb", buffering=0)
+    sys.stdout = sys.stderr
+    if args.probe:
+        def report(n: int) -> None:
+            out.write((json.dumps({"ok_calls": n}) + "\n").encode())
+
+        n = probe_max_calls(report)
+        out.write((json.dumps({"max_calls": n}) + "\n").encode())
+        os._exit(0)  # no cleanup: the probe's calls are still retransmitting
+    use_fast_vector_reader()
+    inp = sys.stdin.buffer
+    writer = Writer(out)
+    worker = Worker(cfg, writer)
+    try:
+        worker.start()
+    except pj.Error as e:
+        writer.control({"type": "fatal", "reason": "start-failed", "message": f"{e.title}: {e.reason}"})
+        writer.close()
+        os._exit(2)
+    threading.Thread(target=reader_loop, args=(worker, inp), name="ipc-reader", daemon=True).start()
+    worker.run()
+
