@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -71,6 +71,21 @@ async def _reply(ws: Any, req_id: int) -> dict:
         msg = json.loads(await ws.recv())
         if msg.get("id") == req_id:
             return msg["result"]
+
+
+@contextlib.contextmanager
+def cancelled_when_stored(store: Any, task: asyncio.Future, event_type: str) -> Iterator[None]:
+    """Fault injection below the control channel: cancel `task` as soon as the store commits an
+    event of `event_type` (the work is interrupted right after that step)."""
+    def on_stored(events: Any) -> None:
+        if any(e.type == event_type for e in events):
+            task.cancel()
+
+    store.add_listener(on_stored)
+    try:
+        yield
+    finally:
+        store.remove_listener(on_stored)
 
 
 def cut_points(request_len: int, downs: tuple[int, ...]) -> list[dict[str, int]]:
@@ -203,7 +218,7 @@ async def test_call_dial_interrupted_inside_the_gateway_leaves_an_endable_call(s
 
     async def command(worker: Any, cmd: dict[str, Any]) -> dict[str, Any]:
         if cmd.get("cmd") == "dial" and cut_in_sip:
-            asyncio.current_task().cancel()  # delivered at its first wait: after the write
+            dial.cancel()  # delivered at the dial's next wait: after the command is written
         return await original(worker, cmd)
 
     sup._command = command  # type: ignore[method-assign]
@@ -214,17 +229,10 @@ async def test_call_dial_interrupted_inside_the_gateway_leaves_an_endable_call(s
             dial = asyncio.ensure_future(gw.calls.dial(target=uas.uri, session_id=None,
                                                        principal="alice"))
 
-            def on_stored(events: Any, point: str = point, dial: asyncio.Future = dial) -> None:
-                if any(e.type == point for e in events):
-                    dial.cancel()
-
-            gw.store.add_listener(on_stored)
-            try:
+            with cancelled_when_stored(gw.store, dial, point):
                 with contextlib.suppress(asyncio.CancelledError):
                     await dial
                 assert dial.cancelled(), point
-            finally:
-                gw.store.remove_listener(on_stored)
             live = gw.calls.list_live()
             if point == "session.state":
                 assert live == [], point  # cancelled before the call existed: nothing left
@@ -270,16 +278,9 @@ async def test_broadcast_start_cut_anywhere_started_fully_or_not_at_all(start_ga
             principal="alice", targets=[spk1.uri, spk2.uri], source=source, priority="normal",
             session_id=None, max_duration_s=None, repeat=1, repeat_gap_s=0.0, chime=False))
 
-        def on_stored(events: Any) -> None:
-            if any(e.type == "broadcast.state" for e in events):
-                start.cancel()
-
-        gw.store.add_listener(on_stored)
-        try:
+        with cancelled_when_stored(gw.store, start, "broadcast.state"):
             with contextlib.suppress(asyncio.CancelledError):
                 await start
-        finally:
-            gw.store.remove_listener(on_stored)
         assert start.cancelled()
         (b_id,) = [r["broadcast_id"] for r in await gw.store.list_broadcasts() if r["state"] != "ended"]
         ev = await w.wait(lambda e: e["type"] == "broadcast.state" and e["data"]["state"] == "ended"

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from gateway.timeutil import epoch_to_iso
+from tests.gateway.gateway_proc import store_rows, wait_until
 from tests.gateway.test_sms_twilio import SID, TOKEN, twilio_gateway
 from tests.peers.sipp import free_port_block
 from tests.peers.twilio_stub import TwilioStub
@@ -34,19 +35,14 @@ async def stub_gateway(start_gateway, tmp_path, **sets: Any) -> AsyncIterator[tu
         yield gw, stub, public
 
 
-def db_rows(path: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
-        return db.execute(sql, params).fetchall()
-
-
 def inbound_events(path: str) -> Counter[str]:
     """provider_id -> how many sms.inbound events were stored for it."""
-    rows = db_rows(path, "SELECT json_extract(data, '$.provider_id') FROM events WHERE type = 'sms.inbound'")
+    rows = store_rows(path, "SELECT json_extract(data, '$.provider_id') FROM events WHERE type = 'sms.inbound'")
     return Counter(r[0] for r in rows)
 
 
 def status_events(path: str, state: str) -> Counter[str]:
-    rows = db_rows(path, "SELECT json_extract(data, '$.message_id') FROM events WHERE type = 'sms.status'"
+    rows = store_rows(path, "SELECT json_extract(data, '$.message_id') FROM events WHERE type = 'sms.status'"
                          " AND json_extract(data, '$.state') = ?", (state,))
     return Counter(r[0] for r in rows)
 
@@ -64,7 +60,7 @@ async def test_the_same_webhook_twice_is_acted_on_once_even_after_a_restart(star
         # a status callback twice: one `delivered`
         sent = await (await _client(gw)).call("sms.send", to=["+15551230001"], body="hello")
         await _until(lambda: status_events(gw.store.path, "delivered"), 10, "delivered")
-        [(sid,)] = db_rows(gw.store.path, "SELECT provider_id FROM sms WHERE send_id = ?", (sent["send_id"],))
+        [(sid,)] = store_rows(gw.store.path, "SELECT provider_id FROM sms WHERE send_id = ?", (sent["send_id"],))
         status = {"AccountSid": SID, "MessageSid": sid, "MessageStatus": "delivered", "To": "+15551230001"}
         assert (await stub.post_signed(public + "/webhooks/twilio/status", status))[0] == 204
         assert list(status_events(gw.store.path, "delivered").values()) == [1]
@@ -78,7 +74,7 @@ async def test_the_same_webhook_twice_is_acted_on_once_even_after_a_restart(star
         assert (await stub.post_signed(f"http://127.0.0.1:{port}/webhooks/twilio/status", status))[0] == 204
         assert inbound_events(gw2.store.path) == {params["MessageSid"]: 1}
         assert list(status_events(gw2.store.path, "delivered").values()) == [1]
-        assert db_rows(gw2.store.path, "SELECT body FROM sms_inbound") == [("井盖丢失，请派人",)]
+        assert store_rows(gw2.store.path, "SELECT body FROM sms_inbound") == [("井盖丢失，请派人",)]
 
 
 async def test_5000_inbound_webhooks_in_a_burst_while_sending_all_stored_once(
@@ -107,7 +103,7 @@ async def test_5000_inbound_webhooks_in_a_burst_while_sending_all_stored_once(
         sids = {sid for sid, _ in answers}
         events = inbound_events(gw.store.path)
         assert set(events) == sids and set(events.values()) == {1}, "each inbound stored and published once"
-        stored = db_rows(gw.store.path, "SELECT provider_id, seq FROM sms_inbound")
+        stored = store_rows(gw.store.path, "SELECT provider_id, seq FROM sms_inbound")
         assert len(stored) == n_inbound and {r[0] for r in stored} == sids and all(r[1] for r in stored)
         refused = stub.webhook_answers[503]
         # every message sent gets its receipts; one `delivered` each
@@ -116,7 +112,7 @@ async def test_5000_inbound_webhooks_in_a_burst_while_sending_all_stored_once(
         assert set(status_events(gw.store.path, "delivered").values()) == {1}
         assert all(answer == 204 for _, _, answer in stub.callbacks), Counter(a for *_, a in stub.callbacks)
         # a burst from a number nobody messaged goes to one session
-        new = db_rows(gw.store.path, "SELECT sender, COUNT(DISTINCT session_id) FROM sms_inbound"
+        new = store_rows(gw.store.path, "SELECT sender, COUNT(DISTINCT session_id) FROM sms_inbound"
                                      " WHERE sender LIKE '+86137%' GROUP BY sender")
         assert len(new) == 200 and {n for _, n in new} == {1}
         print(f"\n{n_inbound} inbound in {burst_s:.1f} s while sending {n_sent}: {refused} answers 503"
@@ -147,7 +143,7 @@ async def test_every_stale_sent_message_is_reconciled_and_unknown_ones_given_up(
         stub.stall_next(50)
         known = await client.call("sms.send", to=[f"+1555300{i:04d}" for i in range(50)], body="known")
         await _until(lambda: len(stub.messages) == 50 and len(
-            db_rows(gw.store.path, "SELECT 1 FROM sms WHERE state = 'sent'")) == 50, 15, "50 sent")
+            store_rows(gw.store.path, "SELECT 1 FROM sms WHERE state = 'sent'")) == 50, 15, "50 sent")
         for m in stub.messages.values():
             m["status"] = "delivered"
         old = epoch_to_iso(time.time() - 2 * 86400)
@@ -161,13 +157,13 @@ async def test_every_stale_sent_message_is_reconciled_and_unknown_ones_given_up(
         await gw.store.insert_sms(rows)
         await _until(lambda: _counts(gw.store.path) == {"delivered": 50, "failed": 1200}, 90,
                      "every stale message settled")
-        assert set(db_rows(gw.store.path, "SELECT error FROM sms WHERE send_id = 'stale'")) == {("no-receipt",)}
+        assert set(store_rows(gw.store.path, "SELECT error FROM sms WHERE send_id = 'stale'")) == {("no-receipt",)}
         assert (await client.call("sms.get", send_id=known["send_id"]))["counts"] == {"delivered": 50}
         stub.release_stalled()
 
 
 def _counts(path: str) -> dict[str, int]:
-    return dict(db_rows(path, "SELECT state, COUNT(*) FROM sms GROUP BY state"))
+    return dict(store_rows(path, "SELECT state, COUNT(*) FROM sms GROUP BY state"))
 
 
 async def _client(gw: Any) -> Any:
@@ -190,8 +186,4 @@ async def _close_clients() -> AsyncIterator[None]:
 
 
 async def _until(pred: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
+    await wait_until(pred, timeout, what, step=0.05)

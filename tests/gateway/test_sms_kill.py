@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from gateway.client import GatewayClient
-from tests.gateway.test_sms_crash import gateway_proc, sms_gateway_overrides, wait_until
+from tests.gateway.gateway_proc import gateway_proc, store_rows, wait_until
+from tests.gateway.test_sms_crash import sms_gateway_overrides
 from tests.gateway.test_sms_twilio import SID, TOKEN
 from tests.peers.smpp_sim import SmppSim
 from tests.peers.twilio_stub import twilio_stub
@@ -34,21 +35,16 @@ KILL_AT = 400  # inbound messages stored when the gateway is killed
 INBOUND_EVENTS = "SELECT COUNT(*) FROM events WHERE type = 'sms.inbound'"
 
 
-def rows(path: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
-        return db.execute(sql, params).fetchall()
-
-
 def count(path: str, sql: str, params: tuple = ()) -> int:
     try:
-        return int(rows(path, sql, params)[0][0])
+        return int(store_rows(path, sql, params)[0][0])
     except sqlite3.OperationalError:  # not created yet
         return 0
 
 
 def events_per(path: str, type_: str, key: str, where: str = "") -> Counter[str]:
     sql = f"SELECT json_extract(data, '$.{key}') FROM events WHERE type = ?" + where
-    return Counter(r[0] for r in rows(path, sql, (type_,)))
+    return Counter(r[0] for r in store_rows(path, sql, (type_,)))
 
 
 async def send_sms(url: str, to: list[str], body: str) -> dict:
@@ -70,7 +66,7 @@ async def check_published_once(path: str, key: str, expected: set[str]) -> None:
 
 
 def check_sent_once_delivered_once(path: str, n: int) -> None:
-    states = dict(rows(path, "SELECT state, COUNT(*) FROM sms GROUP BY state"))
+    states = dict(store_rows(path, "SELECT state, COUNT(*) FROM sms GROUP BY state"))
     assert states == {"delivered": n}, states
     delivered = events_per(path, "sms.status", "message_id", " AND json_extract(data, '$.state') = 'delivered'")
     assert len(delivered) == n and set(delivered.values()) == {1}, "one `delivered` per message"
@@ -158,7 +154,7 @@ async def test_smpp_kill9_receipts_and_inbound_redelivered_stored_once(tmp_path:
                              >= N_SMS, 60, "all delivered")
 
             await check_published_once(gw.store_path, "body", {f"报告 #{i}" for i in range(N_INBOUND)})
-            bodies = Counter(r[0] for r in rows(gw.store_path, "SELECT body FROM sms_inbound"))
+            bodies = Counter(r[0] for r in store_rows(gw.store_path, "SELECT body FROM sms_inbound"))
             assert len(bodies) == N_INBOUND and set(bodies.values()) == {1}, "each MO stored once"
             redelivered = Counter(e["kind"] for e in sim.of("redeliver"))
             assert redelivered["mo"] > 0, "the kill must leave deliver_sm unacknowledged"

@@ -11,9 +11,6 @@ restarted workers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 
 import pytest
 
@@ -21,29 +18,13 @@ from gateway.client import RemoteError
 from tests.audio import active_span, dominant_frequency, frames, tone
 from tests.peers.baresip import BaresipPhone
 from tests.peers.sipp import sipp_uas
+from tests.sip.conftest import stopped
 
 pytestmark = pytest.mark.peers
 
 INTERVAL_S, DEADLINE_S = 0.5, 2.0
 STALL = {"sip.max_workers": 3, "sip.proxy": "none", "sip.calls_per_worker": 1, "sip.warm_workers": 1,
          "sip.heartbeat_interval_s": INTERVAL_S, "sip.heartbeat_deadline_s": DEADLINE_S}
-
-
-@contextlib.contextmanager
-def stopped(gw, indexes: list[int]):
-    """SIGSTOP the workers at `indexes`; on the way out, SIGKILL any of those very processes that
-    is still stopped (its asyncio Process not reaped: the PID is still ours)."""
-    procs = [gw.sip._workers[i].proc for i in indexes]
-    for p in procs:
-        os.kill(p.pid, signal.SIGSTOP)
-    try:
-        yield procs
-    finally:
-        for p in procs:
-            if p.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGKILL)
-                    os.kill(p.pid, signal.SIGCONT)
 
 
 async def _talk(client, channel: int, seconds: float) -> None:
@@ -78,7 +59,7 @@ async def test_stopped_workers_are_killed_restarted_and_others_carry_on(start_ga
         chan = await alice.call("media.open", call_id=keep, rate=16000)
         talking = asyncio.create_task(_talk(alice, chan["channel"], 5.0))
         loop = asyncio.get_running_loop()
-        with stopped(gw, [w_held, w_bc]):
+        with stopped(gw.sip._workers[w_held].proc, gw.sip._workers[w_bc].proc):
             t0 = loop.time()
             with pytest.raises(RemoteError) as err:
                 await alice.call("call.hangup", call_id=held)

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,9 @@ import pytest
 
 from gateway.client import GatewayClient
 from tests.gateway.conftest import EventWatch
-from tests.gateway.test_sms_crash import GatewayProc, free_tcp_port
+from tests.gateway.gateway_proc import GatewayProc, store_rows
 from tests.peers.baresip import BaresipPhone
-from tests.peers.ports import free_port_block
+from tests.peers.ports import free_port_block, free_tcp_port
 from tests.peers.sipp import _BYE_OK, SDP, XML_HEAD, Sipp, sipp_uas, uac_request
 from tests.sip.conftest import probed_calls_per_worker
 
@@ -87,11 +86,6 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def rows(path: str, sql: str) -> list[tuple]:
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
-        return db.execute(sql).fetchall()
 
 
 @contextlib.asynccontextmanager
@@ -171,10 +165,10 @@ async def test_signal_stops_cleanly_with_a_bye_to_every_far_end(case: str, tmp_p
     assert gw.log_events(1, "gateway.stopped")
     assert not [p for p in kids["workers"] + kids["front"] if alive(p)]
     # Records flushed: every call ended with a cause, the broadcast ended.
-    calls = rows(gw.store_path, "SELECT call_id, state, cause FROM calls")
+    calls = store_rows(gw.store_path, "SELECT call_id, state, cause FROM calls")
     assert {c[0] for c in calls} >= set(ids)
     assert all(state == "ended" and cause for _, state, cause in calls), calls
-    assert rows(gw.store_path, f"SELECT state FROM broadcasts WHERE broadcast_id = '{bid}'") == [("ended",)]
+    assert store_rows(gw.store_path, f"SELECT state FROM broadcasts WHERE broadcast_id = '{bid}'") == [("ended",)]
 
 
 async def test_kill9_leaves_no_child_and_a_restart_takes_the_same_ports(tmp_path: Path) -> None:

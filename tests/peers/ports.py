@@ -1,4 +1,4 @@
-"""Free local ports for test peers: one UDP port, a run of UDP ports, or a UDP+TCP block."""
+"""Free local ports for test peers: one TCP port, one UDP port, a run of UDP ports, or a UDP+TCP block."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ def udp_free(host: str, port: int) -> bool:
 def tcp_free(host: str, port: int) -> bool:
     """True when `port` can be bound on TCP now."""
     return _free(host, port, socket.SOCK_STREAM)
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free now (the OS's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def free_udp_port(host: str = "127.0.0.1", span: int = 1) -> int:

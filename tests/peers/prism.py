@@ -24,13 +24,13 @@ import contextlib
 import json
 import os
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.peers.ports import free_tcp_port
 from tests.peers.process import read_log, require_binary, start_process, stop_process
 
 PRISM_PACKAGE = "@stoplight/prism-cli@5.14.x"  # 5.14 runs on Node 20; 5.16 wants Node 24
@@ -112,12 +112,6 @@ async def ensure_prism(cache_dir: Path) -> Path:
     return binary
 
 
-def _free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class PrismProxy:
     url: str
@@ -161,7 +155,7 @@ async def _wait_ready(proxy: PrismProxy, port: int) -> None:
 @contextlib.asynccontextmanager
 async def prism_proxy(binary: Path, spec: Path, upstream: str, *, log: Path) -> AsyncIterator[PrismProxy]:
     """`prism proxy <spec> <upstream> --errors` on 127.0.0.1 (a free port), ready when yielded."""
-    port = _free_tcp_port()
+    port = free_tcp_port()
     proc = await start_process(
         [str(binary), "proxy", str(spec), upstream, "--host", "127.0.0.1", "--port", str(port), "--errors"],
         log=log,

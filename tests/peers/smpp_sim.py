@@ -19,22 +19,17 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.peers.ports import free_tcp_port
+
 SIM_DIR = Path(__file__).resolve().parent / "smpp_sim"
 ESME_RINVDSTADR = 0x0B
 ESME_RMSGQFUL = 0x14
 ESME_RTHROTTLED = 0x58
-
-
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def require_sim() -> str:

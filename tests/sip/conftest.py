@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +95,17 @@ class Recorder:
             raise AssertionError(f"{call_id}: no {state!r} within {timeout}s; got {self.of(call_id)}") from None
 
 
+async def dial_listening(sup: SipSupervisor, recorder: Recorder, uri: str, n: int) -> list[str]:
+    """Dial `n` calls to `uri`, wait until each is confirmed and listen to each; their ids."""
+    ids = [uuid.uuid4().hex for _ in range(n)]
+    for c in ids:
+        await sup.dial(c, uri)
+    for c in ids:
+        await recorder.wait_state(c, "confirmed", timeout=15)
+        await sup.listen(c, True)
+    return ids
+
+
 @contextlib.asynccontextmanager
 async def pumping_audio(sup: SipSupervisor, call_ids: list[str], frames: list[bytes]) -> AsyncIterator[None]:
     """While the block runs, send the next of `frames` (looped) to every call each 20 ms, as a
@@ -113,6 +127,22 @@ async def pumping_audio(sup: SipSupervisor, call_ids: list[str], frames: list[by
     finally:
         stop.set()
         await task
+
+
+@contextlib.contextmanager
+def stopped(*procs: asyncio.subprocess.Process) -> Iterator[tuple[asyncio.subprocess.Process, ...]]:
+    """SIGSTOP worker processes (a frozen pjsua loop); on the way out, SIGKILL (and SIGCONT) any
+    of those very processes that is still ours (its asyncio Process not reaped: the PID is ours)."""
+    for p in procs:
+        os.kill(p.pid, signal.SIGSTOP)
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGKILL)
+                    os.kill(p.pid, signal.SIGCONT)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
@@ -19,7 +18,7 @@ from tests.audio import frames, tone
 from tests.peers.ports import free_udp_port
 from tests.peers.sipp import UAS_SCENARIOS, Sipp
 
-from .conftest import ROOT, Recorder, probed_calls_per_worker, pumping_audio
+from .conftest import ROOT, Recorder, dial_listening, probed_calls_per_worker, pumping_audio
 
 
 def test_released_ports_get_no_frame_callbacks() -> None:
@@ -46,12 +45,7 @@ BUDGET_S = 40.0  # rounds stop early past this (a slow machine runs fewer, never
 async def _burst_round(sup: SipSupervisor, recorder: Recorder, uri: str, n: int, fr: list[bytes]) -> None:
     """Dial `n` calls, wait until SIPp's echo reaches each of them, hang all up at once while audio
     is pushed, and wait until each has ended."""
-    ids = [uuid.uuid4().hex for _ in range(n)]
-    for c in ids:
-        await sup.dial(c, uri)
-    for c in ids:
-        await recorder.wait_state(c, "confirmed", timeout=15)
-        await sup.listen(c, True)
+    ids = await dial_listening(sup, recorder, uri, n)
     async with pumping_audio(sup, ids, fr):
         async with asyncio.timeout(10):  # the echo is flowing on every call
             while not all(len(recorder.audio.get(c, [])) >= 5 for c in ids):

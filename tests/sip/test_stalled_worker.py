@@ -4,8 +4,6 @@ liveness deadline, and a dial placed on it lands on the restarted worker instead
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import uuid
 
@@ -14,24 +12,12 @@ import pytest
 from sip import SipError, SipUnavailable
 from tests.peers.sipp import sipp_uas
 
-from .conftest import Recorder
+from .conftest import Recorder, stopped
 
 pytestmark = pytest.mark.peers
 
 INTERVAL_S, DEADLINE_S = 0.5, 2.0
 
-
-@contextlib.contextmanager
-def stopped(proc):
-    """SIGSTOP `proc`; on the way out, SIGKILL it if it is still ours (not reaped)."""
-    os.kill(proc.pid, signal.SIGSTOP)
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-                os.kill(proc.pid, signal.SIGCONT)
 
 
 async def test_dial_to_a_stopped_worker_lands_on_it_once_restarted(start_supervisor, recorder: Recorder) -> None:
@@ -41,7 +27,7 @@ async def test_dial_to_a_stopped_worker_lands_on_it_once_restarted(start_supervi
         await sup.dial(first, uas.uri)
         await recorder.wait_state(first, "confirmed")
         loop = asyncio.get_running_loop()
-        with stopped(sup._workers[0].proc) as proc:
+        with stopped(sup._workers[0].proc) as (proc,):
             t0 = loop.time()
             with pytest.raises(SipUnavailable) as err:  # a command to it: a typed error in time
                 await sup.hold(first)

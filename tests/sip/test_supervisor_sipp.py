@@ -11,7 +11,7 @@ import structlog.testing
 from sip import NoCapacity, SipUnavailable, TargetError
 from tests.peers.sipp import sipp_registrar, sipp_uac, sipp_uas
 
-from .conftest import Recorder, probed_calls_per_worker, pumping_audio
+from .conftest import Recorder, dial_listening, probed_calls_per_worker, pumping_audio
 
 pytestmark = pytest.mark.peers
 
@@ -418,12 +418,7 @@ async def test_mass_hangup_while_audio_flows(start_supervisor, recorder: Recorde
     n = 2 * per
     fr = frames(tone(700, 1.0))
     async with Sipp(UAS_SCENARIOS["answer"], calls=n, extra_args=["-rtp_echo"]) as uas:
-        ids = [cid() for _ in range(n)]
-        for c in ids:
-            await sup.dial(c, uas.uri)
-        for c in ids:
-            await recorder.wait_state(c, "confirmed", timeout=15)
-            await sup.listen(c, True)
+        ids = await dial_listening(sup, recorder, uas.uri, n)
         async with pumping_audio(sup, ids, fr):
             async with asyncio.timeout(10):
                 while not all(len(recorder.audio.get(c, [])) >= 10 for c in ids):  # echo is flowing

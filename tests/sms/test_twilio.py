@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from twilio.request_validator import RequestValidator
 
 from sms.provider import Inbound, ProviderError, Receipt, Submitted
 from sms.twilio import INBOUND_PATH, STATUS_PATH, TwilioProvider
+from tests.peers.ports import free_tcp_port
 from tests.peers.prism import PrismProxy, ensure_prism, prism_proxy, repo_root, twilio_spec_for_prism
 from tests.peers.twilio_stub import TwilioStub, twilio_signature, twilio_stub
 
@@ -36,12 +36,6 @@ GOOD = "+15551230001"
 OTHER = "+15551230002"
 BAD = "+15550009999"  # the stub reports it undelivered (30003)
 SM_SID = re.compile(r"^SM[0-9a-f]{32}$")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -91,7 +85,7 @@ class Harness:
 @pytest_asyncio.fixture(loop_scope="session")
 async def sms(stub: TwilioStub, prism: PrismProxy) -> AsyncIterator[Harness]:
     stub.reset()
-    port = _free_port()
+    port = free_tcp_port()
     public_url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         h = Harness(provider=None, stub=stub, prism=prism, public_url=public_url, http=http)  # type: ignore[arg-type]
