@@ -105,7 +105,7 @@ trap 'for p in "${FF[@]}"; do kill -KILL "$p" 2>/dev/null || true; done' EXIT
 for spec in $ZONES; do
   IFS=: read -r codec group port <<<"$spec"
   joined=0
-  for _ in $(seq 1 400); do
+  for _ in $(seq 1 1200); do  # up to 30 s: ffmpeg starts slowly on a loaded machine
     if ip maddr show dev lo | grep -qF "$group"; then joined=1; break; fi
     kill -0 "${FF[$codec]}" 2>/dev/null || { echo "ffmpeg $codec exited" >&2; exit 98; }
     sleep 0.025
