@@ -13,5 +13,7 @@ VOLUME ["/app/data"]
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["/app/.venv/bin/python", "-c", "import urllib.request, sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"]
 
+# Beyond loopback `serve` refuses dev tokens and default provider secrets: pass real ones, e.g.
+#   -e DISPATCH_GATEWAY__AUTH__TOKENS='{ "a-long-random-secret" = { principal = "alice", role = "dispatcher" } }'
 CMD ["/app/.venv/bin/dispatch-gateway", "serve", "--config", "config/gateway.toml", \
      "--set", "control.host=0.0.0.0", "--set", "http.host=0.0.0.0"]

@@ -92,10 +92,12 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import run
     from gateway.config import dev_token_banner, load_config
+    from gateway.exposure import check_exposure
     from gateway.logs import setup_logging
 
     try:
         config = load_config(args.config, os.environ, args.overrides)
+        check_exposure(config)  # before anything binds or a dev token is printed
     except ConfigError as err:
         print(f"dispatch-gateway: configuration error: {err}", file=sys.stderr)
         return 2

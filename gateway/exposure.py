@@ -1,0 +1,62 @@
+"""Safe by default: a listener beyond loopback needs real secrets (checked by `serve` before binding).
+
+Development defaults (generated dev tokens, Twilio's `dev-auth-token`, SMPP's `secret`) are fine while
+the control channel (`control.host`) and the http port with the webhooks (`http.host`) bind loopback
+only. Once either binds another address, each default secret still in effect is a problem naming its
+key; `check_exposure` raises the first as a ConfigError, so `serve` exits before anything starts.
+A provider's secret counts only when `sms.provider` uses that provider.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from gateway.config_schema import SCHEMA, Config
+from gateway.errors import ConfigError
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost; a wildcard or any other name or address is not."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _default_secrets(config: Config) -> list[tuple[str, str]]:
+    """(key, why) for each development secret still in effect."""
+    found: list[tuple[str, str]] = []
+    if config.auth.generated:
+        found.append(("auth.dev_tokens",
+                      "development tokens are generated (no [auth.tokens] configured)"))
+    sms = config.sms
+    twilio_default = SCHEMA["sms"]["twilio"]["auth_token"].default
+    if sms.provider == "twilio" and sms.twilio.auth_token == twilio_default:
+        found.append(("sms.twilio.auth_token", f"the default {twilio_default!r} is in effect"))
+    smpp_default = SCHEMA["sms"]["smpp"]["password"].default
+    if sms.provider == "smpp" and sms.smpp.password == smpp_default:
+        found.append(("sms.smpp.password", "the default password is in effect"))
+    return found
+
+
+def exposure_problems(config: Config) -> list[str]:
+    """One line per default secret in effect while a listener binds beyond loopback; [] when safe."""
+    exposed = [f"{key} = {host!r}" for key, host in
+               (("control.host", config.control.host), ("http.host", config.http.host))
+               if not is_loopback(host)]
+    if not exposed:
+        return []
+    where = " and ".join(exposed)
+    return [f"{key}: {why}, but {where} is not loopback: set a real secret or bind 127.0.0.1"
+            for key, why in _default_secrets(config)]
+
+
+def check_exposure(config: Config) -> None:
+    """Raise ConfigError naming the first default secret exposed beyond loopback."""
+    problems = exposure_problems(config)
+    if problems:
+        raise ConfigError(config.source, "refusing to start", "; ".join(problems))
