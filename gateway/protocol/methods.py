@@ -80,11 +80,25 @@ _RESERVED_HEADERS = frozenset(
     for h in (
         "Via", "Call-ID", "CSeq", "From", "To", "Contact", "Content-Length", "Content-Type",
         "Max-Forwards", "Route", "Record-Route", "Authorization", "Proxy-Authorization",
+        # identity: a console must not assert or hide who is calling (RFC 3325, RFC 8224)
+        "P-Asserted-Identity", "P-Preferred-Identity", "Privacy", "Identity", "Identity-Info",
     )
 )
 
 
+def _reserved_header(name: str) -> bool:
+    """Set by the gateway: the names above, and every one-letter name, since the compact forms
+    (v f t i m l c k s e o u r b x, y, a, ...) are the same headers under another spelling."""
+    return len(name) == 1 or name.lower() in _RESERVED_HEADERS
+
+
 def _check_target(value: str) -> str:
+    if uri.has_header_part(value):
+        raise PydanticCustomError(
+            "invalid_uri",
+            "header parts (?name=value) are not allowed in a target URI: {value}",
+            {"value": value[:80]},
+        )
     if not uri.is_target(value):
         raise PydanticCustomError(
             "invalid_uri",
@@ -172,7 +186,7 @@ class CallDialParams(Params):
         for name, value in v.items():
             if not _HEADER_NAME_RE.fullmatch(name):
                 raise ValueError(f"bad header name {name[:64]!r}")
-            if name.lower() in _RESERVED_HEADERS:
+            if _reserved_header(name):
                 raise ValueError(f"header {name!r} is set by the gateway")
             if len(value) > 512 or re.search(r"[\x00\r\n]", value):
                 raise ValueError(f"bad value for header {name!r} (CR, LF, NUL or too long)")

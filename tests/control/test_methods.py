@@ -33,7 +33,7 @@ def test_roles():
 
 @pytest.mark.parametrize("target", [
     "sip:alice@example.com", "sips:bob@10.0.0.1:5061;transport=tls", "sip:[2001:db8::1]",
-    "sip:100@pbx.local;user=phone?Subject=hi", "tel:+49-30-123456", "tel:110", "speaker-hall-1", "alice",
+    "sip:100@pbx.local;user=phone", "tel:+49-30-123456", "tel:110", "speaker-hall-1", "alice",
 ])
 def test_good_targets(target):
     assert validate_params(METHODS["call.dial"], {"target": target}).target == target
@@ -42,6 +42,9 @@ def test_good_targets(target):
 @pytest.mark.parametrize("target", [
     "http://example.com", "sip:", "sip:alice@", "sip:al ice@x", "sip:a@x:99999", "sip:a@300.1.1.1",
     "sip:a@[zz::1]", "tel:", "tel:xyz", "-name", "name with space", "sip:a@b\r\nVia: x", "",
+    # header parts: a console must not smuggle Route/P-Asserted-Identity/... into the INVITE
+    "sip:100@pbx.local;user=phone?Subject=hi", "sip:a@b?Route=%3Csip:evil%3E", "sips:a@b:5061?x=",
+    "sip:a?P-Asserted-Identity=x@b", "sip:a@b?",
 ])
 def test_bad_targets_are_invalid_uri(target):
     with pytest.raises(InvalidParams) as info:
@@ -72,6 +75,25 @@ def test_invalid_params_list_each_field(method, params, locs):
     assert info.value.reason == "invalid-params"
     assert [e["loc"] for e in info.value.details["errors"]] == locs
     assert all(e["msg"] for e in info.value.details["errors"])
+
+
+@pytest.mark.parametrize("name", [
+    *"vftimlckseourbx", *"VFTIMLCKSEOURBX", "y", "a",  # compact forms (RFC 3261 7.3.3 and later RFCs)
+    "P-Asserted-Identity", "p-preferred-identity", "PRIVACY", "Identity", "Identity-Info",
+])
+def test_compact_and_identity_headers_are_refused_by_name(name):
+    with pytest.raises(InvalidParams) as info:
+        validate_params(METHODS["call.dial"], {"target": "alice", "headers": {"X-Ok": "1", name: "x"}})
+    assert info.value.reason == "invalid-params"
+    (err,) = info.value.details["errors"]
+    assert err["loc"] == "headers" and repr(name) in err["msg"]
+
+
+def test_header_part_in_target_says_why():
+    with pytest.raises(InvalidParams) as info:
+        validate_params(METHODS["call.dial"], {"target": "sip:a@b?Route=x"})
+    assert info.value.reason == "invalid-uri"
+    assert "header" in info.value.details["errors"][0]["msg"]
 
 
 def test_from_uri_must_be_sip():

@@ -72,3 +72,19 @@ async def test_idempotent_session_create_starts_one_session(start_gateway, conne
     again = await alice.call("session.create", title="Flood", idempotency_key="k-1")
     assert first == again
     assert len(await gw.store.list_sessions()) == 1
+
+
+async def test_dial_refuses_smuggled_headers(start_gateway, connect) -> None:
+    """Compact forms, identity headers and URI header parts reach the client as refusals naming them."""
+    gw = await start_gateway()
+    alice = await connect(gw)
+    for headers in ({"i": "forged-call-id"}, {"P-Asserted-Identity": "<sip:chief@x>"}, {"privacy": "id"}):
+        with pytest.raises(RemoteError) as info:
+            await alice.call("call.dial", target="sip:a@127.0.0.1", headers=headers)
+        (name,) = headers
+        assert info.value.reason == "invalid-params" and info.value.code == -32602
+        assert repr(name) in info.value.details["errors"][0]["msg"], info.value.details
+    with pytest.raises(RemoteError) as info:
+        await alice.call("call.dial", target="sip:a@127.0.0.1?Route=%3Csip:evil%3E")
+    assert info.value.reason == "invalid-uri" and "header" in info.value.details["errors"][0]["msg"]
+    assert await gw.store.list_calls() == []
