@@ -19,11 +19,12 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
 import structlog
 from aiohttp import web
+from multidict import MultiDict
 from twilio.base.exceptions import TwilioException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
@@ -230,11 +231,21 @@ class TwilioProvider:
     async def _verified_form(self, request: web.Request, path: str) -> Any:
         """The form if X-Twilio-Signature matches our public URL for `path` and the form, else None
         (logged). The URL is ours, not the request's Host: a request signed for another URL fails."""
-        try:
-            form = await request.post()
-        except ValueError:  # UnicodeDecodeError: a body that is not UTF-8 text (Twilio's always is)
-            log.warning("twilio_webhook_bad_body", path=request.path, peer=request.remote)
-            raise web.HTTPBadRequest() from None
+        # Twilio always posts a UTF-8 urlencoded form of text fields: anything else (a multipart
+        # body, a file part, bytes that are not UTF-8) is a client error, answered 400 before the
+        # signature is computed over it.
+        why = None
+        if request.content_type != "application/x-www-form-urlencoded":
+            why = "not-a-form"
+        else:
+            try:  # strict: raw or percent-encoded bytes that are not UTF-8 are refused, not replaced
+                text = (await request.read()).decode("utf-8")
+                form = MultiDict(parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict"))
+            except ValueError:  # UnicodeDecodeError
+                why = "not-utf8"
+        if why is not None:
+            log.warning("twilio_webhook_bad_body", path=request.path, peer=request.remote, why=why)
+            raise web.HTTPBadRequest()
         url = self.public_url + path + (f"?{request.query_string}" if request.query_string else "")
         signature = request.headers.get("X-Twilio-Signature")
         if not signature or not self._validator.validate(url, form, signature):

@@ -170,3 +170,27 @@ async def test_bad_sms_requests_queue_nothing(start_gateway, connect, tmp_path) 
             await unit.call("sms.send", to=["+15551230001"], body="x")
         assert err.value.reason == "forbidden"
         assert await gw.store.find_sms() == [] and stub.create_attempts == 0
+
+
+async def test_malformed_webhook_bodies_get_400_without_a_traceback(start_gateway, tmp_path) -> None:
+    """Unauthenticated junk (a multipart file part with a signature header, a form that is not
+    UTF-8) is a client error: 400 without a traceback, and the gateway keeps answering."""
+    async with twilio_gateway(start_gateway, tmp_path, via_prism=False) as (gw, stub, _, public):
+        async with aiohttp.ClientSession() as http:
+            for path in ("/webhooks/twilio/inbound", "/webhooks/twilio/status"):
+                multipart = aiohttp.FormData()
+                multipart.add_field("MessageSid", "SM" + "2" * 32)
+                multipart.add_field("upload", b"\x00\xffbinary", filename="x.bin",
+                                    content_type="application/octet-stream")
+                async with http.post(public + path, data=multipart,
+                                     headers={"X-Twilio-Signature": "AAAA"}) as r:
+                    assert r.status == 400, (path, "multipart", await r.text())
+                    assert "Traceback" not in await r.text()
+                for body in (b"From=%FF%FE&Body=x", b"From=\xff\xfe&Body=\xc3(", b"\xff=\xfe"):
+                    async with http.post(public + path, data=body,
+                                         headers={"Content-Type": "application/x-www-form-urlencoded",
+                                                  "X-Twilio-Signature": "AAAA"}) as r:
+                        assert r.status == 400, (path, body, await r.text())
+                        assert "Traceback" not in await r.text()
+            async with http.get(public + "/healthz") as r:
+                assert r.status == 200
