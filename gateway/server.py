@@ -58,7 +58,7 @@ class ServerConfig:
     ping_timeout: float | None = 20.0  # a peer silent this long after a ping is dropped
     close_timeout: float = 5.0
     max_size: int = 1 << 20  # larger frames close the connection with 1009
-    max_in_flight: int = 32  # concurrent requests per connection; beyond: rate-limited
+    max_in_flight: int = 256  # concurrent requests per connection; beyond: rate-limited
     send_queue_size: int = 256  # outbox frames for events (replies get a reserve)
     media_queue_size: int = 64  # outbox audio frames, a budget of their own (full: dropped, counted)
     subscription_grace_s: float = 0.5  # how long a pump waits for room before cutting

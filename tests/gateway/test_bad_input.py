@@ -88,3 +88,14 @@ async def test_dial_refuses_smuggled_headers(start_gateway, connect) -> None:
         await alice.call("call.dial", target="sip:a@127.0.0.1?Route=%3Csip:evil%3E")
     assert info.value.reason == "invalid-uri" and "header" in info.value.details["errors"][0]["msg"]
     assert await gw.store.list_calls() == []
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_with_1007(start_gateway) -> None:
+    """As docs/protocol.md says: invalid UTF-8 in a text frame is a protocol error of the WebSocket
+    layer (RFC 6455 1007), not a parse-error reply; JSON that is not valid still gets parse-error."""
+    gw = await start_gateway()
+    async with websockets.connect(gw.control.url) as ws:
+        await ws.send(b'{"jsonrpc":"2.0","id":1,"method":"\xff\xfe"}', text=True)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
