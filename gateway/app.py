@@ -78,7 +78,12 @@ class Gateway:
             ServerConfig(host=c.host, port=c.port, path=c.path, gateway_id=config.gateway.id,
                          ping_interval=c.ping_interval_s, ping_timeout=c.ping_timeout_s,
                          max_size=c.max_frame_bytes, max_in_flight=c.max_in_flight,
-                         send_queue_size=c.send_queue, media_queue_size=c.media_queue),
+                         send_queue_size=c.send_queue, media_queue_size=c.media_queue,
+                         hello_timeout=c.hello_timeout_s, max_connections=c.max_connections,
+                         max_connections_per_source=c.max_connections_per_source,
+                         max_hello_failures=c.max_hello_failures,
+                         hello_failures_burst=c.hello_failures_burst,
+                         hello_failures_per_s=1.0 / c.hello_failure_refill_s),
         )
         self._http: Any = None
         self._stack = contextlib.AsyncExitStack()

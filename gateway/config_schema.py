@@ -68,6 +68,12 @@ class ControlConfig:
     max_in_flight: int = 256
     send_queue: int = 1000
     media_queue: int = 100
+    hello_timeout_s: float = 10.0
+    max_connections: int = 1024
+    max_connections_per_source: int = 64
+    max_hello_failures: int = 5
+    hello_failures_burst: int = 20
+    hello_failure_refill_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -237,6 +243,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_in_flight": _int(1, 100_000, 256),
         "send_queue": _int(1, 1_000_000, 1000),
         "media_queue": _int(1, 100_000, 100),
+        "hello_timeout_s": _seconds(10),
+        "max_connections": _int(1, 1_000_000, 1024),
+        "max_connections_per_source": _int(1, 1_000_000, 64),
+        "max_hello_failures": _int(1, 1000, 5),
+        "hello_failures_burst": _int(1, 1_000_000, 20),
+        "hello_failure_refill_s": _seconds(1),
     },
     "http": {"host": _host("127.0.0.1"), "port": _int(0, 65535, 8080)},
     "store": {

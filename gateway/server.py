@@ -24,6 +24,7 @@ import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest, Response as HttpResponse
+from websockets.protocol import State as WsState
 
 from gateway.commands import CommandRunner, IdempotencyStore, MemoryIdempotencyStore
 from gateway.errors import (
@@ -33,6 +34,7 @@ from gateway.errors import (
     RateLimited,
 )
 from gateway.events import overflow_event
+from gateway.limits import ConnectionLimits, EveryInterval, FailureThrottle
 from gateway.outbox import Outbox
 from gateway.protocol import codec
 from gateway.protocol.methods import HelloParams, Principal, Registry, RequestContext, validate_params
@@ -65,6 +67,12 @@ class ServerConfig:
     work_grace_s: float = 2.0  # on stop: how long started commands may take to finish
     max_work: int = 1024  # commands running to their end, all connections (gone ones too)
     open_timeout: float = 10.0
+    hello_timeout: float = 10.0  # a connection that has not said hello by then is closed (1008)
+    max_connections: int = 1024  # all connections; beyond: 503 at the handshake
+    max_connections_per_source: int = 64  # per remote address; beyond: 503 at the handshake
+    max_hello_failures: int = 5  # failed hellos on one connection; beyond: closed (1008)
+    hello_failures_burst: int = 20  # failed hellos per source before rate-limited ...
+    hello_failures_per_s: float = 1.0  # ... and the rate they are forgiven at
 
 
 @dataclass
@@ -115,6 +123,8 @@ class Connection:
         self.client: str | None = None
         self.state = ConnState.OPEN
         self.remote = ws.remote_address
+        self.source = str(self.remote[0]) if self.remote else "?"
+        self._hello_failures = 0
         self.opened_at = time.monotonic()
         self.log = log.bind(conn_id=self.id, remote=str(self.remote))
         self._outbox = Outbox(cfg.send_queue_size, cfg.send_queue_size + cfg.max_in_flight + 8,
@@ -282,7 +292,23 @@ class Connection:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
+    def _hello_late(self) -> None:
+        if self.principal is None and self.state is ConnState.OPEN:
+            self.log.info("control.hello.timeout")
+            self.server._spawn(self._ws.close(1008, "no hello in time"))
+
     async def _hello(self, req: codec.Request) -> None:
+        cfg, throttle = self.server.config, self.server.hello_throttle
+        if self._hello_failures >= cfg.max_hello_failures:
+            self.log.info("control.hello.too-many-failures", failures=self._hello_failures)
+            await self._ws.close(1008, "too many failed hellos")
+            return
+        wait = throttle.retry_after(self.source, time.monotonic())
+        if wait > 0:  # the source's budget of failures is spent: not even a good token is tried
+            self._hello_failures += 1
+            self._reply_error(req.id, RateLimited("too many failed hellos from this address",
+                                                  details={"retry_after_s": round(wait, 3)}))
+            return
         try:
             params = validate_params(self.server.registry.spec("hello"), req.params)
             assert isinstance(params, HelloParams)
@@ -291,6 +317,9 @@ class Connection:
                 raise NotAuthenticated("invalid token")
             seq = await _maybe_await(self.server.hooks.current_seq())
         except GatewayError as err:
+            if isinstance(err, NotAuthenticated):
+                self._hello_failures += 1
+                throttle.failed(self.source, time.monotonic())
             self.log.info("control.hello.failed", reason=err.reason)
             self._reply_error(req.id, err)
             return
@@ -424,6 +453,10 @@ class ControlServer:
         self.commands = CommandRunner(self.hooks.idempotency or MemoryIdempotencyStore(),
                                       max_running=self.config.max_work, grace_s=self.config.work_grace_s)
         self.connections: set[Connection] = set()
+        c = self.config
+        self.limits = ConnectionLimits(c.max_connections, c.max_connections_per_source)
+        self.hello_throttle = FailureThrottle(c.hello_failures_burst, c.hello_failures_per_s)
+        self._refusals_logged = EveryInterval(10.0)
         self._server: Server | None = None
         self._tasks: set[asyncio.Task] = set()
         # One JSON text per stored event, shared by every subscriber it is sent to.
@@ -491,16 +524,27 @@ class ControlServer:
     def _process_request(self, ws: ServerConnection, request: HttpRequest) -> HttpResponse | None:
         if urllib.parse.urlsplit(request.path).path != self.config.path:
             return ws.respond(404, "Not Found\n")
+        source = str(ws.remote_address[0]) if ws.remote_address else "?"
+        if not self.limits.admit(source, ws, alive=lambda w: w.state is not WsState.CLOSED):
+            due, skipped = self._refusals_logged.due()
+            if due:
+                log.warning("control.conn.refused", source=source, live=len(self.limits),
+                            suppressed=skipped)
+            return ws.respond(503, "Too many connections\n")
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         conn = Connection(self, ws)
         self.connections.add(conn)
         conn.log.info("control.conn.open")
-        writer = asyncio.get_running_loop().create_task(conn._writer(), name=f"writer-{conn.id}")
+        loop = asyncio.get_running_loop()
+        writer = loop.create_task(conn._writer(), name=f"writer-{conn.id}")
+        hello_timer = loop.call_later(self.config.hello_timeout, conn._hello_late)
         try:
             await conn._read_loop()
         finally:
+            hello_timer.cancel()
+            self.limits.release(conn.source, ws)
             try:
                 await conn._teardown()
             finally:

@@ -1,0 +1,95 @@
+"""Limits at the listeners, sans I/O: live connections per source and overall, a token bucket per
+source for failed authentication, and a log line at most once per interval (accept errors).
+
+Callers pass the time (`now`, monotonic seconds), so the rules are tested without sockets or clocks.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Callable, Hashable
+
+import structlog
+
+log = structlog.get_logger("gateway.limits")
+
+
+class ConnectionLimits:
+    """Live connections per source and overall. `admit` takes a slot or says no; `release` gives
+    it back. A caller that cannot be sure to release (a handshake that fails after admission)
+    passes `alive` to `admit`, and slots whose key is no longer alive are reclaimed when full."""
+
+    def __init__(self, total: int, per_source: int) -> None:
+        self.total, self.per_source = total, per_source
+        self._by_source: dict[str, set[Hashable]] = collections.defaultdict(set)
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def admit(self, source: str, key: Hashable, alive: Callable[[Hashable], bool] | None = None) -> bool:
+        if alive is not None and (self._count >= self.total
+                                  or len(self._by_source.get(source, ())) >= self.per_source):
+            self._reclaim(alive)
+        if self._count >= self.total or len(self._by_source.get(source, ())) >= self.per_source:
+            return False
+        self._by_source[source].add(key)
+        self._count += 1
+        return True
+
+    def release(self, source: str, key: Hashable) -> None:
+        keys = self._by_source.get(source)
+        if keys is None or key not in keys:
+            return
+        keys.discard(key)
+        self._count -= 1
+        if not keys:
+            del self._by_source[source]
+
+    def _reclaim(self, alive: Callable[[Hashable], bool]) -> None:
+        for source, keys in list(self._by_source.items()):
+            for key in [k for k in keys if not alive(k)]:
+                self.release(source, key)
+
+
+class FailureThrottle:
+    """A token bucket per source, spent by failures: `burst` failures, then one more every
+    1/`per_s` seconds. `retry_after(source, now)` is 0 while the source may try again. At most
+    `max_sources` buckets are kept (the oldest forgotten first)."""
+
+    def __init__(self, burst: int, per_s: float, max_sources: int = 10_000) -> None:
+        self.burst, self.per_s, self.max_sources = burst, per_s, max_sources
+        self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
+
+    def _level(self, source: str, now: float) -> float:
+        tokens, at = self._buckets.get(source, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - at) * self.per_s)
+
+    def retry_after(self, source: str, now: float) -> float:
+        level = self._level(source, now)
+        return 0.0 if level >= 1.0 else (1.0 - level) / self.per_s
+
+    def failed(self, source: str, now: float) -> None:
+        self._buckets[source] = (max(0.0, self._level(source, now) - 1.0), now)
+        self._buckets.move_to_end(source)
+        while len(self._buckets) > self.max_sources:
+            self._buckets.popitem(last=False)
+
+
+class EveryInterval:
+    """Says yes at most once per `interval_s`, and counts the times it said no in between."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last: float | None = None
+        self.suppressed = 0
+
+    def due(self, now: float | None = None) -> tuple[bool, int]:
+        """(log now?, how many were suppressed since the last one logged)."""
+        now = time.monotonic() if now is None else now
+        if self._last is not None and now - self._last < self.interval_s:
+            self.suppressed += 1
+            return False, 0
+        self._last, skipped, self.suppressed = now, self.suppressed, 0
+        return True, skipped

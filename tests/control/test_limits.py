@@ -1,0 +1,47 @@
+"""gateway.limits without sockets or clocks."""
+
+from gateway.limits import ConnectionLimits, EveryInterval, FailureThrottle
+
+
+def test_connection_limits_per_source_and_total():
+    lim = ConnectionLimits(total=3, per_source=2)
+    assert lim.admit("a", 1) and lim.admit("a", 2)
+    assert not lim.admit("a", 3)  # per source
+    assert lim.admit("b", 4)
+    assert not lim.admit("c", 5)  # total
+    lim.release("a", 1)
+    lim.release("a", 1)  # twice is harmless
+    assert len(lim) == 2 and lim.admit("c", 5)
+
+
+def test_connection_limits_reclaim_dead_slots_when_full():
+    lim = ConnectionLimits(total=10, per_source=1)
+    dead = set()
+    assert lim.admit("a", "x")
+    dead.add("x")  # its handshake failed: never released
+    assert lim.admit("a", "y", alive=lambda k: k not in dead)
+    assert len(lim) == 1
+
+
+def test_failure_throttle_burst_then_refill():
+    t = FailureThrottle(burst=3, per_s=0.5)
+    for _ in range(3):
+        assert t.retry_after("a", 0.0) == 0
+        t.failed("a", 0.0)
+    assert t.retry_after("a", 0.0) == 2.0 and t.retry_after("b", 0.0) == 0
+    assert t.retry_after("a", 1.0) == 1.0
+    assert t.retry_after("a", 2.0) == 0
+
+
+def test_failure_throttle_forgets_oldest_sources():
+    t = FailureThrottle(burst=1, per_s=1, max_sources=2)
+    for s in "abc":
+        t.failed(s, 0.0)
+    assert t.retry_after("a", 0.0) == 0 and t.retry_after("c", 0.0) > 0
+
+
+def test_every_interval_counts_suppressed():
+    e = EveryInterval(10)
+    assert e.due(0) == (True, 0)
+    assert e.due(1) == (False, 0) and e.due(2) == (False, 0)
+    assert e.due(10) == (True, 2)
