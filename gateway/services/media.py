@@ -25,6 +25,7 @@ with warnings.catch_warnings():
 
 log = structlog.get_logger(__name__)
 
+MAX_CHANNEL = 0xFFFF  # channel ids 1..65535 (16 bits in the frame header; 0 is never used)
 CALL_RATE = 16000
 FRAME_MS = 20
 
@@ -65,23 +66,23 @@ class MediaService:
         self._broadcasts = broadcasts  # BroadcastService: live_source()
         self._by_conn: dict[Any, dict[int, Binding]] = {}
         self._listeners: dict[str, set[Binding]] = {}
-        self._channels = itertools.count(1)
+        self._channels = itertools.count(0)
 
     async def open(self, conn: Any, call_id: str, direction: str = "both", rate: int = 16000) -> dict:
         self._calls.require_live(call_id)
         sip = self._calls._sip()
         bindings = self._bind_conn(conn)
-        channel = self._next_channel()
-        b = Binding(conn, channel, call_id, direction, rate)
+        channel = self._next_channel(bindings)
+        b = bindings[channel] = Binding(conn, channel, call_id, direction, rate)  # held across the await
         if b.receives:
             listeners = self._listeners.setdefault(call_id, set())
             if not listeners:
                 try:
                     await sip.listen(call_id, True)
                 except SipError as err:
+                    bindings.pop(channel, None)
                     raise NotFound(str(err), reason="no-such-call", details={"call_id": call_id}) from None
             listeners.add(b)
-        bindings[channel] = b
         log.info("media.opened", call_id=call_id, channel=channel, direction=direction, rate=rate)
         return b.public()
 
@@ -89,9 +90,8 @@ class MediaService:
         """The console's microphone into a live broadcast (one way: console -> speakers)."""
         live = self._broadcasts.live_source(broadcast_id)
         bindings = self._bind_conn(conn)
-        channel = self._next_channel()
-        b = Binding(conn, channel, f"broadcast:{broadcast_id}", "in", rate, sink=live)
-        bindings[channel] = b
+        channel = self._next_channel(bindings)
+        b = bindings[channel] = Binding(conn, channel, f"broadcast:{broadcast_id}", "in", rate, sink=live)
         log.info("media.opened", broadcast_id=broadcast_id, channel=channel, rate=rate)
         return {**b.public(), "broadcast_id": broadcast_id}
 
@@ -111,8 +111,15 @@ class MediaService:
             conn.on_close(self._conn_closed)
         return bindings
 
-    def _next_channel(self) -> int:
-        return next(self._channels) & 0xFFFF or next(self._channels)
+    def _next_channel(self, live: dict[int, Binding]) -> int:
+        """A 16-bit id (1..65535) not bound on this connection: the counter wraps, so ids still
+        in use are skipped, never overwritten; with every id in use the open is refused."""
+        for _ in range(MAX_CHANNEL):
+            channel = next(self._channels) % MAX_CHANNEL + 1
+            if channel not in live:
+                return channel
+        raise Conflict("every media channel id is in use on this connection",
+                       reason="too-many-channels", details={"open": len(live)})
 
     def call_ended(self, call_id: str) -> None:
         """Drop every binding of a call that ended (no unlisten: the call is gone)."""

@@ -1,0 +1,43 @@
+"""Media channel ids: unique per connection, a live binding is never overwritten (issue 8 §1)."""
+
+from __future__ import annotations
+
+from gateway.services.media import MediaService
+
+
+class _Calls:
+    sip = None
+
+    def require_live(self, call_id: str) -> None:
+        pass
+
+    def _sip(self) -> object:
+        return self.sip
+
+
+class _Conn:
+    def on_binary(self, fn) -> None:
+        pass
+
+    def on_close(self, fn) -> None:
+        pass
+
+
+async def test_channel_id_never_reuses_a_live_binding_after_wrapping():
+    media = MediaService(_Calls())
+    conn = _Conn()
+    first = await media.open(conn, "call-1", direction="in")
+    # the 16-bit channel space wraps while `first` stays open on this connection
+    for _ in range(0x10000 + 2):
+        ch = (await media.open(conn, "call-2", direction="in"))["channel"]
+        assert 0 < ch <= 0xFFFF and ch != first["channel"], ch  # fits the 16-bit frame header
+        await media.close(conn, ch)
+    # the first binding still routes to its own call
+    assert media._by_conn[conn][first["channel"]].call_id == "call-1"
+
+
+async def test_channel_ids_are_distinct_among_live_bindings():
+    media = MediaService(_Calls())
+    conn = _Conn()
+    chans = [(await media.open(conn, f"call-{i}", direction="in"))["channel"] for i in range(50)]
+    assert len(set(chans)) == 50
