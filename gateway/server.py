@@ -131,6 +131,7 @@ class Connection:
                                cfg.media_queue_size)
         self._inflight: set[asyncio.Task] = set()
         self._pump: asyncio.Task | None = None
+        self._pump_events: AsyncIterator[Any] | None = None
         self._binary_cb: BinaryCallback | None = None
         self._close_cbs: list[CloseCallback] = []
         self.stats = collections.Counter()
@@ -179,14 +180,29 @@ class Connection:
         """
         self.stop_subscription()
         if self.closed:
-            asyncio.get_running_loop().create_task(_aclose(events))
+            self._close_events(events)
             return
+        self._pump_events = events
         self._pump = asyncio.get_running_loop().create_task(self._run_pump(events), name=f"pump-{self.id}")
 
     def stop_subscription(self) -> None:
-        if self._pump is not None and not self._pump.done():
-            self._pump.cancel()
-        self._pump = None
+        """Cancel the pump and close its events here: a pump cancelled before it ever ran never
+        reaches its own `finally`, and its subscription would stay on the bus for good."""
+        pump, events = self._pump, self._pump_events
+        self._pump = self._pump_events = None
+        if pump is not None and not pump.done():
+            pump.cancel()
+        if events is not None:
+            self._close_events(events)
+
+    def _close_events(self, events: AsyncIterator[Any]) -> None:
+        close = getattr(events, "close", None)
+        if close is not None and not hasattr(events, "aclose"):
+            result = close()  # a bus Subscription closes synchronously
+            if inspect.isawaitable(result):
+                self.server._spawn(result)
+        else:
+            self.server._spawn(_aclose(events))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self._ws.close(code, reason)

@@ -142,7 +142,8 @@ class SessionIdParams(Params):
 
 class EventsSubscribeParams(Params):
     since_seq: int | None = Field(
-        None, ge=0, description="replay every stored event with seq > since_seq, then live"
+        None, ge=0, le=2**63 - 1,  # a seq is an SQLite integer (int64)
+        description="replay every stored event with seq > since_seq, then live"
     )
 
 

@@ -86,3 +86,42 @@ async def test_subscribe_ahead_of_the_store_is_refused(start_gateway, connect) -
     assert (err.value.code, err.value.reason) == (-32602, "seq-ahead")
     assert err.value.details == {"since_seq": last + 100, "last_seq": last}
     assert (await olga.call("events.subscribe", since_seq=last))["last_seq"] == last
+
+
+async def test_a_since_seq_beyond_int64_is_invalid_params(start_gateway, connect) -> None:
+    from gateway.client import RemoteError
+
+    gw = await start_gateway()
+    olga = await connect(gw, "tok-observer")
+    for since in (2**63, 2**63 + 5, 10**30):
+        with pytest.raises(RemoteError) as err:
+            await olga.call("events.subscribe", since_seq=since)
+        assert (err.value.code, err.value.reason) == (-32602, "invalid-params"), since
+    assert (await olga.call("events.subscribe", since_seq=0))["since_seq"] == 0
+
+
+async def test_pipelined_subscribes_leave_no_subscription_behind(start_gateway) -> None:
+    """2,000 `events.subscribe` sent without waiting: each replaces the last, most pumps are
+    cancelled before they ever run; once the connection closes the bus has no subscriber left."""
+    import json
+
+    import websockets
+
+    from tests.gateway.gateway_proc import wait_until
+
+    gw = await start_gateway()
+    base = gw.bus.subscriber_count
+    async with websockets.connect(gw.control.url, max_size=None) as ws:
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "hello",
+                                  "params": {"token": "tok-observer"}}))
+        assert "result" in json.loads(await ws.recv())
+        n = 2000
+        for i in range(1, n + 1):
+            await ws.send(json.dumps({"jsonrpc": "2.0", "id": i, "method": "events.subscribe",
+                                      "params": {"since_seq": 0}}))
+        replies = 0
+        while replies < n:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            replies += "id" in msg
+        assert gw.bus.subscriber_count <= base + 1
+    await wait_until(lambda: gw.bus.subscriber_count == base, 30, "the bus to drop every subscription")
