@@ -27,6 +27,7 @@ from gateway.directory import Directory
 from gateway.errors import GatewayError
 from gateway.events import EventBus
 from gateway.handlers import register_all
+from gateway.limits import throttle_accept_errors
 from gateway.ports import check_ports
 from gateway.protocol import Principal, Registry, RequestContext
 from gateway.retention import Retention, RetentionPolicy
@@ -101,6 +102,7 @@ class Gateway:
         cfg = self.config
         # A front left running by a gateway killed with -9 (its lifeline failed) goes first;
         # then a port still taken is refused with the key that names it, before anything binds.
+        throttle_accept_errors(asyncio.get_running_loop())  # out of fds: one log line a minute
         await asyncio.to_thread(self._front_record.reap)
         check_ports(cfg)
         if cfg.store_path != ":memory:":
@@ -112,8 +114,11 @@ class Gateway:
         self._stack.push_async_callback(self._stop_http)
         # Webhooks listen before the outbox sends anything: no receipt may find nobody home.
         routes = self.sms.provider.webhook_routes() if self.sms.provider else []
-        self._http = await http.start(cfg.http.host, cfg.http.port,
-                                      {"store": self.store.healthy, "sip": self._sip_ready}, routes)
+        h = cfg.http
+        self._http = await http.start(h.host, h.port,
+                                      {"store": self.store.healthy, "sip": self._sip_ready}, routes,
+                                      http.HttpLimits(h.header_timeout_s, h.keepalive_s, h.max_connections,
+                                                      h.max_connections_per_source))
         await self.sms.start()  # recovers the outbox before anything new is accepted
         self._stack.push_async_callback(self.sms.stop)
         await self.sip.start()

@@ -80,6 +80,10 @@ class ControlConfig:
 class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    header_timeout_s: float = 10.0
+    keepalive_s: float = 15.0
+    max_connections: int = 1024
+    max_connections_per_source: int = 64
 
 
 @dataclass(frozen=True)
@@ -250,7 +254,14 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "hello_failures_burst": _int(1, 1_000_000, 20),
         "hello_failure_refill_s": _seconds(1),
     },
-    "http": {"host": _host("127.0.0.1"), "port": _int(0, 65535, 8080)},
+    "http": {
+        "host": _host("127.0.0.1"),
+        "port": _int(0, 65535, 8080),
+        "header_timeout_s": _seconds(10),
+        "keepalive_s": _seconds(15),
+        "max_connections": _int(1, 1_000_000, 1024),
+        "max_connections_per_source": _int(1, 1_000_000, 64),
+    },
     "store": {
         "path": _str("gateway.db"),
         "events_keep_days": _int(0, 36_500, 400),

@@ -6,9 +6,10 @@ Callers pass the time (`now`, monotonic seconds), so the rules are tested withou
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
-from typing import Callable, Hashable
+from typing import Any, Callable, Hashable
 
 import structlog
 
@@ -93,3 +94,30 @@ class EveryInterval:
             return False, 0
         self._last, skipped, self.suppressed = now, self.suppressed, 0
         return True, skipped
+
+
+ACCEPT_FAILED = "socket.accept() out of system resource"  # asyncio's message (EMFILE, ENFILE, ...)
+
+
+def throttle_accept_errors(loop: asyncio.AbstractEventLoop, interval_s: float = 60.0) -> None:
+    """Every listener on `loop` logs a failed accept (out of file descriptors) at most once per
+    `interval_s`, with the count suppressed; asyncio itself retries the accept a second later.
+    Other exceptions go to the handler that was there before."""
+    previous = loop.get_exception_handler()
+    if getattr(previous, "throttles_accept_errors", False):
+        return  # already in place (a second gateway on this loop, in tests)
+    gate = EveryInterval(interval_s)
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != ACCEPT_FAILED:
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        due, skipped = gate.due()
+        if due:
+            log.error("listener.accept-failed", error=repr(context.get("exception")), suppressed=skipped)
+
+    handler.throttles_accept_errors = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handler)

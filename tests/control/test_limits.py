@@ -1,6 +1,11 @@
 """gateway.limits without sockets or clocks."""
 
-from gateway.limits import ConnectionLimits, EveryInterval, FailureThrottle
+import asyncio
+import errno
+
+import structlog.testing
+
+from gateway.limits import ACCEPT_FAILED, ConnectionLimits, EveryInterval, FailureThrottle, throttle_accept_errors
 
 
 def test_connection_limits_per_source_and_total():
@@ -45,3 +50,22 @@ def test_every_interval_counts_suppressed():
     assert e.due(0) == (True, 0)
     assert e.due(1) == (False, 0) and e.due(2) == (False, 0)
     assert e.due(10) == (True, 2)
+
+
+async def test_accept_errors_are_logged_once_per_interval():
+    loop = asyncio.get_running_loop()
+    before = loop.get_exception_handler()
+    other = []
+    loop.set_exception_handler(lambda lp, ctx: other.append(ctx["message"]))
+    try:
+        throttle_accept_errors(loop, 60)
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(1000):
+                loop.call_exception_handler({"message": ACCEPT_FAILED,
+                                             "exception": OSError(errno.EMFILE, "Too many open files")})
+            loop.call_exception_handler({"message": "something else"})
+        accepts = [e for e in logs if e["event"] == "listener.accept-failed"]
+        assert len(accepts) == 1 and "Too many open files" in accepts[0]["error"]
+        assert other == ["something else"]  # the previous handler still gets the rest
+    finally:
+        loop.set_exception_handler(before)
