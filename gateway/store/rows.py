@@ -1,12 +1,13 @@
 """The columns of the store's record tables and how a row dict becomes SQL and back.
 
 `_upsert` builds the insert-or-update of a record (keys absent from the row keep their stored value,
-`extra` is a JSON dict); `_row_out` turns a selected row back into a dict; `_redact` masks values
-under secret-looking keys before they reach the audit table.
+`extra` is a JSON dict); `_row_out` turns a selected row back into a dict; `audit_params_text`
+masks values under secret-looking keys and bounds what reaches the audit table.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ BROADCAST_COLUMNS = (
     "broadcast_id", "session_id", "state", "priority", "created_at", "ended_at", "created_by",
     "end_reason", "recording",
 )
+AUDIT_PARAMS_MAX_BYTES = 8192  # an audit row's params, encoded; larger ones are kept as a digest
 _SECRET_KEYS = frozenset({"token", "password", "secret", "auth_token", "api_key"})
 
 
@@ -58,10 +60,47 @@ def _row_out(columns: Sequence[str], r: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
-def _redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: ("***" if isinstance(k, str) and k.lower() in _SECRET_KEYS else _redact(v))
-                for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact(v) for v in value]
-    return value
+_MAX_DEPTH = 32  # deeper containers are cut (and the row becomes a digest)
+_HEAD_CHARS = 256
+
+
+def _redact(value: Any) -> tuple[Any, bool]:
+    """`value` with values under secret-looking keys masked, containers deeper than `_MAX_DEPTH`
+    replaced by "..."; and whether anything was cut. Iterative: any depth is safe."""
+    cut = False
+
+    def copy(v: Any) -> Any:
+        return {} if isinstance(v, dict) else [] if isinstance(v, list | tuple) else v
+
+    root = copy(value)
+    stack = [(value, root, 0)] if root is not value else []
+    while stack:
+        src, dst, depth = stack.pop()
+        items = src.items() if isinstance(src, dict) else enumerate(src)
+        for k, v in items:
+            if isinstance(src, dict) and isinstance(k, str) and k.lower() in _SECRET_KEYS:
+                out: Any = "***"
+            elif isinstance(v, dict | list | tuple) and depth + 1 >= _MAX_DEPTH:
+                out, cut = "...", True
+            else:
+                out = copy(v)
+                if out is not v:
+                    stack.append((v, out, depth + 1))
+            if isinstance(dst, dict):
+                dst[k] = out
+            else:
+                dst.append(out)
+    return root, cut
+
+
+def audit_params_text(params: Any) -> str:
+    """The JSON stored for an audit row's params: redacted, and at most `AUDIT_PARAMS_MAX_BYTES`.
+    Params larger than that or nested deeper than `_MAX_DEPTH` are stored as a digest of their
+    redacted encoding: `{"digest": {"bytes", "sha256", "head", "depth_cut"}}`."""
+    redacted, cut = _redact(params if params is not None else {})
+    text = json.dumps(redacted, default=str)
+    encoded = text.encode("utf-8", "backslashreplace")
+    if len(encoded) <= AUDIT_PARAMS_MAX_BYTES and not cut:
+        return text
+    return json.dumps({"digest": {"bytes": len(encoded), "sha256": hashlib.sha256(encoded).hexdigest(),
+                                  "head": text[:_HEAD_CHARS], "depth_cut": cut}})

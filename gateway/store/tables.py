@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.timeutil import now_iso
 
-from .rows import BROADCAST_COLUMNS, CALL_COLUMNS, SESSION_COLUMNS, SMS_COLUMNS, _redact, _row_out, _upsert
+from .rows import BROADCAST_COLUMNS, CALL_COLUMNS, SESSION_COLUMNS, SMS_COLUMNS, _row_out, _upsert, audit_params_text
 from .writer import _EVENT_COLUMNS, Event, StoreWriter
 
 _MAX_PAGE = 10_000
@@ -136,13 +136,14 @@ class Store(StoreWriter):
 
     async def add_audit(self, principal: str | None, role: str | None, method: str,
                         params: dict[str, Any], result: str, error_reason: str | None = None) -> None:
-        """Record one command. Values under secret-looking keys (token, password...) are masked."""
+        """Record one command. Values under secret-looking keys (token, password...) are masked;
+        oversized or deeply nested params are kept as a bounded digest (`audit_params_text`)."""
         if result not in ("ok", "error"):
             raise ValueError("audit result must be 'ok' or 'error'")
         await self._submit(
             "INSERT INTO audit (time, principal, role, method, params, result, error_reason)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (now_iso(), principal, role, method, json.dumps(_redact(params or {}), default=str),
+            (now_iso(), principal, role, method, audit_params_text(params),
              result, error_reason))
 
     async def list_audit(self, limit: int = 100, principal: str | None = None) -> list[dict[str, Any]]:
