@@ -93,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import run
     from gateway.config import dev_token_banner, load_config
     from gateway.exposure import check_exposure
-    from gateway.logs import setup_logging
+    from gateway.logs import config_secrets, setup_logging
 
     try:
         config = load_config(args.config, os.environ, args.overrides)
@@ -101,7 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"dispatch-gateway: configuration error: {err}", file=sys.stderr)
         return 2
-    setup_logging(config.gateway.log_level, config.gateway.log_format)
+    setup_logging(config.gateway.log_level, config.gateway.log_format, secrets=config_secrets(config))
     banner = dev_token_banner(config)
     if banner:
         print(banner, flush=True)

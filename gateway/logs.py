@@ -6,13 +6,19 @@ manager) and then appears in every event logged in that task. Records of the sta
 module (aiohttp, websockets, asyncio) go through the same renderer.
 
 Log events, not sentences: `log.info("call.answered", sip_code=200)`.
+
+Secrets never reach the output: the last step before rendering (`Redactor`) replaces the value of
+every key named like a secret (token, password, secret, authorization, at any depth) and every
+occurrence of a configured secret (`config_secrets(config)`: tokens, registrar password, provider
+secrets) in any string, tracebacks included, with "[redacted]".
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -29,6 +35,42 @@ LEVELS = {
 FORMATS = ("auto", "json", "console")
 
 _HANDLER_NAME = "dispatch-gateway"
+REDACTED = "[redacted]"
+_SECRET_KEY = re.compile(r"token|passw|secret|authorization|auth_pass|api_key", re.IGNORECASE)
+_MAX_DEPTH = 32
+
+
+def config_secrets(config: Any) -> tuple[str, ...]:
+    """Every secret a loaded Config holds: control tokens, registrar password, SMS provider secrets."""
+    found = list(config.auth.tokens)
+    if config.sip.registration is not None:
+        found.append(config.sip.registration.password)
+    found += [config.sms.twilio.auth_token, config.sms.smpp.password]
+    return tuple(s for s in found if s)
+
+
+class Redactor:
+    """structlog processor: secret-named keys and configured secret values become "[redacted]"."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        values = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._values = re.compile("|".join(map(re.escape, values))) if values else None
+
+    def __call__(self, _logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._value(k, v, 0) for k, v in event_dict.items()}
+
+    def _value(self, key: Any, v: Any, depth: int) -> Any:
+        if isinstance(key, str) and _SECRET_KEY.search(key) and v is not None:
+            return REDACTED
+        if depth > _MAX_DEPTH:
+            return "[too deep]"
+        if isinstance(v, str):
+            return self._values.sub(REDACTED, v) if self._values is not None else v
+        if isinstance(v, dict):
+            return {k: self._value(k, x, depth + 1) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [self._value(None, x, depth + 1) for x in v]
+        return v
 
 
 def _shared_processors() -> list[Any]:
@@ -51,21 +93,25 @@ def use_json(fmt: str, stream: IO[str]) -> bool:
     return fmt == "json"
 
 
-def setup_logging(level: str = "info", fmt: str = "auto", stream: IO[str] | None = None) -> None:
-    """Configure structlog and the stdlib root logger. Safe to call again (tests, reload)."""
+def setup_logging(level: str = "info", fmt: str = "auto", stream: IO[str] | None = None,
+                  secrets: Iterable[str] = ()) -> None:
+    """Configure structlog and the stdlib root logger. Safe to call again (tests, reload).
+    `secrets` (see config_secrets) are redacted wherever they appear."""
     stream = stream if stream is not None else sys.stderr
     lvl = LEVELS.get(level.lower()) if isinstance(level, str) else None
     if lvl is None:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
+    redact = Redactor(secrets)
     if use_json(fmt, stream):
         renderer: Any = structlog.processors.JSONRenderer()
         # no local variables in tracebacks: they may hold tokens or passwords
         tracebacks = structlog.processors.ExceptionRenderer(
             structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
         )
-        final = [tracebacks, renderer]
-    else:
-        final = [structlog.dev.ConsoleRenderer(colors=_colors(stream))]
+        final = [tracebacks, redact, renderer]
+    else:  # tracebacks become text first, so that they are redacted too
+        final = [structlog.processors.format_exc_info, redact,
+                 structlog.dev.ConsoleRenderer(colors=_colors(stream))]
 
     shared = _shared_processors()
     structlog.configure(

@@ -102,7 +102,7 @@ class SipConfig:
 
 
 def worker_config(cfg: SipConfig, index: int, max_calls: int) -> dict[str, Any]:
-    """The JSON config handed to worker `index` (`python -m sip.worker --config-json ...`)."""
+    """The config handed to worker `index` (the first message on its stdin, never its argv)."""
     host, port = cfg.worker_address(index)
     reg = asdict(cfg.registration) if cfg.registration and (index == 0 or not cfg.proxied) else None
     return {

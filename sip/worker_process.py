@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -141,10 +140,13 @@ class WorkerProcesses:
         w.stopping = False
         with open(w.log_path, "ab") as logf:
             w.proc = await asyncio.create_subprocess_exec(
-                self.python, "-m", "sip.worker", "--config-json", json.dumps(cfg),
+                self.python, "-m", "sip.worker",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=logf,
                 cwd=package_root(), limit=1 << 20,
             )
+        # The config goes through the stdin pipe (first message), not argv: it may hold the
+        # registrar password, and a command line is readable by every user.
+        self._write(w, ipc.encode_control({"config": cfg}))
         w.reader = self._own(self._read(w, w.proc))
         try:
             async with asyncio.timeout(START_TIMEOUT):

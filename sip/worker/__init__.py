@@ -19,7 +19,7 @@ importing this package imports nothing. Its modules:
 
 Usage::
 
-    python -m sip.worker --config-json '{...}'    # serve (see sip.config.worker_config)
+    python -m sip.worker                          # serve: first stdin message {"config": {...}}
     python -m sip.worker --probe                  # print {"ok_calls": n} per call, then exit
 
 Why the probe: the pjsua2-python wheel is compiled with a fixed PJSUA_MAX_CALLS; libInit accepts

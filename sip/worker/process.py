@@ -172,12 +172,23 @@ def reader_loop(worker: Worker, stream: Any) -> None:
     worker.commands.put(None)  # EOF or broken stream: shut down
 
 
+def read_config(stream: Any) -> dict[str, Any]:
+    """The worker config: the first message on stdin, a control message {"config": {...}}."""
+    msg = ipc.read_message(stream)
+    if not isinstance(msg, ipc.Control) or not isinstance(msg.data.get("config"), dict):
+        print("worker: no config message on stdin", file=sys.stderr, flush=True)
+        sys.exit(2)
+    return msg.data["config"]
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m sip.worker")
-    ap.add_argument("--config-json", help="worker config as a JSON object")
+    ap = argparse.ArgumentParser(prog="python -m sip.worker",
+                                 description="serve: the config is the first IPC message on stdin")
     ap.add_argument("--probe", action="store_true", help="print the per-process call limit and exit")
     args = ap.parse_args(argv)
-    cfg = json.loads(args.config_json or "{}")
+    # The config (it may hold the registrar password) comes through the stdin pipe, never argv:
+    # a command line is readable by every user (ps, /proc/<pid>/cmdline).
+    cfg = {} if args.probe else read_config(sys.stdin.buffer)
     # The gateway stops us over stdin (BYE every call first). A signal to its whole process group
     # (systemd's default, `timeout`, Ctrl-C in a terminal) must not end us before that; and when
     # the gateway dies, even by kill -9, we die with it (no one may act on its calls any more).

@@ -97,3 +97,34 @@ def test_bad_arguments():
         setup_logging("loud", "json", io.StringIO())
     with pytest.raises(ValueError):
         setup_logging("info", "xml", io.StringIO())
+
+
+def test_secrets_are_redacted_by_key_and_by_value_in_json_and_console():
+    from gateway.config import load_config
+    from gateway.logs import config_secrets
+
+    token, password = "tok-alice-0123456789", "registrar-pw-987"
+    config = load_config(None, {}, [
+        f'auth.tokens={{ "{token}" = {{ principal = "alice", role = "dispatcher" }} }}',
+        "sip.registration.registrar=sip:127.0.0.1:5099", "sip.registration.username=gw",
+        f"sip.registration.password={password}", "sms.twilio.auth_token=twilio-real-4242"])
+    secrets = config_secrets(config)
+    assert {token, password, "twilio-real-4242"} <= set(secrets)
+    for fmt, stream in (("json", io.StringIO()), ("console", io.StringIO())):
+        setup_logging("info", fmt, stream, secrets=secrets)
+        log = get_logger("gateway.test")
+        log.info("auth.failed", token="whatever-was-sent", detail=f"hello with {token}")
+        log.info("sip.register", registration={"username": "gw", "password": password}, ok=True)
+        log.info("sms.webhook", auth_token="x", client_secret="y", headers=[f"Bearer {token}"])
+        logging.getLogger("aiohttp.access").warning("GET /?p=%s", password)
+        text = stream.getvalue()
+        for secret in (token, password, "twilio-real-4242", "whatever-was-sent"):
+            assert secret not in text, (fmt, secret, text)
+        assert "auth.failed" in text and "sip.register" in text and "GET /?p=" in text
+        assert "username" in text and "gw" in text  # only secrets go
+    out = io.StringIO()
+    setup_logging("info", "json", out, secrets=secrets)
+    get_logger("t").info("x", password="p", nested={"a": [{"Auth_Token": "q"}]}, n=3)
+    (e,) = lines(out)
+    assert e["password"] == "[redacted]" and e["nested"] == {"a": [{"Auth_Token": "[redacted]"}]}
+    assert e["n"] == 3

@@ -54,3 +54,20 @@ async def test_registration_outcome_is_an_event(start_supervisor, recorder: Reco
     (data,) = await published([ev])
     assert data == {"registrar": registrar, "sip_code": ev.sip_code, "reason": ev.reason,
                     "registered": ok}
+
+
+async def test_registrar_password_is_not_on_the_worker_command_line(start_supervisor,
+                                                                    recorder: Recorder) -> None:
+    """The worker gets its config through its stdin pipe, not argv (visible to every user in ps)."""
+    password = "gw-secret-not-in-argv"
+    async with kamailio_registrar(users={"gateway": password}) as reg:
+        sup = await start_supervisor(proxy="none", max_workers=1, registration={
+            "registrar": f"sip:{reg.host}:{reg.port}", "username": "gateway", "password": password,
+            "expires": 60})
+        ev = await recorder.wait_for(is_registration, timeout=10)
+        assert ev.sip_code == 200  # digest auth with the password still works
+        (worker,) = [w for w in sup._workers.values() if w.proc is not None]
+        with open(f"/proc/{worker.proc.pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    assert b"sip.worker" in cmdline
+    assert password.encode() not in cmdline and b"--config-json" not in cmdline
