@@ -69,5 +69,7 @@ async def test_registrar_password_is_not_on_the_worker_command_line(start_superv
         (worker,) = [w for w in sup._workers.values() if w.proc is not None]
         with open(f"/proc/{worker.proc.pid}/cmdline", "rb") as f:
             cmdline = f.read()
+        worker_log = worker.log_path.read_bytes()
+    assert password.encode() not in worker_log  # nor in the worker's own log
     assert b"sip.worker" in cmdline
     assert password.encode() not in cmdline and b"--config-json" not in cmdline
