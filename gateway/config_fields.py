@@ -166,3 +166,15 @@ def _positive(default: float) -> _Field:
     return _Field("float", check, float(default))
 
 
+
+
+E164_RE = re.compile(r"^\+[1-9][0-9]{7,14}$")
+
+
+def _e164_list(default: tuple[str, ...]) -> _Field:
+    def check(v: Any) -> tuple[str, ...]:
+        if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and E164_RE.match(x) for x in v):
+            raise _Bad(f"must be a list of E.164 numbers like \"+8613800138000\", got {_show(v)}")
+        return tuple(v)
+
+    return _Field("list", check, default)

@@ -15,10 +15,12 @@ from typing import Any
 
 from gateway.broadcast.config import BroadcastConfig, SpeakerProfile, Zone
 from gateway.config_fields import (
+    E164_RE,
     _Bad,
     _bool,
     _codecs,
     _dataclass_check,
+    _e164_list,
     _Field,
     _host,
     _int,
@@ -304,8 +306,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "directory": {"endpoint": _Field("array", _endpoints_check, ())},
     "sms": {
         "provider": _str("none", choices=("none", "twilio", "smpp")),
-        "sender": _str("+15005550006", pattern=re.compile(r"^\+[1-9][0-9]{7,14}$"),
-                       what="an E.164 number like +8613800138000"),
+        "sender": _str("+15005550006", pattern=E164_RE, what="an E.164 number like +8613800138000"),
+        "senders": _e164_list(()),
         "max_segments": _int(1, 255, 10),
         "rate_per_s": _positive(1),
         "burst": _positive(1),

@@ -32,6 +32,7 @@ class SmppSettings:
 class SmsConfig:
     provider: str = "none"  # none | twilio | smpp
     sender: str = "+15005550006"  # the From number (E.164) unless sms.send names another
+    senders: tuple[str, ...] = ()  # other From numbers sms.send may name (besides `sender`)
     max_segments: int = 10
     rate_per_s: float = 1.0  # per sender
     burst: float = 1.0
@@ -53,3 +54,9 @@ class SmsConfig:
         if self.provider not in ("none", "twilio", "smpp"):
             raise ValueError(f"sms.provider: {self.provider!r} is not none, twilio or smpp")
         object.__setattr__(self, "templates", MappingProxyType(dict(self.templates)))
+        object.__setattr__(self, "senders", tuple(self.senders))
+
+    @property
+    def allowed_senders(self) -> tuple[str, ...]:
+        """Every From number sms.send may name: `sender` first, then `senders`, no repeats."""
+        return tuple(dict.fromkeys((self.sender, *self.senders)))

@@ -100,6 +100,10 @@ class SmsService:
             sender = numbers.normalize(sender) if sender else self.config.sender
         except SmsError as err:
             raise _bad(err) from None
+        if sender not in self.config.allowed_senders:  # no spoofed From, no dodging the per-sender rate
+            raise InvalidParams(f"sender {sender} is not one of the configured senders (sms.sender, sms.senders)",
+                                reason="sender-not-allowed",
+                                details={"sender": sender, "allowed": list(self.config.allowed_senders)})
         recipients = self._recipients(to)
         if session_id:
             await self._sessions.require_open(session_id)

@@ -194,3 +194,22 @@ async def test_malformed_webhook_bodies_get_400_without_a_traceback(start_gatewa
                         assert "Traceback" not in await r.text()
             async with http.get(public + "/healthz") as r:
                 assert r.status == 200
+
+
+async def test_sender_must_be_a_configured_sender(start_gateway, connect, watch, tmp_path) -> None:
+    """Any E.164 `sender` used to be sent as From: a dispatcher could spoof a number and dodge the
+    per-sender rate. Only `sms.sender` and `sms.senders` may be named (issue 8 §1)."""
+    async with twilio_gateway(start_gateway, tmp_path, via_prism=False,
+                              **{"sms.senders": '["+15005550007"]'}) as (gw, stub, _, _):
+        alice = await connect(gw)
+        w = await watch(alice)
+        for spoof in ("+15550001234", "+1 (555) 000-1234", "+15005550008"):
+            with pytest.raises(RemoteError) as info:
+                await alice.call("sms.send", to=["+15551230001"], body="evacuate", sender=spoof)
+            assert info.value.reason == "sender-not-allowed" and info.value.code == -32602, info.value
+            assert info.value.details["allowed"] == ["+15005550006", "+15005550007"]
+        assert stub.create_attempts == 0
+        await alice.call("sms.send", to=["+15551230001"], body="one", sender="+1 500 555 0007")
+        await alice.call("sms.send", to=["+15551230002"], body="two")
+        await _final(w, 2)
+        assert sorted(m["from"] for m in stub.messages.values()) == ["+15005550006", "+15005550007"]
