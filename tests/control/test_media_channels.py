@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from gateway.errors import Conflict
 from gateway.services.media import MediaService
 
 
@@ -41,3 +44,17 @@ async def test_channel_ids_are_distinct_among_live_bindings():
     conn = _Conn()
     chans = [(await media.open(conn, f"call-{i}", direction="in"))["channel"] for i in range(50)]
     assert len(set(chans)) == 50
+
+
+async def test_open_is_refused_when_every_channel_id_is_live(monkeypatch):
+    monkeypatch.setattr("gateway.services.media.MAX_CHANNEL", 3)
+    media = MediaService(_Calls())
+    conn = _Conn()
+    chans = {(await media.open(conn, "call-1", direction="in"))["channel"] for _ in range(3)}
+    assert chans == {1, 2, 3}
+    with pytest.raises(Conflict) as info:
+        await media.open(conn, "call-1", direction="in")
+    assert info.value.reason == "too-many-channels"
+    assert {ch: b.call_id for ch, b in media._by_conn[conn].items()} == {1: "call-1", 2: "call-1", 3: "call-1"}
+    await media.close(conn, 2)
+    assert (await media.open(conn, "call-9", direction="in"))["channel"] == 2
