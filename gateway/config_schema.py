@@ -71,6 +71,7 @@ class ControlConfig:
     send_queue: int = 1000
     media_queue: int = 100
     hello_timeout_s: float = 10.0
+    overflow_close_s: float = 30.0
     max_connections: int = 1024
     max_connections_per_source: int = 64
     max_hello_failures: int = 5
@@ -250,6 +251,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "send_queue": _int(1, 1_000_000, 1000),
         "media_queue": _int(1, 100_000, 100),
         "hello_timeout_s": _seconds(10),
+        "overflow_close_s": _seconds(30),
         "max_connections": _int(1, 1_000_000, 1024),
         "max_connections_per_source": _int(1, 1_000_000, 64),
         "max_hello_failures": _int(1, 1000, 5),

@@ -64,6 +64,7 @@ class ServerConfig:
     send_queue_size: int = 256  # outbox frames for events (replies get a reserve)
     media_queue_size: int = 64  # outbox audio frames, a budget of their own (full: dropped, counted)
     subscription_grace_s: float = 0.5  # how long a pump waits for room before cutting
+    overflow_close_s: float = 30.0  # after events.overflow: a peer neither resubscribing nor reading is closed
     work_grace_s: float = 2.0  # on stop: how long started commands may take to finish
     max_work: int = 1024  # commands running to their end, all connections (gone ones too)
     open_timeout: float = 10.0
@@ -132,6 +133,7 @@ class Connection:
         self._inflight: set[asyncio.Task] = set()
         self._pump: asyncio.Task | None = None
         self._pump_events: AsyncIterator[Any] | None = None
+        self._sending = False  # the writer is inside ws.send (a peer not reading blocks it there)
         self._binary_cb: BinaryCallback | None = None
         self._close_cbs: list[CloseCallback] = []
         self.stats = collections.Counter()
@@ -230,6 +232,7 @@ class Connection:
                     self._outbox.put(codec.encode_event(params), reserve=True)
                     self.stats["overflows"] += 1
                     plog.info("control.subscription.overflow", source="bus", seq=params.get("seq"))
+                    self.server._spawn(self._drop_if_stalled(events))
                     return
                 text = self.server.encode_event(params)
                 if not self._outbox.put(text):
@@ -240,6 +243,7 @@ class Connection:
                         self._outbox.put(codec.encode_event(overflow), reserve=True)
                         self.stats["overflows"] += 1
                         plog.info("control.subscription.overflow", source="send-queue", seq=seq)
+                        self.server._spawn(self._drop_if_stalled(events))
                         return
                 last_seq = params.get("seq", last_seq)
                 self.stats["events_sent"] += 1
@@ -250,11 +254,30 @@ class Connection:
         finally:
             await _aclose(events)
 
+    async def _drop_if_stalled(self, events: AsyncIterator[Any]) -> None:
+        """After `events.overflow`: a peer that has neither resubscribed nor read what was queued
+        for it within `overflow_close_s` is closed, not left holding send queues (1008; aborted if
+        even the close cannot get through)."""
+        await asyncio.sleep(self.server.config.overflow_close_s)
+        if self.closed or self._pump_events is not events or not (len(self._outbox) or self._sending):
+            return
+        self.log.warning("control.conn.stalled-after-overflow", queued=len(self._outbox),
+                         after_s=self.server.config.overflow_close_s)
+        try:
+            await asyncio.wait_for(self.close(1008, "not reading after events.overflow"),
+                                   self.server.config.close_timeout)
+        except (TimeoutError, ConnectionClosed):
+            pass
+        if not self.closed and self._ws.transport is not None:
+            self._ws.transport.abort()
+
     async def _writer(self) -> None:
         try:
             while True:
                 item = await self._outbox.get()
+                self._sending = True
                 await self._ws.send(item)
+                self._sending = False
         except ConnectionClosed:
             pass
 

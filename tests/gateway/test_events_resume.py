@@ -125,3 +125,32 @@ async def test_pipelined_subscribes_leave_no_subscription_behind(start_gateway) 
             replies += "id" in msg
         assert gw.bus.subscriber_count <= base + 1
     await wait_until(lambda: gw.bus.subscriber_count == base, 30, "the bus to drop every subscription")
+
+
+async def test_a_subscriber_that_stops_reading_after_overflow_is_dropped(start_gateway) -> None:
+    """A raw client with tiny socket buffers subscribes and never reads: it is cut with
+    `events.overflow`, and since it neither resubscribes nor reads, the gateway closes it once
+    `control.overflow_close_s` has passed instead of holding its send queues."""
+    import json
+    import socket
+
+    import websockets
+
+    from tests.gateway.gateway_proc import wait_until
+
+    gw = await start_gateway(**{"control.send_queue": 8, "control.overflow_close_s": 1})
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", gw.control.port))
+    async with websockets.connect(gw.control.url, sock=sock, max_queue=1, max_size=None) as ws:
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "hello",
+                                  "params": {"token": "tok-observer"}}))
+        assert "result" in json.loads(await ws.recv())
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "events.subscribe", "params": {}}))
+        assert "result" in json.loads(await ws.recv())
+        (conn,) = gw.control.connections
+        for _ in range(400):  # ~4 MB of events: far beyond the socket buffers and the send queue
+            await gw.bus.publish("test.filler", {"pad": "x" * 10_000})
+        await wait_until(lambda: conn.stats["overflows"] >= 1, 30, "the subscriber to be cut")
+        await wait_until(lambda: conn.closed and not gw.control.connections, 30,
+                         "the gateway to drop the stalled connection")
