@@ -17,6 +17,23 @@ log = structlog.get_logger("gateway.http")
 Check = Callable[[], Awaitable[bool]]
 
 CHECKS_KEY = web.AppKey("checks", dict[str, Check])
+BODY_TIMEOUT_KEY = web.AppKey("body_timeout_s", float)
+
+
+@web.middleware
+async def _body_deadline(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """A body (a webhook's form) is read whole within the deadline before any handler sees it:
+    a client dribbling it is answered 408 and closed instead of holding the connection."""
+    if request.body_exists:
+        try:
+            async with asyncio.timeout(request.app[BODY_TIMEOUT_KEY]):
+                await request.read()
+        except TimeoutError:
+            log.info("http.conn.body-timeout", path=request.path)
+            response = web.Response(status=408, text="request body too slow\n")
+            response.force_close()
+            return response
+    return await handler(request)
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -39,9 +56,10 @@ async def _readyz(request: web.Request) -> web.Response:
 Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 
 
-def make_app(checks: dict[str, Check], routes: list[Route] = ()) -> web.Application:
-    app = web.Application(client_max_size=256 * 1024)  # webhooks are small forms
+def make_app(checks: dict[str, Check], routes: list[Route] = (), body_timeout_s: float = 10.0) -> web.Application:
+    app = web.Application(client_max_size=256 * 1024, middlewares=[_body_deadline])  # webhooks: small forms
     app[CHECKS_KEY] = checks
+    app[BODY_TIMEOUT_KEY] = body_timeout_s
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     for method, path, handler in routes:  # e.g. the SMS provider's webhooks
@@ -51,7 +69,7 @@ def make_app(checks: dict[str, Check], routes: list[Route] = ()) -> web.Applicat
 
 @dataclass(frozen=True)
 class HttpLimits:
-    header_timeout_s: float = 10.0  # a connection's first request headers must be in by then
+    header_timeout_s: float = 10.0  # a new connection's headers must be in by then; a body too
     keepalive_s: float = 15.0  # idle between requests (aiohttp's keepalive_timeout)
     max_connections: int = 1024
     max_connections_per_source: int = 64
@@ -146,7 +164,9 @@ class HttpListener:
 async def start(host: str, port: int, checks: dict[str, Check], routes: list[Route] = (),
                 limits: HttpLimits = HttpLimits()) -> HttpListener:
     """Start serving; returns the listener to `cleanup()` at shutdown."""
-    runner = web.AppRunner(make_app(checks, routes), access_log=None, keepalive_timeout=limits.keepalive_s)
+    runner = web.AppRunner(make_app(checks, routes, limits.header_timeout_s), access_log=None,
+                           keepalive_timeout=limits.keepalive_s,
+                           lingering_time=0)  # an unread body is not waited for (10 s by default)
     await runner.setup()
     listener = HttpListener(runner, limits)
     listener.server = await asyncio.get_running_loop().create_server(

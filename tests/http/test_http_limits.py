@@ -4,6 +4,7 @@ while /healthz still answers, and connections per source are bounded (issue 8 §
 import asyncio
 
 import pytest
+from aiohttp import web
 
 from gateway import http
 
@@ -12,12 +13,17 @@ async def _ok(request):
     return True
 
 
+async def _form(request):  # like the SMS provider's webhooks
+    return web.json_response({"fields": len(await request.post())})
+
+
 @pytest.fixture
 async def start_http():
     runners = []
 
     async def start(**limits):
-        r = await http.start("127.0.0.1", 0, {"store": _ok}, [], http.HttpLimits(**limits))
+        r = await http.start("127.0.0.1", 0, {"store": _ok}, [("POST", "/form", _form)],
+                             http.HttpLimits(**limits))
         runners.append(r)
         return http.bound_port(r)
 
@@ -96,3 +102,29 @@ async def test_total_connections_are_bounded(start_http):
     finally:
         for _, w in held:
             w.close()
+
+
+async def test_slow_body_is_cut_after_the_deadline(start_http):
+    """Headers complete at once, then the body (a webhook's form) dribbles: cut too."""
+    port = await start_http(header_timeout_s=1.0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    try:
+        writer.write(b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                     b"\r\nContent-Length: 600\r\n\r\n")
+        answer = b""
+        for _ in range(600):  # 30 s if never cut
+            writer.write(b"a")
+            try:
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.read(), 0.05)
+                break  # the server answered (and closed)
+            except asyncio.TimeoutError:
+                continue
+            except ConnectionError:
+                break
+        assert loop.time() - t0 < 8, f"a dribbled body held the connection: {answer!r}"
+        assert answer == b"" or b" 408 " in answer.split(b"\r\n")[0]
+    finally:
+        writer.close()
