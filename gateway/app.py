@@ -26,6 +26,7 @@ from gateway.config import Config
 from gateway.directory import Directory
 from gateway.errors import GatewayError
 from gateway.events import EventBus
+from gateway.exposure import check_exposure
 from gateway.handlers import register_all
 from gateway.limits import throttle_accept_errors
 from gateway.ports import check_ports
@@ -189,6 +190,7 @@ class Gateway:
 
 async def run(config: Config, stop: asyncio.Event) -> None:
     """Run until `stop` is set (signals in the CLI), then shut down gracefully."""
+    check_exposure(config)  # ConfigError before anything binds (the CLI checks earlier still)
     gw = Gateway(config)
     await gw.start()
     try:

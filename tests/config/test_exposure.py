@@ -63,3 +63,16 @@ def test_serve_refuses_before_binding_with_a_message_naming_the_key(tmp_path) ->
     assert "control.host" in r.stderr and "auth.dev_tokens" in r.stderr, r.stderr
     assert "Development tokens" not in r.stdout  # refused before tokens are printed
     assert not (tmp_path / "data").exists()  # nothing started: no store made
+
+
+async def test_run_refuses_too_so_no_entry_point_binds_first(tmp_path) -> None:
+    import asyncio
+
+    from gateway.app import run
+
+    config = load_config(None, {}, ["http.host=0.0.0.0", f"gateway.data_dir={tmp_path / 'data'}"])
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(20, stop.set)  # without the check: it starts, then stops
+    with pytest.raises(ConfigError, match="http.host"):
+        await run(config, stop)
+    assert not (tmp_path / "data").exists()
