@@ -86,7 +86,7 @@ class HttpConfig:
     header_timeout_s: float = 10.0
     keepalive_s: float = 15.0
     max_connections: int = 1024
-    max_connections_per_source: int = 64
+    max_connections_per_source: int = 1024  # a provider's callbacks or a reverse proxy: one address
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "header_timeout_s": _seconds(10),
         "keepalive_s": _seconds(15),
         "max_connections": _int(1, 1_000_000, 1024),
-        "max_connections_per_source": _int(1, 1_000_000, 64),
+        "max_connections_per_source": _int(1, 1_000_000, 1024),
     },
     "store": {
         "path": _str("gateway.db"),

@@ -72,7 +72,7 @@ class HttpLimits:
     header_timeout_s: float = 10.0  # a new connection's headers must be in by then; a body too
     keepalive_s: float = 15.0  # idle between requests (aiohttp's keepalive_timeout)
     max_connections: int = 1024
-    max_connections_per_source: int = 64
+    max_connections_per_source: int = 1024
 
 
 _REFUSED = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
