@@ -163,6 +163,9 @@ class GatewayProcess:
             "gateway.log_level": self.log_level,
             "control.host": "127.0.0.1",
             "control.port": "0",
+            # every client comes from 127.0.0.1: the per-address limit (default 64) would refuse them
+            "control.max_connections": "100000",
+            "control.max_connections_per_source": "100000",
             "http.host": "127.0.0.1",
             "http.port": "0",
             "sip.host": "127.0.0.1",
