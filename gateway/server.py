@@ -5,7 +5,9 @@ tasks), one writer task draining a bounded outbox, and at most one subscription 
 it starts it owns and cancels on close, except the commands that run to their end
 (`MethodSpec.runs_to_end`): those the server's `CommandRunner` (gateway/commands.py) owns, and
 the connection only waits for their reply. State of a connection is a small table (see `_NEXT`);
-its outbox and the budgets of replies, events and audio are gateway/outbox.py.
+its outbox and the budgets of replies, events and audio are gateway/outbox.py, its subscription
+pump gateway/subscription_pump.py, and what the server is built with (ServerConfig, ServerHooks)
+gateway/server_config.py.
 """
 
 from __future__ import annotations
@@ -13,12 +15,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-import inspect
 import itertools
 import time
 import urllib.parse
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, AsyncIterator, Awaitable, Coroutine
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -26,70 +26,30 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest, Response as HttpResponse
 from websockets.protocol import State as WsState
 
-from gateway.commands import CommandRunner, IdempotencyStore, MemoryIdempotencyStore
+from gateway.commands import CommandRunner, MemoryIdempotencyStore
 from gateway.errors import (
     Conflict,
     GatewayError,
     NotAuthenticated,
     RateLimited,
 )
-from gateway.events import overflow_event
 from gateway.limits import ConnectionLimits, EveryInterval, FailureThrottle
 from gateway.outbox import Outbox
 from gateway.protocol import codec
 from gateway.protocol.methods import HelloParams, Principal, Registry, RequestContext, validate_params
+from gateway.server_config import (  # ServerConfig and ServerHooks are importable from here too
+    Authenticator,
+    BinaryCallback,
+    CloseCallback,
+    ServerConfig,
+    ServerHooks,
+    maybe_await as _maybe_await,
+)
+from gateway.subscription_pump import SubscriptionPump
 
 PROTOCOL_VERSION = 1
 EVENT_TEXT_CACHE = 4096  # encoded events kept for subscribers replaying or lagging a little
 log = structlog.get_logger("gateway.server")
-
-MaybeAwaitable = Any  # T | Awaitable[T]
-Authenticator = Callable[[str], "Principal | None | Awaitable[Principal | None]"]
-AuditHook = Callable[[RequestContext, str, dict, "dict | GatewayError"], Awaitable[None]]
-CloseCallback = Callable[["Connection"], MaybeAwaitable]
-BinaryCallback = Callable[[bytes], None]
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 0  # 0: chosen by the OS, read it back from ControlServer.port
-    path: str = "/v1/control"
-    gateway_id: str = "gateway"
-    ping_interval: float | None = 20.0  # seconds between server pings
-    ping_timeout: float | None = 20.0  # a peer silent this long after a ping is dropped
-    close_timeout: float = 5.0
-    max_size: int = 1 << 20  # larger frames close the connection with 1009
-    max_in_flight: int = 256  # concurrent requests per connection; beyond: rate-limited
-    send_queue_size: int = 256  # outbox frames for events (replies get a reserve)
-    media_queue_size: int = 64  # outbox audio frames, a budget of their own (full: dropped, counted)
-    subscription_grace_s: float = 0.5  # how long a pump waits for room before cutting
-    overflow_close_s: float = 30.0  # after events.overflow: a peer neither resubscribing nor reading is closed
-    work_grace_s: float = 2.0  # on stop: how long started commands may take to finish
-    max_work: int = 1024  # commands running to their end, all connections (gone ones too)
-    open_timeout: float = 10.0
-    hello_timeout: float = 10.0  # a connection that has not said hello by then is closed (1008)
-    max_connections: int = 1024  # all connections; beyond: 503 at the handshake
-    max_connections_per_source: int = 64  # per remote address; beyond: 503 at the handshake
-    max_hello_failures: int = 5  # failed hellos on one connection; beyond: closed (1008)
-    hello_failures_burst: int = 20  # failed hellos per source before rate-limited ...
-    hello_failures_per_s: float = 1.0  # ... and the rate they are forgiven at
-
-
-@dataclass
-class ServerHooks:
-    """What the wiring (gateway/app.py) plugs in. All optional."""
-
-    current_seq: Callable[[], MaybeAwaitable] = lambda: 0
-    audit: AuditHook | None = None
-    idempotency: IdempotencyStore | None = None
-    on_authenticated: CloseCallback | None = None
-    on_closed: CloseCallback | None = None
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
 
 # --- connection state as a table ----------------------------------------------------------------
 
@@ -131,8 +91,7 @@ class Connection:
         self._outbox = Outbox(cfg.send_queue_size, cfg.send_queue_size + cfg.max_in_flight + 8,
                                cfg.media_queue_size)
         self._inflight: set[asyncio.Task] = set()
-        self._pump: asyncio.Task | None = None
-        self._pump_events: AsyncIterator[Any] | None = None
+        self._pump = SubscriptionPump(self)
         self._sending = False  # the writer is inside ws.send (a peer not reading blocks it there)
         self._binary_cb: BinaryCallback | None = None
         self._close_cbs: list[CloseCallback] = []
@@ -180,34 +139,18 @@ class Connection:
         `subscription_grace_s`, the pump sends one `events.overflow` event (seq = last
         delivered) and stops; the peer resumes with `events.subscribe {since_seq}`.
         """
-        self.stop_subscription()
-        if self.closed:
-            self._close_events(events)
-            return
-        self._pump_events = events
-        self._pump = asyncio.get_running_loop().create_task(self._run_pump(events), name=f"pump-{self.id}")
+        self._pump.start(events)
 
     def stop_subscription(self) -> None:
-        """Cancel the pump and close its events here: a pump cancelled before it ever ran never
-        reaches its own `finally`, and its subscription would stay on the bus for good."""
-        pump, events = self._pump, self._pump_events
-        self._pump = self._pump_events = None
-        if pump is not None and not pump.done():
-            pump.cancel()
-        if events is not None:
-            self._close_events(events)
-
-    def _close_events(self, events: AsyncIterator[Any]) -> None:
-        close = getattr(events, "close", None)
-        if close is not None and not hasattr(events, "aclose"):
-            result = close()  # a bus Subscription closes synchronously
-            if inspect.isawaitable(result):
-                self.server._spawn(result)
-        else:
-            self.server._spawn(_aclose(events))
+        self._pump.stop()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self._ws.close(code, reason)
+
+    def abort(self) -> None:
+        """Drop the connection without a closing handshake (a peer even a close cannot reach)."""
+        if self._ws.transport is not None:
+            self._ws.transport.abort()
 
     # -- internals --
 
@@ -221,55 +164,6 @@ class Connection:
 
     def _reply_error(self, req_id: Any, err: GatewayError) -> None:
         self._reply(codec.encode_error(req_id, err))
-
-    async def _run_pump(self, events: AsyncIterator[Any]) -> None:
-        last_seq: int | None = None
-        plog = self.log.bind(task="subscription")
-        try:
-            async for item in events:
-                params = item.to_params() if hasattr(item, "to_params") else dict(item)
-                if params.get("type") == "events.overflow":
-                    self._outbox.put(codec.encode_event(params), reserve=True)
-                    self.stats["overflows"] += 1
-                    plog.info("control.subscription.overflow", source="bus", seq=params.get("seq"))
-                    self.server._spawn(self._drop_if_stalled(events))
-                    return
-                text = self.server.encode_event(params)
-                if not self._outbox.put(text):
-                    if not (await self._outbox.wait_space(self.server.config.subscription_grace_s)
-                            and self._outbox.put(text)):
-                        seq = last_seq if last_seq is not None else int(params["seq"]) - 1
-                        overflow = overflow_event(seq, "slow-consumer").to_params()
-                        self._outbox.put(codec.encode_event(overflow), reserve=True)
-                        self.stats["overflows"] += 1
-                        plog.info("control.subscription.overflow", source="send-queue", seq=seq)
-                        self.server._spawn(self._drop_if_stalled(events))
-                        return
-                last_seq = params.get("seq", last_seq)
-                self.stats["events_sent"] += 1
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            plog.exception("control.subscription.crashed")
-        finally:
-            await _aclose(events)
-
-    async def _drop_if_stalled(self, events: AsyncIterator[Any]) -> None:
-        """After `events.overflow`: a peer that has neither resubscribed nor read what was queued
-        for it within `overflow_close_s` is closed, not left holding send queues (1008; aborted if
-        even the close cannot get through)."""
-        await asyncio.sleep(self.server.config.overflow_close_s)
-        if self.closed or self._pump_events is not events or not (len(self._outbox) or self._sending):
-            return
-        self.log.warning("control.conn.stalled-after-overflow", queued=len(self._outbox),
-                         after_s=self.server.config.overflow_close_s)
-        try:
-            await asyncio.wait_for(self.close(1008, "not reading after events.overflow"),
-                                   self.server.config.close_timeout)
-        except (TimeoutError, ConnectionClosed):
-            pass
-        if not self.closed and self._ws.transport is not None:
-            self._ws.transport.abort()
 
     async def _writer(self) -> None:
         try:
@@ -463,16 +357,6 @@ class Connection:
                 self.log.exception("control.hook.on-closed-crashed")
         self._transition("closed")
         self.log.info("control.conn.closed", **dict(self.stats))
-
-
-async def _aclose(events: Any) -> None:
-    try:
-        if hasattr(events, "aclose"):
-            await events.aclose()
-        elif hasattr(events, "close"):
-            await _maybe_await(events.close())
-    except Exception:
-        log.exception("control.subscription.close-failed")
 
 
 class ControlServer:

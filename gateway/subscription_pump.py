@@ -1,0 +1,119 @@
+"""A connection's event subscription: the task pumping a bus subscription into the connection's
+outbox, the `events.overflow` cut when the peer does not keep up, and the drop of a peer that
+neither resubscribes nor reads after it. One per connection (gateway/server.py), at most one
+task running; replacing or stopping it closes its events here, even if the task never ran."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+import structlog
+from websockets.exceptions import ConnectionClosed
+
+from gateway.events import overflow_event
+from gateway.protocol import codec
+from gateway.server_config import maybe_await
+
+if TYPE_CHECKING:
+    from gateway.server import Connection
+
+log = structlog.get_logger("gateway.server")
+
+
+class SubscriptionPump:
+    def __init__(self, conn: "Connection") -> None:
+        self._conn = conn
+        self._task: asyncio.Task | None = None
+        self._events: AsyncIterator[Any] | None = None
+
+    def start(self, events: AsyncIterator[Any]) -> None:
+        """Pump `events` (items with `.to_params()` or event param dicts), replacing a running one."""
+        self.stop()
+        if self._conn.closed:
+            self._close_events(events)
+            return
+        self._events = events
+        self._task = asyncio.get_running_loop().create_task(self._run(events), name=f"pump-{self._conn.id}")
+
+    def stop(self) -> None:
+        """Cancel the pump and close its events here: a pump cancelled before it ever ran never
+        reaches its own `finally`, and its subscription would stay on the bus for good."""
+        task, events = self._task, self._events
+        self._task = self._events = None
+        if task is not None and not task.done():
+            task.cancel()
+        if events is not None:
+            self._close_events(events)
+
+    def _close_events(self, events: AsyncIterator[Any]) -> None:
+        close = getattr(events, "close", None)
+        if close is not None and not hasattr(events, "aclose"):
+            result = close()  # a bus Subscription closes synchronously
+            if inspect.isawaitable(result):
+                self._conn.server._spawn(result)
+        else:
+            self._conn.server._spawn(aclose(events))
+
+    async def _run(self, events: AsyncIterator[Any]) -> None:
+        conn = self._conn
+        outbox, server = conn._outbox, conn.server
+        last_seq: int | None = None
+        plog = conn.log.bind(task="subscription")
+        try:
+            async for item in events:
+                params = item.to_params() if hasattr(item, "to_params") else dict(item)
+                if params.get("type") == "events.overflow":
+                    outbox.put(codec.encode_event(params), reserve=True)
+                    conn.stats["overflows"] += 1
+                    plog.info("control.subscription.overflow", source="bus", seq=params.get("seq"))
+                    server._spawn(self._drop_if_stalled(events))
+                    return
+                text = server.encode_event(params)
+                if not outbox.put(text):
+                    if not (await outbox.wait_space(server.config.subscription_grace_s)
+                            and outbox.put(text)):
+                        seq = last_seq if last_seq is not None else int(params["seq"]) - 1
+                        overflow = overflow_event(seq, "slow-consumer").to_params()
+                        outbox.put(codec.encode_event(overflow), reserve=True)
+                        conn.stats["overflows"] += 1
+                        plog.info("control.subscription.overflow", source="send-queue", seq=seq)
+                        server._spawn(self._drop_if_stalled(events))
+                        return
+                last_seq = params.get("seq", last_seq)
+                conn.stats["events_sent"] += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            plog.exception("control.subscription.crashed")
+        finally:
+            await aclose(events)
+
+    async def _drop_if_stalled(self, events: AsyncIterator[Any]) -> None:
+        """After `events.overflow`: a peer that has neither resubscribed nor read what was queued
+        for it within `overflow_close_s` is closed, not left holding send queues (1008; aborted if
+        even the close cannot get through)."""
+        conn = self._conn
+        cfg = conn.server.config
+        await asyncio.sleep(cfg.overflow_close_s)
+        if conn.closed or self._events is not events or not (len(conn._outbox) or conn._sending):
+            return
+        conn.log.warning("control.conn.stalled-after-overflow", queued=len(conn._outbox),
+                         after_s=cfg.overflow_close_s)
+        try:
+            await asyncio.wait_for(conn.close(1008, "not reading after events.overflow"), cfg.close_timeout)
+        except (TimeoutError, ConnectionClosed):
+            pass
+        if not conn.closed:
+            conn.abort()
+
+
+async def aclose(events: Any) -> None:
+    try:
+        if hasattr(events, "aclose"):
+            await events.aclose()
+        elif hasattr(events, "close"):
+            await maybe_await(events.close())
+    except Exception:
+        log.exception("control.subscription.close-failed")
