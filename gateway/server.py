@@ -180,6 +180,10 @@ class Connection:
             async for message in self._ws:
                 if isinstance(message, str):
                     await self._on_text(message)
+                elif self.principal is None:
+                    self.stats["binary_in"] += 1
+                    self.stats["binary_in_dropped"] += 1
+                    await self._before_hello(None)
                 else:
                     self._on_binary_frame(message)
         except ConnectionClosed as exc:
@@ -199,18 +203,15 @@ class Connection:
 
     async def _on_text(self, text: str) -> None:
         msg = codec.parse_message(text)
+        if self.principal is None:
+            await self._before_hello(msg)
+            return
         if isinstance(msg, codec.Invalid):
             self.log.info("control.request.invalid", reason=msg.error.reason, msg=msg.error.message)
             self._reply_error(msg.id, msg.error)
             return
         if isinstance(msg, codec.Notification):
             self.log.debug("control.notification.ignored", method=msg.method)
-            return
-        if self.principal is None:
-            if msg.method != "hello":
-                self._reply_error(msg.id, NotAuthenticated("send hello with a token first"))
-                return
-            await self._hello(msg)
             return
         if len(self._inflight) >= self.server.config.max_in_flight:
             self.stats["rate_limited"] += 1
@@ -230,18 +231,43 @@ class Connection:
             self.log.info("control.hello.timeout")
             self.server._spawn(self._ws.close(1008, "no hello in time"))
 
-    async def _hello(self, req: codec.Request) -> None:
+    async def _before_hello(self, msg: codec.Request | codec.Notification | codec.Invalid | None) -> None:
+        """A frame before hello (`None`: a binary one). Each that is not a successful hello is a
+        failed attempt, like a bad token: it counts on this connection (beyond
+        `max_hello_failures` the next frame closes it, 1008) and spends its source's budget (while
+        spent, every frame is answered rate-limited and not even a good token is tried)."""
         cfg, throttle = self.server.config, self.server.hello_throttle
         if self._hello_failures >= cfg.max_hello_failures:
-            self.log.info("control.hello.too-many-failures", failures=self._hello_failures)
-            await self._ws.close(1008, "too many failed hellos")
+            if self.state is ConnState.OPEN:
+                self.log.info("control.hello.too-many-failures", failures=self._hello_failures)
+                await self._ws.close(1008, "too many failed hellos")
             return
+        req_id = None if isinstance(msg, codec.Notification) or msg is None else msg.id
+        answers = isinstance(msg, (codec.Request, codec.Invalid))  # a notification or binary gets none
         wait = throttle.retry_after(self.source, time.monotonic())
-        if wait > 0:  # the source's budget of failures is spent: not even a good token is tried
+        if wait > 0:
             self._hello_failures += 1
-            self._reply_error(req.id, RateLimited("too many failed hellos from this address",
-                                                  details={"retry_after_s": round(wait, 3)}))
+            if answers:
+                self._reply_error(req_id, RateLimited("too many failed hellos from this address",
+                                                      details={"retry_after_s": round(wait, 3)}))
             return
+        if isinstance(msg, codec.Request) and msg.method == "hello":
+            err = await self._hello(msg)
+            if err is None:
+                return
+        elif isinstance(msg, codec.Invalid):
+            err = msg.error
+        else:
+            err = NotAuthenticated("send hello with a token first")
+        self._hello_failures += 1
+        throttle.failed(self.source, time.monotonic())
+        self.log.info("control.hello.failed", reason=err.reason,
+                      frame="binary" if msg is None else type(msg).__name__.lower())
+        if answers:
+            self._reply_error(req_id, err)
+
+    async def _hello(self, req: codec.Request) -> GatewayError | None:
+        """None once authenticated (or on our own failure, answered here); the peer's error otherwise."""
         try:
             params = validate_params(self.server.registry.spec("hello"), req.params)
             assert isinstance(params, HelloParams)
@@ -250,16 +276,11 @@ class Connection:
                 raise NotAuthenticated("invalid token")
             seq = await _maybe_await(self.server.hooks.current_seq())
         except GatewayError as err:
-            if isinstance(err, NotAuthenticated):
-                self._hello_failures += 1
-                throttle.failed(self.source, time.monotonic())
-            self.log.info("control.hello.failed", reason=err.reason)
-            self._reply_error(req.id, err)
-            return
+            return err
         except Exception:
             self.log.exception("control.hello.crashed")
             self._reply_error(req.id, GatewayError("internal error"))
-            return
+            return None
         self.principal, self.client = principal, params.client
         self._transition("hello-ok")
         self.log = self.log.bind(principal=principal.name, role=principal.role)
@@ -273,6 +294,7 @@ class Connection:
             "principal": principal.name, "role": principal.role,
             "gateway_id": self.server.config.gateway_id, "seq": seq, "protocol": PROTOCOL_VERSION,
         }))
+        return None
 
     def _start(self, req: codec.Request) -> Coroutine[Any, Any, None] | None:
         """What serves `req` on this connection: a command that runs to its end is started now,

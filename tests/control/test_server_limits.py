@@ -110,3 +110,31 @@ async def test_bad_tokens_are_throttled_per_source(make_server):
     # even the right token waits out the source's backoff (no oracle for guessing)
     async with connect(srv.url) as ws:
         assert reason(await rpc(ws, 1, "hello", token="disp")) == "rate-limited"
+
+
+async def test_frames_before_hello_count_as_failed_hellos_on_the_connection(make_server):
+    """Another method, garbage, a notification, a hello without a token or a binary frame
+    before hello are failed attempts: they close the connection like bad tokens do."""
+    srv = await make_server(max_hello_failures=5, hello_failures_burst=1000)
+    async with connect(srv.url) as ws:
+        assert reason(await rpc(ws, 1, "session.list")) == "not-authenticated"
+        await ws.send("{not json")
+        assert reason(json.loads(await asyncio.wait_for(ws.recv(), 10))) == "parse-error"
+        await ws.send(json.dumps({"jsonrpc": "2.0", "method": "ping"}))  # a notification
+        assert reason(await rpc(ws, 2, "hello")) == "invalid-params"  # no token
+        await ws.send(b"\x00\x01binary before hello")
+        with pytest.raises(ConnectionClosed) as exc:  # the 6th attempt, a good token, is too late
+            await rpc(ws, 3, "hello", token="disp")
+        assert exc.value.rcvd.code == 1008 and exc.value.rcvd.reason == "too many failed hellos"
+
+
+async def test_frames_before_hello_spend_the_source_budget(make_server):
+    srv = await make_server(max_hello_failures=1000, hello_failures_burst=5, hello_failures_per_s=0.01)
+    async with connect(srv.url) as ws:
+        for i in range(5):
+            assert reason(await rpc(ws, i, "ping")) == "not-authenticated"
+        limited = await rpc(ws, 9, "hello", token="disp")  # a good token waits out the source's backoff
+        assert reason(limited) == "rate-limited" and limited["error"]["data"]["details"]["retry_after_s"] > 0
+        assert reason(await rpc(ws, 10, "session.list")) == "rate-limited"
+    async with connect(srv.url, local_addr=("127.0.0.2", 0)) as other:  # another address is not held back
+        assert "result" in await rpc(other, 1, "hello", token="disp")
