@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what dispatch-gateway needs on a Debian 12 machine, idempotently.
 #
-#   scripts/install.sh            system packages to run (kamailio) + .venv with the gateway
-#   scripts/install.sh --test     also the test peers (sipp, baresip, ffmpeg, sox, ...) + .[test]
+#   scripts/install.sh            system packages to run (kamailio, janus, ffmpeg) + .venv with the gateway
+#   scripts/install.sh --test     also the test peers (sipp, baresip, chromium, sox, ...) + .[test]
 #   options: --force  reinstall the Python packages even if up to date
 #            --no-apt skip system packages (no root / not Debian: you provide them)
 #
@@ -38,8 +38,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # ---- system packages ---------------------------------------------------------------------------
-APT_RUN=(kamailio ca-certificates)
-APT_TEST=(sip-tester baresip kamailio ffmpeg sox espeak-ng iproute2 procps sqlite3)
+# janus + janus-tools (janus-pp-rec) + ffmpeg: the video side (video/), recordings post-processed
+APT_RUN=(kamailio ca-certificates janus janus-tools ffmpeg)
+# chromium: the WebRTC peers of tests/video (driven by Playwright, never a downloaded browser)
+APT_TEST=(sip-tester baresip kamailio ffmpeg sox espeak-ng iproute2 procps sqlite3 chromium)
 
 missing_packages() {
     local p status
@@ -111,7 +113,7 @@ up_to_date() {
     "$VENV/bin/python" -c 'import gateway, pjsua2, aiohttp, websockets, structlog' \
         >/dev/null 2>&1 || return 1
     if [ "$want_extras" = "test" ]; then
-        "$VENV/bin/python" -c 'import pytest, pytest_asyncio, numpy' >/dev/null 2>&1 || return 1
+        "$VENV/bin/python" -c 'import pytest, pytest_asyncio, numpy, playwright' >/dev/null 2>&1 || return 1
     fi
 }
 

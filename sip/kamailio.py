@@ -30,7 +30,7 @@ from sip.kamailio_config import (
     render_config,
     render_dispatcher_list,
 )
-from sip.lifeline import ChildRecord, preexec_die_with_parent
+from sip.lifeline import ChildRecord, preexec_die_with_parent, terminate_child
 
 log = structlog.get_logger("sip.kamailio")
 
@@ -178,23 +178,9 @@ class KamailioProcess:
         proc, self._proc = self._proc, None
         if proc is None:
             return None
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                log.warning("kamailio.kill", name=self._name, pid=proc.pid)
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # our own session, started above
-                except ProcessLookupError:
-                    pass
-                await proc.wait()
-        if self._drain:
-            try:
-                await asyncio.wait_for(self._drain, 2)
-            except TimeoutError:
-                self._drain.cancel()
-            self._drain = None
+        if await terminate_child(proc, timeout, self._drain):
+            log.warning("kamailio.killed", name=self._name, pid=proc.pid)
+        self._drain = None
         if self.record is not None:
             self.record.remove()
         log.info("kamailio.stopped", name=self._name, pid=proc.pid, rc=proc.returncode)

@@ -16,6 +16,7 @@ Two mechanisms, for the processes the gateway starts (SIP workers, the Kamailio 
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import signal
@@ -53,6 +54,31 @@ def preexec_die_with_parent(sig: int) -> Callable[[], None]:
             os._exit(1)
 
     return preexec
+
+
+async def terminate_child(proc: asyncio.subprocess.Process, timeout: float,
+                          drain: asyncio.Task[None] | None = None) -> bool:
+    """SIGTERM a child started in a session of its own, SIGKILL its process group after
+    `timeout` (Kamailio and Janus may sit on a first SIGTERM), then give its output `drain`
+    task 2 s to finish. True when it had to be killed."""
+    killed = False
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            killed = True
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session: ours, started by us
+            except ProcessLookupError:
+                pass
+            await proc.wait()
+    if drain is not None:
+        try:
+            await asyncio.wait_for(drain, 2)
+        except TimeoutError:
+            drain.cancel()
+    return killed
 
 
 class ChildRecord:

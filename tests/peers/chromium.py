@@ -1,0 +1,49 @@
+"""Headless Chromium (Debian `chromium`) through Playwright, never a downloaded browser.
+
+`launch_chromium(pw)` starts /usr/bin/chromium with the fake camera and microphone (a test
+pattern and a beep), media permission granted, and the features that would hide host
+candidates behind mDNS names or close a page's WebSocket to 127.0.0.1 disabled (one
+`--disable-features` switch: only one takes effect). Pages must come from http://localhost
+(`about:blank` has no `navigator.mediaDevices`): `open_page(context, url, html)` serves `html`
+at `url` through a route, so nothing listens for it.
+A missing /usr/bin/chromium FAILS the test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-features=WebRtcHideLocalIpsWithMdns,LocalNetworkAccessChecks,"
+    "BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights",
+)
+PAGES = Path(__file__).resolve().parent.parent / "video" / "pages"
+
+
+async def launch_chromium(pw):  # -> playwright Browser
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} not found (Debian package chromium)", pytrace=False)
+    return await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
+
+
+async def open_page(context, url: str, html: str):  # -> playwright Page
+    """A page at `url` (http://localhost/...) whose document is `html`."""
+
+    async def fulfil(route):
+        await route.fulfill(status=200, content_type="text/html; charset=utf-8", body=html)
+
+    await context.route(url, fulfil)
+    page = await context.new_page()
+    await page.goto(url)
+    return page
+
+
+def page_html(name: str) -> str:
+    return (PAGES / name).read_text()
