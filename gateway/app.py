@@ -120,7 +120,7 @@ class Gateway:
         self._http = await http.start(h.host, h.port,
                                       {"store": self.store.healthy, "sip": self._sip_ready}, routes,
                                       http.HttpLimits(h.header_timeout_s, h.keepalive_s, h.max_connections,
-                                                      h.max_connections_per_source))
+                                                      h.max_connections_per_source, h.health_reserve))
         await self.sms.start()  # recovers the outbox before anything new is accepted
         self._stack.push_async_callback(self.sms.stop)
         await self.sip.start()

@@ -87,6 +87,7 @@ class HttpConfig:
     keepalive_s: float = 15.0
     max_connections: int = 1024
     max_connections_per_source: int = 1024  # a provider's callbacks or a reverse proxy: one address
+    health_reserve: int = 8  # beyond the limits: connections only for GET /healthz or /readyz
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "keepalive_s": _seconds(15),
         "max_connections": _int(1, 1_000_000, 1024),
         "max_connections_per_source": _int(1, 1_000_000, 1024),
+        "health_reserve": _int(0, 10_000, 8),
     },
     "store": {
         "path": _str("gateway.db"),

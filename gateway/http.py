@@ -1,8 +1,10 @@
-"""aiohttp side door for operators and orchestrators: /healthz (alive) and /readyz (ready)."""
+"""aiohttp side door for operators and orchestrators: /healthz (alive) and /readyz (ready), and the
+SMS provider's webhooks; behind limits of our own (connections, header deadline, a health reserve)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from gateway.limits import ConnectionLimits, EveryInterval
+from gateway.limits import ConnectionLimits, EveryInterval, ProbeReserve
 
 log = structlog.get_logger("gateway.http")
 
@@ -36,21 +38,26 @@ async def _body_deadline(request: web.Request, handler: Callable) -> web.StreamR
     return await handler(request)
 
 
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+HEALTH_PATHS = ("/healthz", "/readyz")
 
 
-async def _readyz(request: web.Request) -> web.Response:
+async def health(checks: dict[str, Check], path: str) -> tuple[int, dict]:
+    """(status, JSON body) of /healthz (alive: always ok) or /readyz (every check true)."""
+    if path == "/healthz":
+        return 200, {"status": "ok"}
     results: dict[str, bool] = {}
-    for name, check in request.app[CHECKS_KEY].items():
+    for name, check in checks.items():
         try:
             results[name] = bool(await check())
         except Exception:  # a failing check means not ready, never a 500
             results[name] = False
     ready = all(results.values())
-    return web.json_response(
-        {"status": "ready" if ready else "not-ready", "checks": results}, status=200 if ready else 503
-    )
+    return (200 if ready else 503), {"status": "ready" if ready else "not-ready", "checks": results}
+
+
+async def _health_route(request: web.Request) -> web.Response:
+    status, body = await health(request.app[CHECKS_KEY], request.path)
+    return web.json_response(body, status=status)
 
 
 Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
@@ -60,8 +67,8 @@ def make_app(checks: dict[str, Check], routes: list[Route] = (), body_timeout_s:
     app = web.Application(client_max_size=256 * 1024, middlewares=[_body_deadline])  # webhooks: small forms
     app[CHECKS_KEY] = checks
     app[BODY_TIMEOUT_KEY] = body_timeout_s
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
+    for path in HEALTH_PATHS:
+        app.router.add_get(path, _health_route)
     for method, path, handler in routes:  # e.g. the SMS provider's webhooks
         app.router.add_route(method, path, handler)
     return app
@@ -73,15 +80,30 @@ class HttpLimits:
     keepalive_s: float = 15.0  # idle between requests (aiohttp's keepalive_timeout)
     max_connections: int = 1024
     max_connections_per_source: int = 1024
+    health_reserve: int = 8  # beyond the limits: connections only for GET /healthz or /readyz
 
 
 _REFUSED = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_PHRASES = {200: "OK", 503: "Service Unavailable"}
+_MAX_REQUEST_LINE = 1024
+
+
+def health_path(line: bytes) -> str | None:
+    """The health path a request line asks for (`GET /healthz HTTP/1.1`, a query allowed), else None."""
+    parts = line.split(b" ")
+    if len(parts) != 3 or parts[0] != b"GET" or not parts[2].startswith(b"HTTP/1."):
+        return None
+    path = parts[1].split(b"?", 1)[0].decode("latin-1")
+    return path if path in HEALTH_PATHS else None
 
 
 class _Guarded(asyncio.Protocol):
-    """aiohttp's protocol behind a gate: the connection takes a slot of `ConnectionLimits` (or is
-    answered 503 and closed), and is aborted if its first request's headers are not complete
-    within the header deadline. After the first request, aiohttp's keepalive timeout applies."""
+    """aiohttp's protocol behind a gate: the connection takes a slot of `ConnectionLimits` and is
+    aborted if its first request's headers are not complete within the header deadline (after the
+    first request, aiohttp's keepalive timeout applies). When no slot is free it may take one of
+    the health reserve (`ProbeReserve`): there its first line must be GET /healthz or /readyz,
+    answered here without aiohttp and closed; anything else is answered 503 and closed, like a
+    connection with no slot at all. So health stays answerable while the listener is full."""
 
     def __init__(self, listener: "HttpListener") -> None:
         self._listener = listener
@@ -89,27 +111,41 @@ class _Guarded(asyncio.Protocol):
         self._source = "?"
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""
+        self._probe: bytearray | None = None  # in the reserve: the first line so far
+        self._answer: asyncio.Task | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
         peer = transport.get_extra_info("peername")
         self._source = str(peer[0]) if peer else "?"
         lst = self._listener
-        if not lst.slots.admit(self._source, self):
-            lst.refused(self._source)
-            transport.write(_REFUSED)
-            transport.close()
-            return
-        self._transport = transport
+        if lst.slots.admit(self._source, self):
+            self._inner = lst.runner.server()  # aiohttp's low-level server makes one per connection
+            self._inner.connection_made(transport)
+        else:
+            admitted, gave_way = lst.reserve.admit(self)
+            if gave_way is not None:
+                gave_way.refuse()  # type: ignore[attr-defined]
+            if not admitted:
+                self.refuse()
+                return
+            self._probe = bytearray()
         self._timer = asyncio.get_running_loop().call_later(lst.limits.header_timeout_s, self._late)
-        self._inner = lst.runner.server()  # aiohttp's low-level server makes one per connection
-        self._inner.connection_made(transport)
+
+    def refuse(self) -> None:
+        self._listener.refused(self._source)
+        self._probe = None
+        self._transport.write(_REFUSED)
+        self._transport.close()
 
     def _late(self) -> None:
         log.info("http.conn.header-timeout", source=self._source)
         self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._probe is not None:
+            self._probe_line(data)
         if self._inner is None:
             return
         if self._timer is not None:
@@ -119,6 +155,30 @@ class _Guarded(asyncio.Protocol):
                 self._timer = None
             self._tail = seen[-3:]
         self._inner.data_received(data)
+
+    def _probe_line(self, data: bytes) -> None:
+        assert self._probe is not None
+        self._probe += data
+        line, crlf, _ = bytes(self._probe[:_MAX_REQUEST_LINE + 2]).partition(b"\r\n")
+        if not crlf:
+            if len(self._probe) > _MAX_REQUEST_LINE:
+                self.refuse()
+            return
+        path = health_path(line)
+        if path is None:
+            self.refuse()
+            return
+        self._probe = None
+        self._listener.reserve.answering(self)
+        self._answer = asyncio.get_running_loop().create_task(self._respond(path), name="http-health-reserve")
+
+    async def _respond(self, path: str) -> None:
+        status, body = await health(self._listener.checks, path)
+        data = json.dumps(body).encode()
+        self._transport.write(
+            f"HTTP/1.1 {status} {_PHRASES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+        self._transport.close()
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received() if self._inner is not None else None
@@ -134,6 +194,9 @@ class _Guarded(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._answer is not None:
+            self._answer.cancel()
+        self._listener.reserve.release(self)
         if self._inner is not None:
             self._listener.slots.release(self._source, self)
             self._inner.connection_lost(exc)
@@ -142,9 +205,10 @@ class _Guarded(asyncio.Protocol):
 class HttpListener:
     """The aiohttp app on an asyncio server of our own (for the gate above)."""
 
-    def __init__(self, runner: web.AppRunner, limits: HttpLimits) -> None:
-        self.runner, self.limits = runner, limits
+    def __init__(self, runner: web.AppRunner, limits: HttpLimits, checks: dict[str, Check]) -> None:
+        self.runner, self.limits, self.checks = runner, limits, checks
         self.slots = ConnectionLimits(limits.max_connections, limits.max_connections_per_source)
+        self.reserve = ProbeReserve(limits.health_reserve)
         self._refusals = EveryInterval(10.0)
         self.server: asyncio.Server | None = None
 
@@ -156,6 +220,8 @@ class HttpListener:
     async def cleanup(self) -> None:
         if self.server is not None:
             self.server.close()
+        for conn in list(self.reserve):  # health requests in the reserve: aiohttp does not know them
+            conn._transport.abort()
         await self.runner.cleanup()
         if self.server is not None:
             await self.server.wait_closed()
@@ -168,7 +234,7 @@ async def start(host: str, port: int, checks: dict[str, Check], routes: list[Rou
                            keepalive_timeout=limits.keepalive_s,
                            lingering_time=0)  # an unread body is not waited for (10 s by default)
     await runner.setup()
-    listener = HttpListener(runner, limits)
+    listener = HttpListener(runner, limits, checks)
     listener.server = await asyncio.get_running_loop().create_server(
         lambda: _Guarded(listener), host, port)
     return listener

@@ -1,5 +1,6 @@
-"""Limits at the listeners, sans I/O: live connections per source and overall, a token bucket per
-source for failed authentication, and a log line at most once per interval (accept errors).
+"""Limits at the listeners, sans I/O: live connections per source and overall, a reserve for health
+probes when those are spent, a token bucket per source for failed authentication, and a log line
+at most once per interval (accept errors).
 
 Callers pass the time (`now`, monotonic seconds), so the rules are tested without sockets or clocks.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Iterator
 
 import structlog
 
@@ -52,6 +53,44 @@ class ConnectionLimits:
         for source, keys in list(self._by_source.items()):
             for key in [k for k in keys if not alive(k)]:
                 self.release(source, key)
+
+
+class ProbeReserve:
+    """A few slots kept apart for health probes, used when a listener's `ConnectionLimits` say no.
+    A connection holds one while it shows its first request line (the caller answers a health
+    request there and refuses anything else). When all are taken, the one waiting longest gives
+    way: `admit` returns it for the caller to drop, so idle connections cannot hold the reserve.
+    One already being answered is not given away."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._waiting: collections.OrderedDict[Hashable, None] = collections.OrderedDict()
+        self._answering: set[Hashable] = set()
+
+    def __len__(self) -> int:
+        return len(self._waiting) + len(self._answering)
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter([*self._waiting, *self._answering])
+
+    def admit(self, key: Hashable) -> tuple[bool, Hashable | None]:
+        """(admitted?, the key that gave way for it, if any)."""
+        evicted = None
+        if len(self) >= self.size:
+            if not self._waiting:
+                return False, None
+            evicted, _ = self._waiting.popitem(last=False)
+        self._waiting[key] = None
+        return True, evicted
+
+    def answering(self, key: Hashable) -> None:
+        if key in self._waiting:
+            del self._waiting[key]
+            self._answering.add(key)
+
+    def release(self, key: Hashable) -> None:
+        self._waiting.pop(key, None)
+        self._answering.discard(key)
 
 
 class FailureThrottle:

@@ -5,7 +5,14 @@ import errno
 
 import structlog.testing
 
-from gateway.limits import ACCEPT_FAILED, ConnectionLimits, EveryInterval, FailureThrottle, throttle_accept_errors
+from gateway.limits import (
+    ACCEPT_FAILED,
+    ConnectionLimits,
+    EveryInterval,
+    FailureThrottle,
+    ProbeReserve,
+    throttle_accept_errors,
+)
 
 
 def test_connection_limits_per_source_and_total():
@@ -26,6 +33,20 @@ def test_connection_limits_reclaim_dead_slots_when_full():
     dead.add("x")  # its handshake failed: never released
     assert lim.admit("a", "y", alive=lambda k: k not in dead)
     assert len(lim) == 1
+
+
+def test_probe_reserve_gives_way_oldest_waiting_first():
+    r = ProbeReserve(2)
+    assert r.admit("a") == (True, None) and r.admit("b") == (True, None)
+    assert r.admit("c") == (True, "a")  # full of idle ones: the oldest gives way
+    r.answering("b")
+    assert r.admit("d") == (True, "c")  # "b" is being answered: not given away
+    r.answering("d")
+    assert r.admit("e") == (False, None) and len(r) == 2
+    r.release("b")
+    r.release("b")  # twice is harmless
+    assert r.admit("e") == (True, None)
+    assert ProbeReserve(0).admit("x") == (False, None)
 
 
 def test_failure_throttle_burst_then_refill():

@@ -124,3 +124,24 @@ async def test_bad_tokens_are_throttled_per_source(tmp_path):
         assert codes == [1008] * 4  # each connection closed after its 3 failures
         async with connect(gw.url, local_addr=("127.0.0.2", 0)) as ws:  # another address is not held back
             assert "result" in await hello(ws, "tok-dispatcher")
+
+
+async def test_health_answers_while_the_http_port_is_full(tmp_path):
+    """Idle connections take every slot of the HTTP port (total and per source): /healthz and
+    /readyz still answer from the health reserve, while a webhook request there is refused."""
+    sets = overrides(tmp_path, **{"http.max_connections": 20, "http.max_connections_per_source": 20,
+                                  "http.header_timeout_s": 30, "http.health_reserve": 2})
+    async with gateway_proc(sets, tmp_path) as gw:
+        await gw.start()
+        port = sets["http.port"]
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(22)]  # 2 in the reserve
+        try:
+            for _ in range(3):
+                assert b"200 OK" in await http_get(port)
+            ready = await http_get(port, "/readyz")
+            assert ready.startswith(b"HTTP/1.1 200 ") and b'"store": true' in ready, ready
+            refused = await http_get(port, "/webhooks/twilio/status")
+            assert refused == b"" or refused.startswith(b"HTTP/1.1 503 "), refused
+        finally:
+            for _, w in held:
+                w.close()

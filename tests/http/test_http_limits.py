@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway import http
 
 
-async def _ok(request):
+async def _ok():
     return True
 
 
@@ -36,6 +36,15 @@ async def healthz(port, local_addr=None):
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=local_addr)
     try:
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def get(port, path, local_addr=None):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=local_addr)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())  # keep-alive: the server closes
         return await asyncio.wait_for(reader.read(), 10)
     finally:
         writer.close()
@@ -77,7 +86,7 @@ async def test_connections_per_source_are_bounded(start_http):
     port = await start_http(header_timeout_s=30, max_connections_per_source=3)
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
     try:
-        reply = await healthz(port)
+        reply = await get(port, "/form")  # (health requests have a reserve of their own, below)
         assert reply == b"" or b"503" in reply.split(b"\r\n")[0]
         assert b"200 OK" in await healthz(port, local_addr=("127.0.0.2", 0))  # another source
         _, w = held.pop()
@@ -97,7 +106,7 @@ async def test_total_connections_are_bounded(start_http):
     port = await start_http(header_timeout_s=30, max_connections=2)
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
     try:
-        reply = await healthz(port, local_addr=("127.0.0.3", 0))
+        reply = await get(port, "/form", local_addr=("127.0.0.3", 0))
         assert reply == b"" or b"503" in reply.split(b"\r\n")[0]
     finally:
         for _, w in held:
@@ -128,3 +137,28 @@ async def test_slow_body_is_cut_after_the_deadline(start_http):
         assert answer == b"" or b" 408 " in answer.split(b"\r\n")[0]
     finally:
         writer.close()
+
+
+async def test_health_answers_while_the_listener_is_full(start_http):
+    """Idle connections hold every slot (the total and this source's): /healthz and /readyz are
+    still answered from the reserve, anything else there is refused."""
+    port = await start_http(header_timeout_s=30, max_connections=4, max_connections_per_source=4,
+                            health_reserve=2)
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+    try:
+        reply = await healthz(port)
+        assert reply.startswith(b"HTTP/1.1 200 "), reply
+        assert reply.endswith(b'{"status": "ok"}')
+        ready = await get(port, "/readyz?verbose=1")
+        assert ready.startswith(b"HTTP/1.1 200 ") and b'"checks": {"store": true}' in ready, ready
+        refused = await get(port, "/form")
+        assert refused == b"" or refused.startswith(b"HTTP/1.1 503 "), refused
+        # idle connections in the reserve too: the oldest gives way to a health request
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        held += idle
+        assert (await healthz(port)).startswith(b"HTTP/1.1 200 ")
+        dropped = await asyncio.wait_for(idle[0][0].read(), 10)  # the oldest gave way
+        assert dropped == b"" or dropped.startswith(b"HTTP/1.1 503 "), dropped
+    finally:
+        for _, w in held:
+            w.close()
