@@ -20,13 +20,13 @@ from typing import Any
 
 import structlog
 
-from gateway import http
+from gateway import http, tls
 from gateway.broadcast.service import BroadcastService
 from gateway.config import Config
 from gateway.directory import Directory
 from gateway.errors import GatewayError
 from gateway.events import EventBus
-from gateway.exposure import check_exposure
+from gateway.exposure import check_exposure, plaintext_exposure
 from gateway.handlers import register_all
 from gateway.limits import throttle_accept_errors
 from gateway.ports import check_ports
@@ -86,7 +86,8 @@ class Gateway:
                          max_connections_per_source=c.max_connections_per_source,
                          max_hello_failures=c.max_hello_failures,
                          hello_failures_burst=c.hello_failures_burst,
-                         hello_failures_per_s=1.0 / c.hello_failure_refill_s),
+                         hello_failures_per_s=1.0 / c.hello_failure_refill_s,
+                         ssl=tls.server_context(c.tls_cert, c.tls_key) if c.tls_cert else None),
         )
         self._http: Any = None
         self._stack = contextlib.AsyncExitStack()
@@ -120,7 +121,8 @@ class Gateway:
         self._http = await http.start(h.host, h.port,
                                       {"store": self.store.healthy, "sip": self._sip_ready}, routes,
                                       http.HttpLimits(h.header_timeout_s, h.keepalive_s, h.max_connections,
-                                                      h.max_connections_per_source, h.health_reserve))
+                                                      h.max_connections_per_source, h.health_reserve),
+                                      tls.server_context(h.tls_cert, h.tls_key) if h.tls_cert else None)
         await self.sms.start()  # recovers the outbox before anything new is accepted
         self._stack.push_async_callback(self.sms.stop)
         await self.sip.start()
@@ -191,6 +193,9 @@ class Gateway:
 async def run(config: Config, stop: asyncio.Event) -> None:
     """Run until `stop` is set (signals in the CLI), then shut down gracefully."""
     check_exposure(config)  # ConfigError before anything binds (the CLI checks earlier still)
+    for key, host in plaintext_exposure(config):  # allowed: TLS may end at a proxy in front
+        log.warning("gateway.exposed-without-tls", key=key, host=host,
+                    hint="set its tls_cert and tls_key, or terminate TLS in front of it")
     gw = Gateway(config)
     await gw.start()
     try:

@@ -7,7 +7,8 @@
     dispatch-gateway backup /var/backups/gateway-2026-12-01.db [--config ...]   (online)
     dispatch-gateway restore /var/backups/gateway-2026-12-01.db [--config ...]  (gateway stopped)
 
-Client commands take --url and --token, or DISPATCH_URL and DISPATCH_TOKEN from the environment.
+Client commands take --url and --token, or DISPATCH_URL and DISPATCH_TOKEN from the environment;
+for a wss:// URL whose certificate the system does not trust, --ca-file (or DISPATCH_CA_FILE).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help)
         c.add_argument("--url", default=os.environ.get("DISPATCH_URL", DEFAULT_URL))
         c.add_argument("--token", default=os.environ.get("DISPATCH_TOKEN"))
+        c.add_argument("--ca-file", default=os.environ.get("DISPATCH_CA_FILE"), metavar="PEM",
+                       help="trust only the CAs in this file for a wss:// URL (default: the system's)")
         return c
 
     c = client("call", "place a call and follow it until it ends")
@@ -149,7 +152,7 @@ async def _connect(args: argparse.Namespace) -> Any:
     from gateway.client import GatewayClient
 
     return await GatewayClient.connect(args.url, args.token, client_name="dispatch-gateway-cli",
-                                       reconnect=False)
+                                       reconnect=False, ca_file=args.ca_file)
 
 
 def _print(obj: Any) -> None:

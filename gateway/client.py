@@ -1,6 +1,7 @@
 """Async Python client of the control channel (tests, CLI).
 
     client = await GatewayClient.connect("ws://127.0.0.1:8765/v1/control", token)
+    client = await GatewayClient.connect("wss://gw.example:8765/v1/control", token, ca_file="ca.pem")
     session = await client.call("session.create", title="fire")
     await client.subscribe(since_seq=0)
     async for event in client.events(): ...
@@ -8,17 +9,21 @@
 On a network cut the client reconnects with backoff, says hello again and, if it was subscribed,
 resubscribes from the last `seq` it saw; duplicates (seq <= last seen) are dropped, so the event
 stream has no gap and no duplicate. On `events.overflow` it resubscribes by itself.
+
+A `wss://` URL is verified against the system's CAs, or only the CAs in `ca_file` (PEM) when given
+(a gateway with a certificate of its own CA); a certificate not trusted raises `TlsError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 from typing import Any, AsyncIterator
 
 import structlog
 from websockets.asyncio.client import ClientConnection, connect as ws_connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidMessage
 
 from gateway.protocol import codec, media
 
@@ -38,6 +43,11 @@ class Disconnected(ConnectionError):
     """The connection dropped before the reply came (the request may or may not have run)."""
 
 
+class TlsError(ConnectionError):
+    """The TLS connection could not be set up: the gateway's certificate is not trusted, or the
+    URL's scheme does not match the listener (ws:// to a TLS port)."""
+
+
 class GatewayClient:
     def __init__(
         self,
@@ -51,10 +61,17 @@ class GatewayClient:
         max_size: int | None = 1 << 20,
         event_queue: int = 10_000,
         audio_queue: int = 500,
+        ca_file: str | None = None,
     ) -> None:
         self.url, self.token, self.client_name = url, token, client_name
         self.reconnect, self.backoff, self.call_timeout = reconnect, backoff, call_timeout
         self.max_size = max_size
+        self.ca_file = ca_file
+        self._ssl: ssl.SSLContext | None = None
+        if url.startswith("wss://"):
+            self._ssl = ssl.create_default_context(cafile=ca_file)  # cafile None: the system's CAs
+        elif ca_file is not None:
+            raise ValueError(f"ca_file is for a wss:// URL, not {url!r}")
         self.hello: dict[str, Any] = {}
         self.last_seq: int | None = None
         self.subscribed = False
@@ -183,7 +200,21 @@ class GatewayClient:
         return resp.result
 
     async def _connect_once(self) -> None:
-        ws = await ws_connect(self.url, max_size=self.max_size, open_timeout=10, compression=None)
+        tls = {} if self._ssl is None else {"ssl": self._ssl}
+        try:
+            ws = await ws_connect(self.url, max_size=self.max_size, open_timeout=10, compression=None, **tls)
+        except ssl.SSLCertVerificationError as exc:
+            trust = f"the CAs in {self.ca_file}" if self.ca_file else "the system's CAs (pass a CA file)"
+            raise TlsError(f"TLS: the gateway's certificate is not trusted by {trust}: "
+                           f"{exc.verify_message or exc}") from None
+        except ssl.SSLError as exc:
+            raise TlsError(f"TLS: handshake with {self.url} failed: {exc.reason or exc} "
+                           "(is the gateway's listener TLS? ws:// vs wss://)") from None
+        except InvalidMessage as exc:
+            if self._ssl is not None:
+                raise
+            raise TlsError(f"no valid HTTP answer from {self.url} (if its listener is TLS, use wss://): "
+                           f"{exc.__cause__ or exc}") from None
         self._ws = ws
         self._reader = asyncio.get_running_loop().create_task(self._read(ws), name="client-reader")
         try:

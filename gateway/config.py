@@ -41,6 +41,7 @@ from gateway.config_schema import (  # the dataclasses are also importable from 
     _unknown_why,
 )
 from gateway.errors import ConfigError
+from gateway.tls import pair_problem
 from sip.config import SipConfig, SipRegistration
 from sms.config import SmppSettings, SmsConfig, TwilioSettings
 
@@ -230,6 +231,14 @@ def _check_whole(layers: _Layers) -> None:
                            f"({v['sip.heartbeat_interval_s']}), got {v['sip.heartbeat_deadline_s']}")
     if v["http.port"] == v["control.port"] != 0 and v["http.host"] == v["control.host"]:
         raise layers.error("http.port", f"must differ from control.port, both are {v['http.port']}")
+    for section in ("control", "http"):  # the files are read now: serve stops before binding
+        found = pair_problem(section, v[f"{section}.tls_cert"], v[f"{section}.tls_key"])
+        if found is not None:
+            key, why = found
+            if v[key] is not None:
+                raise layers.error(key, why)
+            other = f"{section}.tls_key" if key.endswith("_cert") else f"{section}.tls_cert"
+            raise ConfigError(layers.sources[other][0], key, why)
     reg = [k for k in v if k.startswith("sip.registration.")]
     if reg:
         for name in _REGISTRATION_REQUIRED:

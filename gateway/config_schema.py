@@ -77,6 +77,8 @@ class ControlConfig:
     max_hello_failures: int = 5
     hello_failures_burst: int = 20
     hello_failure_refill_s: float = 1.0
+    tls_cert: str | None = None  # PEM certificate (chain) and key: wss:// instead of ws://
+    tls_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class HttpConfig:
     max_connections: int = 1024
     max_connections_per_source: int = 1024  # a provider's callbacks or a reverse proxy: one address
     health_reserve: int = 8  # beyond the limits: connections only for GET /healthz or /readyz
+    tls_cert: str | None = None  # PEM certificate (chain) and key: HTTPS instead of HTTP
+    tls_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_hello_failures": _int(1, 1000, 5),
         "hello_failures_burst": _int(1, 1_000_000, 20),
         "hello_failure_refill_s": _seconds(1),
+        "tls_cert": _str(None, what="a PEM certificate file path"),
+        "tls_key": _str(None, what="a PEM private key file path"),
     },
     "http": {
         "host": _host("127.0.0.1"),
@@ -267,6 +273,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_connections": _int(1, 1_000_000, 1024),
         "max_connections_per_source": _int(1, 1_000_000, 1024),
         "health_reserve": _int(0, 10_000, 8),
+        "tls_cert": _str(None, what="a PEM certificate file path"),
+        "tls_key": _str(None, what="a PEM private key file path"),
     },
     "store": {
         "path": _str("gateway.db"),

@@ -5,6 +5,11 @@ the control channel (`control.host`) and the http port with the webhooks (`http.
 only. Once either binds another address, each default secret still in effect is a problem naming its
 key; `check_exposure` raises the first as a ConfigError, so `serve` exits before anything starts.
 A provider's secret counts only when `sms.provider` uses that provider.
+
+A listener beyond loopback without TLS of its own (`*.tls_cert`) is only warned about
+(`plaintext_exposure`, logged by `gateway.app.run`), not refused: TLS is often terminated in front
+of the gateway (a reverse proxy, a load balancer, a VPN or a private network), where the gateway
+cannot see it, and refusing would force a certificate onto deployments that already have one.
 """
 
 from __future__ import annotations
@@ -60,3 +65,10 @@ def check_exposure(config: Config) -> None:
     problems = exposure_problems(config)
     if problems:
         raise ConfigError(config.source, "refusing to start", "; ".join(problems))
+
+
+def plaintext_exposure(config: Config) -> list[tuple[str, str]]:
+    """(key, host) of each listener bound beyond loopback without TLS of its own."""
+    return [(f"{section}.tls_cert", cfg.host) for section, cfg in
+            (("control", config.control), ("http", config.http))
+            if not is_loopback(cfg.host) and cfg.tls_cert is None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -228,15 +229,18 @@ class HttpListener:
 
 
 async def start(host: str, port: int, checks: dict[str, Check], routes: list[Route] = (),
-                limits: HttpLimits = HttpLimits()) -> HttpListener:
-    """Start serving; returns the listener to `cleanup()` at shutdown."""
+                limits: HttpLimits = HttpLimits(), tls: ssl.SSLContext | None = None) -> HttpListener:
+    """Start serving (HTTPS with `tls`); returns the listener to `cleanup()` at shutdown."""
     runner = web.AppRunner(make_app(checks, routes, limits.header_timeout_s), access_log=None,
                            keepalive_timeout=limits.keepalive_s,
                            lingering_time=0)  # an unread body is not waited for (10 s by default)
     await runner.setup()
     listener = HttpListener(runner, limits, checks)
+    # With TLS the gate sees a connection once its handshake is done: that is bounded by the
+    # header deadline too, so a client that never finishes it is not held for asyncio's 60 s.
+    handshake = {} if tls is None else {"ssl": tls, "ssl_handshake_timeout": limits.header_timeout_s}
     listener.server = await asyncio.get_running_loop().create_server(
-        lambda: _Guarded(listener), host, port)
+        lambda: _Guarded(listener), host, port, **handshake)
     return listener
 
 

@@ -382,7 +382,7 @@ class Connection:
 
 
 class ControlServer:
-    """Serves protocol v1 on ws://host:port/v1/control."""
+    """Serves protocol v1 on ws://host:port/v1/control (wss:// with `ServerConfig.ssl`)."""
 
     def __init__(
         self,
@@ -417,7 +417,7 @@ class ControlServer:
             ping_interval=cfg.ping_interval, ping_timeout=cfg.ping_timeout,
             close_timeout=cfg.close_timeout, max_size=cfg.max_size, open_timeout=cfg.open_timeout,
             compression=None,  # small JSON messages: deflate cost CPU and ~40 KB per connection
-            logger=None,
+            logger=None, ssl=cfg.ssl,
         )
         log.info("control.server.started", url=self.url)
 
@@ -447,7 +447,8 @@ class ControlServer:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}{self.config.path}"
+        scheme = "ws" if self.config.ssl is None else "wss"
+        return f"{scheme}://{self.config.host}:{self.port}{self.config.path}"
 
     def encode_event(self, params: dict) -> str:
         """The notification text of a stored event, encoded once for all subscribers."""

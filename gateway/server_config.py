@@ -5,6 +5,7 @@ types of those callbacks. No I/O."""
 from __future__ import annotations
 
 import inspect
+import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -46,6 +47,7 @@ class ServerConfig:
     max_hello_failures: int = 5  # failed hellos on one connection; beyond: closed (1008)
     hello_failures_burst: int = 20  # failed hellos per source before rate-limited ...
     hello_failures_per_s: float = 1.0  # ... and the rate they are forgiven at
+    ssl: ssl.SSLContext | None = None  # wss:// (gateway/tls.py); the TLS handshake within open_timeout
 
 
 @dataclass

@@ -41,7 +41,7 @@ fi
 # janus + janus-tools (janus-pp-rec) + ffmpeg: the video side (video/), recordings post-processed
 APT_RUN=(kamailio ca-certificates janus janus-tools ffmpeg)
 # chromium: the WebRTC peers of tests/video (driven by Playwright, never a downloaded browser)
-APT_TEST=(sip-tester baresip kamailio ffmpeg sox espeak-ng iproute2 procps sqlite3 chromium)
+APT_TEST=(sip-tester baresip kamailio ffmpeg sox espeak-ng iproute2 procps sqlite3 chromium openssl)
 
 missing_packages() {
     local p status

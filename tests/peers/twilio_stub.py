@@ -11,7 +11,7 @@ answer or a 5xx are POSTed again, with the same I-Twilio-Idempotency-Token, afte
 authentication (401), 20404 not found (404), and whatever `fail_next()` injects (429 / 5xx).
 
     async with twilio_stub(SID, TOKEN, bad_numbers={"+15550000000"}) as stub:
-        stub.url                       # http://127.0.0.1:<port>
+        stub.url                       # http://127.0.0.1:<port>  (ca_file=: webhooks to https:// trust it)
         stub.fail_next(2, 429)         # the next 2 creates are refused (nothing stored)
         stub.fail_next(1, 429, retry_after=2)   # ... with a Retry-After header
         stub.delay_next(1, 3.0)        # the next create is stored, then answered 3 s late
@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class TwilioStub:
     webhook_deadline_s: float = 60.0
     host: str = "127.0.0.1"
     port: int = 0
+    ca_file: str | None = None  # trust only these CAs for webhooks to an https:// URL
 
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # sid -> resource, in creation order
     creates: Counter[str] = field(default_factory=Counter)      # accepted creates per To
@@ -224,7 +226,8 @@ class TwilioStub:
         app.router.add_post(base + "/Messages.json", self._create)
         app.router.add_get(base + "/Messages.json", self._list)
         app.router.add_get(base + "/Messages/{sid}.json", self._fetch)
-        self._session = ClientSession(timeout=ClientTimeout(total=5))
+        tls = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+        self._session = ClientSession(timeout=ClientTimeout(total=5), connector=aiohttp.TCPConnector(ssl=tls))
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
