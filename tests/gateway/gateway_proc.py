@@ -29,7 +29,8 @@ class GatewayProc:
         self.sets = [f"{k}={v if isinstance(v, str) else _toml(v)}" for k, v in overrides.items()] + [f"auth.tokens={{{tokens}}}"]
         config = load_config(None, {}, self.sets)
         self.store_path = config.store_path
-        self.url = f"ws://127.0.0.1:{config.control.port}/v1/control"
+        scheme = "wss" if config.control.tls_cert else "ws"
+        self.url = f"{scheme}://127.0.0.1:{config.control.port}/v1/control"
         self.control_port = config.control.port
         self.log_dir = log_dir
         self.proc: asyncio.subprocess.Process | None = None

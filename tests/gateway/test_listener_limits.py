@@ -145,3 +145,27 @@ async def test_health_answers_while_the_http_port_is_full(tmp_path):
         finally:
             for _, w in held:
                 w.close()
+
+
+async def test_frames_before_hello_are_throttled_like_bad_tokens(tmp_path):
+    """Other methods and garbage before hello count as failed hellos: on the connection (closed
+    beyond control.max_hello_failures) and for the address (its budget spent: rate-limited)."""
+    sets = overrides(tmp_path, **{"control.max_hello_failures": 3, "control.hello_failures_burst": 5,
+                                  "control.hello_failure_refill_s": 60})
+    async with gateway_proc(sets, tmp_path) as gw:
+        await gw.start()
+        async with connect(gw.url) as ws:
+            for i in range(3):
+                await ws.send(json.dumps({"jsonrpc": "2.0", "id": i, "method": "session.list"}) if i % 2
+                              else "\x00 not json")
+                assert "error" in json.loads(await asyncio.wait_for(ws.recv(), 10))
+            await ws.send(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "hello",
+                                      "params": {"token": "tok-dispatcher"}}))
+            assert await closed_code(ws) == 1008  # a good token after 3 failures: too late
+        async with connect(gw.url) as ws:
+            for i in range(2):  # 2 more spend the address's budget of 5
+                await ws.send(b"\x01binary before hello")
+            reply = await hello(ws, "tok-dispatcher")
+            assert reply["error"]["data"]["reason"] == "rate-limited", reply
+        async with connect(gw.url, local_addr=("127.0.0.2", 0)) as ws:
+            assert "result" in await hello(ws, "tok-dispatcher")

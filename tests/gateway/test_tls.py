@@ -48,7 +48,8 @@ async def test_wss_control_and_https_health(tmp_path, certs):
     sets = tls_overrides(tmp_path, certs)
     async with gateway_proc(sets, tmp_path) as gw:
         await gw.start()
-        wss = f"wss://127.0.0.1:{sets['control.port']}/v1/control"
+        wss = gw.url
+        assert wss.startswith("wss://")
         client = await GatewayClient.connect(wss, "tok-dispatcher", ca_file=certs.ca, reconnect=False)
         try:
             assert client.hello["principal"] == "alice"
@@ -91,8 +92,7 @@ async def test_twilio_webhooks_over_https_signed_over_the_https_url(tmp_path, ce
                      "sms.twilio.timeout_s": 5})
         async with gateway_proc(sets, tmp_path) as gw:
             await gw.start()
-            client = await GatewayClient.connect(f"wss://127.0.0.1:{sets['control.port']}/v1/control",
-                                                 "tok-dispatcher", ca_file=certs.ca, reconnect=False)
+            client = await GatewayClient.connect(gw.url, "tok-dispatcher", ca_file=certs.ca, reconnect=False)
             try:
                 await client.subscribe(client.hello["seq"])
                 w = EventWatch(client)
