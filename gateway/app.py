@@ -26,7 +26,7 @@ from gateway.config import Config
 from gateway.directory import Directory
 from gateway.errors import GatewayError
 from gateway.events import EventBus
-from gateway.exposure import check_exposure, plaintext_exposure
+from gateway.exposure import check_exposure, log_exposure_warnings
 from gateway.handlers import register_all
 from gateway.limits import throttle_accept_errors
 from gateway.ports import check_ports
@@ -193,9 +193,7 @@ class Gateway:
 async def run(config: Config, stop: asyncio.Event) -> None:
     """Run until `stop` is set (signals in the CLI), then shut down gracefully."""
     check_exposure(config)  # ConfigError before anything binds (the CLI checks earlier still)
-    for key, host in plaintext_exposure(config):  # allowed: TLS may end at a proxy in front
-        log.warning("gateway.exposed-without-tls", key=key, host=host,
-                    hint="set its tls_cert and tls_key, or terminate TLS in front of it")
+    log_exposure_warnings(config)  # clear text beyond loopback is allowed: TLS may end in front
     gw = Gateway(config)
     await gw.start()
     try:

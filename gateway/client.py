@@ -69,7 +69,11 @@ class GatewayClient:
         self.ca_file = ca_file
         self._ssl: ssl.SSLContext | None = None
         if url.startswith("wss://"):
-            self._ssl = ssl.create_default_context(cafile=ca_file)  # cafile None: the system's CAs
+            try:
+                self._ssl = ssl.create_default_context(cafile=ca_file)  # cafile None: the system's CAs
+            except (OSError, ssl.SSLError) as exc:
+                raise TlsError(f"ca_file {ca_file!r}: not a readable PEM file of CA certificates "
+                               f"({getattr(exc, 'strerror', None) or exc})") from None
         elif ca_file is not None:
             raise ValueError(f"ca_file is for a wss:// URL, not {url!r}")
         self.hello: dict[str, Any] = {}

@@ -7,7 +7,7 @@ key; `check_exposure` raises the first as a ConfigError, so `serve` exits before
 A provider's secret counts only when `sms.provider` uses that provider.
 
 A listener beyond loopback without TLS of its own (`*.tls_cert`) is only warned about
-(`plaintext_exposure`, logged by `gateway.app.run`), not refused: TLS is often terminated in front
+(`log_exposure_warnings`, called by `gateway.app.run`), not refused: TLS is often terminated in front
 of the gateway (a reverse proxy, a load balancer, a VPN or a private network), where the gateway
 cannot see it, and refusing would force a certificate onto deployments that already have one.
 """
@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import ipaddress
 
+import structlog
+
 from gateway.config_schema import SCHEMA, Config
 from gateway.errors import ConfigError
+
+log = structlog.get_logger("gateway.exposure")
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -72,3 +76,16 @@ def plaintext_exposure(config: Config) -> list[tuple[str, str]]:
     return [(f"{section}.tls_cert", cfg.host) for section, cfg in
             (("control", config.control), ("http", config.http))
             if not is_loopback(cfg.host) and cfg.tls_cert is None]
+
+
+def log_exposure_warnings(config: Config) -> None:
+    """At start: each listener beyond loopback in clear text, and Twilio's webhook URL left on
+    http:// while the http port serves HTTPS (Twilio signs the URL it calls: every webhook would
+    be refused 403)."""
+    for key, host in plaintext_exposure(config):
+        log.warning("gateway.exposed-without-tls", key=key, host=host,
+                    hint="set its tls_cert and tls_key, or terminate TLS in front of it")
+    public = config.sms.twilio.public_url
+    if config.sms.provider == "twilio" and config.http.tls_cert and public.startswith("http://"):
+        log.warning("gateway.webhook-url-not-https", key="sms.twilio.public_url", url=public,
+                    hint="the http port serves HTTPS: Twilio signs the https:// URL it calls")

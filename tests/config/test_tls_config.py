@@ -6,10 +6,11 @@ from __future__ import annotations
 import ssl
 
 import pytest
+import structlog.testing
 
 from gateway.config import load_config
 from gateway.errors import ConfigError
-from gateway.exposure import exposure_problems, plaintext_exposure
+from gateway.exposure import exposure_problems, log_exposure_warnings, plaintext_exposure
 from gateway.tls import server_context
 from tests.peers.certs import Certs, make_certs
 
@@ -68,3 +69,17 @@ def test_beyond_loopback_without_tls_is_a_warning_not_a_refusal(certs):
                                     f"control.tls_key={certs.key}", TOKENS])
     assert plaintext_exposure(config) == []
     assert plaintext_exposure(load_config(None, {}, [])) == []  # loopback: nothing to say
+
+
+def test_exposure_warnings_are_logged_naming_the_key(certs):
+    config = load_config(None, {}, ["control.host=0.0.0.0", TOKENS, "sms.provider=twilio",
+                                    "sms.twilio.auth_token=a-real-token-from-the-console",
+                                    f"http.tls_cert={certs.cert}", f"http.tls_key={certs.key}"])
+    with structlog.testing.capture_logs() as logs:
+        log_exposure_warnings(config)
+    assert [(e["event"], e["key"]) for e in logs] == [
+        ("gateway.exposed-without-tls", "control.tls_cert"),
+        ("gateway.webhook-url-not-https", "sms.twilio.public_url")]  # still the http:// default
+    with structlog.testing.capture_logs() as logs:
+        log_exposure_warnings(load_config(None, {}, []))
+    assert logs == []

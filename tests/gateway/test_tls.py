@@ -115,3 +115,12 @@ async def test_twilio_webhooks_over_https_signed_over_the_https_url(tmp_path, ce
                 await w.close()
             finally:
                 await client.close()
+
+
+def test_client_ca_file_problems_are_clear(tmp_path, certs):
+    with pytest.raises(TlsError, match="ca_file .*nope.pem"):
+        GatewayClient("wss://127.0.0.1:1/v1/control", "t", ca_file=str(tmp_path / "nope.pem"))
+    with pytest.raises(TlsError, match="not a readable PEM"):
+        GatewayClient("wss://127.0.0.1:1/v1/control", "t", ca_file=str(tmp_path))
+    with pytest.raises(ValueError, match="wss://"):
+        GatewayClient("ws://127.0.0.1:1/v1/control", "t", ca_file=certs.ca)
