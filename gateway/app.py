@@ -1,9 +1,9 @@
 """Wiring and lifecycle: start every part in order, stop them in reverse.
 
 Start: leftovers of a killed run reaped, every listening port checked free -> store -> http ->
-SMS -> SIP workers (+ Kamailio front) -> control channel.
+SMS -> SIP workers (+ Kamailio front) -> terminals -> control channel.
 Stop (SIGTERM/SIGINT, see gateway/cli.py): no worker restarted from the first moment -> control
-channel (no new commands) -> broadcasts ended -> SIP (BYE every call, through the front) -> call
+channel (no new commands) -> terminals (offline, newest positions published) -> broadcasts ended -> SIP (BYE every call, through the front) -> call
 records flushed -> front (last of the SIP side, so in-dialog BYEs still route) -> SMS -> http ->
 store.
 """
@@ -27,7 +27,7 @@ from gateway.directory import Directory
 from gateway.errors import GatewayError
 from gateway.events import EventBus
 from gateway.exposure import check_exposure, log_exposure_warnings
-from gateway.handlers import register_all
+from gateway.handlers import register_all, register_terminals
 from gateway.limits import throttle_accept_errors
 from gateway.ports import check_ports
 from gateway.protocol import Principal, Registry, RequestContext
@@ -37,6 +37,7 @@ from gateway.services.calls import CallService
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
 from gateway.services.sms import SmsService
+from gateway.services.terminals import TerminalService
 from sms.factory import make_provider
 from gateway.store import Store
 from sip.kamailio import KamailioFront
@@ -61,6 +62,7 @@ class Gateway:
                                            config.broadcast, data_dir=config.gateway.data_dir)
         self.sms = SmsService(self.store, self.bus, self.sessions, self.directory, config.sms,
                               make_provider(config.sms))
+        self.terminals = TerminalService(self.store, self.bus, self.directory, config.terminals)
         self.media = MediaService(self.calls, self.broadcasts)
         self.calls.on_ended.append(self.media.call_ended)
         self.sip = SipSupervisor(config.sip, on_event=self._route_sip_event,
@@ -72,11 +74,13 @@ class Gateway:
         self.registry = Registry()
         register_all(self.registry, bus=self.bus, directory=self.directory, sessions=self.sessions,
                      calls=self.calls, media=self.media, broadcasts=self.broadcasts, sms=self.sms)
+        register_terminals(self.registry, self.terminals)
         c = config.control
         self.control = ControlServer(
             self.registry, self._authenticate,
             ServerHooks(current_seq=lambda: self.bus.last_seq, audit=self._audit,
-                        idempotency=self.store),
+                        idempotency=self.store, on_authenticated=self.terminals.on_authenticated,
+                        on_closed=self.terminals.on_closed, on_ping=self.terminals.on_ping),
             ServerConfig(host=c.host, port=c.port, path=c.path, gateway_id=config.gateway.id,
                          ping_interval=c.ping_interval_s, ping_timeout=c.ping_timeout_s,
                          max_size=c.max_frame_bytes, max_in_flight=c.max_in_flight,
@@ -92,6 +96,10 @@ class Gateway:
         self._http: Any = None
         self._stack = contextlib.AsyncExitStack()
         self._tokens = [(t.encode(), Principal(i.principal, i.role)) for t, i in config.auth.tokens.items()]
+        for info in config.auth.tokens.values():  # such a token may say hello, nothing terminal.*
+            if info.role == "terminal" and self.directory.terminal(info.principal) is None and not config.auth.generated:
+                log.warning("auth.terminal-token-unbound", principal=info.principal,
+                            why="no [[directory.endpoint]] of kind terminal has this name")
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -134,6 +142,8 @@ class Gateway:
             self._front_dir = tempfile.mkdtemp(prefix="gw-kamailio-")
             self.front = KamailioFront.from_config(cfg.sip)
             await self.front.start(self._front_dir, record=self._front_record)
+        await self.terminals.start()  # the roster's last positions, then the presence timer
+        self._stack.push_async_callback(self.terminals.stop)  # after the control channel stopped
         await self.control.start()
         self._stack.push_async_callback(self.control.stop)
         log.info("gateway.started", gateway_id=cfg.gateway.id, control=self.control.url,

@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
 from gateway.protocol import codec, media
+from gateway.timeutil import now_iso
 
 log = structlog.get_logger("gateway.client")
 _CLOSED = object()
@@ -174,6 +175,30 @@ class GatewayClient:
             if item is _CLOSED:
                 return
             yield item
+
+    # -- terminals --
+
+    async def report(self, lat: float, lon: float, accuracy_m: float, time: str | None = None,
+                     **optional: Any) -> dict:
+        """terminal.report of this terminal's position (`time`: now unless given)."""
+        return await self.call("terminal.report", lat=lat, lon=lon, accuracy_m=accuracy_m,
+                               time=time or now_iso(), **optional)
+
+    async def terminals(self, group: str | None = None) -> list[dict]:
+        """The roster (terminal.list)."""
+        params = {} if group is None else {"group": group}
+        return (await self.call("terminal.list", **params))["terminals"]
+
+    async def track(self, terminal_id: str, since: str | None = None, until: str | None = None) -> list[dict]:
+        """Every stored position of a terminal in since..until, paging through `next_since`."""
+        points: dict[int, dict] = {}
+        while True:
+            params = {k: v for k, v in (("since", since), ("until", until)) if v is not None}
+            page = await self.call("terminal.track", terminal_id=terminal_id, **params)
+            points.update((p["id"], p) for p in page["points"])
+            if not page["truncated"] or page["next_since"] == since:
+                return sorted(points.values(), key=lambda p: (p["time"], p["id"]))
+            since = page["next_since"]
 
     async def send_raw(self, frame: str | bytes) -> None:
         """Send a frame as is (tests of malformed input)."""

@@ -36,6 +36,7 @@ from gateway.config_schema import (  # the dataclasses are also importable from 
     GatewayConfig,
     HttpConfig,
     StoreConfig,
+    TerminalsConfig,
     TokenInfo,
     _REGISTRATION_REQUIRED,
     _unknown_why,
@@ -295,11 +296,14 @@ def _build_broadcast(layers: _Layers) -> BroadcastConfig:
     return cfg
 
 
-def _with_dev_tokens(auth: AuthConfig) -> AuthConfig:
+def _with_dev_tokens(auth: AuthConfig, directory: Sequence[Any] = ()) -> AuthConfig:
     if not auth.dev_tokens or auth.tokens:
         return auth
     tokens = {f"dev-{p}-{secrets.token_urlsafe(16)}": TokenInfo(principal=p, role=p)
               for p in DEV_PRINCIPALS}
+    # One per terminal of the directory: a terminal's token is bound to its id (the principal).
+    tokens.update({f"dev-terminal-{secrets.token_urlsafe(16)}": TokenInfo(principal=ep.name, role="terminal")
+                   for ep in directory if ep.kind == "terminal"})
     return dataclasses.replace(auth, tokens=types.MappingProxyType(tokens), generated=True)
 
 
@@ -326,7 +330,8 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None,
     _apply_overrides(layers, list(overrides))
     _check_whole(layers)
     v = layers.values
-    auth = _with_dev_tokens(AuthConfig(tokens=v["auth.tokens"], dev_tokens=v["auth.dev_tokens"]))
+    auth = _with_dev_tokens(AuthConfig(tokens=v["auth.tokens"], dev_tokens=v["auth.dev_tokens"]),
+                            v["directory.endpoint"])
     return Config(
         gateway=_section(GatewayConfig, v, "gateway"),
         control=_section(ControlConfig, v, "control"),
@@ -336,6 +341,7 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None,
         calls=_section(CallsConfig, v, "calls"),
         sip=_build_sip(layers),
         directory=v["directory.endpoint"],
+        terminals=_section(TerminalsConfig, v, "terminals"),
         broadcast=_build_broadcast(layers),
         sms=_build_sms(layers),
         source=label,

@@ -32,7 +32,7 @@ from gateway.config_fields import (
     _str,
     _templates_check,
 )
-from gateway.directory import KINDS, NAME_RE, Endpoint, uri_problem
+from gateway.directory import KINDS, NAME_RE, TERMINAL, Endpoint, uri_problem
 from sip.config import SipConfig
 from sms.config import SmsConfig
 
@@ -125,6 +125,16 @@ class CallsConfig:
 
 
 @dataclass(frozen=True)
+class TerminalsConfig:
+    """Field terminals (gateway/services/terminals.py)."""
+
+    heartbeat_interval_s: float = 10.0  # a terminal sends terminal.report or ping at least this often
+    missed_heartbeats: int = 3  # this many intervals silent: offline (its connection is closed)
+    location_interval_s: float = 1.0  # at most one terminal.location event per terminal this often
+    track_max_points: int = 5000  # the most points one terminal.track answer holds
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig
     control: ControlConfig
@@ -136,6 +146,7 @@ class Config:
     broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     directory: tuple[Endpoint, ...] = ()
+    terminals: TerminalsConfig = field(default_factory=TerminalsConfig)
     source: str = DEFAULTS_LABEL  # the file it was loaded from
 
     @property
@@ -174,7 +185,7 @@ def _tokens_check(v: Any) -> Mapping[str, TokenInfo]:
     return types.MappingProxyType(out)
 
 
-_ENDPOINT_KEYS = ("name", "uri", "kind", "groups", "display_name", "profile")
+_ENDPOINT_KEYS = ("name", "uri", "kind", "groups", "display_name", "profile", "phone")
 
 
 def _endpoints_check(v: Any) -> tuple[Endpoint, ...]:
@@ -197,14 +208,17 @@ def _endpoints_check(v: Any) -> tuple[Endpoint, ...]:
             raise _Bad(f"duplicate endpoint name {_show(name)} "
                        f"(first at directory.endpoint[{first_at[name]}])", f"{sub}.name")
         first_at[name] = i
-        if "uri" not in ep:
-            raise _Bad("is required", f"{sub}.uri")
-        why = uri_problem(ep["uri"])
-        if why is not None:
-            raise _Bad(why, f"{sub}.uri")
         kind = ep.get("kind", "phone")
         if kind not in KINDS:
             raise _Bad(f"must be one of {', '.join(KINDS)}, got {_show(kind)}", f"{sub}.kind")
+        if "uri" not in ep and kind != TERMINAL:  # a terminal is reached over the control channel
+            raise _Bad("is required", f"{sub}.uri")
+        why = uri_problem(ep["uri"]) if "uri" in ep else None
+        if why is not None:
+            raise _Bad(why, f"{sub}.uri")
+        phone = ep.get("phone")
+        if phone is not None and not (isinstance(phone, str) and E164_RE.match(phone)):
+            raise _Bad(f"must be an E.164 number like \"+8613800138000\", got {_show(phone)}", f"{sub}.phone")
         groups = ep.get("groups", [])
         if not isinstance(groups, list) or not all(
             isinstance(g, str) and NAME_RE.match(g) for g in groups
@@ -213,9 +227,10 @@ def _endpoints_check(v: Any) -> tuple[Endpoint, ...]:
         for k in ("display_name", "profile"):
             if k in ep and (not isinstance(ep[k], str) or not ep[k].strip()):
                 raise _Bad(f"must be a non-empty string, got {_show(ep[k])}", f"{sub}.{k}")
-        out.append(Endpoint(name=name, uri=ep["uri"], kind=kind,
+        out.append(Endpoint(name=name, uri=ep.get("uri"), kind=kind,
                             groups=tuple(dict.fromkeys(groups)),
-                            display_name=ep.get("display_name"), profile=ep.get("profile")))
+                            display_name=ep.get("display_name"), profile=ep.get("profile"),
+                            phone=phone))
     return tuple(out)
 
 
@@ -316,6 +331,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
         },
     },
     "directory": {"endpoint": _Field("array", _endpoints_check, ())},
+    "terminals": {
+        "heartbeat_interval_s": _seconds(10),
+        "missed_heartbeats": _int(1, 100, 3),
+        "location_interval_s": _seconds(1),
+        "track_max_points": _int(10, 100_000, 5000),
+    },
     "sms": {
         "provider": _str("none", choices=("none", "twilio", "smpp")),
         "sender": _str("+15005550006", pattern=E164_RE, what="an E.164 number like +8613800138000"),

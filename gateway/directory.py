@@ -1,4 +1,5 @@
-"""The endpoints directory: named phones, speakers and trunks, grouped, from `[[directory.endpoint]]`.
+"""The endpoints directory: named phones, speakers, trunks and field terminals, grouped, from
+`[[directory.endpoint]]`.
 
 A call target is resolved here: an endpoint name (`desk-1`), a group (`group:yard`) or a SIP/tel
 URI passed through. The directory is immutable once built; gateway/config.py validates the table
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from gateway.errors import NotFound, TargetError
 from gateway.protocol import uri as uri_syntax
 
-KINDS = ("phone", "speaker", "trunk")
+KINDS = ("phone", "speaker", "trunk", "terminal")
+TERMINAL = "terminal"  # a field terminal: speaks the control channel; `uri` optional, `phone` for SMS
 GROUP_PREFIX = "group:"
 
 # Names and group names: no colon (so names, "group:X" and URIs never collide), no spaces.
@@ -53,21 +55,25 @@ def validate_uri(uri: str) -> str:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One entry of the directory. `profile` names how a speaker is driven (auto-answer, later)."""
+    """One entry of the directory. `profile` names how a speaker is driven (auto-answer, later).
+    `phone` (E.164) is where SMS to this endpoint go (a terminal's SMS fallback); a terminal needs
+    no `uri` (it is reached over the control channel), every other kind does."""
 
     name: str
-    uri: str
+    uri: str | None = None
     kind: str = "phone"
     groups: tuple[str, ...] = ()
     display_name: str | None = None
     profile: str | None = None
+    phone: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        why = uri_problem(self.uri)
-        if why is not None:
-            raise ValueError(f"uri {why}")
+        if self.uri is not None or self.kind != TERMINAL:
+            why = uri_problem(self.uri)
+            if why is not None:
+                raise ValueError(f"uri {why}")
         if not isinstance(self.groups, tuple):
             object.__setattr__(self, "groups", tuple(self.groups))
 
@@ -83,6 +89,7 @@ class Endpoint:
             "groups": list(self.groups),
             "display_name": self.display_name,
             "profile": self.profile,
+            "phone": self.phone,
         }
 
 
@@ -130,15 +137,23 @@ class Directory:
         pool = self._groups.get(group, []) if group is not None else self._by_name.values()
         return [ep for ep in pool if kind is None or ep.kind == kind]
 
-    def resolve(self, target: str) -> list[Endpoint]:
-        """Endpoints a call to `target` rings.
+    def terminal(self, name: str) -> Endpoint | None:
+        """The terminal endpoint named `name`, or None."""
+        ep = self._by_name.get(name)
+        return ep if ep is not None and ep.kind == TERMINAL else None
+
+    def resolve(self, target: str, *, dialable: bool = True) -> list[Endpoint]:
+        """Endpoints a call to `target` rings (`dialable=False`: also those without a SIP/tel uri,
+        i.e. terminals reached over the control channel only; SMS uses their `phone`).
 
         - `"NAME"`: that endpoint;
         - `"group:NAME"`: every member of the group, in configuration order;
         - a sip:/sips:/tel: URI: the directory entry with that URI if any, else an ad-hoc
           endpoint (name = uri, kind phone). An invalid URI raises TargetError("invalid-uri").
 
-        Unknown names and groups raise NotFound(reason="no-such-endpoint").
+        Unknown names and groups raise NotFound(reason="no-such-endpoint"); a name with no uri
+        when `dialable` raises TargetError(reason="not-dialable"); a group keeps its members
+        with a uri.
         """
         if not isinstance(target, str) or not target:
             raise NotFound("empty target", reason="no-such-endpoint", details={"target": target})
@@ -150,11 +165,15 @@ class Directory:
                     reason="no-such-endpoint",
                     details={"target": target},
                 )
-            return list(members)
+            return [ep for ep in members if ep.uri is not None or not dialable]
         if looks_like_uri(target):
             validate_uri(target)
             for ep in self._by_name.values():
                 if ep.uri == target:
                     return [ep]
             return [Endpoint(name=target, uri=target)]
-        return [self.get(target)]
+        ep = self.get(target)
+        if dialable and ep.uri is None:
+            raise TargetError(f"{target!r} is a terminal with no SIP uri", reason="not-dialable",
+                              details={"target": target})
+        return [ep]

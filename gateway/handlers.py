@@ -12,6 +12,7 @@ from gateway.services.calls import CallService
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
 from gateway.services.sms import SmsService
+from gateway.services.terminals import TerminalService
 
 
 def register_all(registry: Registry, *, bus: EventBus, directory: Directory, sessions: SessionService,
@@ -113,5 +114,24 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
         "broadcast.start": broadcast_start, "broadcast.stop": broadcast_stop,
         "broadcast.get": broadcast_get, "sms.send": sms_send, "sms.get": sms_get,
         "sms.preview": sms_preview,
+    }.items():
+        registry.register(name, handler)
+
+
+def register_terminals(registry: Registry, terminals: TerminalService) -> None:
+    """The terminal.* methods (a terminal acts only for itself: TerminalService.acting_for)."""
+
+    async def terminal_report(ctx: RequestContext, p: Any) -> dict:
+        return await terminals.report(ctx, p.terminal_id, p.fix())
+
+    async def terminal_list(ctx: RequestContext, p: Any) -> dict:
+        return terminals.list(p.group)
+
+    async def terminal_track(ctx: RequestContext, p: Any) -> dict:
+        return await terminals.track(ctx, p.terminal_id, p.since, p.until, p.limit)
+
+    for name, handler in {
+        "terminal.report": terminal_report, "terminal.list": terminal_list,
+        "terminal.track": terminal_track,
     }.items():
         registry.register(name, handler)

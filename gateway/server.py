@@ -332,6 +332,8 @@ class Connection:
             audited = spec.audited
             if req.method == "ping":
                 result: Any = {}
+                if self.server.hooks.on_ping is not None:
+                    self.server.hooks.on_ping(self)
             else:
                 spec, handler, params = self.server.registry.resolve(req.method, self.principal.role, req.params)
                 audit_params = params.model_dump(mode="json", exclude_none=True)

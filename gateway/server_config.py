@@ -59,6 +59,7 @@ class ServerHooks:
     idempotency: IdempotencyStore | None = None
     on_authenticated: CloseCallback | None = None
     on_closed: CloseCallback | None = None
+    on_ping: Callable[["Connection"], None] | None = None  # an application-level `ping` (a heartbeat)
 
 
 async def maybe_await(value: Any) -> Any:

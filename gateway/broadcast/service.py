@@ -40,6 +40,7 @@ from gateway.errors import Conflict, InvalidParams, NotFound, Unavailable
 from gateway.events import EventBus
 from gateway.services.sessions import SessionService
 from gateway.store import Store
+from gateway.tasks import OwnedTasks
 from gateway.timeutil import now_iso
 from sip.errors import SipError
 from sip.supervisor import SipEvent, SipSupervisor
@@ -83,7 +84,7 @@ class BroadcastService:
         self._live: dict[str, Broadcast] = {}
         self._calls: dict[str, str] = {}  # paging call id -> broadcast id
         self._queue: asyncio.Queue[SipEvent] = asyncio.Queue(EVENT_QUEUE)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = OwnedTasks()
         self._lock = asyncio.Lock()  # claims and releases happen one at a time: no half states
         self.sip: SipSupervisor | None = None
         sessions.on_close.append(self._session_closed)
@@ -99,15 +100,10 @@ class BroadcastService:
         pending = [b.task for b in self._live.values() if b.task]
         if pending:
             await asyncio.wait(pending, timeout=END_WAIT_S + 2)
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
 
     def _own(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(coro, name)
 
     # SIP events ------------------------------------------------------------------------------
     def owns(self, call_id: str) -> bool:

@@ -148,7 +148,7 @@ class EventsSubscribeParams(Params):
 
 
 class DirectoryListParams(Params):
-    kind: Literal["phone", "speaker", "trunk"] | None = None
+    kind: Literal["phone", "speaker", "trunk", "terminal"] | None = None
     group: str | None = Field(None, max_length=64)
 
 
@@ -427,3 +427,9 @@ class Registry:
         if handler is None:
             raise MethodNotFound(f"method {name!r} is not available", details={"method": name})
         return spec, handler, validate_params(spec, raw)
+
+
+# The terminal.* entries live with their params models (they import the building blocks above).
+from .terminals import TERMINAL_METHODS  # noqa: E402
+
+METHODS.update((s.name, s) for s in TERMINAL_METHODS)

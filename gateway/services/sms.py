@@ -23,12 +23,13 @@ from typing import Any
 import structlog
 
 from gateway import sms_store
-from gateway.directory import Directory
+from gateway.directory import Directory, Endpoint
 from gateway.errors import InvalidParams, NotFound, Unavailable
 from gateway.events import EventBus
 from gateway.services.sessions import SessionService
 from gateway.services.sms_ledger import RECEIPT_INPUTS, UNSURE, SmsLedger, status_data
 from gateway.store import Store
+from gateway.tasks import OwnedTasks
 from gateway.timeutil import epoch_to_iso, iso_to_epoch, now_iso
 from sms import numbers, segments, templates
 from sms.config import SmsConfig
@@ -58,7 +59,7 @@ class SmsService:
         self._due: list[tuple[float, str, str]] = []  # (next_attempt_at, message_id, sender)
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(config.in_flight)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = OwnedTasks()
         self._ledger = SmsLedger(store, provider.name if provider else "none", config)
         self._senders: dict[str, tuple[asyncio.Lock, int]] = {}  # inbound being filed, per sender
         self.sent_count = 0
@@ -75,18 +76,13 @@ class SmsService:
         self._own(self._reconcile_stale(), "sms.reconcile")
 
     async def stop(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         if self.provider is not None:
             await self.provider.stop()  # no new reports; then the ones being stored finish
         await self._ledger.drain()
 
     def _own(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(coro, name)
 
     # sms.send / sms.get --------------------------------------------------------------------
     async def send(self, *, principal: str, to: list[str], body: str | None, template: str | None,
@@ -178,8 +174,9 @@ class SmsService:
         for item in to:
             if item.startswith("+") or item[:1].isdigit() or item[:1] in "(＋":
                 candidates = [item]
-            else:  # a directory name or group: its tel: URIs / E.164 user parts
-                candidates = [_number_of(ep.uri) for ep in self._directory.resolve(item)]
+            else:  # a directory name or group: its phone numbers, tel: URIs / E.164 user parts
+                candidates = [number_of(ep) for ep in self._directory.resolve(item, dialable=False)
+                              if ep.phone or ep.uri]
             for c in candidates:
                 try:
                     out[numbers.normalize(c)] = None
@@ -409,8 +406,12 @@ class SmsService:
         await self._bus.publish("sms.status", status_data(row, state, **extra), session_id=row.get("session_id"))
 
 
-def _number_of(uri: str) -> str:
-    """tel:+8613800138000 or sip:+8613800138000@host -> +8613800138000 (else the URI, refused)."""
+def number_of(ep: Endpoint) -> str:
+    """Where SMS to a directory endpoint go: its `phone`, else the number in its uri
+    (tel:+8613800138000 or sip:+8613800138000@host -> +8613800138000; else the URI, refused)."""
+    if ep.phone:
+        return ep.phone
+    uri = ep.uri or ""
     scheme, _, rest = uri.partition(":")
     if scheme.lower() == "tel":
         return rest.split(";", 1)[0]

@@ -13,7 +13,7 @@ from gateway.errors import Unavailable
 
 log = structlog.get_logger("gateway.store")
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -161,6 +161,24 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     7: (  # retention prunes SMS reports by the time they were received
         "CREATE INDEX sms_receipts_time ON sms_receipts (received_at)",
         "CREATE INDEX sms_inbound_time ON sms_inbound (received_at)",
+    ),
+    8: (  # field terminals: every reported position (gateway/store/terminals.py)
+        """CREATE TABLE terminal_track (
+            id INTEGER PRIMARY KEY,
+            terminal_id TEXT NOT NULL,
+            time TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            lat REAL NOT NULL,
+            lon REAL NOT NULL,
+            accuracy_m REAL NOT NULL,
+            altitude REAL,
+            speed REAL,
+            heading REAL,
+            battery REAL,
+            status TEXT
+        )""",
+        "CREATE INDEX terminal_track_time ON terminal_track (terminal_id, time)",
+        "CREATE INDEX terminal_track_received ON terminal_track (received_at)",
     ),
 }
 

@@ -96,8 +96,8 @@ def test_shipped_file_loads_with_example_directory():
     assert (c.control.host, c.control.port, c.http.port) == ("127.0.0.1", 8765, 8080)
     assert c.gateway.data_dir == "data" and c.auth.dev_tokens
     kinds = {e.kind for e in c.directory}
-    assert {"phone", "speaker"} <= kinds
-    assert all(e.uri.startswith("sip:") and "@127.0.0.1" in e.uri for e in c.directory)
+    assert {"phone", "speaker", "terminal"} <= kinds
+    assert all(e.uri.startswith("sip:") and "@127.0.0.1" in e.uri for e in c.directory if e.kind != "terminal")
 
 
 # ---- layering -------------------------------------------------------------------------------
@@ -388,3 +388,46 @@ def test_broadcast_errors_name_the_key(tmp_path, text, key, why):
     with pytest.raises(ConfigError) as err:
         load_config(str(f), {}, [])
     assert err.value.key == key and why in err.value.why and err.value.file == str(f)
+
+
+TERMINALS_TOML = """
+[[directory.endpoint]]
+name = "unit-7"
+kind = "terminal"
+display_name = "Unit 7"
+groups = ["d3"]
+phone = "+8613800138007"
+[[directory.endpoint]]
+name = "desk-1"
+uri = "sip:desk1@127.0.0.1:5091"
+groups = ["d3"]
+[terminals]
+heartbeat_interval_s = 5
+missed_heartbeats = 4
+"""
+
+
+def test_terminals_in_the_directory_and_their_dev_tokens(write):
+    c = load_config(write(TERMINALS_TOML), {}, [])
+    unit = c.directory[0]
+    assert (unit.kind, unit.uri, unit.phone, unit.groups) == ("terminal", None, "+8613800138007", ("d3",))
+    assert c.terminals.heartbeat_interval_s == 5 and c.terminals.missed_heartbeats == 4
+    # Dev tokens: one per terminal of the directory, bound to its id (the principal).
+    assert ("unit-7", "terminal") in {(i.principal, i.role) for i in c.auth.tokens.values()}
+    from gateway.directory import Directory
+    from gateway.errors import TargetError
+    d = Directory(c.directory)
+    assert [e.name for e in d.resolve("group:d3")] == ["desk-1"]  # calls skip the terminal
+    assert [e.name for e in d.resolve("group:d3", dialable=False)] == ["unit-7", "desk-1"]
+    with pytest.raises(TargetError) as info:
+        d.resolve("unit-7")
+    assert info.value.reason == "not-dialable"
+
+
+def test_bad_terminal_entries(write):
+    e = error(write('[[directory.endpoint]]\nname = "u"\nkind = "terminal"\nphone = "13800138000"\n'))
+    assert e.key == "directory.endpoint[0].phone" and "E.164" in e.why
+    e = error(write('[[directory.endpoint]]\nname = "p"\nkind = "phone"\n'))  # only a terminal needs no uri
+    assert e.key == "directory.endpoint[0].uri" and "required" in e.why
+    e = error(write("[terminals]\nmissed_heartbeats = 0\n"))
+    assert e.key == "terminals.missed_heartbeats"

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.client import RemoteError
 from gateway.errors import INTERNAL_ERROR
+from gateway.timeutil import now_iso
 from tests.peers.ports import free_udp_port
 
 pytestmark = pytest.mark.peers  # SIP workers (pjsua2)
@@ -20,7 +21,8 @@ ENDPOINTS = (
     ' display_name = "Desk 1"},'
     ' {name = "yard", uri = "sip:yard@127.0.0.1:%(p)d", kind = "speaker", groups = ["yard", "all"],'
     ' profile = "rfc5373"},'
-    ' {name = "pstn", uri = "tel:+15550100", kind = "trunk", groups = ["all"]}]'
+    ' {name = "pstn", uri = "tel:+15550100", kind = "trunk", groups = ["all"]},'
+    ' {name = "unit-7", kind = "terminal", groups = ["field"], phone = "+15550107"}]'
 )
 ZONES = '[{name = "district-3", group = "239.10.0.3", port = 5004, codec = "PCMU", interface = "127.0.0.1"}]'
 
@@ -52,6 +54,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "sms.preview": {"body": "test"},
     "sms.send": {"to": ["+15550100", "pstn"], "body": "test"},
     "sms.get": {"send_id": "nope"},
+    "terminal.report": {"terminal_id": "unit-7", "lat": 31.2, "lon": 121.5, "accuracy_m": 5, "time": "{now}"},
+    "terminal.list": {},
+    "terminal.track": {"terminal_id": "unit-7"},
     "session.close": {"session_id": "{session_id}"},
 }
 
@@ -73,7 +78,7 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
     root = await connect(gw, "tok-admin")
     olga = await connect(gw, "tok-observer")
     unit = await connect(gw, "tok-terminal")
-    known: dict[str, str] = {}
+    known: dict[str, str] = {"now": now_iso()}
     outcomes: dict[tuple[str, str], str] = {}
     for method, params in SAMPLES.items():
         for client in (root, olga, unit):
@@ -88,10 +93,14 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
                 if isinstance(result.get(key), str):
                     known.setdefault(key, result[key])
     listing = await root.call("directory.list")
-    assert [e["name"] for e in listing["endpoints"]] == ["desk-1", "yard", "pstn"]
-    assert listing["groups"] == ["all", "dispatch", "yard"]
+    assert [e["name"] for e in listing["endpoints"]] == ["desk-1", "yard", "pstn", "unit-7"]
+    assert listing["groups"] == ["all", "dispatch", "field", "yard"]
     assert (await root.call("directory.list", kind="trunk"))["endpoints"][0]["uri"] == "tel:+15550100"
     for method in ("directory.list", "session.get", "call.dial", "broadcast.start", "broadcast.get"):
         assert outcomes[(method, "admin")] == "ok", outcomes
     assert outcomes[("directory.list", "observer")] == "ok"
     assert outcomes[("call.dial", "observer")] == "forbidden"
+    for method in ("terminal.report", "terminal.track"):  # the terminal itself, and an admin naming it
+        assert outcomes[(method, "terminal")] == outcomes[(method, "admin")] == "ok", outcomes
+    assert outcomes[("terminal.list", "observer")] == "ok"
+    assert outcomes[("terminal.list", "terminal")] == outcomes[("terminal.report", "observer")] == "forbidden"

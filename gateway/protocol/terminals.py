@@ -1,0 +1,114 @@
+"""The `terminal.*` methods of protocol v1: params models and their table entries.
+
+Positions are WGS-84 (lat -90..90, lon -180..180, degrees); times are ISO 8601 with a zone (`Z` or
+`+hh:mm`), refused when more than `FUTURE_SKEW_S` ahead of the gateway's clock or older than
+`MAX_AGE_S` (a terminal's buffered fixes may be hours old, not weeks). Every refusal is an
+`invalid-params` error naming the field (`loc`), checked before anything is stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from gateway.timeutil import epoch_to_iso
+
+from .methods import READ, TERMINAL, Id, MethodSpec, Params, _spec
+
+FUTURE_SKEW_S = 30.0  # a fix this far ahead of our clock is refused (clocks disagree a little)
+MAX_AGE_S = 7 * 86400.0  # a fix older than this is refused
+TRACK_LIMIT = 1000  # terminal.track default page
+
+
+def _time(value: str) -> str:
+    """An ISO 8601 time with a zone, returned in the gateway's format (UTC, ms, Z)."""
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise PydanticCustomError("invalid_time", "not an ISO 8601 time: {value}",
+                                  {"value": value[:40]}) from None
+    if when.tzinfo is None:
+        raise PydanticCustomError("invalid_time", "a time needs a zone (Z or +hh:mm): {value}",
+                                  {"value": value[:40]})
+    return epoch_to_iso(when.timestamp())
+
+
+def _fix_time(value: str) -> str:
+    iso = _time(value)
+    epoch = dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    now = time.time()
+    if epoch > now + FUTURE_SKEW_S:
+        raise PydanticCustomError(
+            "future_time", "time is {ahead} s in the future (at most {skew} s allowed)",
+            {"ahead": round(epoch - now, 1), "skew": FUTURE_SKEW_S})
+    if epoch < now - MAX_AGE_S:
+        raise PydanticCustomError("old_time", "time is older than {days} days",
+                                  {"days": int(MAX_AGE_S // 86400)})
+    return iso
+
+
+IsoTime = Annotated[str, Field(min_length=10, max_length=40, description="ISO 8601 with a zone"),
+                    AfterValidator(_time)]
+FixTime = Annotated[str, Field(min_length=10, max_length=40,
+                               description="when the fix was taken: ISO 8601 with a zone, not in the future"),
+                    AfterValidator(_fix_time)]
+
+
+def _finite(lo: float, hi: float, description: str, *, lt: bool = False, optional: bool = False) -> Any:
+    bounds = {"ge": lo, ("lt" if lt else "le"): hi}
+    if optional:
+        return Field(None, allow_inf_nan=False, description=description, **bounds)
+    return Field(allow_inf_nan=False, description=description, **bounds)
+
+
+class TerminalReportParams(Params):
+    lat: float = _finite(-90, 90, "latitude, degrees (WGS-84)")
+    lon: float = _finite(-180, 180, "longitude, degrees (WGS-84)")
+    accuracy_m: float = _finite(0, 100_000, "horizontal accuracy radius, metres")
+    time: FixTime
+    altitude: float | None = _finite(-1000, 20_000, "metres above the WGS-84 ellipsoid", optional=True)
+    speed: float | None = _finite(0, 350, "metres per second", optional=True)
+    heading: float | None = _finite(0, 360, "degrees clockwise from true north", lt=True, optional=True)
+    battery: float | None = _finite(0, 100, "percent", optional=True)
+    status: str | None = Field(None, pattern=r"^[a-z][a-z0-9_\-]{0,31}$",
+                               description='e.g. "available", "en-route", "on-scene"')
+    terminal_id: Id | None = Field(None, description="the reporting terminal (itself); admins name one")
+
+    def fix(self) -> dict:
+        """The stored and published shape of the position (no None values)."""
+        return self.model_dump(exclude_none=True, exclude={"terminal_id"})
+
+
+class TerminalListParams(Params):
+    group: str | None = Field(None, max_length=64, description="only the terminals of this group")
+
+
+class TerminalTrackParams(Params):
+    terminal_id: Id
+    since: IsoTime | None = Field(None, description="fixes at or after this time")
+    until: IsoTime | None = Field(None, description="fixes at or before this time")
+    limit: int = Field(TRACK_LIMIT, ge=1, le=100_000,
+                       description="the most points returned (also capped by terminals.track_max_points)")
+
+    @model_validator(mode="after")
+    def _order(self) -> "TerminalTrackParams":
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("since must not be after until")
+        return self
+
+
+TERMINAL_ONLY = frozenset({TERMINAL})
+READ_OR_TERMINAL = READ | TERMINAL_ONLY
+
+TERMINAL_METHODS: tuple[MethodSpec, ...] = (
+    _spec("terminal.report", TERMINAL_ONLY, TerminalReportParams,
+          summary="a terminal's position, battery and status (also a heartbeat)", runs_to_end=True),
+    _spec("terminal.list", READ, TerminalListParams,
+          summary="the roster: presence, last position, battery, current incident"),
+    _spec("terminal.track", READ_OR_TERMINAL, TerminalTrackParams,
+          summary="a terminal's stored positions between two times (a map trail)"),
+)

@@ -1,0 +1,76 @@
+"""Rate limit of live-location events, sans I/O: at most one per terminal per interval, and the
+newest position never dropped.
+
+`offer(key, fix_time, item, now)` says what to do with a new position:
+- `PUBLISH`: nothing published for this key within the interval: publish it now;
+- `DEFERRED`: too soon; it is kept as the key's pending item (replacing an older pending one:
+  coalesced) and `due(now)` hands it out at last publish + interval (a trailing publish);
+- `STALE`: older (by its fix time) than what was published or is pending: not published live
+  (it is still stored in the track).
+`due(now)` returns the pending items whose time came, each with how many it stands for.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+
+class Offer(enum.Enum):
+    PUBLISH = "publish"
+    DEFERRED = "deferred"
+    STALE = "stale"
+
+
+@dataclass
+class _Slot:
+    last_publish: float  # monotonic
+    last_time: float  # fix time (epoch) of the newest published or pending item
+    pending: Any = None
+    coalesced: int = 0  # items the pending one replaced
+
+
+class LocationGate:
+    def __init__(self, interval_s: float) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        self.interval_s = interval_s
+        self._slots: dict[Hashable, _Slot] = {}
+
+    def offer(self, key: Hashable, fix_time: float, item: Any, now: float) -> Offer:
+        slot = self._slots.get(key)
+        if slot is None:
+            self._slots[key] = _Slot(now, fix_time)
+            return Offer.PUBLISH
+        if fix_time < slot.last_time:
+            return Offer.STALE
+        slot.last_time = fix_time
+        if slot.pending is None and now - slot.last_publish >= self.interval_s:
+            slot.last_publish = now
+            return Offer.PUBLISH
+        if slot.pending is not None:
+            slot.coalesced += 1
+        slot.pending = item
+        return Offer.DEFERRED
+
+    def due(self, now: float) -> list[tuple[Hashable, Any, int]]:
+        """(key, item, coalesced) for each pending item whose interval has passed."""
+        out = []
+        for key, slot in self._slots.items():
+            if slot.pending is not None and now - slot.last_publish >= self.interval_s:
+                out.append((key, slot.pending, slot.coalesced))
+                slot.pending, slot.coalesced, slot.last_publish = None, 0, now
+        return out
+
+    def flush(self) -> list[tuple[Hashable, Any, int]]:
+        """Every pending item at once (the gateway stops: the newest position is not lost)."""
+        out = [(k, s.pending, s.coalesced) for k, s in self._slots.items() if s.pending is not None]
+        for s in self._slots.values():
+            s.pending, s.coalesced = None, 0
+        return out
+
+    def next_due(self) -> float | None:
+        times = [s.last_publish + self.interval_s for s in self._slots.values() if s.pending is not None]
+        return min(times) if times else None

@@ -1,0 +1,184 @@
+"""Field terminals against the real gateway, over its control channel: presence (online on hello,
+offline after missed heartbeats or a cut link, online again on reconnect), positions stored as a
+track, rate-limited `terminal.location` events that never drop the newest, the roster, and
+precise refusals that store nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+
+from gateway.client import GatewayClient, RemoteError
+from gateway.protocol import codec
+from gateway.timeutil import epoch_to_iso
+from tests.peers.cutproxy import CutProxy, ws_frame_len
+
+pytestmark = pytest.mark.peers  # a whole gateway (SIP workers: pjsua2)
+
+TERMINALS = (
+    '[{name = "unit-7", kind = "terminal", display_name = "Unit 7", groups = ["d3"], phone = "+8613800138007"},'
+    ' {name = "unit-9", kind = "terminal", groups = ["d3", "water"], phone = "+8613800138009"},'
+    ' {name = "desk-1", uri = "sip:desk1@127.0.0.1:5999", groups = ["d3"]}]'
+)
+FAST = {"directory.endpoint": TERMINALS, "terminals.heartbeat_interval_s": 0.4,
+        "terminals.missed_heartbeats": 3}
+
+
+def fix(lat: float = 31.23, lon: float = 121.47, ago_s: float = 0.0, **extra: Any) -> dict:
+    return {"lat": lat, "lon": lon, "accuracy_m": 8.0, "time": epoch_to_iso(time.time() - ago_s), **extra}
+
+
+def presence(w: Any, tid: str, state: str, reason: str | None = None, after: int = 0):
+    return w.wait(lambda e: e["type"] == "terminal.presence" and e["seq"] > after
+                  and e["data"]["terminal_id"] == tid and e["data"]["state"] == state
+                  and (reason is None or e["data"]["reason"] == reason))
+
+
+async def roster(client: GatewayClient, tid: str) -> dict:
+    return next(t for t in (await client.call("terminal.list"))["terminals"] if t["terminal_id"] == tid)
+
+
+async def test_presence_online_on_hello_offline_after_missed_heartbeats(start_gateway, connect, watch) -> None:
+    gw = await start_gateway(**FAST)
+    alice = await connect(gw)
+    w = await watch(alice)
+    assert (await roster(alice, "unit-7"))["presence"] == "offline"
+    unit = await connect(gw, "tok-terminal", reconnect=False)
+    online = await presence(w, "unit-7", "online", "hello")
+    t_online = time.monotonic()
+    entry = await roster(alice, "unit-7")
+    assert entry["presence"] == "online" and entry["display_name"] == "Unit 7" and entry["groups"] == ["d3"]
+    # Heartbeats keep it online for several windows (1.2 s each): pings, then reports.
+    for i in range(20):
+        await (unit.call("ping") if i % 2 else unit.call("terminal.report", **fix()))
+        t_last = time.monotonic()  # the gateway saw this heartbeat before answering it
+        await asyncio.sleep(0.15)
+    assert not [e for e in w.events if e["type"] == "terminal.presence" and e["seq"] > online["seq"]]
+    # Then silence (the WebSocket itself stays up: its pings are answered): offline, and the
+    # gateway closes the connection.
+    offline = await presence(w, "unit-7", "offline", "heartbeat-missed")
+    assert time.monotonic() - t_last >= 1.2  # not before 3 missed intervals
+    assert offline["data"]["last_seen"] is not None and time.monotonic() - t_online > 3
+    async with asyncio.timeout(10):
+        while unit.connected:
+            await asyncio.sleep(0.02)
+    assert (await roster(alice, "unit-7"))["presence"] == "offline"
+    # It comes back: online again.
+    await connect(gw, "tok-terminal", reconnect=False)
+    await presence(w, "unit-7", "online", "hello", after=offline["seq"])
+
+
+async def test_presence_offline_on_a_cut_link_and_online_on_reconnect(start_gateway, connect, watch) -> None:
+    gw = await start_gateway(**{**FAST, "terminals.heartbeat_interval_s": 30})  # only the cut can tell
+    alice = await connect(gw)
+    w = await watch(alice)
+    async with CutProxy("127.0.0.1", gw.control.port) as proxy:
+        ws = await ws_connect(f"ws://127.0.0.1:{proxy.port}{gw.control.config.path}", compression=None)
+        await ws.send(codec.encode_request(1, "hello", {"token": "tok-terminal"}))
+        await ws.recv()
+        await presence(w, "unit-7", "online", "hello")
+        text = codec.encode_request(2, "terminal.report", fix(lat=10.5))
+        proxy.arm(up=ws_frame_len(text))  # the report arrives whole, then the link is lost (RST)
+        await ws.send(text)
+        async with asyncio.timeout(10):
+            await proxy.cut.wait()
+        offline = await presence(w, "unit-7", "offline", "connection-closed")
+        await ws.close()
+    assert (await roster(alice, "unit-7"))["position"]["lat"] == 10.5  # the report was stored
+    unit = await connect(gw, "tok-terminal", reconnect=False)
+    await presence(w, "unit-7", "online", "hello", after=offline["seq"])
+    assert (await roster(alice, "unit-7"))["presence"] == "online"
+    await unit.close()
+    await presence(w, "unit-7", "offline", "connection-closed", after=offline["seq"])
+
+
+async def test_locations_rate_limited_the_newest_never_dropped(start_gateway, connect, watch) -> None:
+    gw = await start_gateway(**{**FAST, "terminals.location_interval_s": 0.5, "terminals.track_max_points": 10})
+    alice = await connect(gw)
+    w = await watch(alice)
+    unit = await connect(gw, "tok-terminal")
+    for i in range(10):  # ten fixes at once, the newest last
+        await unit.report(**fix(lat=30 + i / 100, ago_s=10 - i, battery=90 - i, status="en-route"))
+    last = await w.wait(lambda e: e["type"] == "terminal.location" and e["data"]["lat"] == 30.09)
+    locations = [e for e in w.events if e["type"] == "terminal.location"]
+    assert [e["data"]["lat"] for e in locations] == [30.0, 30.09]  # the first at once, the newest trailing
+    assert last["data"]["coalesced"] == 8 and last["data"]["battery"] == 81
+    [entry] = [t for t in await alice.terminals(group="d3") if t["terminal_id"] == "unit-7"]
+    assert entry["position"]["lat"] == 30.09 and entry["battery"] == 81 and entry["status"] == "en-route"
+    # A late fix older than the newest is stored in the track, not shown as the position.
+    await unit.call("terminal.report", **fix(lat=1.0, ago_s=60))
+    assert (await roster(alice, "unit-7"))["position"]["lat"] == 30.09
+    track = await alice.track("unit-7")  # 11 points, pages of at most 10 (terminals.track_max_points)
+    assert [p["lat"] for p in track] == [1.0] + [30 + i / 100 for i in range(10)]
+    page = await alice.call("terminal.track", terminal_id="unit-7", limit=100)
+    assert len(page["points"]) == 10 and page["truncated"] and page["next_since"] == page["points"][-1]["time"]
+    page = await alice.call("terminal.track", terminal_id="unit-7", limit=4)
+    assert len(page["points"]) == 4 and page["truncated"]
+    until = track[3]["time"]
+    assert len((await alice.call("terminal.track", terminal_id="unit-7", until=until))["points"]) == 4
+    mine = await unit.call("terminal.track", terminal_id="unit-7", since=until)  # a terminal: its own
+    assert [p["lat"] for p in mine["points"]] == [30 + i / 100 for i in range(2, 10)]
+
+
+async def test_bad_input_precise_errors_nothing_stored(start_gateway, connect, watch) -> None:
+    gw = await start_gateway(**FAST)
+    alice = await connect(gw)
+    w = await watch(alice)
+    unit = await connect(gw, "tok-terminal")
+    await presence(w, "unit-7", "online")
+
+    async def refused(client: GatewayClient, method: str, **params: Any) -> RemoteError:
+        with pytest.raises(RemoteError) as info:
+            await client.call(method, **params)
+        return info.value
+
+    for bad, loc in ((fix(lat=90.5), "lat"), (fix(lon=-181), "lon"), (fix(accuracy_m=-1), "accuracy_m"),
+                     (fix(heading=360), "heading"), (fix(battery=101), "battery"),
+                     (fix(ago_s=-120), "time"), ({**fix(), "time": "2026-12-01T10:00:00"}, "time"),
+                     ({**fix(), "time": "yesterday"}, "time"), (fix(speed=-3), "speed")):
+        err = await refused(unit, "terminal.report", **bad)
+        assert err.reason == "invalid-params", bad
+        assert [e["loc"] for e in err.details["errors"]] == [loc], err.details
+    future = await refused(unit, "terminal.report", **fix(ago_s=-3600))
+    assert "in the future" in future.details["errors"][0]["msg"]
+    other = await refused(unit, "terminal.report", terminal_id="unit-9", **fix())
+    assert other.reason == "forbidden" and other.details["terminal_id"] == "unit-9"
+    assert (await refused(unit, "terminal.track", terminal_id="unit-9")).reason == "forbidden"
+    assert (await refused(unit, "terminal.list")).reason == "forbidden"
+    for method, params in (("call.dial", {"target": "desk-1"}), ("sms.send", {"to": ["unit-9"], "body": "x"}),
+                           ("events.subscribe", {}), ("session.create", {})):
+        assert (await refused(unit, method, **params)).reason == "forbidden", method
+    assert (await refused(alice, "terminal.report", **fix())).reason == "forbidden"  # not a terminal
+    assert (await refused(alice, "terminal.track", terminal_id="nobody")).reason == "no-such-terminal"
+    assert (await refused(alice, "terminal.track", terminal_id="unit-7", since="2026-12-02T00:00:00Z",
+                          until="2026-12-01T00:00:00Z")).reason == "invalid-params"
+    for tid in ("unit-7", "unit-9"):
+        assert await gw.store.count_track_points(tid) == 0
+    assert not [e for e in w.events if e["type"] == "terminal.location"]
+    assert (await roster(alice, "unit-7"))["position"] is None
+
+
+async def test_roster_survives_a_restart_and_unbound_terminal_tokens_act_for_nobody(
+        start_gateway, connect, tmp_path) -> None:
+    gw = await start_gateway(**FAST)
+    unit = await connect(gw, "tok-terminal")
+    await unit.call("terminal.report", **fix(lat=45.0, battery=55))
+    await unit.close()
+    await gw.stop()
+    gw2 = await start_gateway(**FAST)
+    alice = await connect(gw2)
+    entry = await roster(alice, "unit-7")
+    assert entry["position"]["lat"] == 45.0 and entry["battery"] == 55 and entry["presence"] == "offline"
+    assert [t["terminal_id"] for t in (await alice.call("terminal.list", group="water"))["terminals"]] == ["unit-9"]
+    listing = await alice.call("directory.list", kind="terminal")
+    assert [e["phone"] for e in listing["endpoints"]] == ["+8613800138007", "+8613800138009"]
+    # A terminal token whose principal is no terminal of the directory: hello, nothing else.
+    gw3 = await start_gateway()  # no terminals configured; tok-terminal's unit-7 is unknown there
+    stray = await connect(gw3, "tok-terminal")
+    with pytest.raises(RemoteError) as info:
+        await stray.call("terminal.report", **fix())
+    assert info.value.reason == "forbidden" and info.value.details["principal"] == "unit-7"

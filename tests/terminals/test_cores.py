@@ -1,0 +1,79 @@
+"""The terminal cores without sockets or clocks: presence (heartbeats, connections) and the
+live-location rate limit (coalescing, the newest never dropped)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.terminals import LocationGate, Offer, Presence, PresenceTable, Reason
+
+
+def table() -> PresenceTable:
+    return PresenceTable(["u1", "u2"], interval_s=10, missed=3)
+
+
+def test_online_on_hello_offline_when_the_last_connection_closes() -> None:
+    t = table()
+    change = t.connected("u1", "c1", mono=100, wall=1000)
+    assert change is not None and change.state is Presence.ONLINE and change.reason is Reason.HELLO
+    assert t.connected("u1", "c2", mono=101, wall=1001) is None  # already online: no change
+    assert t.disconnected("u1", "c1") is None  # c2 still there
+    change = t.disconnected("u1", "c2")
+    assert change is not None and change.state is Presence.OFFLINE
+    assert change.reason is Reason.CONNECTION_CLOSED and change.last_seen == 1001
+    assert t.disconnected("u1", "c2") is None  # told twice: one change
+
+
+def test_offline_after_the_missed_heartbeats_with_the_connections_to_close() -> None:
+    t = table()
+    t.connected("u1", "c1", mono=0, wall=1000)
+    assert t.next_deadline() == 30
+    assert t.beat("u1", "c1", mono=20, wall=1020)
+    assert t.next_deadline() == 50
+    assert t.expire(49.9) == []
+    [change] = t.expire(50)
+    assert change.reason is Reason.HEARTBEAT_MISSED and change.connections == ("c1",)
+    assert change.last_seen == 1020 and not t.online("u1")
+    assert t.next_deadline() is None
+    assert not t.beat("u1", "c1", mono=51, wall=1051)  # a beat on the dropped connection: not counted
+    assert t.disconnected("u1", "c1") is None  # its close is no second offline
+    assert t.connected("u1", "c3", mono=60, wall=1060).reason is Reason.HELLO  # back online
+
+
+def test_stop_marks_online_terminals_offline() -> None:
+    t = table()
+    t.connected("u2", "c1", mono=0, wall=5)
+    [change] = t.stop_all()
+    assert (change.terminal_id, change.reason) == ("u2", Reason.GATEWAY_STOPPED)
+    assert t.stop_all() == []
+
+
+def test_bad_settings_refused() -> None:
+    with pytest.raises(ValueError):
+        PresenceTable([], interval_s=0, missed=3)
+    with pytest.raises(ValueError):
+        LocationGate(0)
+
+
+def test_gate_publishes_at_most_once_per_interval_and_never_drops_the_newest() -> None:
+    g = LocationGate(1.0)
+    assert g.offer("u1", fix_time=100, item="a", now=0) is Offer.PUBLISH
+    assert g.offer("u1", fix_time=101, item="b", now=0.2) is Offer.DEFERRED
+    assert g.offer("u1", fix_time=102, item="c", now=0.4) is Offer.DEFERRED  # replaces b
+    assert g.offer("u2", fix_time=100, item="x", now=0.5) is Offer.PUBLISH  # per terminal
+    assert g.next_due() == 1.0
+    assert g.due(0.99) == []
+    assert g.due(1.0) == [("u1", "c", 1)]  # the newest, standing for one dropped
+    assert g.next_due() is None
+    assert g.offer("u1", fix_time=103, item="d", now=1.5) is Offer.DEFERRED  # 0.5 s after the trailing one
+    assert g.due(2.0) == [("u1", "d", 0)]
+    assert g.offer("u1", fix_time=104, item="e", now=3.5) is Offer.PUBLISH  # quiet for a whole interval
+
+
+def test_gate_ignores_older_fixes_and_flushes_on_stop() -> None:
+    g = LocationGate(1.0)
+    g.offer("u1", fix_time=100, item="a", now=0)
+    assert g.offer("u1", fix_time=99, item="old", now=5) is Offer.STALE
+    assert g.offer("u1", fix_time=101, item="b", now=5) is Offer.PUBLISH
+    assert g.offer("u1", fix_time=102, item="c", now=5.1) is Offer.DEFERRED
+    assert g.flush() == [("u1", "c", 0)] and g.flush() == []
