@@ -3,8 +3,8 @@
 Start: leftovers of a killed run reaped, every listening port checked free -> store -> http ->
 SMS -> SIP workers (+ Kamailio front) -> terminals -> control channel.
 Stop (SIGTERM/SIGINT, see gateway/cli.py): no worker restarted from the first moment -> control
-channel (no new commands) -> terminals (offline, newest positions published) -> broadcasts ended -> SIP (BYE every call, through the front) -> call
-records flushed -> front (last of the SIP side, so in-dialog BYEs still route) -> SMS -> http ->
+channel (no new commands) -> terminals (offline, newest positions published) -> broadcasts ended
+-> SIP (BYE every call, through the front) -> call records flushed -> front (last of the SIP side, so in-dialog BYEs still route) -> SMS -> http ->
 store.
 """
 
