@@ -27,24 +27,13 @@ from websockets.http11 import Request as HttpRequest, Response as HttpResponse
 from websockets.protocol import State as WsState
 
 from gateway.commands import CommandRunner, MemoryIdempotencyStore
-from gateway.errors import (
-    Conflict,
-    GatewayError,
-    NotAuthenticated,
-    RateLimited,
-)
+from gateway.errors import Conflict, GatewayError, NotAuthenticated, RateLimited
 from gateway.limits import ConnectionLimits, EveryInterval, FailureThrottle
 from gateway.outbox import Outbox
 from gateway.protocol import codec
 from gateway.protocol.methods import HelloParams, Principal, Registry, RequestContext, validate_params
 from gateway.server_config import (  # ServerConfig and ServerHooks are importable from here too
-    Authenticator,
-    BinaryCallback,
-    CloseCallback,
-    ServerConfig,
-    ServerHooks,
-    maybe_await as _maybe_await,
-)
+    Authenticator, BinaryCallback, CloseCallback, ServerConfig, ServerHooks, maybe_await as _maybe_await)
 from gateway.subscription_pump import SubscriptionPump
 
 PROTOCOL_VERSION = 1
