@@ -1,11 +1,12 @@
 """Wiring and lifecycle: start every part in order, stop them in reverse.
 
 Start: leftovers of a killed run reaped, every listening port checked free -> store -> http ->
-SMS -> SIP workers (+ Kamailio front) -> terminals -> control channel.
-Stop (SIGTERM/SIGINT, see gateway/cli.py): no worker restarted from the first moment -> control
-channel (no new commands) -> terminals (offline, newest positions published) -> broadcasts ended
--> SIP (BYE every call, through the front) -> call records flushed -> front (last of the SIP side, so in-dialog BYEs still route) -> SMS -> http ->
-store.
+video (Janus instances) -> SMS -> SIP workers (+ Kamailio front) -> terminals -> control channel.
+Stop (SIGTERM/SIGINT, see gateway/cli.py): no worker restarted from the first moment ->
+control channel (no new commands) -> terminals (offline, newest positions published) -> broadcasts
+ended -> SIP (BYE every call, through the front) -> call records flushed -> front (last of the SIP
+side, so in-dialog BYEs still route) -> SMS -> video (streams ended, recordings post-processed,
+Janus stopped) -> http -> store.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
 from gateway.services.sms import SmsService
 from gateway.services.terminals import TerminalService
+from gateway.services.video import VideoService
 from sms.factory import make_provider
 from gateway.store import Store
 from sip.kamailio import KamailioFront
@@ -63,6 +65,8 @@ class Gateway:
         self.sms = SmsService(self.store, self.bus, self.sessions, self.directory, config.sms,
                               make_provider(config.sms))
         self.terminals = TerminalService(self.store, self.bus, self.directory, config.terminals)
+        self.video = VideoService(self.bus, self.sessions, config.video,
+                                  data_dir=config.gateway.data_dir, terminals=self.terminals)
         self.media = MediaService(self.calls, self.broadcasts)
         self.calls.on_ended.append(self.media.call_ended)
         self.sip = SipSupervisor(config.sip, on_event=self._route_sip_event,
@@ -73,7 +77,8 @@ class Gateway:
         self._front_record = ChildRecord(Path(config.gateway.data_dir) / "run" / "kamailio-front.pid")
         self.registry = Registry()
         register_all(self.registry, bus=self.bus, directory=self.directory, sessions=self.sessions,
-                     calls=self.calls, media=self.media, broadcasts=self.broadcasts, sms=self.sms)
+                     calls=self.calls, media=self.media, broadcasts=self.broadcasts, sms=self.sms,
+                     video=self.video)
         register_terminals(self.registry, self.terminals)
         c = config.control
         self.control = ControlServer(
@@ -115,6 +120,7 @@ class Gateway:
         # then a port still taken is refused with the key that names it, before anything binds.
         throttle_accept_errors(asyncio.get_running_loop())  # out of fds: one log line a minute
         await asyncio.to_thread(self._front_record.reap)
+        await asyncio.to_thread(self.video.pool.reap)  # Janus left by a gateway killed with -9
         check_ports(cfg)
         if cfg.store_path != ":memory:":
             Path(cfg.store_path).parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +129,9 @@ class Gateway:
         await self.retention.start()  # prunes now, then every store.prune_interval_s
         self._stack.push_async_callback(self.retention.stop)
         self._stack.push_async_callback(self._stop_http)
+        # Janus: started before the rest, stopped after it (streams end, recordings finish).
+        await self.video.start()
+        self._stack.push_async_callback(self.video.stop)
         # Webhooks listen before the outbox sends anything: no receipt may find nobody home.
         routes = self.sms.provider.webhook_routes() if self.sms.provider else []
         h = cfg.http

@@ -45,6 +45,7 @@ from gateway.errors import ConfigError
 from gateway.tls import pair_problem
 from sip.config import SipConfig, SipRegistration
 from sms.config import SmppSettings, SmsConfig, TwilioSettings
+from video.config import VideoConfig
 
 ENV_PREFIX = "DISPATCH_GATEWAY__"
 ENV_LABEL = "environment"
@@ -296,6 +297,14 @@ def _build_broadcast(layers: _Layers) -> BroadcastConfig:
     return cfg
 
 
+def _build_video(layers: _Layers) -> VideoConfig:
+    kw = {k[len("video."):]: val for k, val in layers.values.items() if k.startswith("video.")}
+    try:
+        return VideoConfig(**kw)
+    except ValueError as e:
+        raise layers.error("video", str(e)) from None
+
+
 def _with_dev_tokens(auth: AuthConfig, directory: Sequence[Any] = ()) -> AuthConfig:
     if not auth.dev_tokens or auth.tokens:
         return auth
@@ -344,5 +353,6 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None,
         terminals=_section(TerminalsConfig, v, "terminals"),
         broadcast=_build_broadcast(layers),
         sms=_build_sms(layers),
+        video=_build_video(layers),
         source=label,
     )

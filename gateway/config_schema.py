@@ -35,6 +35,7 @@ from gateway.config_fields import (
 from gateway.directory import KINDS, NAME_RE, TERMINAL, Endpoint, uri_problem
 from sip.config import SipConfig
 from sms.config import SmsConfig
+from video.config import ICE_SCHEMES, VideoConfig
 
 DEFAULTS_LABEL = "<defaults>"
 
@@ -145,6 +146,7 @@ class Config:
     sip: SipConfig
     broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     directory: tuple[Endpoint, ...] = ()
     terminals: TerminalsConfig = field(default_factory=TerminalsConfig)
     source: str = DEFAULTS_LABEL  # the file it was loaded from
@@ -253,6 +255,22 @@ _ID_RE = NAME_RE
 _PATH_RE = re.compile(r"^/[^\s?#]*$")
 
 # The schema: section -> key -> _Field, or a nested table (dict) of the same.
+_IFACES_RE = re.compile(r"^[A-Za-z0-9_.:,\-]*$")
+
+
+def _ifaces_check(v: Any) -> str:
+    if not isinstance(v, str) or not _IFACES_RE.match(v):
+        raise _Bad(f'must be interface names or addresses separated by commas ("" = all), got {_show(v)}')
+    return v
+
+
+def _ice_servers_check(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, (list, tuple)) or not all(
+            isinstance(x, str) and x.startswith(ICE_SCHEMES) and len(x) < 256 and " " not in x for x in v):
+        raise _Bad(f"must be a list of stun:, turn: or turns: URLs, got {_show(v)}")
+    return tuple(v)
+
+
 SCHEMA: dict[str, dict[str, Any]] = {
     "gateway": {
         "id": _str("gw1", pattern=_ID_RE, what="a name of letters, digits, '_', '.', '-'"),
@@ -387,6 +405,24 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "preempted_policy": _str("resume", choices=("resume", "end")),
         "profiles": _Field("table", _profiles_check, types.MappingProxyType({})),
         "zone": _Field("array", _zones_check, ()),
+    },
+    "video": {
+        "enabled": _bool(False),
+        "instances": _int(1, 64, 1),
+        "janus_bin": _str("janus"),
+        "pp_rec_bin": _str("janus-pp-rec"),
+        "ffmpeg_bin": _str("ffmpeg"),
+        "ws_host": _host("127.0.0.1"),
+        "ws_base_port": _int(1, 65535, 8188),
+        "rtp_port_min": _int(1024, 65535, 40000),
+        "rtp_port_max": _int(1024, 65535, 49999),
+        "ice_enforce_list": _Field("str", _ifaces_check, ""),
+        "ice_servers": _Field("list", _ice_servers_check, ()),
+        "session_timeout_s": _int(10, 3600, 60),
+        "publish_timeout_s": _seconds(30),
+        "request_timeout_s": _seconds(10),
+        "recordings_dir": _str("recordings/video"),
+        "postprocess_timeout_s": _seconds(300),
     },
 }
 

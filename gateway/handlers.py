@@ -13,11 +13,12 @@ from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
 from gateway.services.sms import SmsService
 from gateway.services.terminals import TerminalService
+from gateway.services.video import VideoService
 
 
 def register_all(registry: Registry, *, bus: EventBus, directory: Directory, sessions: SessionService,
                  calls: CallService, media: MediaService, broadcasts: BroadcastService,
-                 sms: SmsService) -> None:
+                 sms: SmsService, video: VideoService) -> None:
     """Plug every service into the method table (the table itself lives in gateway.protocol)."""
 
     async def session_create(ctx: RequestContext, p: Any) -> dict:
@@ -103,6 +104,31 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
     async def media_close(ctx: RequestContext, p: Any) -> dict:
         return await media.close(ctx.connection, p.channel)
 
+    async def video_pull(ctx: RequestContext, p: Any) -> dict:
+        return await video.pull(principal=ctx.principal.name, terminal_id=p.terminal_id,
+                                session_id=p.session_id)
+
+    async def video_publish(ctx: RequestContext, p: Any) -> dict:
+        return await video.publish(terminal_id=video.terminal_of(ctx), stream_id=p.stream_id, sdp=p.sdp)
+
+    async def video_watch(ctx: RequestContext, p: Any) -> dict:
+        return await video.watch(ctx.connection, p.stream_id)
+
+    async def video_answer(ctx: RequestContext, p: Any) -> dict:
+        return await video.answer(ctx.connection, p.watch_id, p.sdp)
+
+    async def video_unwatch(ctx: RequestContext, p: Any) -> dict:
+        return await video.unwatch(ctx.connection, p.watch_id)
+
+    async def video_stop(ctx: RequestContext, p: Any) -> dict:
+        return await video.stop_stream(p.stream_id, terminal_id=video.terminal_of(ctx))
+
+    async def video_get(ctx: RequestContext, p: Any) -> dict:
+        return video.get(p.stream_id)
+
+    async def video_list(ctx: RequestContext, p: Any) -> dict:
+        return {"streams": video.list(p.session_id)}
+
     for name, handler in {
         "session.create": session_create, "session.list": session_list, "session.get": session_get,
         "session.close": session_close, "events.subscribe": events_subscribe,
@@ -113,7 +139,9 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
         "call.listen": call_listen, "media.open": media_open, "media.close": media_close,
         "broadcast.start": broadcast_start, "broadcast.stop": broadcast_stop,
         "broadcast.get": broadcast_get, "sms.send": sms_send, "sms.get": sms_get,
-        "sms.preview": sms_preview,
+        "sms.preview": sms_preview, "video.pull": video_pull, "video.publish": video_publish,
+        "video.watch": video_watch, "video.answer": video_answer, "video.unwatch": video_unwatch,
+        "video.stop": video_stop, "video.get": video_get, "video.list": video_list,
     }.items():
         registry.register(name, handler)
 

@@ -39,6 +39,10 @@ def listening_ports(config: Config) -> list[Listen]:
         out.append(Listen("sip.port", sip.host, sip.port, socket.SOCK_DGRAM))
     out += [Listen("sip.worker_base_port", *sip.worker_address(i), socket.SOCK_DGRAM)
             for i in range(sip.max_workers) if sip.worker_address(i) != (sip.host, sip.port)]
+    video = config.video
+    if video.enabled:  # each Janus instance's API port
+        out += [Listen("video.ws_base_port", video.ws_host, video.ws_base_port + i, socket.SOCK_STREAM)
+                for i in range(video.instances)]
     return [p for p in out if p.port]
 
 

@@ -24,6 +24,11 @@ class OwnedTasks:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    async def wait(self, timeout: float) -> None:
+        """Let running work finish for up to `timeout` seconds (what is left keeps running)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
     async def cancel_all(self) -> None:
         """Cancel every task still running and wait until they have all ended."""
         tasks = list(self._tasks)

@@ -162,10 +162,9 @@ class JanusInstance:
         return self.process.log_path if self.process else None
 
     async def start(self) -> None:
-        """Start Janus and connect; raises JanusProcessError if it does not come up."""
+        """Start Janus and connect; raises JanusProcessError if it does not come up. (A leftover
+        of a gateway killed with -9 is reaped before the ports are checked: JanusPool.reap.)"""
         self._stopping = False
-        if self.record is not None:
-            await asyncio.to_thread(self.record.reap)
         await self._launch()
         self._watch = asyncio.create_task(self._supervise(), name=f"janus-watch {self.name}")
 

@@ -433,3 +433,8 @@ class Registry:
 from .terminals import TERMINAL_METHODS  # noqa: E402
 
 METHODS.update((s.name, s) for s in TERMINAL_METHODS)
+
+# The video.* entries live with their params models (they import the building blocks above).
+from .video import VIDEO_METHODS  # noqa: E402
+
+METHODS.update((s.name, s) for s in VIDEO_METHODS)

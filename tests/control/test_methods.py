@@ -27,11 +27,13 @@ def test_roles():
     for name in ("hello", "session.list", "session.get", "events.subscribe", "directory.list"):
         assert METHODS[name].allows("observer"), name
     assert {n for n, s in METHODS.items() if s.allows("terminal")} == {"hello", "ping", "terminal.report",
-                                                                       "terminal.track"}
+                                                                       "terminal.track", "video.publish",
+                                                                       "video.stop"}
     assert not METHODS["terminal.list"].allows("terminal") and METHODS["terminal.list"].allows("observer")
     assert not METHODS["terminal.report"].allows("dispatcher")
     assert all(s.allows("admin") for s in METHODS.values())
-    assert {n for n, s in METHODS.items() if s.starts_work} == {"call.dial", "session.create", "broadcast.start", "sms.send"}
+    assert {n for n, s in METHODS.items() if s.starts_work} == {"call.dial", "session.create", "broadcast.start", "sms.send",
+                                                                 "video.pull"}
 
 
 @pytest.mark.parametrize("target", [

@@ -57,6 +57,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "terminal.report": {"terminal_id": "unit-7", "lat": 31.2, "lon": 121.5, "accuracy_m": 5, "time": "{now}"},
     "terminal.list": {},
     "terminal.track": {"terminal_id": "unit-7"},
+    "video.pull": {"terminal_id": "unit-7"},
+    "video.publish": {"stream_id": "vid-none", "sdp": "v=0\r\nm=video 9 RTP/AVP 96\r\n"},
+    "video.watch": {"stream_id": "vid-none"},
+    "video.answer": {"watch_id": "watch-none", "sdp": "v=0\r\nm=video 9 RTP/AVP 96\r\n"},
+    "video.unwatch": {"watch_id": "watch-none"},
+    "video.get": {"stream_id": "vid-none"},
+    "video.list": {},
+    "video.stop": {"stream_id": "vid-none"},
     "session.close": {"session_id": "{session_id}"},
 }
 

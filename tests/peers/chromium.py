@@ -11,7 +11,9 @@ A missing /usr/bin/chromium FAILS the test.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -45,5 +47,25 @@ async def open_page(context, url: str, html: str):  # -> playwright Page
     return page
 
 
-def page_html(name: str) -> str:
-    return (PAGES / name).read_text()
+def page_html(name: str, *scripts: str) -> str:
+    """tests/video/pages/<name>, with each of `scripts` (from the same folder) inlined after it."""
+    html = (PAGES / name).read_text()
+    return html + "".join(f"<script>\n{(PAGES / s).read_text()}\n</script>\n" for s in scripts)
+
+
+async def poll_until(predicate, timeout: float, what: str):
+    """Await `predicate()` every 0.1 s until it is truthy (its value), or fail naming `what`.
+    For what a browser only tells when asked (getStats): there is no event to wait on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def frames_decoded(page) -> int:
+    """`framesDecoded` of the page's inbound video (tests/video/pages/peer.html)."""
+    return ((await page.evaluate("inboundStats()"))["video"] or {}).get("framesDecoded", 0)

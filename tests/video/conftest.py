@@ -31,3 +31,8 @@ async def chromium(media_netns: MediaNetns):
             yield browser
         finally:
             await browser.close()
+
+
+# The in-process gateway and its clients (tests/gateway/conftest.py): started inside the namespace
+# when a test asks for media_netns first.
+from tests.gateway.conftest import connect, start_gateway, watch  # noqa: E402,F401

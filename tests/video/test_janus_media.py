@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.peers.chromium import open_page, page_html
+from tests.peers.chromium import frames_decoded, open_page, page_html, poll_until
 from tests.peers.media_netns import MediaNetns
 from tests.peers.ports import free_tcp_port
 from video.janus_config import JanusSettings
@@ -37,17 +37,6 @@ async def janus(media_netns: MediaNetns):
         yield inst
     finally:
         await inst.stop()
-
-
-async def _wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)  # polling getStats: the browser offers no event for frames
 
 
 async def _publish(janus: JanusInstance, page, rec_dir: Path):
@@ -80,11 +69,6 @@ async def _watch(session, page, feed: int):
     return sub
 
 
-async def _frames(page) -> int:
-    stats = await page.evaluate("inboundStats()")
-    return (stats["video"] or {}).get("framesDecoded", 0)
-
-
 async def test_publish_watch_late_viewer_and_recording(janus, chromium, tmp_path: Path) -> None:
     context = await chromium.new_context()
     html = page_html("peer.html")
@@ -93,9 +77,9 @@ async def test_publish_watch_late_viewer_and_recording(janus, chromium, tmp_path
     session, _pub, feed = await _publish(janus, terminal, tmp_path)
 
     await _watch(session, viewer, feed)
-    first = await _wait_until(lambda: _frames(viewer), 15, "frames at the first viewer")
+    first = await poll_until(lambda: frames_decoded(viewer), 15, "frames at the first viewer")
     await asyncio.sleep(1.0)  # a one-second window to measure the frame rate over
-    second = await _frames(viewer)
+    second = await frames_decoded(viewer)
     assert second - first >= 10, f"only {second - first} frames decoded in 1 s"
     audio = (await viewer.evaluate("inboundStats()"))["audio"]
     assert audio and audio["packetsReceived"] > 0
@@ -103,7 +87,7 @@ async def test_publish_watch_late_viewer_and_recording(janus, chromium, tmp_path
     late = await open_page(context, "http://localhost/late", html)
     t0 = time.monotonic()
     await _watch(session, late, feed)
-    await _wait_until(lambda: _frames(late), 5, "frames at the late viewer")
+    await poll_until(lambda: frames_decoded(late), 5, "frames at the late viewer")
     assert time.monotonic() - t0 < 1.0 + 1.0  # within 1 s of media flowing, plus signalling
 
     await session.destroy()
@@ -117,7 +101,7 @@ async def test_janus_killed_is_restarted(janus, media_netns) -> None:
     first_pid = janus.pid
     session = await janus.client.create_session()
     os.kill(first_pid, signal.SIGKILL)
-    await _wait_until(lambda: _true(not janus.up.is_set() or janus.pid != first_pid), 10, "down")
+    await poll_until(lambda: _true(not janus.up.is_set() or janus.pid != first_pid), 10, "down")
     await asyncio.wait_for(janus.up.wait(), 20)
     assert janus.pid != first_pid and janus.downs and janus.downs[0].startswith("janus-exited")
     assert not session.alive

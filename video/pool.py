@@ -1,0 +1,53 @@
+"""Several Janus instances; each new stream goes to the least loaded one that is up.
+
+The load of an instance is what the caller says it is (the video service counts its streams
+and their viewers); an instance that is down (crashed, restarting) takes nothing. Scaling out
+is adding instances (`video.instances`), each its own process with its own API port and RTP
+port share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from sip.lifeline import ChildRecord
+from video.config import VideoConfig
+from video.errors import JanusUnavailable
+from video.janus_process import JanusInstance
+
+
+class JanusPool:
+    def __init__(self, config: VideoConfig, *, run_dir: str | Path,
+                 on_down: Callable[[JanusInstance, str], None] | None = None,
+                 on_up: Callable[[JanusInstance], None] | None = None) -> None:
+        self.config = config
+        self.instances = [
+            JanusInstance(config.janus_settings(i), janus_bin=config.janus_bin,
+                          record=ChildRecord(Path(run_dir) / f"janus-{i + 1}.pid"),
+                          on_down=on_down, on_up=on_up)
+            for i in range(config.instances)
+        ]
+
+    def reap(self) -> None:
+        """End what a gateway killed with -9 left running (blocking: call in a thread)."""
+        for inst in self.instances:
+            if inst.record is not None:
+                inst.record.reap()
+
+    async def start(self) -> None:
+        await asyncio.gather(*(i.start() for i in self.instances))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(i.stop() for i in self.instances), return_exceptions=True)
+
+    def pick(self, load_of: Callable[[JanusInstance], int]) -> JanusInstance:
+        """The instance that is up with the least load (the first of equals)."""
+        up = [i for i in self.instances if i.up.is_set() and i.client is not None]
+        if not up:
+            raise JanusUnavailable("no Janus instance is up")
+        return min(up, key=load_of)
+
+    def by_name(self, name: str) -> JanusInstance | None:
+        return next((i for i in self.instances if i.name == name), None)
