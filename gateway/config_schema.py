@@ -340,6 +340,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "audio_queue_frames": _int(1, 10_000, 50),
         "heartbeat_interval_s": _seconds(1.0),
         "heartbeat_deadline_s": _seconds(6.0),
+        "dispatch_reserve": _int(0, 10_000, 2),
+        "max_ringing_per_source": _int(0, 10_000, 4),
         "registration": {
             "registrar": _sip_uri(None),
             "username": _str(""),

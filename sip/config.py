@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .admission import inbound_shares
+
 # RTP ports each worker owns: rtp_port_base + RTP_PORTS_PER_WORKER*i .. + RTP_PORTS_PER_WORKER-1.
 # A call takes two (RTP, RTCP) and a worker holds calls_per_worker calls (a handful with the
 # pjsua2 wheel's compiled limit), so 100 leaves room; 64 workers from 20000 end at 26399.
@@ -47,6 +49,11 @@ class SipConfig:
     # whose main loop has said nothing for heartbeat_deadline_s is killed and restarted.
     heartbeat_interval_s: float = 1.0
     heartbeat_deadline_s: float = 6.0
+    # Capacity (sip/admission.py): call slots of all workers that inbound calls never take, kept
+    # for call.dial; unanswered inbound calls one source address may hold (0: no limit). Enforced
+    # by the Kamailio front when there is one, else by the worker that takes the calls.
+    dispatch_reserve: int = 2
+    max_ringing_per_source: int = 4
 
     def __post_init__(self) -> None:
         if isinstance(self.codecs, list):
@@ -61,6 +68,10 @@ class SipConfig:
             raise ValueError("sip.warm_workers must be within 0..max_workers")
         if self.calls_per_worker < 0:
             raise ValueError("sip.calls_per_worker must be >= 0")
+        if self.dispatch_reserve < 0:
+            raise ValueError("sip.dispatch_reserve must be >= 0")
+        if self.max_ringing_per_source < 0:
+            raise ValueError("sip.max_ringing_per_source must be >= 0 (0: no limit)")
         if self.rtp_ports_per_worker < 2:
             raise ValueError("sip.rtp_ports_per_worker must be >= 2 (RTP and RTCP of one call)")
         problem = rtp_range_problem(self.rtp_port_base, self.max_workers, self.rtp_ports_per_worker)
@@ -104,6 +115,9 @@ class SipConfig:
 def worker_config(cfg: SipConfig, index: int, max_calls: int) -> dict[str, Any]:
     """The config handed to worker `index` (the first message on its stdin, never its argv)."""
     host, port = cfg.worker_address(index)
+    # Behind a front (Kamailio or an external proxy) the worker sees the proxy as every call's
+    # source: the front limits ringing calls per source there, the worker only without one.
+    shares = inbound_shares(cfg.max_workers, max_calls, cfg.dispatch_reserve, spread=cfg.proxied)
     reg = asdict(cfg.registration) if cfg.registration and (index == 0 or not cfg.proxied) else None
     return {
         "index": index,
@@ -114,6 +128,8 @@ def worker_config(cfg: SipConfig, index: int, max_calls: int) -> dict[str, Any]:
         "rtp_port": cfg.worker_rtp_port(index),
         "rtp_port_range": cfg.rtp_ports_per_worker - 1,  # pjsua: ports rtp_port .. rtp_port+range
         "max_calls": max_calls,
+        "inbound_share": shares[index],
+        "max_ringing_per_source": 0 if cfg.proxied else cfg.max_ringing_per_source,
         "codecs": list(cfg.codecs),
         "user": cfg.user,
         "display_name": cfg.display_name,

@@ -247,6 +247,7 @@ class KamailioFront:
         """The front for `[sip]`: listens on host:port; workers default to every worker address."""
         if workers is None:
             workers = [config.worker_address(i) for i in range(config.max_workers)]
+        options.setdefault("max_ringing_per_source", config.max_ringing_per_source)
         return cls(config.host, config.port, workers, kamailio_bin=config.kamailio_bin, **options)
 
     @property

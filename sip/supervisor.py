@@ -106,7 +106,8 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
         return {
             "calls_per_worker": self.calls_per_worker,
             "workers": {i: {"up": w.up, "calls": len(w.calls), "restarts": w.restarts,
-                            "audio_dropped": w.audio_dropped} for i, w in self._workers.items()},
+                            "audio_dropped": w.audio_dropped, "inbound_refused": w.inbound_refused}
+                        for i, w in self._workers.items()},
         }
 
     # ---- lifecycle

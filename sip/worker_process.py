@@ -66,6 +66,7 @@ class Worker:
         self.up = False
         self.stopping = False
         self.audio_dropped = 0
+        self.inbound_refused: dict[str, int] = {}  # INVITEs it refused for capacity, by reason
         self.restarts = 0
         # Set while a crashed worker is being restarted: resolves to True once it is up again,
         # False if the supervisor gave up (stopping). Dials with nowhere else to go wait on it.
@@ -258,6 +259,10 @@ class WorkerProcesses:
             self._on_registration(w, m)
         elif t == "stats":
             w.audio_dropped = int(m.get("audio_dropped_out", 0))
+            refused = m.get("inbound_refused") or {}
+            if refused != w.inbound_refused:  # logged once per change, not per refused INVITE
+                log.info("sip.worker.inbound_refused", worker=w.index, refused=refused)
+                w.inbound_refused = dict(refused)
 
     def _on_registration(self, w: Worker, m: dict[str, Any]) -> None:
         """A REGISTER outcome: kept in `registration`; a SipEvent when it differs from the last."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import pjsua2 as pj
 
+from ..admission import Refusal, admit_inbound, source_host
 from .pjcalls import CLOCK_RATE, FRAME_MS, CallPort, PlayoutPort, WAccount, WCall
 from .writer import Writer
 
@@ -29,6 +30,7 @@ class CallLifecycle:
     calls: dict[str, WCall]
     ports: dict[str, CallPort]
     graveyard: list[Any]
+    inbound_refused: dict[str, int]
 
     def ensure_port(self, call: WCall) -> CallPort:
         if call.port is None:
@@ -40,10 +42,15 @@ class CallLifecycle:
             self.ports[call.call_id] = port
         return call.port
 
-    def incoming(self, acc: WAccount, pj_call_id: int) -> None:
+    def incoming(self, acc: WAccount, pj_call_id: int, src_address: str = "") -> None:
         call_id = uuid.uuid4().hex
         call = WCall(self, acc, call_id, outbound=False, pj_call_id=pj_call_id)
-        self.calls[call_id] = call
+        call.source = source_host(src_address)
+        refusal = self._admit(call.source)
+        self.calls[call_id] = call  # referenced until DISCONNECTED, refused or not
+        if refusal is not None:
+            self._refuse(call, refusal)
+            return
         try:
             ci = call.getInfo()
             call.remote_uri, call.local_uri = ci.remoteUri, ci.localUri
@@ -55,6 +62,38 @@ class CallLifecycle:
         prm = pj.CallOpParam(True)
         prm.statusCode = 180
         try:
+            call.answer(prm)
+        except pj.Error:
+            pass
+
+    def _admit(self, source: str) -> Refusal | None:
+        """Whether this worker takes a new inbound call from `source` (sip/admission.py): within
+        its inbound share (the rest of its slots are kept for dials) and, without a front, the
+        ringing limit per source."""
+        inbound = [c for c in self.calls.values() if not c.outbound and not c.refused and not c.done]
+        return admit_inbound(
+            inbound=len(inbound),
+            share=int(self.cfg.get("inbound_share", self.cfg.get("max_calls") or 4)),
+            ringing_from_source=sum(1 for c in inbound if not c.confirmed and c.source == source),
+            max_ringing_per_source=int(self.cfg.get("max_ringing_per_source") or 0),
+        )
+
+    def _refuse(self, call: WCall, refusal: Refusal) -> None:
+        """Answer a new inbound call with `refusal` at once; the gateway never hears of it (it is
+        counted in the worker's stats)."""
+        call.refused = True
+        call.local_end = "refused"
+        self.inbound_refused[refusal.reason] = self.inbound_refused.get(refusal.reason, 0) + 1
+        prm = pj.CallOpParam(True)
+        prm.statusCode = refusal.code
+        prm.reason = refusal.reason
+        if refusal.retry_after is not None:
+            h = pj.SipHeader()
+            h.hName, h.hValue = "Retry-After", str(refusal.retry_after)
+            prm.txOption.headers.append(h)
+        try:
+            # answer, not hangup: inside onIncomingCall pjsua defers both, and only a deferred
+            # answer keeps its headers (Retry-After)
             call.answer(prm)
         except pj.Error:
             pass

@@ -12,6 +12,7 @@ from typing import Any
 
 import pjsua2 as pj
 
+from ..admission import decided_reason
 from .pjcalls import INVALID_URI_STATUS, PJ_ETOOMANY, WCall
 
 SLOT_WAIT_S = 2.0  # a dial waits this long for pjsua to free the slot of a call we hung up
@@ -144,6 +145,9 @@ class CallCommands:
         self.stop_media(call)
         prm = pj.CallOpParam(True)
         prm.statusCode = int(cmd.get("code", 486))
+        reason = decided_reason(prm.statusCode)
+        if reason is not None:  # the front passes it on instead of trying another worker
+            prm.reason = reason
         call.hangup(prm)
 
     def cmd_hangup(self, cmd: dict[str, Any]) -> None:

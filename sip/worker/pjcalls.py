@@ -201,6 +201,8 @@ class WCall(pj.Call):
         self.done = False
         self.remote_uri: str | None = None
         self.local_uri: str | None = None
+        self.source: str | None = None  # inbound: the host it came from (sip/admission.py)
+        self.refused = False  # inbound, refused for capacity: the gateway never hears of it
 
     # All callbacks below run on the main thread (mainThreadOnly, threadCnt=0).
 
@@ -212,6 +214,10 @@ class WCall(pj.Call):
         self.remote_uri = ci.remoteUri or self.remote_uri
         self.local_uri = ci.localUri or self.local_uri
         st = ci.state
+        if self.refused:
+            if st == pj.PJSIP_INV_STATE_DISCONNECTED:
+                self.worker.call_ended(self)
+            return
         code = int(ci.lastStatusCode or 0)
         if self.outbound and 100 < code < 200:
             self.got_response = True
@@ -306,7 +312,7 @@ class WAccount(pj.Account):
         self.worker = worker
 
     def onIncomingCall(self, prm: Any) -> None:
-        self.worker.incoming(self, prm.callId)
+        self.worker.incoming(self, prm.callId, prm.rdata.srcAddress)
 
     def onRegState(self, prm: Any) -> None:
         try:

@@ -59,6 +59,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
         # Ended calls and dropped ports, released on the main loop outside any callback
         # (`_release_graveyard`): ports explicitly, before their last reference goes.
         self.graveyard: list[Any] = []
+        self.inbound_refused: dict[str, int] = {}  # inbound calls refused at once, by reason phrase
         self.identities: dict[tuple[str | None, str | None], WAccount] = {}
         self.running = True
         self.ep = pj.Endpoint()
@@ -96,6 +97,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
 
     def _emit_stats(self) -> None:
         self.emit({"type": "stats", "calls": len(self.calls), "audio_dropped_out": self.writer.audio_dropped,
+                   "inbound_refused": self.inbound_refused,
                    "ports": {cid: {"in": p.frames_in, "out": p.frames_out, "dropped": p.dropped}
                              for cid, p in self.ports.items()},
                    "streams": {sid: {"calls": len(p.calls), "out": p.frames_out, "dropped": p.dropped}

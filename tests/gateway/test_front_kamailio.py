@@ -28,7 +28,8 @@ async def _answer_every_ringing_call(client, w, answered: list[str]) -> None:
 
 async def test_inbound_load_through_the_front_spreads_over_workers(start_gateway, connect, watch) -> None:
     calls = 12
-    gw = await start_gateway(**{"sip.max_workers": 3, "sip.warm_workers": 3})
+    # every slot of the 3 workers for inbound calls: none kept for call.dial (sip.dispatch_reserve)
+    gw = await start_gateway(**{"sip.max_workers": 3, "sip.warm_workers": 3, "sip.dispatch_reserve": 0})
     assert gw.front is not None and gw.front.pid
     cfg = gw.config.sip
     async with asyncio.timeout(15):  # the front's OPTIONS probes mark the warm workers active

@@ -19,11 +19,14 @@ from tests.peers.ports import free_udp_port
 pytestmark = pytest.mark.peers
 
 
-def test_rendered_config_passes_kamailio_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ringing_limit", [0, 4])
+def test_rendered_config_passes_kamailio_check(tmp_path: Path, ringing_limit: int) -> None:
     workers = [(HOST, 5070), (HOST, 5080), (HOST, 5090)]
     (tmp_path / "dispatcher.list").write_text(render_dispatcher_list(workers))
     cfg = tmp_path / "kamailio.cfg"
-    cfg.write_text(render_config(HOST, free_udp_port(), workers, run_dir=tmp_path))
+    cfg.write_text(render_config(HOST, free_udp_port(), workers, run_dir=tmp_path,
+                                 max_ringing_per_source=ringing_limit))
+    assert ("get_profile_size" in cfg.read_text()) == bool(ringing_limit)
     res = subprocess.run(["kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "config file ok" in res.stdout + res.stderr
@@ -165,4 +168,5 @@ def test_front_from_sip_config() -> None:
     cfg = SipConfig(host=HOST, port=5099, worker_base_port=6000, max_workers=3)
     front = KamailioFront.from_config(cfg)
     assert (front.host, front.port) == (HOST, 5099)
+    assert front._cfg_options["max_ringing_per_source"] == cfg.max_ringing_per_source
     assert front.workers == [(HOST, 6000), (HOST, 6010), (HOST, 6020)]

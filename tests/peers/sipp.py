@@ -104,6 +104,34 @@ def uac_call(*, user: str = "sipp", subject: str = "Performance Test",
     )
 
 
+
+def _ack_final() -> str:
+    """The ACK of a non-2xx final answer: hop-by-hop, same Via (branch) as the INVITE."""
+    return send(["ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0", "[last_Via:]", "[last_From:]",
+                 "[last_To:]", "[last_Call-ID:]", "CSeq: 1 ACK", "Max-Forwards: 70", "Content-Length: 0"])
+
+
+def uac_ring(*, user: str = "sipp", name: str = "uac-ring") -> str:
+    """A caller that lets the call ring: INVITE, then either 180 (the call rings and stays ringing
+    until the gateway ends it with a final answer, which is ACKed) or a final refusal at once
+    (486, 500, 503, ACKed). Every outcome completes the call, so SIPp's counts stay meaningful;
+    which one each call got is in the message trace."""
+    finals = ("486", "480", "500", "503", "603")
+    refusals = "".join(f'  <recv response="{c}" optional="true" next="final"/>\n' for c in finals[:-1])
+    return (
+        XML_HEAD + f'<scenario name="{name}">\n'
+        + uac_request("INVITE", 1, user=user, uri="sip:[service]@[remote_ip]:[remote_port]",
+                      to="To: <sip:[service]@[remote_ip]:[remote_port]>", routes=False, sdp=SDP)
+        + '  <recv response="100" optional="true"/>\n'
+        + '  <recv response="180" optional="true" next="ringing"/>\n'
+        + refusals + f'  <recv response="{finals[-1]}" next="final"/>\n'
+        + '  <label id="ringing"/>\n'
+        + refusals + f'  <recv response="{finals[-1]}" next="final"/>\n'
+        + '  <label id="final"/>\n'
+        + _ack_final()
+        + "</scenario>\n"
+    )
+
 # ---- scenarios ------------------------------------------------------------------------------
 
 def _uas_head(name: str, action: str = "") -> str:
@@ -382,16 +410,27 @@ def sipp_registrar(
 def sipp_uac(
     target: str, *, service: str = "gateway", calls: int = 1, rate: float | None = None,
     hold_ms: int = 1000, timeout_s: float = 30, play_pcap: str | None = None,
+    host: str = "127.0.0.1", user: str = "sipp",
 ) -> Sipp:
     """A SIPp caller into `target` ("host:port"): INVITE, waits for 200, ACK, talks `hold_ms`, BYE.
 
     `play_pcap`: a capture to play as RTP after the ACK (a name from SIPp's packaged captures
     such as "dtmf_2833_9.pcap", or a path); the offer then also carries telephone-event/101."""
-    xml = UAC_CALL.replace("{hold_ms}", str(hold_ms))
+    xml = (UAC_CALL if user == "sipp" else uac_call(user=user)).replace("{hold_ms}", str(hold_ms))
     play = ""
     if play_pcap:
         path = play_pcap if "/" in play_pcap else sipp_pcap(play_pcap)
         play = f'  <nop><action><exec play_pcap_audio="{path}"/></action></nop>\n'
         xml = xml.replace(_SDP, _SDP_DTMF)
     xml = xml.replace("{play}", play)
-    return Sipp(xml, remote=target, service=service, calls=calls, rate=rate, timeout_s=timeout_s)
+    return Sipp(xml, remote=target, service=service, calls=calls, rate=rate, timeout_s=timeout_s, host=host)
+
+
+def sipp_ringer(
+    target: str, *, calls: int = 1, rate: float | None = None, host: str = "127.0.0.1",
+    user: str = "sipp", service: str = "gateway", timeout_s: float = 60,
+) -> Sipp:
+    """A SIPp caller sip:`user`@`host` into `target` whose calls ring until the gateway ends them
+    (`uac_ring`); SIPp's `-l` cap is lifted so every call can stay ringing at once."""
+    return Sipp(uac_ring(user=user), remote=target, service=service, calls=calls, rate=rate, host=host,
+                timeout_s=timeout_s, extra_args=["-l", str(calls)])
