@@ -35,6 +35,7 @@ from gateway.protocol import Principal, Registry, RequestContext
 from gateway.retention import Retention, RetentionPolicy
 from gateway.server import ControlServer, ServerConfig, ServerHooks
 from gateway.services.calls import CallService
+from gateway.services.instructions import InstructionService
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
 from gateway.services.sms import SmsService
@@ -67,6 +68,8 @@ class Gateway:
         self.terminals = TerminalService(self.store, self.bus, self.directory, config.terminals)
         self.video = VideoService(self.bus, self.sessions, config.video,
                                   data_dir=config.gateway.data_dir, terminals=self.terminals)
+        self.instructions = InstructionService(self.store, self.sessions, self.sms, self.terminals,
+                                               self.directory)
         self.media = MediaService(self.calls, self.broadcasts)
         self.calls.on_ended.append(self.media.call_ended)
         self.sip = SipSupervisor(config.sip, on_event=self._route_sip_event,
@@ -79,7 +82,7 @@ class Gateway:
         register_all(self.registry, bus=self.bus, directory=self.directory, sessions=self.sessions,
                      calls=self.calls, media=self.media, broadcasts=self.broadcasts, sms=self.sms,
                      video=self.video)
-        register_terminals(self.registry, self.terminals)
+        register_terminals(self.registry, self.terminals, self.instructions)
         c = config.control
         self.control = ControlServer(
             self.registry, self._authenticate,
@@ -153,6 +156,8 @@ class Gateway:
             await self.front.start(self._front_dir, record=self._front_record)
         await self.terminals.start()  # the roster's last positions, then the presence timer
         self._stack.push_async_callback(self.terminals.stop)  # after the control channel stopped
+        await self.instructions.start()  # deadlines and SMS still to queue, read back from the store
+        self._stack.push_async_callback(self.instructions.stop)
         await self.control.start()
         self._stack.push_async_callback(self.control.stop)
         log.info("gateway.started", gateway_id=cfg.gateway.id, control=self.control.url,

@@ -17,6 +17,8 @@ A `wss://` URL is verified against the system's CAs, or only the CAs in `ca_file
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import itertools
 import ssl
 from typing import Any, AsyncIterator
@@ -26,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
 from gateway.protocol import codec, media
+from gateway.protocol.terminals import INSTRUCTION_NOTIFICATION
 from gateway.timeutil import now_iso
 
 log = structlog.get_logger("gateway.client")
@@ -85,6 +88,11 @@ class GatewayClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._events: asyncio.Queue = asyncio.Queue(event_queue)
+        # A terminal's instructions (`terminal.instruction` notifications), each once: by id.
+        self._instructions: asyncio.Queue = asyncio.Queue(event_queue)
+        self.instructions_seen: dict[str, dict] = {}
+        self.instruction_pushes: collections.Counter[str] = collections.Counter()
+        self.confirm_instructions = True  # answer each push with terminal.received
         self._audio: asyncio.Queue = asyncio.Queue(audio_queue)
         self._resync = False
         self._ws: ClientConnection | None = None
@@ -118,7 +126,7 @@ class GatewayClient:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._fail_pending()
-        for q in (self._events, self._audio):
+        for q in (self._events, self._audio, self._instructions):
             if q.full():
                 q.get_nowait()
             q.put_nowait(_CLOSED)
@@ -199,6 +207,19 @@ class GatewayClient:
             if not page["truncated"] or page["next_since"] == since:
                 return sorted(points.values(), key=lambda p: (p["time"], p["id"]))
             since = page["next_since"]
+
+    async def instructions(self) -> AsyncIterator[dict]:
+        """A terminal's instructions, each once (deduplicated by id across pushes and reconnects;
+        each push is confirmed with terminal.received unless `confirm_instructions` is False)."""
+        while True:
+            item = await self._instructions.get()
+            if item is _CLOSED:
+                return
+            yield item
+
+    async def ack(self, instruction_id: str) -> dict:
+        """terminal.ack: this terminal acknowledges an instruction."""
+        return await self.call("terminal.ack", instruction_id=instruction_id)
 
     async def send_raw(self, frame: str | bytes) -> None:
         """Send a frame as is (tests of malformed input)."""
@@ -300,6 +321,8 @@ class GatewayClient:
                         fut.set_result(msg)
                 elif isinstance(msg, codec.Notification) and msg.method == codec.EVENT_METHOD:
                     self._on_event(msg.params)
+                elif isinstance(msg, codec.Notification) and msg.method == INSTRUCTION_NOTIFICATION:
+                    self._on_instruction(msg.params)
                 else:
                     self.log.warning("client.frame.unexpected", frame=str(frame)[:200])
         except ConnectionClosed:
@@ -337,6 +360,23 @@ class GatewayClient:
             self._resync = True  # resubscribe from last_seq once the consumer has drained
             return
         self.last_seq = seq
+
+    def _on_instruction(self, params: dict) -> None:
+        iid = params.get("instruction_id")
+        if not isinstance(iid, str):
+            return
+        self.instruction_pushes[iid] += 1
+        if self.confirm_instructions:  # every push, a repeat too: the first answer may have been lost
+            self._spawn(self._confirm(iid))
+        if iid in self.instructions_seen:
+            return  # at-least-once delivery: seen already
+        self.instructions_seen[iid] = params
+        with contextlib.suppress(asyncio.QueueFull):
+            self._instructions.put_nowait(params)
+
+    async def _confirm(self, instruction_id: str) -> None:
+        with contextlib.suppress(RemoteError, Disconnected, TimeoutError):
+            await self.call("terminal.received", instruction_id=instruction_id)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

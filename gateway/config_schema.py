@@ -133,6 +133,8 @@ class TerminalsConfig:
     missed_heartbeats: int = 3  # this many intervals silent: offline (its connection is closed)
     location_interval_s: float = 1.0  # at most one terminal.location event per terminal this often
     track_max_points: int = 5000  # the most points one terminal.track answer holds
+    ack_timeout_s: float = 60.0  # terminal.instruct default: not acknowledged by then -> SMS fallback
+    redeliver_s: float = 10.0  # an instruction pushed to a terminal that did not confirm it is pushed again
 
 
 @dataclass(frozen=True)
@@ -356,6 +358,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "missed_heartbeats": _int(1, 100, 3),
         "location_interval_s": _seconds(1),
         "track_max_points": _int(10, 100_000, 5000),
+        "ack_timeout_s": _seconds(60),
+        "redeliver_s": _seconds(10),
     },
     "sms": {
         "provider": _str("none", choices=("none", "twilio", "smpp")),

@@ -12,6 +12,7 @@ from gateway.services.calls import CallService
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
 from gateway.services.sms import SmsService
+from gateway.services.instructions import InstructionService
 from gateway.services.terminals import TerminalService
 from gateway.services.video import VideoService
 
@@ -146,7 +147,7 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
         registry.register(name, handler)
 
 
-def register_terminals(registry: Registry, terminals: TerminalService) -> None:
+def register_terminals(registry: Registry, terminals: TerminalService, instructions: InstructionService) -> None:
     """The terminal.* methods (a terminal acts only for itself: TerminalService.acting_for)."""
 
     async def terminal_report(ctx: RequestContext, p: Any) -> dict:
@@ -158,8 +159,22 @@ def register_terminals(registry: Registry, terminals: TerminalService) -> None:
     async def terminal_track(ctx: RequestContext, p: Any) -> dict:
         return await terminals.track(ctx, p.terminal_id, p.since, p.until, p.limit)
 
+    async def terminal_instruct(ctx: RequestContext, p: Any) -> dict:
+        return await instructions.instruct(ctx.principal.name, p)
+
+    async def terminal_received(ctx: RequestContext, p: Any) -> dict:
+        return await instructions.received(ctx, p.instruction_id, p.terminal_id)
+
+    async def terminal_ack(ctx: RequestContext, p: Any) -> dict:
+        return await instructions.ack(ctx, p.instruction_id, p.terminal_id)
+
+    async def instruction_get(ctx: RequestContext, p: Any) -> dict:
+        return await instructions.get(p.instruction_id)
+
     for name, handler in {
         "terminal.report": terminal_report, "terminal.list": terminal_list,
-        "terminal.track": terminal_track,
+        "terminal.track": terminal_track, "terminal.instruct": terminal_instruct,
+        "terminal.received": terminal_received, "terminal.ack": terminal_ack,
+        "terminal.instruction.get": instruction_get,
     }.items():
         registry.register(name, handler)

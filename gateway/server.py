@@ -121,6 +121,10 @@ class Connection:
         """Queue one event notification outside any subscription; False when full."""
         return not self.closed and self._outbox.put(codec.encode_event(params))
 
+    def send_notification(self, method: str, params: dict) -> bool:
+        """Queue one notification of `method` (not an event); False when closed or full."""
+        return not self.closed and self._outbox.put(codec.encode_notification(method, params))
+
     def start_subscription(self, events: AsyncIterator[Any]) -> None:
         """Pump `events` (items with `.to_params()` or event param dicts) to the peer.
 

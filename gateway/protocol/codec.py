@@ -194,6 +194,11 @@ def encode_error(id: RequestId | None, error: GatewayError) -> str:
     return _dump({"jsonrpc": JSONRPC, "id": id, "error": error.to_error()})
 
 
+def encode_notification(method: str, params: dict[str, Any]) -> str:
+    """A notification other than an event (e.g. `terminal.instruction` to a terminal)."""
+    return _dump({"jsonrpc": JSONRPC, "method": method, "params": params})
+
+
 def encode_event(params: dict[str, Any]) -> str:
     """An event notification; `params` is `{"seq","type","time","session_id","data"}`."""
     return _dump({"jsonrpc": JSONRPC, "method": EVENT_METHOD, "params": params})

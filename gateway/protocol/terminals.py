@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.timeutil import epoch_to_iso
 
-from .methods import READ, TERMINAL, Id, MethodSpec, Params, _spec
+from .methods import COMMAND, READ, TERMINAL, Id, IdempotencyKey, MethodSpec, Params, _spec
 
 FUTURE_SKEW_S = 30.0  # a fix this far ahead of our clock is refused (clocks disagree a little)
 MAX_AGE_S = 7 * 86400.0  # a fix older than this is refused
@@ -101,6 +101,36 @@ class TerminalTrackParams(Params):
         return self
 
 
+class TerminalInstructParams(Params):
+    targets: list[Annotated[str, Field(min_length=1, max_length=70)]] = Field(
+        min_length=1, max_length=2000, description="terminal ids and group:NAME (their terminals)")
+    text: str = Field(min_length=1, max_length=1000)
+    session_id: Id | None = None
+    require_ack: bool = Field(True, description="wait for terminal.ack (else delivery is enough)")
+    ack_timeout_s: float | None = Field(None, gt=0, le=86400, allow_inf_nan=False,
+                                        description="default terminals.ack_timeout_s")
+    fallback: Literal["sms", "none"] = Field("sms", description="SMS to the terminal's phone when "
+                                             "offline, or silent past ack_timeout_s")
+    idempotency_key: IdempotencyKey | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _visible(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the text is empty")
+        return v
+
+
+class InstructionIdParams(Params):
+    instruction_id: Id
+
+
+class TerminalAckParams(Params):
+    instruction_id: Id
+    terminal_id: Id | None = Field(None, description="the terminal (itself); admins name one")
+
+
+INSTRUCTION_NOTIFICATION = "terminal.instruction"  # gateway -> terminal, params: the instruction
 TERMINAL_ONLY = frozenset({TERMINAL})
 READ_OR_TERMINAL = READ | TERMINAL_ONLY
 
@@ -111,4 +141,12 @@ TERMINAL_METHODS: tuple[MethodSpec, ...] = (
           summary="the roster: presence, last position, battery, current incident"),
     _spec("terminal.track", READ_OR_TERMINAL, TerminalTrackParams,
           summary="a terminal's stored positions between two times (a map trail)"),
+    _spec("terminal.instruct", COMMAND, TerminalInstructParams, True,
+          "an instruction to terminals, acknowledged, with SMS when the field is silent"),
+    _spec("terminal.received", TERMINAL_ONLY, TerminalAckParams, summary="the terminal holds an instruction",
+          runs_to_end=True),
+    _spec("terminal.ack", TERMINAL_ONLY, TerminalAckParams, summary="the terminal acknowledges an instruction",
+          runs_to_end=True),
+    _spec("terminal.instruction.get", READ, InstructionIdParams,
+          summary="an instruction and its state at each terminal"),
 )

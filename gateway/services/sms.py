@@ -87,7 +87,10 @@ class SmsService:
     # sms.send / sms.get --------------------------------------------------------------------
     async def send(self, *, principal: str, to: list[str], body: str | None, template: str | None,
                    variables: dict[str, Any] | None, session_id: str | None,
-                   sender: str | None) -> dict:
+                   sender: str | None, message_id: str | None = None, ref: dict[str, Any] | None = None) -> dict:
+        """Queue a send. `message_id` (one recipient only) makes it idempotent: a message with that
+        id already stored is not queued again (a service resending after a restart). `ref` is kept
+        with each message and carried by its `sms.status` events (what the message is for)."""
         if self.provider is None:
             raise Unavailable("no SMS provider is configured (sms.provider)", reason="sms-unavailable")
         text = self._text(body, template, variables or {})
@@ -101,6 +104,12 @@ class SmsService:
                                 reason="sender-not-allowed",
                                 details={"sender": sender, "allowed": list(self.config.allowed_senders)})
         recipients = self._recipients(to)
+        if message_id is not None:
+            if len(recipients) != 1:
+                raise ValueError("message_id is for one recipient")
+            if await self._store.get_sms(message_id) is not None:
+                return {"send_id": None, "session_id": session_id, "recipients": 1, "encoding": info.encoding,
+                        "segments": info.segments, "message_ids": [message_id], "existing": True}
         if session_id:
             await self._sessions.require_open(session_id)
         else:
@@ -112,8 +121,10 @@ class SmsService:
             "sender": sender, "recipient": r, "body": text, "encoding": info.encoding,
             "segments": info.segments, "state": MessageState.QUEUED.value, "attempts": 0,
             "next_attempt_at": now, "provider": self.provider.name, "created_at": created,
-            "updated_at": created, "extra": {"sent_by": principal},
+            "updated_at": created, "extra": {"sent_by": principal, **({"ref": ref} if ref else {})},
         } for r in recipients]
+        if message_id is not None:
+            rows[0]["message_id"] = message_id
         # One owned step from "stored" to "scheduled": the caller going away (a lost console)
         # cancels its wait, never leaves messages stored but not due.
         await asyncio.shield(self._own(self._enqueue(rows), "sms.enqueue"))

@@ -48,9 +48,11 @@ class Overloaded(Unavailable):
 
 
 def status_data(row: dict, state: str, **extra: Any) -> dict[str, Any]:
+    """`sms.status` data; `ref` (what the message is for, e.g. an instruction) when it has one."""
+    ref = (row.get("extra") or {}).get("ref")
     return {"message_id": row["message_id"], "send_id": row["send_id"], "to": row["recipient"],
             "state": state, "attempts": row.get("attempts", 0), "provider_id": row.get("provider_id"),
-            "error": row.get("error"), **extra}
+            "error": row.get("error"), **({"ref": ref} if ref else {}), **extra}
 
 
 def _restore(row: dict) -> OutgoingMessage:

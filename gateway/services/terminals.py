@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -58,6 +59,8 @@ class TerminalService:
         self._wake = asyncio.Event()
         self._tasks = OwnedTasks()
         self._timer: asyncio.Task[None] | None = None
+        # Called with (terminal_id, connection) on each hello of a terminal (instructions to push).
+        self.on_connected: list[Callable[[str, Connection], Awaitable[None]]] = []
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -100,6 +103,8 @@ class TerminalService:
         self._wake.set()  # its deadline may come before the one the timer sleeps towards
         if change is not None:
             await self._publish_presence(change)
+        for callback in self.on_connected:
+            await callback(tid, conn)
 
     async def on_closed(self, conn: Connection) -> None:
         tid = self.terminal_of(conn)

@@ -13,7 +13,7 @@ from gateway.errors import Unavailable
 
 log = structlog.get_logger("gateway.store")
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -179,6 +179,38 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX terminal_track_time ON terminal_track (terminal_id, time)",
         "CREATE INDEX terminal_track_received ON terminal_track (received_at)",
+    ),
+    9: (  # instructions to terminals and their delivery at each (gateway/services/instructions.py)
+        """CREATE TABLE terminal_instructions (
+            instruction_id TEXT PRIMARY KEY,
+            session_id TEXT,
+            text TEXT NOT NULL,
+            require_ack INTEGER NOT NULL,
+            ack_timeout_s REAL NOT NULL,
+            fallback TEXT NOT NULL,
+            targets TEXT NOT NULL DEFAULT '[]',
+            created_by TEXT,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE terminal_deliveries (
+            delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            instruction_id TEXT NOT NULL,
+            terminal_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            deadline REAL,
+            queued_at TEXT NOT NULL,
+            delivered_at TEXT,
+            acknowledged_at TEXT,
+            fallback_at TEXT,
+            sms_message_id TEXT,
+            sms_queued INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            UNIQUE (instruction_id, terminal_id)
+        )""",
+        "CREATE INDEX terminal_deliveries_undelivered ON terminal_deliveries (terminal_id, delivery_id)"
+        " WHERE delivered_at IS NULL",
+        "CREATE INDEX terminal_deliveries_deadline ON terminal_deliveries (deadline) WHERE deadline IS NOT NULL",
+        "CREATE INDEX terminal_deliveries_sms ON terminal_deliveries (state) WHERE sms_queued = 0",
     ),
 }
 

@@ -1,12 +1,16 @@
-"""The field terminals' tables: `terminal_track`, every position a terminal reported.
+"""The field terminals' tables: `terminal_track` (every position a terminal reported),
+`terminal_instructions` and `terminal_deliveries` (an instruction's state at each terminal).
 
-A mixin of `Store` (gateway/store/tables.py): writes go through the one writer, reads through
-the read connection.
+`TerminalTables` is a mixin of `Store` (gateway/store/tables.py): writes go through the one
+writer, reads through the read connection. The delivery queries (`DELIVERY_COLUMNS`, `deliveries`,
+`update_delivery`) take a `Store` or a `Tx`, so a unit of work (`Store.atomic`) reads and writes
+a delivery and emits its event together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import json
 from typing import Any
 
 from gateway.timeutil import now_iso
@@ -61,3 +65,58 @@ class TerminalTables:
         rows = await self._read(  # type: ignore[attr-defined]
             "SELECT COUNT(*) FROM terminal_track WHERE terminal_id = ?", (terminal_id,))
         return int(rows[0][0])
+
+
+INSTRUCTION_COLUMNS = ("instruction_id", "session_id", "text", "require_ack", "ack_timeout_s", "fallback",
+                       "targets", "created_by", "created_at")
+DELIVERY_COLUMNS = ("delivery_id", "instruction_id", "terminal_id", "state", "deadline", "queued_at",
+                    "delivered_at", "acknowledged_at", "fallback_at", "sms_message_id", "sms_queued", "error")
+
+
+def _instruction(row: Sequence[Any]) -> dict[str, Any]:
+    out = dict(zip(INSTRUCTION_COLUMNS, row))
+    out["require_ack"], out["targets"] = bool(out["require_ack"]), json.loads(out["targets"])
+    return out
+
+
+async def insert_instruction(tx: Any, ins: dict[str, Any]) -> None:
+    row = {**ins, "require_ack": int(ins["require_ack"]), "targets": json.dumps(ins["targets"])}
+    await tx.execute(f"INSERT INTO terminal_instructions ({', '.join(INSTRUCTION_COLUMNS)})"
+                     f" VALUES ({', '.join('?' * len(INSTRUCTION_COLUMNS))})",
+                     tuple(row[c] for c in INSTRUCTION_COLUMNS))
+
+
+async def insert_delivery(tx: Any, instruction_id: str, terminal_id: str, deadline: float | None,
+                          queued_at: str) -> None:
+    await tx.execute("INSERT INTO terminal_deliveries (instruction_id, terminal_id, state, deadline, queued_at)"
+                     " VALUES (?, ?, 'queued', ?, ?)", (instruction_id, terminal_id, deadline, queued_at))
+
+
+async def deliveries(db: Any, where: str, params: Sequence[Any] = (), limit: int = 100_000) -> list[dict[str, Any]]:
+    """Delivery rows matching `where` (SQL over DELIVERY_COLUMNS), in delivery order."""
+    rows = await db.fetchall(f"SELECT {', '.join(DELIVERY_COLUMNS)} FROM terminal_deliveries WHERE {where}"
+                             " ORDER BY delivery_id LIMIT ?", (*params, int(limit)))
+    return [dict(zip(DELIVERY_COLUMNS, r)) for r in rows]
+
+
+async def update_delivery(tx: Any, delivery_id: int, changes: dict[str, Any]) -> None:
+    bad = set(changes) - set(DELIVERY_COLUMNS)
+    if bad:
+        raise ValueError(f"terminal_deliveries: unknown columns {sorted(bad)}")
+    sets = ", ".join(f"{c} = ?" for c in changes)
+    await tx.execute(f"UPDATE terminal_deliveries SET {sets} WHERE delivery_id = ?", (*changes.values(), delivery_id))
+
+
+async def get_instruction(db: Any, instruction_id: str) -> dict[str, Any] | None:
+    rows = await db.fetchall(f"SELECT {', '.join(INSTRUCTION_COLUMNS)} FROM terminal_instructions"
+                             " WHERE instruction_id = ?", (instruction_id,))
+    return _instruction(rows[0]) if rows else None
+
+
+async def get_instructions(db: Any, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for iid in dict.fromkeys(ids):
+        ins = await get_instruction(db, iid)
+        if ins is not None:
+            out[iid] = ins
+    return out

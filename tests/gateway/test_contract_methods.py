@@ -65,6 +65,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "video.get": {"stream_id": "vid-none"},
     "video.list": {},
     "video.stop": {"stream_id": "vid-none"},
+    "terminal.instruct": {"targets": ["unit-7", "group:field"], "text": "report", "ack_timeout_s": 60},
+    "terminal.instruction.get": {"instruction_id": "{instruction_id}"},
+    "terminal.received": {"instruction_id": "{instruction_id}", "terminal_id": "unit-7"},
+    "terminal.ack": {"instruction_id": "{instruction_id}", "terminal_id": "unit-7"},
     "session.close": {"session_id": "{session_id}"},
 }
 
@@ -97,7 +101,7 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
                 outcomes[(method, client.hello["role"])] = err.reason
                 continue
             outcomes[(method, client.hello["role"])] = "ok"
-            for key in ("session_id", "call_id", "broadcast_id"):
+            for key in ("session_id", "call_id", "broadcast_id", "instruction_id"):
                 if isinstance(result.get(key), str):
                     known.setdefault(key, result[key])
     listing = await root.call("directory.list")
@@ -112,3 +116,7 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
         assert outcomes[(method, "terminal")] == outcomes[(method, "admin")] == "ok", outcomes
     assert outcomes[("terminal.list", "observer")] == "ok"
     assert outcomes[("terminal.list", "terminal")] == outcomes[("terminal.report", "observer")] == "forbidden"
+    for method in ("terminal.instruct", "terminal.instruction.get", "terminal.received", "terminal.ack"):
+        assert outcomes[(method, "admin")] == "ok", (method, outcomes)
+    assert outcomes[("terminal.ack", "terminal")] == "ok"  # its own instruction (terminal_id: itself)
+    assert outcomes[("terminal.instruct", "terminal")] == outcomes[("terminal.ack", "observer")] == "forbidden"

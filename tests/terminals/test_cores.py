@@ -77,3 +77,20 @@ def test_gate_ignores_older_fixes_and_flushes_on_stop() -> None:
     assert g.offer("u1", fix_time=101, item="b", now=5) is Offer.PUBLISH
     assert g.offer("u1", fix_time=102, item="c", now=5.1) is Offer.DEFERRED
     assert g.flush() == [("u1", "c", 0)] and g.flush() == []
+
+
+def test_delivery_states() -> None:
+    from gateway.state import InvalidTransition
+    from gateway.terminals import DELIVERY_MACHINE as M, DeliveryInput as I, DeliveryState as S, needs_fallback
+
+    assert M.next(M.next(S.QUEUED, I.DELIVER), I.ACK) is S.ACKNOWLEDGED
+    assert M.next(S.QUEUED, I.ACK) is S.ACKNOWLEDGED  # an ack implies delivery
+    assert M.next(S.DELIVERED, I.FALLBACK) is S.FALLBACK_SMS
+    assert M.next(S.FALLBACK_SMS, I.DELIVER) is S.FALLBACK_SMS  # back online after the SMS went
+    assert M.next(S.FALLBACK_SMS, I.ACK) is S.ACKNOWLEDGED  # a later ack still counts
+    assert M.is_final(S.ACKNOWLEDGED) and not M.allows(S.ACKNOWLEDGED, I.FALLBACK)
+    with pytest.raises(InvalidTransition):
+        M.next(S.FALLBACK_SMS, I.FALLBACK)  # texted once
+    assert needs_fallback(S.QUEUED, require_ack=False) and needs_fallback(S.DELIVERED, require_ack=True)
+    assert not needs_fallback(S.DELIVERED, require_ack=False)
+    assert not needs_fallback(S.ACKNOWLEDGED, require_ack=True) and not needs_fallback(S.FALLBACK_SMS, True)

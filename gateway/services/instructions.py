@@ -1,0 +1,316 @@
+"""Instructions to field terminals: delivered at least once, acknowledged, and sent by SMS when the
+field is silent.
+
+`terminal.instruct` stores the instruction and one delivery row per terminal (state `queued`), with
+their `terminal.instruction` events, in one unit of work; then pushes it to the terminals online.
+A terminal's client confirms it holds an instruction (`terminal.received`, or `terminal.ack`
+which implies it); until then the gateway pushes every undelivered instruction of a terminal, in
+delivery order, on each of its hellos and again every `terminals.redeliver_s` (at least once; the
+client dedupes by `instruction_id`, so the terminal sees each once). With `fallback: "sms"` a
+delivery carries a deadline: now for a terminal offline, `ack_timeout_s` from now otherwise; at
+the deadline, a delivery still not acknowledged (not delivered, when no ack is required) goes
+`fallback-sms` and its text goes through the SMS outbox to the terminal's `phone`, under a
+message id derived from the delivery so a restart never queues it twice; its `sms.status` events
+carry `ref: {instruction_id, terminal_id}`. Rows, deadlines and pending SMS are read back at start:
+nothing depends on memory surviving a restart. The state table is gateway/terminals/instruction.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from gateway.directory import GROUP_PREFIX, Directory
+from gateway.errors import GatewayError, InvalidParams, NotFound
+from gateway.protocol.terminals import INSTRUCTION_NOTIFICATION
+from gateway.services.sessions import SessionService
+from gateway.services.sms import SmsService
+from gateway.services.terminals import TerminalService
+from gateway.store import Store, Tx
+from gateway.store.terminals import (
+    deliveries,
+    get_instruction,
+    get_instructions,
+    insert_delivery,
+    insert_instruction,
+    update_delivery,
+)
+from gateway.tasks import OwnedTasks
+from gateway.terminals import DELIVERY_MACHINE, DeliveryInput, DeliveryState, needs_fallback
+from gateway.timeutil import now_iso
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.protocol import RequestContext
+    from gateway.server import Connection
+
+log = structlog.get_logger(__name__)
+
+PUSH_PAGE = 500  # undelivered instructions pushed to a terminal at once (the rest on the next round)
+EVENT = "terminal.instruction"
+
+
+class InstructionService:
+    def __init__(self, store: Store, sessions: SessionService, sms: SmsService, terminals: TerminalService,
+                 directory: Directory) -> None:
+        self._store, self._sessions, self._sms = store, sessions, sms
+        self._terminals, self._directory = terminals, directory
+        self.config = terminals.config
+        self._deadlines: list[tuple[float, int]] = []  # (epoch, delivery_id), a heap
+        self._pushed: dict[tuple[str, int], tuple[float, str]] = {}  # (conn, delivery) -> (mono, terminal)
+        self._locks: dict[str, asyncio.Lock] = {}  # per terminal: one push at a time, in order
+        self._wake = asyncio.Event()
+        self._tasks = OwnedTasks()
+        terminals.on_connected.append(self._on_connected)
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        for row in await deliveries(self._store, "deadline IS NOT NULL"):
+            heapq.heappush(self._deadlines, (row["deadline"], row["delivery_id"]))
+        # Gone fallback-sms before the SMS was queued (the gateway stopped in between): queue it.
+        for row in await deliveries(self._store, "state = 'fallback-sms' AND sms_queued = 0"
+                                    " AND sms_message_id IS NOT NULL AND error IS NULL"):
+            self._tasks.spawn(self._send_sms(row), f"instructions.sms-{row['delivery_id']}")
+        self._tasks.spawn(self._run_timer(), "instructions.timer")
+
+    async def stop(self) -> None:
+        await self._tasks.cancel_all()
+
+    # methods -------------------------------------------------------------------------------
+    async def instruct(self, principal: str, p: Any) -> dict:
+        tids = self._resolve(p.targets)
+        if p.session_id is not None:
+            await self._sessions.require_open(p.session_id)
+        ack_timeout = p.ack_timeout_s or self.config.ack_timeout_s
+        now, created = time.time(), now_iso()
+        ins = {"instruction_id": uuid.uuid4().hex, "session_id": p.session_id, "text": p.text,
+               "require_ack": p.require_ack, "ack_timeout_s": ack_timeout, "fallback": p.fallback,
+               "targets": list(p.targets), "created_by": principal, "created_at": created}
+
+        def deadline(tid: str) -> float | None:
+            if p.fallback == "none":
+                return None
+            return now + ack_timeout if self._terminals.online(tid) else now
+
+        async def work(tx: Tx) -> list[dict]:
+            await insert_instruction(tx, ins)
+            for tid in tids:
+                await insert_delivery(tx, ins["instruction_id"], tid, deadline(tid), created)
+            rows = await deliveries(tx, "instruction_id = ?", (ins["instruction_id"],))
+            for row in rows:
+                await tx.emit(EVENT, ins["session_id"], _event(ins, row, "queued"))
+            return rows
+
+        rows = await self._store.atomic(work)
+        for row in rows:
+            if row["deadline"] is not None:
+                heapq.heappush(self._deadlines, (row["deadline"], row["delivery_id"]))
+            if p.session_id is not None:
+                self._terminals.set_incident(row["terminal_id"], p.session_id)
+        self._wake.set()
+        log.info("instruction.queued", instruction_id=ins["instruction_id"], terminals=len(rows),
+                 fallback=p.fallback, session_id=p.session_id)
+        for tid in tids:
+            if self._terminals.online(tid):
+                await self._push(tid)
+        return {"instruction_id": ins["instruction_id"], "session_id": ins["session_id"],
+                "terminals": [{"terminal_id": r["terminal_id"], "state": r["state"]} for r in rows]}
+
+    async def received(self, ctx: RequestContext, instruction_id: str, terminal_id: str | None) -> dict:
+        return await self._step(ctx, instruction_id, terminal_id, DeliveryInput.DELIVER)
+
+    async def ack(self, ctx: RequestContext, instruction_id: str, terminal_id: str | None) -> dict:
+        return await self._step(ctx, instruction_id, terminal_id, DeliveryInput.ACK)
+
+    async def get(self, instruction_id: str) -> dict:
+        ins = await get_instruction(self._store, instruction_id)
+        if ins is None:
+            raise NotFound("no such instruction", reason="no-such-instruction",
+                           details={"instruction_id": instruction_id})
+        out = []
+        for row in await deliveries(self._store, "instruction_id = ?", (instruction_id,)):
+            entry = _public(row)
+            if row["sms_message_id"]:
+                sms = await self._store.get_sms(row["sms_message_id"])
+                entry["sms"] = {"message_id": row["sms_message_id"], "state": sms["state"] if sms else None,
+                                "error": sms.get("error") if sms else None}
+            out.append(entry)
+        return {**ins, "terminals": out}
+
+    # internals -----------------------------------------------------------------------------
+    def _resolve(self, targets: list[str]) -> list[str]:
+        out: dict[str, None] = {}
+        for t in targets:
+            if t.startswith(GROUP_PREFIX):
+                members = [ep.name for ep in self._directory.list(kind="terminal", group=t)]
+                if not members:
+                    raise NotFound(f"no terminals in {t}", reason="no-such-terminal", details={"target": t})
+                out.update(dict.fromkeys(members))
+            else:
+                self._terminals.require(t)
+                out[t] = None
+        if not out:
+            raise InvalidParams("no terminals", reason="invalid-params")
+        return list(out)
+
+    async def _step(self, ctx: RequestContext, instruction_id: str, terminal_id: str | None,
+                    inp: DeliveryInput) -> dict:
+        tid = self._terminals.acting_for(ctx, terminal_id)
+
+        async def work(tx: Tx) -> dict:
+            rows = await deliveries(tx, "instruction_id = ? AND terminal_id = ?", (instruction_id, tid))
+            ins = await get_instruction(tx, instruction_id)
+            if not rows or ins is None:
+                raise NotFound("no such instruction for this terminal", reason="no-such-instruction",
+                               details={"instruction_id": instruction_id, "terminal_id": tid})
+            row, stamp = rows[0], now_iso()
+            state = DeliveryState(row["state"])
+            changes: dict[str, Any] = {}
+            if row["delivered_at"] is None:
+                changes["delivered_at"] = stamp
+            if DELIVERY_MACHINE.allows(state, inp):
+                new = DELIVERY_MACHINE.next(state, inp)
+                if new is not state:
+                    changes["state"] = new.value
+                if new is DeliveryState.ACKNOWLEDGED:
+                    changes.update(acknowledged_at=stamp, deadline=None)
+                elif new is DeliveryState.DELIVERED and not ins["require_ack"]:
+                    changes["deadline"] = None
+            if changes:
+                await update_delivery(tx, row["delivery_id"], changes)
+                row.update(changes)
+                step = "acknowledged" if "acknowledged_at" in changes else "delivered"
+                await tx.emit(EVENT, ins["session_id"], _event(ins, row, step))
+            return row
+
+        row = await self._store.atomic(work)
+        for key in [k for k in self._pushed if k[1] == row["delivery_id"]]:
+            del self._pushed[key]
+        return {"instruction_id": instruction_id, "terminal_id": tid, "state": row["state"]}
+
+    async def _on_connected(self, tid: str, conn: Connection) -> None:
+        # A task of ours: the hello's reply goes out first, then the instructions it missed.
+        self._tasks.spawn(self._push(tid), f"instructions.push-{tid}")
+
+    async def _push(self, tid: str) -> None:
+        """Push the terminal's undelivered instructions, in order, to its newest connection;
+        one already pushed there is pushed again only after `redeliver_s`."""
+        async with self._locks.setdefault(tid, asyncio.Lock()):
+            conns = self._terminals.connections(tid)
+            if not conns:
+                return
+            conn = conns[-1]
+            rows = await deliveries(self._store, "terminal_id = ? AND delivered_at IS NULL", (tid,), PUSH_PAGE)
+            texts = await get_instructions(self._store, [r["instruction_id"] for r in rows])
+            mono = time.monotonic()
+            for row in rows:
+                key = (conn.id, row["delivery_id"])
+                pushed = self._pushed.get(key)
+                if pushed is not None and mono - pushed[0] < self.config.redeliver_s:
+                    continue
+                if not conn.send_notification(INSTRUCTION_NOTIFICATION, _payload(texts[row["instruction_id"]])):
+                    break  # its send queue is full: the next round tries again
+                self._pushed[key] = (mono, tid)
+            if rows:
+                self._wake.set()
+
+    async def _run_timer(self) -> None:
+        while True:
+            self._wake.clear()
+            waits = [self._deadlines[0][0] - time.time()] if self._deadlines else []
+            if self._pushed:
+                waits.append(min(m for m, _ in self._pushed.values()) + self.config.redeliver_s - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, min(waits)) if waits else None):
+                    await self._wake.wait()
+            try:
+                while self._deadlines and self._deadlines[0][0] <= time.time():
+                    _, did = heapq.heappop(self._deadlines)
+                    await self._deadline(did)
+                await self._redeliver()
+            except Exception:  # the store refused (shutting down): the next round tries again
+                log.exception("instructions.timer.failed")
+
+    async def _redeliver(self) -> None:
+        live = {c.id for tid in self._terminals.ids for c in self._terminals.connections(tid)}
+        due: set[str] = set()
+        for key, (mono, tid) in list(self._pushed.items()):
+            if key[0] not in live:
+                del self._pushed[key]  # that connection is gone: its next hello pushes again
+            elif time.monotonic() - mono >= self.config.redeliver_s:
+                due.add(tid)
+        for tid in due:
+            await self._push(tid)
+
+    async def _deadline(self, delivery_id: int) -> None:
+        """The ack deadline of one delivery: to SMS if it still needs it."""
+
+        async def work(tx: Tx) -> tuple[dict, dict] | None:
+            rows = await deliveries(tx, "delivery_id = ?", (delivery_id,))
+            if not rows or rows[0]["deadline"] is None:
+                return None
+            row = rows[0]
+            ins = await get_instruction(tx, row["instruction_id"])
+            assert ins is not None
+            state = DeliveryState(row["state"])
+            if not needs_fallback(state, ins["require_ack"]):
+                await update_delivery(tx, delivery_id, {"deadline": None})
+                return None
+            phone = self._directory.get(row["terminal_id"]).phone
+            changes: dict[str, Any] = {"state": DELIVERY_MACHINE.next(state, DeliveryInput.FALLBACK).value,
+                                       "deadline": None, "fallback_at": now_iso()}
+            if phone:
+                changes["sms_message_id"] = f"ins-{row['instruction_id']}-{delivery_id}"
+            else:
+                changes["error"] = "no-phone"
+            await update_delivery(tx, delivery_id, changes)
+            row.update(changes)
+            await tx.emit(EVENT, ins["session_id"], _event(ins, row, "fallback-sms"))
+            return row, ins
+
+        done = await self._store.atomic(work)
+        if done is not None and done[0]["sms_message_id"]:
+            log.info("instruction.fallback-sms", instruction_id=done[1]["instruction_id"],
+                     terminal_id=done[0]["terminal_id"])
+            await self._send_sms(done[0], done[1])
+
+    async def _send_sms(self, row: dict, ins: dict | None = None) -> None:
+        ins = ins or await get_instruction(self._store, row["instruction_id"])
+        assert ins is not None
+        changes: dict[str, Any]
+        try:
+            await self._sms.send(principal=ins["created_by"] or "gateway",
+                                 to=[self._directory.get(row["terminal_id"]).phone or ""],
+                                 body=ins["text"], template=None, variables=None,
+                                 session_id=ins["session_id"], sender=None,
+                                 message_id=row["sms_message_id"],
+                                 ref={"instruction_id": ins["instruction_id"], "terminal_id": row["terminal_id"]})
+            changes = {"sms_queued": 1}
+        except GatewayError as err:  # no provider, the session closed meanwhile ...: on record
+            log.warning("instruction.sms-failed", instruction_id=ins["instruction_id"], reason=err.reason)
+            changes = {"error": err.reason}
+
+        async def work(tx: Tx) -> None:
+            await update_delivery(tx, row["delivery_id"], changes)
+
+        await self._store.atomic(work)
+
+
+def _public(row: dict) -> dict[str, Any]:
+    return {k: row[k] for k in ("terminal_id", "state", "queued_at", "delivered_at", "acknowledged_at",
+                                "fallback_at", "sms_message_id", "error")}
+
+
+def _event(ins: dict, row: dict, step: str) -> dict[str, Any]:
+    return {"instruction_id": ins["instruction_id"], "step": step, **_public(row)}
+
+
+def _payload(ins: dict) -> dict[str, Any]:
+    """What the terminal receives (`terminal.instruction` notification)."""
+    return {k: ins[k] for k in ("instruction_id", "text", "session_id", "require_ack", "created_at",
+                                "created_by")}

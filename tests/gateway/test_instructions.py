@@ -1,0 +1,213 @@
+"""Instructions to field terminals against the real gateway: acknowledged over the control channel;
+an offline terminal, or one online but silent past the ack timeout, texted through the SMS outbox
+(Prism + the stateful Twilio stub); instructions queued for an offline terminal delivered once each,
+in order, when it comes back — after a reconnect and after a gateway restart (its own process,
+stopped with SIGTERM and killed with -9)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.client import GatewayClient, RemoteError
+from gateway.timeutil import iso_to_epoch
+from tests.gateway.gateway_proc import GatewayProc
+from tests.gateway.test_sms_twilio import twilio_gateway
+from tests.gateway.test_stop_signals import overrides
+from tests.gateway.test_terminals import TERMINALS
+
+pytestmark = pytest.mark.peers
+
+UNIT7, UNIT9 = "+8613800138007", "+8613800138009"
+
+
+def step(w: Any, iid: str, tid: str, name: str, timeout: float = 20):
+    return w.wait(lambda e: e["type"] == "terminal.instruction" and e["data"]["instruction_id"] == iid
+                  and e["data"]["terminal_id"] == tid and e["data"]["step"] == name, timeout)
+
+
+async def first(client: GatewayClient, timeout: float = 20) -> dict:
+    async with asyncio.timeout(timeout):
+        async for ins in client.instructions():
+            return ins
+    raise AssertionError("instructions ended")
+
+
+async def take(client: GatewayClient, n: int, timeout: float = 30) -> list[dict]:
+    got: list[dict] = []
+    async with asyncio.timeout(timeout):
+        async for ins in client.instructions():
+            got.append(ins)
+            if len(got) == n:
+                return got
+    raise AssertionError(f"instructions ended after {len(got)}")
+
+
+async def test_instruction_delivered_and_acknowledged(start_gateway, connect, watch) -> None:
+    gw = await start_gateway(**{"directory.endpoint": TERMINALS})
+    alice = await connect(gw)
+    w = await watch(alice)
+    unit = await connect(gw, "tok-terminal")
+    incident = await alice.call("session.create", title="Flood, district 3")
+    sent = await alice.call("terminal.instruct", targets=["unit-7"], text="Evacuate the east bank",
+                            session_id=incident["session_id"], ack_timeout_s=30)
+    iid = sent["instruction_id"]
+    assert sent["terminals"] == [{"terminal_id": "unit-7", "state": "queued"}]
+    ins = await first(unit)
+    assert (ins["instruction_id"], ins["text"], ins["require_ack"]) == (iid, "Evacuate the east bank", True)
+    delivered = await step(w, iid, "unit-7", "delivered")  # the client confirmed it holds it
+    assert delivered["data"]["state"] == "delivered" and delivered["session_id"] == incident["session_id"]
+    assert (await unit.ack(iid))["state"] == "acknowledged"
+    acked = await step(w, iid, "unit-7", "acknowledged")
+    picture = await alice.call("terminal.instruction.get", instruction_id=iid)
+    [mine] = picture["terminals"]
+    assert mine["state"] == "acknowledged" and mine["sms_message_id"] is None and mine["acknowledged_at"]
+    assert picture["text"] == "Evacuate the east bank" and picture["created_by"] == "alice"
+    assert (await unit.ack(iid))["state"] == "acknowledged"  # a repeat changes nothing
+    assert [e["data"]["step"] for e in w.events if e["type"] == "terminal.instruction"] == [
+        "queued", "delivered", "acknowledged"]
+    assert acked["seq"] == max(e["seq"] for e in w.events if e["type"] == "terminal.instruction")
+    roster = {t["terminal_id"]: t for t in await alice.terminals()}
+    assert roster["unit-7"]["session_id"] == incident["session_id"]  # its current incident
+
+    async def refused(client: GatewayClient, method: str, **params: Any) -> str:
+        with pytest.raises(RemoteError) as info:
+            await client.call(method, **params)
+        return info.value.reason
+
+    assert await refused(unit, "terminal.instruct", targets=["unit-7"], text="x") == "forbidden"
+    assert await refused(unit, "terminal.ack", instruction_id=iid, terminal_id="unit-9") == "forbidden"
+    assert await refused(unit, "terminal.instruction.get", instruction_id=iid) == "forbidden"
+    assert await refused(unit, "terminal.ack", instruction_id="nope") == "no-such-instruction"
+    assert await refused(alice, "terminal.instruct", targets=["desk-1"], text="x") == "no-such-terminal"
+    assert await refused(alice, "terminal.instruct", targets=["unit-7"], text="  ") == "invalid-params"
+
+
+async def test_offline_terminals_are_texted_and_a_later_ack_counts(start_gateway, connect, watch, tmp_path) -> None:
+    async with twilio_gateway(start_gateway, tmp_path, **{"directory.endpoint": TERMINALS}) as (gw, stub, prism, _):
+        alice = await connect(gw)
+        w = await watch(alice)
+        sent = await alice.call("terminal.instruct", targets=["group:d3"], text="所有人到防汛指挥部报到")
+        iid = sent["instruction_id"]
+        assert [t["terminal_id"] for t in sent["terminals"]] == ["unit-7", "unit-9"]  # desk-1: no terminal
+        for tid in ("unit-7", "unit-9"):
+            ev = await step(w, iid, tid, "fallback-sms")
+            assert ev["data"]["sms_message_id"]
+        await w.wait(lambda e: sum(1 for x in w.events if x["type"] == "sms.status"
+                                   and x["data"]["state"] == "delivered") == 2)
+        assert sorted(m["to"] for m in stub.messages.values()) == [UNIT7, UNIT9]
+        assert {m["body"] for m in stub.messages.values()} == {"所有人到防汛指挥部报到"}
+        assert sum(stub.creates.values()) == 2  # one SMS each
+        linked = [e["data"]["ref"] for e in w.events if e["type"] == "sms.status"]
+        assert {r["terminal_id"] for r in linked} == {"unit-7", "unit-9"}
+        assert {r["instruction_id"] for r in linked} == {iid}
+        # unit-7 comes back: it still gets the instruction, and its ack still counts.
+        unit = await connect(gw, "tok-terminal")
+        assert (await first(unit))["instruction_id"] == iid
+        await step(w, iid, "unit-7", "delivered")
+        await unit.ack(iid)
+        await step(w, iid, "unit-7", "acknowledged")
+        picture = {t["terminal_id"]: t for t in
+                   (await alice.call("terminal.instruction.get", instruction_id=iid))["terminals"]}
+        assert picture["unit-7"]["state"] == "acknowledged" and picture["unit-7"]["sms"]["state"] == "delivered"
+        assert picture["unit-9"]["state"] == "fallback-sms" and picture["unit-9"]["delivered_at"] is None
+        assert sum(stub.creates.values()) == 2
+        await asyncio.sleep(0.3)
+        assert prism.violations() == [], prism.violations()
+
+
+async def test_online_but_silent_terminal_is_texted_after_the_timeout(start_gateway, connect, watch,
+                                                                      tmp_path) -> None:
+    async with twilio_gateway(start_gateway, tmp_path, via_prism=False,
+                              **{"directory.endpoint": TERMINALS}) as (gw, stub, _, _):
+        alice = await connect(gw)
+        w = await watch(alice)
+        unit = await connect(gw, "tok-terminal")
+        await w.wait(lambda e: e["type"] == "terminal.presence" and e["data"]["state"] == "online")
+        sent = await alice.call("terminal.instruct", targets=["unit-7"], text="Report your position",
+                                ack_timeout_s=1.5)
+        iid = sent["instruction_id"]
+        await first(unit)  # it has it (delivered) but never acknowledges
+        queued = await step(w, iid, "unit-7", "queued")
+        delivered = await step(w, iid, "unit-7", "delivered")
+        fallback = await step(w, iid, "unit-7", "fallback-sms")
+        waited = iso_to_epoch(fallback["time"]) - iso_to_epoch(queued["time"])
+        assert 1.5 - 0.01 <= waited < 10, waited
+        assert delivered["seq"] < fallback["seq"]
+        await w.wait(lambda e: e["type"] == "sms.status" and e["data"]["state"] == "delivered"
+                     and e["data"]["ref"]["instruction_id"] == iid)
+        assert [m["to"] for m in stub.messages.values()] == [UNIT7]
+        # Delivered and no ack required: nothing texted after the timeout.
+        quiet = await alice.call("terminal.instruct", targets=["unit-7"], text="FYI", require_ack=False,
+                                 ack_timeout_s=0.5)
+        await step(w, quiet["instruction_id"], "unit-7", "delivered")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.5:  # past its deadline: still only the first SMS
+            await asyncio.sleep(0.1)
+        assert len(stub.messages) == 1
+        picture = await alice.call("terminal.instruction.get", instruction_id=quiet["instruction_id"])
+        assert picture["terminals"][0]["state"] == "delivered"
+
+
+async def test_queued_instructions_delivered_once_in_order_after_reconnect(start_gateway, connect,
+                                                                           watch) -> None:
+    gw = await start_gateway(**{"directory.endpoint": TERMINALS, "terminals.redeliver_s": 0.5})
+    alice = await connect(gw)
+    w = await watch(alice)
+    ids = [(await alice.call("terminal.instruct", targets=["unit-7"], text=f"step {i}",
+                             fallback="none"))["instruction_id"] for i in range(3)]
+    # A client that loses its link before confirming: what it got is pushed again later.
+    lossy = await connect(gw, "tok-terminal", reconnect=False)
+    lossy.confirm_instructions = False
+    assert [i["instruction_id"] for i in await take(lossy, 3)] == ids
+    async with asyncio.timeout(20):  # unconfirmed: pushed again after terminals.redeliver_s
+        while min(lossy.instruction_pushes[i] for i in ids) < 2:
+            await asyncio.sleep(0.05)
+    assert [i["instruction_id"] for i in lossy.instructions_seen.values()] == ids  # seen once each
+    await lossy.close()
+    await w.wait(lambda e: e["type"] == "terminal.presence" and e["data"]["state"] == "offline")
+    unit = await connect(gw, "tok-terminal")
+    assert [i["instruction_id"] for i in await take(unit, 3)] == ids
+    for iid in ids:
+        await step(w, iid, "unit-7", "delivered")
+    assert dict(unit.instruction_pushes) == {i: 1 for i in ids}  # confirmed at once: pushed once
+    ids.append((await alice.call("terminal.instruct", targets=["unit-7"], text="step 3",
+                                 fallback="none"))["instruction_id"])
+    assert (await first(unit))["instruction_id"] == ids[-1]
+    await step(w, ids[-1], "unit-7", "delivered")
+    assert dict(unit.instruction_pushes) == {i: 1 for i in ids}
+
+
+async def test_queued_instructions_survive_gateway_restarts(tmp_path: Path) -> None:
+    sets = overrides(tmp_path, **{"directory.endpoint": TERMINALS, "sip.max_workers": 1,
+                                  "sip.warm_workers": 1, "sip.proxy": "none"})
+    gw = GatewayProc(sets, tmp_path)
+    try:
+        await gw.start()
+        async with await GatewayClient.connect(gw.url, "tok-dispatcher") as alice:
+            ids = [(await alice.call("terminal.instruct", targets=["unit-7"], text=f"step {i}",
+                                     fallback="none"))["instruction_id"] for i in range(2)]
+        await gw.stop()  # SIGTERM
+        await gw.start()
+        async with await GatewayClient.connect(gw.url, "tok-dispatcher") as alice:
+            ids.append((await alice.call("terminal.instruct", targets=["unit-7"], text="step 2",
+                                         fallback="none"))["instruction_id"])
+        await gw.kill9()
+        await gw.start()
+        async with await GatewayClient.connect(gw.url, "tok-terminal") as unit:
+            got = await take(unit, 3)
+            assert [i["instruction_id"] for i in got] == ids
+            assert [i["text"] for i in got] == ["step 0", "step 1", "step 2"]
+            async with await GatewayClient.connect(gw.url, "tok-dispatcher") as alice:
+                for iid in ids:
+                    async with asyncio.timeout(20):
+                        while (await alice.call("terminal.instruction.get", instruction_id=iid)
+                               )["terminals"][0]["state"] != "delivered":
+                            await asyncio.sleep(0.05)
+            assert dict(unit.instruction_pushes) == {i: 1 for i in ids}
+    finally:
+        await gw.stop()
