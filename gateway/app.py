@@ -41,6 +41,7 @@ from gateway.services.sessions import SessionService
 from gateway.services.sms import SmsService
 from gateway.services.terminals import TerminalService
 from gateway.services.video import VideoService
+from gateway.services.video_http import recording_routes
 from sms.factory import make_provider
 from gateway.store import Store
 from sip.kamailio import KamailioFront
@@ -87,7 +88,7 @@ class Gateway:
         self.control = ControlServer(
             self.registry, self._authenticate,
             ServerHooks(current_seq=lambda: self.bus.last_seq, audit=self._audit,
-                        idempotency=self.store, on_authenticated=self.terminals.on_authenticated,
+                        idempotency=self.store, on_authenticated=self._on_authenticated,
                         on_closed=self.terminals.on_closed, on_ping=self.terminals.on_ping),
             ServerConfig(host=c.host, port=c.port, path=c.path, gateway_id=config.gateway.id,
                          ping_interval=c.ping_interval_s, ping_timeout=c.ping_timeout_s,
@@ -136,7 +137,8 @@ class Gateway:
         await self.video.start()
         self._stack.push_async_callback(self.video.stop)
         # Webhooks listen before the outbox sends anything: no receipt may find nobody home.
-        routes = self.sms.provider.webhook_routes() if self.sms.provider else []
+        routes = [*(self.sms.provider.webhook_routes() if self.sms.provider else []),
+                  *recording_routes(self.video.recordings_dir, self._authenticate)]
         h = cfg.http
         self._http = await http.start(h.host, h.port,
                                       {"store": self.store.healthy, "sip": self._sip_ready}, routes,
@@ -190,6 +192,10 @@ class Gateway:
     async def _stop_http(self) -> None:
         if self._http is not None:
             await self._http.cleanup()
+
+    async def _on_authenticated(self, conn: Any) -> None:
+        await self.terminals.on_authenticated(conn)  # presence first: the terminal is online
+        self.video.on_connected(conn)  # then a stream it was asked for, asked again
 
     async def _sip_ready(self) -> bool:
         return self.sip.ready

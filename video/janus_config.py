@@ -47,6 +47,7 @@ class JanusSettings:
     lib_dir: str = field(default_factory=find_lib_dir)
     api_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     name: str = "janus-1"
+    log_file: str | None = None  # default: janus.log in the run dir (gone when it stops)
 
     @property
     def ws_url(self) -> str:
@@ -79,7 +80,7 @@ general: {{
 	events_folder = {_q(lib + "/events")}
 	loggers_folder = {_q(lib + "/loggers")}
 	log_to_stdout = false
-	log_to_file = {_q(str(run_dir / "janus.log"))}
+	log_to_file = {_q(s.log_file or str(run_dir / "janus.log"))}
 	debug_level = {int(s.debug_level)}
 	debug_timestamps = true
 	debug_colors = false

@@ -52,7 +52,7 @@ class JanusProcess:
 
     @property
     def log_path(self) -> Path:
-        return self.run_dir / "janus.log"
+        return Path(self.settings.log_file) if self.settings.log_file else self.run_dir / "janus.log"
 
     @property
     def running(self) -> bool:

@@ -3,12 +3,13 @@
 The load of an instance is what the caller says it is (the video service counts its streams
 and their viewers); an instance that is down (crashed, restarting) takes nothing. Scaling out
 is adding instances (`video.instances`), each its own process with its own API port and RTP
-port share.
+port share. Each instance logs to `<run_dir>/janus-N.log` (kept after it stops).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,12 +24,14 @@ class JanusPool:
                  on_down: Callable[[JanusInstance, str], None] | None = None,
                  on_up: Callable[[JanusInstance], None] | None = None) -> None:
         self.config = config
-        self.instances = [
-            JanusInstance(config.janus_settings(i), janus_bin=config.janus_bin,
-                          record=ChildRecord(Path(run_dir) / f"janus-{i + 1}.pid"),
-                          on_down=on_down, on_up=on_up)
-            for i in range(config.instances)
-        ]
+        self.run_dir = Path(run_dir)
+        self.instances = []
+        for i in range(config.instances):
+            settings = config.janus_settings(i)
+            settings = dataclasses.replace(settings, log_file=str(self.run_dir / f"{settings.name}.log"))
+            self.instances.append(JanusInstance(
+                settings, janus_bin=config.janus_bin, on_down=on_down, on_up=on_up,
+                record=ChildRecord(self.run_dir / f"{settings.name}.pid")))
 
     def reap(self) -> None:
         """End what a gateway killed with -9 left running (blocking: call in a thread)."""
@@ -37,6 +40,7 @@ class JanusPool:
                 inst.record.reap()
 
     async def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.gather(*(i.start() for i in self.instances))
 
     async def stop(self) -> None:

@@ -58,6 +58,7 @@ class TerminalLink(Protocol):
     def require(self, terminal_id: str) -> None: ...
     def acting_for(self, ctx: RequestContext, named: str | None) -> str: ...
     def online(self, terminal_id: str) -> bool: ...
+    def terminal_of(self, conn: Connection) -> str | None: ...
     def connections(self, terminal_id: str) -> list[Connection]: ...
 
 
@@ -87,6 +88,7 @@ class Stream:
     reason: str | None = None
     recording: dict[str, Any] | None = None
     deadline: asyncio.Task[None] | None = None  # publish_timeout_s while requested
+    request_seq: int = 0  # the seq of `video.state requested`, carried by `video.request`
 
     @property
     def watching(self) -> int:
@@ -179,12 +181,8 @@ class VideoService:
             await janus.destroy()
             raise _map(e) from None
         self.streams[stream_id] = stream
-        event = await self._state(stream)
-        request = {"seq": event.seq, "type": "video.request", "time": now_iso(),
-                   "session_id": session_id,
-                   "data": {"stream_id": stream_id, "terminal_id": terminal_id, "audio": True,
-                            "video": True, "ice_servers": self.config.rtc_ice_servers()}}
-        sent = sum(1 for conn in link.connections(terminal_id) if conn.send_event(request))
+        stream.request_seq = (await self._state(stream)).seq
+        sent = sum(1 for conn in link.connections(terminal_id) if self._ask(stream, conn))
         if not sent:
             await self._end(stream, StreamInput.FAIL, "terminal-offline")
         else:
@@ -285,6 +283,22 @@ class VideoService:
     def list(self, session_id: str | None = None) -> list[dict]:
         return [s.public() for s in self.streams.values()
                 if session_id is None or s.session_id == session_id]
+
+    def on_connected(self, conn: Connection) -> None:
+        """A terminal (re)connected: ask it again for a stream it has not published yet (after
+        the hello reply, which the server queues as soon as this returns)."""
+        tid = self.terminals.terminal_of(conn) if self.terminals is not None else None
+        for stream in self.streams.values():
+            if stream.terminal_id == tid and stream.state is StreamState.REQUESTED and not stream.offered:
+                asyncio.get_running_loop().call_soon(self._ask, stream, conn)
+
+    def _ask(self, stream: Stream, conn: Connection) -> bool:
+        """Send the terminal's connection the `video.request` event (not stored)."""
+        return conn.send_event({
+            "seq": stream.request_seq, "type": "video.request", "time": now_iso(),
+            "session_id": stream.session_id,
+            "data": {"stream_id": stream.id, "terminal_id": stream.terminal_id, "audio": True,
+                     "video": True, "ice_servers": self.config.rtc_ice_servers()}})
 
     # -- Janus notices -------------------------------------------------------------------------
     def _on_publisher(self, stream: Stream, ev: HandleEvent) -> None:

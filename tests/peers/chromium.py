@@ -23,6 +23,7 @@ CHROMIUM_ARGS = (
     "--no-sandbox",
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",  # a viewer plays the received audio
     "--disable-features=WebRtcHideLocalIpsWithMdns,LocalNetworkAccessChecks,"
     "BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights",
 )

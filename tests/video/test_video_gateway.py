@@ -7,12 +7,14 @@ channel; the pages never see Janus. Janus is started and supervised by the gatew
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gateway.client import RemoteError
@@ -63,6 +65,7 @@ async def test_pull_watch_late_viewer_stop_and_recording(video_gateway, chromium
     await poll_until(lambda: terminal.evaluate("window.published"), 20, "the terminal's publish")
     assert "error" not in await terminal.evaluate("window.published")
     await events.wait(lambda e: _is(e, "video.state", sid, state="publishing"), 20)
+    t_publishing = time.monotonic()
 
     viewer = await _page(context, gw, "console", "tok-observer")
     await viewer.evaluate("s => watchStream(s)", sid)
@@ -70,7 +73,7 @@ async def test_pull_watch_late_viewer_stop_and_recording(video_gateway, chromium
     await asyncio.sleep(1.0)  # the window the frame rate is measured over
     assert await frames_decoded(viewer) - first >= 10
     audio = (await viewer.evaluate("inboundStats()"))["audio"]
-    assert audio and audio["packetsReceived"] > 0, audio
+    assert audio and audio["packetsReceived"] > 0 and audio["totalAudioEnergy"] > 0, audio  # the beep
 
     late = await _page(context, gw, "late", "tok-dispatcher")
     result = await late.evaluate("s => watchStream(s)", sid)
@@ -79,9 +82,10 @@ async def test_pull_watch_late_viewer_stop_and_recording(video_gateway, chromium
     await poll_until(lambda: frames_decoded(late), 5, "frames at the late viewer")
     assert time.monotonic() - t_late < 1.0, "a late viewer decodes within 1 s"
 
-    await asyncio.sleep(max(0.0, 4.0 - (time.monotonic() - t_pull)))  # a few seconds recorded
+    await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - t_pull)))  # a few seconds recorded
     stopped = await dispatcher.call("video.stop", stream_id=sid)
     pulled_for = time.monotonic() - t_pull
+    seen_publishing = time.monotonic() - t_publishing
     assert stopped["state"] == "stopped"
     rec = (await events.wait(lambda e: _is(e, "video.recording", sid), 60))["data"]
     assert rec["state"] == "ready", rec
@@ -98,6 +102,20 @@ async def test_pull_watch_late_viewer_stop_and_recording(video_gateway, chromium
     # the recording covers the time media flowed: from publishing to stop, within 10 %
     flowed = next(d for d in publishing if d["state"] == "stopped")["duration_s"]
     assert abs(duration - flowed) <= 0.1 * flowed, (duration, flowed, pulled_for)
+    assert abs(duration - seen_publishing) <= 0.1 * seen_publishing, (duration, seen_publishing)
+
+    # downloaded with a token that may read incidents; not with a terminal's, nor without one
+    url = f"http://127.0.0.1:{gw.http_port}/v1/video/recordings/{sid}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers={"Authorization": "Bearer tok-observer"}) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"] == "video/webm"
+            assert hashlib.sha256(await resp.read()).hexdigest() == rec["sha256"]
+        async with http.get(url, headers={"Authorization": "Bearer tok-terminal"}) as resp:
+            assert resp.status == 403
+        async with http.get(url) as resp:
+            assert resp.status == 401
+        async with http.get(url[:-3] + "000", headers={"Authorization": "Bearer tok-observer"}) as resp:
+            assert resp.status == 404
     await context.close()
 
 
@@ -186,6 +204,14 @@ async def test_bad_input_is_refused_precisely(video_gateway, connect, watch) -> 
     assert err.value.reason == "invalid-state"
     again = await dispatcher.call("video.pull", terminal_id=TERMINAL)
     assert again["stream_id"] == sid, "one live stream per terminal"
+    # a terminal that reconnects before publishing is asked again
+    await terminal.close()
+    terminal = await connect(gw, "tok-terminal")
+    async with asyncio.timeout(10):
+        async for ev in terminal.events():
+            if ev["type"] == "video.request":
+                assert ev["data"]["stream_id"] == sid and ev["data"]["ice_servers"] == []
+                break
     stopped = await terminal.call("video.stop", stream_id=sid)
     assert stopped["state"] == "stopped" and stopped["reason"] == "stopped-by-terminal"
 
@@ -202,3 +228,6 @@ async def test_streams_go_to_the_least_loaded_of_two_janus(media_netns, start_ga
     await dispatcher.call("video.stop", stream_id=a["stream_id"])
     again = await dispatcher.call("video.pull", terminal_id="unit-7")
     assert again["instance"] == a["instance"], "the instance left with no stream takes the next"
+    pids = [i.pid for i in gw.video.pool.instances]
+    await gw.stop()  # streams end, then Janus is stopped: no process left behind
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids), pids
