@@ -11,7 +11,8 @@ deletes through the store's one writer, so a large first prune never holds the w
 - audit: rows older than the cutoff, oldest first, in chunks (indexed by time);
 - idempotency keys: those stored before their cutoff;
 - SMS receipts and inbound messages (`sms_receipts`, `sms_inbound`): with the events, by the
-  time they were received (their events go with them).
+  time they were received (their events go with them);
+- terminals' positions (`terminal_track`): with the events, by the time they were received.
 
 `0` days keeps a table forever.
 """
@@ -89,14 +90,16 @@ class Retention:
     async def prune_once(self) -> dict[str, int]:
         """Prune every table once; the number of rows deleted per table."""
         p = self.policy
-        counts = {"events": 0, "audit": 0, "idempotency": 0, "sms_reports": 0}
+        counts = {"events": 0, "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0}
         cutoff = self._cutoff(p.events_keep_days)
         if cutoff is not None:
             counts["events"] = await self._prune_events(cutoff)
-            while (n := await self._store.prune_sms_reports(cutoff, CHUNK)) > 0:
-                counts["sms_reports"] += n
-                if n < CHUNK:
-                    break
+            for table, prune in (("sms_reports", self._store.prune_sms_reports),
+                                 ("terminal_track", self._store.prune_track)):
+                while (n := await prune(cutoff, CHUNK)) > 0:
+                    counts[table] += n
+                    if n < CHUNK:
+                        break
         cutoff = self._cutoff(p.audit_keep_days)
         if cutoff is not None:
             while (n := await self._store.prune_audit(cutoff, CHUNK)) > 0:

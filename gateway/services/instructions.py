@@ -39,6 +39,7 @@ from gateway.store.terminals import (
     get_instructions,
     insert_delivery,
     insert_instruction,
+    latest_incidents,
     update_delivery,
 )
 from gateway.tasks import OwnedTasks
@@ -70,6 +71,9 @@ class InstructionService:
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        for tid, session_id in (await latest_incidents(self._store)).items():
+            if tid in self._terminals.roster:
+                self._terminals.set_incident(tid, session_id)
         for row in await deliveries(self._store, "deadline IS NOT NULL"):
             heapq.heappush(self._deadlines, (row["deadline"], row["delivery_id"]))
         # Gone fallback-sms before the SMS was queued (the gateway stopped in between): queue it.

@@ -61,6 +61,12 @@ class TerminalTables:
                 out[tid] = _point(rows[0])
         return out
 
+    async def prune_track(self, before_time: str, limit: int = 10_000) -> int:
+        """Delete up to `limit` positions received before `before_time` (retention)."""
+        return await self._submit(  # type: ignore[attr-defined]
+            "DELETE FROM terminal_track WHERE id IN (SELECT id FROM terminal_track WHERE received_at < ?"
+            " ORDER BY received_at LIMIT ?)", (before_time, int(limit)))
+
     async def count_track_points(self, terminal_id: str) -> int:
         rows = await self._read(  # type: ignore[attr-defined]
             "SELECT COUNT(*) FROM terminal_track WHERE terminal_id = ?", (terminal_id,))
@@ -120,3 +126,12 @@ async def get_instructions(db: Any, ids: Sequence[str]) -> dict[str, dict[str, A
         if ins is not None:
             out[iid] = ins
     return out
+
+
+async def latest_incidents(db: Any) -> dict[str, str]:
+    """Each terminal's incident: the session of the latest instruction it was given with one."""
+    rows = await db.fetchall(
+        "SELECT d.terminal_id, i.session_id, MAX(d.delivery_id) FROM terminal_deliveries d"
+        " JOIN terminal_instructions i ON i.instruction_id = d.instruction_id"
+        " WHERE i.session_id IS NOT NULL GROUP BY d.terminal_id")  # SQLite: the row of the MAX
+    return {tid: sid for tid, sid, _ in rows}

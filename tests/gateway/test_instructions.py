@@ -153,6 +153,42 @@ async def test_online_but_silent_terminal_is_texted_after_the_timeout(start_gate
         assert picture["terminals"][0]["state"] == "delivered"
 
 
+async def test_fallback_sms_queued_once_when_the_gateway_stopped_between_the_steps(
+        start_gateway, connect, tmp_path) -> None:
+    # First run: the service's timer is cancelled the moment the fallback-sms step is committed,
+    # before the SMS is queued: a gateway stopped between the two steps.
+    gw = await start_gateway(**{"directory.endpoint": TERMINALS})
+    alice = await connect(gw)
+    timer = next(t for t in gw.instructions._tasks if t.get_name() == "instructions.timer")
+
+    def on_stored(events: Any) -> None:
+        if any(e.type == "terminal.instruction" and e.data["step"] == "fallback-sms" for e in events):
+            timer.cancel()
+
+    gw.store.add_listener(on_stored)
+    iid = (await alice.call("terminal.instruct", targets=["unit-7"], text="Check the pumps"))["instruction_id"]
+    async with asyncio.timeout(20):
+        while not timer.done():
+            await asyncio.sleep(0.02)
+    [row] = (await alice.call("terminal.instruction.get", instruction_id=iid))["terminals"]
+    assert row["state"] == "fallback-sms" and row["sms"]["state"] is None  # no SMS stored yet
+    await alice.close()
+    await gw.stop()
+    # The next run finds it and queues the SMS, under the id the row holds: once.
+    async with twilio_gateway(start_gateway, tmp_path, via_prism=False,
+                              **{"directory.endpoint": TERMINALS}) as (gw2, stub, _, _):
+        alice = await connect(gw2)
+        async with asyncio.timeout(20):
+            while (await alice.call("terminal.instruction.get", instruction_id=iid)
+                   )["terminals"][0]["sms"]["state"] != "delivered":
+                await asyncio.sleep(0.05)
+        assert [m["to"] for m in stub.messages.values()] == [UNIT7]
+        again = await gw2.sms.send(principal="alice", to=[UNIT7], body="Check the pumps", template=None,
+                                   variables=None, session_id=None, sender=None,
+                                   message_id=row["sms_message_id"])
+        assert again.get("existing") and sum(stub.creates.values()) == 1
+
+
 async def test_queued_instructions_delivered_once_in_order_after_reconnect(start_gateway, connect,
                                                                            watch) -> None:
     gw = await start_gateway(**{"directory.endpoint": TERMINALS, "terminals.redeliver_s": 0.5})
@@ -189,8 +225,9 @@ async def test_queued_instructions_survive_gateway_restarts(tmp_path: Path) -> N
     try:
         await gw.start()
         async with await GatewayClient.connect(gw.url, "tok-dispatcher") as alice:
+            incident = (await alice.call("session.create", title="Flood"))["session_id"]
             ids = [(await alice.call("terminal.instruct", targets=["unit-7"], text=f"step {i}",
-                                     fallback="none"))["instruction_id"] for i in range(2)]
+                                     fallback="none", session_id=incident))["instruction_id"] for i in range(2)]
         await gw.stop()  # SIGTERM
         await gw.start()
         async with await GatewayClient.connect(gw.url, "tok-dispatcher") as alice:
@@ -208,6 +245,8 @@ async def test_queued_instructions_survive_gateway_restarts(tmp_path: Path) -> N
                         while (await alice.call("terminal.instruction.get", instruction_id=iid)
                                )["terminals"][0]["state"] != "delivered":
                             await asyncio.sleep(0.05)
+                [entry] = [t for t in await alice.terminals() if t["terminal_id"] == "unit-7"]
+                assert entry["session_id"] == incident  # its current incident, read back at start
             assert dict(unit.instruction_pushes) == {i: 1 for i in ids}
     finally:
         await gw.stop()

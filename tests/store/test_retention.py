@@ -28,11 +28,11 @@ async def test_prune_by_age_keeps_seqs_increasing_and_refuses_pruned_resumes(db_
         now = dt.datetime.now(dt.UTC)
         # Nothing is a year old: the defaults prune nothing.
         kept = Retention(store, bus, RetentionPolicy())
-        assert await kept.prune_once() == {"events": 0, "audit": 0, "idempotency": 0, "sms_reports": 0}
+        assert await kept.prune_once() == {"events": 0, "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0}
         assert bus.oldest_seq == 1
         # Seen from 500 days later, everything is older than the cutoff.
         later = Retention(store, bus, RetentionPolicy(), clock=lambda: now + dt.timedelta(days=500))
-        assert await later.prune_once() == {"events": 30, "audit": 30, "idempotency": 30, "sms_reports": 0}
+        assert await later.prune_once() == {"events": 30, "audit": 30, "idempotency": 30, "sms_reports": 0, "terminal_track": 0}
         assert await store.events_after(0) == [] and await store.list_audit() == []
         assert await store.idempotency_get("alice", "k1", "session.create") is None
         assert bus.oldest_seq == 31
@@ -58,7 +58,7 @@ async def test_prune_cuts_at_the_first_new_enough_event(db_path) -> None:
         counts = await r.prune_once()
         left = [e.seq for e in await store.events_after(0)]
         assert left == [e.seq for e in events if e.time >= cutoff_time] and left[-1] == 25
-        assert counts == {"events": 25 - len(left), "audit": 0, "idempotency": 0, "sms_reports": 0}
+        assert counts == {"events": 25 - len(left), "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0}
         assert bus.oldest_seq == left[0]
         assert len(await store.list_audit(limit=100)) == 25  # 0 days: kept forever
         bus.close()
@@ -82,4 +82,19 @@ async def test_sms_receipts_and_inbound_messages_go_with_the_events(db_path) -> 
         later = Retention(store, bus, RetentionPolicy(), clock=lambda: now + dt.timedelta(days=500))
         assert (await later.prune_once())["sms_reports"] == 2
         assert await sms_store.last_inbound(store, "+8613800138000") is None
+        bus.close()
+
+
+async def test_terminal_positions_go_with_the_events(db_path) -> None:
+    async with Store(db_path) as store:
+        bus = EventBus(store)
+        for i in range(3):
+            await store.add_track_point("unit-7", {"lat": 1.0 + i, "lon": 2.0, "accuracy_m": 5.0,
+                                                   "time": now_iso()})
+        now = dt.datetime.now(dt.UTC)
+        assert (await Retention(store, bus, RetentionPolicy()).prune_once())["terminal_track"] == 0
+        assert await store.count_track_points("unit-7") == 3
+        later = Retention(store, bus, RetentionPolicy(), clock=lambda: now + dt.timedelta(days=500))
+        assert (await later.prune_once())["terminal_track"] == 3
+        assert await store.count_track_points("unit-7") == 0
         bus.close()
