@@ -178,6 +178,7 @@ class JanusSession:
         self.id = session_id
         self.handles: dict[int, JanusHandle] = {}
         self.alive = True
+        self.ended = asyncio.Event()  # set when Janus timed it out, it was destroyed or the socket went
         self._keepalive = asyncio.create_task(self._keep_alive(keepalive_s),
                                               name=f"janus-keepalive {session_id}")
 
@@ -214,6 +215,7 @@ class JanusSession:
 
     def _gone(self) -> None:
         self.alive = False
+        self.ended.set()
         self.stop_keepalive()
         for handle in self.handles.values():
             handle._close()
