@@ -1,6 +1,7 @@
 """Wiring and lifecycle: start every part in order, stop them in reverse.
 
-Start: leftovers of a killed run reaped, every listening port checked free -> store -> http ->
+Start: leftovers of a killed run reaped, every listening port checked free -> store (+ uploads
+dir, half-received files removed) -> http (health, webhooks, uploads) ->
 video (Janus instances) -> SMS -> SIP workers (+ Kamailio front) -> terminals -> control channel.
 Stop (SIGTERM/SIGINT, see gateway/cli.py): no worker restarted from the first moment ->
 control channel (no new commands) -> terminals (offline, newest positions published) -> broadcasts
@@ -28,7 +29,7 @@ from gateway.directory import Directory
 from gateway.errors import GatewayError
 from gateway.events import EventBus
 from gateway.exposure import check_exposure, log_exposure_warnings
-from gateway.handlers import register_all, register_terminals
+from gateway.handlers import register_all, register_feedback, register_terminals
 from gateway.limits import throttle_accept_errors
 from gateway.ports import check_ports
 from gateway.protocol import Principal, Registry, RequestContext
@@ -44,6 +45,9 @@ from gateway.services.video import VideoService
 from gateway.services.video_http import recording_routes
 from sms.factory import make_provider
 from gateway.store import Store
+from gateway.uploads import UploadService
+from gateway.uploads.feedback import FeedbackService
+from gateway.uploads.http import UploadRoutes
 from sip.kamailio import KamailioFront
 from sip.lifeline import ChildRecord
 from sip.supervisor import SipEvent, SipSupervisor
@@ -56,8 +60,11 @@ class Gateway:
         self.config = config
         self.store = Store(config.store_path)
         self.bus = EventBus(self.store, queue_size=config.control.send_queue)
-        self.retention = Retention(self.store, self.bus, RetentionPolicy.from_config(config.store))
         self.directory = Directory.from_config(config)
+        self.uploads = UploadService(self.store, config.uploads, config.uploads_dir,
+                                     is_terminal=lambda name: self.directory.terminal(name) is not None)
+        self.retention = Retention(self.store, self.bus, RetentionPolicy.from_config(config.store),
+                                   uploads=self.uploads)
         self.sessions = SessionService(self.store, self.bus)
         self.calls = CallService(self.store, self.bus, self.sessions, self.directory,
                                  ring_timeout_s=config.calls.ring_timeout_s,
@@ -84,6 +91,7 @@ class Gateway:
                      calls=self.calls, media=self.media, broadcasts=self.broadcasts, sms=self.sms,
                      video=self.video)
         register_terminals(self.registry, self.terminals, self.instructions)
+        register_feedback(self.registry, FeedbackService(self.store, self.sessions, self.terminals))
         c = config.control
         self.control = ControlServer(
             self.registry, self._authenticate,
@@ -130,6 +138,7 @@ class Gateway:
             Path(cfg.store_path).parent.mkdir(parents=True, exist_ok=True)
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
+        await self.uploads.start()  # its directory; what a killed run left half-received goes
         await self.retention.start()  # prunes now, then every store.prune_interval_s
         self._stack.push_async_callback(self.retention.stop)
         self._stack.push_async_callback(self._stop_http)
@@ -139,6 +148,8 @@ class Gateway:
         # Webhooks listen before the outbox sends anything: no receipt may find nobody home.
         routes = [*(self.sms.provider.webhook_routes() if self.sms.provider else []),
                   *recording_routes(self.video.recordings_dir, self._authenticate)]
+        # Uploads: the control channel's tokens, and its budget of failed authentications.
+        routes += UploadRoutes(self.uploads, self._authenticate, self.control.hello_throttle).routes()
         h = cfg.http
         self._http = await http.start(h.host, h.port,
                                       {"store": self.store.healthy, "sip": self._sip_ready}, routes,

@@ -138,6 +138,17 @@ class TerminalsConfig:
 
 
 @dataclass(frozen=True)
+class UploadsConfig:
+    """Photos and audio clips uploaded over the http port (gateway/uploads/)."""
+
+    dir: str = "uploads"  # relative to gateway.data_dir unless absolute
+    max_bytes: int = 20 * 1024 * 1024  # a larger upload is refused (413), nothing kept
+    max_concurrent: int = 4  # uploads received at once; one more is refused (503, Retry-After)
+    body_timeout_s: float = 300.0  # an upload must be received whole within this (408)
+    orphan_keep_s: int = 86_400  # an upload no feedback refers to is removed after this
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewayConfig
     control: ControlConfig
@@ -151,6 +162,7 @@ class Config:
     video: VideoConfig = field(default_factory=VideoConfig)
     directory: tuple[Endpoint, ...] = ()
     terminals: TerminalsConfig = field(default_factory=TerminalsConfig)
+    uploads: UploadsConfig = field(default_factory=UploadsConfig)
     source: str = DEFAULTS_LABEL  # the file it was loaded from
 
     @property
@@ -160,6 +172,11 @@ class Config:
         if p == ":memory:" or Path(p).is_absolute():
             return p
         return str(Path(self.gateway.data_dir) / p)
+
+    @property
+    def uploads_dir(self) -> str:
+        """Where uploads are stored: uploads.dir under gateway.data_dir unless absolute."""
+        return str(Path(self.gateway.data_dir) / self.uploads.dir)
 
 
 def _token_label(token: str) -> str:
@@ -360,6 +377,13 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "track_max_points": _int(10, 100_000, 5000),
         "ack_timeout_s": _seconds(60),
         "redeliver_s": _seconds(10),
+    },
+    "uploads": {
+        "dir": _str("uploads"),
+        "max_bytes": _int(1024, 2**31, 20 * 1024 * 1024),
+        "max_concurrent": _int(1, 1000, 4),
+        "body_timeout_s": _seconds(300),
+        "orphan_keep_s": _int(1, 10 * 365 * 86_400, 86_400),
     },
     "sms": {
         "provider": _str("none", choices=("none", "twilio", "smpp")),

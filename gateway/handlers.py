@@ -14,6 +14,7 @@ from gateway.services.sessions import SessionService
 from gateway.services.sms import SmsService
 from gateway.services.instructions import InstructionService
 from gateway.services.terminals import TerminalService
+from gateway.uploads.feedback import FeedbackService
 from gateway.services.video import VideoService
 
 
@@ -178,3 +179,12 @@ def register_terminals(registry: Registry, terminals: TerminalService, instructi
         "terminal.instruction.get": instruction_get,
     }.items():
         registry.register(name, handler)
+
+
+def register_feedback(registry: Registry, feedback: FeedbackService) -> None:
+    """terminal.feedback: text and uploads into an incident (a terminal posts only as itself)."""
+
+    async def terminal_feedback(ctx: RequestContext, p: Any) -> dict:
+        return await feedback.post(ctx, p.terminal_id, p.session_id, p.text, list(p.uploads))
+
+    registry.register("terminal.feedback", terminal_feedback)

@@ -1,5 +1,6 @@
-"""aiohttp side door for operators and orchestrators: /healthz (alive) and /readyz (ready), and the
-SMS provider's webhooks; behind limits of our own (connections, header deadline, a health reserve)."""
+"""aiohttp side door for operators and orchestrators: /healthz (alive) and /readyz (ready), the
+SMS provider's webhooks and the uploads (gateway/uploads/http.py); behind limits of our own
+(connections, header deadline, a health reserve)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import ssl
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -23,11 +25,18 @@ CHECKS_KEY = web.AppKey("checks", dict[str, Check])
 BODY_TIMEOUT_KEY = web.AppKey("body_timeout_s", float)
 
 
+def streams_body(handler: Callable) -> Callable:
+    """Marks a handler that reads its body as a stream, under deadlines and limits of its own
+    (uploads): the middleware below does not read that body whole first."""
+    handler.streams_body = True  # type: ignore[attr-defined]
+    return handler
+
+
 @web.middleware
 async def _body_deadline(request: web.Request, handler: Callable) -> web.StreamResponse:
     """A body (a webhook's form) is read whole within the deadline before any handler sees it:
     a client dribbling it is answered 408 and closed instead of holding the connection."""
-    if request.body_exists:
+    if request.body_exists and not getattr(handler, "streams_body", False):
         try:
             async with asyncio.timeout(request.app[BODY_TIMEOUT_KEY]):
                 await request.read()
@@ -61,7 +70,9 @@ async def _health_route(request: web.Request) -> web.Response:
     return web.json_response(body, status=status)
 
 
-Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# (method, path, handler) or (method, path, handler, options of add_route: e.g. expect_handler)
+Route = tuple[str, str, Handler] | tuple[str, str, Handler, dict[str, Any]]
 
 
 def make_app(checks: dict[str, Check], routes: list[Route] = (), body_timeout_s: float = 10.0) -> web.Application:
@@ -70,8 +81,8 @@ def make_app(checks: dict[str, Check], routes: list[Route] = (), body_timeout_s:
     app[BODY_TIMEOUT_KEY] = body_timeout_s
     for path in HEALTH_PATHS:
         app.router.add_get(path, _health_route)
-    for method, path, handler in routes:  # e.g. the SMS provider's webhooks
-        app.router.add_route(method, path, handler)
+    for method, path, handler, *options in routes:  # the SMS provider's webhooks, the uploads
+        app.router.add_route(method, path, handler, **(options[0] if options else {}))
     return app
 
 

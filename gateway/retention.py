@@ -12,7 +12,9 @@ deletes through the store's one writer, so a large first prune never holds the w
 - idempotency keys: those stored before their cutoff;
 - SMS receipts and inbound messages (`sms_receipts`, `sms_inbound`): with the events, by the
   time they were received (their events go with them);
-- terminals' positions (`terminal_track`): with the events, by the time they were received.
+- terminals' positions (`terminal_track`): with the events, by the time they were received;
+- uploads (gateway/uploads/service.py `prune`): the references of feedback go with the events;
+  then uploads no reference holds, older than `uploads.orphan_keep_s`, and their files.
 
 `0` days keeps a table forever.
 """
@@ -26,8 +28,13 @@ from dataclasses import dataclass
 
 import structlog
 
+from typing import TYPE_CHECKING
+
 from gateway.events import EventBus
 from gateway.store import Store
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.uploads import UploadService
 
 log = structlog.get_logger(__name__)
 
@@ -60,8 +67,9 @@ def _utc_now() -> dt.datetime:
 
 class Retention:
     def __init__(self, store: Store, bus: EventBus, policy: RetentionPolicy,
-                 clock: Callable[[], dt.datetime] = _utc_now) -> None:
-        self._store, self._bus, self.policy, self._clock = store, bus, policy, clock
+                 clock: Callable[[], dt.datetime] = _utc_now, uploads: UploadService | None = None) -> None:
+        self._store, self._bus, self.policy, self.clock = store, bus, policy, clock
+        self.uploads = uploads
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -85,7 +93,7 @@ class Retention:
             await asyncio.sleep(self.policy.prune_interval_s)
 
     def _cutoff(self, days: int) -> str | None:
-        return iso(self._clock() - dt.timedelta(days=days)) if days > 0 else None
+        return iso(self.clock() - dt.timedelta(days=days)) if days > 0 else None
 
     async def prune_once(self) -> dict[str, int]:
         """Prune every table once; the number of rows deleted per table."""
@@ -109,6 +117,8 @@ class Retention:
         cutoff = self._cutoff(p.idempotency_keep_days)
         if cutoff is not None:
             counts["idempotency"] = await self._store.prune_idempotency(cutoff)
+        if self.uploads is not None:
+            counts.update(await self.uploads.prune(self._cutoff(p.events_keep_days), self.clock()))
         oldest = await self._oldest_kept()
         self._bus.oldest_seq = oldest
         log.info("retention.pruned", oldest_seq=oldest, **counts)

@@ -438,3 +438,8 @@ METHODS.update((s.name, s) for s in TERMINAL_METHODS)
 from .video import VIDEO_METHODS  # noqa: E402
 
 METHODS.update((s.name, s) for s in VIDEO_METHODS)
+
+# terminal.feedback (text and uploads into an incident) lives with its params model.
+from .feedback import FEEDBACK_METHODS  # noqa: E402
+
+METHODS.update((s.name, s) for s in FEEDBACK_METHODS)

@@ -13,7 +13,7 @@ from gateway.errors import Unavailable
 
 log = structlog.get_logger("gateway.store")
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -211,6 +211,27 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         " WHERE delivered_at IS NULL",
         "CREATE INDEX terminal_deliveries_deadline ON terminal_deliveries (deadline) WHERE deadline IS NOT NULL",
         "CREATE INDEX terminal_deliveries_sms ON terminal_deliveries (state) WHERE sms_queued = 0",
+    ),
+    10: (  # uploads (photos, audio clips) and the feedback referring to them (gateway/store/uploads.py)
+        """CREATE TABLE uploads (
+            sha256 TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            role TEXT NOT NULL,
+            type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (sha256, principal)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX uploads_created ON uploads (created_at)",
+        """CREATE TABLE upload_refs (
+            sha256 TEXT NOT NULL,
+            feedback_id TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            session_id TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (sha256, feedback_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX upload_refs_created ON upload_refs (created_at)",
     ),
 }
 

@@ -1,7 +1,8 @@
 """`Store`: the tables' accessors on top of the one writer (gateway/store/writer.py).
 
 Events (read, prune), sessions, calls (CDR), broadcasts, the SMS outbox, audit and idempotency keys;
-the field terminals' tables come from gateway/store/terminals.py.
+the field terminals' tables come from gateway/store/terminals.py, the uploads' from
+gateway/store/uploads.py.
 Every write goes through the writer's queue (`_submit`), every read through the read connection
 (`_read`). The SMS read queries used inside units of work live in gateway/sms_store.py.
 """
@@ -16,12 +17,13 @@ from gateway.timeutil import now_iso
 
 from .rows import BROADCAST_COLUMNS, CALL_COLUMNS, SESSION_COLUMNS, SMS_COLUMNS, _row_out, _upsert, audit_params_text
 from .terminals import TerminalTables
+from .uploads import UploadTables
 from .writer import _EVENT_COLUMNS, Event, StoreWriter
 
 _MAX_PAGE = 10_000
 
 
-class Store(TerminalTables, StoreWriter):
+class Store(TerminalTables, UploadTables, StoreWriter):
     """The gateway's durable state in one SQLite file (see gateway/store/__init__.py)."""
 
     # ---- events ----------------------------------------------------------------------------

@@ -431,3 +431,15 @@ def test_bad_terminal_entries(write):
     assert e.key == "directory.endpoint[0].uri" and "required" in e.why
     e = error(write("[terminals]\nmissed_heartbeats = 0\n"))
     assert e.key == "terminals.missed_heartbeats"
+
+
+def test_uploads_section(write):
+    c = load_config(write('[gateway]\ndata_dir = "/srv/gw"\n[uploads]\nmax_bytes = 1048576\nmax_concurrent = 2\n'), {}, [])
+    assert (c.uploads.max_bytes, c.uploads.max_concurrent, c.uploads.orphan_keep_s) == (1048576, 2, 86400)
+    assert c.uploads_dir == "/srv/gw/uploads"
+    c = load_config(write('[uploads]\ndir = "/var/lib/gw-files"\n'), {}, [])
+    assert c.uploads_dir == "/var/lib/gw-files"
+    e = error(write("[uploads]\nmax_bytes = 10\n"))
+    assert e.key == "uploads.max_bytes" and "1024" in e.why
+    e = error(write("[uploads]\nmax_concurent = 3\n"))
+    assert e.key == "uploads.max_concurent" and "max_concurrent" in e.why

@@ -27,13 +27,14 @@ def test_roles():
     for name in ("hello", "session.list", "session.get", "events.subscribe", "directory.list"):
         assert METHODS[name].allows("observer"), name
     assert {n for n, s in METHODS.items() if s.allows("terminal")} == {
-        "hello", "ping", "terminal.report", "terminal.track", "terminal.received", "terminal.ack",
+        "hello", "ping", "terminal.report", "terminal.track", "terminal.feedback", "terminal.received", "terminal.ack",
         "video.publish", "video.stop"}
     assert not METHODS["terminal.list"].allows("terminal") and METHODS["terminal.list"].allows("observer")
     assert not METHODS["terminal.report"].allows("dispatcher")
     assert all(s.allows("admin") for s in METHODS.values())
     assert {n for n, s in METHODS.items() if s.starts_work} == {"call.dial", "session.create", "broadcast.start", "sms.send",
-                                                                 "video.pull", "terminal.instruct"}
+                                                                 "video.pull", "terminal.instruct",
+                                                                 "terminal.feedback"}
 
 
 @pytest.mark.parametrize("target", [

@@ -20,6 +20,7 @@ TOKENS = {
     "tok-dispatcher-2": ("bob", "dispatcher"),
     "tok-observer": ("olga", "observer"),
     "tok-terminal": ("unit-7", "terminal"),
+    "tok-terminal-9": ("unit-9", "terminal"),
     "tok-terminal-2": ("unit-8", "terminal"),
     "tok-admin": ("root", "admin"),
 }

@@ -57,6 +57,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "terminal.report": {"terminal_id": "unit-7", "lat": 31.2, "lon": 121.5, "accuracy_m": 5, "time": "{now}"},
     "terminal.list": {},
     "terminal.track": {"terminal_id": "unit-7"},
+    "terminal.feedback": {"terminal_id": "unit-7", "session_id": "{session_id}", "text": "on scene"},
     "video.pull": {"terminal_id": "unit-7"},
     "video.publish": {"stream_id": "vid-none", "sdp": "v=0\r\nm=video 9 RTP/AVP 96\r\n"},
     "video.watch": {"stream_id": "vid-none"},
@@ -112,7 +113,7 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
         assert outcomes[(method, "admin")] == "ok", outcomes
     assert outcomes[("directory.list", "observer")] == "ok"
     assert outcomes[("call.dial", "observer")] == "forbidden"
-    for method in ("terminal.report", "terminal.track"):  # the terminal itself, and an admin naming it
+    for method in ("terminal.report", "terminal.track", "terminal.feedback"):  # itself, or an admin naming it
         assert outcomes[(method, "terminal")] == outcomes[(method, "admin")] == "ok", outcomes
     assert outcomes[("terminal.list", "observer")] == "ok"
     assert outcomes[("terminal.list", "terminal")] == outcomes[("terminal.report", "observer")] == "forbidden"
@@ -120,3 +121,4 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
         assert outcomes[(method, "admin")] == "ok", (method, outcomes)
     assert outcomes[("terminal.ack", "terminal")] == "ok"  # its own instruction (terminal_id: itself)
     assert outcomes[("terminal.instruct", "terminal")] == outcomes[("terminal.ack", "observer")] == "forbidden"
+    assert outcomes[("terminal.feedback", "observer")] == "forbidden"

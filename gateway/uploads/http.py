@@ -1,0 +1,111 @@
+"""The uploads on the http port: `POST /v1/uploads` and `GET /v1/uploads/{sha256}`.
+
+Both take `Authorization: Bearer <token>`, a control-channel token. A wrong token spends the
+source's budget of failed authentications, the same `FailureThrottle` as a failed `hello`: while
+it is spent the answer is 429 (Retry-After) and no token is tried. Errors are JSON,
+`{"error": {"reason", "message", "details"}}`, the `reason` strings of the control channel, with
+the status: 401 not-authenticated, 403 forbidden, 404 no-such-upload, 408 body-timeout, 413
+too-large, 415 unsupported-type / type-mismatch, 429 rate-limited, 503 busy.
+
+A client sending `Expect: 100-continue` is refused (token, role, type, declared length) before
+it sends the body. A refusal that leaves part of a body unread closes the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import structlog
+from aiohttp import hdrs, web
+
+from gateway.http import streams_body
+from gateway.errors import GatewayError, NotAuthenticated, RateLimited
+from gateway.limits import FailureThrottle
+from gateway.protocol import Principal
+
+from .service import UploadRefused, UploadService
+
+log = structlog.get_logger(__name__)
+
+PATH = "/v1/uploads"
+_STATUS = {"not-authenticated": 401, "forbidden": 403, "no-such-upload": 404, "rate-limited": 429,
+           "shutting-down": 503}
+
+
+def error_response(err: GatewayError) -> web.Response:
+    status = err.status if isinstance(err, UploadRefused) else _STATUS.get(err.reason, 500)
+    body = {"reason": err.reason, "message": err.message}
+    if err.details:
+        body["details"] = err.details
+    headers = {}
+    if status == 401:
+        headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="dispatch-gateway"'
+    if status in (429, 503):
+        headers[hdrs.RETRY_AFTER] = str(max(1, round(err.details.get("retry_after_s", 1))))
+    return web.json_response({"error": body}, status=status, headers=headers,
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+class UploadRoutes:
+    def __init__(self, uploads: UploadService, authenticate: Callable[[str], Principal | None],
+                 throttle: FailureThrottle) -> None:
+        self._uploads, self._authenticate, self._throttle = uploads, authenticate, throttle
+
+    def routes(self) -> list[tuple]:
+        return [("POST", PATH, self.post, {"expect_handler": self.expect}),
+                ("GET", PATH + "/{sha256}", self.get), ("HEAD", PATH + "/{sha256}", self.get)]
+
+    def principal(self, request: web.Request) -> Principal:
+        source = request.remote or "?"
+        wait = self._throttle.retry_after(source, time.monotonic())
+        if wait > 0:
+            raise RateLimited("too many failed authentications from this address",
+                              details={"retry_after_s": round(wait, 3)})
+        scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated("an Authorization: Bearer <token> header is needed")
+        principal = self._authenticate(token.strip())
+        if principal is None:
+            self._throttle.failed(source, time.monotonic())
+            log.info("http.auth.failed", source=source, path=request.path)
+            raise NotAuthenticated("invalid token")
+        return principal
+
+    async def expect(self, request: web.Request) -> web.StreamResponse | None:
+        """Expect: 100-continue: what can be refused before the body is refused now."""
+        try:
+            self._uploads.check_start(self.principal(request), request.headers.get(hdrs.CONTENT_TYPE),
+                                      request.content_length)
+        except GatewayError as err:
+            response = error_response(err)
+            response.force_close()
+            return response
+        if request.version >= (1, 1) and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the interim answer is not the response's body
+        return None
+
+    @streams_body
+    async def post(self, request: web.Request) -> web.Response:
+        try:
+            stored = await self._uploads.receive(self.principal(request),
+                                                 request.headers.get(hdrs.CONTENT_TYPE),
+                                                 request.content_length, request.content.iter_any())
+        except GatewayError as err:
+            log.info("upload.refused", reason=err.reason, source=request.remote)
+            response = error_response(err)
+            if not request.content.at_eof():
+                response.force_close()  # the rest of the body is not read
+            return response
+        return web.json_response(stored.public(), status=201 if stored.new else 200)
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        try:
+            found = await self._uploads.open_for(self.principal(request), request.match_info["sha256"])
+        except GatewayError as err:
+            return error_response(err)
+        return web.FileResponse(found.path, headers={
+            hdrs.CONTENT_TYPE: found.type, hdrs.CACHE_CONTROL: "private, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff"})
