@@ -148,8 +148,9 @@ class Gateway:
         # Webhooks listen before the outbox sends anything: no receipt may find nobody home.
         routes = [*(self.sms.provider.webhook_routes() if self.sms.provider else []),
                   *recording_routes(self.video.recordings_dir, self._authenticate)]
-        # Uploads: the control channel's tokens, and its budget of failed authentications.
-        routes += UploadRoutes(self.uploads, self._authenticate, self.control.hello_throttle).routes()
+        # Uploads: the control channel's tokens, its budget of failed authentications, its audit.
+        routes += UploadRoutes(self.uploads, self._authenticate, self.control.hello_throttle,
+                               audit=self.store.add_audit).routes()
         h = cfg.http
         self._http = await http.start(h.host, h.port,
                                       {"store": self.store.healthy, "sip": self._sip_ready}, routes,

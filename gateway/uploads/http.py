@@ -9,13 +9,17 @@ too-large, 415 unsupported-type / type-mismatch, 429 rate-limited, 503 busy.
 
 A client sending `Expect: 100-continue` is refused (token, role, type, declared length) before
 it sends the body. A refusal that leaves part of a body unread closes the connection.
+
+Every request whose token was good is audited like a control-channel request (`audit` rows,
+method `http.upload` / `http.download`, the outcome and the error reason).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import hdrs, web
@@ -48,10 +52,25 @@ def error_response(err: GatewayError) -> web.Response:
                              dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
+# (principal, role, method, params, "ok" | "error", error reason): Store.add_audit
+Audit = Callable[[str, str, str, dict[str, Any], str, str | None], Awaitable[None]]
+
+
 class UploadRoutes:
     def __init__(self, uploads: UploadService, authenticate: Callable[[str], Principal | None],
-                 throttle: FailureThrottle) -> None:
+                 throttle: FailureThrottle, audit: Audit | None = None) -> None:
         self._uploads, self._authenticate, self._throttle = uploads, authenticate, throttle
+        self._audit_cb = audit
+
+    async def _audit(self, principal: Principal | None, method: str, params: dict[str, Any],
+                     err: GatewayError | None) -> None:
+        if principal is None or self._audit_cb is None:
+            return  # no good token: nothing to attribute (logged as http.auth.failed)
+        try:
+            await self._audit_cb(principal.name, principal.role, method, params,
+                                 "error" if err else "ok", err.reason if err else None)
+        except Exception:
+            log.exception("http.audit.failed", method=method)
 
     def routes(self) -> list[tuple]:
         return [("POST", PATH, self.post, {"expect_handler": self.expect}),
@@ -89,23 +108,33 @@ class UploadRoutes:
 
     @streams_body
     async def post(self, request: web.Request) -> web.Response:
+        principal = None
+        params: dict[str, Any] = {"content_type": request.headers.get(hdrs.CONTENT_TYPE, "")[:100],
+                                  "content_length": request.content_length}
         try:
-            stored = await self._uploads.receive(self.principal(request),
-                                                 request.headers.get(hdrs.CONTENT_TYPE),
+            principal = self.principal(request)
+            stored = await self._uploads.receive(principal, request.headers.get(hdrs.CONTENT_TYPE),
                                                  request.content_length, request.content.iter_any())
         except GatewayError as err:
             log.info("upload.refused", reason=err.reason, source=request.remote)
+            await self._audit(principal, "http.upload", params, err)
             response = error_response(err)
             if not request.content.at_eof():
                 response.force_close()  # the rest of the body is not read
             return response
+        await self._audit(principal, "http.upload", {**params, **stored.public()}, None)
         return web.json_response(stored.public(), status=201 if stored.new else 200)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
+        principal = None
+        params = {"upload_id": request.match_info["sha256"][:80]}
         try:
-            found = await self._uploads.open_for(self.principal(request), request.match_info["sha256"])
+            principal = self.principal(request)
+            found = await self._uploads.open_for(principal, request.match_info["sha256"])
         except GatewayError as err:
+            await self._audit(principal, "http.download", params, err)
             return error_response(err)
+        await self._audit(principal, "http.download", params, None)
         return web.FileResponse(found.path, headers={
             hdrs.CONTENT_TYPE: found.type, hdrs.CACHE_CONTROL: "private, max-age=31536000, immutable",
             "X-Content-Type-Options": "nosniff"})

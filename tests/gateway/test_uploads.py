@@ -111,6 +111,13 @@ async def test_upload_feedback_and_download_by_role(start_gateway, connect, watc
         for sha in ("0" * 64, "not-a-hash"):
             async with http.get(url(gw, sha), headers=auth("tok-dispatcher")) as r:
                 assert r.status == 404 and (await r.json())["error"]["reason"] == "no-such-upload"
+    # Audited like control-channel requests: who uploaded and who downloaded what.
+    mine = await gw.store.list_audit(principal="unit-7", limit=1000)
+    assert {(a["method"], a["params"].get("sha256"), a["result"]) for a in mine if a["method"] == "http.upload"} == {
+        ("http.upload", sha, "ok") for sha in stored.values()}
+    olga = [(a["method"], a["params"]["upload_id"], a["result"])
+            for a in await gw.store.list_audit(principal="olga") if a["method"] == "http.download"]
+    assert ("http.download", photo, "ok") in olga and ("http.download", clip, "ok") in olga
 
 
 async def test_bad_uploads_are_refused_precisely_and_leave_nothing(start_gateway, connect, samples) -> None:
@@ -142,6 +149,8 @@ async def test_bad_uploads_are_refused_precisely_and_leave_nothing(start_gateway
         # Who may not upload: an observer; nobody without a valid token.
         got, body = await upload(http, gw, jpeg, "image/jpeg", token="tok-observer")
         assert (got, body["error"]["reason"]) == (403, "forbidden")
+        [audited] = await gw.store.list_audit(principal="olga")
+        assert (audited["method"], audited["result"], audited["error_reason"]) == ("http.upload", "error", "forbidden")
         got, body = await upload(http, gw, jpeg, "image/jpeg", token="tok-not-a-token")
         assert (got, body["error"]["reason"]) == (401, "not-authenticated")
         async with http.post(url(gw), data=jpeg, headers={"Content-Type": "image/jpeg"}) as r:
@@ -195,9 +204,20 @@ async def test_feedback_refusals_store_nothing(start_gateway, connect, watch, sa
     assert err.reason == "invalid-state"
     assert await rows(gw, "upload_refs") == [] and await rows(gw, "uploads") == before
     assert not [e for e in w.events if e["type"] == "terminal.feedback"]
-    # Without an incident named and none current: stored without one.
-    res = await unit.call("terminal.feedback", text="on scene", uploads=[mine["sha256"]])
+    # Without an incident named and none current: stored without one. Repeated with its
+    # idempotency key (a terminal that lost the reply): the first result, nothing new.
+    res = await unit.call("terminal.feedback", text="on scene", uploads=[mine["sha256"]], idempotency_key="fb-1")
     assert res["session_id"] is None and len(await rows(gw, "upload_refs")) == 1
+    assert await unit.call("terminal.feedback", text="on scene", uploads=[mine["sha256"]],
+                           idempotency_key="fb-1") == res
+    assert len(await rows(gw, "upload_refs")) == 1
+    # Given an instruction in an incident, that is the terminal's current one: feedback goes there.
+    other = (await alice.call("session.create", title="Flood, north bank"))["session_id"]
+    await alice.call("terminal.instruct", targets=["unit-7"], text="go north", session_id=other, fallback="none")
+    res = await unit.call("terminal.feedback", text="at the north bank")
+    assert res["session_id"] == other
+    ev = await w.wait(lambda e: e["type"] == "terminal.feedback" and e["data"]["feedback_id"] == res["feedback_id"])
+    assert ev["session_id"] == other and ev["data"]["uploads"] == []
 
 
 async def test_concurrent_uploads_are_bounded_and_a_stalled_one_times_out(start_gateway, samples) -> None:
