@@ -9,16 +9,22 @@ Restore (the gateway stopped) puts a backup in place of the store and keeps `seq
 the events table's AUTOINCREMENT high-water mark is raised to the highest seq the replaced store
 (if still readable) or `seq_floor` ever gave, so no seq a console has seen is given again. The
 replaced files are kept beside it (`<name>.replaced-<time>`), never deleted.
+
+Uploads (gateway/uploads/) are files beside the store: `copy_uploads` copies those a backup
+directory lacks, after the database, and back again for a restore.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import sqlite3
 from pathlib import Path
 from typing import Any
+
+from gateway.uploads.blobs import SHA256_RE
 
 _SIDE_FILES = ("", "-wal", "-shm")
 
@@ -125,3 +131,43 @@ def restore(backup_file: str | Path, db_path: str | Path, *, seq_floor: int = 0)
         _unlink(tmp)
     return {"path": str(db_path), "restored_last_seq": restored_seq, "replaced_last_seq": replaced_seq,
             "next_seq": floor + 1, "replaced_kept_as": str(kept) if kept else None}
+
+
+def copy_uploads(src: str | Path, dest: str | Path) -> dict[str, Any]:
+    """Copy the uploads under `src` (`<aa>/<sha256>`, see gateway/uploads/blobs.py) that `dest`
+    lacks, each checked against its name (SHA-256) while copied, written to a temp file, synced and
+    renamed: incremental (files never change) and never a partial file. `tmp/` is not copied.
+    Used after `backup` (src: the gateway's uploads, dest: the backup's) and for `restore` (the
+    other way). A file whose content no longer matches its name is reported, not copied."""
+    src, dest = Path(src), Path(dest)
+    summary: dict[str, Any] = {"uploads_copied": 0, "uploads_present": 0, "uploads_bytes": 0,
+                               "uploads_corrupt": []}
+    if not src.is_dir():
+        return summary
+    for fan in sorted(p for p in src.iterdir() if p.is_dir() and len(p.name) == 2):
+        for f in sorted(p for p in fan.iterdir() if SHA256_RE.match(p.name) and p.name[:2] == fan.name):
+            target = dest / fan.name / f.name
+            if target.exists():
+                summary["uploads_present"] += 1
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _tmp(target)
+            digest = hashlib.sha256()
+            try:
+                with open(f, "rb") as i, open(tmp, "wb") as o:
+                    while chunk := i.read(1 << 20):
+                        digest.update(chunk)
+                        o.write(chunk)
+                    o.flush()
+                    os.fsync(o.fileno())
+                if digest.hexdigest() != f.name:
+                    summary["uploads_corrupt"].append(str(f))
+                    continue
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise BackupError(f"copying upload {f} to {target} failed: {exc}") from None
+            finally:
+                tmp.unlink(missing_ok=True)
+            summary["uploads_copied"] += 1
+            summary["uploads_bytes"] += target.stat().st_size
+    return summary

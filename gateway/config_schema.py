@@ -146,6 +146,7 @@ class UploadsConfig:
     max_concurrent: int = 4  # uploads received at once; one more is refused (503, Retry-After)
     body_timeout_s: float = 300.0  # an upload must be received whole within this (408)
     orphan_keep_s: int = 86_400  # an upload no feedback refers to is removed after this
+    min_free_bytes: int = 1024 * 1024 * 1024  # uploads are refused (507) rather than fill the disk below this
 
 
 @dataclass(frozen=True)
@@ -384,6 +385,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_concurrent": _int(1, 1000, 4),
         "body_timeout_s": _seconds(300),
         "orphan_keep_s": _int(1, 10 * 365 * 86_400, 86_400),
+        "min_free_bytes": _int(0, 2**62, 1024 * 1024 * 1024),
     },
     "sms": {
         "provider": _str("none", choices=("none", "twilio", "smpp")),

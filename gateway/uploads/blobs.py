@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import os
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -98,6 +99,10 @@ class BlobStore:
         final.parent.mkdir(exist_ok=True)
         os.replace(blob.path, final)
         return True
+
+    async def free_bytes(self) -> int:
+        """Free space (for this user) on the file system of the uploads."""
+        return (await asyncio.to_thread(shutil.disk_usage, self.root)).free
 
     async def discard(self, blob: TempBlob) -> None:
         await asyncio.to_thread(blob._drop)

@@ -71,6 +71,10 @@ class Busy(UploadRefused):
     status, reason = 503, "busy"
 
 
+class StorageFull(UploadRefused):
+    status, reason = 507, "storage-full"
+
+
 def upload_url(sha256: str) -> str:
     """Where an upload is downloaded (on the http port)."""
     return f"/v1/uploads/{sha256}"
@@ -141,6 +145,7 @@ class UploadService:
             raise Busy("too many uploads at once; try again shortly",
                        details={"max_concurrent": self.config.max_concurrent})
         async with self._slots:
+            await self._check_space(length or 0)
             try:
                 async with asyncio.timeout(self.config.body_timeout_s):
                     blob = await self.blobs.open_temp()
@@ -160,6 +165,16 @@ class UploadService:
         log.info("upload.stored", sha256=stored.sha256, size=stored.size, type=kind, new=new,
                  principal=principal.name)
         return stored
+
+    async def _check_space(self, length: int) -> None:
+        """The disk also holds the event store: an upload that would leave less than
+        `uploads.min_free_bytes` free (by its declared length, else its limit) is refused."""
+        free = await self.blobs.free_bytes()
+        need = (length or self.config.max_bytes) + self.config.min_free_bytes
+        if free < need:
+            log.warning("upload.storage-full", free_bytes=free, min_free_bytes=self.config.min_free_bytes)
+            raise StorageFull("not enough free disk space for uploads",
+                              details={"min_free_bytes": self.config.min_free_bytes})
 
     async def _fill(self, blob: TempBlob, kind: str, chunks: AsyncIterator[bytes]) -> None:
         limit, pending, checked = self.config.max_bytes, bytearray(), False

@@ -168,6 +168,14 @@ async def test_bad_uploads_are_refused_precisely_and_leave_nothing(start_gateway
     assert files(gw) == [] and await rows(gw, "uploads") == []
 
 
+async def test_an_upload_that_would_fill_the_disk_is_refused(start_gateway, samples) -> None:
+    gw = await start_gateway(**BASE, **{"uploads.min_free_bytes": 2**62})  # more than any disk has
+    async with aiohttp.ClientSession() as http:
+        got, body = await upload(http, gw, samples["image/jpeg"], "image/jpeg")
+    assert (got, body["error"]["reason"]) == (507, "storage-full")
+    assert files(gw) == [] and await rows(gw, "uploads") == []
+
+
 async def test_feedback_refusals_store_nothing(start_gateway, connect, watch, samples) -> None:
     gw = await start_gateway(**BASE)
     alice = await connect(gw)
