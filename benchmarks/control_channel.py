@@ -144,7 +144,9 @@ def _toml_str(v: str) -> str:
 class GatewayProcess:
     """`python -m gateway.cli serve` on free loopback ports, stderr (JSON logs) to a file."""
 
-    def __init__(self, workdir: Path, log_level: str, profile: str | None = None) -> None:
+    def __init__(self, workdir: Path, log_level: str, profile: str | None = None,
+                 extra: dict[str, str] | None = None) -> None:
+        self.extra = extra or {}  # more --set values (they win over the ones below)
         self.workdir = workdir
         self.profile = profile
         self.log_path = workdir / "gateway.log"
@@ -178,6 +180,7 @@ class GatewayProcess:
             "auth.dev_tokens": "false",
             "auth.tokens": "{%s = {principal = \"bench\", role = \"dispatcher\"}}" % _toml_str(TOKEN),
         }
+        sets.update(self.extra)
         prof = ["-m", "cProfile", "-o", self.profile] if self.profile else []
         argv = [sys.executable, *prof, "-m", "gateway.cli", "serve"]
         for k, v in sets.items():

@@ -37,7 +37,7 @@ from gateway.store.terminals import (
     deliveries,
     get_instruction,
     get_instructions,
-    insert_delivery,
+    insert_deliveries,
     insert_instruction,
     latest_incidents,
     update_delivery,
@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = structlog.get_logger(__name__)
 
 PUSH_PAGE = 500  # undelivered instructions pushed to a terminal at once (the rest on the next round)
+PUSH_CHUNK = 500  # terminals per read of their undelivered instructions
 EVENT = "terminal.instruction"
 
 
@@ -64,7 +65,6 @@ class InstructionService:
         self.config = terminals.config
         self._deadlines: list[tuple[float, int]] = []  # (epoch, delivery_id), a heap
         self._pushed: dict[tuple[str, int], tuple[float, str]] = {}  # (conn, delivery) -> (mono, terminal)
-        self._locks: dict[str, asyncio.Lock] = {}  # per terminal: one push at a time, in order
         self._wake = asyncio.Event()
         self._tasks = OwnedTasks()
         terminals.on_connected.append(self._on_connected)
@@ -103,11 +103,9 @@ class InstructionService:
 
         async def work(tx: Tx) -> list[dict]:
             await insert_instruction(tx, ins)
-            for tid in tids:
-                await insert_delivery(tx, ins["instruction_id"], tid, deadline(tid), created)
+            await insert_deliveries(tx, ins["instruction_id"], {tid: deadline(tid) for tid in tids}, created)
             rows = await deliveries(tx, "instruction_id = ?", (ins["instruction_id"],))
-            for row in rows:
-                await tx.emit(EVENT, ins["session_id"], _event(ins, row, "queued"))
+            await tx.emit_many(EVENT, ins["session_id"], [_event(ins, row, "queued") for row in rows])
             return rows
 
         rows = await self._store.atomic(work)
@@ -119,9 +117,8 @@ class InstructionService:
         self._wake.set()
         log.info("instruction.queued", instruction_id=ins["instruction_id"], terminals=len(rows),
                  fallback=p.fallback, session_id=p.session_id)
-        for tid in tids:
-            if self._terminals.online(tid):
-                await self._push(tid)
+        # Pushed by the service: the reply does not wait for them.
+        self._tasks.spawn(self._push([t for t in tids if self._terminals.online(t)]), "instructions.push")
         return {"instruction_id": ins["instruction_id"], "session_id": ins["session_id"],
                 "terminals": [{"terminal_id": r["terminal_id"], "state": r["state"]} for r in rows]}
 
@@ -199,29 +196,36 @@ class InstructionService:
 
     async def _on_connected(self, tid: str, conn: Connection) -> None:
         # A task of ours: the hello's reply goes out first, then the instructions it missed.
-        self._tasks.spawn(self._push(tid), f"instructions.push-{tid}")
+        self._tasks.spawn(self._push([tid]), f"instructions.push-{tid}")
 
-    async def _push(self, tid: str) -> None:
-        """Push the terminal's undelivered instructions, in order, to its newest connection;
-        one already pushed there is pushed again only after `redeliver_s`."""
-        async with self._locks.setdefault(tid, asyncio.Lock()):
+    async def _push(self, tids: list[str]) -> None:
+        """Push each terminal's undelivered instructions, in order, to its newest connection;
+        one already pushed there is pushed again only after `redeliver_s`. The sending runs with
+        no await in it, so two pushes for one terminal never interleave (the later one skips
+        what the earlier sent), and order holds."""
+        rows: list[dict] = []
+        for i in range(0, len(tids), PUSH_CHUNK):  # a bounded number of SQL variables per read
+            chunk = tids[i:i + PUSH_CHUNK]
+            rows += await deliveries(self._store, f"terminal_id IN ({', '.join('?' * len(chunk))})"
+                                     " AND delivered_at IS NULL", chunk, PUSH_PAGE * len(chunk))
+        texts = await get_instructions(self._store, [r["instruction_id"] for r in rows])
+        mono, full = time.monotonic(), set()
+        for row in rows:
+            tid = row["terminal_id"]
             conns = self._terminals.connections(tid)
-            if not conns:
-                return
+            if not conns or tid in full:
+                continue
             conn = conns[-1]
-            rows = await deliveries(self._store, "terminal_id = ? AND delivered_at IS NULL", (tid,), PUSH_PAGE)
-            texts = await get_instructions(self._store, [r["instruction_id"] for r in rows])
-            mono = time.monotonic()
-            for row in rows:
-                key = (conn.id, row["delivery_id"])
-                pushed = self._pushed.get(key)
-                if pushed is not None and mono - pushed[0] < self.config.redeliver_s:
-                    continue
-                if not conn.send_notification(INSTRUCTION_NOTIFICATION, _payload(texts[row["instruction_id"]])):
-                    break  # its send queue is full: the next round tries again
-                self._pushed[key] = (mono, tid)
-            if rows:
-                self._wake.set()
+            key = (conn.id, row["delivery_id"])
+            pushed = self._pushed.get(key)
+            if pushed is not None and mono - pushed[0] < self.config.redeliver_s:
+                continue
+            if not conn.send_notification(INSTRUCTION_NOTIFICATION, _payload(texts[row["instruction_id"]])):
+                full.add(tid)  # its send queue is full: the next round tries again
+                continue
+            self._pushed[key] = (mono, tid)
+        if rows:
+            self._wake.set()
 
     async def _run_timer(self) -> None:
         while True:
@@ -241,15 +245,14 @@ class InstructionService:
                 log.exception("instructions.timer.failed")
 
     async def _redeliver(self) -> None:
-        live = {c.id for tid in self._terminals.ids for c in self._terminals.connections(tid)}
         due: set[str] = set()
         for key, (mono, tid) in list(self._pushed.items()):
-            if key[0] not in live:
+            if self._terminals.connection(key[0]) is None:
                 del self._pushed[key]  # that connection is gone: its next hello pushes again
             elif time.monotonic() - mono >= self.config.redeliver_s:
                 due.add(tid)
-        for tid in due:
-            await self._push(tid)
+        if due:
+            await self._push(sorted(due))
 
     async def _deadline(self, delivery_id: int) -> None:
         """The ack deadline of one delivery: to SMS if it still needs it."""

@@ -57,6 +57,7 @@ class TerminalService:
         self.roster = {tid: RosterEntry() for tid in self.ids}
         self._conns: dict[str, Connection] = {}  # conn.id -> connection, for terminals online
         self._wake = asyncio.Event()
+        self._sleep_until: float | None = None  # what the timer waits for (monotonic); None: nothing
         self._tasks = OwnedTasks()
         self._timer: asyncio.Task[None] | None = None
         # Called with (terminal_id, connection) on each hello of a terminal (instructions to push).
@@ -99,8 +100,9 @@ class TerminalService:
                 conn.log.warning("terminal.unknown", principal=conn.principal.name)
             return
         self._conns[conn.id] = conn
-        change = self.presence.connected(tid, conn.id, time.monotonic(), time.time())
-        self._wake.set()  # its deadline may come before the one the timer sleeps towards
+        now = time.monotonic()
+        change = self.presence.connected(tid, conn.id, now, time.time())
+        self._poke(now + self.presence.window_s)
         if change is not None:
             await self._publish_presence(change)
         for callback in self.on_connected:
@@ -162,7 +164,7 @@ class TerminalService:
         if offer is Offer.PUBLISH:
             await self._publish_location(tid, fix, 0)
         elif offer is Offer.DEFERRED:
-            self._wake.set()
+            self._poke(self.gate.next_due())
         return {"terminal_id": tid, "stored": True, "live": offer.value}
 
     def list(self, group: str | None = None) -> dict:
@@ -190,8 +192,13 @@ class TerminalService:
 
     def connections(self, terminal_id: str) -> list[Connection]:
         """The live connections of a terminal (newest last)."""
-        ids = self.presence.get(terminal_id).connections
-        return [c for cid, c in self._conns.items() if cid in ids and not c.closed]
+        found = (self._conns.get(cid) for cid in self.presence.get(terminal_id).connections)
+        return [c for c in found if c is not None and not c.closed]
+
+    def connection(self, conn_id: str) -> Connection | None:
+        """A live connection of a terminal, by its id."""
+        conn = self._conns.get(conn_id)
+        return conn if conn is not None and not conn.closed else None
 
     # internals -----------------------------------------------------------------------------
     def _entry(self, tid: str) -> dict[str, Any]:
@@ -202,11 +209,17 @@ class TerminalService:
                 "position": r.position, "battery": r.battery, "status": r.status,
                 "session_id": r.session_id}
 
+    def _poke(self, at: float | None) -> None:
+        """Something is due at `at`: wake the timer if it sleeps towards a later time."""
+        if at is not None and (self._sleep_until is None or at < self._sleep_until):
+            self._wake.set()
+
     async def _run_timer(self) -> None:
         while True:
             self._wake.clear()
             deadlines = [d for d in (self.presence.next_deadline(), self.gate.next_due()) if d is not None]
-            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            self._sleep_until = min(deadlines) if deadlines else None
+            timeout = max(0.0, self._sleep_until - time.monotonic()) if self._sleep_until is not None else None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()

@@ -92,10 +92,12 @@ async def insert_instruction(tx: Any, ins: dict[str, Any]) -> None:
                      tuple(row[c] for c in INSTRUCTION_COLUMNS))
 
 
-async def insert_delivery(tx: Any, instruction_id: str, terminal_id: str, deadline: float | None,
-                          queued_at: str) -> None:
-    await tx.execute("INSERT INTO terminal_deliveries (instruction_id, terminal_id, state, deadline, queued_at)"
-                     " VALUES (?, ?, 'queued', ?, ?)", (instruction_id, terminal_id, deadline, queued_at))
+async def insert_deliveries(tx: Any, instruction_id: str, deadlines: dict[str, float | None],
+                            queued_at: str) -> None:
+    """One `queued` delivery per terminal (`deadlines`: terminal -> its ack deadline), in order."""
+    await tx.executemany("INSERT INTO terminal_deliveries (instruction_id, terminal_id, state, deadline, queued_at)"
+                         " VALUES (?, ?, 'queued', ?, ?)",
+                         [(instruction_id, tid, d, queued_at) for tid, d in deadlines.items()])
 
 
 async def deliveries(db: Any, where: str, params: Sequence[Any] = (), limit: int = 100_000) -> list[dict[str, Any]]:

@@ -92,12 +92,21 @@ class Tx:
 
     async def emit(self, type: str, session_id: str | None, data: dict[str, Any]) -> int:
         """Append an event in this unit; its seq (delivered to listeners after the commit)."""
-        row = (self.next_seq, type, now_iso(), session_id,
-               json.dumps(data, separators=(",", ":"), ensure_ascii=False))
-        await self._conn.execute(_INSERT_EVENT, row)
-        self.events.append(row)
-        self.next_seq += 1
-        return row[0]
+        return (await self.emit_many(type, session_id, [data]))[0]
+
+    async def emit_many(self, type: str, session_id: str | None, datas: Sequence[dict[str, Any]]) -> list[int]:
+        """Append one event per `datas` item, in order, in one statement; their seqs."""
+        time = now_iso()
+        rows = [(self.next_seq + i, type, time, session_id,
+                 json.dumps(d, separators=(",", ":"), ensure_ascii=False)) for i, d in enumerate(datas)]
+        await self._conn.executemany(_INSERT_EVENT, rows)
+        self.events.extend(rows)
+        self.next_seq += len(rows)
+        return [r[0] for r in rows]
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement over many rows (one trip to the database thread)."""
+        await self._conn.executemany(sql, rows)
 
 
 Work = Callable[[Tx], Awaitable[Any]]

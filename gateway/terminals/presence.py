@@ -46,7 +46,7 @@ class PresenceChange:
 class TerminalPresence:
     terminal_id: str
     state: Presence = Presence.OFFLINE
-    connections: set[Hashable] = field(default_factory=set)
+    connections: dict[Hashable, None] = field(default_factory=dict)  # in the order they came
     beat_mono: float = 0.0  # last sign of life (monotonic)
     last_seen: float | None = None  # the same, wall clock epoch seconds
 
@@ -75,7 +75,7 @@ class PresenceTable:
     def connected(self, terminal_id: str, conn: Hashable, mono: float, wall: float) -> PresenceChange | None:
         """A connection of `terminal_id` said hello: online (a change only if it was offline)."""
         t = self._terms[terminal_id]
-        t.connections.add(conn)
+        t.connections[conn] = None
         t.beat_mono, t.last_seen = mono, wall
         if t.state is Presence.ONLINE:
             return None
@@ -95,7 +95,7 @@ class PresenceTable:
         t = self._terms[terminal_id]
         if conn not in t.connections:
             return None
-        t.connections.discard(conn)
+        del t.connections[conn]
         if t.connections or t.state is Presence.OFFLINE:
             return None
         t.state = Presence.OFFLINE
