@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.http import streams_body
 from gateway.errors import GatewayError, NotAuthenticated, RateLimited
 from gateway.limits import FailureThrottle
 from gateway.protocol import Principal
 
-from .service import UploadRefused, UploadService
+from .service import Incomplete, UploadRefused, UploadService
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +115,7 @@ class UploadRoutes:
         try:
             principal = self.principal(request)
             stored = await self._uploads.receive(principal, request.headers.get(hdrs.CONTENT_TYPE),
-                                                 request.content_length, request.content.iter_any())
+                                                 request.content_length, _body(request))
         except GatewayError as err:
             log.info("upload.refused", reason=err.reason, source=request.remote)
             await self._audit(principal, "http.upload", params, err)
@@ -138,3 +139,13 @@ class UploadRoutes:
         return web.FileResponse(found.path, headers={
             hdrs.CONTENT_TYPE: found.type, hdrs.CACHE_CONTROL: "private, max-age=31536000, immutable",
             "X-Content-Type-Options": "nosniff"})
+
+
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request's body as it arrives; a cut connection or a broken chunked/length framing is
+    the typed `Incomplete` (nothing of it is kept)."""
+    try:
+        async for chunk in request.content.iter_any():
+            yield chunk
+    except (ConnectionError, HttpProcessingError) as exc:
+        raise Incomplete("the upload was cut off before its end", details={"error": type(exc).__name__}) from None

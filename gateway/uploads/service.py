@@ -63,6 +63,12 @@ class TypeMismatch(UploadRefused):
     status, reason = 415, "type-mismatch"
 
 
+class Incomplete(UploadRefused):
+    """The body ended before its declared length, or the connection was lost."""
+
+    status, reason = 400, "incomplete-upload"
+
+
 class BodyTimeout(UploadRefused):
     status, reason = 408, "body-timeout"
 

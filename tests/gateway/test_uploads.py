@@ -168,6 +168,23 @@ async def test_bad_uploads_are_refused_precisely_and_leave_nothing(start_gateway
     assert files(gw) == [] and await rows(gw, "uploads") == []
 
 
+async def test_a_client_cut_off_mid_upload_leaves_nothing(start_gateway, samples) -> None:
+    gw = await start_gateway(**BASE)
+    _, w = await asyncio.open_connection("127.0.0.1", gw.http_port)
+    w.write(b"POST /v1/uploads HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer tok-terminal\r\n"
+            b"Content-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n" + samples["image/jpeg"][:300])
+    await w.drain()
+    async with asyncio.timeout(10):  # being received: its temp file is there
+        while not files(gw):
+            await asyncio.sleep(0.02)
+    w.close()  # the field link drops
+    async with asyncio.timeout(10):
+        while not (audit := [a for a in await gw.store.list_audit(principal="unit-7") if a["method"] == "http.upload"]):
+            await asyncio.sleep(0.02)
+    assert (audit[0]["result"], audit[0]["error_reason"]) == ("error", "incomplete-upload")
+    assert files(gw) == [] and await rows(gw, "uploads") == []
+
+
 async def test_an_upload_that_would_fill_the_disk_is_refused(start_gateway, samples) -> None:
     gw = await start_gateway(**BASE, **{"uploads.min_free_bytes": 2**62})  # more than any disk has
     async with aiohttp.ClientSession() as http:
