@@ -24,6 +24,13 @@ RETRY_AFTER_S = 5
 # Retry-After, or retry elsewhere at once); the limit is about this source's calls, and "busy" is
 # what the source's next caller really meets.
 TOO_MANY_RINGING = (486, "Too Many Ringing Calls")
+# Refusals a worker answers per second (token bucket, as many in a burst). Each refused call has
+# had its RTP and RTCP sockets opened by pjsua before the worker sees it, and a closed socket's
+# ioqueue slot is only reused 500 ms later: the wheel's ioqueue has 64 slots, and refusing a flood
+# at 150 INVITEs/s exhausted it within a second (a pjsua assertion aborts the worker). Past the
+# budget a refused call is held, unanswered (its pjsua slot taken, so pjsua itself answers further
+# INVITEs 486 without opening sockets), until the budget allows, or a dial needs its slot.
+REFUSALS_PER_S = 5.0
 # The reason phrase of a refusal the gateway's user chose (`call.reject`, the ring timeout) when its
 # code is one the front fails over on: the front passes it to the caller instead of ringing the
 # call again on another worker.
@@ -77,6 +84,27 @@ def admit_inbound(*, inbound: int, share: int, ringing_from_source: int,
     if inbound >= share:
         return Refusal(*WORKER_FULL, retry_after=RETRY_AFTER_S)
     return None
+
+
+class RefusalBudget:
+    """A token bucket of refusals: `take(now)` is True when one may be answered now."""
+
+    def __init__(self, rate: float = REFUSALS_PER_S, burst: float | None = None) -> None:
+        self.rate = rate
+        self.burst = rate if burst is None else burst
+        self._tokens = self.burst
+        self._at: float | None = None
+
+    def take(self, now: float, *, borrow: bool = False) -> bool:
+        """One refusal now? `borrow`: also on credit, down to -burst (a dial that needs the slot
+        of a held refusal), repaid before the next ordinary one: the average rate still holds."""
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1 or (borrow and self._tokens > -self.burst):
+            self._tokens -= 1
+            return True
+        return False
 
 
 def source_host(address: str) -> str:

@@ -10,6 +10,7 @@ live call already holds its pjsua slot.
 
 from __future__ import annotations
 
+import collections
 import sys
 import time
 import uuid
@@ -17,7 +18,7 @@ from typing import Any
 
 import pjsua2 as pj
 
-from ..admission import Refusal, admit_inbound, source_host
+from ..admission import Refusal, RefusalBudget, admit_inbound, source_host
 from .pjcalls import CLOCK_RATE, FRAME_MS, CallPort, PlayoutPort, WAccount, WCall
 from .writer import Writer
 
@@ -31,6 +32,8 @@ class CallLifecycle:
     ports: dict[str, CallPort]
     graveyard: list[Any]
     inbound_refused: dict[str, int]
+    refusal_budget: RefusalBudget
+    held_refusals: collections.deque[tuple[WCall, Refusal]]
 
     def ensure_port(self, call: WCall) -> CallPort:
         if call.port is None:
@@ -79,11 +82,29 @@ class CallLifecycle:
         )
 
     def _refuse(self, call: WCall, refusal: Refusal) -> None:
-        """Answer a new inbound call with `refusal` at once; the gateway never hears of it (it is
-        counted in the worker's stats)."""
+        """Refuse a new inbound call; the gateway never hears of it (it is counted in the worker's
+        stats). Answered at once within the refusal budget, else held (sip/admission.py)."""
         call.refused = True
         call.local_end = "refused"
         self.inbound_refused[refusal.reason] = self.inbound_refused.get(refusal.reason, 0) + 1
+        if self.refusal_budget.take(time.monotonic()):
+            self._answer_refusal(call, refusal)
+        else:
+            self.held_refusals.append((call, refusal))
+
+    def _answer_held_refusals(self, *, for_dial: bool = False) -> None:
+        """Main loop: answer held refusals as the budget allows; `for_dial`: one now, on credit if
+        need be (a dial needs its slot)."""
+        while self.held_refusals:
+            if not self.refusal_budget.take(time.monotonic(), borrow=for_dial):
+                return
+            call, refusal = self.held_refusals.popleft()
+            if not call.done:  # not cancelled meanwhile
+                self._answer_refusal(call, refusal)
+                if for_dial:
+                    return
+
+    def _answer_refusal(self, call: WCall, refusal: Refusal) -> None:
         prm = pj.CallOpParam(True)
         prm.statusCode = refusal.code
         prm.reason = refusal.reason

@@ -40,6 +40,7 @@ class CallCommands:
     ep: Any
     calls: dict[str, WCall]
     graveyard: list[Any]
+    held_refusals: Any  # calls.py
     running: bool
 
     def _handle(self, cmd: dict[str, Any]) -> None:
@@ -77,6 +78,8 @@ class CallCommands:
         call_id = cmd["call_id"]
         if call_id in self.calls:
             raise CommandError("invalid-state", "call id already in use")
+        if len(self.calls) >= int(self.cfg.get("max_calls") or 4) and self.held_refusals:
+            self._answer_held_refusals(for_dial=True)  # a dial outranks a held refusal
         if len(self.calls) >= int(self.cfg.get("max_calls") or 4):
             # Never let pjsua reach its own limit: past it, 2.15.1 may abort the process.
             raise CommandError("no-capacity", "worker is at its call limit")

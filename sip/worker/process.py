@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import queue
@@ -29,6 +30,7 @@ from typing import Any
 import pjsua2 as pj
 
 from .. import ipc
+from ..admission import Refusal, RefusalBudget
 from ..lifeline import die_with_parent
 from .calls import CallLifecycle
 from .commands import CallCommands
@@ -59,7 +61,9 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
         # Ended calls and dropped ports, released on the main loop outside any callback
         # (`_release_graveyard`): ports explicitly, before their last reference goes.
         self.graveyard: list[Any] = []
-        self.inbound_refused: dict[str, int] = {}  # inbound calls refused at once, by reason phrase
+        self.inbound_refused: dict[str, int] = {}  # inbound calls refused, by reason phrase
+        self.refusal_budget = RefusalBudget()
+        self.held_refusals: collections.deque[tuple[WCall, Refusal]] = collections.deque()
         self.identities: dict[tuple[str | None, str | None], WAccount] = {}
         self.running = True
         self.ep = pj.Endpoint()
@@ -88,6 +92,8 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
             self.ep.libHandleEvents(10)
             self._drain_commands()
             self._check_deadlines()
+            if self.held_refusals:
+                self._answer_held_refusals()
             if self.graveyard:
                 self._release_graveyard()
             if time.monotonic() > stats_at:
@@ -117,6 +123,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
             for port in [*self.ports.values(), *self.streams.values()]:
                 port.release()  # the clock still runs until libDestroy
             self._release_graveyard()
+            self.held_refusals.clear()
             self.calls.clear()
             self.ports.clear()
             self.streams.clear()

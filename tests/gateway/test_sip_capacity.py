@@ -201,3 +201,28 @@ async def test_a_single_worker_without_front_limits_ringing_per_source_and_keeps
             await _dial_connects(alice, w)
             await two.stop()
         await one.stop()
+
+
+async def test_a_flood_at_a_worker_without_front_neither_crashes_it_nor_starves_dial(
+        start_gateway, connect, watch) -> None:
+    # Without a front the worker refuses the flood itself. Refusing each INVITE at once opened and
+    # closed two RTP sockets per INVITE and crashed the worker within a second (pjsua's ioqueue
+    # ran out of slots: an assertion, SIGABRT); it now answers at most REFUSALS_PER_S a second and
+    # lets pjsua answer the rest 486 before any socket is opened.
+    flood, limit = 2000, 2
+    gw = await start_gateway(**{"sip.max_workers": 1, "sip.max_ringing_per_source": limit,
+                                "calls.ring_timeout_s": 120})
+    pid = gw.sip.worker_pid(0)
+    target = f"{gw.config.sip.host}:{gw.config.sip.port}"
+    alice = await connect(gw)
+    w = await watch(alice)
+    async with sipp_ringer(target, calls=flood, rate=150, host=FLOOD_SOURCE, user="flood",
+                           timeout_s=90) as flooder:
+        await _wait_finals(flooder, 300)  # well into the flood
+        for _ in range(3):  # dispatchers keep dialling through it
+            await _dial_connects(alice, w)
+        finals = await _wait_finals(flooder, flood - limit, timeout=60)
+        assert set(finals) <= {"486 Too Many Ringing Calls", "486 Busy Here"}, finals
+        assert len(_ringing(w, "flood")) == limit
+        await flooder.stop()
+    assert gw.sip.worker_pid(0) == pid and gw.sip.stats()["workers"][0]["restarts"] == 0

@@ -12,6 +12,7 @@ from sip.admission import (
     TOO_MANY_RINGING,
     WORKER_FULL,
     Refusal,
+    RefusalBudget,
     admit_inbound,
     decided_reason,
     fails_over,
@@ -82,3 +83,14 @@ def test_config_keys() -> None:
         load_config(None, {}, ["sip.dispatch_reserve=-1"])
     with pytest.raises(ValueError):
         SipConfig(max_ringing_per_source=-1)
+
+
+def test_refusal_budget_is_a_token_bucket_that_a_dial_may_borrow_from() -> None:
+    b = RefusalBudget(rate=4, burst=4)
+    assert [b.take(0.0) for _ in range(5)] == [True] * 4 + [False]
+    assert b.take(0.125) is False and b.take(0.25) is True  # one token per 0.25 s
+    assert [b.take(0.25, borrow=True) for _ in range(5)] == [True] * 4 + [False]  # credit: -4
+    assert b.take(1.25) is False  # the debt is repaid first
+    assert b.take(1.5) is True
+    assert [b.take(100.0) for _ in range(5)] == [True] * 4 + [False]  # never more than a burst
+    assert RefusalBudget().rate == 5.0
