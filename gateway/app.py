@@ -43,6 +43,7 @@ from gateway.services.sms import SmsService
 from gateway.services.terminals import TerminalService
 from gateway.services.video import VideoService
 from gateway.services.video_http import recording_routes
+from gateway.services.voice import VoiceService
 from sms.factory import make_provider
 from gateway.store import Store
 from gateway.uploads import UploadService
@@ -76,6 +77,8 @@ class Gateway:
         self.terminals = TerminalService(self.store, self.bus, self.directory, config.terminals)
         self.video = VideoService(self.bus, self.sessions, config.video,
                                   data_dir=config.gateway.data_dir, terminals=self.terminals)
+        self.voice = VoiceService(self.bus, self.sessions, self.directory, self.video,
+                                  dial_timeout_s=config.calls.dial_timeout_s)
         self.instructions = InstructionService(self.store, self.sessions, self.sms, self.terminals,
                                                self.directory)
         self.media = MediaService(self.calls, self.broadcasts)
@@ -89,7 +92,7 @@ class Gateway:
         self.registry = Registry()
         register_all(self.registry, bus=self.bus, directory=self.directory, sessions=self.sessions,
                      calls=self.calls, media=self.media, broadcasts=self.broadcasts, sms=self.sms,
-                     video=self.video)
+                     video=self.video, voice=self.voice)
         register_terminals(self.registry, self.terminals, self.instructions)
         register_feedback(self.registry, FeedbackService(self.store, self.sessions, self.terminals))
         c = config.control
@@ -145,6 +148,7 @@ class Gateway:
         # Janus: started before the rest, stopped after it (streams end, recordings finish).
         await self.video.start()
         self._stack.push_async_callback(self.video.stop)
+        self._stack.push_async_callback(self.voice.stop)  # bridges end before Janus stops
         # Webhooks listen before the outbox sends anything: no receipt may find nobody home.
         routes = [*(self.sms.provider.webhook_routes() if self.sms.provider else []),
                   *recording_routes(self.video.recordings_dir, self._authenticate)]
@@ -207,7 +211,8 @@ class Gateway:
 
     async def _on_authenticated(self, conn: Any) -> None:
         await self.terminals.on_authenticated(conn)  # presence first: the terminal is online
-        self.video.on_connected(conn)  # then a stream it was asked for, asked again
+        self.video.on_connected(conn)  # then a stream or a bridge it was asked for, asked again
+        self.voice.on_connected(conn)
 
     async def _sip_ready(self) -> bool:
         return self.sip.ready

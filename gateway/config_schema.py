@@ -449,6 +449,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "rtp_port_min": _int(1024, 65535, 40000),
         "rtp_port_max": _int(1024, 65535, 49999),
         "ice_enforce_list": _Field("str", _ifaces_check, ""),
+        "sip_ip": _host("127.0.0.1"),
         "ice_servers": _Field("list", _ice_servers_check, ()),
         "session_timeout_s": _int(10, 3600, 60),
         "publish_timeout_s": _seconds(30),

@@ -16,11 +16,13 @@ from gateway.services.instructions import InstructionService
 from gateway.services.terminals import TerminalService
 from gateway.uploads.feedback import FeedbackService
 from gateway.services.video import VideoService
+from gateway.services.voice import VoiceService
 
 
 def register_all(registry: Registry, *, bus: EventBus, directory: Directory, sessions: SessionService,
                  calls: CallService, media: MediaService, broadcasts: BroadcastService,
-                 sms: SmsService, video: VideoService) -> None:
+                 sms: SmsService, video: VideoService,
+                 voice: VoiceService) -> None:
     """Plug every service into the method table (the table itself lives in gateway.protocol)."""
 
     async def session_create(ctx: RequestContext, p: Any) -> dict:
@@ -131,6 +133,19 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
     async def video_list(ctx: RequestContext, p: Any) -> dict:
         return {"streams": video.list(p.session_id)}
 
+    async def voice_bridge(ctx: RequestContext, p: Any) -> dict:
+        return await voice.bridge(principal=ctx.principal.name, terminal_id=p.terminal_id,
+                                  target=p.target, session_id=p.session_id)
+
+    async def voice_publish(ctx: RequestContext, p: Any) -> dict:
+        return await voice.publish(terminal_id=video.terminal_of(ctx), bridge_id=p.bridge_id, sdp=p.sdp)
+
+    async def voice_hangup(ctx: RequestContext, p: Any) -> dict:
+        return await voice.hangup(p.bridge_id, terminal_id=video.terminal_of(ctx))
+
+    async def voice_get(ctx: RequestContext, p: Any) -> dict:
+        return voice.get(p.bridge_id)
+
     for name, handler in {
         "session.create": session_create, "session.list": session_list, "session.get": session_get,
         "session.close": session_close, "events.subscribe": events_subscribe,
@@ -144,6 +159,8 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
         "sms.preview": sms_preview, "video.pull": video_pull, "video.publish": video_publish,
         "video.watch": video_watch, "video.answer": video_answer, "video.unwatch": video_unwatch,
         "video.stop": video_stop, "video.get": video_get, "video.list": video_list,
+        "voice.bridge": voice_bridge, "voice.publish": voice_publish, "voice.hangup": voice_hangup,
+        "voice.get": voice_get,
     }.items():
         registry.register(name, handler)
 

@@ -29,6 +29,7 @@ class VideoConfig:
     rtp_port_min: int = 40000
     rtp_port_max: int = 49999
     ice_enforce_list: str = ""
+    sip_ip: str = "127.0.0.1"  # where Janus's SIP plugin speaks SIP and RTP to phones
     ice_servers: tuple[str, ...] = ()
     session_timeout_s: int = 60
     publish_timeout_s: float = 30.0
@@ -55,7 +56,7 @@ class VideoConfig:
         return JanusSettings(
             ws_host=self.ws_host, ws_port=self.ws_base_port + index,
             rtp_port_range=f"{lo}-{lo + share - 1}", ice_enforce_list=self.ice_enforce_list,
-            session_timeout_s=self.session_timeout_s, name=f"janus-{index + 1}")
+            session_timeout_s=self.session_timeout_s, sip_ip=self.sip_ip, name=f"janus-{index + 1}")
 
     @property
     def keepalive_s(self) -> float:

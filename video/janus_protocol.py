@@ -157,6 +157,6 @@ class JanusProtocol:
             return Failed(tid, err.get("code"), str(err.get("reason", "janus error")))
         reply = Reply(tid, message)
         data = reply.plugin_data
-        if "error" in data or data.get("videoroom") == "event" and "error_code" in data:
+        if "error" in data or "error_code" in data:  # a plugin's refusal (VideoRoom, SIP)
             return Failed(tid, data.get("error_code"), str(data.get("error", "plugin error")))
         return reply

@@ -1,4 +1,4 @@
-"""The `video.*` methods of protocol v1: params models and their table entries.
+"""The `video.*` and `voice.*` methods of protocol v1: params models and their table entries.
 
 SDP travels inside the control channel (the terminal's offer in `video.publish`, Janus's offer
 in the result of `video.watch`, the console's answer in `video.answer`): an SDP is text that
@@ -57,6 +57,22 @@ class VideoListParams(Params):
     session_id: Id | None = None
 
 
+class VoiceBridgeParams(Params):
+    terminal_id: Id
+    target: str = Field(min_length=1, max_length=512, description="a directory name or a sip: URI")
+    session_id: Id | None = None
+    idempotency_key: IdempotencyKey | None = None
+
+
+class VoicePublishParams(Params):
+    bridge_id: Id
+    sdp: Sdp
+
+
+class VoiceBridgeIdParams(Params):
+    bridge_id: Id
+
+
 VIDEO_METHODS: tuple[MethodSpec, ...] = (
     _spec("video.pull", COMMAND, VideoPullParams, True,
           "ask a terminal to publish camera and microphone (recorded)"),
@@ -69,4 +85,11 @@ VIDEO_METHODS: tuple[MethodSpec, ...] = (
           summary="end a stream (the terminal: its own)", runs_to_end=True),
     _spec("video.get", READ, VideoStreamParams, summary="a stream: state, viewers, recording"),
     _spec("video.list", READ, VideoListParams, summary="the streams (of one session)"),
+    _spec("voice.bridge", COMMAND, VoiceBridgeParams, True,
+          "bring a terminal's microphone into a SIP call with a phone"),
+    _spec("voice.publish", {TERMINAL}, VoicePublishParams,
+          summary="the terminal's audio offer for a bridge; the phone's answer back", runs_to_end=True),
+    _spec("voice.hangup", COMMAND | {TERMINAL}, VoiceBridgeIdParams,
+          summary="end a bridge (the terminal: its own)", runs_to_end=True),
+    _spec("voice.get", READ, VoiceBridgeIdParams, summary="a bridge and its state"),
 )

@@ -24,6 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -100,7 +101,7 @@ class Stream:
                 "reason": self.reason, "recording": self.recording}
 
 
-def _map(e: VideoError, *, sdp: bool = False) -> GatewayError:
+def map_video_error(e: VideoError, *, sdp: bool = False) -> GatewayError:
     """A video-package failure as the control channel's typed error."""
     if sdp and isinstance(e, JanusRequestError) and e.code in JSEP_ERRORS:
         return InvalidParams(f"SDP refused: {e.message}", reason="invalid-sdp",
@@ -122,6 +123,7 @@ class VideoService:
         self.streams: dict[str, Stream] = {}
         self._watch_index: dict[str, Stream] = {}
         self._tasks = OwnedTasks()
+        self.on_janus_down: list[Callable[[JanusInstance], None]] = []  # voice bridges end too
         self._pull_lock = asyncio.Lock()  # pulls one at a time: two for one terminal give one stream
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -145,27 +147,13 @@ class VideoService:
             return await self._pull(principal, terminal_id, session_id)
 
     async def _pull(self, principal: str, terminal_id: str, session_id: str | None) -> dict:
-        self._require_enabled()
-        link = self._link()
-        link.require(terminal_id)
-        if not link.online(terminal_id):
-            raise Conflict(f"terminal {terminal_id!r} is offline", reason="terminal-offline",
-                           details={"terminal_id": terminal_id})
+        link = self.reachable_terminal(terminal_id)
         live = self._live_for(terminal_id)
         if live is not None:  # one stream per terminal: a second pull gets the live one
             return live.public()
-        if not session_id:
-            session_id = (await self._sessions.create(
-                title=f"Video from {terminal_id}", created_by=principal, origin="video"))["session_id"]
-        else:
-            await self._sessions.require_open(session_id)
+        session_id = await self.incident(session_id, f"Video from {terminal_id}", principal, "video")
         stream_id = "vid-" + secrets.token_hex(8)
-        try:
-            instance = self.pool.pick(self._load)
-            assert instance.client is not None
-            janus = await instance.client.create_session(keepalive_s=self.config.keepalive_s)
-        except VideoError as e:
-            raise _map(e) from None
+        instance, janus = await self.open_janus()
         rec_dir = self.recordings_dir / stream_id
         rec_dir.mkdir(parents=True, exist_ok=True)
         stream = Stream(stream_id, terminal_id, session_id, instance, janus,
@@ -179,7 +167,7 @@ class VideoService:
                                 timeout=self.config.request_timeout_s)
         except VideoError as e:
             await janus.destroy()
-            raise _map(e) from None
+            raise map_video_error(e) from None
         self.streams[stream_id] = stream
         stream.request_seq = (await self._state(stream)).seq
         sent = sum(1 for conn in link.connections(terminal_id) if self._ask(stream, conn))
@@ -194,7 +182,7 @@ class VideoService:
     def terminal_of(self, ctx: RequestContext) -> str | None:
         """The terminal a request comes from (a terminal may act only for itself); None for an
         admin, who may act on any stream."""
-        return self._link().acting_for(ctx, None) if ctx.role == "terminal" else None
+        return self.link().acting_for(ctx, None) if ctx.role == "terminal" else None
 
     async def publish(self, *, terminal_id: str | None, stream_id: str, sdp: str) -> dict:
         stream = self._stream(stream_id)
@@ -220,7 +208,7 @@ class VideoService:
                 stream.publisher.on_event = None
                 await stream.publisher.detach()
                 stream.publisher = None
-            raise _map(e, sdp=True) from None
+            raise map_video_error(e, sdp=True) from None
         if reply.jsep is None or reply.jsep.get("type") != "answer":
             raise Unavailable("Janus gave no SDP answer", reason="janus-error")
         return {"stream_id": stream_id, "sdp": reply.jsep["sdp"]}
@@ -236,7 +224,7 @@ class VideoService:
                 {"request": "join", "room": stream.room, "ptype": "subscriber",
                  "streams": [{"feed": self._feed(stream)}]}, timeout=self.config.request_timeout_s)
         except VideoError as e:
-            raise _map(e) from None
+            raise map_video_error(e) from None
         if reply.jsep is None or reply.jsep.get("type") != "offer":
             await handle.detach()
             raise Unavailable("Janus gave no SDP offer", reason="janus-error")
@@ -258,7 +246,7 @@ class VideoService:
                                          jsep={"type": "answer", "sdp": sdp},
                                          timeout=self.config.request_timeout_s)
         except VideoError as e:
-            raise _map(e, sdp=True) from None
+            raise map_video_error(e, sdp=True) from None
         watcher.answered = True
         await self._state(stream, state="watching")
         return {"watch_id": watch_id, "stream_id": stream.id, "watching": stream.watching}
@@ -320,6 +308,8 @@ class VideoService:
             self._tasks.spawn(self._drop_viewer(stream, watcher), f"video-unwatch {watcher.id}")
 
     def _janus_down(self, instance: JanusInstance, reason: str) -> None:
+        for listener in self.on_janus_down:
+            listener(instance)
         for stream in list(self.streams.values()):
             if stream.instance is instance and not STREAM_MACHINE.is_final(stream.state):
                 self._tasks.spawn(self._end(stream, StreamInput.FAIL, "janus-crashed"),
@@ -402,6 +392,33 @@ class VideoService:
             data["reason"] = stream.reason
         return await self._bus.publish("video.state", data, session_id=stream.session_id)
 
+    def reachable_terminal(self, terminal_id: str) -> TerminalLink:
+        """Video is on, the terminal exists and is online (else the precise error)."""
+        self.require_enabled()
+        link = self.link()
+        link.require(terminal_id)
+        if not link.online(terminal_id):
+            raise Conflict(f"terminal {terminal_id!r} is offline", reason="terminal-offline",
+                           details={"terminal_id": terminal_id})
+        return link
+
+    async def incident(self, session_id: str | None, title: str, principal: str, origin: str) -> str:
+        """The open session to record the work in: the one named, or a new one."""
+        if not session_id:
+            return (await self._sessions.create(title=title, created_by=principal,
+                                                origin=origin))["session_id"]
+        await self._sessions.require_open(session_id)
+        return session_id
+
+    async def open_janus(self) -> tuple[JanusInstance, JanusSession]:
+        """A Janus session on the least loaded instance that is up."""
+        try:
+            instance = self.pool.pick(self.load)
+            assert instance.client is not None
+            return instance, await instance.client.create_session(keepalive_s=self.config.keepalive_s)
+        except VideoError as e:
+            raise map_video_error(e) from None
+
     def _live_for(self, terminal_id: str) -> Stream | None:
         return next((s for s in self.streams.values() if s.terminal_id == terminal_id
                      and not STREAM_MACHINE.is_final(s.state)), None)
@@ -412,7 +429,7 @@ class VideoService:
             stream.deadline.cancel()
         stream.deadline = None
 
-    def _load(self, instance: JanusInstance) -> int:
+    def load(self, instance: JanusInstance) -> int:
         return sum(1 + len(s.watchers) for s in self.streams.values()
                    if s.instance is instance and not STREAM_MACHINE.is_final(s.state))
 
@@ -435,12 +452,12 @@ class VideoService:
                            details={"watch_id": watch_id})
         return stream, watcher
 
-    def _require_enabled(self) -> None:
+    def require_enabled(self) -> None:
         if not self.config.enabled:
             raise Unavailable("video is not enabled on this gateway ([video] enabled)",
                               reason="video-disabled")
 
-    def _link(self) -> TerminalLink:
+    def link(self) -> TerminalLink:
         if self.terminals is None:
             raise Unavailable("no terminals on this gateway", reason="video-disabled")
         return self.terminals

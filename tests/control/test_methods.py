@@ -28,13 +28,13 @@ def test_roles():
         assert METHODS[name].allows("observer"), name
     assert {n for n, s in METHODS.items() if s.allows("terminal")} == {
         "hello", "ping", "terminal.report", "terminal.track", "terminal.feedback", "terminal.received", "terminal.ack",
-        "video.publish", "video.stop"}
+        "video.publish", "video.stop", "voice.publish", "voice.hangup"}
     assert not METHODS["terminal.list"].allows("terminal") and METHODS["terminal.list"].allows("observer")
     assert not METHODS["terminal.report"].allows("dispatcher")
     assert all(s.allows("admin") for s in METHODS.values())
     assert {n for n, s in METHODS.items() if s.starts_work} == {"call.dial", "session.create", "broadcast.start", "sms.send",
                                                                  "video.pull", "terminal.instruct",
-                                                                 "terminal.feedback"}
+                                                                 "terminal.feedback", "voice.bridge"}
 
 
 @pytest.mark.parametrize("target", [

@@ -65,6 +65,11 @@ def test_error_and_plugin_error_are_failures() -> None:
         "plugin": "janus.plugin.videoroom",
         "data": {"videoroom": "event", "error_code": 427, "error": "Room 1 already exists"}}})
     assert out == Failed(tid, 427, "Room 1 already exists")
+    tid, _ = p.request("message", session_id=1, handle_id=3, body={"request": "call"})
+    p.receive({"janus": "ack", "transaction": tid})
+    out = p.receive({"janus": "event", "transaction": tid, "sender": 3, "plugindata": {
+        "plugin": "janus.plugin.sip", "data": {"sip": "event", "error_code": 444, "error": "Invalid address"}}})
+    assert out == Failed(tid, 444, "Invalid address")
 
 
 def test_notices_are_keyed_by_handle() -> None:

@@ -27,7 +27,8 @@ def test_defaults_no_ice_servers_no_stun_mdns_ignored(tmp_path) -> None:
     assert "ignore_mdns = true" in text and 'ice_enforce_list = "v1"' in text
     assert "ice_enforce_list" not in render_janus_jcfg(JanusSettings(), tmp_path)
     # only VideoRoom and the WebSocket transport are loaded; the API listens on loopback only
-    assert "libjanus_videoroom.so" not in text and "libjanus_sip.so" in text
+    assert "libjanus_videoroom.so" not in text and "libjanus_sip.so" not in text
+    assert "libjanus_streaming.so" in text
     assert "libjanus_websockets.so" not in text and "libjanus_http.so" in text
     assert 'ws_ip = "127.0.0.1"' in render_websockets_jcfg(JanusSettings())
 

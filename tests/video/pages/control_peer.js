@@ -25,6 +25,7 @@ function connect(url, token) {
       } else if (m.method === "event") {
         events.push(m.params);
         if (m.params.type === "video.request" && window.onVideoRequest) window.onVideoRequest(m.params.data);
+        if (m.params.type === "voice.request" && window.onVoiceRequest) window.onVoiceRequest(m.params.data);
       }
     };
     ws.onopen = () => rpc("hello", {token, client: "test-peer/1"}).then(resolve, reject);
@@ -49,4 +50,17 @@ async function watchStream(streamId) {
   const res = await rpc("video.watch", {stream_id: streamId});
   const answer = await answerOffer(res.sdp);
   return await rpc("video.answer", {watch_id: res.watch_id, sdp: answer});
+}
+
+// Terminal: its microphone into a SIP call when the gateway asks (voice.request), via voice.publish.
+function voiceWhenAsked() {
+  window.voiced = null;
+  window.onVoiceRequest = async req => {
+    try {
+      const offer = await publishOffer({audio: true, video: false});
+      const res = await rpc("voice.publish", {bridge_id: req.bridge_id, sdp: offer});
+      await acceptAnswer(res.sdp);
+      window.voiced = {bridge_id: req.bridge_id};
+    } catch (e) { window.voiced = {error: String(e)}; }
+  };
 }
