@@ -184,6 +184,7 @@ class Gateway:
 
     async def stop(self) -> None:
         self.sip.quiesce()  # from now on a worker that exits is not restarted
+        self.terminals.quiesce()  # terminals' connections closing now: offline "gateway-stopped"
         await self._stack.aclose()
         log.info("gateway.stopped")
 

@@ -26,9 +26,10 @@ from gateway.directory import Directory, TERMINAL
 from gateway.errors import Forbidden, InvalidParams, NotFound
 from gateway.events import EventBus
 from gateway.protocol import RequestContext
-from gateway.store import Store
+from gateway.store import Store, Tx
+from gateway.store.terminals import presences, put_presence
 from gateway.tasks import OwnedTasks
-from gateway.terminals import LocationGate, Offer, PresenceChange, PresenceTable
+from gateway.terminals import LocationGate, Offer, PresenceChange, PresenceTable, Reason
 from gateway.timeutil import epoch_to_iso, iso_to_epoch
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,6 +58,7 @@ class TerminalService:
         self.roster = {tid: RosterEntry() for tid in self.ids}
         self._conns: dict[str, Connection] = {}  # conn.id -> connection, for terminals online
         self._wake = asyncio.Event()
+        self._stopping = False
         self._sleep_until: float | None = None  # what the timer waits for (monotonic); None: nothing
         self._tasks = OwnedTasks()
         self._timer: asyncio.Task[None] | None = None
@@ -69,7 +71,17 @@ class TerminalService:
             entry = self.roster[tid]
             entry.position = _fix_of(point)
             entry.battery, entry.status = point.get("battery"), point.get("status")
+        for tid, kept in (await presences(self._store)).items():
+            if tid in self.presence:
+                last_seen = iso_to_epoch(kept["last_seen"]) if kept["last_seen"] else None
+                change = self.presence.restore(tid, last_seen, kept["state"] == "online")
+                if change is not None:  # the gateway went down (kill -9) with it online
+                    await self._publish_presence(change)
         self._timer = self._own(self._run_timer(), "terminals.timer")
+
+    def quiesce(self) -> None:
+        """The gateway is stopping: connections closing from now on go offline `gateway-stopped`."""
+        self._stopping = True
 
     async def stop(self) -> None:
         """After the control channel stopped: the newest positions published, anyone still
@@ -113,7 +125,8 @@ class TerminalService:
         self._conns.pop(conn.id, None)
         if tid is None:
             return
-        change = self.presence.disconnected(tid, conn.id)
+        change = self.presence.disconnected(tid, conn.id, Reason.GATEWAY_STOPPED if self._stopping
+                                            else Reason.CONNECTION_CLOSED)
         if change is not None:
             await self._publish_presence(change)
 
@@ -245,8 +258,13 @@ class TerminalService:
         last_seen = epoch_to_iso(change.last_seen) if change.last_seen is not None else None
         log.info("terminal.presence", terminal_id=change.terminal_id, state=change.state.value,
                  reason=change.reason.value)
-        await self._bus.publish("terminal.presence", change.data(last_seen),
-                                self.roster[change.terminal_id].session_id)
+        data = change.data(last_seen)
+
+        async def work(tx: Tx) -> None:  # the event and the presence kept for the next start, together
+            await put_presence(tx, data)
+            await tx.emit("terminal.presence", self.roster[change.terminal_id].session_id, data)
+
+        await self._store.atomic(work)
 
     async def _publish_location(self, tid: str, fix: dict[str, Any], coalesced: int) -> None:
         data = {"terminal_id": tid, **fix}

@@ -13,7 +13,7 @@ from gateway.errors import Unavailable
 
 log = structlog.get_logger("gateway.store")
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -232,6 +232,15 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (sha256, feedback_id)
         ) WITHOUT ROWID""",
         "CREATE INDEX upload_refs_created ON upload_refs (created_at)",
+    ),
+    11: (  # each terminal's last presence: survives a restart (gateway/store/terminals.py)
+        """CREATE TABLE terminal_presence (
+            terminal_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            last_seen TEXT,
+            changed_at TEXT NOT NULL
+        ) WITHOUT ROWID""",
     ),
 }
 

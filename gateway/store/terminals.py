@@ -1,5 +1,6 @@
 """The field terminals' tables: `terminal_track` (every position a terminal reported),
-`terminal_instructions` and `terminal_deliveries` (an instruction's state at each terminal).
+`terminal_presence` (each one's last presence), `terminal_instructions` and `terminal_deliveries`
+(an instruction's state at each terminal).
 
 `TerminalTables` is a mixin of `Store` (gateway/store/tables.py): writes go through the one
 writer, reads through the read connection. The delivery queries (`DELIVERY_COLUMNS`, `deliveries`,
@@ -137,3 +138,16 @@ async def latest_incidents(db: Any) -> dict[str, str]:
         " JOIN terminal_instructions i ON i.instruction_id = d.instruction_id"
         " WHERE i.session_id IS NOT NULL GROUP BY d.terminal_id")  # SQLite: the row of the MAX
     return {tid: sid for tid, sid, _ in rows}
+
+
+async def put_presence(tx: Any, data: dict[str, Any]) -> None:
+    """Keep a terminal's last presence (`terminal.presence` data) across restarts."""
+    await tx.execute("INSERT INTO terminal_presence (terminal_id, state, reason, last_seen, changed_at)"
+                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (terminal_id) DO UPDATE SET state = excluded.state,"
+                     " reason = excluded.reason, last_seen = excluded.last_seen, changed_at = excluded.changed_at",
+                     (data["terminal_id"], data["state"], data["reason"], data["last_seen"], now_iso()))
+
+
+async def presences(db: Any) -> dict[str, dict[str, Any]]:
+    rows = await db.fetchall("SELECT terminal_id, state, reason, last_seen FROM terminal_presence")
+    return {r[0]: {"state": r[1], "reason": r[2], "last_seen": r[3]} for r in rows}

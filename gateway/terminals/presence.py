@@ -27,6 +27,7 @@ class Reason(str, enum.Enum):
     HEARTBEAT_MISSED = "heartbeat-missed"
     CONNECTION_CLOSED = "connection-closed"
     GATEWAY_STOPPED = "gateway-stopped"
+    GATEWAY_RESTARTED = "gateway-restarted"  # it was online when the gateway last went down (kill -9)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,17 @@ class PresenceTable:
         t.beat_mono, t.last_seen = mono, wall
         return True
 
-    def disconnected(self, terminal_id: str, conn: Hashable) -> PresenceChange | None:
+    def restore(self, terminal_id: str, last_seen: float | None, was_online: bool) -> PresenceChange | None:
+        """At start, what the store kept: its last sign of life; and if it was online when the
+        gateway went down without saying so, the offline that was never recorded."""
+        t = self._terms[terminal_id]
+        t.last_seen = last_seen
+        if not was_online or t.state is Presence.ONLINE:
+            return None
+        return PresenceChange(terminal_id, Presence.OFFLINE, Reason.GATEWAY_RESTARTED, last_seen)
+
+    def disconnected(self, terminal_id: str, conn: Hashable,
+                     reason: Reason = Reason.CONNECTION_CLOSED) -> PresenceChange | None:
         """`conn` closed: offline when it was the terminal's last connection."""
         t = self._terms[terminal_id]
         if conn not in t.connections:
@@ -99,7 +110,7 @@ class PresenceTable:
         if t.connections or t.state is Presence.OFFLINE:
             return None
         t.state = Presence.OFFLINE
-        return PresenceChange(terminal_id, Presence.OFFLINE, Reason.CONNECTION_CLOSED, t.last_seen)
+        return PresenceChange(terminal_id, Presence.OFFLINE, reason, t.last_seen)
 
     def expire(self, mono: float) -> list[PresenceChange]:
         """Terminals silent for the whole window: offline, with the connections to close."""

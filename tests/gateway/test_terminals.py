@@ -15,6 +15,8 @@ from websockets.asyncio.client import connect as ws_connect
 from gateway.client import GatewayClient, RemoteError
 from gateway.protocol import codec
 from gateway.timeutil import epoch_to_iso
+from tests.gateway.gateway_proc import GatewayProc
+from tests.gateway.test_stop_signals import overrides
 from tests.peers.cutproxy import CutProxy, ws_frame_len
 
 pytestmark = pytest.mark.peers  # a whole gateway (SIP workers: pjsua2)
@@ -165,14 +167,16 @@ async def test_bad_input_precise_errors_nothing_stored(start_gateway, connect, w
 async def test_roster_survives_a_restart_and_unbound_terminal_tokens_act_for_nobody(
         start_gateway, connect, tmp_path) -> None:
     gw = await start_gateway(**FAST)
-    unit = await connect(gw, "tok-terminal")
+    unit = await connect(gw, "tok-terminal", reconnect=False)
     await unit.call("terminal.report", **fix(lat=45.0, battery=55))
-    await unit.close()
-    await gw.stop()
+    await gw.stop()  # with the terminal connected
     gw2 = await start_gateway(**FAST)
     alice = await connect(gw2)
     entry = await roster(alice, "unit-7")
     assert entry["position"]["lat"] == 45.0 and entry["battery"] == 55 and entry["presence"] == "offline"
+    assert entry["last_seen"] is not None  # kept across the restart
+    presences = [e.data for e in (await gw2.store.events_after(0)) if e.type == "terminal.presence"]
+    assert [(p["state"], p["reason"]) for p in presences] == [("online", "hello"), ("offline", "gateway-stopped")]
     assert [t["terminal_id"] for t in (await alice.call("terminal.list", group="water"))["terminals"]] == ["unit-9"]
     listing = await alice.call("directory.list", kind="terminal")
     assert [e["phone"] for e in listing["endpoints"]] == ["+8613800138007", "+8613800138009"]
@@ -182,3 +186,34 @@ async def test_roster_survives_a_restart_and_unbound_terminal_tokens_act_for_nob
     with pytest.raises(RemoteError) as info:
         await stray.call("terminal.report", **fix())
     assert info.value.reason == "forbidden" and info.value.details["principal"] == "unit-7"
+
+
+async def test_a_terminal_online_when_the_gateway_is_killed_is_offline_after_the_restart(tmp_path) -> None:
+    sets = overrides(tmp_path, **{"directory.endpoint": TERMINALS, "sip.max_workers": 1,
+                                  "sip.warm_workers": 1, "sip.proxy": "none"})
+    gw = GatewayProc(sets, tmp_path)
+    try:
+        await gw.start()
+        unit = await GatewayClient.connect(gw.url, "tok-terminal", reconnect=False)
+        async with await GatewayClient.connect(gw.url, "tok-dispatcher") as alice:
+            async with asyncio.timeout(20):
+                while (await roster(alice, "unit-7"))["presence"] != "online":
+                    await asyncio.sleep(0.05)
+        await gw.kill9()  # no offline recorded
+        await unit.close()
+        await gw.start()
+        async with await GatewayClient.connect(gw.url, "tok-dispatcher") as alice:
+            entry = await roster(alice, "unit-7")
+            assert entry["presence"] == "offline" and entry["last_seen"] is not None
+            await alice.subscribe(0)
+            got: list[dict] = []
+            async with asyncio.timeout(20):
+                async for ev in alice.events():
+                    if ev["type"] == "terminal.presence":
+                        got.append(ev["data"])
+                    if len(got) == 2:
+                        break
+        assert [(p["state"], p["reason"]) for p in got] == [("online", "hello"), ("offline", "gateway-restarted")]
+        assert got[1]["last_seen"] == entry["last_seen"]
+    finally:
+        await gw.stop()

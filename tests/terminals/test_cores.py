@@ -94,3 +94,14 @@ def test_delivery_states() -> None:
     assert needs_fallback(S.QUEUED, require_ack=False) and needs_fallback(S.DELIVERED, require_ack=True)
     assert not needs_fallback(S.DELIVERED, require_ack=False)
     assert not needs_fallback(S.ACKNOWLEDGED, require_ack=True) and not needs_fallback(S.FALLBACK_SMS, True)
+
+
+def test_presence_restored_at_start() -> None:
+    t = table()
+    change = t.restore("u1", last_seen=500, was_online=True)  # the gateway died with it online
+    assert change is not None and change.reason is Reason.GATEWAY_RESTARTED and change.last_seen == 500
+    assert t.restore("u2", last_seen=None, was_online=False) is None
+    assert t.get("u1").last_seen == 500 and not t.online("u1")
+    t.connected("u2", "c1", mono=0, wall=5)
+    change = t.disconnected("u2", "c1", Reason.GATEWAY_STOPPED)
+    assert change is not None and change.reason is Reason.GATEWAY_STOPPED
