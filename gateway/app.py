@@ -150,14 +150,18 @@ class Gateway:
         self._stack.push_async_callback(self.video.stop)
         self._stack.push_async_callback(self.voice.stop)  # bridges end before Janus stops
         # Webhooks listen before the outbox sends anything: no receipt may find nobody home.
-        routes = [*(self.sms.provider.webhook_routes() if self.sms.provider else []),
-                  *recording_routes(self.video.recordings_dir, self._authenticate)]
-        # Uploads: the control channel's tokens, its budget of failed authentications, its audit.
-        routes += UploadRoutes(self.uploads, self._authenticate, self.control.hello_throttle,
-                               audit=self.store.add_audit).routes()
+        routes = list(self.sms.provider.webhook_routes() if self.sms.provider else [])
+        # Uploads: the control channel's tokens, its budget of failed authentications, its audit;
+        # video recordings are downloaded the same way.
+        uploads = UploadRoutes(self.uploads, self._authenticate, self.control.hello_throttle,
+                               audit=self.store.add_audit)
+        routes += uploads.routes()
+        routes += recording_routes(self.video.recordings_dir, uploads.principal, audit=self.store.add_audit)
         h = cfg.http
         self._http = await http.start(h.host, h.port,
-                                      {"store": self.store.healthy, "sip": self._sip_ready}, routes,
+                                      {"store": self.store.healthy, "sip": self._sip_ready,
+                                       **({"video": self.video.ready} if cfg.video.enabled else {})},
+                                      routes,
                                       http.HttpLimits(h.header_timeout_s, h.keepalive_s, h.max_connections,
                                                       h.max_connections_per_source, h.health_reserve),
                                       tls.server_context(h.tls_cert, h.tls_key) if h.tls_cert else None)

@@ -141,6 +141,10 @@ class VideoService:
         await self._tasks.cancel_all()
         await self.pool.stop()
 
+    async def ready(self) -> bool:
+        """/readyz: a stream can be placed (some Janus instance is up)."""
+        return any(i.up.is_set() for i in self.pool.instances)
+
     # -- methods -----------------------------------------------------------------------------
     async def pull(self, *, principal: str, terminal_id: str, session_id: str | None) -> dict:
         async with self._pull_lock:

@@ -116,6 +116,8 @@ async def test_pull_watch_late_viewer_stop_and_recording(video_gateway, chromium
             assert resp.status == 403
         async with http.get(url) as resp:
             assert resp.status == 401
+        async with http.get(url, headers={"Authorization": "Bearer wrong"}) as resp:
+            assert resp.status == 401 and (await resp.json())["error"]["reason"] == "not-authenticated"
         async with http.get(url[:-3] + "000", headers={"Authorization": "Bearer tok-observer"}) as resp:
             assert resp.status == 404
     await context.close()
@@ -163,9 +165,12 @@ async def test_janus_killed_mid_stream_fails_restarts_and_a_new_pull_works(
     os.kill(old_pid, signal.SIGKILL)
     failed = await events.wait(lambda e: _is(e, "video.state", sid, state="failed"), 15)
     assert failed["data"]["reason"] == "janus-crashed"
+    ready_url = f"http://127.0.0.1:{gw.http_port}/readyz"
     assert (await dispatcher.call("session.list"))["sessions"]  # the control plane carries on
     await asyncio.wait_for(janus.up.wait(), 20)
     assert janus.pid != old_pid
+    async with aiohttp.ClientSession() as http, http.get(ready_url) as resp:
+        assert resp.status == 200 and (await resp.json())["checks"]["video"] is True
 
     sid2 = await _publishing(gw, events, terminal, dispatcher)
     assert sid2 != sid
