@@ -25,8 +25,9 @@ import structlog
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.http import streams_body
+from gateway import errors
 from gateway.errors import GatewayError, NotAuthenticated, RateLimited
+from gateway.http import streams_body
 from gateway.limits import FailureThrottle
 from gateway.protocol import Principal
 
@@ -35,12 +36,14 @@ from .service import Incomplete, UploadRefused, UploadService
 log = structlog.get_logger(__name__)
 
 PATH = "/v1/uploads"
-_STATUS = {"not-authenticated": 401, "forbidden": 403, "no-such-upload": 404, "rate-limited": 429,
-           "shutting-down": 503}
+# The HTTP status of each class of the package's errors (by its JSON-RPC code): every
+# `no-such-*` is a 404, whatever the object; anything else is our bug (500).
+_STATUS = {errors.INVALID_PARAMS: 400, errors.NOT_AUTHENTICATED: 401, errors.FORBIDDEN: 403,
+           errors.NOT_FOUND: 404, errors.CONFLICT: 409, errors.RATE_LIMITED: 429, errors.UNAVAILABLE: 503}
 
 
 def error_response(err: GatewayError) -> web.Response:
-    status = err.status if isinstance(err, UploadRefused) else _STATUS.get(err.reason, 500)
+    status = err.status if isinstance(err, UploadRefused) else _STATUS.get(err.code, 500)
     body = {"reason": err.reason, "message": err.message}
     if err.details:
         body["details"] = err.details

@@ -38,3 +38,4 @@ def test_declared_types(header: str | None, kind: str | None) -> None:
 def test_a_photo_declared_as_audio_disagrees(samples) -> None:
     head = samples["image/jpeg"][:sniff.SNIFF_BYTES]
     assert sniff.sniff(head) != sniff.declared("audio/ogg")
+
