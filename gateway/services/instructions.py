@@ -89,10 +89,14 @@ class InstructionService:
     async def instruct(self, principal: str, p: Any) -> dict:
         tids = self._resolve(p.targets)
         if p.session_id is not None:
-            await self._sessions.require_open(p.session_id)
+            session_id = p.session_id
+            await self._sessions.require_open(session_id)
+        else:  # a session of its own (as sms.send does): its events, acks and SMS in one incident
+            session_id = (await self._sessions.create(title="Instruction", created_by=principal,
+                                                      origin="instruction"))["session_id"]
         ack_timeout = p.ack_timeout_s or self.config.ack_timeout_s
         now, created = time.time(), now_iso()
-        ins = {"instruction_id": uuid.uuid4().hex, "session_id": p.session_id, "text": p.text,
+        ins = {"instruction_id": uuid.uuid4().hex, "session_id": session_id, "text": p.text,
                "require_ack": p.require_ack, "ack_timeout_s": ack_timeout, "fallback": p.fallback,
                "targets": list(p.targets), "created_by": principal, "created_at": created}
 
@@ -112,11 +116,10 @@ class InstructionService:
         for row in rows:
             if row["deadline"] is not None:
                 heapq.heappush(self._deadlines, (row["deadline"], row["delivery_id"]))
-            if p.session_id is not None:
-                self._terminals.set_incident(row["terminal_id"], p.session_id)
+            self._terminals.set_incident(row["terminal_id"], session_id)
         self._wake.set()
         log.info("instruction.queued", instruction_id=ins["instruction_id"], terminals=len(rows),
-                 fallback=p.fallback, session_id=p.session_id)
+                 fallback=p.fallback, session_id=session_id)
         # Pushed by the service: the reply does not wait for them.
         self._tasks.spawn(self._push([t for t in tids if self._terminals.online(t)]), "instructions.push")
         return {"instruction_id": ins["instruction_id"], "session_id": ins["session_id"],

@@ -103,6 +103,9 @@ async def test_offline_terminals_are_texted_and_a_later_ack_counts(start_gateway
         assert {m["body"] for m in stub.messages.values()} == {"所有人到防汛指挥部报到"}
         assert sum(stub.creates.values()) == 2  # one SMS each
         linked = [e["data"]["ref"] for e in w.events if e["type"] == "sms.status"]
+        # One incident holds it all: a session of its own (none was given), its SMS too.
+        assert sent["session_id"] and {e["session_id"] for e in w.events if e["type"] in (
+            "sms.status", "terminal.instruction")} == {sent["session_id"]}
         assert {r["terminal_id"] for r in linked} == {"unit-7", "unit-9"}
         assert {r["instruction_id"] for r in linked} == {iid}
         # unit-7 comes back: it still gets the instruction, and its ack still counts.
@@ -232,7 +235,7 @@ async def test_queued_instructions_survive_gateway_restarts(tmp_path: Path) -> N
         await gw.start()
         async with await GatewayClient.connect(gw.url, "tok-dispatcher") as alice:
             ids.append((await alice.call("terminal.instruct", targets=["unit-7"], text="step 2",
-                                         fallback="none"))["instruction_id"])
+                                         fallback="none", session_id=incident))["instruction_id"])
         await gw.kill9()
         await gw.start()
         async with await GatewayClient.connect(gw.url, "tok-terminal") as unit:
