@@ -121,10 +121,11 @@ def _serve(args: argparse.Namespace) -> int:
         await run(config, stop)
 
     from gateway.ports import PortInUse
+    from video.errors import JanusProcessError
 
     try:
         asyncio.run(main_task())
-    except PortInUse as err:
+    except (PortInUse, JanusProcessError) as err:  # a port taken; Janus missing or not starting
         print(f"dispatch-gateway: cannot start: {err}", file=sys.stderr, flush=True)
         return 1
     return 0
