@@ -53,10 +53,7 @@ def recording_routes(recordings_dir: Path, principal_of: Callable[[web.Request],
             except Exception:
                 log.exception("http.audit.failed", method="http.video.recording")
         if err is not None:
-            response = error_response(err)
-            if err.reason == "no-such-recording":
-                response.set_status(404)
-            return response
+            return error_response(err)  # 401, 403, 404 (no-such-recording), 429 by the error's class
         return web.FileResponse(path, headers={hdrs.CONTENT_TYPE: "video/webm",
                                                "X-Content-Type-Options": "nosniff"})
 
