@@ -91,7 +91,7 @@ class Stored:
     sha256: str
     size: int
     type: str
-    new: bool  # False: the same bytes were stored before
+    new: bool  # False: this principal uploaded the same bytes before (never says whether others did)
 
     def public(self) -> dict[str, Any]:
         return {"upload_id": self.sha256, "sha256": self.sha256, "size": self.size, "type": self.type,
@@ -158,7 +158,9 @@ class UploadService:
                     try:
                         await self._fill(blob, kind, chunks)
                         async with self._lock(blob.sha256):
-                            new = await self.blobs.commit(blob)
+                            await self.blobs.commit(blob)  # stored once, whoever uploaded them
+                            new = not any(r["principal"] == principal.name
+                                          for r in await self._store.uploads_of(blob.sha256))
                             await self._store.add_upload(blob.sha256, principal.name, principal.role,
                                                          kind, blob.size)
                     except BaseException:
@@ -168,7 +170,7 @@ class UploadService:
                 raise BodyTimeout(f"upload not received within {self.config.body_timeout_s:g} s",
                                   details={"body_timeout_s": self.config.body_timeout_s}) from None
         stored = Stored(blob.sha256, blob.size, kind, new)
-        log.info("upload.stored", sha256=stored.sha256, size=stored.size, type=kind, new=new,
+        log.info("upload.stored", sha256=stored.sha256, size=stored.size, type=kind, again=not new,
                  principal=principal.name)
         return stored
 

@@ -67,6 +67,10 @@ async def test_upload_feedback_and_download_by_role(start_gateway, connect, watc
         status, again = await upload(http, gw, samples["image/jpeg"], "image/jpeg")
         assert status == 200 and again["sha256"] == stored["image/jpeg"]
         assert len(files(gw)) == len(samples)
+        # Another principal with the same bytes: 201 as for anything new to it (whether someone
+        # else sent them is not told), still one file; it owns its upload, not the terminal's.
+        status, theirs = await upload(http, gw, samples["image/jpeg"], "image/jpeg", token="tok-dispatcher")
+        assert status == 201 and theirs["sha256"] == stored["image/jpeg"] and len(files(gw)) == len(samples)
 
         photo, clip = stored["image/jpeg"], stored["audio/ogg"]
         res = await unit.call("terminal.feedback", session_id=session["session_id"],
