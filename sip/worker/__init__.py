@@ -13,7 +13,9 @@ importing this package imports nothing. Its modules:
                of a call and the graveyard (docs/design.md, "Audio port teardown", "Call object
                teardown")
 - streams.py   broadcast streams: one port per stream, fanned out to its calls by the bridge
-- pjcalls.py   the pjsua2 Call/Account subclasses and the audio ports
+- pjcalls.py   the pjsua2 Endpoint/Call/Account subclasses and the audio ports
+- io_budget.py which new calls fit pjlib's I/O queue (pure): an INVITE that does not is refused
+               before pjsua opens a socket for it (calls.py, docs/design.md "I/O keys of a worker")
 - writer.py    the stdout writer thread; probe.py the capacity probe; causes.py how a call
                ended (pure)
 

@@ -19,8 +19,11 @@ from typing import Any
 import pjsua2 as pj
 
 from ..admission import Refusal, RefusalBudget, admit_inbound, source_host
-from .pjcalls import CLOCK_RATE, FRAME_MS, CallPort, PlayoutPort, WAccount, WCall
+from .io_budget import REFUSAL_REASONS, REFUSE_FAILED, IoBudget, admit_invite
+from .pjcalls import CLOCK_RATE, FRAME_MS, CallPort, PlayoutPort, RefusedCall, WAccount, WCall
 from .writer import Writer
+
+PENDING = "pending-invite"  # IoBudget owner of the INVITE being admitted, until it is a call
 
 
 class CallLifecycle:
@@ -34,6 +37,12 @@ class CallLifecycle:
     inbound_refused: dict[str, int]
     refusal_budget: RefusalBudget
     held_refusals: collections.deque[tuple[WCall, Refusal]]
+    acc: WAccount | None
+    refusal_acc: WAccount | None  # loopback media: INVITEs refused by admission (endpoint.py)
+    budget: IoBudget
+    refusing: int | None  # the code for the INVITE select_account just sent to refusal_acc
+    refused: dict[int, RefusedCall]  # pjsua call id -> refused call, until it is disconnected
+    to_refuse: list[RefusedCall]  # refused calls not answered yet
 
     def ensure_port(self, call: WCall) -> CallPort:
         if call.port is None:
@@ -45,8 +54,65 @@ class CallLifecycle:
             self.ports[call.call_id] = port
         return call.port
 
+    # ---- I/O keys (sip/worker/io_budget.py): decided before pjsua opens any socket for an INVITE
+
+    def select_account(self, prm: Any) -> None:
+        """Endpoint.onSelectAccount, for each new incoming request: an INVITE that does not fit
+        the I/O key budget goes to the refusal account (no sockets) and is refused there."""
+        try:
+            rdata = prm.rdata
+            if not str(rdata.info).startswith("Request msg INVITE/"):
+                return
+            self.settle_admission()
+            code = admit_invite(self.budget, PENDING, str(rdata.wholeMsg), time.monotonic())
+        except Exception as e:  # noqa: BLE001 -- never let a hostile message reach the sockets
+            print(f"worker: admission failed: {e!r}", file=sys.stderr, flush=True)
+            code = REFUSE_FAILED
+        assert self.acc is not None and self.refusal_acc is not None
+        self.refusing = code
+        if code is not None:
+            prm.accountIndex = self.refusal_acc.getId()
+            reason = REFUSAL_REASONS[code]
+            self.inbound_refused[reason] = self.inbound_refused.get(reason, 0) + 1
+        elif prm.accountIndex == self.refusal_acc.getId():
+            prm.accountIndex = self.acc.getId()
+
+    def settle_admission(self) -> None:
+        """An admitted INVITE that did not become a call (pjsua refused it after creating its
+        media): its sockets are closed, its keys come back later."""
+        self.budget.release(PENDING, time.monotonic())
+
+    def refuse(self, acc: WAccount, pj_call_id: int) -> None:
+        """onIncomingCall on the refusal account. The final answer is sent from the main loop
+        (`answer_refusals`): a call that ends inside onIncomingCall makes pjsua2 free the
+        INVITE's clone twice, an assertion that aborts the process."""
+        call = RefusedCall(self, acc, pj_call_id, self.refusing or REFUSE_FAILED)
+        self.refused[pj_call_id] = call
+        self.to_refuse.append(call)
+
+    def answer_refusals(self) -> None:
+        """Main loop, outside any pjsua2 callback: send the refused calls' final answers."""
+        todo, self.to_refuse = self.to_refuse, []
+        for call in todo:
+            prm = pj.CallOpParam(True)
+            prm.statusCode = call.code
+            prm.reason = REFUSAL_REASONS[call.code]
+            try:
+                call.answer(prm)
+            except pj.Error:
+                pass
+
+    def refused_ended(self, call: RefusedCall) -> None:
+        if self.refused.get(call.getId()) is call:
+            del self.refused[call.getId()]
+        self.graveyard.append(call)  # released outside the callback, like any ended call
+
     def incoming(self, acc: WAccount, pj_call_id: int, src_address: str = "") -> None:
+        if acc is self.refusal_acc:
+            self.refuse(acc, pj_call_id)
+            return
         call_id = uuid.uuid4().hex
+        self.budget.rename(PENDING, call_id)
         call = WCall(self, acc, call_id, outbound=False, pj_call_id=pj_call_id)
         call.source = source_host(src_address)
         refusal = self._admit(call.source)
@@ -141,15 +207,16 @@ class CallLifecycle:
         "Audio port teardown", "Call object teardown")."""
         dead, self.graveyard = self.graveyard, []
         taken = {i for c in self.calls.values() if (i := c.getId()) >= 0}  # slots of live calls
+        taken.update(self.refused)
         for obj in dead:
             if isinstance(obj, PlayoutPort):
                 obj.release()
-            elif isinstance(obj, WCall) and obj.getId() in taken:
+            elif isinstance(obj, (WCall, RefusedCall)) and obj.getId() in taken:
                 # A new call already took this ended call's slot (both in one libHandleEvents):
                 # pjsua2's ~Call would unlink that call from its Call object and hang it up.
                 # Keep the small native object instead (rare; logged).
                 obj.thisown = False
-                print(f"worker: ended call {obj.call_id}: its pjsua slot {obj.getId()} holds a new call; "
+                print(f"worker: ended call {getattr(obj, 'call_id', '(refused)')}: its pjsua slot {obj.getId()} holds a new call; "
                       "its native Call object is kept", file=sys.stderr, flush=True)
         dead.clear()
 
@@ -161,6 +228,7 @@ class CallLifecycle:
         if call.port is not None:
             call.port.close()
         self.calls.pop(call.call_id, None)
+        self.budget.release(call.call_id, time.monotonic())  # pjsua closes its sockets now
         port = self.ports.pop(call.call_id, None)
         # Release outside the callback: the Call object must outlive onCallState.
         self.graveyard.append(call)

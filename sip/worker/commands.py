@@ -13,6 +13,7 @@ from typing import Any
 import pjsua2 as pj
 
 from ..admission import decided_reason
+from .io_budget import IoBudget, call_keys
 from .pjcalls import INVALID_URI_STATUS, PJ_ETOOMANY, WCall
 
 SLOT_WAIT_S = 2.0  # a dial waits this long for pjsua to free the slot of a call we hung up
@@ -42,6 +43,7 @@ class CallCommands:
     graveyard: list[Any]
     held_refusals: Any  # calls.py
     running: bool
+    budget: IoBudget
 
     def _handle(self, cmd: dict[str, Any]) -> None:
         rid = cmd.get("id")
@@ -87,6 +89,9 @@ class CallCommands:
         if media_dir is not None and media_dir not in MEDIA_DIRS:
             raise CommandError("invalid-params", f"media_dir {media_dir!r} is not one of {sorted(MEDIA_DIRS)}")
         acc = self._account_for(cmd.get("from_uri"), cmd.get("display_name"))
+        if not self.budget.reserve(call_id, call_keys(1), time.monotonic()):
+            # Its sockets would not fit pjsua's I/O queue now (io_budget.py): another worker.
+            raise CommandError("no-capacity", "worker has no room for a call's sockets right now")
         # Ended calls' Call objects go first: pjsua may give the new call one of their slots, and
         # a Call destroyed after that hangs up whatever call then holds its slot.
         self._release_graveyard()
@@ -108,6 +113,7 @@ class CallCommands:
         except pj.Error as e:
             already_ended = call.done  # pjsua may report DISCONNECTED from inside makeCall
             self.calls.pop(call_id, None)
+            self.budget.release(call_id, time.monotonic())
             call.done = True
             self.graveyard.append(call)
             if e.status in INVALID_URI_STATUS:

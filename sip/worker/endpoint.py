@@ -14,12 +14,21 @@ from .commands import CommandError
 from .pjcalls import CLOCK_RATE, FRAME_MS, WAccount
 
 
+def _no_nat_rewrites(ac: Any) -> None:
+    """Our addresses are what we bound: pjsua rewrites nothing in SDP, Via or Contact."""
+    ac.natConfig.sdpNatRewriteUse = 0
+    ac.natConfig.viaRewriteUse = 0
+    ac.natConfig.contactRewriteUse = 0
+    ac.natConfig.sipOutboundUse = 0
+
+
 class EndpointSetup:
     """Part of `Worker` (process.py): the Endpoint and its accounts, on the main thread."""
 
     cfg: dict[str, Any]
     ep: Any
     acc: WAccount | None
+    refusal_acc: WAccount | None
     identities: dict[tuple[str | None, str | None], WAccount]
 
     def start(self) -> None:
@@ -49,6 +58,8 @@ class EndpointSetup:
         ep.libStart()
         self._set_codecs(cfg.get("codecs") or ["PCMU", "PCMA", "G722"])
         self.acc = self._make_account(None, None, registration=cfg.get("registration"))
+        self.refusal_acc = self._make_refusal_account()
+        self.acc.setDefault()
 
     def _set_codecs(self, wanted: list[str]) -> None:
         wanted_u = [w.upper() for w in wanted]
@@ -81,10 +92,7 @@ class EndpointSetup:
         ac = pj.AccountConfig()
         ac.idUri = f'"{display}" <{uri}>' if display else uri
         ac.mediaConfig.transportConfig = self._media_transport()
-        ac.natConfig.sdpNatRewriteUse = 0
-        ac.natConfig.viaRewriteUse = 0
-        ac.natConfig.contactRewriteUse = 0
-        ac.natConfig.sipOutboundUse = 0
+        _no_nat_rewrites(ac)
         ac.sipConfig.contactForced = f"<sip:{cfg.get('user', 'gateway')}@{cfg['host']}:{cfg['port']}>"
         if registration:
             ac.regConfig.registrarUri = registration["registrar"]
@@ -96,6 +104,19 @@ class EndpointSetup:
             )
         acc = WAccount(self)
         acc.create(ac, from_uri is None and display_name is None)
+        return acc
+
+    def _make_refusal_account(self) -> WAccount:
+        """Where admission (calls.py) sends INVITEs it refuses: a loopback media transport, so
+        pjsua opens no socket for them; never registers, never dials."""
+        cfg = self.cfg
+        ac = pj.AccountConfig()
+        ac.idUri = f"sip:refused@{cfg['host']}:{cfg['port']}"
+        ac.mediaConfig.useLoopMedTp = True
+        _no_nat_rewrites(ac)
+        ac.sipConfig.contactForced = f"<sip:refused@{cfg['host']}:{cfg['port']}>"
+        acc = WAccount(self)
+        acc.create(ac, False)
         return acc
 
     def _account_for(self, from_uri: str | None, display_name: str | None) -> WAccount:

@@ -306,6 +306,37 @@ class WCall(pj.Call):
         prm.cont = True
 
 
+class WEndpoint(pj.Endpoint):
+    """The process's one Endpoint; `onSelectAccount` is where a new INVITE is admitted or not
+    (calls.py, `Worker.select_account`), before pjsua creates any socket for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.worker: Worker | None = None
+
+    def onSelectAccount(self, prm: Any) -> None:
+        if self.worker is not None:
+            self.worker.select_account(prm)
+
+
+class RefusedCall(pj.Call):
+    """An INVITE refused before it had sockets (io_budget.py): answered with `code` on the refusal account,
+    whose media is a loopback transport; never announced to the gateway."""
+
+    def __init__(self, worker: Worker, acc: Any, pj_call_id: int, code: int) -> None:
+        super().__init__(acc, pj_call_id)
+        self.worker = worker
+        self.code = code
+
+    def onCallState(self, prm: Any) -> None:
+        try:
+            ended = self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED
+        except pj.Error:
+            ended = True
+        if ended:
+            self.worker.refused_ended(self)
+
+
 class WAccount(pj.Account):
     def __init__(self, worker: Worker) -> None:
         super().__init__()
@@ -326,4 +357,4 @@ class WAccount(pj.Account):
         )
 
 
-__all__ = ["CallPort", "PlayoutPort", "StreamPort", "WAccount", "WCall", "normalize_cause", "use_fast_vector_reader"]
+__all__ = ["CallPort", "PlayoutPort", "RefusedCall", "StreamPort", "WAccount", "WCall", "WEndpoint", "normalize_cause", "use_fast_vector_reader"]

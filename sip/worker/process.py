@@ -32,10 +32,11 @@ import pjsua2 as pj
 from .. import ipc
 from ..admission import Refusal, RefusalBudget
 from ..lifeline import die_with_parent
+from .io_budget import IoBudget
 from .calls import CallLifecycle
 from .commands import CallCommands
 from .endpoint import EndpointSetup
-from .pjcalls import CallPort, StreamPort, WAccount, WCall, use_fast_vector_reader
+from .pjcalls import CallPort, RefusedCall, StreamPort, WAccount, WCall, WEndpoint, use_fast_vector_reader
 from .probe import probe_max_calls
 from .streams import StreamBridge
 from .writer import Writer
@@ -66,8 +67,15 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
         self.held_refusals: collections.deque[tuple[WCall, Refusal]] = collections.deque()
         self.identities: dict[tuple[str | None, str | None], WAccount] = {}
         self.running = True
-        self.ep = pj.Endpoint()
+        self.ep = WEndpoint()
+        self.ep.worker = self
         self.acc: WAccount | None = None
+        # New calls against the I/O queue keys (io_budget.py, calls.py), INVITEs refused for them.
+        self.refusal_acc: WAccount | None = None
+        self.budget = IoBudget()
+        self.refusing: int | None = None
+        self.refused: dict[int, RefusedCall] = {}
+        self.to_refuse: list[RefusedCall] = []
 
     # ---- output
 
@@ -90,6 +98,9 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
         stats_at = time.monotonic() + 5
         while self.running:
             self.ep.libHandleEvents(10)
+            self.settle_admission()
+            if self.to_refuse:
+                self.answer_refusals()
             self._drain_commands()
             self._check_deadlines()
             if self.held_refusals:
@@ -125,10 +136,12 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
             self._release_graveyard()
             self.held_refusals.clear()
             self.calls.clear()
+            self.refused.clear()
+            self.to_refuse.clear()
             self.ports.clear()
             self.streams.clear()
             self.identities.clear()
-            self.acc = None
+            self.acc = self.refusal_acc = None
             self.ep.libDestroy()
         finally:
             self.emit({"type": "bye"})
