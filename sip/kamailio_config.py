@@ -22,6 +22,9 @@ Choices, and why:
 - Requests coming from a worker's address (workers may use Kamailio as outbound proxy) are relayed
   to their Request-URI.
 - `ctl` with a unix socket in the run directory, so `update_workers()` can reload the list.
+- Requests larger than a worker reads (`MAX_REQUEST_BYTES`) are answered 513 at once: relayed,
+  they were copied into shared memory and held while the worker stayed silent, and a flood of
+  them exhausted it (every request then failed).
 
 `render_config()` and `render_dispatcher_list()` write the files; `parse_ds_list()` reads the
 dispatcher's answer. sip/kamailio.py runs the process.
@@ -52,6 +55,10 @@ FRONT_MODULES = (
 )
 
 DISPATCH_SET = 1
+# A worker (pjsip, PJSIP_MAX_PKT_LEN) reads 4,000 bytes of a datagram and drops the rest; the front
+# adds its Via and Record-Route. A larger request can never become a call: refused at once (513)
+# before tm copies it into shared memory, where a flood of them starved every other request.
+MAX_REQUEST_BYTES = 3500
 CTL_SOCKET = "kamailio_ctl"
 _UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 
@@ -229,6 +236,11 @@ request_route {{
 }}
 
 route[REQINIT] {{
+    # larger than a worker reads (MAX_REQUEST_BYTES): refused before tm copies it to shared memory
+    if ($ml > {MAX_REQUEST_BYTES} && !ds_is_from_list("{DISPATCH_SET}")) {{
+        sl_send_reply("513", "Message Too Large");
+        exit;
+    }}
     if (!mf_process_maxfwd_header("10")) {{
         sl_send_reply("483", "Too Many Hops");
         exit;
