@@ -48,6 +48,20 @@ def _error_from_reply(reply: dict[str, Any]) -> SipError:
                details={k: v for k, v in reply.items() if k in ("status",)})
 
 
+def log_tail(path: Path | None, lines: int = 5, limit: int = 4096) -> list[str]:
+    """The last `lines` non-empty lines of a worker's log (pjsua's, and a failed assertion's),
+    for the line that reports its death."""
+    if path is None:
+        return []
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
+            data = f.read()
+    except OSError:
+        return []
+    return [ln for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()][-lines:]
+
+
 def package_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
 
@@ -333,11 +347,14 @@ class WorkerProcesses:
                                 cause="worker-crashed" if crashed else "local-hangup",
                                 worker=w.index))
         w.calls.clear()
-        if crashed:
-            log.warning("sip.worker.died", worker=w.index, rc=proc.returncode, restarting=restart,
-                        calls_lost=lost)
+        log_path = w.log_path
         if restart:
             self._own(self._restart(w))
+        if crashed:
+            # What it last wrote names the failure (an aborting assertion) and what it last read.
+            last_log = await asyncio.to_thread(log_tail, log_path)
+            log.warning("sip.worker.died", worker=w.index, rc=proc.returncode, restarting=restart,
+                        calls_lost=lost, log=str(log_path), last_log=last_log)
 
     # ---- commands
 

@@ -1,0 +1,39 @@
+"""A worker that dies is reported with the end of its log (issue 8 s. 3: a crash is a restart
+with a log line naming what killed it): pjsua's last lines and a failed assertion are there."""
+
+from __future__ import annotations
+
+import asyncio
+
+from structlog.testing import capture_logs
+
+from sip.worker_process import log_tail
+
+ASSERTION = "python: ../src/pj/ioqueue_select.c:386: pj_ioqueue_register_sock2: Assertion `x' failed."
+
+
+async def test_died_line_carries_the_tail_of_the_worker_log(start_supervisor) -> None:
+    sup = await start_supervisor(max_workers=1)
+    pid = sup.worker_pid(0)
+    path = sup.log_dir / "worker-0.log"
+    with path.open("a") as f:  # what an aborting worker writes last (it shares this file)
+        f.write("00:00:00.000  sip_transport.c  Dropping 4000 bytes packet from UDP 127.0.0.1:5\n")
+        f.write(ASSERTION + "\n")
+    with capture_logs() as logs:
+        sup.kill_worker(0)
+        async with asyncio.timeout(15):
+            while sup.worker_pid(0) in (None, pid):
+                await asyncio.sleep(0.05)
+    died = [e for e in logs if e["event"] == "sip.worker.died"]
+    assert len(died) == 1 and died[0]["restarting"]
+    assert died[0]["last_log"][-1] == ASSERTION
+    assert "Dropping 4000 bytes" in died[0]["last_log"][-2]
+    assert died[0]["log"] == str(path)
+
+
+def test_log_tail_reads_only_the_end(tmp_path) -> None:
+    path = tmp_path / "w.log"
+    assert log_tail(path) == []  # no log (yet): nothing, no error
+    path.write_text("x" * 10_000 + "\n" + "\n".join(f"line {i}" for i in range(20)) + "\n\n")
+    assert log_tail(path, lines=3) == ["line 17", "line 18", "line 19"]
+    assert log_tail(None) == []
