@@ -11,7 +11,9 @@ Choices, and why:
   supervisor already decides how many workers run, so an even spread is the right default.
 - Dead workers: every destination is probed with OPTIONS (`ds_ping_interval`); one failed probe
   makes it inactive, one good probe makes it active again. Between probes, a worker that gives no
-  provisional answer within `worker_timeout_ms` is marked inactive at once and the next one tried.
+  provisional answer within `worker_timeout_ms` is skipped for the next one. A timeout does not
+  mark it inactive: pjsip drops what it cannot parse without a word, and one such request per
+  worker every probe interval left no worker for anyone (SIP fuzzing).
 - Full workers (sip/admission.py): a worker at its inbound share answers 503 Worker Full, one
   with every pjsua slot taken 486; on those (and any 5xx) the next worker is tried and the full
   one stays active. A refusal the gateway's user chose carries the reason phrase DECIDED and is
@@ -317,8 +319,9 @@ route[RELAY] {{
 failure_route[WORKER_FAILED] {{
     if (t_is_canceled()) exit;
     if (t_branch_timeout() && !t_branch_replied()) {{
-        xlog("L_WARN", "worker $du timed out, marking inactive\\n");
-        ds_mark_dst("ip");
+        # Not marked inactive here: a worker drops what it cannot parse without a word, so one
+        # such request would take a healthy worker out of dispatch. The OPTIONS probes decide.
+        xlog("L_WARN", "worker $du timed out\\n");
     }} else if (!t_check_status("^({FAILOVER_STATUS})$") || $T_reply_reason == {_quote(DECIDED)}) {{
         exit;
     }} else {{

@@ -24,23 +24,27 @@ class _Worker(asyncio.DatagramProtocol):
     """A worker as the front sees one that cannot read a datagram (pjsip reads 4,000 bytes of
     each and drops the rest): answers the front's OPTIONS probes, says nothing to anything else."""
 
-    def __init__(self, changed: asyncio.Event) -> None:
+    def __init__(self, changed: asyncio.Event, busy: bytes | None = None) -> None:
         self.transport: asyncio.DatagramTransport | None = None
         self.requests = 0
         self.changed = changed
+        self.busy = busy  # answer 486 to INVITEs with this Call-ID prefix (a worker that reads them)
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
+        head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        keep = [h for h in head[1:] if h.split(b":", 1)[0].lower() in (b"via", b"from", b"to", b"call-id", b"cseq")]
+        assert self.transport is not None
         if data.startswith(b"OPTIONS "):
-            head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-            keep = [h for h in head[1:] if h.split(b":", 1)[0].lower() in (b"via", b"from", b"to", b"call-id", b"cseq")]
-            assert self.transport is not None
             self.transport.sendto(b"\r\n".join([b"SIP/2.0 200 OK", *keep, b"Content-Length: 0", b"", b""]), addr)
         elif not data.startswith(b"SIP/2.0"):
             self.requests += 1
             self.changed.set()
+            if self.busy is not None and data.startswith(b"INVITE ") and b"\r\nCall-ID: " + self.busy in data:
+                reply = b"\r\n".join([b"SIP/2.0 486 Busy Here", *keep, b"Content-Length: 0", b"", b""])
+                self.transport.sendto(reply, addr)
 
 
 class _Caller(asyncio.DatagramProtocol):
@@ -95,6 +99,44 @@ async def test_requests_too_large_for_a_worker_are_refused_at_the_front(run_dir:
         assert not starved, starved[:3]
         assert set(answers.codes) <= {100, 513}, answers.codes
         assert forwarded() < 20  # that one and its retransmissions: the big ones never left the front
+    finally:
+        caller.close()
+        await front.stop()
+        for t, _ in workers:
+            t.close()
+
+
+async def test_a_request_a_worker_ignores_does_not_take_it_out_of_dispatch(run_dir: Path) -> None:
+    """pjsip drops what it cannot parse without a word; the front marked a worker that stayed
+    silent on one INVITE inactive at once, so one such INVITE per worker every 2 s (the probe
+    interval) left no worker for anyone: 503 No Worker Available."""
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+    workers = [await loop.create_datagram_endpoint(lambda: _Worker(changed, busy=b"legit-"),
+                                                   local_addr=(HOST, 0)) for _ in range(2)]
+    front = KamailioFront(HOST, free_udp_port(HOST), [t.get_extra_info("sockname")[:2] for t, _ in workers],
+                          worker_timeout_ms=500)
+    caller, answers = await loop.create_datagram_endpoint(lambda: _Caller(changed), local_addr=(HOST, 0))
+    fuzz = SipFuzzer(8, (HOST, front.port), caller.get_extra_info("sockname")[:2])
+    try:
+        await front.start(run_dir)
+        async with asyncio.timeout(15):  # both workers active (probed)
+            while list((await front.destinations()).values()).count("AP") < 2:
+                await asyncio.sleep(0.2)
+        ignored = fuzz.request(fuzz.rng(1), "INVITE")  # read by the front, never answered by a worker
+        caller.sendto(ignored.encode(), (HOST, front.port))
+        async with asyncio.timeout(15):  # timed out on one worker, then on the other: 503
+            while answers.codes[503] < 1:
+                changed.clear()
+                await changed.wait()
+        legit = fuzz.request(fuzz.rng(2), "INVITE")
+        legit.set("Call-ID", "legit-1")
+        caller.sendto(legit.encode(), (HOST, front.port))
+        async with asyncio.timeout(15):
+            while answers.codes[486] < 1 and answers.codes[503] < 2:
+                changed.clear()
+                await changed.wait()
+        assert answers.codes[486] == 1 and answers.codes[503] == 1, answers.codes
     finally:
         caller.close()
         await front.stop()
