@@ -189,7 +189,8 @@ modparam("dispatcher", "ds_ping_interval", {int(ping_interval)})
 modparam("dispatcher", "ds_probing_mode", 1)
 modparam("dispatcher", "ds_probing_threshold", 1)
 modparam("dispatcher", "ds_inactive_threshold", 1)
-modparam("dispatcher", "ds_ping_reply_codes", "class=2;class=3;class=4")
+# Not class=4: a probe that times out is answered 408 by tm itself, and counted a live worker.
+modparam("dispatcher", "ds_ping_reply_codes", "class=2;class=3;code=403;code=404;code=405;code=480;code=486")
 
 # Ringing calls per source address: a dialog profile keyed by the source, left on the 2xx.
 modparam("dialog", "profiles_with_value", "ringing")
