@@ -42,7 +42,7 @@ class CallLifecycle:
     budget: IoBudget
     refusing: int | None  # the code for the INVITE select_account just sent to refusal_acc
     refused: dict[int, RefusedCall]  # pjsua call id -> refused call, until it is disconnected
-    to_refuse: list[RefusedCall]  # refused calls not answered yet
+    to_refuse: list[tuple[WCall | RefusedCall, Refusal]]  # refused calls not answered yet
 
     def ensure_port(self, call: WCall) -> CallPort:
         if call.port is None:
@@ -83,24 +83,16 @@ class CallLifecycle:
         self.budget.release(PENDING, time.monotonic())
 
     def refuse(self, acc: WAccount, pj_call_id: int) -> None:
-        """onIncomingCall on the refusal account. The final answer is sent from the main loop
-        (`answer_refusals`): a call that ends inside onIncomingCall makes pjsua2 free the
-        INVITE's clone twice, an assertion that aborts the process."""
+        """onIncomingCall on the refusal account; answered from the main loop (`answer_refusals`)."""
         call = RefusedCall(self, acc, pj_call_id, self.refusing or REFUSE_FAILED)
         self.refused[pj_call_id] = call
-        self.to_refuse.append(call)
+        self.to_refuse.append((call, Refusal(call.code, REFUSAL_REASONS[call.code])))
 
     def answer_refusals(self) -> None:
-        """Main loop, outside any pjsua2 callback: send the refused calls' final answers."""
+        """Main loop: answer the calls refused for I/O keys (they opened no socket: no budget)."""
         todo, self.to_refuse = self.to_refuse, []
-        for call in todo:
-            prm = pj.CallOpParam(True)
-            prm.statusCode = call.code
-            prm.reason = REFUSAL_REASONS[call.code]
-            try:
-                call.answer(prm)
-            except pj.Error:
-                pass
+        for call, refusal in todo:
+            self._answer_refusal(call, refusal)
 
     def refused_ended(self, call: RefusedCall) -> None:
         if self.refused.get(call.getId()) is call:
@@ -149,14 +141,12 @@ class CallLifecycle:
 
     def _refuse(self, call: WCall, refusal: Refusal) -> None:
         """Refuse a new inbound call; the gateway never hears of it (it is counted in the worker's
-        stats). Answered at once within the refusal budget, else held (sip/admission.py)."""
+        stats). Answered from the main loop as the refusal budget allows, held till then
+        (sip/admission.py)."""
         call.refused = True
         call.local_end = "refused"
         self.inbound_refused[refusal.reason] = self.inbound_refused.get(refusal.reason, 0) + 1
-        if self.refusal_budget.take(time.monotonic()):
-            self._answer_refusal(call, refusal)
-        else:
-            self.held_refusals.append((call, refusal))
+        self.held_refusals.append((call, refusal))
 
     def _answer_held_refusals(self, *, for_dial: bool = False) -> None:
         """Main loop: answer held refusals as the budget allows; `for_dial`: one now, on credit if
@@ -170,7 +160,10 @@ class CallLifecycle:
                 if for_dial:
                     return
 
-    def _answer_refusal(self, call: WCall, refusal: Refusal) -> None:
+    def _answer_refusal(self, call: WCall | RefusedCall, refusal: Refusal) -> None:
+        """Main loop, outside any pjsua2 callback. Answered inside onIncomingCall, a refused call
+        sometimes ended there, and pjsua2 then freed the INVITE's copy twice
+        (pjsip_rx_data_free_cloned: Assertion `rdata' failed): the worker aborted under SIP fuzzing."""
         prm = pj.CallOpParam(True)
         prm.statusCode = refusal.code
         prm.reason = refusal.reason
@@ -179,8 +172,6 @@ class CallLifecycle:
             h.hName, h.hValue = "Retry-After", str(refusal.retry_after)
             prm.txOption.headers.append(h)
         try:
-            # answer, not hangup: inside onIncomingCall pjsua defers both, and only a deferred
-            # answer keeps its headers (Retry-After)
             call.answer(prm)
         except pj.Error:
             pass

@@ -32,10 +32,10 @@ import pjsua2 as pj
 from .. import ipc
 from ..admission import Refusal, RefusalBudget
 from ..lifeline import die_with_parent
-from .io_budget import IoBudget
 from .calls import CallLifecycle
 from .commands import CallCommands
 from .endpoint import EndpointSetup
+from .io_budget import IoBudget
 from .pjcalls import CallPort, RefusedCall, StreamPort, WAccount, WCall, WEndpoint, use_fast_vector_reader
 from .probe import probe_max_calls
 from .streams import StreamBridge
@@ -75,7 +75,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
         self.budget = IoBudget()
         self.refusing: int | None = None
         self.refused: dict[int, RefusedCall] = {}
-        self.to_refuse: list[RefusedCall] = []
+        self.to_refuse: list[tuple[WCall | RefusedCall, Refusal]] = []
 
     # ---- output
 
