@@ -147,6 +147,7 @@ class UploadsConfig:
     body_timeout_s: float = 300.0  # an upload must be received whole within this (408)
     orphan_keep_s: int = 86_400  # an upload no feedback refers to is removed after this
     min_free_bytes: int = 1024 * 1024 * 1024  # uploads are refused (507) rather than fill the disk below this
+    max_pending_bytes: int = 256 * 1024 * 1024  # a principal's uploads no feedback refers to yet; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -386,6 +387,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "body_timeout_s": _seconds(300),
         "orphan_keep_s": _int(1, 10 * 365 * 86_400, 86_400),
         "min_free_bytes": _int(0, 2**62, 1024 * 1024 * 1024),
+        "max_pending_bytes": _int(0, 2**62, 256 * 1024 * 1024),
     },
     "sms": {
         "provider": _str("none", choices=("none", "twilio", "smpp")),

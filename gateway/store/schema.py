@@ -13,7 +13,7 @@ from gateway.errors import Unavailable
 
 log = structlog.get_logger("gateway.store")
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -241,6 +241,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             last_seen TEXT,
             changed_at TEXT NOT NULL
         ) WITHOUT ROWID""",
+    ),
+    12: (  # a principal's uploads, for its quota of unreferenced bytes (gateway/store/uploads.py)
+        "CREATE INDEX uploads_principal ON uploads (principal)",
     ),
 }
 

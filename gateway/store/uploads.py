@@ -31,6 +31,14 @@ class UploadTables:
             f"SELECT {', '.join(UPLOAD_COLUMNS)} FROM uploads WHERE sha256 = ?", (sha256,))
         return [dict(zip(UPLOAD_COLUMNS, r)) for r in rows]
 
+    async def pending_upload_bytes(self, principal: str) -> int:
+        """The bytes of this principal's uploads that no feedback of its own refers to yet."""
+        rows = await self._read(  # type: ignore[attr-defined]
+            "SELECT COALESCE(SUM(size), 0) FROM uploads u WHERE principal = ? AND NOT EXISTS"
+            " (SELECT 1 FROM upload_refs r WHERE r.sha256 = u.sha256 AND r.principal = u.principal)",
+            (principal,))
+        return int(rows[0][0])
+
     async def upload_referenced(self, sha256: str) -> bool:
         rows = await self._read(  # type: ignore[attr-defined]
             "SELECT 1 FROM upload_refs WHERE sha256 = ? LIMIT 1", (sha256,))

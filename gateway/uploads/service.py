@@ -81,6 +81,10 @@ class StorageFull(UploadRefused):
     status, reason = 507, "storage-full"
 
 
+class QuotaExceeded(UploadRefused):
+    status, reason = 507, "quota-exceeded"
+
+
 def upload_url(sha256: str) -> str:
     """Where an upload is downloaded (on the http port)."""
     return f"/v1/uploads/{sha256}"
@@ -152,11 +156,13 @@ class UploadService:
                        details={"max_concurrent": self.config.max_concurrent})
         async with self._slots:
             await self._check_space(length or 0)
+            pending = await self._check_quota(principal, length or 0)
             try:
                 async with asyncio.timeout(self.config.body_timeout_s):
                     blob = await self.blobs.open_temp()
                     try:
                         await self._fill(blob, kind, chunks)
+                        self._quota_left(principal, pending, blob.size)
                         async with self._lock(blob.sha256):
                             await self.blobs.commit(blob)  # stored once, whoever uploaded them
                             new = not any(r["principal"] == principal.name
@@ -183,6 +189,23 @@ class UploadService:
             log.warning("upload.storage-full", free_bytes=free, min_free_bytes=self.config.min_free_bytes)
             raise StorageFull("not enough free disk space for uploads",
                               details={"min_free_bytes": self.config.min_free_bytes})
+
+    async def _check_quota(self, principal: Principal, length: int) -> int:
+        """One principal may keep `uploads.max_pending_bytes` of uploads that no feedback refers
+        to yet (a terminal cannot fill the disk for everybody); its pending bytes now."""
+        if not self.config.max_pending_bytes:
+            return 0
+        pending = await self._store.pending_upload_bytes(principal.name)
+        self._quota_left(principal, pending, length)
+        return pending
+
+    def _quota_left(self, principal: Principal, pending: int, size: int) -> None:
+        quota = self.config.max_pending_bytes
+        if quota and pending + size > quota:
+            raise QuotaExceeded(
+                f"{principal.name!r} has {pending} bytes of uploads no feedback refers to yet; "
+                f"with this one that is over {quota}: send the feedback first",
+                details={"pending_bytes": pending, "max_pending_bytes": quota})
 
     async def _fill(self, blob: TempBlob, kind: str, chunks: AsyncIterator[bytes]) -> None:
         limit, pending, checked = self.config.max_bytes, bytearray(), False

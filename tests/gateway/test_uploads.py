@@ -189,6 +189,26 @@ async def test_a_client_cut_off_mid_upload_leaves_nothing(start_gateway, samples
     assert files(gw) == [] and await rows(gw, "uploads") == []
 
 
+async def test_a_principal_keeps_at_most_its_quota_of_unsent_uploads(start_gateway, connect, samples) -> None:
+    jpeg, png, wav = samples["image/jpeg"], samples["image/png"], samples["audio/wav"]
+    quota = len(jpeg) + len(png) + len(wav) - 1  # the two photos fit, the clip then does not
+    gw = await start_gateway(**BASE, **{"uploads.max_pending_bytes": quota})
+    unit = await connect(gw, "tok-terminal")
+    async with aiohttp.ClientSession() as http:
+        shas = [(await upload(http, gw, data, kind))[1]["sha256"] for data, kind in ((jpeg, "image/jpeg"),
+                                                                                       (png, "image/png"))]
+        got, body = await upload(http, gw, wav, "audio/wav")
+        assert (got, body["error"]["reason"]) == (507, "quota-exceeded")
+        assert body["error"]["details"] == {"pending_bytes": len(jpeg) + len(png), "max_pending_bytes": quota}
+        got, _ = await upload(http, gw, wav, "audio/wav", token="tok-dispatcher")
+        assert got == 201  # another principal has its own quota
+        assert [p.name for p in files(gw)] == sorted(shas + [hashlib.sha256(wav).hexdigest()],
+                                                     key=lambda h: (h[:2], h))
+        await unit.call("terminal.feedback", text="two photos", uploads=shas)  # sent: no longer pending
+        got, _ = await upload(http, gw, wav, "audio/wav")
+        assert got == 201
+
+
 async def test_an_upload_that_would_fill_the_disk_is_refused(start_gateway, samples) -> None:
     gw = await start_gateway(**BASE, **{"uploads.min_free_bytes": 2**62})  # more than any disk has
     async with aiohttp.ClientSession() as http:
