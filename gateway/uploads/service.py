@@ -157,24 +157,23 @@ class UploadService:
         async with self._slots:
             await self._check_space(length or 0)
             pending = await self._check_quota(principal, length or 0)
+            blob = await self.blobs.open_temp()
             try:
-                async with asyncio.timeout(self.config.body_timeout_s):
-                    blob = await self.blobs.open_temp()
-                    try:
+                try:
+                    async with asyncio.timeout(self.config.body_timeout_s):  # the body only
                         await self._fill(blob, kind, chunks)
-                        self._quota_left(principal, pending, blob.size)
-                        async with self._lock(blob.sha256):
-                            await self.blobs.commit(blob)  # stored once, whoever uploaded them
-                            new = not any(r["principal"] == principal.name
-                                          for r in await self._store.uploads_of(blob.sha256))
-                            await self._store.add_upload(blob.sha256, principal.name, principal.role,
-                                                         kind, blob.size)
-                    except BaseException:
-                        await asyncio.shield(self.blobs.discard(blob))
-                        raise
-            except TimeoutError:
-                raise BodyTimeout(f"upload not received within {self.config.body_timeout_s:g} s",
-                                  details={"body_timeout_s": self.config.body_timeout_s}) from None
+                except TimeoutError:
+                    raise BodyTimeout(f"upload not received within {self.config.body_timeout_s:g} s",
+                                      details={"body_timeout_s": self.config.body_timeout_s}) from None
+                self._quota_left(principal, pending, blob.size)
+                async with self._lock(blob.sha256):
+                    await self.blobs.commit(blob)  # stored once, whoever uploaded them
+                    new = not any(r["principal"] == principal.name
+                                  for r in await self._store.uploads_of(blob.sha256))
+                    await self._store.add_upload(blob.sha256, principal.name, principal.role, kind, blob.size)
+            except BaseException:
+                await asyncio.shield(self.blobs.discard(blob))  # a renamed one: nothing to remove
+                raise
         stored = Stored(blob.sha256, blob.size, kind, new)
         log.info("upload.stored", sha256=stored.sha256, size=stored.size, type=kind, again=not new,
                  principal=principal.name)
