@@ -203,16 +203,24 @@ async def test_a_single_worker_without_front_limits_ringing_per_source_and_keeps
         await one.stop()
 
 
-async def test_a_flood_at_a_worker_without_front_neither_crashes_it_nor_starves_dial(
-        start_gateway, connect, watch) -> None:
-    # Without a front the worker refuses the flood itself. Refusing each INVITE at once opened and
-    # closed two RTP sockets per INVITE and crashed the worker within a second (pjsua's ioqueue
-    # ran out of slots: an assertion, SIGABRT); it now answers at most REFUSALS_PER_S a second and
-    # lets pjsua answer the rest 486 before any socket is opened.
-    flood, limit = 2000, 2
-    gw = await start_gateway(**{"sip.max_workers": 1, "sip.max_ringing_per_source": limit,
-                                "calls.ring_timeout_s": 120})
-    pid = gw.sip.worker_pid(0)
+@pytest.mark.parametrize(("front", "limit", "ringing"), [(False, 2, 2), (True, 0, 6)],
+                         ids=["no-front", "front-no-source-limit"])
+async def test_a_flood_the_workers_refuse_neither_crashes_them_nor_starves_dial(
+        start_gateway, connect, watch, front: bool, limit: int, ringing: int) -> None:
+    # The workers refuse the flood themselves: without a front (one worker, which applies the
+    # ringing limit per source), or behind the front when the flood gets past the front's limit
+    # (many sources; here the limit is off): each worker up to its inbound share, 3 of its 4 slots.
+    # Refusing each INVITE at once opened and closed two RTP sockets per INVITE and crashed a
+    # worker within a second (pjsua's ioqueue ran out of slots: an assertion, SIGABRT); a worker
+    # now answers at most REFUSALS_PER_S a second and lets pjsua answer the rest 486 before any
+    # socket is opened.
+    flood, workers = 2000, 2 if front else 1
+    gw = await start_gateway(**{"sip.max_workers": workers, "sip.warm_workers": workers,
+                                "sip.max_ringing_per_source": limit, "calls.ring_timeout_s": 120})
+    assert (gw.front is not None) == front
+    if front:
+        await _front_ready(gw, workers)
+    pids = [gw.sip.worker_pid(i) for i in range(workers)]
     target = f"{gw.config.sip.host}:{gw.config.sip.port}"
     alice = await connect(gw)
     w = await watch(alice)
@@ -221,8 +229,11 @@ async def test_a_flood_at_a_worker_without_front_neither_crashes_it_nor_starves_
         await _wait_finals(flooder, 300)  # well into the flood
         for _ in range(3):  # dispatchers keep dialling through it
             await _dial_connects(alice, w)
-        finals = await _wait_finals(flooder, flood - limit, timeout=60)
-        assert set(finals) <= {"486 Too Many Ringing Calls", "486 Busy Here"}, finals
-        assert len(_ringing(w, "flood")) == limit
+        finals = await _wait_finals(flooder, flood - ringing, timeout=60)
+        assert set(finals) <= {"486 Too Many Ringing Calls", "486 Busy Here", "503 Worker Full"}, finals
+        assert len(_ringing(w, "flood")) == ringing
         await flooder.stop()
-    assert gw.sip.worker_pid(0) == pid and gw.sip.stats()["workers"][0]["restarts"] == 0
+    assert [gw.sip.worker_pid(i) for i in range(workers)] == pids
+    assert all(x["restarts"] == 0 for x in gw.sip.stats()["workers"].values())
+    if front:
+        assert not _front_errors(gw)
