@@ -51,6 +51,7 @@ log = structlog.get_logger("gateway.video")
 
 VIDEOROOM = "janus.plugin.videoroom"
 JSEP_ERRORS = frozenset({464, 465})  # Janus: unknown JSEP type, invalid SDP
+KEEP_ENDED = 1000  # ended streams still answered by video.get / video.list (the events keep all)
 
 
 class TerminalLink(Protocol):
@@ -386,6 +387,8 @@ class VideoService:
             stream.recording = rec.data()
             shutil.rmtree(stream.rec_dir, ignore_errors=True)  # the .mjr and parts: now in one file
         await self._bus.publish("video.recording", data, session_id=stream.session_id)
+        forget(self.streams, lambda s: STREAM_MACHINE.is_final(s.state))
+
 
     # -- helpers -------------------------------------------------------------------------------
     async def _state(self, stream: Stream, *, state: str | None = None, **extra: Any):
@@ -465,3 +468,10 @@ class VideoService:
         if self.terminals is None:
             raise Unavailable("no terminals on this gateway", reason="video-disabled")
         return self.terminals
+
+
+def forget(live: dict[str, Any], ended: Callable[[Any], bool], keep: int = KEEP_ENDED) -> None:
+    """Drop the oldest ended entries beyond `keep` (dicts keep insertion order)."""
+    done = [k for k, v in live.items() if ended(v)]
+    for k in done[:max(0, len(done) - keep)]:
+        del live[k]

@@ -25,7 +25,7 @@ from gateway.directory import Directory
 from gateway.errors import NotFound, TargetError
 from gateway.events import EventBus
 from gateway.services.sessions import SessionService
-from gateway.services.video import VideoService, map_video_error
+from gateway.services.video import VideoService, forget, map_video_error
 from gateway.state.voice import VOICE_MACHINE, VoiceInput, VoiceState
 from gateway.tasks import OwnedTasks
 from gateway.timeutil import now_iso
@@ -199,6 +199,7 @@ class VoiceService:
         await bridge.janus.destroy()
         await self._state(bridge)
         log.info("voice.ended", bridge_id=bridge.id, reason=reason, sip_code=bridge.sip_code)
+        forget(self.bridges, lambda b: VOICE_MACHINE.is_final(b.state))
 
     # -- helpers -------------------------------------------------------------------------------
     def _ask(self, bridge: Bridge, conn: Connection) -> bool:
