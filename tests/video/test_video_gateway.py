@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from gateway.client import RemoteError
+from tests.peers.baresip import BaresipPhone
 from tests.peers.chromium import frames_decoded, open_page, page_html, poll_until
 from tests.peers.media_netns import MediaNetns
 from tests.peers.ports import free_port_block, free_tcp_port
@@ -160,17 +161,26 @@ async def test_janus_killed_mid_stream_fails_restarts_and_a_new_pull_works(
     await viewer.evaluate("s => watchStream(s)", sid)
     await poll_until(lambda: frames_decoded(viewer), 15, "frames at the viewer")
 
-    janus = gw.video.pool.instances[0]
-    old_pid = janus.pid
-    os.kill(old_pid, signal.SIGKILL)
-    failed = await events.wait(lambda e: _is(e, "video.state", sid, state="failed"), 15)
-    assert failed["data"]["reason"] == "janus-crashed"
-    ready_url = f"http://127.0.0.1:{gw.http_port}/readyz"
-    assert (await dispatcher.call("session.list"))["sessions"]  # the control plane carries on
-    await asyncio.wait_for(janus.up.wait(), 20)
-    assert janus.pid != old_pid
-    async with aiohttp.ClientSession() as http, http.get(ready_url) as resp:
-        assert resp.status == 200 and (await resp.json())["checks"]["video"] is True
+    async with BaresipPhone(user="desk") as phone:  # a SIP call up while Janus dies
+        call_id = (await dispatcher.call("call.dial", target=phone.uri))["call_id"]
+        await events.call_state(call_id, "connected", 20)
+        janus = gw.video.pool.instances[0]
+        old_pid = janus.pid
+        os.kill(old_pid, signal.SIGKILL)
+        failed = await events.wait(lambda e: _is(e, "video.state", sid, state="failed"), 15)
+        assert failed["data"]["reason"] == "janus-crashed"
+        ready_url = f"http://127.0.0.1:{gw.http_port}/readyz"
+        assert (await dispatcher.call("session.list"))["sessions"]  # the control plane carries on
+        await asyncio.wait_for(janus.up.wait(), 20)
+        assert janus.pid != old_pid
+        async with aiohttp.ClientSession() as http, http.get(ready_url) as resp:
+            assert resp.status == 200 and (await resp.json())["checks"]["video"] is True
+        calls = (await dispatcher.call("call.list"))["calls"]
+        assert [(c["call_id"], c["state"]) for c in calls] == [(call_id, "connected")], calls
+        assert "ended" not in events.states(call_id), events.states(call_id)
+        await dispatcher.call("call.hangup", call_id=call_id)
+        ended = await events.call_state(call_id, "ended", 15)
+        assert ended["cause"] == "local-hangup", ended  # ours, not a casualty of Janus
 
     sid2 = await _publishing(gw, events, terminal, dispatcher)
     assert sid2 != sid
