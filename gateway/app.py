@@ -44,6 +44,7 @@ from gateway.services.terminals import TerminalService
 from gateway.services.video import VideoService
 from gateway.services.video_http import recording_routes
 from gateway.services.voice import VoiceService
+from gateway.terminal_page import PageConfig, TerminalPage
 from sms.factory import make_provider
 from gateway.store import Store
 from gateway.uploads import UploadService
@@ -158,6 +159,8 @@ class Gateway:
         routes += uploads.routes()
         routes += recording_routes(self.video.recordings_dir, uploads.principal, audit=self.store.add_audit)
         h = cfg.http
+        if h.terminal_page:  # the reference field terminal at /terminal/
+            routes += (await self._terminal_page()).routes()
         self._http = await http.start(h.host, h.port,
                                       {"store": self.store.healthy, "sip": self._sip_ready,
                                        **({"video": self.video.ready} if cfg.video.enabled else {})},
@@ -209,6 +212,13 @@ class Gateway:
                 await self.front.stop()
             if self._front_dir is not None:
                 shutil.rmtree(self._front_dir, ignore_errors=True)
+
+    async def _terminal_page(self) -> TerminalPage:
+        cfg, beat = self.config, self.config.terminals.heartbeat_interval_s
+        page = PageConfig(control_path=cfg.control.path, control_tls=cfg.control.tls_cert is not None,
+                          control_url=cfg.http.terminal_control_url, heartbeat_interval_s=beat,
+                          report_interval_s=min(5.0, max(cfg.terminals.location_interval_s, beat / 2)))
+        return await TerminalPage.load(page, lambda: self.control.port if self.control.listening else None)
 
     async def _stop_http(self) -> None:
         if self._http is not None:

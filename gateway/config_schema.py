@@ -44,6 +44,7 @@ DEV_PRINCIPALS = ("dispatcher", "observer", "terminal")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SIP_PROXY_MODES = ("auto", "none", "external")
+CONTROL_URL_RE = re.compile(r"^wss?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?(/[A-Za-z0-9._~/\-]*)?$")
 
 
 
@@ -93,6 +94,8 @@ class HttpConfig:
     health_reserve: int = 8  # beyond the limits: connections only for GET /healthz or /readyz
     tls_cert: str | None = None  # PEM certificate (chain) and key: HTTPS instead of HTTP
     tls_key: str | None = None
+    terminal_page: bool = True  # the reference field terminal at /terminal (gateway/terminal_page.py)
+    terminal_control_url: str | None = None  # the control channel as terminals reach it; None: derived
 
 
 @dataclass(frozen=True)
@@ -329,6 +332,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "health_reserve": _int(0, 10_000, 8),
         "tls_cert": _str(None, what="a PEM certificate file path"),
         "tls_key": _str(None, what="a PEM private key file path"),
+        "terminal_page": _bool(True),
+        "terminal_control_url": _str(None, pattern=CONTROL_URL_RE,
+                                     what="a ws:// or wss:// URL (scheme, host[:port], path)"),
     },
     "store": {
         "path": _str("gateway.db"),

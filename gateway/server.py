@@ -436,6 +436,10 @@ class ControlServer:
         await self.stop()
 
     @property
+    def listening(self) -> bool:
+        return self._server is not None and bool(self._server.sockets)
+
+    @property
     def port(self) -> int:
         assert self._server is not None, "not started"
         return self._server.sockets[0].getsockname()[1]

@@ -8,7 +8,8 @@ mid-command, at a byte the test chooses.
         await ws.send(request)
         await proxy.cut.wait()
 
-`arm(up=N)` counts client -> server bytes instead (N smaller than the request: the request is cut
+`heal()` lets new connections through again after a cut (a link that comes back: the client
+reconnects through the same proxy). `arm(up=N)` counts client -> server bytes instead (N smaller than the request: the request is cut
 in half; exactly its length: it arrives whole and the link drops at once). The cut aborts both
 sockets (RST), as a dead link or a killed console does; bytes past the limit never reach the
 other side.
@@ -41,6 +42,12 @@ class CutProxy:
     def arm(self, *, up: int | None = None, down: int | None = None) -> None:
         """Cut once `up` more bytes went to the server, or `down` more to the client."""
         self._limits = {"up": up, "down": down}
+
+    def heal(self) -> None:
+        """After a cut: new connections are forwarded again (the cut ones stay cut)."""
+        self._links = [(a, b) for a, b in self._links if not (a.transport.is_closing() and b.transport.is_closing())]
+        self._limits = {"up": None, "down": None}
+        self.cut.clear()
 
     async def start(self) -> CutProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)

@@ -1,0 +1,299 @@
+// The reference field terminal: wiring of the page. It speaks only the public protocol
+// (docs/protocol.md), so a native app can do the same: hello with the terminal's token,
+// heartbeats and positions, instructions received and acknowledged, camera when pulled.
+
+import { applyI18n, clock, lang, pickLang, say, setLang, t } from "./i18n.js";
+import { Inbox } from "./inbox.js";
+import { Link } from "./link.js";
+import { Publisher } from "./media.js";
+import { PositionWatch, batteryLevel, reportParams } from "./position.js";
+import { Feedback } from "./feedback.js";
+
+const CLIENT = "field-terminal/1";
+const TOKEN_KEY = "dgw.token";
+const LANG_KEY = "dgw.lang";
+const $ = (id) => document.getElementById(id);
+
+const app = {
+  config: null,
+  link: null,
+  inbox: null,
+  token: null,
+  principal: null,
+  fix: null, // {coords, timestamp, sent}
+  reportTimer: null,
+  watch: null,
+  publisher: null,
+  feedback: null,
+};
+
+// -- language -----------------------------------------------------------------------------
+function initLang() {
+  setLang(pickLang(localStorage.getItem(LANG_KEY), navigator.language));
+  applyI18n(document);
+  $("lang").addEventListener("click", () => {
+    setLang(lang() === "en" ? "zh-CN" : "en");
+    localStorage.setItem(LANG_KEY, lang());
+    applyI18n(document);
+    renderInstructions();
+  });
+}
+
+// -- sign in / out ------------------------------------------------------------------------
+function showError(key, vars) {
+  const el = $("signin-error");
+  el.hidden = false;
+  say(el, key, vars);
+}
+
+function errorKey(err) {
+  if (err.reason === "rate-limited") return ["error.rate-limited", { s: Math.ceil(err.details.retry_after_s || 1) }];
+  if (err.reason === "not-authenticated" || err.reason === "forbidden") return [`error.${err.reason}`, {}];
+  return ["error.generic", { reason: err.reason }];
+}
+
+async function loadConfig() {
+  const res = await fetch("config.json", { cache: "no-store", credentials: "omit" });
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  return res.json();
+}
+
+async function signIn(token, remember) {
+  $("signin-error").hidden = true;
+  $("signin-button").disabled = true;
+  say($("signin-button"), "signin.checking");
+  try {
+    app.config = await loadConfig();
+  } catch (err) {
+    signInFailed("error.config", { detail: err.message });
+    return;
+  }
+  app.token = token;
+  if (remember) localStorage.setItem(TOKEN_KEY, token);
+  app.link = new Link({
+    url: app.config.control_url,
+    token,
+    client: CLIENT,
+    heartbeatMs: app.config.heartbeat_interval_s * 1000,
+    onState: linkState,
+    onHello: hello,
+    onNotify: notify,
+    onEvent: event,
+  });
+  app.link.start();
+}
+
+function signInFailed(key, vars) {
+  $("signin-button").disabled = false;
+  say($("signin-button"), "signin.submit");
+  showError(key, vars);
+}
+
+function signOut(keepError = false) {
+  app.link?.stop();
+  app.link = null;
+  app.watch?.stop();
+  app.publisher?.close(null);
+  clearInterval(app.reportTimer);
+  localStorage.removeItem(TOKEN_KEY);
+  app.token = null;
+  $("work").hidden = true;
+  $("signin").hidden = false;
+  $("token").value = "";
+  $("signin-button").disabled = false;
+  say($("signin-button"), "signin.submit");
+  if (!keepError) $("signin-error").hidden = true;
+}
+
+// -- the control channel ------------------------------------------------------------------
+function linkState(state, detail) {
+  const pill = $("link-state");
+  pill.dataset.state = state;
+  say(pill, `link.${state}`);
+  if (state === "rejected") {
+    const [key, vars] = errorKey(detail);
+    signOut(true);
+    showError(key, vars);
+  } else if (state === "reconnecting") {
+    say($("link-detail"), "link.retry_in", { s: Math.ceil(detail.delay / 1000) });
+    if ($("work").hidden && app.link?.hellos === 0) signInFailed("error.unreachable");
+  } else if (state === "online" && detail.resumed) {
+    say($("link-detail"), "link.resumed", { time: clock() });
+  }
+}
+
+function hello(result, resumed) {
+  if (result.role !== "terminal") {
+    // A console's token: this page acts for one terminal only, never as a dispatcher.
+    signOut(true);
+    showError("error.forbidden");
+    return;
+  }
+  if (!resumed) {
+    app.principal = result.principal;
+    app.inbox = new Inbox(localStorage, result.principal);
+    $("principal").textContent = result.principal;
+    $("signin").hidden = true;
+    $("work").hidden = false;
+    $("signin-error").hidden = true;
+    startPosition();
+    app.publisher = new Publisher((m, p) => app.link.call(m, p), videoState, $("preview"));
+    app.feedback = new Feedback(app, $("feedback-card"));
+    renderInstructions();
+  }
+  // Resume: the newest position goes out at once, acknowledgements pressed offline follow;
+  // the gateway pushes again every instruction not yet confirmed.
+  sendPosition(true);
+  for (const id of app.inbox.unsentAcks()) acknowledge(id);
+}
+
+function notify(method, params) {
+  if (method === "terminal.instruction") instruction(params);
+}
+
+function event(ev) {
+  if (ev.type === "video.request") app.publisher?.publish(ev.data || {});
+}
+
+// -- instructions -------------------------------------------------------------------------
+function instruction(params) {
+  const id = params.instruction_id;
+  if (typeof id !== "string") return;
+  // Confirm every push, repeats too: the first confirmation may have been lost.
+  app.link.call("terminal.received", { instruction_id: id }).catch(() => {});
+  if (app.inbox.add(params)) renderInstructions();
+}
+
+async function acknowledge(id) {
+  app.inbox.setAck(id, "wanted");
+  renderInstructions();
+  try {
+    await app.link.call("terminal.ack", { instruction_id: id });
+    app.inbox.setAck(id, "done");
+  } catch (err) {
+    if (err.reason === "no-such-instruction" || err.reason === "forbidden") app.inbox.setAck(id, "done");
+  }
+  renderInstructions();
+}
+
+function renderInstructions() {
+  if (!app.inbox) return;
+  const list = $("instructions");
+  const items = app.inbox.list();
+  $("instructions-empty").hidden = items.length > 0;
+  list.replaceChildren(...items.map(renderInstruction));
+}
+
+function renderInstruction(item) {
+  const li = document.createElement("li");
+  li.dataset.id = item.instruction_id;
+  li.dataset.ack = item.ack;
+  const text = document.createElement("p");
+  text.className = "text";
+  text.textContent = item.text;
+  const meta = document.createElement("p");
+  meta.className = "muted";
+  const when = item.created_at ? clock(new Date(item.created_at)) : "";
+  meta.textContent = t("instructions.from", { who: item.created_by || "", time: when });
+  li.append(text, meta);
+  if (!item.require_ack) {
+    const note = document.createElement("p");
+    note.className = "muted";
+    note.textContent = t("instructions.info");
+    li.append(note);
+  } else if (item.ack === "done") {
+    const done = document.createElement("p");
+    done.className = "acked";
+    done.textContent = t("instructions.acked");
+    li.append(done);
+  } else {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "ack";
+    button.disabled = item.ack === "wanted";
+    button.textContent = t(item.ack === "wanted" ? (app.link?.up ? "instructions.acking" : "instructions.ack_queued") : "instructions.ack");
+    button.addEventListener("click", () => acknowledge(item.instruction_id));
+    li.append(button);
+  }
+  return li;
+}
+
+// -- position -----------------------------------------------------------------------------
+function startPosition() {
+  app.watch = new PositionWatch(
+    (coords, timestamp) => {
+      const first = app.fix === null;
+      app.fix = { coords, timestamp, sent: null };
+      $("position-error").hidden = true;
+      renderPosition();
+      if (first) sendPosition(true);
+    },
+    (code) => {
+      $("position-error").hidden = false;
+      say($("position-error"), `position.${code}`);
+    },
+  );
+  if ($("share").checked) app.watch.start();
+  clearInterval(app.reportTimer);
+  app.reportTimer = setInterval(() => sendPosition(false), app.config.report_interval_s * 1000);
+}
+
+async function sendPosition(force) {
+  const fix = app.fix;
+  if (!fix || !$("share").checked || !app.link?.up) return;
+  if (fix.sent !== null && !force) return; // nothing new; pings keep the heartbeat
+  const params = reportParams(fix.coords, fix.timestamp, await batteryLevel());
+  try {
+    await app.link.call("terminal.report", params);
+    fix.sent = new Date();
+    renderPosition();
+  } catch (err) {
+    if (err.reason === "offline" || err.reason === "disconnected" || err.reason === "timeout") return;
+    $("position-error").hidden = false;
+    const loc = (err.details.errors || []).map((e) => `${[].concat(e.loc).join(".")}: ${e.msg}`).join("; ");
+    say($("position-error"), "position.refused", { detail: loc || err.reason });
+  }
+}
+
+function renderPosition() {
+  const el = $("position");
+  if (!$("share").checked) return say(el, "position.paused");
+  const fix = app.fix;
+  if (!fix) return say(el, "position.none");
+  const vars = { lat: fix.coords.latitude.toFixed(5), lon: fix.coords.longitude.toFixed(5),
+    acc: Math.round(fix.coords.accuracy), time: fix.sent ? clock(fix.sent) : "" };
+  say(el, fix.sent ? "position.fix" : "position.waiting", vars);
+}
+
+function shareChanged() {
+  if ($("share").checked) app.watch?.start();
+  else app.watch?.stop();
+  renderPosition();
+  sendPosition(true);
+}
+
+// -- video --------------------------------------------------------------------------------
+function videoState(state, detail) {
+  $("video-card").hidden = state === "stopped";
+  const key = { starting: "video.starting", live: "video.live", stopped: "video.stopped", failed: "video.failed" }[state];
+  say($("video-state"), key, { detail: detail || "" });
+}
+
+// -- start --------------------------------------------------------------------------------
+function init() {
+  initLang();
+  $("signin-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    signIn($("token").value.trim(), $("remember").checked);
+  });
+  $("signout").addEventListener("click", () => {
+    app.inbox?.clear();
+    signOut();
+  });
+  $("share").addEventListener("change", shareChanged);
+  $("video-stop").addEventListener("click", () => app.publisher?.stop());
+  const saved = localStorage.getItem(TOKEN_KEY);
+  if (saved) signIn(saved, true);
+}
+
+init();

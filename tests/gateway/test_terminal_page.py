@@ -1,0 +1,200 @@
+"""The reference field terminal (terminal/, served at /terminal/) in headless Chromium against a
+real gateway: sign in with a terminal token, position from the browser's geolocation reported
+and seen by a dispatcher (terminal.location, terminal.list), a cut link reconnected by the page
+itself (presence online again), the language switch, a bad token refused with a clear message,
+and the page's security headers (a CSP without inline script or other origins, obeyed: no
+violation reported)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.gateway.test_terminals import TERMINALS, presence, roster
+from tests.peers.cutproxy import CutProxy
+
+pytestmark = pytest.mark.peers  # a whole gateway (SIP workers: pjsua2) and Chromium
+
+PAGE_SET = {"directory.endpoint": TERMINALS, "terminals.heartbeat_interval_s": 2,
+            "terminals.missed_heartbeats": 3, "terminals.location_interval_s": 0.2}
+SHANGHAI = {"latitude": 31.2304, "longitude": 121.4737, "accuracy": 12}
+WAIT_MS = 20_000
+TERMINAL_DIR = Path(__file__).resolve().parents[2] / "terminal"
+
+
+class Browser:
+    """Chromium with one context per page; collects console errors (CSP violations among them)."""
+
+    def __init__(self, browser: Any) -> None:
+        self.browser = browser
+        self.console: list[str] = []  # console errors (a CSP violation, a failed load)
+        self.errors: list[str] = []  # uncaught exceptions in the page's scripts
+
+    async def page(self, gw: Any, geolocation: dict | None = SHANGHAI) -> Any:
+        origin = f"http://127.0.0.1:{gw.http_port}"
+        context = await self.browser.new_context(
+            permissions=["geolocation"] if geolocation else [], geolocation=geolocation, locale="en-US")
+        if geolocation:
+            await context.grant_permissions(["geolocation"], origin=origin)
+        page = await context.new_page()
+        page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        await page.goto(origin + "/terminal/")
+        return page
+
+
+@pytest_asyncio.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    from playwright.async_api import async_playwright
+
+    from tests.peers.chromium import launch_chromium
+
+    async with async_playwright() as pw:
+        browser = await launch_chromium(pw)
+        b = Browser(browser)
+        try:
+            yield b
+        finally:
+            await browser.close()
+        assert not b.errors, b.errors
+        assert not [m for m in b.console if "Content Security Policy" in m or "Failed to load" in m], b.console
+
+
+async def sign_in(page: Any, token: str = "tok-terminal", remember: bool = False) -> None:
+    await page.fill("#token", token)
+    if remember:
+        await page.check("#remember")
+    await page.click("#signin-button")
+
+
+async def online(page: Any) -> None:
+    await page.wait_for_selector('#link-state[data-state="online"]', timeout=WAIT_MS)
+
+
+async def test_sign_in_and_position_seen_by_a_dispatcher(start_gateway, connect, watch, chromium) -> None:
+    gw = await start_gateway(**PAGE_SET)
+    alice = await connect(gw)
+    w = await watch(alice)
+    page = await chromium.page(gw)
+    await sign_in(page)
+    await online(page)
+    assert await page.text_content("#principal") == "unit-7"
+    await presence(w, "unit-7", "online", "hello")
+    loc = await w.wait(lambda e: e["type"] == "terminal.location" and e["data"]["terminal_id"] == "unit-7")
+    assert loc["data"]["lat"] == pytest.approx(31.2304) and loc["data"]["lon"] == pytest.approx(121.4737)
+    assert loc["data"]["accuracy_m"] == pytest.approx(12)
+    entry = await roster(alice, "unit-7")
+    assert entry["presence"] == "online" and entry["position"]["lat"] == pytest.approx(31.2304)
+    await page.wait_for_selector("#position:has-text('31.23040')", timeout=WAIT_MS)
+    # The device moves: the page reports the new fix.
+    await page.context.set_geolocation({"latitude": 31.25, "longitude": 121.5, "accuracy": 5})
+    await w.wait(lambda e: e["type"] == "terminal.location" and e["data"]["lat"] == pytest.approx(31.25))
+    # The token was not asked to be remembered: it is in no storage of the page.
+    stored = await page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}])")
+    assert "tok-terminal" not in stored
+    track = await alice.call("terminal.track", terminal_id="unit-7")
+    assert len(track["points"]) >= 2
+
+
+async def test_page_reconnects_after_a_cut_link(start_gateway, connect, watch, chromium) -> None:
+    async with CutProxy("127.0.0.1", 1) as proxy:  # its target: the control port, once bound
+        gw = await start_gateway(**PAGE_SET, **{"http.terminal_control_url": f"ws://127.0.0.1:{proxy.port}/v1/control"})
+        proxy.target = ("127.0.0.1", gw.control.port)
+        alice = await connect(gw)
+        w = await watch(alice)
+        page = await chromium.page(gw)
+        await sign_in(page)
+        await online(page)
+        first = await presence(w, "unit-7", "online", "hello")
+        proxy.arm(down=1)  # the next byte to the page (a heartbeat's answer) cuts the link
+        off = await presence(w, "unit-7", "offline", "connection-closed", after=first["seq"])
+        await page.wait_for_selector('#link-state[data-state="reconnecting"]', timeout=WAIT_MS)
+        proxy.heal()  # the network is back: the page's next attempt gets through
+        again = await presence(w, "unit-7", "online", "hello", after=off["seq"])
+        await online(page)
+        await page.wait_for_selector("#link-detail:has-text('Connected again')", timeout=WAIT_MS)
+        # Resumed: it reports its position again right away.
+        await w.wait(lambda e: e["type"] == "terminal.location" and e["seq"] > again["seq"])
+        assert (await roster(alice, "unit-7"))["presence"] == "online"
+
+
+async def test_bad_token_shows_a_clear_error_and_is_not_retried(start_gateway, connect, chromium) -> None:
+    gw = await start_gateway(**PAGE_SET)
+    page = await chromium.page(gw)
+    await sign_in(page, "not-a-token", remember=True)
+    error = page.locator("#signin-error")
+    await error.wait_for(state="visible", timeout=WAIT_MS)
+    assert await error.text_content() == "This token was not accepted. Check it and try again."
+    assert await page.is_hidden("#work")
+    assert await page.get_attribute("#link-state", "data-state") == "rejected"
+    assert await page.evaluate("() => localStorage.getItem('dgw.token')") is None  # a bad one is not kept
+    # A dispatcher's token is no terminal's: refused too, with its own message.
+    await sign_in(page, "tok-dispatcher")
+    await page.wait_for_function(
+        "() => document.querySelector('#signin-error').textContent.includes('does not belong')", timeout=WAIT_MS)
+
+
+async def test_language_switch_and_every_string_translated(start_gateway, chromium) -> None:
+    gw = await start_gateway(**PAGE_SET)
+    page = await chromium.page(gw)
+    assert await page.text_content("h1") == "Field terminal"
+    await page.click("#lang")
+    assert await page.text_content("h1") == "现场终端"
+    assert await page.text_content("#signin-button") == "登录"
+    assert await page.evaluate("() => document.documentElement.lang") == "zh-CN"
+    # Both tables hold the same keys, every key the page names exists, no Chinese string left English.
+    tables = await page.evaluate("async () => (await import('./i18n.js')).STRINGS")
+    en, zh = tables["en"], tables["zh-CN"]
+    assert set(en) == set(zh)
+    used = await page.evaluate("() => [...document.querySelectorAll('[data-i18n]')].map(e => e.dataset.i18n)")
+    source = (TERMINAL_DIR / "app.js").read_text()  # the one module that shows text
+    used += re.findall(r'(?<!call\()(?<!=== )"((?:app|lang|link|signin|work|error|position|instructions|feedback|video)\.[\w-]+)"', source)
+    used += [f"link.{s}" for s in ("offline", "connecting", "online", "reconnecting", "rejected")]
+    used += [f"error.{r}" for r in ("not-authenticated", "forbidden")]
+    used += [f"position.{c}" for c in ("denied", "unavailable", "unsupported")]
+    assert not [k for k in used if k not in en], "keys used but not translated"
+    assert [k for k in en if en[k] == zh[k]] == []
+    # Remembered for the next visit; the sign-in error comes in Chinese too.
+    await page.reload()
+    assert await page.text_content("h1") == "现场终端"
+    await sign_in(page, "not-a-token")
+    await page.wait_for_function(
+        "() => document.querySelector('#signin-error').textContent === '令牌无效，请检查后重试。'", timeout=WAIT_MS)
+
+
+async def test_page_headers_config_and_no_listing(start_gateway) -> None:
+    gw = await start_gateway(**PAGE_SET)
+    base = f"http://127.0.0.1:{gw.http_port}"
+
+    def get(path: str, host: str | None = None) -> tuple[int, dict, bytes]:
+        req = urllib.request.Request(base + path, headers={"Host": host} if host else {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    status, headers, body = await asyncio.to_thread(get, "/terminal/")
+    assert status == 200 and b"<script type=\"module\" src=\"app.js\">" in body
+    csp = headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert f"connect-src 'self' ws://127.0.0.1:{gw.control.port};" in csp
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+    assert not re.search(rb"<script(?![^>]*\bsrc=)", body), "inline script"
+    assert not re.search(rb"https?://", body), "an external reference"
+    status, headers, body = await asyncio.to_thread(get, "/terminal/config.json", "localhost:1234")
+    config = json.loads(body)
+    assert status == 200 and config["control_url"] == f"ws://localhost:{gw.control.port}/v1/control"
+    assert config["heartbeat_interval_s"] == 2 and config["protocol"] == 1
+    for path in ("/terminal/../gateway/app.py", "/terminal/nope.js", "/terminal/%2e%2e/pyproject.toml"):
+        status, _, _ = await asyncio.to_thread(get, path)
+        assert status == 404, path
