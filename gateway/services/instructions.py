@@ -223,10 +223,9 @@ class InstructionService:
             pushed = self._pushed.get(key)
             if pushed is not None and mono - pushed[0] < self.config.redeliver_s:
                 continue
+            self._pushed[key] = (mono, tid)  # sent or not, the redelivery round comes back to it
             if not conn.send_notification(INSTRUCTION_NOTIFICATION, _payload(texts[row["instruction_id"]])):
-                full.add(tid)  # its send queue is full: the next round tries again
-                continue
-            self._pushed[key] = (mono, tid)
+                full.add(tid)  # its send queue is full: the rest waits for that round too
         if rows:
             self._wake.set()
 
