@@ -217,7 +217,8 @@ class Gateway:
         cfg, beat = self.config, self.config.terminals.heartbeat_interval_s
         page = PageConfig(control_path=cfg.control.path, control_tls=cfg.control.tls_cert is not None,
                           control_url=cfg.http.terminal_control_url, heartbeat_interval_s=beat,
-                          report_interval_s=min(5.0, max(cfg.terminals.location_interval_s, beat / 2)))
+                          report_interval_s=min(5.0, max(cfg.terminals.location_interval_s, beat / 2)),
+                          uploads_max_bytes=cfg.uploads.max_bytes)
         return await TerminalPage.load(page, lambda: self.control.port if self.control.listening else None)
 
     async def _stop_http(self) -> None:

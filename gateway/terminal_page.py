@@ -38,6 +38,7 @@ class PageConfig:
     control_url: str | None  # http.terminal_control_url: wins over the derived one
     heartbeat_interval_s: float  # terminals.heartbeat_interval_s: the page pings at half of it
     report_interval_s: float  # the page reports a position at most this often
+    uploads_max_bytes: int | None = None  # POST /v1/uploads takes at most this; None: no uploads
 
 
 def control_url(cfg: PageConfig, port: int, request_host: str) -> str | None:
@@ -132,5 +133,7 @@ class TerminalPage:
                                      status=503 if self._control_port() is None else 400, headers=headers)
         body = {"protocol": 1, "control_url": url,
                 "heartbeat_interval_s": self.cfg.heartbeat_interval_s,
-                "report_interval_s": self.cfg.report_interval_s}
+                "report_interval_s": self.cfg.report_interval_s,
+                "uploads": None if self.cfg.uploads_max_bytes is None else
+                {"url": "/v1/uploads", "max_bytes": self.cfg.uploads_max_bytes}}
         return web.Response(text=json.dumps(body), content_type="application/json", headers=headers)

@@ -7,7 +7,7 @@ import { Inbox } from "./inbox.js";
 import { Link } from "./link.js";
 import { Publisher } from "./media.js";
 import { PositionWatch, batteryLevel, reportParams } from "./position.js";
-import { Feedback } from "./feedback.js";
+import { Reporter } from "./feedback.js";
 
 const CLIENT = "field-terminal/1";
 const TOKEN_KEY = "dgw.token";
@@ -24,7 +24,7 @@ const app = {
   reportTimer: null,
   watch: null,
   publisher: null,
-  feedback: null,
+  reporter: null,
 };
 
 // -- language -----------------------------------------------------------------------------
@@ -94,6 +94,7 @@ function signOut(keepError = false) {
   app.link = null;
   app.watch?.stop();
   app.publisher?.close(null);
+  app.reporter = null;
   clearInterval(app.reportTimer);
   localStorage.removeItem(TOKEN_KEY);
   app.token = null;
@@ -138,13 +139,16 @@ function hello(result, resumed) {
     $("signin-error").hidden = true;
     startPosition();
     app.publisher = new Publisher((m, p) => app.link.call(m, p), videoState, $("preview"));
-    app.feedback = new Feedback(app, $("feedback-card"));
+    $("feedback-card").hidden = !app.config.uploads;
+    app.reporter = new Reporter({ call: (m, p) => app.link.call(m, p), token: () => app.token,
+      uploadsUrl: app.config.uploads?.url, onState: feedbackState });
     renderInstructions();
   }
   // Resume: the newest position goes out at once, acknowledgements pressed offline follow;
   // the gateway pushes again every instruction not yet confirmed.
   sendPosition(true);
   for (const id of app.inbox.unsentAcks()) acknowledge(id);
+  if (resumed) app.reporter.flush();
 }
 
 function notify(method, params) {
@@ -272,6 +276,30 @@ function shareChanged() {
   sendPosition(true);
 }
 
+// -- feedback ----------------------------------------------------------------------------
+function sendFeedback() {
+  const text = $("feedback-text").value.trim();
+  const file = $("feedback-photo").files[0] || null;
+  if (!text && !file) return say($("feedback-state"), "feedback.empty");
+  if (file && file.size > app.config.uploads.max_bytes) {
+    return say($("feedback-state"), "feedback.failed", { detail: "too-large" });
+  }
+  if (app.reporter.submit(text, file)) $("feedback-send").disabled = true;
+}
+
+function feedbackState(state, detail) {
+  const el = $("feedback-state");
+  el.dataset.state = state;
+  if (state === "sending") return say(el, "feedback.sending");
+  if (state === "waiting") return say(el, "error.offline");
+  $("feedback-send").disabled = false;
+  if (state === "sent") {
+    $("feedback-form").reset();
+    return say(el, "feedback.sent", { time: clock() });
+  }
+  say(el, "feedback.failed", { detail: detail.reason });
+}
+
 // -- video --------------------------------------------------------------------------------
 function videoState(state, detail) {
   $("video-card").hidden = state === "stopped";
@@ -291,6 +319,10 @@ function init() {
     signOut();
   });
   $("share").addEventListener("change", shareChanged);
+  $("feedback-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    sendFeedback();
+  });
   $("video-stop").addEventListener("click", () => app.publisher?.stop());
   const saved = localStorage.getItem(TOKEN_KEY);
   if (saved) signIn(saved, true);

@@ -8,6 +8,7 @@ violation reported)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import urllib.error
@@ -198,3 +199,125 @@ async def test_page_headers_config_and_no_listing(start_gateway) -> None:
     for path in ("/terminal/../gateway/app.py", "/terminal/nope.js", "/terminal/%2e%2e/pyproject.toml"):
         status, _, _ = await asyncio.to_thread(get, path)
         assert status == 404, path
+
+
+def instruction_step(w: Any, iid: str, step: str):
+    return w.wait(lambda e: e["type"] == "terminal.instruction" and e["data"]["instruction_id"] == iid
+                  and e["data"]["step"] == step)
+
+
+async def test_instructions_shown_once_in_order_and_acknowledged(start_gateway, connect, watch, chromium) -> None:
+    gw = await start_gateway(**PAGE_SET, **{"terminals.redeliver_s": 0.5})
+    alice = await connect(gw)
+    w = await watch(alice)
+    page = await chromium.page(gw)
+    # The page's first answers `terminal.received` are lost on the way (the socket is routed):
+    # the gateway pushes the same instruction again, and the page must show it once.
+    dropped: list[str] = []
+
+    async def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def up(message: str | bytes) -> None:
+            if isinstance(message, str) and '"terminal.received"' in message and len(dropped) < 2:
+                dropped.append(message)
+                return
+            server.send(message)
+
+        ws.on_message(up)
+
+    await page.route_web_socket(re.compile(r"/v1/control$"), route)
+    await sign_in(page)
+    await online(page)
+    first = await alice.call("terminal.instruct", targets=["unit-7"], text="Go to gate 3", fallback="none")
+    await instruction_step(w, first["instruction_id"], "delivered")
+    assert len(dropped) == 2  # pushed three times at least
+    second = await alice.call("terminal.instruct", targets=["group:d3"], text="Then report smoke", fallback="none")
+    items = page.locator("#instructions li")
+    await items.nth(1).wait_for(timeout=WAIT_MS)
+    assert await items.locator(".text").all_text_contents() == ["Go to gate 3", "Then report smoke"]
+    # Acknowledged from the page: the dispatcher sees it; the button becomes "Acknowledged".
+    await items.nth(0).locator("button.ack").click()
+    acked = await instruction_step(w, first["instruction_id"], "acknowledged")
+    assert acked["data"]["terminal_id"] == "unit-7"
+    await items.nth(0).locator(".acked").wait_for(timeout=WAIT_MS)
+    state = await alice.call("terminal.instruction.get", instruction_id=second["instruction_id"])
+    assert [t["state"] for t in state["terminals"] if t["terminal_id"] == "unit-7"] == ["delivered"]
+    # A reload (the token remembered this time? no: signed in again) shows each once, acked kept.
+    await page.reload()
+    await sign_in(page)
+    await online(page)
+    await items.nth(1).wait_for(timeout=WAIT_MS)
+    assert await items.locator(".text").all_text_contents() == ["Go to gate 3", "Then report smoke"]
+    assert await items.nth(0).get_attribute("data-ack") == "done"
+
+
+async def test_instructions_given_while_offline_arrive_once_in_order(start_gateway, connect, watch, chromium) -> None:
+    async with CutProxy("127.0.0.1", 1) as proxy:
+        gw = await start_gateway(**PAGE_SET, **{"http.terminal_control_url": f"ws://127.0.0.1:{proxy.port}/v1/control"})
+        proxy.target = ("127.0.0.1", gw.control.port)
+        alice = await connect(gw)
+        w = await watch(alice)
+        page = await chromium.page(gw)
+        await sign_in(page)
+        await online(page)
+        first = await presence(w, "unit-7", "online", "hello")
+        proxy.arm(down=1)
+        await presence(w, "unit-7", "offline", "connection-closed", after=first["seq"])
+        texts = [f"Step {i}: hold the line" for i in range(1, 4)]
+        ids = [(await alice.call("terminal.instruct", targets=["unit-7"], text=t, fallback="none"))["instruction_id"]
+               for t in texts]
+        # Offline, the acknowledgement of nothing yet; the link comes back.
+        proxy.heal()
+        for iid in ids:
+            await instruction_step(w, iid, "delivered")
+        items = page.locator("#instructions li")
+        await items.nth(2).wait_for(timeout=WAIT_MS)
+        assert await items.locator(".text").all_text_contents() == texts
+        # An acknowledgement pressed while the link is down goes out when it is back.
+        proxy.arm(down=1)
+        await page.wait_for_selector('#link-state:not([data-state="online"])', timeout=WAIT_MS)
+        await items.nth(1).locator("button.ack").click()
+        assert await items.nth(1).locator("button.ack").is_disabled()
+        proxy.heal()
+        await instruction_step(w, ids[1], "acknowledged")
+        assert await items.count() == 3
+
+
+async def test_text_and_photo_sent_into_the_incident(start_gateway, connect, watch, chromium, tmp_path) -> None:
+    gw = await start_gateway(**PAGE_SET)
+    alice = await connect(gw)
+    w = await watch(alice)
+    photo = tmp_path / "scene.jpg"
+    proc = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240", "-frames:v", "1", str(photo))
+    assert await proc.wait() == 0
+    page = await chromium.page(gw)
+    await sign_in(page)
+    await online(page)
+    # Text alone.
+    await page.fill("#feedback-text", "Two cars, nobody hurt")
+    await page.click("#feedback-send")
+    ev = await w.wait(lambda e: e["type"] == "terminal.feedback")
+    assert ev["data"]["text"] == "Two cars, nobody hurt" and ev["data"]["terminal_id"] == "unit-7"
+    await page.wait_for_selector('#feedback-state[data-state="sent"]', timeout=WAIT_MS)
+    # A photo with a caption: uploaded, then named by its SHA-256 in the feedback.
+    await page.fill("#feedback-text", "The scene")
+    await page.set_input_files("#feedback-photo", str(photo))
+    await page.click("#feedback-send")
+    ev = await w.wait(lambda e: e["type"] == "terminal.feedback" and e["data"].get("uploads"))
+    sha = hashlib.sha256(photo.read_bytes()).hexdigest()
+    assert ev["data"]["text"] == "The scene"
+    assert [(u["sha256"], u["type"]) for u in ev["data"]["uploads"]] == [(sha, "image/jpeg")]
+    await page.wait_for_selector('#feedback-state[data-state="sent"]', timeout=WAIT_MS)
+
+    def download() -> bytes:
+        req = urllib.request.Request(f"http://127.0.0.1:{gw.http_port}/v1/uploads/{sha}",
+                                     headers={"Authorization": "Bearer tok-dispatcher"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.read()
+
+    assert await asyncio.to_thread(download) == photo.read_bytes()
+    # Nothing to send: said so, nothing sent.
+    await page.click("#feedback-send")
+    await page.wait_for_selector("#feedback-state:has-text('Write a message or choose a photo first.')")
