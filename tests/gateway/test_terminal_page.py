@@ -8,6 +8,7 @@ violation reported)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -106,7 +107,10 @@ async def test_sign_in_and_position_seen_by_a_dispatcher(start_gateway, connect,
     assert len(track["points"]) >= 2
 
 
-async def test_page_reconnects_after_a_cut_link(start_gateway, connect, watch, chromium) -> None:
+@contextlib.asynccontextmanager
+async def signed_in_through_proxy(start_gateway, connect, watch, chromium) -> AsyncIterator[tuple]:
+    """A gateway whose page reaches the control channel through a CutProxy; the page signed in,
+    a dispatcher watching: (proxy, dispatcher, its EventWatch, page, the online presence event)."""
     async with CutProxy("127.0.0.1", 1) as proxy:  # its target: the control port, once bound
         gw = await start_gateway(**PAGE_SET, **{"http.terminal_control_url": f"ws://127.0.0.1:{proxy.port}/v1/control"})
         proxy.target = ("127.0.0.1", gw.control.port)
@@ -115,7 +119,11 @@ async def test_page_reconnects_after_a_cut_link(start_gateway, connect, watch, c
         page = await chromium.page(gw)
         await sign_in(page)
         await online(page)
-        first = await presence(w, "unit-7", "online", "hello")
+        yield proxy, alice, w, page, await presence(w, "unit-7", "online", "hello")
+
+
+async def test_page_reconnects_after_a_cut_link(start_gateway, connect, watch, chromium) -> None:
+    async with signed_in_through_proxy(start_gateway, connect, watch, chromium) as (proxy, alice, w, page, first):
         proxy.arm(down=1)  # the next byte to the page (a heartbeat's answer) cuts the link
         off = await presence(w, "unit-7", "offline", "connection-closed", after=first["seq"])
         await page.wait_for_selector('#link-state[data-state="reconnecting"]', timeout=WAIT_MS)
@@ -243,7 +251,7 @@ async def test_instructions_shown_once_in_order_and_acknowledged(start_gateway, 
     await items.nth(0).locator(".acked").wait_for(timeout=WAIT_MS)
     state = await alice.call("terminal.instruction.get", instruction_id=second["instruction_id"])
     assert [t["state"] for t in state["terminals"] if t["terminal_id"] == "unit-7"] == ["delivered"]
-    # A reload (the token remembered this time? no: signed in again) shows each once, acked kept.
+    # After a reload and a new sign-in: each still once, the acknowledgement kept.
     await page.reload()
     await sign_in(page)
     await online(page)
@@ -253,15 +261,7 @@ async def test_instructions_shown_once_in_order_and_acknowledged(start_gateway, 
 
 
 async def test_instructions_given_while_offline_arrive_once_in_order(start_gateway, connect, watch, chromium) -> None:
-    async with CutProxy("127.0.0.1", 1) as proxy:
-        gw = await start_gateway(**PAGE_SET, **{"http.terminal_control_url": f"ws://127.0.0.1:{proxy.port}/v1/control"})
-        proxy.target = ("127.0.0.1", gw.control.port)
-        alice = await connect(gw)
-        w = await watch(alice)
-        page = await chromium.page(gw)
-        await sign_in(page)
-        await online(page)
-        first = await presence(w, "unit-7", "online", "hello")
+    async with signed_in_through_proxy(start_gateway, connect, watch, chromium) as (proxy, alice, w, page, first):
         proxy.arm(down=1)
         await presence(w, "unit-7", "offline", "connection-closed", after=first["seq"])
         texts = [f"Step {i}: hold the line" for i in range(1, 4)]
