@@ -347,7 +347,7 @@ class Connection:
             ctx.log.exception("control.request.internal-error")
             err = GatewayError("internal error")
             outcome, text = err, codec.encode_error(req.id, err)
-        if audited and self.server.hooks.audit is not None:
+        if audited and (audited is True or isinstance(outcome, GatewayError)) and self.server.hooks.audit:
             try:
                 await self.server.hooks.audit(ctx, req.method, audit_params, outcome)
             except Exception:

@@ -314,7 +314,7 @@ class MethodSpec:
     roles: frozenset[str]
     params_model: type[BaseModel]
     starts_work: bool = False
-    audited: bool = True
+    audited: bool | Literal["errors"] = True  # "errors": only refused requests (high-rate telemetry)
     summary: str = ""
     # Once started, the command runs to its end in a task the server owns, whatever happens to
     # the connection (a lost client cancels the wait for the reply, never the work). Every

@@ -136,7 +136,8 @@ READ_OR_TERMINAL = READ | TERMINAL_ONLY
 
 TERMINAL_METHODS: tuple[MethodSpec, ...] = (
     _spec("terminal.report", TERMINAL_ONLY, TerminalReportParams,
-          summary="a terminal's position, battery and status (also a heartbeat)", runs_to_end=True),
+          summary="a terminal's position, battery and status (also a heartbeat)", runs_to_end=True,
+          audited="errors"),  # each accepted one is its own record: its row in terminal_track
     _spec("terminal.list", READ, TerminalListParams,
           summary="the roster: presence, last position, battery, current incident"),
     _spec("terminal.track", READ_OR_TERMINAL, TerminalTrackParams,

@@ -120,6 +120,8 @@ async def test_locations_rate_limited_the_newest_never_dropped(start_gateway, co
     # A late fix older than the newest is stored in the track, not shown as the position.
     await unit.call("terminal.report", **fix(lat=1.0, ago_s=60))
     assert (await roster(alice, "unit-7"))["position"]["lat"] == 30.09
+    audit = await gw.store.list_audit(limit=1000, principal="unit-7")
+    assert not [a for a in audit if a["method"] == "terminal.report"]  # accepted: the track is the record
     track = await alice.track("unit-7")  # 11 points, pages of at most 10 (terminals.track_max_points)
     assert [p["lat"] for p in track] == [1.0] + [30 + i / 100 for i in range(10)]
     page = await alice.call("terminal.track", terminal_id="unit-7", limit=100)
@@ -166,6 +168,8 @@ async def test_bad_input_precise_errors_nothing_stored(start_gateway, connect, w
                           until="2026-12-01T00:00:00Z")).reason == "invalid-params"
     for tid in ("unit-7", "unit-9"):
         assert await gw.store.count_track_points(tid) == 0
+    audit = await gw.store.list_audit(limit=1000, principal="unit-7")  # refused reports are audited
+    assert ("terminal.report", "error", "forbidden") in {(a["method"], a["result"], a["error_reason"]) for a in audit}
     assert not [e for e in w.events if e["type"] == "terminal.location"]
     assert (await roster(alice, "unit-7"))["position"] is None
 
