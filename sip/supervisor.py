@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from . import ipc
+from .admission import inbound_shares
 from .capacity import probe_calls_per_worker
 from .config import SipConfig
 from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable
@@ -123,10 +124,20 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
             # never more calls than the worker's RTP port range carries
             self.calls_per_worker = min(probed, self.config.max_calls_for_rtp)
             log.info("sip.calls_per_worker.probed", calls_per_worker=self.calls_per_worker, probed=probed)
+        self._log_capacity()
         self._started = True
         n = min(max(1, self.config.warm_workers), self.config.max_workers)
         tasks = [self._start_worker(i) for i in range(n)]
         await asyncio.gather(*tasks)
+
+    def _log_capacity(self) -> None:
+        cfg = self.config
+        shares = inbound_shares(cfg.max_workers, self.calls_per_worker, cfg.dispatch_reserve, spread=cfg.proxied)
+        log.info("sip.capacity", slots=cfg.max_workers * self.calls_per_worker, inbound_shares=shares,
+                 dispatch_reserve=cfg.dispatch_reserve, max_ringing_per_source=cfg.max_ringing_per_source)
+        if not any(shares):
+            log.warning("sip.capacity.no_inbound", dispatch_reserve=cfg.dispatch_reserve,
+                        why="sip.dispatch_reserve takes every call slot: every inbound call is refused")
 
     def quiesce(self) -> None:
         """A stop has begun (the gateway got SIGTERM): from now on no worker is started or
