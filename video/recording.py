@@ -1,9 +1,11 @@
-"""A pulled stream's recording, made playable: Janus's `.mjr` files -> one WebM file.
+"""A pulled stream's recording, made playable: Janus's `.mjr` files -> one WebM (or Matroska) file.
 
 Janus records each publisher once, at ingest, one `.mjr` per medium (whatever the number of
 viewers). When the stream ends, `postprocess()` turns each into its own container with
-`janus-pp-rec` (VP8 -> .webm, Opus -> .opus), joins them with `ffmpeg -c copy` (no
-re-encoding) into `<out>.webm`, and measures it: duration (ffprobe), size and SHA-256.
+`janus-pp-rec` (the codec read from the file's header: VP8/VP9/AV1 -> .webm, H.264 -> .mkv,
+Opus -> .opus, G.711/G.722 -> .wav), joins them with `ffmpeg -c copy` (no re-encoding) into
+`<out>.webm` (or `<out>.mkv` when WebM cannot hold a codec, e.g. H.264), and measures it:
+duration (ffprobe), size and SHA-256.
 Every failure is a `RecordingError` naming the step. Runs child processes only; nothing blocks
 the event loop (hashing runs in a thread).
 """
@@ -36,9 +38,23 @@ class Recording:
                 "sha256": self.sha256, "size_bytes": self.size_bytes, "media": list(self.media)}
 
 
-def _medium(mjr: Path) -> str | None:
-    parts = mjr.stem.split("-")
-    return next((p for p in reversed(parts) if p in ("audio", "video")), None)
+# What janus-pp-rec writes each codec into, and whether WebM can hold it (else Matroska).
+PART_EXT = {"vp8": ".webm", "vp9": ".webm", "av1": ".webm", "h264": ".mkv", "opus": ".opus",
+            "multiopus": ".opus", "g711": ".wav", "pcmu": ".wav", "pcma": ".wav", "g722": ".wav"}
+WEBM_CODECS = frozenset({"vp8", "vp9", "av1", "opus", "multiopus"})
+
+
+def plan(headers: dict[str, dict]) -> tuple[dict[str, str], str]:
+    """From each .mjr's header (janus-pp-rec -j: `t` a|v, `c` codec): the extension of each
+    part, and the final container (.webm when WebM holds every codec, else .mkv)."""
+    exts, codecs = {}, set()
+    for name, header in headers.items():
+        codec = str(header.get("c", "")).lower()
+        if codec not in PART_EXT:
+            raise RecordingError(f"{name}: codec {codec or '?'} cannot be post-processed")
+        exts[name] = PART_EXT[codec]
+        codecs.add(codec)
+    return exts, ".webm" if codecs <= WEBM_CODECS else ".mkv"
 
 
 async def _run(argv: list[str], timeout: float, step: str) -> str:
@@ -80,18 +96,27 @@ async def probe_duration(path: Path, ffprobe_bin: str = "ffprobe", timeout: floa
 async def postprocess(rec_dir: Path, out_base: Path, *, pp_rec_bin: str = "janus-pp-rec",
                       ffmpeg_bin: str = "ffmpeg", timeout: float = 300.0) -> Recording:
     """Every `.mjr` under rec_dir -> `<out_base>.webm`; raises RecordingError."""
-    mjrs = {m: p for p in sorted(rec_dir.glob("*.mjr")) if (m := _medium(p)) is not None}
+    mjrs = sorted(rec_dir.glob("*.mjr"))
     if not mjrs:
         raise RecordingError(f"nothing recorded in {rec_dir}")
+    headers: dict[str, dict] = {}
+    for mjr in mjrs:
+        out = await _run([pp_rec_bin, "-j", str(mjr)], timeout, "janus-pp-rec header")
+        try:
+            headers[mjr.name] = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise RecordingError(f"janus-pp-rec header of {mjr.name}: not JSON") from None
+    exts, final = plan(headers)
     parts: dict[str, Path] = {}
-    for medium, mjr in sorted(mjrs.items()):
-        part = mjr.with_suffix(".webm" if medium == "video" else ".opus")
+    for mjr in mjrs:
+        medium = "video" if headers[mjr.name].get("t") == "v" else "audio"
+        part = mjr.with_suffix(exts[mjr.name])
         await _run([pp_rec_bin, str(mjr), str(part)], timeout, f"janus-pp-rec {medium}")
         if part.exists() and part.stat().st_size > 0:
             parts[medium] = part
     if not parts:
         raise RecordingError("janus-pp-rec wrote nothing (no media was received)")
-    out = out_base.with_suffix(".webm")
+    out = out_base.with_suffix(final)
     argv = [ffmpeg_bin, "-nostdin", "-y", "-v", "error"]
     for part in parts.values():
         argv += ["-i", str(part)]
@@ -101,4 +126,4 @@ async def postprocess(rec_dir: Path, out_base: Path, *, pp_rec_bin: str = "janus
     await _run(argv, timeout, "ffmpeg join")
     duration = await probe_duration(out, ffmpeg_bin.replace("ffmpeg", "ffprobe"))
     digest = await asyncio.to_thread(_sha256, out)
-    return Recording(out, duration, digest, out.stat().st_size, tuple(parts))
+    return Recording(out, duration, digest, out.stat().st_size, tuple(sorted(parts)))

@@ -4,8 +4,9 @@ Authentication is the uploads' (gateway/uploads/http.py): `Authorization: Bearer
 the control channel, a wrong token spending the source's budget of failed authentications (429
 while spent), errors as JSON with the control channel's reasons. Any role that reads incidents
 may download (dispatcher, observer, admin); a terminal's token gets 403. The file is the
-stream's WebM under `video.recordings_dir`, found by the stream id alone (recordings made before
-a restart are served too), sent by aiohttp's FileResponse (sendfile, never read into memory).
+stream's WebM (or Matroska, for H.264) under `video.recordings_dir`, found by the stream id
+alone (recordings made before a restart are served too), sent by aiohttp's FileResponse
+(sendfile, never read into memory).
 Every download with a good token is audited (`http.video.recording`).
 """
 
@@ -28,6 +29,7 @@ from gateway.uploads.http import Audit, error_response
 log = structlog.get_logger(__name__)
 
 _STREAM_ID = re.compile(r"^vid-[0-9a-f]{16}$")
+TYPES = {".webm": "video/webm", ".mkv": "video/x-matroska"}  # video/recording.py writes one of them
 
 
 def recording_routes(recordings_dir: Path, principal_of: Callable[[web.Request], Principal],
@@ -36,7 +38,8 @@ def recording_routes(recordings_dir: Path, principal_of: Callable[[web.Request],
         principal: Principal | None = None
         stream_id = request.match_info["stream_id"]
         params: dict[str, Any] = {"stream_id": stream_id[:80]}
-        path = recordings_dir / f"{stream_id}.webm"
+        path = next((p for p in (recordings_dir / f"{stream_id}{ext}" for ext in TYPES) if p.is_file()),
+                    recordings_dir / f"{stream_id}.webm")
         err: GatewayError | None = None
         try:
             principal = principal_of(request)
@@ -54,7 +57,7 @@ def recording_routes(recordings_dir: Path, principal_of: Callable[[web.Request],
                 log.exception("http.audit.failed", method="http.video.recording")
         if err is not None:
             return error_response(err)  # 401, 403, 404 (no-such-recording), 429 by the error's class
-        return web.FileResponse(path, headers={hdrs.CONTENT_TYPE: "video/webm",
+        return web.FileResponse(path, headers={hdrs.CONTENT_TYPE: TYPES[path.suffix],
                                                "X-Content-Type-Options": "nosniff"})
 
     return [("GET", "/v1/video/recordings/{stream_id}", download)]

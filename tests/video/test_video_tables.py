@@ -33,3 +33,15 @@ def test_only_the_oldest_ended_are_forgotten() -> None:
     live = {f"s{i}": ("ended" if i % 2 else "live") for i in range(10)}
     forget(live, lambda v: v == "ended", keep=2)
     assert list(live) == ["s0", "s2", "s4", "s6", "s7", "s8", "s9"]
+
+
+def test_recording_containers_follow_the_codecs() -> None:
+    from video.recording import RecordingError, plan
+
+    exts, final = plan({"a.mjr": {"t": "a", "c": "opus"}, "v.mjr": {"t": "v", "c": "vp8"}})
+    assert exts == {"a.mjr": ".opus", "v.mjr": ".webm"} and final == ".webm"
+    exts, final = plan({"a.mjr": {"t": "a", "c": "opus"}, "v.mjr": {"t": "v", "c": "h264"}})
+    assert exts["v.mjr"] == ".mkv" and final == ".mkv"  # WebM cannot hold H.264
+    assert plan({"a.mjr": {"t": "a", "c": "pcmu"}}) == ({"a.mjr": ".wav"}, ".mkv")
+    with pytest.raises(RecordingError):
+        plan({"x.mjr": {"t": "d", "c": "text"}})
