@@ -92,19 +92,20 @@ async def test_ringing_inbound_calls_leave_the_dispatch_reserve_to_call_dial(
     alice = await connect(gw)
     w = await watch(alice)
     async with sipp_ringer(f"{gw.config.sip.host}:{gw.config.sip.port}", calls=slots, rate=20) as ringer:
-        ringing = await _wait_ringing(w, slots - 3)
-        await _wait_finals(ringer, 3)  # the others were refused: the front answered them
+        async with asyncio.timeout(30):  # every INVITE rang or was refused
+            while len(_ringing(w)) + sum(_finals(ringer).values()) < slots:
+                await asyncio.sleep(0.2)
+        await _dial_connects(alice, w)  # before: no-capacity, all 8 slots rang
         assert len(_ringing(w)) == slots - 3, _finals(ringer)
-        # each was refused by both workers (at their inbound share), then by the front itself,
-        # with the time to come back
+        # each of the others was refused by both workers (at their inbound share), then by the
+        # front itself, with the time to come back
         assert _finals(ringer) == {"503 Worker Full": 3}, _finals(ringer)
         assert ringer.result.count("Retry-After: 5") == 3
         assert any("(503 Worker Full)" in line for line in gw.front.log)
         # every worker's inbound share is used (the front failed over from a worker at its share)
         per_worker = [len(gw.sip._workers[i].calls) for i in range(2)]
         assert sorted(per_worker) == [2, 3], per_worker
-        await _dial_connects(alice, w)
-        assert all(c in gw.calls._live for c in ringing)  # the ringing calls were left alone
+        assert all(c in gw.calls._live for c in _ringing(w))  # the ringing calls were left alone
         await ringer.stop()
     assert not _front_errors(gw)
 
