@@ -13,6 +13,9 @@ never blocks the reader task). Every failure is a `video.errors.VideoError`: a r
 socket is `JanusUnavailable` (every pending request fails with it, every handle's `next_event`
 raises it), no answer in time is `JanusTimeout`, an `error` reply is `JanusRequestError`.
 `client.closed` is set when the socket is gone, so an owner can react (video/janus_process.py).
+A handle with an `on_event` callback gets every notice through it, and one last pseudo-notice
+`{"janus": "gone"}` when the handle is gone (detached, its session timed out, the socket lost);
+an exception in the callback is logged, never raised into the reader.
 """
 
 from __future__ import annotations
@@ -272,7 +275,7 @@ class JanusHandle:
 
     def _deliver(self, event: HandleEvent) -> None:
         if self.on_event is not None:
-            self.on_event(event)
+            self._notify(event)
             return
         if len(self._events) == self._events.maxlen:
             self.dropped += 1
@@ -287,7 +290,15 @@ class JanusHandle:
         self._closed = True
         self._wake.set()
         if self.on_event is not None:
-            self.on_event(HandleEvent(self.id, {"janus": "gone", "sender": self.id}))
+            self._notify(HandleEvent(self.id, {"janus": "gone", "sender": self.id}))
+
+    def _notify(self, event: HandleEvent) -> None:
+        assert self.on_event is not None
+        try:
+            self.on_event(event)
+        except Exception:  # the owner's bug must not take the connection (and Janus) down
+            self.session.client.log.exception("janus.on_event_crashed", handle_id=self.id,
+                                              janus=event.kind)
 
 
 def _id_of(reply: Reply) -> int:

@@ -57,3 +57,19 @@ async def test_failures_are_typed(janus) -> None:
     await janus.client.close()  # the socket goes: whoever waits is told, typed
     with pytest.raises(JanusUnavailable):
         await session.attach("janus.plugin.videoroom")
+
+
+async def test_a_crashing_notice_callback_does_not_take_the_connection_down(janus) -> None:
+    session = await janus.client.create_session()
+    handle = await session.attach("janus.plugin.videoroom")
+    seen = []
+
+    def boom(ev) -> None:
+        seen.append(ev.kind)
+        raise RuntimeError("a bug in the owner")
+
+    handle.on_event = boom
+    janus.client._dispatch({"janus": "hangup", "session_id": session.id, "sender": handle.id})
+    assert seen == ["hangup"] and not janus.client.closed.is_set()
+    await session.attach("janus.plugin.videoroom")  # the connection still serves
+    await session.destroy()
