@@ -17,7 +17,7 @@ importing this package imports nothing. Its modules:
 - io_budget.py which new calls fit pjlib's I/O queue (pure): an INVITE that does not is refused
                before pjsua opens a socket for it (calls.py, docs/design.md "I/O keys of a worker")
 - writer.py    the stdout writer thread; probe.py the capacity probe; causes.py how a call
-               ended (pure)
+               ended (pure); log_budget.py how much pjsua may write to the worker's log (pure)
 
 Usage::
 

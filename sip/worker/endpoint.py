@@ -6,12 +6,13 @@ call here and every callback it leads to runs on the worker's main thread.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pjsua2 as pj
 
 from .commands import CommandError
-from .pjcalls import CLOCK_RATE, FRAME_MS, WAccount
+from .pjcalls import CLOCK_RATE, FRAME_MS, WAccount, WLogWriter
 
 
 def _no_nat_rewrites(ac: Any) -> None:
@@ -42,6 +43,9 @@ class EndpointSetup:
         ec.uaConfig.userAgent = "dispatch-gateway"
         ec.logConfig.level = int(cfg.get("log_level", 2))
         ec.logConfig.consoleLevel = int(cfg.get("log_level", 2))
+        # pjsua's lines go through our writer, within a byte budget (log_budget.py)
+        self.log_writer = WLogWriter(sys.stderr.buffer)
+        ec.logConfig.writer = self.log_writer
         ec.medConfig.clockRate = CLOCK_RATE
         ec.medConfig.sndClockRate = CLOCK_RATE
         ec.medConfig.channelCount = 1

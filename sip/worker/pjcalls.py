@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
 from .causes import normalize_cause
+from .log_budget import NOTICE_BYTES, LogBudget
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -306,6 +309,33 @@ class WCall(pj.Call):
         prm.cont = True
 
 
+class WLogWriter(pj.LogWriter):
+    """pjsua's log to this process's stderr (the worker log), within `LogBudget` (log_budget.py):
+    hostile traffic would otherwise grow it by a line per datagram. Called from whichever thread
+    logs (main, media clock); it only writes."""
+
+    def __init__(self, out: Any) -> None:
+        super().__init__()
+        self.out = out
+        self.budget = LogBudget()
+        self.lock = threading.Lock()
+
+    def write(self, entry: Any) -> None:
+        try:
+            text = str(entry.msg)
+            data = (text if text.endswith("\n") else text + "\n").encode("utf-8", "surrogateescape")
+            with self.lock:
+                ok, dropped = self.budget.take(len(data), time.monotonic())
+                if dropped:
+                    self.out.write(f"worker: {dropped} pjsua log lines dropped (over "
+                                   f"{self.budget.rate:.0f} bytes/s)\n".encode()[:NOTICE_BYTES])
+                if ok:
+                    self.out.write(data)
+                    self.out.flush()
+        except Exception:  # noqa: BLE001 -- a log line is never worth the process
+            pass
+
+
 class WEndpoint(pj.Endpoint):
     """The process's one Endpoint; `onSelectAccount` is where a new INVITE is admitted or not
     (calls.py, `Worker.select_account`), before pjsua creates any socket for it."""
@@ -357,4 +387,4 @@ class WAccount(pj.Account):
         )
 
 
-__all__ = ["CallPort", "PlayoutPort", "RefusedCall", "StreamPort", "WAccount", "WCall", "WEndpoint", "normalize_cause", "use_fast_vector_reader"]
+__all__ = ["CallPort", "PlayoutPort", "RefusedCall", "StreamPort", "WAccount", "WCall", "WEndpoint", "WLogWriter", "normalize_cause", "use_fast_vector_reader"]
