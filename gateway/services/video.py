@@ -125,6 +125,7 @@ class VideoService:
         self._watch_index: dict[str, Stream] = {}
         self._tasks = OwnedTasks()
         self.on_janus_down: list[Callable[[JanusInstance], None]] = []  # voice bridges end too
+        sessions.on_close.append(self.close_session)
         self._pull_lock = asyncio.Lock()  # pulls one at a time: two for one terminal give one stream
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -272,6 +273,12 @@ class VideoService:
 
     def get(self, stream_id: str) -> dict:
         return self._stream(stream_id).public()
+
+    async def close_session(self, session_id: str) -> None:
+        """session.close: the incident's live streams stop (`session-closed`)."""
+        for stream in list(self.streams.values()):
+            if stream.session_id == session_id and not STREAM_MACHINE.is_final(stream.state):
+                await self._end(stream, StreamInput.STOP, "session-closed")
 
     def list(self, session_id: str | None = None) -> list[dict]:
         return [s.public() for s in self.streams.values()

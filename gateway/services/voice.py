@@ -75,6 +75,7 @@ class VoiceService:
         self.bridges: dict[str, Bridge] = {}
         self._tasks = OwnedTasks()
         video.on_janus_down.append(self._janus_down)
+        sessions.on_close.append(self.close_session)
 
     async def stop(self) -> None:
         for bridge in list(self.bridges.values()):
@@ -138,6 +139,12 @@ class VoiceService:
     def get(self, bridge_id: str) -> dict:
         return self._bridge(bridge_id, None).public()
 
+    async def close_session(self, session_id: str) -> None:
+        """session.close: the incident's bridges end (`session-closed`, a BYE if connected)."""
+        for bridge in list(self.bridges.values()):
+            if bridge.session_id == session_id:
+                await self._end(bridge, "session-closed")
+
     def on_connected(self, conn: Connection) -> None:
         """A terminal (re)connected: ask it again for a bridge still waiting for its offer."""
         link = self._video.terminals
@@ -191,7 +198,8 @@ class VoiceService:
         handle, bridge.handle = bridge.handle, None
         if handle is not None:
             handle.on_event = None
-            if bridge.janus.alive and reason.startswith("hangup"):
+            if bridge.janus.alive and reason in ("hangup", "hangup-by-terminal", "session-closed",
+                                                 "shutting-down"):
                 try:  # a BYE to the phone before the session goes
                     await handle.message({"request": "hangup"}, timeout=5)
                 except VideoError as e:

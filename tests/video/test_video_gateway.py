@@ -252,3 +252,23 @@ async def test_streams_go_to_the_least_loaded_of_two_janus(media_netns, start_ga
     pids = [i.pid for i in gw.video.pool.instances]
     await gw.stop()  # streams end, then Janus is stopped: no process left behind
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids), pids
+
+
+async def test_closing_the_incident_ends_its_stream_and_bridge(video_gateway, connect, watch) -> None:
+    gw = video_gateway
+    dispatcher = await connect(gw, "tok-dispatcher")
+    events = await watch(dispatcher)
+    await connect(gw, "tok-terminal")
+    session_id = (await dispatcher.call("session.create", title="fire at the yard"))["session_id"]
+    sid = (await dispatcher.call("video.pull", terminal_id=TERMINAL, session_id=session_id))["stream_id"]
+    bid = (await dispatcher.call("voice.bridge", terminal_id=TERMINAL, target="sip:duty@127.0.0.1:5999",
+                                 session_id=session_id))["bridge_id"]
+    await dispatcher.call("session.close", session_id=session_id)
+    assert (await dispatcher.call("video.get", stream_id=sid))["reason"] == "session-closed"
+    bridge = await dispatcher.call("voice.get", bridge_id=bid)
+    assert (bridge["state"], bridge["reason"]) == ("ended", "session-closed")
+    stopped = await events.wait(lambda e: _is(e, "video.state", sid, state="stopped"), 10)
+    assert stopped["session_id"] == session_id
+    with pytest.raises(RemoteError) as err:  # a closed incident takes no new stream
+        await dispatcher.call("video.pull", terminal_id=TERMINAL, session_id=session_id)
+    assert err.value.reason == "invalid-state"
