@@ -410,6 +410,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "give_up_after_s": _seconds(86400),
         "receipt_window_s": _seconds(120),
         "intake_limit": _int(1, 100000, 256),
+        "intake_wait_s": _seconds(2),
         "intake_timeout_s": _seconds(10),
         "inbound_dedup_window_s": _seconds(600),
         "templates": _Field("table", _templates_check, types.MappingProxyType({})),

@@ -44,6 +44,7 @@ class SmsConfig:
     give_up_after_s: float = 86_400.0  # still `sent` this long after creation: failed, no-receipt
     receipt_window_s: float = 120.0  # after a submit timeout SMPP cannot list: wait this for a receipt
     intake_limit: int = 256  # receipts / inbound being stored at once; beyond: "retry later"
+    intake_wait_s: float = 2.0  # all slots busy: wait in line this long for one, then "retry later"
     intake_timeout_s: float = 10.0  # storing one takes longer: "retry later" (the provider resends)
     inbound_dedup_window_s: float = 600.0  # SMPP: the same text from the same number is a redelivery
     templates: Mapping[str, str] = field(default_factory=dict)

@@ -18,6 +18,7 @@ retry (503 / ESME_RTHROTTLED). A report whose twin is already being stored waits
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -78,6 +79,8 @@ class SmsLedger:
         self.provider = provider
         self.config = config
         self._busy: dict[str, asyncio.Task[Any]] = {}
+        self._line: collections.deque[asyncio.Future[None]] = collections.deque()  # waiting for a slot
+        self._granted = 0  # slots handed to a waiter that has not started its work yet
 
     # --- messages ------------------------------------------------------------------------------
     async def step(self, message_id: str, step: Step, *, columns: dict[str, Any] | None = None,
@@ -209,22 +212,62 @@ class SmsLedger:
     # --- the gate in front of the provider's answer ---------------------------------------------------
     async def intake(self, key: str, work: Callable[[], Awaitable[Any]]) -> Any:
         """Run `work` (storing one report) unless too many are being stored; wait for it at most
-        `intake_timeout_s`. The work itself is never cancelled by the wait: it is owned here."""
+        `intake_timeout_s`. The work itself is never cancelled by the wait: it is owned here.
+        When all `intake_limit` slots are busy a report waits in line (first come, first served)
+        up to `intake_wait_s` for one, so a burst of one kind (inbound) cannot starve another
+        (receipts) by winning every freed slot; a full line (4 x the limit) or a longer wait is "retry
+        later"."""
         task = self._busy.get(key)
         if task is None:
-            if len(self._busy) >= self.config.intake_limit:
-                raise Overloaded("too many SMS reports being stored", details={"limit": self.config.intake_limit})
-            task = asyncio.get_running_loop().create_task(work(), name="sms.intake")
-            self._busy[key] = task
-            task.add_done_callback(lambda t: self._done(key, t))
+            await self._slot()
+            task = self._busy.get(key)  # a twin may have started it while this one waited
+            if task is not None:
+                self._grant()  # this caller's slot is not needed: the next in line takes it
+            else:
+                task = asyncio.get_running_loop().create_task(work(), name="sms.intake")
+                self._busy[key] = task
+                task.add_done_callback(lambda t: self._done(key, t))
         async with asyncio.timeout(self.config.intake_timeout_s):
             return await asyncio.shield(task)
+
+    async def _slot(self) -> None:
+        """Until a slot is free for this caller (in arrival order); Overloaded when none comes."""
+        if not self._line and len(self._busy) + self._granted < self.config.intake_limit:
+            return
+        if len(self._line) >= 4 * self.config.intake_limit:  # each waiter is one future; bounded anyway
+            raise Overloaded("too many SMS reports being stored", details={"limit": self.config.intake_limit})
+        turn = asyncio.get_running_loop().create_future()
+        self._line.append(turn)
+        try:
+            async with asyncio.timeout(self.config.intake_wait_s):
+                await asyncio.shield(turn)
+        except BaseException as e:
+            if turn.done():  # granted just as the wait ended: hand the slot on
+                self._granted -= 1
+                self._grant()
+            else:
+                self._line.remove(turn)
+                turn.cancel()
+            if isinstance(e, TimeoutError):
+                raise Overloaded("too many SMS reports being stored",
+                                 details={"limit": self.config.intake_limit}) from None
+            raise
+        self._granted -= 1  # the caller starts its work before its next await
+
+    def _grant(self) -> None:
+        """Hand freed slots to the callers waiting in line, oldest first."""
+        while self._line and len(self._busy) + self._granted < self.config.intake_limit:
+            turn = self._line.popleft()
+            if not turn.done():
+                self._granted += 1
+                turn.set_result(None)
 
     def _done(self, key: str, task: asyncio.Task[Any]) -> None:
         if self._busy.get(key) is task:
             del self._busy[key]
         if not task.cancelled() and task.exception() is not None:
             log.warning("sms.intake_failed", key=key, error=repr(task.exception()))
+        self._grant()
 
     async def drain(self) -> None:
         """Wait for the reports being stored (at stop)."""
