@@ -5,7 +5,7 @@
 import { applyI18n, clock, lang, pickLang, say, setLang, t } from "./i18n.js";
 import { Inbox } from "./inbox.js";
 import { Link } from "./link.js";
-import { Publisher } from "./media.js";
+import { Publisher, VIDEO, VOICE } from "./media.js";
 import { PositionWatch, batteryLevel, reportParams } from "./position.js";
 import { Reporter } from "./feedback.js";
 
@@ -23,7 +23,8 @@ const app = {
   fix: null, // {coords, timestamp, sent}
   reportTimer: null,
   watch: null,
-  publisher: null,
+  camera: null, // Publisher of camera + microphone (video.request)
+  voice: null, // Publisher of the microphone into a phone call (voice.request)
   reporter: null,
 };
 
@@ -93,7 +94,8 @@ function signOut(keepError = false) {
   app.link?.stop();
   app.link = null;
   app.watch?.stop();
-  app.publisher?.close(null);
+  app.camera?.close(null);
+  app.voice?.close(null);
   app.reporter = null;
   clearInterval(app.reportTimer);
   localStorage.removeItem(TOKEN_KEY);
@@ -138,7 +140,9 @@ function hello(result, resumed) {
     $("work").hidden = false;
     $("signin-error").hidden = true;
     startPosition();
-    app.publisher = new Publisher((m, p) => app.link.call(m, p), videoState, $("preview"));
+    const call = (m, p, ms) => app.link.call(m, p, ms);
+    app.camera = new Publisher(VIDEO, call, mediaState("video"), { preview: $("preview") });
+    app.voice = new Publisher(VOICE, call, mediaState("voice"), { remote: $("voice-audio") });
     $("feedback-card").hidden = !app.config.uploads;
     app.reporter = new Reporter({ call: (m, p) => app.link.call(m, p), token: () => app.token,
       uploadsUrl: app.config.uploads?.url, onState: feedbackState });
@@ -156,7 +160,8 @@ function notify(method, params) {
 }
 
 function event(ev) {
-  if (ev.type === "video.request") app.publisher?.publish(ev.data || {});
+  if (ev.type === "video.request") app.camera?.publish(ev.data || {});
+  if (ev.type === "voice.request") app.voice?.publish(ev.data || {});
 }
 
 // -- instructions -------------------------------------------------------------------------
@@ -300,11 +305,14 @@ function feedbackState(state, detail) {
   say(el, "feedback.failed", { detail: detail.reason });
 }
 
-// -- video --------------------------------------------------------------------------------
-function videoState(state, detail) {
-  $("video-card").hidden = state === "stopped";
-  const key = { starting: "video.starting", live: "video.live", stopped: "video.stopped", failed: "video.failed" }[state];
-  say($("video-state"), key, { detail: detail || "" });
+// -- camera and voice --------------------------------------------------------------------------------
+// The card of a Publisher ("video": #video-card, #video-state; "voice": #voice-card, ...).
+function mediaState(prefix) {
+  return (state, detail) => {
+    $(`${prefix}-card`).hidden = state === "stopped";
+    $(`${prefix}-state`).dataset.state = state;
+    say($(`${prefix}-state`), `${prefix}.${state}`, { detail: detail || "" });
+  };
 }
 
 // -- start --------------------------------------------------------------------------------
@@ -323,7 +331,8 @@ function init() {
     e.preventDefault();
     sendFeedback();
   });
-  $("video-stop").addEventListener("click", () => app.publisher?.stop());
+  $("video-stop").addEventListener("click", () => app.camera?.stop());
+  $("voice-stop").addEventListener("click", () => app.voice?.stop());
   const saved = localStorage.getItem(TOKEN_KEY);
   if (saved) signIn(saved, true);
 }

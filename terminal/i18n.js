@@ -60,6 +60,12 @@ export const STRINGS = {
     "video.stopped": "Camera stopped.",
     "video.failed": "Camera could not start ({detail}).",
     "video.stop": "Stop camera",
+    "voice.title": "Call from dispatch",
+    "voice.starting": "Connecting your microphone to the call…",
+    "voice.live": "In the call: you are heard.",
+    "voice.stopped": "Call ended.",
+    "voice.failed": "The call could not be connected ({detail}).",
+    "voice.stop": "Hang up",
   },
   "zh-CN": {
     "app.title": "现场终端",
@@ -116,6 +122,12 @@ export const STRINGS = {
     "video.stopped": "摄像头已关闭。",
     "video.failed": "摄像头无法启动（{detail}）。",
     "video.stop": "关闭摄像头",
+    "voice.title": "调度来电",
+    "voice.starting": "正在将您的麦克风接入通话…",
+    "voice.live": "通话中：对方可以听到您。",
+    "voice.stopped": "通话已结束。",
+    "voice.failed": "通话无法接通（{detail}）。",
+    "voice.stop": "挂断",
   },
 };
 

@@ -54,9 +54,9 @@ export class Link {
   }
 
   // A request; rejects with RpcError (reason "offline" when not connected, "timeout", "disconnected").
-  call(method, params = {}) {
+  call(method, params = {}, timeoutMs = REQUEST_TIMEOUT_MS) {
     if (!this.up) return Promise.reject(new RpcError("offline"));
-    return this._request(this.ws, method, params);
+    return this._request(this.ws, method, params, timeoutMs);
   }
 
   _state(state, detail) {

@@ -1,9 +1,17 @@
 // Camera and microphone when dispatch pulls them (docs/protocol.md, "Event data (video)"):
 // a `video.request` event {stream_id, audio, video, ice_servers} -> getUserMedia -> an offer
 // with every ICE candidate gathered (no trickle) -> `video.publish {stream_id, sdp}` -> the
-// answer. Media goes to the media engine; only SDP passes over the control channel.
+// answer. The microphone into a phone call is the same dance ("Event data (voice from a
+// terminal)"): `voice.request {bridge_id, ...}` -> `voice.publish`, whose answer comes only
+// once the phone answers. Media goes to the media engine; only SDP passes over the control channel.
 
 export const GATHER_TIMEOUT_MS = 10000;
+export const DISCONNECTED_GRACE_MS = 3000;
+export const VIDEO = { id: "stream_id", publish: "video.publish", stop: "video.stop", direction: "sendonly",
+  answerTimeoutMs: 30000 };
+// The phone's voice comes back on the same connection (sendrecv), played by `remote`.
+export const VOICE = { id: "bridge_id", publish: "voice.publish", stop: "voice.hangup", direction: "sendrecv",
+  answerTimeoutMs: 180000 };
 
 function gathered(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -23,37 +31,57 @@ function gathered(pc) {
 }
 
 export class Publisher {
-  // onState(state, detail): "starting" | "live" | "stopped" | "failed"
-  constructor(call, onState, preview) {
+  // kind: VIDEO or VOICE; call(method, params, timeoutMs); onState(state, detail): "starting" |
+  // "live" | "stopped" | "failed"; preview: a muted <video> of what is sent, remote: an
+  // <audio> for what comes back (either may be null)
+  constructor(kind, call, onState, { preview = null, remote = null } = {}) {
+    this.kind = kind;
     this.call = call;
     this.onState = onState;
     this.preview = preview;
+    this.remote = remote;
     this.stream = null;
     this.pc = null;
     this.streamId = null;
   }
 
   async publish(request) {
-    if (this.streamId === request.stream_id) return; // the same pull pushed again
+    const id = request[this.kind.id];
+    if (typeof id !== "string" || this.streamId === id) return; // the same request pushed again
     this.close();
-    this.streamId = request.stream_id;
+    this.streamId = id;
     this.onState("starting");
     try {
       this.stream = await navigator.mediaDevices.getUserMedia({
         audio: request.audio !== false,
         video: request.video !== false ? { width: { ideal: 640 }, height: { ideal: 480 } } : false,
       });
-      this.preview.srcObject = this.stream;
+      if (this.preview) this.preview.srcObject = this.stream;
       const pc = (this.pc = new RTCPeerConnection({ iceServers: request.ice_servers || [] }));
-      for (const track of this.stream.getTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [this.stream] });
+      for (const track of this.stream.getTracks()) {
+        pc.addTransceiver(track, { direction: this.kind.direction, streams: [this.stream] });
+      }
+      pc.addEventListener("track", (ev) => {
+        if (this.remote && pc === this.pc) this.remote.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+      });
+      // The far end gone (a dispatcher's stop or hang-up closes the media engine's side; a
+      // terminal gets no video.state/voice.state): ended once the link is failed, closed, or
+      // disconnected for DISCONNECTED_GRACE_MS.
+      let grace = null;
       pc.addEventListener("connectionstatechange", () => {
         if (pc !== this.pc) return;
-        if (pc.connectionState === "connected") this.onState("live");
-        if (pc.connectionState === "failed" || pc.connectionState === "closed") this.close("stopped");
+        clearTimeout(grace);
+        const state = pc.connectionState;
+        if (state === "connected") this.onState("live");
+        if (state === "failed" || state === "closed") this.close("stopped");
+        if (state === "disconnected") {
+          grace = setTimeout(() => pc === this.pc && this.close("stopped"), DISCONNECTED_GRACE_MS);
+        }
       });
       await pc.setLocalDescription(await pc.createOffer());
       await gathered(pc);
-      const answer = await this.call("video.publish", { stream_id: request.stream_id, sdp: pc.localDescription.sdp });
+      const answer = await this.call(this.kind.publish, { [this.kind.id]: id, sdp: pc.localDescription.sdp },
+        this.kind.answerTimeoutMs);
       if (pc !== this.pc) return;
       await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     } catch (err) {
@@ -62,18 +90,21 @@ export class Publisher {
     }
   }
 
-  // Stop by the responder: tell the gateway, then close locally.
+  // Stop by the responder: camera and microphone off at once, then the gateway told (so it
+  // knows who ended it), then the connection to the media engine closed.
   async stop() {
     const id = this.streamId;
-    this.close("stopped");
-    if (id) await this.call("video.stop", { stream_id: id }).catch(() => {});
+    this.stream?.getTracks().forEach((t) => t.stop());
+    if (id) await this.call(this.kind.stop, { [this.kind.id]: id }, 10000).catch(() => {});
+    if (this.streamId === id) this.close("stopped");
   }
 
   close(state = "stopped") {
     const had = this.streamId !== null;
     this.pc?.close();
     this.stream?.getTracks().forEach((t) => t.stop());
-    this.preview.srcObject = null;
+    if (this.preview) this.preview.srcObject = null;
+    if (this.remote) this.remote.srcObject = null;
     this.pc = this.stream = this.streamId = null;
     if (had && state) this.onState(state);
   }

@@ -82,6 +82,15 @@ async def online(page: Any) -> None:
     await page.wait_for_selector('#link-state[data-state="online"]', timeout=WAIT_MS)
 
 
+async def signed_in_page(context: Any, gw: Any, token: str = "tok-terminal") -> Any:
+    """A new page of `context` on the gateway's /terminal/, signed in and online."""
+    page = await context.new_page()
+    await page.goto(f"http://127.0.0.1:{gw.http_port}/terminal/")
+    await sign_in(page, token)
+    await online(page)
+    return page
+
+
 async def test_sign_in_and_position_seen_by_a_dispatcher(start_gateway, connect, watch, chromium) -> None:
     gw = await start_gateway(**PAGE_SET)
     alice = await connect(gw)
@@ -166,10 +175,11 @@ async def test_language_switch_and_every_string_translated(start_gateway, chromi
     assert set(en) == set(zh)
     used = await page.evaluate("() => [...document.querySelectorAll('[data-i18n]')].map(e => e.dataset.i18n)")
     source = (TERMINAL_DIR / "app.js").read_text()  # the one module that shows text
-    used += re.findall(r'(?<!call\()(?<!=== )"((?:app|lang|link|signin|work|error|position|instructions|feedback|video)\.[\w-]+)"', source)
+    used += re.findall(r'(?<!call\()(?<!=== )"((?:app|lang|link|signin|work|error|position|instructions|feedback|video|voice)\.[\w-]+)"', source)
     used += [f"link.{s}" for s in ("offline", "connecting", "online", "reconnecting", "rejected")]
     used += [f"error.{r}" for r in ("not-authenticated", "forbidden")]
     used += [f"position.{c}" for c in ("denied", "unavailable", "unsupported")]
+    used += [f"{m}.{s}" for m in ("video", "voice") for s in ("starting", "live", "stopped", "failed")]
     assert not [k for k in used if k not in en], "keys used but not translated"
     assert [k for k in en if en[k] == zh[k]] == []
     # Remembered for the next visit; the sign-in error comes in Chinese too.

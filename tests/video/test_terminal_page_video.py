@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gateway.test_terminal_page import sign_in
+from tests.gateway.test_terminal_page import signed_in_page
 from tests.peers.chromium import frames_decoded, open_page, page_html, poll_until
 from tests.video.test_video_gateway import TERMINAL, _is, video_settings
 
@@ -20,10 +20,7 @@ async def test_the_terminal_page_publishes_when_pulled(media_netns, start_gatewa
     dispatcher = await connect(gw, "tok-dispatcher")
     events = await watch(dispatcher)
     context = await chromium.new_context(locale="en-US")
-    terminal = await context.new_page()
-    await terminal.goto(f"http://127.0.0.1:{gw.http_port}/terminal/")
-    await sign_in(terminal)
-    await terminal.wait_for_selector('#link-state[data-state="online"]', timeout=WAIT_MS)
+    terminal = await signed_in_page(context, gw)
 
     sid = (await dispatcher.call("video.pull", terminal_id=TERMINAL))["stream_id"]
     await events.wait(lambda e: _is(e, "video.state", sid, state="publishing"), 30)
