@@ -19,7 +19,9 @@ async def test_dial_answer_hangup_with_cdr(start_gateway, connect, watch) -> Non
     async with sipp_uas("answer") as uas:
         call = await alice.call("call.dial", target=uas.uri, display_name="Flood desk",
                                 headers={"X-Incident": "F-17"})
-        assert call["state"] == "dialing" and call["direction"] == "outbound"
+        # the reply carries the state when it was built: a fast 180 (a loaded machine) makes it ringing;
+        # the event stream below must still start at dialing
+        assert call["state"] in ("dialing", "ringing") and call["direction"] == "outbound"
         connected = await w.call_state(call["call_id"], "connected")
         assert connected["sip_code"] == 200 and connected["answered_at"]
         await alice.call("call.hangup", call_id=call["call_id"])
