@@ -173,6 +173,7 @@ class VideoService:
                                 timeout=self.config.request_timeout_s)
         except VideoError as e:
             await janus.destroy()
+            shutil.rmtree(rec_dir, ignore_errors=True)
             raise map_video_error(e) from None
         self.streams[stream_id] = stream
         stream.request_seq = (await self._state(stream)).seq
@@ -206,7 +207,8 @@ class VideoService:
             stream.publisher = handle
             reply = await handle.message(
                 {"request": "joinandconfigure", "room": stream.room, "ptype": "publisher",
-                 "id": self._feed(stream), "display": stream.terminal_id, "audio": True, "video": True, "record": True},
+                 "id": self._feed(stream), "display": stream.terminal_id, "audio": True,
+                 "video": True, "record": True},
                 jsep={"type": "offer", "sdp": sdp}, timeout=self.config.request_timeout_s)
         except VideoError as e:
             stream.offered = False
@@ -221,18 +223,22 @@ class VideoService:
 
     async def watch(self, conn: Connection, stream_id: str) -> dict:
         stream = self._stream(stream_id)
-        if stream.state is not StreamState.PUBLISHING:
-            raise Conflict(f"stream {stream_id} is {stream.state.value}", reason="invalid-state",
-                           details={"stream_id": stream_id, "state": stream.state.value})
+        _require_publishing(stream)
         try:
             handle = await stream.janus.attach(VIDEOROOM)
+        except VideoError as e:
+            raise map_video_error(e) from None
+        try:
             reply = await handle.message(
                 {"request": "join", "room": stream.room, "ptype": "subscriber",
                  "streams": [{"feed": self._feed(stream)}]}, timeout=self.config.request_timeout_s)
         except VideoError as e:
-            raise map_video_error(e) from None
-        if reply.jsep is None or reply.jsep.get("type") != "offer":
             await handle.detach()
+            raise map_video_error(e) from None
+        if reply.jsep is None or reply.jsep.get("type") != "offer" or \
+                stream.state is not StreamState.PUBLISHING:  # it may have ended meanwhile
+            await handle.detach()
+            _require_publishing(stream)
             raise Unavailable("Janus gave no SDP offer", reason="janus-error")
         watcher = Watcher("watch-" + secrets.token_hex(8), conn, handle)
         handle.on_event = lambda ev: self._on_viewer(stream, watcher, ev)
@@ -482,3 +488,9 @@ def forget(live: dict[str, Any], ended: Callable[[Any], bool], keep: int = KEEP_
     done = [k for k, v in live.items() if ended(v)]
     for k in done[:max(0, len(done) - keep)]:
         del live[k]
+
+
+def _require_publishing(stream: Stream) -> None:
+    if stream.state is not StreamState.PUBLISHING:
+        raise Conflict(f"stream {stream.id} is {stream.state.value}", reason="invalid-state",
+                       details={"stream_id": stream.id, "state": stream.state.value})
