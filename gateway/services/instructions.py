@@ -306,6 +306,9 @@ class InstructionService:
 
         async def work(tx: Tx) -> None:
             await update_delivery(tx, row["delivery_id"], changes)
+            if "error" in changes:  # seen by the consoles: this terminal was not texted
+                rows = await deliveries(tx, "delivery_id = ?", (row["delivery_id"],))
+                await tx.emit(EVENT, ins["session_id"], _event(ins, rows[0], "sms-failed"))
 
         await self._store.atomic(work)
 

@@ -155,6 +155,21 @@ async def test_online_but_silent_terminal_is_texted_after_the_timeout(start_gate
         assert picture["terminals"][0]["state"] == "delivered" and len(stub.messages) == 1
 
 
+async def test_fallback_without_a_phone_or_a_provider_is_on_record(start_gateway, connect, watch) -> None:
+    eps = '[{name = "unit-7", kind = "terminal", phone = "+8613800138007"}, {name = "unit-5", kind = "terminal"}]'
+    gw = await start_gateway(**{"directory.endpoint": eps})  # sms.provider: none
+    alice = await connect(gw)
+    w = await watch(alice)
+    iid = (await alice.call("terminal.instruct", targets=["unit-7", "unit-5"], text="x"))["instruction_id"]
+    no_phone = await step(w, iid, "unit-5", "fallback-sms")
+    assert no_phone["data"]["error"] == "no-phone" and no_phone["data"]["sms_message_id"] is None
+    failed = await step(w, iid, "unit-7", "sms-failed")
+    assert failed["data"]["error"] == "sms-unavailable" and failed["data"]["state"] == "fallback-sms"
+    picture = {t["terminal_id"]: t for t in
+               (await alice.call("terminal.instruction.get", instruction_id=iid))["terminals"]}
+    assert picture["unit-7"]["error"] == "sms-unavailable" and picture["unit-5"]["error"] == "no-phone"
+
+
 async def test_fallback_sms_queued_once_when_the_gateway_stopped_between_the_steps(
         start_gateway, connect, tmp_path) -> None:
     # First run: the service's timer is cancelled the moment the fallback-sms step is committed,
