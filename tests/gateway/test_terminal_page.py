@@ -23,6 +23,7 @@ import pytest_asyncio
 
 from tests.gateway.test_terminals import TERMINALS, presence, roster
 from tests.peers.cutproxy import CutProxy
+from tests.peers.ports import free_tcp_port
 
 pytestmark = pytest.mark.peers  # a whole gateway (SIP workers: pjsua2) and Chromium
 
@@ -331,3 +332,37 @@ async def test_text_and_photo_sent_into_the_incident(start_gateway, connect, wat
     # Nothing to send: said so, nothing sent.
     await page.click("#feedback-send")
     await page.wait_for_selector("#feedback-state:has-text('Write a message or choose a photo first.')")
+
+
+async def test_page_comes_back_after_a_gateway_restart_with_what_was_queued(
+        start_gateway, connect, watch, chromium) -> None:
+    ports = {"control.port": free_tcp_port(), "http.port": free_tcp_port()}  # the same after the restart
+    gw = await start_gateway(**PAGE_SET, **ports)
+    alice = await connect(gw)
+    page = await chromium.page(gw)
+    await sign_in(page, remember=True)
+    await online(page)
+    before = await alice.call("terminal.instruct", targets=["unit-7"], text="Before the restart", fallback="none")
+    items = page.locator("#instructions li")
+    await items.nth(0).wait_for(timeout=WAIT_MS)
+    await alice.close()
+    await gw.stop()
+    await page.wait_for_selector('#link-state:not([data-state="online"])', timeout=WAIT_MS)
+    gw2 = await start_gateway(**PAGE_SET, **ports)  # same data dir: the store carries on
+    alice = await connect(gw2)
+    w = await watch(alice, since=0)
+    after = [(await alice.call("terminal.instruct", targets=["unit-7"], text=t, fallback="none"))["instruction_id"]
+             for t in ("After it: 1", "After it: 2")]
+    for iid in after:
+        await instruction_step(w, iid, "delivered")
+    await items.nth(2).wait_for(timeout=WAIT_MS)
+    assert await items.locator(".text").all_text_contents() == ["Before the restart", "After it: 1", "After it: 2"]
+    await online(page)
+    assert before["instruction_id"] not in after
+    # The token was remembered (asked for): a reload signs in by itself; signing out forgets it.
+    await page.reload()
+    await online(page)
+    assert await page.text_content("#principal") == "unit-7"
+    await page.click("#signout")
+    assert await page.is_visible("#signin")
+    assert await page.evaluate("() => localStorage.getItem('dgw.token')") is None
