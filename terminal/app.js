@@ -37,6 +37,7 @@ function initLang() {
     localStorage.setItem(LANG_KEY, lang());
     applyI18n(document);
     renderInstructions();
+    renderPosition(); // its time, formatted for the language
   });
 }
 
@@ -300,9 +301,21 @@ function feedbackState(state, detail) {
   $("feedback-send").disabled = false;
   if (state === "sent") {
     $("feedback-form").reset();
+    photoChosen();
     return say(el, "feedback.sent", { time: clock() });
   }
   say(el, "feedback.failed", { detail: detail.reason });
+}
+
+function photoChosen() {
+  const file = $("feedback-photo").files[0];
+  const el = $("feedback-photo-name");
+  if (file) {
+    delete el.dataset.i18n; // a file name is not translated
+    el.textContent = file.name;
+  } else {
+    say(el, "feedback.no_photo");
+  }
 }
 
 // -- camera and voice --------------------------------------------------------------------------------
@@ -327,6 +340,7 @@ function init() {
     signOut();
   });
   $("share").addEventListener("change", shareChanged);
+  $("feedback-photo").addEventListener("change", photoChosen);
   $("feedback-form").addEventListener("submit", (e) => {
     e.preventDefault();
     sendFeedback();

@@ -315,12 +315,14 @@ async def test_text_and_photo_sent_into_the_incident(start_gateway, connect, wat
     # A photo with a caption: uploaded, then named by its SHA-256 in the feedback.
     await page.fill("#feedback-text", "The scene")
     await page.set_input_files("#feedback-photo", str(photo))
+    assert await page.text_content("#feedback-photo-name") == "scene.jpg"
     await page.click("#feedback-send")
     ev = await w.wait(lambda e: e["type"] == "terminal.feedback" and e["data"].get("uploads"))
     sha = hashlib.sha256(photo.read_bytes()).hexdigest()
     assert ev["data"]["text"] == "The scene"
     assert [(u["sha256"], u["type"]) for u in ev["data"]["uploads"]] == [(sha, "image/jpeg")]
     await page.wait_for_selector('#feedback-state[data-state="sent"]', timeout=WAIT_MS)
+    assert await page.text_content("#feedback-photo-name") == "No photo"  # the form is cleared
 
     def download() -> bytes:
         req = urllib.request.Request(f"http://127.0.0.1:{gw.http_port}/v1/uploads/{sha}",
@@ -366,3 +368,33 @@ async def test_page_comes_back_after_a_gateway_restart_with_what_was_queued(
     await page.click("#signout")
     assert await page.is_visible("#signin")
     assert await page.evaluate("() => localStorage.getItem('dgw.token')") is None
+
+
+async def test_a_report_written_offline_goes_out_once_when_the_link_is_back(
+        start_gateway, connect, watch, chromium) -> None:
+    async with signed_in_through_proxy(start_gateway, connect, watch, chromium) as (proxy, alice, w, page, first):
+        proxy.arm(down=1)
+        await presence(w, "unit-7", "offline", "connection-closed", after=first["seq"])
+        await page.fill("#feedback-text", "Road blocked at km 12")
+        await page.click("#feedback-send")
+        await page.wait_for_selector('#feedback-state[data-state="waiting"]', timeout=WAIT_MS)
+        assert await page.is_disabled("#feedback-send")  # one report at a time
+        proxy.heal()
+        await page.wait_for_selector('#feedback-state[data-state="sent"]', timeout=WAIT_MS)
+        ev = await w.wait(lambda e: e["type"] == "terminal.feedback")
+        assert ev["data"]["text"] == "Road blocked at km 12"
+        await page.fill("#feedback-text", "Cleared")
+        await page.click("#feedback-send")
+        await w.wait(lambda e: e["type"] == "terminal.feedback" and e["data"]["text"] == "Cleared")
+        assert [e["data"]["text"] for e in w.events if e["type"] == "terminal.feedback"] == [
+            "Road blocked at km 12", "Cleared"]
+
+
+async def test_location_permission_denied_is_said(start_gateway, chromium) -> None:
+    gw = await start_gateway(**PAGE_SET)
+    page = await chromium.page(gw, geolocation=None)  # no permission granted
+    await sign_in(page)
+    await online(page)
+    await page.wait_for_selector("#position-error:has-text('Location permission denied')", timeout=WAIT_MS)
+    await page.click("#lang")
+    assert await page.text_content("#position-error") == "定位权限被拒绝：请在浏览器设置中允许。"
