@@ -60,11 +60,11 @@ def _origin(url: str) -> str:
 
 def security_headers(control: str | None) -> dict[str, str]:
     """Headers of every /terminal response. `connect-src` allows this origin (uploads, config) and
-    the control channel's origin, nothing else; `media-src`/`img-src` allow the camera preview and
-    photos picked on the device (blob:)."""
+    the control channel's origin, nothing else (camera preview and the phone's voice are
+    MediaStreams set as `srcObject`: no URL, nothing for `media-src` to allow)."""
     connect = "'self'" + (f" {_origin(control)}" if control else "")
-    csp = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-           f"media-src 'self' blob:; connect-src {connect}; manifest-src 'self'; "
+    csp = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+           f"media-src 'self'; connect-src {connect}; manifest-src 'self'; "
            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
     return {
         "Content-Security-Policy": csp,

@@ -31,6 +31,8 @@ async def test_the_terminal_page_joins_a_call_and_hangs_up(media_netns, start_ga
     dispatcher = await connect(gw, "tok-dispatcher")
     events = await watch(dispatcher)
     context = await chromium.new_context(locale="en-US")
+    csp: list[str] = []  # the page's media (srcObject) must need nothing its CSP refuses
+    context.on("console", lambda m: csp.append(m.text) if "Content Security Policy" in m.text else None)
     page = await signed_in_page(context, gw)
     quiet = write_wav(tmp_path / "quiet.wav", bytes(16000 * 2 * 30), 16000)  # G.722: 16 kHz
     async with BaresipPhone(user="duty", play_wav=quiet) as phone:
@@ -57,4 +59,5 @@ async def test_the_terminal_page_joins_a_call_and_hangs_up(media_netns, start_ga
         t0 = time.monotonic()
         await page.wait_for_selector("#voice-card", state="hidden", timeout=WAIT_MS)
         print("page noticed the hang-up after", round(time.monotonic() - t0, 2), "s")
+    assert not csp, csp
     await context.close()
