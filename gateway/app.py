@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import shutil
 import tempfile
 from pathlib import Path
@@ -47,6 +46,7 @@ from gateway.services.voice import VoiceService
 from gateway.terminal_page import PageConfig, TerminalPage
 from sms.factory import make_provider
 from gateway.store import Store
+from gateway.tokens import TokenTable
 from gateway.uploads import UploadService
 from gateway.uploads.feedback import FeedbackService
 from gateway.uploads.http import UploadRoutes
@@ -116,7 +116,7 @@ class Gateway:
         )
         self._http: Any = None
         self._stack = contextlib.AsyncExitStack()
-        self._tokens = [(t.encode(), Principal(i.principal, i.role)) for t, i in config.auth.tokens.items()]
+        self._tokens = TokenTable(config.auth.tokens)
         for info in config.auth.tokens.values():  # such a token may say hello, nothing terminal.*
             if info.role == "terminal" and self.directory.terminal(info.principal) is None and not config.auth.generated:
                 log.warning("auth.terminal-token-unbound", principal=info.principal,
@@ -239,12 +239,7 @@ class Gateway:
 
     # -- control-channel hooks -------------------------------------------------------------
     def _authenticate(self, token: str) -> Principal | None:
-        given = token.encode()
-        found = None
-        for known, principal in self._tokens:  # constant time per token; no early exit
-            if hmac.compare_digest(given, known):
-                found = principal
-        return found
+        return self._tokens.principal(token)
 
     async def _audit(self, ctx: RequestContext, method: str, params: dict,
                      outcome: dict | GatewayError) -> None:
