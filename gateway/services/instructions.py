@@ -53,7 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = structlog.get_logger(__name__)
 
 PUSH_PAGE = 500  # undelivered instructions pushed to a terminal at once (the rest on the next round)
-PUSH_CHUNK = 500  # terminals per read of their undelivered instructions
+PUSH_CHUNK = 500  # terminals (deliveries) per read: a bounded number of SQL variables
+SMS_AT_ONCE = 50  # fallback SMS queued at once (each a few store round trips; they share commits)
 EVENT = "terminal.instruction"
 
 
@@ -64,7 +65,8 @@ class InstructionService:
         self._terminals, self._directory = terminals, directory
         self.config = terminals.config
         self._deadlines: list[tuple[float, int]] = []  # (epoch, delivery_id), a heap
-        self._pushed: dict[tuple[str, int], tuple[float, str]] = {}  # (conn, delivery) -> (mono, terminal)
+        # delivery -> {conn: (mono, terminal)}: what was pushed where, and when
+        self._pushed: dict[int, dict[str, tuple[float, str]]] = {}
         self._wake = asyncio.Event()
         self._tasks = OwnedTasks()
         terminals.on_connected.append(self._on_connected)
@@ -77,9 +79,11 @@ class InstructionService:
         for row in await deliveries(self._store, "deadline IS NOT NULL"):
             heapq.heappush(self._deadlines, (row["deadline"], row["delivery_id"]))
         # Gone fallback-sms before the SMS was queued (the gateway stopped in between): queue it.
-        for row in await deliveries(self._store, "state = 'fallback-sms' AND sms_queued = 0"
-                                    " AND sms_message_id IS NOT NULL AND error IS NULL"):
-            self._tasks.spawn(self._send_sms(row), f"instructions.sms-{row['delivery_id']}")
+        rows = await deliveries(self._store, "state = 'fallback-sms' AND sms_queued = 0"
+                                " AND sms_message_id IS NOT NULL AND error IS NULL")
+        if rows:
+            texts = await get_instructions(self._store, [r["instruction_id"] for r in rows])
+            self._tasks.spawn(self._send_sms([(r, texts[r["instruction_id"]]) for r in rows]), "instructions.sms")
         self._tasks.spawn(self._run_timer(), "instructions.timer")
 
     async def stop(self) -> None:
@@ -193,8 +197,7 @@ class InstructionService:
             return row
 
         row = await self._store.atomic(work)
-        for key in [k for k in self._pushed if k[1] == row["delivery_id"]]:
-            del self._pushed[key]
+        self._pushed.pop(row["delivery_id"], None)
         return {"instruction_id": instruction_id, "terminal_id": tid, "state": row["state"]}
 
     async def _on_connected(self, tid: str, conn: Connection) -> None:
@@ -219,11 +222,11 @@ class InstructionService:
             if not conns or tid in full:
                 continue
             conn = conns[-1]
-            key = (conn.id, row["delivery_id"])
-            pushed = self._pushed.get(key)
+            pushed = self._pushed.get(row["delivery_id"], {}).get(conn.id)
             if pushed is not None and mono - pushed[0] < self.config.redeliver_s:
                 continue
-            self._pushed[key] = (mono, tid)  # sent or not, the redelivery round comes back to it
+            # sent or not, the redelivery round comes back to it
+            self._pushed.setdefault(row["delivery_id"], {})[conn.id] = (mono, tid)
             if not conn.send_notification(INSTRUCTION_NOTIFICATION, _payload(texts[row["instruction_id"]])):
                 full.add(tid)  # its send queue is full: the rest waits for that round too
         if rows:
@@ -234,83 +237,104 @@ class InstructionService:
             self._wake.clear()
             waits = [self._deadlines[0][0] - time.time()] if self._deadlines else []
             if self._pushed:
-                waits.append(min(m for m, _ in self._pushed.values()) + self.config.redeliver_s - time.monotonic())
+                first = min(m for at in self._pushed.values() for m, _ in at.values())
+                waits.append(first + self.config.redeliver_s - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, min(waits)) if waits else None):
                     await self._wake.wait()
             try:
+                due = []
                 while self._deadlines and self._deadlines[0][0] <= time.time():
-                    _, did = heapq.heappop(self._deadlines)
-                    await self._deadline(did)
+                    due.append(heapq.heappop(self._deadlines)[1])
+                for i in range(0, len(due), PUSH_CHUNK):
+                    await self._deadlines_due(due[i:i + PUSH_CHUNK])
                 await self._redeliver()
             except Exception:  # the store refused (shutting down): the next round tries again
                 log.exception("instructions.timer.failed")
 
     async def _redeliver(self) -> None:
         due: set[str] = set()
-        for key, (mono, tid) in list(self._pushed.items()):
-            if self._terminals.connection(key[0]) is None:
-                del self._pushed[key]  # that connection is gone: its next hello pushes again
-            elif time.monotonic() - mono >= self.config.redeliver_s:
-                due.add(tid)
+        for did, at in list(self._pushed.items()):
+            for cid, (mono, tid) in list(at.items()):
+                if self._terminals.connection(cid) is None:
+                    del at[cid]  # that connection is gone: its next hello pushes again
+                elif time.monotonic() - mono >= self.config.redeliver_s:
+                    due.add(tid)
+            if not at:
+                del self._pushed[did]
         if due:
             await self._push(sorted(due))
 
-    async def _deadline(self, delivery_id: int) -> None:
-        """The ack deadline of one delivery: to SMS if it still needs it."""
+    async def _deadlines_due(self, delivery_ids: list[int]) -> None:
+        """Ack deadlines come due (all the offline terminals of an instruction at once): those
+        that still need it go to SMS, in one unit of work, and their SMS are queued together."""
 
-        async def work(tx: Tx) -> tuple[dict, dict] | None:
-            rows = await deliveries(tx, "delivery_id = ?", (delivery_id,))
-            if not rows or rows[0]["deadline"] is None:
-                return None
-            row = rows[0]
-            ins = await get_instruction(tx, row["instruction_id"])
-            assert ins is not None
-            state = DeliveryState(row["state"])
-            if not needs_fallback(state, ins["require_ack"]):
-                await update_delivery(tx, delivery_id, {"deadline": None})
-                return None
-            phone = self._directory.get(row["terminal_id"]).phone
-            changes: dict[str, Any] = {"state": DELIVERY_MACHINE.next(state, DeliveryInput.FALLBACK).value,
-                                       "deadline": None, "fallback_at": now_iso()}
-            if phone:
-                changes["sms_message_id"] = f"ins-{row['instruction_id']}-{delivery_id}"
-            else:
-                changes["error"] = "no-phone"
-            await update_delivery(tx, delivery_id, changes)
-            row.update(changes)
-            await tx.emit(EVENT, ins["session_id"], _event(ins, row, "fallback-sms"))
-            return row, ins
+        async def work(tx: Tx) -> list[tuple[dict, dict]]:
+            rows = await deliveries(tx, f"delivery_id IN ({', '.join('?' * len(delivery_ids))})"
+                                    " AND deadline IS NOT NULL", delivery_ids)
+            texts = await get_instructions(tx, [r["instruction_id"] for r in rows])
+            fell: list[tuple[dict, dict]] = []
+            for row in rows:
+                ins, state = texts[row["instruction_id"]], DeliveryState(row["state"])
+                if not needs_fallback(state, ins["require_ack"]):
+                    await update_delivery(tx, row["delivery_id"], {"deadline": None})
+                    continue
+                phone = self._directory.get(row["terminal_id"]).phone
+                changes: dict[str, Any] = {"state": DELIVERY_MACHINE.next(state, DeliveryInput.FALLBACK).value,
+                                           "deadline": None, "fallback_at": now_iso()}
+                if phone:
+                    changes["sms_message_id"] = f"ins-{row['instruction_id']}-{row['delivery_id']}"
+                else:
+                    changes["error"] = "no-phone"
+                await update_delivery(tx, row["delivery_id"], changes)
+                row.update(changes)
+                fell.append((row, ins))
+            await _emit(tx, fell, "fallback-sms")
+            return fell
 
-        done = await self._store.atomic(work)
-        if done is not None and done[0]["sms_message_id"]:
-            log.info("instruction.fallback-sms", instruction_id=done[1]["instruction_id"],
-                     terminal_id=done[0]["terminal_id"])
-            await self._send_sms(done[0], done[1])
+        fell = await self._store.atomic(work)
+        for row, ins in fell:
+            log.info("instruction.fallback-sms", instruction_id=ins["instruction_id"],
+                     terminal_id=row["terminal_id"], error=row["error"])
+        await self._send_sms([(row, ins) for row, ins in fell if row["sms_message_id"]])
 
-    async def _send_sms(self, row: dict, ins: dict | None = None) -> None:
-        ins = ins or await get_instruction(self._store, row["instruction_id"])
-        assert ins is not None
-        changes: dict[str, Any]
-        try:
-            await self._sms.send(principal=ins["created_by"] or "gateway",
-                                 to=[self._directory.get(row["terminal_id"]).phone or ""],
-                                 body=ins["text"], template=None, variables=None,
-                                 session_id=ins["session_id"], sender=None,
-                                 message_id=row["sms_message_id"],
-                                 ref={"instruction_id": ins["instruction_id"], "terminal_id": row["terminal_id"]})
-            changes = {"sms_queued": 1}
-        except GatewayError as err:  # no provider, the session closed meanwhile ...: on record
-            log.warning("instruction.sms-failed", instruction_id=ins["instruction_id"], reason=err.reason)
-            changes = {"error": err.reason}
+    async def _send_sms(self, rows: list[tuple[dict, dict]]) -> None:
+        """Queue the fallback SMS of these deliveries (row, its instruction), `SMS_AT_ONCE` at a
+        time; whether each was queued is recorded for all of them in one unit."""
+        outcome: dict[int, dict[str, Any]] = {}
+        texts = {row["delivery_id"]: ins for row, ins in rows}
+
+        async def one(row: dict, ins: dict) -> None:
+            try:
+                await self._sms.send(principal=ins["created_by"] or "gateway",
+                                     to=[self._directory.get(row["terminal_id"]).phone or ""],
+                                     body=ins["text"], template=None, variables=None,
+                                     session_id=ins["session_id"], sender=None,
+                                     message_id=row["sms_message_id"],
+                                     ref={"instruction_id": ins["instruction_id"], "terminal_id": row["terminal_id"]})
+                outcome[row["delivery_id"]] = {"sms_queued": 1}
+            except GatewayError as err:  # no provider, the session closed meanwhile ...: on record
+                log.warning("instruction.sms-failed", instruction_id=ins["instruction_id"], reason=err.reason)
+                outcome[row["delivery_id"]] = {"error": err.reason}
+
+        failed: list[BaseException] = []
+        for i in range(0, len(rows), SMS_AT_ONCE):
+            done = await asyncio.gather(*(one(row, ins) for row, ins in rows[i:i + SMS_AT_ONCE]),
+                                        return_exceptions=True)
+            failed += [r for r in done if isinstance(r, BaseException)]
 
         async def work(tx: Tx) -> None:
-            await update_delivery(tx, row["delivery_id"], changes)
-            if "error" in changes:  # seen by the consoles: this terminal was not texted
-                rows = await deliveries(tx, "delivery_id = ?", (row["delivery_id"],))
-                await tx.emit(EVENT, ins["session_id"], _event(ins, rows[0], "sms-failed"))
+            for delivery_id, changes in outcome.items():
+                await update_delivery(tx, delivery_id, changes)
+            failed_ids = [did for did, changes in outcome.items() if "error" in changes]
+            if failed_ids:  # seen by the consoles: these terminals were not texted
+                now = await deliveries(tx, f"delivery_id IN ({', '.join('?' * len(failed_ids))})", failed_ids)
+                await _emit(tx, [(row, texts[row["delivery_id"]]) for row in now], "sms-failed")
 
-        await self._store.atomic(work)
+        if outcome:
+            await self._store.atomic(work)
+        if failed:  # not the gateway's typed refusal: left for the next start to retry
+            raise failed[0]
 
 
 def _public(row: dict) -> dict[str, Any]:
@@ -320,6 +344,15 @@ def _public(row: dict) -> dict[str, Any]:
 
 def _event(ins: dict, row: dict, step: str) -> dict[str, Any]:
     return {"instruction_id": ins["instruction_id"], "step": step, **_public(row)}
+
+
+async def _emit(tx: Tx, rows: list[tuple[dict, dict]], step: str) -> None:
+    """One `step` event per (delivery row, its instruction), a statement per incident."""
+    by_session: dict[str, list[dict[str, Any]]] = {}
+    for row, ins in rows:
+        by_session.setdefault(ins["session_id"], []).append(_event(ins, row, step))
+    for session_id, datas in by_session.items():
+        await tx.emit_many(EVENT, session_id, datas)
 
 
 def _payload(ins: dict) -> dict[str, Any]:

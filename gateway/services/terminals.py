@@ -27,7 +27,7 @@ from gateway.errors import Forbidden, InvalidParams, NotFound
 from gateway.events import EventBus
 from gateway.protocol import RequestContext
 from gateway.store import Store, Tx
-from gateway.store.terminals import presences, put_presence
+from gateway.store.terminals import presences, put_presences
 from gateway.tasks import OwnedTasks
 from gateway.terminals import LocationGate, Offer, PresenceChange, PresenceTable, Reason
 from gateway.timeutil import epoch_to_iso, iso_to_epoch
@@ -71,12 +71,14 @@ class TerminalService:
             entry = self.roster[tid]
             entry.position = _fix_of(point)
             entry.battery, entry.status = point.get("battery"), point.get("status")
+        restored = []  # the gateway went down (kill -9) with these online
         for tid, kept in (await presences(self._store)).items():
             if tid in self.presence:
                 last_seen = iso_to_epoch(kept["last_seen"]) if kept["last_seen"] else None
                 change = self.presence.restore(tid, last_seen, kept["state"] == "online")
-                if change is not None:  # the gateway went down (kill -9) with it online
-                    await self._publish_presence(change)
+                if change is not None:
+                    restored.append(change)
+        await self._publish_presence(*restored)
         self._timer = self._own(self._run_timer(), "terminals.timer")
 
     def quiesce(self) -> None:
@@ -90,8 +92,7 @@ class TerminalService:
             self._timer.cancel()
         for key, item, n in self.gate.flush():
             await self._publish_location(key, item, n)
-        for change in self.presence.stop_all():
-            await self._publish_presence(change)
+        await self._publish_presence(*self.presence.stop_all())
         await self._tasks.cancel_all()
 
     def _own(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -238,12 +239,13 @@ class TerminalService:
                     await self._wake.wait()
             try:
                 now = time.monotonic()
-                for change in self.presence.expire(now):
+                expired = self.presence.expire(now)
+                for change in expired:
                     for cid in change.connections:
                         conn = self._conns.pop(cid, None)
                         if conn is not None:
                             self._own(self._close(conn), f"terminals.close-{cid}")
-                    await self._publish_presence(change)
+                await self._publish_presence(*expired)  # a whole cell going silent: one unit
                 for tid, fix, coalesced in self.gate.due(now):
                     await self._publish_location(tid, fix, coalesced)
             except Exception:  # the store refused (shutting down): the next round tries again
@@ -254,15 +256,22 @@ class TerminalService:
         with contextlib.suppress(Exception):
             await conn.close(4008, "heartbeats missed")
 
-    async def _publish_presence(self, change: PresenceChange) -> None:
-        last_seen = epoch_to_iso(change.last_seen) if change.last_seen is not None else None
-        log.info("terminal.presence", terminal_id=change.terminal_id, state=change.state.value,
-                 reason=change.reason.value)
-        data = change.data(last_seen)
+    async def _publish_presence(self, *changes: PresenceChange) -> None:
+        """The changes' events and the presence kept for the next start, together, in one unit
+        of work however many terminals changed at once."""
+        if not changes:
+            return
+        by_session: dict[str | None, list[dict[str, Any]]] = {}
+        for change in changes:
+            log.info("terminal.presence", terminal_id=change.terminal_id, state=change.state.value,
+                     reason=change.reason.value)
+            data = change.data(epoch_to_iso(change.last_seen) if change.last_seen is not None else None)
+            by_session.setdefault(self.roster[change.terminal_id].session_id, []).append(data)
 
-        async def work(tx: Tx) -> None:  # the event and the presence kept for the next start, together
-            await put_presence(tx, data)
-            await tx.emit("terminal.presence", self.roster[change.terminal_id].session_id, data)
+        async def work(tx: Tx) -> None:
+            await put_presences(tx, [d for datas in by_session.values() for d in datas])
+            for session_id, datas in by_session.items():
+                await tx.emit_many("terminal.presence", session_id, datas)
 
         await self._store.atomic(work)
 

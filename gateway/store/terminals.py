@@ -53,13 +53,16 @@ class TerminalTables:
         return [_point(r) for r in rows]
 
     async def last_track_points(self, terminal_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The newest position (by fix time) of each terminal that has one."""
+        """The newest position (by fix time, then arrival) of each terminal that has one: one
+        read per 500 terminals, each terminal's row found through the (terminal_id, time) index."""
         out = {}
-        for tid in terminal_ids:
+        for i in range(0, len(terminal_ids), 500):
+            chunk = terminal_ids[i:i + 500]
             rows = await self._read(  # type: ignore[attr-defined]
-                f"{_SELECT} WHERE terminal_id = ? ORDER BY time DESC, id DESC LIMIT 1", (tid,))
-            if rows:
-                out[tid] = _point(rows[0])
+                f"WITH ids (tid) AS (VALUES {', '.join(['(?)'] * len(chunk))}) {_SELECT} WHERE id IN"
+                " (SELECT (SELECT t.id FROM terminal_track t WHERE t.terminal_id = ids.tid"
+                " ORDER BY t.time DESC, t.id DESC LIMIT 1) FROM ids)", tuple(chunk))
+            out.update((r[1], _point(r)) for r in rows)
         return out
 
     async def prune_track(self, before_time: str, limit: int = 10_000) -> int:
@@ -123,11 +126,13 @@ async def get_instruction(db: Any, instruction_id: str) -> dict[str, Any] | None
 
 
 async def get_instructions(db: Any, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for iid in dict.fromkeys(ids):
-        ins = await get_instruction(db, iid)
-        if ins is not None:
-            out[iid] = ins
+    """Instructions by id (the ones that exist), one read per 500 ids."""
+    wanted, out = list(dict.fromkeys(ids)), {}
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i:i + 500]
+        rows = await db.fetchall(f"SELECT {', '.join(INSTRUCTION_COLUMNS)} FROM terminal_instructions"
+                                 f" WHERE instruction_id IN ({', '.join('?' * len(chunk))})", chunk)
+        out.update((r[0], _instruction(r)) for r in rows)
     return out
 
 
@@ -140,12 +145,14 @@ async def latest_incidents(db: Any) -> dict[str, str]:
     return {tid: sid for tid, sid, _ in rows}
 
 
-async def put_presence(tx: Any, data: dict[str, Any]) -> None:
-    """Keep a terminal's last presence (`terminal.presence` data) across restarts."""
-    await tx.execute("INSERT INTO terminal_presence (terminal_id, state, reason, last_seen, changed_at)"
-                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (terminal_id) DO UPDATE SET state = excluded.state,"
-                     " reason = excluded.reason, last_seen = excluded.last_seen, changed_at = excluded.changed_at",
-                     (data["terminal_id"], data["state"], data["reason"], data["last_seen"], now_iso()))
+async def put_presences(tx: Any, datas: Sequence[dict[str, Any]]) -> None:
+    """Keep terminals' last presence (`terminal.presence` data) across restarts, in one statement."""
+    changed = now_iso()
+    await tx.executemany("INSERT INTO terminal_presence (terminal_id, state, reason, last_seen, changed_at)"
+                         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (terminal_id) DO UPDATE SET state = excluded.state,"
+                         " reason = excluded.reason, last_seen = excluded.last_seen,"
+                         " changed_at = excluded.changed_at",
+                         [(d["terminal_id"], d["state"], d["reason"], d["last_seen"], changed) for d in datas])
 
 
 async def presences(db: Any) -> dict[str, dict[str, Any]]:
