@@ -7,7 +7,7 @@ import { Inbox } from "./inbox.js";
 import { Link } from "./link.js";
 import { Publisher, VIDEO, VOICE } from "./media.js";
 import { PositionWatch, batteryLevel, reportParams } from "./position.js";
-import { Reporter } from "./feedback.js";
+import { Reporter, VoiceNote } from "./feedback.js";
 
 const CLIENT = "field-terminal/1";
 const TOKEN_KEY = "dgw.token";
@@ -26,6 +26,8 @@ const app = {
   camera: null, // Publisher of camera + microphone (video.request)
   voice: null, // Publisher of the microphone into a phone call (voice.request)
   reporter: null,
+  recording: null, // a VoiceNote being recorded
+  note: null, // the recorded voice note: {blob, seconds}
 };
 
 // -- language -----------------------------------------------------------------------------
@@ -98,6 +100,8 @@ function signOut(keepError = false) {
   app.camera?.close(null);
   app.voice?.close(null);
   app.reporter = null;
+  app.recording?.stop();
+  app.recording = app.note = null;
   clearInterval(app.reportTimer);
   localStorage.removeItem(TOKEN_KEY);
   app.token = null;
@@ -283,14 +287,36 @@ function shareChanged() {
 }
 
 // -- feedback ----------------------------------------------------------------------------
-function sendFeedback() {
+async function sendFeedback() {
+  if (app.recording) await toggleRecording(); // sending while recording: the note so far goes too
   const text = $("feedback-text").value.trim();
-  const file = $("feedback-photo").files[0] || null;
-  if (!text && !file) return say($("feedback-state"), "feedback.empty");
-  if (file && file.size > app.config.uploads.max_bytes) {
+  const files = [$("feedback-photo").files[0], app.note?.blob].filter(Boolean);
+  if (!text && !files.length) return say($("feedback-state"), "feedback.empty");
+  if (files.some((f) => f.size > app.config.uploads.max_bytes)) {
     return say($("feedback-state"), "feedback.failed", { detail: "too-large" });
   }
-  if (app.reporter.submit(text, file)) $("feedback-send").disabled = true;
+  if (app.reporter.submit(text, files)) $("feedback-send").disabled = true;
+}
+
+async function toggleRecording() {
+  const button = $("feedback-record");
+  if (!app.recording) {
+    const note = new VoiceNote();
+    try {
+      await note.start();
+    } catch (err) {
+      return say($("feedback-state"), "feedback.failed", { detail: err.reason || err.name || String(err) });
+    }
+    app.recording = note;
+    button.dataset.recording = "";
+    return say(button, "feedback.stop_recording");
+  }
+  const note = app.recording;
+  app.recording = null;
+  delete button.dataset.recording;
+  say(button, "feedback.record");
+  app.note = await note.stop();
+  say($("feedback-note-name"), "feedback.note_ready", { s: app.note.seconds });
 }
 
 function feedbackState(state, detail) {
@@ -302,6 +328,8 @@ function feedbackState(state, detail) {
   if (state === "sent") {
     $("feedback-form").reset();
     photoChosen();
+    app.note = null;
+    say($("feedback-note-name"), "feedback.no_note");
     return say(el, "feedback.sent", { time: clock() });
   }
   say(el, "feedback.failed", { detail: detail.reason });
@@ -341,6 +369,7 @@ function init() {
   });
   $("share").addEventListener("change", shareChanged);
   $("feedback-photo").addEventListener("change", photoChosen);
+  $("feedback-record").addEventListener("click", toggleRecording);
   $("feedback-form").addEventListener("submit", (e) => {
     e.preventDefault();
     sendFeedback();

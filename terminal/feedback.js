@@ -1,8 +1,8 @@
-// Text and photos from the field into the incident (docs/protocol.md, "Uploads (HTTP)" and
-// `terminal.feedback`): the photo goes to POST /v1/uploads on this origin with the terminal's
-// token, then `terminal.feedback {text?, uploads: [sha256]}` names it. One report at a time; a
-// report that could not go out for want of a connection waits and is sent again (same
-// idempotency key, the photo not uploaded twice) when the link is back. No DOM here.
+// Text, photos and voice notes from the field into the incident (docs/protocol.md, "Uploads
+// (HTTP)" and `terminal.feedback`): each file goes to POST /v1/uploads on this origin with the
+// terminal's token, then `terminal.feedback {text?, uploads: [sha256, ...]}` names them. One
+// report at a time; a report that could not go out for want of a connection waits and is sent
+// again (same idempotency key, no file uploaded twice) when the link is back. No DOM here.
 
 export const TRANSIENT = new Set(["offline", "disconnected", "timeout", "network", "busy", "rate-limited"]);
 
@@ -38,13 +38,13 @@ export class Reporter {
   // call(method, params) -> Promise (the control link); token() -> the terminal's token
   constructor({ call, token, uploadsUrl, onState }) {
     Object.assign(this, { call, token, uploadsUrl, onState });
-    this.pending = null; // {text, file, uploadId, key}
+    this.pending = null; // {text, files, uploadIds, key}
   }
 
-  // A new report; false when one is still on its way.
-  submit(text, file) {
+  // A new report (files: Blobs with a type); false when one is still on its way.
+  submit(text, files = []) {
     if (this.pending) return false;
-    this.pending = { text: text || null, file: file || null, uploadId: null, key: newKey() };
+    this.pending = { text: text || null, files, uploadIds: [], key: newKey() };
     this.flush();
     return true;
   }
@@ -56,10 +56,12 @@ export class Reporter {
     p.busy = true;
     this.onState("sending");
     try {
-      if (p.file && !p.uploadId) p.uploadId = await upload(this.uploadsUrl, this.token(), p.file);
+      while (p.uploadIds.length < p.files.length) {
+        p.uploadIds.push(await upload(this.uploadsUrl, this.token(), p.files[p.uploadIds.length]));
+      }
       const params = { idempotency_key: p.key };
       if (p.text) params.text = p.text;
-      if (p.uploadId) params.uploads = [p.uploadId];
+      if (p.uploadIds.length) params.uploads = [...new Set(p.uploadIds)];
       const result = await this.call("terminal.feedback", params);
       this.pending = null;
       this.onState("sent", result);
@@ -73,5 +75,36 @@ export class Reporter {
     } finally {
       p.busy = false;
     }
+  }
+}
+
+// A short voice note from the microphone (MediaRecorder: Opus in WebM, or in Ogg where WebM is
+// not offered), stopped by the responder or after MAX_NOTE_MS.
+export const MAX_NOTE_MS = 60000;
+const NOTE_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus"];
+
+export class VoiceNote {
+  async start() {
+    const type = NOTE_TYPES.find((t) => MediaRecorder.isTypeSupported(t));
+    if (!type) throw new FeedbackError("unsupported", "MediaRecorder");
+    this.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+    this.chunks = [];
+    this.started = performance.now();
+    this.recorder = new MediaRecorder(this.stream, { mimeType: type });
+    this.recorder.addEventListener("dataavailable", (e) => e.data.size && this.chunks.push(e.data));
+    this.done = new Promise((resolve) => this.recorder.addEventListener("stop", () => {
+      this.stream.getTracks().forEach((t) => t.stop());
+      resolve({ blob: new Blob(this.chunks, { type: type.split(";")[0] }),
+                seconds: Math.round((performance.now() - this.started) / 1000) });
+    }));
+    this.recorder.start();
+    this.limit = setTimeout(() => this.stop(), MAX_NOTE_MS);
+  }
+
+  // -> {blob, seconds}
+  stop() {
+    clearTimeout(this.limit);
+    if (this.recorder?.state === "recording") this.recorder.stop();
+    return this.done;
   }
 }

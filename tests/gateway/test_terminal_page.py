@@ -331,9 +331,20 @@ async def test_text_and_photo_sent_into_the_incident(start_gateway, connect, wat
             return r.read()
 
     assert await asyncio.to_thread(download) == photo.read_bytes()
+    # A voice note from the (fake) microphone: recorded in the page, uploaded as Opus in WebM.
+    await page.click("#feedback-record")
+    await page.wait_for_selector('#feedback-record:has-text("Stop recording")', timeout=WAIT_MS)
+    await page.click("#feedback-record")
+    await page.wait_for_selector("#feedback-note-name:has-text('Voice note,')", timeout=WAIT_MS)
+    await page.click("#feedback-send")
+    ev = await w.wait(lambda e: e["type"] == "terminal.feedback" and e["data"].get("uploads")
+                      and e["data"]["uploads"][0]["type"].startswith("audio/"))
+    assert ev["data"]["uploads"][0]["type"] == "audio/webm" and "text" not in ev["data"]
+    await page.wait_for_selector("#feedback-note-name:has-text('No voice note')", timeout=WAIT_MS)
     # Nothing to send: said so, nothing sent.
     await page.click("#feedback-send")
-    await page.wait_for_selector("#feedback-state:has-text('Write a message or choose a photo first.')")
+    await page.wait_for_selector("#feedback-state:has-text('Write a message, choose a photo or record a voice note first.')")
+    assert len([e for e in w.events if e["type"] == "terminal.feedback"]) == 3
 
 
 async def test_page_comes_back_after_a_gateway_restart_with_what_was_queued(
