@@ -6,8 +6,8 @@ import { applyI18n, clock, lang, pickLang, say, setLang, t } from "./i18n.js";
 import { Inbox } from "./inbox.js";
 import { Link } from "./link.js";
 import { Publisher, VIDEO, VOICE } from "./media.js";
-import { PositionWatch, batteryLevel, reportParams } from "./position.js";
-import { Reporter, VoiceNote } from "./feedback.js";
+import { Backlog, PositionWatch, batteryLevel, reportParams } from "./position.js";
+import { Reporter, TRANSIENT, VoiceNote } from "./feedback.js";
 
 const CLIENT = "field-terminal/1";
 const TOKEN_KEY = "dgw.token";
@@ -21,6 +21,7 @@ const app = {
   token: null,
   principal: null,
   fix: null, // {coords, timestamp, sent}
+  backlog: new Backlog(), // fixes taken while the link was down
   reportTimer: null,
   watch: null,
   camera: null, // Publisher of camera + microphone (video.request)
@@ -102,6 +103,7 @@ function signOut(keepError = false) {
   app.reporter = null;
   app.recording?.stop();
   app.recording = app.note = null;
+  app.backlog.take();
   clearInterval(app.reportTimer);
   localStorage.removeItem(TOKEN_KEY);
   app.token = null;
@@ -153,9 +155,10 @@ function hello(result, resumed) {
       uploadsUrl: app.config.uploads?.url, onState: feedbackState });
     renderInstructions();
   }
-  // Resume: the newest position goes out at once, acknowledgements pressed offline follow;
+  // Resume: positions taken offline and the newest go out at once, acknowledgements pressed
+  // offline follow;
   // the gateway pushes again every instruction not yet confirmed.
-  sendPosition(true);
+  resumePosition();
   for (const id of app.inbox.unsentAcks()) acknowledge(id);
   if (resumed) app.reporter.flush();
 }
@@ -238,6 +241,10 @@ function startPosition() {
     (coords, timestamp) => {
       const first = app.fix === null;
       app.fix = { coords, timestamp, sent: null };
+      if (!app.link?.up && $("share").checked) {
+        app.backlog.add(reportParams(coords, timestamp));
+        $("position").dataset.backlog = app.backlog.size;
+      }
       $("position-error").hidden = true;
       renderPosition();
       if (first) sendPosition(true);
@@ -262,10 +269,31 @@ async function sendPosition(force) {
     fix.sent = new Date();
     renderPosition();
   } catch (err) {
-    if (err.reason === "offline" || err.reason === "disconnected" || err.reason === "timeout") return;
+    if (TRANSIENT.has(err.reason)) return;
     $("position-error").hidden = false;
     const loc = (err.details.errors || []).map((e) => `${[].concat(e.loc).join(".")}: ${e.msg}`).join("; ");
     say($("position-error"), "position.refused", { detail: loc || err.reason });
+  }
+}
+
+// After a reconnect: the fixes taken offline, oldest first, then the newest if it was not among them.
+async function resumePosition() {
+  const items = app.backlog.take();
+  for (let i = 0; i < items.length; i++) {
+    try {
+      await app.link.call("terminal.report", items[i]);
+    } catch (err) {
+      if (TRANSIENT.has(err.reason)) return app.backlog.putBack(items.slice(i)); // down again
+      // refused (e.g. older than the gateway keeps): that one is dropped
+    }
+  }
+  $("position").dataset.backlog = app.backlog.size;
+  const fix = app.fix;
+  if (fix && items.length && items.at(-1).time === new Date(fix.timestamp).toISOString()) {
+    fix.sent = new Date();
+    renderPosition();
+  } else {
+    await sendPosition(true);
   }
 }
 

@@ -57,3 +57,33 @@ export async function batteryLevel() {
     return null;
   }
 }
+
+// Fixes taken while the link was down, oldest first, sent when it is back so the track has no
+// hole (the gateway stores reports up to 7 days old; only the newest goes out live). At most
+// `max`: when full, every other one is dropped, so a long outage is kept whole at a coarser step.
+export class Backlog {
+  constructor(max = 300) {
+    this.max = max;
+    this.items = [];
+  }
+
+  get size() {
+    return this.items.length;
+  }
+
+  add(params) {
+    if (this.items.at(-1)?.time === params.time) return;
+    if (this.items.length >= this.max) this.items = this.items.filter((_, i) => i % 2 === 1);
+    this.items.push(params);
+  }
+
+  take() {
+    const items = this.items;
+    this.items = [];
+    return items;
+  }
+
+  putBack(items) {
+    this.items = [...items, ...this.items].slice(-this.max);
+  }
+}

@@ -137,12 +137,22 @@ async def test_page_reconnects_after_a_cut_link(start_gateway, connect, watch, c
         proxy.arm(down=1)  # the next byte to the page (a heartbeat's answer) cuts the link
         off = await presence(w, "unit-7", "offline", "connection-closed", after=first["seq"])
         await page.wait_for_selector('#link-state[data-state="reconnecting"]', timeout=WAIT_MS)
+        # The responder moves while the link is down: the page keeps the fixes.
+        moves = [(31.24, 121.48), (31.25, 121.49), (31.26, 121.50)]
+        for n, (lat, lon) in enumerate(moves, 1):
+            await page.context.set_geolocation({"latitude": lat, "longitude": lon, "accuracy": 6})
+            await page.wait_for_selector(f'#position[data-backlog="{n}"]', timeout=WAIT_MS)
         proxy.heal()  # the network is back: the page's next attempt gets through
         again = await presence(w, "unit-7", "online", "hello", after=off["seq"])
         await online(page)
         await page.wait_for_selector("#link-detail:has-text('Connected again')", timeout=WAIT_MS)
-        # Resumed: it reports its position again right away.
-        await w.wait(lambda e: e["type"] == "terminal.location" and e["seq"] > again["seq"])
+        # Resumed: the fixes taken offline go into the track, oldest first, the newest live.
+        live = await w.wait(lambda e: e["type"] == "terminal.location" and e["seq"] > again["seq"]
+                            and e["data"]["lat"] == pytest.approx(31.26))
+        assert live["data"]["lon"] == pytest.approx(121.50)
+        await page.wait_for_selector('#position[data-backlog="0"]', timeout=WAIT_MS)
+        points = (await alice.call("terminal.track", terminal_id="unit-7"))["points"]
+        assert [(p["lat"], p["lon"]) for p in points][-3:] == moves
         assert (await roster(alice, "unit-7"))["presence"] == "online"
 
 

@@ -101,3 +101,19 @@ async def test_report_params_leave_out_what_the_device_gives_out_of_range(page) 
                       "altitude": 8, "speed": 1.5, "heading": 90, "battery": 77}
     assert got[1] == {"lat": 31.2, "lon": 121.4, "accuracy_m": 100000, "time": "2026-12-02T01:02:03.456Z"}
     assert got[2] == {"lat": 0, "lon": 0, "accuracy_m": 5, "time": "2026-12-02T01:02:03.456Z"}
+
+
+async def test_backlog_keeps_a_long_outage_whole_at_a_coarser_step(page) -> None:
+    got = await page.evaluate("""async () => {
+      const { Backlog } = await import('/terminal/position.js');
+      const b = new Backlog(4);
+      const fix = (n) => ({ lat: n, lon: 0, accuracy_m: 1, time: `2026-12-02T00:00:0${n}.000Z` });
+      for (const n of [1, 1, 2, 3, 4, 5, 6]) b.add(fix(n));  // the same fix twice: once
+      const full = b.items.map((p) => p.lat);
+      const taken = b.take().map((p) => p.lat);
+      b.add(fix(9));
+      b.putBack([fix(7), fix(8)]);  // a resume cut short: the rest first again
+      return { full, taken, after: b.items.map((p) => p.lat) };
+    }""")
+    assert got["full"] == [2, 4, 5, 6]  # full at 4: every other dropped, then the new ones
+    assert got["taken"] == [2, 4, 5, 6] and got["after"] == [7, 8, 9]
