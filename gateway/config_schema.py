@@ -35,7 +35,7 @@ from gateway.config_fields import (
 from gateway.directory import KINDS, NAME_RE, TERMINAL, Endpoint, uri_problem
 from sip.config import SipConfig
 from sms.config import SmsConfig
-from video.config import ICE_SCHEMES, VideoConfig
+from video.config import ICE_SCHEMES, RemoteJanus, VideoConfig
 
 DEFAULTS_LABEL = "<defaults>"
 
@@ -295,6 +295,21 @@ def _ice_servers_check(v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _remote_check(v: Any) -> tuple[RemoteJanus, ...]:
+    if not isinstance(v, (list, tuple)):
+        raise _Bad(f"must be an array of tables {{url, api_secret}}, got {_show(v)}")
+    out = []
+    for i, item in enumerate(v):
+        if not isinstance(item, Mapping) or set(item) != {"url", "api_secret"} or not all(
+                isinstance(x, str) for x in item.values()):
+            raise _Bad("must be a table with exactly url and api_secret (strings)", f"[{i}]")
+        try:
+            out.append(RemoteJanus(item["url"], item["api_secret"]))
+        except ValueError as e:
+            raise _Bad(str(e), f"[{i}]") from None
+    return tuple(out)
+
+
 SCHEMA: dict[str, dict[str, Any]] = {
     "gateway": {
         "id": _str("gw1", pattern=_ID_RE, what="a name of letters, digits, '_', '.', '-'"),
@@ -449,7 +464,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "video": {
         "enabled": _bool(False),
-        "instances": _int(1, 64, 1),
+        "instances": _int(0, 64, 1),
+        "remote": _Field("array", _remote_check, ()),
         "janus_bin": _str("janus"),
         "pp_rec_bin": _str("janus-pp-rec"),
         "ffmpeg_bin": _str("ffmpeg"),

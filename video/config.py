@@ -11,10 +11,31 @@ interfaces (e.g. the one facing the field network).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from video.janus_config import JanusSettings
 
 ICE_SCHEMES = ("stun:", "turn:", "turns:")
+
+
+@dataclass(frozen=True)
+class RemoteJanus:
+    """A Janus run elsewhere (`[[video.remote]]`): its WebSocket API and its API secret."""
+
+    url: str
+    api_secret: str
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname or not parts.port:
+            raise ValueError(f"remote: url must be ws://host:port or wss://host:port, got {self.url!r}")
+        if not self.api_secret:
+            raise ValueError("remote: api_secret is required (Janus's api_secret)")
+
+    def settings(self, index: int) -> JanusSettings:
+        parts = urlsplit(self.url)
+        return JanusSettings(ws_host=parts.hostname or "", ws_port=parts.port or 0, api_secret=self.api_secret,
+                             name=f"remote-{index + 1}", ws_scheme=parts.scheme)
 
 
 @dataclass(frozen=True)
@@ -36,12 +57,13 @@ class VideoConfig:
     request_timeout_s: float = 10.0
     recordings_dir: str = "recordings/video"  # under gateway.data_dir unless absolute
     postprocess_timeout_s: float = 300.0
+    remote: tuple[RemoteJanus, ...] = ()  # Janus instances on other hosts: connected, not started
 
     def __post_init__(self) -> None:
-        if not 1 <= self.instances <= 64:
-            raise ValueError(f"instances must be 1..64, got {self.instances}")
+        if not 0 <= self.instances <= 64 or (self.enabled and self.instances + len(self.remote) == 0):
+            raise ValueError(f"instances must be 0..64 (0 only with remote ones), got {self.instances}")
         span = self.rtp_port_max - self.rtp_port_min + 1
-        if span < 2 * self.instances:
+        if span < 2 * max(1, self.instances):
             raise ValueError("rtp_port_min..rtp_port_max is too small for the instances")
         if self.ws_base_port + self.instances - 1 > 65535:
             raise ValueError("ws_base_port + instances goes past 65535")
@@ -51,7 +73,7 @@ class VideoConfig:
 
     def janus_settings(self, index: int) -> JanusSettings:
         """Settings of instance `index` (0-based): its API port and its share of RTP ports."""
-        share = (self.rtp_port_max - self.rtp_port_min + 1) // self.instances
+        share = (self.rtp_port_max - self.rtp_port_min + 1) // max(1, self.instances)
         lo = self.rtp_port_min + index * share
         return JanusSettings(
             ws_host=self.ws_host, ws_port=self.ws_base_port + index,

@@ -49,10 +49,12 @@ class JanusSettings:
     name: str = "janus-1"
     log_file: str | None = None  # default: janus.log in the run dir (gone when it stops)
     sip_ip: str = "127.0.0.1"  # the SIP plugin's address (SIP and plain RTP towards phones)
+    ws_scheme: str = "ws"  # wss for a remote Janus behind TLS
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.ws_host}:{self.ws_port}"
+        host = f"[{self.ws_host}]" if ":" in self.ws_host else self.ws_host
+        return f"{self.ws_scheme}://{host}:{self.ws_port}"
 
 
 def _q(value: str) -> str:

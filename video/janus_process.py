@@ -132,12 +132,15 @@ class JanusProcess:
 
 
 class JanusInstance:
-    """One supervised Janus and the gateway's connection to it."""
+    """One supervised Janus and the gateway's connection to it. `remote=True`: a Janus someone
+    else runs (another host, `video.remote`): nothing is started, the connection is supervised
+    alike (lost -> `on_down`, reconnected with the same back-off -> `on_up`)."""
 
     def __init__(self, settings: JanusSettings, *, janus_bin: str = "janus",
                  record: ChildRecord | None = None,
                  on_down: Callable[[JanusInstance, str], None] | None = None,
-                 on_up: Callable[[JanusInstance], None] | None = None) -> None:
+                 on_up: Callable[[JanusInstance], None] | None = None, remote: bool = False) -> None:
+        self.remote = remote
         self.settings = settings
         self.name = settings.name
         self.janus_bin = janus_bin
@@ -169,11 +172,12 @@ class JanusInstance:
         self._watch = asyncio.create_task(self._supervise(), name=f"janus-watch {self.name}")
 
     async def _launch(self) -> None:
-        if self._run_dir is None:
-            self._run_dir = tempfile.mkdtemp(prefix=f"gw-{self.name}-")
-        self.process = JanusProcess(self.settings, self._run_dir, janus_bin=self.janus_bin,
-                                    record=self.record)
-        await self.process.start()
+        if not self.remote:
+            if self._run_dir is None:
+                self._run_dir = tempfile.mkdtemp(prefix=f"gw-{self.name}-")
+            self.process = JanusProcess(self.settings, self._run_dir, janus_bin=self.janus_bin,
+                                        record=self.record)
+            await self.process.start()
         self.client = await JanusClient.connect(self.settings.ws_url, self.settings.api_secret)
         self.up.set()
         if self.on_up is not None:
@@ -181,22 +185,24 @@ class JanusInstance:
 
     async def _supervise(self) -> None:
         while not self._stopping:
-            assert self.process is not None and self.client is not None
-            exited = asyncio.ensure_future(self.process.wait())
+            assert self.client is not None
+            exited = asyncio.ensure_future(self.process.wait() if self.process else asyncio.Event().wait())
             closed = asyncio.ensure_future(self.client.closed.wait())
             try:
                 await asyncio.wait({exited, closed}, return_when=asyncio.FIRST_COMPLETED)
-                if not exited.done():  # the socket went first: a dying Janus exits just after
-                    await asyncio.wait({exited}, timeout=1.0)
+                self.up.clear()  # nothing new placed here from now on
+                if not exited.done() and self.process is not None:
+                    await asyncio.wait({exited}, timeout=1.0)  # a dying Janus exits just after
             finally:
                 exited.cancel()
                 closed.cancel()
             if self._stopping:
                 return
-            rc = self.process._proc.returncode if self.process._proc else None
+            proc = self.process._proc if self.process else None
+            rc = proc.returncode if proc else None
             reason = f"janus-exited rc={rc}" if rc is not None else "janus-connection-lost"
-            log.warning("janus.down", name=self.name, pid=self.process.pid, reason=reason,
-                        tail=self.process.tail(5))
+            log.warning("janus.down", name=self.name, pid=self.pid, reason=reason,
+                        tail=self.process.tail(5) if self.process else None)
             self.up.clear()
             if self.on_down is not None:
                 self.on_down(self, reason)

@@ -3,7 +3,9 @@
 The load of an instance is what the caller says it is (the video service counts its streams
 and their viewers); an instance that is down (crashed, restarting) takes nothing. Scaling out
 is adding instances (`video.instances`), each its own process with its own API port and RTP
-port share. Each instance logs to `<run_dir>/janus-N.log` (kept after it stops).
+port share. Each instance logs to `<run_dir>/janus-N.log` (kept after it stops). Instances on
+other hosts (`[[video.remote]]`) are connected to and supervised alike, never started: scaling
+beyond one host is adding them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class JanusPool:
             self.instances.append(JanusInstance(
                 settings, janus_bin=config.janus_bin, on_down=on_down, on_up=on_up,
                 record=ChildRecord(self.run_dir / f"{settings.name}.pid")))
+        for i, remote in enumerate(config.remote):  # on other hosts: connected to, not started
+            self.instances.append(JanusInstance(remote.settings(i), on_down=on_down, on_up=on_up,
+                                                remote=True))
 
     def reap(self) -> None:
         """End what a gateway killed with -9 left running (blocking: call in a thread)."""
@@ -48,7 +53,8 @@ class JanusPool:
 
     def pick(self, load_of: Callable[[JanusInstance], int]) -> JanusInstance:
         """The instance that is up with the least load (the first of equals)."""
-        up = [i for i in self.instances if i.up.is_set() and i.client is not None]
+        up = [i for i in self.instances
+              if i.up.is_set() and i.client is not None and not i.client.closed.is_set()]
         if not up:
             raise JanusUnavailable("no Janus instance is up")
         return min(up, key=load_of)

@@ -96,16 +96,19 @@ async def probe_duration(path: Path, ffprobe_bin: str = "ffprobe", timeout: floa
 async def postprocess(rec_dir: Path, out_base: Path, *, pp_rec_bin: str = "janus-pp-rec",
                       ffmpeg_bin: str = "ffmpeg", timeout: float = 300.0) -> Recording:
     """Every `.mjr` under rec_dir -> `<out_base>.webm`; raises RecordingError."""
-    mjrs = sorted(rec_dir.glob("*.mjr"))
-    if not mjrs:
-        raise RecordingError(f"nothing recorded in {rec_dir}")
     headers: dict[str, dict] = {}
-    for mjr in mjrs:
+    for mjr in sorted(rec_dir.glob("*.mjr")):
+        # A Janus killed mid-stream leaves what it had not flushed unwritten: an empty or
+        # header-less file is skipped, the other medium still makes a (partial) recording.
         out = await _run([pp_rec_bin, "-j", str(mjr)], timeout, "janus-pp-rec header")
+        line = next((ln for ln in out.splitlines() if ln.startswith("{")), "")
         try:
-            headers[mjr.name] = json.loads(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise RecordingError(f"janus-pp-rec header of {mjr.name}: not JSON") from None
+            headers[mjr.name] = json.loads(line)
+        except ValueError:
+            continue
+    if not headers:
+        raise RecordingError(f"nothing readable recorded in {rec_dir}")
+    mjrs = [rec_dir / name for name in headers]
     exts, final = plan(headers)
     parts: dict[str, Path] = {}
     for mjr in mjrs:

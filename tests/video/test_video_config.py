@@ -48,7 +48,9 @@ def test_nothing_can_break_out_of_a_config_string(tmp_path, value) -> None:
 @pytest.mark.parametrize("override, key", [
     ('video.ice_servers=["http://example.com"]', "video.ice_servers"),
     ('video.ice_enforce_list="eth0; rm"', "video.ice_enforce_list"),
-    ("video.instances=0", "video.instances"),
+    ("video.instances=65", "video.instances"),
+    ('video.remote=[{url = "http://10.0.0.5:8188", api_secret = "x"}]', "video.remote[0]"),
+    ('video.remote=[{url = "ws://10.0.0.5:8188"}]', "video.remote[0]"),
 ])
 def test_bad_video_settings_name_their_key(override, key) -> None:
     with pytest.raises(ConfigError) as err:
@@ -59,3 +61,15 @@ def test_bad_video_settings_name_their_key(override, key) -> None:
 def test_ice_servers_from_config_are_handed_out() -> None:
     cfg = load_config(None, overrides=['video.ice_servers=["stun:10.0.0.1:3478", "turn:10.0.0.1"]'])
     assert cfg.video.rtc_ice_servers() == [{"urls": "stun:10.0.0.1:3478"}, {"urls": "turn:10.0.0.1"}]
+
+
+def test_remote_instances_and_their_secrets() -> None:
+    from gateway.logs import config_secrets
+
+    cfg = load_config(None, overrides=["video.enabled=true", "video.instances=0",
+                                       'video.remote=[{url = "wss://media-2:8989", api_secret = "r3mote-s3cret"}]'])
+    (remote,) = cfg.video.remote
+    assert remote.settings(0).ws_url == "wss://media-2:8989" and remote.settings(0).name == "remote-1"
+    assert "r3mote-s3cret" in config_secrets(cfg)  # redacted from logs
+    with pytest.raises(ConfigError):  # video on with nothing to run it
+        load_config(None, overrides=["video.enabled=true", "video.instances=0"])
