@@ -320,7 +320,8 @@ async function sendFeedback() {
   const text = $("feedback-text").value.trim();
   const files = [$("feedback-photo").files[0], app.note?.blob].filter(Boolean);
   if (!text && !files.length) return say($("feedback-state"), "feedback.empty");
-  if (files.some((f) => f.size > app.config.uploads.max_bytes)) {
+  // (a photo is scaled down before it is sent; a voice note is what it is)
+  if (files.some((f) => !f.type.startsWith("image/") && f.size > app.config.uploads.max_bytes)) {
     return say($("feedback-state"), "feedback.failed", { detail: "too-large" });
   }
   if (app.reporter.submit(text, files)) $("feedback-send").disabled = true;

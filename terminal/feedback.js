@@ -34,6 +34,32 @@ export async function upload(url, token, file) {
   return body.upload_id;
 }
 
+// A phone's photo (often 3-10 MB) is scaled to at most MAX_PHOTO_SIDE px and re-encoded as
+// JPEG before it crosses a field network; a small one goes as it is. Re-encoding also drops
+// the file's metadata (EXIF, with its own GPS tag; the position goes by terminal.report).
+export const MAX_PHOTO_SIDE = 2048;
+export const SMALL_PHOTO_BYTES = 1024 * 1024;
+
+export async function shrinkPhoto(file) {
+  if (!file.type.startsWith("image/")) return file;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    return file; // not decodable here: the gateway judges it
+  }
+  const scale = Math.min(1, MAX_PHOTO_SIDE / Math.max(bitmap.width, bitmap.height));
+  if (scale === 1 && file.size <= SMALL_PHOTO_BYTES) {
+    bitmap.close();
+    return file;
+  }
+  const canvas = new OffscreenCanvas(Math.round(bitmap.width * scale), Math.round(bitmap.height * scale));
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  const blob = await canvas.convertToBlob({ type: "image/jpeg", quality: 0.85 });
+  return blob.size < file.size ? blob : file;
+}
+
 export class Reporter {
   // call(method, params) -> Promise (the control link); token() -> the terminal's token
   constructor({ call, token, uploadsUrl, onState }) {
@@ -56,6 +82,10 @@ export class Reporter {
     p.busy = true;
     this.onState("sending");
     try {
+      if (!p.shrunk) {
+        p.files = await Promise.all(p.files.map(shrinkPhoto));
+        p.shrunk = true;
+      }
       while (p.uploadIds.length < p.files.length) {
         p.uploadIds.push(await upload(this.uploadsUrl, this.token(), p.files[p.uploadIds.length]));
       }

@@ -334,13 +334,32 @@ async def test_text_and_photo_sent_into_the_incident(start_gateway, connect, wat
     await page.wait_for_selector('#feedback-state[data-state="sent"]', timeout=WAIT_MS)
     assert await page.text_content("#feedback-photo-name") == "No photo"  # the form is cleared
 
-    def download() -> bytes:
+    def download(sha: str) -> bytes:
         req = urllib.request.Request(f"http://127.0.0.1:{gw.http_port}/v1/uploads/{sha}",
                                      headers={"Authorization": "Bearer tok-dispatcher"})
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.read()
 
-    assert await asyncio.to_thread(download) == photo.read_bytes()
+    assert await asyncio.to_thread(download, sha) == photo.read_bytes()  # small: sent as it is
+    # A phone-sized photo (4000x3000) is scaled to 2048 px on its longest side before it goes.
+    big = tmp_path / "big.jpg"
+    proc = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=4000x3000", "-frames:v", "1", "-q:v", "1",
+        str(big))
+    assert await proc.wait() == 0
+    await page.set_input_files("#feedback-photo", str(big))
+    await page.click("#feedback-send")
+    ev = await w.wait(lambda e: e["type"] == "terminal.feedback" and e["data"].get("uploads")
+                      and e["data"]["uploads"][0]["sha256"] != sha)
+    sent = ev["data"]["uploads"][0]
+    assert sent["type"] == "image/jpeg" and sent["size"] < big.stat().st_size
+    stored = await asyncio.to_thread(download, sent["sha256"])
+    probe = await asyncio.create_subprocess_exec(
+        "ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", "-",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    out, _ = await probe.communicate(stored)
+    assert out.decode().strip() == "2048,1536"
+    await page.wait_for_selector('#feedback-state[data-state="sent"]', timeout=WAIT_MS)
     # A voice note from the (fake) microphone: recorded in the page, uploaded as Opus in WebM.
     await page.click("#feedback-record")
     await page.wait_for_selector('#feedback-record:has-text("Stop recording")', timeout=WAIT_MS)
@@ -354,7 +373,7 @@ async def test_text_and_photo_sent_into_the_incident(start_gateway, connect, wat
     # Nothing to send: said so, nothing sent.
     await page.click("#feedback-send")
     await page.wait_for_selector("#feedback-state:has-text('Write a message, choose a photo or record a voice note first.')")
-    assert len([e for e in w.events if e["type"] == "terminal.feedback"]) == 3
+    assert len([e for e in w.events if e["type"] == "terminal.feedback"]) == 4
 
 
 async def test_page_comes_back_after_a_gateway_restart_with_what_was_queued(
