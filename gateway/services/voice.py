@@ -171,8 +171,12 @@ class VoiceService:
         elif what in ("hangup", "gone", "detached"):
             code = result.get("code")
             bridge.sip_code = code if isinstance(code, int) else None
-            reason = {"hangup": "hangup-by-phone" if bridge.state is VoiceState.CONNECTED else "refused",
-                      "gone": "janus-crashed"}.get(what, "janus-hangup")
+            if ev.kind == "hangup":  # Janus core: the terminal's WebRTC side went away
+                reason = "hangup-by-terminal"
+            elif what == "hangup":  # the SIP plugin: the phone hung up or refused
+                reason = "hangup-by-phone" if bridge.state is VoiceState.CONNECTED else "refused"
+            else:
+                reason = {"gone": "janus-crashed"}.get(what, "janus-hangup")
             if bridge.answered is not None and not bridge.answered.done():
                 bridge.answered.set_exception(_Refused(bridge.sip_code, str(result.get("reason", what))))
             self._tasks.spawn(self._end(bridge, reason), f"voice-end {bridge.id}")
