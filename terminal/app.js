@@ -64,6 +64,8 @@ async function loadConfig() {
 }
 
 async function signIn(token, remember) {
+  app.link?.stop(); // a second press while the first attempt still retries
+  app.link = null;
   $("signin-error").hidden = true;
   $("signin-button").disabled = true;
   say($("signin-button"), "signin.checking");
@@ -126,7 +128,11 @@ function linkState(state, detail) {
     showError(key, vars);
   } else if (state === "reconnecting") {
     say($("link-detail"), "link.retry_in", { s: Math.ceil(detail.delay / 1000) });
-    if ($("work").hidden && app.link?.hellos === 0) signInFailed("error.unreachable");
+    if ($("work").hidden && app.link?.hellos === 0) {
+      // Not signed in yet: say why (the link keeps trying by itself meanwhile).
+      const [key, vars] = detail.error ? errorKey(detail.error) : ["error.unreachable", {}];
+      signInFailed(key, vars);
+    }
   } else if (state === "online" && detail.resumed) {
     say($("link-detail"), "link.resumed", { time: clock() });
   }

@@ -25,7 +25,7 @@ export class RpcError extends Error {
 }
 
 // states: connecting (detail: {attempt}), online ({resumed}), reconnecting ({delay} ms before the
-// next attempt), rejected (the RpcError), offline (stopped)
+// next attempt, and the RpcError that made it, if any), rejected (the RpcError), offline (stopped)
 export class Link {
   constructor({ url, token, client, heartbeatMs, onState, onHello, onNotify, onEvent }) {
     Object.assign(this, { url, token, client, heartbeatMs });
@@ -100,6 +100,7 @@ export class Link {
         this._state("rejected", err);
       } else {
         const wait = err.reason === "rate-limited" ? (err.details.retry_after_s || 1) * 1000 : null;
+        ws.failure = err; // told to the page with the retry
         this._drop(ws, 1000, wait);
       }
       return;
@@ -178,7 +179,7 @@ export class Link {
     if (ws !== this.ws) return;
     this.up = false;
     clearInterval(this.timers.beat);
-    if (!this.stopped) this._retry(null, ws.retryAfterMs);
+    if (!this.stopped) this._retry(ws.failure ?? null, ws.retryAfterMs);
   }
 
   _retry(err, waitMs) {

@@ -438,3 +438,15 @@ async def test_location_permission_denied_is_said(start_gateway, chromium) -> No
     await page.wait_for_selector("#position-error:has-text('Location permission denied')", timeout=WAIT_MS)
     await page.click("#lang")
     assert await page.text_content("#position-error") == "定位权限被拒绝：请在浏览器设置中允许。"
+
+
+async def test_a_spent_hello_budget_is_said_and_waited_out(start_gateway, chromium) -> None:
+    gw = await start_gateway(**PAGE_SET, **{"control.hello_failures_burst": 1, "control.hello_failure_refill_s": 3})
+    page = await chromium.page(gw)
+    await sign_in(page, "not-a-token")  # spends this address's budget
+    await page.wait_for_selector("#signin-error:has-text('not accepted')", timeout=WAIT_MS)
+    await sign_in(page)  # the right token, but the gateway does not try it yet
+    await page.wait_for_selector("#signin-error:has-text('Too many attempts. Wait')", timeout=WAIT_MS)
+    await online(page)  # after retry_after_s the page tries again by itself
+    assert await page.text_content("#principal") == "unit-7"
+    assert await page.is_hidden("#signin-error")
