@@ -16,8 +16,21 @@ Phases:
      console, events per console, `terminal.list` latency;
   3. instruct: one `terminal.instruct` to the first `instruct` terminals; every terminal client
      confirms (`terminal.received`) and then acknowledges (`terminal.ack`) as soon as it gets it:
-     time until the last `delivered` and the last `acknowledged` event reach console 0.
+     time until the last `delivered` and the last `acknowledged` event reach console 0;
+  4. silence (a cell outage that leaves the connections open): every terminal pings once, all at
+     the same moment, then says nothing: time from the end of their heartbeat window
+     (`heartbeat_interval_s` x `missed_heartbeats`) until console 0 has seen every terminal go
+     offline;
+  5. fallback: one `terminal.instruct` to `instruct` of the now offline terminals: time until
+     console 0 has seen each go `fallback-sms` (no SMS provider is configured: each SMS is
+     refused at once and the refusal recorded on the delivery; the store work is all there).
 Prints a JSON summary.
+
+    python -m benchmarks.terminals --auth-only [--terminals 1000]
+
+measures only the token lookup each hello (and each upload) does, in this process: the gateway's
+`TokenTable` beside the reference it replaced (every configured token compared in turn), with one
+token per terminal.
 """
 
 from __future__ import annotations
@@ -25,19 +38,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import hmac
 import json
 import logging
 import random
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import structlog
 
 from benchmarks.control_channel import TOKEN, GatewayProcess, ms, pct, raise_fd_limit, self_cpu_s
 from gateway.client import GatewayClient
+from gateway.protocol import Principal
 from gateway.timeutil import now_iso
+from gateway.tokens import TokenTable
 
 
 def tid(i: int) -> str:
@@ -54,9 +71,10 @@ class Tally:
         self.delays: list[float] = []
         self.locations = [0] * consoles
         self.events = [0] * consoles
-        self.steps: dict[str, dict[str, float]] = {"delivered": {}, "acknowledged": {}}
-        self.done = {"delivered": asyncio.Event(), "acknowledged": asyncio.Event()}
-        self.expect = 0
+        self.steps: dict[str, dict[str, float]] = {"delivered": {}, "acknowledged": {}, "fallback-sms": {},
+                                                   "offline": {}}
+        self.done = {step: asyncio.Event() for step in self.steps}
+        self.expect = {step: 0 for step in self.steps}
 
     def on_event(self, console: int, params: dict, now: float) -> None:
         self.events[console] += 1
@@ -67,11 +85,38 @@ class Tally:
             if t0 is not None:
                 self.delays.append(now - t0)
         elif params.get("type") == "terminal.instruction" and console == 0:
-            seen = self.steps.get(data.get("step"))
-            if seen is not None:
-                seen.setdefault(data["terminal_id"], now)
-                if self.expect and len(seen) >= self.expect:
-                    self.done[data["step"]].set()
+            self._step(data.get("step"), data["terminal_id"], now)
+        elif params.get("type") == "terminal.presence" and console == 0 and data.get("state") == "offline":
+            self._step("offline", data["terminal_id"], now)
+
+    async def wait(self, step: str, timeout: float) -> bool:
+        """Until every expected terminal reached `step` (False when `timeout` ran out first)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.done[step].wait()
+            return True
+        except TimeoutError:
+            return False
+
+    def took(self, step: str, t0: float) -> float | None:
+        """Seconds from `t0` to the last terminal seen reaching `step` (None: none did)."""
+        seen = self.steps[step].values()
+        return round(max(seen) - t0, 3) if seen else None
+
+    def restart(self, step: str, expect: int) -> int:
+        """Count `step` afresh, `expect` terminals; how many had reached it before."""
+        before = len(self.steps[step])
+        self.steps[step].clear()
+        self.done[step].clear()
+        self.expect[step] = expect
+        return before
+
+    def _step(self, step: str | None, terminal_id: str, now: float) -> None:
+        seen = self.steps.get(step or "")
+        if seen is not None and step is not None:
+            seen.setdefault(terminal_id, now)
+            if self.expect[step] and len(seen) >= self.expect[step]:
+                self.done[step].set()
 
 
 class Console(GatewayClient):
@@ -156,6 +201,7 @@ async def run(args: argparse.Namespace, gw: GatewayProcess) -> dict:
         "wall_s": round(wall, 1), "reports": len(rtts), "reports_per_s": round(len(rtts) / wall, 1),
         "errors": dict(errors),
         "gateway_cpu_pct": round(100 * (s1["cpu_s"] - s0["cpu_s"]) / wall, 1),
+        "gateway_cpu_ms_per_report": round(1000 * (s1["cpu_s"] - s0["cpu_s"]) / max(1, len(rtts)), 2),
         "loader_cpu_pct": round(100 * (self_cpu_s() - loader0) / wall, 1),
         "gateway_rss_mb": s1["rss_mb"],
         "report_rtt_ms": {"p50": ms(pct(rtts, 50)), "p99": ms(pct(rtts, 99))},
@@ -167,22 +213,75 @@ async def run(args: argparse.Namespace, gw: GatewayProcess) -> dict:
     }
 
     n = min(args.instruct, args.terminals)
-    tally.expect = n
+    tally.expect.update(delivered=n, acknowledged=n)
     t0, cpu0 = time.perf_counter(), gw.sample()["cpu_s"]
     reply = await consoles[0].call("terminal.instruct", targets=[tid(i) for i in range(n)],
                                    text="All units: report to the flood post", ack_timeout_s=600)
     replied = time.perf_counter() - t0
-    async with asyncio.timeout(args.instruct_timeout):
-        await tally.done["delivered"].wait()
-        await tally.done["acknowledged"].wait()
+    await tally.wait("delivered", args.instruct_timeout)
+    await tally.wait("acknowledged", args.instruct_timeout)
     out["instruct"] = {
         "terminals": n, "reply_ms": ms(replied),
-        "all_delivered_s": round(max(tally.steps["delivered"].values()) - t0, 3),
-        "all_acknowledged_s": round(max(tally.steps["acknowledged"].values()) - t0, 3),
+        "all_delivered_s": tally.took("delivered", t0), "delivered": len(tally.steps["delivered"]),
+        "all_acknowledged_s": tally.took("acknowledged", t0), "acknowledged": len(tally.steps["acknowledged"]),
         "gateway_cpu_s": round(gw.sample()["cpu_s"] - cpu0, 2),
         "terminals_state": collections.Counter(t["state"] for t in reply["terminals"]),
     }
+
+    cpu0 = gw.sample()["cpu_s"]
+    pinged = await asyncio.gather(*(c.call("ping") for c in terms), return_exceptions=True)
+    quiet_from = time.perf_counter()  # the last ping answered: from now on nothing is heard
+    online = sum(not isinstance(p, BaseException) for p in pinged)
+    offline_before = tally.restart("offline", online)
+    window = args.heartbeat * args.missed
+    await tally.wait("offline", window + args.instruct_timeout)
+    offline = list(tally.steps["offline"].values())
+    out["silence"] = {
+        "terminals": online, "window_s": window,
+        "all_offline_after_window_s": round(max(offline) - quiet_from - window, 3) if offline else None,
+        "offline_events": len(offline), "offline_before_the_silence": offline_before,
+        "gateway_cpu_s": round(gw.sample()["cpu_s"] - cpu0, 2),
+    }
+
+    out["instruct"]["fallback_sms"] = tally.restart("fallback-sms", n)  # offline at the instruction
+    t0, cpu0 = time.perf_counter(), gw.sample()["cpu_s"]
+    reply = await consoles[0].call("terminal.instruct", targets=[tid(i) for i in range(n)],
+                                   text="All units: report to the flood post")
+    replied = time.perf_counter() - t0
+    await tally.wait("fallback-sms", args.instruct_timeout)
+    out["fallback"] = {
+        "terminals": n, "reply_ms": ms(replied),
+        "all_fallback_sms_s": tally.took("fallback-sms", t0), "fallback_sms": len(tally.steps["fallback-sms"]),
+        "gateway_cpu_s": round(gw.sample()["cpu_s"] - cpu0, 2),
+    }
     await asyncio.gather(*(c.close() for c in [*terms, *consoles]), return_exceptions=True)
+    return out
+
+
+def auth_lookups(terminals: int) -> dict:
+    """Microseconds per lookup of a terminal's token among `terminals` + 1 tokens: `TokenTable`
+    (by digest) and the full scan it replaced; and what a reconnect storm of every terminal costs."""
+    tokens = {token(i): SimpleNamespace(principal=tid(i), role="terminal") for i in range(terminals)}
+    tokens[TOKEN] = SimpleNamespace(principal="bench", role="dispatcher")
+    table = TokenTable(tokens)
+    scanned = [(t.encode(), Principal(i.principal, i.role)) for t, i in tokens.items()]
+
+    def scan(given: str) -> Principal | None:  # the reference: constant time per token, no early exit
+        found = None
+        for known, principal in scanned:
+            if hmac.compare_digest(given.encode(), known):
+                found = principal
+        return found
+
+    probe = token(terminals // 2)
+    assert scan(probe) == table.principal(probe) == Principal(tid(terminals // 2), "terminal")
+    out = {"tokens": len(tokens)}
+    for name, fn, n in (("digest", table.principal, 20_000), ("scan", scan, max(20, 200_000 // terminals))):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn(probe)
+        each = (time.perf_counter() - t0) / n
+        out[name] = {"us_per_lookup": round(each * 1e6, 2), "all_terminals_hello_s": round(each * terminals, 4)}
     return out
 
 
@@ -194,10 +293,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=30.0, help="seconds of steady reporting")
     p.add_argument("--instruct", type=int, default=500, help="terminals the instruction goes to")
     p.add_argument("--instruct-timeout", type=float, default=120.0)
+    p.add_argument("--heartbeat", type=float, default=10.0,
+                   help="terminals.heartbeat_interval_s (more than --period)")
+    p.add_argument("--missed", type=int, default=2, help="terminals.missed_heartbeats")
     p.add_argument("--log-level", default="info",
                    help="the gateway's log level (info: its start is read from its log)")
     p.add_argument("--json-out", default=None)
+    p.add_argument("--auth-only", action="store_true", help="only the token lookup, in this process")
+    p.add_argument("--profile-server", default=None, metavar="PATH",
+                   help="run the gateway under cProfile, its stats written to PATH when it stops")
     args = p.parse_args(argv)
+    if args.auth_only:
+        print(json.dumps(auth_lookups(args.terminals), indent=2))
+        return 0
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # the loader's
     raise_fd_limit(args.terminals + args.consoles + 1024)
     endpoints = ", ".join(f'{{name = "{tid(i)}", kind = "terminal", phone = "+86138{i:08d}"}}'
@@ -206,9 +314,11 @@ def main(argv: list[str] | None = None) -> int:
                        [f'"{token(i)}" = {{principal = "{tid(i)}", role = "terminal"}}'
                         for i in range(args.terminals)])
     with tempfile.TemporaryDirectory(prefix="bench-terminals-") as tmp:
-        gw = GatewayProcess(Path(tmp), args.log_level, extra={
+        prof = str(Path(args.profile_server).resolve()) if args.profile_server else None
+        gw = GatewayProcess(Path(tmp), args.log_level, prof, extra={
             "directory.endpoint": f"[{endpoints}]", "auth.tokens": f"{{{tokens}}}",
-            "terminals.heartbeat_interval_s": str(max(10.0, args.period * 2))})
+            "terminals.heartbeat_interval_s": str(args.heartbeat),
+            "terminals.missed_heartbeats": str(args.missed)})
         gw.start()
         try:
             summary = asyncio.run(run(args, gw))
