@@ -19,6 +19,7 @@ const app = {
   link: null,
   inbox: null,
   token: null,
+  remember: false, // the responder asked to keep the token on this device
   principal: null,
   fix: null, // {coords, timestamp, sent}
   backlog: new Backlog(), // fixes taken while the link was down
@@ -76,7 +77,7 @@ async function signIn(token, remember) {
     return;
   }
   app.token = token;
-  if (remember) localStorage.setItem(TOKEN_KEY, token);
+  app.remember = remember; // kept once the gateway took it, never before
   app.link = new Link({
     url: app.config.control_url,
     token,
@@ -146,6 +147,7 @@ function hello(result, resumed) {
     return;
   }
   if (!resumed) {
+    if (app.remember) localStorage.setItem(TOKEN_KEY, app.token);
     app.principal = result.principal;
     app.inbox = new Inbox(localStorage, result.principal);
     $("principal").textContent = result.principal;
