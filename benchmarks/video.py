@@ -89,10 +89,10 @@ async def run(args: argparse.Namespace, netns) -> dict[str, Any]:
         "video.enabled": "true", "video.ws_base_port": str(free_port_block(span=2)),
         "video.ice_enforce_list": netns.janus_if, "video.rtp_port_min": str(rtp),
         "video.rtp_port_max": str(rtp + 1999), "video.publish_timeout_s": "120"})
-    gw.start()
     result: dict[str, Any] = {"publishers": args.publishers, "consoles": args.consoles,
                               "watch": args.watch, "fps": args.fps, "duration_s": args.duration}
     try:
+        gw.start()  # inside: a start that times out is stopped too (with its Janus)
         janus = [p for p in _descendants(gw.pid) if _comm(p) == "janus"]
         assert janus, "no Janus under the gateway"
         me = os.getpid()
