@@ -250,7 +250,7 @@ function startPosition() {
       const first = app.fix === null;
       app.fix = { coords, timestamp, sent: null };
       if (!app.link?.up && $("share").checked) {
-        app.backlog.add(reportParams(coords, timestamp));
+        app.backlog.add({ ...reportParams(coords, timestamp), status: $("status").value });
         $("position").dataset.backlog = app.backlog.size;
       }
       $("position-error").hidden = true;
@@ -271,7 +271,7 @@ async function sendPosition(force) {
   const fix = app.fix;
   if (!fix || !$("share").checked || !app.link?.up) return;
   if (fix.sent !== null && !force) return; // nothing new; pings keep the heartbeat
-  const params = reportParams(fix.coords, fix.timestamp, await batteryLevel());
+  const params = { ...reportParams(fix.coords, fix.timestamp, await batteryLevel()), status: $("status").value };
   try {
     await app.link.call("terminal.report", params);
     fix.sent = new Date();
@@ -405,6 +405,7 @@ function init() {
     signOut();
   });
   $("share").addEventListener("change", shareChanged);
+  $("status").addEventListener("change", () => sendPosition(true)); // dispatch sees it at once
   $("feedback-photo").addEventListener("change", photoChosen);
   $("feedback-record").addEventListener("click", toggleRecording);
   $("feedback-form").addEventListener("submit", (e) => {

@@ -110,6 +110,11 @@ async def test_sign_in_and_position_seen_by_a_dispatcher(start_gateway, connect,
     # The device moves: the page reports the new fix.
     await page.context.set_geolocation({"latitude": 31.25, "longitude": 121.5, "accuracy": 5})
     await w.wait(lambda e: e["type"] == "terminal.location" and e["data"]["lat"] == pytest.approx(31.25))
+    # The responder's status goes with the position, at once when it changes.
+    assert loc["data"]["status"] == "available"
+    await page.select_option("#status", "on-scene")
+    await w.wait(lambda e: e["type"] == "terminal.location" and e["data"].get("status") == "on-scene")
+    assert (await roster(alice, "unit-7"))["status"] == "on-scene"
     # The token was not asked to be remembered: it is in no storage of the page.
     stored = await page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}])")
     assert "tok-terminal" not in stored
@@ -186,7 +191,7 @@ async def test_language_switch_and_every_string_translated(start_gateway, chromi
     assert set(en) == set(zh)
     used = await page.evaluate("() => [...document.querySelectorAll('[data-i18n]')].map(e => e.dataset.i18n)")
     source = (TERMINAL_DIR / "app.js").read_text()  # the one module that shows text
-    used += re.findall(r'(?<!call\()(?<!=== )"((?:app|lang|link|signin|work|error|position|instructions|feedback|video|voice)\.[\w-]+)"', source)
+    used += re.findall(r'(?<!call\()(?<!=== )"((?:app|lang|link|signin|work|error|position|status|instructions|feedback|video|voice)\.[\w-]+)"', source)
     used += [f"link.{s}" for s in ("offline", "connecting", "online", "reconnecting", "rejected")]
     used += [f"error.{r}" for r in ("not-authenticated", "forbidden")]
     used += [f"position.{c}" for c in ("denied", "unavailable", "unsupported")]
