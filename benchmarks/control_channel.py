@@ -168,6 +168,8 @@ class GatewayProcess:
             # every client comes from 127.0.0.1: the per-address limit (default 64) would refuse them
             "control.max_connections": "100000",
             "control.max_connections_per_source": "100000",
+            # one principal drives every client: its request budget is the whole load's
+            "control.request_budget.dispatcher": "{rate = 1000000, burst = 1000000}",
             "http.host": "127.0.0.1",
             "http.port": "0",
             "sip.host": "127.0.0.1",

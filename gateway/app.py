@@ -112,6 +112,7 @@ class Gateway:
                          max_hello_failures=c.max_hello_failures,
                          hello_failures_burst=c.hello_failures_burst,
                          hello_failures_per_s=1.0 / c.hello_failure_refill_s,
+                         request_budgets=c.request_budget,
                          ssl=tls.server_context(c.tls_cert, c.tls_key) if c.tls_cert else None),
         )
         self._http: Any = None

@@ -252,8 +252,16 @@ def _check_whole(layers: _Layers) -> None:
 
 
 def _section(cls: type, values: dict[str, Any], section: str) -> Any:
+    """`cls` from the section's keys; a field that is a table of keys (`control.request_budget`)
+    gets a read-only mapping of them."""
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: values[f"{section}.{k}"] for k in names if f"{section}.{k}" in values})
+    kw = {k: values[f"{section}.{k}"] for k in names if f"{section}.{k}" in values}
+    for k in names - set(kw):
+        prefix = f"{section}.{k}."
+        table = {key[len(prefix):]: v for key, v in values.items() if key.startswith(prefix)}
+        if table:
+            kw[k] = types.MappingProxyType(table)
+    return cls(**kw)
 
 
 def _build_sip(layers: _Layers) -> SipConfig:

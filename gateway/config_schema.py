@@ -33,6 +33,7 @@ from gateway.config_fields import (
     _templates_check,
 )
 from gateway.directory import KINDS, NAME_RE, TERMINAL, Endpoint, uri_problem
+from gateway.limits import DEFAULT_REQUEST_BUDGETS, RequestBudget
 from sip.config import SipConfig
 from sms.config import SmsConfig
 from video.config import ICE_SCHEMES, RemoteJanus, VideoConfig
@@ -81,6 +82,8 @@ class ControlConfig:
     hello_failure_refill_s: float = 1.0
     tls_cert: str | None = None  # PEM certificate (chain) and key: wss:// instead of ws://
     tls_key: str | None = None
+    # Requests per principal, by role (gateway/limits.py); beyond: rate-limited, not run or audited.
+    request_budget: Mapping[str, RequestBudget] = field(default_factory=lambda: DEFAULT_REQUEST_BUDGETS)
 
 
 @dataclass(frozen=True)
@@ -334,6 +337,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_hello_failures": _int(1, 1000, 5),
         "hello_failures_burst": _int(1, 1_000_000, 20),
         "hello_failure_refill_s": _seconds(1),
+        "request_budget": {role: _Field("table", _dataclass_check(RequestBudget, "rate, burst"), budget)
+                           for role, budget in DEFAULT_REQUEST_BUDGETS.items()},
         "tls_cert": _str(None, what="a PEM certificate file path"),
         "tls_key": _str(None, what="a PEM private key file path"),
     },

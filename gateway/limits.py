@@ -1,6 +1,6 @@
 """Limits at the listeners, sans I/O: live connections per source and overall, a reserve for health
-probes when those are spent, a token bucket per source for failed authentication, and a log line
-at most once per interval (accept errors).
+probes when those are spent, a token bucket per source for failed authentication, a request
+budget per principal sized by its role, and a log line at most once per interval (accept errors).
 
 Callers pass the time (`now`, monotonic seconds), so the rules are tested without sockets or clocks.
 """
@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import Any, Callable, Hashable, Iterator
+import types
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Iterator, Mapping
 
 import structlog
 
@@ -115,6 +117,55 @@ class FailureThrottle:
         self._buckets.move_to_end(source)
         while len(self._buckets) > self.max_sources:
             self._buckets.popitem(last=False)
+
+    def take(self, source: str, now: float) -> float:
+        """Spend a token if there is one (0.0); else how long until there is (nothing spent)."""
+        wait = self.retry_after(source, now)
+        if wait == 0.0:
+            self.failed(source, now)
+        return wait
+
+
+@dataclass(frozen=True)
+class RequestBudget:
+    """A role's request rate: `burst` requests at once, refilled at `rate` per second."""
+
+    rate: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) or not 0 < self.rate <= 1_000_000:
+            raise ValueError(f"rate must be a number of requests per second > 0, got {self.rate!r}")
+        if isinstance(self.burst, bool) or not isinstance(self.burst, int) or not 1 <= self.burst <= 1_000_000:
+            raise ValueError(f"burst must be an integer 1..1000000, got {self.burst!r}")
+
+
+# Generous for the consoles, tight for the roles a field device or a wall display holds.
+DEFAULT_REQUEST_BUDGETS: Mapping[str, RequestBudget] = types.MappingProxyType({
+    "dispatcher": RequestBudget(rate=200, burst=1000),
+    "admin": RequestBudget(rate=200, burst=1000),
+    "observer": RequestBudget(rate=20, burst=100),
+    "terminal": RequestBudget(rate=5, burst=30),
+})
+
+
+class RequestBudgets:
+    """A token bucket per principal, sized by its role (`budgets`; a role without one is not
+    limited). `take(role, principal, now)` is 0.0 when the request may run, else the seconds to
+    wait. `refused` counts the refusals by role: the only trace a flood leaves (bounded)."""
+
+    def __init__(self, budgets: Mapping[str, RequestBudget], max_principals: int = 10_000) -> None:
+        self._buckets = {role: FailureThrottle(b.burst, b.rate, max_principals) for role, b in budgets.items()}
+        self.refused: collections.Counter[str] = collections.Counter()
+
+    def take(self, role: str, principal: str, now: float) -> float:
+        buckets = self._buckets.get(role)
+        if buckets is None:
+            return 0.0
+        wait = buckets.take(principal, now)
+        if wait > 0:
+            self.refused[role] += 1
+        return wait
 
 
 class EveryInterval:

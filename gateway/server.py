@@ -16,6 +16,7 @@ import asyncio
 import collections
 import enum
 import itertools
+import math
 import time
 import urllib.parse
 from typing import Any, AsyncIterator, Awaitable, Coroutine
@@ -28,7 +29,7 @@ from websockets.protocol import State as WsState
 
 from gateway.commands import CommandRunner, MemoryIdempotencyStore
 from gateway.errors import Conflict, GatewayError, NotAuthenticated, RateLimited
-from gateway.limits import ConnectionLimits, EveryInterval, FailureThrottle
+from gateway.limits import ConnectionLimits, EveryInterval, FailureThrottle, RequestBudgets
 from gateway.outbox import Outbox
 from gateway.protocol import codec
 from gateway.protocol.methods import HelloParams, Principal, Registry, RequestContext, validate_params
@@ -85,6 +86,7 @@ class Connection:
         self._binary_cb: BinaryCallback | None = None
         self._close_cbs: list[CloseCallback] = []
         self.stats = collections.Counter()
+        self._budget_logged = EveryInterval(10.0)
 
     # -- state --
 
@@ -199,6 +201,8 @@ class Connection:
         if self.principal is None:
             await self._before_hello(msg)
             return
+        if not self._within_budget(msg):
+            return
         if isinstance(msg, codec.Invalid):
             self.log.info("control.request.invalid", reason=msg.error.reason, msg=msg.error.message)
             self._reply_error(msg.id, msg.error)
@@ -218,6 +222,24 @@ class Connection:
         task = asyncio.get_running_loop().create_task(serve, name=f"req-{self.id}-{msg.id}")
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+
+    def _within_budget(self, msg: codec.Request | codec.Notification | codec.Invalid) -> bool:
+        """Every text frame after hello spends one of the principal's request budget (by role,
+        shared by its connections). Spent: the frame is answered rate-limited (a notification is
+        dropped), neither run nor audited; a count and a log line at most every 10 s remain."""
+        assert self.principal is not None
+        wait = self.server.request_budgets.take(self.principal.role, self.principal.name, time.monotonic())
+        if wait == 0.0:
+            return True
+        wait = math.ceil(wait * 1000) / 1000  # never "retry after 0"
+        self.stats["budget_refused"] += 1
+        due, skipped = self._budget_logged.due()
+        if due:
+            self.log.info("control.request.over-budget", retry_after_s=wait, suppressed=skipped)
+        if not isinstance(msg, codec.Notification):
+            self._reply_error(msg.id, RateLimited("request budget of the role spent", details={
+                "retry_after_s": wait, "role": self.principal.role}))
+        return False
 
     def _hello_late(self) -> None:
         if self.principal is None and self.state is ConnState.OPEN:
@@ -396,6 +418,7 @@ class ControlServer:
         c = self.config
         self.limits = ConnectionLimits(c.max_connections, c.max_connections_per_source)
         self.hello_throttle = FailureThrottle(c.hello_failures_burst, c.hello_failures_per_s)
+        self.request_budgets = RequestBudgets(c.request_budgets)
         self._refusals_logged = EveryInterval(10.0)
         self._server: Server | None = None
         self._tasks: set[asyncio.Task] = set()

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import inspect
 import ssl
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 from gateway.commands import IdempotencyStore
 from gateway.errors import GatewayError
+from gateway.limits import DEFAULT_REQUEST_BUDGETS, RequestBudget
 from gateway.protocol.methods import Principal, RequestContext
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class ServerConfig:
     hello_failures_burst: int = 20  # failed hellos per source before rate-limited ...
     hello_failures_per_s: float = 1.0  # ... and the rate they are forgiven at
     ssl: ssl.SSLContext | None = None  # wss:// (gateway/tls.py); the TLS handshake within open_timeout
+    # Text frames per principal after hello, by role (a role without one: unlimited); beyond: rate-limited.
+    request_budgets: Mapping[str, RequestBudget] = field(default_factory=lambda: DEFAULT_REQUEST_BUDGETS)
 
 
 @dataclass

@@ -443,3 +443,15 @@ def test_uploads_section(write):
     assert e.key == "uploads.max_bytes" and "1024" in e.why
     e = error(write("[uploads]\nmax_concurent = 3\n"))
     assert e.key == "uploads.max_concurent" and "max_concurrent" in e.why
+
+
+def test_request_budget_per_role(write):
+    c = load_config(write('[control.request_budget]\nterminal = { rate = 2, burst = 10 }\n'), {},
+                    ["control.request_budget.observer={rate = 0.5, burst = 3}"])
+    budgets = c.control.request_budget
+    assert (budgets["terminal"].rate, budgets["terminal"].burst) == (2, 10)
+    assert (budgets["observer"].rate, budgets["observer"].burst) == (0.5, 3)
+    assert budgets["dispatcher"].burst >= 100  # the defaults stay for the others
+    with pytest.raises(ConfigError) as e:
+        load_config(None, {}, ["control.request_budget.terminal={rate = 0, burst = 1}"])
+    assert "control.request_budget.terminal" in str(e.value) and "rate" in str(e.value)

@@ -3,6 +3,7 @@
 import asyncio
 import errno
 
+import pytest
 import structlog.testing
 
 from gateway.limits import (
@@ -10,6 +11,8 @@ from gateway.limits import (
     ConnectionLimits,
     EveryInterval,
     FailureThrottle,
+    RequestBudget,
+    RequestBudgets,
     ProbeReserve,
     throttle_accept_errors,
 )
@@ -90,3 +93,20 @@ async def test_accept_errors_are_logged_once_per_interval():
         assert other == ["something else"]  # the previous handler still gets the rest
     finally:
         loop.set_exception_handler(before)
+
+
+def test_request_budgets_per_principal_sized_by_role() -> None:
+    budgets = RequestBudgets({"terminal": RequestBudget(rate=2, burst=3)})
+    assert [budgets.take("terminal", "unit-7", 0.0) for _ in range(4)] == [0.0, 0.0, 0.0, 0.5]
+    assert budgets.take("terminal", "unit-8", 0.0) == 0.0  # another principal has its own bucket
+    assert budgets.take("terminal", "unit-7", 0.5) == 0.0  # refilled at `rate`
+    assert budgets.take("terminal", "unit-7", 0.5) == 0.5
+    assert all(budgets.take("dispatcher", "alice", 0.0) == 0.0 for _ in range(1000))  # no budget: no limit
+    assert budgets.refused == {"terminal": 2}
+
+
+def test_a_request_budget_is_checked() -> None:
+    for bad in ({"rate": 0, "burst": 1}, {"rate": 1, "burst": 0}, {"rate": True, "burst": 1},
+                {"rate": 1, "burst": 1.5}):
+        with pytest.raises(ValueError):
+            RequestBudget(**bad)

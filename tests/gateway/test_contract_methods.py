@@ -90,7 +90,12 @@ def _fill(value: Any, known: dict[str, str]) -> Any:
 
 async def test_every_method_answers_without_internal_error(start_gateway, connect) -> None:
     dead = free_udp_port("127.0.0.1")  # nobody answers there: calls and pages fail cleanly
-    gw = await start_gateway(**{"directory.endpoint": ENDPOINTS % {"p": dead}, "broadcast.zone": ZONES})
+    # Every method from every role, back to back: more than a terminal's or an observer's request
+    # budget allows at once (tests/gateway/test_request_budget.py tests the budget).
+    budget = "{rate = 1000, burst = 1000}"
+    gw = await start_gateway(**{"directory.endpoint": ENDPOINTS % {"p": dead}, "broadcast.zone": ZONES,
+                                "control.request_budget.terminal": budget,
+                                "control.request_budget.observer": budget})
     assert set(SAMPLES) == set(gw.registry.methods), "add a sample for every method of the contract"
     root = await connect(gw, "tok-admin")
     olga = await connect(gw, "tok-observer")
