@@ -296,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heartbeat", type=float, default=10.0,
                    help="terminals.heartbeat_interval_s (more than --period)")
     p.add_argument("--missed", type=int, default=2, help="terminals.missed_heartbeats")
+    p.add_argument("--location-interval", type=float, default=1.0,
+                   help="terminals.location_interval_s (above --period: reports are coalesced)")
     p.add_argument("--log-level", default="info",
                    help="the gateway's log level (info: its start is read from its log)")
     p.add_argument("--json-out", default=None)
@@ -318,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         gw = GatewayProcess(Path(tmp), args.log_level, prof, extra={
             "directory.endpoint": f"[{endpoints}]", "auth.tokens": f"{{{tokens}}}",
             "terminals.heartbeat_interval_s": str(args.heartbeat),
-            "terminals.missed_heartbeats": str(args.missed)})
+            "terminals.missed_heartbeats": str(args.missed),
+            "terminals.location_interval_s": str(args.location_interval)})
         gw.start()
         try:
             summary = asyncio.run(run(args, gw))

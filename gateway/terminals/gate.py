@@ -7,12 +7,16 @@ newest position never dropped.
   coalesced) and `due(now)` hands it out at last publish + interval (a trailing publish);
 - `STALE`: older (by its fix time) than what was published or is pending: not published live
   (it is still stored in the track).
-`due(now)` returns the pending items whose time came, each with how many it stands for.
+`due(now)` returns the pending items whose time came, each with how many it stands for, oldest
+first. The pending slots are also kept in a heap by the time they are due, so `next_due` and
+`due` cost what is due, not a look at every terminal (the service asks on every deferred report).
 """
 
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +42,8 @@ class LocationGate:
             raise ValueError("interval_s must be > 0")
         self.interval_s = interval_s
         self._slots: dict[Hashable, _Slot] = {}
+        self._due: list[tuple[float, int, Hashable]] = []  # (due time, tie-break, key): the pending slots
+        self._order = itertools.count()
 
     def offer(self, key: Hashable, fix_time: float, item: Any, now: float) -> Offer:
         slot = self._slots.get(key)
@@ -52,14 +58,21 @@ class LocationGate:
             return Offer.PUBLISH
         if slot.pending is not None:
             slot.coalesced += 1
+        else:
+            heapq.heappush(self._due, (slot.last_publish + self.interval_s, next(self._order), key))
         slot.pending = item
         return Offer.DEFERRED
 
     def due(self, now: float) -> list[tuple[Hashable, Any, int]]:
         """(key, item, coalesced) for each pending item whose interval has passed."""
         out = []
-        for key, slot in self._slots.items():
-            if slot.pending is not None and now - slot.last_publish >= self.interval_s:
+        while self._due:
+            key = self._due[0][2]
+            slot = self._slots[key]
+            if slot.pending is not None and now - slot.last_publish < self.interval_s:
+                break  # the earliest pending one is not due yet
+            heapq.heappop(self._due)
+            if slot.pending is not None:
                 out.append((key, slot.pending, slot.coalesced))
                 slot.pending, slot.coalesced, slot.last_publish = None, 0, now
         return out
@@ -69,8 +82,8 @@ class LocationGate:
         out = [(k, s.pending, s.coalesced) for k, s in self._slots.items() if s.pending is not None]
         for s in self._slots.values():
             s.pending, s.coalesced = None, 0
+        self._due.clear()
         return out
 
     def next_due(self) -> float | None:
-        times = [s.last_publish + self.interval_s for s in self._slots.values() if s.pending is not None]
-        return min(times) if times else None
+        return self._due[0][0] if self._due else None

@@ -12,6 +12,8 @@ for the caller to store and publish; nothing here does I/O.
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +62,11 @@ class PresenceTable:
             raise ValueError("interval_s must be > 0 and missed >= 1")
         self.window_s = interval_s * missed
         self._terms = {tid: TerminalPresence(tid) for tid in terminal_ids}
+        # (beat, tie-break, terminal) for every beat of an online terminal, oldest first: the next
+        # deadline and the expired ones without a look at every terminal. An entry is current while
+        # its terminal is online with that beat; older ones are dropped when they come to the top.
+        self._beats: list[tuple[float, int, str]] = []
+        self._order = itertools.count()
 
     def __contains__(self, terminal_id: object) -> bool:
         return terminal_id in self._terms
@@ -78,6 +85,7 @@ class PresenceTable:
         t = self._terms[terminal_id]
         t.connections[conn] = None
         t.beat_mono, t.last_seen = mono, wall
+        heapq.heappush(self._beats, (mono, next(self._order), terminal_id))
         if t.state is Presence.ONLINE:
             return None
         t.state = Presence.ONLINE
@@ -89,6 +97,7 @@ class PresenceTable:
         if conn not in t.connections:
             return False
         t.beat_mono, t.last_seen = mono, wall
+        heapq.heappush(self._beats, (mono, next(self._order), terminal_id))
         return True
 
     def restore(self, terminal_id: str, last_seen: float | None, was_online: bool) -> PresenceChange | None:
@@ -115,8 +124,10 @@ class PresenceTable:
     def expire(self, mono: float) -> list[PresenceChange]:
         """Terminals silent for the whole window: offline, with the connections to close."""
         out = []
-        for t in self._terms.values():
-            if t.state is Presence.ONLINE and mono - t.beat_mono >= self.window_s:
+        while self._beats and mono - self._beats[0][0] >= self.window_s:
+            beat, _, tid = heapq.heappop(self._beats)
+            t = self._terms[tid]
+            if t.state is Presence.ONLINE and t.beat_mono == beat:  # its newest beat: silent since
                 conns = tuple(t.connections)
                 t.connections.clear()
                 t.state = Presence.OFFLINE
@@ -126,8 +137,13 @@ class PresenceTable:
 
     def next_deadline(self) -> float | None:
         """The monotonic time the next online terminal runs out of heartbeats, if any."""
-        beats = [t.beat_mono for t in self._terms.values() if t.state is Presence.ONLINE]
-        return min(beats) + self.window_s if beats else None
+        while self._beats:
+            beat, _, tid = self._beats[0]
+            t = self._terms[tid]
+            if t.state is Presence.ONLINE and t.beat_mono == beat:
+                return beat + self.window_s
+            heapq.heappop(self._beats)  # an older beat, or a terminal gone offline
+        return None
 
     def stop_all(self) -> list[PresenceChange]:
         """The gateway stops: every online terminal goes offline (`gateway-stopped`)."""

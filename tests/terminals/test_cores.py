@@ -105,3 +105,48 @@ def test_presence_restored_at_start() -> None:
     t.connected("u2", "c1", mono=0, wall=5)
     change = t.disconnected("u2", "c1", Reason.GATEWAY_STOPPED)
     assert change is not None and change.reason is Reason.GATEWAY_STOPPED
+
+
+class _Counting(dict):
+    """A slot table that counts the slots read (what one step of a core looks at)."""
+
+    reads = 0
+
+    def values(self):  # type: ignore[override]
+        for v in super().values():
+            _Counting.reads += 1
+            yield v
+
+    def items(self):  # type: ignore[override]
+        for kv in super().items():
+            _Counting.reads += 1
+            yield kv
+
+
+def test_the_timer_steps_do_not_look_at_every_terminal() -> None:
+    """The service's timer asks for the next deadline and the due items on every wake, and for
+    the next due trailing publish on every deferred report: with 1,000 terminals online and
+    reporting faster than the live rate, scanning them all each time made reporting quadratic.
+    The cores keep their deadlines in order: a step reads what is due, not the fleet."""
+    n = 1000
+    ids = [f"t{i:04d}" for i in range(n)]
+    presence, gate = PresenceTable(ids, interval_s=10, missed=3), LocationGate(1.0)
+    for i, tid in enumerate(ids):
+        presence.connected(tid, f"c{i}", mono=100 + i / 1000, wall=1000)
+        gate.offer(tid, 1.0, "first", now=100 + i / 1000)
+        assert gate.offer(tid, 2.0, "second", now=100.5 + i / 1000) is Offer.DEFERRED
+    presence._terms = _Counting(presence._terms)  # type: ignore[assignment]
+    gate._slots = _Counting(gate._slots)  # type: ignore[assignment]
+    _Counting.reads = 0
+    assert presence.next_deadline() == pytest.approx(130.0)
+    assert gate.next_due() == pytest.approx(101.0)
+    assert [k for k, _, _ in gate.due(101.0105)] == ids[:11]  # the ones due, oldest first
+    assert gate.next_due() == pytest.approx(101.011)
+    assert [c.terminal_id for c in presence.expire(130.0025)] == ids[:3]
+    assert presence.next_deadline() == pytest.approx(130.003)
+    assert _Counting.reads == 0
+    for i, tid in enumerate(ids[3:], start=3):  # everyone else beats: the oldest deadline moves on
+        assert presence.beat(tid, f"c{i}", mono=125 + i / 1000, wall=1025)
+    assert presence.next_deadline() == pytest.approx(155.003)
+    assert [c.terminal_id for c in presence.expire(160)] == ids[3:]
+    assert presence.next_deadline() is None
