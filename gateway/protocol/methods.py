@@ -443,3 +443,8 @@ METHODS.update((s.name, s) for s in VIDEO_METHODS)
 from .feedback import FEEDBACK_METHODS  # noqa: E402
 
 METHODS.update((s.name, s) for s in FEEDBACK_METHODS)
+
+# The conference.* entries live with their params models (they import the building blocks above).
+from .conference import CONFERENCE_METHODS  # noqa: E402
+
+METHODS.update((s.name, s) for s in CONFERENCE_METHODS)

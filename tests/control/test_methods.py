@@ -34,7 +34,8 @@ def test_roles():
     assert all(s.allows("admin") for s in METHODS.values())
     assert {n for n, s in METHODS.items() if s.starts_work} == {"call.dial", "session.create", "broadcast.start", "sms.send",
                                                                  "video.pull", "terminal.instruct",
-                                                                 "terminal.feedback", "voice.bridge"}
+                                                                 "terminal.feedback", "voice.bridge",
+                                                                 "conference.create", "conference.add"}
 
 
 @pytest.mark.parametrize("target", [
@@ -139,3 +140,22 @@ def test_uri_helpers():
     assert uri.is_sip_uri("sip:gw@127.0.0.1:5060")
     assert not uri.is_sip_uri("tel:1")
     assert uri.is_tel_uri("tel:+1-201-555-0123;ext=12")
+
+
+@pytest.mark.parametrize("params", [
+    {"conference_id": "c1"},  # neither target nor call_id
+    {"conference_id": "c1", "target": "alice", "call_id": "k1"},  # both
+    {"conference_id": "c1", "target": "http://x"},
+])
+def test_conference_add_needs_one_member(params):
+    with pytest.raises(InvalidParams):
+        validate_params(METHODS["conference.add"], params)
+
+
+def test_conference_mute_names_a_member_or_all_but_chair():
+    ok = validate_params(METHODS["conference.mute"], {"conference_id": "c1", "all_but_chair": True})
+    assert ok.all_but_chair and ok.member_id is None
+    assert validate_params(METHODS["conference.unmute"], {"conference_id": "c1", "member_id": "m1"}).member_id == "m1"
+    for bad in ({"conference_id": "c1"}, {"conference_id": "c1", "member_id": "m1", "all_but_chair": True}):
+        with pytest.raises(InvalidParams):
+            validate_params(METHODS["conference.mute"], bad)

@@ -1,0 +1,76 @@
+"""The `conference.*` methods of protocol v1: params models and their table entries.
+
+A conference belongs to an incident session; its members are SIP calls mixed by the conference
+bridge of the one worker that holds them. `conference.add` dials a target into it, or moves a
+call already connected (the escalation of a 1:1 call: no new INVITE to the phone).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from .methods import COMMAND, READ, Id, IdempotencyKey, MethodSpec, Params, _check_target, _spec
+
+
+class ConferenceCreateParams(Params):
+    session_id: Id | None = None
+    title: str | None = Field(None, max_length=200)
+    record: bool = False
+    idempotency_key: IdempotencyKey | None = None
+
+
+class ConferenceAddParams(Params):
+    conference_id: Id
+    target: str | None = Field(None, description="sip:/sips:/tel: URI or a directory name, dialled in")
+    call_id: Id | None = Field(None, description="a connected call of the same worker, moved in")
+    chair: bool = False
+    idempotency_key: IdempotencyKey | None = None
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str | None) -> str | None:
+        return None if v is None else _check_target(v)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "ConferenceAddParams":
+        if (self.target is None) == (self.call_id is None):
+            raise ValueError("give exactly one of target, call_id")
+        return self
+
+
+class ConferenceMemberParams(Params):
+    conference_id: Id
+    member_id: Id
+
+
+class ConferenceMuteParams(Params):
+    conference_id: Id
+    member_id: Id | None = None
+    all_but_chair: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "ConferenceMuteParams":
+        if (self.member_id is not None) != self.all_but_chair:
+            return self
+        raise ValueError("give member_id, or all_but_chair: true")
+
+
+class ConferenceIdParams(Params):
+    conference_id: Id
+
+
+CONFERENCE_METHODS: tuple[MethodSpec, ...] = (
+    _spec("conference.create", COMMAND, ConferenceCreateParams, True,
+          "open a conference in an incident session"),
+    _spec("conference.add", COMMAND, ConferenceAddParams, True,
+          "dial a target into a conference, or move a connected call in"),
+    _spec("conference.remove", COMMAND, ConferenceMemberParams,
+          summary="kick a member: its call is hung up", runs_to_end=True),
+    _spec("conference.mute", COMMAND, ConferenceMuteParams,
+          summary="nobody hears the member (or all but the chair)", runs_to_end=True),
+    _spec("conference.unmute", COMMAND, ConferenceMuteParams,
+          summary="the member is heard again (or all but the chair)", runs_to_end=True),
+    _spec("conference.end", COMMAND, ConferenceIdParams,
+          summary="end the conference: every member's call is hung up", runs_to_end=True),
+    _spec("conference.get", READ, ConferenceIdParams, summary="a conference and its members"),
+)
