@@ -178,6 +178,8 @@ function notify(method, params) {
 function event(ev) {
   if (ev.type === "video.request") app.camera?.publish(ev.data || {});
   if (ev.type === "voice.request") app.voice?.publish(ev.data || {});
+  const ended = { "video.state": ["stopped", "failed"], "voice.state": ["ended"] }[ev.type];
+  if (ended?.includes(ev.data?.state)) (ev.type === "video.state" ? app.camera : app.voice)?.ended(ev.data);
 }
 
 // -- instructions -------------------------------------------------------------------------

@@ -64,9 +64,9 @@ export class Publisher {
       pc.addEventListener("track", (ev) => {
         if (this.remote && pc === this.pc) this.remote.srcObject = ev.streams[0] || new MediaStream([ev.track]);
       });
-      // The far end gone (a dispatcher's stop or hang-up closes the media engine's side; a
-      // terminal gets no video.state/voice.state): ended once the link is failed, closed, or
-      // disconnected for DISCONNECTED_GRACE_MS.
+      // The far end gone without a word (the media engine died, the control link is down; a
+      // dispatcher's stop or hang-up comes as an event, see ended()): ended once the link is
+      // failed, closed, or disconnected for DISCONNECTED_GRACE_MS.
       let grace = null;
       pc.addEventListener("connectionstatechange", () => {
         if (pc !== this.pc) return;
@@ -97,6 +97,13 @@ export class Publisher {
     this.stream?.getTracks().forEach((t) => t.stop());
     if (id) await this.call(this.kind.stop, { [this.kind.id]: id }, 10000).catch(() => {});
     if (this.streamId === id) this.close("stopped");
+  }
+
+  // The gateway ended it (`video.state` stopped/failed, `voice.state` ended, pushed to the
+  // terminal's connection): closed at once if it is the one being published.
+  ended(data) {
+    if (!this.streamId || data[this.kind.id] !== this.streamId) return;
+    this.close("stopped");
   }
 
   close(state = "stopped") {

@@ -306,6 +306,14 @@ class VideoService:
             "data": {"stream_id": stream.id, "terminal_id": stream.terminal_id, "audio": True,
                      "video": True, "ice_servers": self.config.rtc_ice_servers()}})
 
+    def tell_terminal(self, terminal_id: str, event: Any) -> None:
+        """Push a stored event (the end of its stream or bridge) to the terminal's own
+        connections: a terminal cannot subscribe, and its page should not wait for the media
+        connection to time out to learn that dispatch ended it."""
+        if self.terminals is not None:
+            for conn in self.terminals.connections(terminal_id):
+                conn.send_event(event.to_params())
+
     # -- Janus notices -------------------------------------------------------------------------
     def _on_publisher(self, stream: Stream, ev: HandleEvent) -> None:
         if STREAM_MACHINE.is_final(stream.state):
@@ -378,7 +386,7 @@ class VideoService:
             except VideoError as e:
                 log.info("video.room_destroy_failed", stream_id=stream.id, error=str(e))
         await stream.janus.destroy()
-        await self._state(stream, duration_s=round(duration, 3))
+        self.tell_terminal(stream.terminal_id, await self._state(stream, duration_s=round(duration, 3)))
         log.info("video.ended", stream_id=stream.id, state=stream.state.value, reason=reason)
         self._tasks.spawn(self._finish_recording(stream), f"video-recording {stream.id}")
 

@@ -209,7 +209,7 @@ class VoiceService:
                 except VideoError as e:
                     log.info("voice.hangup_failed", bridge_id=bridge.id, error=str(e))
         await bridge.janus.destroy()
-        await self._state(bridge)
+        self._video.tell_terminal(bridge.terminal_id, await self._state(bridge))
         log.info("voice.ended", bridge_id=bridge.id, reason=reason, sip_code=bridge.sip_code)
         forget(self.bridges, lambda b: VOICE_MACHINE.is_final(b.state))
 
