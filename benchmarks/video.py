@@ -1,22 +1,31 @@
 """Video benchmark: terminals publishing 640x480 into Janus while consoles watch them.
 
-    python -m benchmarks.video [--publishers 20] [--consoles 5] [--watch 4] [--duration 20] [--fps 20]
+    python -m benchmarks.video [--peers aiortc|chromium] [--publishers 20] [--consoles 5]
+                               [--viewers 1,2,4] [--watch 4] [--duration 20] [--fps 20]
 
 Runs in a network namespace of its own (tests/peers/media_netns.py: loopback ICE is refused), as
 root. The gateway runs in its own process (benchmarks/control_channel.py's `GatewayProcess`,
-video enabled, one Janus); one headless Chromium (Debian's) holds every peer: each publisher
-page is a terminal (its own token) that draws its wall-clock time into a 640x480 canvas with
-some motion and publishes it (VP8, encoded by Chromium once per publisher) with the fake
-microphone when pulled; each console page watches `watch` streams, one RTCPeerConnection each,
-and reads the time back from decoded frames (capture-to-display delay; one clock). Janus
-forwards, never re-encodes.
+video enabled, one Janus, its child); every terminal has its own token, is asked by `video.pull`
+and publishes through `video.publish`; consoles watch through `video.watch` / `video.answer`.
+Janus forwards, never re-encodes. Prints JSON.
 
-Phases, each `duration` s: idle (Janus and gateway with nothing to do); publishers only (every
-terminal pulled and publishing, nobody watching); publishers + viewers. Janus CPU per publisher =
-(publishing - idle) / publishers; per viewer = (watching - publishing) / viewers; gateway CPU
-in each phase (its process alone; Janus and the SIP worker are its children, measured apart);
-frame rate per view; delay percentiles; Chromium's CPU (all its processes). Prints JSON.
-The encoders and decoders (Chromium) share the machine's cores with Janus and the gateway.
+`--peers aiortc` (the default; benchmarks/video_replay.py): the full size fits on 2 cores because
+no peer encodes or decodes: each publisher sends a VP8 clip encoded once by ffmpeg (its frame
+number drawn in), looped at `fps`; each console is a process of its own whose views hash each
+received frame to find it in the clip; delay = the frame's last packet at the view - its send by
+the publisher (one clock). Phases, `duration` s each: idle, publishers with 0 views, then
+`viewers` views per publisher (round robin over the consoles). Janus CPU per publisher =
+(0 views - idle) / publishers; per view = the slope of Janus CPU over the number of views.
+
+`--peers chromium`: one headless Chromium holds every peer: each publisher page draws its
+wall-clock time into a 640x480 canvas with some motion and publishes it (VP8, encoded by
+Chromium) with the fake microphone; each console page watches `watch` streams and reads the time
+back from decoded frames (capture-to-display delay). Phases: idle, publishing, watching; per
+viewer = (watching - publishing) / viewers. The encoders and decoders share the 2 cores with
+Janus: run it small.
+
+Gateway CPU is its process alone (Janus and the SIP worker are its children, measured apart);
+`peers` is this process and its children but the gateway's (consoles, Chromium).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -75,8 +85,8 @@ async def _phase(duration: float, meters: dict[str, Cpu]) -> dict[str, float]:
     return {k: round(100 * (m.now() - before[k]) / span, 2) for k, m in meters.items()}
 
 
-async def run(args: argparse.Namespace, netns) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="bench-video-"))
+def _gateway(args: argparse.Namespace, netns, work: Path) -> tuple[GatewayProcess, list[str]]:
+    """The gateway in its own process, video on (one Janus), a terminal token per publisher."""
     names = [f"t{i:02d}" for i in range(args.publishers)]
     tokens = {f"tok-terminal-{n}": (n, "terminal") for n in names}
     token_table = ", ".join([f"{_toml_str(TOKEN)} = {{principal = \"bench\", role = \"dispatcher\"}}"]
@@ -89,15 +99,30 @@ async def run(args: argparse.Namespace, netns) -> dict[str, Any]:
         "video.enabled": "true", "video.ws_base_port": str(free_port_block(span=2)),
         "video.ice_enforce_list": netns.janus_if, "video.rtp_port_min": str(rtp),
         "video.rtp_port_max": str(rtp + 1999), "video.publish_timeout_s": "120"})
+    return gw, names  # started by the caller, inside its try: a start that times out is stopped too
+
+
+def _meters(gw: GatewayProcess) -> dict[str, Cpu]:
+    """Janus (the gateway's child), the gateway's own process, and this process's peers."""
+    janus = [p for p in _descendants(gw.pid) if _comm(p) == "janus"]
+    assert janus, "no Janus under the gateway"
+    me = os.getpid()
+
+    def peers() -> list[int]:  # this process and its children but the gateway's tree
+        theirs = {gw.pid, *_descendants(gw.pid)}
+        return [me, *(p for p in _descendants(me) if p not in theirs)]
+
+    return {"janus": Cpu(lambda: janus), "gateway": Cpu(lambda: [gw.pid]), "peers": Cpu(peers)}
+
+
+async def run_chromium(args: argparse.Namespace, netns) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-video-"))
+    gw, names = _gateway(args, netns, work)
     result: dict[str, Any] = {"publishers": args.publishers, "consoles": args.consoles,
                               "watch": args.watch, "fps": args.fps, "duration_s": args.duration}
     try:
-        gw.start()  # inside: a start that times out is stopped too (with its Janus)
-        janus = [p for p in _descendants(gw.pid) if _comm(p) == "janus"]
-        assert janus, "no Janus under the gateway"
-        me = os.getpid()
-        meters = {"janus": Cpu(lambda: janus), "gateway": Cpu(lambda: [gw.pid]),
-                  "chromium": Cpu(lambda: [p for p in _descendants(me) if _comm(p).startswith("chrom")])}
+        gw.start()
+        meters = _meters(gw)
         from playwright.async_api import async_playwright
 
         async with async_playwright() as pw:
@@ -154,6 +179,97 @@ async def run(args: argparse.Namespace, netns) -> dict[str, Any]:
     return result
 
 
+async def run_aiortc(args: argparse.Namespace, netns) -> dict[str, Any]:
+    """Pre-encoded publishers, non-decoding views (benchmarks/video_replay.py): phases with 0 and
+    then each of `args.viewers` views per publisher, spread over `args.consoles` consoles."""
+    from benchmarks import video_replay as vr
+
+    work = Path(tempfile.mkdtemp(prefix="bench-video-"))
+    frames = vr.make_clip(work / "clip.webm", args.fps, args.clip_s)
+    gw, names = _gateway(args, netns, work)
+    result: dict[str, Any] = {"peers": "aiortc, pre-encoded VP8 (no encoder, no decoder)",
+                              "publishers": args.publishers, "consoles": args.consoles,
+                              "fps": args.fps, "duration_s": args.duration,
+                              "clip_kbps": round(sum(map(len, frames)) * 8 * args.fps / len(frames) / 1000),
+                              "phases": []}
+    log = vr.SendLog(args.publishers, len(frames))
+    digests = [vr.digest(f) for f in frames]
+    pubs: list[vr.Publisher] = []
+    consoles: list[vr.Console] = []
+    dispatcher: GatewayClient | None = None
+    try:
+        gw.start()
+        meters = _meters(gw)
+        idle = await _phase(args.duration / 2, meters)
+        result["idle"] = idle
+        dispatcher = await GatewayClient.connect(gw.url, TOKEN)
+        pubs = [vr.Publisher(gw.url, f"tok-terminal-{n}", frames, args.fps, log.of(i))
+                for i, n in enumerate(names)]
+        for p in pubs:
+            await p.start()
+        streams = [(await dispatcher.call("video.pull", terminal_id=n))["stream_id"] for n in names]
+        async with asyncio.timeout(180):
+            await asyncio.gather(*(p.published.wait() for p in pubs))
+        await _until_all(lambda: _states(dispatcher, streams, "publishing"), 120, "every stream publishing")
+        print(f"video: {len(streams)} streams publishing", file=sys.stderr, flush=True)
+        consoles = [vr.Console(gw.url, TOKEN, digests, log) for _ in range(args.consoles)]
+        views = 0
+        for per_pub in [0, *args.viewers]:
+            mine: list[list[tuple[str, int]]] = [[] for _ in consoles]
+            for i in range(views, per_pub * len(pubs)):  # round robin over the consoles
+                mine[i % len(consoles)].append((streams[i % len(streams)], i % len(streams)))
+            views = max(views, per_pub * len(pubs))
+            print(f"video: {per_pub} views per publisher ({views})", file=sys.stderr, flush=True)
+            for reply in await asyncio.gather(*(c.ask("watch", m) for c, m in zip(consoles, mine))):
+                if reply != "ok":
+                    raise RuntimeError(f"a console: {reply}")
+            f0 = [await c.ask("sample") for c in consoles]  # clears the delays too
+            t0 = time.monotonic()
+            cpu = await _phase(args.duration, meters)
+            f1 = [await c.ask("sample") for c in consoles]
+            span = time.monotonic() - t0
+            fps = [(b - a) / span for (s0, _), (s1, _) in zip(f0, f1) for a, b in zip(s0, s1)]
+            delays = sorted(d for _, ds in f1 for d in ds)
+            result["phases"].append({
+                "views_per_publisher": per_pub, "views": views, "cpu_pct": cpu,
+                "viewer_fps": {"p50": _r(pct(fps, 50)), "p10": _r(pct(fps, 10)), "min": _r(min(fps, default=None))},
+                "delay_ms": {"n": len(delays), "p50": _r(pct(delays, 50)), "p95": _r(pct(delays, 95)),
+                             "max": _r(delays[-1] if delays else None)}})
+        _costs(result, idle)
+        for sid in streams:
+            await dispatcher.call("video.stop", stream_id=sid)
+    finally:
+        for c in consoles:
+            await c.stop()
+        for p in pubs:
+            await p.close()
+        if dispatcher is not None:
+            await dispatcher.close()
+        gw.stop()
+        log.close(unlink=True)
+    return result
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 1)
+
+
+def _costs(result: dict[str, Any], idle: dict[str, float]) -> None:
+    """Janus per publisher (publishing - idle) / publishers; per view: the least-squares slope of
+    Janus CPU over the number of views, across the phases (0, 1, 2, 4 views per publisher)."""
+    phases = result["phases"]
+    result["janus_pct_per_publisher"] = round((phases[0]["cpu_pct"]["janus"] - idle["janus"])
+                                              / result["publishers"], 3)
+    xs = [p["views"] for p in phases]
+    ys = [p["cpu_pct"]["janus"] for p in phases]
+    if len(xs) > 1:
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+        result["janus_pct_per_view"] = round(slope, 3)
+    result["gateway_pct"] = {"idle": idle["gateway"], **{f"{p['views']} views": p["cpu_pct"]["gateway"]
+                                                         for p in phases}}
+
+
 async def _states(client: GatewayClient, streams: list[str], state: str) -> bool:
     for s in streams:
         if (await client.call("video.get", stream_id=s))["state"] != state:
@@ -176,14 +292,28 @@ async def _until_all(check, timeout: float, what: str) -> None:
         await asyncio.sleep(0.5)  # polling the gateway and getStats: no event to wait on
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--publishers", type=int, default=20)
     ap.add_argument("--consoles", type=int, default=5)
     ap.add_argument("--watch", type=int, default=4, help="streams each console watches")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per measured phase")
     ap.add_argument("--fps", type=int, default=20)
-    args = ap.parse_args(argv)
+    ap.add_argument("--peers", choices=("aiortc", "chromium"), default="aiortc",
+                    help="aiortc: pre-encoded publishers, non-decoding views (full size on 2 cores); "
+                         "chromium: real encoders and decoders, a timestamp read back from the pixels")
+    ap.add_argument("--viewers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4],
+                    help="aiortc: views per publisher in the phases after 0 (comma-separated)")
+    ap.add_argument("--clip-s", type=float, default=10.0, help="aiortc: length of the looped clip")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = run_aiortc if args.peers == "aiortc" else run_chromium
+    from benchmarks.video_replay import quiet_logs
+
+    quiet_logs()
     with media_namespace() as netns:
         result = asyncio.run(run(args, netns))
     print(json.dumps(result, indent=2))

@@ -40,8 +40,10 @@ fi
 # ---- system packages ---------------------------------------------------------------------------
 # janus + janus-tools (janus-pp-rec) + ffmpeg: the video side (video/), recordings post-processed
 APT_RUN=(kamailio ca-certificates janus janus-tools ffmpeg)
-# chromium: the WebRTC peers of tests/video (driven by Playwright, never a downloaded browser)
-APT_TEST=(sip-tester baresip kamailio ffmpeg sox espeak-ng iproute2 procps sqlite3 chromium openssl)
+# chromium: the WebRTC peers of tests/video (driven by Playwright, never a downloaded browser);
+# fonts-dejavu-core: the font ffmpeg's drawtext burns the frame number with (benchmarks/video_replay.py)
+APT_TEST=(sip-tester baresip kamailio ffmpeg sox espeak-ng iproute2 procps sqlite3 chromium openssl
+          fonts-dejavu-core)
 
 missing_packages() {
     local p status
@@ -113,7 +115,7 @@ up_to_date() {
     "$VENV/bin/python" -c 'import gateway, pjsua2, aiohttp, websockets, structlog' \
         >/dev/null 2>&1 || return 1
     if [ "$want_extras" = "test" ]; then
-        "$VENV/bin/python" -c 'import pytest, pytest_asyncio, numpy, playwright' >/dev/null 2>&1 || return 1
+        "$VENV/bin/python" -c 'import pytest, pytest_asyncio, numpy, playwright, aiortc' >/dev/null 2>&1 || return 1
     fi
 }
 
