@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -314,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.video_replay import quiet_logs
 
     quiet_logs()
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: where is it stuck
     with media_namespace() as netns:
         result = asyncio.run(run(args, netns))
     print(json.dumps(result, indent=2))
