@@ -28,13 +28,14 @@ from gateway.directory import Directory
 from gateway.errors import GatewayError
 from gateway.events import EventBus
 from gateway.exposure import check_exposure, log_exposure_warnings
-from gateway.handlers import register_all, register_feedback, register_terminals
+from gateway.handlers import register_all, register_conferences, register_feedback, register_terminals
 from gateway.limits import throttle_accept_errors
 from gateway.ports import check_ports
 from gateway.protocol import Principal, Registry, RequestContext
 from gateway.retention import Retention, RetentionPolicy
 from gateway.server import ControlServer, ServerConfig, ServerHooks
 from gateway.services.calls import CallService
+from gateway.services.conferences import ConferenceService
 from gateway.services.instructions import InstructionService
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
@@ -83,6 +84,7 @@ class Gateway:
         self.instructions = InstructionService(self.store, self.sessions, self.sms, self.terminals,
                                                self.directory)
         self.media = MediaService(self.calls, self.broadcasts)
+        self.conferences = ConferenceService(self.bus, self.sessions, self.calls)
         self.calls.on_ended.append(self.media.call_ended)
         self.sip = SipSupervisor(config.sip, on_event=self._route_sip_event,
                                  on_audio=self.media.on_audio)
@@ -96,6 +98,7 @@ class Gateway:
                      video=self.video, voice=self.voice)
         register_terminals(self.registry, self.terminals, self.instructions)
         register_feedback(self.registry, FeedbackService(self.store, self.sessions, self.terminals))
+        register_conferences(self.registry, self.conferences)
         c = config.control
         self.control = ControlServer(
             self.registry, self._authenticate,
@@ -174,6 +177,7 @@ class Gateway:
         await self.sip.start()
         self._stack.push_async_callback(self._stop_sip)  # the front (below) stops in there, last
         self.calls.start(self.sip)
+        self._stack.push_async_callback(self.conferences.stop)  # members hung up before SIP stops
         self.broadcasts.start_service(self.sip)
         if cfg.sip.proxied and cfg.sip.proxy == "auto":
             # Kamailio's control socket path must stay short (108 bytes): a run dir under /tmp.

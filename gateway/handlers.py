@@ -16,6 +16,7 @@ from gateway.services.instructions import InstructionService
 from gateway.services.terminals import TerminalService
 from gateway.uploads.feedback import FeedbackService
 from gateway.services.video import VideoService
+from gateway.services.conferences import ConferenceService
 from gateway.services.voice import VoiceService
 
 
@@ -205,3 +206,37 @@ def register_feedback(registry: Registry, feedback: FeedbackService) -> None:
         return await feedback.post(ctx, p.terminal_id, p.session_id, p.text, list(p.uploads))
 
     registry.register("terminal.feedback", terminal_feedback)
+
+
+def register_conferences(registry: Registry, conferences: ConferenceService) -> None:
+    """The conference.* methods: calls mixed by one SIP worker's conference bridge."""
+
+    async def create(ctx: RequestContext, p: Any) -> dict:
+        return await conferences.create(principal=ctx.principal.name, session_id=p.session_id,
+                                        title=p.title, record=p.record)
+
+    async def add(ctx: RequestContext, p: Any) -> dict:
+        return await conferences.add(principal=ctx.principal.name, conference_id=p.conference_id,
+                                     target=p.target, call_id=p.call_id, chair=p.chair)
+
+    async def remove(ctx: RequestContext, p: Any) -> dict:
+        return await conferences.remove(p.conference_id, p.member_id)
+
+    async def mute(ctx: RequestContext, p: Any) -> dict:
+        return await conferences.mute(p.conference_id, p.member_id, p.all_but_chair, True)
+
+    async def unmute(ctx: RequestContext, p: Any) -> dict:
+        return await conferences.mute(p.conference_id, p.member_id, p.all_but_chair, False)
+
+    async def end(ctx: RequestContext, p: Any) -> dict:
+        return await conferences.end(p.conference_id)
+
+    async def get(ctx: RequestContext, p: Any) -> dict:
+        return conferences.get(p.conference_id)
+
+    for name, handler in {
+        "conference.create": create, "conference.add": add, "conference.remove": remove,
+        "conference.mute": mute, "conference.unmute": unmute, "conference.end": end,
+        "conference.get": get,
+    }.items():
+        registry.register(name, handler)

@@ -270,8 +270,10 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
         media_dir: str | None = None,
+        worker: int | None = None,
     ) -> None:
-        """Place a call. `timeout` (extension): hang up with cause `no-answer` if not answered
+        """Place a call (on worker index `worker` when given: a conference's members share one
+        worker's conference bridge; `no-capacity` when it is full, no other worker is tried). `timeout` (extension): hang up with cause `no-answer` if not answered
         within that many seconds. `media_dir` (extension): "sendonly" (paging: the offer carries
         a=sendonly, nothing comes back), "recvonly" or "sendrecv"; None is pjsua's default
         (sendrecv)."""
@@ -296,7 +298,7 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
         crashes = 0
         unavailable = 0  # a worker that is up but failed the dial with sip-unavailable
         while True:
-            w = await self._pick_worker(exclude=tried)
+            w = await self._pick_worker(exclude=tried) if worker is None else self._pinned(worker)
             w.calls.add(call_id)  # counts in the worker's load from now on
             w.dialing.add(call_id)
             self._call_worker[call_id] = w.index
@@ -311,6 +313,8 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
                 # Inbound calls share the worker's slots: that worker is full, try another one.
                 tried.add(w.index)
                 self._forget(w, call_id)
+                if worker is not None:
+                    raise
             except SipUnavailable:
                 self._forget(w, call_id)
                 if self._stopping or reader is None:
@@ -345,6 +349,14 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
             finally:
                 w.dialing.discard(call_id)
         self._keep_warm()
+
+    def _pinned(self, index: int) -> Worker:
+        """Worker `index` if it is up and has room for one more call, else `no-capacity`."""
+        w = self._workers.get(index)
+        if w is None or not w.up or w.load >= self.calls_per_worker:
+            raise NoCapacity(f"sip worker {index} is full or not running", reason="no-capacity",
+                             details={"worker": index, "calls_per_worker": self.calls_per_worker})
+        return w
 
     def _dial_settled(self, w: Worker, call_id: str, reply: asyncio.Task[Any]) -> None:
         """The reply to an interrupted dial: a refusal (or a worker gone) frees its placement;
@@ -392,6 +404,17 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
     async def listen(self, call_id: str, on: bool = True) -> None:
         """Extension: stop/start forwarding a call's audio to on_audio (saves the copies)."""
         await self._call_command(call_id, {"cmd": "listen", "on": on})
+
+    # ---- conferences: mixed by the conference bridge of the worker holding the calls
+
+    async def conf_join(self, call_id: str, conference_id: str, *, muted: bool = False) -> None:
+        await self._call_command(call_id, {"cmd": "conf_join", "conference_id": conference_id, "muted": muted})
+
+    async def conf_mute(self, call_id: str, muted: bool) -> None:
+        await self._call_command(call_id, {"cmd": "conf_mute", "muted": muted})
+
+    async def conf_leave(self, call_id: str) -> None:
+        await self._call_command(call_id, {"cmd": "conf_leave"})
 
     def send_audio(self, call_id: str, pcm: bytes) -> None:
         """Queue 20 ms of 16 kHz PCM16LE towards a call; non-blocking. Dropped (and counted) when

@@ -67,6 +67,7 @@ class CallService:
         self._queue: asyncio.Queue[SipEvent | tuple[str, str]] = asyncio.Queue(EVENT_QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
         self.on_ended: list[Callable[[str], None]] = []  # call_id; e.g. media bindings dropped
+        self.on_connected: list[Callable[[str], None]] = []  # call_id; e.g. a conference member joins
         sessions.on_close.append(self.hangup_session)
 
     # lifecycle ---------------------------------------------------------------------------
@@ -165,6 +166,9 @@ class CallService:
             self._cancel_timer(live)
         if nxt is not live.state or inp is CallInput.CONFIRMED:
             await self._set(live, nxt)
+            if nxt is CallState.CONNECTED:
+                for hook in self.on_connected:
+                    hook(live.call_id)
 
     async def _transfer_progress(self, live: LiveCall, ev: SipEvent) -> None:
         """NOTIFYs of our REFER: once the far end reached the target (2xx), our leg is done."""
@@ -216,7 +220,9 @@ class CallService:
         display_name: str | None = None,
         headers: dict[str, str] | None = None,
         timeout_s: float | None = None,
+        worker: int | None = None,
     ) -> dict:
+        """`worker` (for conferences): place the call on that SIP worker or refuse `no-capacity`."""
         uri = self._resolve_one(target)
         if not session_id:
             session_id = (await self._sessions.create(title=f"Call to {target}", created_by=principal,
@@ -236,7 +242,7 @@ class CallService:
             await self._set(live, live.state)
             try:
                 await self._sip().dial(call_id, uri, from_uri=from_uri, display_name=display_name,
-                                       headers=headers or {})
+                                       headers=headers or {}, **({"worker": worker} if worker is not None else {}))
             except SipError as err:
                 if call_id in self._live:
                     await self._end(live, sip_code=None, cause=getattr(err, "reason", "sip-error"))
@@ -286,6 +292,10 @@ class CallService:
         if row is None:
             raise NotFound("no such call", reason="no-such-call", details={"call_id": call_id})
         return row
+
+    def worker_of(self, call_id: str) -> int | None:
+        """The SIP worker holding a live call (None: not placed, or no SIP side)."""
+        return self.sip.worker_of(call_id) if self.sip is not None else None
 
     def require_live(self, call_id: str) -> LiveCall:
         live = self._live.get(call_id)

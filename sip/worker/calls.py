@@ -216,6 +216,7 @@ class CallLifecycle:
         call.done = True
         call.audio_media = None
         self._leave_streams(call, unbridge=False)
+        self.leave_conference(call)  # its stream is gone: the bridge dropped its connections
         if call.port is not None:
             call.port.close()
         self.calls.pop(call.call_id, None)

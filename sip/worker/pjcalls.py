@@ -201,6 +201,7 @@ class WCall(pj.Call):
         self.held = False  # put on hold by the gateway (cmd_hold)
         self.audio_media: Any = None  # the call's AudioMedia bridged with `port` (None: not bridged)
         self.streams: set[str] = set()  # StreamPorts (Worker.streams) attached to this call
+        self.conference: str | None = None  # the conference it is mixed in (conference.py)
         self.done = False
         self.remote_uri: str | None = None
         self.local_uri: str | None = None
@@ -280,6 +281,7 @@ class WCall(pj.Call):
                 port.startTransmit(am)
                 self.audio_media = am
                 self.worker.connect_streams(self, am)
+                self.worker.connect_conference(self)
             self.worker.emit(
                 {"type": "event", "call_id": self.call_id, "kind": "media", "state": None,
                  "extra": {"status": status}}

@@ -34,6 +34,7 @@ from ..admission import Refusal, RefusalBudget
 from ..lifeline import die_with_parent
 from .calls import CallLifecycle
 from .commands import CallCommands
+from .conference import ConferenceMixer
 from .endpoint import EndpointSetup
 from .io_budget import IoBudget
 from .pjcalls import CallPort, RefusedCall, StreamPort, WAccount, WCall, WEndpoint, use_fast_vector_reader
@@ -46,7 +47,7 @@ COMMAND_QUEUE = 1000
 __all__ = ["Worker", "main", "reader_loop"]
 
 
-class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
+class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, ConferenceMixer):
     """One pjsua2 Endpoint and its calls. Its methods run on the main thread, except those marked
     for the stdin reader thread (`push_audio`, `push_stream`)."""
 
@@ -59,6 +60,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge):
         # stream id -> port fanned out to the calls attached to it (cmd_stream_attach); read by the
         # stdin reader too. A port lives while a call is attached to it (or until stream_close).
         self.streams: dict[str, StreamPort] = {}
+        self.conferences: dict[str, dict[str, bool]] = {}  # conference.py: id -> {call id: muted}
         # Ended calls and dropped ports, released on the main loop outside any callback
         # (`_release_graveyard`): ports explicitly, before their last reference goes.
         self.graveyard: list[Any] = []

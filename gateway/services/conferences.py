@@ -1,0 +1,241 @@
+"""Conferences: SIP calls mixed by one worker's conference bridge, owned by an incident session.
+
+The conference core (gateway.state.conference) decides what is allowed; the calls service places
+and ends the members' calls; the SIP supervisor tells the worker holding them whom to mix
+(sip/worker/conference.py). Every member change is published as `conference.member` in the
+conference's session. A conference lives on the worker of its first member; a member that does
+not fit there is refused (`no-capacity`), and a call moved in from another worker too
+(`other-worker`): spanning workers is not done yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+
+import structlog
+
+from gateway.errors import Conflict, GatewayError, NotFound, Unavailable
+from gateway.events import EventBus
+from gateway.services.calls import CallService
+from gateway.services.sessions import SessionService
+from gateway.state import CallState
+from gateway.state.conference import Conference, MemberChange, MemberState
+from gateway.tasks import OwnedTasks
+from sip.errors import SipError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Live:
+    conf: Conference
+    worker: int | None = None  # the SIP worker whose conference bridge mixes it
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one change at a time
+
+
+class ConferenceService:
+    def __init__(self, bus: EventBus, sessions: SessionService, calls: CallService) -> None:
+        self._bus = bus
+        self._sessions = sessions
+        self._calls = calls
+        self._live: dict[str, _Live] = {}
+        self._by_call: dict[str, tuple[str, str]] = {}  # call_id -> (conference_id, member_id)
+        self._tasks = OwnedTasks()
+        calls.on_connected.append(self._call_connected)
+        calls.on_ended.append(self._call_ended)
+        sessions.on_close.append(self.close_session)
+
+    async def stop(self) -> None:
+        for live in list(self._live.values()):
+            with contextlib.suppress(GatewayError):
+                await self.end(live.conf.conference_id, cause="gateway-shutdown")
+        await self._tasks.cancel_all()
+
+    # -- methods -------------------------------------------------------------------------------
+    async def create(self, *, principal: str, session_id: str | None, title: str | None,
+                     record: bool) -> dict:
+        if session_id:
+            await self._sessions.require_open(session_id)
+        else:
+            session_id = (await self._sessions.create(title=title or "Conference", created_by=principal,
+                                                      origin="conference"))["session_id"]
+        conf = Conference("conf-" + uuid.uuid4().hex[:16], session_id, title=title, record=record)
+        self._live[conf.conference_id] = _Live(conf)
+        log.info("conference.created", conference_id=conf.conference_id, session_id=session_id)
+        return conf.public()
+
+    async def add(self, *, principal: str, conference_id: str, target: str | None, call_id: str | None,
+                  chair: bool) -> dict:
+        live = self._get(conference_id)
+        async with live.lock:
+            if call_id is not None:
+                return await self._move_in(live, call_id, chair)
+            return await self._dial_in(live, principal, target or "", chair)
+
+    async def remove(self, conference_id: str, member_id: str) -> dict:
+        live = self._get(conference_id)
+        async with live.lock:
+            member = live.conf.member(member_id)
+            change = live.conf.leave(member_id, "removed")
+            if change is None:
+                raise Conflict("the member has left", reason="invalid-state",
+                               details={"conference_id": conference_id, "member_id": member_id})
+            await self._publish(live, change)
+        await self._hangup(member.call_id)
+        return member.public()
+
+    async def mute(self, conference_id: str, member_id: str | None, all_but_chair: bool, muted: bool) -> dict:
+        live = self._get(conference_id)
+        async with live.lock:
+            conf = live.conf
+            changes = (conf.set_all_but_chair_muted(muted) if all_but_chair
+                       else [c for c in [conf.set_muted(member_id or "", muted)] if c is not None])
+            for change in changes:
+                m = change.member
+                if m["state"] in (MemberState.JOINED, MemberState.MUTED):
+                    with contextlib.suppress(SipError):  # a call ending meanwhile leaves on its own
+                        await self._sip().conf_mute(m["call_id"], muted)
+                await self._publish(live, change)
+            return {"conference_id": conference_id, "members": [m.public() for m in conf.members.values()]}
+
+    async def end(self, conference_id: str, *, cause: str = "conference-ended") -> dict:
+        live = self._get(conference_id)
+        async with live.lock:
+            changes = live.conf.end(cause)
+            for change in changes:
+                await self._publish(live, change)
+        self._live.pop(conference_id, None)
+        for change in changes:
+            await self._hangup(change.member["call_id"])
+        log.info("conference.ended", conference_id=conference_id, cause=cause)
+        return live.conf.public()
+
+    def get(self, conference_id: str) -> dict:
+        return self._get(conference_id).conf.public()
+
+    async def close_session(self, session_id: str) -> None:
+        for live in [c for c in self._live.values() if c.conf.session_id == session_id]:
+            with contextlib.suppress(GatewayError):
+                await self.end(live.conf.conference_id, cause="session-closed")
+
+    # -- members -------------------------------------------------------------------------------
+    async def _move_in(self, live: _Live, call_id: str, chair: bool) -> dict:
+        """Escalation: a connected call joins the mix where it is; no new INVITE to the phone."""
+        call = self._calls.require_live(call_id)
+        if call.state is not CallState.CONNECTED:
+            raise Conflict("only a connected call can be moved into a conference", reason="invalid-state",
+                           details={"call_id": call_id, "state": call.state.value})
+        if call_id in self._by_call:
+            raise Conflict("that call is in a conference already", reason="already-member",
+                           details={"call_id": call_id, "conference_id": self._by_call[call_id][0]})
+        worker = self._calls.worker_of(call_id)
+        if live.worker is not None and worker != live.worker:
+            raise Conflict("the call is on another SIP worker than the conference", reason="other-worker",
+                           details={"call_id": call_id, "conference_id": live.conf.conference_id})
+        member_id = await self._member(live, call_id, None, chair)
+        live.worker = worker
+        await self._join(live, member_id)
+        return live.conf.member(member_id).public()
+
+    async def _dial_in(self, live: _Live, principal: str, target: str, chair: bool) -> dict:
+        if live.conf.ended:
+            raise Conflict("the conference has ended", reason="invalid-state",
+                           details={"conference_id": live.conf.conference_id})
+        try:
+            call = await self._calls.dial(target=target, session_id=live.conf.session_id,
+                                          principal=principal, worker=live.worker)
+        except Unavailable as e:
+            if e.reason == "no-capacity" and live.worker is not None:
+                raise Unavailable("the conference's SIP worker is full (a conference does not span "
+                                  "workers yet)", reason="no-capacity",
+                                  details={"conference_id": live.conf.conference_id,
+                                           "worker": live.worker}) from None
+            raise
+        call_id = call["call_id"]
+        if live.worker is None:
+            live.worker = self._calls.worker_of(call_id)
+        member_id = await self._member(live, call_id, target, chair)
+        # Answered, or ended, before it was a member: its hook found no member then.
+        try:
+            if self._calls.require_live(call_id).state is CallState.CONNECTED:
+                await self._join(live, member_id)
+        except NotFound:
+            await self._call_gone(live, call_id, member_id)
+        return live.conf.member(member_id).public()
+
+    async def _member(self, live: _Live, call_id: str, target: str | None, chair: bool) -> str:
+        member_id = "m-" + uuid.uuid4().hex[:12]
+        change = live.conf.add(member_id, call_id, target=target, chair=chair)
+        self._by_call[call_id] = (live.conf.conference_id, member_id)
+        await self._publish(live, change)
+        return member_id
+
+    async def _join(self, live: _Live, member_id: str) -> None:
+        """The member's call is connected: its worker mixes it with the others."""
+        member = live.conf.member(member_id)
+        if member.state is not MemberState.JOINING:
+            return
+        try:
+            await self._sip().conf_join(member.call_id, live.conf.conference_id, muted=member.muted)
+        except SipError as e:
+            log.warning("conference.join_failed", member_id=member_id, reason=getattr(e, "reason", None))
+            await self._left(live, member_id, "failed")
+            await self._hangup(member.call_id)
+            return
+        await self._publish(live, live.conf.joined(member_id))
+
+    async def _left(self, live: _Live, member_id: str, cause: str) -> None:
+        change = live.conf.leave(member_id, cause)
+        if change is not None:
+            await self._publish(live, change)
+
+    def _call_connected(self, call_id: str) -> None:
+        if call_id in self._by_call:
+            self._tasks.spawn(self._on_call(call_id, connected=True), f"conference.join {call_id}")
+
+    def _call_ended(self, call_id: str) -> None:
+        if call_id in self._by_call:
+            self._tasks.spawn(self._on_call(call_id, connected=False), f"conference.leave {call_id}")
+
+    async def _on_call(self, call_id: str, *, connected: bool) -> None:
+        conference_id, member_id = self._by_call.get(call_id, ("", ""))
+        live = self._live.get(conference_id)
+        if live is None:
+            self._by_call.pop(call_id, None)
+            return
+        async with live.lock:
+            if connected:
+                await self._join(live, member_id)
+                return
+            await self._call_gone(live, call_id, member_id)
+
+    async def _call_gone(self, live: _Live, call_id: str, member_id: str) -> None:
+        self._by_call.pop(call_id, None)
+        joined = live.conf.member(member_id).state is not MemberState.JOINING
+        await self._left(live, member_id, "hangup" if joined else "failed")
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _get(self, conference_id: str) -> _Live:
+        live = self._live.get(conference_id)
+        if live is None:
+            raise NotFound("no such conference, or it has ended", reason="no-such-conference",
+                           details={"conference_id": conference_id})
+        return live
+
+    def _sip(self):
+        if self._calls.sip is None:
+            raise Unavailable("the SIP side is not up", reason="sip-unavailable")
+        return self._calls.sip
+
+    async def _hangup(self, call_id: str) -> None:
+        self._by_call.pop(call_id, None)
+        with contextlib.suppress(GatewayError):
+            await self._calls.hangup(call_id)
+
+    async def _publish(self, live: _Live, change: MemberChange) -> None:
+        await self._bus.publish("conference.member",
+                                {"conference_id": live.conf.conference_id, "session_id": live.conf.session_id,
+                                 **change.member}, session_id=live.conf.session_id)

@@ -1,0 +1,97 @@
+"""Conferences inside a worker (main thread): pjsua's conference bridge mixes the members.
+
+Part of `Worker` (process.py). Each member's `AudioMedia` transmits to every other member's, so
+the bridge sums, for each member, everyone but itself, in C; no frame crosses into Python. A
+muted member stops transmitting to the others and still hears them. A member whose media is not
+up yet is connected when it is (`connect_conference`, from onCallMediaState); a call that ends
+leaves its conference (`leave_conference`); its stream is gone, so nothing is unbridged then.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pjsua2 as pj
+
+from .commands import CommandError
+from .pjcalls import WCall
+
+
+class ConferenceMixer:
+    """Part of `Worker` (process.py): conference id -> {call id: muted}, on the main thread."""
+
+    calls: dict[str, WCall]
+    conferences: dict[str, dict[str, bool]]
+
+    def cmd_conf_join(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        call = self._call(cmd)
+        if call.local_end is not None:
+            raise CommandError("invalid-state", "the call is ending")
+        conf_id = str(cmd.get("conference_id") or "")
+        if not conf_id:
+            raise CommandError("invalid-params", "conference_id is required")
+        if call.conference not in (None, conf_id):
+            raise CommandError("invalid-state", f"the call is in conference {call.conference!r}")
+        members = self.conferences.setdefault(conf_id, {})
+        members[call.call_id] = bool(cmd.get("muted"))
+        call.conference = conf_id
+        self.connect_conference(call)
+        return {"members": len(members), "mixed": call.audio_media is not None}
+
+    def cmd_conf_mute(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        call = self._call(cmd)
+        members = self.conferences.get(call.conference or "")
+        if members is None:
+            raise CommandError("invalid-state", "the call is in no conference")
+        muted = bool(cmd.get("muted"))
+        members[call.call_id] = muted
+        for other in self._others(call):
+            self._transmit(call, other, not muted)
+        return {"muted": muted}
+
+    def cmd_conf_leave(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Take the call out of its conference (it stays up); a no-op if it is in none."""
+        call = self.calls.get(str(cmd.get("call_id") or ""))
+        if call is None or call.conference is None:
+            return {"left": False}
+        for other in self._others(call):
+            self._transmit(call, other, False)
+            self._transmit(other, call, False)
+        self.leave_conference(call)
+        return {"left": True}
+
+    def connect_conference(self, call: WCall) -> None:
+        """The call's audio is (re)negotiated: mix it with the other members' (both ways)."""
+        members = self.conferences.get(call.conference or "")
+        if members is None or call.audio_media is None:
+            return
+        for other in self._others(call):
+            self._transmit(call, other, not members.get(call.call_id, False))
+            self._transmit(other, call, not members.get(other.call_id, False))
+
+    def leave_conference(self, call: WCall) -> None:
+        conf_id, call.conference = call.conference, None
+        members = self.conferences.get(conf_id or "")
+        if members is None:
+            return
+        members.pop(call.call_id, None)
+        if not members:
+            del self.conferences[conf_id]
+
+    def _others(self, call: WCall) -> list[WCall]:
+        members = self.conferences.get(call.conference or "", {})
+        others = (self.calls.get(cid) for cid in members if cid != call.call_id)
+        return [o for o in others if o is not None and not o.done and o.audio_media is not None]
+
+    @staticmethod
+    def _transmit(src: WCall, dst: WCall, on: bool) -> None:
+        """src's audio into dst's mix (or out of it); never on the media of an ended call."""
+        if src.done or dst.done or src.audio_media is None or dst.audio_media is None:
+            return
+        try:
+            if on:
+                src.audio_media.startTransmit(dst.audio_media)
+            else:
+                src.audio_media.stopTransmit(dst.audio_media)
+        except pj.Error:
+            pass

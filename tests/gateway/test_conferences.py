@@ -1,0 +1,146 @@
+"""Conferences against real phones: three baresip phones, each playing its own tone and recording
+what it hears, mixed by the conference bridge of the worker holding their calls."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from gateway.client import RemoteError
+from tests.peers.baresip import BaresipPhone
+
+pytestmark = pytest.mark.peers
+
+TONES = {"duty": 500.0, "fire": 900.0, "scene": 1400.0}
+PRESENT, ABSENT = 0.04, 0.012  # a tone's amplitude (full scale 1.0) in a 100 ms block
+AUDIO_S = 2.0  # how long the mix is let run in each phase (audio, not a wait for an event)
+
+
+def tone_levels(samples: np.ndarray, rate: int, freqs: list[float]) -> np.ndarray:
+    """Per 100 ms block, the amplitude of each frequency: shape (blocks, len(freqs))."""
+    block = rate // 10
+    n = len(samples) // block
+    blocks = samples[: n * block].reshape(n, block) * np.hanning(block)
+    spectrum = np.abs(np.fft.rfft(blocks, axis=1)) * 2 / np.hanning(block).sum()
+    bins = [round(f * block / rate) for f in freqs]
+    return np.stack([spectrum[:, max(b - 1, 0):b + 2].max(axis=1) for b in bins], axis=1)
+
+
+def heard(phone: BaresipPhone) -> dict[str, np.ndarray]:
+    samples, rate = phone.recording()
+    levels = tone_levels(samples, rate, list(TONES.values()))
+    return {name: levels[:, i] for i, name in enumerate(TONES)}
+
+
+def member_event(w, member_id: str, state: str):
+    return w.wait(lambda e: e["type"] == "conference.member" and e["data"]["member_id"] == member_id
+                  and e["data"]["state"] == state, timeout=30)
+
+
+async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(start_gateway, connect, watch) -> None:
+    gw = await start_gateway()
+    alice = await connect(gw)
+    w = await watch(alice)
+    async with (BaresipPhone(user="duty", tone_hz=TONES["duty"]) as duty,
+                BaresipPhone(user="fire", tone_hz=TONES["fire"]) as fire,
+                BaresipPhone(user="scene", tone_hz=TONES["scene"]) as scene):
+        phones = {"duty": duty, "fire": fire, "scene": scene}
+        conf = await alice.call("conference.create", title="flood, north district")
+        cid = conf["conference_id"]
+        members = {}
+        for name, phone in phones.items():
+            members[name] = await alice.call("conference.add", conference_id=cid, target=phone.uri,
+                                             chair=name == "duty")
+            assert members[name]["state"] == "joining"
+        for m in members.values():
+            await member_event(w, m["member_id"], "joined")
+        await asyncio.sleep(AUDIO_S)  # every phone hears the two others
+        muted = await alice.call("conference.mute", conference_id=cid, member_id=members["scene"]["member_id"])
+        assert [m["state"] for m in muted["members"]] == ["joined", "joined", "muted"]
+        await member_event(w, members["scene"]["member_id"], "muted")
+        await asyncio.sleep(AUDIO_S)  # scene's tone is gone from the others' mix
+        got = await alice.call("conference.get", conference_id=cid)
+        assert got["session_id"] == conf["session_id"] and len(got["members"]) == 3
+        left = await alice.call("conference.remove", conference_id=cid, member_id=members["scene"]["member_id"])
+        assert left["state"] == "left" and left["cause"] == "removed"
+        await w.call_state(members["scene"]["call_id"], "ended")
+        await member_event(w, members["scene"]["member_id"], "left")
+        ended = await alice.call("conference.end", conference_id=cid)
+        assert ended["state"] == "ended"
+        for name in ("duty", "fire"):
+            await w.call_state(members[name]["call_id"], "ended")
+        levels = {name: heard(phone) for name, phone in phones.items()}
+
+    for name, lv in levels.items():
+        others = [o for o in TONES if o != name]
+        assert lv[name].max() < ABSENT, f"{name} hears itself: {lv[name].max():.3f}"
+        for other in others:
+            if other == "scene":
+                continue
+            # heard through both phases: at least 3 s of blocks
+            assert (lv[other] > PRESENT).sum() >= 30, f"{name} does not hear {other}"
+    for name in ("duty", "fire"):
+        lv = levels[name]
+        assert (lv["scene"] > PRESENT).sum() >= 10, f"{name} never heard scene before the mute"
+        # The tail, after the mute (the last 1 s before the hangup): the other tone, not scene's.
+        other = "fire" if name == "duty" else "duty"
+        active = np.nonzero(lv[other] > PRESENT)[0]
+        tail = slice(active[-1] - 10, active[-1])
+        assert lv["scene"][tail].max() < ABSENT, f"{name} still hears scene while it is muted"
+    # scene heard the two others until its kick, muted or not (muted members still hear)
+    assert (levels["scene"]["duty"] > PRESENT).sum() >= 30
+
+
+async def test_a_1to1_call_escalated_keeps_its_audio_without_a_new_invite(start_gateway, connect, watch) -> None:
+    gw = await start_gateway()
+    alice = await connect(gw)
+    w = await watch(alice)
+    async with (BaresipPhone(user="duty", tone_hz=TONES["duty"]) as duty,
+                BaresipPhone(user="fire", tone_hz=TONES["fire"]) as fire):
+        call = await alice.call("call.dial", target=duty.uri)
+        await w.call_state(call["call_id"], "connected")
+        # pjsua locks the codec of a multi-codec answer with one re-INVITE: let it come first,
+        # so any INVITE the phone gets from here on is the escalation's doing.
+        await duty.wait_log("got re-INVITE", timeout=10)
+        conf = await alice.call("conference.create", session_id=call["session_id"])
+        moved = await alice.call("conference.add", conference_id=conf["conference_id"], call_id=call["call_id"])
+        assert moved["state"] == "joined" and moved["call_id"] == call["call_id"]
+        with pytest.raises(RemoteError) as err:
+            await alice.call("conference.add", conference_id=conf["conference_id"], call_id=call["call_id"])
+        assert err.value.reason == "already-member"
+        added = await alice.call("conference.add", conference_id=conf["conference_id"], target=fire.uri)
+        await member_event(w, added["member_id"], "joined")
+        await asyncio.sleep(AUDIO_S)
+        await alice.call("conference.end", conference_id=conf["conference_id"])
+        await w.call_state(call["call_id"], "ended")
+        duty_log = duty.log()
+        lv_duty, lv_fire = heard(duty), heard(fire)
+    assert w.states(call["call_id"]).count("dialing") == 1
+    assert duty_log.count("answering call") == 1 and duty_log.count("got re-INVITE") == 1, duty_log[-1500:]
+    assert len(duty.recordings()) == 1  # one call, one stream: the one dialled 1:1
+    assert (lv_duty["fire"] > PRESENT).sum() >= 10 and lv_duty["duty"].max() < ABSENT
+    assert (lv_fire["duty"] > PRESENT).sum() >= 10 and lv_fire["fire"].max() < ABSENT
+
+
+async def test_a_conference_does_not_span_workers_yet(start_gateway, connect, watch) -> None:
+    gw = await start_gateway(**{"sip.calls_per_worker": 2, "sip.max_workers": 2})
+    alice = await connect(gw)
+    w = await watch(alice)
+    async with (BaresipPhone(user="duty") as duty, BaresipPhone(user="fire") as fire):
+        conf = await alice.call("conference.create")
+        cid = conf["conference_id"]
+        for phone in (duty, fire):
+            m = await alice.call("conference.add", conference_id=cid, target=phone.uri)
+            await member_event(w, m["member_id"], "joined")
+        with pytest.raises(RemoteError) as err:
+            await alice.call("conference.add", conference_id=cid, target="sip:third@127.0.0.1:9")
+        assert err.value.reason == "no-capacity" and err.value.details["conference_id"] == cid
+        # the other worker still takes an ordinary call; it cannot be moved into the conference
+        other = await alice.call("call.dial", target=duty.uri)
+        await w.call_state(other["call_id"], "connected")
+        with pytest.raises(RemoteError) as err:
+            await alice.call("conference.add", conference_id=cid, call_id=other["call_id"])
+        assert err.value.reason == "other-worker"
+        await alice.call("conference.end", conference_id=cid)
