@@ -79,6 +79,7 @@ class Gateway:
         self.terminals = TerminalService(self.store, self.bus, self.directory, config.terminals)
         self.video = VideoService(self.bus, self.sessions, config.video,
                                   data_dir=config.gateway.data_dir, terminals=self.terminals)
+        self.retention.recordings_dir = self.video.recordings_dir  # pruned with the events
         self.voice = VoiceService(self.bus, self.sessions, self.directory, self.video,
                                   dial_timeout_s=config.calls.dial_timeout_s)
         self.instructions = InstructionService(self.store, self.sessions, self.sms, self.terminals,

@@ -10,8 +10,9 @@ the events table's AUTOINCREMENT high-water mark is raised to the highest seq th
 (if still readable) or `seq_floor` ever gave, so no seq a console has seen is given again. The
 replaced files are kept beside it (`<name>.replaced-<time>`), never deleted.
 
-Uploads (gateway/uploads/) are files beside the store: `copy_uploads` copies those a backup
-directory lacks, after the database, and back again for a restore.
+Uploads (gateway/uploads/) and video recordings (video.recordings_dir) are files beside the
+store: `copy_uploads` and `copy_recordings` copy those a backup directory lacks, after the
+database, and back again for a restore.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import datetime as dt
 import hashlib
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway.uploads.blobs import SHA256_RE
+from video.recording import RECORDING_RE
+
 
 _SIDE_FILES = ("", "-wal", "-shm")
 
@@ -133,6 +137,49 @@ def restore(backup_file: str | Path, db_path: str | Path, *, seq_floor: int = 0)
             "next_seq": floor + 1, "replaced_kept_as": str(kept) if kept else None}
 
 
+def _copy_file(f: Path, target: Path, check: Callable[[str], bool]) -> bool:
+    """Copy `f` to `target` through a synced temp file renamed into place, never a partial file;
+    False (nothing written) when `check(sha256 of what was read)` refuses it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(target)
+    digest = hashlib.sha256()
+    try:
+        with open(f, "rb") as i, open(tmp, "wb") as o:
+            while chunk := i.read(1 << 20):
+                digest.update(chunk)
+                o.write(chunk)
+            o.flush()
+            os.fsync(o.fileno())
+        if not check(digest.hexdigest()):
+            return False
+        os.replace(tmp, target)
+        return True
+    except OSError as exc:
+        raise BackupError(f"copying {f} to {target} failed: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def copy_recordings(src: str | Path, dest: str | Path) -> dict[str, Any]:
+    """Copy the finished video recordings in `src` (`<stream_id>.webm|.mkv`, video/recording.py:
+    renamed into place whole, never changed after) that `dest` lacks, each through a synced temp
+    file: incremental, never a partial file. A live stream's directory (its `.mjr`) is not
+    copied: its recording is copied by the next run once it is finished."""
+    src, dest = Path(src), Path(dest)
+    summary: dict[str, Any] = {"recordings_copied": 0, "recordings_present": 0, "recordings_bytes": 0}
+    if not src.is_dir():
+        return summary
+    for f in sorted(p for p in src.iterdir() if RECORDING_RE.match(p.name) and p.is_file()):
+        target = dest / f.name
+        if target.exists() and target.stat().st_size == f.stat().st_size:
+            summary["recordings_present"] += 1
+            continue
+        _copy_file(f, target, lambda _digest: True)
+        summary["recordings_copied"] += 1
+        summary["recordings_bytes"] += target.stat().st_size
+    return summary
+
+
 def copy_uploads(src: str | Path, dest: str | Path) -> dict[str, Any]:
     """Copy the uploads under `src` (`<aa>/<sha256>`, see gateway/uploads/blobs.py) that `dest`
     lacks, each checked against its name (SHA-256) while copied, written to a temp file, synced and
@@ -150,24 +197,9 @@ def copy_uploads(src: str | Path, dest: str | Path) -> dict[str, Any]:
             if target.exists():
                 summary["uploads_present"] += 1
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _tmp(target)
-            digest = hashlib.sha256()
-            try:
-                with open(f, "rb") as i, open(tmp, "wb") as o:
-                    while chunk := i.read(1 << 20):
-                        digest.update(chunk)
-                        o.write(chunk)
-                    o.flush()
-                    os.fsync(o.fileno())
-                if digest.hexdigest() != f.name:
-                    summary["uploads_corrupt"].append(str(f))
-                    continue
-                os.replace(tmp, target)
-            except OSError as exc:
-                raise BackupError(f"copying upload {f} to {target} failed: {exc}") from None
-            finally:
-                tmp.unlink(missing_ok=True)
+            if not _copy_file(f, target, lambda digest: digest == f.name):
+                summary["uploads_corrupt"].append(str(f))
+                continue
             summary["uploads_copied"] += 1
             summary["uploads_bytes"] += target.stat().st_size
     return summary

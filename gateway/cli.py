@@ -4,8 +4,8 @@
     dispatch-gateway call sip:alice@127.0.0.1 [--hangup-after 10]
     dispatch-gateway events [--since 0]
     dispatch-gateway rpc session.list '{"state": "open"}'
-    dispatch-gateway backup /var/backups/gateway-2026-12-01.db [--uploads DIR] [--config ...]   (online)
-    dispatch-gateway restore /var/backups/gateway-2026-12-01.db [--uploads DIR] [--config ...]  (gateway stopped)
+    dispatch-gateway backup /var/backups/gateway-2026-12-01.db [--uploads DIR] [--recordings DIR] [--config ...]   (online)
+    dispatch-gateway restore /var/backups/gateway-2026-12-01.db [--uploads DIR] [--recordings DIR] [--config ...]  (gateway stopped)
 
 Client commands take --url and --token, or DISPATCH_URL and DISPATCH_TOKEN from the environment;
 for a wss:// URL whose certificate the system does not trust, --ca-file (or DISPATCH_CA_FILE).
@@ -47,10 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("path", help="the backup file to write")
     b.add_argument("--uploads", default=None, metavar="DIR",
                    help="then copy the uploads (uploads.dir of the configuration) missing in DIR")
+    b.add_argument("--recordings", default=None, metavar="DIR",
+                   help="then copy the finished video recordings (video.recordings_dir) missing in DIR")
     rs = store_command("restore", "put a backup in place of the store (gateway stopped); seq keeps increasing")
     rs.add_argument("path", help="the backup file to restore")
     rs.add_argument("--uploads", default=None, metavar="DIR",
                     help="also copy the uploads backed up in DIR back (those missing) into uploads.dir")
+    rs.add_argument("--recordings", default=None, metavar="DIR",
+                    help="also copy the video recordings backed up in DIR back (those missing) into video.recordings_dir")
     rs.add_argument("--seq-floor", type=int, default=0, metavar="SEQ",
                     help="new events get seqs above this too (the last seq consoles saw, if the old store is lost)")
 
@@ -132,11 +136,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _store_command(args: argparse.Namespace) -> int:
-    from gateway.backup import BackupError, backup, copy_uploads, restore
+    from gateway.backup import BackupError, backup, copy_recordings, copy_uploads, restore
     from gateway.config import load_config
 
     config = None
-    if args.db is None or args.uploads is not None:  # --db alone needs no configuration
+    files = [(copy, getattr(args, opt), where) for copy, opt, where in
+             ((copy_uploads, "uploads", "uploads_dir"), (copy_recordings, "recordings", "recordings_dir"))
+             if getattr(args, opt) is not None]
+    if args.db is None or files:  # --db alone needs no configuration
         try:
             config = load_config(args.config, os.environ, args.overrides)
         except ConfigError as err:
@@ -144,14 +151,14 @@ def _store_command(args: argparse.Namespace) -> int:
             return 2
     db = args.db if args.db is not None else config.store_path
     try:
-        if args.command == "backup":  # the database first: every upload its rows name is then copied
+        if args.command == "backup":  # the database first: every file its rows name is then copied
             summary = backup(db, args.path)
-            if config is not None and args.uploads is not None:
-                summary.update(copy_uploads(config.uploads_dir, args.uploads))
+            for copy, dest, where in files:
+                summary.update(copy(getattr(config, where), dest))
         else:
             summary = restore(args.path, db, seq_floor=args.seq_floor)
-            if config is not None and args.uploads is not None:
-                summary.update(copy_uploads(args.uploads, config.uploads_dir))
+            for copy, src, where in files:
+                summary.update(copy(src, getattr(config, where)))
         _print(summary)
         return 0
     except BackupError as err:

@@ -186,6 +186,11 @@ class Config:
         """Where uploads are stored: uploads.dir under gateway.data_dir unless absolute."""
         return str(Path(self.gateway.data_dir) / self.uploads.dir)
 
+    @property
+    def recordings_dir(self) -> str:
+        """Video recordings: video.recordings_dir under gateway.data_dir unless absolute."""
+        return str(Path(self.gateway.data_dir) / self.video.recordings_dir)
+
 
 def _token_label(token: str) -> str:
     return f'"{token[:4]}…"' if len(token) > 4 else '"…"'

@@ -13,6 +13,10 @@ deletes through the store's one writer, so a large first prune never holds the w
 - SMS receipts and inbound messages (`sms_receipts`, `sms_inbound`): with the events, by the
   time they were received (their events go with them);
 - terminals' positions (`terminal_track`): with the events, by the time they were received;
+- terminal instructions and their deliveries (`terminal_instructions`): with the events, by the
+  time they were given, unless a terminal has yet to receive one (it still gets it on return);
+- video recordings (`<video.recordings_dir>/<stream_id>.webm|.mkv`): with the events (their
+  `video.recording` event goes then), by the file's time; a live stream's directory is left alone;
 - uploads (gateway/uploads/service.py `prune`): the references of feedback go with the events;
   then uploads no reference holds, older than `uploads.orphan_keep_s`, and their files.
 
@@ -25,6 +29,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -32,6 +37,8 @@ from typing import TYPE_CHECKING
 
 from gateway.events import EventBus
 from gateway.store import Store
+from gateway.store.terminals import prune_instructions
+from video.recording import RECORDING_RE
 
 if TYPE_CHECKING:  # pragma: no cover
     from gateway.uploads import UploadService
@@ -67,9 +74,11 @@ def _utc_now() -> dt.datetime:
 
 class Retention:
     def __init__(self, store: Store, bus: EventBus, policy: RetentionPolicy,
-                 clock: Callable[[], dt.datetime] = _utc_now, uploads: UploadService | None = None) -> None:
+                 clock: Callable[[], dt.datetime] = _utc_now, uploads: UploadService | None = None,
+                 recordings_dir: Path | None = None) -> None:
         self._store, self._bus, self.policy, self.clock = store, bus, policy, clock
         self.uploads = uploads
+        self.recordings_dir = recordings_dir
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -98,16 +107,22 @@ class Retention:
     async def prune_once(self) -> dict[str, int]:
         """Prune every table once; the number of rows deleted per table."""
         p = self.policy
-        counts = {"events": 0, "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0}
+        counts = {"events": 0, "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0,
+                  "terminal_instructions": 0, "video_recordings": 0}
         cutoff = self._cutoff(p.events_keep_days)
         if cutoff is not None:
             counts["events"] = await self._prune_events(cutoff)
             for table, prune in (("sms_reports", self._store.prune_sms_reports),
-                                 ("terminal_track", self._store.prune_track)):
+                                 ("terminal_track", self._store.prune_track),
+                                 ("terminal_instructions", self._prune_instructions)):
                 while (n := await prune(cutoff, CHUNK)) > 0:
                     counts[table] += n
                     if n < CHUNK:
                         break
+            if self.recordings_dir is not None:
+                before = (self.clock() - dt.timedelta(days=p.events_keep_days)).timestamp()
+                counts["video_recordings"] = await asyncio.to_thread(
+                    prune_recordings, self.recordings_dir, before)
         cutoff = self._cutoff(p.audit_keep_days)
         if cutoff is not None:
             while (n := await self._store.prune_audit(cutoff, CHUNK)) > 0:
@@ -123,6 +138,9 @@ class Retention:
         self._bus.oldest_seq = oldest
         log.info("retention.pruned", oldest_seq=oldest, **counts)
         return counts
+
+    async def _prune_instructions(self, cutoff: str, limit: int) -> int:
+        return await prune_instructions(self._store, cutoff, limit)
 
     async def _first_after(self, seq: int) -> tuple[int, str] | None:
         page = await self._store.events_after(seq, 1)
@@ -152,3 +170,23 @@ class Retention:
         for before in [*range(first[0] + CHUNK, boundary, CHUNK), boundary]:
             deleted += await self._store.prune_events(before)
         return deleted
+
+
+def prune_recordings(recordings_dir: Path, before: float) -> int:
+    """Delete the finished recordings in `recordings_dir` last written before `before` (epoch
+    seconds); how many. Runs in a thread (a directory scan and unlinks)."""
+    deleted = 0
+    if not recordings_dir.is_dir():
+        return 0
+    for path in recordings_dir.iterdir():
+        if not RECORDING_RE.match(path.name) or not path.is_file():
+            continue
+        try:
+            if path.stat().st_mtime < before:
+                path.unlink()
+                deleted += 1
+        except FileNotFoundError:
+            continue
+    if deleted:
+        log.info("retention.recordings_pruned", dir=str(recordings_dir), files=deleted)
+    return deleted

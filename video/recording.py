@@ -15,10 +15,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from video.errors import VideoError
+
+# The finished recordings `postprocess` leaves in the recordings directory (`<stream_id>.webm|.mkv`),
+# as retention and backup find them.
+RECORDING_RE = re.compile(r"^vid-[0-9a-f]+\.(webm|mkv)$")
 
 
 class RecordingError(VideoError):
@@ -120,13 +126,15 @@ async def postprocess(rec_dir: Path, out_base: Path, *, pp_rec_bin: str = "janus
     if not parts:
         raise RecordingError("janus-pp-rec wrote nothing (no media was received)")
     out = out_base.with_suffix(final)
-    argv = [ffmpeg_bin, "-nostdin", "-y", "-v", "error"]
+    joined = rec_dir / f"joined{final}"  # renamed into place whole: a download or backup never
+    argv = [ffmpeg_bin, "-nostdin", "-y", "-v", "error"]  # sees a file still being written
     for part in parts.values():
         argv += ["-i", str(part)]
     for i in range(len(parts)):
         argv += ["-map", str(i)]
-    argv += ["-c", "copy", str(out)]
+    argv += ["-c", "copy", str(joined)]
     await _run(argv, timeout, "ffmpeg join")
+    os.replace(joined, out)
     duration = await probe_duration(out, ffmpeg_bin.replace("ffmpeg", "ffprobe"))
     digest = await asyncio.to_thread(_sha256, out)
     return Recording(out, duration, digest, out.stat().st_size, tuple(sorted(parts)))

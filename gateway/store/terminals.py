@@ -136,6 +136,26 @@ async def get_instructions(db: Any, ids: Sequence[str]) -> dict[str, dict[str, A
     return out
 
 
+async def prune_instructions(store: Any, before_time: str, limit: int = 10_000) -> int:
+    """Retention: delete up to `limit` instructions created before `before_time` with their
+    deliveries, in one unit of work; how many rows in all. An instruction one of whose terminals
+    has not received it yet is kept (it is still delivered when that terminal comes back)."""
+
+    async def work(tx: Any) -> int:
+        ids = [r[0] for r in await tx.fetchall(
+            "SELECT instruction_id FROM terminal_instructions i WHERE created_at < ? AND NOT EXISTS"
+            " (SELECT 1 FROM terminal_deliveries d WHERE d.instruction_id = i.instruction_id"
+            " AND d.delivered_at IS NULL) ORDER BY created_at LIMIT ?", (before_time, int(limit)))]
+        deleted = 0
+        for i in range(0, len(ids), 500):  # a bounded number of SQL variables per statement
+            chunk, marks = ids[i:i + 500], ", ".join("?" * len(ids[i:i + 500]))
+            deleted += await tx.execute(f"DELETE FROM terminal_deliveries WHERE instruction_id IN ({marks})", chunk)
+            deleted += await tx.execute(f"DELETE FROM terminal_instructions WHERE instruction_id IN ({marks})", chunk)
+        return deleted
+
+    return int(await store.atomic(work))
+
+
 async def latest_incidents(db: Any) -> dict[str, str]:
     """Each terminal's incident: the session of the latest instruction it was given with one."""
     rows = await db.fetchall(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 
 import pytest
 
@@ -11,6 +13,7 @@ from gateway.errors import InvalidParams
 from gateway.events import EventBus
 from gateway.retention import Retention, RetentionPolicy
 from gateway.store import Store, Tx
+from gateway.store.terminals import deliveries, get_instructions, insert_deliveries, insert_instruction
 from gateway.timeutil import now_iso
 
 
@@ -28,11 +31,13 @@ async def test_prune_by_age_keeps_seqs_increasing_and_refuses_pruned_resumes(db_
         now = dt.datetime.now(dt.UTC)
         # Nothing is a year old: the defaults prune nothing.
         kept = Retention(store, bus, RetentionPolicy())
-        assert await kept.prune_once() == {"events": 0, "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0}
+        assert await kept.prune_once() == {"events": 0, "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0,
+                  "terminal_instructions": 0, "video_recordings": 0}
         assert bus.oldest_seq == 1
         # Seen from 500 days later, everything is older than the cutoff.
         later = Retention(store, bus, RetentionPolicy(), clock=lambda: now + dt.timedelta(days=500))
-        assert await later.prune_once() == {"events": 30, "audit": 30, "idempotency": 30, "sms_reports": 0, "terminal_track": 0}
+        assert await later.prune_once() == {"events": 30, "audit": 30, "idempotency": 30, "sms_reports": 0, "terminal_track": 0,
+                  "terminal_instructions": 0, "video_recordings": 0}
         assert await store.events_after(0) == [] and await store.list_audit() == []
         assert await store.idempotency_get("alice", "k1", "session.create") is None
         assert bus.oldest_seq == 31
@@ -58,7 +63,8 @@ async def test_prune_cuts_at_the_first_new_enough_event(db_path) -> None:
         counts = await r.prune_once()
         left = [e.seq for e in await store.events_after(0)]
         assert left == [e.seq for e in events if e.time >= cutoff_time] and left[-1] == 25
-        assert counts == {"events": 25 - len(left), "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0}
+        assert counts == {"events": 25 - len(left), "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0,
+                  "terminal_instructions": 0, "video_recordings": 0}
         assert bus.oldest_seq == left[0]
         assert len(await store.list_audit(limit=100)) == 25  # 0 days: kept forever
         bus.close()
@@ -97,4 +103,52 @@ async def test_terminal_positions_go_with_the_events(db_path) -> None:
         later = Retention(store, bus, RetentionPolicy(), clock=lambda: now + dt.timedelta(days=500))
         assert (await later.prune_once())["terminal_track"] == 3
         assert await store.count_track_points("unit-7") == 0
+        bus.close()
+
+
+async def _instruction(store: Store, iid: str, tids: list[str], delivered: list[str]) -> None:
+    async def work(tx: Tx) -> None:
+        await insert_instruction(tx, {"instruction_id": iid, "session_id": None, "text": "go",
+                                      "require_ack": True, "ack_timeout_s": 60.0, "fallback": "none",
+                                      "targets": tids, "created_by": "alice", "created_at": now_iso()})
+        await insert_deliveries(tx, iid, {t: None for t in tids}, now_iso())
+        for t in delivered:
+            await tx.execute("UPDATE terminal_deliveries SET state = 'acknowledged', delivered_at = ?,"
+                             " acknowledged_at = ? WHERE instruction_id = ? AND terminal_id = ?",
+                             (now_iso(), now_iso(), iid, t))
+
+    await store.atomic(work)
+
+
+async def test_instructions_go_with_the_events_unless_a_terminal_has_yet_to_receive_them(db_path) -> None:
+    async with Store(db_path) as store:
+        bus = EventBus(store)
+        await _instruction(store, "ins-done", ["unit-1", "unit-2"], delivered=["unit-1", "unit-2"])
+        await _instruction(store, "ins-open", ["unit-1", "unit-3"], delivered=["unit-1"])
+        now = dt.datetime.now(dt.UTC)
+        assert (await Retention(store, bus, RetentionPolicy()).prune_once())["terminal_instructions"] == 0
+        later = Retention(store, bus, RetentionPolicy(), clock=lambda: now + dt.timedelta(days=500))
+        assert (await later.prune_once())["terminal_instructions"] == 3  # one instruction, two deliveries
+        assert list(await get_instructions(store, ["ins-done", "ins-open"])) == ["ins-open"]
+        assert [r["instruction_id"] for r in await deliveries(store, "1 = 1")] == ["ins-open", "ins-open"]
+        bus.close()
+
+
+async def test_video_recordings_go_with_the_events(db_path, tmp_path) -> None:
+    rec = tmp_path / "recordings"
+    live = rec / "vid-00000000000000aa"  # a live stream's directory (its .mjr): never touched
+    live.mkdir(parents=True)
+    (live / "video.mjr").write_bytes(b"x")
+    old, new = rec / "vid-0000000000000001.webm", rec / "vid-0000000000000002.mkv"
+    other = rec / "notes.txt"
+    for f in (old, new, other):
+        f.write_bytes(b"media")
+    year_ago = time.time() - 401 * 86_400
+    os.utime(old, (year_ago, year_ago))
+    os.utime(other, (year_ago, year_ago))
+    async with Store(db_path) as store:
+        bus = EventBus(store)
+        counts = await Retention(store, bus, RetentionPolicy(), recordings_dir=rec).prune_once()
+        assert counts["video_recordings"] == 1
+        assert not old.exists() and new.exists() and other.exists() and (live / "video.mjr").exists()
         bus.close()
