@@ -35,6 +35,7 @@ import asyncio
 import faulthandler
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -178,6 +179,7 @@ async def run_chromium(args: argparse.Namespace, netns) -> dict[str, Any]:
             await browser.close()
     finally:
         gw.stop()
+        _clean(args, work)
     return result
 
 
@@ -249,7 +251,16 @@ async def run_aiortc(args: argparse.Namespace, netns) -> dict[str, Any]:
             await dispatcher.close()
         gw.stop()
         log.close(unlink=True)
+        _clean(args, work)
     return result
+
+
+def _clean(args: argparse.Namespace, work: Path) -> None:
+    """The run's dir (gateway log, recordings: hundreds of MB at full size) goes unless --keep."""
+    if args.keep:
+        print(f"video: kept {work}", file=sys.stderr, flush=True)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _r(v: float | None) -> float | None:
@@ -307,6 +318,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--viewers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4],
                     help="aiortc: views per publisher in the phases after 0 (comma-separated)")
     ap.add_argument("--clip-s", type=float, default=10.0, help="aiortc: length of the looped clip")
+    ap.add_argument("--keep", action="store_true", help="keep the run's dir (gateway log, recordings)")
     return ap.parse_args(argv)
 
 
