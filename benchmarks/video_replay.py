@@ -1,5 +1,6 @@
 """Cheap WebRTC peers for the video benchmark (benchmarks/video.py `--peers aiortc`): no encoder,
-no decoder, so 20 publishers and 80 views fit on 2 shared cores next to Janus.
+no decoder, so 20 publishers and 20-40 views fit on 2 shared cores next to Janus (80 views
+starve the peers on a loaded box: docs/benchmarks.md).
 
 - The clip: ffmpeg encodes once a 640x480 VP8 clip with its frame number drawn into every frame
   (so every encoded frame differs) and a keyframe each second; its packets are read into memory.
@@ -8,8 +9,9 @@ no decoder, so 20 publishers and 80 views fit on 2 shared cores next to Janus.
   re-encoded (aiortc packs pre-encoded packets as they are). It logs when it hands each frame
   to aiortc: the frame's send time. A PLI from Janus cannot be honoured: a late viewer waits for
   the clip's next keyframe (at most a second).
-- A view is one RTCPeerConnection of a console, answering Janus's offer (from `video.watch`).
-  aiortc's VP8 decoder is replaced, in this process only, by one that hashes the frame it is
+- A view is one RTCPeerConnection of a console (a process of its own: `Console`, `console_main`),
+  answering Janus's offer (from `video.watch`). aiortc's VP8 decoder is replaced, in the console
+  processes only, by one that hashes the frame it is
   handed instead of decoding it; the hash names the clip frame, the frame's last packet's arrival
   (its RTP marker) gives the receive time. Delay = receive - send of that frame by that publisher:
   capture, encode, decode and display are not in it (they are the terminal's and the console's,
