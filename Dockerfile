@@ -4,7 +4,13 @@ FROM python:3.11-slim-bookworm
 
 WORKDIR /app
 COPY . /app
-RUN ./scripts/install.sh && rm -rf /var/lib/apt/lists/* /root/.cache/pip
+# pjsua2 is built from pjproject's source here as on a machine (scripts/build_pjsua2.sh): the
+# upstream 2.15.1 release is downloaded unless a tarball in the build context is named, e.g.
+#   docker build --build-arg PJPROJECT_TARBALL=/app/vendor/pjproject-2.15.1.tar.gz .
+# The PyPI wheel stays installed (DISPATCH_GATEWAY_PJSUA2=wheel selects it at run time).
+ARG PJPROJECT_TARBALL=
+RUN PJPROJECT_TARBALL="$PJPROJECT_TARBALL" ./scripts/install.sh \
+    && rm -rf /var/lib/apt/lists/* /root/.cache/pip /root/.cache/dispatch-gateway/pjproject-*.tar.gz
 
 # SIP (udp/tcp), RTP range of the first workers, control channel, health
 EXPOSE 5060/udp 5060/tcp 20000-20999/udp 8765/tcp 8080/tcp

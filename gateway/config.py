@@ -223,12 +223,12 @@ def _check_whole(layers: _Layers) -> None:
     if v["sip.warm_workers"] > v["sip.max_workers"]:
         raise layers.error("sip.warm_workers", f"must be <= sip.max_workers "
                            f"({v['sip.max_workers']}), got {v['sip.warm_workers']}")
-    span = SipConfig.rtp_ports_per_worker  # RTP ports per worker (sip/config.py)
+    span = v["sip.rtp_ports_per_worker"]  # RTP ports per worker (sip/config.py)
     if v["sip.rtp_port_base"] + span * v["sip.max_workers"] - 1 > 65535:
         raise layers.error("sip.rtp_port_base", (
             f"{v['sip.rtp_port_base']} + {span} RTP ports x {v['sip.max_workers']} workers (sip.max_workers) "
             f"ends at port {v['sip.rtp_port_base'] + span * v['sip.max_workers'] - 1}, past 65535; "
-            f"use at most {65536 - span * v['sip.max_workers']}"))
+            f"use at most {65536 - span * v['sip.max_workers']} or fewer sip.rtp_ports_per_worker"))
     if v["sip.heartbeat_deadline_s"] <= v["sip.heartbeat_interval_s"]:
         raise layers.error("sip.heartbeat_deadline_s", f"must be greater than sip.heartbeat_interval_s "
                            f"({v['sip.heartbeat_interval_s']}), got {v['sip.heartbeat_deadline_s']}")

@@ -380,6 +380,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "worker_host": _host("127.0.0.1"),
         "worker_base_port": _int(1, 65535, 5070),
         "rtp_port_base": _int(1024, 65535, 20000),
+        "rtp_ports_per_worker": _int(2, 64_000, 100),
         "max_workers": _int(1, 64, 4),
         "warm_workers": _int(0, 64, 1),
         "calls_per_worker": _int(0, 10_000, 0),

@@ -6,6 +6,12 @@
 #   options: --force  reinstall the Python packages even if up to date
 #            --no-apt skip system packages (no root / not Debian: you provide them)
 #
+# pjsua2 is built from pjproject's source (scripts/build_pjsua2.sh: $PJPROJECT_TARBALL, else
+# ../shared/pjproject/pjproject-2.15.1.tar.gz, else the upstream release; cached in
+# ~/.cache/dispatch-gateway, a few minutes the first time) and linked at
+# .venv/share/dispatch-gateway/pjsua2; the PyPI wheel stays installed as the fallback (no tarball,
+# no compiler, or DISPATCH_GATEWAY_PJSUA2=wheel; see sip/worker/pjsua2_choice.py).
+#
 # A second run is a fast path: packages already installed and an up-to-date .venv (stamped with
 # a hash of pyproject.toml) are left alone. Runs as root, or with sudo when not root.
 set -euo pipefail
@@ -22,7 +28,7 @@ for arg in "$@"; do
         --test) WITH_TEST=1 ;;
         --force) FORCE=1 ;;
         --no-apt) APT=0 ;;
-        -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown option: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -127,6 +133,36 @@ else
     log "pip: installing -e $target into $VENV"
     (cd "$ROOT" && "$VENV/bin/python" -m pip install -q -e "$target")
     printf '%s %s\n' "$HASH" "$want_extras" > "$STAMP"
+fi
+
+# ---- pjsua2 from source (the wheel above stays as the fallback) ---------------------------------
+PJ_LINK="$VENV/share/dispatch-gateway/pjsua2"
+if [ "${DISPATCH_GATEWAY_PJSUA2:-auto}" = "wheel" ]; then
+    log "pjsua2: the PyPI wheel (DISPATCH_GATEWAY_PJSUA2=wheel)"
+else
+    if [ "$APT" -eq 1 ] && command -v apt-get >/dev/null 2>&1; then
+        build_deps=(swig g++ make curl)
+        "$VENV/bin/python" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+            || build_deps+=(python3-dev)
+        mapfile -t missing < <(missing_packages "${build_deps[@]}")
+        if [ "${#missing[@]}" -gt 0 ]; then
+            log "apt: installing ${missing[*]} (to build pjsua2)"
+            "${SUDO[@]}" apt-get update -q
+            "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+        fi
+    fi
+    built="$("$ROOT/scripts/build_pjsua2.sh" "$VENV/bin/python")" && rc=0 || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        mkdir -p "$(dirname "$PJ_LINK")"
+        ln -sfn "$built" "$PJ_LINK"
+        log "pjsua2: source build $built"
+    elif [ "$rc" -eq 3 ]; then
+        rm -f "$PJ_LINK"
+        log "pjsua2: no pjproject tarball or no compiler: using the PyPI wheel (4 calls per worker)"
+    else
+        log "error: building pjsua2 from source failed (DISPATCH_GATEWAY_PJSUA2=wheel installs without it)"
+        exit 1
+    fi
 fi
 
 # ---- test peers from npm (Node.js from Debian) ---------------------------------------------------

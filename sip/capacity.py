@@ -15,14 +15,15 @@ from .worker_process import package_root
 PROBE_TIMEOUT = 15.0
 
 
-async def probe_calls_per_worker(python: str = sys.executable) -> int:
-    """Run `python -m sip.worker --probe` and return the last call count it reported.
+async def probe_calls_per_worker(python: str = sys.executable, limit: int = 64) -> int:
+    """Run `python -m sip.worker --probe` and return the last call count it reported (at most
+    `limit`: the probe stops there; a source build of pjsua2 holds about a thousand).
 
     The probe process may end cleanly or abort on a pjsua assertion past the compiled limit;
     either way the count printed before that is the number of calls one process can hold.
     """
     proc = await asyncio.create_subprocess_exec(
-        python, "-m", "sip.worker", "--probe",
+        python, "-m", "sip.worker", "--probe", "--probe-limit", str(limit),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, cwd=package_root(),
     )

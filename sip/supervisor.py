@@ -120,7 +120,7 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
             tempfile.mkdtemp(prefix="sip-workers-"))
         self._log_dir.mkdir(parents=True, exist_ok=True)
         if self.calls_per_worker <= 0:
-            probed = await probe_calls_per_worker(self.python)
+            probed = await probe_calls_per_worker(self.python, limit=self.config.max_calls_for_rtp)
             # never more calls than the worker's RTP port range carries
             self.calls_per_worker = min(probed, self.config.max_calls_for_rtp)
             log.info("sip.calls_per_worker.probed", calls_per_worker=self.calls_per_worker, probed=probed)

@@ -90,6 +90,8 @@ class Worker:
         # loop (replies, events, stats; audio comes from another thread and does not count).
         self.alive_at = 0.0
         self.stalled = False  # killed by us for missing its liveness deadline
+        # Its last words on a clean stop: pjsua2 Call objects still alive at libDestroy (must be 0)
+        self.calls_alive_at_exit: int | None = None
 
     @property
     def load(self) -> int:
@@ -271,6 +273,10 @@ class WorkerProcesses:
                 w.ready.set_exception(SipUnavailable(str(m.get("message")), reason="sip-unavailable"))
         elif t == "registration":
             self._on_registration(w, m)
+        elif t == "bye":
+            w.calls_alive_at_exit = int(m.get("calls_alive", -1))
+            if w.calls_alive_at_exit:
+                log.warning("sip.worker.calls_outlived_library", worker=w.index, calls=w.calls_alive_at_exit)
         elif t == "stats":
             w.audio_dropped = int(m.get("audio_dropped_out", 0))
             refused = m.get("inbound_refused") or {}

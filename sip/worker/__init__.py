@@ -2,7 +2,8 @@
 
 Everything in this folder runs inside a worker process (or the probe process), the only place
 pjsua2 runs; the gateway side (sip/supervisor.py, sip/worker_process.py) never imports it, and
-importing this package imports nothing. Its modules:
+importing this package imports nothing but decides which pjsua2 its modules will import
+(pjsua2_choice.py: the source build or the wheel). Its modules:
 
 - process.py   the process's threads and main loop: `Worker` (the main thread's loop, the command
                queue, what the stdin reader thread may call), `reader_loop`, `main`. The one module
@@ -27,9 +28,14 @@ Usage::
 Why the probe: the pjsua2-python wheel is compiled with a fixed PJSUA_MAX_CALLS; libInit accepts
 any larger ``maxCalls``, and the call past the compiled limit then either fails with PJ_ETOOMANY or
 (measured with 2.15.1: maxCalls > compiled limit) trips a pjsua assertion that aborts the process.
-So the probe (probe.py) runs in its own throw-away process with maxCalls=64, makes outgoing
+So the probe (probe.py) runs in its own throw-away process with maxCalls=64 (or what the supervisor
+can use: `--probe-limit`, the calls its RTP port range carries), makes outgoing
 calls towards a local UDP socket that never answers, and prints ``{"ok_calls": n}`` after each
 call that succeeded. The parent takes the last n it read, whether the probe ended cleanly or
 aborted. Workers are then started with maxCalls = that n, and refuse a dial themselves at that
 count (``no-capacity``), so a worker never reaches the aborting path.
 """
+
+from .pjsua2_choice import choose as _choose_pjsua2
+
+_choose_pjsua2()

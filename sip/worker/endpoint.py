@@ -23,6 +23,19 @@ def _no_nat_rewrites(ac: Any) -> None:
     ac.natConfig.sipOutboundUse = 0
 
 
+def media_address_family(ac: Any, host: str) -> None:
+    """The media of `ac` uses the address family of `host`, the address we bind.
+
+    Left at pjsua's default (IPv6 enabled, IPv4 preferred), every outgoing call asks
+    pj_gethostip(AF_INET6) which address family its SDP offer should use: a getaddrinfo of the
+    machine's hostname, which /etc/hosts rarely answers for IPv6, so a DNS query per call. A lost
+    reply costs the resolver's retry timeout (5 s by default in resolv.conf) inside media
+    initialisation, on the one thread that runs every call of the worker (docs/design.md,
+    "pjsua2 built from source").
+    """
+    ac.mediaConfig.ipv6Use = pj.PJSUA_IPV6_ENABLED_USE_IPV6_ONLY if ":" in host else pj.PJSUA_IPV6_DISABLED
+
+
 class EndpointSetup:
     """Part of `Worker` (process.py): the Endpoint and its accounts, on the main thread."""
 
@@ -96,6 +109,7 @@ class EndpointSetup:
         ac = pj.AccountConfig()
         ac.idUri = f'"{display}" <{uri}>' if display else uri
         ac.mediaConfig.transportConfig = self._media_transport()
+        media_address_family(ac, cfg["host"])
         _no_nat_rewrites(ac)
         ac.sipConfig.contactForced = f"<sip:{cfg.get('user', 'gateway')}@{cfg['host']}:{cfg['port']}>"
         if registration:

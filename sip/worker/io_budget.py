@@ -3,7 +3,9 @@
 Why (docs/design.md, "I/O keys of a worker"): pjsua creates an RTP and an RTCP socket for
 every audio m-line of an incoming offer (up to 16) before the application hears of the call,
 and every socket takes a key of the one I/O queue the SIP transport also uses. The pjsua2
-wheel's queue has 64 keys (PJ_IOQUEUE_MAX_HANDLES), a closed socket's key comes back only
+wheel's queue has 64 keys (PJ_IOQUEUE_MAX_HANDLES; the source build of scripts/build_pjsua2.sh
+4,096, with epoll: the worker passes the figure of the build in use, probe.py `ioqueue_keys`),
+a closed socket's key comes back only
 500 ms later (PJ_IOQUEUE_KEY_FREE_DELAY), and an empty queue fails an assertion that aborts
 the process. Two INVITEs offering 17 m-lines, or 33 INVITE+CANCEL pairs within half a second,
 killed a worker. So every new call first takes its keys from `IoBudget`; an INVITE that does
@@ -14,9 +16,10 @@ loopback transport (no sockets) and is refused there.
 from __future__ import annotations
 
 import collections
+import resource
 from collections.abc import Hashable
 
-IOQUEUE_KEYS = 64  # PJ_IOQUEUE_MAX_HANDLES in the pjsua2 wheel (select I/O queue)
+IOQUEUE_KEYS = 64  # PJ_IOQUEUE_MAX_HANDLES in the pjsua2 wheel (select I/O queue); a build says its own
 KEY_FREE_DELAY_S = 0.5  # PJ_IOQUEUE_KEY_FREE_DELAY: a closed socket's key is reusable after it
 SIP_KEYS = 1  # the worker's UDP SIP transport
 KEYS_PER_STREAM = 2  # RTP and RTCP
@@ -29,12 +32,31 @@ MAX_OFFER_MEDIA = 4  # m-lines in an offer we take; a dispatch call has one audi
 # the dispatcher's dial wait (issue 8: inbound calls must not starve outbound dispatch).
 DIAL_HEADROOM_KEYS = 2 * KEYS_PER_STREAM
 PJSUA_MAX_CALL_MEDIA = 16
+FD_RESERVE = 64  # descriptors a worker keeps for everything but its I/O queue (logs, pipes, ...)
 
 REFUSE_MEDIA = 488  # an offer with more than MAX_OFFER_MEDIA m-lines
 REFUSE_BUSY = 503  # no keys now (the front fails over to another worker)
 REFUSE_FAILED = 500  # admission itself failed (our bug): refused rather than risk the process
 REFUSAL_REASONS = {REFUSE_MEDIA: "Too Many Media Streams", REFUSE_BUSY: "No Room For Media",
                    REFUSE_FAILED: "Admission Failed"}
+
+
+def usable_keys(compiled: int) -> int:
+    """Keys of the worker's I/O queue it may fill: the build's `compiled` figure, within the file
+    descriptors the process may open (its soft limit raised towards the hard one here: a worker
+    of the source build holds hundreds of calls, two sockets each)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = compiled + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return compiled
+    return max(0, min(compiled, soft - FD_RESERVE))
 
 
 def offer_media(message: str) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import json
 import os
 import queue
@@ -36,9 +37,9 @@ from .calls import CallLifecycle
 from .commands import CallCommands
 from .conference import ConferenceMixer
 from .endpoint import EndpointSetup
-from .io_budget import IoBudget
+from .io_budget import IoBudget, usable_keys
 from .pjcalls import CallPort, RefusedCall, StreamPort, WAccount, WCall, WEndpoint, use_fast_vector_reader
-from .probe import probe_max_calls
+from .probe import PROBE_LIMIT, build_limits, probe_max_calls
 from .streams import StreamBridge
 from .writer import Writer
 
@@ -74,7 +75,8 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         self.acc: WAccount | None = None
         # New calls against the I/O queue keys (io_budget.py, calls.py), INVITEs refused for them.
         self.refusal_acc: WAccount | None = None
-        self.budget = IoBudget()
+        # the build's I/O queue (64 keys in the wheel, 4,096 in the source build), within RLIMIT_NOFILE
+        self.budget = IoBudget(total=usable_keys(int(build_limits()["ioqueue_keys"])))
         self.refusing: int | None = None
         self.refused: dict[int, RefusedCall] = {}
         self.to_refuse: list[tuple[WCall | RefusedCall, Refusal]] = []
@@ -123,6 +125,8 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
                                for sid, p in self.streams.items()}})
 
     def shutdown(self) -> None:
+        alive = -1
+        call = None
         try:
             for call in list(self.calls.values()):
                 if call.local_end is None:
@@ -144,9 +148,14 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
             self.streams.clear()
             self.identities.clear()
             self.acc = self.refusal_acc = None
+            del call
+            # No pjsua2 Call may outlive libDestroy: its destructor would act on a destroyed
+            # library (a build with assertions aborts in pjsua_call_set_user_data). Cycles too.
+            gc.collect()
+            alive = sum(1 for o in gc.get_objects() if isinstance(o, pj.Call))
             self.ep.libDestroy()
         finally:
-            self.emit({"type": "bye"})
+            self.emit({"type": "bye", "calls_alive": alive})
             self.writer.close()
             os._exit(0)
 
@@ -209,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m sip.worker",
                                  description="serve: the config is the first IPC message on stdin")
     ap.add_argument("--probe", action="store_true", help="print the per-process call limit and exit")
+    ap.add_argument("--probe-limit", type=int, default=PROBE_LIMIT, help="calls the probe tries at most")
     args = ap.parse_args(argv)
     # The config (it may hold the registrar password) comes through the stdin pipe, never argv:
     # a command line is readable by every user (ps, /proc/<pid>/cmdline).
@@ -229,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         def report(n: int) -> None:
             out.write((json.dumps({"ok_calls": n}) + "\n").encode())
 
-        n = probe_max_calls(report)
+        n = probe_max_calls(report, max(1, args.probe_limit))
         out.write((json.dumps({"max_calls": n}) + "\n").encode())
         os._exit(0)  # no cleanup: the probe's calls are still retransmitting
     use_fast_vector_reader()

@@ -24,15 +24,28 @@ from tests.peers.sipp import free_port_block
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@functools.lru_cache(maxsize=1)
-def probed_calls_per_worker() -> int:
-    """Run the worker's probe once per test session (synchronously, outside any loop)."""
+# Calls per worker the tests fill workers to: the wheel's compiled limit. A source build of pjsua2
+# holds hundreds (scripts/build_pjsua2.sh); tests that fill workers keep the fills small and set
+# calls_per_worker to this, so they test placement and refusal the same way on either build.
+TEST_CALLS_PER_WORKER = 4
+
+
+@functools.lru_cache(maxsize=4)
+def probe_count(limit: int = 64) -> int:
+    """Run the worker's probe (synchronously, outside any loop): the calls one worker holds, up
+    to `limit`; once per test session."""
     out = subprocess.run(
-        [sys.executable, "-m", "sip.worker", "--probe"], cwd=ROOT, capture_output=True, timeout=30
+        [sys.executable, "-m", "sip.worker", "--probe", "--probe-limit", str(limit)], cwd=ROOT,
+        capture_output=True, timeout=60,
     ).stdout.decode()
     counts = [json.loads(ln)["ok_calls"] for ln in out.splitlines() if ln.startswith('{"ok_calls"')]
     assert counts, f"probe printed nothing: {out!r}"
     return max(counts)
+
+
+def probed_calls_per_worker() -> int:
+    """The calls per worker tests fill workers to: the probe's count, at most TEST_CALLS_PER_WORKER."""
+    return min(probe_count(), TEST_CALLS_PER_WORKER)
 
 
 def make_config(**kw: object) -> SipConfig:

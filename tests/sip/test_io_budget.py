@@ -95,3 +95,23 @@ def test_offers_with_more_media_than_a_call_uses_are_refused_without_keys() -> N
     assert budget.in_use(0.0) == 0
     assert admit_invite(budget, "c", invite(MAX_OFFER_MEDIA), 0.0) is None
     assert budget.in_use(0.0) == call_keys(MAX_OFFER_MEDIA)
+
+
+def test_usable_keys_follow_the_build_within_the_descriptor_limit() -> None:
+    """The worker's budget is its pjsua2 build's I/O queue (64 keys in the wheel, 4,096 in the
+    source build), never more than the descriptors the process may open."""
+    import resource
+
+    from sip.worker.io_budget import FD_RESERVE, usable_keys
+
+    assert usable_keys(64) == 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        got = usable_keys(4096)  # raises the soft limit towards the hard one
+        now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert got == min(4096, now - FD_RESERVE)
+        if hard == resource.RLIM_INFINITY or hard >= 4096 + FD_RESERVE:
+            assert got == 4096
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
