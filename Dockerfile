@@ -9,7 +9,8 @@ COPY . /app
 #   docker build --build-arg PJPROJECT_TARBALL=/app/vendor/pjproject-2.15.1.tar.gz .
 # The PyPI wheel stays installed (DISPATCH_GATEWAY_PJSUA2=wheel selects it at run time).
 ARG PJPROJECT_TARBALL=
-RUN PJPROJECT_TARBALL="$PJPROJECT_TARBALL" ./scripts/install.sh \
+# (an ARG is in the environment of RUN: install.sh sees PJPROJECT_TARBALL)
+RUN ./scripts/install.sh \
     && rm -rf /var/lib/apt/lists/* /root/.cache/pip /root/.cache/dispatch-gateway/pjproject-*.tar.gz
 
 # SIP (udp/tcp), RTP range of the first workers, control channel, health

@@ -7,7 +7,7 @@
 # checkout, else the upstream 2.15.1 release (downloaded once into the cache).
 # The result is cached outside the checkout, keyed by the tarball's hash, the options below, this
 # script and the Python version: ${XDG_CACHE_HOME:-~/.cache}/dispatch-gateway/pjsua2-<key>/, so a
-# second install takes no time. It holds pjsua2.py, _pjsua2*.so (pjproject linked in statically)
+# second install takes seconds. It holds pjsua2.py, _pjsua2*.so (pjproject linked in statically)
 # and build.json (the compiled limits: the worker's I/O budget reads them, sip/worker/io_budget.py).
 # Exit status 3: no compiler, swig or tarball (the caller falls back to the PyPI wheel).
 set -euo pipefail
@@ -65,8 +65,8 @@ fi
 [ -r "$TARBALL" ] || { log "no tarball at $TARBALL"; exit 3; }
 
 PYVER="$("$PY" -c 'import sys, sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("EXT_SUFFIX"))')"
-KEY="$( { sha256sum < "$TARBALL"; printf '%s\n' "${CONFIGURE[*]}" "$CFLAGS_BUILD" "$CONFIG_SITE" "$PYVER";
-          sha256sum < "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-16)"
+KEY="$( { sha256sum < "$TARBALL"; printf '%s\n' "${CONFIGURE[*]}" "$CFLAGS_BUILD" "$CONFIG_SITE" "$PYVER"; } \
+      | sha256sum | cut -c1-16)"
 OUT="$CACHE/pjsua2-$KEY"
 if [ -f "$OUT/build.json" ] && "$PY" -c "import sys; sys.path.insert(0, '$OUT'); import pjsua2" 2>/dev/null; then
     printf '%s\n' "$OUT"; exit 0
@@ -89,7 +89,8 @@ JOBS="$(nproc 2>/dev/null || echo 2)"
     cd "$SRC"
     CFLAGS="$CFLAGS_BUILD" CXXFLAGS="$CFLAGS_BUILD" ./configure -q "${CONFIGURE[@]}" >"$WORK/configure.log" 2>&1 \
         || { tail -20 "$WORK/configure.log" >&2; exit 1; }
-    make dep >"$WORK/make.log" 2>&1 && make -j"$JOBS" >>"$WORK/make.log" 2>&1 \
+    # the libraries only: pjproject's test programs and sample apps are not needed
+    make dep >"$WORK/make.log" 2>&1 && make -j"$JOBS" lib >>"$WORK/make.log" 2>&1 \
         || { tail -30 "$WORK/make.log" >&2; exit 1; }
     cd pjsip-apps/src/swig/python
     make PYTHON_EXE="$PY" >>"$WORK/make.log" 2>&1 || { tail -30 "$WORK/make.log" >&2; exit 1; }
@@ -98,6 +99,7 @@ BUILT="$(find "$SRC/pjsip-apps/src/swig/python/build" -name '_pjsua2*.so' | head
 [ -n "$BUILT" ] || { log "the build produced no _pjsua2 module"; exit 1; }
 mkdir -p "$OUT.part"
 cp "$BUILT" "$SRC/pjsip-apps/src/swig/python/pjsua2.py" "$OUT.part/"
+strip --strip-debug "$OUT.part/$(basename "$BUILT")" 2>/dev/null || true  # Python's -g: ~10x the size
 cat > "$OUT.part/build.json" <<EOF
 {"pjproject": "$VERSION", "tarball_sha256": "$(sha256sum < "$TARBALL" | cut -d' ' -f1)",
  "max_calls": $MAX_CALLS, "conf_ports": $CONF_PORTS, "ioqueue_keys": $IOQUEUE_HANDLES,

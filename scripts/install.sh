@@ -28,7 +28,7 @@ for arg in "$@"; do
         --test) WITH_TEST=1 ;;
         --force) FORCE=1 ;;
         --no-apt) APT=0 ;;
-        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown option: $arg (try --help)" >&2; exit 2 ;;
     esac
 done

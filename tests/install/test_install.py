@@ -78,6 +78,8 @@ def test_install_script_packages_and_noninteractive():
                 "procps", "sqlite3"):
         assert re.search(rf"\b{re.escape(pkg)}\b", text), pkg
     assert "apt-get update" in text and "pip install" in text and "-e" in text
+    # pjsua2 from source: its build tools, the build script, the wheel as the fallback
+    assert "swig" in text and "scripts/build_pjsua2.sh" in text and "PyPI wheel" in text
 
 
 def test_dockerfile_uses_install_script():
@@ -85,6 +87,7 @@ def test_dockerfile_uses_install_script():
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "FROM python:3.11-slim-bookworm"
     assert any(ln.startswith("RUN ./scripts/install.sh") for ln in lines)
+    assert "ARG PJPROJECT_TARBALL" in text  # pjsua2 built from source as on a machine
     assert "HEALTHCHECK" in text and "/healthz" in text and "urllib.request" in text
     assert "curl" not in text
     cmd = text[text.index("\nCMD "):]  # the last instruction
