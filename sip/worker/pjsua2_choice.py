@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 
 ENV = "DISPATCH_GATEWAY_PJSUA2"
 
@@ -26,7 +27,7 @@ def installed_build() -> str:
     return os.path.join(sys.prefix, "share", "dispatch-gateway", "pjsua2")
 
 
-def choose(environ: os._Environ[str] | dict[str, str] = os.environ) -> str | None:
+def choose(environ: Mapping[str, str] = os.environ) -> str | None:
     """Put the chosen source build first on sys.path; its directory, or None for the wheel."""
     choice = environ.get(ENV, "auto") or "auto"
     if choice == "wheel":

@@ -105,3 +105,25 @@ def test_outgoing_calls_never_wait_for_the_resolver(tmp_path: Path) -> None:
     assert len(times) == 4, out.stdout.decode()
     assert times[-1] - times[0] < 1.5, f"calls 2..4 took {times[-1] - times[0]:.1f} s: {out.stdout.decode()}"
 
+
+
+def test_the_choice_of_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DISPATCH_GATEWAY_PJSUA2: a build directory goes first on sys.path; `wheel` adds nothing;
+    `source` with no build installed is an ImportError, `auto` falls back to the wheel."""
+    from sip.worker import pjsua2_choice
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "pjsua2.py").write_text("")
+    assert pjsua2_choice.choose({ENV: str(build)}) == str(build.resolve()) == sys.path[0]
+    before = list(sys.path)
+    assert pjsua2_choice.choose({ENV: "wheel"}) is None and sys.path == before
+    assert pjsua2_choice.choose({}) is None and sys.path == before
+    with pytest.raises(ImportError):
+        pjsua2_choice.choose({ENV: "source"})
+    installed = Path(pjsua2_choice.installed_build())
+    installed.parent.mkdir(parents=True)
+    installed.symlink_to(build)
+    assert pjsua2_choice.choose({ENV: "auto"}) == str(build.resolve())
