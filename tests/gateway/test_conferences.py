@@ -9,13 +9,22 @@ import numpy as np
 import pytest
 
 from gateway.client import RemoteError
-from tests.peers.baresip import BaresipPhone
+from tests.audio import tone
+from tests.peers.baresip import BaresipPhone, write_wav
 
 pytestmark = pytest.mark.peers
 
-TONES = {"duty": 500.0, "fire": 900.0, "scene": 1400.0}
+# No sum, difference or 2a-b of two of them lands near the third: a mix that clips a little
+# cannot make a phone's own tone out of the others'.
+TONES = {"duty": 440.0, "fire": 1000.0, "scene": 1700.0}
 PRESENT, ABSENT = 0.04, 0.012  # a tone's amplitude (full scale 1.0) in a 100 ms block
 AUDIO_S = 2.0  # how long the mix is let run in each phase (audio, not a wait for an event)
+
+
+def tone_phone(name: str, tmp_path) -> BaresipPhone:
+    """A phone playing its tone at 0.3 of full scale (two mixed stay clear of clipping)."""
+    wav = write_wav(tmp_path / f"{name}.wav", tone(TONES[name], 30.0, rate=8000, amplitude=0.3), 8000)
+    return BaresipPhone(user=name, play_wav=wav)
 
 
 def tone_levels(samples: np.ndarray, rate: int, freqs: list[float]) -> np.ndarray:
@@ -39,13 +48,13 @@ def member_event(w, member_id: str, state: str):
                   and e["data"]["state"] == state, timeout=30)
 
 
-async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(start_gateway, connect, watch) -> None:
+async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(start_gateway, connect, watch,
+                                                                         tmp_path) -> None:
     gw = await start_gateway()
     alice = await connect(gw)
     w = await watch(alice)
-    async with (BaresipPhone(user="duty", tone_hz=TONES["duty"]) as duty,
-                BaresipPhone(user="fire", tone_hz=TONES["fire"]) as fire,
-                BaresipPhone(user="scene", tone_hz=TONES["scene"]) as scene):
+    async with (tone_phone("duty", tmp_path) as duty, tone_phone("fire", tmp_path) as fire,
+                tone_phone("scene", tmp_path) as scene):
         phones = {"duty": duty, "fire": fire, "scene": scene}
         conf = await alice.call("conference.create", title="flood, north district")
         cid = conf["conference_id"]
@@ -79,8 +88,8 @@ async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(start_g
         for other in others:
             if other == "scene":
                 continue
-            # heard through both phases: at least 3 s of blocks
-            assert (lv[other] > PRESENT).sum() >= 30, f"{name} does not hear {other}"
+            # heard through both phases (4 s): at least 2 s of blocks
+            assert (lv[other] > PRESENT).sum() >= 20, f"{name} does not hear {other}"
     for name in ("duty", "fire"):
         lv = levels[name]
         assert (lv["scene"] > PRESENT).sum() >= 10, f"{name} never heard scene before the mute"
@@ -90,15 +99,15 @@ async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(start_g
         tail = slice(active[-1] - 10, active[-1])
         assert lv["scene"][tail].max() < ABSENT, f"{name} still hears scene while it is muted"
     # scene heard the two others until its kick, muted or not (muted members still hear)
-    assert (levels["scene"]["duty"] > PRESENT).sum() >= 30
+    assert (levels["scene"]["duty"] > PRESENT).sum() >= 20
 
 
-async def test_a_1to1_call_escalated_keeps_its_audio_without_a_new_invite(start_gateway, connect, watch) -> None:
+async def test_a_1to1_call_escalated_keeps_its_audio_without_a_new_invite(start_gateway, connect, watch,
+                                                                          tmp_path) -> None:
     gw = await start_gateway()
     alice = await connect(gw)
     w = await watch(alice)
-    async with (BaresipPhone(user="duty", tone_hz=TONES["duty"]) as duty,
-                BaresipPhone(user="fire", tone_hz=TONES["fire"]) as fire):
+    async with tone_phone("duty", tmp_path) as duty, tone_phone("fire", tmp_path) as fire:
         call = await alice.call("call.dial", target=duty.uri)
         await w.call_state(call["call_id"], "connected")
         # pjsua locks the codec of a multi-codec answer with one re-INVITE: let it come first,
