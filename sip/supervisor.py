@@ -416,6 +416,21 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
     async def conf_leave(self, call_id: str) -> None:
         await self._call_command(call_id, {"cmd": "conf_leave"})
 
+    async def conf_record(self, worker: int, conference_id: str, path: str) -> None:
+        """Worker `worker` writes the conference's mix to the WAV `path` (until conf_close)."""
+        await self._command(self._worker_at(worker), {"cmd": "conf_record", "conference_id": conference_id,
+                                                      "path": path})
+
+    async def conf_close(self, worker: int, conference_id: str) -> None:
+        """The conference is over on worker `worker`: its recording is complete on return."""
+        await self._command(self._worker_at(worker), {"cmd": "conf_close", "conference_id": conference_id})
+
+    def _worker_at(self, index: int) -> Worker:
+        w = self._workers.get(index)
+        if w is None:
+            raise SipUnavailable(f"sip worker {index} is not running", reason="sip-unavailable")
+        return w
+
     def send_audio(self, call_id: str, pcm: bytes) -> None:
         """Queue 20 ms of 16 kHz PCM16LE towards a call; non-blocking. Dropped (and counted) when
         the worker's pipe is backed up; the worker itself keeps a bounded drop-oldest queue."""

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
@@ -33,11 +34,14 @@ log = structlog.get_logger(__name__)
 class _Live:
     conf: Conference
     worker: int | None = None  # the SIP worker whose conference bridge mixes it
+    recording: Path | None = None  # the WAV its worker writes the mix to (record: true)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one change at a time
 
 
 class ConferenceService:
-    def __init__(self, bus: EventBus, sessions: SessionService, calls: CallService) -> None:
+    def __init__(self, bus: EventBus, sessions: SessionService, calls: CallService, *,
+                 recordings_dir: Path) -> None:
+        self.recordings_dir = recordings_dir  # conference WAVs: <conference_id>.wav
         self._bus = bus
         self._sessions = sessions
         self._calls = calls
@@ -110,6 +114,7 @@ class ConferenceService:
         self._live.pop(conference_id, None)
         for change in changes:
             await self._hangup(change.member["call_id"])
+        await self._close(live)
         log.info("conference.ended", conference_id=conference_id, cause=cause)
         return live.conf.public()
 
@@ -178,6 +183,8 @@ class ConferenceService:
         member = live.conf.member(member_id)
         if member.state is not MemberState.JOINING:
             return
+        if live.conf.record and live.recording is None and live.worker is not None:
+            await self._record(live)
         try:
             await self._sip().conf_join(member.call_id, live.conf.conference_id, muted=member.muted)
         except SipError as e:
@@ -216,6 +223,36 @@ class ConferenceService:
         self._by_call.pop(call_id, None)
         joined = live.conf.member(member_id).state is not MemberState.JOINING
         await self._left(live, member_id, "hangup" if joined else "failed")
+
+    # -- recording -----------------------------------------------------------------------------
+    async def _record(self, live: _Live) -> None:
+        """The conference's worker writes the mix (every member heard) to one WAV."""
+        assert live.worker is not None
+        path = self.recordings_dir / f"{live.conf.conference_id}.wav"
+        try:
+            await asyncio.to_thread(self.recordings_dir.mkdir, parents=True, exist_ok=True)
+            await self._sip().conf_record(live.worker, live.conf.conference_id, str(path))
+        except (OSError, SipError) as e:
+            log.warning("conference.record_failed", conference_id=live.conf.conference_id, error=str(e))
+            return
+        live.recording = path
+
+    async def _close(self, live: _Live) -> None:
+        """The worker drops the conference; a recording is complete then and is announced."""
+        if live.worker is None:
+            return
+        try:
+            await self._sip().conf_close(live.worker, live.conf.conference_id)
+        except (SipError, GatewayError) as e:
+            log.warning("conference.close_failed", conference_id=live.conf.conference_id, error=str(e))
+            return
+        if live.recording is None:
+            return
+        size = await asyncio.to_thread(lambda p: p.stat().st_size if p.exists() else 0, live.recording)
+        await self._bus.publish("conference.recording",
+                                {"conference_id": live.conf.conference_id, "session_id": live.conf.session_id,
+                                 "file": live.recording.name, "bytes": size, "format": "wav"},
+                                session_id=live.conf.session_id)
 
     # -- helpers -------------------------------------------------------------------------------
     def _get(self, conference_id: str) -> _Live:

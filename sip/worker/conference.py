@@ -5,6 +5,8 @@ the bridge sums, for each member, everyone but itself, in C; no frame crosses in
 muted member stops transmitting to the others and still hears them. A member whose media is not
 up yet is connected when it is (`connect_conference`, from onCallMediaState); a call that ends
 leaves its conference (`leave_conference`); its stream is gone, so nothing is unbridged then.
+A recorded conference has one recorder port that every heard member transmits to: the bridge
+writes the mix to one WAV, closed by `conf_close`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,34 @@ class ConferenceMixer:
 
     calls: dict[str, WCall]
     conferences: dict[str, dict[str, bool]]
+    conf_recorders: dict[str, Any]  # conference id -> AudioMediaRecorder: the mix, as one WAV
+
+    def cmd_conf_record(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Record conference `conference_id` to the WAV `path`: every member that is heard
+        (not muted) transmits to one recorder port too, which the bridge mixes like a member."""
+        conf_id, path = str(cmd.get("conference_id") or ""), str(cmd.get("path") or "")
+        if not conf_id or not path:
+            raise CommandError("invalid-params", "conference_id and path are required")
+        if conf_id not in self.conf_recorders:
+            rec = pj.AudioMediaRecorder()
+            rec.createRecorder(path)
+            self.conf_recorders[conf_id] = rec
+            for call_id, muted in self.conferences.get(conf_id, {}).items():
+                call = self.calls.get(call_id)
+                if call is not None and not muted:
+                    self._record(call, True)
+        return {"recording": True}
+
+    def cmd_conf_close(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """The conference is over: its recorder is destroyed (the WAV is complete on return)."""
+        conf_id = str(cmd.get("conference_id") or "")
+        rec = self.conf_recorders.pop(conf_id, None)
+        for call_id in list(self.conferences.get(conf_id, {})):
+            call = self.calls.get(call_id)
+            if call is not None:
+                self.cmd_conf_leave({"call_id": call_id})
+        del rec  # main thread, outside any callback: pjsua_recorder_destroy closes the file
+        return {"closed": True}
 
     def cmd_conf_join(self, cmd: dict[str, Any]) -> dict[str, Any]:
         call = self._call(cmd)
@@ -47,6 +77,7 @@ class ConferenceMixer:
         members[call.call_id] = muted
         for other in self._others(call):
             self._transmit(call, other, not muted)
+        self._record(call, not muted)
         return {"muted": muted}
 
     def cmd_conf_leave(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +88,7 @@ class ConferenceMixer:
         for other in self._others(call):
             self._transmit(call, other, False)
             self._transmit(other, call, False)
+        self._record(call, False)
         self.leave_conference(call)
         return {"left": True}
 
@@ -68,6 +100,7 @@ class ConferenceMixer:
         for other in self._others(call):
             self._transmit(call, other, not members.get(call.call_id, False))
             self._transmit(other, call, not members.get(other.call_id, False))
+        self._record(call, not members.get(call.call_id, False))
 
     def leave_conference(self, call: WCall) -> None:
         conf_id, call.conference = call.conference, None
@@ -82,6 +115,18 @@ class ConferenceMixer:
         members = self.conferences.get(call.conference or "", {})
         others = (self.calls.get(cid) for cid in members if cid != call.call_id)
         return [o for o in others if o is not None and not o.done and o.audio_media is not None]
+
+    def _record(self, call: WCall, on: bool) -> None:
+        rec = self.conf_recorders.get(call.conference or "")
+        if rec is None or call.done or call.audio_media is None:
+            return
+        try:
+            if on:
+                call.audio_media.startTransmit(rec)
+            else:
+                call.audio_media.stopTransmit(rec)
+        except pj.Error:
+            pass
 
     @staticmethod
     def _transmit(src: WCall, dst: WCall, on: bool) -> None:

@@ -62,6 +62,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         # stdin reader too. A port lives while a call is attached to it (or until stream_close).
         self.streams: dict[str, StreamPort] = {}
         self.conferences: dict[str, dict[str, bool]] = {}  # conference.py: id -> {call id: muted}
+        self.conf_recorders: dict[str, Any] = {}  # conference.py: id -> AudioMediaRecorder
         # Ended calls and dropped ports, released on the main loop outside any callback
         # (`_release_graveyard`): ports explicitly, before their last reference goes.
         self.graveyard: list[Any] = []
@@ -146,6 +147,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
             self.to_refuse.clear()
             self.ports.clear()
             self.streams.clear()
+            self.conf_recorders.clear()  # recorders destroyed (their WAVs closed) before libDestroy
             self.identities.clear()
             self.acc = self.refusal_acc = None
             del call

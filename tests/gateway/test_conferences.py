@@ -4,12 +4,13 @@ what it hears, mixed by the conference bridge of the worker holding their calls.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gateway.client import RemoteError
-from tests.audio import tone
+from tests.audio import read_wav, tone
 from tests.peers.baresip import BaresipPhone, write_wav
 
 pytestmark = pytest.mark.peers
@@ -56,7 +57,7 @@ async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(start_g
     async with (tone_phone("duty", tmp_path) as duty, tone_phone("fire", tmp_path) as fire,
                 tone_phone("scene", tmp_path) as scene):
         phones = {"duty": duty, "fire": fire, "scene": scene}
-        conf = await alice.call("conference.create", title="flood, north district")
+        conf = await alice.call("conference.create", title="flood, north district", record=True)
         cid = conf["conference_id"]
         members = {}
         for name, phone in phones.items():
@@ -80,7 +81,14 @@ async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(start_g
         assert ended["state"] == "ended"
         for name in ("duty", "fire"):
             await w.call_state(members[name]["call_id"], "ended")
+        rec = (await w.wait(lambda e: e["type"] == "conference.recording"))["data"]
         levels = {name: heard(phone) for name, phone in phones.items()}
+
+    # One WAV of the mix: every member heard (scene until it was muted), written by the bridge.
+    assert rec["conference_id"] == cid and rec["session_id"] == conf["session_id"] and rec["bytes"] > 44
+    samples, rate = read_wav(Path(gw.config.gateway.data_dir) / "conferences" / rec["file"])
+    mix = tone_levels(samples, rate, list(TONES.values()))
+    assert [(mix[:, i] > PRESENT).sum() >= 10 for i in range(3)] == [True] * 3, mix.max(axis=0)
 
     for name, lv in levels.items():
         others = [o for o in TONES if o != name]
