@@ -11,6 +11,8 @@ writes the mix to one WAV, closed by `conf_close`.
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import pjsua2 as pj
@@ -19,12 +21,28 @@ from .commands import CommandError
 from .pjcalls import WCall
 
 
+RECORDER_CLOSE_S = 2.0  # conf_close waits at most this long for the bridge to close a recording
+
+
+def wav_complete(path: str) -> bool:
+    """The WAV's RIFF header gives its real size (pjmedia writes it when the port is destroyed)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return False
+    return len(head) == 8 and head[:4] == b"RIFF" and int.from_bytes(head[4:], "little") == size - 8
+
+
 class ConferenceMixer:
     """Part of `Worker` (process.py): conference id -> {call id: muted}, on the main thread."""
 
     calls: dict[str, WCall]
     conferences: dict[str, dict[str, bool]]
     conf_recorders: dict[str, Any]  # conference id -> AudioMediaRecorder: the mix, as one WAV
+    conf_record_paths: dict[str, str]  # conference id -> its WAV's path
+    ep: Any
 
     def cmd_conf_record(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Record conference `conference_id` to the WAV `path`: every member that is heard
@@ -36,6 +54,7 @@ class ConferenceMixer:
             rec = pj.AudioMediaRecorder()
             rec.createRecorder(path)
             self.conf_recorders[conf_id] = rec
+            self.conf_record_paths[conf_id] = path
             for call_id, muted in self.conferences.get(conf_id, {}).items():
                 call = self.calls.get(call_id)
                 if call is not None and not muted:
@@ -50,8 +69,16 @@ class ConferenceMixer:
             call = self.calls.get(call_id)
             if call is not None:
                 self.cmd_conf_leave({"call_id": call_id})
-        del rec  # main thread, outside any callback: pjsua_recorder_destroy closes the file
-        return {"closed": True}
+        if rec is None:
+            return {"closed": True}
+        path = self.conf_record_paths.pop(conf_id, "")
+        del rec  # main thread, outside any callback: pjsua_recorder_destroy
+        # The bridge removes a port on its clock thread (asynchronous since pjproject 2.14): the
+        # WAV's header is written when that happened. Answer once it has (a bounded wait).
+        deadline = time.monotonic() + RECORDER_CLOSE_S
+        while not wav_complete(path) and time.monotonic() < deadline:
+            self.ep.libHandleEvents(10)
+        return {"closed": True, "complete": wav_complete(path)}
 
     def cmd_conf_join(self, cmd: dict[str, Any]) -> dict[str, Any]:
         call = self._call(cmd)

@@ -63,6 +63,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         self.streams: dict[str, StreamPort] = {}
         self.conferences: dict[str, dict[str, bool]] = {}  # conference.py: id -> {call id: muted}
         self.conf_recorders: dict[str, Any] = {}  # conference.py: id -> AudioMediaRecorder
+        self.conf_record_paths: dict[str, str] = {}
         # Ended calls and dropped ports, released on the main loop outside any callback
         # (`_release_graveyard`): ports explicitly, before their last reference goes.
         self.graveyard: list[Any] = []
