@@ -192,10 +192,28 @@ class GatewayClient:
         return await self.call("terminal.report", lat=lat, lon=lon, accuracy_m=accuracy_m,
                                time=time or now_iso(), **optional)
 
-    async def terminals(self, group: str | None = None) -> list[dict]:
-        """The roster (terminal.list)."""
-        params = {} if group is None else {"group": group}
-        return (await self.call("terminal.list", **params))["terminals"]
+    async def terminals(self, group: str | None = None, page: int = 500) -> list[dict]:
+        """The roster (terminal.list), `page` terminals per request (a fleet's whole roster can
+        outgrow a frame)."""
+        out: list[dict] = []
+        params: dict[str, Any] = {"limit": page} if group is None else {"group": group, "limit": page}
+        while True:
+            reply = await self.call("terminal.list", **params)
+            out += reply["terminals"]
+            if reply.get("next_after") is None:
+                return out
+            params["after"] = reply["next_after"]
+
+    async def open_instructions(self, state: str = "open") -> list[dict]:
+        """terminal.instructions of this terminal (default: those not acknowledged), every page."""
+        out: list[dict] = []
+        params: dict[str, Any] = {"state": state}
+        while True:
+            reply = await self.call("terminal.instructions", **params)
+            out += reply["instructions"]
+            if reply["next_after"] is None:
+                return out
+            params["after"] = reply["next_after"]
 
     async def track(self, terminal_id: str, since: str | None = None, until: str | None = None) -> list[dict]:
         """Every stored position of a terminal in since..until, paging through `next_since`."""

@@ -173,7 +173,7 @@ def register_terminals(registry: Registry, terminals: TerminalService, instructi
         return await terminals.report(ctx, p.terminal_id, p.fix())
 
     async def terminal_list(ctx: RequestContext, p: Any) -> dict:
-        return terminals.list(p.group)
+        return terminals.list(p.group, p.limit, p.after)
 
     async def terminal_track(ctx: RequestContext, p: Any) -> dict:
         return await terminals.track(ctx, p.terminal_id, p.since, p.until, p.limit)
@@ -190,11 +190,14 @@ def register_terminals(registry: Registry, terminals: TerminalService, instructi
     async def instruction_get(ctx: RequestContext, p: Any) -> dict:
         return await instructions.get(p.instruction_id)
 
+    async def terminal_instructions(ctx: RequestContext, p: Any) -> dict:
+        return await instructions.of_terminal(ctx, p.terminal_id, p.state, p.limit, p.after)
+
     for name, handler in {
         "terminal.report": terminal_report, "terminal.list": terminal_list,
         "terminal.track": terminal_track, "terminal.instruct": terminal_instruct,
         "terminal.received": terminal_received, "terminal.ack": terminal_ack,
-        "terminal.instruction.get": instruction_get,
+        "terminal.instruction.get": instruction_get, "terminal.instructions": terminal_instructions,
     }.items():
         registry.register(name, handler)
 

@@ -162,6 +162,7 @@ function hello(result, resumed) {
     app.reporter = new Reporter({ call: (m, p) => app.link.call(m, p), token: () => app.token,
       uploadsUrl: app.config.uploads?.url, onState: feedbackState });
     renderInstructions();
+    restoreInstructions();
   }
   // Resume: positions taken offline and the newest go out at once, acknowledgements pressed
   // offline follow;
@@ -178,11 +179,34 @@ function notify(method, params) {
 function event(ev) {
   if (ev.type === "video.request") app.camera?.publish(ev.data || {});
   if (ev.type === "voice.request") app.voice?.publish(ev.data || {});
-  const ended = { "video.state": ["stopped", "failed"], "voice.state": ["ended"] }[ev.type];
-  if (ended?.includes(ev.data?.state)) (ev.type === "video.state" ? app.camera : app.voice)?.ended(ev.data);
+  // The gateway ended a stream or a call (pushed to the terminal's own connection).
+  const state = ev.data?.state;
+  if (ev.type === "video.state" && (state === "stopped" || state === "failed")) app.camera?.ended(ev.data);
+  if (ev.type === "voice.state" && state === "ended") app.voice?.ended(ev.data);
 }
 
 // -- instructions -------------------------------------------------------------------------
+// At sign-in, the instructions not acknowledged yet (`terminal.instructions`): a reinstalled
+// app or a new browser has an empty inbox, and what was delivered before is not pushed again.
+async function restoreInstructions() {
+  const inbox = app.inbox;
+  let after = null;
+  for (let pages = 0; pages < 10; pages += 1) {
+    let reply;
+    try {
+      reply = await app.link.call("terminal.instructions", after ? { after } : {});
+    } catch {
+      return; // a lost link: pushes still bring what was never delivered
+    }
+    if (app.inbox !== inbox) return; // signed out meanwhile
+    let added = false;
+    for (const item of reply.instructions || []) added = inbox.add(item) || added;
+    if (added) renderInstructions();
+    after = reply.next_after;
+    if (!after) return;
+  }
+}
+
 function instruction(params) {
   const id = params.instruction_id;
   if (typeof id !== "string") return;

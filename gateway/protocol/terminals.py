@@ -83,8 +83,23 @@ class TerminalReportParams(Params):
         return self.model_dump(exclude_none=True, exclude={"terminal_id"})
 
 
+LIST_PAGE_MAX = 1000  # terminal.list entries per reply at most (about 400 KB: under the frame limit)
+INSTRUCTIONS_PAGE = 100  # terminal.instructions default page
+
+
 class TerminalListParams(Params):
     group: str | None = Field(None, max_length=64, description="only the terminals of this group")
+    limit: int | None = Field(None, ge=1, le=LIST_PAGE_MAX, description="the most terminals in this "
+                              "reply (then next_after); absent: all of them, as one reply")
+    after: Id | None = Field(None, description="the page after this terminal (a reply's next_after)")
+
+
+class TerminalInstructionsParams(Params):
+    state: Literal["open", "all", "queued", "delivered", "fallback-sms", "acknowledged"] = Field(
+        "open", description="open: every one not acknowledged yet")
+    limit: int = Field(INSTRUCTIONS_PAGE, ge=1, le=500)
+    after: Id | None = Field(None, description="the page after this instruction (a reply's next_after)")
+    terminal_id: Id | None = Field(None, description="the terminal (itself); admins name one")
 
 
 class TerminalTrackParams(Params):
@@ -150,4 +165,6 @@ TERMINAL_METHODS: tuple[MethodSpec, ...] = (
           runs_to_end=True),
     _spec("terminal.instruction.get", READ, InstructionIdParams,
           summary="an instruction and its state at each terminal"),
+    _spec("terminal.instructions", TERMINAL_ONLY, TerminalInstructionsParams,
+          summary="a terminal's own instructions (default: those not acknowledged), in the order given"),
 )

@@ -150,6 +150,29 @@ class InstructionService:
             out.append(entry)
         return {**ins, "terminals": out}
 
+    async def of_terminal(self, ctx: RequestContext, terminal_id: str | None, state: str, limit: int,
+                          after: str | None) -> dict:
+        """terminal.instructions: a terminal's own instructions, in the order given (a reinstalled
+        app gets back what it held; pushes resume only for those it never received)."""
+        tid = self._terminals.acting_for(ctx, terminal_id)
+        where, params = ["terminal_id = ?"], [tid]
+        if state == "open":
+            where.append("state != 'acknowledged'")
+        elif state != "all":
+            where.append("state = ?")
+            params.append(state)
+        if after is not None:
+            where.append("delivery_id > coalesce((SELECT delivery_id FROM terminal_deliveries"
+                         " WHERE instruction_id = ? AND terminal_id = ?), -1)")
+            params += [after, tid]
+        rows = await deliveries(self._store, " AND ".join(where), params, limit + 1)
+        more, rows = len(rows) > limit, rows[:limit]
+        texts = await get_instructions(self._store, [r["instruction_id"] for r in rows])
+        items = [{**_payload(texts[r["instruction_id"]]), **_public(r)}
+                 for r in rows if r["instruction_id"] in texts]
+        return {"terminal_id": tid, "instructions": items,
+                "next_after": rows[-1]["instruction_id"] if more else None}
+
     # internals -----------------------------------------------------------------------------
     def _resolve(self, targets: list[str]) -> list[str]:
         out: dict[str, None] = {}

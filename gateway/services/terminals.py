@@ -52,6 +52,7 @@ class TerminalService:
     def __init__(self, store: Store, bus: EventBus, directory: Directory, config: TerminalsConfig) -> None:
         self._store, self._bus, self._directory, self.config = store, bus, directory, config
         self.ids = [ep.name for ep in directory if ep.kind == TERMINAL]
+        self._index = {tid: i for i, tid in enumerate(self.ids)}  # terminal.list's `after`
         self.presence = PresenceTable(self.ids, interval_s=config.heartbeat_interval_s,
                                       missed=config.missed_heartbeats)
         self.gate = LocationGate(config.location_interval_s)
@@ -181,9 +182,24 @@ class TerminalService:
             self._poke(self.gate.next_due())
         return {"terminal_id": tid, "stored": True, "live": offer.value}
 
-    def list(self, group: str | None = None) -> dict:
+    def list(self, group: str | None = None, limit: int | None = None, after: str | None = None) -> dict:
+        """The roster in directory order; with `limit`, one page (`next_after`: the cursor of
+        the next, None on the last). A fleet's whole roster can outgrow a frame: page it."""
         members = {ep.name for ep in self._directory.list(kind=TERMINAL, group=group)}
-        return {"terminals": [self._entry(tid) for tid in self.ids if tid in members]}
+        start = 0
+        if after is not None:
+            if after not in self._index:
+                raise InvalidParams(f"after: no terminal {after!r}", reason="invalid-params",
+                                    details={"loc": ["after"], "terminal_id": after})
+            start = self._index[after] + 1
+        page: list[dict] = []
+        for tid in self.ids[start:]:
+            if tid not in members:
+                continue
+            if limit is not None and len(page) == limit:
+                return {"terminals": page, "next_after": page[-1]["terminal_id"]}
+            page.append(self._entry(tid))
+        return {"terminals": page, "next_after": None}
 
     async def track(self, ctx: RequestContext, terminal_id: str, since: str | None, until: str | None,
                     limit: int) -> dict:

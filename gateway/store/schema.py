@@ -13,7 +13,7 @@ from gateway.errors import Unavailable
 
 log = structlog.get_logger("gateway.store")
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -244,6 +244,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     12: (  # a principal's uploads, for its quota of unreferenced bytes (gateway/store/uploads.py)
         "CREATE INDEX uploads_principal ON uploads (principal)",
+    ),
+    13: (  # a terminal's own instructions (terminal.instructions); instructions by age (retention)
+        "CREATE INDEX terminal_deliveries_terminal ON terminal_deliveries (terminal_id, delivery_id)",
+        "CREATE INDEX terminal_instructions_created ON terminal_instructions (created_at)",
     ),
 }
 

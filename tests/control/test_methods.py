@@ -28,6 +28,7 @@ def test_roles():
         assert METHODS[name].allows("observer"), name
     assert {n for n, s in METHODS.items() if s.allows("terminal")} == {
         "hello", "ping", "terminal.report", "terminal.track", "terminal.feedback", "terminal.received", "terminal.ack",
+        "terminal.instructions",
         "video.publish", "video.stop", "voice.publish", "voice.hangup"}
     assert not METHODS["terminal.list"].allows("terminal") and METHODS["terminal.list"].allows("observer")
     assert not METHODS["terminal.report"].allows("dispatcher")

@@ -74,6 +74,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "terminal.instruction.get": {"instruction_id": "{instruction_id}"},
     "terminal.received": {"instruction_id": "{instruction_id}", "terminal_id": "unit-7"},
     "terminal.ack": {"instruction_id": "{instruction_id}", "terminal_id": "unit-7"},
+    "terminal.instructions": {"terminal_id": "unit-7", "state": "all", "limit": 10},
     "session.close": {"session_id": "{session_id}"},
 }
 
@@ -129,5 +130,7 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
     for method in ("terminal.instruct", "terminal.instruction.get", "terminal.received", "terminal.ack"):
         assert outcomes[(method, "admin")] == "ok", (method, outcomes)
     assert outcomes[("terminal.ack", "terminal")] == "ok"  # its own instruction (terminal_id: itself)
+    assert outcomes[("terminal.instructions", "terminal")] == outcomes[("terminal.instructions", "admin")] == "ok"
+    assert outcomes[("terminal.instructions", "observer")] == "forbidden"
     assert outcomes[("terminal.instruct", "terminal")] == outcomes[("terminal.ack", "observer")] == "forbidden"
     assert outcomes[("terminal.feedback", "observer")] == "forbidden"

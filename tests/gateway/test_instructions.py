@@ -267,3 +267,39 @@ async def test_queued_instructions_survive_gateway_restarts(tmp_path: Path) -> N
             assert dict(unit.instruction_pushes) == {i: 1 for i in ids}
     finally:
         await gw.stop()
+
+
+async def test_a_reinstalled_app_gets_its_open_instructions_back(start_gateway, connect, watch) -> None:
+    gw = await start_gateway(**{"directory.endpoint": TERMINALS})
+    alice = await connect(gw)
+    w = await watch(alice)
+    ids = [(await alice.call("terminal.instruct", targets=["unit-7"], text=f"step {i}",
+                             fallback="none"))["instruction_id"] for i in range(4)]
+    other = (await alice.call("terminal.instruct", targets=["unit-9"], text="not yours",
+                              fallback="none"))["instruction_id"]
+    unit = await connect(gw, "tok-terminal")
+    assert [i["instruction_id"] for i in await take(unit, 4)] == ids
+    for iid in ids:
+        await step(w, iid, "unit-7", "delivered")
+    await unit.ack(ids[1])
+    await unit.close()
+    # The app is reinstalled: delivered instructions are not pushed again, it asks for them.
+    fresh = await connect(gw, "tok-terminal")
+    open_ = await fresh.open_instructions()
+    assert [i["instruction_id"] for i in open_] == [ids[0], ids[2], ids[3]]  # in the order given
+    assert open_[0]["text"] == "step 0" and open_[0]["state"] == "delivered" and open_[0]["require_ack"]
+    page = await fresh.call("terminal.instructions", limit=2)
+    assert [i["instruction_id"] for i in page["instructions"]] == [ids[0], ids[2]]
+    assert page["next_after"] == ids[2] and page["terminal_id"] == "unit-7"
+    rest = await fresh.call("terminal.instructions", limit=2, after=page["next_after"])
+    assert [i["instruction_id"] for i in rest["instructions"]] == [ids[3]] and rest["next_after"] is None
+    acked = await fresh.call("terminal.instructions", state="acknowledged")
+    assert [i["instruction_id"] for i in acked["instructions"]] == [ids[1]]
+    assert len((await fresh.call("terminal.instructions", state="all"))["instructions"]) == 4
+    assert other not in {i["instruction_id"] for i in await fresh.open_instructions("all")}
+    with pytest.raises(RemoteError) as info:  # a terminal reads only its own
+        await fresh.call("terminal.instructions", terminal_id="unit-9")
+    assert info.value.reason == "forbidden"
+    with pytest.raises(RemoteError) as info:
+        await alice.call("terminal.instructions")  # a dispatcher has terminal.instruction.get
+    assert info.value.reason == "forbidden"

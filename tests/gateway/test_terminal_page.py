@@ -92,13 +92,19 @@ async def signed_in_page(context: Any, gw: Any, token: str = "tok-terminal") -> 
     return page
 
 
+async def browser_page(chromium: Browser, gw: Any) -> Any:
+    """A page of its own browser context (its own storage) on /terminal/, signed in, online."""
+    page = await chromium.page(gw)
+    await sign_in(page)
+    await online(page)
+    return page
+
+
 async def test_sign_in_and_position_seen_by_a_dispatcher(start_gateway, connect, watch, chromium) -> None:
     gw = await start_gateway(**PAGE_SET)
     alice = await connect(gw)
     w = await watch(alice)
-    page = await chromium.page(gw)
-    await sign_in(page)
-    await online(page)
+    page = await browser_page(chromium, gw)
     assert await page.text_content("#principal") == "unit-7"
     await presence(w, "unit-7", "online", "hello")
     loc = await w.wait(lambda e: e["type"] == "terminal.location" and e["data"]["terminal_id"] == "unit-7")
@@ -284,6 +290,28 @@ async def test_instructions_shown_once_in_order_and_acknowledged(start_gateway, 
     await items.nth(1).wait_for(timeout=WAIT_MS)
     assert await items.locator(".text").all_text_contents() == ["Go to gate 3", "Then report smoke"]
     assert await items.nth(0).get_attribute("data-ack") == "done"
+
+
+async def test_a_reinstalled_page_gets_back_the_instructions_not_acknowledged(
+        start_gateway, connect, watch, chromium) -> None:
+    gw = await start_gateway(**PAGE_SET)
+    alice = await connect(gw)
+    w = await watch(alice)
+    page = await browser_page(chromium, gw)
+    ids = [(await alice.call("terminal.instruct", targets=["unit-7"], text=text, fallback="none"))["instruction_id"]
+           for text in ("Go to gate 3", "Then report smoke", "Close the valve")]
+    for iid in ids:
+        await instruction_step(w, iid, "delivered")  # delivered: never pushed again
+    items = page.locator("#instructions li")
+    await items.nth(0).locator("button.ack").click()
+    await instruction_step(w, ids[0], "acknowledged")
+    # Another browser (storage empty: the app reinstalled) signs in as the same terminal.
+    fresh = await browser_page(chromium, gw)
+    shown = fresh.locator("#instructions li")
+    await shown.nth(1).wait_for(timeout=WAIT_MS)
+    assert await shown.locator(".text").all_text_contents() == ["Then report smoke", "Close the valve"]
+    await shown.nth(0).locator("button.ack").click()  # and it can acknowledge them
+    await instruction_step(w, ids[1], "acknowledged")
 
 
 async def test_instructions_given_while_offline_arrive_once_in_order(start_gateway, connect, watch, chromium) -> None:

@@ -6,6 +6,7 @@ precise refusals that store nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -227,3 +228,29 @@ async def test_a_terminal_online_when_the_gateway_is_killed_is_offline_after_the
         assert got[1]["last_seen"] == entry["last_seen"]
     finally:
         await gw.stop()
+
+
+async def test_the_roster_of_a_fleet_is_paged_under_the_frame_limit(start_gateway, connect) -> None:
+    n = 3000  # at ~400 bytes an entry, the whole roster in one reply is over the 1 MiB frame limit
+    fleet = ", ".join(f'{{name = "unit-{i:04d}", kind = "terminal", display_name = "Fire engine {i:04d} of'
+                      f' district {i % 17}", groups = ["d{i % 17}", "engines"], phone = "+86138{i:08d}"}}'
+                      for i in range(n))
+    gw = await start_gateway(**{"directory.endpoint": f"[{fleet}]"})
+    alice = await connect(gw)
+    page = await alice.call("terminal.list", limit=1000)
+    assert len(page["terminals"]) == 1000 and page["next_after"] == "unit-0999"
+    size = len(json.dumps(page))
+    print("terminal.list: 1,000 terminals in", size, "bytes")
+    assert size < (1 << 20) - 4096
+    roster = await alice.terminals()  # the client pages through
+    assert [t["terminal_id"] for t in roster] == [f"unit-{i:04d}" for i in range(n)]
+    group = await alice.call("terminal.list", group="d3", limit=100, after="unit-0003")
+    assert [t["terminal_id"] for t in group["terminals"]][:2] == ["unit-0020", "unit-0037"]
+    last = await alice.call("terminal.list", limit=1000, after="unit-2499")
+    assert len(last["terminals"]) == 500 and last["next_after"] is None
+    with pytest.raises(RemoteError) as info:
+        await alice.call("terminal.list", after="unit-9999")
+    assert info.value.reason == "invalid-params"
+    with pytest.raises(RemoteError) as info:
+        await alice.call("terminal.list", limit=1001)
+    assert info.value.reason == "invalid-params"
