@@ -83,7 +83,7 @@ class TerminalReportParams(Params):
         return self.model_dump(exclude_none=True, exclude={"terminal_id"})
 
 
-LIST_PAGE_MAX = 1000  # terminal.list entries per reply at most (about 400 KB: under the frame limit)
+LIST_PAGE_MAX = 1000  # terminal.list entries per reply at most (220-400 KB: under the 1 MiB frame)
 INSTRUCTIONS_PAGE = 100  # terminal.instructions default page
 
 
