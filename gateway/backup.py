@@ -138,8 +138,8 @@ def restore(backup_file: str | Path, db_path: str | Path, *, seq_floor: int = 0)
 
 
 def _copy_file(f: Path, target: Path, check: Callable[[str], bool]) -> bool:
-    """Copy `f` to `target` through a synced temp file renamed into place, never a partial file;
-    False (nothing written) when `check(sha256 of what was read)` refuses it."""
+    """Copy `f` to `target` (with its modification time) through a synced temp file renamed into
+    place, never a partial file; False (nothing written) when `check(sha256 of what was read)` refuses it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(target)
     digest = hashlib.sha256()
@@ -152,6 +152,8 @@ def _copy_file(f: Path, target: Path, check: Callable[[str], bool]) -> bool:
             os.fsync(o.fileno())
         if not check(digest.hexdigest()):
             return False
+        st = f.stat()  # its time kept: retention ages a copied-back recording by it
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
         os.replace(tmp, target)
         return True
     except OSError as exc:

@@ -5,7 +5,9 @@ them back."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 from gateway.store import Store
@@ -21,6 +23,8 @@ async def test_backup_and_restore_with_recordings(tmp_path) -> None:
     for name, content in finished.items():
         (rec / name).parent.mkdir(parents=True, exist_ok=True)
         (rec / name).write_bytes(content)
+    written = time.time() - 30 * 86_400  # a month old: retention ages it by this time, also once restored
+    os.utime(rec / "vid-0000000000000001.webm", (written, written))
     (rec / "vid-0000000000000003").mkdir()  # a stream still live: its .mjr is not a recording yet
     (rec / "vid-0000000000000003" / "video.mjr").write_bytes(b"MJR00002")
     backups = tmp_path / "backups"
@@ -37,3 +41,4 @@ async def test_backup_and_restore_with_recordings(tmp_path) -> None:
     restored = await _cli("restore", str(backups / "gw.db"), "--recordings", str(backups / "video"), *where)
     assert restored["recordings_copied"] == 2 and restored["restored_last_seq"] == 1
     assert {p.name: p.read_bytes() for p in Path(rec).iterdir()} == finished
+    assert abs((rec / "vid-0000000000000001.webm").stat().st_mtime - written) < 1
