@@ -12,6 +12,7 @@ class SipEvent:
     #            local-hold, remote-hold, none, error: sent when a call's audio (re)negotiates)
     #            | "registration" (call_id "", sip_code/reason of the REGISTER outcome, extra:
     #            registrar, expires, active; sent when the outcome changes)
+    #            | "voice" (a conference member: extra talking, level; rate limited by the worker)
     state: str | None  # "calling" | "early" | "connecting" | "confirmed" | "disconnected"
     sip_code: int | None = None
     reason: str | None = None

@@ -68,6 +68,7 @@ class CallService:
         self._task: asyncio.Task[None] | None = None
         self.on_ended: list[Callable[[str], None]] = []  # call_id; e.g. media bindings dropped
         self.on_connected: list[Callable[[str], None]] = []  # call_id; e.g. a conference member joins
+        self.on_voice: list[Callable[[str, bool], None]] = []  # call_id, talking (conference members)
         sessions.on_close.append(self.hangup_session)
 
     # lifecycle ---------------------------------------------------------------------------
@@ -148,6 +149,10 @@ class CallService:
             return
         if ev.kind == "transfer":
             await self._transfer_progress(live, ev)
+            return
+        if ev.kind == "voice":
+            for hook in self.on_voice:
+                hook(ev.call_id, bool(ev.extra.get("talking")))
             return
         inp = SIP_STATE_INPUT.get(ev.state or "")
         if inp is None:

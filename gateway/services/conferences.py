@@ -50,6 +50,7 @@ class ConferenceService:
         self._tasks = OwnedTasks()
         calls.on_connected.append(self._call_connected)
         calls.on_ended.append(self._call_ended)
+        calls.on_voice.append(self._call_voice)
         sessions.on_close.append(self.close_session)
 
     async def stop(self) -> None:
@@ -206,6 +207,14 @@ class ConferenceService:
     def _call_ended(self, call_id: str) -> None:
         if call_id in self._by_call:
             self._tasks.spawn(self._on_call(call_id, connected=False), f"conference.leave {call_id}")
+
+    def _call_voice(self, call_id: str, talking: bool) -> None:
+        """Voice activity (rate limited by the worker): published when the member's changes."""
+        conference_id, member_id = self._by_call.get(call_id, ("", ""))
+        live = self._live.get(conference_id)
+        change = live.conf.set_talking(member_id, talking) if live is not None else None
+        if live is not None and change is not None:
+            self._tasks.spawn(self._publish(live, change), f"conference.voice {member_id}")
 
     async def _on_call(self, call_id: str, *, connected: bool) -> None:
         conference_id, member_id = self._by_call.get(call_id, ("", ""))

@@ -4,7 +4,8 @@ A member is `joining` (its call is being placed or moved onto the conference's w
 (its audio is mixed with everyone else's), `muted` (it hears everyone, nobody hears it) and
 finally `left`, with a cause (`removed`, `hangup`, `failed`, `conference-ended`, ...). A member
 muted while still joining joins muted. "Mute all but the chair" mutes every member that is not
-the chair (every member when there is no chair). Each change is returned as a `MemberChange`,
+the chair (every member when there is no chair). `talking` (voice activity) is orthogonal to the
+state: set for a member in the mix, cleared when it leaves. Each change is returned as a `MemberChange`,
 which the service publishes as a `conference.member` event; nothing here does I/O.
 """
 
@@ -55,6 +56,7 @@ class Member:
     state: MemberState = MemberState.JOINING
     mute_pending: bool = False  # muted while joining: joins muted
     cause: str | None = None
+    talking: bool = False  # voice activity the worker measured (rate limited there)
 
     @property
     def muted(self) -> bool:
@@ -62,7 +64,8 @@ class Member:
 
     def public(self) -> dict:
         return {"member_id": self.member_id, "call_id": self.call_id, "target": self.target,
-                "chair": self.chair, "state": self.state.value, "muted": self.muted, "cause": self.cause}
+                "chair": self.chair, "state": self.state.value, "muted": self.muted, "cause": self.cause,
+                "talking": self.talking}
 
 
 @dataclass(frozen=True)
@@ -150,13 +153,22 @@ class Conference:
         changes = [self.set_muted(m.member_id, muted) for m in self.live_members() if not m.chair]
         return [c for c in changes if c is not None]
 
+    def set_talking(self, member_id: str, talking: bool) -> MemberChange | None:
+        """Voice activity of a member in the mix (a muted one too: the chair sees who wants to
+        speak); None when nothing changed or the member is not in the mix."""
+        m = self.members.get(member_id)
+        if self.ended or m is None or m.state not in (MemberState.JOINED, MemberState.MUTED) or m.talking == talking:
+            return None
+        m.talking = talking
+        return MemberChange(m.public())
+
     def leave(self, member_id: str, cause: str) -> MemberChange | None:
         """The member is out (kicked, hung up, failed to join); None if it already left."""
         m = self.member(member_id)
         if m.state is MemberState.LEFT:
             return None
         m.state = MEMBER_MACHINE.next(m.state, MemberInput.LEAVE)
-        m.mute_pending = False
+        m.mute_pending = m.talking = False
         m.cause = cause
         return MemberChange(m.public())
 

@@ -21,6 +21,12 @@ from .commands import CommandError
 from .pjcalls import WCall
 
 
+# Voice activity of members, from the bridge's signal level of what each phone sends
+# (AudioMedia.getRxLevel: 0..255, the mu-law of the mean amplitude, read on the main thread).
+VOICE_POLL_S = 0.1
+TALK_LEVEL = 20  # at or above: talking (digital silence reads 0; not tuned on real speech yet)
+SILENT_AFTER_S = 0.8  # this long below TALK_LEVEL: silent
+VOICE_CHANGE_S = 1.0  # rate limit: at most one talking/silent change per member per second
 RECORDER_CLOSE_S = 2.0  # conf_close waits at most this long for the bridge to close a recording
 
 
@@ -42,7 +48,32 @@ class ConferenceMixer:
     conferences: dict[str, dict[str, bool]]
     conf_recorders: dict[str, Any]  # conference id -> AudioMediaRecorder: the mix, as one WAV
     conf_record_paths: dict[str, str]  # conference id -> its WAV's path
+    conf_voice: dict[str, list[float]]  # call id -> [talking 0/1, last loud, last change] (monotonic s)
+    conf_voice_at: float  # next poll
     ep: Any
+
+    def poll_voice(self, now: float) -> None:
+        """Main loop: emit `voice` events (talking true/false) for conference members."""
+        if now < self.conf_voice_at:
+            return
+        self.conf_voice_at = now + VOICE_POLL_S
+        for members in self.conferences.values():
+            for call_id in members:
+                call = self.calls.get(call_id)
+                if call is None or call.done or call.audio_media is None:
+                    continue
+                try:
+                    level = int(call.audio_media.getRxLevel())
+                except pj.Error:
+                    continue
+                v = self.conf_voice.setdefault(call_id, [0.0, 0.0, 0.0])
+                if level >= TALK_LEVEL:
+                    v[1] = now
+                talking = now - v[1] < SILENT_AFTER_S if v[1] else False
+                if talking != bool(v[0]) and now - v[2] >= VOICE_CHANGE_S:
+                    v[0], v[2] = float(talking), now
+                    self.emit({"type": "event", "call_id": call_id, "kind": "voice", "state": None,
+                               "extra": {"talking": talking, "level": level}})
 
     def cmd_conf_record(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Record conference `conference_id` to the WAV `path`: every member that is heard
@@ -131,6 +162,7 @@ class ConferenceMixer:
 
     def leave_conference(self, call: WCall) -> None:
         conf_id, call.conference = call.conference, None
+        self.conf_voice.pop(call.call_id, None)
         members = self.conferences.get(conf_id or "")
         if members is None:
             return

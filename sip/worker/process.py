@@ -64,6 +64,8 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         self.conferences: dict[str, dict[str, bool]] = {}  # conference.py: id -> {call id: muted}
         self.conf_recorders: dict[str, Any] = {}  # conference.py: id -> AudioMediaRecorder
         self.conf_record_paths: dict[str, str] = {}
+        self.conf_voice: dict[str, list[float]] = {}
+        self.conf_voice_at = 0.0
         # Ended calls and dropped ports, released on the main loop outside any callback
         # (`_release_graveyard`): ports explicitly, before their last reference goes.
         self.graveyard: list[Any] = []
@@ -113,6 +115,8 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
                 self._answer_held_refusals()
             if self.graveyard:
                 self._release_graveyard()
+            if self.conferences:
+                self.poll_voice(time.monotonic())  # conference.py: talking/silent
             if time.monotonic() > stats_at:
                 stats_at = time.monotonic() + 5
                 self._emit_stats()

@@ -66,6 +66,9 @@ async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(start_g
             assert members[name]["state"] == "joining"
         for m in members.values():
             await member_event(w, m["member_id"], "joined")
+        for m in members.values():  # each plays its tone: voice activity says it talks
+            await w.wait(lambda e, m=m: e["type"] == "conference.member"
+                         and e["data"]["member_id"] == m["member_id"] and e["data"]["talking"], timeout=15)
         await asyncio.sleep(AUDIO_S)  # every phone hears the two others
         muted = await alice.call("conference.mute", conference_id=cid, member_id=members["scene"]["member_id"])
         assert [m["state"] for m in muted["members"]] == ["joined", "joined", "muted"]
@@ -161,3 +164,5 @@ async def test_a_conference_does_not_span_workers_yet(start_gateway, connect, wa
             await alice.call("conference.add", conference_id=cid, call_id=other["call_id"])
         assert err.value.reason == "other-worker"
         await alice.call("conference.end", conference_id=cid)
+    # silent phones (they send silence) never talk
+    assert not [e for e in w.events if e["type"] == "conference.member" and e["data"]["talking"]]

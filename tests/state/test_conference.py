@@ -107,3 +107,17 @@ def test_joined_twice_is_refused():
     conf.joined("a")
     with pytest.raises(Conflict):
         conf.joined("a")
+
+
+def test_talking_only_in_the_mix_and_only_changes():
+    conf = _conf(("a", False))
+    assert conf.set_talking("a", True) is None  # still joining: not heard yet
+    conf.joined("a")
+    assert conf.set_talking("a", True).member["talking"] is True
+    assert conf.set_talking("a", True) is None
+    conf.set_muted("a", True)
+    assert conf.set_talking("a", False).member == {**conf.member("a").public(), "talking": False}
+    conf.set_talking("a", True)
+    left = conf.leave("a", "hangup").member
+    assert left["talking"] is False and conf.set_talking("a", True) is None
+    assert conf.set_talking("nobody", True) is None
