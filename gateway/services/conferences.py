@@ -51,7 +51,9 @@ class ConferenceService:
         calls.on_connected.append(self._call_connected)
         calls.on_ended.append(self._call_ended)
         calls.on_voice.append(self._call_voice)
-        sessions.on_close.append(self.close_session)
+        # Before the calls service hangs the session's calls up: the members leave with the
+        # conference ("session-closed"), not one by one as if each phone had hung up.
+        sessions.on_close.insert(0, self.close_session)
 
     async def stop(self) -> None:
         for live in list(self._live.values()):

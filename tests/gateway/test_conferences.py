@@ -125,23 +125,37 @@ async def test_a_1to1_call_escalated_keeps_its_audio_without_a_new_invite(start_
         # so any INVITE the phone gets from here on is the escalation's doing.
         await duty.wait_log("got re-INVITE", timeout=10)
         conf = await alice.call("conference.create", session_id=call["session_id"])
-        moved = await alice.call("conference.add", conference_id=conf["conference_id"], call_id=call["call_id"])
-        assert moved["state"] == "joined" and moved["call_id"] == call["call_id"]
+        moved = await alice.call("conference.add", conference_id=conf["conference_id"], call_id=call["call_id"],
+                                 chair=True)
+        assert moved["state"] == "joined" and moved["call_id"] == call["call_id"] and moved["chair"]
         with pytest.raises(RemoteError) as err:
             await alice.call("conference.add", conference_id=conf["conference_id"], call_id=call["call_id"])
         assert err.value.reason == "already-member"
         added = await alice.call("conference.add", conference_id=conf["conference_id"], target=fire.uri)
         await member_event(w, added["member_id"], "joined")
         await asyncio.sleep(AUDIO_S)
-        await alice.call("conference.end", conference_id=conf["conference_id"])
-        await w.call_state(call["call_id"], "ended")
+        muted = await alice.call("conference.mute", conference_id=conf["conference_id"], all_but_chair=True)
+        assert [(m["chair"], m["state"]) for m in muted["members"]] == [(True, "joined"), (False, "muted")]
+        await asyncio.sleep(AUDIO_S)  # the chair no longer hears fire; fire still hears the chair
+        # The incident closes: its conference ends with it, every member's call is hung up.
+        await alice.call("session.close", session_id=call["session_id"])
+        for m in (moved, added):
+            left = (await member_event(w, m["member_id"], "left"))["data"]
+            assert left["cause"] == "session-closed"
+            await w.call_state(m["call_id"], "ended")
+        with pytest.raises(RemoteError) as err:
+            await alice.call("conference.get", conference_id=conf["conference_id"])
+        assert err.value.reason == "no-such-conference"
         duty_log = duty.log()
         lv_duty, lv_fire = heard(duty), heard(fire)
     assert w.states(call["call_id"]).count("dialing") == 1
     assert duty_log.count("answering call") == 1 and duty_log.count("got re-INVITE") == 1, duty_log[-1500:]
     assert len(duty.recordings()) == 1  # one call, one stream: the one dialled 1:1
     assert (lv_duty["fire"] > PRESENT).sum() >= 10 and lv_duty["duty"].max() < ABSENT
-    assert (lv_fire["duty"] > PRESENT).sum() >= 10 and lv_fire["fire"].max() < ABSENT
+    assert (lv_fire["duty"] > PRESENT).sum() >= 30 and lv_fire["fire"].max() < ABSENT
+    # the chair's tail (after "all but the chair" was muted): fire's tone is gone
+    end = len(lv_duty["fire"]) - 2
+    assert lv_duty["fire"][end - 10:end].max() < ABSENT, lv_duty["fire"][-14:]
 
 
 async def test_a_conference_does_not_span_workers_yet(start_gateway, connect, watch) -> None:
