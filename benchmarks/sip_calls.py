@@ -748,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steady", type=float, default=10.0, help="seconds of steady-state sampling")
     ap.add_argument("--warm", type=int, default=2, help="sip.warm_workers")
     ap.add_argument("--max-workers", type=int, default=0, help="sip.max_workers (0: ceil(calls/cpw)+1)")
-    ap.add_argument("--max-in-flight", type=int, default=32, help="control.max_in_flight (the gateway default is 256; this run sets 32)")
+    ap.add_argument("--max-in-flight", type=int, default=32, help="control.max_in_flight (the gateway default)")
     ap.add_argument("--log-level", default="info", help="gateway.log_level")
     ap.add_argument("--rtp-port-base", type=int, default=10000,
                     help="sip.rtp_port_base (worker i: base + 100*i; the config refuses a range past 65535)")

@@ -70,7 +70,7 @@ class ControlConfig:
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
     max_frame_bytes: int = 1_048_576
-    max_in_flight: int = 256
+    max_in_flight: int = 32
     send_queue: int = 1000
     media_queue: int = 100
     hello_timeout_s: float = 10.0
@@ -332,7 +332,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "ping_interval_s": _seconds(20),
         "ping_timeout_s": _seconds(20),
         "max_frame_bytes": _int(1024, 64 * 1024 * 1024, 1_048_576),
-        "max_in_flight": _int(1, 100_000, 256),
+        "max_in_flight": _int(1, 100_000, 32),
         "send_queue": _int(1, 1_000_000, 1000),
         "media_queue": _int(1, 100_000, 100),
         "hello_timeout_s": _seconds(10),

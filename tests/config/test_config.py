@@ -51,7 +51,7 @@ def test_defaults_without_a_file():
     assert (c.control.host, c.control.port, c.control.path) == ("127.0.0.1", 8765, "/v1/control")
     assert c.control.ping_interval_s == 20 and c.control.ping_timeout_s == 20
     assert c.control.max_frame_bytes == 1_048_576
-    assert (c.control.max_in_flight, c.control.send_queue) == (256, 1000)
+    assert (c.control.max_in_flight, c.control.send_queue) == (32, 1000)
     assert (c.control.hello_timeout_s, c.control.max_connections_per_source) == (10.0, 64)
     assert (c.http.host, c.http.port) == ("127.0.0.1", 8080)
     assert c.store.path == "gateway.db" and c.store_path == str(Path("data") / "gateway.db")

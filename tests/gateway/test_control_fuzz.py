@@ -34,7 +34,7 @@ FRAMES = int(os.environ.get("FUZZ_FRAMES", "100000"))
 SEED = int(os.environ.get("FUZZ_SEED", str(random.SystemRandom().randrange(2**32))))
 CONCURRENCY = 8
 WARMUP = 5_000  # frames before the RSS baseline is taken
-RSS_GROWTH_LIMIT = 2.0  # RSS after the run over the baseline (see the assertion)
+RSS_GROWTH_LIMIT = 1.10  # RSS after the run over the baseline (issue 8: within 10 %)
 WINDOW = 100  # frames sent before waiting for a barrier reply: bounded pipelining
 MAX_FRAME = 256 * 1024
 ROLES = (None, "tok-terminal", "tok-observer", "tok-dispatcher", "tok-admin")
@@ -217,8 +217,8 @@ async def test_control_channel_survives_100k_hostile_frames(tmp_path) -> None:
     assert not tally.bad, "\n".join(tally.bad[:20]) + "\n" + tally.summary()
     assert "Traceback" not in log and '"exception"' not in log, (
         f"seed={SEED}: traceback in the gateway log:\n" + log[log.find("Traceback") - 2000:][:6000])
-    # Issue 8 wants RSS within 10 % of the baseline; not met yet (docs/reliability.md: what the
-    # in-flight requests of a burst leave in the allocator). Bounded here so a leak per frame fails.
+    # Issue 8: RSS within 10 % of the baseline (docs/reliability.md: the in-flight requests of a
+    # burst set the allocator's high-water mark; control.max_in_flight defaults to 32 for that).
     assert now_rss <= baseline * RSS_GROWTH_LIMIT, f"seed={SEED}: RSS {now_rss} KiB vs baseline {baseline} KiB"
     assert seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"seed={SEED}: event seqs broken"
 
@@ -226,6 +226,6 @@ async def test_control_channel_survives_100k_hostile_frames(tmp_path) -> None:
 def test_the_frames_are_the_same_for_the_same_seed() -> None:
     a, b = plan(1234, 7), plan(1234, 7)
     assert a == b and plan(1235, 7) != a
-    kinds = {f.kind for i in range(40) for f in plan(99, i)[1]}
+    kinds = {f.kind for i in range(100) for f in plan(99, i)[1]}  # oversized ends ~15 % of connections
     assert kinds >= {"params", "envelope", "invalid-json", "notification", "batch", "deep", "binary",
                      "hello", "huge", "not-utf8", "oversized"}, kinds
