@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         calls = []
         for i in range(CALLS_PER_ROUND):
             call = SimpleNamespace(call_id=f"r{rounds}c{i}", port=None, done=False, audio_media=None,
-                                   streams=set())
+                                   streams=set(), conference=None)
             port = worker.ensure_port(call)  # type: ignore[arg-type]
             port.listening = True
             capture.startTransmit(port)
