@@ -57,13 +57,16 @@ from benchmarks.sip_calls import (
     GatewayProcess,
     SippUas,
     _cpu_ticks,
+    close_client,
     machine_info,
     pct,
     probe_calls_per_worker,
     process_tree,
     sample,
+    wait_until,
 )
 from gateway.client import GatewayClient, RemoteError
+from sip.config import RTP_PORTS_PER_WORKER
 
 RATE = 16000
 FRAME_BYTES = 640  # 20 ms at 16 kHz
@@ -127,16 +130,7 @@ class BroadcastWatch:
         return next((d for s, _, d in self.states if s == "ended"), None)
 
     async def until(self, pred: Any, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while not pred():
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(left, 0.5)):
-                    await self.changed.wait()
-        return True
+        return await wait_until(self.changed, pred, timeout, tick=0.5)
 
 
 async def _appears(path_fn: Any, every: float, timeout: float) -> float | None:
@@ -150,8 +144,10 @@ async def _appears(path_fn: Any, every: float, timeout: float) -> float | None:
 
 
 def _gateway(workdir: Path, a: argparse.Namespace, cpw: int, max_workers: int) -> GatewayProcess:
+    build = getattr(a, "build", "auto")
     gw = GatewayProcess(workdir, python=a.python, max_workers=max_workers, warm=a.warm, cpw=cpw,
-                        max_in_flight=32, log_level=a.log_level, rtp_base=10000)
+                        max_in_flight=32, log_level=a.log_level, rtp_base=10000, build=build,
+                        rtp_ports_per_worker=max(RTP_PORTS_PER_WORKER, 2 * cpw))
     for k, v in {"broadcast.invite_pace_per_s": a.pace, "broadcast.answer_timeout_s": a.answer_timeout,
                  "broadcast.chime": "false"}.items():
         gw.args += ["--set", f"{k}={v}"]
@@ -166,7 +162,7 @@ async def fanout_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]
     max_workers = math.ceil(n / cpw) + 2
     gw = _gateway(workdir, a, cpw, max_workers)
     tone_s = math.ceil(n / a.pace + a.answer_timeout + a.steady + 30)
-    res: dict[str, Any] = {"kind": "fanout", "targets": n, "pace_per_s": a.pace, "max_workers": max_workers,
+    res: dict[str, Any] = {"kind": "fanout", "build": getattr(a, "build", "auto"), "targets": n, "pace_per_s": a.pace, "max_workers": max_workers,
                            "tone_s": tone_s, "workdir": str(workdir)}
     uas = SippUas(UAS_HOLD, calls=n, timeout_s=tone_s + 120)
     client: GatewayClient | None = None
@@ -266,18 +262,14 @@ async def fanout_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]
             if fs is not None and pump is not None:
                 res["frames_sent"] = fs
                 res["frames_expected"] = round((t_stop - t0 - pump) / 0.02)
+                res["frames_realtime_pct"] = round(100 * fs / max(1, res["frames_expected"]), 1)
         sr = await uas.wait(30)
         res.update({"sipp_successful": sr["successful"], "sipp_failed": sr["failed"], "sipp_rc": sr["rc"]})
         if sr["errors"].strip():
             res["sipp_errors_head"] = sr["errors"].strip().splitlines()[:3]
         res["events_overflow"] = w.overflow
     finally:
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.close()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await close_client(client, tasks)
         await uas.stop()
         res["gateway_rc"] = await asyncio.to_thread(gw.stop)
     res["ok"] = res.get("connected") == n and res.get("sipp_successful") == n
@@ -392,12 +384,7 @@ async def delay_once(a: argparse.Namespace, cpw: int) -> dict[str, Any]:
                     "delay_ms_max": round(max(delays), 1) if delays else None})
     finally:
         stop_tx.set()
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.close()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await close_client(client, tasks)
         for p in phones:
             with contextlib.suppress(Exception):
                 await p.stop()
@@ -409,7 +396,8 @@ async def delay_once(a: argparse.Namespace, cpw: int) -> dict[str, Any]:
 
 SUMMARY = [("connected", "connected"), ("start_reply_ms", "start reply ms"),
            ("first_connected_s", "first conn s"), ("connect_s_p50", "p50 conn s"),
-           ("all_connected_s", "all conn s"), ("pump_started_s", "pump start s"), ("workers", "workers"),
+           ("all_connected_s", "all conn s"), ("pump_started_s", "pump start s"),
+           ("frames_realtime_pct", "frames % of real time"), ("workers", "workers"),
            ("fanout_cpu_cores", "fan-out CPU"), ("steady_cpu_cores", "steady CPU"),
            ("steady_main_cpu_cores", "main proc CPU"), ("machine_busy_pct", "machine busy %"),
            ("peak_rss_mb", "peak RSS MB"), ("pss_mb", "PSS MB"), ("sipp_successful", "SIPp ok")]
@@ -429,13 +417,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beep-interval", type=float, default=1.0)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--json", default=None, help="append each run's result to this JSONL file")
+    ap.add_argument("--builds", default="auto", help="pjsua2 builds side by side, e.g. source,wheel "
+                    "(DISPATCH_GATEWAY_PJSUA2; the source build probes up to the largest size)")
     a = ap.parse_args(argv)
     sizes = [int(x) for x in a.targets.split(",") if int(x) > 0]
+    builds = a.builds.split(",")
     info = machine_info()
-    cpw = probe_calls_per_worker(a.python)
-    print(json.dumps({"machine": info, "calls_per_worker": cpw,
+    cpws = {b: probe_calls_per_worker(a.python, b, limit=max([64, *sizes]) if b != "wheel" else 64)
+            for b in builds}
+    print(json.dumps({"machine": info, "calls_per_worker": cpws,
                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}), flush=True)
-    results: dict[int, list[dict]] = {}
+    results: dict[tuple[str, int], list[dict]] = {}
     all_ok = True
 
     def emit(r: dict) -> None:
@@ -446,25 +438,28 @@ def main(argv: list[str] | None = None) -> int:
 
     for size in sizes:
         for _ in range(a.repeat):
-            r = asyncio.run(fanout_once(size, a, cpw))
-            results.setdefault(size, []).append(r)
-            all_ok &= bool(r.get("ok"))
-            emit(r)
+            for b in builds:
+                a.build = b
+                r = asyncio.run(fanout_once(size, a, cpws[b]))
+                results.setdefault((b, size), []).append(r)
+                all_ok &= bool(r.get("ok"))
+                emit(r)
     delays = []
+    a.build = builds[0]
     for _ in range(a.repeat if a.baresip else 0):
-        r = asyncio.run(delay_once(a, cpw))
+        r = asyncio.run(delay_once(a, cpws[builds[0]]))
         delays.append(r)
         all_ok &= bool(r.get("ok"))
         emit(r)
     if results:
-        print("\n| targets | runs ok | " + " | ".join(h for _, h in SUMMARY) + " |")
-        print("|" + "---|" * (len(SUMMARY) + 2))
-        for size, rs in results.items():
+        print("\n| build | targets | runs ok | " + " | ".join(h for _, h in SUMMARY) + " |")
+        print("|" + "---|" * (len(SUMMARY) + 3))
+        for (b, size), rs in results.items():
             cells = []
             for k, _ in SUMMARY:
                 vals = [r[k] for r in rs if isinstance(r.get(k), (int, float))]
                 cells.append(f"{statistics.median(vals):g}" if vals else "-")
-            print(f"| {size} | {sum(bool(r['ok']) for r in rs)}/{len(rs)} | " + " | ".join(cells) + " |")
+            print(f"| {b} | {size} | {sum(bool(r['ok']) for r in rs)}/{len(rs)} | " + " | ".join(cells) + " |")
     if delays:
         vals = [v for r in delays for s in r["per_speaker"] for v in s.get("delay_ms", [])]
         if vals:

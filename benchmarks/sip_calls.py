@@ -2,6 +2,7 @@
 
     python -m benchmarks.sip_calls --calls 200 --rate 10
     python -m benchmarks.sip_calls --ramp 50,100,200 --repeat 3 --rate 10
+    python -m benchmarks.sip_calls --ramp 200,500 --builds source,wheel --rate 50   # side by side, ratios
 
 What one run does (everything on 127.0.0.1, every process started here is stopped here by PID):
 
@@ -235,9 +236,10 @@ def free_udp_block(span: int, offset: int, lo: int = 20000, hi: int = 64000) -> 
 
 
 class SippUas:
-    """One SIPp UAS process (own scenario, -rtp_echo), started and stopped by PID."""
+    """One SIPp UAS process (own scenario, -rtp_echo unless echo=False), started and stopped by PID."""
 
-    def __init__(self, scenario: str, calls: int, timeout_s: float) -> None:
+    def __init__(self, scenario: str, calls: int, timeout_s: float, *, echo: bool = True) -> None:
+        self.echo = echo
         self.dir = Path(tempfile.mkdtemp(prefix="bench-sipp-"))
         (self.dir / "uas.xml").write_text(scenario)
         self.port = free_udp_block(1, 900)
@@ -249,17 +251,28 @@ class SippUas:
     def uri(self) -> str:
         return f"sip:bench@127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
+    async def start(self, attempts: int = 3) -> None:
+        """Start SIPp; when a port found free was taken before SIPp bound it, again on new ports."""
+        for attempt in range(attempts):
+            try:
+                return await self._start()
+            except RuntimeError:
+                if attempt == attempts - 1 or "errno = 98" not in self.errors():
+                    raise
+                (self.dir / "errors.log").unlink(missing_ok=True)
+                self.port, self.media_port = free_udp_block(1, 900), free_udp_block(4, 950)
+
+    async def _start(self) -> None:
         args = ["sipp", "-sf", str(self.dir / "uas.xml"), "-i", "127.0.0.1", "-p", str(self.port),
-                "-mi", "127.0.0.1", "-mp", str(self.media_port), "-rtp_echo", "-m", str(self.calls),
+                "-mi", "127.0.0.1", "-mp", str(self.media_port), *(["-rtp_echo"] if self.echo else []), "-m", str(self.calls),
                 "-nostdin", "-timeout", f"{int(self.timeout_s)}s", "-timeout_error",
                 "-trace_stat", "-stf", str(self.dir / "stats.csv"), "-fd", "1",
                 "-trace_err", "-error_file", str(self.dir / "errors.log")]
         self.proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL, cwd=self.dir)
-        async with asyncio.timeout(10):
-            while udp_free(self.port):
+        async with asyncio.timeout(10):  # bound by this SIPp (another process may take a port found free)
+            while self.port not in udp_ports_of({self.proc.pid}).get(self.proc.pid, []):
                 if self.proc.returncode is not None:
                     raise RuntimeError(f"sipp exited with {self.proc.returncode}: {self.errors()[:300]}")
                 await asyncio.sleep(0.02)
@@ -314,9 +327,15 @@ def udp_ports_of(pids: set[int]) -> dict[int, list[int]]:
     return out
 
 
-def probe_calls_per_worker(python: str) -> int:
-    out = subprocess.run([python, "-m", "sip.worker", "--probe"], cwd=ROOT, capture_output=True,
-                         timeout=60).stdout.decode()
+def build_env(build: str) -> dict[str, str]:
+    """The environment that makes the gateway (and the workers it starts) load `build`'s pjsua2:
+    "source" (scripts/build_pjsua2.sh), "wheel" (PyPI, 4 calls a worker) or "auto"."""
+    return {**os.environ, "DISPATCH_GATEWAY_PJSUA2": build}
+
+
+def probe_calls_per_worker(python: str, build: str = "auto", limit: int = 64) -> int:
+    out = subprocess.run([python, "-m", "sip.worker", "--probe", "--probe-limit", str(limit)], cwd=ROOT,
+                         capture_output=True, timeout=120, env=build_env(build)).stdout.decode()
     counts = [json.loads(ln).get("ok_calls", 0) for ln in out.splitlines() if ln.startswith('{"ok_calls"')]
     if not counts:
         raise RuntimeError(f"probe printed nothing: {out!r}")
@@ -346,6 +365,30 @@ class CallRec:
     call_id: str | None = None
     t_reply: float | None = None
     error: str | None = None
+
+
+async def close_client(client: GatewayClient | None, tasks: list[asyncio.Task]) -> None:
+    """A run's teardown: close its client (whatever state it is in), cancel and reap its tasks."""
+    if client is not None:
+        with contextlib.suppress(Exception):
+            await client.close()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def wait_until(changed: asyncio.Event, pred: Any, timeout: float, tick: float = 1.0) -> bool:
+    """Wait until pred() holds, looking again whenever `changed` is set (at least every `tick` s)."""
+    end = time.monotonic() + timeout
+    while not pred():
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        changed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(left, tick)):
+                await changed.wait()
+    return True
 
 
 @dataclass
@@ -380,16 +423,7 @@ class Watch:
         return None
 
     async def until(self, pred: Any, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while not pred():
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(left, 1.0)):
-                    await self.changed.wait()
-        return True
+        return await wait_until(self.changed, pred, timeout)
 
 
 # ---- gateway process ------------------------------------------------------------------------
@@ -397,18 +431,20 @@ class Watch:
 
 class GatewayProcess:
     def __init__(self, workdir: Path, *, python: str, max_workers: int, warm: int, cpw: int,
-                 max_in_flight: int, log_level: str, rtp_base: int) -> None:
+                 max_in_flight: int, log_level: str, rtp_base: int, build: str = "auto",
+                 rtp_ports_per_worker: int = RTP_PORTS_PER_WORKER) -> None:
         self.workdir = workdir
+        self.env = build_env(build)
         self.control_port = free_tcp_port()
         self.http_port = free_tcp_port()
         sip_base = free_udp_block(10 * (max_workers + 2), 200)
         self.rtp_base, self.max_workers, self.sip_base = rtp_base, max_workers, sip_base
-        # Worker i takes RTP ports rtp_base + 100*i .. +99 (sip/config.py): past 65535 it cannot bind.
-        per = RTP_PORTS_PER_WORKER
+        # Worker i takes RTP ports rtp_base + per*i .. +per-1 (sip/config.py): past 65535 it cannot bind.
+        per = rtp_ports_per_worker
         self.rtp_overflow = sum(1 for i in range(max_workers) if rtp_base + per * i + per - 1 > 65535)
         if self.rtp_overflow:
             print(f"warning: {self.rtp_overflow} of {max_workers} workers get RTP ports past 65535 "
-                  f"(sip.rtp_port_base={rtp_base} + {RTP_PORTS_PER_WORKER}*i)", file=sys.stderr)
+                  f"(sip.rtp_port_base={rtp_base} + {per}*i)", file=sys.stderr)
         sets = {
             "gateway.data_dir": str(workdir / "data"),
             "gateway.log_format": "json",
@@ -420,6 +456,7 @@ class GatewayProcess:
             "sip.port": sip_base,
             "sip.worker_base_port": sip_base + 10,
             "sip.rtp_port_base": rtp_base,
+            "sip.rtp_ports_per_worker": per,
             "sip.max_workers": max_workers,
             "sip.warm_workers": min(warm, max_workers),
             "sip.calls_per_worker": cpw,
@@ -438,7 +475,7 @@ class GatewayProcess:
         t0 = time.monotonic()
         self.log = open(self.workdir / "gateway.log", "wb")
         self.proc = subprocess.Popen(self.args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env=self.env)
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}; see {self.workdir}/gateway.log")
@@ -470,11 +507,15 @@ class GatewayProcess:
 
 
 async def run_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-sip-{n}-"))
+    build = getattr(a, "build", "auto")
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-sip-{build}-{n}-"))
     max_workers = a.max_workers or (math.ceil(n / cpw) + 1)
+    per = max(RTP_PORTS_PER_WORKER, 2 * cpw)  # one worker's calls fit its RTP range
     gw = GatewayProcess(workdir, python=a.python, max_workers=max_workers, warm=a.warm, cpw=cpw,
-                        max_in_flight=a.max_in_flight, log_level=a.log_level, rtp_base=a.rtp_port_base)
-    res: dict[str, Any] = {"calls": n, "rate": a.rate, "calls_per_worker": cpw, "max_workers": max_workers,
+                        max_in_flight=a.max_in_flight, log_level=a.log_level, rtp_base=a.rtp_port_base,
+                        build=build, rtp_ports_per_worker=per)
+    res: dict[str, Any] = {"build": build, "calls": n, "rate": a.rate, "calls_per_worker": cpw,
+                           "rtp_ports_per_worker": per, "max_workers": max_workers,
                            "rtp_port_base": a.rtp_port_base, "rtp_overflow_workers": gw.rtp_overflow,
                            "media_channels": min(a.media, n), "workdir": str(workdir)}
     uas = SippUas(UAS_HOLD, calls=n, timeout_s=n / a.rate + a.steady + 300)
@@ -550,6 +591,8 @@ async def run_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]:
         res.update({
             "connected": len(up), "failed": n - len(up), "failures": failures, "settled": ok,
             "all_connected_s": round(last_conn - t0, 2) if up else None,
+            # calls connected per second over the whole ramp (first dial to last connect)
+            "calls_per_s_sustained": round(len(up) / (last_conn - t0), 1) if up and last_conn > t0 else None,
             "connect_ms_p50": round(statistics.median(connect_ms), 1) if connect_ms else None,
             "connect_ms_p99": round(pct(connect_ms, 99), 1) if connect_ms else None,
             "connect_ms_max": round(max(connect_ms), 1) if connect_ms else None,
@@ -609,7 +652,7 @@ async def run_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]:
         wpids = {p for p in pids if p != gw.proc.pid}
         ports = [pt for pl in udp_ports_of(wpids).values() for pt in pl]
         sip_ports = {gw.sip_base} | {gw.sip_base + 10 + 10 * i for i in range(max_workers)}
-        rtp_lo, rtp_hi = gw.rtp_base, gw.rtp_base + 1000 * max_workers
+        rtp_lo, rtp_hi = gw.rtp_base, gw.rtp_base + per * max_workers
         res["worker_udp_ports"] = len(ports)
         res["worker_rtp_ports_outside_range"] = sorted(p for p in ports if p not in sip_ports
                                                        and not rtp_lo <= p < min(rtp_hi, 65536))[:10]
@@ -698,12 +741,7 @@ async def run_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]:
         res["events_overflow"] = w.overflow
     finally:
         stop_media.set()
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.close()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await close_client(client, tasks)
         await uas.stop()
         t_stop = time.monotonic()
         res["gateway_rc"] = await asyncio.to_thread(gw.stop)
@@ -715,7 +753,7 @@ async def run_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]:
 # ---- main -----------------------------------------------------------------------------------
 
 SUMMARY_KEYS = [
-    ("connected", "connected"), ("all_connected_s", "all up (s)"), ("connect_ms_p50", "p50 ms"),
+    ("connected", "connected"), ("all_connected_s", "all up (s)"), ("calls_per_s_sustained", "calls/s"), ("connect_ms_p50", "p50 ms"),
     ("connect_ms_p99", "p99 ms"), ("workers_running", "workers"), ("cpu_cores", "CPU cores"),
     ("cpu_ms_per_call_s", "CPU ms/call/s"), ("gateway_main_cpu_cores", "main proc cores"),
     ("machine_busy_pct", "machine busy %"),
@@ -758,29 +796,64 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--call-timeout", type=float, default=120.0, help="client timeout per request")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--json", default=None, help="append each run's result to this JSONL file")
+    ap.add_argument("--builds", default="auto",
+                    help="pjsua2 builds run side by side, e.g. source,wheel (DISPATCH_GATEWAY_PJSUA2 of each "
+                         "gateway); source probes up to the largest size and gets 2 RTP ports a call")
+    ap.add_argument("--wheel-max-calls", type=int, default=0,
+                    help="skip wheel runs above this many calls (4 a worker: 500 calls = 125 workers)")
     a = ap.parse_args(argv)
     sizes = [int(x) for x in a.ramp.split(",")] if a.ramp else [a.calls]
+    builds = a.builds.split(",")
     info = machine_info()
-    cpw = probe_calls_per_worker(a.python)
-    print(json.dumps({"machine": info, "calls_per_worker": cpw, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}), flush=True)
-    results: dict[int, list[dict]] = {}
+    cpws = {b: probe_calls_per_worker(a.python, b, limit=max(64, max(sizes)) if b != "wheel" else 64)
+            for b in builds}
+    print(json.dumps({"machine": info, "calls_per_worker": cpws, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}), flush=True)
+    results: dict[tuple[str, int], list[dict]] = {}
     for size in sizes:
         for _ in range(a.repeat):
-            r = asyncio.run(run_once(size, a, cpw))
-            results.setdefault(size, []).append(r)
-            print(json.dumps(r), flush=True)
-            if a.json:
-                with open(a.json, "a") as f:
-                    f.write(json.dumps({**r, "machine": info}) + "\n")
-    print("\n| calls | runs ok | " + " | ".join(h for _, h in SUMMARY_KEYS) + " |")
-    print("|" + "---|" * (len(SUMMARY_KEYS) + 2))
-    for size, rs in results.items():
-        cells = []
-        for k, _ in SUMMARY_KEYS:
-            vals = [r[k] for r in rs if isinstance(r.get(k), (int, float))]
-            cells.append(f"{statistics.median(vals):g}" if vals else "-")
-        print(f"| {size} | {sum(r['ok'] for r in rs)}/{len(rs)} | " + " | ".join(cells) + " |")
+            for b in builds:  # interleaved, so the builds see the same machine load
+                if b == "wheel" and a.wheel_max_calls and size > a.wheel_max_calls:
+                    continue
+                a.build = b
+                r = asyncio.run(run_once(size, a, cpws[b]))
+                results.setdefault((b, size), []).append(r)
+                print(json.dumps(r), flush=True)
+                if a.json:
+                    with open(a.json, "a") as f:
+                        f.write(json.dumps({**r, "machine": info}) + "\n")
+    print(summary_table(results, builds))
     return 0 if all(r["ok"] for rs in results.values() for r in rs) else 1
+
+
+def _median(rs: list[dict], k: str) -> float | None:
+    vals = [r[k] for r in rs if isinstance(r.get(k), (int, float))]
+    return statistics.median(vals) if vals else None
+
+
+RATIO_KEYS = [("cpu_cores", "CPU"), ("pss_mb_per_call", "PSS/call"), ("connect_ms_p50", "connect p50"),
+              ("connect_ms_p99", "connect p99"), ("calls_per_s_sustained", "calls/s"), ("workers_running", "workers")]
+
+
+def summary_table(results: dict[tuple[str, int], list[dict]], builds: list[str]) -> str:
+    """Medians per build and size; with two builds, their ratios (first / second) per size."""
+    out = ["", "| build | calls | runs ok | " + " | ".join(h for _, h in SUMMARY_KEYS) + " |",
+           "|" + "---|" * (len(SUMMARY_KEYS) + 3)]
+    for (b, size), rs in results.items():
+        cells = [f"{v:g}" if (v := _median(rs, k)) is not None else "-" for k, _ in SUMMARY_KEYS]
+        out.append(f"| {b} | {size} | {sum(r['ok'] for r in rs)}/{len(rs)} | " + " | ".join(cells) + " |")
+    if len(builds) == 2:
+        x, y = builds
+        out += ["", f"| calls | " + " | ".join(f"{h} {x}/{y}" for _, h in RATIO_KEYS) + " |",
+                "|" + "---|" * (len(RATIO_KEYS) + 1)]
+        for size in sorted({s for _, s in results}):
+            if (x, size) not in results or (y, size) not in results:
+                continue
+            cells = []
+            for k, _ in RATIO_KEYS:
+                vx, vy = _median(results[(x, size)], k), _median(results[(y, size)], k)
+                cells.append(f"{vx / vy:.2f}" if vx is not None and vy else "-")
+            out.append(f"| {size} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
