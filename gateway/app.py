@@ -85,7 +85,7 @@ class Gateway:
         self.instructions = InstructionService(self.store, self.sessions, self.sms, self.terminals,
                                                self.directory)
         self.media = MediaService(self.calls, self.broadcasts)
-        self.conferences = ConferenceService(self.bus, self.sessions, self.calls,
+        self.conferences = ConferenceService(self.bus, self.sessions, self.calls, media=self.media,
                                              recordings_dir=Path(config.gateway.data_dir) / "conferences")
         self.calls.on_ended.append(self.media.call_ended)
         self.sip = SipSupervisor(config.sip, on_event=self._route_sip_event,

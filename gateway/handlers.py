@@ -219,6 +219,9 @@ def register_conferences(registry: Registry, conferences: ConferenceService) -> 
                                         title=p.title, record=p.record)
 
     async def add(ctx: RequestContext, p: Any) -> dict:
+        if p.console:
+            return await conferences.add_console(ctx.connection, conference_id=p.conference_id, rate=p.rate,
+                                                 chair=p.chair)
         return await conferences.add(principal=ctx.principal.name, conference_id=p.conference_id,
                                      target=p.target, call_id=p.call_id, chair=p.chair)
 

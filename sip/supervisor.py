@@ -416,6 +416,33 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
     async def conf_leave(self, call_id: str) -> None:
         await self._call_command(call_id, {"cmd": "conf_leave"})
 
+    async def conf_console(self, worker: int | None, conference_id: str, port_id: str, *,
+                           muted: bool = False) -> int:
+        """A console member: a port in worker `worker`'s conference bridge (the fullest worker
+        with room when None), addressed as `port_id` like a call (send_audio, on_audio,
+        conf_mute, conf_leave). Returns the worker's index."""
+        if port_id in self._call_worker:
+            raise InvalidState(f"{port_id} exists", reason="invalid-state")
+        w = await self._pick_worker() if worker is None else self._worker_at(worker)
+        self._call_worker[port_id] = w.index
+        try:
+            await self._command(w, {"cmd": "conf_console", "call_id": port_id, "conference_id": conference_id,
+                                    "muted": muted})
+        except BaseException:
+            self._forget(w, port_id)
+            raise
+        return w.index
+
+    async def conf_console_leave(self, port_id: str) -> None:
+        """The console member's port leaves the bridge and is gone."""
+        w = self._workers.get(self._call_worker.get(port_id, -1))
+        if w is None:
+            return
+        try:
+            await self._call_command(port_id, {"cmd": "conf_leave"})
+        finally:
+            self._forget(w, port_id)
+
     async def conf_record(self, worker: int, conference_id: str, path: str) -> None:
         """Worker `worker` writes the conference's mix to the WAV `path` (until conf_close)."""
         await self._command(self._worker_at(worker), {"cmd": "conf_record", "conference_id": conference_id,

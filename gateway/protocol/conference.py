@@ -2,10 +2,13 @@
 
 A conference belongs to an incident session; its members are SIP calls mixed by the conference
 bridge of the one worker that holds them. `conference.add` dials a target into it, or moves a
-call already connected (the escalation of a 1:1 call: no new INVITE to the phone).
+call already connected (the escalation of a 1:1 call: no new INVITE to the phone), or joins the
+console's own audio (`console: true`: a media channel of the calling connection).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,6 +26,9 @@ class ConferenceAddParams(Params):
     conference_id: Id
     target: str | None = Field(None, description="sip:/sips:/tel: URI or a directory name, dialled in")
     call_id: Id | None = Field(None, description="a connected call of the same worker, moved in")
+    console: bool = Field(False, description="the calling console's own audio, on a media channel of "
+                                             "this connection (its microphone in, the mix minus itself out)")
+    rate: Literal[8000, 16000] = Field(16000, description="console: the media channel's sample rate")
     chair: bool = False
     idempotency_key: IdempotencyKey | None = None
 
@@ -33,8 +39,8 @@ class ConferenceAddParams(Params):
 
     @model_validator(mode="after")
     def _one_of(self) -> "ConferenceAddParams":
-        if (self.target is None) == (self.call_id is None):
-            raise ValueError("give exactly one of target, call_id")
+        if [self.target is not None, self.call_id is not None, self.console].count(True) != 1:
+            raise ValueError("give exactly one of target, call_id, console: true")
         return self
 
 
@@ -63,7 +69,7 @@ CONFERENCE_METHODS: tuple[MethodSpec, ...] = (
     _spec("conference.create", COMMAND, ConferenceCreateParams, True,
           "open a conference in an incident session"),
     _spec("conference.add", COMMAND, ConferenceAddParams, True,
-          "dial a target into a conference, or move a connected call in"),
+          "dial a target into a conference, move a connected call in, or join the console's audio"),
     _spec("conference.remove", COMMAND, ConferenceMemberParams,
           summary="kick a member: its call is hung up", runs_to_end=True),
     _spec("conference.mute", COMMAND, ConferenceMuteParams,

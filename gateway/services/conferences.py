@@ -5,7 +5,9 @@ and ends the members' calls; the SIP supervisor tells the worker holding them wh
 (sip/worker/conference.py). Every member change is published as `conference.member` in the
 conference's session. A conference lives on the worker of its first member; a member that does
 not fit there is refused (`no-capacity`), and a call moved in from another worker too
-(`other-worker`): spanning workers is not done yet.
+(`other-worker`): spanning workers is not done yet. A console member (`add_console`) is a port in
+that worker's bridge, fed and heard over a media channel of the console's connection
+(gateway.services.media); the channel closing, or the connection lost, takes it out.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import structlog
 from gateway.errors import Conflict, GatewayError, NotFound, Unavailable
 from gateway.events import EventBus
 from gateway.services.calls import CallService
+from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
 from gateway.state import CallState
 from gateway.state.conference import Conference, MemberChange, MemberState
@@ -40,11 +43,13 @@ class _Live:
 
 class ConferenceService:
     def __init__(self, bus: EventBus, sessions: SessionService, calls: CallService, *,
-                 recordings_dir: Path) -> None:
+                 media: MediaService, recordings_dir: Path) -> None:
         self.recordings_dir = recordings_dir  # conference WAVs: <conference_id>.wav
         self._bus = bus
         self._sessions = sessions
         self._calls = calls
+        self._media = media
+        self._consoles: set[str] = set()  # port ids of console members in the bridge
         self._live: dict[str, _Live] = {}
         self._by_call: dict[str, tuple[str, str]] = {}  # call_id -> (conference_id, member_id)
         self._tasks = OwnedTasks()
@@ -82,6 +87,52 @@ class ConferenceService:
                 return await self._move_in(live, call_id, chair)
             return await self._dial_in(live, principal, target or "", chair)
 
+    async def add_console(self, conn: object, *, conference_id: str, rate: int, chair: bool) -> dict:
+        """The calling console's own audio as a member: a port in the conference worker's bridge
+        (the fullest worker with room for a conference without one yet), on a new media channel
+        of `conn` (`media` in the result): the console's frames go into the mix, and the mix of
+        everyone else comes back on it."""
+        live = self._get(conference_id)
+        async with live.lock:
+            if live.conf.ended:
+                raise Conflict("the conference has ended", reason="invalid-state",
+                               details={"conference_id": conference_id})
+            member_id = "m-" + uuid.uuid4().hex[:12]
+            port_id = "console-" + member_id
+            await self._publish(live, live.conf.add(member_id, port_id, chair=chair, console=True))
+            self._by_call[port_id] = (conference_id, member_id)
+            member = live.conf.member(member_id)
+            try:
+                live.worker = await self._sip().conf_console(live.worker, conference_id, port_id,
+                                                             muted=member.muted)
+            except (SipError, GatewayError) as e:
+                self._by_call.pop(port_id, None)
+                await self._left(live, member_id, "failed")
+                raise Unavailable("the console could not join the conference's SIP worker",
+                                  reason="sip-unavailable",
+                                  details={"conference_id": conference_id, "why": str(e)}) from None
+            self._consoles.add(port_id)
+            if live.conf.record and live.recording is None:
+                await self._record(live)
+            media = self._media.open_port(conn, port_id, rate,
+                                          lambda cause: self._console_gone(conference_id, member_id, cause))
+            await self._publish(live, live.conf.joined(member_id))
+            return {**member.public(), "media": media}
+
+    def _console_gone(self, conference_id: str, member_id: str, cause: str) -> None:
+        """A console member's channel closed or its connection was lost: it leaves (`cause`)."""
+        self._tasks.spawn(self._console_leave(conference_id, member_id, cause), f"conference.console {member_id}")
+
+    async def _console_leave(self, conference_id: str, member_id: str, cause: str) -> None:
+        live = self._live.get(conference_id)
+        if live is None:
+            return
+        async with live.lock:
+            member = live.conf.member(member_id)
+            await self._left(live, member_id, cause)
+        if member.call_id in self._consoles:  # not gone already (removed, or the conference ended)
+            await self._hangup(member.call_id)
+
     async def remove(self, conference_id: str, member_id: str) -> dict:
         live = self._get(conference_id)
         async with live.lock:
@@ -104,7 +155,7 @@ class ConferenceService:
                 m = change.member
                 if m["state"] in (MemberState.JOINED, MemberState.MUTED):
                     with contextlib.suppress(SipError):  # a call ending meanwhile leaves on its own
-                        await self._sip().conf_mute(m["call_id"], muted)
+                        await self._sip().conf_mute(conf.member(m["member_id"]).call_id, muted)
                 await self._publish(live, change)
             return {"conference_id": conference_id, "members": [m.public() for m in conf.members.values()]}
 
@@ -116,7 +167,7 @@ class ConferenceService:
                 await self._publish(live, change)
         self._live.pop(conference_id, None)
         for change in changes:
-            await self._hangup(change.member["call_id"])
+            await self._hangup(live.conf.member(change.member["member_id"]).call_id)
         await self._close(live)
         log.info("conference.ended", conference_id=conference_id, cause=cause)
         return live.conf.public()
@@ -279,7 +330,15 @@ class ConferenceService:
         return self._calls.sip
 
     async def _hangup(self, call_id: str) -> None:
+        """The member's call is hung up; a console member's port leaves the bridge, its channel
+        closes."""
         self._by_call.pop(call_id, None)
+        if call_id in self._consoles:
+            self._consoles.discard(call_id)
+            self._media.call_ended(call_id)
+            with contextlib.suppress(SipError, GatewayError):
+                await self._sip().conf_console_leave(call_id)
+            return
         with contextlib.suppress(GatewayError):
             await self._calls.hangup(call_id)
 

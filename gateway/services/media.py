@@ -43,6 +43,7 @@ class Binding:
     down_state: Any = None  # call -> console
     stats: dict[str, int] = field(default_factory=lambda: {"in": 0, "out": 0, "bad": 0})
     sink: Any = None  # a LiveSource when the channel feeds a live broadcast
+    on_gone: Any = None  # a conference's console member: called with the cause when the channel goes
 
     @property
     def sends(self) -> bool:
@@ -95,12 +96,24 @@ class MediaService:
         log.info("media.opened", broadcast_id=broadcast_id, channel=channel, rate=rate)
         return {**b.public(), "broadcast_id": broadcast_id}
 
+    def open_port(self, conn: Any, port_id: str, rate: int, on_gone: Any) -> dict:
+        """A conference's console member: a port in a SIP worker's bridge, addressed like a call
+        (send_audio in, on_audio out) and already listening. `on_gone(cause)` runs when the channel
+        goes without the member leaving first: `media.close` ("channel-closed") or the connection
+        lost ("disconnected")."""
+        bindings = self._bind_conn(conn)
+        channel = self._next_channel(bindings)
+        b = bindings[channel] = Binding(conn, channel, port_id, "both", rate, on_gone=on_gone)
+        self._listeners.setdefault(port_id, set()).add(b)
+        log.info("media.opened", port_id=port_id, channel=channel, rate=rate)
+        return {**b.public(), "call_id": None}
+
     async def close(self, conn: Any, channel: int) -> dict:
         b = self._by_conn.get(conn, {}).get(channel)
         if b is None:
             raise Conflict("no such media channel on this connection", reason="no-such-channel",
                            details={"channel": channel})
-        await self._unbind(b)
+        await self._unbind(b, "channel-closed")
         return {"channel": channel, "closed": True}
 
     def _bind_conn(self, conn: Any) -> dict[int, Binding]:
@@ -122,14 +135,20 @@ class MediaService:
                        reason="too-many-channels", details={"open": len(live)})
 
     def call_ended(self, call_id: str) -> None:
-        """Drop every binding of a call that ended (no unlisten: the call is gone)."""
+        """Drop every binding of a call that ended (no unlisten: the call is gone), or of a console
+        member's port that left its conference (its on_gone is not called)."""
         self._listeners.pop(call_id, None)
         for bindings in self._by_conn.values():
             for ch in [ch for ch, b in bindings.items() if b.call_id == call_id]:
                 del bindings[ch]
 
-    async def _unbind(self, b: Binding) -> None:
+    async def _unbind(self, b: Binding, cause: str) -> None:
         self._by_conn.get(b.conn, {}).pop(b.channel, None)
+        if b.on_gone is not None:  # a console member's port: its conference takes it out
+            self._listeners.pop(b.call_id, None)
+            b.on_gone(cause)
+            log.info("media.closed", port_id=b.call_id, channel=b.channel, **b.stats)
+            return
         listeners = self._listeners.get(b.call_id)
         if listeners is not None and b in listeners:
             listeners.discard(b)
@@ -145,7 +164,7 @@ class MediaService:
 
     async def _conn_closed(self, conn: Any) -> None:
         for b in list(self._by_conn.get(conn, {}).values()):
-            await self._unbind(b)
+            await self._unbind(b, "disconnected")
         self._by_conn.pop(conn, None)
 
     # per frame: keep these cheap -------------------------------------------------------------

@@ -57,13 +57,16 @@ class Member:
     mute_pending: bool = False  # muted while joining: joins muted
     cause: str | None = None
     talking: bool = False  # voice activity the worker measured (rate limited there)
+    console: bool = False  # a console's own audio: `call_id` is then its port on the worker, no call
+
 
     @property
     def muted(self) -> bool:
         return self.state is MemberState.MUTED or (self.state is MemberState.JOINING and self.mute_pending)
 
     def public(self) -> dict:
-        return {"member_id": self.member_id, "call_id": self.call_id, "target": self.target,
+        return {"member_id": self.member_id, "call_id": None if self.console else self.call_id,
+                "console": self.console, "target": self.target,
                 "chair": self.chair, "state": self.state.value, "muted": self.muted, "cause": self.cause,
                 "talking": self.talking}
 
@@ -111,7 +114,8 @@ class Conference:
                 "cause": self.end_cause, "members": [m.public() for m in self.members.values()]}
 
     # changes -----------------------------------------------------------------------------
-    def add(self, member_id: str, call_id: str, *, target: str | None = None, chair: bool = False) -> MemberChange:
+    def add(self, member_id: str, call_id: str, *, target: str | None = None, chair: bool = False,
+            console: bool = False) -> MemberChange:
         self._require_active()
         if member_id in self.members:
             raise Conflict("member id already in use", reason="invalid-state", details={"member_id": member_id})
@@ -121,7 +125,7 @@ class Conference:
         if chair and self.chair() is not None:
             raise Conflict("the conference already has a chair", reason="invalid-state",
                            details={"conference_id": self.conference_id})
-        m = Member(member_id, call_id, target=target, chair=chair)
+        m = Member(member_id, call_id, target=target, chair=chair, console=console)
         self.members[member_id] = m
         return MemberChange(m.public())
 

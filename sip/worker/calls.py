@@ -46,13 +46,18 @@ class CallLifecycle:
 
     def ensure_port(self, call: WCall) -> CallPort:
         if call.port is None:
-            port = CallPort(call.call_id, self.writer, int(self.cfg.get("audio_queue_frames", 50)))
-            fmt = pj.MediaFormatAudio()
-            fmt.init(pj.PJMEDIA_FORMAT_PCM, CLOCK_RATE, 1, FRAME_MS * 1000, 16)
-            port.createPort(f"call-{call.call_id[:16]}", fmt)
-            call.port = port
-            self.ports[call.call_id] = port
+            call.port = self.new_port(call.call_id, "call")
         return call.port
+
+    def new_port(self, key: str, kind: str) -> CallPort:
+        """A port in the bridge whose audio goes to and comes from the gateway as that of `key`
+        (a call id, or a conference's console port id), registered in `ports`."""
+        port = CallPort(key, self.writer, int(self.cfg.get("audio_queue_frames", 50)))
+        fmt = pj.MediaFormatAudio()
+        fmt.init(pj.PJMEDIA_FORMAT_PCM, CLOCK_RATE, 1, FRAME_MS * 1000, 16)
+        port.createPort(f"{kind}-{key[:16]}", fmt)
+        self.ports[key] = port
+        return port
 
     # ---- I/O keys (sip/worker/io_budget.py): decided before pjsua opens any socket for an INVITE
 

@@ -7,6 +7,11 @@ up yet is connected when it is (`connect_conference`, from onCallMediaState); a 
 leaves its conference (`leave_conference`); its stream is gone, so nothing is unbridged then.
 A recorded conference has one recorder port that every heard member transmits to: the bridge
 writes the mix to one WAV, closed by `conf_close`.
+
+A console member (`conf_console`) is one more port in the bridge, a `CallPort` keyed by its
+member's port id in `ports` like a call's: the console's frames (stdin, `push_audio`) play into
+the mix, and what the bridge mixes for it (everyone but itself) goes back to the gateway as audio
+of that id. Members are keyed by call id or port id; `_media` gives either's bridge port.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import pjsua2 as pj
 
 from .commands import CommandError
-from .pjcalls import WCall
+from .pjcalls import CallPort, WCall
 
 
 # Voice activity of members, from the bridge's signal level of what each phone sends
@@ -50,6 +55,11 @@ class ConferenceMixer:
     conf_record_paths: dict[str, str]  # conference id -> its WAV's path
     conf_voice: dict[str, list[float]]  # call id -> [talking 0/1, last loud, last change] (monotonic s)
     conf_voice_at: float  # next poll
+    conf_consoles: dict[str, CallPort]  # port id -> a console member's port (conf_console)
+    conf_of: dict[str, str]  # console port id -> its conference id
+    ports: dict[str, CallPort]
+    graveyard: list[Any]
+    new_port: Any  # calls.py: a CallPort registered in `ports`
     ep: Any
 
     def poll_voice(self, now: float) -> None:
@@ -59,11 +69,11 @@ class ConferenceMixer:
         self.conf_voice_at = now + VOICE_POLL_S
         for members in self.conferences.values():
             for call_id in members:
-                call = self.calls.get(call_id)
-                if call is None or call.done or call.audio_media is None:
+                media = self._media(call_id)
+                if media is None:
                     continue
                 try:
-                    level = int(call.audio_media.getRxLevel())
+                    level = int(media.getRxLevel())
                 except pj.Error:
                     continue
                 v = self.conf_voice.setdefault(call_id, [0.0, 0.0, 0.0])
@@ -86,20 +96,17 @@ class ConferenceMixer:
             rec.createRecorder(path)
             self.conf_recorders[conf_id] = rec
             self.conf_record_paths[conf_id] = path
-            for call_id, muted in self.conferences.get(conf_id, {}).items():
-                call = self.calls.get(call_id)
-                if call is not None and not muted:
-                    self._record(call, True)
+            for key, muted in self.conferences.get(conf_id, {}).items():
+                if not muted:
+                    self._record(key, True)
         return {"recording": True}
 
     def cmd_conf_close(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """The conference is over: its recorder is destroyed (the WAV is complete on return)."""
         conf_id = str(cmd.get("conference_id") or "")
         rec = self.conf_recorders.pop(conf_id, None)
-        for call_id in list(self.conferences.get(conf_id, {})):
-            call = self.calls.get(call_id)
-            if call is not None:
-                self.cmd_conf_leave({"call_id": call_id})
+        for key in list(self.conferences.get(conf_id, {})):
+            self.cmd_conf_leave({"call_id": key})
         if rec is None:
             return {"closed": True}
         path = self.conf_record_paths.pop(conf_id, "")
@@ -126,76 +133,126 @@ class ConferenceMixer:
         self.connect_conference(call)
         return {"members": len(members), "mixed": call.audio_media is not None}
 
+    def cmd_conf_console(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """A console joins conference `conference_id` as port `call_id` (a member's port id):
+        its frames play into the mix, the mix minus itself comes back as that id's audio."""
+        key, conf_id = str(cmd.get("call_id") or ""), str(cmd.get("conference_id") or "")
+        if not key or not conf_id:
+            raise CommandError("invalid-params", "call_id and conference_id are required")
+        if key in self.ports or key in self.calls:
+            raise CommandError("invalid-state", f"{key} is in use")
+        port = self.conf_consoles[key] = self.new_port(key, "console")
+        port.listening = True
+        self.conf_of[key] = conf_id
+        members = self.conferences.setdefault(conf_id, {})
+        members[key] = bool(cmd.get("muted"))
+        self._connect(key)
+        return {"members": len(members), "mixed": True}
+
     def cmd_conf_mute(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        call = self._call(cmd)
-        members = self.conferences.get(call.conference or "")
+        key = str(cmd.get("call_id") or "")
+        if key not in self.conf_consoles:
+            self._call(cmd)  # no-such-call for an unknown call
+        members = self.conferences.get(self._conf_id(key) or "")
         if members is None:
             raise CommandError("invalid-state", "the call is in no conference")
         muted = bool(cmd.get("muted"))
-        members[call.call_id] = muted
-        for other in self._others(call):
-            self._transmit(call, other, not muted)
-        self._record(call, not muted)
+        members[key] = muted
+        for other in self._others(key):
+            self._transmit(key, other, not muted)
+        self._record(key, not muted)
         return {"muted": muted}
 
     def cmd_conf_leave(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        """Take the call out of its conference (it stays up); a no-op if it is in none."""
-        call = self.calls.get(str(cmd.get("call_id") or ""))
-        if call is None or call.conference is None:
+        """Take the call out of its conference (it stays up), or drop a console member's port;
+        a no-op if it is in none."""
+        key = str(cmd.get("call_id") or "")
+        if self._conf_id(key) is None:
             return {"left": False}
-        for other in self._others(call):
-            self._transmit(call, other, False)
-            self._transmit(other, call, False)
-        self._record(call, False)
-        self.leave_conference(call)
+        for other in self._others(key):
+            self._transmit(key, other, False)
+            self._transmit(other, key, False)
+        self._record(key, False)
+        port = self.conf_consoles.pop(key, None)
+        if port is not None:
+            conf_id = self.conf_of.pop(key)
+            self.ports.pop(key, None)
+            port.close()
+            self.graveyard.append(port)  # released on the main loop, outside any callback
+            self._forget_member(conf_id, key)
+        else:
+            self.leave_conference(self.calls[key])
         return {"left": True}
 
     def connect_conference(self, call: WCall) -> None:
         """The call's audio is (re)negotiated: mix it with the other members' (both ways)."""
-        members = self.conferences.get(call.conference or "")
-        if members is None or call.audio_media is None:
-            return
-        for other in self._others(call):
-            self._transmit(call, other, not members.get(call.call_id, False))
-            self._transmit(other, call, not members.get(other.call_id, False))
-        self._record(call, not members.get(call.call_id, False))
+        if call.conference is not None and call.audio_media is not None:
+            self._connect(call.call_id)
 
     def leave_conference(self, call: WCall) -> None:
         conf_id, call.conference = call.conference, None
-        self.conf_voice.pop(call.call_id, None)
+        self._forget_member(conf_id, call.call_id)
+
+    def _forget_member(self, conf_id: str | None, key: str) -> None:
+        self.conf_voice.pop(key, None)
         members = self.conferences.get(conf_id or "")
         if members is None:
             return
-        members.pop(call.call_id, None)
+        members.pop(key, None)
         if not members:
-            del self.conferences[conf_id]
+            del self.conferences[conf_id or ""]
 
-    def _others(self, call: WCall) -> list[WCall]:
-        members = self.conferences.get(call.conference or "", {})
-        others = (self.calls.get(cid) for cid in members if cid != call.call_id)
-        return [o for o in others if o is not None and not o.done and o.audio_media is not None]
+    def _connect(self, key: str) -> None:
+        members = self.conferences.get(self._conf_id(key) or "")
+        if members is None or self._media(key) is None:
+            return
+        for other in self._others(key):
+            self._transmit(key, other, not members.get(key, False))
+            self._transmit(other, key, not members.get(other, False))
+        self._record(key, not members.get(key, False))
 
-    def _record(self, call: WCall, on: bool) -> None:
-        rec = self.conf_recorders.get(call.conference or "")
-        if rec is None or call.done or call.audio_media is None:
+    def _conf_id(self, key: str) -> str | None:
+        """The conference of member `key` (a call id, or a console's port id)."""
+        if key in self.conf_of:
+            return self.conf_of[key]
+        call = self.calls.get(key)
+        return call.conference if call is not None else None
+
+    def _media(self, key: str) -> Any:
+        """Member `key`'s port in the bridge: a console's port, or a call's AudioMedia; None when
+        it has none (media not up yet) or must not be touched (an ended call, a closed port)."""
+        port = self.conf_consoles.get(key)
+        if port is not None:
+            return None if port.closed else port
+        call = self.calls.get(key)
+        return None if call is None or call.done else call.audio_media
+
+    def _others(self, key: str) -> list[str]:
+        members = self.conferences.get(self._conf_id(key) or "", {})
+        return [k for k in members if k != key and self._media(k) is not None]
+
+    def _record(self, key: str, on: bool) -> None:
+        rec = self.conf_recorders.get(self._conf_id(key) or "")
+        media = self._media(key)
+        if rec is None or media is None:
             return
         try:
             if on:
-                call.audio_media.startTransmit(rec)
+                media.startTransmit(rec)
             else:
-                call.audio_media.stopTransmit(rec)
+                media.stopTransmit(rec)
         except pj.Error:
             pass
 
-    @staticmethod
-    def _transmit(src: WCall, dst: WCall, on: bool) -> None:
+    def _transmit(self, src: str, dst: str, on: bool) -> None:
         """src's audio into dst's mix (or out of it); never on the media of an ended call."""
-        if src.done or dst.done or src.audio_media is None or dst.audio_media is None:
+        a, b = self._media(src), self._media(dst)
+        if a is None or b is None:
             return
         try:
             if on:
-                src.audio_media.startTransmit(dst.audio_media)
+                a.startTransmit(b)
             else:
-                src.audio_media.stopTransmit(dst.audio_media)
+                a.stopTransmit(b)
         except pj.Error:
             pass

@@ -66,6 +66,8 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         self.conf_record_paths: dict[str, str] = {}
         self.conf_voice: dict[str, list[float]] = {}
         self.conf_voice_at = 0.0
+        self.conf_consoles: dict[str, CallPort] = {}  # conference.py: console members' ports
+        self.conf_of: dict[str, str] = {}  # console port id -> conference id
         # Ended calls and dropped ports, released on the main loop outside any callback
         # (`_release_graveyard`): ports explicitly, before their last reference goes.
         self.graveyard: list[Any] = []

@@ -147,10 +147,18 @@ def test_uri_helpers():
     {"conference_id": "c1"},  # neither target nor call_id
     {"conference_id": "c1", "target": "alice", "call_id": "k1"},  # both
     {"conference_id": "c1", "target": "http://x"},
+    {"conference_id": "c1", "target": "alice", "console": True},  # a phone and the console
+    {"conference_id": "c1", "console": False},
+    {"conference_id": "c1", "console": True, "rate": 44100},
 ])
 def test_conference_add_needs_one_member(params):
     with pytest.raises(InvalidParams):
         validate_params(METHODS["conference.add"], params)
+
+
+def test_conference_add_console_takes_a_rate():
+    p = validate_params(METHODS["conference.add"], {"conference_id": "c1", "console": True, "rate": 8000})
+    assert p.console and p.rate == 8000 and p.target is None and p.call_id is None
 
 
 def test_conference_mute_names_a_member_or_all_but_chair():

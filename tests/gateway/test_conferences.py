@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gateway.client import RemoteError
-from tests.audio import read_wav, tone
+from tests.audio import frames, pcm_to_array, read_wav, tone
 from tests.peers.baresip import BaresipPhone, write_wav
 
 pytestmark = pytest.mark.peers
@@ -180,3 +180,61 @@ async def test_a_conference_does_not_span_workers_yet(start_gateway, connect, wa
         await alice.call("conference.end", conference_id=cid)
     # silent phones (they send silence) never talk
     assert not [e for e in w.events if e["type"] == "conference.member" and e["data"]["talking"]]
+
+
+async def _console_audio(client, channel: int, frames_wanted: int) -> bytes:
+    """What the console hears on its channel: `frames_wanted` frames of PCM16LE."""
+    got: list[bytes] = []
+    async with asyncio.timeout(30):
+        async for f in client.audio():
+            if f.channel == channel:
+                got.append(f.payload)
+                if len(got) >= frames_wanted:
+                    break
+    return b"".join(got)
+
+
+async def test_console_audio_in_and_out_of_a_conference(start_gateway, connect, watch, tmp_path) -> None:
+    """The console's own audio is a member: two phones hear its tone (scene's), it hears both
+    phones and not itself; mute applies to it; its lost connection takes it out."""
+    gw = await start_gateway()
+    alice = await connect(gw)
+    w = await watch(alice)
+    console = await connect(gw)
+    async with tone_phone("duty", tmp_path) as duty, tone_phone("fire", tmp_path) as fire:
+        conf = await alice.call("conference.create", title="console joins")
+        cid = conf["conference_id"]
+        for phone in (duty, fire):
+            m = await alice.call("conference.add", conference_id=cid, target=phone.uri)
+            await member_event(w, m["member_id"], "joined")
+        me = await console.call("conference.add", conference_id=cid, console=True, chair=True)
+        assert me["state"] == "joined" and me["console"] and me["call_id"] is None and me["chair"]
+        chan = me["media"]
+        assert chan["rate"] == 16000 and chan["direction"] == "both" and chan["encoding"] == "pcm16le"
+        listening = asyncio.create_task(_console_audio(console, chan["channel"], int(AUDIO_S * 2 / 0.02)))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        mine = tone(TONES["scene"], AUDIO_S * 2, rate=16000, amplitude=0.3)
+        for i, f in enumerate(frames(mine, rate=16000)):  # paced like a microphone
+            await console.send_audio(chan["channel"], i, i * len(f) // 2, f)
+            delay = start + (i - 3) * 0.02 - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        heard_by_console = await listening
+        muted = await alice.call("conference.mute", conference_id=cid, member_id=me["member_id"])
+        assert [m["state"] for m in muted["members"] if m["console"]] == ["muted"]
+        await console.close()  # the console's connection is lost: it leaves, the phones stay
+        left = (await member_event(w, me["member_id"], "left"))["data"]
+        assert left["cause"] == "disconnected" and left["console"]
+        got = await alice.call("conference.get", conference_id=cid)
+        assert [m["state"] for m in got["members"]] == ["joined", "joined", "left"]
+        await alice.call("conference.end", conference_id=cid)
+        levels = {"duty": heard(duty), "fire": heard(fire)}
+
+    console_levels = tone_levels(pcm_to_array(heard_by_console), 16000, list(TONES.values()))
+    lv = {name: console_levels[:, i] for i, name in enumerate(TONES)}
+    assert lv["scene"].max() < ABSENT, f"the console hears itself: {lv['scene'].max():.3f}"
+    for name in ("duty", "fire"):  # 4 s of the console's listening: at least 2 s of each phone
+        assert (lv[name] > PRESENT).sum() >= 20, f"the console does not hear {name}: {lv[name].max():.3f}"
+        assert (levels[name]["scene"] > PRESENT).sum() >= 20, f"{name} does not hear the console"
+        assert levels[name][name].max() < ABSENT, f"{name} hears itself"

@@ -22,6 +22,14 @@ def test_member_joins_then_is_mixed():
     assert conf.joined("m1").member["state"] == "joined"
 
 
+def test_a_console_member_shows_no_call():
+    conf = Conference("c1", "s1")
+    change = conf.add("m1", "console-m1", console=True)
+    assert change.member["console"] is True and change.member["call_id"] is None
+    assert conf.member_by_call("console-m1").member_id == "m1"  # its port id, inside the gateway
+    assert conf.add("m2", "call-2").member["console"] is False
+
+
 def test_mute_unmute_and_repeated_mute_reports_nothing():
     conf = _conf(("a", False))
     conf.joined("a")
