@@ -137,10 +137,6 @@ class CallService:
         if ev.kind == "incoming":
             await self._incoming(ev)
             return
-        if ev.kind == "voice":  # a conference member's: a call, or a console's port (no call)
-            for hook in self.on_voice:
-                hook(ev.call_id, bool(ev.extra.get("talking")))
-            return
         live = self._live.get(ev.call_id)
         if live is None:
             log.debug("calls.event_for_unknown_call", kind=ev.kind, state=ev.state)
@@ -153,6 +149,10 @@ class CallService:
             return
         if ev.kind == "transfer":
             await self._transfer_progress(live, ev)
+            return
+        if ev.kind == "voice":
+            for hook in self.on_voice:
+                hook(ev.call_id, bool(ev.extra.get("talking")))
             return
         inp = SIP_STATE_INPUT.get(ev.state or "")
         if inp is None:

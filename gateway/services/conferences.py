@@ -29,6 +29,7 @@ from gateway.state import CallState
 from gateway.state.conference import Conference, MemberChange, MemberState
 from gateway.tasks import OwnedTasks
 from sip.errors import SipError
+from sip.events import SipEvent
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +119,17 @@ class ConferenceService:
                                           lambda cause: self._console_gone(conference_id, member_id, cause))
             await self._publish(live, live.conf.joined(member_id))
             return {**member.public(), "media": media}
+
+    def owns(self, port_id: str) -> bool:
+        """A console member's port: its SIP events (voice, the worker gone) come here."""
+        return port_id in self._consoles
+
+    def on_port_event(self, ev: SipEvent) -> None:
+        if ev.kind == "voice":
+            self._call_voice(ev.call_id, bool(ev.extra.get("talking")))
+        elif ev.state == "disconnected":  # its worker is gone (crashed): the member with it
+            conference_id, member_id = self._by_call.get(ev.call_id, ("", ""))
+            self._console_gone(conference_id, member_id, ev.cause or "worker-crashed")
 
     def _console_gone(self, conference_id: str, member_id: str, cause: str) -> None:
         """A console member's channel closed or its connection was lost: it leaves (`cause`)."""

@@ -238,3 +238,27 @@ async def test_console_audio_in_and_out_of_a_conference(start_gateway, connect, 
         assert (lv[name] > PRESENT).sum() >= 20, f"the console does not hear {name}: {lv[name].max():.3f}"
         assert (levels[name]["scene"] > PRESENT).sum() >= 20, f"{name} does not hear the console"
         assert levels[name][name].max() < ABSENT, f"{name} hears itself"
+
+
+async def test_a_console_member_leaves_with_its_channel_or_its_worker(start_gateway, connect, watch) -> None:
+    gw = await start_gateway()
+    alice = await connect(gw)
+    w = await watch(alice)
+    console = await connect(gw)
+    cid = (await alice.call("conference.create"))["conference_id"]
+    mine = await console.call("conference.add", conference_id=cid, console=True, rate=8000)
+    assert mine["media"]["rate"] == 8000 and mine["media"]["samples_per_frame"] == 160
+    theirs = await alice.call("conference.add", conference_id=cid, console=True, chair=True)
+    await console.call("media.close", channel=mine["media"]["channel"])
+    assert (await member_event(w, mine["member_id"], "left"))["data"]["cause"] == "channel-closed"
+    with pytest.raises(RemoteError) as err:  # the channel is gone with the member
+        await console.call("media.close", channel=mine["media"]["channel"])
+    assert err.value.reason == "no-such-channel"
+    # The worker holding the conference dies: the console member goes with it.
+    gw.sip.kill_worker(gw.sip.worker_of("console-" + theirs["member_id"]))
+    assert (await member_event(w, theirs["member_id"], "left"))["data"]["cause"] == "worker-crashed"
+    with pytest.raises(RemoteError) as err:
+        await alice.call("media.close", channel=theirs["media"]["channel"])
+    assert err.value.reason == "no-such-channel"
+    got = await alice.call("conference.get", conference_id=cid)
+    assert [(m["console"], m["state"]) for m in got["members"]] == [(True, "left"), (True, "left")]
