@@ -212,17 +212,27 @@ async def test_console_audio_in_and_out_of_a_conference(start_gateway, connect, 
         chan = me["media"]
         assert chan["rate"] == 16000 and chan["direction"] == "both" and chan["encoding"] == "pcm16le"
         listening = asyncio.create_task(_console_audio(console, chan["channel"], int(AUDIO_S * 2 / 0.02)))
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        mine = tone(TONES["scene"], AUDIO_S * 2, rate=16000, amplitude=0.3)
-        for i, f in enumerate(frames(mine, rate=16000)):  # paced like a microphone
-            await console.send_audio(chan["channel"], i, i * len(f) // 2, f)
-            delay = start + (i - 3) * 0.02 - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        mine = frames(tone(TONES["scene"], AUDIO_S * 3, rate=16000, amplitude=0.3), rate=16000)
+        sent = 0
+
+        async def speak(n: int) -> None:  # n frames of the console's tone, paced like a microphone
+            nonlocal sent
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for i, f in enumerate(mine[sent:sent + n]):
+                await console.send_audio(chan["channel"], sent + i, (sent + i) * len(f) // 2, f)
+                delay = start + (i - 3) * 0.02 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            sent += n
+
+        await speak(int(AUDIO_S * 2 / 0.02))
         heard_by_console = await listening
+        await w.wait(lambda e: e["type"] == "conference.member" and e["data"]["member_id"] == me["member_id"]
+                     and e["data"]["talking"])  # voice activity of the console's port
         muted = await alice.call("conference.mute", conference_id=cid, member_id=me["member_id"])
         assert [m["state"] for m in muted["members"] if m["console"]] == ["muted"]
+        await speak(len(mine) - sent)  # 2 s more, muted: the phones do not hear it
         await console.close()  # the console's connection is lost: it leaves, the phones stay
         left = (await member_event(w, me["member_id"], "left"))["data"]
         assert left["cause"] == "disconnected" and left["console"]
@@ -236,7 +246,8 @@ async def test_console_audio_in_and_out_of_a_conference(start_gateway, connect, 
     assert lv["scene"].max() < ABSENT, f"the console hears itself: {lv['scene'].max():.3f}"
     for name in ("duty", "fire"):  # 4 s of the console's listening: at least 2 s of each phone
         assert (lv[name] > PRESENT).sum() >= 20, f"the console does not hear {name}: {lv[name].max():.3f}"
-        assert (levels[name]["scene"] > PRESENT).sum() >= 20, f"{name} does not hear the console"
+        # the console spoke 6 s, the last 2 s muted: at least 2 s heard, and not the muted part
+        assert 20 <= (levels[name]["scene"] > PRESENT).sum() <= 45, f"{name}: {levels[name]['scene']}"
         assert levels[name][name].max() < ABSENT, f"{name} hears itself"
 
 
