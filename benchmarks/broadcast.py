@@ -251,7 +251,10 @@ async def fanout_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]
             "dropped_before_stop": sum(1 for u in targets if conn[u] and w.last_state(u) != "connected"),
         })
         t_stop = time.monotonic()
-        await client.call("broadcast.stop", broadcast_id=bid)
+        try:
+            await client.call("broadcast.stop", broadcast_id=bid)
+        except RemoteError as e:  # ended by itself (the tone ran out): reported, not a crash
+            res["stop_error"] = e.reason
         ended = await w.until(lambda: w.ended() is not None, 60)
         res["stop_to_ended_s"] = round(time.monotonic() - t_stop, 2)
         res["ended"] = ended

@@ -322,3 +322,30 @@ async def test_pace_resyncs_after_a_stall():
     async for _ in pace(frames(), clock=lambda: now[0], sleep=sleep):
         sent.append(now[0])
     assert np.diff(sent[5:]).tolist() == pytest.approx([0.02] * 4)  # no burst of the backlog
+
+
+async def test_a_tone_source_starts_at_once_however_long_and_plays_frame_by_frame(tmp_path):
+    """broadcast.start with a long tone answered only after the whole tone was made in pure Python
+    (~0.4 s for the broadcast benchmark's 100 s tone, on a thread holding the GIL): an hour's tone
+    is made as it plays, a frame at a time, and sounds the same."""
+    from gateway.broadcast.inputs import make_source
+
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    src, live = await make_source({"type": "tone", "frequency": 1000, "seconds": 3600}, 1, 0.0, False,
+                                  media_dir=tmp_path, tts_engine="none")
+    assert loop.time() - t0 < 1.0  # made up front: ~15 s of CPU
+    assert live is None and src.duration_s == 3600
+    it = src.frames()
+    first = [await anext(it) for _ in range(100)]  # 2 s
+    await it.aclose()
+    pcm = b"".join(first)
+    assert all(len(f) == FRAME_BYTES for f in first)
+    x = pcm_to_array(pcm)
+    assert abs(dominant_frequency(x, 16000) - 1000) < 5 and rms(x) > 0.3
+    assert np.abs(x - pcm_to_array(tone(1000, 2.0, 16000, amplitude=0.5))).max() <= 1 / 32768  # a whole tone's samples
+
+    short, _ = await make_source({"type": "tone", "frequency": 440, "seconds": 0.05}, 1, 0.0, False,
+                                 media_dir=tmp_path, tts_engine="none")
+    frames = await collect(short)
+    assert len(frames) == 3 and frames[-1][320:] == bytes(320)  # 800 samples: 2.5 frames, padded
