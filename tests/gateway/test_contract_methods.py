@@ -75,6 +75,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "terminal.received": {"instruction_id": "{instruction_id}", "terminal_id": "unit-7"},
     "terminal.ack": {"instruction_id": "{instruction_id}", "terminal_id": "unit-7"},
     "terminal.instructions": {"terminal_id": "unit-7", "state": "all", "limit": 10},
+    "conference.create": {"session_id": "{session_id}", "title": "contract"},
+    "conference.add": {"conference_id": "{conference_id}", "console": True},  # no phone needed
+    "conference.mute": {"conference_id": "{conference_id}", "member_id": "{member_id}"},
+    "conference.unmute": {"conference_id": "{conference_id}", "member_id": "{member_id}"},
+    "conference.get": {"conference_id": "{conference_id}"},
+    "conference.remove": {"conference_id": "{conference_id}", "member_id": "{member_id}"},
+    "conference.end": {"conference_id": "{conference_id}"},
     "session.close": {"session_id": "{session_id}"},
 }
 
@@ -112,7 +119,7 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
                 outcomes[(method, client.hello["role"])] = err.reason
                 continue
             outcomes[(method, client.hello["role"])] = "ok"
-            for key in ("session_id", "call_id", "broadcast_id", "instruction_id"):
+            for key in ("session_id", "call_id", "broadcast_id", "instruction_id", "conference_id", "member_id"):
                 if isinstance(result.get(key), str):
                     known.setdefault(key, result[key])
     listing = await root.call("directory.list")
@@ -134,3 +141,7 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
     assert outcomes[("terminal.instructions", "observer")] == "forbidden"
     assert outcomes[("terminal.instruct", "terminal")] == outcomes[("terminal.ack", "observer")] == "forbidden"
     assert outcomes[("terminal.feedback", "observer")] == "forbidden"
+    for method in ("conference.create", "conference.add", "conference.mute", "conference.unmute",
+                   "conference.get", "conference.remove", "conference.end"):
+        assert outcomes[(method, "admin")] == "ok", (method, outcomes)
+    assert outcomes[("conference.add", "observer")] == "forbidden"
