@@ -35,7 +35,7 @@ from gateway.protocol import Principal, Registry, RequestContext
 from gateway.retention import Retention, RetentionPolicy
 from gateway.server import ControlServer, ServerConfig, ServerHooks
 from gateway.services.calls import CallService
-from gateway.services.conferences import ConferenceService
+from gateway.services.conferences import ConferenceService, DialIn
 from gateway.services.instructions import InstructionService
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
@@ -86,7 +86,10 @@ class Gateway:
                                                self.directory)
         self.media = MediaService(self.calls, self.broadcasts)
         self.conferences = ConferenceService(self.bus, self.sessions, self.calls, media=self.media,
-                                             recordings_dir=Path(config.gateway.data_dir) / "conferences")
+                                             recordings_dir=Path(config.gateway.data_dir) / "conferences",
+                                             dial_in=DialIn(config.calls.conference_dial_in_prefix,
+                                                            config.calls.conference_pin_attempts,
+                                                            f"{config.sip.host}:{config.sip.port}"))
         self.calls.on_ended.append(self.media.call_ended)
         self.sip = SipSupervisor(config.sip, on_event=self._route_sip_event,
                                  on_audio=self.media.on_audio)

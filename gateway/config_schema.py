@@ -129,6 +129,8 @@ class AuthConfig:
 class CallsConfig:
     ring_timeout_s: float = 30.0  # unanswered inbound call
     dial_timeout_s: float = 60.0  # outbound call not answered
+    conference_dial_in_prefix: str = "conf"  # a conference's dial-in number: this + 6 digits
+    conference_pin_attempts: int = 3  # wrong dial-in PINs before the caller is hung up
 
 
 @dataclass(frozen=True)
@@ -372,7 +374,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "tokens": _Field("table", _tokens_check, types.MappingProxyType({})),
         "dev_tokens": _bool(True),
     },
-    "calls": {"ring_timeout_s": _seconds(30), "dial_timeout_s": _seconds(60)},
+    "calls": {"ring_timeout_s": _seconds(30), "dial_timeout_s": _seconds(60),
+              "conference_dial_in_prefix": _str("conf", pattern=re.compile(r"^[A-Za-z0-9_.+-]{1,32}$"),
+                                                what="the user part of a SIP URI (letters, digits, _.+-)"),
+              "conference_pin_attempts": _int(1, 20, 3)},
     "sip": {
         "host": _host("127.0.0.1"),
         "port": _int(1, 65535, 5060),

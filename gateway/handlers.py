@@ -216,7 +216,8 @@ def register_conferences(registry: Registry, conferences: ConferenceService) -> 
 
     async def create(ctx: RequestContext, p: Any) -> dict:
         return await conferences.create(principal=ctx.principal.name, session_id=p.session_id,
-                                        title=p.title, record=p.record)
+                                        title=p.title, record=p.record,
+                                        dial_in=None if p.dial_in is None else {"pin": p.dial_in.pin})
 
     async def add(ctx: RequestContext, p: Any) -> dict:
         if p.console:

@@ -383,8 +383,9 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
     async def answer(self, call_id: str, code: int = 200) -> None:
         await self._call_command(call_id, {"cmd": "answer", "code": code})
 
-    async def reject(self, call_id: str, code: int = 486) -> None:
-        await self._call_command(call_id, {"cmd": "reject", "code": code})
+    async def reject(self, call_id: str, code: int = 486, *, failover: bool = False) -> None:
+        """`failover`: not the user's refusal; the front (sip/kamailio_config.py) tries the next worker."""
+        await self._call_command(call_id, {"cmd": "reject", "code": code, "failover": failover})
 
     async def hangup(self, call_id: str) -> None:
         await self._call_command(call_id, {"cmd": "hangup"})

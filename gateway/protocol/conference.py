@@ -15,10 +15,16 @@ from pydantic import Field, field_validator, model_validator
 from .methods import COMMAND, READ, Id, IdempotencyKey, MethodSpec, Params, _check_target, _spec
 
 
+class DialInParams(Params):
+    pin: str | None = Field(None, pattern=r"^[0-9]{1,12}$",
+                            description="digits a caller types (DTMF) before joining")
+
+
 class ConferenceCreateParams(Params):
     session_id: Id | None = None
     title: str | None = Field(None, max_length=200)
     record: bool = False
+    dial_in: DialInParams | None = Field(None, description="give the conference a number callers dial to join")
     idempotency_key: IdempotencyKey | None = None
 
 

@@ -69,6 +69,11 @@ class CallService:
         self.on_ended: list[Callable[[str], None]] = []  # call_id; e.g. media bindings dropped
         self.on_connected: list[Callable[[str], None]] = []  # call_id; e.g. a conference member joins
         self.on_voice: list[Callable[[str, bool], None]] = []  # call_id, talking (conference members)
+        self.on_dtmf: list[Callable[[str, str], None]] = []  # call_id, digit (a dial-in member's PIN)
+        # An inbound call to one of these URIs' owners: local URI -> the session it belongs to
+        # (a conference's dial-in number), else a new session is opened for it.
+        self.inbound_claims: list[Callable[[str], str | None]] = []
+        self.on_incoming: list[Callable[[str], None]] = []  # call_id, after it was announced
         sessions.on_close.append(self.hangup_session)
 
     # lifecycle ---------------------------------------------------------------------------
@@ -142,6 +147,8 @@ class CallService:
             log.debug("calls.event_for_unknown_call", kind=ev.kind, state=ev.state)
             return
         if ev.kind == "dtmf":
+            for hook in self.on_dtmf:
+                hook(ev.call_id, str(ev.extra.get("digit") or ""))
             await self._bus.publish(
                 "call.dtmf", {"call_id": ev.call_id, "digit": ev.extra.get("digit")},
                 session_id=live.row["session_id"],
@@ -186,16 +193,21 @@ class CallService:
                     await self.hangup(live.call_id)
 
     async def _incoming(self, ev: SipEvent) -> None:
-        session = await self._sessions.create(
-            title=f"Inbound call from {ev.remote_uri}", created_by="sip", origin="inbound-call"
-        )
-        row = self._new_row(ev.call_id, session["session_id"], "inbound", ev.remote_uri, ev.local_uri)
+        claims = (claim(ev.local_uri or "") for claim in self.inbound_claims)
+        session_id = next((s for s in claims if s), None)
+        if session_id is None:
+            session_id = (await self._sessions.create(
+                title=f"Inbound call from {ev.remote_uri}", created_by="sip", origin="inbound-call"
+            ))["session_id"]
+        row = self._new_row(ev.call_id, session_id, "inbound", ev.remote_uri, ev.local_uri)
         row["worker"] = ev.worker
         live = LiveCall(row=row, state=CALL_MACHINE.next(CallState.IDLE, CallInput.INCOMING))
         self._live[ev.call_id] = live
         live.timer = asyncio.get_running_loop().call_later(self._ring_timeout_s, self._timeout, ev.call_id)
         await self._set(live, live.state)
-        log.info("call.incoming", remote=ev.remote_uri, session_id=session["session_id"])
+        log.info("call.incoming", remote=ev.remote_uri, session_id=session_id)
+        for hook in self.on_incoming:
+            hook(ev.call_id)
 
     async def _on_timeout(self, call_id: str) -> None:
         live = self._live.get(call_id)
@@ -261,9 +273,15 @@ class CallService:
     async def answer(self, call_id: str) -> dict:
         return await self._command(call_id, CallInput.ANSWER, lambda s: s.answer(call_id))
 
-    async def reject(self, call_id: str, code: int = 486) -> dict:
-        return await self._command(call_id, CallInput.REJECT, lambda s: s.reject(call_id, code),
-                                   cause="rejected")
+    async def reject(self, call_id: str, code: int = 486, *, failover_cause: str | None = None) -> dict:
+        """`failover_cause`: the call belongs on another worker (a conference's dial-in): refused
+        so that the Kamailio front offers it to the next worker, and ended with that cause (set
+        first: the worker's report of the refusal can be handled before the command returns)."""
+        if failover_cause is not None:
+            self.require_live(call_id).cause = failover_cause
+        return await self._command(call_id, CallInput.REJECT,
+                                   lambda s: s.reject(call_id, code, failover=failover_cause is not None),
+                                   cause=failover_cause or "rejected")
 
     async def hangup(self, call_id: str) -> dict:
         return await self._command(call_id, CallInput.HANGUP, lambda s: s.hangup(call_id),

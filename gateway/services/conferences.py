@@ -8,15 +8,26 @@ not fit there is refused (`no-capacity`), and a call moved in from another worke
 (`other-worker`): spanning workers is not done yet. A console member (`add_console`) is a port in
 that worker's bridge, fed and heard over a media channel of the console's connection
 (gateway.services.media); the channel closing, or the connection lost, takes it out.
+
+Dial-in: a conference created with `dial_in` gets a number (`calls.conference_dial_in_prefix` and
+six random digits; URI `sip:<number>@sip.host:sip.port`). An inbound call to it is claimed for
+the conference's session, answered and added as a member; with a PIN the member stays `joining`
+(out of the mix) until the caller typed it (DTMF, `PinEntry`), and is hung up after
+`calls.conference_pin_attempts` wrong ones (left, cause `wrong-pin`). A caller that reached
+another worker than the conference's is refused 503 without the DECIDED reason: the Kamailio front
+fails over to the next worker until the INVITE reaches the conference's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import structlog
 
@@ -26,12 +37,20 @@ from gateway.services.calls import CallService
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
 from gateway.state import CallState
-from gateway.state.conference import Conference, MemberChange, MemberState
+from gateway.state.conference import Conference, MemberChange, MemberState, PinEntry
 from gateway.tasks import OwnedTasks
 from sip.errors import SipError
 from sip.events import SipEvent
 
 log = structlog.get_logger(__name__)
+
+_USER_RE = re.compile(r"^<?sips?:([^@;>]+)@")  # the user part of a SIP URI (a local URI, To)
+
+
+class DialIn(NamedTuple):
+    prefix: str = "conf"  # a dial-in number: prefix + 6 digits
+    pin_attempts: int = 3  # wrong PINs before the caller is hung up
+    hostport: str = "127.0.0.1:5060"  # the gateway's public SIP address, for the dial-in URI
 
 
 @dataclass
@@ -40,12 +59,16 @@ class _Live:
     worker: int | None = None  # the SIP worker whose conference bridge mixes it
     recording: Path | None = None  # the WAV its worker writes the mix to (record: true)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one change at a time
+    pin: str | None = None  # dial-in PIN
+    pins: dict[str, PinEntry] = field(default_factory=dict)  # call_id -> its caller's PIN entry
 
 
 class ConferenceService:
     def __init__(self, bus: EventBus, sessions: SessionService, calls: CallService, *,
-                 media: MediaService, recordings_dir: Path) -> None:
+                 media: MediaService, recordings_dir: Path, dial_in: DialIn = DialIn()) -> None:
         self.recordings_dir = recordings_dir  # conference WAVs: <conference_id>.wav
+        self._dial_in_cfg = dial_in
+        self._numbers: dict[str, str] = {}  # dial-in number -> conference_id
         self._bus = bus
         self._sessions = sessions
         self._calls = calls
@@ -57,6 +80,9 @@ class ConferenceService:
         calls.on_connected.append(self._call_connected)
         calls.on_ended.append(self._call_ended)
         calls.on_voice.append(self._call_voice)
+        calls.on_dtmf.append(self._call_dtmf)
+        calls.inbound_claims.append(self._claim)
+        calls.on_incoming.append(self._call_incoming)
         # Before the calls service hangs the session's calls up: the members leave with the
         # conference ("session-closed"), not one by one as if each phone had hung up.
         sessions.on_close.insert(0, self.close_session)
@@ -69,14 +95,20 @@ class ConferenceService:
 
     # -- methods -------------------------------------------------------------------------------
     async def create(self, *, principal: str, session_id: str | None, title: str | None,
-                     record: bool) -> dict:
+                     record: bool, dial_in: dict | None = None) -> dict:
         if session_id:
             await self._sessions.require_open(session_id)
         else:
             session_id = (await self._sessions.create(title=title or "Conference", created_by=principal,
                                                       origin="conference"))["session_id"]
         conf = Conference("conf-" + uuid.uuid4().hex[:16], session_id, title=title, record=record)
-        self._live[conf.conference_id] = _Live(conf)
+        live = self._live[conf.conference_id] = _Live(conf)
+        if dial_in is not None:
+            number = self._new_number()
+            self._numbers[number] = conf.conference_id
+            live.pin = dial_in.get("pin")
+            conf.dial_in = {"number": number, "uri": f"sip:{number}@{self._dial_in_cfg.hostport}",
+                            "pin_required": live.pin is not None}
         log.info("conference.created", conference_id=conf.conference_id, session_id=session_id)
         return conf.public()
 
@@ -178,6 +210,8 @@ class ConferenceService:
             for change in changes:
                 await self._publish(live, change)
         self._live.pop(conference_id, None)
+        if live.conf.dial_in is not None:
+            self._numbers.pop(live.conf.dial_in["number"], None)
         for change in changes:
             await self._hangup(live.conf.member(change.member["member_id"]).call_id)
         await self._close(live)
@@ -247,8 +281,8 @@ class ConferenceService:
     async def _join(self, live: _Live, member_id: str) -> None:
         """The member's call is connected: its worker mixes it with the others."""
         member = live.conf.member(member_id)
-        if member.state is not MemberState.JOINING:
-            return
+        if member.state is not MemberState.JOINING or member.call_id in live.pins:
+            return  # joined already, or a dial-in caller still typing the PIN
         if live.conf.record and live.recording is None and live.worker is not None:
             await self._record(live)
         try:
@@ -295,8 +329,77 @@ class ConferenceService:
 
     async def _call_gone(self, live: _Live, call_id: str, member_id: str) -> None:
         self._by_call.pop(call_id, None)
+        live.pins.pop(call_id, None)
         joined = live.conf.member(member_id).state is not MemberState.JOINING
         await self._left(live, member_id, "hangup" if joined else "failed")
+
+    # -- dial-in --------------------------------------------------------------------------------
+    def _new_number(self) -> str:
+        while True:
+            number = f"{self._dial_in_cfg.prefix}{secrets.randbelow(10**6):06d}"
+            if number not in self._numbers:
+                return number
+
+    def _dialled(self, local_uri: str) -> _Live | None:
+        m = _USER_RE.match(local_uri.strip())
+        live = self._live.get(self._numbers.get(m.group(1), "")) if m else None
+        return live if live is not None and not live.conf.ended else None
+
+    def _claim(self, local_uri: str) -> str | None:
+        """An inbound call to a dial-in number belongs to its conference's session."""
+        live = self._dialled(local_uri)
+        return live.conf.session_id if live is not None else None
+
+    def _call_incoming(self, call_id: str) -> None:
+        call = self._calls.require_live(call_id)
+        live = self._dialled(call.row.get("local_uri") or "")
+        if live is not None:
+            self._tasks.spawn(self._dialled_in(live, call_id), f"conference.dial_in {call_id}")
+
+    async def _dialled_in(self, live: _Live, call_id: str) -> None:
+        """A caller dialled the conference: answered, a member; joined now or once the PIN is typed."""
+        worker = self._calls.worker_of(call_id)
+        async with live.lock:
+            if live.conf.ended:
+                with contextlib.suppress(GatewayError):
+                    await self._calls.reject(call_id, 404)
+                return
+            if live.worker is not None and worker != live.worker:
+                # Another worker holds the conference: refused 503 without the DECIDED reason,
+                # so the Kamailio front offers the INVITE to the next worker, until it is there.
+                log.info("conference.dial_in_elsewhere", call_id=call_id, worker=worker, conference_worker=live.worker)
+                with contextlib.suppress(GatewayError):
+                    await self._calls.reject(call_id, 503, failover_cause="conference-elsewhere")
+                return
+            live.worker = worker
+            if live.pin is not None:
+                live.pins[call_id] = PinEntry(live.pin, attempts=self._dial_in_cfg.pin_attempts)
+            remote = self._calls.require_live(call_id).row.get("remote_uri")
+            await self._member(live, call_id, remote, False)
+        try:
+            await self._calls.answer(call_id)
+        except GatewayError as e:  # the caller gave up meanwhile: its end hook makes it leave
+            log.info("conference.dial_in_answer_failed", call_id=call_id, error=str(e))
+
+    def _call_dtmf(self, call_id: str, digit: str) -> None:
+        conference_id, member_id = self._by_call.get(call_id, ("", ""))
+        live = self._live.get(conference_id)
+        if live is not None and call_id in live.pins:
+            self._tasks.spawn(self._pin_digit(live, call_id, member_id, digit), f"conference.pin {call_id}")
+
+    async def _pin_digit(self, live: _Live, call_id: str, member_id: str, digit: str) -> None:
+        async with live.lock:
+            entry = live.pins.get(call_id)
+            verdict = entry.digit(digit) if entry is not None else None
+            log.info("conference.pin_digit", call_id=call_id, verdict=verdict)
+            if verdict == "ok":
+                del live.pins[call_id]
+                await self._join(live, member_id)
+            elif verdict == "refused":
+                del live.pins[call_id]
+                await self._left(live, member_id, "wrong-pin")
+        if verdict == "refused":
+            await self._hangup(call_id)
 
     # -- recording -----------------------------------------------------------------------------
     async def _record(self, live: _Live) -> None:

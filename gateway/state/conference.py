@@ -87,6 +87,7 @@ class Conference:
     members: dict[str, Member] = field(default_factory=dict)  # member_id -> member, in order added
     ended: bool = False
     end_cause: str | None = None
+    dial_in: dict | None = None  # {number, uri, pin_required}: callers dialling `uri` join it
 
     # queries -----------------------------------------------------------------------------
     def live_members(self) -> list[Member]:
@@ -111,7 +112,8 @@ class Conference:
     def public(self) -> dict:
         return {"conference_id": self.conference_id, "session_id": self.session_id, "title": self.title,
                 "record": self.record, "state": "ended" if self.ended else "active",
-                "cause": self.end_cause, "members": [m.public() for m in self.members.values()]}
+                "cause": self.end_cause, "dial_in": self.dial_in,
+                "members": [m.public() for m in self.members.values()]}
 
     # changes -----------------------------------------------------------------------------
     def add(self, member_id: str, call_id: str, *, target: str | None = None, chair: bool = False,
@@ -188,3 +190,29 @@ class Conference:
         if self.ended:
             raise Conflict("the conference has ended", reason="invalid-state",
                            details={"conference_id": self.conference_id})
+
+
+@dataclass
+class PinEntry:
+    """The PIN a dial-in caller types (DTMF digits), sans I/O. `#` submits what was typed; so
+    does typing as many digits as the PIN has. After `attempts` wrong PINs the caller is refused.
+    `digit()` answers "ok" (join), "wrong" (typed a wrong one, may try again), "refused"
+    (hang up) or None (keep collecting)."""
+
+    pin: str
+    attempts: int = 3
+    typed: str = ""
+    wrong: int = 0
+
+    def digit(self, d: str) -> str | None:
+        if self.wrong >= self.attempts:
+            return "refused"
+        if d != "#":
+            self.typed += d
+            if len(self.typed) < len(self.pin):
+                return None
+        typed, self.typed = self.typed, ""
+        if typed == self.pin:
+            return "ok"
+        self.wrong += 1
+        return "refused" if self.wrong >= self.attempts else "wrong"

@@ -155,7 +155,9 @@ class CallCommands:
         prm = pj.CallOpParam(True)
         prm.statusCode = int(cmd.get("code", 486))
         reason = decided_reason(prm.statusCode)
-        if reason is not None:  # the front passes it on instead of trying another worker
+        if cmd.get("failover"):  # the call belongs on another worker: the front tries the next
+            prm.reason = str(cmd.get("reason") or "Try Another Worker")
+        elif reason is not None:  # the front passes it on instead of trying another worker
             prm.reason = reason
         call.hangup(prm)
 

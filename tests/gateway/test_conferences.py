@@ -273,3 +273,71 @@ async def test_a_console_member_leaves_with_its_channel_or_its_worker(start_gate
     assert err.value.reason == "no-such-channel"
     got = await alice.call("conference.get", conference_id=cid)
     assert [(m["console"], m["state"]) for m in got["members"]] == [(True, "left"), (True, "left")]
+
+
+async def test_callers_dial_in_with_a_pin_and_hear_the_others(start_gateway, connect, watch, tmp_path) -> None:
+    gw = await start_gateway()
+    alice = await connect(gw)
+    w = await watch(alice)
+    wav = write_wav(tmp_path / "scene.wav", tone(TONES["scene"], 30.0, rate=8000, amplitude=0.3), 8000)
+    async with (tone_phone("duty", tmp_path) as duty, BaresipPhone(user="scene", play_wav=wav, console=True) as scene,
+                BaresipPhone(user="stranger", console=True) as stranger):
+        conf = await alice.call("conference.create", title="dial-in", dial_in={"pin": "2468"})
+        cid, dial_in = conf["conference_id"], conf["dial_in"]
+        assert dial_in["pin_required"] and dial_in["uri"].startswith("sip:" + dial_in["number"] + "@")
+        chair = await alice.call("conference.add", conference_id=cid, target=duty.uri, chair=True)
+        await member_event(w, chair["member_id"], "joined")
+        scene.command("/dial " + dial_in["uri"])
+        joining = (await w.wait(lambda e: e["type"] == "conference.member" and e["data"]["state"] == "joining"
+                                and e["data"]["member_id"] != chair["member_id"], timeout=30))["data"]
+        assert joining["target"] and "scene" in joining["target"]
+        call = await w.call_state(joining["call_id"], "connected")
+        assert call["session_id"] == conf["session_id"] and call["direction"] == "inbound"
+        scene.command("/sndcode 2468")
+        await member_event(w, joining["member_id"], "joined")
+        await asyncio.sleep(AUDIO_S)  # the two hear each other
+        # A stranger with the wrong PIN, three times: hung up, never mixed.
+        stranger.command("/dial " + dial_in["uri"])
+        intruder = (await w.wait(lambda e: e["type"] == "conference.member" and e["data"]["state"] == "joining"
+                                 and e["data"]["member_id"] not in (chair["member_id"], joining["member_id"]),
+                                 timeout=30))["data"]
+        await w.call_state(intruder["call_id"], "connected")
+        stranger.command("/sndcode 111122223333")
+        left = (await member_event(w, intruder["member_id"], "left"))["data"]
+        assert left["cause"] == "wrong-pin"
+        await w.call_state(intruder["call_id"], "ended")
+        await alice.call("conference.end", conference_id=cid)
+        for m in (chair, joining):
+            await w.call_state(m["call_id"], "ended")
+        lv_duty, lv_scene, lv_stranger = heard(duty), heard(scene), heard(stranger)
+    assert not [e for e in w.events if e["type"] == "conference.member"
+                and e["data"]["member_id"] == intruder["member_id"] and e["data"]["state"] == "joined"]
+    assert (lv_duty["scene"] > PRESENT).sum() >= 10 and lv_duty["duty"].max() < ABSENT
+    assert (lv_scene["duty"] > PRESENT).sum() >= 10 and lv_scene["scene"].max() < ABSENT
+    assert lv_stranger["duty"].max() < ABSENT and lv_stranger["scene"].max() < ABSENT  # never in the mix
+
+
+async def test_the_front_brings_every_dial_in_caller_to_the_conferences_worker(start_gateway, connect,
+                                                                                  watch) -> None:
+    gw = await start_gateway(**{"sip.max_workers": 2, "sip.warm_workers": 2})
+    alice = await connect(gw)
+    w = await watch(alice)
+    async with (BaresipPhone(user="duty") as duty, BaresipPhone(user="one", console=True) as one,
+                BaresipPhone(user="two", console=True) as two):
+        conf = await alice.call("conference.create", dial_in={})
+        cid, uri = conf["conference_id"], conf["dial_in"]["uri"]
+        assert not conf["dial_in"]["pin_required"]
+        chair = await alice.call("conference.add", conference_id=cid, target=duty.uri, chair=True)
+        await member_event(w, chair["member_id"], "joined")
+        worker = gw.calls.worker_of(chair["call_id"])
+        joined = []
+        for phone in (one, two):  # round robin: one of the two reaches the other worker first
+            phone.command("/dial " + uri)
+            ev = await w.wait(lambda e: e["type"] == "conference.member" and e["data"]["state"] == "joined"
+                              and e["data"]["member_id"] not in [chair["member_id"], *joined], timeout=30)
+            joined.append(ev["data"]["member_id"])
+            assert gw.calls.worker_of(ev["data"]["call_id"]) == worker
+        await alice.call("conference.end", conference_id=cid)
+    elsewhere = [e["data"] for e in w.events if e["type"] == "call.state" and e["data"]["state"] == "ended"
+                 and e["data"]["cause"] == "conference-elsewhere"]
+    assert len(elsewhere) >= 1 and {e["session_id"] for e in elsewhere} == {conf["session_id"]}, elsewhere

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import tempfile
 import wave
 from pathlib import Path
@@ -58,6 +59,7 @@ class BaresipPhone:
         play_wav: str | Path | None = None,
         play_seconds: float = 30.0,
         host: str = "127.0.0.1",
+        console: bool = False,
     ) -> None:
         self.binary = require_binary("baresip")
         self.user = user
@@ -69,6 +71,7 @@ class BaresipPhone:
             pcm = tone(tone_hz, play_seconds, rate=8000) if tone_hz else bytes(int(play_seconds * 8000) * 2)
             play_wav = write_wav(self.dir / "source.wav", pcm, 8000)
         self.source = Path(play_wav)
+        self.console = console  # commands over UDP (cons.so): `command()` dials, sends DTMF
         self.log_path = self.dir / "baresip.log"
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -98,6 +101,8 @@ module			sndfile.so
 module_tmp		account.so
 module_app		menu.so
 """
+        if self.console:
+            cfg += f"module\t\t\tcons.so\ncons_listen\t\t{self.host}:{self.port + 5}\n"
         (self.dir / "config").write_text(cfg)
         (self.dir / "accounts").write_text(
             f"<sip:{self.user}@{self.host}:{self.port}>;regint=0;answermode=auto\n")
@@ -115,6 +120,12 @@ module_app		menu.so
                     break
                 await asyncio.sleep(0.05)
         return self
+
+    def command(self, line: str) -> None:
+        """A long command (`/dial URI`, `/sndcode 1234`: RFC 4733 digits) over the UDP console."""
+        assert self.console, "BaresipPhone(console=True) takes commands"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto((line + "\n").encode(), (self.host, self.port + 5))
 
     def log(self) -> str:
         return read_log(self.log_path)

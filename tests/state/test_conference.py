@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import Conflict, NotFound
-from gateway.state.conference import Conference, MemberState
+from gateway.state.conference import Conference, MemberState, PinEntry
 
 
 def _conf(*members: tuple[str, bool]) -> Conference:
@@ -129,3 +129,12 @@ def test_talking_only_in_the_mix_and_only_changes():
     left = conf.leave("a", "hangup").member
     assert left["talking"] is False and conf.set_talking("a", True) is None
     assert conf.set_talking("nobody", True) is None
+
+
+def test_a_pin_is_accepted_when_typed_and_refused_after_the_last_wrong_attempt() -> None:
+    entry = PinEntry("2468", attempts=2)
+    assert [entry.digit(d) for d in "2468"] == [None, None, None, "ok"]
+    entry = PinEntry("2468", attempts=2)
+    assert [entry.digit(d) for d in "13#"] == [None, None, "wrong"]  # '#' submits a short one
+    assert [entry.digit(d) for d in "1357"] == [None, None, None, "refused"]
+    assert entry.digit("2") == "refused"  # nothing more is taken once refused
