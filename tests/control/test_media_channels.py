@@ -58,3 +58,24 @@ async def test_open_is_refused_when_every_channel_id_is_live(monkeypatch):
     assert {ch: b.call_id for ch, b in media._by_conn[conn].items()} == {1: "call-1", 2: "call-1", 3: "call-1"}
     await media.close(conn, 2)
     assert (await media.open(conn, "call-9", direction="in"))["channel"] == 2
+
+
+class _ClosingConn(_Conn):
+    def on_close(self, fn) -> None:
+        self.closed = fn
+
+
+async def test_a_console_port_channel_tells_its_owner_how_it_went():
+    media = MediaService(_Calls())
+    conn = _ClosingConn()
+    gone: list[tuple[str, str]] = []
+    a = media.open_port(conn, "console-a", 16000, lambda cause: gone.append(("a", cause)))
+    b = media.open_port(conn, "console-b", 8000, lambda cause: gone.append(("b", cause)))
+    c = media.open_port(conn, "console-c", 16000, lambda cause: gone.append(("c", cause)))
+    assert a["call_id"] is None and b["samples_per_frame"] == 160 and len({a["channel"], b["channel"]}) == 2
+    await media.close(conn, a["channel"])
+    media.call_ended("console-c")  # the member left first (removed): its channel closes silently
+    assert c["channel"] not in media._by_conn[conn]
+    await conn.closed(conn)  # the connection is lost
+    assert gone == [("a", "channel-closed"), ("b", "disconnected")]
+    assert not media._listeners
