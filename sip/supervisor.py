@@ -449,6 +449,11 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
         await self._command(self._worker_at(worker), {"cmd": "conf_record", "conference_id": conference_id,
                                                       "path": path})
 
+    async def conf_stats(self, worker: int, conference_id: str) -> dict[str, int | None]:
+        """RTP packets each member call of the conference has received on worker `worker`."""
+        reply = await self._command(self._worker_at(worker), {"cmd": "conf_stats", "conference_id": conference_id})
+        return dict(reply.get("rx_packets") or {})
+
     async def conf_close(self, worker: int, conference_id: str) -> None:
         """The conference is over on worker `worker`: its recording is complete on return."""
         await self._command(self._worker_at(worker), {"cmd": "conf_close", "conference_id": conference_id})

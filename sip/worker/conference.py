@@ -101,6 +101,21 @@ class ConferenceMixer:
                     self._record(key, True)
         return {"recording": True}
 
+    def cmd_conf_stats(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """RTP packets each member call's stream has received, by call id (what the bridge could
+        mix from it; voice activity alone does not tell: a stream that receives nothing reads a
+        level of 34 here, above TALK_LEVEL)."""
+        rx: dict[str, int | None] = {}
+        for member in self.conferences.get(str(cmd.get("conference_id") or ""), {}):
+            call = self.calls.get(member)
+            if call is None or call.done or call.audio_index < 0:
+                continue
+            try:
+                rx[member] = int(call.getStreamStat(call.audio_index).rtcp.rxStat.pkt)
+            except pj.Error:
+                rx[member] = None
+        return {"rx_packets": rx}
+
     def cmd_conf_close(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """The conference is over: its recorder is destroyed (the WAV is complete on return)."""
         conf_id = str(cmd.get("conference_id") or "")

@@ -200,6 +200,7 @@ class WCall(pj.Call):
         self.media_dir: str | None = None  # dial's media_dir ("sendonly" ...), None: sendrecv
         self.held = False  # put on hold by the gateway (cmd_hold)
         self.audio_media: Any = None  # the call's AudioMedia bridged with `port` (None: not bridged)
+        self.audio_index = -1  # its media index (getStreamStat)
         self.streams: set[str] = set()  # StreamPorts (Worker.streams) attached to this call
         self.conference: str | None = None  # the conference it is mixed in (conference.py)
         self.done = False
@@ -279,7 +280,7 @@ class WCall(pj.Call):
                 if self.media_dir != "sendonly":  # a one-way call has nothing to hear
                     am.startTransmit(port)
                 port.startTransmit(am)
-                self.audio_media = am
+                self.audio_media, self.audio_index = am, i
                 self.worker.connect_streams(self, am)
                 self.worker.connect_conference(self)
             self.worker.emit(
