@@ -22,7 +22,8 @@ async def _hello(ws, token: str) -> None:
 
 async def test_huge_params_are_audited_as_a_bounded_digest(start_gateway) -> None:
     # The terminal's request budget is lifted: what is under test is what one request stores.
-    gw = await start_gateway(**{"control.request_budget.terminal": "{rate = 1000, burst = 1000}"})
+    gw = await start_gateway(**{"control.request_budget.terminal": "{rate = 1000, burst = 1000}",
+                                "control.max_in_flight": 256})  # all 100 pipelined frames run
     before = _db_bytes(gw.store.path)
     blob = "A" * 1_000_000
     async with websockets.connect(gw.control.url, max_size=None) as ws:

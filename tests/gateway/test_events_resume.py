@@ -109,7 +109,9 @@ async def test_pipelined_subscribes_leave_no_subscription_behind(start_gateway) 
 
     from tests.gateway.gateway_proc import wait_until
 
-    gw = await start_gateway()
+    # what is tested is the pipelining: in flight and budget limits lifted so every subscribe runs
+    gw = await start_gateway(**{"control.max_in_flight": 4096,
+                                "control.request_budget.observer": "{rate = 100000, burst = 100000}"})
     base = gw.bus.subscriber_count
     async with websockets.connect(gw.control.url, max_size=None) as ws:
         await ws.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "hello",

@@ -22,7 +22,8 @@ POISON = [
 
 
 async def test_lone_surrogate_flood_fails_nobody_else(start_gateway, connect) -> None:
-    gw = await start_gateway()
+    # the flood must reach the parser: the terminal's request budget lifted
+    gw = await start_gateway(**{"control.request_budget.terminal": "{rate = 1000000, burst = 1000000}"})
     consoles = [await connect(gw, tok) for tok in ("tok-dispatcher", "tok-dispatcher-2", "tok-admin")]
     replies: list[dict] = []
     dropped: list[int] = []
