@@ -30,6 +30,7 @@ from .capacity import probe_calls_per_worker
 from .config import SipConfig
 from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable
 from .events import SipEvent
+from .conferences import ConferenceOps
 from .streams import StreamFanout
 from .worker_process import AUDIO_WRITE_LIMIT, START_TIMEOUT, Worker, WorkerProcesses
 
@@ -41,7 +42,7 @@ MEDIA_DIRS = ("sendonly", "recvonly", "sendrecv")  # dial(media_dir=...): our si
 UNAVAILABLE_GRACE = 1.0  # after a dial's sip-unavailable: time for the reader to see a dead worker
 
 
-class SipSupervisor(StreamFanout, WorkerProcesses):
+class SipSupervisor(ConferenceOps, StreamFanout, WorkerProcesses):
     def __init__(
         self,
         config: SipConfig,
@@ -58,6 +59,7 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
         self.registration: dict[str, Any] | None = None  # last REGISTER outcome of worker 0
         self._workers: dict[int, Worker] = {}
         self._call_worker: dict[str, int] = {}
+        self._trunks: dict[tuple[str, int], list[str]] = {}  # (conference, worker) -> trunk keys in its load
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
@@ -405,58 +407,6 @@ class SipSupervisor(StreamFanout, WorkerProcesses):
     async def listen(self, call_id: str, on: bool = True) -> None:
         """Extension: stop/start forwarding a call's audio to on_audio (saves the copies)."""
         await self._call_command(call_id, {"cmd": "listen", "on": on})
-
-    # ---- conferences: mixed by the conference bridge of the worker holding the calls
-
-    async def conf_join(self, call_id: str, conference_id: str, *, muted: bool = False) -> None:
-        await self._call_command(call_id, {"cmd": "conf_join", "conference_id": conference_id, "muted": muted})
-
-    async def conf_mute(self, call_id: str, muted: bool) -> None:
-        await self._call_command(call_id, {"cmd": "conf_mute", "muted": muted})
-
-    async def conf_leave(self, call_id: str) -> None:
-        await self._call_command(call_id, {"cmd": "conf_leave"})
-
-    async def conf_console(self, worker: int | None, conference_id: str, port_id: str, *,
-                           muted: bool = False) -> int:
-        """A console member: a port in worker `worker`'s conference bridge (the fullest worker
-        with room when None), addressed as `port_id` like a call (send_audio, on_audio,
-        conf_mute, conf_leave). Returns the worker's index."""
-        if port_id in self._call_worker:
-            raise InvalidState(f"{port_id} exists", reason="invalid-state")
-        w = await self._pick_worker() if worker is None else self._worker_at(worker)
-        self._call_worker[port_id] = w.index
-        try:
-            await self._command(w, {"cmd": "conf_console", "call_id": port_id, "conference_id": conference_id,
-                                    "muted": muted})
-        except BaseException:
-            self._forget(w, port_id)
-            raise
-        return w.index
-
-    async def conf_console_leave(self, port_id: str) -> None:
-        """The console member's port leaves the bridge and is gone."""
-        w = self._workers.get(self._call_worker.get(port_id, -1))
-        if w is None:
-            return
-        try:
-            await self._call_command(port_id, {"cmd": "conf_leave"})
-        finally:
-            self._forget(w, port_id)
-
-    async def conf_record(self, worker: int, conference_id: str, path: str) -> None:
-        """Worker `worker` writes the conference's mix to the WAV `path` (until conf_close)."""
-        await self._command(self._worker_at(worker), {"cmd": "conf_record", "conference_id": conference_id,
-                                                      "path": path})
-
-    async def conf_stats(self, worker: int, conference_id: str) -> dict[str, int | None]:
-        """RTP packets each member call of the conference has received on worker `worker`."""
-        reply = await self._command(self._worker_at(worker), {"cmd": "conf_stats", "conference_id": conference_id})
-        return dict(reply.get("rx_packets") or {})
-
-    async def conf_close(self, worker: int, conference_id: str) -> None:
-        """The conference is over on worker `worker`: its recording is complete on return."""
-        await self._command(self._worker_at(worker), {"cmd": "conf_close", "conference_id": conference_id})
 
     def _worker_at(self, index: int) -> Worker:
         w = self._workers.get(index)

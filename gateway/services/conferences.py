@@ -3,19 +3,22 @@
 The conference core (gateway.state.conference) decides what is allowed; the calls service places
 and ends the members' calls; the SIP supervisor tells the worker holding them whom to mix
 (sip/worker/conference.py). Every member change is published as `conference.member` in the
-conference's session. A conference lives on the worker of its first member; a member that does
-not fit there is refused (`no-capacity`), and a call moved in from another worker too
-(`other-worker`): spanning workers is not done yet. A console member (`add_console`) is a port in
-that worker's bridge, fed and heard over a media channel of the console's connection
-(gateway.services.media); the channel closing, or the connection lost, takes it out.
+conference's session. A conference lives on the worker of its first member (its home, which
+records it). A worker keeps one slot free for a trunk: a member that would take it goes to
+another worker, linked to the last one by a trunk (SIP supervisor `conf_trunk`), so the workers
+form a chain (docs/design.md, "Conferences across workers"). A call moved in from a worker
+outside the chain is refused (`other-worker`).
+A console member (`add_console`) is a port in the home worker's bridge, fed and heard over a
+media channel of the console's connection (gateway.services.media); the channel closing, or the
+connection lost, takes it out.
 
 Dial-in: a conference created with `dial_in` gets a number (`calls.conference_dial_in_prefix` and
 six random digits; URI `sip:<number>@sip.host:sip.port`). An inbound call to it is claimed for
 the conference's session, answered and added as a member; with a PIN the member stays `joining`
 (out of the mix) until the caller typed it (DTMF, `PinEntry`), and is hung up after
 `calls.conference_pin_attempts` wrong ones (left, cause `wrong-pin`). A caller that reached
-another worker than the conference's is refused 503 without the DECIDED reason: the Kamailio front
-fails over to the next worker until the INVITE reaches the conference's.
+a worker outside the conference's chain is refused 503 without the DECIDED reason: the Kamailio
+front fails over to the next worker until the INVITE reaches one of the chain.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ class DialIn(NamedTuple):
 @dataclass
 class _Live:
     conf: Conference
-    worker: int | None = None  # the SIP worker whose conference bridge mixes it
+    worker: int | None = None  # its home: the SIP worker whose conference bridge records it
+    workers: list[int] = field(default_factory=list)  # the chain of workers, home first, trunked
     recording: Path | None = None  # the WAV its worker writes the mix to (record: true)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one change at a time
     pin: str | None = None  # dial-in PIN
@@ -145,6 +149,7 @@ class ConferenceService:
                                   reason="sip-unavailable",
                                   details={"conference_id": conference_id, "why": str(e)}) from None
             self._consoles.add(port_id)
+            live.workers = live.workers or [live.worker]  # the console's worker is the home
             if live.conf.record and live.recording is None:
                 await self._record(live)
             media = self._media.open_port(conn, port_id, rate,
@@ -237,11 +242,12 @@ class ConferenceService:
             raise Conflict("that call is in a conference already", reason="already-member",
                            details={"call_id": call_id, "conference_id": self._by_call[call_id][0]})
         worker = self._calls.worker_of(call_id)
-        if live.worker is not None and worker != live.worker:
+        if live.worker is not None and worker not in live.workers:
             raise Conflict("the call is on another SIP worker than the conference", reason="other-worker",
                            details={"call_id": call_id, "conference_id": live.conf.conference_id})
         member_id = await self._member(live, call_id, None, chair)
-        live.worker = worker
+        if live.worker is None and worker is not None:
+            live.worker, live.workers = worker, [worker]
         await self._join(live, member_id)
         return live.conf.member(member_id).public()
 
@@ -249,19 +255,11 @@ class ConferenceService:
         if live.conf.ended:
             raise Conflict("the conference has ended", reason="invalid-state",
                            details={"conference_id": live.conf.conference_id})
-        try:
-            call = await self._calls.dial(target=target, session_id=live.conf.session_id,
-                                          principal=principal, worker=live.worker)
-        except Unavailable as e:
-            if e.reason == "no-capacity" and live.worker is not None:
-                raise Unavailable("the conference's SIP worker is full (a conference does not span "
-                                  "workers yet)", reason="no-capacity",
-                                  details={"conference_id": live.conf.conference_id,
-                                           "worker": live.worker}) from None
-            raise
+        call = await self._dial_member(live, principal, target)
         call_id = call["call_id"]
         if live.worker is None:
             live.worker = self._calls.worker_of(call_id)
+            live.workers = [live.worker] if live.worker is not None else []
         member_id = await self._member(live, call_id, target, chair)
         # Answered, or ended, before it was a member: its hook found no member then.
         try:
@@ -270,6 +268,32 @@ class ConferenceService:
         except NotFound:
             await self._call_gone(live, call_id, member_id)
         return live.conf.member(member_id).public()
+
+    async def _dial_member(self, live: _Live, principal: str, target: str) -> dict:
+        """Dial on the last worker of the chain while it keeps a slot for a trunk; else extend
+        the chain by one worker (a trunk to the last) and dial there."""
+        async def dial(worker: int | None) -> dict:
+            return await self._calls.dial(target=target, session_id=live.conf.session_id, principal=principal,
+                                          worker=worker)
+
+        if not live.workers:
+            return await dial(None)
+        tail = live.workers[-1]
+        if self._sip().free_slots(tail) >= 2:
+            try:
+                return await dial(tail)
+            except Unavailable as e:
+                if e.reason != "no-capacity":
+                    raise
+        try:
+            worker = await self._sip().conf_trunk(live.conf.conference_id, tail, exclude=set(live.workers))
+        except SipError as e:
+            raise Unavailable("no SIP worker has room for the conference to grow", reason="no-capacity",
+                              details={"conference_id": live.conf.conference_id, "workers": live.workers,
+                                       "error": str(e)}) from None
+        live.workers.append(worker)
+        log.info("conference.spanned", conference_id=live.conf.conference_id, workers=live.workers)
+        return await dial(worker)
 
     async def _member(self, live: _Live, call_id: str, target: str | None, chair: bool) -> str:
         member_id = "m-" + uuid.uuid4().hex[:12]
@@ -364,14 +388,15 @@ class ConferenceService:
                 with contextlib.suppress(GatewayError):
                     await self._calls.reject(call_id, 404)
                 return
-            if live.worker is not None and worker != live.worker:
-                # Another worker holds the conference: refused 503 without the DECIDED reason,
+            if live.worker is not None and worker not in live.workers:
+                # Workers outside the conference's chain: refused 503 without the DECIDED reason,
                 # so the Kamailio front offers the INVITE to the next worker, until it is there.
                 log.info("conference.dial_in_elsewhere", call_id=call_id, worker=worker, conference_worker=live.worker)
                 with contextlib.suppress(GatewayError):
                     await self._calls.reject(call_id, 503, failover_cause="conference-elsewhere")
                 return
-            live.worker = worker
+            if live.worker is None and worker is not None:
+                live.worker, live.workers = worker, [worker]
             if live.pin is not None:
                 live.pins[call_id] = PinEntry(live.pin, attempts=self._dial_in_cfg.pin_attempts)
             remote = self._calls.require_live(call_id).row.get("remote_uri")
@@ -418,6 +443,12 @@ class ConferenceService:
         """The worker drops the conference; a recording is complete then and is announced."""
         if live.worker is None:
             return
+        for worker in reversed(live.workers[1:]):  # trunks and sub-bridges first, the home last
+            try:
+                await self._sip().conf_close(worker, live.conf.conference_id)
+            except (SipError, GatewayError) as e:
+                log.warning("conference.close_failed", conference_id=live.conf.conference_id, worker=worker,
+                            error=str(e))
         try:
             await self._sip().conf_close(live.worker, live.conf.conference_id)
         except (SipError, GatewayError) as e:

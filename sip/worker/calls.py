@@ -112,6 +112,8 @@ class CallLifecycle:
         self.budget.rename(PENDING, call_id)
         call = WCall(self, acc, call_id, outbound=False, pj_call_id=pj_call_id)
         call.source = source_host(src_address)
+        if self.trunk_tokens and self.trunk_incoming(call):  # trunks.py: counted by the supervisor
+            return
         refusal = self._admit(call.source)
         self.calls[call_id] = call  # referenced until DISCONNECTED, refused or not
         if refusal is not None:
@@ -232,6 +234,7 @@ class CallLifecycle:
         if port is not None:
             self.graveyard.append(port)
         call.port = None
+        self.conf_trunks.pop(call.call_id, None)  # conference.py: its last event was filtered
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()

@@ -61,6 +61,7 @@ class ConferenceMixer:
     graveyard: list[Any]
     new_port: Any  # calls.py: a CallPort registered in `ports`
     ep: Any
+    close_trunks: Any  # trunks.py
 
     def poll_voice(self, now: float) -> None:
         """Main loop: emit `voice` events (talking true/false) for conference members."""
@@ -117,8 +118,10 @@ class ConferenceMixer:
         return {"rx_packets": rx}
 
     def cmd_conf_close(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        """The conference is over: its recorder is destroyed (the WAV is complete on return)."""
+        """The conference is over: its trunks are hung up, its recorder is destroyed (the WAV is
+        complete on return)."""
         conf_id = str(cmd.get("conference_id") or "")
+        self.close_trunks(conf_id)  # trunks.py: a conference spanning workers
         rec = self.conf_recorders.pop(conf_id, None)
         for key in list(self.conferences.get(conf_id, {})):
             self.cmd_conf_leave({"call_id": key})

@@ -276,10 +276,11 @@ class WCall(pj.Call):
                     am = self.getAudioMedia(i)
                 except pj.Error:
                     continue
-                port = self.worker.ensure_port(self)
-                if self.media_dir != "sendonly":  # a one-way call has nothing to hear
-                    am.startTransmit(port)
-                port.startTransmit(am)
+                if self.call_id not in self.worker.conf_trunks:  # a trunk is only mixed, in C
+                    port = self.worker.ensure_port(self)
+                    if self.media_dir != "sendonly":  # a one-way call has nothing to hear
+                        am.startTransmit(port)
+                    port.startTransmit(am)
                 self.audio_media, self.audio_index = am, i
                 self.worker.connect_streams(self, am)
                 self.worker.connect_conference(self)

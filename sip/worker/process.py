@@ -41,6 +41,7 @@ from .io_budget import IoBudget, usable_keys
 from .pjcalls import CallPort, RefusedCall, StreamPort, WAccount, WCall, WEndpoint, use_fast_vector_reader
 from .probe import PROBE_LIMIT, build_limits, probe_max_calls
 from .streams import StreamBridge
+from .trunks import ConferenceTrunks
 from .writer import Writer
 
 COMMAND_QUEUE = 1000
@@ -48,7 +49,7 @@ COMMAND_QUEUE = 1000
 __all__ = ["Worker", "main", "reader_loop"]
 
 
-class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, ConferenceMixer):
+class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, ConferenceMixer, ConferenceTrunks):
     """One pjsua2 Endpoint and its calls. Its methods run on the main thread, except those marked
     for the stdin reader thread (`push_audio`, `push_stream`)."""
 
@@ -68,6 +69,8 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         self.conf_voice_at = 0.0
         self.conf_consoles: dict[str, CallPort] = {}  # conference.py: console members' ports
         self.conf_of: dict[str, str] = {}  # console port id -> conference id
+        self.conf_trunks: dict[str, str] = {}  # trunks.py: trunk call id -> conference id
+        self.trunk_tokens: dict[str, str] = {}  # trunks.py: token -> conference id
         # Ended calls and dropped ports, released on the main loop outside any callback
         # (`_release_graveyard`): ports explicitly, before their last reference goes.
         self.graveyard: list[Any] = []
@@ -90,6 +93,8 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
     # ---- output
 
     def emit(self, msg: dict[str, Any]) -> None:
+        if self.conf_trunks and self.is_trunk(msg):
+            return
         self.writer.control(msg)
 
     def emit_state(self, call: WCall, state: str, code: int, reason: str, cause: str | None) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gateway.client import RemoteError
+from sip.worker.pjsua2_choice import ENV
 from tests.audio import frames, pcm_to_array, read_wav, tone
 from tests.peers.baresip import BaresipPhone, write_wav
 
@@ -42,6 +43,13 @@ def heard(phone: BaresipPhone) -> dict[str, np.ndarray]:
     samples, rate = phone.recording()
     levels = tone_levels(samples, rate, list(TONES.values()))
     return {name: levels[:, i] for i, name in enumerate(TONES)}
+
+
+def assert_recorded_all_three(gw, rec: dict) -> None:
+    """The conference's WAV (the home worker's mix): every tone in it for at least 1 s."""
+    samples, rate = read_wav(Path(gw.config.gateway.data_dir) / "conferences" / rec["file"])
+    mix = tone_levels(samples, rate, list(TONES.values()))
+    assert [(mix[:, i] > PRESENT).sum() >= 10 for i in range(3)] == [True] * 3, mix.max(axis=0)
 
 
 def member_event(w, member_id: str, state: str):
@@ -89,9 +97,7 @@ async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(start_g
 
     # One WAV of the mix: every member heard (scene until it was muted), written by the bridge.
     assert rec["conference_id"] == cid and rec["session_id"] == conf["session_id"] and rec["bytes"] > 44
-    samples, rate = read_wav(Path(gw.config.gateway.data_dir) / "conferences" / rec["file"])
-    mix = tone_levels(samples, rate, list(TONES.values()))
-    assert [(mix[:, i] > PRESENT).sum() >= 10 for i in range(3)] == [True] * 3, mix.max(axis=0)
+    assert_recorded_all_three(gw, rec)
 
     for name, lv in levels.items():
         others = [o for o in TONES if o != name]
@@ -158,28 +164,50 @@ async def test_a_1to1_call_escalated_keeps_its_audio_without_a_new_invite(start_
     assert lv_duty["fire"][end - 10:end].max() < ABSENT, lv_duty["fire"][-14:]
 
 
-async def test_a_conference_does_not_span_workers_yet(start_gateway, connect, watch) -> None:
-    gw = await start_gateway(**{"sip.calls_per_worker": 2, "sip.max_workers": 2})
+async def test_a_conference_spanning_two_workers_on_the_wheel_passes_the_three_tone_test(
+        start_gateway, connect, watch, tmp_path, monkeypatch) -> None:
+    """The wheel fallback, 3 calls per worker: duty and fire on the home worker, which keeps its
+    last slot for a trunk; scene on the second worker, linked to the home by one trunk. Each phone
+    hears the two others once and not itself; the home's recording has all three."""
+    monkeypatch.setenv(ENV, "wheel")  # worker processes inherit it
+    gw = await start_gateway(**{"sip.calls_per_worker": 3, "sip.max_workers": 2})
     alice = await connect(gw)
     w = await watch(alice)
-    async with (BaresipPhone(user="duty") as duty, BaresipPhone(user="fire") as fire):
-        conf = await alice.call("conference.create")
+    async with (tone_phone("duty", tmp_path) as duty, tone_phone("fire", tmp_path) as fire,
+                tone_phone("scene", tmp_path) as scene):
+        phones = {"duty": duty, "fire": fire, "scene": scene}
+        conf = await alice.call("conference.create", record=True)
         cid = conf["conference_id"]
-        for phone in (duty, fire):
-            m = await alice.call("conference.add", conference_id=cid, target=phone.uri)
+        members = {name: await alice.call("conference.add", conference_id=cid, target=phone.uri)
+                   for name, phone in phones.items()}
+        for m in members.values():
             await member_event(w, m["member_id"], "joined")
+        workers = {name: gw.sip.worker_of(m["call_id"]) for name, m in members.items()}
+        assert workers["duty"] == workers["fire"] != workers["scene"], workers
+        for m in members.values():
+            await w.wait(lambda e, m=m: e["type"] == "conference.member"
+                         and e["data"]["member_id"] == m["member_id"] and e["data"]["talking"], timeout=15)
+        await asyncio.sleep(AUDIO_S)  # every phone hears the two others, across the trunk
+        # Both workers are full (their members and the trunk): a fourth member finds no room.
         with pytest.raises(RemoteError) as err:
-            await alice.call("conference.add", conference_id=cid, target="sip:third@127.0.0.1:9")
+            await alice.call("conference.add", conference_id=cid, target="sip:fourth@127.0.0.1:9")
         assert err.value.reason == "no-capacity" and err.value.details["conference_id"] == cid
-        # the other worker still takes an ordinary call; it cannot be moved into the conference
-        other = await alice.call("call.dial", target=duty.uri)
-        await w.call_state(other["call_id"], "connected")
-        with pytest.raises(RemoteError) as err:
-            await alice.call("conference.add", conference_id=cid, call_id=other["call_id"])
-        assert err.value.reason == "other-worker"
         await alice.call("conference.end", conference_id=cid)
-    # silent phones (they send silence) never talk
-    assert not [e for e in w.events if e["type"] == "conference.member" and e["data"]["talking"]]
+        for m in members.values():
+            await w.call_state(m["call_id"], "ended")
+        rec = (await w.wait(lambda e: e["type"] == "conference.recording"))["data"]
+        levels = {name: heard(phone) for name, phone in phones.items()}
+    # the trunk's slots came back with the conference's end
+    assert [v["calls"] for v in gw.sip.stats()["workers"].values()] == [0, 0]
+    assert_recorded_all_three(gw, rec)
+    for name, lv in levels.items():
+        assert lv[name].max() < ABSENT, f"{name} hears itself: {lv[name].max():.3f}"
+        others = [o for o in TONES if o != name]
+        for other in others:
+            assert (lv[other] > PRESENT).sum() >= 10, f"{name} does not hear {other}"
+        # once: across the trunk as loud as from its own worker (twice would read about double)
+        a, b = (np.median(lv[o][lv[o] > PRESENT]) for o in others)
+        assert 0.6 < a / b < 1.6, f"{name} hears {others}: {a:.3f} {b:.3f}"
 
 
 async def _console_audio(client, channel: int, frames_wanted: int) -> bytes:
