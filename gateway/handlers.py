@@ -220,6 +220,9 @@ def register_conferences(registry: Registry, conferences: ConferenceService) -> 
                                         dial_in=None if p.dial_in is None else {"pin": p.dial_in.pin})
 
     async def add(ctx: RequestContext, p: Any) -> dict:
+        if p.terminal_id is not None:
+            return await conferences.add_terminal(principal=ctx.principal.name, conference_id=p.conference_id,
+                                                  terminal_id=p.terminal_id, chair=p.chair)
         if p.console:
             return await conferences.add_console(ctx.connection, conference_id=p.conference_id, rate=p.rate,
                                                  chair=p.chair)

@@ -35,6 +35,7 @@ class ConferenceAddParams(Params):
     console: bool = Field(False, description="the calling console's own audio, on a media channel of "
                                              "this connection (its microphone in, the mix minus itself out)")
     rate: Literal[8000, 16000] = Field(16000, description="console: the media channel's sample rate")
+    terminal_id: Id | None = Field(None, description="a field terminal's microphone, through its voice bridge")
     chair: bool = False
     idempotency_key: IdempotencyKey | None = None
 
@@ -45,8 +46,9 @@ class ConferenceAddParams(Params):
 
     @model_validator(mode="after")
     def _one_of(self) -> "ConferenceAddParams":
-        if [self.target is not None, self.call_id is not None, self.console].count(True) != 1:
-            raise ValueError("give exactly one of target, call_id, console: true")
+        if [self.target is not None, self.call_id is not None, self.console,
+                self.terminal_id is not None].count(True) != 1:
+            raise ValueError("give exactly one of target, call_id, console: true, terminal_id")
         return self
 
 

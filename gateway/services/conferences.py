@@ -39,6 +39,7 @@ from gateway.events import EventBus
 from gateway.services.calls import CallService
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
+from gateway.services.voice import VoiceService
 from gateway.state import CallState
 from gateway.state.conference import Conference, MemberChange, MemberState, PinEntry
 from gateway.tasks import OwnedTasks
@@ -65,11 +66,14 @@ class _Live:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one change at a time
     pin: str | None = None  # dial-in PIN
     pins: dict[str, PinEntry] = field(default_factory=dict)  # call_id -> its caller's PIN entry
+    terminals: dict[str, tuple[str, bool]] = field(default_factory=dict)  # one-time number -> (terminal_id, chair)
 
 
 class ConferenceService:
     def __init__(self, bus: EventBus, sessions: SessionService, calls: CallService, *,
-                 media: MediaService, recordings_dir: Path, dial_in: DialIn = DialIn()) -> None:
+                 media: MediaService, recordings_dir: Path, dial_in: DialIn = DialIn(),
+                 voice: VoiceService | None = None) -> None:
+        self._voice = voice  # a terminal's microphone joins through its voice bridge
         self.recordings_dir = recordings_dir  # conference WAVs: <conference_id>.wav
         self._dial_in_cfg = dial_in
         self._numbers: dict[str, str] = {}  # dial-in number -> conference_id
@@ -215,8 +219,8 @@ class ConferenceService:
             for change in changes:
                 await self._publish(live, change)
         self._live.pop(conference_id, None)
-        if live.conf.dial_in is not None:
-            self._numbers.pop(live.conf.dial_in["number"], None)
+        for number in [n for n, c in self._numbers.items() if c == conference_id]:
+            del self._numbers[number]
         for change in changes:
             await self._hangup(live.conf.member(change.member["member_id"]).call_id)
         await self._close(live)
@@ -365,9 +369,37 @@ class ConferenceService:
                 return number
 
     def _dialled(self, local_uri: str) -> _Live | None:
-        m = _USER_RE.match(local_uri.strip())
-        live = self._live.get(self._numbers.get(m.group(1), "")) if m else None
+        live = self._live.get(self._numbers.get(self._number_of(local_uri), ""))
         return live if live is not None and not live.conf.ended else None
+
+    @staticmethod
+    def _number_of(local_uri: str) -> str:
+        m = _USER_RE.match(local_uri.strip())
+        return m.group(1) if m else ""
+
+    async def add_terminal(self, *, principal: str, conference_id: str, terminal_id: str, chair: bool) -> dict:
+        """A field terminal's microphone: its voice bridge (Janus's SIP plugin, gateway.services.voice)
+        dials a one-time number of the conference (no PIN); that call joins like a dial-in caller,
+        as member `target: terminal:<terminal_id>`. Answers the bridge (`state: requested`)."""
+        if self._voice is None:
+            raise Unavailable("terminal voice is not configured", reason="video-unavailable")
+        live = self._get(conference_id)
+        async with live.lock:
+            if live.conf.ended:
+                raise Conflict("the conference has ended", reason="invalid-state",
+                               details={"conference_id": conference_id})
+            number = self._new_number()
+            self._numbers[number] = conference_id
+            live.terminals[number] = (terminal_id, chair)
+        try:
+            bridge = await self._voice.bridge(principal=principal, terminal_id=terminal_id,
+                                              target=f"sip:{number}@{self._dial_in_cfg.hostport}",
+                                              session_id=live.conf.session_id)
+        except GatewayError:
+            self._numbers.pop(number, None)
+            live.terminals.pop(number, None)
+            raise
+        return {"conference_id": conference_id, "terminal_id": terminal_id, **bridge}
 
     def _claim(self, local_uri: str) -> str | None:
         """An inbound call to a dial-in number belongs to its conference's session."""
@@ -397,10 +429,15 @@ class ConferenceService:
                 return
             if live.worker is None and worker is not None:
                 live.worker, live.workers = worker, [worker]
-            if live.pin is not None:
-                live.pins[call_id] = PinEntry(live.pin, attempts=self._dial_in_cfg.pin_attempts)
-            remote = self._calls.require_live(call_id).row.get("remote_uri")
-            await self._member(live, call_id, remote, False)
+            row = self._calls.require_live(call_id).row
+            terminal = live.terminals.pop(self._number_of(row.get("local_uri") or ""), None)
+            if terminal is not None:  # a terminal's voice bridge: its number is used up
+                self._numbers.pop(self._number_of(row["local_uri"]), None)
+                await self._member(live, call_id, f"terminal:{terminal[0]}", terminal[1])
+            else:
+                if live.pin is not None:
+                    live.pins[call_id] = PinEntry(live.pin, attempts=self._dial_in_cfg.pin_attempts)
+                await self._member(live, call_id, row.get("remote_uri"), False)
         try:
             await self._calls.answer(call_id)
         except GatewayError as e:  # the caller gave up meanwhile: its end hook makes it leave

@@ -20,13 +20,8 @@ pytestmark = [pytest.mark.peers, pytest.mark.timeout(120)]
 
 async def test_terminal_microphone_reaches_a_sip_phone(media_netns, start_gateway, chromium, connect,
                                                        watch, tmp_path) -> None:
-    gw = await start_gateway(**video_settings(media_netns))
-    dispatcher = await connect(gw, "tok-dispatcher")
-    events = await watch(dispatcher)
-    context = await chromium.new_context()
-    terminal = await open_page(context, "http://localhost/terminal", page_html("peer.html", "control_peer.js"))
-    await terminal.evaluate("([u, t]) => connect(u, t)", [gw.control.url, "tok-terminal"])
-    await terminal.evaluate("voiceWhenAsked()")
+    gw, dispatcher, events, context, terminal = await voice_terminal(media_netns, start_gateway, chromium,
+                                                                     connect, watch)
     # Chromium offers G.722 before PCMU and baresip takes it: its source must be 16 kHz
     quiet = write_wav(tmp_path / "quiet.wav", bytes(16000 * 2 * 30), 16000)
     async with BaresipPhone(user="duty", play_wav=quiet) as phone:
@@ -48,6 +43,19 @@ async def test_terminal_microphone_reaches_a_sip_phone(media_netns, start_gatewa
     assert max(loud) > 0.01, f"the phone heard silence (max rms {max(loud):.4f})"
     assert np.count_nonzero(np.array(loud) > 0.01) >= 3, "the beeps, not one click"
     await context.close()
+
+
+async def voice_terminal(media_netns, start_gateway, chromium, connect, watch):
+    """A gateway with video, a dispatcher watching its events, and Chromium as the field terminal,
+    connected, answering `voice.request` with its fake microphone."""
+    gw = await start_gateway(**video_settings(media_netns))
+    dispatcher = await connect(gw, "tok-dispatcher")
+    events = await watch(dispatcher)
+    context = await chromium.new_context()
+    terminal = await open_page(context, "http://localhost/terminal", page_html("peer.html", "control_peer.js"))
+    await terminal.evaluate("([u, t]) => connect(u, t)", [gw.control.url, "tok-terminal"])
+    await terminal.evaluate("voiceWhenAsked()")
+    return gw, dispatcher, events, context, terminal
 
 
 def _sent_audio(page):
