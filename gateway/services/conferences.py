@@ -25,18 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-import secrets
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import structlog
 
 from gateway.errors import Conflict, GatewayError, NotFound, Unavailable
 from gateway.events import EventBus
 from gateway.services.calls import CallService
+from gateway.services.conference_dial_in import DialIn, DialInMixin
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
 from gateway.services.voice import VoiceService
@@ -47,14 +45,6 @@ from sip.errors import SipError
 from sip.events import SipEvent
 
 log = structlog.get_logger(__name__)
-
-_USER_RE = re.compile(r"^<?sips?:([^@;>]+)@")  # the user part of a SIP URI (a local URI, To)
-
-
-class DialIn(NamedTuple):
-    prefix: str = "conf"  # a dial-in number: prefix + 6 digits
-    pin_attempts: int = 3  # wrong PINs before the caller is hung up
-    hostport: str = "127.0.0.1:5060"  # the gateway's public SIP address, for the dial-in URI
 
 
 @dataclass
@@ -69,7 +59,7 @@ class _Live:
     terminals: dict[str, tuple[str, bool]] = field(default_factory=dict)  # one-time number -> (terminal_id, chair)
 
 
-class ConferenceService:
+class ConferenceService(DialInMixin):
     def __init__(self, bus: EventBus, sessions: SessionService, calls: CallService, *,
                  media: MediaService, recordings_dir: Path, dial_in: DialIn = DialIn(),
                  voice: VoiceService | None = None) -> None:
@@ -360,108 +350,6 @@ class ConferenceService:
         live.pins.pop(call_id, None)
         joined = live.conf.member(member_id).state is not MemberState.JOINING
         await self._left(live, member_id, "hangup" if joined else "failed")
-
-    # -- dial-in --------------------------------------------------------------------------------
-    def _new_number(self) -> str:
-        while True:
-            number = f"{self._dial_in_cfg.prefix}{secrets.randbelow(10**6):06d}"
-            if number not in self._numbers:
-                return number
-
-    def _dialled(self, local_uri: str) -> _Live | None:
-        live = self._live.get(self._numbers.get(self._number_of(local_uri), ""))
-        return live if live is not None and not live.conf.ended else None
-
-    @staticmethod
-    def _number_of(local_uri: str) -> str:
-        m = _USER_RE.match(local_uri.strip())
-        return m.group(1) if m else ""
-
-    async def add_terminal(self, *, principal: str, conference_id: str, terminal_id: str, chair: bool) -> dict:
-        """A field terminal's microphone: its voice bridge (Janus's SIP plugin, gateway.services.voice)
-        dials a one-time number of the conference (no PIN); that call joins like a dial-in caller,
-        as member `target: terminal:<terminal_id>`. Answers the bridge (`state: requested`)."""
-        if self._voice is None:
-            raise Unavailable("terminal voice is not configured", reason="video-unavailable")
-        live = self._get(conference_id)
-        async with live.lock:
-            if live.conf.ended:
-                raise Conflict("the conference has ended", reason="invalid-state",
-                               details={"conference_id": conference_id})
-            number = self._new_number()
-            self._numbers[number] = conference_id
-            live.terminals[number] = (terminal_id, chair)
-        try:
-            bridge = await self._voice.bridge(principal=principal, terminal_id=terminal_id,
-                                              target=f"sip:{number}@{self._dial_in_cfg.hostport}",
-                                              session_id=live.conf.session_id)
-        except GatewayError:
-            self._numbers.pop(number, None)
-            live.terminals.pop(number, None)
-            raise
-        return {"conference_id": conference_id, "terminal_id": terminal_id, **bridge}
-
-    def _claim(self, local_uri: str) -> str | None:
-        """An inbound call to a dial-in number belongs to its conference's session."""
-        live = self._dialled(local_uri)
-        return live.conf.session_id if live is not None else None
-
-    def _call_incoming(self, call_id: str) -> None:
-        call = self._calls.require_live(call_id)
-        live = self._dialled(call.row.get("local_uri") or "")
-        if live is not None:
-            self._tasks.spawn(self._dialled_in(live, call_id), f"conference.dial_in {call_id}")
-
-    async def _dialled_in(self, live: _Live, call_id: str) -> None:
-        """A caller dialled the conference: answered, a member; joined now or once the PIN is typed."""
-        worker = self._calls.worker_of(call_id)
-        async with live.lock:
-            if live.conf.ended:
-                with contextlib.suppress(GatewayError):
-                    await self._calls.reject(call_id, 404)
-                return
-            if live.worker is not None and worker not in live.workers:
-                # Workers outside the conference's chain: refused 503 without the DECIDED reason,
-                # so the Kamailio front offers the INVITE to the next worker, until it is there.
-                log.info("conference.dial_in_elsewhere", call_id=call_id, worker=worker, conference_worker=live.worker)
-                with contextlib.suppress(GatewayError):
-                    await self._calls.reject(call_id, 503, failover_cause="conference-elsewhere")
-                return
-            if live.worker is None and worker is not None:
-                live.worker, live.workers = worker, [worker]
-            row = self._calls.require_live(call_id).row
-            terminal = live.terminals.pop(self._number_of(row.get("local_uri") or ""), None)
-            if terminal is not None:  # a terminal's voice bridge: its number is used up
-                self._numbers.pop(self._number_of(row["local_uri"]), None)
-                await self._member(live, call_id, f"terminal:{terminal[0]}", terminal[1])
-            else:
-                if live.pin is not None:
-                    live.pins[call_id] = PinEntry(live.pin, attempts=self._dial_in_cfg.pin_attempts)
-                await self._member(live, call_id, row.get("remote_uri"), False)
-        try:
-            await self._calls.answer(call_id)
-        except GatewayError as e:  # the caller gave up meanwhile: its end hook makes it leave
-            log.info("conference.dial_in_answer_failed", call_id=call_id, error=str(e))
-
-    def _call_dtmf(self, call_id: str, digit: str) -> None:
-        conference_id, member_id = self._by_call.get(call_id, ("", ""))
-        live = self._live.get(conference_id)
-        if live is not None and call_id in live.pins:
-            self._tasks.spawn(self._pin_digit(live, call_id, member_id, digit), f"conference.pin {call_id}")
-
-    async def _pin_digit(self, live: _Live, call_id: str, member_id: str, digit: str) -> None:
-        async with live.lock:
-            entry = live.pins.get(call_id)
-            verdict = entry.digit(digit) if entry is not None else None
-            log.info("conference.pin_digit", call_id=call_id, verdict=verdict)
-            if verdict == "ok":
-                del live.pins[call_id]
-                await self._join(live, member_id)
-            elif verdict == "refused":
-                del live.pins[call_id]
-                await self._left(live, member_id, "wrong-pin")
-        if verdict == "refused":
-            await self._hangup(call_id)
 
     # -- recording -----------------------------------------------------------------------------
     async def _record(self, live: _Live) -> None:
