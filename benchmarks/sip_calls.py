@@ -58,6 +58,8 @@ PCM_FRAME = b"".join(struct.pack("<h", int(3000 * math.sin(2 * math.pi * 440 * i
 
 # A UAS that answers at once and keeps the call until the caller's BYE. 100 Trying goes out
 # first so the INVITE is not retransmitted while SIPp is busy; the 200 is retransmitted until ACK.
+# An INVITE retransmitted anyway (the 100 was late: SIPp or the caller busy) gets the 200 again
+# instead of aborting the call ("unexpected message while expecting ACK").
 UAS_HOLD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="uas-hold-echo">
   <recv request="INVITE" crlf="true"/>
@@ -72,6 +74,7 @@ UAS_HOLD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Length: 0
     ]]>
   </send>
+  <label id="answer"/>
   <send retrans="500">
     <![CDATA[
       SIP/2.0 200 OK
@@ -94,6 +97,7 @@ UAS_HOLD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       a=sendrecv
     ]]>
   </send>
+  <recv request="INVITE" optional="true" next="answer"/>
   <recv request="ACK" crlf="true"/>
   <recv request="BYE"/>
   <send>
