@@ -147,7 +147,7 @@ def _gateway(workdir: Path, a: argparse.Namespace, cpw: int, max_workers: int) -
     build = getattr(a, "build", "auto")
     gw = GatewayProcess(workdir, python=a.python, max_workers=max_workers, warm=a.warm, cpw=cpw,
                         max_in_flight=32, log_level=a.log_level, rtp_base=10000, build=build,
-                        rtp_ports_per_worker=max(RTP_PORTS_PER_WORKER, 2 * cpw))
+                        rtp_ports_per_worker=max(RTP_PORTS_PER_WORKER, 2 * cpw + 100))  # slack: ports of failed calls until freed
     for k, v in {"broadcast.invite_pace_per_s": a.pace, "broadcast.answer_timeout_s": a.answer_timeout,
                  "broadcast.chime": "false"}.items():
         gw.args += ["--set", f"{k}={v}"]
