@@ -209,7 +209,9 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
             sent = [t_enc + o for o in _onsets(xs, rs)]
             heard = [t_dec + o for o in _onsets(xh, rh)]
             delays = [d * 1000 for d in pair_delays(sent, heard, window=min(0.5, a.beep_interval / 2))]
-            res.update({"beeps_sent": len(sent), "beeps_heard": len(heard)})
+            res.update({"beeps_sent": len(sent), "beeps_heard": len(heard),  # nearest sent beep, to see an offset
+                        "heard_minus_nearest_sent_ms": [round(min((h - x for x in sent), key=abs) * 1000, 1)
+                                                        for h in heard] if sent else []})
         res.update({"beeps_paired": len(delays),
                     "delay_ms_p50": round(statistics.median(delays), 1) if delays else None,
                     "delay_ms_p90": round(pct(delays, 90), 1) if delays else None,
