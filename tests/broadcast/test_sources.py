@@ -285,7 +285,9 @@ async def test_pace_real_time():
     async for _ in pace(PcmSource(bytes(FRAME_BYTES * 50)).frames()):
         times.append(loop.time())
     total = times[-1] - t0
-    assert total == pytest.approx(0.98, abs=0.05)
+    # 49 intervals of 20 ms; a late wake-up on a loaded machine (once +54 ms in a CI run) delays the
+    # frames after it but never shortens the schedule (test_pace_absolute_schedule_does_not_drift)
+    assert 0.95 <= total <= 1.10, total
     spacing = np.diff(times)
     assert statistics.median(spacing) == pytest.approx(0.02, abs=0.003)
 
