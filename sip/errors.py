@@ -7,22 +7,13 @@ call service can map it to a `gateway.errors.GatewayError` without parsing messa
 
 from __future__ import annotations
 
-from typing import Any
+from gateway.reason_error import ReasonError
 
 
-class SipError(Exception):
+class SipError(ReasonError):
     """Root of every error raised by the sip package."""
 
     reason: str = "sip-error"
-
-    def __init__(
-        self, message: str | None = None, *, reason: str | None = None, details: dict[str, Any] | None = None
-    ) -> None:
-        if reason is not None:
-            self.reason = reason
-        super().__init__(message or self.reason)
-        self.message = message or self.reason
-        self.details = details or {}
 
 
 class NoCapacity(SipError):

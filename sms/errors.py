@@ -16,22 +16,13 @@ Mapping note for the service (reason -> gateway error, `reason` and `details` pa
 
 from __future__ import annotations
 
-from typing import Any
+from gateway.reason_error import ReasonError
 
 
-class SmsError(Exception):
+class SmsError(ReasonError):
     """Root of every error raised by the sms package."""
 
     reason: str = "sms-error"
-
-    def __init__(
-        self, message: str | None = None, *, reason: str | None = None, details: dict[str, Any] | None = None
-    ) -> None:
-        if reason is not None:
-            self.reason = reason
-        super().__init__(message or self.reason)
-        self.message = message or self.reason
-        self.details = details or {}
 
 
 class InvalidNumber(SmsError):

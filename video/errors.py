@@ -9,22 +9,13 @@ these in video/janus_client.py.
 
 from __future__ import annotations
 
-from typing import Any
+from gateway.reason_error import ReasonError
 
 
-class VideoError(Exception):
+class VideoError(ReasonError):
     """Root of every error raised by the video package."""
 
     reason: str = "video-error"
-
-    def __init__(
-        self, message: str | None = None, *, reason: str | None = None, details: dict[str, Any] | None = None
-    ) -> None:
-        if reason is not None:
-            self.reason = reason
-        super().__init__(message or self.reason)
-        self.message = message or self.reason
-        self.details = details or {}
 
 
 class JanusUnavailable(VideoError):
