@@ -71,7 +71,7 @@ def reply(status: str, *headers: str, tag: bool = True, cseq: str = "[last_CSeq:
 
 def uac_request(method: str, cseq: int, *, user: str = "sipp", uri: str = "[next_url]",
                 to: str = "[last_To:]", routes: bool = True, headers: tuple[str, ...] = (),
-                sdp: str | None = None, retrans: bool = True) -> str:
+                sdp: str | None = None, retrans: bool = True, next_label: str | None = None) -> str:
     """A <send> of a caller's request (INVITE, ACK, BYE) from sip:`user`@ SIPp's address."""
     lines = [f"{method} {uri} SIP/2.0", *(["[routes]"] if routes else []),
              "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
@@ -80,13 +80,19 @@ def uac_request(method: str, cseq: int, *, user: str = "sipp", uri: str = "[next
              f"Contact: <sip:{user}@[local_ip]:[local_port]>", "Max-Forwards: 70", *headers]
     lines += ["Content-Type: application/sdp", "Content-Length: [len]"] if sdp is not None \
         else ["Content-Length: 0"]
-    return send(lines, body=sdp, retrans=retrans)
+    return send(lines, body=sdp, retrans=retrans, next_label=next_label)
 
 
 def uac_call(*, user: str = "sipp", subject: str = "Performance Test",
              hold_ms: object = "{hold_ms}", play: str = "{play}", name: str = "uac-call") -> str:
     """A caller: INVITE sip:[service]@remote, waits for the 200 (following its Record-Route), ACK,
-    `play` (scenario lines run after the ACK), a pause of `hold_ms`, BYE, waits for its 200."""
+    `play` (scenario lines run after the ACK), holds the call `hold_ms`, BYE, waits for its 200.
+
+    While it holds, a retransmitted 200 (our ACK crossed it, or came late through a proxy) is
+    ACKed again, and a provisional answer the proxy relayed after the 200 (Kamailio's receiver
+    processes can swap a 180 and the 200) is taken; each restarts the hold. Anything else then
+    (a BYE, a request) still aborts the call as unexpected, and the BYE must be answered 200."""
+    hold = f'timeout="{hold_ms}" ontimeout="bye"'
     return (
         XML_HEAD + f'<scenario name="{name}">\n'
         + uac_request("INVITE", 1, user=user, uri="sip:[service]@[remote_ip]:[remote_port]",
@@ -98,7 +104,12 @@ def uac_call(*, user: str = "sipp", subject: str = "Performance Test",
   <recv response="200" rtd="true" rrs="true"/>
 """
         + uac_request("ACK", 1, user=user, retrans=False)
-        + f'{play}  <pause milliseconds="{hold_ms}"/>\n'
+        + f'{play}  <label id="hold"/>\n'
+        + f'  <recv response="180" optional="true" {hold} next="hold"/>\n'
+        + f'  <recv response="183" optional="true" {hold} next="hold"/>\n'
+        + f'  <recv response="200" {hold}/>\n'
+        + uac_request("ACK", 1, user=user, retrans=False, next_label="hold")
+        + '  <label id="bye"/>\n'
         + uac_request("BYE", 2, user=user)
         + '  <recv response="200" crlf="true"/>\n</scenario>\n'
     )
