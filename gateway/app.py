@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from gateway import http, tls
+from gateway.audit.heads import ChainHeads
 from gateway.broadcast.service import BroadcastService
 from gateway.config import Config
 from gateway.directory import Directory
@@ -68,6 +69,10 @@ class Gateway:
                                      is_terminal=lambda name: self.directory.terminal(name) is not None)
         self.retention = Retention(self.store, self.bus, RetentionPolicy.from_config(config.store),
                                    uploads=self.uploads)
+        self.audit_heads = ChainHeads(
+            self.store.audit_head,
+            None if config.store_path == ":memory:" else config.audit.heads_path(config.gateway.data_dir),
+            config.audit.head_interval_s)
         self.sessions = SessionService(self.store, self.bus)
         self.calls = CallService(self.store, self.bus, self.sessions, self.directory,
                                  ring_timeout_s=config.calls.ring_timeout_s,
@@ -155,6 +160,8 @@ class Gateway:
         await self.uploads.start()  # its directory; what a killed run left half-received goes
         await self.retention.start()  # prunes now, then every store.prune_interval_s
         self._stack.push_async_callback(self.retention.stop)
+        await self.audit_heads.start()  # the audit chain's head, logged and filed (gateway/audit/heads.py)
+        self._stack.push_async_callback(self.audit_heads.stop)  # records the last head, store still open
         self._stack.push_async_callback(self._stop_http)
         # Janus: started before the rest, stopped after it (streams end, recordings finish).
         await self.video.start()

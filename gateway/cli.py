@@ -6,6 +6,9 @@
     dispatch-gateway rpc session.list '{"state": "open"}'
     dispatch-gateway backup /var/backups/gateway-2026-12-01.db [--uploads DIR] [--recordings DIR] [--config ...]   (online)
     dispatch-gateway restore /var/backups/gateway-2026-12-01.db [--uploads DIR] [--recordings DIR] [--config ...]  (gateway stopped)
+    dispatch-gateway audit verify [--config ...] [--db FILE] [--heads FILE]
+    dispatch-gateway audit export OUT.jsonl [--since 2026-12-01] [--until 2026-12-02] [--config ...]
+    dispatch-gateway audit verify-export OUT.jsonl [--config ...]
 
 Client commands take --url and --token, or DISPATCH_URL and DISPATCH_TOKEN from the environment;
 for a wss:// URL whose certificate the system does not trust, --ca-file (or DISPATCH_CA_FILE).
@@ -37,11 +40,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="override one setting (repeatable); wins over file and environment")
 
     def store_command(name: str, help: str) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=help)
-        c.add_argument("--config", default=None, help="TOML file naming the store (gateway.data_dir, store.path)")
-        c.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-        c.add_argument("--db", default=None, help="the store's SQLite file (instead of the configuration)")
-        return c
+        return _store_args(sub.add_parser(name, help=help))
 
     b = store_command("backup", "copy the store to PATH while the gateway runs (SQLite backup API)")
     b.add_argument("path", help="the backup file to write")
@@ -57,6 +56,20 @@ def _parser() -> argparse.ArgumentParser:
                     help="also copy the video recordings backed up in DIR back (those missing) into video.recordings_dir")
     rs.add_argument("--seq-floor", type=int, default=0, metavar="SEQ",
                     help="new events get seqs above this too (the last seq consoles saw, if the old store is lost)")
+
+    a = sub.add_parser("audit", help="check the audit chain; export audit rows signed").add_subparsers(
+        dest="audit_command", required=True)
+    av = _store_args(a.add_parser("verify", help="walk the audit chain; exit 1 naming the first row edited, "
+                                  "inserted or deleted"))
+    av.add_argument("--heads", default=None, metavar="FILE",
+                    help="the chain heads file (default: audit.heads_file of the configuration)")
+    ae = _store_args(a.add_parser("export", help="write the rows of [--since, --until) as JSON Lines, "
+                                  "signed with HMAC (key: audit.export_key_file or audit.export_key)"))
+    ae.add_argument("path", help="the file to write")
+    ae.add_argument("--since", default=None, help="ISO 8601 date or time, UTC unless it says (default: the first row)")
+    ae.add_argument("--until", default=None, help="ISO 8601 date or time, excluded (default: now)")
+    ax = _store_args(a.add_parser("verify-export", help="check an export's signature and chain"))
+    ax.add_argument("path", help="the export file")
 
     def client(name: str, help: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help)
@@ -79,12 +92,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _store_args(c: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    c.add_argument("--config", default=None, help="TOML file naming the store (gateway.data_dir, store.path)")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    c.add_argument("--db", default=None, help="the store's SQLite file (instead of the configuration)")
+    return c
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command in ("backup", "restore"):
         return _store_command(args)
+    if args.command == "audit":
+        from gateway.audit.cli import audit_command
+
+        return audit_command(args)
     if not args.token:
         print("dispatch-gateway: --token or DISPATCH_TOKEN is required", file=sys.stderr)
         return 2
@@ -135,19 +159,27 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_command_config(args: argparse.Namespace) -> Any:
+    """The configuration of a store command (--config, --set), or None after printing why not."""
+    from gateway.config import load_config
+
+    try:
+        return load_config(args.config, os.environ, args.overrides)
+    except ConfigError as err:
+        print(f"dispatch-gateway: configuration error: {err}", file=sys.stderr)
+        return None
+
+
 def _store_command(args: argparse.Namespace) -> int:
     from gateway.backup import BackupError, backup, copy_recordings, copy_uploads, restore
-    from gateway.config import load_config
 
     config = None
     files = [(copy, getattr(args, opt), where) for copy, opt, where in
              ((copy_uploads, "uploads", "uploads_dir"), (copy_recordings, "recordings", "recordings_dir"))
              if getattr(args, opt) is not None]
     if args.db is None or files:  # --db alone needs no configuration
-        try:
-            config = load_config(args.config, os.environ, args.overrides)
-        except ConfigError as err:
-            print(f"dispatch-gateway: configuration error: {err}", file=sys.stderr)
+        config = load_command_config(args)
+        if config is None:
             return 2
     db = args.db if args.db is not None else config.store_path
     try:

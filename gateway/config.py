@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.broadcast.config import BroadcastConfig
+from gateway.config_ops import SECRET_KEYS, AuditConfig, MetricsConfig
 from gateway.config_fields import _Bad, _Field, _show
 from gateway.config_schema import (  # the dataclasses are also importable from here
     DEFAULTS_LABEL,
@@ -211,6 +212,9 @@ def _apply_overrides(layers: _Layers, overrides: Sequence[str]) -> None:
         parts = key.split(".")
         if not all(parts):
             raise ConfigError(CLI_LABEL, key, "expected section.key=value")
+        if key in SECRET_KEYS:
+            raise ConfigError(CLI_LABEL, key, "is a secret: set it in the config file or the environment, "
+                                              "not on the command line (visible in ps)")
         _apply_text(layers, CLI_LABEL, key, parts, text)
 
 
@@ -361,6 +365,8 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None,
         directory=v["directory.endpoint"],
         terminals=_section(TerminalsConfig, v, "terminals"),
         uploads=_section(UploadsConfig, v, "uploads"),
+        audit=_section(AuditConfig, v, "audit"),
+        metrics=_section(MetricsConfig, v, "metrics"),
         broadcast=_build_broadcast(layers),
         sms=_build_sms(layers),
         video=_build_video(layers),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.broadcast.config import BroadcastConfig, SpeakerProfile, Zone
+from gateway.config_ops import OPS_SCHEMA, AuditConfig, MetricsConfig
 from gateway.config_fields import (
     E164_RE,
     _Bad,
@@ -173,6 +174,8 @@ class Config:
     directory: tuple[Endpoint, ...] = ()
     terminals: TerminalsConfig = field(default_factory=TerminalsConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = DEFAULTS_LABEL  # the file it was loaded from
 
     @property
@@ -498,6 +501,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "recordings_dir": _str("recordings/video"),
         "postprocess_timeout_s": _seconds(300),
     },
+    **OPS_SCHEMA,
 }
 
 _REGISTRATION_REQUIRED = ("registrar", "username", "password")

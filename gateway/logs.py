@@ -42,12 +42,13 @@ _MAX_DEPTH = 32
 
 def config_secrets(config: Any) -> tuple[str, ...]:
     """Every secret a loaded Config holds: control tokens, registrar password, SMS provider secrets,
-    remote Janus API secrets."""
+    remote Janus API secrets, the audit export key, the metrics token."""
     found = list(config.auth.tokens)
     if config.sip.registration is not None:
         found.append(config.sip.registration.password)
     found += [config.sms.twilio.auth_token, config.sms.smpp.password]
     found += [r.api_secret for r in getattr(getattr(config, "video", None), "remote", ())]
+    found += [config.audit.export_key, config.metrics.token]
     return tuple(s for s in found if s)
 
 

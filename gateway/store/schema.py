@@ -6,6 +6,8 @@ ones in one transaction, under the write lock, and refuses a database written by
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import aiosqlite
 import structlog
 
@@ -13,10 +15,17 @@ from gateway.errors import Unavailable
 
 log = structlog.get_logger("gateway.store")
 
-SCHEMA_VERSION = 13
+
+async def _chain_existing(conn: aiosqlite.Connection) -> None:
+    from .audit import chain_existing  # audit.py imports the writer, which imports this module
+
+    await chain_existing(conn)
+
+SCHEMA_VERSION = 14
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
+# A step is a statement, or a coroutine function run on the connection (a step SQL alone cannot do).
+_MIGRATIONS: dict[int, tuple[str | Callable[[aiosqlite.Connection], Awaitable[None]], ...]] = {
     1: (
         """CREATE TABLE events (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -249,6 +258,17 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX terminal_deliveries_terminal ON terminal_deliveries (terminal_id, delivery_id)",
         "CREATE INDEX terminal_instructions_created ON terminal_instructions (created_at)",
     ),
+    14: (  # the audit table hash-chained (gateway/store/audit.py, gateway/audit/chain.py)
+        "ALTER TABLE audit ADD COLUMN prev_hash TEXT",
+        "ALTER TABLE audit ADD COLUMN hash TEXT",
+        """CREATE TABLE audit_chain (
+            name TEXT PRIMARY KEY,
+            id INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            time TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        _chain_existing,  # the rows already there are chained now
+    ),
 }
 
 
@@ -264,7 +284,10 @@ async def migrate(conn: aiosqlite.Connection, path: str) -> None:
                                        "supported": SCHEMA_VERSION})
         for v in range(version + 1, SCHEMA_VERSION + 1):
             for stmt in _MIGRATIONS[v]:
-                await conn.execute(stmt)
+                if callable(stmt):
+                    await stmt(conn)
+                else:
+                    await conn.execute(stmt)
             await conn.execute(f"PRAGMA user_version={v}")
             log.info("store.migrated", path=path, schema_version=v)
         await conn.commit()

@@ -1,8 +1,8 @@
 """`Store`: the tables' accessors on top of the one writer (gateway/store/writer.py).
 
 Events (read, prune), sessions, calls (CDR), broadcasts, the SMS outbox, audit and idempotency keys;
-the field terminals' tables come from gateway/store/terminals.py, the uploads' from
-gateway/store/uploads.py.
+the audit chain comes from gateway/store/audit.py, the field terminals' tables from
+gateway/store/terminals.py, the uploads' from gateway/store/uploads.py.
 Every write goes through the writer's queue (`_submit`), every read through the read connection
 (`_read`). The SMS read queries used inside units of work live in gateway/sms_store.py.
 """
@@ -15,7 +15,8 @@ from typing import Any
 
 from gateway.timeutil import now_iso
 
-from .rows import BROADCAST_COLUMNS, CALL_COLUMNS, SESSION_COLUMNS, SMS_COLUMNS, _row_out, _upsert, audit_params_text
+from .rows import BROADCAST_COLUMNS, CALL_COLUMNS, SESSION_COLUMNS, SMS_COLUMNS, _row_out, _upsert
+from .audit import AuditTables
 from .terminals import TerminalTables
 from .uploads import UploadTables
 from .writer import _EVENT_COLUMNS, Event, StoreWriter
@@ -23,7 +24,7 @@ from .writer import _EVENT_COLUMNS, Event, StoreWriter
 _MAX_PAGE = 10_000
 
 
-class Store(TerminalTables, UploadTables, StoreWriter):
+class Store(AuditTables, TerminalTables, UploadTables, StoreWriter):
     """The gateway's durable state in one SQLite file (see gateway/store/__init__.py)."""
 
     # ---- events ----------------------------------------------------------------------------
@@ -136,29 +137,7 @@ class Store(TerminalTables, UploadTables, StoreWriter):
         rows = await self._read("SELECT state, COUNT(*) FROM sms WHERE send_id = ? GROUP BY state", (send_id,))
         return {state: n for state, n in rows}
 
-    # ---- audit and idempotency -------------------------------------------------------------
-
-    async def add_audit(self, principal: str | None, role: str | None, method: str,
-                        params: dict[str, Any], result: str, error_reason: str | None = None) -> None:
-        """Record one command. Values under secret-looking keys (token, password...) are masked;
-        oversized or deeply nested params are kept as a bounded digest (`audit_params_text`)."""
-        if result not in ("ok", "error"):
-            raise ValueError("audit result must be 'ok' or 'error'")
-        await self._submit(
-            "INSERT INTO audit (time, principal, role, method, params, result, error_reason)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (now_iso(), principal, role, method, audit_params_text(params),
-             result, error_reason))
-
-    async def list_audit(self, limit: int = 100, principal: str | None = None) -> list[dict[str, Any]]:
-        """The newest audit rows first."""
-        sql = "SELECT id, time, principal, role, method, params, result, error_reason FROM audit"
-        params: tuple[Any, ...] = ()
-        if principal is not None:
-            sql, params = sql + " WHERE principal = ?", (principal,)
-        rows = await self._read(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
-        keys = ("id", "time", "principal", "role", "method", "params", "result", "error_reason")
-        return [{**dict(zip(keys, r)), "params": json.loads(r[5])} for r in rows]
+    # ---- idempotency (audit: gateway/store/audit.py) -------------------------------------------------------------
 
     async def idempotency_get(self, principal: str, key: str, method: str) -> dict[str, Any] | None:
         """The result stored for (principal, method, key), or None."""
@@ -185,12 +164,6 @@ class Store(TerminalTables, UploadTables, StoreWriter):
             " ON CONFLICT (principal, method, key) DO NOTHING",
             (principal, method, key, json.dumps(result), now_iso()))
         return bool(changed)
-
-    async def prune_audit(self, before_time: str, limit: int = 10_000) -> int:
-        """Delete up to `limit` audit rows recorded before `before_time` (oldest first)."""
-        return await self._submit(
-            "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < ? ORDER BY time LIMIT ?)",
-            (before_time, int(limit)))
 
     async def prune_sms_reports(self, before_time: str, limit: int = 10_000) -> int:
         """Delete up to `limit` SMS receipts and up to `limit` inbound messages received before
