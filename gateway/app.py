@@ -94,7 +94,8 @@ class Gateway:
                                              recordings_dir=Path(config.gateway.data_dir) / "conferences",
                                              dial_in=DialIn(config.calls.conference_dial_in_prefix,
                                                             config.calls.conference_pin_attempts,
-                                                            f"{config.sip.host}:{config.sip.port}"),
+                                                            f"{config.sip.host}:{config.sip.port}",
+                                                            config.calls.conference_pin_timeout_s),
                                              voice=self.voice)
         self.calls.on_ended.append(self.media.call_ended)
         self.sip = SipSupervisor(config.sip, on_event=self._route_sip_event,

@@ -132,6 +132,7 @@ class CallsConfig:
     dial_timeout_s: float = 60.0  # outbound call not answered
     conference_dial_in_prefix: str = "conf"  # a conference's dial-in number: this + 6 digits
     conference_pin_attempts: int = 3  # wrong dial-in PINs before the caller is hung up
+    conference_pin_timeout_s: float = 30.0  # a dial-in caller without the right PIN by then is hung up
 
 
 @dataclass(frozen=True)
@@ -380,7 +381,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "calls": {"ring_timeout_s": _seconds(30), "dial_timeout_s": _seconds(60),
               "conference_dial_in_prefix": _str("conf", pattern=re.compile(r"^[A-Za-z0-9_.+-]{1,32}$"),
                                                 what="the user part of a SIP URI (letters, digits, _.+-)"),
-              "conference_pin_attempts": _int(1, 20, 3)},
+              "conference_pin_attempts": _int(1, 20, 3), "conference_pin_timeout_s": _seconds(30)},
     "sip": {
         "host": _host("127.0.0.1"),
         "port": _int(1, 65535, 5060),

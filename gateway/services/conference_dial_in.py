@@ -6,6 +6,7 @@ docs/design.md.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import secrets
@@ -31,6 +32,7 @@ class DialIn(NamedTuple):
     prefix: str = "conf"  # a dial-in number: prefix + 6 digits
     pin_attempts: int = 3  # wrong PINs before the caller is hung up
     hostport: str = "127.0.0.1:5060"  # the gateway's public SIP address, for the dial-in URI
+    pin_timeout_s: float = 30.0  # a caller without the right PIN this long after the answer is hung up
 
 
 class DialInMixin:
@@ -122,9 +124,11 @@ class DialInMixin:
                 self._numbers.pop(self._number_of(row["local_uri"]), None)
                 await self._member(live, call_id, f"terminal:{terminal[0]}", terminal[1])
             else:
+                member_id = await self._member(live, call_id, row.get("remote_uri"), False)
                 if live.pin is not None:
-                    live.pins[call_id] = PinEntry(live.pin, attempts=self._dial_in_cfg.pin_attempts)
-                await self._member(live, call_id, row.get("remote_uri"), False)
+                    entry = live.pins[call_id] = PinEntry(live.pin, attempts=self._dial_in_cfg.pin_attempts)
+                    self._tasks.spawn(self._pin_deadline(live, call_id, member_id, entry),
+                                      f"conference.pin_deadline {call_id}")
         try:
             await self._calls.answer(call_id)
         except GatewayError as e:  # the caller gave up meanwhile: its end hook makes it leave
@@ -135,6 +139,19 @@ class DialInMixin:
         live = self._live.get(conference_id)
         if live is not None and call_id in live.pins:
             self._tasks.spawn(self._pin_digit(live, call_id, member_id, digit), f"conference.pin {call_id}")
+
+    async def _pin_deadline(self, live: _Live, call_id: str, member_id: str, entry: PinEntry) -> None:
+        """The caller has `pin_timeout_s` from now (its answer) to type the right PIN; else it
+        leaves with cause `pin-timeout` and is hung up."""
+        await asyncio.sleep(self._dial_in_cfg.pin_timeout_s)
+        async with live.lock:
+            if live.pins.get(call_id) is not entry or live.conf.ended:  # typed in time, refused, gone
+                return
+            del live.pins[call_id]
+            log.info("conference.pin_timeout", call_id=call_id, member_id=member_id,
+                     timeout_s=self._dial_in_cfg.pin_timeout_s)
+            await self._left(live, member_id, "pin-timeout")
+        await self._hangup(call_id)
 
     async def _pin_digit(self, live: _Live, call_id: str, member_id: str, digit: str) -> None:
         async with live.lock:

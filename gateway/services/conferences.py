@@ -16,7 +16,8 @@ Dial-in: a conference created with `dial_in` gets a number (`calls.conference_di
 six random digits; URI `sip:<number>@sip.host:sip.port`). An inbound call to it is claimed for
 the conference's session, answered and added as a member; with a PIN the member stays `joining`
 (out of the mix) until the caller typed it (DTMF, `PinEntry`), and is hung up after
-`calls.conference_pin_attempts` wrong ones (left, cause `wrong-pin`). A caller that reached
+`calls.conference_pin_attempts` wrong ones (left, cause `wrong-pin`) or when it has not typed it
+`calls.conference_pin_timeout_s` after the answer (cause `pin-timeout`). A caller that reached
 a worker outside the conference's chain is refused 503 without the DECIDED reason: the Kamailio
 front fails over to the next worker until the INVITE reaches one of the chain.
 """

@@ -369,3 +369,36 @@ async def test_the_front_brings_every_dial_in_caller_to_the_conferences_worker(s
     elsewhere = [e["data"] for e in w.events if e["type"] == "call.state" and e["data"]["state"] == "ended"
                  and e["data"]["cause"] == "conference-elsewhere"]
     assert len(elsewhere) >= 1 and {e["session_id"] for e in elsewhere} == {conf["session_id"]}, elsewhere
+
+
+async def test_a_dial_in_caller_who_never_types_the_pin_is_hung_up(start_gateway, connect, watch) -> None:
+    """`calls.conference_pin_timeout_s`: a caller still without the right PIN that long after it
+    was answered leaves with cause `pin-timeout` and its call is hung up; a caller who typed it in
+    time stays."""
+    gw = await start_gateway(**{"calls.conference_pin_timeout_s": 3})
+    alice = await connect(gw)
+    w = await watch(alice)
+    async with (BaresipPhone(user="silent", console=True) as silent,
+                BaresipPhone(user="scene", console=True) as scene):
+        conf = await alice.call("conference.create", dial_in={"pin": "2468"})
+        uri = conf["dial_in"]["uri"]
+        members = {}
+        for phone in (scene, silent):
+            phone.command("/dial " + uri)
+            ev = await w.wait(lambda e: e["type"] == "conference.member" and e["data"]["state"] == "joining"
+                              and e["data"]["member_id"] not in members, timeout=30)
+            members[ev["data"]["member_id"]] = phone
+            await w.call_state(ev["data"]["call_id"], "connected")
+            if phone is scene:
+                scene.command("/sndcode 2468")
+        answered = asyncio.get_running_loop().time()  # silent's call is connected
+        [typed_id, quiet_id] = members
+        await member_event(w, typed_id, "joined")
+        left = (await member_event(w, quiet_id, "left"))["data"]
+        waited = asyncio.get_running_loop().time() - answered
+        assert left["cause"] == "pin-timeout", left
+        assert 2.0 < waited < 15, waited  # about 3 s after the answer (a loaded machine: later)
+        await w.call_state(left["call_id"], "ended")
+        got = await alice.call("conference.get", conference_id=conf["conference_id"])
+        assert {m["member_id"]: m["state"] for m in got["members"]} == {quiet_id: "left", typed_id: "joined"}
+        await alice.call("conference.end", conference_id=conf["conference_id"])
