@@ -180,8 +180,8 @@ class Gateway:
         if h.terminal_page:  # the reference field terminal at /terminal/
             routes += (await self._terminal_page()).routes()
         self._http = await http.start(h.host, h.port,
-                                      {"store": self.store.healthy, "sip": self._sip_ready,
-                                       **({"video": self.video.ready} if cfg.video.enabled else {})},
+                                      {"store": self.store.readiness, "sip": self._sip_readiness,
+                                       **({"video": self.video.readiness} if cfg.video.enabled else {})},
                                       routes,
                                       http.HttpLimits(h.header_timeout_s, h.keepalive_s, h.max_connections,
                                                       h.max_connections_per_source, h.health_reserve),
@@ -252,8 +252,11 @@ class Gateway:
         self.video.on_connected(conn)  # then a stream or a bridge it was asked for, asked again
         self.voice.on_connected(conn)
 
-    async def _sip_ready(self) -> bool:
-        return self.sip.ready
+    async def _sip_readiness(self) -> str | None:
+        why = self.sip.readiness()
+        if why is None and self.front is not None and not (self.front.process and self.front.process.running):
+            return "the Kamailio front (sip.proxy = auto) is not running"
+        return why
 
     @property
     def http_port(self) -> int:

@@ -19,7 +19,9 @@ from gateway.limits import ConnectionLimits, EveryInterval, ProbeReserve
 
 log = structlog.get_logger("gateway.http")
 
-Check = Callable[[], Awaitable[bool]]
+# A readiness check: None (or True) while its part is ready, else why not (a str; False: no reason).
+Check = Callable[[], Awaitable[str | bool | None]]
+CHECK_TIMEOUT_S = 3.0
 
 CHECKS_KEY = web.AppKey("checks", dict[str, Check])
 BODY_TIMEOUT_KEY = web.AppKey("body_timeout_s", float)
@@ -51,18 +53,34 @@ async def _body_deadline(request: web.Request, handler: Callable) -> web.StreamR
 HEALTH_PATHS = ("/healthz", "/readyz")
 
 
+async def _part(check: Check) -> str | None:
+    """Why the part is not ready, or None."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            r = await check()
+    except TimeoutError:
+        return f"its check did not answer within {CHECK_TIMEOUT_S:g} s"
+    except Exception as exc:  # a failing check means not ready, never a 500
+        return f"its check failed: {type(exc).__name__}"
+    if r is None or r is True:
+        return None
+    return "not ready" if r is False else str(r)
+
+
 async def health(checks: dict[str, Check], path: str) -> tuple[int, dict]:
-    """(status, JSON body) of /healthz (alive: always ok) or /readyz (every check true)."""
+    """(status, JSON body) of /healthz (alive: always ok) or /readyz (every part ready). The
+    /readyz body names each part: `checks` {part: bool}, `parts` {part: {"ready", "why"?}} and
+    `not_ready` [part, ...]."""
     if path == "/healthz":
         return 200, {"status": "ok"}
-    results: dict[str, bool] = {}
-    for name, check in checks.items():
-        try:
-            results[name] = bool(await check())
-        except Exception:  # a failing check means not ready, never a 500
-            results[name] = False
-    ready = all(results.values())
-    return (200 if ready else 503), {"status": "ready" if ready else "not-ready", "checks": results}
+    whys = dict(zip(checks, await asyncio.gather(*(_part(c) for c in checks.values()))))
+    not_ready = [name for name, why in whys.items() if why is not None]
+    return (503 if not_ready else 200), {
+        "status": "not-ready" if not_ready else "ready",
+        "checks": {name: why is None for name, why in whys.items()},
+        "parts": {name: {"ready": True} if why is None else {"ready": False, "why": why}
+                  for name, why in whys.items()},
+        "not_ready": not_ready}
 
 
 async def _health_route(request: web.Request) -> web.Response:

@@ -82,7 +82,18 @@ class SipSupervisor(ConferenceOps, StreamFanout, WorkerProcesses):
 
     @property
     def ready(self) -> bool:
-        return self._started and not self._stopping and any(w.up for w in self._workers.values())
+        return self.readiness() is None
+
+    def readiness(self) -> str | None:
+        """None while a call can be placed; else why not (for /readyz)."""
+        if not self._started:
+            return "the SIP workers are not started"
+        if self._stopping:
+            return "shutting down"
+        if not any(w.up for w in self._workers.values()):
+            restarting = sum(1 for w in self._workers.values() if not w.up)
+            return f"no SIP worker is up ({restarting} starting or restarting, sip.max_workers {self.config.max_workers})"
+        return None
 
     @property
     def worker_addresses(self) -> list[tuple[str, int]]:

@@ -145,7 +145,13 @@ class VideoService:
 
     async def ready(self) -> bool:
         """/readyz: a stream can be placed (some Janus instance is up)."""
-        return any(i.up.is_set() for i in self.pool.instances)
+        return await self.readiness() is None
+
+    async def readiness(self) -> str | None:
+        """None while a stream can be placed; else why not (for /readyz)."""
+        if any(i.up.is_set() for i in self.pool.instances):
+            return None
+        return f"no Janus instance is up (0 of {len(self.pool.instances)})"
 
     # -- methods -----------------------------------------------------------------------------
     async def pull(self, *, principal: str, terminal_id: str, session_id: str | None) -> dict:

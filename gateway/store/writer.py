@@ -236,15 +236,24 @@ class StoreWriter:
     # ---- health ----------------------------------------------------------------------------
 
     async def healthy(self) -> bool:
-        if not self._open or self._closing or self._writer_task is None or self._writer_task.done():
-            return False
+        return await self.readiness() is None
+
+    async def readiness(self) -> str | None:
+        """None while the store can serve; else why not (for /readyz)."""
+        if not self._open or self._closing:
+            return "the store is closed"
+        if self._writer_task is None or self._writer_task.done():
+            return "the store's writer task has stopped"
         try:
             async with asyncio.timeout(2.0):
                 rows = await self._read("SELECT 1", ())
-            return rows[0][0] == 1
+            return None if rows[0][0] == 1 else "the store answered a read wrongly"
+        except TimeoutError:
+            log.warning("store.unhealthy", path=self.path, error="read timed out")
+            return "a read of the store took more than 2 s"
         except Exception as exc:
             log.warning("store.unhealthy", path=self.path, error=repr(exc))
-            return False
+            return f"a read of the store failed: {type(exc).__name__}"
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """A read on the read-only connection, for the query modules beside the store
