@@ -26,10 +26,15 @@ from .commands import CommandError
 from .pjcalls import CallPort, WCall
 
 
-# Voice activity of members, from the bridge's signal level of what each phone sends
-# (AudioMedia.getRxLevel: 0..255, the mu-law of the mean amplitude, read on the main thread).
+# Voice activity of members, from the bridge's signal level of what each member sends into the mix,
+# read on the main thread. pjsua2 2.15's AudioMedia names the levels from the port's side:
+# getTxLevel() is what the port transmits into the bridge (pjmedia's rx_level of that port: what
+# the phone sends), getRxLevel() what the bridge sends the port (what the phone hears). Both are
+# percent, 0..100: the mu-law byte of the frame's mean |sample|, times 100/255 (not linear: 10 is
+# about -40 dBFS, 20 about -30 dBFS, a tone at 0.3 of full scale 34; digital silence and a stream
+# that receives no RTP read 0). docs/design.md, "Voice activity".
 VOICE_POLL_S = 0.1
-TALK_LEVEL = 20  # at or above: talking (digital silence reads 0; not tuned on real speech yet)
+TALK_LEVEL = 10  # at or above (about -40 dBFS mean |sample|): talking; not tuned on real speech yet
 SILENT_AFTER_S = 0.8  # this long below TALK_LEVEL: silent
 VOICE_CHANGE_S = 1.0  # rate limit: at most one talking/silent change per member per second
 RECORDER_CLOSE_S = 2.0  # conf_close waits at most this long for the bridge to close a recording
@@ -74,7 +79,7 @@ class ConferenceMixer:
                 if media is None:
                     continue
                 try:
-                    level = int(media.getRxLevel())
+                    level = int(media.getTxLevel())  # what the member sends, not what it hears
                 except pj.Error:
                     continue
                 v = self.conf_voice.setdefault(call_id, [0.0, 0.0, 0.0])
@@ -104,8 +109,7 @@ class ConferenceMixer:
 
     def cmd_conf_stats(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """RTP packets each member call's stream has received, by call id (what the bridge could
-        mix from it; voice activity alone does not tell: a stream that receives nothing reads a
-        level of 34 here, above TALK_LEVEL)."""
+        mix from it: voice activity says that a member sends sound, this that its RTP arrives)."""
         rx: dict[str, int | None] = {}
         for member in self.conferences.get(str(cmd.get("conference_id") or ""), {}):
             call = self.calls.get(member)
