@@ -45,6 +45,7 @@ from gateway.services.terminals import TerminalService
 from gateway.services.video import VideoService
 from gateway.services.video_http import recording_routes
 from gateway.services.voice import VoiceService
+from gateway.console_page import ConsoleConfig, ConsolePage
 from gateway.terminal_page import PageConfig, TerminalPage
 from sms.factory import make_provider
 from gateway.store import Store
@@ -179,6 +180,11 @@ class Gateway:
         h = cfg.http
         if h.terminal_page:  # the reference field terminal at /terminal/
             routes += (await self._terminal_page()).routes()
+        if h.console:  # the dispatch console at /console/ (console/dist, built by scripts/install.sh)
+            console = ConsoleConfig(control_path=cfg.control.path, control_tls=cfg.control.tls_cert is not None,
+                                    control_url=h.console_control_url)
+            routes += (await ConsolePage.load(
+                console, lambda: self.control.port if self.control.listening else None)).routes()
         self._http = await http.start(h.host, h.port,
                                       {"store": self.store.readiness, "sip": self._sip_readiness,
                                        **({"video": self.video.readiness} if cfg.video.enabled else {})},

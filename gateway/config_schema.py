@@ -100,6 +100,8 @@ class HttpConfig:
     tls_key: str | None = None
     terminal_page: bool = True  # the reference field terminal at /terminal (gateway/terminal_page.py)
     terminal_control_url: str | None = None  # the control channel as terminals reach it; None: derived
+    console: bool = True  # the dispatch console at /console (console/, built; gateway/console_page.py)
+    console_control_url: str | None = None  # the control channel as consoles reach it; None: derived
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "terminal_page": _bool(True),
         "terminal_control_url": _str(None, pattern=CONTROL_URL_RE,
                                      what="a ws:// or wss:// URL (scheme, host[:port], path)"),
+        "console": _bool(True),
+        "console_control_url": _str(None, pattern=CONTROL_URL_RE,
+                                    what="a ws:// or wss:// URL (scheme, host[:port], path)"),
     },
     "store": {
         "path": _str("gateway.db"),

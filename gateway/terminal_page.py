@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 from aiohttp import web
@@ -41,7 +42,18 @@ class PageConfig:
     uploads_max_bytes: int | None = None  # POST /v1/uploads takes at most this; None: no uploads
 
 
-def control_url(cfg: PageConfig, port: int, request_host: str) -> str | None:
+class ControlAddress(Protocol):
+    """What `control_url` needs of a page's config (PageConfig here, the console's ConsoleConfig)."""
+
+    @property
+    def control_path(self) -> str: ...
+    @property
+    def control_tls(self) -> bool: ...
+    @property
+    def control_url(self) -> str | None: ...
+
+
+def control_url(cfg: ControlAddress, port: int, request_host: str) -> str | None:
     """Where the page finds the control channel: the configured URL, else the host name the
     browser used for this page (its Host header, port dropped) with the control port. None when
     the Host header is no plain host name or address (nothing unchecked goes into a header)."""

@@ -2,6 +2,7 @@
 # Install what dispatch-gateway needs on a Debian 12 machine, idempotently.
 #
 #   scripts/install.sh            system packages to run (kamailio, janus, ffmpeg) + .venv with the gateway
+#                                 + the dispatch console built into console/dist (npm ci + vite build)
 #   scripts/install.sh --test     also the test peers (sipp, baresip, chromium, sox, ...) + .[test]
 #   options: --force  reinstall the Python packages even if up to date
 #            --no-apt skip system packages (no root / not Debian: you provide them)
@@ -47,9 +48,10 @@ fi
 # janus + janus-tools (janus-pp-rec) + ffmpeg: the video side (video/), recordings post-processed
 APT_RUN=(kamailio ca-certificates janus janus-tools ffmpeg)
 # chromium: the WebRTC peers of tests/video (driven by Playwright, never a downloaded browser);
-# fonts-dejavu-core: the font ffmpeg's drawtext burns the frame number with (benchmarks/video_replay.py)
+# fonts-dejavu-core: the font ffmpeg's drawtext burns the frame number with (benchmarks/video_replay.py);
+# fonts-wqy-microhei: a Chinese system font, so the console's zh-CN screenshots show text, not boxes
 APT_TEST=(sip-tester baresip kamailio ffmpeg sox espeak-ng iproute2 procps sqlite3 chromium openssl
-          fonts-dejavu-core)
+          fonts-dejavu-core fonts-wqy-microhei)
 
 missing_packages() {
     local p status
@@ -187,6 +189,47 @@ if [ "$WITH_TEST" -eq 1 ]; then
         log "npm: @stoplight/prism-cli@5.14 (Twilio API mock)"
         mkdir -p "$PRISM_DIR"
         npm install --prefix "$PRISM_DIR" --no-audit --no-fund --loglevel=error "@stoplight/prism-cli@5.14.x"
+    fi
+fi
+
+# ---- the dispatch console (console/: TypeScript, built by Vite into console/dist) ----------------
+# npm ci when package-lock.json changed (stamped in node_modules), the build when any source of the
+# console (or the protocol schema its types come from) changed (stamped in dist). Without Node.js
+# 20.19+ the gateway still runs and /console answers 503 saying how to build it; a test install
+# needs the console, so there it is an error.
+CONSOLE="$ROOT/console"
+console_fail() {
+    if [ "$WITH_TEST" -eq 1 ]; then log "error: $*"; exit 1; fi
+    log "warning: $* (/console answers 503 until it is built)"
+}
+node_ok() { node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' 2>/dev/null; }
+if [ -f "$CONSOLE/package-lock.json" ]; then
+    if ! command -v npm >/dev/null 2>&1 && [ "$APT" -eq 1 ] && command -v apt-get >/dev/null 2>&1; then
+        log "apt: installing nodejs npm (the console's build)"
+        "${SUDO[@]}" apt-get update -q
+        "${SUDO[@]}" apt-get install -y -q --no-install-recommends nodejs npm
+    fi
+    if ! command -v npm >/dev/null 2>&1 || ! node_ok; then
+        console_fail "the console needs Node.js 20.19+ and npm to build (have: $(node --version 2>/dev/null || echo none))"
+    else
+        lock_hash="$(sha256sum "$CONSOLE/package-lock.json" | cut -d' ' -f1)"
+        if [ "$(cat "$CONSOLE/node_modules/.dispatch-console-lock" 2>/dev/null)" != "$lock_hash" ]; then
+            log "npm: console dependencies (npm ci)"
+            npm ci --prefix "$CONSOLE" --no-audit --no-fund --loglevel=error
+            printf '%s\n' "$lock_hash" > "$CONSOLE/node_modules/.dispatch-console-lock"
+        fi
+        src_hash="$(cd "$CONSOLE" && find . -path ./node_modules -prune -o -path ./dist -prune -o -type f -print \
+                    | LC_ALL=C sort | xargs sha256sum | cat - "$ROOT/docs/protocol.schema.json" | sha256sum | cut -d' ' -f1)"
+        if [ "$FORCE" -eq 1 ] || [ "$(cat "$CONSOLE/dist/.dispatch-console-build" 2>/dev/null)" != "$src_hash" ]; then
+            log "npm: building the console (console/dist)"
+            if (cd "$CONSOLE" && npm run --silent build >/dev/null); then
+                printf '%s\n' "$src_hash" > "$CONSOLE/dist/.dispatch-console-build"
+            else
+                console_fail "the console's build failed (cd console && npm run build)"
+            fi
+        else
+            log "console: console/dist up to date"
+        fi
     fi
 fi
 

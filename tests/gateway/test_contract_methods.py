@@ -125,6 +125,7 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
     listing = await root.call("directory.list")
     assert [e["name"] for e in listing["endpoints"]] == ["desk-1", "yard", "pstn", "unit-7"]
     assert listing["groups"] == ["all", "dispatch", "field", "yard"]
+    assert listing["zones"] == [{"name": "district-3", "codec": "PCMU"}]
     assert (await root.call("directory.list", kind="trunk"))["endpoints"][0]["uri"] == "tel:+15550100"
     for method in ("directory.list", "session.get", "call.dial", "broadcast.start", "broadcast.get"):
         assert outcomes[(method, "admin")] == "ok", outcomes

@@ -1,0 +1,103 @@
+// The signed-in console: one ConsoleClient, what hello said (principal, role), the link's state,
+// and the events held (EventLog), exposed as signals the views read. Views call the gateway
+// through `call` and test a command against the role with `can` (roles from the schema).
+import { batch, computed, signal } from "@preact/signals";
+import { ConsoleClient, type LinkState } from "../protocol/client";
+import type { Result } from "../protocol/core";
+import type { GatewayEvent, HelloResult } from "../protocol/envelope";
+import { EventLog } from "../protocol/eventlog";
+import { METHODS, type Method, type MethodParams } from "../protocol/generated";
+
+export const link = signal<LinkState>("idle");
+export const linkWhy = signal<string | undefined>(undefined);
+export const hello = signal<HelloResult | null>(null);
+export const log = new EventLog();
+/** Bumped whenever `log` changes: a view that reads it re-renders with the new events. */
+export const eventsVersion = signal(0);
+/** Bumped on every (re)subscription: views reload what is not an event stream (lists). */
+export const readyCount = signal(0);
+
+let client: ConsoleClient | null = null;
+const eventHandlers = new Set<(e: GatewayEvent) => void>();
+
+export const online = computed(() => link.value === "open");
+
+/** Whether the signed-in role may call `method` (docs/protocol.schema.json's roles). */
+export function can(method: Method): boolean {
+  const role = hello.value?.role;
+  return role !== undefined && METHODS[method].roles.includes(role);
+}
+
+export function call<M extends Method>(method: M, params: MethodParams[M]): Promise<Result> {
+  if (client === null) return Promise.reject(new Error("not signed in"));
+  return client.call(method, params);
+}
+
+/** Live events (after they are in `log`); returns the unsubscribe. */
+export function onEvent(handler: (e: GatewayEvent) => void): () => void {
+  eventHandlers.add(handler);
+  return () => eventHandlers.delete(handler);
+}
+
+export async function controlUrl(): Promise<string> {
+  const res = await fetch("config.json", { cache: "no-store" });
+  const body = (await res.json()) as { control_url?: string; error?: string };
+  if (!res.ok || !body.control_url) throw new Error(body.error ?? `config.json: HTTP ${res.status}`);
+  return body.control_url;
+}
+
+/** Connects with `token`; resolves once subscribed, rejects when refused. Reconnects by itself
+ * afterwards. */
+export function signIn(url: string, token: string): Promise<HelloResult> {
+  signOut();
+  const c = new ConsoleClient({ url, token });
+  client = c;
+  let pendingEvents = 0;
+  return new Promise((resolve, reject) => {
+    c.listen({
+      state: (s, why) =>
+        batch(() => {
+          link.value = s;
+          linkWhy.value = why;
+          if (s === "refused") reject(new Error(why ?? "refused"));
+        }),
+      hello: (h) => (hello.value = h),
+      ready: (h) => {
+        readyCount.value += 1;
+        resolve(h);
+      },
+      reset: () => {
+        log.clear();
+        eventsVersion.value += 1;
+      },
+      event: (e) => {
+        if (!log.add(e)) return;
+        for (const h of eventHandlers) h(e);
+        // One re-render per burst (a replay brings thousands), not one per event.
+        if (pendingEvents++ === 0) {
+          queueMicrotask(() => {
+            pendingEvents = 0;
+            eventsVersion.value += 1;
+          });
+        }
+      },
+    });
+    c.start();
+  });
+}
+
+export function signOut(): void {
+  client?.stop();
+  client = null;
+  batch(() => {
+    hello.value = null;
+    link.value = "idle";
+    log.clear();
+    eventsVersion.value += 1;
+  });
+}
+
+/** For tests and diagnostics: the last seq the console holds. */
+export function lastSeq(): number | null {
+  return client?.lastSeq ?? null;
+}

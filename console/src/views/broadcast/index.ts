@@ -1,0 +1,5 @@
+// The broadcast view: replace this placeholder with the view's component (see docs/design.md,
+// "The dispatch console: adding a view").
+import { placeholder } from "../placeholder/Placeholder";
+
+export const broadcastView = placeholder("broadcast", "view.broadcast");

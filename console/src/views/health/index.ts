@@ -1,0 +1,5 @@
+// The health view: replace this placeholder with the view's component (see docs/design.md,
+// "The dispatch console: adding a view").
+import { placeholder } from "../placeholder/Placeholder";
+
+export const healthView = placeholder("health", "view.health");

@@ -1,0 +1,62 @@
+// How the timeline shows an event: a renderer per event type, a generic one for every other
+// type (its label and its data as key=value), so no event is ever hidden. A view adds its own
+// (e.g. photos of terminal.feedback, a player for recordings) with registerRenderer.
+import type { ComponentChildren } from "preact";
+import { t, tMaybe } from "../../i18n";
+import type { GatewayEvent } from "../../protocol/envelope";
+
+export type Renderer = (e: GatewayEvent) => ComponentChildren;
+
+const renderers = new Map<string, Renderer>();
+
+export function registerRenderer(type: string, r: Renderer): void {
+  renderers.set(type, r);
+}
+
+export function eventLabel(type: string): string {
+  return tMaybe(`event.${type}`) ?? type;
+}
+
+function str(v: unknown): string {
+  if (v === null || v === undefined) return "—";
+  return typeof v === "object" ? JSON.stringify(v) : String(v);
+}
+
+export function genericSummary(e: GatewayEvent): string {
+  return Object.entries(e.data)
+    .filter(([, v]) => v !== null && v !== undefined && v !== "")
+    .map(([k, v]) => `${k}=${str(v)}`)
+    .join(" · ");
+}
+
+export function renderEvent(e: GatewayEvent): ComponentChildren {
+  const r = renderers.get(e.type);
+  return r ? r(e) : genericSummary(e);
+}
+
+const d = (e: GatewayEvent) => e.data as Record<string, unknown>;
+
+registerRenderer("session.state", (e) => {
+  const x = d(e);
+  const title = str(x.title ?? t("incidents.untitled"));
+  return x.state === "closed"
+    ? t("summary.session.closed", { title })
+    : t("summary.session.opened", { title, who: str(x.created_by) });
+});
+
+registerRenderer("call.state", (e) => {
+  const x = d(e);
+  const direction = t(x.direction === "inbound" ? "summary.direction.inbound" : "summary.direction.outbound");
+  const remote = str(x.remote_uri);
+  return x.state === "ended"
+    ? t("summary.call.ended", { direction, remote, cause: str(x.cause) })
+    : t("summary.call", { direction, remote, state: str(x.state) });
+});
+
+registerRenderer("sms.status", (e) => t("summary.sms.status", { to: str(d(e).to), state: str(d(e).state) }));
+registerRenderer("sms.inbound", (e) => t("summary.sms.inbound", { from: str(d(e).from), body: str(d(e).body) }));
+registerRenderer("broadcast.state", (e) => t("summary.broadcast", { id: str(d(e).broadcast_id), state: str(d(e).state) }));
+registerRenderer("terminal.instruction", (e) =>
+  t("summary.instruction", { terminal: str(d(e).terminal_id), step: str(d(e).step) }),
+);
+registerRenderer("terminal.feedback", (e) => t("summary.feedback", { terminal: str(d(e).terminal_id), text: str(d(e).text) }));

@@ -1,0 +1,5 @@
+// The voice view: replace this placeholder with the view's component (see docs/design.md,
+// "The dispatch console: adding a view").
+import { placeholder } from "../placeholder/Placeholder";
+
+export const voiceView = placeholder("voice", "view.voice");
