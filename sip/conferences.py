@@ -7,6 +7,7 @@ provides the state annotated on the class.
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import structlog
 
@@ -25,6 +26,7 @@ class ConferenceOps:
     _workers: dict[int, Worker]
     _call_worker: dict[str, int]
     _trunks: dict[tuple[str, int], list[str]]  # (conference, worker) -> trunk keys in its load
+    _pinned: Any  # supervisor.py: worker `index` if it has room for one more call, else NoCapacity
 
     async def conf_join(self, call_id: str, conference_id: str, *, muted: bool = False) -> None:
         await self._call_command(call_id, {"cmd": "conf_join", "conference_id": conference_id, "muted": muted})
@@ -39,10 +41,12 @@ class ConferenceOps:
                            muted: bool = False) -> int:
         """A console member: a port in worker `worker`'s conference bridge (the fullest worker
         with room when None), addressed as `port_id` like a call (send_audio, on_audio,
-        conf_mute, conf_leave). Returns the worker's index."""
+        conf_mute, conf_leave). It takes a call slot there like a call (`no-capacity` when the
+        worker is full) until `conf_console_leave` or the worker's end. Returns the worker's index."""
         if port_id in self._call_worker:
             raise InvalidState(f"{port_id} exists", reason="invalid-state")
-        w = await self._pick_worker() if worker is None else self._worker_at(worker)
+        w = await self._pick_worker() if worker is None else self._pinned(worker)
+        w.calls.add(port_id)  # counts in the worker's load from now on
         self._call_worker[port_id] = w.index
         try:
             await self._command(w, {"cmd": "conf_console", "call_id": port_id, "conference_id": conference_id,
@@ -86,6 +90,15 @@ class ConferenceOps:
     def free_slots(self, worker: int) -> int:
         w = self._workers.get(worker)
         return self.calls_per_worker - w.load if w is not None and w.up else 0
+
+    def has_room(self, workers: list[int]) -> bool:
+        """A call slot is free on one of `workers`; with none named, on a worker that is up or
+        may still be started (a member that arrives as an inbound call, which the front brings
+        to a worker of its conference: a terminal's voice bridge)."""
+        if workers:
+            return any(self.free_slots(i) > 0 for i in workers)
+        return (len(self._workers) < self.config.max_workers
+                or any(self.free_slots(i) > 0 for i in self._workers))
 
     async def conf_trunk(self, conference_id: str, to_worker: int, *, exclude: set[int]) -> int:
         """Extend conference `conference_id` from worker `to_worker` to another worker (not in

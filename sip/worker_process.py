@@ -353,8 +353,8 @@ class WorkerProcesses:
                                 cause="worker-crashed" if crashed else "local-hangup",
                                 worker=w.index))
         w.calls.clear()
-        # What is left on this worker is addressed like a call but is none: a conference's console
-        # ports (SipSupervisor.conf_console). They are gone with the process; their owner is told.
+        # A conference's console ports (SipSupervisor.conf_console) are in `calls` (they take a
+        # slot) and were told above; anything else still placed here goes the same way.
         for port_id in sorted(p for p, idx in self._call_worker.items() if idx == w.index):
             del self._call_worker[port_id]
             self._emit(SipEvent(call_id=port_id, kind="state", state="disconnected",

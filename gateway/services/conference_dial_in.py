@@ -50,6 +50,7 @@ class DialInMixin:
     _join: Any
     _left: Any
     _hangup: Any
+    _sip: Any
 
     def _new_number(self) -> str:
         while True:
@@ -77,6 +78,12 @@ class DialInMixin:
             if live.conf.ended:
                 raise Conflict("the conference has ended", reason="invalid-state",
                                details={"conference_id": conference_id})
+            # Its call takes a slot on a worker of the conference: refused now when none has one,
+            # not after the terminal was asked and Janus dialled.
+            if not self._sip().has_room(live.workers):
+                raise Unavailable("no SIP worker of the conference has room for the terminal",
+                                  reason="no-capacity",
+                                  details={"conference_id": conference_id, "workers": live.workers})
             number = self._new_number()
             self._numbers[number] = conference_id
             live.terminals[number] = (terminal_id, chair)

@@ -140,8 +140,10 @@ class ConferenceService(DialInMixin):
             except (SipError, GatewayError) as e:
                 self._by_call.pop(port_id, None)
                 await self._left(live, member_id, "failed")
-                raise Unavailable("the console could not join the conference's SIP worker",
-                                  reason="sip-unavailable",
+                full = getattr(e, "reason", None) == "no-capacity"  # the port takes a call slot
+                raise Unavailable("the conference's SIP worker has no room for the console" if full
+                                  else "the console could not join the conference's SIP worker",
+                                  reason="no-capacity" if full else "sip-unavailable",
                                   details={"conference_id": conference_id, "why": str(e)}) from None
             self._consoles.add(port_id)
             live.workers = live.workers or [live.worker]  # the console's worker is the home
@@ -173,9 +175,10 @@ class ConferenceService(DialInMixin):
             return
         async with live.lock:
             member = live.conf.member(member_id)
+            # Its port leaves the worker first: once `left` is out, its call slot is free.
+            if member.call_id in self._consoles:  # not gone already (removed, or the conference ended)
+                await self._hangup(member.call_id)
             await self._left(live, member_id, cause)
-        if member.call_id in self._consoles:  # not gone already (removed, or the conference ended)
-            await self._hangup(member.call_id)
 
     async def remove(self, conference_id: str, member_id: str) -> dict:
         live = self._get(conference_id)
