@@ -42,7 +42,8 @@ def test_unit_tests_of_the_client(console_tools: Path) -> None:
     done = run_node(str(console_tools / "vitest"), "run", "--reporter=verbose")
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
-    for name in ("matches replies to requests by id", "passes each seq once", "grows by the factor up to the cap"):
+    for name in ("matches replies to requests by id", "passes each seq once", "grows by the factor up to the cap",
+                 "resumes from the last seq after a dropped link"):
         assert name in out, out
 
 
