@@ -18,7 +18,7 @@ from .worker_process import AUDIO_WRITE_LIMIT, Worker
 log = structlog.get_logger("sip.supervisor")  # the logger name the supervisor's events always had
 
 
-def _check_stream_id(stream_id: str) -> None:
+def check_stream_id(stream_id: str) -> None:
     if not isinstance(stream_id, str) or not 0 < len(stream_id) < 256 or not stream_id.isascii():
         raise ValueError(f"stream_id must be 1..255 ASCII characters, got {stream_id!r}")
 
@@ -38,13 +38,18 @@ class StreamFanout:
         stream's audio port is created on first use and bridged to the call's audio (now, or when
         its media comes up); one port feeds every call of that worker attached to it. Detached
         automatically when the call ends."""
-        _check_stream_id(stream_id)
+        check_stream_id(stream_id)
         w = self._worker_for(call_id)
         reader = w.reader
         await self._command(w, {"cmd": "stream_attach", "stream_id": stream_id, "call_id": call_id})
         if self._call_worker.get(call_id) != w.index or w.reader is not reader or not w.up:
             return  # the call ended (or its worker died) while the reply was on its way
-        self._streams.setdefault(stream_id, {}).setdefault(w.index, set()).add(call_id)
+        self._link(stream_id, w.index, call_id)
+
+    def _link(self, stream_id: str, index: int, call_id: str) -> None:
+        """Call `call_id` of worker `index` is attached to `stream_id` there (by attach_stream, or
+        by the worker itself when a call dialled with `stream` was answered)."""
+        self._streams.setdefault(stream_id, {}).setdefault(index, set()).add(call_id)
         self._call_streams.setdefault(call_id, set()).add(stream_id)
 
     async def detach_stream(self, stream_id: str, call_id: str) -> None:

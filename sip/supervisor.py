@@ -31,7 +31,7 @@ from .config import SipConfig
 from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable
 from .events import SipEvent
 from .conferences import ConferenceOps
-from .streams import StreamFanout
+from .streams import StreamFanout, check_stream_id
 from .worker_process import AUDIO_WRITE_LIMIT, START_TIMEOUT, Worker, WorkerProcesses
 
 __all__ = ["SipEvent", "SipSupervisor", "probe_calls_per_worker"]
@@ -283,15 +283,20 @@ class SipSupervisor(ConferenceOps, StreamFanout, WorkerProcesses):
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
         media_dir: str | None = None,
+        stream: str | None = None,
         worker: int | None = None,
     ) -> None:
         """Place a call (on worker index `worker` when given: a conference's members share one
         worker's conference bridge; `no-capacity` when it is full, no other worker is tried). `timeout` (extension): hang up with cause `no-answer` if not answered
         within that many seconds. `media_dir` (extension): "sendonly" (paging: the offer carries
         a=sendonly, nothing comes back), "recvonly" or "sendrecv"; None is pjsua's default
-        (sendrecv)."""
+        (sendrecv). `stream` (extension): the worker attaches that stream (see attach_stream) to
+        the call the moment it is answered, before the `confirmed` event, whose `extra.streams`
+        then names it: no round trip per answered call (a broadcast's targets)."""
         if media_dir is not None and media_dir not in MEDIA_DIRS:
             raise ValueError(f"media_dir must be one of {', '.join(MEDIA_DIRS)}, got {media_dir!r}")
+        if stream is not None:
+            check_stream_id(stream)
         if not self._started or self._stopping:
             raise SipUnavailable("sip is not running", reason="shutting-down" if self._stopping else "sip-unavailable")
         if call_id in self._call_worker:
@@ -307,6 +312,8 @@ class SipSupervisor(ConferenceOps, StreamFanout, WorkerProcesses):
             cmd["timeout"] = float(timeout)
         if media_dir is not None:
             cmd["media_dir"] = media_dir
+        if stream is not None:
+            cmd["stream"] = stream
         tried: set[int] = set()
         crashes = 0
         unavailable = 0  # a worker that is up but failed the dial with sip-unavailable

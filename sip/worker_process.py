@@ -114,7 +114,7 @@ class WorkerProcesses:
     _stopping: bool
     _log_dir: Path | None
     _streams: dict[str, dict[int, set[str]]]
-    # from StreamFanout (sip/streams.py): _unlink_call_streams, _unlink_stream_worker
+    # from StreamFanout (sip/streams.py): _link, _unlink_call_streams, _unlink_stream_worker
 
     async def _stop_worker(self, w: Worker) -> None:
         proc = w.proc
@@ -304,6 +304,9 @@ class WorkerProcesses:
         if kind == "incoming":
             w.calls.add(call_id)
             self._call_worker[call_id] = w.index
+        if kind == "state" and m.get("state") == "confirmed" and self._call_worker.get(call_id) == w.index:
+            for sid in (m.get("extra") or {}).get("streams") or ():
+                self._link(str(sid), w.index, call_id)  # the dial's stream, attached on answer
         if kind == "state" and m.get("state") == "disconnected":
             w.calls.discard(call_id)
             self._call_worker.pop(call_id, None)

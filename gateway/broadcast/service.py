@@ -52,6 +52,7 @@ SETTLE_S = 3.0  # a non-live source waits this long at most for the targets to a
 END_WAIT_S = 5.0  # how long ending waits for the calls' BYEs to be confirmed
 TAIL_S = 0.5  # after the last frame, before the BYE: the speakers' jitter buffers play out
 EVENT_QUEUE = 10_000
+EVENT_BATCH = 512  # SIP events taken off the queue and handled together (see _consume)
 
 
 class _Pacer:
@@ -116,8 +117,20 @@ class BroadcastService:
             log.error("broadcast.event_queue_full", call_id=ev.call_id)
 
     async def _consume(self) -> None:
+        """SIP events, everything queued at once (up to EVENT_BATCH): one call's events in order,
+        different calls' concurrently. A burst of answers (a fan-out) is then one store commit
+        (the store's group commit) rather than one commit awaited after the other per target."""
         while True:
-            ev = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < EVENT_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            per_call: dict[str, list[SipEvent]] = {}
+            for ev in batch:
+                per_call.setdefault(ev.call_id, []).append(ev)
+            await asyncio.gather(*(self._on_call_events(evs) for evs in per_call.values()))
+
+    async def _on_call_events(self, events: list[SipEvent]) -> None:
+        for ev in events:
             try:
                 await self._on_sip_event(ev)
             except Exception:
@@ -133,8 +146,10 @@ class BroadcastService:
             return
         if ev.state == "confirmed" and t.state is TargetState.RINGING:
             t.sip_code, t.connected_at = ev.sip_code, time.monotonic()
-            if self.sip is not None and b.state is not BroadcastState.ENDING:
-                # the worker's conference bridge feeds it the broadcast's stream (see _pump)
+            # The worker's conference bridge feeds it the broadcast's stream (see _pump): the
+            # worker attached it on answer (dial's `stream`), unless it could not.
+            attached = b.broadcast_id in (ev.extra.get("streams") or ())
+            if self.sip is not None and not attached and b.state is not BroadcastState.ENDING:
                 with contextlib.suppress(SipError):  # a worker gone or stalled: SipUnavailable
                     await self.sip.attach_stream(b.broadcast_id, ev.call_id)
             await self._target(b, t, TargetInput.ANSWERED)
@@ -298,7 +313,7 @@ class BroadcastService:
             assert self.sip is not None
             await self.sip.dial(t.call_id, t.uri, display_name="Broadcast", headers=headers,
                                 timeout=self.config.answer_timeout_s,
-                                media_dir=self.config.paging_direction)
+                                media_dir=self.config.paging_direction, stream=b.broadcast_id)
         except SipError as err:
             self._calls.pop(t.call_id, None)
             t.call_id, t.cause = None, getattr(err, "reason", "sip-error")

@@ -204,12 +204,18 @@ class CallLifecycle:
         they are still referenced, then let go of them and of ended calls (docs/design.md,
         "Audio port teardown", "Call object teardown")."""
         dead, self.graveyard = self.graveyard, []
-        taken = {i for c in self.calls.values() if (i := c.getId()) >= 0}  # slots of live calls
-        taken.update(self.refused)
+        if not dead:
+            return  # every dial calls this: no pass over the live calls for nothing (500 dials: 125,000 getId)
+        taken: set[int] | None = None  # slots of live calls, once an ended call needs them
         for obj in dead:
             if isinstance(obj, PlayoutPort):
                 obj.release()
-            elif isinstance(obj, (WCall, RefusedCall)) and obj.getId() in taken:
+            elif isinstance(obj, (WCall, RefusedCall)) and obj.getId() >= 0:
+                if taken is None:
+                    taken = {i for c in self.calls.values() if (i := c.getId()) >= 0}
+                    taken.update(self.refused)
+                if obj.getId() not in taken:
+                    continue
                 # A new call already took this ended call's slot (both in one libHandleEvents):
                 # pjsua2's ~Call would unlink that call from its Call object and hang it up.
                 # Keep the small native object instead (rare; logged).

@@ -88,6 +88,9 @@ class CallCommands:
         media_dir = cmd.get("media_dir")
         if media_dir is not None and media_dir not in MEDIA_DIRS:
             raise CommandError("invalid-params", f"media_dir {media_dir!r} is not one of {sorted(MEDIA_DIRS)}")
+        stream = cmd.get("stream")
+        if stream is not None and (not isinstance(stream, str) or not stream):
+            raise CommandError("invalid-params", "stream must be a stream id")
         acc = self._account_for(cmd.get("from_uri"), cmd.get("display_name"))
         if not self.budget.reserve(call_id, call_keys(1), time.monotonic()):
             # Its sockets would not fit pjsua's I/O queue now (io_budget.py): another worker.
@@ -103,6 +106,7 @@ class CallCommands:
             prm.opt.mediaDir = dirs
             prm.opt.flag |= pj.PJSUA_CALL_SET_MEDIA_DIR  # and it persists for later offers
             call.media_dir = media_dir
+        call.stream_on_answer = stream  # attached when answered (streams.py, `answered`)
         for name, value in (cmd.get("headers") or {}).items():
             h = pj.SipHeader()
             h.hName, h.hValue = str(name), str(value)

@@ -202,6 +202,7 @@ class WCall(pj.Call):
         self.audio_media: Any = None  # the call's AudioMedia bridged with `port` (None: not bridged)
         self.audio_index = -1  # its media index (getStreamStat)
         self.streams: set[str] = set()  # StreamPorts (Worker.streams) attached to this call
+        self.stream_on_answer: str | None = None  # dial's `stream`: attached once answered (streams.py)
         self.conference: str | None = None  # the conference it is mixed in (conference.py)
         self.done = False
         self.remote_uri: str | None = None
@@ -239,6 +240,8 @@ class WCall(pj.Call):
             state = "confirmed"
             self.confirmed = True
             self.deadline = None
+            if self.stream_on_answer is not None:
+                self.worker.answered(self)
         elif st == pj.PJSIP_INV_STATE_DISCONNECTED:
             state = "disconnected"
         else:

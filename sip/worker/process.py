@@ -102,7 +102,9 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
             {"type": "event", "call_id": call.call_id, "kind": "state", "state": state,
              "sip_code": code or None, "reason": reason or None, "cause": cause,
              "remote_uri": call.remote_uri, "local_uri": call.local_uri,
-             "extra": {"direction": "outbound" if call.outbound else "inbound"}}
+             "extra": {"direction": "outbound" if call.outbound else "inbound",
+                       # answered: the streams attached to it (the dial's, see streams.py)
+                       **({"streams": sorted(call.streams)} if state == "confirmed" and call.streams else {})}}
         )
 
     # ---- the main loop

@@ -8,6 +8,7 @@ Frames reach a port from the stdin reader thread (`Worker.push_stream`, process.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pjsua2 as pj
@@ -33,6 +34,11 @@ class StreamBridge:
         sid = str(cmd.get("stream_id") or "")
         if not sid:
             raise CommandError("invalid-params", "stream_id is required")
+        return {"calls": len(self.attach_stream(call, sid).calls)}
+
+    def attach_stream(self, call: WCall, sid: str) -> StreamPort:
+        """Attach stream `sid` to `call` (cmd_stream_attach, or the dial's `stream` once the call
+        is answered: see `answered`), creating the stream's port on first use."""
         port = self.streams.get(sid)
         if port is None:
             port = StreamPort(sid, int(self.cfg.get("audio_queue_frames", 50)))
@@ -44,7 +50,21 @@ class StreamBridge:
         call.streams.add(sid)
         if call.audio_media is not None:
             port.startTransmit(call.audio_media)
-        return {"calls": len(port.calls)}
+        return port
+
+    def answered(self, call: WCall) -> None:
+        """An outbound call was answered (CONFIRMED, before its event goes out): the stream its
+        dial named (`stream`) is attached now, in the worker, with no round trip to the gateway;
+        the confirmed event lists the streams the call is attached to (`extra.streams`)."""
+        sid = call.stream_on_answer
+        if sid is None or call.local_end is not None or call.done:
+            return
+        call.stream_on_answer = None
+        try:
+            self.attach_stream(call, sid)
+        except pj.Error as e:  # the event then lacks the stream: the gateway attaches it itself
+            print(f"worker: stream {sid} not attached to answered call {call.call_id}: {e.reason}",
+                  file=sys.stderr, flush=True)
 
     def cmd_stream_detach(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Stop feeding stream `stream_id` to call `call_id`; a no-op if it is not attached."""
