@@ -31,6 +31,7 @@ from gateway.events import EventBus
 from gateway.exposure import check_exposure, log_exposure_warnings
 from gateway.handlers import register_all, register_conferences, register_feedback, register_terminals
 from gateway.limits import throttle_accept_errors
+from gateway.metrics import GatewayCollector, GatewayMetrics, metrics_route, webhook_rejections
 from gateway.ports import check_ports
 from gateway.protocol import Principal, Registry, RequestContext
 from gateway.retention import Retention, RetentionPolicy
@@ -112,12 +113,18 @@ class Gateway:
         register_terminals(self.registry, self.terminals, self.instructions)
         register_feedback(self.registry, FeedbackService(self.store, self.sessions, self.terminals))
         register_conferences(self.registry, self.conferences)
+        # /metrics (gateway/metrics/): counters fed here, states read when scraped.
+        self.metrics = GatewayMetrics(methods=self.registry.methods)
+        self.metrics.registry.register(GatewayCollector(self))
+        self.store.add_listener(self.metrics.on_events)
+        self.sms.on_send = lambda outcome, s: self.metrics.observe_sms_send(config.sms.provider, outcome, s)
         c = config.control
         self.control = ControlServer(
             self.registry, self._authenticate,
             ServerHooks(current_seq=lambda: self.bus.last_seq, audit=self._audit,
                         idempotency=self.store, on_authenticated=self._on_authenticated,
-                        on_closed=self.terminals.on_closed, on_ping=self.terminals.on_ping),
+                        on_closed=self.terminals.on_closed, on_ping=self.terminals.on_ping,
+                        on_request=self.metrics.observe_request),
             ServerConfig(host=c.host, port=c.port, path=c.path, gateway_id=config.gateway.id,
                          ping_interval=c.ping_interval_s, ping_timeout=c.ping_timeout_s,
                          max_size=c.max_frame_bytes, max_in_flight=c.max_in_flight,
@@ -171,6 +178,8 @@ class Gateway:
         self._stack.push_async_callback(self.voice.stop)  # bridges end before Janus stops
         # Webhooks listen before the outbox sends anything: no receipt may find nobody home.
         routes = list(self.sms.provider.webhook_routes() if self.sms.provider else [])
+        webhooks = webhook_rejections(self.metrics, [path for _, path, *_ in routes])
+        routes.append(metrics_route(self.metrics, cfg.metrics.token))
         # Uploads: the control channel's tokens, its budget of failed authentications, its audit;
         # video recordings are downloaded the same way.
         uploads = UploadRoutes(self.uploads, self._authenticate, self.control.hello_throttle,
@@ -191,7 +200,8 @@ class Gateway:
                                       routes,
                                       http.HttpLimits(h.header_timeout_s, h.keepalive_s, h.max_connections,
                                                       h.max_connections_per_source, h.health_reserve),
-                                      tls.server_context(h.tls_cert, h.tls_key) if h.tls_cert else None)
+                                      tls.server_context(h.tls_cert, h.tls_key) if h.tls_cert else None,
+                                      middlewares=[webhooks])
         await self.sms.start()  # recovers the outbox before anything new is accepted
         self._stack.push_async_callback(self.sms.stop)
         await self.sip.start()

@@ -64,6 +64,11 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._subs)
 
+    def fan_out_lag(self) -> int:
+        """How many stored events the most lagging subscriber has yet to be handed (/metrics)."""
+        last = self.last_seq
+        return max((last - s._last for s in self._subs), default=0)
+
     async def publish(self, type: str, data: dict[str, Any], session_id: str | None = None) -> Event:
         """Store the event (committed on return) and hand it to every live subscriber."""
         return await self._store.append_event(type, session_id, data)

@@ -1,5 +1,5 @@
 """aiohttp side door for operators and orchestrators: /healthz (alive) and /readyz (ready), the
-SMS provider's webhooks and the uploads (gateway/uploads/http.py); behind limits of our own
+SMS provider's webhooks, the uploads (gateway/uploads/http.py) and /metrics (gateway/metrics/); behind limits of our own
 (connections, header deadline, a health reserve)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import json
 import ssl
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,8 +93,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Route = tuple[str, str, Handler] | tuple[str, str, Handler, dict[str, Any]]
 
 
-def make_app(checks: dict[str, Check], routes: list[Route] = (), body_timeout_s: float = 10.0) -> web.Application:
-    app = web.Application(client_max_size=256 * 1024, middlewares=[_body_deadline])  # webhooks: small forms
+def make_app(checks: dict[str, Check], routes: list[Route] = (), body_timeout_s: float = 10.0,
+             middlewares: Sequence[Callable] = ()) -> web.Application:
+    """`middlewares` run outside the body deadline (they see its 408 too)."""
+    app = web.Application(client_max_size=256 * 1024,  # webhooks: small forms
+                          middlewares=[*middlewares, _body_deadline])
     app[CHECKS_KEY] = checks
     app[BODY_TIMEOUT_KEY] = body_timeout_s
     for path in HEALTH_PATHS:
@@ -258,9 +261,10 @@ class HttpListener:
 
 
 async def start(host: str, port: int, checks: dict[str, Check], routes: list[Route] = (),
-                limits: HttpLimits = HttpLimits(), tls: ssl.SSLContext | None = None) -> HttpListener:
+                limits: HttpLimits = HttpLimits(), tls: ssl.SSLContext | None = None,
+                middlewares: Sequence[Callable] = ()) -> HttpListener:
     """Start serving (HTTPS with `tls`); returns the listener to `cleanup()` at shutdown."""
-    runner = web.AppRunner(make_app(checks, routes, limits.header_timeout_s), access_log=None,
+    runner = web.AppRunner(make_app(checks, routes, limits.header_timeout_s, middlewares), access_log=None,
                            keepalive_timeout=limits.keepalive_s,
                            lingering_time=0)  # an unread body is not waited for (10 s by default)
     await runner.setup()

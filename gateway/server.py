@@ -160,6 +160,11 @@ class Connection:
     def _reply_error(self, req_id: Any, err: GatewayError) -> None:
         self._reply(codec.encode_error(req_id, err))
 
+    def _count(self, method: str | None, outcome: str, seconds: float | None = None) -> None:
+        """One request answered, for /metrics (`seconds` None: refused before it ran)."""
+        if self.server.hooks.on_request is not None:
+            self.server.hooks.on_request(method or "", outcome, seconds)
+
     async def _writer(self) -> None:
         try:
             while True:
@@ -205,6 +210,7 @@ class Connection:
             return
         if isinstance(msg, codec.Invalid):
             self.log.info("control.request.invalid", reason=msg.error.reason, msg=msg.error.message)
+            self._count(None, "invalid")
             self._reply_error(msg.id, msg.error)
             return
         if isinstance(msg, codec.Notification):
@@ -212,6 +218,7 @@ class Connection:
             return
         if len(self._inflight) >= self.server.config.max_in_flight:
             self.stats["rate_limited"] += 1
+            self._count(msg.method, "rate-limited")
             self._reply_error(msg.id, RateLimited(
                 "too many requests in flight",
                 details={"max_in_flight": self.server.config.max_in_flight}))
@@ -237,6 +244,7 @@ class Connection:
         if due:
             self.log.info("control.request.over-budget", retry_after_s=wait, suppressed=skipped)
         if not isinstance(msg, codec.Notification):
+            self._count(msg.method if isinstance(msg, codec.Request) else None, "rate-limited")
             self._reply_error(msg.id, RateLimited("request budget of the role spent", details={
                 "retry_after_s": wait, "role": self.principal.role}))
         return False
@@ -267,7 +275,9 @@ class Connection:
                                                       details={"retry_after_s": round(wait, 3)}))
             return
         if isinstance(msg, codec.Request) and msg.method == "hello":
+            t0 = time.perf_counter()
             err = await self._hello(msg)
+            self._count("hello", "ok" if err is None else "error", time.perf_counter() - t0)
             if err is None:
                 return
         elif isinstance(msg, codec.Invalid):
@@ -321,6 +331,7 @@ class Connection:
         if self.server.commands.full:
             # Bounded across connections too: a client cannot pile up work by reconnecting.
             self.stats["rate_limited"] += 1
+            self._count(req.method, "rate-limited")
             self._reply_error(req.id, RateLimited(
                 "too many commands running", details={"max_work": self.server.config.max_work}))
             return None
@@ -340,6 +351,7 @@ class Connection:
         audit_params: dict = req.params
         audited = req.method != "hello"  # never store a token in the audit log
         outcome: dict | GatewayError
+        t0, counted = time.perf_counter(), "ok"
         try:
             if req.method == "hello":
                 raise Conflict("already authenticated")
@@ -364,11 +376,12 @@ class Connection:
             outcome = result
         except GatewayError as err:
             ctx.log.info("control.request.error", reason=err.reason)
-            outcome, text = err, codec.encode_error(req.id, err)
+            outcome, text, counted = err, codec.encode_error(req.id, err), "error"
         except Exception:
             ctx.log.exception("control.request.internal-error")
             err = GatewayError("internal error")
-            outcome, text = err, codec.encode_error(req.id, err)
+            outcome, text, counted = err, codec.encode_error(req.id, err), "internal"
+        self._count(req.method, counted, time.perf_counter() - t0)
         if audited and (audited is True or isinstance(outcome, GatewayError)) and self.server.hooks.audit:
             try:
                 await self.server.hooks.audit(ctx, req.method, audit_params, outcome)

@@ -63,6 +63,8 @@ class ServerHooks:
     on_authenticated: CloseCallback | None = None
     on_closed: CloseCallback | None = None
     on_ping: Callable[["Connection"], None] | None = None  # an application-level `ping` (a heartbeat)
+    # Every answered request: (method, outcome ok|error|internal|rate-limited|invalid, seconds or None)
+    on_request: Callable[[str, str, float | None], None] | None = None
 
 
 async def maybe_await(value: Any) -> Any:

@@ -120,7 +120,7 @@ up_to_date() {
     # a test install includes the run install
     [ "$have_extras" = "$want_extras" ] || [ "$have_extras" = "test" ] || return 1
     [ -x "$VENV/bin/dispatch-gateway" ] || return 1
-    "$VENV/bin/python" -c 'import gateway, pjsua2, aiohttp, websockets, structlog' \
+    "$VENV/bin/python" -c 'import gateway, pjsua2, aiohttp, websockets, structlog, prometheus_client' \
         >/dev/null 2>&1 || return 1
     if [ "$want_extras" = "test" ]; then
         "$VENV/bin/python" -c 'import pytest, pytest_asyncio, numpy, playwright, aiortc' >/dev/null 2>&1 || return 1

@@ -12,6 +12,7 @@ in sip/capacity.py, SipEvent in sip/events.py; both are importable from here as 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import os
@@ -77,6 +78,7 @@ class SipSupervisor(ConferenceOps, StreamFanout, WorkerProcesses):
         self._streams: dict[str, dict[int, set[str]]] = {}
         self._call_streams: dict[str, set[str]] = {}  # call id -> streams it is attached to
         self.stream_frames_dropped = 0
+        self.worker_restarts: collections.Counter[int] = collections.Counter()  # by index, since start (/metrics)
 
     # ---- properties
 

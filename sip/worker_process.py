@@ -186,6 +186,7 @@ class WorkerProcesses:
                 try:
                     await self._spawn(w.index)
                     w.restarts += 1
+                    self.worker_restarts[w.index] += 1
                     log.info("sip.worker.restarted", worker=w.index, restarts=w.restarts)
                     return
                 except SipError as e:

@@ -107,6 +107,10 @@ class BroadcastService:
         return self._tasks.spawn(coro, name)
 
     # SIP events ------------------------------------------------------------------------------
+    def live_public(self) -> list[dict[str, Any]]:
+        """Each live broadcast as `broadcast.state` shows it (state, targets by state): /metrics."""
+        return [b.public() for b in self._live.values()]
+
     def owns(self, call_id: str) -> bool:
         return call_id in self._calls
 

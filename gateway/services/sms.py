@@ -18,6 +18,7 @@ import heapq
 import random
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -63,6 +64,7 @@ class SmsService:
         self._ledger = SmsLedger(store, provider.name if provider else "none", config)
         self._senders: dict[str, tuple[asyncio.Lock, int]] = {}  # inbound being filed, per sender
         self.sent_count = 0
+        self.on_send: Callable[[str, float], None] | None = None  # (ok|error, seconds) of each provider call: /metrics
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -236,20 +238,28 @@ class SmsService:
             if sending is None:  # not due after all, or no longer queued
                 self._requeue(await self._store.get_sms(message_id))
                 return
+            t0 = time.monotonic()
             try:
                 sub = await self.provider.send(message_id, row["sender"], row["recipient"], row["body"])
             except ProviderError as err:
+                self._timed("error", t0)
                 await self._failed_attempt(sending, err)
                 return
             except (TimeoutError, OSError) as err:
+                self._timed("error", t0)
                 await self._failed_attempt(sending, ProviderError(repr(err), error=err))
                 return
+            self._timed("ok", t0)
             await self._ledger.accepted(message_id, sub.provider_id)
             self.sent_count += 1
         except Exception:
             log.exception("sms.send_failed", message_id=message_id)
         finally:
             self._slots.release()
+
+    def _timed(self, outcome: str, t0: float) -> None:
+        if self.on_send is not None:
+            self.on_send(outcome, time.monotonic() - t0)
 
     async def _failed_attempt(self, row: dict, err: ProviderError) -> None:
         """The core decides: queued again after a backoff (never sooner than the provider's

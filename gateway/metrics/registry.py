@@ -1,0 +1,153 @@
+"""`GatewayMetrics`: the gateway's Prometheus metrics in one registry of its own (not the process
+global one: two gateways in one test process do not mix), and what feeds the counters.
+
+Counters move where things happen: `observe_request` (the control server's hook), `on_events`
+(a store listener: every stored event, in seq order, after its commit), `observe_sms_send` (the
+SMS service around each provider call), the webhook middleware (gateway/metrics/http.py). What
+is a state now (connections, calls, workers, terminals, streams...) is read when scraped
+(gateway/metrics/collect.py). No label takes a value from outside a known set: method names not
+in the method table are "other", event types likewise, states are the state machines' own
+values; no label names a call, a number or a principal.
+
+Other parts of the gateway export their own figures through `gauge()` (e.g. the service-level
+indicators): a Gauge registered here, set by its owner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from gateway.broadcast.machine import BroadcastState, TargetState
+from gateway.state.call import CallState
+from sms.outbox import MessageState
+
+OTHER = "other"
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+SETUP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
+PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+OUTCOMES = frozenset({"ok", "error", "internal", "rate-limited", "invalid"})
+EVENT_TYPES = frozenset({
+    "session.state", "call.state", "broadcast.state", "broadcast.target", "sms.status", "sms.inbound",
+    "terminal.presence", "terminal.location", "terminal.feedback", "video.state", "video.recording",
+    "voice.state", "sip.registration", "conference.member", "conference.recording", "events.overflow",
+})
+_TRACKED = 100_000  # calls / broadcasts whose last state is remembered (those that end are forgotten)
+
+
+def bounded(value: Any, known: Iterable[str]) -> str:
+    """`value` if it is one of `known`, else "other": a label never takes an unbounded value."""
+    return value if isinstance(value, str) and value in known else OTHER
+
+
+def _seconds_between(start: Any, end: Any) -> float | None:
+    try:
+        return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+class _LastState:
+    """The last state seen per id (bounded): a transition counts once, however often it is re-published."""
+
+    def __init__(self) -> None:
+        self._states: OrderedDict[str, str] = OrderedDict()
+
+    def changed(self, key: Any, state: str, final: bool) -> bool:
+        key = str(key)
+        if self._states.get(key) == state:
+            return False
+        if final:
+            self._states.pop(key, None)
+        else:
+            self._states[key] = state
+            if len(self._states) > _TRACKED:
+                self._states.popitem(last=False)
+        return True
+
+
+class GatewayMetrics:
+    def __init__(self, methods: Iterable[str] = ()) -> None:
+        self.registry = CollectorRegistry()
+        self.methods = frozenset(methods)  # the method table's names; others count as "other"
+        r = self.registry
+        self.requests = Counter("dispatch_control_requests", "Control-channel requests by method and outcome",
+                                ("method", "outcome"), registry=r)
+        self.request_seconds = Histogram("dispatch_control_request_seconds",
+                                         "Time to answer a control-channel request", ("method",),
+                                         buckets=REQUEST_BUCKETS, registry=r)
+        self.events = Counter("dispatch_events_stored", "Events stored, by type", ("type",), registry=r)
+        self.calls = Counter("dispatch_call_transitions", "Calls entering a state", ("direction", "state"),
+                             registry=r)
+        self.call_setup = Histogram("dispatch_call_setup_seconds", "From a call's creation to connected",
+                                    ("direction",), buckets=SETUP_BUCKETS, registry=r)
+        self.broadcasts = Counter("dispatch_broadcast_transitions", "Broadcasts entering a state", ("state",),
+                                  registry=r)
+        self.targets = Counter("dispatch_broadcast_target_transitions", "Broadcast targets entering a state",
+                               ("state",), registry=r)
+        self.sms = Counter("dispatch_sms_transitions", "SMS messages entering a state", ("state",), registry=r)
+        self.sms_send = Histogram("dispatch_sms_provider_seconds", "Time the SMS provider took to take a message",
+                                  ("provider", "outcome"), buckets=PROVIDER_BUCKETS, registry=r)
+        self.webhook_rejections = Counter("dispatch_webhook_rejections", "Provider webhooks refused, by path and status",
+                                          ("path", "status"), registry=r)
+        self._call_states, self._broadcast_states = _LastState(), _LastState()
+
+    # -- hooks ------------------------------------------------------------------------------
+    def method_label(self, method: Any) -> str:
+        return bounded(method, self.methods)
+
+    def observe_request(self, method: str, outcome: str, seconds: float | None) -> None:
+        """One control-channel request answered (`seconds` None: refused before it ran)."""
+        m = self.method_label(method)
+        self.requests.labels(m, bounded(outcome, OUTCOMES)).inc()
+        if seconds is not None:
+            self.request_seconds.labels(m).observe(seconds)
+
+    def observe_sms_send(self, provider: str, outcome: str, seconds: float) -> None:
+        self.sms_send.labels(bounded(provider, ("twilio", "smpp")), bounded(outcome, ("ok", "error"))).observe(seconds)
+
+    def on_events(self, events: Sequence[Any]) -> None:
+        """Store listener: every stored event, in order, once committed."""
+        for ev in events:
+            self.events.labels(bounded(ev.type, EVENT_TYPES)).inc()
+            data = ev.data
+            if ev.type == "call.state":
+                self._call(data)
+            elif ev.type == "broadcast.state" and isinstance(data.get("state"), str):
+                if self._broadcast_states.changed(data.get("broadcast_id"), data["state"], data["state"] == "ended"):
+                    self.broadcasts.labels(bounded(data["state"], _BROADCAST_STATES)).inc()
+            elif ev.type == "broadcast.target":
+                self.targets.labels(bounded(data.get("state"), _TARGET_STATES)).inc()
+            elif ev.type == "sms.status":
+                self.sms.labels(bounded(data.get("state"), _SMS_STATES)).inc()
+
+    def _call(self, data: dict[str, Any]) -> None:
+        state = data.get("state")
+        if not isinstance(state, str) or not self._call_states.changed(data.get("call_id"), state, state == "ended"):
+            return
+        direction = bounded(data.get("direction"), ("inbound", "outbound"))
+        self.calls.labels(direction, bounded(state, _CALL_STATES)).inc()
+        if state == "connected":
+            setup = _seconds_between(data.get("created_at"), data.get("answered_at"))
+            if setup is not None and setup >= 0:
+                self.call_setup.labels(direction).observe(setup)
+
+    # -- for other parts --------------------------------------------------------------------
+    def gauge(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Gauge:
+        """A gauge of this registry, set by its owner (e.g. the service-level indicators). Its
+        label values must come from a bounded set, like every label here."""
+        return Gauge(name, documentation, tuple(labelnames), registry=self.registry)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything."""
+        return generate_latest(self.registry)
+
+
+_CALL_STATES = frozenset(s.value for s in CallState)
+_BROADCAST_STATES = frozenset(s.value for s in BroadcastState)
+_TARGET_STATES = frozenset(s.value for s in TargetState)
+_SMS_STATES = frozenset(s.value for s in MessageState)

@@ -1,0 +1,110 @@
+"""/metrics of a real gateway (issue 12), scraped over HTTP and parsed with prometheus_client's
+own parser after real actions: a call answered by SIPp, an SMS through the Twilio stub (and its
+signed status callback), a webhook with no signature, control requests, a SIP worker killed -9;
+the counters moved. A flood of unknown method names keeps the label sets bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.metrics.http import allowed
+from sms.twilio import STATUS_PATH
+from tests.gateway.test_sms_twilio import twilio_gateway
+from tests.peers.sipp import sipp_uas
+
+pytestmark = pytest.mark.peers
+
+
+async def scrape(port: int, headers: dict | None = None) -> dict[str, list]:
+    """{sample name: [(labels, value), ...]} of one scrape."""
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics", headers=headers) as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain"), r.status
+        text = await r.text()
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def value(scraped: dict[str, list], name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels` (0 if none)."""
+    return sum(v for lab, v in scraped.get(name, []) if all(lab.get(k) == x for k, x in labels.items()))
+
+
+async def test_counters_move_after_real_actions(start_gateway, connect, watch, tmp_path) -> None:
+    async with twilio_gateway(start_gateway, tmp_path, via_prism=False) as (gw, stub, _, public):
+        before = await scrape(gw.http_port)
+        assert value(before, "dispatch_sip_workers_up") == 1
+        alice = await connect(gw)
+        w = await watch(alice)
+        # a call to SIPp, answered, then hung up
+        async with sipp_uas("answer") as uas:
+            call = await alice.call("call.dial", target=uas.uri)
+            await w.call_state(call["call_id"], "connected", 20)
+            mid = await scrape(gw.http_port)
+            assert value(mid, "dispatch_calls", state="connected") == 1
+            await alice.call("call.hangup", call_id=call["call_id"])
+            await w.call_state(call["call_id"], "ended", 20)
+        # an SMS through the Twilio stub, to its final status (the stub's signed callback)
+        sent = await alice.call("sms.send", to=["+15551230001"], body="report to the dike")
+        await w.wait(lambda e: e["type"] == "sms.status" and e["data"]["state"] == "delivered", 20)
+        # a forged webhook (no signature): refused 403
+        async with aiohttp.ClientSession() as s, s.post(public + STATUS_PATH, data={"MessageSid": "SM1"}) as r:
+            assert r.status == 403
+        await alice.call("session.list")
+        after = await scrape(gw.http_port)
+        assert value(after, "dispatch_control_connections") >= 1
+        for method in ("call.dial", "call.hangup", "sms.send", "session.list", "hello", "events.subscribe"):
+            assert value(after, "dispatch_control_requests_total", method=method, outcome="ok") \
+                - value(before, "dispatch_control_requests_total", method=method, outcome="ok") >= 1, method
+        assert value(after, "dispatch_control_request_seconds_count", method="call.dial") >= 1
+        assert value(after, "dispatch_call_transitions_total", direction="outbound", state="connected") == 1
+        assert value(after, "dispatch_call_transitions_total", direction="outbound", state="ended") == 1
+        assert value(after, "dispatch_call_setup_seconds_count", direction="outbound") == 1
+        assert 0 < value(after, "dispatch_call_setup_seconds_sum") < 20
+        assert value(after, "dispatch_calls", state="connected") == 0
+        assert value(after, "dispatch_sms_transitions_total", state="sent") == 1
+        assert value(after, "dispatch_sms_transitions_total", state="delivered") == 1
+        assert value(after, "dispatch_sms_provider_seconds_count", provider="twilio", outcome="ok") == 1
+        assert value(after, "dispatch_webhook_rejections_total", path=STATUS_PATH, status="403") == 1
+        assert value(after, "dispatch_events_stored_total", type="call.state") >= 3
+        assert value(after, "dispatch_events_last_seq") >= value(after, "dispatch_events_stored_total")
+        assert value(after, "dispatch_event_subscribers") >= 1
+        assert sent["recipients"] == 1
+        # a SIP worker killed -9 (a child of the gateway this test started) is restarted and counted
+        os.kill(gw.sip.worker_pid(0), signal.SIGKILL)
+        async with asyncio.timeout(30):
+            while value(scraped := await scrape(gw.http_port), "dispatch_sip_worker_restarts_total", worker="0") < 1:
+                await asyncio.sleep(0.1)
+        assert value(scraped, "dispatch_sip_worker_restarts_total") == 1
+
+
+async def test_unknown_method_names_do_not_grow_the_label_set(start_gateway, connect) -> None:
+    gw = await start_gateway(**{"control.request_budget.dispatcher": "{rate = 1000, burst = 1000}"})
+    alice = await connect(gw)
+    known = set(gw.registry.methods) | {"other"}
+    for i in range(300):
+        with pytest.raises(Exception):
+            await alice.call(f"no.such.{secrets.token_hex(4)}.{i}")
+    scraped = await scrape(gw.http_port)
+    seen = {lab["method"] for lab, _ in scraped["dispatch_control_requests_total"]}
+    assert seen <= known, seen - known
+    assert value(scraped, "dispatch_control_requests_total", method="other", outcome="error") == 300
+    assert len(scraped["dispatch_control_requests_total"]) < 10  # hello, the "other" errors: not 300 series
+    assert {lab["method"] for lab, _ in scraped["dispatch_control_request_seconds_count"]} <= known
+
+
+def test_who_may_read_metrics() -> None:
+    assert allowed("127.0.0.1", None, None) and allowed("::1", None, "t" * 20)
+    assert not allowed("10.1.2.3", None, None)  # beyond loopback without a token configured: never
+    assert not allowed("10.1.2.3", "Bearer " + "t" * 20, None)
+    assert not allowed("10.1.2.3", "Bearer wrong", "t" * 20) and not allowed("10.1.2.3", None, "t" * 20)
+    assert allowed("10.1.2.3", "Bearer " + "t" * 20, "t" * 20)
