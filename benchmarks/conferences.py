@@ -1,30 +1,44 @@
 """Benchmark: conferences mixed by a worker's conference bridge; join time, CPU, mouth-to-ear delay.
 
-    python -m benchmarks.conferences --layout 1x50,10x5 --repeat 3
+    python -m benchmarks.conferences --layout 1x50,1x2,10x5 --repeat 3
+    python -m benchmarks.conferences --layout 1x50,1x2 --span --repeat 3   # talker and listener on 2 workers
+    python -m benchmarks.conferences --validate 0,40,120                   # the delay method, no gateway
 
 Everything on 127.0.0.1; every process started here is stopped here by PID. The gateway process,
 SIPp UAS, /proc sampling and machine description come from `benchmarks.sip_calls`.
 
-One run per layout CxM (C conferences of M members; `1x50` and `10x5` are the issue's):
-1. Gateway as its own process (sip.proxy none, the pjsua2 build of --build, calls_per_worker from
-   the probe, 2 RTP ports a call): a conference lives on the worker of its first member, so with
-   the source build every member of every conference is on one worker.
-2. Conference 0 has two baresip phones, the talker and the listener
-   (tests.peers.baresip.BaresipPhone, module sndfile dumps what each encoded and decoded); every
-   other member is a call to one SIPp UAS (answers, holds until BYE, no RTP echo: an echoing member
-   would feed the mix back into itself). The talker plays a WAV of silence with a 50 ms 1 kHz beep
-   every --beep-interval s.
-3. `conference.create` C times, then every `conference.add` sent at once (members of all
-   conferences interleaved). Join time: from the first `conference.add` sent to every member's
-   `conference.member` "joined" event (and per conference, to its last member joined).
+One run per layout CxM (C conferences of M members; `1x50` and `10x5` are the issue's, `1x2` an
+idle conference of the talker and the listener alone):
+1. Gateway as its own process (sip.proxy none, the pjsua2 build of --build, 2 RTP ports a call).
+   A conference lives on the worker of its first member; a worker keeps a slot for a trunk, so
+   with calls_per_worker from the probe every member is on one worker. `--span` (layouts 1xM)
+   sets calls_per_worker to ceil((M+3)/2) (2 for M=2): the talker's worker fills, and the conference spans a
+   second worker, linked by a trunk, where the listener (added last) lands.
+2. Conference 0 has two members held by this process (benchmarks.rtp_member: a SIP UAS and a
+   PCMU RTP leg each), the talker and the listener; every other member is a call to one SIPp UAS
+   (answers, holds until BYE, sends no RTP: an echoing member would feed the mix back into
+   itself). The talker sends a 60 ms 1 kHz beep every --beep-interval s, silence between; the
+   listener sends silence.
+3. `conference.create` C times; the talker's `conference.add` first, then every other add at once
+   (members of all conferences interleaved), the listener's last with them (after them with
+   --span). Join time: from the first `conference.add` sent to every member's `conference.member`
+   "joined" event (and per conference, to its last member joined).
 4. CPU (utime+stime) of gateway + workers over --steady s with everyone joined; RSS/PSS.
-5. Mouth-to-ear delay, talker to listener, the broadcast benchmark's method: the talker's
-   `dump-*-enc.wav` appears when it encodes its first frame, the listener's `dump-*-dec.wav` when it
-   decodes its first (both polled every 5 ms); beep k's onset (first sample over 1/16 full scale
-   after >= 200 ms of quiet) is sent at enc0 + e_k and heard at dec0 + d_k; each heard beep is
-   paired with the last beep sent before it, delay = (dec0 + d_k) - (enc0 + e_k). Includes
-   baresip's jitter buffer (1-10 frames) and audio_buffer, as a phone's would.
+5. Mouth-to-ear delay, talker to listener, on ONE clock (this process's CLOCK_REALTIME): a beep
+   is sent at the time taken just before `sendto` of the RTP packet whose first sample starts it;
+   it is heard at the kernel receive timestamp (SO_TIMESTAMPNS) of the listener's packet holding
+   the first sample over 1/16 full scale after >= 200 ms of quiet, plus that sample's offset in
+   the packet (benchmarks.beep_delay). Only beeps sent from 1 s after everyone joined count; each
+   heard onset is paired with the last beep sent before it (within half an interval). The figure
+   is what the gateway adds between RTP in and RTP out: the talker leg's jitter buffer in the
+   worker, decoding and resampling to the bridge's 16 kHz, waiting for the bridge's 20 ms tick,
+   mixing, (with --span: the trunk's encoding, RTP, the second worker's jitter buffer and tick),
+   resampling, encoding and sending. It excludes what phones add: the talker's 20 ms of
+   packetisation and the listener's own jitter buffer and playout.
 6. `conference.end` on each, every member's call ended, SIPp's count of successful calls.
+
+`--validate D1,D2,..`: no gateway; the talker's RTP goes through an in-process relay that holds
+each datagram D ms (from its kernel receive time) to the listener: the method must read D.
 """
 
 from __future__ import annotations
@@ -41,7 +55,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.broadcast import _appears, _onsets
+from benchmarks.beep_delay import NS, BeepPlan, pair_delays
+from benchmarks.rtp_member import RtpLeg, RtpRelay, SipUas
 from benchmarks.sip_calls import (
     TOKEN,
     UAS_HOLD,
@@ -57,32 +72,6 @@ from benchmarks.sip_calls import (
 )
 from gateway.client import GatewayClient, RemoteError
 from sip.config import RTP_PORTS_PER_WORKER
-
-BEEP_RATE = 8000  # the talker's WAV (baresip's aufile source)
-
-
-def beep_wav_pcm(seconds: float, interval: float, lead: float = 2.0, ms: int = 50) -> bytes:
-    """Silence with a 1 kHz beep of `ms` every `interval` s after `lead` s, PCM16LE at 8 kHz."""
-    import numpy as np
-    x = np.zeros(int(seconds * BEEP_RATE), dtype="<i2")
-    n = BEEP_RATE * ms // 1000
-    beep = (np.sin(2 * np.pi * 1000 * np.arange(n) / BEEP_RATE) * 0.4 * 32767).astype("<i2")
-    t = lead
-    while t + ms / 1000 < seconds:
-        i = int(t * BEEP_RATE)
-        x[i:i + n] = beep
-        t += interval
-    return x.tobytes()
-
-
-def pair_delays(sent: list[float], heard: list[float], window: float) -> list[float]:
-    """Each heard onset paired with the last sent onset before it (within `window` s): the delays."""
-    out = []
-    for h in heard:
-        before = [s for s in sent if s <= h]
-        if before and h - before[-1] <= window:
-            out.append(h - before[-1])
-    return out
 
 
 class MemberWatch:
@@ -110,30 +99,53 @@ class MemberWatch:
         return await wait_until(self.changed, pred, timeout, tick=0.5)
 
 
-async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]:
-    from tests.audio import read_wav
-    from tests.peers.baresip import BaresipPhone, write_wav
+def delay_stats(talker: RtpLeg, listener: RtpLeg, since_ns: int, window_ns: int) -> dict[str, Any]:
+    """The talker-to-listener delays of the beeps sent from `since_ns` on (ms, p50/p95/min/max)."""
+    sent = [t for t in talker.sent_onsets if t >= since_ns]
+    heard = [t for t in listener.detector.onsets if t >= since_ns]
+    d = [x / 1e6 for x in pair_delays(sent, heard, window_ns)]
+    return {"beeps_sent": len(sent), "beeps_heard": len(heard), "beeps_paired": len(d),
+            "delay_ms_p50": round(statistics.median(d), 1) if d else None,
+            "delay_ms_p95": round(pct(d, 95), 1) if d else None,  # type: ignore[arg-type]
+            "delay_ms_min": round(min(d), 1) if d else None, "delay_ms_max": round(max(d), 1) if d else None,
+            "delays_ms": [round(x, 1) for x in d]}
 
+
+def chain_length(log: Path, conference_id: str) -> int:
+    """Workers in the conference's chain: 1 + the trunks its `conference.spanned` log events name."""
+    n = 1
+    with contextlib.suppress(OSError):
+        for ln in log.read_text(errors="replace").splitlines():
+            if '"conference.spanned"' in ln and conference_id in ln:
+                with contextlib.suppress(ValueError, KeyError):
+                    n = max(n, len(json.loads(ln)["workers"]))
+    return n
+
+
+async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]:
     n = confs * size
+    if a.span:
+        # the home worker takes cpw-1 members (one slot kept for a trunk); the next takes the trunk,
+        # then cpw-2 (at least 1): the listener, added last, is on the second worker
+        cpw = min(cpw, math.ceil((size + 3) / 2) if size > 2 else 2)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-conf-{confs}x{size}-"))
-    max_workers = math.ceil(n / cpw) + 1
+    max_workers = math.ceil(n / cpw) + 2
     gw = GatewayProcess(workdir, python=a.python, max_workers=max_workers, warm=1, cpw=cpw,
                         max_in_flight=max(32, 2 * n), log_level=a.log_level, rtp_base=10000,
                         build=a.build, rtp_ports_per_worker=max(RTP_PORTS_PER_WORKER, 2 * cpw))
-    res: dict[str, Any] = {"build": a.build, "layout": f"{confs}x{size}", "members": n,
+    res: dict[str, Any] = {"build": a.build, "layout": f"{confs}x{size}", "span": a.span, "members": n,
                            "calls_per_worker": cpw, "max_workers": max_workers, "workdir": str(workdir)}
-    play_s = 120.0
-    wav = write_wav(workdir / "beeps.wav", beep_wav_pcm(play_s, a.beep_interval), BEEP_RATE)
-    talker, listener = BaresipPhone(user="talker", play_wav=wav), BaresipPhone(user="listener",
-                                                                               play_seconds=play_s)
-    uas = SippUas(UAS_HOLD, calls=n - 2, timeout_s=play_s + 120, echo=False)
+    every = max(10, round(a.beep_interval * 50))
+    talker = SipUas("talker", RtpLeg(BeepPlan(every=every)))
+    listener = SipUas("listener", RtpLeg())
+    uas = SippUas(UAS_HOLD, calls=n - 2, timeout_s=a.steady + a.beeps * a.beep_interval + 300,
+                  echo=False) if n > 2 else None
     client: GatewayClient | None = None
     tasks: list[asyncio.Task] = []
     try:
         res["gateway_start_s"] = round(gw.start(), 2)
-        await uas.start()
-        await talker.start()
-        await listener.start()
+        if uas:
+            await uas.start()
         assert gw.proc is not None
         client = await GatewayClient.connect(gw.url, TOKEN, call_timeout=60, client_name="bench-conferences",
                                              event_queue=100_000)
@@ -142,17 +154,15 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
         tasks.append(asyncio.create_task(w.read(client)))
         cids = [(await client.call("conference.create", title=f"bench {i}"))["conference_id"]
                 for i in range(confs)]
-        # member j of conference i; conference 0 starts with the talker and the listener
-        plan = [(i, j) for j in range(size) for i in range(confs)]
-        targets = {(0, 0): talker.uri, (0, 1): listener.uri}
-        enc0 = asyncio.create_task(_appears(lambda: talker.recordings("enc"), 0.005, 120))
-        dec0 = asyncio.create_task(_appears(lambda: listener.recordings("dec"), 0.005, 120))
-        tasks += [enc0, dec0]
+        # member j of conference i; conference 0 has the talker first and the listener last
+        last = (0, size - 1)
+        plan = [(i, j) for j in range(size) for i in range(confs) if (i, j) not in ((0, 0), last)]
+        targets = {(0, 0): talker.uri, last: listener.uri}
         members: dict[tuple[int, int], dict] = {}
         errors: dict[str, int] = {}
 
         async def add(i: int, j: int) -> None:
-            target = targets.get((i, j), f"sip:m{i}-{j}@127.0.0.1:{uas.port}")
+            target = targets.get((i, j), f"sip:m{i}-{j}@127.0.0.1:{uas.port if uas else 9}")
             try:
                 members[(i, j)] = await client.call("conference.add", conference_id=cids[i], target=target)
             except RemoteError as e:
@@ -160,7 +170,12 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
 
         s0 = sample(process_tree(gw.proc.pid))
         t0 = time.monotonic()
-        await asyncio.gather(*(add(i, j) for i, j in plan))
+        await add(0, 0)
+        if a.span:
+            await asyncio.gather(*(add(i, j) for i, j in plan))
+            await add(*last)
+        else:
+            await asyncio.gather(*(add(i, j) for i, j in [*plan, last]))
         res["add_replies_s"] = round(time.monotonic() - t0, 2)
 
         def joined() -> bool:
@@ -168,12 +183,14 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
 
         settled = await w.until(joined, a.join_timeout)
         s1 = sample(process_tree(gw.proc.pid))
+        since_ns = time.time_ns() + NS  # beeps sent from 1 s after everyone joined
         join = {k: w.at(m["member_id"], "joined") for k, m in members.items()}
         ok_join = [t - t0 for t in join.values() if t is not None]
         per_conf = [max((join[(i, j)] or math.inf) - t0 for j in range(size) if (i, j) in join)
                     for i in range(confs)]
         res.update({
             "settled": settled, "joined": len(ok_join), "add_errors": errors,
+            "chain_workers": chain_length(workdir / "gateway.log", cids[0]),
             "all_joined_s": round(max(ok_join), 2) if ok_join else None,
             "join_s_p50": round(statistics.median(ok_join), 2) if ok_join else None,
             "conference_all_joined_s_p50": round(statistics.median(per_conf), 2),
@@ -194,86 +211,121 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
             "machine_busy_pct": round(100 * mb / mt, 1) if mt else None,
             "rss_mb": round(a1.rss_kb / 1024, 1), "pss_mb": round(a1.pss_kb / 1024, 1),
         })
+        end = time.monotonic() + a.beeps * a.beep_interval + 10
+        while time.monotonic() < end and sum(t >= since_ns for t in talker.leg.sent_onsets) < a.beeps + 1:
+            await asyncio.sleep(0.2)
+        res.update(delay_stats(talker.leg, listener.leg, since_ns, int(a.beep_interval / 2 * NS)))
+        res.update({"talker_late_sends": talker.leg.late_sends, "listener_frames": listener.leg.frames_received})
         for cid in cids:
             with contextlib.suppress(RemoteError):
                 await client.call("conference.end", conference_id=cid)
         res["all_left"] = await w.until(lambda: all(w.at(m["member_id"], "left") for m in members.values()), 60)
-        for p in (talker, listener):
-            with contextlib.suppress(TimeoutError):
-                await p.wait_log("terminated", timeout=10)
-        t_enc, t_dec = await enc0, await dec0
-        delays: list[float] = []
-        if t_enc and t_dec:
-            xs, rs = read_wav(talker.recordings("enc")[-1])
-            xh, rh = read_wav(listener.recordings("dec")[-1])
-            sent = [t_enc + o for o in _onsets(xs, rs)]
-            heard = [t_dec + o for o in _onsets(xh, rh)]
-            delays = [d * 1000 for d in pair_delays(sent, heard, window=min(0.5, a.beep_interval / 2))]
-            res.update({"beeps_sent": len(sent), "beeps_heard": len(heard),  # nearest sent beep, to see an offset
-                        "heard_minus_nearest_sent_ms": [round(min((h - x for x in sent), key=abs) * 1000, 1)
-                                                        for h in heard] if sent else []})
-        res.update({"beeps_paired": len(delays),
-                    "delay_ms_p50": round(statistics.median(delays), 1) if delays else None,
-                    "delay_ms_p90": round(pct(delays, 90), 1) if delays else None,
-                    "delay_ms_min": round(min(delays), 1) if delays else None,
-                    "delay_ms_max": round(max(delays), 1) if delays else None})
-        sr = await uas.wait(30)
-        res.update({"sipp_successful": sr["successful"], "sipp_failed": sr["failed"]})
+        if uas:
+            sr = await uas.wait(30)
+            res.update({"sipp_successful": sr["successful"], "sipp_failed": sr["failed"]})
         res["events_overflow"] = w.overflow
     finally:
         await close_client(client, tasks)
         for p in (talker, listener):
-            with contextlib.suppress(Exception):
-                await p.stop()
-        await uas.stop()
+            await asyncio.to_thread(p.stop)
+        if uas:
+            await uas.stop()
         res["gateway_rc"] = await asyncio.to_thread(gw.stop)
-    res["ok"] = (res.get("joined") == n and res.get("sipp_successful") == n - 2 and bool(res.get("beeps_paired")))
+    res["ok"] = (res.get("joined") == n and res.get("sipp_successful", 0) == max(0, n - 2)
+                 and res.get("beeps_paired", 0) >= a.beeps * 0.9 and (not a.span or res["chain_workers"] >= 2))
     return res
+
+
+def validate(delay_ms: float, a: argparse.Namespace) -> dict[str, Any]:
+    """The method without the gateway: talker -> relay holding each datagram `delay_ms` -> listener."""
+    every = max(10, round(a.beep_interval * 50))
+    talker, listener, relay = RtpLeg(BeepPlan(lead=25, every=every)), RtpLeg(), RtpRelay(delay_ms)
+    relay.start(("127.0.0.1", listener.port))
+    listener.start(None)
+    since = time.time_ns()
+    talker.start(("127.0.0.1", relay.port))
+    try:
+        time.sleep((25 + every * a.beeps) * 0.02 + 0.5)
+    finally:
+        for x in (talker, relay, listener):
+            x.stop()
+    r = {"inserted_ms": delay_ms, **delay_stats(talker, listener, since, int(a.beep_interval / 2 * NS))}
+    late = [x / 1e6 for x in relay.late_ns]
+    r["relay_late_ms_p50"], r["relay_late_ms_max"] = (round(statistics.median(late), 2), round(max(late), 2)) if late else (None, None)
+    r["error_ms_p50"] = round(r["delay_ms_p50"] - delay_ms, 2) if r["delay_ms_p50"] is not None else None
+    r["ok"] = r["beeps_paired"] >= a.beeps and r["error_ms_p50"] is not None and abs(r["error_ms_p50"]) < 3
+    return r
 
 
 SUMMARY = [("joined", "joined"), ("all_joined_s", "all joined s"), ("join_s_p50", "join p50 s"),
            ("conference_all_joined_s_p50", "conf joined p50 s"), ("join_cpu_cores", "join CPU"),
-           ("workers", "workers"), ("steady_cpu_cores", "steady CPU"), ("cpu_ms_per_member_s", "CPU ms/member/s"),
-           ("steady_main_cpu_cores", "main proc CPU"), ("pss_mb", "PSS MB"), ("delay_ms_p50", "delay p50 ms"),
-           ("delay_ms_p90", "delay p90 ms"), ("beeps_paired", "beeps")]
+           ("workers", "workers"), ("chain_workers", "chain"), ("steady_cpu_cores", "steady CPU"),
+           ("cpu_ms_per_member_s", "CPU ms/member/s"), ("steady_main_cpu_cores", "main proc CPU"),
+           ("pss_mb", "PSS MB"), ("delay_ms_p50", "delay p50 ms"), ("delay_ms_p95", "delay p95 ms"),
+           ("beeps_paired", "beeps")]
+
+
+def summary(results: dict[str, list[dict]]) -> str:
+    """Medians over runs of each per-run figure, and the p50/p95 of every run's beeps together."""
+    lines = ["| layout | runs ok | " + " | ".join(h for _, h in SUMMARY) + " | all beeps p50 / p95 ms |",
+             "|" + "---|" * (len(SUMMARY) + 3)]
+    for lay, rs in results.items():
+        cells = []
+        for k, _ in SUMMARY:
+            vals = [r[k] for r in rs if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)]
+            cells.append(f"{statistics.median(vals):g}" if vals else "-")
+        pooled = [d for r in rs for d in r.get("delays_ms", [])]
+        both = f"{statistics.median(pooled):.1f} / {pct(pooled, 95):.1f}" if pooled else "-"
+        lines.append(f"| {lay} | {sum(bool(r['ok']) for r in rs)}/{len(rs)} | " + " | ".join(cells) + f" | {both} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.conferences", description=__doc__.split("\n")[0])
-    ap.add_argument("--layout", default="1x50,10x5", help="comma-separated CxM: C conferences of M members")
+    ap.add_argument("--layout", default="1x50,1x2,10x5", help="comma-separated CxM: C conferences of M members")
+    ap.add_argument("--span", action="store_true", help="conference 0 on two workers (layouts 1xM only)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--build", default="auto", help="DISPATCH_GATEWAY_PJSUA2 of the gateway: source, wheel, auto")
     ap.add_argument("--steady", type=float, default=10.0)
     ap.add_argument("--join-timeout", type=float, default=60.0)
     ap.add_argument("--beep-interval", type=float, default=1.0)
+    ap.add_argument("--beeps", type=int, default=20, help="beeps measured a run, from 1 s after all joined")
+    ap.add_argument("--validate", default=None, help="comma-separated ms: the method through a relay, no gateway")
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--json", default=None, help="append each run's result to this JSONL file")
     a = ap.parse_args(argv)
-    layouts = [tuple(int(v) for v in x.split("x")) for x in a.layout.split(",")]
-    if any(m < 2 or (c == 1 and m < 2) for c, m in layouts):
-        ap.error("conference 0 needs at least 2 members (talker and listener)")
     info = machine_info()
+    if a.validate is not None:
+        rows = []
+        for _ in range(a.repeat):
+            for d in (float(x) for x in a.validate.split(",")):
+                rows.append(validate(d, a))
+                print(json.dumps(rows[-1]), flush=True)
+        print("\n| inserted ms | recovered p50 ms | p95 | min | max | beeps | relay late p50 / max ms |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['inserted_ms']:g} | {r['delay_ms_p50']} | {r['delay_ms_p95']} | {r['delay_ms_min']} "
+                  f"| {r['delay_ms_max']} | {r['beeps_paired']} | {r['relay_late_ms_p50']} / {r['relay_late_ms_max']} |")
+        return 0 if all(r["ok"] for r in rows) else 1
+    layouts = [tuple(int(v) for v in x.split("x")) for x in a.layout.split(",")]
+    if any(m < 2 for _, m in layouts):
+        ap.error("conference 0 needs at least 2 members (talker and listener)")
+    if a.span and any(c != 1 for c, _ in layouts):
+        ap.error("--span takes layouts of one conference (1xM)")
     cpw = probe_calls_per_worker(a.python, a.build, limit=max([64, *(c * m for c, m in layouts)]))
-    print(json.dumps({"machine": info, "calls_per_worker": cpw, "build": a.build,
+    print(json.dumps({"machine": info, "calls_per_worker": cpw, "build": a.build, "span": a.span,
                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}), flush=True)
     results: dict[str, list[dict]] = {}
     for _ in range(a.repeat):
         for c, m in layouts:
             r = asyncio.run(run_once(c, m, a, cpw))
-            results.setdefault(f"{c}x{m}", []).append(r)
+            results.setdefault(f"{c}x{m}" + (" span" if a.span else ""), []).append(r)
             print(json.dumps(r), flush=True)
             if a.json:
                 with open(a.json, "a") as f:
                     f.write(json.dumps({**r, "machine": info}) + "\n")
-    print("\n| layout | runs ok | " + " | ".join(h for _, h in SUMMARY) + " |")
-    print("|" + "---|" * (len(SUMMARY) + 2))
-    for lay, rs in results.items():
-        cells = []
-        for k, _ in SUMMARY:
-            vals = [r[k] for r in rs if isinstance(r.get(k), (int, float))]
-            cells.append(f"{statistics.median(vals):g}" if vals else "-")
-        print(f"| {lay} | {sum(bool(r['ok']) for r in rs)}/{len(rs)} | " + " | ".join(cells) + " |")
+    print("\n" + summary(results))
     return 0 if all(r["ok"] for rs in results.values() for r in rs) else 1
 
 

@@ -1,0 +1,255 @@
+"""A conference member held by the measuring process: a minimal SIP UAS and a PCMU RTP leg (threads).
+
+The mouth-to-ear benchmark (benchmarks.conferences) holds the talker and the listener here, so
+the beep's send time and its receive time are read from one clock (CLOCK_REALTIME of this
+process): the talker's send time is taken just before `sendto` of the frame the beep starts in,
+the listener's receive time is the kernel's receive timestamp of each datagram (SO_TIMESTAMPNS),
+so neither waits on this process's scheduling or the GIL.
+
+- `SipUas` answers INVITEs on 127.0.0.1 (a 200 with an SDP answer for PCMU/8000, ptime 20, to
+  the offer's c=/m= address; the same 200 again for a retransmission; a re-INVITE re-answers),
+  ACK starts the RTP leg, BYE (or CANCEL) is answered 200 and stops it. One call at a time; enough
+  for the gateway's pjsua2 worker dialling it directly (`sip.proxy none`), not a general UA.
+- `RtpLeg` sends a frame every 20 ms on an absolute schedule (`BeepPlan`, mu-law) and decodes
+  every PCMU frame it receives into an `OnsetDetector`.
+- `RtpRelay` forwards datagrams from one port to another `delay_ms` later: the validation path
+  without the gateway.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import random
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from benchmarks.beep_delay import FRAME_MS, NS, BeepPlan, OnsetDetector, ulaw_decode, ulaw_encode
+
+HOST = "127.0.0.1"
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+def _udp(port: int = 0) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((HOST, port))
+    return s
+
+
+def _stamped(sock: socket.socket, stop: threading.Event,
+             timeout: Callable[[], float] = lambda: 0.2) -> Iterator[tuple[bytes, int] | None]:
+    """Datagrams with their kernel receive time (ns, CLOCK_REALTIME), None after each `timeout()`
+    s without one, until `stop` is set or the socket is closed."""
+    while not stop.is_set():
+        try:
+            sock.settimeout(timeout())
+            data, anc, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(16))
+        except TimeoutError:
+            yield None
+            continue
+        except OSError:
+            return
+        t = next((sec * NS + nsec for level, kind, payload in anc
+                  if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS
+                  for sec, nsec in [struct.unpack("qq", payload[:16])]), time.time_ns())
+        yield data, t
+
+
+class RtpLeg:
+    """One PCMU leg: sends `plan`'s frames to `remote`, detects onsets in what it receives."""
+
+    def __init__(self, plan: BeepPlan | None = None) -> None:
+        self.sock = _udp()
+        self.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        self.port = self.sock.getsockname()[1]
+        self.plan = plan or BeepPlan(every=1 << 30)  # silence
+        self.remote: tuple[str, int] | None = None
+        self.detector = OnsetDetector()
+        self.sent_onsets: list[int] = []  # ns, CLOCK_REALTIME
+        self.frames_sent = self.frames_received = self.late_sends = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, remote: tuple[str, int] | None) -> None:
+        """Receive; and send to `remote` unless None (a listener-only leg)."""
+        self.remote = remote
+        if self._threads:
+            return
+        loops = (self._send_loop, self._recv_loop) if remote else (self._recv_loop,)
+        self._threads = [threading.Thread(target=f, name=f"rtp-{self.port}-{f.__name__}", daemon=True)
+                         for f in loops]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=2)
+        self.sock.close()
+
+    def _send_loop(self) -> None:
+        ssrc, seq0 = random.getrandbits(32), random.getrandbits(16)
+        t0, period = time.monotonic_ns(), FRAME_MS * 1_000_000
+        k = 0
+        while not self._stop.is_set():
+            wait = t0 + k * period - time.monotonic_ns()
+            if wait > 0:
+                self._stop.wait(wait / NS)
+            elif wait < -period:
+                self.late_sends += 1
+            header = struct.pack("!BBHII", 0x80, (0x80 if k == 0 else 0), (seq0 + k) & 0xFFFF,
+                                 (k * 160) & 0xFFFFFFFF, ssrc)
+            packet = header + ulaw_encode(self.plan.frame(k))
+            stamp = time.time_ns()
+            try:
+                self.sock.sendto(packet, self.remote)  # type: ignore[arg-type]
+            except OSError:
+                return
+            if self.plan.starts_beep(k):
+                self.sent_onsets.append(stamp)
+            self.frames_sent += 1
+            k += 1
+
+    def _recv_loop(self) -> None:
+        for got in _stamped(self.sock, self._stop):
+            if got is None:
+                continue
+            data, t = got
+            if len(data) < 12 or data[1] & 0x7F != 0:  # PCMU only (no CN, no telephone-event)
+                continue
+            off = 12 + 4 * (data[0] & 0x0F)
+            if data[0] & 0x10 and len(data) >= off + 4:
+                off += 4 + 4 * struct.unpack("!H", data[off + 2:off + 4])[0]
+            self.frames_received += 1
+            self.detector.feed(t, ulaw_decode(data[off:]))
+
+
+class RtpRelay:
+    """Datagrams to `port` forwarded to `to` `delay_ms` after they arrived (kernel timestamp)."""
+
+    def __init__(self, delay_ms: float) -> None:
+        self.sock = _udp()
+        self.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        self.port = self.sock.getsockname()[1]
+        self.delay_ns = int(delay_ms * 1e6)
+        self.late_ns: list[int] = []  # each datagram forwarded this late after its due time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, to: tuple[str, int]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(to,), name=f"relay-{self.port}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=2)
+        self.sock.close()
+
+    def _run(self, to: tuple[str, int]) -> None:
+        due: list[tuple[int, int, bytes]] = []
+        n = 0
+        def until_due() -> float:
+            return max(1e-5, (due[0][0] - time.time_ns()) / NS) if due else 0.2
+
+        for got in _stamped(self.sock, self._stop, until_due):
+            if got is not None:
+                heapq.heappush(due, (got[1] + self.delay_ns, n, got[0]))
+                n += 1
+            while due and due[0][0] <= time.time_ns():
+                when, _, data = heapq.heappop(due)
+                self.sock.sendto(data, to)
+                self.late_ns.append(time.time_ns() - when)
+
+
+def _headers(msg: str) -> tuple[str, list[tuple[str, str]], str]:
+    head, _, body = msg.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    hs = []
+    for ln in lines[1:]:
+        name, _, value = ln.partition(":")
+        hs.append((name.strip().lower(), value.strip()))
+    return lines[0], hs, body
+
+
+_COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length"}
+
+
+class SipUas:
+    """Answers one call at a time on 127.0.0.1 with `leg` as its media."""
+
+    def __init__(self, user: str, leg: RtpLeg) -> None:
+        self.user, self.leg = user, leg
+        self.sock = _udp()
+        self.port = self.sock.getsockname()[1]
+        self.tag = os.urandom(4).hex()
+        self.answered: dict[str, bytes] = {}  # Call-ID + CSeq -> the 200 sent
+        self.established = threading.Event()
+        self.ended = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sip-{user}", daemon=True)
+        self._thread.start()
+
+    @property
+    def uri(self) -> str:
+        return f"sip:{self.user}@{HOST}:{self.port}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+        self.leg.stop()
+
+    def _sdp(self) -> str:
+        return (f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+                f"m=audio {self.leg.port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n")
+
+    def _reply(self, hs: list[tuple[str, str]], body: str = "") -> bytes:
+        out = ["SIP/2.0 200 OK"]
+        for name, value in hs:
+            name = _COMPACT.get(name, name)
+            if name in ("via", "from", "call-id", "cseq"):
+                out.append(f"{name.title()}: {value}")
+            elif name == "to":
+                out.append(f"To: {value}" + ("" if ";tag=" in value else f";tag={self.tag}"))
+        out.append(f"Contact: <sip:{self.user}@{HOST}:{self.port}>")
+        if body:
+            out.append("Content-Type: application/sdp")
+        out.append(f"Content-Length: {len(body.encode())}")
+        return ("\r\n".join(out) + "\r\n\r\n" + body).encode()
+
+    def _run(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            first, hs, body = _headers(data.decode(errors="replace"))
+            if first.startswith("SIP/2.0"):
+                continue
+            method = first.split(" ", 1)[0]
+            h = {_COMPACT.get(k, k): v for k, v in hs}
+            key = h.get("call-id", "") + "/" + h.get("cseq", "")
+            if method == "INVITE":
+                if key not in self.answered:
+                    c = re.search(r"^c=IN IP4 (\S+)", body, re.M)
+                    m = re.search(r"^m=audio (\d+)", body, re.M)
+                    if c and m:
+                        self.leg.remote = (c.group(1), int(m.group(1)))
+                    self.answered[key] = self._reply(hs, self._sdp())
+                self.sock.sendto(self.answered[key], addr)
+            elif method == "ACK":
+                if self.leg.remote is not None:
+                    self.leg.start(self.leg.remote)
+                    self.established.set()
+            else:  # BYE, CANCEL, OPTIONS, UPDATE, INFO: 200 without a body
+                self.sock.sendto(self._reply(hs), addr)
+                if method in ("BYE", "CANCEL"):
+                    self.ended.set()
