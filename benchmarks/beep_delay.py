@@ -1,7 +1,7 @@
 """Mouth-to-ear delay from beeps, sans I/O: the talker's frames, G.711 mu-law, onset detection, pairing.
 
 Used by benchmarks.rtp_member (which sends and receives the frames on real sockets) and tested on
-synthetic audio in tests/test_beep_delay.py, without sockets.
+synthetic audio in tests/sip/test_beep_delay.py, without sockets.
 
 - `BeepPlan` says what the talker sends in frame k (20 ms of 8 kHz PCM16): silence, or a 1 kHz
   cosine (it starts at full amplitude, so its onset is sample 0 of its first frame: no sample of a
@@ -14,35 +14,31 @@ synthetic audio in tests/test_beep_delay.py, without sockets.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-RATE = 8000
-FRAME_MS = 20
+from gateway.broadcast.rtp import CLOCK_RATES, FRAME_MS
+
+with warnings.catch_warnings():  # deprecated in 3.11, removed in 3.13 (as in gateway.broadcast.rtp)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+RATE = CLOCK_RATES["PCMU"]  # 8000
 FRAME_SAMPLES = RATE * FRAME_MS // 1000  # 160
 NS = 1_000_000_000
 
-_BIAS, _CLIP = 0x84, 32635
-
 
 def ulaw_encode(pcm: np.ndarray) -> bytes:
-    """PCM16 samples to G.711 mu-law bytes (the segment/mantissa form of ITU-T G.711)."""
-    x = pcm.astype(np.int32)
-    sign = np.where(x < 0, 0x80, 0)
-    mag = np.minimum(np.abs(x), _CLIP) + _BIAS
-    exp = np.floor(np.log2(mag)).astype(np.int32) - 7  # 0..7: the position of the top bit past bit 7
-    mant = (mag >> (exp + 3)) & 0x0F
-    return (~(sign | (exp << 4) | mant) & 0xFF).astype(np.uint8).tobytes()
+    """PCM16 samples to G.711 mu-law bytes."""
+    return audioop.lin2ulaw(pcm.astype("<i2").tobytes(), 2)
 
 
 def ulaw_decode(data: bytes) -> np.ndarray:
     """G.711 mu-law bytes to PCM16 samples."""
-    u = ~np.frombuffer(data, dtype=np.uint8).astype(np.int32) & 0xFF
-    exp, mant = (u >> 4) & 0x07, u & 0x0F
-    mag = (((mant << 3) + _BIAS) << exp) - _BIAS
-    return np.where(u & 0x80, -mag, mag).astype(np.int16)
+    return np.frombuffer(audioop.ulaw2lin(data, 2), dtype="<i2")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ idle conference of the talker and the listener alone):
    it is heard at the kernel receive timestamp (SO_TIMESTAMPNS) of the listener's packet holding
    the first sample over 1/16 full scale after >= 200 ms of quiet, plus that sample's offset in
    the packet (benchmarks.beep_delay). Only beeps sent from 1 s after everyone joined count; each
-   heard onset is paired with the last beep sent before it (within half an interval). The figure
+   heard onset is paired with the last beep sent before it (within 0.9 of an interval: a beep
+   later than that is counted in heard_unpaired, not as a delay). The figure
    is what the gateway adds between RTP in and RTP out: the talker leg's jitter buffer in the
    worker, decoding and resampling to the bridge's 16 kHz, waiting for the bridge's 20 ms tick,
    mixing, (with --span: the trunk's encoding, RTP, the second worker's jitter buffer and tick),
@@ -105,6 +106,7 @@ def delay_stats(talker: RtpLeg, listener: RtpLeg, since_ns: int, window_ns: int)
     heard = [t for t in listener.detector.onsets if t >= since_ns]
     d = [x / 1e6 for x in pair_delays(sent, heard, window_ns)]
     return {"beeps_sent": len(sent), "beeps_heard": len(heard), "beeps_paired": len(d),
+            "heard_unpaired": len(heard) - len(d),  # over 0.9 of an interval late, or not a beep
             "delay_ms_p50": round(statistics.median(d), 1) if d else None,
             "delay_ms_p95": round(pct(d, 95), 1) if d else None,  # type: ignore[arg-type]
             "delay_ms_min": round(min(d), 1) if d else None, "delay_ms_max": round(max(d), 1) if d else None,
@@ -214,8 +216,11 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
         end = time.monotonic() + a.beeps * a.beep_interval + 10
         while time.monotonic() < end and sum(t >= since_ns for t in talker.leg.sent_onsets) < a.beeps + 1:
             await asyncio.sleep(0.2)
-        res.update(delay_stats(talker.leg, listener.leg, since_ns, int(a.beep_interval / 2 * NS)))
-        res.update({"talker_late_sends": talker.leg.late_sends, "listener_frames": listener.leg.frames_received})
+        res.update(delay_stats(talker.leg, listener.leg, since_ns, int(a.beep_interval * 0.9 * NS)))
+        late = sorted(talker.leg.send_late_ns)
+        res.update({"talker_realtime": talker.leg.realtime, "listener_frames": listener.leg.frames_received,
+                    "talker_send_late_ms_p95": round(pct(late, 95) / 1e6, 1) if late else None,  # type: ignore[operator]
+                    "talker_send_late_ms_max": round(late[-1] / 1e6, 1) if late else None})
         for cid in cids:
             with contextlib.suppress(RemoteError):
                 await client.call("conference.end", conference_id=cid)
@@ -249,7 +254,7 @@ def validate(delay_ms: float, a: argparse.Namespace) -> dict[str, Any]:
     finally:
         for x in (talker, relay, listener):
             x.stop()
-    r = {"inserted_ms": delay_ms, **delay_stats(talker, listener, since, int(a.beep_interval / 2 * NS))}
+    r = {"inserted_ms": delay_ms, **delay_stats(talker, listener, since, int(a.beep_interval * 0.9 * NS))}
     late = [x / 1e6 for x in relay.late_ns]
     r["relay_late_ms_p50"], r["relay_late_ms_max"] = (round(statistics.median(late), 2), round(max(late), 2)) if late else (None, None)
     r["error_ms_p50"] = round(r["delay_ms_p50"] - delay_ms, 2) if r["delay_ms_p50"] is not None else None
@@ -262,7 +267,7 @@ SUMMARY = [("joined", "joined"), ("all_joined_s", "all joined s"), ("join_s_p50"
            ("workers", "workers"), ("chain_workers", "chain"), ("steady_cpu_cores", "steady CPU"),
            ("cpu_ms_per_member_s", "CPU ms/member/s"), ("steady_main_cpu_cores", "main proc CPU"),
            ("pss_mb", "PSS MB"), ("delay_ms_p50", "delay p50 ms"), ("delay_ms_p95", "delay p95 ms"),
-           ("beeps_paired", "beeps")]
+           ("beeps_paired", "beeps"), ("heard_unpaired", "unpaired")]
 
 
 def summary(results: dict[str, list[dict]]) -> str:

@@ -10,17 +10,18 @@ so neither waits on this process's scheduling or the GIL.
   the offer's c=/m= address; the same 200 again for a retransmission; a re-INVITE re-answers),
   ACK starts the RTP leg, BYE (or CANCEL) is answered 200 and stops it. One call at a time; enough
   for the gateway's pjsua2 worker dialling it directly (`sip.proxy none`), not a general UA.
-- `RtpLeg` sends a frame every 20 ms on an absolute schedule (`BeepPlan`, mu-law) and decodes
-  every PCMU frame it receives into an `OnsetDetector`.
+- `RtpLeg` sends a frame every 20 ms on an absolute schedule (`BeepPlan`, mu-law; SCHED_FIFO
+  when allowed, and how late each send was is kept) and decodes every PCMU frame it receives into
+  an `OnsetDetector`.
 - `RtpRelay` forwards datagrams from one port to another `delay_ms` later: the validation path
   without the gateway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
-import random
 import re
 import socket
 import struct
@@ -28,7 +29,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from benchmarks.beep_delay import FRAME_MS, NS, BeepPlan, OnsetDetector, ulaw_decode, ulaw_encode
+from benchmarks.beep_delay import FRAME_SAMPLES, NS, RATE, BeepPlan, OnsetDetector, ulaw_decode, ulaw_encode
+from gateway.broadcast.rtp import FRAME_MS, PAYLOAD_TYPES, RtpPacketizer, parse_header
 
 HOST = "127.0.0.1"
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -70,7 +72,9 @@ class RtpLeg:
         self.remote: tuple[str, int] | None = None
         self.detector = OnsetDetector()
         self.sent_onsets: list[int] = []  # ns, CLOCK_REALTIME
-        self.frames_sent = self.frames_received = self.late_sends = 0
+        self.frames_sent = self.frames_received = 0
+        self.send_late_ns: list[int] = []  # each frame sent this late after its schedule
+        self.realtime = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -92,18 +96,21 @@ class RtpLeg:
         self.sock.close()
 
     def _send_loop(self) -> None:
-        ssrc, seq0 = random.getrandbits(32), random.getrandbits(16)
+        # A phone's packet clock is its sound card's; on a shared machine this thread asks for a
+        # real-time slot (it wakes 50 times a second for microseconds), else runs as it is.
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))  # this thread (Linux)
+            self.realtime = True
+        rtp = RtpPacketizer(PAYLOAD_TYPES["PCMU"], RATE)
         t0, period = time.monotonic_ns(), FRAME_MS * 1_000_000
         k = 0
         while not self._stop.is_set():
             wait = t0 + k * period - time.monotonic_ns()
             if wait > 0:
                 self._stop.wait(wait / NS)
-            elif wait < -period:
-                self.late_sends += 1
-            header = struct.pack("!BBHII", 0x80, (0x80 if k == 0 else 0), (seq0 + k) & 0xFFFF,
-                                 (k * 160) & 0xFFFFFFFF, ssrc)
-            packet = header + ulaw_encode(self.plan.frame(k))
+                wait = t0 + k * period - time.monotonic_ns()
+            self.send_late_ns.append(max(0, -wait))
+            packet = rtp.packetize(ulaw_encode(self.plan.frame(k)), FRAME_SAMPLES)
             stamp = time.time_ns()
             try:
                 self.sock.sendto(packet, self.remote)  # type: ignore[arg-type]
@@ -118,14 +125,14 @@ class RtpLeg:
         for got in _stamped(self.sock, self._stop):
             if got is None:
                 continue
-            data, t = got
-            if len(data) < 12 or data[1] & 0x7F != 0:  # PCMU only (no CN, no telephone-event)
+            try:
+                header, payload = parse_header(got[0])
+            except ValueError:
                 continue
-            off = 12 + 4 * (data[0] & 0x0F)
-            if data[0] & 0x10 and len(data) >= off + 4:
-                off += 4 + 4 * struct.unpack("!H", data[off + 2:off + 4])[0]
+            if header.payload_type != PAYLOAD_TYPES["PCMU"] or header.extension:  # no CN, no DTMF
+                continue
             self.frames_received += 1
-            self.detector.feed(t, ulaw_decode(data[off:]))
+            self.detector.feed(got[1], ulaw_decode(payload))
 
 
 class RtpRelay:

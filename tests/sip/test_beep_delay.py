@@ -65,10 +65,9 @@ def test_a_gap_in_the_stream_counts_as_quiet_by_arrival_time_and_a_beep_within_2
     assert d.feed(440 * MS, loud) == [440 * MS]
 
 
-def test_mu_law_is_g711() -> None:
+def test_frames_go_through_g711_mu_law_with_silence_as_0xff() -> None:
     assert ulaw_encode(np.zeros(3, dtype=np.int16)) == b"\xff\xff\xff"
-    assert list(ulaw_decode(b"\x00\x80\xff\x7f")) == [-32124, 32124, 0, 0]
-    x = np.arange(-32768, 32768, 13).astype(np.int16)
+    x = tone(FRAME_SAMPLES)
     err = np.abs(ulaw_decode(ulaw_encode(x)).astype(np.int32) - x)
     assert (err <= np.maximum(8, np.abs(x.astype(np.int32)) // 16)).all()  # within half a step
 
