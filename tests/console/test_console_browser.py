@@ -93,6 +93,7 @@ async def test_dispatcher_incident_timeline_directory_screenshots_accessibility(
     # The directory: every kind, zones, groups, presence live, search.
     await page.keyboard.press("Alt+2")  # the shortcut of the second view
     await page.wait_for_selector('nav a[data-view="directory"][aria-current="page"]', timeout=WAIT_MS)
+    assert await page.evaluate("document.activeElement.id") == "main"  # focus follows the switch
     for section, name in (("phones", "desk-1"), ("speakers", "yard"), ("zones", "district-3"),
                           ("terminals", "unit-7"), ("groups", "field")):
         await page.wait_for_selector(f'[data-section="{section}"] tr[data-name="{name}"]', timeout=WAIT_MS)

@@ -1,6 +1,6 @@
 // The signed-in screen: header (principal, role, link, language, sign-out), the navigation of
 // views (Alt+1..7), the shown view, the status line.
-import { useEffect } from "preact/hooks";
+import { useEffect, useRef } from "preact/hooks";
 import { t, type MessageKey } from "../i18n";
 import { shortcuts } from "../shortcuts/registry";
 import { hello, link, signOut } from "../state/connection";
@@ -23,6 +23,15 @@ export function Shell() {
     );
     return () => offs.forEach((off) => off());
   }, []);
+  // A view switched (a click, Alt+digit, the hash): focus goes to its content, so a keyboard or
+  // screen-reader user lands where it changed, not back at the top of the page.
+  const main = useRef<HTMLElement>(null);
+  const shown = useRef(currentView.value);
+  useEffect(() => {
+    if (shown.current === currentView.value) return;
+    shown.current = currentView.value;
+    main.current?.focus();
+  }, [currentView.value]);
   const h = hello.value;
   const view = VIEWS.find((v) => v.id === currentView.value) ?? VIEWS[0];
   const View = view.component;
@@ -65,7 +74,7 @@ export function Shell() {
           ))}
         </ul>
       </nav>
-      <main id="main" class="main" tabIndex={-1}>
+      <main id="main" class="main" tabIndex={-1} ref={main}>
         {observer && (
           <p class="readonly" id="readonly-note">
             {t("shell.readonly")}

@@ -47,6 +47,12 @@ export function tMaybe(key: string, vars?: Record<string, string | number>): str
   return key in en ? t(key as MessageKey, vars) : null;
 }
 
+/** A value of the protocol (a state, a cause, a step) in the console's language, else as it is. */
+export function tValue(value: unknown): string {
+  const raw = value === null || value === undefined ? "—" : String(value);
+  return tMaybe(`value.${raw}`) ?? raw;
+}
+
 /** Time of day in the console's language (the timeline). */
 export function formatTime(iso: string): string {
   const d = new Date(iso);

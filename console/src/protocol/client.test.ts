@@ -13,12 +13,15 @@ class FakeSocket {
   onclose: ((c: { code: number; reason: string }) => void) | null = null;
   onerror: (() => void) | null = null;
   closed = false;
+  binaryType = "blob";
 
   constructor(readonly url: string) {
     FakeSocket.all.push(this);
   }
-  send(frame: string) {
-    this.sent.push(JSON.parse(frame));
+  binarySent: ArrayBuffer[] = [];
+  send(frame: string | ArrayBuffer) {
+    if (typeof frame === "string") this.sent.push(JSON.parse(frame));
+    else this.binarySent.push(frame);
   }
   close() {
     this.closed = true;
@@ -72,12 +75,20 @@ describe("ConsoleClient", () => {
     ws.reply("events.subscribe", { since_seq: 400, last_seq: 500 });
     await flush();
     expect(client.state).toBe("open");
+    expect(ws.binaryType).toBe("arraybuffer");
+    const frames: ArrayBuffer[] = [];
+    client.listen({ binary: (f) => frames.push(f) });
+    const audio = new ArrayBuffer(12 + 640);
+    ws.onmessage?.({ data: audio as unknown as string });
+    expect(frames).toEqual([audio]);
+    expect(client.sendBinary(audio)).toBe(true);
     ws.event(498);
     ws.event(499);
     const inFlight = client.call("session.list", {});
     ws.drop();
     await expect(inFlight).rejects.toMatchObject({ reason: "disconnected" });
     expect(client.state).toBe("reconnecting");
+    expect(client.sendBinary(audio)).toBe(false); // audio is not queued across a reconnect
     expect(FakeSocket.all).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(300); // the first backoff is at most 250 ms
     expect(FakeSocket.all).toHaveLength(2);

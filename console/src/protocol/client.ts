@@ -30,6 +30,8 @@ export interface ClientListeners {
   /** The stream we followed is gone (seq-ahead): drop every event shown. */
   reset?: () => void;
   notification?: (method: string, params: Record<string, unknown>) => void;
+  /** A binary (media) frame: unpack it with media.ts. */
+  binary?: (frame: ArrayBuffer) => void;
 }
 
 const PING_INTERVAL_MS = 15_000;
@@ -96,6 +98,14 @@ export class ConsoleClient {
     return this.send(method, params);
   }
 
+  /** A binary (media) frame (media.ts packFrame); false when the link is not up (dropped: audio
+   * is not queued across a reconnect). */
+  sendBinary(frame: ArrayBuffer): boolean {
+    if (this._state !== "open" || this.ws === null) return false;
+    this.ws.send(frame);
+    return true;
+  }
+
   private send<M extends Method>(method: M, params: MethodParams[M]): Promise<Result> {
     const { frame, reply } = this.correlator.request(method, params);
     this.ws?.send(frame);
@@ -126,11 +136,14 @@ export class ConsoleClient {
       this.scheduleReconnect(String(e));
       return;
     }
+    ws.binaryType = "arraybuffer";
     this.ws = ws;
     this.correlator = new Correlator();
     ws.onopen = () => void this.onOpen(ws);
     ws.onmessage = (m: MessageEvent) => {
-      if (ws === this.ws && typeof m.data === "string") this.onText(m.data);
+      if (ws !== this.ws) return;
+      if (typeof m.data === "string") this.onText(m.data);
+      else if (m.data instanceof ArrayBuffer) this.emit("binary", m.data);
     };
     ws.onclose = (c: CloseEvent) => {
       if (ws !== this.ws) return;

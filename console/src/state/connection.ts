@@ -33,6 +33,19 @@ export function call<M extends Method>(method: M, params: MethodParams[M]): Prom
   return client.call(method, params);
 }
 
+/** Sends a binary media frame (protocol/media.ts packFrame); false while offline. */
+export function sendBinary(frame: ArrayBuffer): boolean {
+  return client?.sendBinary(frame) ?? false;
+}
+
+const binaryHandlers = new Set<(frame: ArrayBuffer) => void>();
+
+/** Incoming binary media frames; returns the unsubscribe. */
+export function onBinary(handler: (frame: ArrayBuffer) => void): () => void {
+  binaryHandlers.add(handler);
+  return () => binaryHandlers.delete(handler);
+}
+
 /** Live events (after they are in `log`); returns the unsubscribe. */
 export function onEvent(handler: (e: GatewayEvent) => void): () => void {
   eventHandlers.add(handler);
@@ -62,6 +75,9 @@ export function signIn(url: string, token: string): Promise<HelloResult> {
           if (s === "refused") reject(new Error(why ?? "refused"));
         }),
       hello: (h) => (hello.value = h),
+      binary: (frame) => {
+        for (const h of binaryHandlers) h(frame);
+      },
       ready: (h) => {
         readyCount.value += 1;
         resolve(h);

@@ -1,7 +1,7 @@
 // Directory: phones, speakers, zones, terminals (with presence), groups; one search box over all.
 import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
-import { formatTime, t, type MessageKey } from "../../i18n";
+import { formatTime, t, tValue, type MessageKey } from "../../i18n";
 import { useShortcut } from "../../shortcuts/useShortcut";
 import { endpoints, groups, matches, presence, zones, type Endpoint } from "../../state/directory";
 
@@ -42,7 +42,7 @@ function EndpointTable({ rows, withPresence }: { rows: Endpoint[]; withPresence?
               {withPresence && (
                 <td>
                   <span class={`presence presence-${state}`} data-presence={state}>
-                    {t(`presence.${state}` as MessageKey)}
+                    {state === "unknown" ? t("presence.unknown") : tValue(state)}
                   </span>
                 </td>
               )}

@@ -1,7 +1,7 @@
 // Incidents: the list (open ones, closed ones on demand), create one, switch between them,
 // close one; the selected incident's timeline from the durable event stream.
 import { useRef, useState } from "preact/hooks";
-import { formatTime, t } from "../../i18n";
+import { formatTime, t, tValue } from "../../i18n";
 import { useShortcut } from "../../shortcuts/useShortcut";
 import { call } from "../../state/connection";
 import { incidents, loadIncidents, selectedIncident, type Incident } from "../../state/incidents";
@@ -80,7 +80,7 @@ export function IncidentsView() {
                   onClick={() => (selectedIncident.value = s.session_id)}
                 >
                   <span class="incident-title">{title(s)}</span>
-                  <span class={`badge state-${s.state}`}>{t(s.state === "closed" ? "incidents.state.closed" : "incidents.state.open")}</span>
+                  <span class={`badge state-${s.state}`}>{tValue(s.state)}</span>
                 </button>
               </li>
             ))}
@@ -97,7 +97,7 @@ export function IncidentsView() {
                 {title(current)}
               </h2>
               <span class={`badge state-${current.state}`}>
-                {t(current.state === "closed" ? "incidents.state.closed" : "incidents.state.open")}
+                {tValue(current.state)}
               </span>
               <span class="muted">
                 {t("incidents.createdBy", { who: current.created_by ?? "—", time: current.created_at ? formatTime(current.created_at) : "—" })}

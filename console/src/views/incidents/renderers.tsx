@@ -2,7 +2,7 @@
 // type (its label and its data as key=value), so no event is ever hidden. A view adds its own
 // (e.g. photos of terminal.feedback, a player for recordings) with registerRenderer.
 import type { ComponentChildren } from "preact";
-import { t, tMaybe } from "../../i18n";
+import { t, tMaybe, tValue } from "../../i18n";
 import type { GatewayEvent } from "../../protocol/envelope";
 
 export type Renderer = (e: GatewayEvent) => ComponentChildren;
@@ -49,14 +49,14 @@ registerRenderer("call.state", (e) => {
   const direction = t(x.direction === "inbound" ? "summary.direction.inbound" : "summary.direction.outbound");
   const remote = str(x.remote_uri);
   return x.state === "ended"
-    ? t("summary.call.ended", { direction, remote, cause: str(x.cause) })
-    : t("summary.call", { direction, remote, state: str(x.state) });
+    ? t("summary.call.ended", { direction, remote, cause: tValue(x.cause) })
+    : t("summary.call", { direction, remote, state: tValue(x.state) });
 });
 
-registerRenderer("sms.status", (e) => t("summary.sms.status", { to: str(d(e).to), state: str(d(e).state) }));
+registerRenderer("sms.status", (e) => t("summary.sms.status", { to: str(d(e).to), state: tValue(d(e).state) }));
 registerRenderer("sms.inbound", (e) => t("summary.sms.inbound", { from: str(d(e).from), body: str(d(e).body) }));
-registerRenderer("broadcast.state", (e) => t("summary.broadcast", { id: str(d(e).broadcast_id), state: str(d(e).state) }));
+registerRenderer("broadcast.state", (e) => t("summary.broadcast", { id: str(d(e).broadcast_id), state: tValue(d(e).state) }));
 registerRenderer("terminal.instruction", (e) =>
-  t("summary.instruction", { terminal: str(d(e).terminal_id), step: str(d(e).step) }),
+  t("summary.instruction", { terminal: str(d(e).terminal_id), step: tValue(d(e).step) }),
 );
 registerRenderer("terminal.feedback", (e) => t("summary.feedback", { terminal: str(d(e).terminal_id), text: str(d(e).text) }));
