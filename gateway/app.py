@@ -231,10 +231,12 @@ class Gateway:
         log.info("gateway.stopped")
 
     def _route_sip_event(self, event: SipEvent) -> None:
-        """Paging calls belong to broadcasts, conferences' console ports to conferences; everything
-        else (inbound calls too) to calls."""
+        """Paging calls belong to broadcasts, conferences' console ports and trunks to conferences;
+        everything else (inbound calls too) to calls."""
         if self.broadcasts.owns(event.call_id):
             self.broadcasts.on_sip_event(event)
+        elif event.kind == "trunk":
+            self.conferences.on_trunk_event(event)
         elif self.conferences.owns(event.call_id):
             self.conferences.on_port_event(event)
         else:

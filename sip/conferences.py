@@ -2,20 +2,53 @@
 trunks that link the bridges of a conference spanning workers (sip/worker/conference.py,
 sip/worker/trunks.py). `ConferenceOps` is a part of SipSupervisor (sip/supervisor.py), which
 provides the state annotated on the class.
+
+A trunk that drops (its dialling worker reports `down`: the other side hung up, a call failed)
+is redialled from the same worker to the same token, with a growing delay, until it is `up`
+again, its conference is closed there, or one of its two workers is gone (a restarted worker
+holds nothing of the conference any more). Each loss and each recovery is a SipEvent of kind
+`trunk` (state `lost` / `restored`) for the conference's owner.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from .config import SipConfig
 from .errors import InvalidState, NoCapacity, SipError
+from .events import SipEvent
 from .worker_process import Worker
 
 log = structlog.get_logger("sip.supervisor")  # the logger name the supervisor's events always had
+
+TRUNK_REDIAL_FIRST_S = 0.5  # the first redial of a dropped trunk, doubled after each failure ...
+TRUNK_REDIAL_MAX_S = 8.0  # ... up to this
+TRUNK_UP_TIMEOUT_S = 10.0  # a redialled trunk not confirmed by then counts as failed
+
+
+@dataclass
+class TrunkLink:
+    """One trunk: worker `dial` calls `uri` (a token worker `accept` answers) as call `key`."""
+
+    conference_id: str
+    key: str
+    dial: Worker
+    accept: Worker
+    uri: str
+    procs: tuple[Any, Any] = (None, None)  # the two worker processes it was set up between
+    up: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # set on every up/down
+    redialling: asyncio.Task[None] | None = None
+
+    def alive(self) -> bool:
+        """Both workers still up, and still the processes the trunk was set up between."""
+        return self.dial.up and self.accept.up and (self.dial.proc, self.accept.proc) == self.procs
 
 
 class ConferenceOps:
@@ -26,6 +59,10 @@ class ConferenceOps:
     _workers: dict[int, Worker]
     _call_worker: dict[str, int]
     _trunks: dict[tuple[str, int], list[str]]  # (conference, worker) -> trunk keys in its load
+    _links: dict[str, TrunkLink]  # dialling side's trunk key -> its link (until conf_close)
+    _own: Callable[..., asyncio.Task[Any]]  # worker_process.py: a task this supervisor owns
+    _emit: Callable[[SipEvent], None]
+    _command: Any
     _pinned: Any  # supervisor.py: worker `index` if it has room for one more call, else NoCapacity
 
     async def conf_join(self, call_id: str, conference_id: str, *, muted: bool = False) -> None:
@@ -79,6 +116,10 @@ class ConferenceOps:
     async def conf_close(self, worker: int, conference_id: str) -> None:
         """The conference is over on worker `worker`: its recording is complete on return, its
         trunks are hung up (and no longer count in the worker's load)."""
+        for key in self._trunks.get((conference_id, worker), []):  # not redialled from now on
+            link = self._links.pop(key, None)
+            if link is not None and link.redialling is not None:
+                link.redialling.cancel()
         try:
             await self._command(self._worker_at(worker), {"cmd": "conf_close", "conference_id": conference_id})
         finally:
@@ -124,6 +165,74 @@ class ConferenceOps:
                 worker.calls.discard(key)
                 self._trunks.get((conference_id, worker.index), []).remove(key)
             raise
+        uri = f"sip:conftrunk-{token}@{host}:{port}"
+        self._links[keys[1][1]] = TrunkLink(conference_id, keys[1][1], w, home, uri, procs=(w.proc, home.proc))
         log.info("sip.conference.trunk", conference_id=conference_id, worker=w.index, to_worker=to_worker)
         return w.index
+
+    async def drop_trunks(self, worker: int, conference_id: str) -> int:
+        """Hang up the conference's trunks on worker `worker` (tests; resetting a bad link): they
+        are redialled like any trunk that dropped. Returns how many were up there."""
+        reply = await self._command(self._worker_at(worker), {"cmd": "conf_trunk_hangup",
+                                                              "conference_id": conference_id})
+        return int(reply.get("dropped", 0))
+
+    def _trunk_event(self, w: Worker, m: dict[str, Any]) -> None:
+        """A trunk this worker dialled is `up` or `down` (sip/worker/trunks.py)."""
+        link = self._links.get(str(m.get("call_id")))
+        if link is None or link.dial is not w:
+            return  # closed meanwhile, or a trunk the supervisor no longer tracks
+        link.up = up = m.get("state") == "up"
+        link.changed.set()
+        redialling = link.redialling is not None and not link.redialling.done()
+        if up:
+            if redialling:
+                log.info("sip.conference.trunk_restored", conference_id=link.conference_id, key=link.key)
+                self._trunk_state(link, "restored", m)
+            return
+        if redialling:
+            return  # an attempt failed: the redial goes on
+        log.warning("sip.conference.trunk_lost", conference_id=link.conference_id, key=link.key,
+                    worker=w.index, to_worker=link.accept.index, cause=m.get("cause"), sip_code=m.get("sip_code"))
+        self._trunk_state(link, "lost", m)
+        link.redialling = self._own(self._redial(link))
+
+    def _trunk_state(self, link: TrunkLink, state: str, m: dict[str, Any]) -> None:
+        self._emit(SipEvent(call_id=link.key, kind="trunk", state=state, sip_code=m.get("sip_code"),
+                            cause=m.get("cause"), worker=link.dial.index,
+                            extra={"conference_id": link.conference_id,
+                                   "workers": [link.accept.index, link.dial.index]}))
+
+    async def _redial(self, link: TrunkLink) -> None:
+        """Redial a dropped trunk until it is up, its conference closed or a worker of it gone."""
+        delay = TRUNK_REDIAL_FIRST_S
+        attempt = 0
+        try:
+            while self._links.get(link.key) is link and not link.up:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, TRUNK_REDIAL_MAX_S)
+                if self._links.get(link.key) is not link:
+                    return
+                if not link.alive():
+                    log.warning("sip.conference.trunk_abandoned", conference_id=link.conference_id, key=link.key,
+                                why="a worker of the trunk is gone")
+                    return
+                attempt += 1
+                link.changed.clear()
+                try:
+                    await self._command(link.dial, {"cmd": "conf_trunk_dial", "conference_id": link.conference_id,
+                                                    "call_id": link.key, "uri": link.uri})
+                except SipError as e:
+                    log.warning("sip.conference.trunk_redial_failed", conference_id=link.conference_id,
+                                key=link.key, attempt=attempt, error=str(e), retry_in=delay)
+                    continue
+                try:  # its outcome: `up`, or `down` again (then the next attempt)
+                    async with asyncio.timeout(TRUNK_UP_TIMEOUT_S):
+                        await link.changed.wait()
+                except TimeoutError:
+                    log.warning("sip.conference.trunk_redial_unanswered", conference_id=link.conference_id,
+                                key=link.key, attempt=attempt)
+        finally:
+            if link.redialling is asyncio.current_task():
+                link.redialling = None
 

@@ -31,7 +31,7 @@ from .capacity import probe_calls_per_worker
 from .config import SipConfig
 from .errors import InvalidState, NoCapacity, NoSuchCall, SipError, SipUnavailable
 from .events import SipEvent
-from .conferences import ConferenceOps
+from .conferences import ConferenceOps, TrunkLink
 from .streams import StreamFanout, check_stream_id
 from .worker_process import AUDIO_WRITE_LIMIT, START_TIMEOUT, Worker, WorkerProcesses
 
@@ -61,6 +61,7 @@ class SipSupervisor(ConferenceOps, StreamFanout, WorkerProcesses):
         self._workers: dict[int, Worker] = {}
         self._call_worker: dict[str, int] = {}
         self._trunks: dict[tuple[str, int], list[str]] = {}  # (conference, worker) -> trunk keys in its load
+        self._links: dict[str, TrunkLink] = {}  # a trunk's dialling key -> its link (sip/conferences.py)
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False

@@ -114,6 +114,7 @@ class WorkerProcesses:
     _stopping: bool
     _log_dir: Path | None
     _streams: dict[str, dict[int, set[str]]]
+    _trunk_event: Callable[[Worker, dict[str, Any]], None]  # ConferenceOps (sip/conferences.py)
     # from StreamFanout (sip/streams.py): _link, _unlink_call_streams, _unlink_stream_worker
 
     async def _stop_worker(self, w: Worker) -> None:
@@ -301,6 +302,9 @@ class WorkerProcesses:
 
     def _on_worker_event(self, w: Worker, m: dict[str, Any]) -> None:
         kind = m.get("kind")
+        if kind == "trunk":  # a conference trunk up or down (sip/conferences.py), not a call
+            self._trunk_event(w, m)
+            return
         call_id = str(m.get("call_id"))
         if kind == "incoming":
             w.calls.add(call_id)

@@ -165,6 +165,19 @@ class ConferenceService(DialInMixin):
             conference_id, member_id = self._by_call.get(ev.call_id, ("", ""))
             self._console_gone(conference_id, member_id, ev.cause or "worker-crashed")
 
+    def on_trunk_event(self, ev: SipEvent) -> None:
+        """A trunk between two of a conference's workers was lost or is restored (the SIP
+        supervisor redials it): published as `conference.trunk` in the conference's session."""
+        live = self._live.get(str(ev.extra.get("conference_id") or ""))
+        if live is None or ev.state not in ("lost", "restored"):
+            return
+        log.info("conference.trunk", conference_id=live.conf.conference_id, state=ev.state,
+                 workers=ev.extra.get("workers"), cause=ev.cause)
+        data = {"conference_id": live.conf.conference_id, "session_id": live.conf.session_id,
+                "state": ev.state, "workers": list(ev.extra.get("workers") or []), "cause": ev.cause}
+        self._tasks.spawn(self._bus.publish("conference.trunk", data, session_id=live.conf.session_id),
+                          f"conference.trunk {live.conf.conference_id}")
+
     def _console_gone(self, conference_id: str, member_id: str, cause: str) -> None:
         """A console member's channel closed or its connection was lost: it leaves (`cause`)."""
         self._tasks.spawn(self._console_leave(conference_id, member_id, cause), f"conference.console {member_id}")

@@ -94,7 +94,10 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
 
     def emit(self, msg: dict[str, Any]) -> None:
         if self.conf_trunks and self.is_trunk(msg):
-            return
+            trunk = self.trunk_event(msg)  # trunks.py: up/down of a trunk this worker dialled
+            if trunk is None:
+                return
+            msg = trunk
         self.writer.control(msg)
 
     def emit_state(self, call: WCall, state: str, code: int, reason: str, cause: str | None) -> None:

@@ -6,8 +6,10 @@ workers linked by trunks: a SIP call placed by pjsua from one worker to another'
 (`conf_trunk_accept`). On each side the trunk is one more member of the local conference
 (conference.py): the bridge sends it every other local port, never itself, so what crosses a trunk
 is that side's mix only and no member hears its own voice come back. A trunk is not a call of the
-gateway: its events are not emitted (`is_trunk`), it has no audio port to the gateway, and
-`close_trunks` (from `conf_close`) hangs it up.
+gateway: its call events are not emitted (`is_trunk`), it has no audio port to the gateway, and
+`close_trunks` (from `conf_close`) hangs it up. The side that dialled it reports it instead as
+`trunk` events, `up` (confirmed) and `down` (disconnected, for whatever reason: the other side
+hung up, a worker restarted): the supervisor redials a trunk that went down (sip/conferences.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class ConferenceTrunks:
     """Part of `Worker` (process.py): trunk call id -> conference id, tokens this worker answers."""
 
     calls: dict[str, WCall]
+    _hangup: Any  # commands.py
     conf_trunks: dict[str, str]  # trunk call id -> conference id (until the call has ended)
     trunk_tokens: dict[str, str]  # token this worker answers trunks for -> conference id
 
@@ -76,6 +79,33 @@ class ConferenceTrunks:
     def is_trunk(self, msg: dict[str, Any]) -> bool:
         """An event of a trunk call: the gateway does not know these calls."""
         return msg.get("type") == "event" and msg.get("call_id") in self.conf_trunks
+
+    def trunk_event(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+        """What the supervisor hears of a trunk call's event (`is_trunk`): for a trunk this worker
+        dialled, `up` when it is confirmed and `down` when it is disconnected; nothing else."""
+        call = self.calls.get(str(msg.get("call_id")))
+        if (msg.get("kind") != "state" or call is None or not call.outbound
+                or msg.get("state") not in ("confirmed", "disconnected")):
+            return None
+        return {"type": "event", "call_id": call.call_id, "kind": "trunk",
+                "state": "up" if msg["state"] == "confirmed" else "down",
+                "sip_code": msg.get("sip_code"), "cause": msg.get("cause"),
+                "extra": {"conference_id": self.conf_trunks[call.call_id]}}
+
+    def cmd_conf_trunk_hangup(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Hang up the conference's trunk calls on this worker, both ways, and keep answering
+        its token: the link drops as if the other side had gone, and is redialled (tests, and an
+        operator resetting a bad link)."""
+        conf_id = str(cmd.get("conference_id") or "")
+        if not conf_id:
+            raise CommandError("invalid-params", "conference_id is required")
+        dropped = 0
+        for call_id in [t for t, c in self.conf_trunks.items() if c == conf_id]:
+            call = self.calls.get(call_id)
+            if call is not None and not call.done and call.local_end is None:
+                self._hangup(call, "hangup")
+                dropped += 1
+        return {"dropped": dropped}
 
     def close_trunks(self, conf_id: str) -> None:
         """The conference is over here: no more trunks are answered, its trunks are hung up."""

@@ -4,6 +4,7 @@ what it hears, mixed by the conference bridge of the worker holding their calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,28 @@ def assert_recorded_all_three(gw, rec: dict) -> None:
     samples, rate = read_wav(Path(gw.config.gateway.data_dir) / "conferences" / rec["file"])
     mix = tone_levels(samples, rate, list(TONES.values()))
     assert [(mix[:, i] > PRESENT).sum() >= 10 for i in range(3)] == [True] * 3, mix.max(axis=0)
+
+
+@contextlib.asynccontextmanager
+async def wheel_of_two(start_gateway, connect, watch, tmp_path, monkeypatch):
+    """The wheel fallback, 3 calls per worker, 2 workers, and the three tone phones: (gateway,
+    client, its event watch, phones by name)."""
+    monkeypatch.setenv(ENV, "wheel")  # worker processes inherit it
+    gw = await start_gateway(**{"sip.calls_per_worker": 3, "sip.max_workers": 2})
+    alice = await connect(gw)
+    w = await watch(alice)
+    async with (tone_phone("duty", tmp_path) as duty, tone_phone("fire", tmp_path) as fire,
+                tone_phone("scene", tmp_path) as scene):
+        yield gw, alice, w, {"duty": duty, "fire": fire, "scene": scene}
+
+
+async def add_all(alice, w, cid: str, phones: dict[str, BaresipPhone]) -> dict[str, dict]:
+    """Dial every phone into conference `cid` (in order) and wait until each has joined."""
+    members = {name: await alice.call("conference.add", conference_id=cid, target=phone.uri)
+               for name, phone in phones.items()}
+    for m in members.values():
+        await member_event(w, m["member_id"], "joined")
+    return members
 
 
 def member_event(w, member_id: str, state: str):
@@ -169,19 +192,10 @@ async def test_a_conference_spanning_two_workers_on_the_wheel_passes_the_three_t
     """The wheel fallback, 3 calls per worker: duty and fire on the home worker, which keeps its
     last slot for a trunk; scene on the second worker, linked to the home by one trunk. Each phone
     hears the two others once and not itself; the home's recording has all three."""
-    monkeypatch.setenv(ENV, "wheel")  # worker processes inherit it
-    gw = await start_gateway(**{"sip.calls_per_worker": 3, "sip.max_workers": 2})
-    alice = await connect(gw)
-    w = await watch(alice)
-    async with (tone_phone("duty", tmp_path) as duty, tone_phone("fire", tmp_path) as fire,
-                tone_phone("scene", tmp_path) as scene):
-        phones = {"duty": duty, "fire": fire, "scene": scene}
+    async with wheel_of_two(start_gateway, connect, watch, tmp_path, monkeypatch) as (gw, alice, w, phones):
         conf = await alice.call("conference.create", record=True)
         cid = conf["conference_id"]
-        members = {name: await alice.call("conference.add", conference_id=cid, target=phone.uri)
-                   for name, phone in phones.items()}
-        for m in members.values():
-            await member_event(w, m["member_id"], "joined")
+        members = await add_all(alice, w, cid, phones)
         workers = {name: gw.sip.worker_of(m["call_id"]) for name, m in members.items()}
         assert workers["duty"] == workers["fire"] != workers["scene"], workers
         for m in members.values():
