@@ -29,7 +29,10 @@ from gateway.directory import Directory
 from gateway.errors import GatewayError
 from gateway.events import EventBus
 from gateway.exposure import check_exposure, log_exposure_warnings
-from gateway.handlers import register_all, register_conferences, register_feedback, register_terminals
+from gateway.handlers import register_all, register_conferences, register_feedback, register_kpi, register_terminals
+from gateway.kpi import checks as kpi_checks
+from gateway.kpi.http import report_routes
+from gateway.kpi.service import KpiService
 from gateway.limits import throttle_accept_errors
 from gateway.metrics import GatewayCollector, GatewayMetrics, metrics_route, webhook_rejections
 from gateway.ports import check_ports
@@ -102,6 +105,8 @@ class Gateway:
         self.calls.on_ended.append(self.media.call_ended)
         self.sip = SipSupervisor(config.sip, on_event=self._route_sip_event,
                                  on_audio=self.media.on_audio)
+        self.kpi = KpiService(self.store, config.kpi, config.gateway.data_dir, self._kpi_checks())
+        self.sip.on_worker_change = lambda up, cause: self.kpi.prober.observe("sip", up, cause)
         self.front: KamailioFront | None = None
         self._front_dir: str | None = None
         # While the front runs: its PID and config path, for the next start to reap after kill -9.
@@ -113,6 +118,7 @@ class Gateway:
         register_terminals(self.registry, self.terminals, self.instructions)
         register_feedback(self.registry, FeedbackService(self.store, self.sessions, self.terminals))
         register_conferences(self.registry, self.conferences)
+        register_kpi(self.registry, self.kpi)
         # /metrics (gateway/metrics/): counters fed here, states read when scraped.
         self.metrics = GatewayMetrics(methods=self.registry.methods)
         self.metrics.registry.register(GatewayCollector(self))
@@ -186,6 +192,7 @@ class Gateway:
                                audit=self.store.add_audit)
         routes += uploads.routes()
         routes += recording_routes(self.video.recordings_dir, uploads.principal, audit=self.store.add_audit)
+        routes += report_routes(self.kpi, uploads.principal, audit=self.store.add_audit)
         h = cfg.http
         if h.terminal_page:  # the reference field terminal at /terminal/
             routes += (await self._terminal_page()).routes()
@@ -220,6 +227,10 @@ class Gateway:
         self._stack.push_async_callback(self.instructions.stop)
         await self.control.start()
         self._stack.push_async_callback(self.control.stop)
+        # Last up, first down: the run starts with every part up (or not), and a stop is not
+        # recorded as parts failing one after the other.
+        await self.kpi.start()
+        self._stack.push_async_callback(self.kpi.stop)
         log.info("gateway.started", gateway_id=cfg.gateway.id, control=self.control.url,
                  http_port=self.http_port, sip=f"{cfg.sip.host}:{cfg.sip.port}",
                  calls_per_worker=self.sip.calls_per_worker, front=self.front is not None)
@@ -252,6 +263,19 @@ class Gateway:
                 await self.front.stop()
             if self._front_dir is not None:
                 shutil.rmtree(self._front_dir, ignore_errors=True)
+
+    def _kpi_checks(self) -> dict[str, kpi_checks.Check]:
+        """The probes of the parts this configuration runs (the store's is the heartbeat)."""
+        cfg, timeout = self.config, self.config.kpi.probe_timeout_s / 2
+        out = {"sip": kpi_checks.sip_check(self.sip, timeout)}
+        if cfg.sip.proxied and cfg.sip.proxy == "auto":
+            out["front"] = kpi_checks.front_check(cfg.sip.host, cfg.sip.port, timeout)
+        if self.sms.provider is not None:
+            out["sms"] = kpi_checks.sms_check(self.sms.provider, cfg.sms.twilio.api_base, timeout)
+        if cfg.video.enabled:
+            out["media"] = kpi_checks.media_check(self.video.ready)
+        out["disk"] = kpi_checks.disk_check(cfg.gateway.data_dir, cfg.kpi.min_free_bytes)
+        return out
 
     async def _terminal_page(self) -> TerminalPage:
         cfg, beat = self.config, self.config.terminals.heartbeat_interval_s

@@ -4,6 +4,7 @@
     dispatch-gateway call sip:alice@127.0.0.1 [--hangup-after 10]
     dispatch-gateway events [--since 0]
     dispatch-gateway rpc session.list '{"state": "open"}'
+    dispatch-gateway kpi --since 24h [--until 2026-12-02T00:00:00Z] [--group-by hour] [--json]
     dispatch-gateway backup /var/backups/gateway-2026-12-01.db [--uploads DIR] [--recordings DIR] [--config ...]   (online)
     dispatch-gateway restore /var/backups/gateway-2026-12-01.db [--uploads DIR] [--recordings DIR] [--config ...]  (gateway stopped)
     dispatch-gateway audit verify [--config ...] [--db FILE] [--heads FILE]
@@ -89,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     r = client("rpc", "send one request and print its result")
     r.add_argument("method")
     r.add_argument("params", nargs="?", default="{}", help="JSON object")
+    k = client("kpi", "print the two indicators (normal operation, timeliness) over a window")
+    k.add_argument("--since", required=True, help="ISO 8601 time, or how long ago: 30m, 24h, 7d")
+    k.add_argument("--until", default=None, help="ISO 8601 time, or how long ago (default: now)")
+    k.add_argument("--group-by", choices=("hour", "day"), default=None)
+    k.add_argument("--json", action="store_true", help="the whole kpi.get result as JSON")
     return p
 
 
@@ -264,7 +270,28 @@ async def _rpc(args: argparse.Namespace) -> int:
             await client.close()
 
 
-_CLIENT_COMMANDS = {"call": _call, "events": _events, "rpc": _rpc}
+async def _kpi(args: argparse.Namespace) -> int:
+    from gateway.kpi.text import as_text, when
+
+    params: dict[str, Any] = {"since": when(args.since)}
+    if args.until:
+        params["until"] = when(args.until)
+    if args.group_by:
+        params["group_by"] = args.group_by
+    client = await _connect(args)
+    try:
+        result = await client.call("kpi.get", **params)
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+    if args.json:
+        _print(result)
+    else:
+        print(as_text(result), flush=True)
+    return 0
+
+
+_CLIENT_COMMANDS = {"call": _call, "events": _events, "rpc": _rpc, "kpi": _kpi}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,6 +34,7 @@ from gateway.config_fields import (
     _templates_check,
 )
 from gateway.directory import KINDS, NAME_RE, TERMINAL, Endpoint, uri_problem
+from gateway.kpi.config import KPI_SCHEMA, KpiConfig
 from gateway.limits import DEFAULT_REQUEST_BUDGETS, RequestBudget
 from sip.config import SipConfig
 from sms.config import SmsConfig
@@ -179,6 +180,7 @@ class Config:
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    kpi: KpiConfig = field(default_factory=KpiConfig)
     source: str = DEFAULTS_LABEL  # the file it was loaded from
 
     @property
@@ -435,6 +437,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "min_free_bytes": _int(0, 2**62, 1024 * 1024 * 1024),
         "max_pending_bytes": _int(0, 2**62, 256 * 1024 * 1024),
     },
+    "kpi": KPI_SCHEMA,
     "sms": {
         "provider": _str("none", choices=("none", "twilio", "smpp")),
         "sender": _str("+15005550006", pattern=E164_RE, what="an E.164 number like +8613800138000"),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from gateway.broadcast.service import BroadcastService
 from gateway.directory import Directory
 from gateway.events import EventBus
+from gateway.kpi.service import KpiService
 from gateway.protocol import Registry, RequestContext
+from gateway.protocol.kpi import epoch
 from gateway.services.calls import CallService
 from gateway.services.media import MediaService
 from gateway.services.sessions import SessionService
@@ -252,3 +255,18 @@ def register_conferences(registry: Registry, conferences: ConferenceService) -> 
         "conference.get": get,
     }.items():
         registry.register(name, handler)
+
+
+def register_kpi(registry: Registry, kpi: KpiService) -> None:
+    """kpi.get (dispatcher, observer, admin) and kpi.maintenance.add (admin)."""
+
+    async def get(ctx: RequestContext, p: Any) -> dict:
+        until = epoch(p.until) if p.until is not None else time.time()
+        return await kpi.get(epoch(p.since), until, p.group_by)
+
+    async def maintenance_add(ctx: RequestContext, p: Any) -> dict:
+        return await kpi.add_maintenance(epoch(p.start), epoch(p.end), list(p.parts), p.reason,
+                                         ctx.principal.name)
+
+    registry.register("kpi.get", get)
+    registry.register("kpi.maintenance.add", maintenance_add)

@@ -80,6 +80,7 @@ class SipSupervisor(ConferenceOps, StreamFanout, WorkerProcesses):
         self._call_streams: dict[str, set[str]] = {}  # call id -> streams it is attached to
         self.stream_frames_dropped = 0
         self.worker_restarts: collections.Counter[int] = collections.Counter()  # by index, since start (/metrics)
+        self.on_worker_change: Callable[[bool, str], None] | None = None
 
     # ---- properties
 
@@ -118,6 +119,16 @@ class SipSupervisor(ConferenceOps, StreamFanout, WorkerProcesses):
     def worker_pid(self, index: int) -> int | None:
         w = self._workers.get(index)
         return w.proc.pid if w and w.proc and w.up else None
+
+    def health(self) -> tuple[bool, str]:
+        """(False, why) while a worker that went away unasked is not back; none started yet is
+        fine (workers start on demand)."""
+        if not self._started or self._stopping:
+            return False, "sip stopped"
+        for i, w in sorted(self._workers.items()):
+            if not w.up and w.exit_cause is not None:
+                return False, f"{w.exit_cause}; restarting"
+        return True, ""
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -92,6 +92,7 @@ class Worker:
         self.stalled = False  # killed by us for missing its liveness deadline
         # Its last words on a clean stop: pjsua2 Call objects still alive at libDestroy (must be 0)
         self.calls_alive_at_exit: int | None = None
+        self.exit_cause: str | None = None  # why it last went away unasked (kept until it is back)
 
     @property
     def load(self) -> int:
@@ -113,6 +114,8 @@ class WorkerProcesses:
     _tasks: set[asyncio.Task[Any]]
     _stopping: bool
     _log_dir: Path | None
+    # Told when a worker goes away unasked or is back (gateway/kpi: the "sip" part's outages).
+    on_worker_change: Callable[[bool, str], None] | None
     _streams: dict[str, dict[int, set[str]]]
     _trunk_event: Callable[[Worker, dict[str, Any]], None]  # ConferenceOps (sip/conferences.py)
     # from StreamFanout (sip/streams.py): _link, _unlink_call_streams, _unlink_stream_worker
@@ -188,7 +191,9 @@ class WorkerProcesses:
                     await self._spawn(w.index)
                     w.restarts += 1
                     self.worker_restarts[w.index] += 1
+                    w.exit_cause = None
                     log.info("sip.worker.restarted", worker=w.index, restarts=w.restarts)
+                    self._changed(True, "")
                     return
                 except SipError as e:
                     log.warning("sip.worker.restart_failed", worker=w.index, error=str(e), retry_in=delay)
@@ -198,6 +203,13 @@ class WorkerProcesses:
             fut, w.restarted = w.restarted, None
             if fut is not None and not fut.done():
                 fut.set_result(w.up)
+
+    def _changed(self, up: bool, cause: str) -> None:
+        if self.on_worker_change is not None:
+            try:
+                self.on_worker_change(up, cause)
+            except Exception:
+                log.exception("sip.on_worker_change.failed")
 
     # ---- liveness
 
@@ -340,6 +352,9 @@ class WorkerProcesses:
         if restart and w.restarted is None:
             w.restarted = asyncio.get_running_loop().create_future()
         why = "stopped answering and was killed" if w.stalled else "exited"
+        if crashed:
+            w.exit_cause = f"sip worker {w.index} {why} (rc {proc.returncode})"
+            self._changed(False, w.exit_cause)
         err = SipUnavailable(f"sip worker {w.index} {why}", reason="sip-unavailable",
                              details={"worker": w.index})
         for fut in w.pending.values():

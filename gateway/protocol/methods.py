@@ -448,3 +448,8 @@ METHODS.update((s.name, s) for s in FEEDBACK_METHODS)
 from .conference import CONFERENCE_METHODS  # noqa: E402
 
 METHODS.update((s.name, s) for s in CONFERENCE_METHODS)
+
+# The kpi.* entries (the two indicators, maintenance windows) live with their params models.
+from .kpi import KPI_METHODS  # noqa: E402
+
+METHODS.update((s.name, s) for s in KPI_METHODS)

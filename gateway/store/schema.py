@@ -21,7 +21,7 @@ async def _chain_existing(conn: aiosqlite.Connection) -> None:
 
     await chain_existing(conn)
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 
 # Each entry moves the schema from version n-1 to n; applied in one transaction at open.
 # A step is a statement, or a coroutine function run on the connection (a step SQL alone cannot do).
@@ -268,6 +268,41 @@ _MIGRATIONS: dict[int, tuple[str | Callable[[aiosqlite.Connection], Awaitable[No
             time TEXT NOT NULL
         ) WITHOUT ROWID""",
         _chain_existing,  # the rows already there are chained now
+    ),
+    15: (  # the two indicators' own facts (gateway/kpi/facts.py): runs, part states, maintenance
+        """CREATE TABLE kpi_runs (
+            run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            started_at TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            stopped_at TEXT,
+            pid INTEGER,
+            deadlines TEXT NOT NULL DEFAULT '{}'
+        )""",
+        """CREATE TABLE kpi_part_states (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL,
+            time TEXT NOT NULL,
+            part TEXT NOT NULL,
+            up INTEGER NOT NULL,
+            cause TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX kpi_part_states_run ON kpi_part_states (run_id, time)",
+        """CREATE TABLE kpi_maintenance (
+            maintenance_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            start_at TEXT NOT NULL,
+            end_at TEXT NOT NULL,
+            parts TEXT NOT NULL DEFAULT '[]',
+            reason TEXT NOT NULL DEFAULT '',
+            created_by TEXT,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX kpi_maintenance_end ON kpi_maintenance (end_at)",
+        # when each broadcast target connected (timeliness), without reading every event
+        "CREATE INDEX events_broadcast_target ON events (time) WHERE type = 'broadcast.target'",
+        "CREATE INDEX calls_created ON calls (created_at)",
+        "CREATE INDEX broadcasts_created ON broadcasts (created_at)",
+        "CREATE INDEX sms_created ON sms (created_at)",
+        "CREATE INDEX terminal_deliveries_queued ON terminal_deliveries (queued_at)",
     ),
 }
 

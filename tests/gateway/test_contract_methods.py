@@ -83,6 +83,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "conference.remove": {"conference_id": "{conference_id}", "member_id": "{member_id}"},
     "conference.end": {"conference_id": "{conference_id}"},
     "session.close": {"session_id": "{session_id}"},
+    "kpi.get": {"since": "{now}", "group_by": "hour"},
+    "kpi.maintenance.add": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z", "reason": "contract"},
 }
 
 
@@ -146,3 +148,6 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
                    "conference.get", "conference.remove", "conference.end"):
         assert outcomes[(method, "admin")] == "ok", (method, outcomes)
     assert outcomes[("conference.add", "observer")] == "forbidden"
+    assert outcomes[("kpi.get", "admin")] == outcomes[("kpi.get", "observer")] == "ok", outcomes
+    assert outcomes[("kpi.get", "terminal")] == outcomes[("kpi.maintenance.add", "observer")] == "forbidden"
+    assert outcomes[("kpi.maintenance.add", "admin")] == "ok"

@@ -278,6 +278,17 @@ REGISTRAR = (
     + '  <label id="end"/>\n</scenario>\n'
 )
 
+# Rings, answers only after {answer_after_ms} (a phone picked up late), then waits for the BYE.
+UAS_LATE_ANSWER = (
+    _uas_head("uas-late-answer")
+    + _RINGING
+    + '  <pause milliseconds="{answer_after_ms}"/>\n'
+    + reply("200 OK", CONTACT, sdp=SDP, retrans=True)
+    + '  <recv request="ACK" crlf="true"/>\n'
+    + _BYE_OK
+    + _END
+)
+
 UAS_SCENARIOS = {"answer": UAS_ANSWER, "busy": UAS_BUSY, "no-answer": UAS_NO_ANSWER, "features": UAS_FEATURES}
 
 
@@ -408,6 +419,11 @@ def sipp_uas(kind: str = "answer", *, calls: int = 1, port: int | None = None, t
     """A SIPp UAS: `answer` (answers, waits for the caller's BYE), `busy` (486), `no-answer`
     (rings until CANCEL) or `features` (answer, hold, unhold, REFER + NOTIFY, BYE)."""
     return Sipp(UAS_SCENARIOS[kind], port=port, calls=calls, timeout_s=timeout_s)
+
+
+def sipp_uas_late(answer_after_ms: int, *, timeout_s: float = 30) -> Sipp:
+    """A SIPp UAS that rings and answers `answer_after_ms` after the INVITE's 180."""
+    return Sipp(UAS_LATE_ANSWER.replace("{answer_after_ms}", str(int(answer_after_ms))), timeout_s=timeout_s)
 
 
 def sipp_registrar(

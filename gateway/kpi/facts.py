@@ -1,0 +1,199 @@
+"""The indicators' facts in the store: what gateway/kpi/availability.py and timeliness.py compute from.
+
+Written here: runs of the gateway (start, heartbeat, clean stop, and the deadlines in effect),
+part state changes, maintenance windows (tables of schema 15). Read here, and nowhere held in
+memory: those, and the dispatch facts other services store anyway - calls (created, answered,
+ended, SIP code), broadcast targets (`broadcast.target` events with state connected), SMS (the
+outbox and its delivery receipts), terminal instructions (queued, delivered, acknowledged).
+Every target is judged against the deadlines of the run it started in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gateway.store import Store
+from gateway.store.writer import Tx
+from gateway.timeutil import epoch_to_iso, iso_to_epoch, now_iso
+
+from .availability import Maintenance, Run, Transition
+from .timeliness import Target
+
+# A call's final answer from the far end (486 busy, 603 declined...) counts as an answer in time;
+# 487 only ever answers our own CANCEL, and these causes are ours, not the callee's.
+_OUR_CAUSES = frozenset({"no-answer", "local-hangup", "worker-crashed", "gateway-shutdown", "lost",
+                         "sip-unavailable", "sip-error"})
+
+
+def _t(iso: str | None) -> float | None:
+    return None if iso is None else iso_to_epoch(iso)
+
+
+# ---- writes (each through the one writer) ---------------------------------------------------
+
+async def start_run(store: Store, deadlines: Mapping[str, float], when: str | None = None) -> int:
+    when = when or now_iso()
+
+    async def work(tx: Tx) -> int:
+        await tx.execute("INSERT INTO kpi_runs (started_at, last_seen, pid, deadlines) VALUES (?, ?, ?, ?)",
+                         (when, when, os.getpid(), json.dumps(dict(deadlines))))
+        return int((await tx.fetchall("SELECT last_insert_rowid()"))[0][0])
+
+    return await store.atomic(work)
+
+
+async def heartbeat(store: Store, run_id: int, when: str | None = None) -> None:
+    """The run is alive now; this write is also the store's writability probe."""
+    await store.atomic(lambda tx: tx.execute("UPDATE kpi_runs SET last_seen = ? WHERE run_id = ?",
+                                             (when or now_iso(), run_id)))
+
+
+async def stop_run(store: Store, run_id: int) -> None:
+    when = now_iso()
+    await store.atomic(lambda tx: tx.execute(
+        "UPDATE kpi_runs SET last_seen = ?, stopped_at = ? WHERE run_id = ?", (when, when, run_id)))
+
+
+async def record_state(store: Store, run_id: int, part: str, up: bool, cause: str, when: str) -> None:
+    await store.atomic(lambda tx: tx.execute(
+        "INSERT INTO kpi_part_states (run_id, time, part, up, cause) VALUES (?, ?, ?, ?, ?)",
+        (run_id, when, part, int(up), cause[:500])))
+
+
+async def add_maintenance(store: Store, start: float, end: float, parts: Sequence[str], reason: str,
+                          created_by: str) -> dict[str, Any]:
+    row = (epoch_to_iso(start), epoch_to_iso(end), json.dumps(list(parts)), reason, created_by, now_iso())
+
+    async def work(tx: Tx) -> int:
+        await tx.execute("INSERT INTO kpi_maintenance (start_at, end_at, parts, reason, created_by, created_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?)", row)
+        return int((await tx.fetchall("SELECT last_insert_rowid()"))[0][0])
+
+    mid = await store.atomic(work)
+    return {"maintenance_id": mid, "start": row[0], "end": row[1], "parts": list(parts) or ["*"],
+            "reason": reason, "created_by": created_by}
+
+
+# ---- reads ----------------------------------------------------------------------------------
+
+async def load_availability(store: Store, since: float, until: float
+                            ) -> tuple[list[Run], list[Transition], list[Maintenance]]:
+    """Every run (few: one per start), the state changes of the runs overlapping the window, the
+    maintenance windows overlapping it."""
+    runs = [Run(r[0], iso_to_epoch(r[1]), iso_to_epoch(r[2]), _t(r[3])) for r in await store.fetchall(
+        "SELECT run_id, started_at, last_seen, stopped_at FROM kpi_runs ORDER BY run_id")]
+    lo, hi = epoch_to_iso(since), epoch_to_iso(until)
+    last = runs[-1].run_id if runs else None
+    ids = [r.run_id for r in runs if r.started < until
+           and (max(r.last_seen, r.stopped or 0.0) >= since or r.run_id == last)]
+    transitions: list[Transition] = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        rows = await store.fetchall(
+            f"SELECT run_id, time, part, up, cause FROM kpi_part_states WHERE run_id IN ({','.join('?' * len(chunk))})"
+            " AND time < ? ORDER BY run_id, time, id", (*chunk, hi))
+        transitions += [Transition(r[0], iso_to_epoch(r[1]), r[2], bool(r[3]), r[4]) for r in rows]
+    maint = [Maintenance(r[0], iso_to_epoch(r[1]), iso_to_epoch(r[2]), tuple(json.loads(r[3])), r[4], r[5] or "")
+             for r in await store.fetchall(
+                 "SELECT maintenance_id, start_at, end_at, parts, reason, created_by FROM kpi_maintenance"
+                 " WHERE end_at > ? AND start_at < ? ORDER BY start_at", (lo, hi))]
+    return runs, transitions, maint
+
+
+class Deadlines:
+    """The deadlines in effect when a target started: those its run recorded (else `current`)."""
+
+    def __init__(self, runs: Sequence[tuple[float, Mapping[str, float]]], current: Mapping[str, float]) -> None:
+        self._starts = [s for s, _ in runs]
+        self._values = [dict(current, **d) for _, d in runs]
+        self._current = dict(current)
+
+    def of(self, channel: str, started: float) -> float:
+        i = bisect_right(self._starts, started) - 1
+        return (self._values[i] if i >= 0 else self._current)[channel]
+
+
+async def deadlines(store: Store, current: Mapping[str, float]) -> Deadlines:
+    rows = await store.fetchall("SELECT started_at, deadlines FROM kpi_runs ORDER BY started_at")
+    return Deadlines([(iso_to_epoch(r[0]), json.loads(r[1])) for r in rows], current)
+
+
+async def load_targets(store: Store, since: float, until: float, dl: Deadlines) -> list[Target]:
+    """Every dispatched target that started in [since, until), with what became of it."""
+    lo, hi = epoch_to_iso(since), epoch_to_iso(until)
+    out: list[Target] = []
+    for call_id, uri, created, answered, ended, code, cause in await store.fetchall(
+            "SELECT call_id, remote_uri, created_at, answered_at, ended_at, sip_code, cause FROM calls"
+            " WHERE direction = 'outbound' AND created_at >= ? AND created_at < ?", (lo, hi)):
+        start = iso_to_epoch(created)
+        final = (answered is None and ended is not None and code is not None and 300 <= code <= 699
+                 and code != 487 and cause not in _OUR_CAUSES)
+        reached = _t(answered) if answered else (_t(ended) if final else None)
+        why = (f"answered {code}" if final else f"ended: {cause}" if ended and not answered else
+               "connected late" if answered else "")
+        out.append(Target("call", call_id, uri or "", start, dl.of("call", start), reached,
+                          None if reached is not None else _t(ended), why))
+    out += await _broadcast_targets(store, lo, hi, dl)
+    out += await _sms_targets(store, lo, hi, dl)
+    for iid, terminal, queued, delivered, acked, state, error, require_ack in await store.fetchall(
+            "SELECT d.instruction_id, d.terminal_id, d.queued_at, d.delivered_at, d.acknowledged_at, d.state,"
+            " d.error, i.require_ack FROM terminal_deliveries d JOIN terminal_instructions i"
+            " USING (instruction_id) WHERE d.queued_at >= ? AND d.queued_at < ?", (lo, hi)):
+        start = iso_to_epoch(queued)
+        reached = _t(acked) if require_ack else _t(delivered)
+        why = ("acknowledged late" if require_ack and acked else "delivered late" if delivered and not require_ack
+               else f"{'not acknowledged' if require_ack and delivered else 'not delivered'} ({state})"
+               + (f": {error}" if error else ""))
+        out.append(Target("instruction", iid, terminal, start, dl.of("instruction", start), reached, None, why))
+    return out
+
+
+async def _rows_and_firsts(store: Store, rows_sql: str, firsts_sql: str, lo: str, hi: str
+                           ) -> tuple[list[Any], dict[tuple[Any, ...], float]]:
+    """The rows made in [lo, hi), and when each key first reached (the last column of
+    `firsts_sql`, keyed by the columns before it); nothing read for an empty window."""
+    rows = await store.fetchall(rows_sql, (lo, hi))
+    if not rows:
+        return [], {}
+    return rows, {tuple(r[:-1]): iso_to_epoch(r[-1]) for r in await store.fetchall(firsts_sql, (lo,))}
+
+
+async def _broadcast_targets(store: Store, lo: str, hi: str, dl: Deadlines) -> list[Target]:
+    rows, connected = await _rows_and_firsts(
+        store, "SELECT broadcast_id, created_at, ended_at, extra FROM broadcasts"
+               " WHERE created_at >= ? AND created_at < ?",
+        "SELECT json_extract(data, '$.broadcast_id'), json_extract(data, '$.target'), min(time) FROM events"
+        " WHERE type = 'broadcast.target' AND time >= ? AND json_extract(data, '$.state') = 'connected'"
+        " GROUP BY 1, 2", lo, hi)
+    out = []
+    for bid, created, ended, extra in rows:
+        start = iso_to_epoch(created)
+        for t in json.loads(extra or "{}").get("targets", []):
+            if t.get("kind") != "sip":
+                continue  # a multicast zone plays at once: no one to reach
+            reached = connected.get((bid, t["target"]))
+            why = "connected late" if reached else f"{t.get('state')}" + (f": {t['cause']}" if t.get("cause") else "")
+            out.append(Target("broadcast", bid, t["target"], start, dl.of("broadcast", start), reached,
+                              None if reached else _t(ended), why))
+    return out
+
+
+async def _sms_targets(store: Store, lo: str, hi: str, dl: Deadlines) -> list[Target]:
+    rows, receipts = await _rows_and_firsts(
+        store, "SELECT message_id, recipient, created_at, state, updated_at, error FROM sms"
+               " WHERE created_at >= ? AND created_at < ?",
+        "SELECT message_id, min(received_at) FROM sms_receipts WHERE message_id IS NOT NULL"
+        " AND status IN ('delivered', 'read') AND received_at >= ? GROUP BY message_id", lo, hi)
+    out = []
+    for mid, recipient, created, state, updated, error in rows:
+        start = iso_to_epoch(created)
+        reached = receipts.get((mid,)) or (_t(updated) if state == "delivered" else None)
+        final = state in ("undelivered", "failed")
+        why = "delivered late" if reached else f"{state}" + (f": {error}" if error else "")
+        out.append(Target("sms", mid, recipient, start, dl.of("sms", start), reached,
+                          _t(updated) if final and reached is None else None, why))
+    return out

@@ -1,0 +1,152 @@
+"""The probe loop: each part the gateway depends on checked every `kpi.probe_interval_s`, and each
+change of state stored (gateway/kpi/facts.py) with its time and cause.
+
+A part's check is an async callable answering (up, cause); it runs under `kpi.probe_timeout_s`
+(a check that does not answer in time is down: "probe timed out"). The loop also writes the run's
+heartbeat, which is the store's own probe: a heartbeat that cannot be written marks the store
+down; that change (with the time it was seen) is kept in memory, bounded, and written once the
+store takes writes again. `poke(part)` probes one part at once (the SIP supervisor pokes "sip"
+when a worker dies or is back), so a short outage is not missed between two rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+
+import structlog
+
+from gateway.store import Store
+from gateway.tasks import OwnedTasks
+from gateway.timeutil import now_iso
+
+from . import facts
+
+log = structlog.get_logger(__name__)
+
+Check = Callable[[], Awaitable[tuple[bool, str]]]
+STORE = "store"
+_BACKLOG = 1000  # state changes kept while the store refuses writes; the oldest go first
+
+
+class Prober:
+    def __init__(self, store: Store, checks: Mapping[str, Check], *, interval_s: float, timeout_s: float,
+                 deadlines: Mapping[str, float]) -> None:
+        self._store = store
+        self._checks = dict(checks)
+        self._interval = interval_s
+        self._timeout = timeout_s
+        self._deadlines = dict(deadlines)
+        self.run_id: int | None = None
+        self.state: dict[str, tuple[bool, str]] = {}
+        self._backlog: deque[tuple[str, bool, str, str]] = deque(maxlen=_BACKLOG)
+        self._tasks = OwnedTasks()
+        self._wake = asyncio.Event()
+        self._poked: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._write_lock = asyncio.Lock()  # the backlog is written in order, each change once
+
+    @property
+    def parts(self) -> list[str]:
+        return [STORE, *self._checks]
+
+    async def start(self) -> None:
+        """A new run, and every part's state at its start (recorded even when up)."""
+        self.run_id = await facts.start_run(self._store, self._deadlines)
+        self.state[STORE] = (True, "")
+        await self._write(STORE, True, "start", now_iso())
+        await asyncio.gather(*(self._probe(p, initial=True) for p in self._checks))
+        self._tasks.spawn(self._loop(), name="kpi-probe-loop")
+        log.info("kpi.run.started", run_id=self.run_id, parts=self.parts)
+
+    async def stop(self) -> None:
+        await self._tasks.cancel_all()
+        if self.run_id is not None:
+            with contextlib.suppress(Exception):
+                await facts.stop_run(self._store, self.run_id)
+            log.info("kpi.run.stopped", run_id=self.run_id)
+
+    def observe(self, part: str, up: bool, cause: str) -> None:
+        """A hook saw `part` change (the SIP supervisor: a worker died, or is back). Down is
+        recorded as seen, at this moment; up is checked by a probe first."""
+        if part not in self._checks or self.run_id is None:
+            return
+        if up:
+            self.poke(part)
+        else:
+            self._tasks.spawn(self._changed(part, False, cause, now_iso()), name=f"kpi-observe-{part}")
+
+    def poke(self, part: str) -> None:
+        """Probe `part` now (from a hook: not awaited, never raises)."""
+        if part in self._checks and self.run_id is not None:
+            self._poked.add(part)
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            poked, self._poked = self._poked, set()
+            if poked:
+                await asyncio.gather(*(self._probe(p) for p in poked))
+                continue
+            await self._heartbeat()
+            await asyncio.gather(*(self._probe(p) for p in self._checks))
+
+    async def _heartbeat(self) -> None:
+        when = now_iso()
+        try:
+            async with asyncio.timeout(self._timeout):
+                assert self.run_id is not None
+                await facts.heartbeat(self._store, self.run_id, when)
+            up, cause = True, ""
+        except Exception as exc:  # noqa: BLE001 - any failure to write is the store being down
+            up, cause = False, f"heartbeat not written: {type(exc).__name__}: {exc}"[:300]
+        await self._changed(STORE, up, cause, when)
+
+    async def _probe(self, part: str, initial: bool = False) -> None:
+        lock = self._locks.setdefault(part, asyncio.Lock())
+        async with lock:  # a poke and a round never judge the same part at once
+            when = now_iso()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    up, cause = await self._checks[part]()
+            except TimeoutError:
+                up, cause = False, f"probe timed out after {self._timeout} s"
+            except Exception as exc:  # noqa: BLE001 - a check that fails says the part is down
+                up, cause = False, f"probe failed: {type(exc).__name__}: {exc}"[:300]
+            if initial:
+                self.state[part] = (up, cause)
+                await self._write(part, up, cause or "start", when)
+            else:
+                await self._changed(part, up, cause, when)
+
+    async def _changed(self, part: str, up: bool, cause: str, when: str) -> None:
+        old = self.state.get(part)
+        if old is not None and old[0] == up:
+            return
+        self.state[part] = (up, cause)
+        if up:
+            log.info("kpi.part.up", part=part)
+        else:
+            log.warning("kpi.part.down", part=part, cause=cause)
+        await self._write(part, up, cause, when)
+
+    async def _write(self, part: str, up: bool, cause: str, when: str) -> None:
+        self._backlog.append((part, up, cause, when))
+        if part == STORE and not up:
+            return  # written once the store is back
+        assert self.run_id is not None
+        async with self._write_lock:
+            while self._backlog:
+                p, u, c, w = self._backlog[0]
+                try:
+                    await facts.record_state(self._store, self.run_id, p, u, c, w)
+                except Exception as exc:  # noqa: BLE001 - kept, written with the next change
+                    log.warning("kpi.state.not_written", part=p, error=repr(exc))
+                    return
+                self._backlog.popleft()

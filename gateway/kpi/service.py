@@ -1,0 +1,170 @@
+"""KpiService: the probe loop's owner, `kpi.get`, maintenance windows and the daily reports.
+
+Every figure is computed on request from the store (gateway/kpi/facts.py), never from memory,
+so it is the same after a restart. The daily report of each finished UTC day is written once the
+day is over (and at start for a day that ended while the gateway was down) to
+`<kpi.reports_dir>/kpi-YYYY-MM-DD.html`; `GET /v1/kpi/reports/{day}` serves it (today's is made
+fresh) to a token of a reading role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gateway.errors import InvalidParams
+from gateway.store import Store
+from gateway.tasks import OwnedTasks
+from gateway.timeutil import epoch_to_iso, now_iso
+
+from . import availability, facts, timeliness
+from .config import KpiConfig
+from .probes import Check, Prober
+from .report import render
+
+log = structlog.get_logger(__name__)
+
+MAX_WINDOW_S = 400 * 86400
+MAX_GROUPS = 400
+GROUP_SECONDS = {"hour": 3600, "day": 86400}
+REPORT_DAYS_BACK = 31  # finished days whose missing report is written at start
+
+
+class KpiService:
+    def __init__(self, store: Store, config: KpiConfig, data_dir: str, checks: Mapping[str, Check]) -> None:
+        self._store = store
+        self.config = config
+        self.reports_dir = Path(data_dir) / config.reports_dir
+        self.prober = Prober(store, checks, interval_s=config.probe_interval_s,
+                             timeout_s=config.probe_timeout_s, deadlines=config.deadlines())
+        self._tasks = OwnedTasks()
+
+    async def start(self) -> None:
+        await self.prober.start()
+        self._tasks.spawn(self._daily_reports(), name="kpi-daily-reports")
+
+    async def stop(self) -> None:
+        await self._tasks.cancel_all()
+        await self.prober.stop()
+
+    # ---- the figures -------------------------------------------------------------------------
+
+    async def get(self, since: float, until: float, group_by: str | None = None) -> dict[str, Any]:
+        if until <= since:
+            raise InvalidParams("until must be after since", details={"since": since, "until": until})
+        if until - since > MAX_WINDOW_S:
+            raise InvalidParams("the window is longer than 400 days", details={"max_days": 400})
+        if group_by is not None and (until - since) / GROUP_SECONDS[group_by] > MAX_GROUPS:
+            raise InvalidParams(f"more than {MAX_GROUPS} groups; choose a longer group_by or a shorter window",
+                                details={"group_by": group_by, "max_groups": MAX_GROUPS})
+        now = time.time()
+        runs, transitions, maint = await facts.load_availability(self._store, since, until)
+        dl = await facts.deadlines(self._store, self.config.deadlines())
+        targets = await facts.load_targets(self._store, since, until, dl)
+        parts, whole = self.prober.parts, [p for p in self.config.whole if p in self.prober.parts]
+        out: dict[str, Any] = {
+            "generated_at": epoch_to_iso(now), "since": epoch_to_iso(since), "until": epoch_to_iso(until),
+            "deadlines": self.config.deadlines(),
+            "availability": availability.compute(runs, transitions, maint, parts=parts, whole=whole,
+                                                 since=since, until=until, now=now),
+            "timeliness": timeliness.compute(targets, now=now),
+        }
+        if group_by is not None:
+            out["group_by"], out["groups"] = group_by, []
+            for lo, hi in _buckets(since, until, GROUP_SECONDS[group_by]):
+                a = availability.compute(runs, transitions, maint, parts=parts, whole=whole,
+                                         since=lo, until=hi, now=now, max_outages=0)
+                t = timeliness.summarize(timeliness.judge(x, now) for x in targets if lo <= x.started < hi)
+                out["groups"].append({
+                    "start": epoch_to_iso(lo), "end": epoch_to_iso(hi),
+                    "availability": a["whole"]["availability"],
+                    "parts": {p: v["availability"] for p, v in a["parts"].items()},
+                    "timeliness": t["share"], "met": t["met"], "missed": t["missed"],
+                    "channels": {c: v["share"] for c, v in t["channels"].items()}})
+        return out
+
+    async def add_maintenance(self, start: float, end: float, parts: list[str], reason: str,
+                              created_by: str) -> dict[str, Any]:
+        if end <= start:
+            raise InvalidParams("end must be after start", details={"start": start, "end": end})
+        unknown = sorted(set(parts) - set(self.prober.parts))
+        if unknown:
+            raise InvalidParams("no such part", reason="no-such-part",
+                                details={"parts": unknown, "known": self.prober.parts})
+        row = await facts.add_maintenance(self._store, start, end, parts, reason, created_by)
+        log.info("kpi.maintenance.declared", **row)
+        return row
+
+    # ---- daily reports -----------------------------------------------------------------------
+
+    async def report(self, day: dt.date) -> Path:
+        """Write the report of `day` (UTC) and return its path."""
+        lo = dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
+        hi = lo + 86400
+        data = await self.get(lo, hi, "hour")
+        html = render(day.isoformat(), data, now_iso())
+        path = self.reports_dir / f"kpi-{day.isoformat()}.html"
+        await asyncio.to_thread(_write_atomically, path, html)
+        return path
+
+    async def report_for_reading(self, day: dt.date) -> Path:
+        """A finished day's stored report (written now if missing or written before the day
+        ended); today's, fresh."""
+        path = self.reports_dir / f"kpi-{day.isoformat()}.html"
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp()
+        if time.time() < end or not await asyncio.to_thread(_written_after, path, end):
+            path = await self.report(day)
+        return path
+
+    async def _daily_reports(self) -> None:
+        while True:
+            today = dt.datetime.now(dt.UTC).date()
+            for back in range(REPORT_DAYS_BACK, 0, -1):
+                day = today - dt.timedelta(days=back)
+                end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp()
+                if await self._ran_on(day) and not await asyncio.to_thread(_written_after,
+                                                                           self.reports_dir / f"kpi-{day}.html", end):
+                    try:
+                        log.info("kpi.report.written", day=day.isoformat(), path=str(await self.report(day)))
+                    except Exception:
+                        log.exception("kpi.report.failed", day=day.isoformat())
+            midnight = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp()
+            await asyncio.sleep(max(1.0, midnight - time.time() + 5))
+
+    async def _ran_on(self, day: dt.date) -> bool:
+        lo = dt.datetime.combine(day, dt.time(), dt.UTC)
+        hi = lo + dt.timedelta(days=1)
+        rows = await self._store.fetchall(
+            "SELECT 1 FROM kpi_runs WHERE started_at < ? AND coalesce(stopped_at, last_seen) >= ? LIMIT 1",
+            (epoch_to_iso(hi.timestamp()), epoch_to_iso(lo.timestamp())))
+        return bool(rows)
+
+
+def _buckets(since: float, until: float, step: int) -> list[tuple[float, float]]:
+    lo = since - (since % step)
+    out = []
+    while lo < until:
+        out.append((max(lo, since), min(lo + step, until)))
+        lo += step
+    return out
+
+
+def _written_after(path: Path, when: float) -> bool:
+    try:
+        return path.stat().st_mtime >= when
+    except OSError:
+        return False
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,53 @@
+"""`kpi.*` of protocol v1: the two indicators (normal operation, timeliness) over a window, and
+planned maintenance windows (admin only)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+from gateway.kpi.parts import PARTS
+
+from .methods import READ, MethodSpec, Params, _spec
+
+
+def _utc(v: str) -> str:
+    try:
+        when = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("not an ISO 8601 time like 2026-12-02T00:00:00Z") from None
+    if when.tzinfo is None:
+        raise ValueError("give the offset (Z for UTC)")
+    return v
+
+
+Time = Annotated[str, Field(max_length=40, description="ISO 8601 with an offset, e.g. 2026-12-02T00:00:00Z"),
+                 AfterValidator(_utc)]
+
+
+def epoch(v: str) -> float:
+    return dt.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+
+
+class KpiGetParams(Params):
+    since: Time
+    until: Time | None = Field(None, description="default: now")
+    group_by: Literal["hour", "day"] | None = Field(None, description="also the figures of each hour or day")
+
+
+class KpiMaintenanceAddParams(Params):
+    start: Time
+    end: Time
+    parts: list[Literal[PARTS]] = Field(  # type: ignore[valid-type]
+        default_factory=list, max_length=len(PARTS), description="empty: the whole gateway")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+KPI_METHODS: tuple[MethodSpec, ...] = (
+    _spec("kpi.get", READ, KpiGetParams,
+          summary="normal-operation availability and timeliness over a window, outages and misses listed"),
+    _spec("kpi.maintenance.add", (), KpiMaintenanceAddParams, runs_to_end=True,
+          summary="declare a planned maintenance window (admin): reported apart, not counted as outage"),
+)

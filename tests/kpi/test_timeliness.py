@@ -1,0 +1,39 @@
+"""The timeliness core without sockets or clocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.kpi.timeliness import Target, compute, judge
+
+T0 = 1_800_000_000.0
+
+
+def test_met_missed_pending() -> None:
+    now = T0 + 100
+    assert judge(Target("call", "c1", "sip:a@x", T0, 30, reached=T0 + 29.9), now).status == "met"
+    late = judge(Target("call", "c2", "sip:b@x", T0, 30, reached=T0 + 34.5, why="connected late"), now)
+    assert (late.status, late.late_s, late.why) == ("missed", pytest.approx(4.5), "connected late")
+    assert judge(Target("sms", "m1", "+1", T0 + 90, 30), now).status == "pending"
+    open_ = judge(Target("sms", "m2", "+1", T0, 30), now)
+    assert (open_.status, open_.late_s, open_.why) == ("missed", pytest.approx(70), "not reached yet")
+    failed = judge(Target("broadcast", "b1", "spk", T0, 10, ended=T0 + 3, why="failed: busy"), now)
+    assert (failed.status, failed.late_s, failed.why) == ("missed", None, "failed: busy")
+    late_fail = judge(Target("broadcast", "b1", "spk2", T0, 10, ended=T0 + 15, why="failed"), now)
+    assert (late_fail.status, late_fail.late_s) == ("missed", pytest.approx(5))
+
+
+def test_shares_per_channel_and_overall() -> None:
+    ts = [Target("call", f"c{i}", "u", T0, 30, reached=T0 + 1) for i in range(3)]
+    ts += [Target("call", "late", "u", T0, 30, reached=T0 + 40)]
+    ts += [Target("sms", "m", "+1", T0, 60, reached=T0 + 5)]
+    r = compute(ts, now=T0 + 1000)
+    assert r["share"] == pytest.approx(4 / 5) and (r["met"], r["missed"], r["pending"]) == (4, 1, 0)
+    assert r["channels"]["call"]["share"] == pytest.approx(0.75)
+    assert r["channels"]["sms"]["share"] == 1.0 and r["channels"]["instruction"]["share"] is None
+    (miss,) = r["misses"]
+    assert (miss["ref"], miss["channel"], miss["late_s"], miss["reached"]) == ("late", "call", 10.0, True)
+
+
+def test_nothing_dispatched_has_no_share() -> None:
+    assert compute([], now=T0)["share"] is None
