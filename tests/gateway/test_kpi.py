@@ -52,6 +52,12 @@ def _figures(r: dict) -> dict:
     return {k: v for k, v in r.items() if k != "generated_at"}
 
 
+async def _started_runs(gw: GatewayProc, n: int) -> None:
+    """The gateway answers on its control port before its probe loop has started the run."""
+    await wait_until(lambda: store_rows(gw.store_path, "SELECT COUNT(*) FROM kpi_runs")[0][0] >= n, 30,
+                     f"run {n} started", step=0.05)
+
+
 async def _dial_and_wait_answer(gw: GatewayProc, target: str) -> str:
     call = await _rpc(gw.url, "call.dial", target=target)
     cid = call["call_id"]
@@ -74,7 +80,7 @@ async def test_late_call_killed_worker_and_the_same_figures_after_a_restart(tmp_
     async with gateway_proc(ov, tmp_path) as gw:
         await gw.start()
         since = epoch_to_iso(time.time() - 1)
-        await wait_until(lambda: gw.log_events(1, "kpi.run.started"), 20, "the first probe round", step=0.05)
+        await _started_runs(gw, 1)
         async with sipp_uas_late(LATE_MS) as late_phone:
             late = await _dial_and_wait_answer(gw, late_phone.uri)
         async with sipp_uas("answer") as phone:
@@ -150,6 +156,7 @@ async def test_late_call_killed_worker_and_the_same_figures_after_a_restart(tmp_
         # the same figures after a restart (a clean stop: the time it was stopped is down, later)
         await gw.stop()
         await gw.start()
+        await _started_runs(gw, 2)
         again = await _rpc(gw.url, "kpi.get", since=since, until=until)
         assert _figures(again) == _figures(first)
         later = await _rpc(gw.url, "kpi.get", since=since)
@@ -186,6 +193,7 @@ async def test_sms_in_time_maintenance_and_a_killed_gateway(tmp_path: Path) -> N
             (last_seen,) = store_rows(gw.store_path, "SELECT last_seen FROM kpi_runs")[0]
             await asyncio.sleep(1.0)  # the gateway stays dead a while (not a wait for an event: the outage itself)
             await gw.start()
+            await _started_runs(gw, 2)
             started_by = time.time()
             r = await _rpc(gw.url, "kpi.get", since=since)
             (gap,) = [o for o in r["availability"]["outages"] if o["part"] == "gateway"]

@@ -70,8 +70,8 @@ async def test_targets_from_the_stored_rows(tmp_path: Path) -> None:
 
 async def test_runs_states_maintenance_and_deadlines_of_their_run(tmp_path: Path) -> None:
     async with Store(tmp_path / "gw.db") as store:
-        run1 = await facts.start_run(store, {**DEADLINES, "call": 5.0})
-        t1 = time.time()
+        t1 = time.time() - 10
+        run1 = await facts.start_run(store, {**DEADLINES, "call": 5.0}, epoch_to_iso(t1 - 5))
         await facts.record_state(store, run1, "sip", False, "sip worker 0 exited (rc -9)", epoch_to_iso(t1))
         await facts.record_state(store, run1, "sip", True, "", epoch_to_iso(t1 + 0.5))
         await facts.stop_run(store, run1)
@@ -84,6 +84,7 @@ async def test_runs_states_maintenance_and_deadlines_of_their_run(tmp_path: Path
     assert [(t.part, t.up) for t in transitions] == [("sip", False), ("sip", True)]
     assert maint[0].parts == ("sms",) and m["maintenance_id"] == maint[0].maintenance_id
     assert dl.of("call", t1) == 5.0 and dl.of("call", time.time() + 10) == 10.0 and dl.of("call", 0) == 99.0
+    assert runs[0].stopped - runs[0].started >= 14  # stopped now, started 15 s ago
     r = availability.compute(runs, transitions, maint, parts=["store", "sip"], whole=["sip"], since=t1 - 60,
                              until=t1 + 60, now=time.time() + 4)
     kinds = sorted(o["part"] for o in r["outages"])
