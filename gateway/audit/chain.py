@@ -44,6 +44,12 @@ def row_hash(fields: Sequence[Any], prev_hash: str) -> str:
     return hashlib.sha256(canonical(fields, prev_hash)).hexdigest()
 
 
+def sql_row_hash(*values: Any) -> str:
+    """The SQL function `audit_hash(id, time, principal, role, method, params, result,
+    error_reason, prev_hash)` the store's writer registers: the same hash, computed in the INSERT."""
+    return row_hash(values[:-1], values[-1])
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """One stored audit row (COLUMNS order)."""

@@ -1,8 +1,9 @@
 """The audit table, hash-chained (gateway/audit/chain.py): who did what, tamper-evident.
 
-Each row is written by a unit of work in the store's one writer, so rows are chained in the
-order they are committed whatever the number of concurrent callers: the unit reads the last row's
-hash, gives the new row the next id (above AUTOINCREMENT's mark) and stores its hash.
+Each row is one INSERT ... SELECT through the store's one writer, so rows are chained in the order
+they are committed whatever the number of concurrent callers: the statement reads the last row's
+hash, gives the new row the next id (above AUTOINCREMENT's mark) and stores its hash, computed by
+`audit_hash` (a deterministic SQL function on the writer connection: `chain.sql_row_hash`).
 
 `audit_chain` holds named points of the chain: `anchor`, what precedes the first kept row (id 0
 and 64 zeros at first; the last row retention pruned, afterwards), and `migrated`, the last row
@@ -21,12 +22,19 @@ from gateway.audit.chain import COLUMNS, GENESIS, Head, row_hash
 from gateway.timeutil import now_iso
 
 from .rows import audit_params_text
-from .writer import _check_text
 
 _LAST = "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
-_ANCHOR = "SELECT id, hash FROM audit_chain WHERE name = 'anchor'"
+_LAST_HASH = "SELECT hash FROM audit ORDER BY id DESC LIMIT 1"
+_ANCHOR_HASH = "SELECT hash FROM audit_chain WHERE name = 'anchor'"
 _MARK = "SELECT seq FROM sqlite_sequence WHERE name = 'audit'"
-_INSERT = f"INSERT INTO audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# One statement per row, a plain write of the group commit: the next id (above AUTOINCREMENT's
+# mark), the last row's hash (or the anchor's) and the new hash (`audit_hash`, registered on the
+# writer connection: gateway.audit.chain.row_hash) are all read inside the writer's transaction,
+# after every row before it in the batch.
+_INSERT = f"""INSERT INTO audit ({', '.join(COLUMNS)})
+    SELECT n.id, ?1, ?2, ?3, ?4, ?5, ?6, ?7, n.prev, audit_hash(n.id, ?1, ?2, ?3, ?4, ?5, ?6, ?7, n.prev)
+    FROM (SELECT max(coalesce(({_MARK}), 0), coalesce((SELECT max(id) FROM audit), 0)) + 1 AS id,
+                 coalesce(({_LAST_HASH}), ({_ANCHOR_HASH}), '{GENESIS}') AS prev) AS n"""
 _SET_POINT = ("INSERT INTO audit_chain (name, id, hash, time) VALUES (?, ?, ?, ?)"
               " ON CONFLICT (name) DO UPDATE SET id = excluded.id, hash = excluded.hash, time = excluded.time")
 
@@ -57,19 +65,8 @@ class AuditTables:
         digest (`audit_params_text`)."""
         if result not in ("ok", "error"):
             raise ValueError("audit result must be 'ok' or 'error'")
-        values = (now_iso(), principal, role, method, audit_params_text(params), result, error_reason)
-        _check_text("audit", values, {})  # a text SQLite cannot hold: the caller's mistake, before the unit
-
-        async def work(tx: Any) -> None:
-            last = await tx.fetchall(_LAST)
-            prev_id, prev_hash = last[0] if last else (await tx.fetchall(_ANCHOR))[0]
-            mark = await tx.fetchall(_MARK)
-            row_id = max(int(prev_id), int(mark[0][0]) if mark else 0) + 1
-            fields = (row_id, *values)
-            prev_hash = prev_hash or GENESIS  # a row without hash (not ours) is reported by verify
-            await tx.execute(_INSERT, (*fields, prev_hash, row_hash(fields, prev_hash)))
-
-        await self.atomic(work)  # type: ignore[attr-defined]
+        await self._submit(_INSERT, (now_iso(), principal, role, method, audit_params_text(params),  # type: ignore[attr-defined]
+                                     result, error_reason))
 
     async def list_audit(self, limit: int = 100, principal: str | None = None) -> list[dict[str, Any]]:
         """The newest audit rows first."""

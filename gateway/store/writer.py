@@ -27,6 +27,7 @@ import aiosqlite
 import structlog
 
 from gateway import text
+from gateway.audit.chain import sql_row_hash
 from gateway.errors import InvalidParams, Unavailable
 from gateway.timeutil import now_iso
 
@@ -145,6 +146,7 @@ class StoreWriter:
             mode = (await self._writer.execute_fetchall("PRAGMA journal_mode=WAL"))[0][0]
             await self._writer.execute("PRAGMA synchronous=NORMAL")
             await migrate(self._writer, self.path)
+            await self._writer.create_function("audit_hash", 9, sql_row_hash, deterministic=True)
             rows = await self._writer.execute_fetchall(
                 "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
                 " coalesce((SELECT max(seq) FROM events), 0))")
