@@ -23,12 +23,12 @@ class ConsoleBrowser:
         self.browser = browser
         self.errors: list[str] = []
 
-    async def open(self, gw: Any, *, lang: str = "en", bypass_csp: bool = False) -> Any:
+    async def open(self, gw: Any, *, lang: str = "en", bypass_csp: bool = False, fragment: str = "") -> Any:
         context = await self.browser.new_context(locale="en-US", viewport=VIEWPORT, bypass_csp=bypass_csp)
         page = await context.new_page()
         page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
-        await page.goto(f"http://127.0.0.1:{gw.http_port}/console/")
+        await page.goto(f"http://127.0.0.1:{gw.http_port}/console/{fragment}")
         await choose_language(page, lang)
         return page
 

@@ -77,6 +77,7 @@ async def test_dispatcher_incident_timeline_directory_screenshots_accessibility(
     assert "alice" in await page.inner_text("#principal")
 
     sid = await create_incident(page, "Flood at pier 4")
+    assert page.url.endswith(f"#/incidents/{sid}")  # the selected incident is in the URL
     opened = page.locator('ol.timeline-list > li[data-type="session.state"]')
     await opened.wait_for(timeout=WAIT_MS)
     assert "Flood at pier 4" in await opened.inner_text()
@@ -169,7 +170,7 @@ async def test_observer_sees_everything_commands_nothing(start_gateway, connect,
     gw = await start_gateway(**SETTINGS)
     alice = await connect(gw)
     sid = (await alice.call("session.create", title="Road closure"))["session_id"]
-    page = await browser.open(gw)
+    page = await browser.open(gw, fragment=f"#/incidents/{sid}")  # a link to the incident
     # A bad token first: refused with a clear message, still on the sign-in form.
     await page.fill("#token", "not-a-token")
     await page.click("#signin-button")
@@ -177,7 +178,7 @@ async def test_observer_sees_everything_commands_nothing(start_gateway, connect,
     await sign_in(page, "tok-observer", "observer")
     assert "olga" in await page.inner_text("#principal")
     await page.wait_for_selector("#readonly-note", timeout=WAIT_MS)
-    await page.click(f'.incident-item[data-session="{sid}"]')
+    await page.wait_for_selector(f'#incident-current[data-session="{sid}"]', timeout=WAIT_MS)  # the link's
     await page.wait_for_selector('ol.timeline-list > li[data-type="session.state"]', timeout=WAIT_MS)
     assert await page.is_disabled("#incident-create")
     assert await page.is_disabled("#incident-close")

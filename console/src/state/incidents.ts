@@ -15,7 +15,26 @@ export interface Incident {
 }
 
 export const incidents = signal<ReadonlyMap<string, Incident>>(new Map());
-export const selectedIncident = signal<string | null>(null);
+/** The incident in the URL (#/incidents/<session_id>): a reload or a shared link shows it. */
+function incidentInHash(): string | null {
+  const m = /^#\/incidents\/([^/]+)$/.exec(globalThis.location?.hash ?? "");
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+export const selectedIncident = signal<string | null>(incidentInHash());
+
+globalThis.addEventListener?.("hashchange", () => {
+  const id = incidentInHash();
+  if (id !== null) selectedIncident.value = id;
+});
+
+selectedIncident.subscribe((id) => {
+  const loc = globalThis.location;
+  const onIncidents = loc !== undefined && (loc.hash === "" || loc.hash === "#" || loc.hash.startsWith("#/incidents"));
+  if (!onIncidents || !globalThis.history) return;
+  const want = id === null ? "#/incidents" : `#/incidents/${encodeURIComponent(id)}`;
+  if (loc.hash !== want) globalThis.history.replaceState(null, "", want);
+});
 
 function merge(list: Incident[]): void {
   const next = new Map(incidents.value);
