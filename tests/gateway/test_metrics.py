@@ -9,11 +9,14 @@ import asyncio
 import os
 import secrets
 import signal
+from unittest import mock
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.metrics import GatewayMetrics, metrics_route
 from gateway.metrics.http import allowed
 from sms.twilio import STATUS_PATH
 from tests.gateway.test_sms_twilio import twilio_gateway
@@ -100,6 +103,26 @@ async def test_unknown_method_names_do_not_grow_the_label_set(start_gateway, con
     assert value(scraped, "dispatch_control_requests_total", method="other", outcome="error") == 300
     assert len(scraped["dispatch_control_requests_total"]) < 10  # hello, the "other" errors: not 300 series
     assert {lab["method"] for lab, _ in scraped["dispatch_control_request_seconds_count"]} <= known
+
+
+async def test_the_route_refuses_a_remote_client_without_the_token() -> None:
+    """A peer beyond loopback cannot be made here (tests stay on loopback): the route is given a
+    request whose transport reports a LAN peer (aiohttp's own mocked request)."""
+    metrics = GatewayMetrics()
+    _, _, serve = metrics_route(metrics, token="s" * 24)
+    _, _, serve_no_token = metrics_route(metrics, token=None)
+
+    def request(peer: str, **headers: str):
+        transport = mock.Mock()
+        transport.get_extra_info.side_effect = lambda name, default=None: (peer, 40000) if name == "peername" else default
+        return make_mocked_request("GET", "/metrics", headers=headers, transport=transport)
+
+    assert (await serve(request("192.0.2.7"))).status == 401
+    assert (await serve(request("192.0.2.7", Authorization="Bearer nope"))).status == 401
+    assert (await serve_no_token(request("192.0.2.7", Authorization="Bearer " + "s" * 24))).status == 403
+    ok = await serve(request("192.0.2.7", Authorization="Bearer " + "s" * 24))
+    assert ok.status == 200 and b"dispatch_control_requests" in ok.body
+    assert (await serve_no_token(request("127.0.0.1"))).status == 200
 
 
 def test_who_may_read_metrics() -> None:
