@@ -49,6 +49,13 @@ class CallLifecycle:
             call.port = self.new_port(call.call_id, "call")
         return call.port
 
+    def bridge_port(self, call: WCall, am: Any) -> None:
+        """The call's own port to and from its audio media `am` (main thread)."""
+        port = self.ensure_port(call)
+        if call.media_dir != "sendonly":  # a one-way call has nothing to hear
+            am.startTransmit(port)
+        port.startTransmit(am)
+
     def new_port(self, key: str, kind: str) -> CallPort:
         """A port in the bridge whose audio goes to and comes from the gateway as that of `key`
         (a call id, or a conference's console port id), registered in `ports`."""

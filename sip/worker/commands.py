@@ -107,6 +107,7 @@ class CallCommands:
             prm.opt.flag |= pj.PJSUA_CALL_SET_MEDIA_DIR  # and it persists for later offers
             call.media_dir = media_dir
         call.stream_on_answer = stream  # attached when answered (streams.py, `answered`)
+        call.port_on_media = stream is None  # the stream is its audio: no port of its own
         for name, value in (cmd.get("headers") or {}).items():
             h = pj.SipHeader()
             h.hName, h.hValue = str(name), str(value)
@@ -202,5 +203,7 @@ class CallCommands:
     def cmd_listen(self, cmd: dict[str, Any]) -> None:
         """Turn forwarding of call audio to the gateway on or off (saves the copy when off)."""
         call = self._call(cmd)
+        if call.port is None and call.audio_media is not None:  # a stream's call, media up
+            self.bridge_port(call, call.audio_media)
         port = self.ensure_port(call)
         port.listening = bool(cmd.get("on", True))

@@ -203,6 +203,10 @@ class WCall(pj.Call):
         self.audio_index = -1  # its media index (getStreamStat)
         self.streams: set[str] = set()  # StreamPorts (Worker.streams) attached to this call
         self.stream_on_answer: str | None = None  # dial's `stream`: attached once answered (streams.py)
+        # A port of its own (audio to and from the gateway) bridged when its media comes up. Not
+        # for a call dialled with a stream: 500 paging calls' ports cost the media clock thread
+        # 25,000 Python callbacks a second for nothing (docs/benchmarks.md).
+        self.port_on_media = True
         self.conference: str | None = None  # the conference it is mixed in (conference.py)
         self.done = False
         self.remote_uri: str | None = None
@@ -279,11 +283,10 @@ class WCall(pj.Call):
                     am = self.getAudioMedia(i)
                 except pj.Error:
                     continue
-                if self.call_id not in self.worker.conf_trunks:  # a trunk is only mixed, in C
-                    port = self.worker.ensure_port(self)
-                    if self.media_dir != "sendonly":  # a one-way call has nothing to hear
-                        am.startTransmit(port)
-                    port.startTransmit(am)
+                # A trunk is only mixed, in C; a call whose audio is a stream (dial's `stream`)
+                # has no port of its own unless the gateway listens to it (cmd_listen).
+                if self.call_id not in self.worker.conf_trunks and (self.port_on_media or self.port):
+                    self.worker.bridge_port(self, am)
                 self.audio_media, self.audio_index = am, i
                 self.worker.connect_streams(self, am)
                 self.worker.connect_conference(self)

@@ -53,6 +53,17 @@ async def test_answered_targets_get_the_stream_without_a_round_trip_each(start_g
             return await command(w, cmd)
 
         gw.sip._command = counting
+        stats: list[dict] = []
+        stats_in = asyncio.Event()
+        on_control = gw.sip._on_control
+
+        def reading_stats(w: Any, m: dict) -> None:
+            if m.get("type") == "stats":
+                stats.append(m)
+                stats_in.set()
+            on_control(w, m)
+
+        gw.sip._on_control = reading_stats
         alice = await connect(gw)
         w = await watch(alice)
         b = await _broadcast(alice, uas)
@@ -61,6 +72,13 @@ async def test_answered_targets_get_the_stream_without_a_round_trip_each(start_g
         # The worker attached the broadcast's stream to each call as it was answered (the dial
         # named it); the supervisor knows from the confirmed events where to send the frames.
         assert gw.sip.stream_workers(bid) == {0: N}
+        # The worker's own count (its stats, every 5 s): the stream feeds N calls, and no call
+        # has an audio port of its own (a paging call's audio is the stream).
+        stats_in.clear()
+        async with asyncio.timeout(30):
+            await stats_in.wait()
+        assert stats[-1]["streams"][bid]["calls"] == N
+        assert stats[-1]["ports"] == {}, "paging calls got a port each (a Python callback per call per 20 ms)"
         got = await alice.call("broadcast.get", broadcast_id=bid)
         assert got["targets"] == {"connected": N}
         await alice.call("broadcast.stop", broadcast_id=bid)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import uuid
 
+import numpy as np
 import pytest
 
 from sip import SipSupervisor, ipc
@@ -137,3 +138,33 @@ async def test_stream_detached_when_call_ends_and_unknown_calls(start_supervisor
     assert len(b) / b_rate < 1.5  # only until it hung up
     # the worker is still healthy after ports came and went
     assert (await sup._command(sup._workers[w], {"cmd": "ping"}))["calls"] == 0
+
+
+async def test_a_call_dialled_with_a_stream_gets_it_on_answer_and_a_port_only_when_listened_to(
+        start_supervisor, recorder: Recorder) -> None:
+    """dial(stream=...): the worker attaches the stream at CONFIRMED (the event names it) and gives
+    the call no port of its own; listen() then bridges one, and what the far end echoes of the
+    stream comes back to the gateway."""
+    from tests.peers.sipp import UAS_SCENARIOS, Sipp
+
+    sup = await start_supervisor()
+    sid, call = uuid.uuid4().hex, uuid.uuid4().hex
+    async with Sipp(UAS_SCENARIOS["answer"], extra_args=["-rtp_echo"]) as uas:
+        await sup.dial(call, uas.uri, media_dir="sendrecv", stream=sid)
+        confirmed = await recorder.wait_state(call, "confirmed")
+        assert confirmed.extra.get("streams") == [sid]
+        assert sup.stream_workers(sid) == {sup.worker_of(call): 1}
+        await sup.listen(call, True)
+        pace = asyncio.create_task(_pace(sup, sid, tone(900, 3.0)))
+        try:
+            async with asyncio.timeout(10):
+                while len(recorder.audio.get(call, [])) < 50:  # one second of echo
+                    await asyncio.sleep(0.05)
+        finally:
+            pace.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pace
+        await sup.hangup(call)
+        await recorder.wait_state(call, "disconnected")
+    echoed = np.frombuffer(b"".join(recorder.audio[call]), dtype="<i2").astype(np.float64) / 32768
+    assert abs(dominant_frequency(active_span(echoed, 16000), 16000) - 900) < 20
