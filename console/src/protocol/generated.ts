@@ -33,6 +33,8 @@ export interface MethodParams {
   "directory.list": DirectoryListParams;
   "events.subscribe": EventsSubscribeParams;
   hello: HelloParams;
+  "kpi.get": KpiGetParams;
+  "kpi.maintenance.add": KpiMaintenanceAddParams;
   "media.close": MediaCloseParams;
   "media.open": MediaOpenParams;
   ping: PingParams;
@@ -312,6 +314,69 @@ export interface HelloParams {
    */
   client?: string | null;
   token: string;
+}
+export interface KpiGetParams {
+  /**
+   * also the figures of each hour or day
+   */
+  group_by?: ("hour" | "day") | null;
+  /**
+   * ISO 8601 with an offset, e.g. 2026-12-02T00:00:00Z
+   */
+  since: string;
+  /**
+   * default: now
+   */
+  until?: string | null;
+}
+export interface KpiMaintenanceAddParams {
+  /**
+   * ISO 8601 with an offset, e.g. 2026-12-02T00:00:00Z
+   */
+  end: string;
+  /**
+   * empty: the whole gateway
+   *
+   * @maxItems 6
+   */
+  parts?:
+    | []
+    | ["store" | "sip" | "front" | "sms" | "media" | "disk"]
+    | [
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk"
+      ]
+    | [
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk"
+      ]
+    | [
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk"
+      ]
+    | [
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk"
+      ]
+    | [
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk",
+        "store" | "sip" | "front" | "sms" | "media" | "disk"
+      ];
+  reason: string;
+  /**
+   * ISO 8601 with an offset, e.g. 2026-12-02T00:00:00Z
+   */
+  start: string;
 }
 export interface MediaCloseParams {
   channel: number;
@@ -836,6 +901,22 @@ export const METHODS: Record<Method, MethodInfo> = {
     ],
     "starts_work": false,
     "runs_to_end": false
+  },
+  "kpi.get": {
+    "roles": [
+      "admin",
+      "dispatcher",
+      "observer"
+    ],
+    "starts_work": false,
+    "runs_to_end": false
+  },
+  "kpi.maintenance.add": {
+    "roles": [
+      "admin"
+    ],
+    "starts_work": false,
+    "runs_to_end": true
   },
   "media.close": {
     "roles": [
