@@ -1,6 +1,7 @@
 """JSON Schema of protocol v1, generated from the params models of the method table.
 
-`python -m gateway.protocol.schema > docs/protocol.schema.json` regenerates the committed file;
+`python -m gateway.protocol.schema > docs/protocol.schema.json` regenerates the committed file
+(then `cd console && npm run gen-types`: the console's TypeScript types come from it);
 a test checks the committed file equals `render()`.
 """
 

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_committed_schema_matches_code():
     committed = (ROOT / "docs" / "protocol.schema.json").read_text()
-    assert committed == render_schema(), "regenerate: python -m gateway.protocol.schema > docs/protocol.schema.json"
+    assert committed == render_schema(), ("regenerate: python -m gateway.protocol.schema > docs/protocol.schema.json, "
+                                         "then the console's types: cd console && npm run gen-types")
 
 
 def test_every_model_forbids_extra():
