@@ -21,6 +21,7 @@ class KpiConfig:
     sms_deadline_s: float = 60.0  # an SMS delivered (receipt) within this
     instruction_deadline_s: float = 60.0  # a terminal instruction delivered (acknowledged if asked) within this
     reports_dir: str = "reports"  # daily HTML reports, under gateway.data_dir unless absolute
+    metrics_interval_s: float = 60.0  # the last 24 h's figures on /metrics are computed again this often
 
     def deadlines(self) -> dict[str, float]:
         return {"call": self.call_deadline_s, "broadcast": self.broadcast_deadline_s,
@@ -46,4 +47,5 @@ KPI_SCHEMA = {
     "sms_deadline_s": _seconds(60),
     "instruction_deadline_s": _seconds(60),
     "reports_dir": _str("reports"),
+    "metrics_interval_s": _seconds(60),
 }

@@ -47,6 +47,7 @@ class Prober:
         self._poked: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._write_lock = asyncio.Lock()  # the backlog is written in order, each change once
+        self.on_state: Callable[[str, bool], None] | None = None  # told each part's state as stored
 
     @property
     def parts(self) -> list[str]:
@@ -85,17 +86,20 @@ class Prober:
             self._wake.set()
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_round = loop.time() + self._interval
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._interval):
+                async with asyncio.timeout_at(next_round):
                     await self._wake.wait()
             self._wake.clear()
             poked, self._poked = self._poked, set()
             if poked:
                 await asyncio.gather(*(self._probe(p) for p in poked))
-                continue
-            await self._heartbeat()
-            await asyncio.gather(*(self._probe(p) for p in self._checks))
+            if loop.time() >= next_round:  # pokes never put the heartbeat off
+                next_round = loop.time() + self._interval
+                await self._heartbeat()
+                await asyncio.gather(*(self._probe(p) for p in self._checks))
 
     async def _heartbeat(self) -> None:
         when = now_iso()
@@ -137,6 +141,8 @@ class Prober:
         await self._write(part, up, cause, when)
 
     async def _write(self, part: str, up: bool, cause: str, when: str) -> None:
+        if self.on_state is not None:
+            self.on_state(part, up)
         self._backlog.append((part, up, cause, when))
         if part == STORE and not up:
             return  # written once the store is back

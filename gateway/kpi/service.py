@@ -26,6 +26,7 @@ from gateway.timeutil import epoch_to_iso, now_iso
 
 from . import availability, facts, timeliness
 from .config import KpiConfig
+from .gauges import WINDOW_S, KpiGauges
 from .probes import Check, Prober
 from .report import render
 
@@ -45,10 +46,18 @@ class KpiService:
         self.prober = Prober(store, checks, interval_s=config.probe_interval_s,
                              timeout_s=config.probe_timeout_s, deadlines=config.deadlines())
         self._tasks = OwnedTasks()
+        self._gauges: KpiGauges | None = None
+
+    def export(self, metrics: Any) -> None:
+        """Put the indicators on /metrics (gateway/metrics: `metrics.gauge()`); before start."""
+        self._gauges = KpiGauges(metrics)
+        self.prober.on_state = self._gauges.set_part
 
     async def start(self) -> None:
         await self.prober.start()
         self._tasks.spawn(self._daily_reports(), name="kpi-daily-reports")
+        if self._gauges is not None:
+            self._tasks.spawn(self._refresh_gauges(self._gauges), name="kpi-gauges")
 
     async def stop(self) -> None:
         await self._tasks.cancel_all()
@@ -122,6 +131,15 @@ class KpiService:
         if time.time() < end or not await asyncio.to_thread(_written_after, path, end):
             path = await self.report(day)
         return path
+
+    async def _refresh_gauges(self, gauges: KpiGauges) -> None:
+        while True:
+            now = time.time()
+            try:
+                gauges.set_figures(await self.get(now - WINDOW_S, now))
+            except Exception:
+                log.exception("kpi.gauges.failed")
+            await asyncio.sleep(self.config.metrics_interval_s)
 
     async def _daily_reports(self) -> None:
         while True:

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.client import GatewayClient, RemoteError
 from gateway.timeutil import epoch_to_iso, iso_to_epoch
@@ -35,7 +36,8 @@ LATE_MS = 2500  # the late phone answers this long after ringing: 1.5 s or more 
 def _overrides(tmp_path: Path, api_base: str = "http://127.0.0.1:9", **more: Any) -> dict[str, Any]:
     o = sms_gateway_overrides(tmp_path / "data", api_base, rate_per_s=10, burst=5)
     o.update({"sip.warm_workers": 1, "kpi.probe_interval_s": 0.5, "kpi.probe_timeout_s": 2,
-              "kpi.call_deadline_s": CALL_DEADLINE_S, "kpi.sms_deadline_s": 30, **more})
+              "kpi.call_deadline_s": CALL_DEADLINE_S, "kpi.sms_deadline_s": 30, "kpi.metrics_interval_s": 0.5,
+              **more})
     return o
 
 
@@ -152,6 +154,21 @@ async def test_late_call_killed_worker_and_the_same_figures_after_a_restart(tmp_
         assert "src=" not in page and "href=" not in page and "@import" not in page and "url(" not in page
         day = first["until"][:10]
         assert (tmp_path / "data" / "reports" / f"kpi-{day}.html").is_file()
+
+        # /metrics: each part's state now, the last 24 h's figures (refreshed every 0.5 s here)
+        async with aiohttp.ClientSession() as s:
+            async def scrape() -> dict[tuple[str, str], float]:
+                async with s.get(f"{http}/metrics") as r:
+                    assert r.status == 200
+                    return {(f.name, next(iter(x.labels.values()), "")): x.value
+                            for f in text_string_to_metric_families(await r.text()) for x in f.samples
+                            if f.name.startswith(("dispatch_part_up", "dispatch_availability", "dispatch_timeliness"))}
+            async with asyncio.timeout(20):
+                while (m := await scrape()).get(("dispatch_timeliness_misses", "call")) != 1:
+                    await asyncio.sleep(0.1)
+        assert m[("dispatch_part_up", "sip")] == 1 and m[("dispatch_part_up", "store")] == 1
+        assert m[("dispatch_availability_ratio", "sip")] < 1 and m[("dispatch_availability_ratio", "whole")] < 1
+        assert m[("dispatch_timeliness_ratio", "call")] == 0.5 and m[("dispatch_timeliness_ratio", "all")] == 0.5
 
         # the same figures after a restart (a clean stop: the time it was stopped is down, later)
         await gw.stop()
