@@ -44,14 +44,31 @@ def read_heads(path: Path) -> list[Head]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
+    return _parse(text.splitlines())
+
+
+def _parse(lines: list[str]) -> list[Head]:
     heads = []
-    for line in text.splitlines():
+    for line in lines:
         try:
             d = json.loads(line)
             heads.append(Head(int(d["id"]), str(d["hash"]), str(d.get("time", ""))))
         except (ValueError, KeyError, TypeError):
             continue
     return heads
+
+
+def last_head(path: Path) -> Head | None:
+    """The file's last head, reading only its end (the file grows by a line a minute at most)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+    heads = _parse(tail.splitlines())  # a first line cut by the seek is no JSON: skipped
+    return heads[-1] if heads else None
 
 
 class ChainHeads:
@@ -66,8 +83,7 @@ class ChainHeads:
 
     async def start(self) -> None:
         if self.path is not None:
-            heads = await asyncio.to_thread(read_heads, self.path)
-            self._last = heads[-1] if heads else None
+            self._last = await asyncio.to_thread(last_head, self.path)
         self._task = asyncio.create_task(self._run(), name="audit-chain-heads")
 
     async def stop(self) -> None:

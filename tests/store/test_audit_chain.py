@@ -209,3 +209,25 @@ def test_verify_core_without_a_store() -> None:
     assert verify(rows, Head(0, GENESIS)).ok
     assert verify(rows[1:], Head(0, GENESIS)).problem.kind == "deleted"
     assert verify(rows, Head(0, GENESIS), [Head(3, "f" * 64)]).problem.row_id == 3
+
+
+async def test_heads_filed_and_logged_once_per_move_across_restarts(db_path: Path, tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    from gateway.audit.heads import ChainHeads, read_heads
+
+    heads_file = tmp_path / "heads.jsonl"
+    await fill(db_path, 3)
+    async with Store(db_path) as store:
+        with capture_logs() as logs:
+            first = ChainHeads(store.audit_head, heads_file, interval_s=3600)
+            await first.start()  # records the head at once
+            await first.stop()  # the head has not moved: nothing more
+            again = ChainHeads(store.audit_head, heads_file, interval_s=3600)
+            await again.start()  # a restart: the file's last head is the head, nothing appended
+            await store.add_audit("bob", "dispatcher", "x", {}, "ok")
+            await again.stop()  # moved: recorded at stop
+    assert [h.id for h in read_heads(heads_file)] == [3, 4]
+    assert [e["id"] for e in logs if e["event"] == "audit.chain_head"] == [3, 4]
+    code, out, err = await asyncio.to_thread(verify_cli, db_path, heads_file)
+    assert code == 0 and out["heads_checked"] == 2, err
