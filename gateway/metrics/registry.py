@@ -32,11 +32,12 @@ SETUP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
 PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 OUTCOMES = frozenset({"ok", "error", "internal", "rate-limited", "invalid"})
 EVENT_TYPES = frozenset({
-    "session.state", "call.state", "broadcast.state", "broadcast.target", "sms.status", "sms.inbound",
+    "session.state", "call.state", "call.dtmf", "broadcast.state", "broadcast.target", "sms.status", "sms.inbound",
     "terminal.presence", "terminal.location", "terminal.feedback", "video.state", "video.recording",
-    "voice.state", "sip.registration", "conference.member", "conference.recording", "events.overflow",
+    "voice.state", "sip.registration", "conference.member", "conference.recording", "conference.trunk",
+    "events.overflow",
 })
-_TRACKED = 100_000  # calls / broadcasts whose last state is remembered (those that end are forgotten)
+_TRACKED = 100_000  # calls / broadcasts whose last state is remembered
 
 
 def bounded(value: Any, known: Iterable[str]) -> str:
@@ -52,21 +53,20 @@ def _seconds_between(start: Any, end: Any) -> float | None:
 
 
 class _LastState:
-    """The last state seen per id (bounded): a transition counts once, however often it is re-published."""
+    """The last state seen per id, the oldest forgotten beyond a bound: a transition counts once,
+    however often the same state is re-published."""
 
     def __init__(self) -> None:
         self._states: OrderedDict[str, str] = OrderedDict()
 
-    def changed(self, key: Any, state: str, final: bool) -> bool:
+    def changed(self, key: Any, state: str) -> bool:
         key = str(key)
         if self._states.get(key) == state:
             return False
-        if final:
-            self._states.pop(key, None)
-        else:
-            self._states[key] = state
-            if len(self._states) > _TRACKED:
-                self._states.popitem(last=False)
+        self._states[key] = state
+        self._states.move_to_end(key)
+        if len(self._states) > _TRACKED:
+            self._states.popitem(last=False)
         return True
 
 
@@ -118,7 +118,7 @@ class GatewayMetrics:
             if ev.type == "call.state":
                 self._call(data)
             elif ev.type == "broadcast.state" and isinstance(data.get("state"), str):
-                if self._broadcast_states.changed(data.get("broadcast_id"), data["state"], data["state"] == "ended"):
+                if self._broadcast_states.changed(data.get("broadcast_id"), data["state"]):
                     self.broadcasts.labels(bounded(data["state"], _BROADCAST_STATES)).inc()
             elif ev.type == "broadcast.target":
                 self.targets.labels(bounded(data.get("state"), _TARGET_STATES)).inc()
@@ -127,7 +127,7 @@ class GatewayMetrics:
 
     def _call(self, data: dict[str, Any]) -> None:
         state = data.get("state")
-        if not isinstance(state, str) or not self._call_states.changed(data.get("call_id"), state, state == "ended"):
+        if not isinstance(state, str) or not self._call_states.changed(data.get("call_id"), state):
             return
         direction = bounded(data.get("direction"), ("inbound", "outbound"))
         self.calls.labels(direction, bounded(state, _CALL_STATES)).inc()

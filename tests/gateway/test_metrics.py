@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import signal
+from pathlib import Path
 from unittest import mock
 
 import aiohttp
@@ -18,6 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics import GatewayMetrics, metrics_route
 from gateway.metrics.http import allowed
+from gateway.metrics.registry import EVENT_TYPES
+from gateway.store import Event
 from sms.twilio import STATUS_PATH
 from tests.gateway.test_sms_twilio import twilio_gateway
 from tests.peers.sipp import sipp_uas
@@ -131,3 +135,26 @@ def test_who_may_read_metrics() -> None:
     assert not allowed("10.1.2.3", "Bearer " + "t" * 20, None)
     assert not allowed("10.1.2.3", "Bearer wrong", "t" * 20) and not allowed("10.1.2.3", None, "t" * 20)
     assert allowed("10.1.2.3", "Bearer " + "t" * 20, "t" * 20)
+
+
+def test_every_event_type_the_gateway_stores_is_a_label() -> None:
+    """A type missing from EVENT_TYPES would be counted as "other": every literal type published or
+    emitted in the code is known."""
+    root = Path(__file__).resolve().parents[2]
+    found = {m for pkg in ("gateway", "sms", "video", "sip") for f in (root / pkg).rglob("*.py")
+             for m in re.findall(r'(?:publish|emit|emit_many)\(\s*"([a-z_]+\.[a-z_.]+)"', f.read_text())}
+    assert "call.state" in found and len(found) >= 15
+    assert found <= EVENT_TYPES, found - EVENT_TYPES
+
+
+def test_a_state_republished_counts_once() -> None:
+    metrics = GatewayMetrics()
+    ev = [Event(i, "call.state", "t", None, {"call_id": "c1", "direction": "outbound", "state": s,
+                                             "created_at": "2026-12-02T03:00:00.000Z",
+                                             "answered_at": "2026-12-02T03:00:01.500Z"})
+          for i, s in enumerate(["dialing", "connected", "connected", "ended", "ended"], start=1)]
+    metrics.on_events(ev)
+    text = metrics.render().decode()
+    assert 'dispatch_call_transitions_total{direction="outbound",state="connected"} 1.0' in text
+    assert 'dispatch_call_transitions_total{direction="outbound",state="ended"} 1.0' in text
+    assert "dispatch_call_setup_seconds_sum{direction=\"outbound\"} 1.5" in text
