@@ -33,7 +33,8 @@ class FakeSocket {
     this.onmessage?.({ data: JSON.stringify({ jsonrpc: "2.0", id: req.id, result }) });
   }
   fail(method: string, reason: string) {
-    const req = this.sent.find((r) => r.method === method)!;
+    const req = [...this.sent].reverse().find((r) => r.method === method)!;
+    (req as { answered?: boolean }).answered = true;
     this.onmessage?.({ data: JSON.stringify({ jsonrpc: "2.0", id: req.id, error: { code: -32001, message: reason, data: { reason } } }) });
   }
   event(seq: number) {
@@ -100,6 +101,39 @@ describe("ConsoleClient", () => {
     await flush();
     expect(seen).toEqual([498, 499, 500]);
     expect(states).toEqual(["connecting", "open", "reconnecting", "open"]);
+    client.stop();
+  });
+
+  it("resubscribes from resume_since_seq after events.overflow, and starts over after seq-ahead", async () => {
+    const client = new ConsoleClient({ url: "ws://x", token: "t", history: 10, WebSocketImpl: FakeSocket as unknown as typeof WebSocket });
+    const seen: number[] = [];
+    let resets = 0;
+    client.listen({ event: (e: GatewayEvent) => seen.push(e.seq), reset: () => (resets += 1) });
+    client.start();
+    let ws = await signedIn(50);
+    ws.reply("events.subscribe", { since_seq: 40, last_seq: 50 });
+    await flush();
+    ws.event(41);
+    const overflow = { seq: 41, type: "events.overflow", time: "", session_id: null, data: { resume_since_seq: 41, reason: "slow-consumer" } };
+    ws.onmessage?.({ data: JSON.stringify({ jsonrpc: "2.0", method: "event", params: overflow }) });
+    const again = ws.sent.filter((r) => r.method === "events.subscribe");
+    expect(again.map((r) => r.params)).toEqual([{ since_seq: 40 }, { since_seq: 41 }]);
+    expect(seen).toEqual([41]); // the overflow notice is no event of the stream
+    ws.drop();
+    await vi.advanceTimersByTimeAsync(300);
+    ws = await signedIn(30); // a store restored from an older backup: seq 41 was never given here
+    ws.fail("events.subscribe", "seq-ahead");
+    await flush();
+    expect(resets).toBe(1);
+    expect(ws.sent.filter((r) => r.method === "events.subscribe").map((r) => r.params)).toEqual([
+      { since_seq: 41 },
+      { since_seq: 20 },
+    ]);
+    ws.reply("events.subscribe", { since_seq: 20, last_seq: 30 });
+    await flush();
+    ws.event(21); // below what was seen before the reset: shown, it is another stream
+    expect(seen).toEqual([41, 21]);
+    expect(client.state).toBe("open");
     client.stop();
   });
 

@@ -211,7 +211,10 @@ export class ConsoleClient {
       const verdict = this.cursor.accept(msg.event);
       if (verdict.kind === "new") this.emit("event", verdict.event);
       else if (verdict.kind === "overflow") {
-        this.send("events.subscribe", { since_seq: verdict.resumeSinceSeq }).catch(() => this.drop("resubscribe failed"));
+        const ws = this.ws;
+        this.send("events.subscribe", { since_seq: verdict.resumeSinceSeq }).catch(() => {
+          if (ws === this.ws) this.drop("resubscribe failed"); // a lost link reconnects already
+        });
       }
     } else if (msg.kind === "notification") {
       this.emit("notification", msg.method, msg.params);
