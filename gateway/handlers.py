@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from gateway.broadcast.service import BroadcastService
@@ -261,8 +260,7 @@ def register_kpi(registry: Registry, kpi: KpiService) -> None:
     """kpi.get (dispatcher, observer, admin) and kpi.maintenance.add (admin)."""
 
     async def get(ctx: RequestContext, p: Any) -> dict:
-        until = epoch(p.until) if p.until is not None else time.time()
-        return await kpi.get(epoch(p.since), until, p.group_by)
+        return await kpi.get(epoch(p.since), None if p.until is None else epoch(p.until), p.group_by)
 
     async def maintenance_add(ctx: RequestContext, p: Any) -> dict:
         return await kpi.add_maintenance(epoch(p.start), epoch(p.end), list(p.parts), p.reason,

@@ -134,7 +134,7 @@ def _excused(outages: Iterable[Outage], holes: list[Span], lo: float, hi: float)
     out = []
     for o in outages:
         for s, e in iv.subtract(iv.clip([(o.start, o.end)], lo, hi), holes):
-            out.append(Outage(o.part, s, e, o.cause, o.ongoing and e >= o.end))
+            out.append(Outage(o.part, s, e, o.cause, o.ongoing and e >= min(o.end, hi)))  # still going now
     return out
 
 

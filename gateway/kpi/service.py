@@ -65,7 +65,10 @@ class KpiService:
 
     # ---- the figures -------------------------------------------------------------------------
 
-    async def get(self, since: float, until: float, group_by: str | None = None) -> dict[str, Any]:
+    async def get(self, since: float, until: float | None = None, group_by: str | None = None) -> dict[str, Any]:
+        """Both indicators over [since, until) (until None: now)."""
+        now = time.time()
+        until = now if until is None else until
         if until <= since:
             raise InvalidParams("until must be after since", details={"since": since, "until": until})
         if until - since > MAX_WINDOW_S:
@@ -73,7 +76,6 @@ class KpiService:
         if group_by is not None and (until - since) / GROUP_SECONDS[group_by] > MAX_GROUPS:
             raise InvalidParams(f"more than {MAX_GROUPS} groups; choose a longer group_by or a shorter window",
                                 details={"group_by": group_by, "max_groups": MAX_GROUPS})
-        now = time.time()
         runs, transitions, maint = await facts.load_availability(self._store, since, until)
         dl = await facts.deadlines(self._store, self.config.deadlines())
         targets = await facts.load_targets(self._store, since, until, dl)
@@ -136,7 +138,7 @@ class KpiService:
         while True:
             now = time.time()
             try:
-                gauges.set_figures(await self.get(now - WINDOW_S, now))
+                gauges.set_figures(await self.get(now - WINDOW_S))
             except Exception:
                 log.exception("kpi.gauges.failed")
             await asyncio.sleep(self.config.metrics_interval_s)

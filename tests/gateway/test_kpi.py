@@ -221,3 +221,29 @@ async def test_sms_in_time_maintenance_and_a_killed_gateway(tmp_path: Path) -> N
             (w,) = r["availability"]["maintenance"]
             assert (w["parts"], w["reason"], w["created_by"]) == (["sms"], "provider migration", "root")
             assert r["timeliness"]["channels"]["sms"]["met"] == 1
+
+
+async def test_the_kamailio_front_is_a_part_and_its_death_an_outage(start_gateway, connect) -> None:
+    gw = await start_gateway(**{"sip.max_workers": 2, "sip.warm_workers": 2, "kpi.probe_interval_s": 0.3})
+    assert gw.front is not None and gw.front.pid
+    since = epoch_to_iso(time.time() - 1)
+    olga = await connect(gw, "tok-observer")
+    first = (await olga.call("kpi.get", since=since))["availability"]
+    assert first["parts"]["front"]["availability"] == 1.0 and first["parts"]["sip"]["availability"] == 1.0
+    assert "front" in first["whole"]["parts"] and first["outages"] == []
+    # The front the gateway started, with its children (its own session: killing only the main
+    # process leaves the children answering OPTIONS). Nothing restarts it.
+    os.killpg(gw.front.pid, signal.SIGKILL)
+    killed_at = time.time()
+    async with asyncio.timeout(20):
+        while True:
+            a = (await olga.call("kpi.get", since=since))["availability"]
+            front = [o for o in a["outages"] if o["part"] == "front"]
+            if front:
+                break
+            await asyncio.sleep(0.1)
+    (o,) = front
+    assert o["ongoing"] and "not answering OPTIONS" in o["cause"], o
+    assert killed_at - 0.1 <= iso_to_epoch(o["start"]) <= killed_at + 5, (o, killed_at)
+    assert a["parts"]["front"]["availability"] < 1.0 and a["whole"]["availability"] < 1.0
+    assert a["parts"]["sip"]["availability"] == 1.0  # the workers still answer on their own addresses

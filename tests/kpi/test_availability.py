@@ -106,3 +106,9 @@ def test_no_measured_time_has_no_figure() -> None:
     assert r["whole"]["availability"] is None and r["measured_s"] == 0
     r = _get([Run(1, T0 + 500, T0 + 990)], since=T0, until=T0 + 100)
     assert r["whole"]["availability"] is None
+
+
+def test_outage_still_going_is_ongoing_in_a_window_that_ended_before_now() -> None:
+    r = _get([Run(1, T0, T0 + 500)], [Transition(1, T0 + 900, "sip", False, "x")], now=T0 + 2000, until=T0 + 1000)
+    (o,) = r["outages"]
+    assert o["ongoing"] and o["duration_s"] == 100.0 and o["end"].endswith("16:40.000Z")
