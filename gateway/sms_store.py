@@ -4,6 +4,8 @@ are stored, deduplicated and published together, before the provider is answered
 `sms_receipts` keeps every receipt under (provider, provider_id, status): the same report twice is
 acted on once, across restarts. A receipt whose message is not known yet (it overtook the API reply)
 stays with `message_id` NULL until the message's provider id is stored, then is applied.
+The batch forms (`messages`, `by_provider_ids`, `write`, `add_receipts`, `insert`) read or write
+many rows in one statement per 500, so a batch of N changes is a handful of statements, not N.
 `sms_inbound` keeps every inbound message; `dedup_key` finds an earlier delivery of it: the
 provider's id (Twilio's MessageSid), or a key of what it carries when the provider has no stable
 id (SMPP, within `sms.inbound_dedup_window_s`).
@@ -18,6 +20,11 @@ from typing import Any, Protocol
 from gateway.store import SMS_COLUMNS, Tx, _row_out
 
 _SELECT = f"SELECT {', '.join(SMS_COLUMNS)}, extra FROM sms"
+CHUNK = 500  # ids per IN (...) list
+MUTABLE = ("state", "attempts", "next_attempt_at", "provider_id", "error", "updated_at")  # what a change writes
+_WRITE = f"UPDATE sms SET {', '.join(f'{c} = ?' for c in MUTABLE)} WHERE message_id = ?"
+_INSERT_RECEIPT = ("INSERT INTO sms_receipts (provider, provider_id, status, error_code, recipient, received_at)"
+                   " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 
 
 class Db(Protocol):
@@ -46,14 +53,80 @@ async def last_inbound(db: Db, sender: str) -> dict[str, Any] | None:
     return dict(zip(("session_id", "seq", "received_at"), rows[0])) if rows else None
 
 
-async def message(tx: Tx, message_id: str) -> dict[str, Any] | None:
-    rows = await tx.fetchall(_SELECT + " WHERE message_id = ?", (message_id,))
-    return _row_out(SMS_COLUMNS, rows[0]) if rows else None
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
 
 
-async def message_by_provider_id(tx: Tx, provider: str, provider_id: str) -> dict[str, Any] | None:
-    rows = await tx.fetchall(_SELECT + " WHERE provider_id = ? AND provider = ? LIMIT 1", (provider_id, provider))
-    return _row_out(SMS_COLUMNS, rows[0]) if rows else None
+async def messages(tx: Tx, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The rows of these messages by id (those that exist)."""
+    out: dict[str, dict[str, Any]] = {}
+    for part in _chunks(list(dict.fromkeys(message_ids))):
+        rows = await tx.fetchall(_SELECT + f" WHERE message_id IN ({', '.join('?' * len(part))})", tuple(part))
+        out.update((r[0], _row_out(SMS_COLUMNS, r)) for r in rows)
+    return out
+
+
+async def by_provider_ids(tx: Tx, provider: str, provider_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The rows of the messages with these provider ids, by provider id."""
+    out: dict[str, dict[str, Any]] = {}
+    for part in _chunks(list(dict.fromkeys(provider_ids))):
+        rows = await tx.fetchall(_SELECT + f" WHERE provider_id IN ({', '.join('?' * len(part))})"
+                                 " AND provider = ?", (*part, provider))
+        for r in rows:
+            row = _row_out(SMS_COLUMNS, r)
+            out.setdefault(row["provider_id"], row)
+    return out
+
+
+async def write(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    """Write the changing columns (`MUTABLE`) of these rows, as they are now, in one statement."""
+    if rows:
+        await tx.executemany(_WRITE, [(*(r.get(c) for c in MUTABLE), r["message_id"]) for r in rows])
+
+
+async def insert(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    """Queue many messages (one statement)."""
+    cols = [*SMS_COLUMNS, "extra"]
+    sql = f"INSERT INTO sms ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    await tx.executemany(sql, [(*(r.get(c) for c in SMS_COLUMNS), json.dumps(r.get("extra") or {}))
+                               for r in rows])
+
+
+async def add_receipts(tx: Tx, provider: str, receipts: Sequence[tuple[str, str, str | None, str | None]],
+                       now: str) -> list[bool]:
+    """Store receipts (provider_id, status, error_code, recipient); for each, False when the same
+    (provider id, status) was stored before or earlier in `receipts`."""
+    seen: set[tuple[str, str]] = set()
+    for part in _chunks(list(dict.fromkeys(r[0] for r in receipts))):
+        rows = await tx.fetchall("SELECT provider_id, status FROM sms_receipts WHERE provider = ?"
+                                 f" AND provider_id IN ({', '.join('?' * len(part))})", (provider, *part))
+        seen.update((r[0], r[1]) for r in rows)
+    new: list[bool] = []
+    for provider_id, status, _, _ in receipts:
+        new.append((provider_id, status) not in seen)
+        seen.add((provider_id, status))
+    await tx.executemany(_INSERT_RECEIPT, [(provider, *r, now) for r, fresh in zip(receipts, new) if fresh])
+    return new
+
+
+async def match_receipts(tx: Tx, provider: str, matches: Sequence[tuple[str, str, str]]) -> None:
+    """Mark receipts (provider_id, status) as their message's (message_id), in one statement."""
+    if matches:
+        await tx.executemany("UPDATE sms_receipts SET message_id = ? WHERE provider = ? AND provider_id = ?"
+                             " AND status = ?", [(m, provider, p, s) for p, s, m in matches])
+
+
+async def unmatched_receipts_of(tx: Tx, provider: str, provider_ids: Sequence[str]) -> dict[str, list[tuple[str, str | None]]]:
+    """(status, error_code) of the receipts stored for these provider ids before their message was
+    known, by provider id, oldest first."""
+    out: dict[str, list[tuple[str, str | None]]] = {}
+    for part in _chunks(list(dict.fromkeys(provider_ids))):
+        rows = await tx.fetchall(
+            "SELECT provider_id, status, error_code FROM sms_receipts WHERE message_id IS NULL AND provider = ?"
+            f" AND provider_id IN ({', '.join('?' * len(part))}) ORDER BY received_at", (provider, *part))
+        for r in rows:
+            out.setdefault(r[0], []).append((r[1], r[2]))
+    return out
 
 
 async def awaiting_receipt(tx: Tx, provider: str, recipient: str, unsure: tuple[str, ...]) -> dict[str, Any] | None:
@@ -65,36 +138,6 @@ async def awaiting_receipt(tx: Tx, provider: str, recipient: str, unsure: tuple[
         f" AND attempts > 0 AND error IN ({marks}) ORDER BY created_at, message_id LIMIT 1",
         (recipient, provider, *unsure))
     return _row_out(SMS_COLUMNS, rows[0]) if rows else None
-
-
-async def update(tx: Tx, message_id: str, changes: dict[str, Any], now: str) -> None:
-    changes = {**changes, "updated_at": now}
-    if "extra" in changes:
-        changes["extra"] = json.dumps(changes["extra"] or {})
-    sets = ", ".join(f"{c} = ?" for c in changes)
-    await tx.execute(f"UPDATE sms SET {sets} WHERE message_id = ?", (*changes.values(), message_id))
-
-
-async def add_receipt(tx: Tx, provider: str, provider_id: str, status: str, error_code: str | None,
-                      recipient: str | None, now: str) -> bool:
-    """Store a receipt; False when the same (provider id, status) was stored before."""
-    return bool(await tx.execute(
-        "INSERT INTO sms_receipts (provider, provider_id, status, error_code, recipient, received_at)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (provider, provider_id, status, error_code, recipient, now)))
-
-
-async def match_receipt(tx: Tx, provider: str, provider_id: str, status: str, message_id: str) -> None:
-    await tx.execute("UPDATE sms_receipts SET message_id = ? WHERE provider = ? AND provider_id = ?"
-                     " AND status = ?", (message_id, provider, provider_id, status))
-
-
-async def unmatched_receipts(tx: Tx, provider: str, provider_id: str) -> list[tuple[str, str | None]]:
-    """(status, error_code) of the receipts stored for `provider_id` before its message was known."""
-    rows = await tx.fetchall(
-        "SELECT status, error_code FROM sms_receipts WHERE provider_id = ? AND provider = ?"
-        " AND message_id IS NULL ORDER BY received_at", (provider_id, provider))
-    return [(r[0], r[1]) for r in rows]
 
 
 async def unmatched_receipts_from(tx: Tx, provider: str, recipient: str, since: str,

@@ -16,6 +16,7 @@ create may still have been accepted by Twilio: reconcile with `find_sent()` befo
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -42,17 +43,27 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _TWILIO_API_HOST = "api.twilio.com"
 
 
+# The library logs every request and answer at INFO (method, URL, headers): thousands of lines a
+# second at carrier rates, for nothing our own log does not say. Its warnings still come through.
+_LIBRARY_LOG = logging.getLogger("sms.twilio.library")
+_LIBRARY_LOG.setLevel(logging.WARNING)
+
+
 class _HttpClient(AsyncTwilioHttpClient):
     """The library's async client with a deadline on every request and the API host rewritten to
-    `api_base` (a local mock or proxy in tests). The aiohttp session is made on first use, inside
-    the running loop, and closed by `close()`."""
+    `api_base` (a local mock or proxy in tests). One aiohttp session (one connection pool, at most
+    `max_connections` connections, kept alive between requests) is made on first use, inside the
+    running loop, and closed by `close()`."""
 
-    def __init__(self, api_base: str, timeout_s: float) -> None:
-        super().__init__(pool_connections=False, timeout=timeout_s)
+    def __init__(self, api_base: str, timeout_s: float, max_connections: int = 20) -> None:
+        super().__init__(pool_connections=False, timeout=timeout_s, logger=_LIBRARY_LOG)
         base = urlsplit(api_base)
         if base.scheme not in ("http", "https") or not base.netloc:
             raise ValueError(f"api_base must be an http(s) URL, not {api_base!r}")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self._base = base
+        self.max_connections = max_connections
 
     def rewrite(self, url: str) -> str:
         parts = urlsplit(url)
@@ -77,7 +88,8 @@ class _HttpClient(AsyncTwilioHttpClient):
             headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
             auth = None
         if self.session is None:
-            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=deadline))
+            pool = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections)
+            self.session = aiohttp.ClientSession(connector=pool, timeout=aiohttp.ClientTimeout(total=self.timeout))
         async with asyncio.timeout(deadline):  # connect, send, and read the whole body
             response = await super().request(
                 method, self.rewrite(url), params=params, data=data, headers=headers, auth=auth,
@@ -156,6 +168,7 @@ class TwilioProvider:
         api_base: str = DEFAULT_API_BASE,
         public_url: str,
         timeout_s: float = 10,
+        max_connections: int = 20,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
@@ -166,7 +179,7 @@ class TwilioProvider:
         self.public_url = public_url.rstrip("/")
         self.status_callback = self.public_url + STATUS_PATH
         self.timeout_s = timeout_s
-        self._http = _HttpClient(api_base, timeout_s)
+        self._http = _HttpClient(api_base, timeout_s, max_connections)
         # environment={}: TWILIO_EDGE / TWILIO_REGION must not move the API host behind our back
         self._client = Client(account_sid, auth_token, http_client=self._http, environment={})
         self._validator = RequestValidator(auth_token)
@@ -201,7 +214,7 @@ class TwilioProvider:
         if not message.sid:
             raise ProviderError("twilio send: no sid in the answer", status_code=None,
                                 details={"op": "send"})
-        log.info("twilio_sent", message_id=message_id, provider_id=message.sid, status=message.status)
+        log.debug("twilio_sent", message_id=message_id, provider_id=message.sid, status=message.status)
         return Submitted(provider_id=message.sid, status=str(message.status or ""))
 
     async def find_sent(self, to: str, since_iso: str) -> list[Remote]:
@@ -264,7 +277,7 @@ class TwilioProvider:
             return web.Response(status=400)
         receipt = Receipt(provider_id=str(sid), status=str(status),
                           error_code=str(form.get("ErrorCode") or "") or None)
-        log.info("twilio_receipt", provider_id=receipt.provider_id, status=receipt.status,
+        log.debug("twilio_receipt", provider_id=receipt.provider_id, status=receipt.status,
                  error_code=receipt.error_code)
         if not await self._handed_over(self._on_receipt, receipt):
             return _retry_later()

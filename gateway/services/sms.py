@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import random
 import time
 import uuid
@@ -28,7 +27,7 @@ from gateway.directory import Directory, Endpoint
 from gateway.errors import InvalidParams, NotFound, Unavailable
 from gateway.events import EventBus
 from gateway.services.sessions import SessionService
-from gateway.services.sms_ledger import RECEIPT_INPUTS, UNSURE, SmsLedger, status_data
+from gateway.services.sms_ledger import RECEIPT_INPUTS, UNSURE, SmsLedger
 from gateway.store import Store
 from gateway.tasks import OwnedTasks
 from gateway.timeutil import epoch_to_iso, iso_to_epoch, now_iso
@@ -36,6 +35,7 @@ from sms import numbers, segments, templates
 from sms.config import SmsConfig
 from sms.errors import SmsError
 from sms.outbox import MessageState, RetryPolicy, SenderRates
+from sms.pacing import Pacer
 from sms.provider import Inbound, Provider, ProviderError, Receipt, Remote
 
 log = structlog.get_logger(__name__)
@@ -55,11 +55,10 @@ class SmsService:
         self.config = config
         self.provider = provider
         self._policy = RetryPolicy(config.max_attempts, config.base_delay_s, config.max_delay_s)
-        self._rates = SenderRates(config.rate_per_s, config.burst)
         self._rng = random.Random()
-        self._due: list[tuple[float, str, str]] = []  # (next_attempt_at, message_id, sender)
+        self._pacer = Pacer(SenderRates(config.rate_per_s, config.burst), window=config.in_flight)
+        self._ready: dict[str, dict] = {}  # rows of the prepared messages (at most sms.in_flight)
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(config.in_flight)
         self._tasks = OwnedTasks()
         self._ledger = SmsLedger(store, provider.name if provider else "none", config)
         self._senders: dict[str, tuple[asyncio.Lock, int]] = {}  # inbound being filed, per sender
@@ -137,13 +136,9 @@ class SmsService:
                 "message_ids": [r["message_id"] for r in rows][:1000]}
 
     async def _enqueue(self, rows: list[dict[str, Any]]) -> None:
-        await self._store.insert_sms(rows)  # durable before any provider sees them
-        # Their `queued` events in one go (in order: each append is queued before the next),
-        # then every message is due at once, before the dispatcher runs again.
-        await asyncio.gather(*(self._status(r, MessageState.QUEUED.value) for r in rows))
-        for r in rows:
-            heapq.heappush(self._due, (r["next_attempt_at"], r["message_id"], r["sender"]))
-        self._wake.set()
+        # Durable (one transaction) before any provider sees them; each chunk is due as soon as
+        # its `queued` events are published (a message's events stay in order).
+        await self._ledger.queue(rows, lambda chunk: [self._requeue(r) for r in chunk])
 
     async def get(self, *, message_id: str | None, send_id: str | None) -> dict:
         if message_id:
@@ -201,53 +196,74 @@ class SmsService:
 
     # sending ---------------------------------------------------------------------------------
     async def _dispatch(self) -> None:
+        """Runs the pacer (sms.pacing): prepares the due messages (marked `sending`, one unit per
+        batch) ahead of their tokens, calls the provider for each prepared one as its sender's
+        token comes, and sleeps until the next can go or a step ends."""
         while True:
-            if not self._due:
-                self._wake.clear()
+            now, mono = time.time(), time.monotonic()
+            prepare = self._pacer.to_prepare(now)
+            if prepare:
+                self._own(self._prepare(prepare), "sms.prepare")
+            for message_id, _ in self._pacer.to_send(mono):
+                self._own(self._call(message_id), "sms.call")
+            wait = self._pacer.wait(now, mono)
+            self._wake.clear()
+            if wait is None:
                 await self._wake.wait()
                 continue
-            at, message_id, sender = self._due[0]
-            now = time.time()
-            ready = max(at, now + max(0.0, self._rates.next_send_at(sender, time.monotonic())
-                                      - time.monotonic()))
-            if ready > now:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(ready - now):
-                        await self._wake.wait()
-                continue
-            if not self._rates.try_take(sender, time.monotonic()):
-                continue
-            heapq.heappop(self._due)
-            await self._slots.acquire()
-            self._own(self._send_one(message_id), "sms.send")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
-    async def _send_one(self, message_id: str) -> None:
+    async def _prepare(self, batch: list[tuple[str, str]]) -> None:
+        """Mark a batch `sending` in one unit; each started one is ready for its token. One whose
+        last attempt timed out (the provider may have it) is ready untouched: it is looked up first."""
+        assert self.provider is not None
+        can_list = self.provider.can_list
         try:
-            row = await self._store.get_sms(message_id)
-            if row is None or row["state"] != MessageState.QUEUED.value:
-                return
+            results = await self._ledger.start_many(
+                [m for m, _ in batch], lambda row: bool(can_list and row["attempts"] and row.get("error") in UNSURE))
+        except Exception:
+            log.exception("sms.prepare_failed", messages=len(batch))
+            for message_id, sender in batch:  # still queued in the store: due again in a second
+                self._pacer.dropped()
+                self._pacer.push(message_id, sender, time.time() + 1.0)
+            self._wake.set()
+            return
+        for (message_id, sender), (kind, row) in zip(batch, results, strict=True):
+            if kind in ("sending", "hold") and row is not None:
+                self._ready[message_id] = row
+                self._pacer.prepared(message_id, sender)
+            else:
+                self._pacer.dropped()
+                if kind == "queued":  # not due after all
+                    self._requeue(row)
+        self._wake.set()
+
+    async def _call(self, message_id: str) -> None:
+        row = self._ready.pop(message_id)
+        try:
             assert self.provider is not None
-            if row["attempts"] and row.get("error") in UNSURE and self.provider.can_list:
-                # The last attempt timed out: the provider may have taken it. Look before resending.
+            if row["state"] == MessageState.QUEUED.value:  # held: look at the provider before resending
                 remote = await self._find_at_provider(row)
                 if remote is not None:
                     await self._adopt(row, remote)
                     return
-            sending = await self._ledger.step(message_id, lambda m, now: m.start_attempt(now))
-            if sending is None:  # not due after all, or no longer queued
-                self._requeue(await self._store.get_sms(message_id))
-                return
+                started = await self._ledger.step(message_id, lambda m, now: m.start_attempt(now))
+                if started is None:  # not due after all, or no longer queued
+                    self._requeue(await self._store.get_sms(message_id))
+                    return
+                row = started
             t0 = time.monotonic()
             try:
                 sub = await self.provider.send(message_id, row["sender"], row["recipient"], row["body"])
             except ProviderError as err:
                 self._timed("error", t0)
-                await self._failed_attempt(sending, err)
+                await self._failed_attempt(row, err)
                 return
             except (TimeoutError, OSError) as err:
                 self._timed("error", t0)
-                await self._failed_attempt(sending, ProviderError(repr(err), error=err))
+                await self._failed_attempt(row, ProviderError(repr(err), error=err))
                 return
             self._timed("ok", t0)
             await self._ledger.accepted(message_id, sub.provider_id)
@@ -255,7 +271,8 @@ class SmsService:
         except Exception:
             log.exception("sms.send_failed", message_id=message_id)
         finally:
-            self._slots.release()
+            self._pacer.done()
+            self._wake.set()
 
     def _timed(self, outcome: str, t0: float) -> None:
         if self.on_send is not None:
@@ -280,7 +297,7 @@ class SmsService:
 
     def _requeue(self, row: dict | None) -> None:
         if row is not None and row["state"] == MessageState.QUEUED.value:
-            heapq.heappush(self._due, (row.get("next_attempt_at") or 0.0, row["message_id"], row["sender"]))
+            self._pacer.push(row["message_id"], row["sender"], row.get("next_attempt_at") or 0.0)
             self._wake.set()
 
     # receipts and inbound: stored before the provider is answered ----------------------------
@@ -422,9 +439,6 @@ class SmsService:
                         known_at_provider=remote is not None)
         else:  # look again later, not at every pass
             await self._store.update_sms(row["message_id"])
-
-    async def _status(self, row: dict, state: str, **extra: Any) -> None:
-        await self._bus.publish("sms.status", status_data(row, state, **extra), session_id=row.get("session_id"))
 
 
 def number_of(ep: Endpoint) -> str:

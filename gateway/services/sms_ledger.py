@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from gateway import sms_store
+from gateway.batching import Batcher
 from gateway.errors import Unavailable
 from gateway.store import Store, Tx
 from gateway.timeutil import epoch_to_iso, iso_to_epoch, now_iso
@@ -40,6 +41,7 @@ log = structlog.get_logger(__name__)
 RECEIPT_INPUTS = {"delivered": "delivered", "read": "delivered", "undelivered": "undelivered",
                   "failed": "failed", "canceled": "failed"}
 UNSURE = ("timeout",)  # the error of an attempt that may have reached the provider
+EVENT_CHUNK = 250  # `queued` events per unit (under a subscriber's queue, control.send_queue)
 
 Step = Callable[[OutgoingMessage, float], Change | None]
 
@@ -73,6 +75,27 @@ def _detail(change: Change) -> dict[str, Any]:
     return {}
 
 
+class _Changes:
+    """What one unit changes: the rows changed (each written once, as it ends up), the receipts
+    matched to their message, the `sms.status` events in order; `write()` stores them in three
+    statements whatever the number of messages, and starts afresh."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.matches: list[tuple[str, str, str]] = []  # (provider_id, status, message_id)
+        self.events: list[tuple[str | None, dict[str, Any]]] = []
+
+    def set(self, row: dict[str, Any], **columns: Any) -> None:
+        row.update(columns, updated_at=now_iso())
+        self.rows[row["message_id"]] = row
+
+    async def write(self, tx: Tx, provider: str) -> None:
+        await sms_store.write(tx, list(self.rows.values()))
+        await sms_store.match_receipts(tx, provider, self.matches)
+        await tx.emit_each("sms.status", self.events)
+        self.rows, self.matches, self.events = {}, [], []
+
+
 class SmsLedger:
     def __init__(self, store: Store, provider: str, config: SmsConfig) -> None:
         self._store = store
@@ -81,8 +104,22 @@ class SmsLedger:
         self._busy: dict[str, asyncio.Task[Any]] = {}
         self._line: collections.deque[asyncio.Future[None]] = collections.deque()  # waiting for a slot
         self._granted = 0  # slots handed to a waiter that has not started its work yet
+        self._accepts: Batcher[tuple[str, str, dict[str, Any]], dict | None] = Batcher(
+            self._accepted_many, name="sms.accepted")
+        self._receipts: Batcher[tuple[Receipt, bool], str] = Batcher(self._receipts_many, name="sms.receipts")
 
     # --- messages ------------------------------------------------------------------------------
+    async def queue(self, rows: list[dict[str, Any]], on_published: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Store new messages in one transaction, then publish their `queued` events in chunks of
+        EVENT_CHUNK, one unit each (a live subscriber's queue takes a chunk at a time, not 10,000
+        events in one commit); `on_published(chunk)` after each: those may be sent."""
+        await self._store.atomic(lambda tx: sms_store.insert(tx, rows))
+        for i in range(0, len(rows), EVENT_CHUNK):
+            chunk = rows[i:i + EVENT_CHUNK]
+            await self._store.atomic(lambda tx, chunk=chunk: tx.emit_each(
+                "sms.status", [(r.get("session_id"), status_data(r, "queued")) for r in chunk]))
+            on_published(chunk)
+
     async def step(self, message_id: str, step: Step, *, columns: dict[str, Any] | None = None,
                    receipts_since: str | None = None, **extra: Any) -> dict | None:
         """Feed `step` to the message; its row after the change, or None if nothing changed.
@@ -93,44 +130,83 @@ class SmsLedger:
         now = time.time()
 
         async def work(tx: Tx) -> dict | None:
-            row = await sms_store.message(tx, message_id)
+            row = (await sms_store.messages(tx, [message_id])).get(message_id)
             if row is None:
                 return None
-            new = await self._apply(tx, row, step, now, columns or {}, extra)
+            changes = _Changes()
+            new = self._apply(changes, row, step, now, columns or {}, extra)
             if new is not None and receipts_since is not None and new["state"] == "queued":
-                await self._adopt_receipt(tx, new, receipts_since, now)
+                await self._adopt_receipt(tx, changes, new, receipts_since, now)
+            await changes.write(tx, self.provider)
             return new
 
         return await self._store.atomic(work)
 
-    async def _adopt_receipt(self, tx: Tx, row: dict, since: str, now: float) -> None:
+    async def _adopt_receipt(self, tx: Tx, changes: _Changes, row: dict, since: str, now: float) -> None:
         found = await sms_store.unmatched_receipts_from(tx, self.provider, row["recipient"], since,
                                                          tuple(RECEIPT_INPUTS))
         if found:
             provider_id, status, error_code = found[0]
-            await sms_store.update(tx, row["message_id"], {"provider_id": provider_id}, now_iso())
-            row["provider_id"] = provider_id
-            await self._receipt_to(tx, row, provider_id, status, error_code, now)
+            changes.set(row, provider_id=provider_id)
+            self._receipt_to(changes, row, provider_id, status, error_code, now)
 
-    async def accepted(self, message_id: str, provider_id: str, **extra: Any) -> dict | None:
+    async def start_many(self, message_ids: list[str], hold: Callable[[dict], bool]) -> list[tuple[str, dict | None]]:
+        """Start an attempt of each message (queued -> sending), all in one unit. For each id:
+        ("sending", row), ("hold", row) when `hold(row)` (look at the provider first: untouched),
+        ("queued", row) when not due yet, or ("gone", None) (no such message, or not queued)."""
         now = time.time()
 
-        async def work(tx: Tx) -> dict | None:
-            row = await sms_store.message(tx, message_id)
-            if row is None:
-                return None
-            if not row.get("provider_id"):
-                await sms_store.update(tx, message_id, {"provider_id": provider_id}, now_iso())
-                row["provider_id"] = provider_id
-            await self._apply(tx, row, lambda m, t: m.accepted(t, provider_id), now, {}, extra)
-            for status, code in await sms_store.unmatched_receipts(tx, self.provider, provider_id):
-                await self._receipt_to(tx, row, provider_id, status, code, now)
-            return row
+        async def work(tx: Tx) -> list[tuple[str, dict | None]]:
+            rows = await sms_store.messages(tx, message_ids)
+            changes, out = _Changes(), []
+            for message_id in message_ids:
+                row = rows.get(message_id)
+                if row is None or row["state"] != "queued":
+                    out.append(("gone", None))
+                elif hold(row):
+                    out.append(("hold", row))
+                elif self._apply(changes, row, lambda m, t: m.start_attempt(t), now, {}, {}) is None:
+                    out.append(("queued", row))
+                else:
+                    out.append(("sending", row))
+            await changes.write(tx, self.provider)
+            return out
 
         return await self._store.atomic(work)
 
-    async def _apply(self, tx: Tx, row: dict, step: Step, now: float, columns: dict[str, Any],
-                     extra: dict[str, Any]) -> dict | None:
+    async def accepted(self, message_id: str, provider_id: str, **extra: Any) -> dict | None:
+        """The provider took the message (its id): `sent`, through the accepted batcher (one unit
+        for all the answers that came while the last one was written)."""
+        return await self._accepts.submit((message_id, provider_id, extra))
+
+    async def _accepted_many(self, items: list[tuple[str, str, dict[str, Any]]]) -> list[dict | None]:
+        """Each message's provider id and `sent`, and any receipt stored for that id before the
+        reply came (it overtook the API answer), in one unit."""
+        now = time.time()
+
+        async def work(tx: Tx) -> list[dict | None]:
+            rows = await sms_store.messages(tx, [i[0] for i in items])
+            early = await sms_store.unmatched_receipts_of(tx, self.provider, [i[1] for i in items])
+            changes, out = _Changes(), []
+            for message_id, provider_id, extra in items:
+                row = rows.get(message_id)
+                out.append(row)
+                if row is None:
+                    continue
+                if not row.get("provider_id"):
+                    changes.set(row, provider_id=provider_id)
+                self._apply(changes, row, lambda m, t, p=provider_id: m.accepted(t, p), now, {}, extra)
+                for status, code in early.get(provider_id, ()):
+                    self._receipt_to(changes, row, provider_id, status, code, now)
+            await changes.write(tx, self.provider)
+            return out
+
+        return await self._store.atomic(work)
+
+    def _apply(self, changes: _Changes, row: dict, step: Step, now: float, columns: dict[str, Any],
+               extra: dict[str, Any]) -> dict | None:
+        """Feed `step` to the message of `row` (the core decides); the change goes into `changes`
+        (the row as it is now, and its event). The row, or None when nothing changed."""
         msg = _restore(row)
         try:
             change = step(msg, now)
@@ -139,45 +215,56 @@ class SmsLedger:
             return None
         if change is None or change.ignored:
             return None
-        cols = {"state": msg.state.value, "attempts": msg.attempts,
-                "next_attempt_at": msg.next_attempt_at or 0.0, "provider_id": msg.provider_id, **columns}
-        stamp = now_iso()
-        await sms_store.update(tx, row["message_id"], cols, stamp)
-        row.update(cols, updated_at=stamp)
-        await tx.emit("sms.status", row.get("session_id"),
-                      status_data(row, msg.state.value, **_detail(change), **extra))
+        changes.set(row, state=msg.state.value, attempts=msg.attempts,
+                    next_attempt_at=msg.next_attempt_at or 0.0, provider_id=msg.provider_id, **columns)
+        changes.events.append((row.get("session_id"),
+                               status_data(row, msg.state.value, **_detail(change), **extra)))
         return row
 
-    async def _receipt_to(self, tx: Tx, row: dict, provider_id: str, status: str, error_code: str | None,
-                          now: float) -> None:
-        await sms_store.match_receipt(tx, self.provider, provider_id, status, row["message_id"])
+    def _receipt_to(self, changes: _Changes, row: dict, provider_id: str, status: str,
+                    error_code: str | None, now: float) -> None:
+        changes.matches.append((provider_id, status, row["message_id"]))
         event = RECEIPT_INPUTS.get(status)
         if event is not None:
-            await self._apply(tx, row, lambda m, t: m.receipt(t, event), now, {"error": error_code}, {})
+            self._apply(changes, row, lambda m, t: m.receipt(t, event), now, {"error": error_code}, {})
 
     # --- what the provider reports ----------------------------------------------------------------
     async def receipt(self, r: Receipt, *, can_list: bool) -> str:
-        """Store and apply a receipt: "applied", "duplicate" or "unmatched" (kept for its message)."""
+        """Store and apply a receipt: "applied", "duplicate" or "unmatched" (kept for its message).
+        Through the receipt batcher: the receipts that came while the last batch was written are
+        stored together, one unit."""
+        return await self._receipts.submit((r, can_list))
+
+    async def _receipts_many(self, items: list[tuple[Receipt, bool]]) -> list[str]:
         now = time.time()
 
-        async def work(tx: Tx) -> str:
-            if not await sms_store.add_receipt(tx, self.provider, r.provider_id, r.status, r.error_code,
-                                               r.to, now_iso()):
-                return "duplicate"
-            row = await sms_store.message(tx, r.message_id) if r.message_id else None
-            if row is None:
-                row = await sms_store.message_by_provider_id(tx, self.provider, r.provider_id)
-            if row is None and r.to and not can_list and r.status in RECEIPT_INPUTS:
-                # SMPP: the submit_sm timed out, so its id never reached us; the receipt is from
-                # the number a timed-out message went to: that message was sent after all.
-                row = await sms_store.awaiting_receipt(tx, self.provider, r.to, UNSURE)
-                if row is not None:
-                    await sms_store.update(tx, row["message_id"], {"provider_id": r.provider_id}, now_iso())
-                    row["provider_id"] = r.provider_id
-            if row is None:
-                return "unmatched"
-            await self._receipt_to(tx, row, r.provider_id, r.status, r.error_code, now)
-            return "applied"
+        async def work(tx: Tx) -> list[str]:
+            fresh = await sms_store.add_receipts(
+                tx, self.provider, [(r.provider_id, r.status, r.error_code, r.to) for r, _ in items], now_iso())
+            known = await sms_store.messages(tx, [r.message_id for r, _ in items if r.message_id])
+            by_pid = {pid: known.setdefault(row["message_id"], row) for pid, row in (
+                await sms_store.by_provider_ids(tx, self.provider, [r.provider_id for r, _ in items])).items()}
+            changes, out = _Changes(), []
+            for (r, can_list), new in zip(items, fresh, strict=True):
+                if not new:
+                    out.append("duplicate")
+                    continue
+                row = (known.get(r.message_id) if r.message_id else None) or by_pid.get(r.provider_id)
+                if row is None and r.to and not can_list and r.status in RECEIPT_INPUTS:
+                    # SMPP: the submit_sm timed out, so its id never reached us; the receipt is from
+                    # the number a timed-out message went to: that message was sent after all.
+                    await changes.write(tx, self.provider)  # what this batch adopted is seen
+                    found = await sms_store.awaiting_receipt(tx, self.provider, r.to, UNSURE)
+                    if found is not None:
+                        row = by_pid[r.provider_id] = known.setdefault(found["message_id"], found)
+                        changes.set(row, provider_id=r.provider_id)
+                if row is None:
+                    out.append("unmatched")
+                    continue
+                self._receipt_to(changes, row, r.provider_id, r.status, r.error_code, now)
+                out.append("applied")
+            await changes.write(tx, self.provider)
+            return out
 
         return await self._store.atomic(work)
 
@@ -270,6 +357,8 @@ class SmsLedger:
         self._grant()
 
     async def drain(self) -> None:
-        """Wait for the reports being stored (at stop)."""
+        """Wait for the reports being stored and the batches being written (at stop)."""
         if self._busy:
             await asyncio.gather(*self._busy.values(), return_exceptions=True)
+        await self._receipts.drain()
+        await self._accepts.drain()

@@ -97,9 +97,15 @@ class Tx:
 
     async def emit_many(self, type: str, session_id: str | None, datas: Sequence[dict[str, Any]]) -> list[int]:
         """Append one event per `datas` item, in order, in one statement; their seqs."""
+        return await self.emit_each(type, [(session_id, d) for d in datas])
+
+    async def emit_each(self, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[int]:
+        """Append one event of `type` per (session_id, data), in order, in one statement; their seqs."""
+        if not items:
+            return []
         time = now_iso()
         rows = [(self.next_seq + i, type, time, session_id,
-                 json.dumps(d, separators=(",", ":"), ensure_ascii=False)) for i, d in enumerate(datas)]
+                 json.dumps(d, separators=(",", ":"), ensure_ascii=False)) for i, (session_id, d) in enumerate(items)]
         await self._conn.executemany(_INSERT_EVENT, rows)
         self.events.extend(rows)
         self.next_seq += len(rows)

@@ -105,6 +105,7 @@ class TwilioStub:
     create_times: list[float] = field(default_factory=list)              # loop time of each create POST
     webhook_answers: Counter[int] = field(default_factory=Counter)       # every answer (0: none)
     webhook_log: list[tuple[str, str, int]] = field(default_factory=list)  # (MessageSid, status, answer)
+    api_peers: set[tuple[str, int]] = field(default_factory=set)  # client (host, port) of every API request
 
     def __post_init__(self) -> None:
         self._failures: list[_Injected] = []
@@ -157,6 +158,7 @@ class TwilioStub:
         self.create_times.clear()
         self.webhook_answers.clear()
         self.webhook_log.clear()
+        self.api_peers.clear()
         self._stalled.clear()
         self._stall = 0
         self._failures.clear()
@@ -257,6 +259,8 @@ class TwilioStub:
 
     def _check(self, request: web.Request) -> web.Response | None:
         self.requests.append((request.method, request.path_qs))
+        if request.transport is not None:
+            self.api_peers.add(request.transport.get_extra_info("peername")[:2])
         auth = request.headers.get("Authorization", "")
         expected = "Basic " + base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         if not hmac.compare_digest(auth, expected) or request.match_info["account"] != self.account_sid:

@@ -124,6 +124,21 @@ async def test_send_then_status_callbacks_become_receipts(sms: Harness) -> None:
     await sms.assert_no_violations()
 
 
+async def test_concurrent_sends_share_one_pool_as_wide_as_the_in_flight_limit(sms: Harness) -> None:
+    """30 creates at once through a provider with 4 connections: they queue for the pool and
+    reuse its connections (the stub sees at most 4 client ports), not a connection each."""
+    provider = sms.make_provider(api_base=sms.stub.url, max_connections=4)
+    await provider.start(sms.receipts.append, sms.inbound.append)
+    try:
+        sent = await asyncio.gather(*(provider.send(f"m-{i}", SENDER, f"+1555123{i:04d}", "pool")
+                                      for i in range(30)))
+        sent += [await provider.send("m-last", SENDER, GOOD, "pool")]  # a kept-alive one is reused
+    finally:
+        await provider.stop()
+    assert len({s.provider_id for s in sent}) == 31
+    assert 1 <= len(sms.stub.api_peers) <= 4, sms.stub.api_peers
+
+
 async def test_bad_number_is_reported_undelivered(sms: Harness) -> None:
     submitted = await sms.provider.send("m-2", SENDER, BAD, "hello")
     receipts = await sms.receipts_for(submitted.provider_id, 3)
