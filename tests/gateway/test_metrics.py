@@ -1,7 +1,8 @@
 """/metrics of a real gateway (issue 12), scraped over HTTP and parsed with prometheus_client's
-own parser after real actions: a call answered by SIPp, an SMS through the Twilio stub (and its
-signed status callback), a webhook with no signature, control requests, a SIP worker killed -9;
-the counters moved. A flood of unknown method names keeps the label sets bounded."""
+own parser after real actions: the gateway process (`dispatch-gateway serve`) after a call
+answered by SIPp, an SMS through the Twilio stub (and its signed status callback), a webhook with
+no signature and control requests; a SIP worker killed -9. The counters moved. A flood of unknown
+method names keeps the label sets bounded."""
 
 from __future__ import annotations
 
@@ -23,8 +24,11 @@ from gateway.metrics.http import allowed
 from gateway.metrics.registry import EVENT_TYPES
 from gateway.store import Event
 from sms.twilio import STATUS_PATH
-from tests.gateway.test_sms_twilio import twilio_gateway
-from tests.peers.sipp import sipp_uas
+from gateway.client import GatewayClient
+from tests.gateway.gateway_proc import GatewayProc
+from tests.gateway.test_sms_twilio import SID, TOKEN
+from tests.peers.sipp import free_port_block, sipp_uas
+from tests.peers.twilio_stub import twilio_stub
 
 pytestmark = pytest.mark.peers
 
@@ -46,52 +50,75 @@ def value(scraped: dict[str, list], name: str, **labels: str) -> float:
     return sum(v for lab, v in scraped.get(name, []) if all(lab.get(k) == x for k, x in labels.items()))
 
 
-async def test_counters_move_after_real_actions(start_gateway, connect, watch, tmp_path) -> None:
-    async with twilio_gateway(start_gateway, tmp_path, via_prism=False) as (gw, stub, _, public):
-        before = await scrape(gw.http_port)
-        assert value(before, "dispatch_sip_workers_up") == 1
-        alice = await connect(gw)
-        w = await watch(alice)
-        # a call to SIPp, answered, then hung up
-        async with sipp_uas("answer") as uas:
-            call = await alice.call("call.dial", target=uas.uri)
-            await w.call_state(call["call_id"], "connected", 20)
-            mid = await scrape(gw.http_port)
-            assert value(mid, "dispatch_calls", state="connected") == 1
-            await alice.call("call.hangup", call_id=call["call_id"])
-            await w.call_state(call["call_id"], "ended", 20)
-        # an SMS through the Twilio stub, to its final status (the stub's signed callback)
-        sent = await alice.call("sms.send", to=["+15551230001"], body="report to the dike")
-        await w.wait(lambda e: e["type"] == "sms.status" and e["data"]["state"] == "delivered", 20)
-        # a forged webhook (no signature): refused 403
-        async with aiohttp.ClientSession() as s, s.post(public + STATUS_PATH, data={"MessageSid": "SM1"}) as r:
-            assert r.status == 403
-        await alice.call("session.list")
-        after = await scrape(gw.http_port)
-        assert value(after, "dispatch_control_connections") >= 1
-        for method in ("call.dial", "call.hangup", "sms.send", "session.list", "hello", "events.subscribe"):
-            assert value(after, "dispatch_control_requests_total", method=method, outcome="ok") \
-                - value(before, "dispatch_control_requests_total", method=method, outcome="ok") >= 1, method
-        assert value(after, "dispatch_control_request_seconds_count", method="call.dial") >= 1
-        assert value(after, "dispatch_call_transitions_total", direction="outbound", state="connected") == 1
-        assert value(after, "dispatch_call_transitions_total", direction="outbound", state="ended") == 1
-        assert value(after, "dispatch_call_setup_seconds_count", direction="outbound") == 1
-        assert 0 < value(after, "dispatch_call_setup_seconds_sum") < 20
-        assert value(after, "dispatch_calls", state="connected") == 0
-        assert value(after, "dispatch_sms_transitions_total", state="sent") == 1
-        assert value(after, "dispatch_sms_transitions_total", state="delivered") == 1
-        assert value(after, "dispatch_sms_provider_seconds_count", provider="twilio", outcome="ok") == 1
-        assert value(after, "dispatch_webhook_rejections_total", path=STATUS_PATH, status="403") == 1
-        assert value(after, "dispatch_events_stored_total", type="call.state") >= 3
-        assert value(after, "dispatch_events_last_seq") >= value(after, "dispatch_events_stored_total")
-        assert value(after, "dispatch_event_subscribers") >= 1
-        assert sent["recipients"] == 1
-        # a SIP worker killed -9 (a child of the gateway this test started) is restarted and counted
-        os.kill(gw.sip.worker_pid(0), signal.SIGKILL)
-        async with asyncio.timeout(30):
-            while value(scraped := await scrape(gw.http_port), "dispatch_sip_worker_restarts_total", worker="0") < 1:
-                await asyncio.sleep(0.1)
-        assert value(scraped, "dispatch_sip_worker_restarts_total") == 1
+async def test_counters_move_after_real_actions(watch, tmp_path) -> None:
+    """The gateway as its own process (`dispatch-gateway serve`), its http port scraped."""
+    async with twilio_stub(SID, TOKEN) as stub:
+        base = free_port_block(span=40)
+        public = f"http://127.0.0.1:{base + 1}"
+        gw = GatewayProc({"gateway.data_dir": str(tmp_path / "data"), "gateway.log_format": "json",
+                          "control.port": base, "http.port": base + 1, "sip.port": base + 2,
+                          "sip.worker_base_port": base + 10,
+                          "sip.rtp_port_base": free_port_block(span=10, tcp=False), "sip.max_workers": 1,
+                          "sip.log_dir": str(tmp_path / "sip"), "sms.provider": "twilio",
+                          "sms.twilio.account_sid": SID, "sms.twilio.auth_token": TOKEN,
+                          "sms.twilio.api_base": stub.url, "sms.twilio.public_url": public}, tmp_path)
+        await gw.start()
+        alice = None
+        try:
+            http_port = base + 1
+            before = await scrape(http_port)
+            assert value(before, "dispatch_sip_workers_up") == 1
+            alice = await GatewayClient.connect(gw.url, "tok-dispatcher", reconnect=False)
+            w = await watch(alice)
+            # a call to SIPp, answered, then hung up
+            async with sipp_uas("answer") as uas:
+                call = await alice.call("call.dial", target=uas.uri)
+                await w.call_state(call["call_id"], "connected", 20)
+                mid = await scrape(http_port)
+                assert value(mid, "dispatch_calls", state="connected") == 1
+                await alice.call("call.hangup", call_id=call["call_id"])
+                await w.call_state(call["call_id"], "ended", 20)
+            # an SMS through the Twilio stub, to its final status (the stub's signed callback)
+            sent = await alice.call("sms.send", to=["+15551230001"], body="report to the dike")
+            await w.wait(lambda e: e["type"] == "sms.status" and e["data"]["state"] == "delivered", 20)
+            # a forged webhook (no signature): refused 403
+            async with aiohttp.ClientSession() as s, s.post(public + STATUS_PATH, data={"MessageSid": "SM1"}) as r:
+                assert r.status == 403
+            await alice.call("session.list")
+            after = await scrape(http_port)
+        finally:
+            if alice is not None:
+                await alice.close()
+            await gw.stop()
+    assert value(after, "dispatch_control_connections") >= 1
+    for method in ("call.dial", "call.hangup", "sms.send", "session.list", "hello", "events.subscribe"):
+        assert value(after, "dispatch_control_requests_total", method=method, outcome="ok") \
+            - value(before, "dispatch_control_requests_total", method=method, outcome="ok") >= 1, method
+    assert value(after, "dispatch_control_request_seconds_count", method="call.dial") >= 1
+    assert value(after, "dispatch_call_transitions_total", direction="outbound", state="connected") == 1
+    assert value(after, "dispatch_call_transitions_total", direction="outbound", state="ended") == 1
+    assert value(after, "dispatch_call_setup_seconds_count", direction="outbound") == 1
+    assert 0 < value(after, "dispatch_call_setup_seconds_sum") < 20
+    assert value(after, "dispatch_calls", state="connected") == 0
+    assert value(after, "dispatch_sms_transitions_total", state="sent") == 1
+    assert value(after, "dispatch_sms_transitions_total", state="delivered") == 1
+    assert value(after, "dispatch_sms_provider_seconds_count", provider="twilio", outcome="ok") == 1
+    assert value(after, "dispatch_webhook_rejections_total", path=STATUS_PATH, status="403") == 1
+    assert value(after, "dispatch_events_stored_total", type="call.state") >= 3
+    assert value(after, "dispatch_events_last_seq") >= value(after, "dispatch_events_stored_total")
+    assert value(after, "dispatch_event_subscribers") >= 1
+    assert sent["recipients"] == 1
+
+
+async def test_a_killed_worker_is_counted_restarted(start_gateway) -> None:
+    gw = await start_gateway(**{"sip.max_workers": 1})
+    assert value(await scrape(gw.http_port), "dispatch_sip_worker_restarts_total", worker="0") == 0
+    os.kill(gw.sip.worker_pid(0), signal.SIGKILL)  # a child of the gateway this test started
+    async with asyncio.timeout(30):
+        while value(scraped := await scrape(gw.http_port), "dispatch_sip_worker_restarts_total", worker="0") < 1:
+            await asyncio.sleep(0.1)
+    assert value(scraped, "dispatch_sip_worker_restarts_total") == 1
+    assert value(scraped, "dispatch_sip_workers_up") == 1
 
 
 async def test_unknown_method_names_do_not_grow_the_label_set(start_gateway, connect) -> None:
