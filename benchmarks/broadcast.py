@@ -2,6 +2,7 @@
 
     python -m benchmarks.broadcast --targets 50,100,200 --repeat 2 --pace 20
     python -m benchmarks.broadcast --targets 0 --baresip 3            # delay spot check only
+    python -m benchmarks.broadcast --targets 200,500 --builds source --pace 2000 --repeat 3 --bare
 
 Everything on 127.0.0.1; every process started here is stopped here by PID. The gateway process,
 the SIPp UAS (own scenario, -rtp_echo), /proc sampling and the machine description are reused
@@ -18,10 +19,16 @@ Fan-out (one run per size N):
    pump start is not an event: the broadcast's recording (`<data_dir>/recordings/<id>.wav`) is
    created when its first 1 s chunk is written, so pump start = file appears - 1.0 s (the file
    is polled every 10 ms).
-3. CPU (utime+stime) of gateway + workers from `broadcast.start` to all connected, then over
-   --steady seconds with every target connected and the tone flowing; RSS/PSS at the end of that.
+3. CPU (utime+stime) of gateway + workers from `broadcast.start` to all connected, and apart:
+   the gateway process, the workers, SIPp and this client (who had the cores during the fan-out)
+   with the whole machine's busy %; then over --steady seconds with every target connected and
+   the tone flowing; RSS/PSS at the end of that.
 4. `broadcast.stop`, wait for the `ended` state, check that SIPp counted N successful calls and
    that the pump sent as many frames as real time allows (`frames_sent` from `broadcast.get`).
+5. With --bare, the same N calls from bare pjsua2 (benchmarks.pjsua2_fanout --answered: one
+   process, a worker's media settings, every INVITE at once, sendonly) to a SIPp UAS of its own
+   right after: its time to all CONFIRMED, its CPU and SIPp's; `gateway / bare` = the gateway's
+   all-connected time over that.
 
 Delay spot check (--baresip K): K baresip speakers (tests.peers.baresip.BaresipPhone, silence
 source, sndfile dumps what it decodes), a live broadcast with `media.open {broadcast_id}` (16 kHz);
@@ -42,6 +49,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import statistics
 import struct
 import sys
@@ -55,8 +63,10 @@ from benchmarks.sip_calls import (
     TOKEN,
     UAS_HOLD,
     GatewayProcess,
+    ROOT,
     SippUas,
     _cpu_ticks,
+    build_env,
     close_client,
     machine_info,
     pct,
@@ -133,6 +143,16 @@ class BroadcastWatch:
         return await wait_until(self.changed, pred, timeout, tick=0.5)
 
 
+def _cores(s0: Any, s1: Any, pids: list[int]) -> float:
+    """CPU cores used by `pids` between two samples (a pid born in between counts from 0)."""
+    return sum(s1.per_pid.get(p, 0.0) - s0.per_pid.get(p, 0.0) for p in pids) / (s1.t - s0.t)
+
+
+def _busy_pct(s0: Any, s1: Any) -> float | None:
+    busy, total = s1.machine[0] - s0.machine[0], s1.machine[1] - s0.machine[1]
+    return round(100 * busy / total, 1) if total else None
+
+
 async def _appears(path_fn: Any, every: float, timeout: float) -> float | None:
     """Poll until path_fn() returns a truthy path; the monotonic time it was first seen."""
     end = time.monotonic() + timeout
@@ -180,7 +200,8 @@ async def fanout_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]
         tasks.append(asyncio.create_task(w.read(client)))
         targets = [f"sip:spk{i}@127.0.0.1:{uas.port}" for i in range(n)]
 
-        s0 = sample(process_tree(gw.proc.pid))
+        others = [uas.proc.pid if uas.proc else -1, os.getpid()]  # SIPp, this client
+        s0 = sample(process_tree(gw.proc.pid) + others)
         t0 = time.monotonic()
         b = await client.call("broadcast.start", targets=targets, chime=False,
                               source={"type": "tone", "frequency": 1000, "seconds": tone_s})
@@ -202,7 +223,8 @@ async def fanout_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]
             return all(w.last_state(u) in ("connected", "failed", "busy", "ended") for u in targets)
 
         ok = await w.until(settled, n / a.pace + a.answer_timeout + 60)
-        s1 = sample(process_tree(gw.proc.pid))
+        gw_pids = process_tree(gw.proc.pid)
+        s1 = sample(gw_pids + others)
         conn = {u: w.first(u, "connected") for u in targets}
         up = [t - t0 for t in conn.values() if t is not None]
         failures: dict[str, int] = {}
@@ -222,8 +244,14 @@ async def fanout_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]
             "connect_s_p50": round(statistics.median(up), 2) if up else None,
             "active_state_s": next((round(t - t0, 2) for s, t, _ in w.states if s == "active"), None),
             "pump_started_s": round(pump, 2) if pump is not None else None,
-            "fanout_cpu_cores": round((s1.cpu_s - s0.cpu_s) / (s1.t - s0.t), 3),
+            "fanout_cpu_cores": round(_cores(s0, s1, gw_pids), 3),
             "fanout_wall_s": round(s1.t - s0.t, 2),
+            # who had the 2 cores from broadcast.start to the last target connected
+            "fanout_main_cpu_cores": round(_cores(s0, s1, [gw.proc.pid]), 3),
+            "fanout_workers_cpu_cores": round(_cores(s0, s1, [p for p in gw_pids if p != gw.proc.pid]), 3),
+            "fanout_sipp_cpu_cores": round(_cores(s0, s1, others[:1]), 3),
+            "fanout_client_cpu_cores": round(_cores(s0, s1, others[1:]), 3),
+            "fanout_machine_busy_pct": _busy_pct(s0, s1),
             "idle_rss_mb": round(idle.rss_kb / 1024, 1),
         })
         # steady: everyone connected, tone flowing
@@ -276,6 +304,28 @@ async def fanout_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]
         await uas.stop()
         res["gateway_rc"] = await asyncio.to_thread(gw.stop)
     res["ok"] = res.get("connected") == n and res.get("sipp_successful") == n
+    return res
+
+
+async def bare_once(n: int, a: argparse.Namespace) -> dict[str, Any]:
+    """Bare pjsua2 doing the fan-out's calls without the gateway (benchmarks.pjsua2_fanout
+    --answered), against a SIPp UAS of its own like the one the gateway run had."""
+    build = getattr(a, "build", "auto")
+    res: dict[str, Any] = {"kind": "bare", "build": build, "targets": n}
+    uas = SippUas(UAS_HOLD, calls=n, timeout_s=180)
+    try:
+        await uas.start()
+        assert uas.proc is not None
+        proc = await asyncio.create_subprocess_exec(
+            a.python, "-m", "benchmarks.pjsua2_fanout", "--calls", str(n), "--answered",
+            f"127.0.0.1:{uas.port}", "--sipp-pid", str(uas.proc.pid), "--rtp-port", "30000",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=build_env(build))
+        out, err = await asyncio.wait_for(proc.communicate(), 180)
+        lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
+        res.update(json.loads(lines[-1]) if lines else {"error": err.decode(errors="replace")[-300:]})
+    finally:
+        await uas.stop()
+    res["ok"] = res.get("confirmed") == n
     return res
 
 
@@ -401,7 +451,12 @@ SUMMARY = [("connected", "connected"), ("start_reply_ms", "start reply ms"),
            ("first_connected_s", "first conn s"), ("connect_s_p50", "p50 conn s"),
            ("all_connected_s", "all conn s"), ("pump_started_s", "pump start s"),
            ("frames_realtime_pct", "frames % of real time"), ("workers", "workers"),
-           ("fanout_cpu_cores", "fan-out CPU"), ("steady_cpu_cores", "steady CPU"),
+           ("fanout_cpu_cores", "fan-out CPU"), ("fanout_main_cpu_cores", "fan-out main CPU"),
+           ("fanout_workers_cpu_cores", "fan-out workers CPU"), ("fanout_sipp_cpu_cores", "fan-out SIPp CPU"),
+           ("fanout_client_cpu_cores", "fan-out client CPU"), ("fanout_machine_busy_pct", "fan-out machine busy %"),
+           ("bare_all_confirmed_s", "bare pjsua2 all conn s"), ("bare_cpu_cores", "bare pjsua2 CPU"),
+           ("bare_sipp_cpu_cores", "bare SIPp CPU"), ("gateway_over_bare", "gateway / bare"),
+           ("steady_cpu_cores", "steady CPU"),
            ("steady_main_cpu_cores", "main proc CPU"), ("machine_busy_pct", "machine busy %"),
            ("peak_rss_mb", "peak RSS MB"), ("pss_mb", "PSS MB"), ("sipp_successful", "SIPp ok")]
 
@@ -418,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baresip", type=int, default=0, help="speakers for the delay spot check (0: skip)")
     ap.add_argument("--beeps", type=int, default=10)
     ap.add_argument("--beep-interval", type=float, default=1.0)
+    ap.add_argument("--bare", action="store_true", help="after each fan-out, the same calls from bare pjsua2 "
+                    "(benchmarks.pjsua2_fanout --answered) to a SIPp of its own: the gateway's share")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--json", default=None, help="append each run's result to this JSONL file")
     ap.add_argument("--builds", default="auto", help="pjsua2 builds side by side, e.g. source,wheel "
@@ -444,6 +501,14 @@ def main(argv: list[str] | None = None) -> int:
             for b in builds:
                 a.build = b
                 r = asyncio.run(fanout_once(size, a, cpws[b]))
+                if a.bare:
+                    bare = asyncio.run(bare_once(size, a))
+                    emit(bare)
+                    if bare.get("ok"):
+                        r.update({"bare_all_confirmed_s": bare["all_confirmed_s"], "bare_cpu_cores": bare["cpu_cores"],
+                                  "bare_sipp_cpu_cores": bare["sipp_cpu_cores"]})
+                        if r.get("all_connected_s"):
+                            r["gateway_over_bare"] = round(r["all_connected_s"] / bare["all_confirmed_s"], 2)
                 results.setdefault((b, size), []).append(r)
                 all_ok &= bool(r.get("ok"))
                 emit(r)

@@ -36,6 +36,17 @@ def media_address_family(ac: Any, host: str) -> None:
     ac.mediaConfig.ipv6Use = pj.PJSUA_IPV6_ENABLED_USE_IPV6_ONLY if ":" in host else pj.PJSUA_IPV6_DISABLED
 
 
+def media_config(ec: Any) -> None:
+    """A worker's media: 16 kHz mono 20 ms frames, no VAD (RTP flows in silence too), no echo
+    canceller (also what benchmarks/pjsua2_fanout.py --answered sets up, through probe.caller)."""
+    ec.medConfig.clockRate = CLOCK_RATE
+    ec.medConfig.sndClockRate = CLOCK_RATE
+    ec.medConfig.channelCount = 1
+    ec.medConfig.audioFramePtime = FRAME_MS
+    ec.medConfig.noVad = True
+    ec.medConfig.ecTailLen = 0
+
+
 class EndpointSetup:
     """Part of `Worker` (process.py): the Endpoint and its accounts, on the main thread."""
 
@@ -59,12 +70,7 @@ class EndpointSetup:
         # pjsua's lines go through our writer, within a byte budget (log_budget.py)
         self.log_writer = WLogWriter(sys.stderr.buffer)
         ec.logConfig.writer = self.log_writer
-        ec.medConfig.clockRate = CLOCK_RATE
-        ec.medConfig.sndClockRate = CLOCK_RATE
-        ec.medConfig.channelCount = 1
-        ec.medConfig.audioFramePtime = FRAME_MS
-        ec.medConfig.noVad = True
-        ec.medConfig.ecTailLen = 0
+        media_config(ec)
         ep.libInit(ec)
         ep.audDevManager().setNullDev()
         tc = pj.TransportConfig()

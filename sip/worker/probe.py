@@ -15,7 +15,7 @@ from typing import Any
 
 import pjsua2 as pj
 
-from .endpoint import media_address_family
+from .endpoint import media_address_family, media_config
 from .io_budget import IOQUEUE_KEYS, usable_keys
 from .pjcalls import PJ_ETOOMANY
 
@@ -43,10 +43,11 @@ def build_limits() -> dict[str, Any]:
 
 
 def caller(max_calls: int, *, bind_media: bool = True, ipv4_only: bool = True, rtp_port: int = 0,
-           rtp_port_range: int = 0) -> tuple[Any, Any]:
+           rtp_port_range: int = 0, worker_media: bool = False) -> tuple[Any, Any]:
     """An Endpoint (threadCnt=0, as in a worker) with a UDP transport on 127.0.0.1 and an account
     to place outgoing calls from: the probe's, and benchmarks/pjsua2_fanout.py's (which can leave
-    the media unbound or pjsua's address family choice on, to measure what they cost)."""
+    the media unbound or pjsua's address family choice on, to measure what they cost, or set up
+    a worker's media with `worker_media`)."""
     ep = pj.Endpoint()
     ep.libCreate()
     ec = pj.EpConfig()
@@ -55,6 +56,8 @@ def caller(max_calls: int, *, bind_media: bool = True, ipv4_only: bool = True, r
     ec.uaConfig.maxCalls = max_calls
     ec.logConfig.level = 0
     ec.logConfig.consoleLevel = 0
+    if worker_media:
+        media_config(ec)
     ep.libInit(ec)
     ep.audDevManager().setNullDev()
     tc = pj.TransportConfig()
