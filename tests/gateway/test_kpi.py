@@ -247,3 +247,23 @@ async def test_the_kamailio_front_is_a_part_and_its_death_an_outage(start_gatewa
     assert killed_at - 0.1 <= iso_to_epoch(o["start"]) <= killed_at + 5, (o, killed_at)
     assert a["parts"]["front"]["availability"] < 1.0 and a["whole"]["availability"] < 1.0
     assert a["parts"]["sip"]["availability"] == 1.0  # the workers still answer on their own addresses
+
+
+async def test_a_broadcast_target_connected_late_is_a_miss(start_gateway, connect, watch) -> None:
+    async with sipp_uas("answer") as prompt, sipp_uas_late(2500) as late:
+        gw = await start_gateway(**{"kpi.broadcast_deadline_s": 1.0, "broadcast.answer_timeout_s": 10,
+                                    "directory.endpoint": f'[{{name = "spk-gate", uri = "{prompt.uri}"}},'
+                                                          f' {{name = "spk-yard", uri = "{late.uri}"}}]'})
+        since = epoch_to_iso(time.time() - 1)
+        alice = await connect(gw)
+        w = await watch(alice)
+        b = await alice.call("broadcast.start", targets=["spk-gate", "spk-yard"], chime=False,
+                             source={"type": "tone", "seconds": 4})
+        await w.wait(lambda e: e["type"] == "broadcast.state" and e["data"]["broadcast_id"] == b["broadcast_id"]
+                     and e["data"]["state"] == "ended", 30)
+        t = (await alice.call("kpi.get", since=since))["timeliness"]
+    assert t["channels"]["broadcast"] == {"met": 1, "missed": 1, "pending": 0, "share": 0.5}, t
+    (miss,) = t["misses"]
+    assert (miss["ref"], miss["target"], miss["reached"], miss["why"]) == (b["broadcast_id"], "spk-yard", True,
+                                                                         "connected late"), miss
+    assert 1.0 <= miss["late_s"] < 10, miss
