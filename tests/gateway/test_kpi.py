@@ -267,3 +267,32 @@ async def test_a_broadcast_target_connected_late_is_a_miss(start_gateway, connec
     assert (miss["ref"], miss["target"], miss["reached"], miss["why"]) == (b["broadcast_id"], "spk-yard", True,
                                                                          "connected late"), miss
     assert 1.0 <= miss["late_s"] < 10, miss
+
+
+async def test_an_instruction_acknowledged_late_is_a_miss(start_gateway, connect) -> None:
+    from tests.gateway.test_instructions import first
+    from tests.gateway.test_terminals import TERMINALS
+
+    gw = await start_gateway(**{"directory.endpoint": TERMINALS, "kpi.instruction_deadline_s": 4.0})
+    since = epoch_to_iso(time.time() - 1)
+    alice = await connect(gw)
+    unit7, unit9 = await connect(gw, "tok-terminal"), await connect(gw, "tok-terminal-9")
+    sent = await alice.call("terminal.instruct", targets=["unit-7", "unit-9"], text="Close the east sluice",
+                            ack_timeout_s=60)
+    iid = sent["instruction_id"]
+    assert (await first(unit7))["instruction_id"] == iid and (await first(unit9))["instruction_id"] == iid
+    await unit7.ack(iid)
+
+    async def misses() -> list[dict]:
+        return (await alice.call("kpi.get", since=since))["timeliness"]["misses"]
+
+    async with asyncio.timeout(20):  # unit-9 holds it, unacknowledged, past its deadline
+        while not (m := await misses()):
+            await asyncio.sleep(0.1)
+    assert [(x["target"], x["reached"], x["why"]) for x in m] == [("unit-9", False, "not acknowledged (delivered)")]
+    await unit9.ack(iid)
+    t = (await alice.call("kpi.get", since=since))["timeliness"]
+    assert (t["channels"]["instruction"]["met"], t["channels"]["instruction"]["missed"]) == (1, 1), t
+    (miss,) = t["misses"]
+    assert (miss["ref"], miss["target"], miss["reached"], miss["why"]) == (iid, "unit-9", True, "acknowledged late")
+    assert miss["late_s"] > 0
