@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 import { t } from "../i18n";
-import { controlUrl, signIn } from "../state/connection";
+import { controlUrl, link, linkWhy, signIn } from "../state/connection";
 import { LangSwitch } from "./LangSwitch";
 
 export function SignIn() {
@@ -52,7 +52,7 @@ export function SignIn() {
           {busy ? t("signin.connecting") : t("signin.submit")}
         </button>
         <p id="signin-error" class="error" role="alert">
-          {error}
+          {error || (busy && link.value === "connecting" && linkWhy.value ? t("signin.unreachable", { why: linkWhy.value }) : "")}
         </p>
       </form>
     </main>

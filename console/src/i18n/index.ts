@@ -53,9 +53,12 @@ export function tValue(value: unknown): string {
   return tMaybe(`value.${raw}`) ?? raw;
 }
 
-/** Time of day in the console's language (the timeline). */
-export function formatTime(iso: string): string {
+/** Time of day in the console's language (the timeline), with the date when it is not today
+ * (an incident that spans midnight). */
+export function formatTime(iso: string, now: Date = new Date()): string {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
-  return d.toLocaleTimeString(lang.value, { hour12: false, hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const time = d.toLocaleTimeString(lang.value, { hour12: false, hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  if (d.toDateString() === now.toDateString()) return time;
+  return `${d.toLocaleDateString(lang.value, { month: "2-digit", day: "2-digit" })} ${time}`;
 }
