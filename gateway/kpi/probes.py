@@ -48,6 +48,8 @@ class Prober:
         self._locks: dict[str, asyncio.Lock] = {}
         self._write_lock = asyncio.Lock()  # the backlog is written in order, each change once
         self.on_state: Callable[[str, bool], None] | None = None  # told each part's state as stored
+        # Bumped by each hook's observation: a probe that began before it judged an older state.
+        self._observed: dict[str, int] = {}
 
     @property
     def parts(self) -> list[str]:
@@ -74,6 +76,7 @@ class Prober:
         recorded as seen, at this moment; up is checked by a probe first."""
         if part not in self._checks or self.run_id is None:
             return
+        self._observed[part] = self._observed.get(part, 0) + 1
         if up:
             self.poke(part)
         else:
@@ -115,7 +118,7 @@ class Prober:
     async def _probe(self, part: str, initial: bool = False) -> None:
         lock = self._locks.setdefault(part, asyncio.Lock())
         async with lock:  # a poke and a round never judge the same part at once
-            when = now_iso()
+            when, seen = now_iso(), self._observed.get(part, 0)
             try:
                 async with asyncio.timeout(self._timeout):
                     up, cause = await self._checks[part]()
@@ -123,6 +126,9 @@ class Prober:
                 up, cause = False, f"probe timed out after {self._timeout} s"
             except Exception as exc:  # noqa: BLE001 - a check that fails says the part is down
                 up, cause = False, f"probe failed: {type(exc).__name__}: {exc}"[:300]
+            if self._observed.get(part, 0) != seen:
+                self.poke(part)  # a hook saw it change meanwhile: this answer may predate that
+                return
             if initial:
                 self.state[part] = (up, cause)
                 await self._write(part, up, cause or "start", when)

@@ -99,3 +99,37 @@ async def test_changes_while_the_store_refuses_writes_are_written_later_in_order
             await p.stop()
     assert rows[2][:2] == ("store", 0) and "heartbeat not written" in rows[2][2]
     assert rows[3] == ("sip", 0, "down while the store was") and rows[4] == ("store", 1, "")
+
+
+async def test_a_probe_answer_older_than_a_hooks_down_is_not_stored(tmp_path: Path) -> None:
+    """A round's OPTIONS answered just before the worker died must not end the outage the
+    supervisor's hook recorded meanwhile (it did: up, then down again at the next round)."""
+    started, release, more = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def sip() -> tuple[bool, str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return True, ""  # the run's start
+        if calls == 2:  # the round that straddles the death
+            started.set()
+            await release.wait()
+            return True, ""  # what the worker said before it died
+        if calls >= 5:
+            more.set()
+        return False, "sip worker 0 exited (rc -9); restarting"
+
+    async with Store(tmp_path / "gw.db") as store:
+        p = Prober(store, {"sip": sip}, interval_s=0.05, timeout_s=5, deadlines=DEADLINES)
+        await p.start()
+        try:
+            await asyncio.wait_for(started.wait(), 10)
+            p.observe("sip", False, "sip worker 0 exited (rc -9)")
+            await _until(store, lambda r: len(r) == 3, "the hook's down")
+            release.set()
+            await asyncio.wait_for(more.wait(), 10)  # three more probes judged it
+            rows = await _rows(store)
+        finally:
+            await p.stop()
+    assert [r for r in rows if r[0] == "sip"] == [("sip", 1, "start"), ("sip", 0, "sip worker 0 exited (rc -9)")]
