@@ -79,12 +79,16 @@ def plaintext_exposure(config: Config) -> list[tuple[str, str]]:
 
 
 def log_exposure_warnings(config: Config) -> None:
-    """At start: each listener beyond loopback in clear text, and Twilio's webhook URL left on
+    """At start: each listener beyond loopback in clear text, /metrics kept to loopback clients on
+    an http port beyond loopback (no metrics.token), and Twilio's webhook URL left on
     http:// while the http port serves HTTPS (Twilio signs the URL it calls: every webhook would
     be refused 403)."""
     for key, host in plaintext_exposure(config):
         log.warning("gateway.exposed-without-tls", key=key, host=host,
                     hint="set its tls_cert and tls_key, or terminate TLS in front of it")
+    if not is_loopback(config.http.host) and not config.metrics.token:
+        log.info("gateway.metrics-loopback-only", key="metrics.token", host=config.http.host,
+                 hint="/metrics answers loopback clients only: set metrics.token for a remote Prometheus")
     public = config.sms.twilio.public_url
     if config.sms.provider == "twilio" and config.http.tls_cert and public.startswith("http://"):
         log.warning("gateway.webhook-url-not-https", key="sms.twilio.public_url", url=public,

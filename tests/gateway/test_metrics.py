@@ -18,7 +18,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
+from gateway.config import load_config
+from gateway.exposure import log_exposure_warnings
 from gateway.metrics import GatewayMetrics, metrics_route
 from gateway.metrics.http import allowed
 from gateway.metrics.registry import EVENT_TYPES
@@ -185,3 +188,14 @@ def test_a_state_republished_counts_once() -> None:
     assert 'dispatch_call_transitions_total{direction="outbound",state="connected"} 1.0' in text
     assert 'dispatch_call_transitions_total{direction="outbound",state="ended"} 1.0' in text
     assert "dispatch_call_setup_seconds_sum{direction=\"outbound\"} 1.5" in text
+
+
+def test_an_http_port_beyond_loopback_says_metrics_stay_loopback_only() -> None:
+    tokens = 'auth.tokens={"tok-1234567890abcdef" = {principal = "a", role = "admin"}}'
+    with capture_logs() as logs:
+        log_exposure_warnings(load_config(None, {}, ["http.host=192.0.2.10", tokens]))
+    assert [e["key"] for e in logs if e["event"] == "gateway.metrics-loopback-only"] == ["metrics.token"]
+    with capture_logs() as logs:
+        log_exposure_warnings(load_config(None, {"DISPATCH_GATEWAY__METRICS__TOKEN": "m" * 24},
+                                          ["http.host=192.0.2.10", tokens]))
+    assert not [e for e in logs if e["event"] == "gateway.metrics-loopback-only"]
