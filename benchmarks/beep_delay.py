@@ -9,7 +9,8 @@ synthetic audio in tests/sip/test_beep_delay.py, without sockets.
 - `OnsetDetector` is fed the received frames with their arrival times; an onset is the first
   sample over `threshold` after at least `quiet_s` with none, timed at the frame's arrival plus the
   sample's offset in it (a frame's first sample is the one "heard" when the frame arrives).
-- `pair_delays`: each heard onset paired with the last beep sent before it, within a window.
+- `pair_onsets` / `pair_delays`: each heard onset paired with the last beep sent before it,
+  within a window.
 """
 
 from __future__ import annotations
@@ -93,13 +94,18 @@ def onsets_in(frames: Iterable[tuple[int, np.ndarray]], **kw: float) -> list[int
     return d.onsets
 
 
-def pair_delays(sent: list[int], heard: list[int], window_ns: int) -> list[int]:
-    """Each heard onset paired with the last sent onset at or before it (within `window_ns`): the delays (ns)."""
+def pair_onsets(sent: list[int], heard: list[int], window_ns: int) -> list[tuple[int, int]]:
+    """Each heard onset paired with the last sent onset at or before it (within `window_ns`)."""
     out, s = [], sorted(sent)
     j = 0
     for h in sorted(heard):
         while j < len(s) and s[j] <= h:
             j += 1
         if j and h - s[j - 1] <= window_ns:
-            out.append(h - s[j - 1])
+            out.append((s[j - 1], h))
     return out
+
+
+def pair_delays(sent: list[int], heard: list[int], window_ns: int) -> list[int]:
+    """The delays (ns) of `pair_onsets`."""
+    return [h - s for s, h in pair_onsets(sent, heard, window_ns)]

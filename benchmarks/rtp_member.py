@@ -13,8 +13,9 @@ so neither waits on this process's scheduling or the GIL.
 - `RtpLeg` sends a frame every 20 ms on an absolute schedule (`BeepPlan`, mu-law; SCHED_FIFO
   when allowed, and how late each send was is kept) and decodes every PCMU frame it receives into
   an `OnsetDetector`.
-- `RtpRelay` forwards datagrams from one port to another `delay_ms` later: the validation path
-  without the gateway.
+- `RtpRelay` forwards datagrams from one port to another `delay_ms` later (SCHED_FIFO when
+  allowed), noting when it forwarded each RTP sequence number: the validation path without the
+  gateway, where the delay each beep really had is known.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def _udp(port: int = 0) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((HOST, port))
     return s
+
+
+def _realtime() -> bool:
+    """SCHED_FIFO for the calling thread (Linux: pid 0 is this thread), when allowed."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        return True
+    return False
 
 
 def _stamped(sock: socket.socket, stop: threading.Event,
@@ -72,6 +81,7 @@ class RtpLeg:
         self.remote: tuple[str, int] | None = None
         self.detector = OnsetDetector()
         self.sent_onsets: list[int] = []  # ns, CLOCK_REALTIME
+        self.onset_seqs: list[int] = []  # the RTP sequence number of each
         self.frames_sent = self.frames_received = 0
         self.send_late_ns: list[int] = []  # each frame sent this late after its schedule
         self.realtime = False
@@ -96,11 +106,9 @@ class RtpLeg:
         self.sock.close()
 
     def _send_loop(self) -> None:
-        # A phone's packet clock is its sound card's; on a shared machine this thread asks for a
-        # real-time slot (it wakes 50 times a second for microseconds), else runs as it is.
-        with contextlib.suppress(OSError, AttributeError):
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))  # this thread (Linux)
-            self.realtime = True
+        # A phone's packet clock is its sound card's: on a shared machine this thread asks for a
+        # real-time slot (it wakes 50 times a second for microseconds)
+        self.realtime = _realtime()
         rtp = RtpPacketizer(PAYLOAD_TYPES["PCMU"], RATE)
         t0, period = time.monotonic_ns(), FRAME_MS * 1_000_000
         k = 0
@@ -118,6 +126,7 @@ class RtpLeg:
                 return
             if self.plan.starts_beep(k):
                 self.sent_onsets.append(stamp)
+                self.onset_seqs.append((rtp.sequence - 1) & 0xFFFF)
             self.frames_sent += 1
             k += 1
 
@@ -144,6 +153,8 @@ class RtpRelay:
         self.port = self.sock.getsockname()[1]
         self.delay_ns = int(delay_ms * 1e6)
         self.late_ns: list[int] = []  # each datagram forwarded this late after its due time
+        self.forwarded: dict[int, int] = {}  # RTP sequence number -> when it was forwarded (ns)
+        self.realtime = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -163,14 +174,17 @@ class RtpRelay:
         def until_due() -> float:
             return max(1e-5, (due[0][0] - time.time_ns()) / NS) if due else 0.2
 
+        self.realtime = _realtime()
         for got in _stamped(self.sock, self._stop, until_due):
             if got is not None:
                 heapq.heappush(due, (got[1] + self.delay_ns, n, got[0]))
                 n += 1
             while due and due[0][0] <= time.time_ns():
                 when, _, data = heapq.heappop(due)
+                now = time.time_ns()
                 self.sock.sendto(data, to)
-                self.late_ns.append(time.time_ns() - when)
+                self.late_ns.append(now - when)
+                self.forwarded[int.from_bytes(data[2:4], "big")] = now
 
 
 def _headers(msg: str) -> tuple[str, list[tuple[str, str]], str]:
