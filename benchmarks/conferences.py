@@ -38,6 +38,9 @@ idle conference of the talker and the listener alone):
    packetisation and the listener's own jitter buffer and playout.
 6. `conference.end` on each, every member's call ended, SIPp's count of successful calls.
 
+`--nice N` starts the gateway (and so every worker) at nice N: on a machine shared with other
+work, how much of the delay is the bridge waiting for a core.
+
 `--validate D1,D2,..`: no gateway; the talker's RTP goes through an in-process relay that holds
 each datagram D ms (from its kernel receive time) to the listener: the method must read D, and
 each beep's reading must match the hold that beep's packet really had (the relay notes when it
@@ -137,7 +140,9 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
     gw = GatewayProcess(workdir, python=a.python, max_workers=max_workers, warm=1, cpw=cpw,
                         max_in_flight=max(32, 2 * n), log_level=a.log_level, rtp_base=10000,
                         build=a.build, rtp_ports_per_worker=max(RTP_PORTS_PER_WORKER, 2 * cpw))
-    res: dict[str, Any] = {"build": a.build, "layout": f"{confs}x{size}", "span": a.span, "members": n,
+    if a.nice:  # the gateway and every worker it starts (they inherit it)
+        gw.args = ["nice", "-n", str(a.nice), *gw.args]
+    res: dict[str, Any] = {"build": a.build, "layout": f"{confs}x{size}", "span": a.span, "nice": a.nice, "members": n,
                            "calls_per_worker": cpw, "max_workers": max_workers, "workdir": str(workdir)}
     every = max(10, round(a.beep_interval * 50))
     talker = SipUas("talker", RtpLeg(BeepPlan(every=every)))
@@ -190,7 +195,7 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
         since_ns = time.time_ns() + NS  # beeps sent from 1 s after everyone joined
         join = {k: w.at(m["member_id"], "joined") for k, m in members.items()}
         ok_join = [t - t0 for t in join.values() if t is not None]
-        per_conf = [max((join[(i, j)] or math.inf) - t0 for j in range(size) if (i, j) in join)
+        per_conf = [max(((join[(i, j)] or math.inf) - t0 for j in range(size) if (i, j) in join), default=math.inf)
                     for i in range(confs)]
         res.update({
             "settled": settled, "joined": len(ok_join), "add_errors": errors,
@@ -304,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--join-timeout", type=float, default=60.0)
     ap.add_argument("--beep-interval", type=float, default=1.0)
     ap.add_argument("--beeps", type=int, default=20, help="beeps measured a run, from 1 s after all joined")
+    ap.add_argument("--nice", type=int, default=0, help="run the gateway and its workers at this nice value")
     ap.add_argument("--validate", default=None, help="comma-separated ms: the method through a relay, no gateway")
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--python", default=sys.executable)
@@ -335,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(a.repeat):
         for c, m in layouts:
             r = asyncio.run(run_once(c, m, a, cpw))
-            results.setdefault(f"{c}x{m}" + (" span" if a.span else ""), []).append(r)
+            results.setdefault(f"{c}x{m}" + (" span" if a.span else "") + (f" nice {a.nice}" if a.nice else ""),
+                               []).append(r)
             print(json.dumps(r), flush=True)
             if a.json:
                 with open(a.json, "a") as f:
