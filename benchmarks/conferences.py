@@ -14,8 +14,8 @@ idle conference of the talker and the listener alone):
    with calls_per_worker from the probe every member is on one worker. `--span` (layouts 1xM)
    sets calls_per_worker to ceil((M+3)/2) (2 for M=2): the talker's worker fills, and the conference spans a
    second worker, linked by a trunk, where the listener (added last) lands.
-2. Conference 0 has two members held by this process (benchmarks.rtp_member: a SIP UAS and a
-   PCMU RTP leg each), the talker and the listener; every other member is a call to one SIPp UAS
+2. Conference 0 has two members held by a child process (python -m benchmarks.rtp_member: a SIP
+   UAS and a PCMU RTP leg each, every thread SCHED_FIFO), the talker and the listener; every other member is a call to one SIPp UAS
    (answers, holds until BYE, sends no RTP: an echoing member would feed the mix back into
    itself). The talker sends a 60 ms 1 kHz beep every --beep-interval s, silence between; the
    listener sends silence.
@@ -24,7 +24,7 @@ idle conference of the talker and the listener alone):
    --span). Join time: from the first `conference.add` sent to every member's `conference.member`
    "joined" event (and per conference, to its last member joined).
 4. CPU (utime+stime) of gateway + workers over --steady s with everyone joined; RSS/PSS.
-5. Mouth-to-ear delay, talker to listener, on ONE clock (this process's CLOCK_REALTIME): a beep
+5. Mouth-to-ear delay, talker to listener, on ONE clock (that process's CLOCK_REALTIME): a beep
    is sent at the time taken just before `sendto` of the RTP packet whose first sample starts it;
    it is heard at the kernel receive timestamp (SO_TIMESTAMPNS) of the listener's packet holding
    the first sample over 1/16 full scale after >= 200 ms of quiet, plus that sample's offset in
@@ -62,8 +62,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.beep_delay import NS, BeepPlan, pair_delays, pair_onsets
-from benchmarks.rtp_member import RtpLeg, RtpRelay, SipUas
+from benchmarks.rtp_member import RtpLeg, RtpRelay
 from benchmarks.sip_calls import (
+    ROOT,
     TOKEN,
     UAS_HOLD,
     GatewayProcess,
@@ -105,10 +106,41 @@ class MemberWatch:
         return await wait_until(self.changed, pred, timeout, tick=0.5)
 
 
-def delay_stats(talker: RtpLeg, listener: RtpLeg, since_ns: int, window_ns: int) -> dict[str, Any]:
+class MeasuringLegs:
+    """The talker and the listener in a child process (python -m benchmarks.rtp_member), started
+    and stopped here by PID."""
+
+    def __init__(self, python: str, every: int) -> None:
+        self.args = [python, "-m", "benchmarks.rtp_member", "--every", str(every)]
+        self.proc: asyncio.subprocess.Process | None = None
+        self.talker_uri = self.listener_uri = ""
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(*self.args, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+                                                         stdout=asyncio.subprocess.PIPE)
+        assert self.proc.stdout is not None
+        d = json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 30))
+        self.talker_uri, self.listener_uri = d["talker"], d["listener"]
+
+    async def finish(self) -> dict[str, Any]:
+        """Stop both legs; what the talker sent and the listener heard."""
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(b"stop\n")
+        await self.proc.stdin.drain()
+        out = json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 30))
+        await asyncio.wait_for(self.proc.wait(), 10)
+        return out
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def delay_stats(sent_onsets: list[int], heard_onsets: list[int], since_ns: int, window_ns: int) -> dict[str, Any]:
     """The talker-to-listener delays of the beeps sent from `since_ns` on (ms, p50/p95/min/max)."""
-    sent = [t for t in talker.sent_onsets if t >= since_ns]
-    heard = [t for t in listener.detector.onsets if t >= since_ns]
+    sent = [t for t in sent_onsets if t >= since_ns]
+    heard = [t for t in heard_onsets if t >= since_ns]
     d = [x / 1e6 for x in pair_delays(sent, heard, window_ns)]
     return {"beeps_sent": len(sent), "beeps_heard": len(heard), "beeps_paired": len(d),
             "heard_unpaired": len(heard) - len(d),  # over 0.9 of an interval late, or not a beep
@@ -145,14 +177,14 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
     res: dict[str, Any] = {"build": a.build, "layout": f"{confs}x{size}", "span": a.span, "nice": a.nice, "members": n,
                            "calls_per_worker": cpw, "max_workers": max_workers, "workdir": str(workdir)}
     every = max(10, round(a.beep_interval * 50))
-    talker = SipUas("talker", RtpLeg(BeepPlan(every=every)))
-    listener = SipUas("listener", RtpLeg())
+    legs = MeasuringLegs(a.python, every)
     uas = SippUas(UAS_HOLD, calls=n - 2, timeout_s=a.steady + a.beeps * a.beep_interval + 300,
                   echo=False) if n > 2 else None
     client: GatewayClient | None = None
     tasks: list[asyncio.Task] = []
     try:
         res["gateway_start_s"] = round(gw.start(), 2)
+        await legs.start()
         if uas:
             await uas.start()
         assert gw.proc is not None
@@ -166,7 +198,7 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
         # member j of conference i; conference 0 has the talker first and the listener last
         last = (0, size - 1)
         plan = [(i, j) for j in range(size) for i in range(confs) if (i, j) not in ((0, 0), last)]
-        targets = {(0, 0): talker.uri, last: listener.uri}
+        targets = {(0, 0): legs.talker_uri, last: legs.listener_uri}
         members: dict[tuple[int, int], dict] = {}
         errors: dict[str, int] = {}
 
@@ -220,12 +252,12 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
             "machine_busy_pct": round(100 * mb / mt, 1) if mt else None,
             "rss_mb": round(a1.rss_kb / 1024, 1), "pss_mb": round(a1.pss_kb / 1024, 1),
         })
-        end = time.monotonic() + a.beeps * a.beep_interval + 10
-        while time.monotonic() < end and sum(t >= since_ns for t in talker.leg.sent_onsets) < a.beeps + 1:
-            await asyncio.sleep(0.2)
-        res.update(delay_stats(talker.leg, listener.leg, since_ns, int(a.beep_interval * 0.9 * NS)))
-        late = sorted(talker.leg.send_late_ns)
-        res.update({"talker_realtime": talker.leg.realtime, "listener_frames": listener.leg.frames_received,
+        # the talker's beeps come every interval: wait for beeps + 1 of them after since_ns
+        await asyncio.sleep(max(0.0, (since_ns - time.time_ns()) / NS + (a.beeps + 1) * a.beep_interval + 0.5))
+        got = await legs.finish()
+        res.update(delay_stats(got["sent_onsets"], got["heard_onsets"], since_ns, int(a.beep_interval * 0.9 * NS)))
+        late = sorted(got["send_late_ns"])
+        res.update({"talker_realtime": got["talker_realtime"], "listener_frames": got["listener_frames"],
                     "talker_send_late_ms_p95": round(pct(late, 95) / 1e6, 1) if late else None,  # type: ignore[operator]
                     "talker_send_late_ms_max": round(late[-1] / 1e6, 1) if late else None})
         for cid in cids:
@@ -238,8 +270,7 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
         res["events_overflow"] = w.overflow
     finally:
         await close_client(client, tasks)
-        for p in (talker, listener):
-            await asyncio.to_thread(p.stop)
+        await legs.stop()
         if uas:
             await uas.stop()
         res["gateway_rc"] = await asyncio.to_thread(gw.stop)
@@ -262,7 +293,8 @@ def validate(delay_ms: float, a: argparse.Namespace) -> dict[str, Any]:
         for x in (talker, relay, listener):
             x.stop()
     window = int(a.beep_interval * 0.9 * NS)
-    r = {"inserted_ms": delay_ms, **delay_stats(talker, listener, since, window), "relay_realtime": relay.realtime}
+    r = {"inserted_ms": delay_ms, **delay_stats(talker.sent_onsets, listener.detector.onsets, since, window),
+         "relay_realtime": relay.realtime}
     late = [x / 1e6 for x in relay.late_ns]
     r["relay_late_ms_p50"], r["relay_late_ms_max"] = (round(statistics.median(late), 2), round(max(late), 2)) if late else (None, None)
     # the error of each beep's reading: heard - sent, minus what the relay really held that packet

@@ -13,6 +13,11 @@ so neither waits on this process's scheduling or the GIL.
 - `RtpLeg` sends a frame every 20 ms on an absolute schedule (`BeepPlan`, mu-law; SCHED_FIFO
   when allowed, and how late each send was is kept) and decodes every PCMU frame it receives into
   an `OnsetDetector`.
+- `python -m benchmarks.rtp_member --every N` holds a talker (a beep every N frames) and a
+  listener in a process of its own, every thread SCHED_FIFO when allowed: no thread of the
+  benchmark's own (its event loop, its /proc sampling) can hold the GIL the talker's clock needs
+  while the machine's other work keeps it off a core. It prints {"talker", "listener"} URIs, and
+  on a line (or EOF) on stdin stops and prints what was sent and heard.
 - `RtpRelay` forwards datagrams from one port to another `delay_ms` later (SCHED_FIFO when
   allowed), noting when it forwarded each RTP sequence number: the validation path without the
   gateway, where the delay each beep really had is known.
@@ -20,12 +25,15 @@ so neither waits on this process's scheduling or the GIL.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import heapq
+import json
 import os
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -274,3 +282,24 @@ class SipUas:
                 self.sock.sendto(self._reply(hs), addr)
                 if method in ("BYE", "CANCEL"):
                     self.ended.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.rtp_member", description=__doc__.split("\n")[0])
+    ap.add_argument("--every", type=int, default=50, help="a beep every this many 20 ms frames")
+    a = ap.parse_args(argv)
+    realtime = _realtime()  # before any thread: they inherit the policy
+    talker = SipUas("talker", RtpLeg(BeepPlan(every=a.every)))
+    listener = SipUas("listener", RtpLeg())
+    print(json.dumps({"talker": talker.uri, "listener": listener.uri, "realtime": realtime}), flush=True)
+    sys.stdin.readline()
+    for p in (talker, listener):
+        p.stop()
+    t, h = talker.leg, listener.leg
+    print(json.dumps({"sent_onsets": t.sent_onsets, "heard_onsets": h.detector.onsets, "send_late_ns": t.send_late_ns,
+                      "talker_realtime": t.realtime, "listener_frames": h.frames_received}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
