@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from bisect import bisect_right
+from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -122,13 +123,51 @@ async def deadlines(store: Store, current: Mapping[str, float]) -> Deadlines:
     return Deadlines([(iso_to_epoch(r[0]), json.loads(r[1])) for r in rows], current)
 
 
-async def load_targets(store: Store, since: float, until: float, dl: Deadlines) -> list[Target]:
-    """Every dispatched target that started in [since, until), with what became of it."""
+@dataclass(frozen=True)
+class TargetRows:
+    """The stored rows the targets of a window are made of (read with `load_target_rows`)."""
+
+    calls: list[Any]
+    broadcasts: list[Any]
+    connected: list[Any]  # (broadcast_id, target, first time connected)
+    sms: list[Any]
+    delivered: list[Any]  # (message_id, first delivery receipt)
+    deliveries: list[Any]
+
+
+async def load_target_rows(store: Store, since: float, until: float) -> TargetRows:
+    """Every dispatched target that started in [since, until), as stored rows (the reads only:
+    `targets` turns them into `Target`s, off the event loop for a long window)."""
     lo, hi = epoch_to_iso(since), epoch_to_iso(until)
+    calls = await store.fetchall(
+        "SELECT call_id, remote_uri, created_at, answered_at, ended_at, sip_code, cause FROM calls"
+        " WHERE direction = 'outbound' AND created_at >= ? AND created_at < ?", (lo, hi))
+    broadcasts, connected = await _rows_and_firsts(
+        store, "SELECT broadcast_id, created_at, ended_at, extra FROM broadcasts"
+               " WHERE created_at >= ? AND created_at < ?",
+        "SELECT json_extract(data, '$.broadcast_id'), json_extract(data, '$.target'), min(time) FROM events"
+        " WHERE type = 'broadcast.target' AND time >= ? AND json_extract(data, '$.state') = 'connected'"
+        " GROUP BY 1, 2", lo, hi)
+    sms, delivered = await _rows_and_firsts(
+        store, "SELECT message_id, recipient, created_at, state, updated_at, error FROM sms"
+               " WHERE created_at >= ? AND created_at < ?",
+        "SELECT message_id, min(received_at) FROM sms_receipts WHERE message_id IS NOT NULL"
+        " AND status IN ('delivered', 'read') AND received_at >= ? GROUP BY message_id", lo, hi)
+    deliveries = await store.fetchall(
+        "SELECT d.instruction_id, d.terminal_id, d.queued_at, d.delivered_at, d.acknowledged_at, d.state,"
+        " d.error, i.require_ack FROM terminal_deliveries d JOIN terminal_instructions i"
+        " USING (instruction_id) WHERE d.queued_at >= ? AND d.queued_at < ?", (lo, hi))
+    return TargetRows(calls, broadcasts, connected, sms, delivered, deliveries)
+
+
+async def load_targets(store: Store, since: float, until: float, dl: Deadlines) -> list[Target]:
+    return targets(await load_target_rows(store, since, until), dl)
+
+
+def targets(rows: TargetRows, dl: Deadlines) -> list[Target]:
+    """One `Target` per dispatched target, with what became of it. Pure: no I/O."""
     out: list[Target] = []
-    for call_id, uri, created, answered, ended, code, cause in await store.fetchall(
-            "SELECT call_id, remote_uri, created_at, answered_at, ended_at, sip_code, cause FROM calls"
-            " WHERE direction = 'outbound' AND created_at >= ? AND created_at < ?", (lo, hi)):
+    for call_id, uri, created, answered, ended, code, cause in rows.calls:
         start = iso_to_epoch(created)
         final = (answered is None and ended is not None and code is not None and 300 <= code <= 699
                  and code != 487 and cause not in _OUR_CAUSES)
@@ -137,12 +176,25 @@ async def load_targets(store: Store, since: float, until: float, dl: Deadlines) 
                "connected late" if answered else "")
         out.append(Target("call", call_id, uri or "", start, dl.of("call", start), reached,
                           None if reached is not None else _t(ended), why))
-    out += await _broadcast_targets(store, lo, hi, dl)
-    out += await _sms_targets(store, lo, hi, dl)
-    for iid, terminal, queued, delivered, acked, state, error, require_ack in await store.fetchall(
-            "SELECT d.instruction_id, d.terminal_id, d.queued_at, d.delivered_at, d.acknowledged_at, d.state,"
-            " d.error, i.require_ack FROM terminal_deliveries d JOIN terminal_instructions i"
-            " USING (instruction_id) WHERE d.queued_at >= ? AND d.queued_at < ?", (lo, hi)):
+    connected = {(b, t): iso_to_epoch(when) for b, t, when in rows.connected}
+    for bid, created, ended, extra in rows.broadcasts:
+        start = iso_to_epoch(created)
+        for t in json.loads(extra or "{}").get("targets", []):
+            if t.get("kind") != "sip":
+                continue  # a multicast zone plays at once: no one to reach
+            reached = connected.get((bid, t["target"]))
+            why = "connected late" if reached else f"{t.get('state')}" + (f": {t['cause']}" if t.get("cause") else "")
+            out.append(Target("broadcast", bid, t["target"], start, dl.of("broadcast", start), reached,
+                              None if reached else _t(ended), why))
+    receipts = {m: iso_to_epoch(when) for m, when in rows.delivered}
+    for mid, recipient, created, state, updated, error in rows.sms:
+        start = iso_to_epoch(created)
+        reached = receipts.get(mid) or (_t(updated) if state == "delivered" else None)
+        final = state in ("undelivered", "failed")
+        why = "delivered late" if reached else f"{state}" + (f": {error}" if error else "")
+        out.append(Target("sms", mid, recipient, start, dl.of("sms", start), reached,
+                          _t(updated) if final and reached is None else None, why))
+    for iid, terminal, queued, delivered, acked, state, error, require_ack in rows.deliveries:
         start = iso_to_epoch(queued)
         reached = _t(acked) if require_ack else _t(delivered)
         why = ("acknowledged late" if require_ack and acked else "delivered late" if delivered and not require_ack
@@ -153,47 +205,10 @@ async def load_targets(store: Store, since: float, until: float, dl: Deadlines) 
 
 
 async def _rows_and_firsts(store: Store, rows_sql: str, firsts_sql: str, lo: str, hi: str
-                           ) -> tuple[list[Any], dict[tuple[Any, ...], float]]:
-    """The rows made in [lo, hi), and when each key first reached (the last column of
-    `firsts_sql`, keyed by the columns before it); nothing read for an empty window."""
+                           ) -> tuple[list[Any], list[Any]]:
+    """The rows made in [lo, hi), and when each key first reached (`firsts_sql`); nothing read
+    for an empty window."""
     rows = await store.fetchall(rows_sql, (lo, hi))
     if not rows:
-        return [], {}
-    return rows, {tuple(r[:-1]): iso_to_epoch(r[-1]) for r in await store.fetchall(firsts_sql, (lo,))}
-
-
-async def _broadcast_targets(store: Store, lo: str, hi: str, dl: Deadlines) -> list[Target]:
-    rows, connected = await _rows_and_firsts(
-        store, "SELECT broadcast_id, created_at, ended_at, extra FROM broadcasts"
-               " WHERE created_at >= ? AND created_at < ?",
-        "SELECT json_extract(data, '$.broadcast_id'), json_extract(data, '$.target'), min(time) FROM events"
-        " WHERE type = 'broadcast.target' AND time >= ? AND json_extract(data, '$.state') = 'connected'"
-        " GROUP BY 1, 2", lo, hi)
-    out = []
-    for bid, created, ended, extra in rows:
-        start = iso_to_epoch(created)
-        for t in json.loads(extra or "{}").get("targets", []):
-            if t.get("kind") != "sip":
-                continue  # a multicast zone plays at once: no one to reach
-            reached = connected.get((bid, t["target"]))
-            why = "connected late" if reached else f"{t.get('state')}" + (f": {t['cause']}" if t.get("cause") else "")
-            out.append(Target("broadcast", bid, t["target"], start, dl.of("broadcast", start), reached,
-                              None if reached else _t(ended), why))
-    return out
-
-
-async def _sms_targets(store: Store, lo: str, hi: str, dl: Deadlines) -> list[Target]:
-    rows, receipts = await _rows_and_firsts(
-        store, "SELECT message_id, recipient, created_at, state, updated_at, error FROM sms"
-               " WHERE created_at >= ? AND created_at < ?",
-        "SELECT message_id, min(received_at) FROM sms_receipts WHERE message_id IS NOT NULL"
-        " AND status IN ('delivered', 'read') AND received_at >= ? GROUP BY message_id", lo, hi)
-    out = []
-    for mid, recipient, created, state, updated, error in rows:
-        start = iso_to_epoch(created)
-        reached = receipts.get((mid,)) or (_t(updated) if state == "delivered" else None)
-        final = state in ("undelivered", "failed")
-        why = "delivered late" if reached else f"{state}" + (f": {error}" if error else "")
-        out.append(Target("sms", mid, recipient, start, dl.of("sms", start), reached,
-                          _t(updated) if final and reached is None else None, why))
-    return out
+        return [], []
+    return rows, await store.fetchall(firsts_sql, (lo,))

@@ -78,8 +78,17 @@ class KpiService:
                                 details={"group_by": group_by, "max_groups": MAX_GROUPS})
         runs, transitions, maint = await facts.load_availability(self._store, since, until)
         dl = await facts.deadlines(self._store, self.config.deadlines())
-        targets = await facts.load_targets(self._store, since, until, dl)
+        rows = await facts.load_target_rows(self._store, since, until)
         parts, whole = self.prober.parts, [p for p in self.config.whole if p in self.prober.parts]
+        # A long window holds many rows: the pure part runs on a thread, never on the event loop.
+        return await asyncio.to_thread(self._compute, runs, transitions, maint, rows, dl, parts, whole,
+                                       since, until, now, group_by)
+
+    def _compute(self, runs: list[availability.Run], transitions: list[availability.Transition],
+                 maint: list[availability.Maintenance], rows: facts.TargetRows, dl: facts.Deadlines,
+                 parts: list[str], whole: list[str], since: float, until: float, now: float,
+                 group_by: str | None) -> dict[str, Any]:
+        targets = facts.targets(rows, dl)
         out: dict[str, Any] = {
             "generated_at": epoch_to_iso(now), "since": epoch_to_iso(since), "until": epoch_to_iso(until),
             "deadlines": self.config.deadlines(),
@@ -120,7 +129,7 @@ class KpiService:
         lo = dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
         hi = lo + 86400
         data = await self.get(lo, hi, "hour")
-        html = render(day.isoformat(), data, now_iso())
+        html = await asyncio.to_thread(render, day.isoformat(), data, now_iso())
         path = self.reports_dir / f"kpi-{day.isoformat()}.html"
         await asyncio.to_thread(_write_atomically, path, html)
         return path
