@@ -1,6 +1,6 @@
 """The dispatch console in headless Chromium (Debian's, through Playwright) against a real
 gateway: a dispatcher signs in, creates an incident and sees it in the timeline with what
-happens in it, closes it; the directory lists phones, speakers, zones, terminals with their
+happens in it (a terminal's photo shown, its voice note playable), closes it; the directory lists phones, speakers, zones, terminals with their
 presence, groups, and searches; an observer sees everything with every command disabled, and
 the gateway refuses the command anyway; a cut link is resumed from the last seq, each missed
 event shown once, none twice (compared with the store). Screenshots of each view in English and
@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
 from tests.console.browser import (WAIT_MS, ConsoleBrowser, axe_violations, choose_language, screenshot, show,
                                    show_view, sign_in)
 from tests.peers.cutproxy import CutProxy
+from tests.uploads.samples import make_samples
 
 pytestmark = [pytest.mark.peers, pytest.mark.timeout(180)]  # a whole gateway (SIP workers) and Chromium
 
@@ -64,7 +66,8 @@ async def timeline_seqs(page: Any) -> list[int]:
     return [int(s) for s in await page.locator("ol.timeline-list > li").evaluate_all("els => els.map(e => e.dataset.seq)")]
 
 
-async def test_dispatcher_incident_timeline_directory_screenshots_accessibility(start_gateway, connect, browser) -> None:
+async def test_dispatcher_incident_timeline_directory_screenshots_accessibility(start_gateway, connect, browser,
+                                                                             tmp_path) -> None:
     gw = await start_gateway(**SETTINGS)
     alice = await connect(gw)
     page = await browser.open(gw, lang="zh-CN")
@@ -89,6 +92,25 @@ async def test_dispatcher_incident_timeline_directory_screenshots_accessibility(
     assert "unit-9" in await row.inner_text() and "queued" in await row.inner_text()
     stored = [e.seq for e in await gw.store.events_after(0, 1000) if e.session_id == sid]
     assert await timeline_seqs(page) == stored
+    # Feedback from the field: its photo shown and its voice note playable, both fetched with
+    # the console's token (GET /v1/uploads/<sha256>), from blob: URLs the page's CSP allows.
+    samples = make_samples(tmp_path, ("image/jpeg", "audio/ogg"))  # real files made by ffmpeg
+    unit7 = await connect(gw, "tok-terminal")
+    ids = []
+    async with aiohttp.ClientSession() as http:
+        for kind in ("image/jpeg", "audio/ogg"):
+            async with http.post(f"http://127.0.0.1:{gw.http_port}/v1/uploads", data=samples[kind],
+                                 headers={"Authorization": "Bearer tok-terminal", "Content-Type": kind}) as r:
+                assert r.status == 201, await r.text()
+                ids.append((await r.json())["sha256"])
+    await unit7.call("terminal.feedback", text="Water at the door", uploads=ids, session_id=sid)
+    await unit7.close()
+    await page.locator("ol.timeline-list img.tl-photo").wait_for(timeout=WAIT_MS)
+    await page.wait_for_function("() => { const i = document.querySelector('img.tl-photo');"
+                                 " return i && i.complete && i.naturalWidth === 64; }", timeout=WAIT_MS)
+    await page.wait_for_function("() => { const a = document.querySelector('audio.tl-audio');"
+                                 " return a && a.duration > 0.3; }", timeout=WAIT_MS)
+    assert "Water at the door" in await page.inner_text('ol.timeline-list > li[data-type="terminal.feedback"]')
     await screenshot(page, "incidents-en")
 
     # The directory: every kind, zones, groups, presence live, search.
@@ -98,7 +120,7 @@ async def test_dispatcher_incident_timeline_directory_screenshots_accessibility(
     for section, name in (("phones", "desk-1"), ("speakers", "yard"), ("zones", "district-3"),
                           ("terminals", "unit-7"), ("groups", "field")):
         await page.wait_for_selector(f'[data-section="{section}"] tr[data-name="{name}"]', timeout=WAIT_MS)
-    assert await page.get_attribute('tr[data-name="unit-7"] [data-presence]', "data-presence") == "offline"
+    await page.wait_for_selector('tr[data-name="unit-7"] [data-presence="offline"]', timeout=WAIT_MS)
     unit7 = await connect(gw, "tok-terminal")  # the terminal signs in: online at once on screen
     await page.wait_for_selector('tr[data-name="unit-7"] [data-presence="online"]', timeout=WAIT_MS)
     await unit7.close()

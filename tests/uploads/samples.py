@@ -21,10 +21,12 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def make_samples(directory: Path) -> dict[str, bytes]:
-    """type -> the bytes of a small real file of that type."""
+def make_samples(directory: Path, kinds: tuple[str, ...] | None = None) -> dict[str, bytes]:
+    """type -> the bytes of a small real file of that type (of every type, or of `kinds`)."""
     out = {}
     for kind, (name, args) in RECIPES.items():
+        if kinds is not None and kind not in kinds:
+            continue
         path = directory / name
         subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args, str(path)],
                        check=True, timeout=60)

@@ -97,6 +97,13 @@ export const en = {
   "summary.instruction": "Instruction to {terminal}: {step}",
   "summary.feedback": "{terminal}: {text}",
 
+  "summary.recording": "Video from {terminal}",
+  "summary.recording.failed": "No video recording from {terminal} ({reason})",
+  "media.loading": "Loading…",
+  "media.unavailable": "Not available",
+  "media.photo": "Photo from {terminal}",
+  "media.voiceNote": "Voice note from {terminal}",
+
   // protocol values (states, causes, steps) as shown; an unknown value is shown as it is
   "value.open": "open",
   "value.closed": "closed",

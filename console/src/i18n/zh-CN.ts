@@ -97,6 +97,13 @@ export const zhCN: Record<MessageKey, string> = {
   "summary.instruction": "给 {terminal} 的指令：{step}",
   "summary.feedback": "{terminal}：{text}",
 
+  "summary.recording": "来自 {terminal} 的视频",
+  "summary.recording.failed": "没有来自 {terminal} 的视频录像（{reason}）",
+  "media.loading": "加载中…",
+  "media.unavailable": "无法获取",
+  "media.photo": "来自 {terminal} 的照片",
+  "media.voiceNote": "来自 {terminal} 的语音留言",
+
   // protocol values (states, causes, steps) as shown; an unknown value is shown as it is
   "value.open": "进行中",
   "value.closed": "已关闭",

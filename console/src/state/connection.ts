@@ -18,6 +18,7 @@ export const eventsVersion = signal(0);
 export const readyCount = signal(0);
 
 let client: ConsoleClient | null = null;
+let token: string | null = null;
 const eventHandlers = new Set<(e: GatewayEvent) => void>();
 
 export const online = computed(() => link.value === "open");
@@ -61,10 +62,11 @@ export async function controlUrl(): Promise<string> {
 
 /** Connects with `token`; resolves once subscribed, rejects when refused. Reconnects by itself
  * afterwards. */
-export function signIn(url: string, token: string): Promise<HelloResult> {
+export function signIn(url: string, secret: string): Promise<HelloResult> {
   signOut();
-  const c = new ConsoleClient({ url, token });
+  const c = new ConsoleClient({ url, token: secret });
   client = c;
+  token = secret;
   let pendingEvents = 0;
   return new Promise((resolve, reject) => {
     c.listen({
@@ -105,12 +107,22 @@ export function signIn(url: string, token: string): Promise<HelloResult> {
 export function signOut(): void {
   client?.stop();
   client = null;
+  token = null;
   batch(() => {
     hello.value = null;
     link.value = "idle";
     log.clear();
     eventsVersion.value += 1;
   });
+}
+
+/** GET a file of the http port that needs the console's token (an upload, a recording:
+ * docs/protocol.md, "Uploads"); the page's own origin, so its CSP allows it. */
+export async function authFetch(path: string): Promise<Blob> {
+  if (token === null) throw new Error("not signed in");
+  const res = await fetch(path, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+  return res.blob();
 }
 
 /** For tests and diagnostics: the last seq the console holds. */

@@ -4,6 +4,7 @@
 import type { ComponentChildren } from "preact";
 import { t, tMaybe, tValue } from "../../i18n";
 import type { GatewayEvent } from "../../protocol/envelope";
+import { AuthImage, AuthPlayer } from "../../ui/AuthMedia";
 
 export type Renderer = (e: GatewayEvent) => ComponentChildren;
 
@@ -59,4 +60,44 @@ registerRenderer("broadcast.state", (e) => t("summary.broadcast", { id: str(d(e)
 registerRenderer("terminal.instruction", (e) =>
   t("summary.instruction", { terminal: str(d(e).terminal_id), step: tValue(d(e).step) }),
 );
-registerRenderer("terminal.feedback", (e) => t("summary.feedback", { terminal: str(d(e).terminal_id), text: str(d(e).text) }));
+interface Upload {
+  sha256: string;
+  type: string;
+  url: string;
+}
+
+registerRenderer("terminal.feedback", (e) => {
+  const x = d(e);
+  const terminal = str(x.terminal_id);
+  const uploads = Array.isArray(x.uploads) ? (x.uploads as Upload[]) : [];
+  return (
+    <>
+      <span>{t("summary.feedback", { terminal, text: x.text ? str(x.text) : "" })}</span>
+      {uploads.length > 0 && (
+        <span class="tl-media">
+          {uploads.map((u) =>
+            u.type.startsWith("image/") ? (
+              <AuthImage key={u.sha256} path={u.url} alt={t("media.photo", { terminal })} />
+            ) : u.type.startsWith("audio/") ? (
+              <AuthPlayer key={u.sha256} path={u.url} kind="audio" label={t("media.voiceNote", { terminal })} />
+            ) : null,
+          )}
+        </span>
+      )}
+    </>
+  );
+});
+
+registerRenderer("video.recording", (e) => {
+  const x = d(e);
+  const terminal = str(x.terminal_id);
+  if (x.state !== "ready") return t("summary.recording.failed", { terminal, reason: tValue(x.reason) });
+  return (
+    <>
+      <span>{t("summary.recording", { terminal })}</span>
+      <span class="tl-media">
+        <AuthPlayer path={`/v1/video/recordings/${encodeURIComponent(str(x.stream_id))}`} kind="video" label={t("summary.recording", { terminal })} />
+      </span>
+    </>
+  );
+});
