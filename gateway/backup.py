@@ -7,7 +7,8 @@ meanwhile. The copy is written to a temporary file next to the destination, chec
 
 Restore (the gateway stopped) puts a backup in place of the store and keeps `seq` increasing:
 the events table's AUTOINCREMENT high-water mark is raised to the highest seq the replaced store
-(if still readable) or `seq_floor` ever gave, so no seq a console has seen is given again. The
+(if still readable) or `seq_floor` ever gave, so no seq a console has seen is given again; the
+audit table's likewise, so no audit id a chain head names is given to another row. The
 replaced files are kept beside it (`<name>.replaced-<time>`), never deleted.
 
 Uploads (gateway/uploads/) and video recordings (video.recordings_dir) are files beside the
@@ -37,11 +38,21 @@ class BackupError(Exception):
     """A backup or restore could not be made; the message says why."""
 
 
-def _last_seq(conn: sqlite3.Connection) -> int:
+def _mark(conn: sqlite3.Connection, table: str, key: str) -> int:
+    """The highest key `table` ever gave (AUTOINCREMENT's mark, or its largest row)."""
     row = conn.execute(
-        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
-        " coalesce((SELECT max(seq) FROM events), 0))").fetchone()
+        f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0),"
+        f" coalesce((SELECT max({key}) FROM {table}), 0))").fetchone()
     return int(row[0])
+
+
+def _last_seq(conn: sqlite3.Connection) -> int:
+    return _mark(conn, "events", "seq")
+
+
+def _raise_mark(conn: sqlite3.Connection, table: str, floor: int) -> None:
+    if conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (floor, table)).rowcount == 0:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, floor))
 
 
 def _copy(src: sqlite3.Connection, dest: Path) -> None:
@@ -92,14 +103,15 @@ def backup(db_path: str | Path, dest: str | Path, *, busy_timeout_ms: int = 10_0
     return summary
 
 
-def _readable_last_seq(db_path: Path) -> int:
+def _readable_marks(db_path: Path) -> tuple[int, int]:
+    """(last event seq, last audit id) of the store being replaced, 0 where unreadable."""
     if not db_path.exists():
-        return 0
+        return 0, 0
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
-            return _last_seq(conn)
+            return _last_seq(conn), _mark(conn, "audit", "id")
     except sqlite3.Error:
-        return 0  # damaged: that is why it is being restored; give --seq-floor then
+        return 0, 0  # damaged: that is why it is being restored; give --seq-floor then
 
 
 def restore(backup_file: str | Path, db_path: str | Path, *, seq_floor: int = 0) -> dict[str, Any]:
@@ -107,7 +119,7 @@ def restore(backup_file: str | Path, db_path: str | Path, *, seq_floor: int = 0)
     backup_file, db_path = Path(backup_file), Path(db_path)
     if not backup_file.is_file():
         raise BackupError(f"no backup at {backup_file}")
-    replaced_seq = _readable_last_seq(db_path)
+    replaced_seq, replaced_audit = _readable_marks(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(db_path)
     try:
@@ -117,9 +129,10 @@ def restore(backup_file: str | Path, db_path: str | Path, *, seq_floor: int = 0)
             restored_seq = _last_seq(conn)
             floor = max(restored_seq, replaced_seq, int(seq_floor))
             with conn:
-                if conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'",
-                                (floor,)).rowcount == 0:
-                    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (floor,))
+                _raise_mark(conn, "events", floor)
+                # Audit ids too: rows the replaced store had after the backup are lost, and the
+                # chain heads recorded for them (gateway/audit/heads.py) must not name new rows.
+                _raise_mark(conn, "audit", max(_mark(conn, "audit", "id"), replaced_audit))
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         kept = None
         if db_path.exists():

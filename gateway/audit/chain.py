@@ -176,7 +176,12 @@ def verify(rows: Iterable[Row], anchor: Head, heads: Iterable[Head] = ()) -> Rep
                                      f"rows {first} to {head.id} deleted: the chain head recorded at "
                                      f"{head.time or '?'} names row {head.id}, the table ends at row {prev_id}")
             return report
-        if hashes.get(head.id) != head.hash:
+        if head.id not in hashes:  # within the chain, yet no such row (ids above a restore's gap)
+            report.problem = Problem("deleted", head.id,
+                                     f"row {head.id} deleted: the chain head recorded at {head.time or '?'} "
+                                     f"names it (rows lost to a restore of an older backup are reported so)")
+            return report
+        if hashes[head.id] != head.hash:
             report.problem = Problem("edited", head.id,
                                      f"row {head.id} differs from the chain head recorded at "
                                      f"{head.time or '?'}: the chain was rewritten from there or before")

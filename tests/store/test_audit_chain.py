@@ -231,3 +231,24 @@ async def test_heads_filed_and_logged_once_per_move_across_restarts(db_path: Pat
     assert [e["id"] for e in logs if e["event"] == "audit.chain_head"] == [3, 4]
     code, out, err = await asyncio.to_thread(verify_cli, db_path, heads_file)
     assert code == 0 and out["heads_checked"] == 2, err
+
+
+async def test_rows_lost_to_a_restore_are_reported_deleted_not_reused(db_path: Path, tmp_path: Path) -> None:
+    """Restore of an older backup: the audit ids the replaced store gave are not given again, so
+    the head filed for a lost row names a row that is gone, not another row."""
+    from gateway.backup import backup, restore
+
+    await fill(db_path, 5)
+    await asyncio.to_thread(backup, db_path, tmp_path / "b.db")
+    await fill(db_path, 5)
+    heads = tmp_path / "heads.jsonl"
+    async with Store(db_path) as store:
+        head = await store.audit_head()
+    append_head(heads, Head(head.id, head.hash, "2026-12-02T03:00:00.000Z"))
+    await asyncio.to_thread(restore, tmp_path / "b.db", db_path)
+    await fill(db_path, 2)
+    code, out, err = await asyncio.to_thread(verify_cli, db_path)  # no heads: the chain itself holds
+    assert code == 0 and (out["rows"], out["last_id"]) == (7, 12), err
+    code, out, err = await asyncio.to_thread(verify_cli, db_path, heads)
+    assert code == 1 and out["problem"]["kind"] == "deleted" and out["problem"]["row_id"] == 10
+    assert "row 10 deleted" in err
