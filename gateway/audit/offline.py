@@ -124,7 +124,7 @@ def export(db: str | Path, out: str | Path, key: bytes, since: str | None, until
         hi = conn.execute("SELECT id FROM audit WHERE time < ? ORDER BY time DESC LIMIT 1", (until_t,)).fetchone()
         first, last = (lo[0], hi[0]) if lo and hi and lo[0] <= hi[0] else (None, None)
         n, prev = 0, None
-        with open(tmp, "wb") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:  # who did what: 0600
             def put(obj: dict[str, Any]) -> None:
                 data = _line(obj)
                 mac.update(data)

@@ -165,6 +165,7 @@ async def test_export_signed_and_checked(db_path: Path, tmp_path: Path) -> None:
     code, out, err = await asyncio.to_thread(
         cli, "audit", "export", str(out_file), "--db", str(db_path), "--since", "2000-01-01", env=env)
     assert code == 0 and out["rows"] == 10 and (out["first_id"], out["last_id"]) == (1, 10), err
+    assert out_file.stat().st_mode & 0o777 == 0o600
     lines = out_file.read_text().splitlines()
     assert json.loads(lines[0])["type"] == "header" and json.loads(lines[-1])["alg"] == "HMAC-SHA256"
     assert KEY not in out_file.read_text() and KEY not in err
