@@ -1,26 +1,31 @@
-"""Benchmark: one sms.send to N recipients through the gateway to a local Twilio stub.
+"""Benchmark: one sms.send to N recipients through the gateway, and the bare library beside it.
 
-    python -m benchmarks.sms --recipients 10000 --rate 200 --repeat 3            # direct to the stub
-    python -m benchmarks.sms --recipients 1000 --rate 200 --prism                 # via Prism (spec check)
+    python -m benchmarks.sms --provider twilio --rates 200,500,1000 --repeat 3     # both sides, ratios
+    python -m benchmarks.sms --provider smpp --rates 200,500,1000 --repeat 3
+    python -m benchmarks.sms --recipients 1000 --rates 200 --prism --no-bare        # via Prism (spec check)
 
-Everything on 127.0.0.1. The gateway runs as its own process (`python -m gateway.cli serve`, started
-and stopped by PID; helpers from tests/gateway/test_sms_crash.py), SQLite in a fresh temp data dir,
-sms.provider = twilio, sms.rate_per_s = --rate, sms.burst = --burst, sms.in_flight = --in-flight.
-This process runs the stateful Twilio Messages stub (tests/peers/twilio_stub.py: answers creates,
-then POSTs signed status callbacks queued -> sent -> delivered to the gateway's webhook, 50 ms
-apart) and, with --prism, Prism 5.14 as a validating proxy in between (API calls only; callbacks
-go straight to the gateway).
+Everything on 127.0.0.1. For each rate and run, two sides against the same peer, one after the other:
+- gateway: `python -m gateway.cli serve` as its own process (started and stopped by PID), SQLite in
+  a fresh temp data dir, sms.rate_per_s = rate, sms.burst, sms.in_flight; one GatewayClient
+  subscribes to events and sends one `sms.send` to N distinct numbers.
+- bare: `python -m benchmarks.sms_bare` as its own process: the twilio library's async client (or
+  aiosmpplib through sms.smpp.SmppProvider) paced by the same token bucket, nothing stored.
+The peer: twilio = the stateful Messages stub (tests/peers/twilio_stub.py) in this process, which
+answers creates and POSTs signed status callbacks queued -> sent -> delivered 50 ms apart (with
+--prism, Prism 5.14 validates the API calls in between); smpp = the SMSC simulator
+(tests/peers/smpp_sim), which answers submit_sm and sends a delivery receipt 50 ms later.
 
-Per run:
-- accept: the `sms.send` round trip (validation, N rows stored in one transaction, N `queued`
-  events), measured by the client.
-- send rate: monotonic arrival time of every create at the stub; achieved rate = (N-1) / (last -
-  first arrival), and the busiest 1 s window; compared with the configured rate (+ burst).
-- all final: from `sms.send` sent until the client has an `sms.status` event in a final state
-  (delivered/undelivered/failed) for every message (events.subscribe before sending). Bounded by
-  --final-timeout; what is not final by then is counted.
-- checks: creates per number at the stub (lost / duplicated), the store's counts at the end,
-  gateway CPU (utime+stime from /proc) and RSS.
+Per side and run:
+- accept (gateway): the `sms.send` round trip (validation, N rows in one transaction, N `queued`
+  events in chunks), measured by the client.
+- send rate: the peer's arrival time of every create / submit_sm (monotonic, taken in the stub or
+  the simulator); achieved = (N-1) / (last - first), and the busiest 1 s window.
+- receipts: the gateway side's final `sms.status` events at the client; the bare side's final
+  callbacks / receipts; "last final after last create" is the backlog.
+- checks: creates per number at the peer (lost / duplicated), the store's counts, CPU (utime+stime
+  from /proc for the gateway; the bare process's own), the gateway's RSS.
+Ratios (gateway / bare) of the achieved rate, of the time to the last final receipt and of CPU
+are printed per rate, medians of the runs.
 """
 
 from __future__ import annotations
@@ -41,13 +46,16 @@ from pathlib import Path
 from typing import Any
 
 from gateway.client import GatewayClient
-from tests.gateway.test_sms_crash import GatewayProc, numbers, sms_gateway_overrides
+from tests.gateway.gateway_proc import GatewayProc
+from tests.gateway.test_sms_crash import numbers, sms_gateway_overrides
 from tests.gateway.test_sms_twilio import SID, TOKEN
 from tests.peers.prism import ensure_prism, prism_proxy, repo_root, twilio_spec_for_prism
+from tests.peers.smpp_sim import SmppSim
 from tests.peers.twilio_stub import TwilioStub
 
 FINAL = ("delivered", "undelivered", "failed")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+BODY = "Flood warning district 3: move to high ground now."
 
 
 class TimedStub(TwilioStub):
@@ -60,6 +68,38 @@ class TimedStub(TwilioStub):
     async def _create(self, request):  # type: ignore[no-untyped-def]
         self.arrivals.append(time.monotonic())
         return await super()._create(request)
+
+
+class Peer:
+    """The stub or the simulator for one side of one run: its URL/port, the arrival times of the
+    creates (seconds, any monotonic scale) and how many creates each number got."""
+
+    def __init__(self, provider: str, receipt_delay_ms: int = 50) -> None:
+        self.provider = provider
+        self.stub = TimedStub(SID, TOKEN) if provider == "twilio" else None
+        self.sim = SmppSim(receipt_delay_ms=receipt_delay_ms) if provider == "smpp" else None
+
+    async def start(self) -> None:
+        await (self.stub.start() if self.stub else self.sim.start())  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        await (self.stub.stop() if self.stub else self.sim.stop())  # type: ignore[union-attr]
+
+    def arrivals(self) -> list[float]:
+        if self.stub is not None:
+            return sorted(self.stub.arrivals)
+        assert self.sim is not None
+        return sorted(e["t"] for e in self.sim.of("submit_sm") if e.get("status") == 0)
+
+    def creates(self) -> dict[str, int]:
+        if self.stub is not None:
+            return dict(self.stub.creates)
+        assert self.sim is not None
+        out: dict[str, int] = {}
+        for e in self.sim.of("submit_sm"):
+            if e.get("status") == 0:
+                out["+" + e["destination_addr"]] = out.get("+" + e["destination_addr"], 0) + 1
+        return out
 
 
 def _proc_cpu_rss(pid: int) -> tuple[float, int]:
@@ -80,25 +120,53 @@ def _busiest_1s(times: list[float]) -> int:
     return best
 
 
-async def run_once(a: argparse.Namespace, spec_dir: Path) -> dict[str, Any]:
+def _rates(res: dict[str, Any], arr: list[float], to: list[str], creates: dict[str, int]) -> None:
+    res["creates"] = len(arr)
+    if len(arr) > 1:
+        res["send_span_s"] = round(arr[-1] - arr[0], 2)
+        res["achieved_rate_per_s"] = round((len(arr) - 1) / (arr[-1] - arr[0]), 1)
+        res["busiest_1s"] = _busiest_1s(arr)
+    res["lost_at_peer"] = len(set(to) - set(creates))
+    res["duplicated_at_peer"] = sum(1 for v in creates.values() if v > 1)
+
+
+def _gateway_sets(a: argparse.Namespace, work: Path, rate: float, peer: Peer, api: str) -> dict[str, Any]:
+    sets = sms_gateway_overrides(work / "data", api or "http://127.0.0.1:9", rate_per_s=rate, burst=a.burst,
+                                 in_flight=a.in_flight, log_level=a.log_level)
+    if peer.sim is not None:
+        sets = {k: v for k, v in sets.items() if not k.startswith("sms.twilio.")}
+        sets.update({"sms.provider": "smpp", "sms.smpp.host": "127.0.0.1", "sms.smpp.port": peer.sim.port,
+                     "sms.smpp.system_id": "gw", "sms.smpp.password": "secret"})
+    return sets
+
+
+async def run_gateway(a: argparse.Namespace, rate: float, spec_dir: Path, base: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-sms-"))
-    stub = TimedStub(SID, TOKEN)
-    await stub.start()
-    res: dict[str, Any] = {"recipients": a.recipients, "rate_per_s": a.rate, "burst": a.burst,
-                           "in_flight": a.in_flight, "via_prism": a.prism, "workdir": str(work)}
+    peer = Peer(a.provider)
+    await peer.start()
+    res: dict[str, Any] = {"side": "gateway", "provider": a.provider, "recipients": a.recipients,
+                           "rate_per_s": rate, "burst": a.burst, "in_flight": a.in_flight,
+                           "via_prism": a.prism, "workdir": str(work)}
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(stub.stop)
-        api = stub.url
-        if a.prism:
+        stack.push_async_callback(peer.stop)
+        api = peer.stub.url if peer.stub else ""
+        if a.prism and peer.stub:
             spec, _ = twilio_spec_for_prism(spec_dir)
             binary = await ensure_prism(repo_root() / ".cache" / "prism")
-            prism = await stack.enter_async_context(prism_proxy(binary, spec, stub.url, log=work / "prism.log"))
+            prism = await stack.enter_async_context(prism_proxy(binary, spec, api, log=work / "prism.log"))
             api = prism.url
-        gw = GatewayProc(sms_gateway_overrides(work / "data", api, rate_per_s=a.rate, burst=a.burst,
-                                               in_flight=a.in_flight, log_level=a.log_level), work)
+        gw = GatewayProc(_gateway_sets(a, work, rate, peer, api), work)
         stack.push_async_callback(gw.stop)
         res["gateway_start_s"] = round(await gw.start(), 2)
         assert gw.proc is not None
+        if peer.sim is not None:
+            await peer.sim.wait_for(lambda e: e["event"] == "bind_transceiver" and e["ok"], timeout=30)
+        if a.py_spy:
+            spy = subprocess.Popen([a.py_spy, "record", "-p", str(gw.proc.pid), "-o", str(work / f"gateway.{a.py_spy_format}"),
+                                    "-f", a.py_spy_format, "-r", "200", "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            res["py_spy"] = str(work / f"gateway.{a.py_spy_format}")
+            stack.callback(lambda: (spy.send_signal(2), spy.wait(30)))
         client = await GatewayClient.connect(gw.url, "tok-dispatcher", reconnect=False, call_timeout=120)
         stack.push_async_callback(client.close)
         await client.subscribe(client.hello["seq"])
@@ -115,40 +183,62 @@ async def run_once(a: argparse.Namespace, spec_dir: Path) -> dict[str, Any]:
 
         reader = asyncio.get_running_loop().create_task(read())
         stack.callback(reader.cancel)
-        to = numbers(a.recipients, base=8613700000000)
+        to = numbers(a.recipients, base=base)
         cpu0, _ = _proc_cpu_rss(gw.proc.pid)
         t0 = time.monotonic()
-        sent = await client.call("sms.send", to=to, body="Flood warning district 3: move to high ground now.")
-        t_acc = time.monotonic()
-        res["accept_s"] = round(t_acc - t0, 3)
-        deadline = t0 + a.recipients / a.rate + a.final_timeout
+        sent = await client.call("sms.send", to=to, body=BODY)
+        res["accept_s"] = round(time.monotonic() - t0, 3)
+        deadline = t0 + a.recipients / rate + a.final_timeout
         while len(final_at) < a.recipients and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        t_end = max(final_at.values()) if final_at else time.monotonic()
         cpu1, rss = _proc_cpu_rss(gw.proc.pid)
-        arr = sorted(stub.arrivals)
-        res["creates"] = len(arr)
-        if len(arr) > 1:
-            span = arr[-1] - arr[0]
-            res["first_create_after_send_s"] = round(arr[0] - t0, 3)
-            res["send_span_s"] = round(span, 2)
-            res["achieved_rate_per_s"] = round((len(arr) - 1) / span, 1)
-            res["busiest_1s"] = _busiest_1s(arr)
-        res["all_final_s"] = round(max(final_at.values()) - t0, 2) if len(final_at) == a.recipients else None
-        res["final_events"] = len(final_at)
+        arr = peer.arrivals()
+        _rates(res, arr, to, peer.creates())
         res["not_final"] = a.recipients - len(final_at)
-        res["last_final_after_last_create_s"] = round(max(final_at.values()) - arr[-1], 2) if final_at and arr else None
-        # Read straight from SQLite: sms.get answers all N rows in one frame, over 1 MiB at 10,000
-        # (the client's default max_size), which closes the connection.
+        res["all_final_s"] = round(t_end - t0, 2) if not res["not_final"] else None
+        if arr and final_at:  # one clock (CLOCK_MONOTONIC): the backlog after the last create
+            res["last_final_after_last_create_s"] = round(t_end - arr[-1], 2)
+        # Read straight from SQLite: sms.get answers at most 1,000 rows; counts come from the store.
         with contextlib.closing(sqlite3.connect(f"file:{gw.store_path}?mode=ro", uri=True, timeout=10)) as db:
             res["counts"] = dict(db.execute("SELECT state, COUNT(*) FROM sms WHERE send_id = ? GROUP BY state",
                                             (sent["send_id"],)).fetchall())
-        res["lost_at_stub"] = len(set(to) - set(stub.creates))
-        res["duplicated_at_stub"] = sum(1 for v in stub.creates.values() if v > 1)
-        res["create_attempts"] = stub.create_attempts
-        res["gateway_cpu_s"] = round(cpu1 - cpu0, 2)
-        res["gateway_cpu_pct_of_core"] = round(100 * (cpu1 - cpu0) / max(time.monotonic() - t0, 1e-9), 1)
+        res["cpu_s"] = round(cpu1 - cpu0, 2)
+        res["cpu_pct_of_core"] = round(100 * (cpu1 - cpu0) / max(t_end - t0, 1e-9), 1)
         res["gateway_rss_mb"] = round(rss / 1024, 1)
         res["events_overflow"] = seen_overflow
+    return res
+
+
+async def run_bare(a: argparse.Namespace, rate: float, base: int) -> dict[str, Any]:
+    peer = Peer(a.provider)
+    await peer.start()
+    res: dict[str, Any] = {"side": "bare", "provider": a.provider, "recipients": a.recipients, "rate_per_s": rate,
+                           "burst": a.burst, "in_flight": a.in_flight}
+    try:
+        args = [sys.executable, "-m", "benchmarks.sms_bare", a.provider, "--recipients", str(a.recipients),
+                "--base", str(base), "--rate", str(rate), "--burst", str(a.burst), "--in-flight", str(a.in_flight),
+                "--final-timeout", str(a.final_timeout)]
+        if peer.stub is not None:
+            args += ["--api", peer.stub.url, "--sid", SID, "--token", TOKEN]
+        else:
+            args += ["--port", str(peer.sim.port)]  # type: ignore[union-attr]
+        proc = await asyncio.create_subprocess_exec(*args, cwd=repo_root(), stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        child = json.loads(out.decode().strip().splitlines()[-1])
+        to = numbers(a.recipients, base=base)
+        arr = peer.arrivals()
+        _rates(res, arr, to, peer.creates())
+        finals = child["final_at"]
+        res["not_final"] = a.recipients - len(finals)
+        res["all_final_s"] = round(finals[-1] - child["t0"], 2) if not res["not_final"] else None
+        if finals and arr:
+            res["last_final_after_last_create_s"] = round(finals[-1] - arr[-1], 2)
+        res["failures"] = child["failures"]
+        res["cpu_s"] = child["cpu_s"]
+        res["cpu_pct_of_core"] = round(100 * child["cpu_s"] / max((finals[-1] if finals else time.monotonic()) - child["t0"], 1e-9), 1)
+    finally:
+        await peer.stop()
     return res
 
 
@@ -168,56 +258,70 @@ def machine_info() -> dict[str, str]:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
-ROWS = [
-    ("sms.send accepted and stored (RPC round trip)", "accept_s", "s"),
-    ("first create at the stub after sms.send", "first_create_after_send_s", "s"),
-    ("achieved send rate (stub arrivals)", "achieved_rate_per_s", "/s"),
-    ("busiest 1 s window at the stub", "busiest_1s", "creates"),
-    ("first to last create", "send_span_s", "s"),
-    ("sms.send -> every status final", "all_final_s", "s"),
-    ("last final after last create", "last_final_after_last_create_s", "s"),
-    ("messages not final at the end", "not_final", ""),
-    ("lost / duplicated at the stub", None, ""),
-    ("gateway CPU (send -> all final)", "gateway_cpu_pct_of_core", "% of a core"),
-    ("gateway RSS at the end", "gateway_rss_mb", "MB"),
-]
+def _median(runs: list[dict[str, Any]], key: str) -> float | None:
+    nums = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+    return statistics.median(nums) if nums else None
 
 
-def table(runs: list[dict[str, Any]]) -> str:
-    out = ["| measure | median | runs |", "|---|---|---|"]
-    for label, key, unit in ROWS:
-        if key is None:
-            vals = [f"{r['lost_at_stub']} / {r['duplicated_at_stub']}" for r in runs]
-            out.append(f"| {label} | {vals[len(vals) // 2]} | {' ; '.join(vals)} |")
-            continue
-        vals = [r.get(key) for r in runs]
-        nums = [v for v in vals if isinstance(v, (int, float))]
-        med = statistics.median(nums) if nums else None
-        out.append(f"| {label} | {med if med is not None else '-'} {unit} | "
-                   f"{' / '.join('-' if v is None else str(v) for v in vals)} |")
+def _fmt(v: float | None, unit: str = "") -> str:
+    return "-" if v is None else f"{v:g}{unit}"
+
+
+def _ratio(g: float | None, b: float | None) -> str:
+    return "-" if g is None or not b else f"{g / b:.2f}"
+
+
+def table(results: dict[float, list[tuple[dict[str, Any], dict[str, Any] | None]]]) -> str:
+    """One row per rate: medians of the runs, gateway beside bare, and their ratios."""
+    out = ["| rate | sms.send accept | achieved: gateway / bare (ratio) | busiest 1 s: gateway / bare"
+           " | last final after last create: gateway / bare | CPU % of a core: gateway / bare (ratio)"
+           " | not final; lost / duplicated: gateway, bare |", "|---|---|---|---|---|---|---|"]
+    for rate, pairs in results.items():
+        gws = [g for g, _ in pairs]
+        bares = [b for _, b in pairs if b is not None]
+        g_rate, b_rate = _median(gws, "achieved_rate_per_s"), _median(bares, "achieved_rate_per_s")
+        g_cpu, b_cpu = _median(gws, "cpu_pct_of_core"), _median(bares, "cpu_pct_of_core")
+        checks = " ; ".join(f"{g.get('not_final')}; {g.get('lost_at_peer')} / {g.get('duplicated_at_peer')}, "
+                            + (f"{b.get('not_final')}; {b.get('lost_at_peer')} / {b.get('duplicated_at_peer')}"
+                               if b else "-") for g, b in pairs)
+        out.append(f"| {rate:g}/s | {_fmt(_median(gws, 'accept_s'), ' s')} | {_fmt(g_rate)} / {_fmt(b_rate)}"
+                   f" ({_ratio(g_rate, b_rate)}) | {_fmt(_median(gws, 'busiest_1s'))} / {_fmt(_median(bares, 'busiest_1s'))}"
+                   f" | {_fmt(_median(gws, 'last_final_after_last_create_s'), ' s')} /"
+                   f" {_fmt(_median(bares, 'last_final_after_last_create_s'), ' s')}"
+                   f" | {_fmt(g_cpu)} / {_fmt(b_cpu)} ({_ratio(g_cpu, b_cpu)}) | {checks} |")
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.sms", description=__doc__.split("\n")[0])
+    ap.add_argument("--provider", choices=("twilio", "smpp"), default="twilio")
     ap.add_argument("--recipients", type=int, default=10_000)
-    ap.add_argument("--rate", type=float, default=200.0, help="sms.rate_per_s")
-    ap.add_argument("--burst", type=float, default=20.0, help="sms.burst")
-    ap.add_argument("--in-flight", type=int, default=20, help="sms.in_flight")
+    ap.add_argument("--rates", default="500", help="sms.rate_per_s values, comma-separated")
+    ap.add_argument("--burst", type=float, default=50.0, help="sms.burst")
+    ap.add_argument("--in-flight", type=int, default=100, help="sms.in_flight")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--prism", action="store_true", help="API calls through Prism (validating proxy)")
+    ap.add_argument("--no-bare", dest="bare", action="store_false", help="the gateway side only")
+    ap.add_argument("--prism", action="store_true", help="twilio API calls through Prism (validating proxy)")
     ap.add_argument("--final-timeout", type=float, default=60.0,
                     help="seconds past recipients/rate to wait for every final status")
     ap.add_argument("--log-level", default="info", help="gateway.log_level")
+    ap.add_argument("--py-spy", default="", help="path of py-spy: sample the gateway (output in the workdir)")
+    ap.add_argument("--py-spy-format", default="raw", choices=("raw", "flamegraph", "speedscope"))
     a = ap.parse_args(argv)
-    runs = []
     spec_dir = Path(tempfile.mkdtemp(prefix="bench-sms-spec-"))
-    for i in range(a.repeat):
-        r = asyncio.run(run_once(a, spec_dir))
-        print(json.dumps({"run": i + 1, **r}), flush=True)
-        runs.append(r)
+    results: dict[float, list[tuple[dict[str, Any], dict[str, Any] | None]]] = {}
+    for rate in [float(r) for r in a.rates.split(",")]:
+        for i in range(a.repeat):
+            base = 8613700000000 + i * 100_000  # other numbers each run
+            g = asyncio.run(run_gateway(a, rate, spec_dir, base))
+            print(json.dumps({"run": i + 1, **g}), flush=True)
+            b = None
+            if a.bare:
+                b = asyncio.run(run_bare(a, rate, base))
+                print(json.dumps({"run": i + 1, **b}), flush=True)
+            results.setdefault(rate, []).append((g, b))
     print(json.dumps({"machine": machine_info(), "args": vars(a)}), flush=True)
-    print(table(runs))
+    print(table(results))
     return 0
 
 

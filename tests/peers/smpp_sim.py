@@ -4,7 +4,8 @@ Install once: `npm ci --prefix tests/peers/smpp_sim` (node and the `smpp` packag
 FAILS). The simulator answers bind_transceiver (wrong password -> ESME_RINVPASWD), submit_sm (a
 message id, or the status configured for a rejected destination), sends a delivery receipt for every
 accepted submit_sm that asked for one, a mobile-originated UCS-2 deliver_sm on `send_mo()`, and
-records every PDU: `events` holds them as dicts (`event`: bind_transceiver, submit_sm, enquire_link...).
+records every PDU: `events` holds them as dicts (`event`: bind_transceiver, submit_sm, enquire_link...;
+an accepted submit_sm carries `t`: CLOCK_MONOTONIC seconds when it was answered, Python's `time.monotonic()`).
 Like an SMSC it keeps every deliver_sm until it is answered ESME_ROK: an error answer is retried after
 `retry_ms`, one left unanswered by a dropped session is delivered again after the next bind
 (`redeliver` events). `silent` destinations get no submit_sm_resp (their receipt still comes);

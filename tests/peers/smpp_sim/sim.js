@@ -138,7 +138,7 @@ const server = smpp.createServer((session) => {
     const id = `sim${process.pid}-${nextId++}`;
     const silent = (cfg.silent || []).includes(pdu.destination_addr);
     if (!silent) session.send(pdu.response({ message_id: id }));
-    emit({ ...rec, status: 0, message_id: id, silent });
+    emit({ ...rec, status: 0, message_id: id, silent, t: Number(process.hrtime.bigint()) / 1e9 });
     if ((pdu.registered_delivery & 0x01) && !(cfg.no_receipt || []).includes(pdu.destination_addr)) {
       setTimeout(() => receipt(pdu, id), cfg.receipt_delay_ms || 50);
     }
