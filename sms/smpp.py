@@ -208,16 +208,34 @@ class _Broker(AbstractBroker):
 
 
 class _Esme(ESME):
-    """aiosmpplib's ESME, except that a deliver_sm the gateway could not store is answered
-    ESME_RTHROTTLED (the SMSC keeps it and delivers it again) instead of ESME_ROK."""
+    """aiosmpplib's ESME, except that a deliver_sm is answered once what it carried is stored:
+    its deliver_sm_resp waits for the storing task (`storing`, by sequence number), sent by a task
+    of its own, so the receive loop reads the next deliver_sm meanwhile and the SMSC's window of
+    outstanding deliver_sm is stored in batches. Not stored: ESME_RTHROTTLED (the SMSC keeps it
+    and delivers it again) instead of ESME_ROK."""
 
-    refuse: set[int]
+    storing: dict[int, asyncio.Task[None]]
+    answering: set[asyncio.Task[None]]
 
     async def _send_data(self, smpp_message: SmppMessage) -> None:
-        if isinstance(smpp_message, DeliverSmResp) and smpp_message.sequence_num in self.refuse:
-            self.refuse.discard(smpp_message.sequence_num)
-            smpp_message.command_status = SmppCommandStatus.ESME_RTHROTTLED
-        await super()._send_data(smpp_message)
+        task = self.storing.pop(smpp_message.sequence_num, None) if isinstance(smpp_message, DeliverSmResp) else None
+        if task is None:
+            await super()._send_data(smpp_message)
+            return
+        answer = asyncio.get_running_loop().create_task(self._answer(smpp_message, task), name="smpp-answer")
+        self.answering.add(answer)
+        answer.add_done_callback(self.answering.discard)
+
+    async def _answer(self, response: SmppMessage, stored: asyncio.Task[None]) -> None:
+        try:
+            await stored
+        except Exception as exc:  # noqa: BLE001 - not taken: the SMSC must deliver it again
+            log.warning("smpp.deliver-sm-refused", extra={"error": repr(exc)})
+            response.command_status = SmppCommandStatus.ESME_RTHROTTLED
+        try:
+            await super()._send_data(response)
+        except Exception as exc:  # noqa: BLE001 - the session is gone: the SMSC redelivers
+            log.warning("smpp.deliver-sm-resp-lost", extra={"error": repr(exc)})
 
 
 class _Hook(AbstractHook):
@@ -303,7 +321,7 @@ class SmppProvider:
             hook=_Hook(self), broker=self._broker, log_level=logging.WARNING,
             retry_timer=SimpleExponentialBackoff(min_delay=max(1, int(self.reconnect_s * 1000)), max_increases=5),
         )
-        self._esme.refuse = set()
+        self._esme.storing, self._esme.answering = {}, set()
         self._bind_status = None
         try:
             await self._esme.connect()
@@ -340,6 +358,10 @@ class SmppProvider:
         if self._broker is not None:
             for log_id in list(self._broker.futures):
                 self._resolve(log_id, ConnectionError("provider stopped"))
+        pending = [*esme.storing.values(), *esme.answering]  # unanswered: the SMSC delivers them again
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     # sending
 
@@ -437,15 +459,13 @@ class SmppProvider:
                 self._accepted(message.log_id, smsc_id)
             self._resolve(message.log_id, (status, smsc_id))
         elif isinstance(message, DeliverSm):
-            # The receive loop sends deliver_sm_resp after this returns: ESME_ROK only once the
-            # gateway has stored what it carried, ESME_RTHROTTLED (deliver it again) otherwise.
-            try:
-                await deliver(self._on_receipt if message.is_receipt() else self._on_inbound,
-                              self._receipt(message) if message.is_receipt() else self._inbound(message))
-            except Exception as exc:  # noqa: BLE001 - not taken: the SMSC must deliver it again
-                log.warning("smpp.deliver-sm-refused", extra={"error": repr(exc)})
-                if self._esme is not None:
-                    self._esme.refuse.add(message.sequence_num)
+            # What it carries is read here, in order (the part map); it is stored by a task, and
+            # its deliver_sm_resp (ESME_ROK only once stored) waits for that task (`_Esme`).
+            item = self._receipt(message) if message.is_receipt() else self._inbound(message)
+            callback = self._on_receipt if message.is_receipt() else self._on_inbound
+            if self._esme is not None:
+                self._esme.storing[message.sequence_num] = asyncio.get_running_loop().create_task(
+                    deliver(callback, item), name="smpp-deliver")
 
     def _receipt(self, message: DeliverSm) -> Receipt:
         """The receipt of one part, as the message's news: `sent` until every part is delivered

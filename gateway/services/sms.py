@@ -136,9 +136,11 @@ class SmsService:
                 "message_ids": [r["message_id"] for r in rows][:1000]}
 
     async def _enqueue(self, rows: list[dict[str, Any]]) -> None:
-        # Durable (one transaction) before any provider sees them; each chunk is due as soon as
-        # its `queued` events are published (a message's events stay in order).
-        await self._ledger.queue(rows, lambda chunk: [self._requeue(r) for r in chunk])
+        # Durable (one transaction) before any provider sees them; due once every `queued` event
+        # is published (a message's events stay in order, and the chunks do not wait for sends).
+        await self._ledger.queue(rows)
+        for r in rows:
+            self._requeue(r)
 
     async def get(self, *, message_id: str | None, send_id: str | None) -> dict:
         if message_id:

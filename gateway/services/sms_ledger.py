@@ -41,7 +41,7 @@ log = structlog.get_logger(__name__)
 RECEIPT_INPUTS = {"delivered": "delivered", "read": "delivered", "undelivered": "undelivered",
                   "failed": "failed", "canceled": "failed"}
 UNSURE = ("timeout",)  # the error of an attempt that may have reached the provider
-EVENT_CHUNK = 250  # `queued` events per unit (under a subscriber's queue, control.send_queue)
+EVENT_CHUNK = 500  # `queued` events per unit (half a subscriber's queue, control.send_queue)
 
 Step = Callable[[OutgoingMessage, float], Change | None]
 
@@ -109,16 +109,15 @@ class SmsLedger:
         self._receipts: Batcher[tuple[Receipt, bool], str] = Batcher(self._receipts_many, name="sms.receipts")
 
     # --- messages ------------------------------------------------------------------------------
-    async def queue(self, rows: list[dict[str, Any]], on_published: Callable[[list[dict[str, Any]]], None]) -> None:
+    async def queue(self, rows: list[dict[str, Any]]) -> None:
         """Store new messages in one transaction, then publish their `queued` events in chunks of
-        EVENT_CHUNK, one unit each (a live subscriber's queue takes a chunk at a time, not 10,000
-        events in one commit); `on_published(chunk)` after each: those may be sent."""
+        EVENT_CHUNK, one unit each, back to back (a live subscriber's queue takes a chunk at a
+        time, not 10,000 events in one commit)."""
         await self._store.atomic(lambda tx: sms_store.insert(tx, rows))
         for i in range(0, len(rows), EVENT_CHUNK):
             chunk = rows[i:i + EVENT_CHUNK]
             await self._store.atomic(lambda tx, chunk=chunk: tx.emit_each(
                 "sms.status", [(r.get("session_id"), status_data(r, "queued")) for r in chunk]))
-            on_published(chunk)
 
     async def step(self, message_id: str, step: Step, *, columns: dict[str, Any] | None = None,
                    receipts_since: str | None = None, **extra: Any) -> dict | None:

@@ -243,6 +243,34 @@ async def test_a_deliver_sm_not_taken_is_answered_throttled_and_comes_again(sim)
         await p.stop()
 
 
+async def test_deliver_sm_are_read_on_while_the_earlier_ones_are_stored(sim):
+    """The receive loop does not wait for the store: the SMSC's outstanding receipts all reach the
+    gateway (and can be stored in one batch), each answered ESME_ROK only once its store returned.
+    Before, the loop awaited each store before reading the next deliver_sm: one at a time."""
+    stored = asyncio.Event()
+    handed: list[Receipt] = []
+
+    async def on_receipt(r: Receipt) -> None:
+        handed.append(r)
+        await stored.wait()
+
+    p = provider_for(sim)
+    await p.start(on_receipt, lambda m: None)
+    try:
+        for i in range(5):
+            await p.send(f"m{i}", "+15005550006", f"+86139000001{i:02d}", "hi")
+        async with asyncio.timeout(10):
+            while len(handed) < 5:
+                await asyncio.sleep(0.01)
+        assert sim.of("receipt_resp") == []  # none answered before it is stored
+        stored.set()
+        answers = await sim.wait_for("receipt_resp", count=5, timeout=10)
+        assert [a["status"] for a in answers] == [0] * 5
+        assert sorted(r.message_id for r in handed) == [f"m{i}" for i in range(5)]
+    finally:
+        await p.stop()
+
+
 async def test_the_part_map_forgets_a_message_with_no_receipt_after_its_ttl():
     sim = SmppSim(no_receipt=[NO_RECEIPT[1:]])
     await sim.start()
