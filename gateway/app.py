@@ -121,7 +121,7 @@ class Gateway:
         register_kpi(self.registry, self.kpi)
         # /metrics (gateway/metrics/): counters fed here, states read when scraped.
         self.metrics = GatewayMetrics(methods=self.registry.methods)
-        self.metrics.registry.register(GatewayCollector(self))
+        self.metrics.registry.register(GatewayCollector(self, self.metrics))
         self.kpi.export(self.metrics)  # the two indicators as gauges
         self.store.add_listener(self.metrics.on_events)
         self.sms.on_send = lambda outcome, s: self.metrics.observe_sms_send(config.sms.provider, outcome, s)

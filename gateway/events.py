@@ -64,10 +64,12 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._subs)
 
-    def fan_out_lag(self) -> int:
-        """How many stored events the most lagging subscriber has yet to be handed (/metrics)."""
+    def fan_out_lag(self) -> tuple[int, int | None]:
+        """(how many stored events the most lagging subscriber has yet to be handed, the seq it
+        waits for: None when every subscriber is up to date) for /metrics."""
         last = self.last_seq
-        return max((last - s._last for s in self._subs), default=0)
+        behind = min((s._last for s in self._subs), default=last)
+        return last - behind, (behind + 1 if behind < last else None)
 
     async def publish(self, type: str, data: dict[str, Any], session_id: str | None = None) -> Event:
         """Store the event (committed on return) and hand it to every live subscriber."""

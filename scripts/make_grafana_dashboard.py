@@ -26,6 +26,7 @@ panels_spec = [
      [("sum by (type) (rate(dispatch_events_stored_total[5m]))", "{{type}}")], "ops"),
     ("Event fan-out", "timeseries",
      [("dispatch_event_fanout_lag_events", "lag (events, most lagging subscriber)"),
+      ("dispatch_event_fanout_lag_seconds", "lag (s, the oldest event not yet handed)"),
       ("dispatch_event_subscribers", "subscribers")], "none"),
     ("Live calls by state", "timeseries", [("dispatch_calls", "{{state}}")], "none"),
     ("Call setup time (creation to connected)", "timeseries",

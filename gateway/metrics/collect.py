@@ -22,6 +22,8 @@ from gateway.terminals.presence import Presence
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
+    from .registry import GatewayMetrics
+
 
 def _by_state(name: str, doc: str, counts: Tally, states: Any, label: str = "state") -> GaugeMetricFamily:
     """One sample per known state (0 included: a series does not vanish when it empties)."""
@@ -32,8 +34,8 @@ def _by_state(name: str, doc: str, counts: Tally, states: Any, label: str = "sta
 
 
 class GatewayCollector:
-    def __init__(self, gw: Gateway) -> None:
-        self._gw = gw
+    def __init__(self, gw: Gateway, metrics: GatewayMetrics) -> None:
+        self._gw, self._metrics = gw, metrics
 
     def describe(self) -> list[Metric]:
         return []  # nothing to check at registration: the names are fixed below
@@ -43,9 +45,13 @@ class GatewayCollector:
         yield GaugeMetricFamily("dispatch_control_connections", "Open control-channel connections",
                                 value=len(gw.control.connections))
         yield GaugeMetricFamily("dispatch_event_subscribers", "Live event subscriptions", value=gw.bus.subscriber_count)
+        behind, waiting_for = gw.bus.fan_out_lag()
         yield GaugeMetricFamily("dispatch_event_fanout_lag_events",
-                                "Stored events the most lagging subscriber has yet to be handed",
-                                value=gw.bus.fan_out_lag())
+                                "Stored events the most lagging subscriber has yet to be handed", value=behind)
+        ago = self._metrics.stored_ago(waiting_for) if waiting_for is not None else None
+        yield GaugeMetricFamily("dispatch_event_fanout_lag_seconds",
+                                "How long ago the oldest event a subscriber has yet to be handed was stored",
+                                value=ago or 0.0)
         yield GaugeMetricFamily("dispatch_events_last_seq", "Seq of the last stored event", value=gw.bus.last_seq)
         yield _by_state("dispatch_calls", "Live calls by state",
                         Tally(c["state"] for c in gw.calls.list_live()), CallState)

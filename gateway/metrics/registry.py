@@ -15,7 +15,9 @@ indicators): a Gauge registered here, set by its owner.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -38,6 +40,7 @@ EVENT_TYPES = frozenset({
     "events.overflow",
 })
 _TRACKED = 100_000  # calls / broadcasts whose last state is remembered
+_COMMITS = 50_000  # committed batches whose time is remembered (at least)
 
 
 def bounded(value: Any, known: Iterable[str]) -> str:
@@ -95,6 +98,10 @@ class GatewayMetrics:
         self.webhook_rejections = Counter("dispatch_webhook_rejections", "Provider webhooks refused, by path and status",
                                           ("path", "status"), registry=r)
         self._call_states, self._broadcast_states = _LastState(), _LastState()
+        # (last seq, monotonic time) of each committed batch, the newest _COMMITS: how long ago a
+        # seq was stored, for the fan-out lag in seconds.
+        self._commit_seqs: list[int] = []
+        self._commit_times: list[float] = []
 
     # -- hooks ------------------------------------------------------------------------------
     def method_label(self, method: Any) -> str:
@@ -112,6 +119,11 @@ class GatewayMetrics:
 
     def on_events(self, events: Sequence[Any]) -> None:
         """Store listener: every stored event, in order, once committed."""
+        if events:
+            self._commit_seqs.append(events[-1].seq)
+            self._commit_times.append(time.monotonic())
+            if len(self._commit_seqs) > 2 * _COMMITS:
+                del self._commit_seqs[:_COMMITS], self._commit_times[:_COMMITS]
         for ev in events:
             self.events.labels(bounded(ev.type, EVENT_TYPES)).inc()
             data = ev.data
@@ -135,6 +147,12 @@ class GatewayMetrics:
             setup = _seconds_between(data.get("created_at"), data.get("answered_at"))
             if setup is not None and setup >= 0:
                 self.call_setup.labels(direction).observe(setup)
+
+    def stored_ago(self, seq: int) -> float | None:
+        """Seconds since `seq` was committed: the time of the first remembered batch ending at or
+        after it (for a seq older than them all, a lower bound); None if it is not stored yet."""
+        i = bisect.bisect_left(self._commit_seqs, seq)
+        return time.monotonic() - self._commit_times[i] if i < len(self._commit_seqs) else None
 
     # -- for other parts --------------------------------------------------------------------
     def gauge(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Gauge:

@@ -110,6 +110,7 @@ async def test_counters_move_after_real_actions(watch, tmp_path) -> None:
     assert value(after, "dispatch_events_stored_total", type="call.state") >= 3
     assert value(after, "dispatch_events_last_seq") >= value(after, "dispatch_events_stored_total")
     assert value(after, "dispatch_event_subscribers") >= 1
+    assert "dispatch_event_fanout_lag_seconds" in after and "dispatch_event_fanout_lag_events" in after
     assert sent["recipients"] == 1
 
 
@@ -199,3 +200,32 @@ def test_an_http_port_beyond_loopback_says_metrics_stay_loopback_only() -> None:
         log_exposure_warnings(load_config(None, {"DISPATCH_GATEWAY__METRICS__TOKEN": "m" * 24},
                                           ["http.host=192.0.2.10", tokens]))
     assert not [e for e in logs if e["event"] == "gateway.metrics-loopback-only"]
+
+
+async def test_fan_out_lag_in_events_and_seconds(tmp_path) -> None:
+    """A subscriber that does not read: the lag grows in events, and the age of the event it
+    waits for is measured from its commit; once it has read everything, no lag."""
+    from gateway.events import EventBus
+    from gateway.store import Store
+
+    async with Store(tmp_path / "gw.db") as store:
+        metrics = GatewayMetrics()
+        store.add_listener(metrics.on_events)
+        bus = EventBus(store)
+        sub = bus.subscribe(0)
+        assert bus.fan_out_lag() == (0, None)
+        t0 = asyncio.get_running_loop().time()
+        for i in range(5):
+            await bus.publish("session.state", {"i": i})
+        behind, waiting_for = bus.fan_out_lag()
+        assert (behind, waiting_for) == (5, 1)
+        ago = metrics.stored_ago(waiting_for)
+        assert ago is not None and 0 <= ago <= asyncio.get_running_loop().time() - t0
+        async with asyncio.timeout(10):
+            async for ev in sub:
+                if ev.seq == 5:
+                    break
+        assert bus.fan_out_lag() == (0, None)
+        assert metrics.stored_ago(6) is None  # not stored yet
+        sub.close()
+        bus.close()
