@@ -3,11 +3,13 @@ gateway: a dispatcher signs in, creates an incident and sees it in the timeline 
 happens in it (a terminal's photo shown, its voice note playable), closes it; the directory lists phones, speakers, zones, terminals with their
 presence, groups, and searches; an observer sees everything with every command disabled, and
 the gateway refuses the command anyway; a cut link is resumed from the last seq, each missed
-event shown once, none twice (compared with the store). Screenshots of each view in English and
+event shown once, none twice (compared with the store); Health shows the two indicators of the last
+day (kpi.get). Screenshots of each view in English and
 Chinese go to artefacts/console/; axe-core finds no serious or critical violation."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -252,3 +254,39 @@ async def test_a_cut_link_is_resumed_from_the_last_seq_nothing_lost_nothing_twic
         shown = await timeline_seqs(page)
         assert shown == stored, (shown, stored)  # each once, in order, none twice
         await screenshot(page, "incidents-after-reconnect-en")
+
+
+async def test_health_shows_the_two_indicators_of_the_last_day(start_gateway, connect, browser) -> None:
+    from tests.peers.chromium import poll_until
+
+    gw = await start_gateway(**SETTINGS)
+    olga = await connect(gw, "tok-observer")  # reads the indicators as the console will
+
+    async def measured() -> dict | None:
+        since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=24)).isoformat()
+        k = await olga.call("kpi.get", since=since)
+        return k if k["availability"]["whole"]["availability"] is not None else None
+
+    k = await poll_until(measured, 30, "the first probe round measured")
+    page = await browser.open(gw, fragment="#/health")
+    await sign_in(page, "tok-observer", "observer")  # an observer reads them too
+    card = page.locator("#kpi-availability")
+    await card.wait_for(timeout=WAIT_MS)
+    parts = sorted(k["availability"]["parts"])
+    assert "store" in parts and "sip" in parts
+    for part in parts:  # nothing went down: every part this gateway runs is up
+        await page.wait_for_selector(f'tr[data-part="{part}"][data-up="true"]', timeout=WAIT_MS)
+    assert await page.inner_text("#kpi-availability .kpi-value") == "100.00 %"
+    assert await page.inner_text("#kpi-timeliness .kpi-value") == "—"  # nothing dispatched yet
+    for channel in ("call", "broadcast", "sms", "instruction"):
+        assert await page.locator(f'tr[data-channel="{channel}"]').count() == 1
+    await screenshot(page, "health-en")
+    await choose_language(page, "zh-CN")
+    assert await page.inner_text('tr[data-part="store"] td >> nth=0') == "事件存储"
+    await screenshot(page, "health-zh-CN")
+    await page.context.close()
+    page = await browser.open(gw, bypass_csp=True, fragment="#/health")
+    await sign_in(page, "tok-observer", "observer")
+    await page.locator("#kpi-availability").wait_for(timeout=WAIT_MS)
+    violations = await axe_violations(page)
+    assert not violations, show(violations)

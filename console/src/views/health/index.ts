@@ -1,5 +1,4 @@
-// The health view: replace this placeholder with the view's component (see docs/design.md,
-// "The dispatch console: adding a view").
-import { placeholder } from "../placeholder/Placeholder";
+import type { ViewDef } from "../registry";
+import { HealthView } from "./HealthView";
 
-export const healthView = placeholder("health", "view.health");
+export const healthView: ViewDef = { id: "health", title: "view.health", component: HealthView };
