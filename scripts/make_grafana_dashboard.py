@@ -14,6 +14,8 @@ panels_spec = [
     ("Deadline misses (24 h)", "stat", [("sum(dispatch_timeliness_misses)", "missed")], "none"),
     ("Normal operation by part (24 h)", "timeseries", [("dispatch_availability_ratio", "{{part}}")], "percentunit"),
     ("Timeliness by channel (24 h)", "timeseries", [("dispatch_timeliness_ratio", "{{channel}}")], "percentunit"),
+    ("Parts up (kpi probes)", "timeseries", [("dispatch_part_up", "{{part}}")], "none"),
+    ("Deadline misses by channel (24 h)", "timeseries", [("dispatch_timeliness_misses", "{{channel}}")], "none"),
     # (title, type, [(expr, legend)], unit)
     ("Control connections", "stat", [("dispatch_control_connections", "connections")], "none"),
     ("SIP workers up", "stat", [("dispatch_sip_workers_up", "up")], "none"),
