@@ -39,7 +39,9 @@ class Prober:
         self._interval = interval_s
         self._timeout = timeout_s
         self._deadlines = dict(deadlines)
-        self.run_id: int | None = None
+        self.run_id: int | None = None  # None until the run's row is written
+        self._started_at = ""
+        self._running = False
         self.state: dict[str, tuple[bool, str]] = {}
         self._backlog: deque[tuple[str, bool, str, str]] = deque(maxlen=_BACKLOG)
         self._tasks = OwnedTasks()
@@ -56,13 +58,26 @@ class Prober:
         return [STORE, *self._checks]
 
     async def start(self) -> None:
-        """A new run, and every part's state at its start (recorded even when up)."""
-        self.run_id = await facts.start_run(self._store, self._deadlines)
-        self.state[STORE] = (True, "")
-        await self._write(STORE, True, "start", now_iso())
+        """A new run, and every part's state at its start (recorded even when up). A store that
+        refuses the run's row does not stop the gateway: the run is written (with this start
+        time) and the states after it once the store takes writes."""
+        self._started_at = now_iso()
+        up, cause = await self._start_run()
+        self._running = True
+        self.state[STORE] = (up, cause)
+        await self._write(STORE, up, cause or "start", self._started_at)
         await asyncio.gather(*(self._probe(p, initial=True) for p in self._checks))
         self._tasks.spawn(self._loop(), name="kpi-probe-loop")
         log.info("kpi.run.started", run_id=self.run_id, parts=self.parts)
+
+    async def _start_run(self) -> tuple[bool, str]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                self.run_id = await facts.start_run(self._store, self._deadlines, self._started_at)
+            return True, ""
+        except Exception as exc:  # noqa: BLE001 - the store is down; tried again each round
+            log.warning("kpi.run.not_written", error=repr(exc))
+            return False, f"run not written: {type(exc).__name__}: {exc}"[:300]
 
     async def stop(self) -> None:
         await self._tasks.cancel_all()
@@ -74,7 +89,7 @@ class Prober:
     def observe(self, part: str, up: bool, cause: str) -> None:
         """A hook saw `part` change (the SIP supervisor: a worker died, or is back). Down is
         recorded as seen, at this moment; up is checked by a probe first."""
-        if part not in self._checks or self.run_id is None:
+        if part not in self._checks or not self._running:
             return
         self._observed[part] = self._observed.get(part, 0) + 1
         if up:
@@ -84,7 +99,7 @@ class Prober:
 
     def poke(self, part: str) -> None:
         """Probe `part` now (from a hook: not awaited, never raises)."""
-        if part in self._checks and self.run_id is not None:
+        if part in self._checks and self._running:
             self._poked.add(part)
             self._wake.set()
 
@@ -106,14 +121,18 @@ class Prober:
 
     async def _heartbeat(self) -> None:
         when = now_iso()
-        try:
-            async with asyncio.timeout(self._timeout):
-                assert self.run_id is not None
-                await facts.heartbeat(self._store, self.run_id, when)
-            up, cause = True, ""
-        except Exception as exc:  # noqa: BLE001 - any failure to write is the store being down
-            up, cause = False, f"heartbeat not written: {type(exc).__name__}: {exc}"[:300]
+        if self.run_id is None:
+            up, cause = await self._start_run()
+        else:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await facts.heartbeat(self._store, self.run_id, when)
+                up, cause = True, ""
+            except Exception as exc:  # noqa: BLE001 - any failure to write is the store being down
+                up, cause = False, f"heartbeat not written: {type(exc).__name__}: {exc}"[:300]
         await self._changed(STORE, up, cause, when)
+        if up:
+            await self._flush()  # what an unchanged state left behind (a run written late)
 
     async def _probe(self, part: str, initial: bool = False) -> None:
         lock = self._locks.setdefault(part, asyncio.Lock())
@@ -150,9 +169,12 @@ class Prober:
         if self.on_state is not None:
             self.on_state(part, up)
         self._backlog.append((part, up, cause, when))
-        if part == STORE and not up:
-            return  # written once the store is back
-        assert self.run_id is not None
+        if not (part == STORE and not up):  # else written once the store is back
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self.run_id is None:
+            return  # the run's row first
         async with self._write_lock:
             while self._backlog:
                 p, u, c, w = self._backlog[0]

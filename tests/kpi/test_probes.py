@@ -133,3 +133,25 @@ async def test_a_probe_answer_older_than_a_hooks_down_is_not_stored(tmp_path: Pa
         finally:
             await p.stop()
     assert [r for r in rows if r[0] == "sip"] == [("sip", 1, "start"), ("sip", 0, "sip worker 0 exited (rc -9)")]
+
+
+async def test_a_store_refusing_writes_at_start_does_not_stop_the_run(tmp_path: Path) -> None:
+    async def sip() -> tuple[bool, str]:
+        return True, ""
+
+    async with Store(tmp_path / "gw.db") as real:
+        store = FlakyStore(real)
+        store.broken = True
+        p = Prober(store, {"sip": sip}, interval_s=0.05, timeout_s=1, deadlines=DEADLINES)  # type: ignore[arg-type]
+        await p.start()  # does not raise: the gateway starts
+        try:
+            assert p.run_id is None and p.state["store"][0] is False
+            assert await real.fetchall("SELECT COUNT(*) FROM kpi_runs") == [(0,)]
+            store.broken = False
+            rows = await _until(real, lambda r: len(r) == 3, "the run and its states written")
+            (started_at,) = (await real.fetchall("SELECT started_at FROM kpi_runs"))[0]
+        finally:
+            await p.stop()
+    assert started_at == p._started_at  # the run began when the gateway did, not when it was written
+    assert rows[0][:2] == ("store", 0) and "run not written" in rows[0][2]
+    assert rows[1] == ("sip", 1, "start") and rows[2] == ("store", 1, "")
