@@ -4,6 +4,8 @@ screenshots into the artefacts folder, axe-core (from console/node_modules) for 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,24 @@ class ConsoleBrowser:
         await page.goto(f"http://127.0.0.1:{gw.http_port}/console/{fragment}")
         await choose_language(page, lang)
         return page
+
+
+@asynccontextmanager
+async def console_chromium(*, fake_audio: Path | None = None) -> AsyncIterator[ConsoleBrowser]:
+    """Debian's Chromium through Playwright (tests/peers/chromium.py; `fake_audio`: the WAV its
+    fake microphone plays); on the way out, asserts that no page logged an error."""
+    from playwright.async_api import async_playwright
+
+    from tests.peers.chromium import launch_chromium
+
+    async with async_playwright() as pw:
+        chromium = await launch_chromium(pw, fake_audio=fake_audio)
+        b = ConsoleBrowser(chromium)
+        try:
+            yield b
+        finally:
+            await chromium.close()
+        assert not b.errors, b.errors
 
 
 async def choose_language(page: Any, lang: str) -> None:

@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.console.browser import (WAIT_MS, ConsoleBrowser, axe_violations, choose_language, screenshot, show,
-                                   show_view, sign_in)
+from tests.console.browser import (WAIT_MS, ConsoleBrowser, axe_violations, choose_language, console_chromium, screenshot,
+                                   show, show_view, sign_in)
 from tests.peers.cutproxy import CutProxy
 from tests.uploads.samples import make_samples
 
@@ -36,18 +36,8 @@ SETTINGS = {"directory.endpoint": ENDPOINTS, "broadcast.zone": ZONES}
 
 @pytest_asyncio.fixture
 async def browser(console_dist) -> AsyncIterator[ConsoleBrowser]:
-    from playwright.async_api import async_playwright
-
-    from tests.peers.chromium import launch_chromium
-
-    async with async_playwright() as pw:
-        chromium = await launch_chromium(pw)
-        b = ConsoleBrowser(chromium)
-        try:
-            yield b
-        finally:
-            await chromium.close()
-        assert not b.errors, b.errors
+    async with console_chromium() as b:
+        yield b
 
 
 async def instruct(client: Any, session_id: str, text: str) -> dict:

@@ -30,10 +30,14 @@ CHROMIUM_ARGS = (
 PAGES = Path(__file__).resolve().parent.parent / "video" / "pages"
 
 
-async def launch_chromium(pw):  # -> playwright Browser
+async def launch_chromium(pw, *, fake_audio: Path | None = None):  # -> playwright Browser
+    """`fake_audio`: a WAV the fake microphone plays (looped) in place of its beep."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} not found (Debian package chromium)", pytrace=False)
-    return await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
+    args = list(CHROMIUM_ARGS)
+    if fake_audio is not None:
+        args.append(f"--use-file-for-fake-audio-capture={fake_audio}")
+    return await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
 
 
 async def open_page(context, url: str, html: str):  # -> playwright Page

@@ -6,15 +6,17 @@ import { shortcuts } from "../shortcuts/registry";
 import { hello, link, signOut } from "../state/connection";
 import { followDirectory } from "../state/directory";
 import { followIncidents } from "../state/incidents";
+import { followVoice } from "../state/voice";
 import { notice } from "../ui/notice";
 import { VIEWS } from "../views";
+import { IncomingCalls } from "../views/voice/IncomingCalls";
 import { LangSwitch } from "./LangSwitch";
 import { currentView, go } from "./navigation";
 import { ShortcutHelp } from "./ShortcutHelp";
 
 export function Shell() {
   useEffect(() => {
-    const stops = [followIncidents(), followDirectory()];
+    const stops = [followIncidents(), followDirectory(), followVoice()];
     return () => stops.forEach((s) => s());
   }, []);
   useEffect(() => {
@@ -80,6 +82,7 @@ export function Shell() {
             {t("shell.readonly")}
           </p>
         )}
+        <IncomingCalls />
         <View />
       </main>
       <div class="status" role="status" aria-live="polite" id="notice">

@@ -6,12 +6,9 @@ import { useShortcut } from "../../shortcuts/useShortcut";
 import { call } from "../../state/connection";
 import { incidents, loadIncidents, selectedIncident, type Incident } from "../../state/incidents";
 import { Command } from "../../ui/Command";
+import { newKey } from "../../ui/idempotency";
 import { reportFailure } from "../../ui/notice";
 import { Timeline } from "./Timeline";
-
-function newKey(): string {
-  return globalThis.crypto?.randomUUID?.() ?? `k-${Date.now()}-${Math.random().toString(36).slice(2)}`;
-}
 
 function title(s: Incident): string {
   return s.title || t("incidents.untitled");

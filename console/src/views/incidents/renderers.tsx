@@ -45,15 +45,7 @@ registerRenderer("session.state", (e) => {
     : t("summary.session.opened", { title, who: str(x.created_by) });
 });
 
-registerRenderer("call.state", (e) => {
-  const x = d(e);
-  const direction = t(x.direction === "inbound" ? "summary.direction.inbound" : "summary.direction.outbound");
-  const remote = str(x.remote_uri);
-  return x.state === "ended"
-    ? t("summary.call.ended", { direction, remote, cause: tValue(x.cause) })
-    : t("summary.call", { direction, remote, state: tValue(x.state) });
-});
-
+// call.state, call.dtmf, conference.*: src/views/voice/renderers.tsx.
 registerRenderer("sms.status", (e) => t("summary.sms.status", { to: str(d(e).to), state: tValue(d(e).state) }));
 registerRenderer("sms.inbound", (e) => t("summary.sms.inbound", { from: str(d(e).from), body: str(d(e).body) }));
 registerRenderer("broadcast.state", (e) => t("summary.broadcast", { id: str(d(e).broadcast_id), state: tValue(d(e).state) }));

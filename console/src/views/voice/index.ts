@@ -1,5 +1,5 @@
-// The voice view: replace this placeholder with the view's component (see docs/design.md,
-// "The dispatch console: adding a view").
-import { placeholder } from "../placeholder/Placeholder";
+import type { ViewDef } from "../registry";
+import "./renderers";
+import { VoiceView } from "./VoiceView";
 
-export const voiceView = placeholder("voice", "view.voice");
+export const voiceView: ViewDef = { id: "voice", title: "view.voice", component: VoiceView };
