@@ -10,7 +10,7 @@ from `benchmarks.sip_calls`.
 
 Fan-out (one run per size N):
 1. Gateway as its own process: sip.proxy none, sip.max_workers = ceil(N / calls_per_worker) + 2,
-   sip.rtp_port_base 10000, broadcast.invite_pace_per_s = --pace, broadcast.answer_timeout_s =
+   sip.rtp_port_base --rtp-port-base (10000), broadcast.invite_pace_per_s = --pace, broadcast.answer_timeout_s =
    --answer-timeout, broadcast.chime false. One SIPp UAS answers every call (100, 200+SDP, holds
    until BYE) and echoes RTP.
 2. `broadcast.start` with N distinct URIs `sip:spk<i>@127.0.0.1:<sipp port>` and a tone source
@@ -166,7 +166,7 @@ async def _appears(path_fn: Any, every: float, timeout: float) -> float | None:
 def _gateway(workdir: Path, a: argparse.Namespace, cpw: int, max_workers: int) -> GatewayProcess:
     build = getattr(a, "build", "auto")
     gw = GatewayProcess(workdir, python=a.python, max_workers=max_workers, warm=a.warm, cpw=cpw,
-                        max_in_flight=32, log_level=a.log_level, rtp_base=10000, build=build,
+                        max_in_flight=32, log_level=a.log_level, rtp_base=a.rtp_port_base, build=build,
                         rtp_ports_per_worker=max(RTP_PORTS_PER_WORKER, 2 * cpw + 100))  # slack: ports of failed calls until freed
     for k, v in {"broadcast.invite_pace_per_s": a.pace, "broadcast.answer_timeout_s": a.answer_timeout,
                  "broadcast.chime": "false"}.items():
@@ -318,7 +318,7 @@ async def bare_once(n: int, a: argparse.Namespace) -> dict[str, Any]:
         assert uas.proc is not None
         proc = await asyncio.create_subprocess_exec(
             a.python, "-m", "benchmarks.pjsua2_fanout", "--calls", str(n), "--answered",
-            f"127.0.0.1:{uas.port}", "--sipp-pid", str(uas.proc.pid), "--rtp-port", "30000",
+            f"127.0.0.1:{uas.port}", "--sipp-pid", str(uas.proc.pid), "--rtp-port", str(a.rtp_port_base),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=build_env(build))
         out, err = await asyncio.wait_for(proc.communicate(), 180)
         lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
@@ -475,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beep-interval", type=float, default=1.0)
     ap.add_argument("--bare", action="store_true", help="after each fan-out, the same calls from bare pjsua2 "
                     "(benchmarks.pjsua2_fanout --answered) to a SIPp of its own: the gateway's share")
+    ap.add_argument("--rtp-port-base", type=int, default=10000, help="sip.rtp_port_base (and the bare run's "
+                    "first RTP port): move it when other gateways on the machine use 10000 and up")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--json", default=None, help="append each run's result to this JSONL file")
     ap.add_argument("--builds", default="auto", help="pjsua2 builds side by side, e.g. source,wheel "
