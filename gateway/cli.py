@@ -4,7 +4,7 @@
     dispatch-gateway call sip:alice@127.0.0.1 [--hangup-after 10]
     dispatch-gateway events [--since 0]
     dispatch-gateway rpc session.list '{"state": "open"}'
-    dispatch-gateway kpi --since 24h [--until 2026-12-02T00:00:00Z] [--group-by hour] [--json]
+    dispatch-gateway kpi --since 24h [--until 2026-12-02T00:00:00Z] [--group-by hour] [--json] [--db FILE]
     dispatch-gateway backup /var/backups/gateway-2026-12-01.db [--uploads DIR] [--recordings DIR] [--config ...]   (online)
     dispatch-gateway restore /var/backups/gateway-2026-12-01.db [--uploads DIR] [--recordings DIR] [--config ...]  (gateway stopped)
     dispatch-gateway audit verify [--config ...] [--db FILE] [--heads FILE]
@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--until", default=None, help="ISO 8601 time, or how long ago (default: now)")
     k.add_argument("--group-by", choices=("hour", "day"), default=None)
     k.add_argument("--json", action="store_true", help="the whole kpi.get result as JSON")
+    k.add_argument("--db", default=None, help="read this store file instead (no gateway needed; read-only)")
+    k.add_argument("--config", default=None, help="read the store this configuration names instead")
     return p
 
 
@@ -111,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command in ("backup", "restore"):
         return _store_command(args)
+    if args.command == "kpi" and (args.db or args.config):
+        return _kpi_offline(args)
     if args.command == "audit":
         from gateway.audit.cli import audit_command
 
@@ -288,6 +292,26 @@ async def _kpi(args: argparse.Namespace) -> int:
         _print(result)
     else:
         print(as_text(result), flush=True)
+    return 0
+
+
+def _kpi_offline(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.kpi.offline import figures, parse_when
+    from gateway.kpi.text import as_text
+
+    try:
+        config = load_config(args.config, os.environ, [])
+        since = parse_when(args.since)
+        until = parse_when(args.until) if args.until else None
+        result = asyncio.run(figures(args.db or config.store_path, config.kpi, since, until, args.group_by))
+    except ConfigError as err:
+        print(f"dispatch-gateway: configuration error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a missing file, a store without the kpi tables, a bad window
+        print(f"dispatch-gateway: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, ensure_ascii=False) if args.json else as_text(result), flush=True)
     return 0
 
 

@@ -69,13 +69,7 @@ class KpiService:
         """Both indicators over [since, until) (until None: now)."""
         now = time.time()
         until = now if until is None else until
-        if until <= since:
-            raise InvalidParams("until must be after since", details={"since": since, "until": until})
-        if until - since > MAX_WINDOW_S:
-            raise InvalidParams("the window is longer than 400 days", details={"max_days": 400})
-        if group_by is not None and (until - since) / GROUP_SECONDS[group_by] > MAX_GROUPS:
-            raise InvalidParams(f"more than {MAX_GROUPS} groups; choose a longer group_by or a shorter window",
-                                details={"group_by": group_by, "max_groups": MAX_GROUPS})
+        check_window(since, until, group_by)
         runs, transitions, maint = await facts.load_availability(self._store, since, until)
         dl = await facts.deadlines(self._store, self.config.deadlines())
         rows = await facts.load_target_rows(self._store, since, until)
@@ -84,31 +78,8 @@ class KpiService:
         return await asyncio.to_thread(self._compute, runs, transitions, maint, rows, dl, parts, whole,
                                        since, until, now, group_by)
 
-    def _compute(self, runs: list[availability.Run], transitions: list[availability.Transition],
-                 maint: list[availability.Maintenance], rows: facts.TargetRows, dl: facts.Deadlines,
-                 parts: list[str], whole: list[str], since: float, until: float, now: float,
-                 group_by: str | None) -> dict[str, Any]:
-        targets = facts.targets(rows, dl)
-        out: dict[str, Any] = {
-            "generated_at": epoch_to_iso(now), "since": epoch_to_iso(since), "until": epoch_to_iso(until),
-            "deadlines": self.config.deadlines(),
-            "availability": availability.compute(runs, transitions, maint, parts=parts, whole=whole,
-                                                 since=since, until=until, now=now),
-            "timeliness": timeliness.compute(targets, now=now),
-        }
-        if group_by is not None:
-            out["group_by"], out["groups"] = group_by, []
-            for lo, hi in _buckets(since, until, GROUP_SECONDS[group_by]):
-                a = availability.compute(runs, transitions, maint, parts=parts, whole=whole,
-                                         since=lo, until=hi, now=now, max_outages=0)
-                t = timeliness.summarize(timeliness.judge(x, now) for x in targets if lo <= x.started < hi)
-                out["groups"].append({
-                    "start": epoch_to_iso(lo), "end": epoch_to_iso(hi),
-                    "availability": a["whole"]["availability"],
-                    "parts": {p: v["availability"] for p, v in a["parts"].items()},
-                    "timeliness": t["share"], "met": t["met"], "missed": t["missed"],
-                    "channels": {c: v["share"] for c, v in t["channels"].items()}})
-        return out
+    def _compute(self, *args: Any) -> dict[str, Any]:
+        return compute_figures(*args, deadlines=self.config.deadlines())
 
     async def add_maintenance(self, start: float, end: float, parts: list[str], reason: str,
                               created_by: str) -> dict[str, Any]:
@@ -174,6 +145,45 @@ class KpiService:
             "SELECT 1 FROM kpi_runs WHERE started_at < ? AND coalesce(stopped_at, last_seen) >= ? LIMIT 1",
             (epoch_to_iso(hi.timestamp()), epoch_to_iso(lo.timestamp())))
         return bool(rows)
+
+
+def compute_figures(runs: list[availability.Run], transitions: list[availability.Transition],
+                    maint: list[availability.Maintenance], rows: facts.TargetRows, dl: facts.Deadlines,
+                    parts: list[str], whole: list[str], since: float, until: float, now: float,
+                    group_by: str | None, *, deadlines: dict[str, float], live: bool = True) -> dict[str, Any]:
+    """The `kpi.get` result from the facts read. Pure (run on a thread); `live`: the last run is
+    this process (the gateway), else it ended at its last heartbeat (read from a stopped store)."""
+    targets = facts.targets(rows, dl)
+    out: dict[str, Any] = {
+        "generated_at": epoch_to_iso(now), "since": epoch_to_iso(since), "until": epoch_to_iso(until),
+        "deadlines": deadlines,
+        "availability": availability.compute(runs, transitions, maint, parts=parts, whole=whole,
+                                             since=since, until=until, now=now, live=live),
+        "timeliness": timeliness.compute(targets, now=now),
+    }
+    if group_by is not None:
+        out["group_by"], out["groups"] = group_by, []
+        for lo, hi in _buckets(since, until, GROUP_SECONDS[group_by]):
+            a = availability.compute(runs, transitions, maint, parts=parts, whole=whole,
+                                     since=lo, until=hi, now=now, max_outages=0, live=live)
+            t = timeliness.summarize(timeliness.judge(x, now) for x in targets if lo <= x.started < hi)
+            out["groups"].append({
+                "start": epoch_to_iso(lo), "end": epoch_to_iso(hi),
+                "availability": a["whole"]["availability"],
+                "parts": {p: v["availability"] for p, v in a["parts"].items()},
+                "timeliness": t["share"], "met": t["met"], "missed": t["missed"],
+                "channels": {c: v["share"] for c, v in t["channels"].items()}})
+    return out
+
+
+def check_window(since: float, until: float, group_by: str | None) -> None:
+    if until <= since:
+        raise InvalidParams("until must be after since", details={"since": since, "until": until})
+    if until - since > MAX_WINDOW_S:
+        raise InvalidParams("the window is longer than 400 days", details={"max_days": 400})
+    if group_by is not None and (until - since) / GROUP_SECONDS[group_by] > MAX_GROUPS:
+        raise InvalidParams(f"more than {MAX_GROUPS} groups; choose a longer group_by or a shorter window",
+                            details={"group_by": group_by, "max_groups": MAX_GROUPS})
 
 
 def _buckets(since: float, until: float, step: int) -> list[tuple[float, float]]:

@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.client import GatewayClient, RemoteError
+from gateway.kpi.config import KpiConfig
 from gateway.timeutil import epoch_to_iso, iso_to_epoch
 from tests.gateway.gateway_proc import GatewayProc, gateway_proc, store_rows, wait_until
 from tests.gateway.test_sms_crash import sms_gateway_overrides
@@ -179,6 +180,20 @@ async def test_late_call_killed_worker_and_the_same_figures_after_a_restart(tmp_
         later = await _rpc(gw.url, "kpi.get", since=since)
         gaps = [o for o in later["availability"]["outages"] if o["part"] == "gateway"]
         assert len(gaps) == 1 and "stopped at" in gaps[0]["cause"] and gaps[0]["duration_s"] > 0, gaps
+
+        # an auditor's reading of the store file itself, the gateway stopped: the same figures
+        await gw.stop()
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "kpi", "--since", since, "--until", until, "--json",
+            "--db", gw.store_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(repo_root())}, cwd=repo_root())
+        out, err = await asyncio.wait_for(cli.communicate(), 60)
+        assert cli.returncode == 0, err.decode()
+        offline = json.loads(out)
+        assert offline.pop("source") == {"store": gw.store_path, "last_run_running": False}
+        assert offline["deadlines"] == KpiConfig().deadlines()  # no configuration given: the defaults
+        offline["deadlines"] = first["deadlines"]  # each target was judged by its run's deadlines
+        assert _figures(offline) == _figures(first)
 
 
 async def test_sms_in_time_maintenance_and_a_killed_gateway(tmp_path: Path) -> None:
