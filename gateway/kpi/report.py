@@ -15,10 +15,17 @@ def _pct(v: float | None) -> str:
 
 
 def _bars(title: str, groups: list[dict[str, Any]], key: str) -> str:
-    """One bar per group (hour), height = the share; the 98 % line drawn across."""
+    """One bar per group (hour), height = the share; the 98 % line drawn across. The scale starts
+    at 90 % while every share is above it (a 99 % hour must be told from a 100 % one)."""
     w, h, pad = 720, 160, 30
     n = max(1, len(groups))
     bw = (w - pad) / n
+    values = [g[key] for g in groups if g.get(key) is not None]
+    floor = 0.9 if values and min(values) >= 0.9 else 0.0
+
+    def y(v: float) -> float:
+        return h - max(1.0, (v - floor) / (1 - floor) * (h - 10))
+
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 20}" role="img" '
            f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
            f'<line x1="{pad}" y1="{h}" x2="{w}" y2="{h}" stroke="#888"/>']
@@ -28,15 +35,16 @@ def _bars(title: str, groups: list[dict[str, Any]], key: str) -> str:
         if v is None:
             out.append(f'<rect x="{x + 1:.1f}" y="{h - 2}" width="{bw - 2:.1f}" height="2" fill="#ccc"/>')
         else:
-            bh = max(1.0, v * (h - 10))
+            bh = h - y(v)
             color = "#2a7" if v >= TARGET else "#d33"
             out.append(f'<rect x="{x + 1:.1f}" y="{h - bh:.1f}" width="{bw - 2:.1f}" height="{bh:.1f}" '
                        f'fill="{color}"><title>{escape(g["start"][11:16])} {_pct(v)}</title></rect>')
         if i % 3 == 0:
             out.append(f'<text x="{x:.1f}" y="{h + 14}" font-size="10">{escape(g["start"][11:13])}</text>')
-    y98 = h - TARGET * (h - 10)
+    y98 = y(TARGET)
     out.append(f'<line x1="{pad}" y1="{y98:.1f}" x2="{w}" y2="{y98:.1f}" stroke="#333" stroke-dasharray="4 3"/>')
-    out.append(f'<text x="0" y="{y98 + 4:.1f}" font-size="10">98%</text></svg>')
+    out.append(f'<text x="0" y="{y98 + 4:.1f}" font-size="10">98%</text>')
+    out.append(f'<text x="0" y="{h:.1f}" font-size="10">{floor * 100:.0f}%</text></svg>')
     return "".join(out)
 
 
