@@ -45,6 +45,12 @@ CONFIG_SITE="$(cat <<EOF
 #define PJMEDIA_AUDIO_DEV_HAS_NULL_AUDIO 1
 EOF
 )"
+# pjsua binds a call's RTP and RTCP as a pair, scanning its port range from where the last pair was,
+# and gives up after 100 pairs in use (pjsua_media.c, RTP_RETRY) although the range has free pairs
+# further on: with more than 100 calls per worker a new call then fails ("Address already in use")
+# while the worker is below its limit. Scan the whole range once (at least 100 tries, as before).
+RTP_SCAN_OLD='for (i=0; i<RTP_RETRY; ++i, acc->next_rtp_port += 2) {'
+RTP_SCAN_NEW='for (i=0; i<PJ_MAX((int)RTP_RETRY, cfg->port && cfg->port_range ? (int)cfg->port_range/2 + 1 : 0); ++i, acc->next_rtp_port += 2) {'
 
 # ---- the tarball -------------------------------------------------------------------------------
 TARBALL="${PJPROJECT_TARBALL:-}"
@@ -65,7 +71,7 @@ fi
 [ -r "$TARBALL" ] || { log "no tarball at $TARBALL"; exit 3; }
 
 PYVER="$("$PY" -c 'import sys, sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("EXT_SUFFIX"))')"
-KEY="$( { sha256sum < "$TARBALL"; printf '%s\n' "${CONFIGURE[*]}" "$CFLAGS_BUILD" "$CONFIG_SITE" "$PYVER"; } \
+KEY="$( { sha256sum < "$TARBALL"; printf '%s\n' "${CONFIGURE[*]}" "$CFLAGS_BUILD" "$CONFIG_SITE" "$RTP_SCAN_NEW" "$PYVER"; } \
       | sha256sum | cut -c1-16)"
 OUT="$CACHE/pjsua2-$KEY"
 if [ -f "$OUT/build.json" ] && "$PY" -c "import sys; sys.path.insert(0, '$OUT'); import pjsua2" 2>/dev/null; then
@@ -84,6 +90,15 @@ log "building pjsua2 from $TARBALL (a few minutes; cached in $OUT)"
 tar -xzf "$TARBALL" -C "$WORK"
 SRC="$(find "$WORK" -mindepth 1 -maxdepth 1 -type d | head -1)"
 printf '%s\n' "$CONFIG_SITE" > "$SRC/pjlib/include/pj/config_site.h"
+MEDIA_C="$SRC/pjsip/src/pjsua-lib/pjsua_media.c"
+"$PY" - "$MEDIA_C" "$RTP_SCAN_OLD" "$RTP_SCAN_NEW" <<'PYEOF' || { log "pjsua_media.c has no RTP port scan to widen (another pjproject?)"; exit 1; }
+import sys
+path, old, new = sys.argv[1:]
+text = open(path).read()
+if text.count(old) != 1:
+    sys.exit(1)
+open(path, "w").write(text.replace(old, new))
+PYEOF
 JOBS="$(nproc 2>/dev/null || echo 2)"
 (
     cd "$SRC"
@@ -104,7 +119,7 @@ cat > "$OUT.part/build.json" <<EOF
 {"pjproject": "$VERSION", "tarball_sha256": "$(sha256sum < "$TARBALL" | cut -d' ' -f1)",
  "max_calls": $MAX_CALLS, "conf_ports": $CONF_PORTS, "ioqueue_keys": $IOQUEUE_HANDLES,
  "key_free_delay_ms": $KEY_FREE_DELAY_MS, "players": $PLAYERS, "ioqueue": "epoll",
- "assertions": false, "configure": "${CONFIGURE[*]}"}
+ "assertions": false, "rtp_scan": "whole range", "configure": "${CONFIGURE[*]}"}
 EOF
 rm -rf "$OUT"
 mv "$OUT.part" "$OUT"
