@@ -213,6 +213,10 @@ async def test_sms_in_time_maintenance_and_a_killed_gateway(tmp_path: Path) -> N
             with pytest.raises(RemoteError) as refused:
                 await _rpc(gw.url, "kpi.maintenance.add", start=start, end=end, reason="x")
             assert refused.value.reason == "forbidden"
+            with pytest.raises(RemoteError) as refused:  # no Janus here
+                await _rpc(gw.url, "kpi.maintenance.add", token="tok-admin", start=start, end=end,
+                           parts=["media"], reason="x")
+            assert refused.value.reason == "no-such-part" and refused.value.details["parts"] == ["media"]
             m = await _rpc(gw.url, "kpi.maintenance.add", token="tok-admin", start=start, end=end,
                            parts=["sms"], reason="provider migration")
             assert m["parts"] == ["sms"] and m["created_by"] == "root"
