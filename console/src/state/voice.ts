@@ -7,7 +7,7 @@ import { openMic, openSpeaker, type MediaChannel, type MicHandle, type SpeakerHa
 import type { GatewayEvent } from "../protocol/envelope";
 import { RemoteError } from "../protocol/envelope";
 import { newKey } from "../ui/idempotency";
-import { call, can, onEvent, readyCount } from "./connection";
+import { call, can, log, onEvent, readyCount } from "./connection";
 import { applyCall, applyMember, type CallInfo, type Conference, type Member } from "./voiceModel";
 
 export type { CallInfo, Conference, Member } from "./voiceModel";
@@ -192,7 +192,7 @@ async function reload(): Promise<void> {
   // Keep what ended recently (shown as ended); replace the live ones with the gateway's view.
   for (const [id, c] of calls.value) if (c.state === "ended") next.set(id, c);
   calls.value = next;
-  for (const id of [...conferences.value.keys()]) {
+  for (const id of [...conferences.value.values()].filter((c) => c.state !== "ended").map((c) => c.conference_id)) {
     try {
       const conf = (await call("conference.get", { conference_id: id })) as unknown as Conference & { members: Member[] };
       const map = new Map(conferences.value);
@@ -206,6 +206,9 @@ async function reload(): Promise<void> {
 
 export function followVoice(): () => void {
   const offEvents = onEvent(handleVoiceEvent);
+  // What arrived before the shell mounted (the first subscription's replay): calls and the
+  // conferences the history names.
+  for (const e of log.all()) handleVoiceEvent(e);
   const offReady = readyCount.subscribe((n) => {
     if (n > 0) reload().catch(() => undefined);
   });
