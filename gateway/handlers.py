@@ -248,10 +248,13 @@ def register_conferences(registry: Registry, conferences: ConferenceService) -> 
     async def get(ctx: RequestContext, p: Any) -> dict:
         return conferences.get(p.conference_id)
 
+    async def list_(ctx: RequestContext, p: Any) -> dict:
+        return {"conferences": conferences.list(p.session_id)}
+
     for name, handler in {
         "conference.create": create, "conference.add": add, "conference.remove": remove,
         "conference.mute": mute, "conference.unmute": unmute, "conference.end": end,
-        "conference.get": get,
+        "conference.get": get, "conference.list": list_,
     }.items():
         registry.register(name, handler)
 

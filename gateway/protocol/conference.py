@@ -73,6 +73,10 @@ class ConferenceIdParams(Params):
     conference_id: Id
 
 
+class ConferenceListParams(Params):
+    session_id: Id | None = None
+
+
 CONFERENCE_METHODS: tuple[MethodSpec, ...] = (
     _spec("conference.create", COMMAND, ConferenceCreateParams, True,
           "open a conference in an incident session"),
@@ -87,4 +91,6 @@ CONFERENCE_METHODS: tuple[MethodSpec, ...] = (
     _spec("conference.end", COMMAND, ConferenceIdParams,
           summary="end the conference: every member's call is hung up", runs_to_end=True),
     _spec("conference.get", READ, ConferenceIdParams, summary="a conference and its members"),
+    _spec("conference.list", READ, ConferenceListParams,
+          summary="the conferences not ended (of one session), oldest first, with their members"),
 )

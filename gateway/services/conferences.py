@@ -237,6 +237,11 @@ class ConferenceService(DialInMixin):
     def get(self, conference_id: str) -> dict:
         return self._get(conference_id).conf.public()
 
+    def list(self, session_id: str | None = None) -> list[dict]:
+        """The live conferences (of `session_id`), in the order they were created."""
+        return [live.conf.public() for live in self._live.values()
+                if session_id is None or live.conf.session_id == session_id]
+
     async def close_session(self, session_id: str) -> None:
         for live in [c for c in self._live.values() if c.conf.session_id == session_id]:
             with contextlib.suppress(GatewayError):

@@ -416,3 +416,31 @@ async def test_a_dial_in_caller_who_never_types_the_pin_is_hung_up(start_gateway
         got = await alice.call("conference.get", conference_id=conf["conference_id"])
         assert {m["member_id"]: m["state"] for m in got["members"]} == {quiet_id: "left", typed_id: "joined"}
         await alice.call("conference.end", conference_id=conf["conference_id"])
+
+
+async def test_conference_list_shows_the_live_conferences_of_a_session(start_gateway, connect) -> None:
+    """What a console shows after it signs in, whatever its event history holds: the conferences
+    not ended, oldest first, each with its members; of one session when asked; readable by an
+    observer."""
+    gw = await start_gateway()
+    alice = await connect(gw)
+    olga = await connect(gw, "tok-observer")
+    s1 = (await alice.call("session.create", title="pier"))["session_id"]
+    s2 = (await alice.call("session.create", title="yard"))["session_id"]
+    a = await alice.call("conference.create", session_id=s1, title="a")
+    b = await alice.call("conference.create", session_id=s2, title="b")
+    c = await alice.call("conference.create", session_id=s1, title="c")
+    member = await alice.call("conference.add", conference_id=c["conference_id"], console=True)
+    listed = (await olga.call("conference.list"))["conferences"]
+    assert [x["title"] for x in listed] == ["a", "b", "c"]
+    assert [m["member_id"] for m in listed[2]["members"]] == [member["member_id"]]
+    assert listed[2] == await alice.call("conference.get", conference_id=c["conference_id"])
+    assert [x["conference_id"] for x in (await alice.call("conference.list", session_id=s1))["conferences"]] == [
+        a["conference_id"], c["conference_id"]]
+    await alice.call("conference.end", conference_id=a["conference_id"])
+    await alice.call("session.close", session_id=s2)  # ends b with its session
+    assert [x["title"] for x in (await olga.call("conference.list"))["conferences"]] == ["c"]
+    assert (await alice.call("conference.list", session_id="nope"))["conferences"] == []
+    with pytest.raises(RemoteError) as err:
+        await alice.call("conference.list", session_id="bad id!")
+    assert err.value.reason == "invalid-params"

@@ -80,6 +80,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "conference.mute": {"conference_id": "{conference_id}", "member_id": "{member_id}"},
     "conference.unmute": {"conference_id": "{conference_id}", "member_id": "{member_id}"},
     "conference.get": {"conference_id": "{conference_id}"},
+    "conference.list": {},
     "conference.remove": {"conference_id": "{conference_id}", "member_id": "{member_id}"},
     "conference.end": {"conference_id": "{conference_id}"},
     "session.close": {"session_id": "{session_id}"},
@@ -145,9 +146,10 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
     assert outcomes[("terminal.instruct", "terminal")] == outcomes[("terminal.ack", "observer")] == "forbidden"
     assert outcomes[("terminal.feedback", "observer")] == "forbidden"
     for method in ("conference.create", "conference.add", "conference.mute", "conference.unmute",
-                   "conference.get", "conference.remove", "conference.end"):
+                   "conference.get", "conference.list", "conference.remove", "conference.end"):
         assert outcomes[(method, "admin")] == "ok", (method, outcomes)
     assert outcomes[("conference.add", "observer")] == "forbidden"
+    assert outcomes[("conference.list", "observer")] == "ok" and outcomes[("conference.list", "terminal")] == "forbidden"
     assert outcomes[("kpi.get", "admin")] == outcomes[("kpi.get", "observer")] == "ok", outcomes
     assert outcomes[("kpi.get", "terminal")] == outcomes[("kpi.maintenance.add", "observer")] == "forbidden"
     assert outcomes[("kpi.maintenance.add", "admin")] == "ok"

@@ -27,6 +27,7 @@ export interface MethodParams {
   "conference.create": ConferenceCreateParams;
   "conference.end": ConferenceEndParams;
   "conference.get": ConferenceGetParams;
+  "conference.list": ConferenceListParams;
   "conference.mute": ConferenceMuteParams;
   "conference.remove": ConferenceRemoveParams;
   "conference.unmute": ConferenceUnmuteParams;
@@ -271,6 +272,9 @@ export interface ConferenceGetParams {
    * an opaque id made by the gateway
    */
   conference_id: string;
+}
+export interface ConferenceListParams {
+  session_id?: string | null;
 }
 export interface ConferenceMuteParams {
   all_but_chair?: boolean;
@@ -842,6 +846,15 @@ export const METHODS: Record<Method, MethodInfo> = {
     "runs_to_end": true
   },
   "conference.get": {
+    "roles": [
+      "admin",
+      "dispatcher",
+      "observer"
+    ],
+    "starts_work": false,
+    "runs_to_end": false
+  },
+  "conference.list": {
     "roles": [
       "admin",
       "dispatcher",

@@ -5,7 +5,6 @@
 import { computed, signal } from "@preact/signals";
 import { openMic, openSpeaker, type MediaChannel, type MicHandle, type SpeakerHandle } from "../audio/audio";
 import type { GatewayEvent } from "../protocol/envelope";
-import { RemoteError } from "../protocol/envelope";
 import { newKey } from "../ui/idempotency";
 import { call, can, log, onEvent, readyCount } from "./connection";
 import { applyCall, applyMember, type CallInfo, type Conference, type Member } from "./voiceModel";
@@ -192,16 +191,14 @@ async function reload(): Promise<void> {
   // Keep what ended recently (shown as ended); replace the live ones with the gateway's view.
   for (const [id, c] of calls.value) if (c.state === "ended") next.set(id, c);
   calls.value = next;
-  for (const id of [...conferences.value.values()].filter((c) => c.state !== "ended").map((c) => c.conference_id)) {
-    try {
-      const conf = (await call("conference.get", { conference_id: id })) as unknown as Conference & { members: Member[] };
-      const map = new Map(conferences.value);
-      map.set(id, { ...conf, members: new Map(conf.members.map((m) => [m.member_id, m])) });
-      conferences.value = map;
-    } catch (e) {
-      if (e instanceof RemoteError && e.reason === "no-such-conference") forgetConference(id);
-    }
+  // The live conferences, whatever the event history still names (conference.list).
+  const live = (await call("conference.list", {})) as { conferences?: (Conference & { members: Member[] })[] };
+  const confs = new Map<string, Conference>();
+  for (const c of live.conferences ?? []) confs.set(c.conference_id, { ...c, members: new Map(c.members.map((m) => [m.member_id, m])) });
+  for (const id of consoleAudio.value.keys()) {
+    if (id.startsWith("conf:") && !confs.has(id.slice(5))) void stopAudio(id, false);
   }
+  conferences.value = confs;
 }
 
 export function followVoice(): () => void {
