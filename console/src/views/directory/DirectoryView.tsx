@@ -3,9 +3,20 @@ import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
 import { formatTime, t, tValue, type MessageKey } from "../../i18n";
 import { useShortcut } from "../../shortcuts/useShortcut";
+import { Table } from "../../ui/Table";
 import { endpoints, groups, matches, presence, zones, type Endpoint } from "../../state/directory";
 
-function Section({ id, titleKey, count, children }: { id: string; titleKey: MessageKey; count: number; children: ComponentChildren }) {
+function Section({
+  id,
+  titleKey,
+  count,
+  children,
+}: {
+  id: string;
+  titleKey: MessageKey;
+  count: number;
+  children: ComponentChildren;
+}) {
   return (
     <section class="dir-section" aria-labelledby={`dir-${id}`} data-section={id}>
       <h2 id={`dir-${id}`}>
@@ -16,42 +27,37 @@ function Section({ id, titleKey, count, children }: { id: string; titleKey: Mess
   );
 }
 
+const ENDPOINT_COLS: MessageKey[] = [
+  "directory.col.name",
+  "directory.col.display",
+  "directory.col.address",
+  "directory.col.groups",
+];
+
 function EndpointTable({ rows, withPresence }: { rows: Endpoint[]; withPresence?: boolean }) {
   return (
-    <table class="dir-table">
-      <thead>
-        <tr>
-          <th scope="col">{t("directory.col.name")}</th>
-          <th scope="col">{t("directory.col.display")}</th>
-          <th scope="col">{t("directory.col.address")}</th>
-          <th scope="col">{t("directory.col.groups")}</th>
-          {withPresence && <th scope="col">{t("directory.col.presence")}</th>}
-          {withPresence && <th scope="col">{t("directory.col.lastSeen")}</th>}
-        </tr>
-      </thead>
-      <tbody>
-        {rows.map((ep) => {
-          const p = presence.value.get(ep.name);
-          const state = p?.presence === "online" || p?.presence === "offline" ? p.presence : "unknown";
-          return (
-            <tr key={ep.name} data-name={ep.name}>
-              <td>{ep.name}</td>
-              <td>{ep.display_name ?? ""}</td>
-              <td class="mono">{ep.uri ?? ep.phone ?? ""}</td>
-              <td>{ep.groups.join(", ")}</td>
-              {withPresence && (
-                <td>
-                  <span class={`presence presence-${state}`} data-presence={state}>
-                    {state === "unknown" ? t("presence.unknown") : tValue(state)}
-                  </span>
-                </td>
-              )}
-              {withPresence && <td>{p?.last_seen ? formatTime(p.last_seen) : ""}</td>}
-            </tr>
-          );
-        })}
-      </tbody>
-    </table>
+    <Table cols={withPresence ? [...ENDPOINT_COLS, "directory.col.presence", "directory.col.lastSeen"] : ENDPOINT_COLS}>
+      {rows.map((ep) => {
+        const p = presence.value.get(ep.name);
+        const state = p?.presence === "online" || p?.presence === "offline" ? p.presence : "unknown";
+        return (
+          <tr key={ep.name} data-name={ep.name}>
+            <td>{ep.name}</td>
+            <td>{ep.display_name ?? ""}</td>
+            <td class="mono">{ep.uri ?? ep.phone ?? ""}</td>
+            <td>{ep.groups.join(", ")}</td>
+            {withPresence && (
+              <td>
+                <span class={`presence presence-${state}`} data-presence={state}>
+                  {state === "unknown" ? t("presence.unknown") : tValue(state)}
+                </span>
+              </td>
+            )}
+            {withPresence && <td>{p?.last_seen ? formatTime(p.last_seen) : ""}</td>}
+          </tr>
+        );
+      })}
+    </Table>
   );
 }
 
@@ -94,40 +100,24 @@ export function DirectoryView() {
           <EndpointTable rows={kind("speaker")} />
         </Section>
         <Section id="zones" titleKey="directory.zones" count={zoneRows.length}>
-          <table class="dir-table">
-            <thead>
-              <tr>
-                <th scope="col">{t("directory.col.name")}</th>
-                <th scope="col">{t("directory.col.codec")}</th>
+          <Table cols={["directory.col.name", "directory.col.codec"]}>
+            {zoneRows.map((z) => (
+              <tr key={z.name} data-name={z.name}>
+                <td>{z.name}</td>
+                <td>{z.codec}</td>
               </tr>
-            </thead>
-            <tbody>
-              {zoneRows.map((z) => (
-                <tr key={z.name} data-name={z.name}>
-                  <td>{z.name}</td>
-                  <td>{z.codec}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            ))}
+          </Table>
         </Section>
         <Section id="groups" titleKey="directory.groups" count={groupRows.length}>
-          <table class="dir-table">
-            <thead>
-              <tr>
-                <th scope="col">{t("directory.col.name")}</th>
-                <th scope="col">{t("directory.col.members")}</th>
+          <Table cols={["directory.col.name", "directory.col.members"]}>
+            {groupRows.map((g) => (
+              <tr key={g} data-name={g}>
+                <td>{g}</td>
+                <td>{members(g).join(", ")}</td>
               </tr>
-            </thead>
-            <tbody>
-              {groupRows.map((g) => (
-                <tr key={g} data-name={g}>
-                  <td>{g}</td>
-                  <td>{members(g).join(", ")}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            ))}
+          </Table>
         </Section>
         <Section id="trunks" titleKey="directory.trunks" count={kind("trunk").length}>
           <EndpointTable rows={kind("trunk")} />

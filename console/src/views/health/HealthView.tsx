@@ -6,6 +6,7 @@ import { formatTime, t, tMaybe, tValue, type MessageKey } from "../../i18n";
 import { call, can } from "../../state/connection";
 import { useOnReady } from "../../state/hooks";
 import { Command } from "../../ui/Command";
+import { Table } from "../../ui/Table";
 import { reportFailure } from "../../ui/notice";
 import { CHANNELS, duration, partRows, percent, windowStart, type Kpi } from "./health";
 
@@ -53,65 +54,56 @@ export function HealthView() {
               <span class="kpi-label">{t("health.timeliness")}</span>
               <span class="kpi-value">{percent(kpi.timeliness.share)}</span>
               <span class="muted">
-                {t("health.metMissed", { met: kpi.timeliness.met, missed: kpi.timeliness.missed, pending: kpi.timeliness.pending })}
+                {t("health.metMissed", {
+                  met: kpi.timeliness.met,
+                  missed: kpi.timeliness.missed,
+                  pending: kpi.timeliness.pending,
+                })}
               </span>
             </div>
           </div>
           <div class="health-grid">
             <section aria-labelledby="health-parts">
               <h2 id="health-parts">{t("health.parts")}</h2>
-              <table class="dir-table">
-                <thead>
-                  <tr>
-                    <th scope="col">{t("health.col.part")}</th>
-                    <th scope="col">{t("health.col.now")}</th>
-                    <th scope="col">{t("health.availability")}</th>
-                    <th scope="col">{t("health.col.down")}</th>
+              <Table cols={["health.col.part", "health.col.now", "health.availability", "health.col.down"]}>
+                {rows.map((r) => (
+                  <tr key={r.part} data-part={r.part} data-up={String(r.up)}>
+                    <td>{partName(r.part)}</td>
+                    <td>
+                      <span class={`presence presence-${r.up ? "online" : "offline"}`}>
+                        {r.up ? t("health.up") : t("health.down", { cause: tValue(r.cause) })}
+                      </span>
+                    </td>
+                    <td>{percent(r.figures.availability)}</td>
+                    <td>{duration(r.figures.down_s)}</td>
                   </tr>
-                </thead>
-                <tbody>
-                  {rows.map((r) => (
-                    <tr key={r.part} data-part={r.part} data-up={String(r.up)}>
-                      <td>{partName(r.part)}</td>
-                      <td>
-                        <span class={`presence presence-${r.up ? "online" : "offline"}`}>
-                          {r.up ? t("health.up") : t("health.down", { cause: tValue(r.cause) })}
-                        </span>
-                      </td>
-                      <td>{percent(r.figures.availability)}</td>
-                      <td>{duration(r.figures.down_s)}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </Table>
             </section>
             <section aria-labelledby="health-channels">
               <h2 id="health-channels">{t("health.channels")}</h2>
-              <table class="dir-table">
-                <thead>
-                  <tr>
-                    <th scope="col">{t("health.col.channel")}</th>
-                    <th scope="col">{t("health.timeliness")}</th>
-                    <th scope="col">{t("health.col.met")}</th>
-                    <th scope="col">{t("health.col.missed")}</th>
-                    <th scope="col">{t("health.col.pending")}</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {CHANNELS.map((c) => {
-                    const f = kpi.timeliness.channels[c];
-                    return (
-                      <tr key={c} data-channel={c}>
-                        <td>{t(`health.channel.${c}` as MessageKey)}</td>
-                        <td>{percent(f?.share)}</td>
-                        <td>{f?.met ?? 0}</td>
-                        <td>{f?.missed ?? 0}</td>
-                        <td>{f?.pending ?? 0}</td>
-                      </tr>
-                    );
-                  })}
-                </tbody>
-              </table>
+              <Table
+                cols={[
+                  "health.col.channel",
+                  "health.timeliness",
+                  "health.col.met",
+                  "health.col.missed",
+                  "health.col.pending",
+                ]}
+              >
+                {CHANNELS.map((c) => {
+                  const f = kpi.timeliness.channels[c];
+                  return (
+                    <tr key={c} data-channel={c}>
+                      <td>{t(`health.channel.${c}` as MessageKey)}</td>
+                      <td>{percent(f?.share)}</td>
+                      <td>{f?.met ?? 0}</td>
+                      <td>{f?.missed ?? 0}</td>
+                      <td>{f?.pending ?? 0}</td>
+                    </tr>
+                  );
+                })}
+              </Table>
             </section>
           </div>
           <section aria-labelledby="health-outages">
