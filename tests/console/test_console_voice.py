@@ -136,9 +136,26 @@ async def test_dial_a_phone_both_ways_and_answer_inbound_with_the_keyboard(start
         await show_view(page, "voice")
         await page.wait_for_selector(f'tr[data-call="{ringing["call_id"]}"] .voice-audio-stop', timeout=WAIT_MS)
         await speaker_hears(page, 600)  # answered into the console's own speaker
+        mic = f'#mic-{ringing["call_id"]}'
+        await mic_is_live(page, mic)
+        await page.keyboard.press("Alt+M")  # mute: the badge, the meter falls silent
+        await page.wait_for_selector("#incoming-calls .mic-muted", timeout=WAIT_MS)
+        await page.wait_for_selector(f'{mic}[data-level="0"]', timeout=WAIT_MS)
+        await page.keyboard.press("Alt+M")
+        await page.wait_for_selector("#incoming-calls", state="detached", timeout=WAIT_MS)
+        await mic_is_live(page, mic)
         await page.keyboard.press("Alt+H")  # hang up
         ended = await w.call_state(ringing["call_id"], "ended", timeout=WAIT_S)
+
+        # Another inbound call, rejected from the banner: the phone is told busy.
+        phone.command(f"/dial sip:desk@{cfg.host}:{cfg.port}")
+        again = (await w.wait(lambda e: e["type"] == "call.state" and e["data"]["direction"] == "inbound"
+                              and e["data"]["call_id"] != ringing["call_id"], timeout=WAIT_S))["data"]
+        await page.click(f'#incoming-calls .incoming-call[data-call="{again["call_id"]}"] .incoming-reject')
+        rejected = await w.call_state(again["call_id"], "ended", timeout=WAIT_S)
+        await phone.wait_log("486", timeout=WAIT_S)
     assert ended["cause"] == "local-hangup" and ended["direction"] == "inbound"
+    assert rejected["cause"] == "rejected"
     audit = [a["method"] for a in await gw.store.list_audit(principal="alice")]  # the console's commands
     assert {"call.dial", "media.open", "call.hangup", "call.answer"} <= set(audit)
 
