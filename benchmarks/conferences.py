@@ -106,6 +106,10 @@ class MemberWatch:
         return await wait_until(self.changed, pred, timeout, tick=0.5)
 
 
+class PortTaken(RuntimeError):
+    """A port found free was taken by another process before the gateway bound it: run again."""
+
+
 class MeasuringLegs:
     """The talker and the listener in a child process (python -m benchmarks.rtp_member), started
     and stopped here by PID."""
@@ -183,7 +187,12 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
     client: GatewayClient | None = None
     tasks: list[asyncio.Task] = []
     try:
-        res["gateway_start_s"] = round(gw.start(), 2)
+        try:
+            res["gateway_start_s"] = round(gw.start(), 2)
+        except RuntimeError:
+            if "already in use" in (workdir / "gateway.log").read_text(errors="replace")[-2000:]:
+                raise PortTaken(str(workdir)) from None
+            raise
         await legs.start()
         if uas:
             await uas.start()
@@ -372,7 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict]] = {}
     for _ in range(a.repeat):
         for c, m in layouts:
-            r = asyncio.run(run_once(c, m, a, cpw))
+            for attempt in range(3):  # ports found free may be taken before the gateway binds them
+                try:
+                    r = asyncio.run(run_once(c, m, a, cpw))
+                    break
+                except PortTaken:
+                    if attempt == 2:
+                        raise
             results.setdefault(f"{c}x{m}" + (" span" if a.span else "") + (f" nice {a.nice}" if a.nice else ""),
                                []).append(r)
             print(json.dumps(r), flush=True)
