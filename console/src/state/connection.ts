@@ -47,9 +47,12 @@ export function onBinary(handler: (frame: ArrayBuffer) => void): () => void {
   return () => binaryHandlers.delete(handler);
 }
 
-/** Live events (after they are in `log`); returns the unsubscribe. */
-export function onEvent(handler: (e: GatewayEvent) => void): () => void {
+/** Live events (after they are in `log`); returns the unsubscribe. With `replay`, first every
+ * event already held, in seq order: a follower started after the first subscription's replay
+ * (a view mounted later) sees the history too, each event once. */
+export function onEvent(handler: (e: GatewayEvent) => void, opts: { replay?: boolean } = {}): () => void {
   eventHandlers.add(handler);
+  if (opts.replay) for (const e of log.all()) handler(e);
   return () => eventHandlers.delete(handler);
 }
 

@@ -19,10 +19,10 @@ export function useOnReady(load: () => void | Promise<unknown>): void {
 }
 
 /** Calls `handler` for each live event whose type is in `types` (each event once, also across a
- * reconnect). */
-export function useEvents(types: readonly string[], handler: (e: GatewayEvent) => void): void {
+ * reconnect); with `replay`, first for those already held (the history, in seq order). */
+export function useEvents(types: readonly string[], handler: (e: GatewayEvent) => void, replay = false): void {
   const latest = useRef(handler);
   latest.current = handler;
   const key = types.join(",");
-  useEffect(() => onEvent((e) => types.includes(e.type) && latest.current(e)), [key]);
+  useEffect(() => onEvent((e) => types.includes(e.type) && latest.current(e), { replay }), [key, replay]);
 }

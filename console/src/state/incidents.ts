@@ -64,10 +64,13 @@ export async function loadIncidents(state: "open" | "closed"): Promise<void> {
 
 /** Started once by the shell: follows the events and reloads after each reconnect. */
 export function followIncidents(): () => void {
-  const offEvents = onEvent((e) => {
-    const s = sessionFromEvent(e);
-    if (s) merge([s]);
-  });
+  const offEvents = onEvent(
+    (e) => {
+      const s = sessionFromEvent(e);
+      if (s) merge([s]);
+    },
+    { replay: true }, // incidents of the history, closed ones too
+  );
   const offReady = readyCount.subscribe((n) => {
     if (n > 0) loadIncidents("open").catch(() => undefined); // a failure: the next reconnect retries
   });
