@@ -6,13 +6,19 @@ export function Table({
   cols,
   children,
   id,
+  caption,
+  class: cls = "dir-table",
 }: {
   cols: readonly MessageKey[];
   children: ComponentChildren;
   id?: string;
+  /** Names the table for a screen reader (not shown). */
+  caption?: string;
+  class?: string;
 }) {
   return (
-    <table class="dir-table" id={id}>
+    <table class={cls} id={id}>
+      {caption && <caption class="sr-only">{caption}</caption>}
       <thead>
         <tr>
           {cols.map((c) => (

@@ -20,6 +20,7 @@ import {
   type CallInfo,
 } from "../../state/voice";
 import { Command } from "../../ui/Command";
+import { Table } from "../../ui/Table";
 
 const DTMF_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"];
 
@@ -146,23 +147,11 @@ export function CallTable() {
   const rows = [...calls.value.values()].reverse();
   if (rows.length === 0) return <p class="muted">{t("voice.noCalls")}</p>;
   return (
-    <table class="voice-calls">
-      <caption class="sr-only">{t("voice.calls")}</caption>
-      <thead>
-        <tr>
-          <th scope="col">{t("voice.col.remote")}</th>
-          <th scope="col">{t("voice.col.direction")}</th>
-          <th scope="col">{t("voice.col.state")}</th>
-          <th scope="col">{t("voice.col.actions")}</th>
-          <th scope="col">{t("voice.col.audio")}</th>
-        </tr>
-      </thead>
-      <tbody>
-        {rows.map((c) => (
-          <CallRow key={c.call_id} c={c} />
-        ))}
-      </tbody>
-    </table>
+    <Table class="voice-calls" caption={t("voice.calls")} cols={["voice.col.remote", "voice.col.direction", "voice.col.state", "voice.col.actions", "voice.col.audio"]}>
+      {rows.map((c) => (
+        <CallRow key={c.call_id} c={c} />
+      ))}
+    </Table>
   );
 }
 

@@ -17,6 +17,7 @@ import {
   type Member,
 } from "../../state/voice";
 import { Command } from "../../ui/Command";
+import { Table } from "../../ui/Table";
 
 function MemberRow({ conf, m }: { conf: Conference; m: Member }) {
   const gone = m.state === "left";
@@ -154,22 +155,11 @@ function ConferenceCard({ conf }: { conf: Conference }) {
       {members.length === 0 ? (
         <p class="muted">{t("voice.conf.empty")}</p>
       ) : (
-        <table class="conf-members">
-          <caption class="sr-only">{t("voice.conf.members")}</caption>
-          <thead>
-            <tr>
-              <th scope="col">{t("voice.conf.member")}</th>
-              <th scope="col">{t("voice.col.state")}</th>
-              <th scope="col">{t("voice.conf.talkingCol")}</th>
-              <th scope="col">{t("voice.col.actions")}</th>
-            </tr>
-          </thead>
-          <tbody>
-            {members.map((m) => (
-              <MemberRow key={m.member_id} conf={conf} m={m} />
-            ))}
-          </tbody>
-        </table>
+        <Table class="conf-members" caption={t("voice.conf.members")} cols={["voice.conf.member", "voice.col.state", "voice.conf.talkingCol", "voice.col.actions"]}>
+          {members.map((m) => (
+            <MemberRow key={m.member_id} conf={conf} m={m} />
+          ))}
+        </Table>
       )}
       <AddMember conf={conf} />
     </section>
