@@ -6,7 +6,7 @@ import { computed, signal } from "@preact/signals";
 import { openMic, openSpeaker, type MediaChannel, type MicHandle, type SpeakerHandle } from "../audio/audio";
 import type { GatewayEvent } from "../protocol/envelope";
 import { newKey } from "../ui/idempotency";
-import { call, can, log, onEvent, readyCount } from "./connection";
+import { call, can, onEvent, readyCount } from "./connection";
 import { applyCall, applyMember, type CallInfo, type Conference, type Member } from "./voiceModel";
 
 export type { CallInfo, Conference, Member } from "./voiceModel";
@@ -202,10 +202,8 @@ async function reload(): Promise<void> {
 }
 
 export function followVoice(): () => void {
-  const offEvents = onEvent(handleVoiceEvent);
-  // What arrived before the shell mounted (the first subscription's replay): calls and the
-  // conferences the history names.
-  for (const e of log.all()) handleVoiceEvent(e);
+  // With what arrived before the shell mounted (the first subscription's replay).
+  const offEvents = onEvent(handleVoiceEvent, { replay: true });
   const offReady = readyCount.subscribe((n) => {
     if (n > 0) reload().catch(() => undefined);
   });
