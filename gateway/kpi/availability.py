@@ -21,6 +21,7 @@ time, while a part's own window excuses that part's downtime.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -138,16 +139,55 @@ def _excused(outages: Iterable[Outage], holes: list[Span], lo: float, hi: float)
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What does not depend on the window: runs in order, the gateway's gaps, each part's own
+    outages (in order, disjoint: `ends` is sorted too). One `prepare`, then many windows."""
+
+    runs: list[Run]
+    seen: frozenset[str]
+    gaps: list[Outage]
+    own: dict[str, list[Outage]]
+    ends: dict[str, list[float]]
+
+
+def prepare(runs: Sequence[Run], transitions: Sequence[Transition], *, now: float, live: bool,
+            until: float) -> Prepared:
+    ordered = sorted(runs, key=lambda r: r.started)
+    seen = frozenset(t.part for t in transitions)
+    by_part: dict[str, list[Transition]] = {}
+    for t in transitions:
+        by_part.setdefault(t.part, []).append(t)
+    own = {p: part_outages(ordered, ts, p, now, live) for p, ts in by_part.items()}
+    gaps = gateway_gaps(ordered, now, live, until)
+    return Prepared(ordered, seen, gaps, {**own, GATEWAY: gaps},
+                    {p: [o.end for o in v] for p, v in {**own, GATEWAY: gaps}.items()})
+
+
+def _within(prep: Prepared, part: str, lo: float, hi: float) -> list[Outage]:
+    """The part's outages that overlap [lo, hi) (found by bisection, not by a scan)."""
+    outages = prep.own.get(part, [])
+    i = bisect_right(prep.ends.get(part, []), lo)
+    out = []
+    for o in outages[i:]:
+        if o.start >= hi:
+            break
+        out.append(o)
+    return out
+
+
 def compute(runs: Sequence[Run], transitions: Sequence[Transition], maintenance: Sequence[Maintenance], *,
             parts: Sequence[str], whole: Sequence[str], since: float, until: float, now: float,
-            live: bool = True, max_outages: int = 500) -> dict:
-    """Availability of each part and of the whole over [since, until), outages and maintenance."""
-    runs = sorted(runs, key=lambda r: r.started)
+            live: bool = True, max_outages: int = 500, prepared: Prepared | None = None) -> dict:
+    """Availability of each part and of the whole over [since, until), outages and maintenance.
+    `prepared` (from `prepare` over a window reaching at least `until`) saves redoing the runs'
+    outages for each of many windows (kpi.get's groups)."""
+    prep = prepared or prepare(runs, transitions, now=now, live=live, until=until)
+    runs = prep.runs
     lo = max(since, runs[0].started) if runs else since
     hi = max(lo, min(until, now)) if runs else lo  # never ran: nothing measured
-    seen = {t.part for t in transitions}
-    names = list(dict.fromkeys([*parts, *sorted(seen - set(parts))]))
-    gaps = _excused(gateway_gaps(runs, now, live, until), iv.merge(
+    names = list(dict.fromkeys([*parts, *sorted(prep.seen - set(parts))]))
+    gaps = _excused(_within(prep, GATEWAY, lo, hi), iv.merge(
         (m.start, m.end) for m in maintenance if not m.parts), lo, hi)
     gap_spans = [(o.start, o.end) for o in gaps]
     measured = hi - lo
@@ -156,7 +196,7 @@ def compute(runs: Sequence[Run], transitions: Sequence[Transition], maintenance:
     counted_whole: list[Span] = []
     for p in names:
         holes = iv.clip(iv.merge((m.start, m.end) for m in maintenance if m.covers(p)), lo, hi)
-        own = _excused(part_outages(runs, transitions, p, now, live), holes, lo, hi)
+        own = _excused(_within(prep, p, lo, hi), holes, lo, hi)
         listed += own
         down = iv.merge([*((o.start, o.end) for o in own), *iv.subtract(gap_spans, holes)])
         if p in whole:
@@ -181,23 +221,21 @@ def compute(runs: Sequence[Run], transitions: Sequence[Transition], maintenance:
         "parts": report_parts,
         "outages": [o.public() for o in listed[:max_outages]],
         "outages_total": len(listed),
-        "maintenance": [_maintenance_public(m, lo, hi, runs, transitions, now, live)
+        "maintenance": [_maintenance_public(m, lo, hi, prep)
                         for m in sorted(maintenance, key=lambda m: m.start)
                         if m.end > lo and m.start < hi],
     }
 
 
-def _maintenance_public(m: Maintenance, lo: float, hi: float, runs: Sequence[Run],
-                        transitions: Sequence[Transition], now: float, live: bool) -> dict:
+def _maintenance_public(m: Maintenance, lo: float, hi: float, prep: Prepared) -> dict:
     """A window, and the downtime it excused (parts' and the gateway's own, inside it)."""
     span = iv.clip([(m.start, m.end)], lo, hi)
     down: list[Span] = []
-    for p in {t.part for t in transitions} | {GATEWAY}:
+    for p in prep.seen | {GATEWAY}:
         if (p == GATEWAY and m.parts) or (p != GATEWAY and not m.covers(p)):
             continue
-        src = (gateway_gaps(runs, now, live, hi) if p == GATEWAY
-               else part_outages(runs, transitions, p, now, live))
-        down += iv.intersect([(o.start, o.end) for o in src], span)
+        for s_, e_ in span:
+            down += iv.intersect([(o.start, o.end) for o in _within(prep, p, s_, e_)], span)
     return {"maintenance_id": m.maintenance_id, "start": epoch_to_iso(m.start), "end": epoch_to_iso(m.end),
             "parts": list(m.parts) or ["*"], "reason": m.reason, "created_by": m.created_by,
             "down_s": round(iv.total(down), 3)}

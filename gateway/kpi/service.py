@@ -10,6 +10,7 @@ fresh) to a token of a reading role.
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 import datetime as dt
 import os
 import time
@@ -153,20 +154,22 @@ def compute_figures(runs: list[availability.Run], transitions: list[availability
                     group_by: str | None, *, deadlines: dict[str, float], live: bool = True) -> dict[str, Any]:
     """The `kpi.get` result from the facts read. Pure (run on a thread); `live`: the last run is
     this process (the gateway), else it ended at its last heartbeat (read from a stopped store)."""
-    targets = facts.targets(rows, dl)
+    verdicts = timeliness.judge_all(facts.targets(rows, dl), now)
+    prep = availability.prepare(runs, transitions, now=now, live=live, until=until)
     out: dict[str, Any] = {
         "generated_at": epoch_to_iso(now), "since": epoch_to_iso(since), "until": epoch_to_iso(until),
         "deadlines": deadlines,
         "availability": availability.compute(runs, transitions, maint, parts=parts, whole=whole,
-                                             since=since, until=until, now=now, live=live),
-        "timeliness": timeliness.compute(targets, now=now),
+                                             since=since, until=until, now=now, live=live, prepared=prep),
+        "timeliness": timeliness.report(verdicts),
     }
     if group_by is not None:
         out["group_by"], out["groups"] = group_by, []
+        starts = [v.target.started for v in verdicts]
         for lo, hi in _buckets(since, until, GROUP_SECONDS[group_by]):
-            a = availability.compute(runs, transitions, maint, parts=parts, whole=whole,
-                                     since=lo, until=hi, now=now, max_outages=0, live=live)
-            t = timeliness.summarize(timeliness.judge(x, now) for x in targets if lo <= x.started < hi)
+            a = availability.compute(runs, transitions, maint, parts=parts, whole=whole, since=lo, until=hi,
+                                     now=now, max_outages=0, live=live, prepared=prep)
+            t = timeliness.summarize(verdicts[bisect_left(starts, lo):bisect_left(starts, hi)])
             out["groups"].append({
                 "start": epoch_to_iso(lo), "end": epoch_to_iso(hi),
                 "availability": a["whole"]["availability"],

@@ -79,9 +79,17 @@ def summarize(verdicts: Iterable[Verdict]) -> dict:
             "channels": {ch: {**c, "share": _share(c["met"], c["missed"])} for ch, c in counts.items()}}
 
 
+def judge_all(targets: Iterable[Target], now: float) -> list[Verdict]:
+    """Every target judged, in the order they started (then channel, ref, target)."""
+    return [judge(t, now) for t in sorted(targets, key=lambda t: (t.started, t.channel, t.ref, t.target))]
+
+
 def compute(targets: Sequence[Target], *, now: float, max_misses: int = 500) -> dict:
     """Share met per channel and overall (met / (met + missed)), with the misses listed."""
-    verdicts = [judge(t, now) for t in sorted(targets, key=lambda t: (t.started, t.channel, t.ref, t.target))]
+    return report(judge_all(targets, now), max_misses=max_misses)
+
+
+def report(verdicts: Sequence[Verdict], *, max_misses: int = 500) -> dict:
     misses = [v for v in verdicts if v.status == "missed"]
     return {**summarize(verdicts), "misses": [v.public() for v in misses[:max_misses]],
             "misses_total": len(misses)}

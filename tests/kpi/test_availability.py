@@ -112,3 +112,21 @@ def test_outage_still_going_is_ongoing_in_a_window_that_ended_before_now() -> No
     r = _get([Run(1, T0, T0 + 500)], [Transition(1, T0 + 900, "sip", False, "x")], now=T0 + 2000, until=T0 + 1000)
     (o,) = r["outages"]
     assert o["ongoing"] and o["duration_s"] == 100.0 and o["end"].endswith("16:40.000Z")
+
+
+def test_prepared_once_gives_the_same_figures_for_every_window() -> None:
+    """kpi.get's groups reuse one `prepare` (the runs' outages) for every hour: the same answer
+    as computing each window from scratch."""
+    from gateway.kpi.availability import prepare
+
+    runs = [Run(1, T0, T0 + 400), Run(2, T0 + 460, T0 + 795, T0 + 800), Run(3, T0 + 900, T0 + 990)]
+    tr = [Transition(r, T0 + t, p, up, "c") for r, t, p, up in (
+        (1, 50, "sip", False), (1, 60, "sip", True), (1, 300, "sms", False), (2, 470, "sip", False),
+        (2, 600, "sip", True), (3, 950, "sip", False))]
+    m = [Maintenance(1, T0 + 280, T0 + 320, ("sms",), "x", "root"), Maintenance(2, T0 + 780, T0 + 910, (), "y", "root")]
+    prep = prepare(runs, tr, now=T0 + 1000, live=True, until=T0 + 1000)
+    for lo in range(0, 1000, 70):
+        for width in (30, 100, 333):
+            kw = dict(parts=["store", "sip", "sms"], whole=["store", "sip"], since=T0 + lo,
+                      until=T0 + lo + width, now=T0 + 1000)
+            assert compute(runs, tr, m, prepared=prep, **kw) == compute(runs, tr, m, **kw), (lo, width)
