@@ -13,6 +13,7 @@ import asyncio
 from bisect import bisect_left
 import datetime as dt
 import os
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -206,7 +207,9 @@ def _written_after(path: Path, when: float) -> bool:
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    """Whole or not at all; two writers at once (two readers of today's report) each their own temp."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=path.name + ".",
+                                     suffix=".tmp", delete=False) as f:
+        f.write(text)
+    os.replace(f.name, path)

@@ -33,3 +33,17 @@ def test_page_is_self_contained_with_charts_and_escaped() -> None:
     assert page.count("<svg") == 2 and page.count("<rect") >= 2
     assert ">90%</text>" in page  # every hour above 90 %: the scale starts there
     assert "99.17 %" in page and "15.0" in page  # the whole's figure; the call 15 s late
+
+
+async def test_two_readers_of_todays_report_at_once_each_get_it_whole(tmp_path) -> None:
+    """The report is written to a temp file and renamed: two writers at once must not share one
+    temp file (the second rename found it gone)."""
+    import asyncio
+
+    from gateway.kpi.service import _write_atomically
+
+    path = tmp_path / "reports" / "kpi-2027-01-15.html"
+    pages = [f"<!DOCTYPE html>{i}" + "x" * 2_000_000 for i in range(8)]
+    await asyncio.gather(*(asyncio.to_thread(_write_atomically, path, p) for p in pages))
+    assert path.read_text() in pages
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
