@@ -19,6 +19,7 @@ import pytest_asyncio
 
 from tests.console.browser import (WAIT_MS, ConsoleBrowser, axe_violations, choose_language, console_chromium, screenshot,
                                    show, show_view, sign_in)
+from tests.peers.chromium import poll_until
 from tests.peers.cutproxy import CutProxy
 from tests.uploads.samples import make_samples
 
@@ -233,8 +234,14 @@ async def test_a_cut_link_is_resumed_from_the_last_seq_nothing_lost_nothing_twic
         await instruct(alice, sid, "cuts the link")
         await proxy.cut.wait()
         await page.wait_for_selector('#link[data-link="reconnecting"]', timeout=WAIT_MS)
+        tried = proxy.accepted
         for n in range(3):  # stored while the page cannot hear
             await instruct(alice, sid, f"while cut {n}")
+
+        async def refused_once() -> bool:
+            return proxy.accepted > tried
+
+        await poll_until(refused_once, 30, "a reconnect attempt refused while the link is cut")
         proxy.heal()
         await page.wait_for_selector('#link[data-link="open"]', timeout=WAIT_MS)
         await instruct(alice, sid, "after the reconnect")
@@ -244,11 +251,10 @@ async def test_a_cut_link_is_resumed_from_the_last_seq_nothing_lost_nothing_twic
         shown = await timeline_seqs(page)
         assert shown == stored, (shown, stored)  # each once, in order, none twice
         await screenshot(page, "incidents-after-reconnect-en")
+        await page.context.close()  # before the proxy goes: no reconnect attempt to a closed port
 
 
 async def test_health_shows_the_two_indicators_of_the_last_day(start_gateway, connect, browser) -> None:
-    from tests.peers.chromium import poll_until
-
     gw = await start_gateway(**SETTINGS)
     olga = await connect(gw, "tok-observer")  # reads the indicators as the console will
 

@@ -38,6 +38,7 @@ class CutProxy:
         self._server: asyncio.Server | None = None
         self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.accepted = 0  # connections accepted so far (a client's reconnect attempts among them)
 
     def arm(self, *, up: int | None = None, down: int | None = None) -> None:
         """Cut once `up` more bytes went to the server, or `down` more to the client."""
@@ -71,6 +72,7 @@ class CutProxy:
         await self.stop()
 
     async def _accept(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         sreader, swriter = await asyncio.open_connection(*self.target)
         self._links.append((cwriter, swriter))
         for name, src, dst in (("up", creader, swriter), ("down", sreader, cwriter)):
