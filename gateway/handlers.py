@@ -110,6 +110,9 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
     async def sms_preview(ctx: RequestContext, p: Any) -> dict:
         return sms.preview(p.body, p.template, p.variables)
 
+    async def sms_templates(ctx: RequestContext, p: Any) -> dict:
+        return sms.templates()
+
     async def media_close(ctx: RequestContext, p: Any) -> dict:
         return await media.close(ctx.connection, p.channel)
 
@@ -161,7 +164,8 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
         "call.listen": call_listen, "media.open": media_open, "media.close": media_close,
         "broadcast.start": broadcast_start, "broadcast.stop": broadcast_stop,
         "broadcast.get": broadcast_get, "sms.send": sms_send, "sms.get": sms_get,
-        "sms.preview": sms_preview, "video.pull": video_pull, "video.publish": video_publish,
+        "sms.preview": sms_preview, "sms.templates": sms_templates,
+        "video.pull": video_pull, "video.publish": video_publish,
         "video.watch": video_watch, "video.answer": video_answer, "video.unwatch": video_unwatch,
         "video.stop": video_stop, "video.get": video_get, "video.list": video_list,
         "voice.bridge": voice_bridge, "voice.publish": voice_publish, "voice.hangup": voice_hangup,

@@ -294,6 +294,10 @@ class SmsSendParams(SmsTextParams):
     idempotency_key: IdempotencyKey | None = None
 
 
+class SmsTemplatesParams(Params):
+    pass
+
+
 class SmsGetParams(Params):
     message_id: Id | None = None
     send_id: Id | None = None
@@ -368,6 +372,7 @@ METHODS: dict[str, MethodSpec] = {
         _spec("sms.send", COMMAND, SmsSendParams, True, "text numbers, directory entries and groups"),
         _spec("sms.get", READ, SmsGetParams, summary="a message, or a whole send with counts"),
         _spec("sms.preview", COMMAND, SmsTextParams, summary="encoding and segments before sending"),
+        _spec("sms.templates", READ, SmsTemplatesParams, summary="the configured message templates"),
     )
 }
 

@@ -163,6 +163,12 @@ class SmsService:
                 "per_segment": info.per_segment, "max_segments": self.config.max_segments,
                 "allowed": info.segments <= self.config.max_segments}
 
+    def templates(self) -> dict:
+        """The configured templates (`sms.templates`): name, text and the variables each needs,
+        so that a console fills them in and sends `template` + `variables`."""
+        return {"templates": [{"name": name, "text": text, "variables": _placeholders(text)}
+                              for name, text in sorted(self.config.templates.items())]}
+
     def _text(self, body: str | None, template: str | None, variables: dict[str, Any]) -> str:
         if (body is None) == (template is None):
             raise InvalidParams("give a body or a template", reason="invalid-params")
@@ -460,3 +466,11 @@ def _public(row: dict) -> dict:
                                     "encoding", "segments", "state", "attempts", "provider_id", "error",
                                     "created_at", "updated_at")}
 
+
+def _placeholders(text: str) -> list[str] | None:
+    """A template's variables; None for one whose syntax is bad (sending it is refused
+    `invalid-template`, listing it is not)."""
+    try:
+        return templates.placeholders(text)
+    except SmsError:
+        return None

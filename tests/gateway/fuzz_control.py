@@ -51,6 +51,7 @@ TEMPLATES: dict[str, dict] = {
     "sms.send": {"to": ["+15005550006"], "body": "fuzz"},
     "sms.get": {"message_id": "m-fuzz"},
     "sms.preview": {"body": "fuzz"},
+    "sms.templates": {},
 }
 METHOD_NAMES = sorted(METHODS)  # a method without a template starts from {} (mutated like the rest)
 

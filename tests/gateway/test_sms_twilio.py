@@ -213,3 +213,13 @@ async def test_sender_must_be_a_configured_sender(start_gateway, connect, watch,
         await alice.call("sms.send", to=["+15551230002"], body="two")
         await _final(w, 2)
         assert sorted(m["from"] for m in stub.messages.values()) == ["+15005550006", "+15005550007"]
+
+
+async def test_templates_are_listed_with_their_variables(start_gateway, connect, tmp_path) -> None:
+    async with twilio_gateway(start_gateway, tmp_path, via_prism=False,
+                              **{"sms.templates": '{muster = "All {district} duty officers report to {place}.",'
+                                                  ' bad = "report {a.b}"}'}) as (gw, *_):
+        listed = await (await connect(gw, "tok-observer")).call("sms.templates")
+    assert listed == {"templates": [
+        {"name": "bad", "text": "report {a.b}", "variables": None},
+        {"name": "muster", "text": "All {district} duty officers report to {place}.", "variables": ["district", "place"]}]}

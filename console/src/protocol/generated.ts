@@ -46,6 +46,7 @@ export interface MethodParams {
   "sms.get": SmsGetParams;
   "sms.preview": SmsPreviewParams;
   "sms.send": SmsSendParams;
+  "sms.templates": SmsTemplatesParams;
   "terminal.ack": TerminalAckParams;
   "terminal.feedback": TerminalFeedbackParams;
   "terminal.instruct": TerminalInstructParams;
@@ -441,6 +442,7 @@ export interface SmsSendParams {
     [k: string]: string | number;
   } | null;
 }
+export interface SmsTemplatesParams {}
 export interface TerminalAckParams {
   /**
    * an opaque id made by the gateway
@@ -1015,6 +1017,15 @@ export const METHODS: Record<Method, MethodInfo> = {
     ],
     "starts_work": true,
     "runs_to_end": true
+  },
+  "sms.templates": {
+    "roles": [
+      "admin",
+      "dispatcher",
+      "observer"
+    ],
+    "starts_work": false,
+    "runs_to_end": false
   },
   "terminal.ack": {
     "roles": [
