@@ -1,5 +1,6 @@
-// The broadcast view: replace this placeholder with the view's component (see docs/design.md,
-// "The dispatch console: adding a view").
-import { placeholder } from "../placeholder/Placeholder";
+import type { ViewDef } from "../registry";
+import "./broadcastState";
+import "./renderers";
+import { BroadcastView } from "./BroadcastView";
 
-export const broadcastView = placeholder("broadcast", "view.broadcast");
+export const broadcastView: ViewDef = { id: "broadcast", title: "view.broadcast", component: BroadcastView };

@@ -45,10 +45,8 @@ registerRenderer("session.state", (e) => {
     : t("summary.session.opened", { title, who: str(x.created_by) });
 });
 
-// call.state, call.dtmf, conference.*: src/views/voice/renderers.tsx.
-registerRenderer("sms.status", (e) => t("summary.sms.status", { to: str(d(e).to), state: tValue(d(e).state) }));
-registerRenderer("sms.inbound", (e) => t("summary.sms.inbound", { from: str(d(e).from), body: str(d(e).body) }));
-registerRenderer("broadcast.state", (e) => t("summary.broadcast", { id: str(d(e).broadcast_id), state: tValue(d(e).state) }));
+// call.state, call.dtmf, conference.*: src/views/voice/renderers.tsx; sms.*: src/views/sms/renderers.tsx;
+// broadcast.*: src/views/broadcast/renderers.tsx.
 registerRenderer("terminal.instruction", (e) =>
   t("summary.instruction", { terminal: str(d(e).terminal_id), step: tValue(d(e).step) }),
 );

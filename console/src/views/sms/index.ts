@@ -1,5 +1,6 @@
-// The sms view: replace this placeholder with the view's component (see docs/design.md,
-// "The dispatch console: adding a view").
-import { placeholder } from "../placeholder/Placeholder";
+import type { ViewDef } from "../registry";
+import "./renderers";
+import "./smsState";
+import { SmsView } from "./SmsView";
 
-export const smsView = placeholder("sms", "view.sms");
+export const smsView: ViewDef = { id: "sms", title: "view.sms", component: SmsView };
