@@ -148,6 +148,20 @@ export async function addMember(conferenceId: string, what: AddWhat): Promise<Me
   return m;
 }
 
+/** Escalation: a call the console talks on moves into the conference and the console with it —
+ * its own audio on the call closes (it would hear the phone twice) and it joins the mix as a
+ * member unless it is one already. */
+export async function moveCallIn(conferenceId: string, callId: string): Promise<Member> {
+  const talking = consoleAudio.value.get(callId)?.mode === "talk";
+  mine.delete(callId); // not given the console's audio again on a later connected
+  const m = await addMember(conferenceId, { call_id: callId });
+  if (talking) {
+    await stopAudio(callId);
+    if (!consoleAudio.value.has(`conf:${conferenceId}`)) await addMember(conferenceId, { console: true });
+  }
+  return m;
+}
+
 export async function endConference(conferenceId: string): Promise<void> {
   await call("conference.end", { conference_id: conferenceId });
   forgetConference(conferenceId);

@@ -8,11 +8,13 @@ import { endpoints } from "../../state/directory";
 import { selectedIncident } from "../../state/incidents";
 import {
   addMember,
+  calls,
   conferences,
   consoleAudio,
   createConference,
   endConference,
   liveCalls,
+  moveCallIn,
   type Conference,
   type Member,
 } from "../../state/voice";
@@ -21,7 +23,9 @@ import { Table } from "../../ui/Table";
 
 function MemberRow({ conf, m }: { conf: Conference; m: Member }) {
   const gone = m.state === "left";
-  const who = m.console ? t("voice.conf.console") : (m.target ?? m.call_id ?? m.member_id);
+  // A call moved in has no target: its far end, as the call list knows it.
+  const moved = m.call_id ? calls.value.get(m.call_id)?.remote_uri : null;
+  const who = m.console ? t("voice.conf.console") : (m.target ?? moved ?? m.call_id ?? m.member_id);
   const ids = { conference_id: conf.conference_id, member_id: m.member_id };
   return (
     <tr data-member={m.member_id} data-target={m.target ?? ""} data-state={m.state} data-talking={String(m.talking)}>
@@ -118,7 +122,7 @@ function AddMember({ conf }: { conf: Conference }) {
         label={t("voice.conf.addCall")}
         class="conf-add-call"
         options={movable.map((c) => [c.call_id, c.remote_uri ?? c.call_id])}
-        add={(callId) => addMember(id, { call_id: callId })}
+        add={(callId) => moveCallIn(id, callId)}
       />
       <PickAndAdd
         id={`conf-terminal-${id}`}
