@@ -49,7 +49,9 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
         return {"endpoints": [e.public() for e in directory.list(kind=p.kind, group=p.group)],
                 "groups": directory.groups(),
                 # multicast paging zones (broadcast targets `zone:NAME`): what a console lists
-                "zones": [{"name": z.name, "codec": z.codec} for z in broadcasts.config.zones]}
+                "zones": [{"name": z.name, "codec": z.codec} for z in broadcasts.config.zones],
+                # broadcast.start's priorities, highest first: what a console offers
+                "priorities": list(broadcasts.config.priorities)}
 
     async def call_dial(ctx: RequestContext, p: Any) -> dict:
         return await calls.dial(target=p.target, session_id=p.session_id, principal=ctx.principal.name,

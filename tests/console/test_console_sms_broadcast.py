@@ -88,20 +88,25 @@ async def two_speakers():
 
 async def test_push_to_talk_to_two_speakers_both_record_it(start_gateway, connect, watch, browser) -> None:
     async with two_speakers() as spk:
-        gw = await start_gateway(**HEARD, **{"directory.endpoint": _endpoints(spk, group="hall")})
+        gw = await start_gateway(**HEARD, **{"directory.endpoint": _endpoints(spk, group="hall"),
+                                             "broadcast.priorities": '["life-safety", "normal", "routine"]'})
         w = await watch(await connect(gw, "tok-observer"))
         page = await browser.open(gw, bypass_csp=True)  # axe-core is injected
         await sign_in(page, "tok-dispatcher", "dispatcher")
         await show_view(page, "broadcast")
         for name in ("spk-a", "spk-b"):
             await page.check(f'input[name="bc-speakers"][value="{name}"]')
-        await page.select_option("#bc-priority", "emergency")
+        # The gateway's own priorities (directory.list), not a list built into the console.
+        assert await page.eval_on_selector_all("#bc-priority option", "os => os.map(o => o.value)") == [
+            "life-safety", "normal", "routine"]
+        assert await page.input_value("#bc-priority") == "normal"
+        await page.select_option("#bc-priority", "life-safety")
         await page.click("#bc-start")  # source: the microphone (the default)
         for name in ("spk-a", "spk-b"):
             await page.wait_for_selector(f'.bc-item tr[data-target="{name}"][data-state="connected"]', timeout=WAIT_MS)
         started = next(e["data"] for e in w.events if e["type"] == "broadcast.state")
         bid = started["broadcast_id"]
-        assert started["priority"] == "emergency" and started["source"]["type"] == "live"
+        assert started["priority"] == "life-safety" and started["source"]["type"] == "live"
         await page.wait_for_selector("#bc-ptt", timeout=WAIT_MS)
         assert await page.get_attribute("#bc-mic-level", "data-level") == "0"  # muted until talk
 

@@ -52,6 +52,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "broadcast.get": {"broadcast_id": "{broadcast_id}"},
     "broadcast.stop": {"broadcast_id": "{broadcast_id}"},
     "sms.preview": {"body": "test"},
+    "sms.templates": {},
     "sms.send": {"to": ["+15550100", "pstn"], "body": "test"},
     "sms.get": {"send_id": "nope"},
     "terminal.report": {"terminal_id": "unit-7", "lat": 31.2, "lon": 121.5, "accuracy_m": 5, "time": "{now}"},
@@ -129,6 +130,7 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
     assert [e["name"] for e in listing["endpoints"]] == ["desk-1", "yard", "pstn", "unit-7"]
     assert listing["groups"] == ["all", "dispatch", "field", "yard"]
     assert listing["zones"] == [{"name": "district-3", "codec": "PCMU"}]
+    assert listing["priorities"] == ["emergency", "normal", "routine"]  # broadcast.priorities, highest first
     assert (await root.call("directory.list", kind="trunk"))["endpoints"][0]["uri"] == "tel:+15550100"
     for method in ("directory.list", "session.get", "call.dial", "broadcast.start", "broadcast.get"):
         assert outcomes[(method, "admin")] == "ok", outcomes

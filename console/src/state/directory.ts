@@ -26,13 +26,21 @@ export interface Presence {
 export const endpoints = signal<Endpoint[]>([]);
 export const groups = signal<string[]>([]);
 export const zones = signal<Zone[]>([]);
+/** broadcast.start's priorities, highest first (broadcast.priorities). */
+export const priorities = signal<string[]>([]);
 export const presence = signal<ReadonlyMap<string, Presence>>(new Map());
 
 export async function loadDirectory(): Promise<void> {
-  const dir = (await call("directory.list", {})) as { endpoints?: Endpoint[]; groups?: string[]; zones?: Zone[] };
+  const dir = (await call("directory.list", {})) as {
+    endpoints?: Endpoint[];
+    groups?: string[];
+    zones?: Zone[];
+    priorities?: string[];
+  };
   endpoints.value = dir.endpoints ?? [];
   groups.value = dir.groups ?? [];
   zones.value = dir.zones ?? [];
+  priorities.value = dir.priorities ?? [];
   if (!can("terminal.list")) return;
   const next = new Map<string, Presence>();
   let after: string | null = null;

@@ -5,6 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 import { LevelMeter } from "../../audio/LevelMeter";
 import { t, tMaybe, tValue } from "../../i18n";
 import { call } from "../../state/connection";
+import { priorities } from "../../state/directory";
 import { selectedIncident } from "../../state/incidents";
 import { useShortcut } from "../../shortcuts/useShortcut";
 import { Command } from "../../ui/Command";
@@ -13,8 +14,10 @@ import { targetsOf } from "./broadcastModel";
 import { attachMic, broadcasts, closeMic, follow, liveMic, setTalking, talking } from "./broadcastState";
 import { TargetPicker, type Picked } from "./TargetPicker";
 
-// The gateway's default broadcast.priorities (highest first).
-const PRIORITIES = ["emergency", "normal", "routine"] as const;
+/** broadcast.start's default priority when the gateway has it, else its lowest. */
+function defaultPriority(list: string[]): string {
+  return list.includes("normal") ? "normal" : (list[list.length - 1] ?? "normal");
+}
 type SourceKind = "live" | "file" | "tts";
 
 function Source({ kind, setKind, file, setFile, text, setText, language, setLanguage }: {
@@ -136,7 +139,8 @@ export function BroadcastView() {
   const [file, setFile] = useState("");
   const [text, setText] = useState("");
   const [language, setLanguage] = useState<"en" | "zh">("zh");
-  const [priority, setPriority] = useState<string>("normal");
+  const [chosen, setPriority] = useState<string | null>(null);
+  const priority = chosen !== null && priorities.value.includes(chosen) ? chosen : defaultPriority(priorities.value);
   const targets = targetsOf(picked.speakers, picked.groups, picked.zones, []);
   const source =
     kind === "live" ? { type: "live" as const } : kind === "file" ? { type: "file" as const, path: file.trim() } : { type: "tts" as const, text: text.trim(), language };
@@ -169,7 +173,7 @@ export function BroadcastView() {
           <Source kind={kind} setKind={setKind} file={file} setFile={setFile} text={text} setText={setText} language={language} setLanguage={setLanguage} />
           <label for="bc-priority">{t("broadcast.priority")}</label>
           <select id="bc-priority" value={priority} onChange={(e) => setPriority((e.target as HTMLSelectElement).value)}>
-            {PRIORITIES.map((p) => (
+            {priorities.value.map((p) => (
               <option key={p} value={p}>
                 {tValue(p)}
               </option>
