@@ -1,6 +1,7 @@
 """The mouth-to-ear method's core on synthetic audio, without sockets (benchmarks.beep_delay):
 an onset is found at the frame and sample it was put at, timed on the frames' arrival clock, through
-G.711 mu-law as on the wire; one beep is one onset; heard beeps pair with the last beep sent."""
+G.711 mu-law as on the wire; one beep is one onset; heard beeps pair with the last beep sent.
+Last, its I/O layer (benchmarks.rtp_member) on loopback sockets through a relay of known hold."""
 
 from __future__ import annotations
 
@@ -78,3 +79,32 @@ def test_a_heard_beep_pairs_with_the_last_one_sent_before_it() -> None:
     # 11.9 s and 13.6 s: over 0.5 s after the last beep sent before them
     assert pair_delays(sent, heard, 500 * MS) == [30 * MS, 20 * MS]
     assert pair_delays([], heard, 500 * MS) == []
+
+
+def test_the_rtp_legs_read_each_beep_when_the_relay_between_them_forwarded_it() -> None:
+    """The I/O layer on loopback sockets (no gateway): talker -> relay holding 30 ms -> listener.
+    Each beep is heard when the relay forwarded its packet (the relay notes when, by RTP sequence
+    number), so a reading is the path's delay and not the measuring threads' scheduling."""
+    import time
+
+    from benchmarks.beep_delay import pair_onsets
+    from benchmarks.rtp_member import RtpLeg, RtpRelay
+
+    talker, listener, relay = RtpLeg(BeepPlan(lead=5, every=25)), RtpLeg(), RtpRelay(30)
+    try:
+        relay.start(("127.0.0.1", listener.port))
+        listener.start(None)
+        talker.start(("127.0.0.1", relay.port))
+        deadline = time.monotonic() + 30
+        while len(listener.detector.onsets) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)  # polls the condition; the deadline only bounds a broken run
+    finally:
+        for leg in (talker, relay, listener):
+            leg.stop()
+    pairs = pair_onsets(talker.sent_onsets, listener.detector.onsets, 400 * MS)
+    assert len(pairs) >= 4
+    seq_of = dict(zip(talker.sent_onsets, talker.onset_seqs))
+    for sent, heard in pairs:
+        forwarded = relay.forwarded[seq_of[sent]]
+        assert heard - sent >= 30 * MS
+        assert 0 <= heard - forwarded < 2 * MS  # the kernel stamps it as the relay sends it
