@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from tests.audio import active_span, dominant_frequency
+from tests.audio import active_span, dominant_frequency, read_wav
 from tests.console.browser import (WAIT_MS, ConsoleBrowser, axe_violations, choose_language, console_chromium, screenshot,
                                    show, show_view, sign_in)
 from tests.peers.baresip import BaresipPhone
@@ -85,8 +85,8 @@ def tone_power(samples: np.ndarray, rate: int, hz: float) -> float:
 
 
 async def test_dial_a_phone_both_ways_and_answer_inbound_with_the_keyboard(start_gateway, connect, watch, browser) -> None:
-    async with BaresipPhone(user="duty", tone_hz=600, console=True) as phone:
-        gw, w, page = await voice_console(start_gateway, connect, watch, browser, duty=phone)
+    async with BaresipPhone(user="duty", tone_hz=600, console=True) as phone, BaresipPhone(user="chief") as chief:
+        gw, w, page = await voice_console(start_gateway, connect, watch, browser, duty=phone, chief=chief)
 
         # Outbound: picked from the directory by name, dialled with Enter.
         await page.fill("#voice-target", "duty")
@@ -109,11 +109,13 @@ async def test_dial_a_phone_both_ways_and_answer_inbound_with_the_keyboard(start
         await page.click(f'{row}[data-state="held"] .voice-unhold')
         await w.wait(lambda e: e["type"] == "call.state" and w.states(cid)[-1:] == ["connected"] and "held" in w.states(cid),
                      timeout=WAIT_S)
-        await page.click(f"{row} .voice-hangup")
+        # Transfer to the chief, named from the directory: the phone is referred and calls the chief.
+        await page.fill("#voice-transfer-target", "chief")
+        await page.click("#voice-transfer")
         ended = await w.call_state(cid, "ended", timeout=WAIT_S)
-        await phone.wait_log("terminated", timeout=WAIT_S)
-        samples, rate = phone.recording("dec")
-        assert ended["cause"] == "local-hangup"
+        await chief.wait_log("Call established: sip:duty@", timeout=WAIT_S)
+        samples, rate = read_wav(phone.recordings("dec")[0])  # its call with the console
+        assert ended["cause"] == "transferred"
         tone = active_span(samples, rate)
         assert len(tone) / rate > 1.5, f"the phone heard only {len(tone) / rate:.2f}s of the console"
         assert abs(dominant_frequency(tone, rate) - CONSOLE_HZ) < 20
@@ -158,7 +160,8 @@ async def test_dial_a_phone_both_ways_and_answer_inbound_with_the_keyboard(start
     assert ended["cause"] == "local-hangup" and ended["direction"] == "inbound"
     assert rejected["cause"] == "rejected"
     audit = [a["method"] for a in await gw.store.list_audit(principal="alice")]  # the console's commands
-    assert {"call.dial", "media.open", "call.hangup", "call.answer"} <= set(audit)
+    assert {"call.dial", "media.open", "call.dtmf", "call.hold", "call.transfer", "call.hangup", "call.answer",
+            "call.reject"} <= set(audit)
 
 
 def member_event(w: Any, who: str, **want: Any):
