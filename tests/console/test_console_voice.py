@@ -4,7 +4,8 @@ tone while the phone's tone is heard in the page (an AnalyserNode on the speaker
 inbound call rings in the console with its caller and is answered and hung up with the keyboard;
 a conference built from the view (a phone dialled in, a 1:1 call of the console moved in with
 the console itself), a member muted and one kicked, checked in what the phones recorded.
-Screenshots in English and Chinese; axe-core."""
+An observer sees the calls and conferences with every command disabled. Screenshots in English and
+Chinese; axe-core."""
 
 from __future__ import annotations
 
@@ -246,3 +247,26 @@ async def voice_axe_violations(browser: ConsoleBrowser, gw: Any) -> list[dict]:
         return await axe_violations(page)
     finally:
         await page.context.close()
+
+
+async def test_an_observer_sees_calls_and_conferences_and_commands_none(start_gateway, connect, watch, browser) -> None:
+    async with BaresipPhone(user="duty") as phone:
+        gw = await start_gateway(**directory(duty=phone))
+        alice = await connect(gw)
+        w = await watch(alice)
+        conf = await alice.call("conference.create", title="Yard")
+        cid = (await alice.call("call.dial", target="duty"))["call_id"]
+        await w.call_state(cid, "connected", timeout=WAIT_S)
+        page = await browser.open(gw)
+        await sign_in(page, "tok-observer", "observer")
+        await show_view(page, "voice")
+        row = f'tr[data-call="{cid}"][data-state="connected"]'
+        await page.wait_for_selector(row, timeout=WAIT_MS)
+        await page.wait_for_selector(f'section.conference[data-conference="{conf["conference_id"]}"]', timeout=WAIT_MS)
+        await page.fill("#voice-target", "duty")
+        buttons = ["#voice-dial", f"{row} .voice-hangup", f"{row} .voice-hold", f"{row} .voice-talk", f"{row} .voice-listen",
+                   "#conf-create", "section.conference .conf-end", "section.conference .conf-add-console"]
+        assert [await page.is_disabled(b) for b in buttons] == [True] * len(buttons)
+        assert await page.get_attribute(f"{row} .voice-hangup", "title") == "Your role may not do this"
+        await alice.call("call.hangup", call_id=cid)
+        await page.wait_for_selector(f'tr[data-call="{cid}"][data-state="ended"]', timeout=WAIT_MS)
