@@ -275,6 +275,27 @@ class GatewayProcess:
                 "non_json_lines": non_json}
 
 
+class BareProcess(GatewayProcess):
+    """benchmarks/control_bare.py (plain `websockets`, nothing behind it) in its own process."""
+
+    def start(self, timeout: float = 60.0) -> None:
+        argv = [sys.executable, "-m", "benchmarks.control_bare", "--port", "0"]
+        logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                     start_new_session=True)
+        logf.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bare server exited with {self.proc.returncode}; see {self.log_path}")
+            started = self._find_log("bare.started")
+            if started:
+                self.url = started["control"]
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"bare server did not start in {timeout}s; see {self.log_path}")
+
+
 # --- the load generator ---------------------------------------------------------------------------
 
 
@@ -545,6 +566,40 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def one_side(args: argparse.Namespace, side: str) -> dict[str, Any]:
+    """The whole run (connect, fan-out, steady load, close) against the gateway or the bare server."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-control-{side}-"))
+    cls = GatewayProcess if side == "gateway" else BareProcess
+    gw = cls(workdir, args.log_level,
+             str(Path(args.profile_server).resolve()) if args.profile_server and side == "gateway" else None)
+    result: dict[str, Any] = {}
+    try:
+        gw.start()
+        result["server"] = {"pid": gw.pid, "url": gw.url, "worker_pids": gw.worker_pids}
+        result.update(asyncio.run(run(args, gw)))
+    finally:
+        result["server_stop"] = gw.stop()
+        result["gateway_log"] = gw.log_summary()
+        if args.keep:
+            result["workdir"] = str(workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def ratios(gw: dict, bare: dict) -> dict[str, float | None]:
+    """gateway / bare for the figures issue 13 compares: round trip p50/p99, server CPU, fan-out."""
+    def ratio(a: Any, b: Any) -> float | None:
+        return round(a / b, 2) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+    gl, bl = gw.get("load", {}), bare.get("load", {})
+    gf, bf = gw.get("fanout", {}), bare.get("fanout", {})
+    return {"rtt_p50": ratio(gl.get("rtt_all_p50_ms"), bl.get("rtt_all_p50_ms")),
+            "rtt_p99": ratio(gl.get("rtt_all_p99_ms"), bl.get("rtt_all_p99_ms")),
+            "cpu": ratio(gl.get("server_cpu_pct"), bl.get("server_cpu_pct")),
+            "fanout_last_p50": ratio(gf.get("last_p50_ms"), bf.get("last_p50_ms")),
+            "fanout_last_p99": ratio(gf.get("last_p99_ms"), bf.get("last_p99_ms"))}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.control_channel", description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=1000, help="connected, subscribed clients")
@@ -563,6 +618,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json-out", default=None, help="also write the JSON summary here")
     p.add_argument("--profile-server", default=None, metavar="PATH",
                    help="run the gateway under cProfile, stats written to PATH at stop (slows it)")
+    p.add_argument("--against", choices=("gateway", "bare", "both"), default="both",
+                   help="the server(s) measured, one after the other with the same load (default both; "
+                        "prints gateway/bare ratios)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
     args = p.parse_args(argv)
 
@@ -575,31 +633,25 @@ def main(argv: list[str] | None = None) -> int:
         gc.ws_connect = functools.partial(gc.ws_connect, compression=None)  # type: ignore[assignment]
     fds = raise_fd_limit(args.clients * 2 + 256)  # the gateway inherits it too
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-control-"))
-    gw = GatewayProcess(workdir, args.log_level,
-                        str(Path(args.profile_server).resolve()) if args.profile_server else None)
     result: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.control_channel", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "fd_limit": fds[0]},
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    try:
-        gw.start()
-        result["gateway"] = {"pid": gw.pid, "url": gw.url, "worker_pids": gw.worker_pids}
-        result.update(asyncio.run(run(args, gw)))
-    finally:
-        result["gateway_stop"] = gw.stop()
-        result["gateway_log"] = gw.log_summary()
-        if args.keep:
-            result["workdir"] = str(workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    sides = ["gateway", "bare"] if args.against == "both" else [args.against]
+    for side in sides:
+        result[side] = one_side(args, side)
+    if args.against == "both":
+        result["ratios"] = ratios(result["gateway"], result["bare"])
     text = json.dumps(result, indent=2)
     print(text)
     if args.json_out:
         Path(args.json_out).write_text(text + "\n")
-    print()
-    print(table(result))
+    for side in sides:
+        print(f"\n{side}:\n")
+        print(table(result[side]))
+    if "ratios" in result:
+        print("\ngateway / bare:", json.dumps(result["ratios"]))
     return 0
 
 
