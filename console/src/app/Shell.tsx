@@ -6,6 +6,7 @@ import { shortcuts } from "../shortcuts/registry";
 import { hello, link, signOut } from "../state/connection";
 import { followDirectory } from "../state/directory";
 import { followIncidents } from "../state/incidents";
+import { followTerminals } from "../state/terminals";
 import { followVoice } from "../state/voice";
 import { notice } from "../ui/notice";
 import { VIEWS } from "../views";
@@ -16,7 +17,7 @@ import { ShortcutHelp } from "./ShortcutHelp";
 
 export function Shell() {
   useEffect(() => {
-    const stops = [followIncidents(), followDirectory(), followVoice()];
+    const stops = [followIncidents(), followDirectory(), followVoice(), followTerminals()];
     return () => stops.forEach((s) => s());
   }, []);
   useEffect(() => {

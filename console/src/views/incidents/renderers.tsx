@@ -46,10 +46,8 @@ registerRenderer("session.state", (e) => {
 });
 
 // call.state, call.dtmf, conference.*: src/views/voice/renderers.tsx; sms.*: src/views/sms/renderers.tsx;
-// broadcast.*: src/views/broadcast/renderers.tsx.
-registerRenderer("terminal.instruction", (e) =>
-  t("summary.instruction", { terminal: str(d(e).terminal_id), step: tValue(d(e).step) }),
-);
+// broadcast.*: src/views/broadcast/renderers.tsx; terminal.location, terminal.presence,
+// terminal.instruction, video.state: src/views/terminals/renderers.tsx.
 interface Upload {
   sha256: string;
   type: string;

@@ -1,5 +1,9 @@
-// The terminals view: replace this placeholder with the view's component (see docs/design.md,
-// "The dispatch console: adding a view").
-import { placeholder } from "../placeholder/Placeholder";
+import type { ViewDef } from "../registry";
+import "./renderers";
+import { TerminalsView } from "./TerminalsView";
 
-export const terminalsView = placeholder("terminals", "view.terminals");
+export const terminalsView: ViewDef = {
+  id: "terminals",
+  title: "view.terminals",
+  component: TerminalsView,
+};
