@@ -17,6 +17,7 @@ import collections
 import enum
 import itertools
 import math
+import sqlite3
 import time
 import urllib.parse
 from typing import Any, AsyncIterator, Awaitable, Coroutine
@@ -28,7 +29,7 @@ from websockets.http11 import Request as HttpRequest, Response as HttpResponse
 from websockets.protocol import State as WsState
 
 from gateway.commands import CommandRunner, MemoryIdempotencyStore
-from gateway.errors import Conflict, GatewayError, NotAuthenticated, RateLimited
+from gateway.errors import Conflict, GatewayError, NotAuthenticated, RateLimited, Unavailable
 from gateway.limits import ConnectionLimits, EveryInterval, FailureThrottle, RequestBudgets
 from gateway.outbox import Outbox
 from gateway.protocol import codec
@@ -40,6 +41,12 @@ from gateway.subscription_pump import SubscriptionPump
 PROTOCOL_VERSION = 1
 EVENT_TEXT_CACHE = 4096  # encoded events kept for subscribers replaying or lagging a little
 log = structlog.get_logger("gateway.server")
+
+
+def store_full(exc: BaseException) -> bool:
+    """sqlite3's SQLITE_FULL: the store's file system (gateway.data_dir) has no room left."""
+    return isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
 
 # --- connection state as a table ----------------------------------------------------------------
 
@@ -377,10 +384,15 @@ class Connection:
         except GatewayError as err:
             ctx.log.info("control.request.error", reason=err.reason)
             outcome, text, counted = err, codec.encode_error(req.id, err), "error"
-        except Exception:
-            ctx.log.exception("control.request.internal-error")
-            err = GatewayError("internal error")
-            outcome, text, counted = err, codec.encode_error(req.id, err), "internal"
+        except Exception as exc:
+            if store_full(exc):  # the store's disk is full: a part down, refused clearly (rolled back)
+                ctx.log.error("control.request.storage-full", method=req.method)
+                err = Unavailable("refused: the store's disk is full (gateway.data_dir)", reason="storage-full")
+                outcome, text, counted = err, codec.encode_error(req.id, err), "error"
+            else:
+                ctx.log.exception("control.request.internal-error")
+                err = GatewayError("internal error")
+                outcome, text, counted = err, codec.encode_error(req.id, err), "internal"
         self._count(req.method, counted, time.perf_counter() - t0)
         if audited and (audited is True or isinstance(outcome, GatewayError)) and self.server.hooks.audit:
             try:

@@ -1,6 +1,7 @@
 """The control server over real sockets on 127.0.0.1 (port 0), with small handlers defined here."""
 
 import asyncio
+import sqlite3
 import base64
 import json
 import os
@@ -44,6 +45,10 @@ class Harness:
         async def session_get(ctx, p):
             if p.session_id == "boom":
                 raise RuntimeError("secret internals")
+            if p.session_id == "disk-full":  # what sqlite3 raises when the store's disk is full
+                err = sqlite3.OperationalError("database or disk is full")
+                err.sqlite_errorcode = sqlite3.SQLITE_FULL
+                raise err
             await self.gate.wait()
             return {"session_id": p.session_id}
 
@@ -163,6 +168,18 @@ async def test_forbidden_role_and_internal_error(make_server):
         assert "result" in await rpc(ws, 1, "hello", token="term")
         assert reason(await rpc(ws, 2, "session.list")) == "forbidden"
         assert (await rpc(ws, 3, "ping"))["result"] == {}
+
+
+async def test_a_full_disk_refuses_clearly_not_internal_error(make_server):
+    """The soak's disk drill (benchmarks/soak.py) got `internal-error` for every new command once
+    the data dir was full: a full store is a part down (storage-full), not our bug."""
+    srv, _ = await make_server()
+    async with connect(srv.url) as ws:
+        assert "result" in await rpc(ws, 1, "hello", token="disp")
+        r = await rpc(ws, 2, "session.get", session_id="disk-full")
+        assert (r["error"]["code"], reason(r)) == (-32010, "storage-full")
+        assert "disk is full" in r["error"]["message"]
+        assert "result" in await rpc(ws, 3, "session.list")
 
 
 async def test_other_paths_get_404(make_server):
