@@ -347,6 +347,38 @@ def _kpi_brief(k: dict[str, Any]) -> dict[str, Any]:
             "misses": [(m["channel"], m["why"], m["late_s"]) for m in tl["misses"][:20]]}
 
 
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.3f} %"
+
+
+def table(out: dict[str, Any]) -> str:
+    """Markdown: the run's checks and slopes, then one row per drill with the indicators of its window."""
+    k = out["kpi_run"]
+    rows = [f"- load done: {json.dumps(out['counts'])}",
+            f"- events stored {out['events_stored']} (seq {out['seq_first']}..{out['seq_last']}), gaps in the store:"
+            f" {out['store_gaps'] or 'none'}, seqs missed per console: {out['console_missed']}",
+            f"- SMS accepted {out['sms_accepted']}, rows in the store {out['sms_rows']} {json.dumps(out['sms_states'])},"
+            f" numbers at the stub {out['sms_numbers_at_peer']}, duplicated there {out['sms_duplicated_at_peer']}",
+            f"- indicators over the run: availability {_pct(k['availability'])} (down {k['down_s']} s:"
+            f" {k['outages']}), timeliness {_pct(k['timeliness'])} (met {k['met']}, missed {k['missed']},"
+            f" pending {k['pending']})", "",
+            "| series | first -> last sample | slope per hour, whole run | last gateway process | same, after warm-up |",
+            "|---|---|---|---|---|"]
+    for key in ("gw_rss_kb", "gw_fds", "workers_rss_kb", "workers_fds"):
+        fl = out.get(f"{key}_first_last") or ["-", "-"]
+        rows.append(f"| {key} | {fl[0]} -> {fl[1]} | {out.get(f'slope_{key}_per_h_run')} |"
+                    f" {out.get(f'slope_{key}_per_h_last_process')} |"
+                    f" {out.get(f'slope_{key}_per_h_last_process_after_warmup')} |")
+    rows += ["", "| drill | at (UTC) | effect | availability of the window | outages in the window | timeliness (met / missed) |",
+             "|---|---|---|---|---|---|"]
+    for d in out["drills"]:
+        w = d.get("kpi_window", {})
+        eff = {x: y for x, y in d.items() if x not in ("kind", "at", "end", "kpi_window")}
+        rows.append(f"| {d['kind']} | {d['at'][11:19]} | {json.dumps(eff)} | {_pct(w.get('availability'))} |"
+                    f" {w.get('outages')} | {_pct(w.get('timeliness'))} ({w.get('met')} / {w.get('missed')}) |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=30)
@@ -369,7 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--disk-mb", type=int, default=0,
                    help="the data dir on a tmpfs of this size, in a mount namespace of its own (root): the `disk` drill")
     p.add_argument("--disk-full-s", type=float, default=60)
+    p.add_argument("--table-from", default=None, metavar="JSON", help="only print the table of a run's --json-out")
     a = p.parse_args(argv)
+    if a.table_from:
+        print(table(json.loads(Path(a.table_from).read_text())))
+        return 0
     if a.disk_mb and not os.environ.get("SOAK_IN_NS"):
         # This script again, in its own mount namespace (gone with it): the tmpfs is nobody else's.
         os.environ["SOAK_IN_NS"] = "1"
@@ -379,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     out = asyncio.run(Soak(a).run())
     text = json.dumps(out, indent=1, default=str)
     print(text, flush=True)
+    print(table(out), flush=True)
     if a.json_out:
         Path(a.json_out).write_text(text + "\n")
     return 0
