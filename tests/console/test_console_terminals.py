@@ -90,6 +90,10 @@ async def test_map_instructions_with_sms_fallback_and_the_video_wall(media_netns
         responder = await terminal_page(browser, gw)
         page = await browser.open(gw)
         await sign_in(page, "tok-dispatcher", "dispatcher")
+        await show_view(page, "incidents")  # everything below goes into this incident
+        await page.fill("#incident-title", "Flood at pier 4")
+        await page.click("#incident-create")
+        await page.wait_for_selector("#incident-current[data-session]", timeout=WAIT_MS)
         await show_view(page, "terminals")
 
         # The page's position: a marker on the map; it moves when the responder does.
@@ -102,6 +106,11 @@ async def test_map_instructions_with_sms_fallback_and_the_video_wall(media_netns
             "t => (window.dispatchMap?.markers() ?? []).find(m => m.terminal_id === t && Math.abs(m.lat - 31.26) < 1e-6)",
             arg="unit-7", timeout=WAIT_MS)).json_value()
         assert first["lat"] == pytest.approx(31.2304) and moved["trail"] >= 2 and moved["visible"]
+        # Zoom with the keyboard: the map's scale doubles.
+        scale = (await page.evaluate("() => window.dispatchMap.viewport()"))["scale"]
+        await page.focus("#terminal-map")
+        await page.keyboard.press("+")
+        await page.wait_for_function("s => window.dispatchMap.viewport().scale === 2 * s", arg=scale, timeout=WAIT_MS)
         assert await page.get_attribute("#terminal-map", "data-markers") == "1"
 
         # An instruction to unit-7, acknowledged on the page; one to unit-8 (offline): by SMS.
@@ -113,6 +122,11 @@ async def test_map_instructions_with_sms_fallback_and_the_video_wall(media_netns
         await page.wait_for_selector('.delivery[data-terminal="unit-7"][data-state="delivered"]', timeout=WAIT_MS)
         await item.first.locator("button.ack").click()
         await page.wait_for_selector('.delivery[data-terminal="unit-7"][data-state="acknowledged"]', timeout=WAIT_MS)
+        # Now working on the incident: its next position is in the incident too.
+        await responder.context.set_geolocation({"latitude": 31.27, "longitude": 121.53, "accuracy": 5})
+        await page.wait_for_function(
+            "t => (window.dispatchMap?.markers() ?? []).some(m => m.terminal_id === t && Math.abs(m.lat - 31.27) < 1e-6)",
+            arg="unit-7", timeout=WAIT_MS)
         await row.locator(".terminal-pick").uncheck()
         await page.locator('tr[data-terminal="unit-8"] .terminal-pick').check()
         await page.fill("#instruct-text", "Call the desk")
@@ -144,7 +158,25 @@ async def test_map_instructions_with_sms_fallback_and_the_video_wall(media_netns
         await page.keyboard.press("Escape")
         await page.wait_for_selector("#video-wall:not(.wall-mode)", timeout=WAIT_MS)
 
-        # Closing the tile unwatches: the stream's viewers fall to none.
+        # Closing the tile unwatches it.
         await page.click(f"{tile} .wall-close")
         await page.wait_for_selector(tile, state="detached", timeout=WAIT_MS)
+
+        # The responder into a call: a new conference, the page's microphone joins it.
+        await row.locator(".terminal-bring").click()
+        await responder.wait_for_selector('#voice-state[data-state="live"]', timeout=30_000)
+        await show_view(page, "voice")
+        await page.wait_for_selector('tr[data-target="terminal:unit-7"][data-state="joined"]', timeout=WAIT_MS)
+
+        # The incident's timeline: the instruction's steps, the SMS instead, the positions, the video.
+        await show_view(page, "incidents")
+        timeline = page.locator('[data-testid="timeline"]')
+        await timeline.locator('li[data-type="terminal.instruction"]:has-text("Unit 7: acknowledged")').wait_for(
+            timeout=WAIT_MS)
+        await timeline.locator('li[data-type="terminal.instruction"]:has-text("sent by SMS instead")').wait_for(
+            timeout=WAIT_MS)
+        await timeline.locator('li[data-type="video.state"]:has-text("Video from Unit 7: publishing")').first.wait_for(
+            timeout=WAIT_MS)
+        await timeline.locator('li[data-type="terminal.location"]:has-text("Unit 7 at 31.27000, 121.53000")').first.wait_for(
+            timeout=WAIT_MS)
         await responder.context.close()
