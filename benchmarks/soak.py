@@ -18,7 +18,8 @@ At the end: least-squares slope per hour of each (benchmarks/soak_stats.py), the
 (gaps) and every console's (missed), and `kpi.get` over the run and over each drill's window.
 
 Drills (`KIND@MINUTE`, comma-separated): `worker` kill -9 of a SIP worker (the gateway's child
-running sip.worker); `gateway` kill -9 of the gateway (its workers too), restarted on the same data
+running sip.worker); `kamailio` (with `--proxy auto`) kill -9 of the process group of the Kamailio
+the gateway started; `gateway` kill -9 of the gateway (its workers too), restarted on the same data
 dir and ports 5 s later, the SMS accepted before it checked in the store afterwards; `sms500` the
 Twilio stub answers every create with 500 for `--sms-fail-s` s; `disk` (with `--disk-mb`: the
 whole soak runs in a mount namespace of its own, `unshare -m`, the data dir a tmpfs of that size)
@@ -115,6 +116,8 @@ class Soak:
                 "sms.max_delay_s": "5", "sms.twilio.account_sid": TW_SID, "sms.twilio.auth_token": TW_TOKEN,
                 "sms.twilio.api_base": self.stub.url, "sms.twilio.public_url": f"http://127.0.0.1:{http}",
                 "broadcast.chime": "false", "kpi.min_free_bytes": str(16 << 20), "directory.endpoint": f"[{eps}]", "auth.tokens": f"{{{toks}}}"}
+        if a.proxy != "none":
+            sets["sip.proxy"] = a.proxy  # auto: the gateway starts Kamailio (its own session) in front of the workers
         for k, v in sets.items():
             gw.args += ["--set", f"{k}={v}"]
         return gw
@@ -196,6 +199,12 @@ class Soak:
             rec["pid"] = ws[0] if ws else None
             if ws:
                 os.kill(ws[0], signal.SIGKILL)
+        elif kind == "kamailio":
+            ks = [p for p in process_tree(gw.proc.pid)[1:] if _cmdline(p).split(" ")[0].endswith("kamailio")
+                  and os.getpgid(p) == p]  # the one the gateway started: its own process group
+            rec["pgid"] = ks[0] if ks else None
+            if ks:
+                os.killpg(ks[0], signal.SIGKILL)
         elif kind == "sms500":
             self.stub.fail_next(10**9, 500)
             await asyncio.sleep(self.a.sms_fail_s)
@@ -390,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--terminals", type=int, default=20)
     p.add_argument("--consoles", type=int, default=3)
     p.add_argument("--workers", type=int, default=3, help="sip.max_workers")
+    p.add_argument("--proxy", default="none", choices=("none", "auto"), help="sip.proxy (auto: Kamailio, the kamailio drill)")
     p.add_argument("--calls-per-worker", type=int, default=20)
     p.add_argument("--rtp-port-base", type=int, default=30000)
     p.add_argument("--sample-s", type=float, default=5)
