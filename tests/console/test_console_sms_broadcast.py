@@ -73,6 +73,17 @@ async def test_sms_to_two_recipients_delivered_and_a_reply_in_the_timeline(start
         assert ev["session_id"] == session_id
         await page.wait_for_selector(f'li.tl-item[data-type="sms.status"]:has-text("{TYPED}")', timeout=WAIT_MS)
 
+        # An observer sees the sends' view and the templates, and can send nothing.
+        olga = await browser.open(gw)
+        await sign_in(olga, "tok-observer", "observer")
+        await show_view(olga, "sms")
+        await olga.wait_for_selector('#sms-template option:text-is("muster")', state="attached", timeout=WAIT_MS)
+        await olga.fill("#sms-recipient", LI)
+        assert await olga.is_disabled("#sms-add") and await olga.is_disabled("#sms-send")
+        await show_view(olga, "broadcast")
+        assert await olga.is_disabled("#bc-start")
+        await olga.context.close()
+
         await choose_language(page, "zh-CN")
         await show_view(page, "sms")
         await page.wait_for_selector(f'.sms-send tr[data-to="{LI}"]:has-text("已送达")', timeout=WAIT_MS)

@@ -77,7 +77,7 @@ function Recipients({ list, setList }: { list: string[]; setList: (l: string[]) 
           </option>
         ))}
       </datalist>
-      <button type="button" id="sms-add" disabled={!typed.trim()} onClick={add}>
+      <button type="button" id="sms-add" disabled={!typed.trim() || !can("sms.send")} onClick={add}>
         {t("sms.add")}
       </button>
     </fieldset>
