@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -126,7 +126,15 @@ class Subscription:
         self._overflowed = False
         self._closed = False
         self._waiter: asyncio.Future[None] | None = None
+        self._sink: Callable[[Event], bool] | None = None
         self._log = log.bind(subscription=self.id, since_seq=since_seq)
+
+    def set_sink(self, sink: Callable[[Event], bool] | None) -> None:
+        """`sink(event)` takes live events straight from the fan-out, in the publisher's turn,
+        while the consumer is parked on an empty queue (everything before handed over): no queue,
+        no wake-up. A False from it sends that event and the rest through the queue, as without
+        a sink (the consumer then meets them in order and applies its own back-pressure)."""
+        self._sink = sink
 
     @property
     def last_seq(self) -> int:
@@ -208,6 +216,10 @@ class Subscription:
     def _push(self, events: Sequence[Event]) -> None:
         if self._closed or self._overflowed:
             return
+        if self._sink is not None and self._parked():
+            events = events[self._sink_some(events):]
+            if not events:
+                return
         room = self._max - len(self._queue)
         if len(events) > room and self._live:
             room += self._drop_covered()
@@ -224,6 +236,23 @@ class Subscription:
             self._log.warning("events.subscriber_overflow", queue_size=self._max,
                               delivered_seq=self._last, queued_to=self._queue[-1].seq if self._queue else None)
         self._wake()
+
+    def _parked(self) -> bool:
+        """Live, nothing pending, and the consumer waiting for the next event."""
+        return (self._live and not self._queue and not self._page and self._waiter is not None
+                and not self._waiter.done())
+
+    def _sink_some(self, events: Sequence[Event]) -> int:
+        """Hand events to the sink in order until it refuses one; how many were consumed."""
+        sink, n = self._sink, 0
+        assert sink is not None
+        for ev in events:
+            if ev.seq > self._last:
+                if ev.seq != self._last + 1 or not sink(ev):
+                    break  # a gap (healed by the queue path) or no room: the queue takes the rest
+                self._last = ev.seq
+            n += 1
+        return n
 
     def _drop_covered(self) -> int:
         """Drop queued events already delivered or pending in the replay page; how many."""

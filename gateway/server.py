@@ -20,7 +20,7 @@ import math
 import sqlite3
 import time
 import urllib.parse
-from typing import Any, AsyncIterator, Awaitable, Coroutine
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -37,6 +37,7 @@ from gateway.protocol.methods import HelloParams, Principal, Registry, RequestCo
 from gateway.server_config import (  # ServerConfig and ServerHooks are importable from here too
     Authenticator, BinaryCallback, CloseCallback, ServerConfig, ServerHooks, maybe_await as _maybe_await)
 from gateway.subscription_pump import SubscriptionPump
+from gateway.ws_write import write_text_now
 
 PROTOCOL_VERSION = 1
 EVENT_TEXT_CACHE = 4096  # encoded events kept for subscribers replaying or lagging a little
@@ -159,6 +160,8 @@ class Connection:
     def _reply(self, text: str) -> None:
         if self.closed:
             return
+        if not (len(self._outbox) or self._sending) and write_text_now(self._ws, text.encode()):
+            return  # nothing queued before it: written now, no writer wake-up
         if not self._outbox.put(text, urgent=True):
             # The peer does not read its replies: nothing sensible left to do with it.
             self.log.warning("control.conn.send-queue-full", queued=len(self._outbox))
@@ -448,7 +451,7 @@ class ControlServer:
         self._server: Server | None = None
         self._tasks: set[asyncio.Task] = set()
         # One JSON text per stored event, shared by every subscriber it is sent to.
-        self._event_text: collections.OrderedDict[int, str] = collections.OrderedDict()
+        self._event_text: collections.OrderedDict[int, tuple[str, bytes]] = collections.OrderedDict()
 
     # -- lifecycle --
 
@@ -498,14 +501,22 @@ class ControlServer:
         return f"{scheme}://{self.config.host}:{self.port}{self.config.path}"
 
     def encode_event(self, params: dict) -> str:
-        """The notification text of a stored event, encoded once for all subscribers."""
-        seq = params["seq"]
-        text = self._event_text.get(seq)
-        if text is None:
-            text = self._event_text[seq] = codec.encode_event(params)
+        """The notification text of a stored event (its params), encoded once for all subscribers."""
+        return self._frame(params["seq"], lambda: params)[0]
+
+    def event_frame(self, event: Any) -> tuple[str, bytes]:
+        """(text, UTF-8 bytes) of a stored `Event`'s notification, encoded once for all subscribers:
+        a subscriber after the first costs a dict lookup, not a params dict nor an encoding."""
+        return self._frame(event.seq, event.to_params)
+
+    def _frame(self, seq: int, params: Callable[[], dict]) -> tuple[str, bytes]:
+        frame = self._event_text.get(seq)
+        if frame is None:
+            text = codec.encode_event(params())
+            frame = self._event_text[seq] = (text, text.encode())
             if len(self._event_text) > EVENT_TEXT_CACHE:
                 self._event_text.popitem(last=False)
-        return text
+        return frame
 
     # -- internals --
 

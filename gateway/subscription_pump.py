@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from gateway.events import overflow_event
 from gateway.protocol import codec
 from gateway.server_config import maybe_await
+from gateway.ws_write import write_text_now
 
 if TYPE_CHECKING:
     from gateway.server import Connection
@@ -27,6 +28,7 @@ class SubscriptionPump:
         self._conn = conn
         self._task: asyncio.Task | None = None
         self._events: AsyncIterator[Any] | None = None
+        self._last_seq: int | None = None  # the last event handed to the outbox or written
 
     def start(self, events: AsyncIterator[Any]) -> None:
         """Pump `events` (items with `.to_params()` or event param dicts), replacing a running one."""
@@ -35,6 +37,10 @@ class SubscriptionPump:
             self._close_events(events)
             return
         self._events = events
+        self._last_seq = None
+        set_sink = getattr(events, "set_sink", None)
+        if set_sink is not None:  # a bus Subscription: live events come straight to _offer
+            set_sink(self._offer)
         self._task = asyncio.get_running_loop().create_task(self._run(events), name=f"pump-{self._conn.id}")
 
     def stop(self) -> None:
@@ -56,39 +62,67 @@ class SubscriptionPump:
         else:
             self._conn.server._spawn(aclose(events))
 
+    def _offer(self, event: Any) -> bool:
+        """One live event from the bus fan-out, while the pump is parked: its frame (encoded once
+        for all subscribers) written now when nothing is queued before it, else queued; False
+        when the outbox is full (the pump then takes it, with the grace and overflow below)."""
+        conn = self._conn
+        if conn.closed:
+            return False
+        text, data = conn.server.event_frame(event)
+        outbox = conn._outbox
+        if (len(outbox) or conn._sending or not write_text_now(conn._ws, data)) and not outbox.put(text):
+            return False
+        self._last_seq = event.seq
+        conn.stats["events_sent"] += 1
+        return True
+
     async def _run(self, events: AsyncIterator[Any]) -> None:
         conn = self._conn
         outbox, server = conn._outbox, conn.server
-        last_seq: int | None = None
         plog = conn.log.bind(task="subscription")
         try:
             async for item in events:
-                params = item.to_params() if hasattr(item, "to_params") else dict(item)
+                if hasattr(item, "to_params"):
+                    if item.type != "events.overflow":
+                        if not await self._put(events, item.seq, server.event_frame(item)[0], plog):
+                            return
+                        continue
+                    params = item.to_params()
+                else:
+                    params = dict(item)
                 if params.get("type") == "events.overflow":
                     outbox.put(codec.encode_event(params), reserve=True)
                     conn.stats["overflows"] += 1
                     plog.info("control.subscription.overflow", source="bus", seq=params.get("seq"))
                     server._spawn(self._drop_if_stalled(events))
                     return
-                text = server.encode_event(params)
-                if not outbox.put(text):
-                    if not (await outbox.wait_space(server.config.subscription_grace_s)
-                            and outbox.put(text)):
-                        seq = last_seq if last_seq is not None else int(params["seq"]) - 1
-                        overflow = overflow_event(seq, "slow-consumer").to_params()
-                        outbox.put(codec.encode_event(overflow), reserve=True)
-                        conn.stats["overflows"] += 1
-                        plog.info("control.subscription.overflow", source="send-queue", seq=seq)
-                        server._spawn(self._drop_if_stalled(events))
-                        return
-                last_seq = params.get("seq", last_seq)
-                conn.stats["events_sent"] += 1
+                if not await self._put(events, params.get("seq"), server.encode_event(params), plog):
+                    return
         except asyncio.CancelledError:
             raise
         except Exception:
             plog.exception("control.subscription.crashed")
         finally:
             await aclose(events)
+
+    async def _put(self, events: AsyncIterator[Any], seq: int | None, text: str, plog: Any) -> bool:
+        """Queue one event's frame, waiting up to `subscription_grace_s` for room; when none comes,
+        queue `events.overflow` (seq = the last event handed over) instead and return False."""
+        conn = self._conn
+        outbox, server = conn._outbox, conn.server
+        if not outbox.put(text):
+            if not (await outbox.wait_space(server.config.subscription_grace_s) and outbox.put(text)):
+                last = self._last_seq if self._last_seq is not None else int(seq or 1) - 1
+                overflow = overflow_event(last, "slow-consumer").to_params()
+                outbox.put(codec.encode_event(overflow), reserve=True)
+                conn.stats["overflows"] += 1
+                plog.info("control.subscription.overflow", source="send-queue", seq=last)
+                server._spawn(self._drop_if_stalled(events))
+                return False
+        self._last_seq = seq if seq is not None else self._last_seq
+        conn.stats["events_sent"] += 1
+        return True
 
     async def _drop_if_stalled(self, events: AsyncIterator[Any]) -> None:
         """After `events.overflow`: a peer that has neither resubscribed nor read what was queued

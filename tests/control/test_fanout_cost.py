@@ -1,0 +1,86 @@
+"""One event fanned out to N parked subscribers costs one encoding and no per-subscriber Python
+work beyond the write (issue 13): no params dict, no outbox entry, no pump or writer wake-up.
+
+Real sockets on 127.0.0.1, a real SQLite store and event bus; nothing is timed: the encoder,
+`Event.to_params` and `Outbox.put` are counted while events are published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.client import GatewayClient
+from gateway.events import EventBus
+from gateway.outbox import Outbox
+from gateway.protocol import Principal, Registry, codec
+from gateway.server import ControlServer, ServerConfig, ServerHooks
+from gateway.store import Event, Store
+
+N = 20
+EVENTS = 5
+
+
+async def test_one_encoding_and_no_queueing_per_event_for_n_subscribers(tmp_path, monkeypatch) -> None:
+    store = Store(tmp_path / "gateway.db")
+    await store.open()
+    bus = EventBus(store)
+    subs = []
+    registry = Registry()
+
+    async def subscribe(ctx, p):
+        sub = bus.subscribe(p.since_seq or 0)
+        subs.append(sub)
+        ctx.connection.start_subscription(sub)
+        return {"since_seq": p.since_seq or 0}
+
+    registry.register("events.subscribe", subscribe)
+    srv = ControlServer(registry, {"tok": Principal("alice", "dispatcher")}.get, ServerHooks(), ServerConfig())
+    await srv.start()
+    clients = [GatewayClient(srv.url, "tok", client_name=f"c{i}", reconnect=False) for i in range(N)]
+    try:
+        for c in clients:
+            await c.open()
+            await c.subscribe(0)
+        async with asyncio.timeout(30):  # every pump has replayed and waits for live events
+            while not (len(subs) == N and all(s.live and s._waiter is not None for s in subs)):
+                await asyncio.sleep(0.01)
+
+        counts = {"encode": 0, "to_params": 0, "put": 0}
+        real_encode, real_to_params, real_put = codec.encode_event, Event.to_params, Outbox.put
+
+        def encode(params):
+            counts["encode"] += 1
+            return real_encode(params)
+
+        def to_params(self):
+            counts["to_params"] += 1
+            return real_to_params(self)
+
+        def put(self, item, **kw):
+            counts["put"] += 1
+            return real_put(self, item, **kw)
+
+        monkeypatch.setattr(codec, "encode_event", encode)
+        monkeypatch.setattr(Event, "to_params", to_params)
+        monkeypatch.setattr(Outbox, "put", put)
+        for i in range(EVENTS):
+            await bus.publish("call.state", {"i": i})
+
+        async def received(c: GatewayClient) -> list[dict]:
+            got = []
+            async for ev in c.events():
+                got.append(ev)
+                if len(got) == EVENTS:
+                    return got
+            return got
+
+        async with asyncio.timeout(30):
+            got = await asyncio.gather(*(received(c) for c in clients))
+        assert all([e["data"]["i"] for e in g] == list(range(EVENTS)) for g in got)
+        assert counts == {"encode": EVENTS, "to_params": EVENTS, "put": 0}
+    finally:
+        for c in clients:
+            await c.close()
+        await srv.stop()
+        bus.close()
+        await store.close()
