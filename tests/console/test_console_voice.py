@@ -1,7 +1,8 @@
 """The Voice view in headless Chromium (fake microphone playing a tone made with sox) against a
 real gateway and baresip phones: a dispatcher dials a phone and the phone records the console's
-tone while the phone's tone is heard in the page (an AnalyserNode on the speaker path); an
-inbound call rings in the console with its caller and is answered and hung up with the keyboard;
+tone while the phone's tone is heard in the page (an AnalyserNode on the speaker path), gets
+digits, is held and transferred to another phone; an inbound call rings in the console with its
+caller and is answered, muted and hung up with the keyboard, another is rejected;
 a conference built from the view (a phone dialled in, a 1:1 call of the console moved in with
 the console itself), a member muted and one kicked, checked in what the phones recorded.
 An observer sees the calls and conferences with every command disabled. Screenshots in English and
@@ -63,6 +64,13 @@ async def voice_console(start_gateway: Any, connect: Any, watch: Any, browser: C
     return gw, w, page
 
 
+async def dial_with_enter(page: Any) -> None:
+    """Enter in the target field, once the form took the typed target (Dial enabled: the
+    browser's implicit submission skips a disabled submit button)."""
+    await page.wait_for_selector("#voice-dial:not([disabled])", timeout=WAIT_MS)
+    await page.press("#voice-target", "Enter")
+
+
 async def speaker_hears(page: Any, hz: float, tolerance: float = 15) -> float:
     """Waits until the page's speaker path (its AnalyserNode) plays `hz`; returns what it heard."""
 
@@ -91,7 +99,7 @@ async def test_dial_a_phone_both_ways_and_answer_inbound_with_the_keyboard(start
 
         # Outbound: picked from the directory by name, dialled with Enter.
         await page.fill("#voice-target", "duty")
-        await page.press("#voice-target", "Enter")
+        await dial_with_enter(page)
         connected = await w.call_state(None, "connected", timeout=WAIT_S)
         cid = connected["call_id"]
         row = f'tr[data-call="{cid}"]'
@@ -182,7 +190,7 @@ async def test_conference_of_the_console_and_two_phones_mute_and_kick(start_gate
         conf_id = await card.get_attribute("data-conference")
         # Bravo is on a 1:1 call with the console first; alpha is dialled in.
         await page.fill("#voice-target", "bravo")
-        await page.press("#voice-target", "Enter")
+        await dial_with_enter(page)
         b_call = (await w.call_state(None, "connected", timeout=WAIT_S))["call_id"]
         await page.wait_for_selector(f'tr[data-call="{b_call}"] .voice-audio-stop', timeout=WAIT_MS)
         await card.locator(".conf-target").fill("alpha")
