@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import secrets
 import signal
@@ -38,6 +39,9 @@ log = structlog.get_logger("sip.kamailio")
 # --------------------------------------------------------------------------------------------
 # SIP OPTIONS probe (readiness)
 
+
+RESTART_MIN_S = 1.0  # first wait before the front is started again after it exited
+RESTART_MAX_S = 10.0
 
 class _ReplyProtocol(asyncio.DatagramProtocol):
     def __init__(self, call_id: str) -> None:
@@ -239,6 +243,8 @@ class KamailioFront:
         self._cfg_options = cfg_options
         self.run_dir: Path | None = None
         self.process: KamailioProcess | None = None
+        self._record: ChildRecord | None = None
+        self._watch: asyncio.Task[None] | None = None  # restarts Kamailio when it exits on its own
 
     @classmethod
     def from_config(
@@ -273,11 +279,18 @@ class KamailioFront:
             raise KamailioError("front already started")
         cfg = self.write_files(run_dir)
         self.run_dir = cfg.parent
+        self._record = record
+        await self._spawn(ready_timeout, check=True)
+        self._watch = asyncio.get_running_loop().create_task(self._supervise(ready_timeout), name="kamailio-front-watch")
+
+    async def _spawn(self, ready_timeout: float, *, check: bool = False) -> None:
+        assert self.run_dir is not None
         proc = KamailioProcess(
-            cfg, self.host, self.port, kamailio_bin=self.kamailio_bin,
-            kamcmd_bin=self.kamcmd_bin, name="front", record=record,
+            self.run_dir / "kamailio.cfg", self.host, self.port, kamailio_bin=self.kamailio_bin,
+            kamcmd_bin=self.kamcmd_bin, name="front", record=self._record,
         )
-        await proc.check()
+        if check:
+            await proc.check()
         self.process = proc
         try:
             await proc.start(ready_timeout)
@@ -285,6 +298,29 @@ class KamailioFront:
             self.process = None
             await proc.stop()
             raise
+
+    async def _supervise(self, ready_timeout: float) -> None:
+        """Start Kamailio again when it exits on its own (killed, crashed): the front is the
+        gateway's one SIP address, inbound calls need it. Its files on disk are current (the
+        last update_workers), so the new one dispatches to the same workers."""
+        delay = RESTART_MIN_S
+        while True:
+            proc = self.process
+            if proc is None or proc._proc is None:
+                return
+            rc = await proc._proc.wait()
+            log.warning("kamailio.exited", name="front", pid=proc.pid, rc=rc)
+            await proc.stop()  # its log drained, its pidfile removed
+            self.process = None
+            while self.process is None:
+                await asyncio.sleep(delay)
+                try:
+                    await self._spawn(ready_timeout)
+                    log.info("kamailio.restarted", name="front", pid=self.pid)
+                    delay = RESTART_MIN_S
+                except KamailioError as exc:
+                    log.warning("kamailio.restart-failed", name="front", error=str(exc), retry_s=delay)
+                    delay = min(delay * 2, RESTART_MAX_S)
 
     async def update_workers(self, workers: Sequence[tuple[str, int]]) -> None:
         """Replace the destination list and make the running Kamailio reload it."""
@@ -303,6 +339,11 @@ class KamailioFront:
         return parse_ds_list(await self.process.rpc("dispatcher.list"))
 
     async def stop(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         proc, self.process = self.process, None
         if proc is not None:
             await proc.stop()

@@ -170,3 +170,31 @@ def test_front_from_sip_config() -> None:
     assert (front.host, front.port) == (HOST, 5099)
     assert front._cfg_options["max_ringing_per_source"] == cfg.max_ringing_per_source
     assert front.workers == [(HOST, 6000), (HOST, 6010), (HOST, 6020)]
+
+
+async def test_front_killed_is_started_again_with_its_workers(run_dir: Path) -> None:
+    """The soak's kamailio drill (benchmarks/soak.py): after kill -9 of Kamailio's process group the
+    front stayed down until the gateway restarted. Now it is started again, dispatching to the
+    workers of the last update_workers."""
+    import os
+    import signal
+
+    from sip.kamailio import sip_options_ping
+
+    front = KamailioFront(HOST, free_udp_port(), [(HOST, free_udp_port())])
+    await front.start(run_dir, ready_timeout=10)
+    try:
+        workers = [(HOST, free_udp_port()), (HOST, free_udp_port())]
+        await front.update_workers(workers)
+        first = front.pid
+        assert first is not None
+        os.killpg(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not (front.pid not in (None, first) and front.process and front.process.running
+                   and await sip_options_ping(HOST, front.port, timeout=0.5)):
+            assert time.monotonic() < deadline, "the front was not started again"
+            await asyncio.sleep(0.1)
+        assert set(await front.destinations()) == {f"sip:{h}:{p}" for h, p in workers}
+    finally:
+        await front.stop()
+    assert front.process is None
