@@ -199,7 +199,7 @@ class Gateway:
             routes += (await self._terminal_page()).routes()
         if h.console:  # the dispatch console at /console/ (console/dist, built by scripts/install.sh)
             console = ConsoleConfig(control_path=cfg.control.path, control_tls=cfg.control.tls_cert is not None,
-                                    control_url=h.console_control_url)
+                                    control_url=h.console_control_url, map_tiles=h.console_map_tiles)
             routes += (await ConsolePage.load(
                 console, lambda: self.control.port if self.control.listening else None)).routes()
         self._http = await http.start(h.host, h.port,

@@ -47,6 +47,8 @@ DEV_PRINCIPALS = ("dispatcher", "observer", "terminal")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SIP_PROXY_MODES = ("auto", "none", "external")
+# A map tile URL: https:// (or a path on the gateway's own host), with {z}, {x} and {y} in it.
+TILE_URL_RE = re.compile(r"^(https://[A-Za-z0-9.\-]+(:[0-9]{1,5})?)?/(?=.*\{z\})(?=.*\{x\})(?=.*\{y\})[A-Za-z0-9._~/{}\-%?=&]*$")
 CONTROL_URL_RE = re.compile(r"^wss?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?(/[A-Za-z0-9._~/\-]*)?$")
 
 
@@ -103,6 +105,7 @@ class HttpConfig:
     terminal_control_url: str | None = None  # the control channel as terminals reach it; None: derived
     console: bool = True  # the dispatch console at /console (console/, built; gateway/console_page.py)
     console_control_url: str | None = None  # the control channel as consoles reach it; None: derived
+    console_map_tiles: str | None = None  # the console map's tile URL ({z}/{x}/{y}); None: no tiles
 
 
 @dataclass(frozen=True)
@@ -373,6 +376,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "console": _bool(True),
         "console_control_url": _str(None, pattern=CONTROL_URL_RE,
                                     what="a ws:// or wss:// URL (scheme, host[:port], path)"),
+        "console_map_tiles": _str(None, pattern=TILE_URL_RE,
+                                  what="an https:// URL (or a path on this host) with {z}, {x} and {y}"),
     },
     "store": {
         "path": _str("gateway.db"),

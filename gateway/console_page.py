@@ -40,16 +40,19 @@ class ConsoleConfig:
     control_path: str  # e.g. /v1/control
     control_tls: bool  # wss:// when the control channel has a certificate
     control_url: str | None  # http.console_control_url: wins over the derived one
+    map_tiles: str | None = None  # http.console_map_tiles: the map's tiles ({z}/{x}/{y}); None: none
 
 
-def console_headers(control: str | None) -> dict[str, str]:
+def console_headers(control: str | None, tiles: str | None = None) -> dict[str, str]:
     """The /terminal page's headers, with what a console needs more: `blob:` images and media
     (photos and recordings fetched with a token), a worklet or worker from this origin (audio),
-    the microphone (push-to-talk); no geolocation."""
+    the microphone (push-to-talk), images from the map tiles' origin when configured; no
+    geolocation."""
     headers = security_headers(control)
     connect = "'self'" + (f" {_origin(control)}" if control else "")
+    img = "'self' blob: data:" + (f" {_origin(tiles)}" if tiles and "://" in tiles else "")
     headers["Content-Security-Policy"] = (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {img}; "
         f"media-src 'self' blob:; font-src 'self'; worker-src 'self' blob:; connect-src {connect}; "
         "manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
     headers["Permissions-Policy"] = "geolocation=(), camera=(), microphone=(self)"
@@ -98,10 +101,10 @@ class ConsolePage:
         return None if port is None else control_url(self.cfg, port, request.host)
 
     async def _redirect(self, request: web.Request) -> web.Response:
-        raise web.HTTPPermanentRedirect(PREFIX + "/", headers=console_headers(None))
+        raise web.HTTPPermanentRedirect(PREFIX + "/", headers=console_headers(None, self.cfg.map_tiles))
 
     async def _file(self, request: web.Request) -> web.Response:
-        headers = console_headers(self._control(request))
+        headers = console_headers(self._control(request), self.cfg.map_tiles)
         if not self.built:
             return web.Response(status=503, text=NOT_BUILT, headers=headers)
         name = request.match_info.get("name", "index.html")
@@ -115,9 +118,11 @@ class ConsolePage:
 
     async def _config(self, request: web.Request) -> web.Response:
         url = self._control(request)
-        headers = {**console_headers(url), "Cache-Control": "no-store"}
+        headers = {**console_headers(url, self.cfg.map_tiles), "Cache-Control": "no-store"}
         if url is None:
             return web.json_response({"error": "control channel not reachable through this host"},
                                      status=503 if self._control_port() is None else 400, headers=headers)
-        body = {"protocol": 1, "control_url": url}
+        body: dict[str, object] = {"protocol": 1, "control_url": url}
+        if self.cfg.map_tiles:
+            body["map_tiles"] = self.cfg.map_tiles
         return web.Response(text=json.dumps(body), content_type="application/json", headers=headers)

@@ -68,3 +68,30 @@ async def test_config_is_503_while_the_control_channel_is_not_listening(tmp_path
         assert (await client.get("/console/config.json")).status == 503
     finally:
         await client.close()
+
+
+async def test_a_map_tile_url_is_named_in_config_and_allowed_by_the_csp(tmp_path: Path) -> None:
+    """`http.console_map_tiles`: the Terminals view's map tiles; config.json names it and the CSP
+    allows images from its origin (and from nothing else when unset: no external request)."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "index.html").write_text("<!doctype html><title>x</title>")
+    tiles = "https://tiles.example.org:8443/osm/{z}/{x}/{y}.png"
+    cfg = ConsoleConfig(control_path="/v1/control", control_tls=False, control_url=None, map_tiles=tiles)
+    page = await ConsolePage.load(cfg, lambda: 8765, dist)
+    client = TestClient(TestServer(http.make_app({}, page.routes())))
+    await client.start_server()
+    try:
+        r = await client.get("/console/config.json")
+        assert json.loads(await r.text())["map_tiles"] == tiles
+        img = next(d for d in r.headers["Content-Security-Policy"].split("; ") if d.startswith("img-src"))
+        assert img == "img-src 'self' blob: data: https://tiles.example.org:8443"
+    finally:
+        await client.close()
+    plain = await _client(dist)
+    try:
+        r = await plain.get("/console/")
+        assert "img-src 'self' blob: data:;" in r.headers["Content-Security-Policy"]
+        assert "map_tiles" not in json.loads(await (await plain.get("/console/config.json")).text())
+    finally:
+        await plain.close()

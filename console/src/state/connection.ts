@@ -56,9 +56,13 @@ export function onEvent(handler: (e: GatewayEvent) => void, opts: { replay?: boo
   return () => eventHandlers.delete(handler);
 }
 
+/** The map tiles the gateway names (config.json `map_tiles`, `http.console_map_tiles`); null: none. */
+export const mapTiles = signal<string | null>(null);
+
 export async function controlUrl(): Promise<string> {
   const res = await fetch("config.json", { cache: "no-store" });
-  const body = (await res.json()) as { control_url?: string; error?: string };
+  const body = (await res.json()) as { control_url?: string; error?: string; map_tiles?: string };
+  mapTiles.value = body.map_tiles ?? null;
   if (!res.ok || !body.control_url) throw new Error(body.error ?? `config.json: HTTP ${res.status}`);
   return body.control_url;
 }

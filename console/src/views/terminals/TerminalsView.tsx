@@ -13,7 +13,7 @@ import {
   trails,
 } from "../../state/terminals";
 import { addMember, conferences, createConference } from "../../state/voice";
-import { call } from "../../state/connection";
+import { call, mapTiles } from "../../state/connection";
 import { Command } from "../../ui/Command";
 import { newKey } from "../../ui/idempotency";
 import { Table } from "../../ui/Table";
@@ -21,6 +21,8 @@ import { MapCanvas } from "./MapCanvas";
 import { validTileUrl } from "./map";
 import { pull, VideoWall, wallMode } from "./VideoWall";
 
+// This console's own tile URL (browser storage) wins over the gateway's (config.json map_tiles,
+// http.console_map_tiles, whose origin the page's CSP allows); with neither, nothing is fetched.
 const TILE_KEY = "dispatch.console.tileUrl";
 
 function storedTileUrl(): string {
@@ -287,7 +289,7 @@ export function TerminalsView() {
             terminals={list}
             trails={trails.value}
             selected={picked}
-            tileUrl={tileUrl}
+            tileUrl={tileUrl ?? mapTiles.value}
             onPick={toggle}
           />
           <div class="tile-setting">
