@@ -19,7 +19,8 @@ At the end: least-squares slope per hour of each (benchmarks/soak_stats.py), the
 
 Drills (`KIND@MINUTE`, comma-separated): `worker` kill -9 of a SIP worker (the gateway's child
 running sip.worker); `kamailio` (with `--proxy auto`) kill -9 of the process group of the Kamailio
-the gateway started; `gateway` kill -9 of the gateway (its workers too), restarted on the same data
+the gateway started; `janus` (with `--video`) kill -9 of the process group of the Janus the
+gateway started; `gateway` kill -9 of the gateway (its workers too), restarted on the same data
 dir and ports 5 s later, the SMS accepted before it checked in the store afterwards; `sms500` the
 Twilio stub answers every create with 500 for `--sms-fail-s` s; `disk` (with `--disk-mb`: the
 whole soak runs in a mount namespace of its own, `unshare -m`, the data dir a tmpfs of that size)
@@ -53,6 +54,7 @@ from benchmarks.soak_stats import missed, seq_gaps, slope_per_hour
 from gateway.client import GatewayClient
 from tests.gateway.test_sms_twilio import SID as TW_SID
 from tests.gateway.test_sms_twilio import TOKEN as TW_TOKEN
+from tests.peers.ports import free_tcp_port
 from tests.peers.twilio_stub import TwilioStub
 
 BODY = "Soak: flood warning district 3."
@@ -118,6 +120,9 @@ class Soak:
                 "broadcast.chime": "false", "kpi.min_free_bytes": str(16 << 20), "directory.endpoint": f"[{eps}]", "auth.tokens": f"{{{toks}}}"}
         if a.proxy != "none":
             sets["sip.proxy"] = a.proxy  # auto: the gateway starts Kamailio (its own session) in front of the workers
+        if a.video:  # the media engine: one Janus the gateway starts and supervises
+            sets.update({"video.enabled": "true", "video.instances": "1", "video.ws_base_port": str(free_tcp_port()),
+                         "video.rtp_port_min": "52000", "video.rtp_port_max": "52999"})
         for k, v in sets.items():
             gw.args += ["--set", f"{k}={v}"]
         return gw
@@ -205,6 +210,12 @@ class Soak:
             rec["pgid"] = ks[0] if ks else None
             if ks:
                 os.killpg(ks[0], signal.SIGKILL)
+        elif kind == "janus":
+            js = [p for p in process_tree(gw.proc.pid)[1:] if _cmdline(p).split(" ")[0].endswith("janus")
+                  and os.getpgid(p) == p]  # the media engine the gateway started: its own process group
+            rec["pgid"] = js[0] if js else None
+            if js:
+                os.killpg(js[0], signal.SIGKILL)
         elif kind == "sms500":
             self.stub.fail_next(10**9, 500)
             await asyncio.sleep(self.a.sms_fail_s)
@@ -399,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--terminals", type=int, default=20)
     p.add_argument("--consoles", type=int, default=3)
     p.add_argument("--workers", type=int, default=3, help="sip.max_workers")
+    p.add_argument("--video", action="store_true", help="video.enabled (one Janus): the janus drill")
     p.add_argument("--proxy", default="none", choices=("none", "auto"), help="sip.proxy (auto: Kamailio, the kamailio drill)")
     p.add_argument("--calls-per-worker", type=int, default=20)
     p.add_argument("--rtp-port-base", type=int, default=30000)
