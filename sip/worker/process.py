@@ -79,6 +79,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         self.held_refusals: collections.deque[tuple[WCall, Refusal]] = collections.deque()
         self.identities: dict[tuple[str | None, str | None], WAccount] = {}
         self.running = True
+        self.stats_at = 0.0  # monotonic time of the next stats message (run)
         self.ep = WEndpoint()
         self.ep.worker = self
         self.acc: WAccount | None = None
@@ -115,27 +116,37 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
     def run(self) -> None:
         self.emit({"type": "ready", "index": self.cfg.get("index", 0),
                    "address": [self.cfg["host"], int(self.cfg["port"])], "pid": os.getpid()})
-        stats_at = time.monotonic() + 5
+        self.stats_at = time.monotonic() + 5
         while self.running:
-            self.ep.libHandleEvents(10)
-            self.settle_admission()
-            if self.to_refuse:
-                self.answer_refusals()
-            self._drain_commands()
-            self._check_deadlines()
-            if self.held_refusals:
-                self._answer_held_refusals()
-            if self.graveyard:
-                self._release_graveyard()
-            if self.conferences:
-                self.poll_voice(time.monotonic())  # conference.py: talking/silent
-            if time.monotonic() > stats_at:
-                stats_at = time.monotonic() + 5
-                self._emit_stats()
+            self.poll_once()
         self.shutdown()
+
+    def poll_once(self) -> None:
+        """One poll and the work after it. What they emit (a burst of answers: hundreds of events)
+        leaves in one write when it ends (Writer.hold), not one writer wake-up per event."""
+        with self.writer.hold():
+            self.ep.libHandleEvents(10)
+            self._after_poll()
+
+    def _after_poll(self) -> None:
+        self.settle_admission()
+        if self.to_refuse:
+            self.answer_refusals()
+        self._drain_commands()
+        self._check_deadlines()
+        if self.held_refusals:
+            self._answer_held_refusals()
+        if self.graveyard:
+            self._release_graveyard()
+        if self.conferences:
+            self.poll_voice(time.monotonic())  # conference.py: talking/silent
+        if time.monotonic() > self.stats_at:
+            self.stats_at = time.monotonic() + 5
+            self._emit_stats()
 
     def _emit_stats(self) -> None:
         self.emit({"type": "stats", "calls": len(self.calls), "audio_dropped_out": self.writer.audio_dropped,
+                   "ipc": {"writes": self.writer.writes, "control": self.writer.control_sent},
                    "inbound_refused": self.inbound_refused,
                    "ports": {cid: {"in": p.frames_in, "out": p.frames_out, "dropped": p.dropped}
                              for cid, p in self.ports.items()},

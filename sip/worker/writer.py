@@ -7,20 +7,27 @@ under a lock and return at once: neither may ever block the thread that calls it
 
 Control messages go first: each write takes every queued control message before any audio, so
 a reply or an event never waits behind a backlog of audio frames (at most behind one write).
+
+Per poll, one write: the main loop holds the writer (`hold`) over each `libHandleEvents` and the
+work after it, so the events and replies of one poll (a burst of answers is hundreds) wake the
+writer thread once and leave in one write, not one wake-up, GIL hand-over and write each.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from .. import ipc
 
 AUDIO_QUEUE = 2000  # frames (~40 s of one call); past it new frames are dropped and counted
 CONTROL_QUEUE = 20_000  # messages; past it the gateway has not read for minutes: see control()
-BATCH = 64  # messages joined into one write
+BATCH = 64  # audio frames joined into one write
+CONTROL_BATCH = 2048  # control messages joined into one write (a poll's worth)
 
 
 class Writer:
@@ -32,7 +39,10 @@ class Writer:
         self._control: collections.deque[bytes] = collections.deque()
         self._audio: collections.deque[bytes] = collections.deque()
         self._closing = False
+        self._held = False  # main thread: control messages queue without waking the writer
         self.audio_dropped = 0
+        self.writes = 0  # writes to stdout (stats: control messages per write)
+        self.control_sent = 0
         self._thread = threading.Thread(target=self._run, name="ipc-writer", daemon=True)
         self._thread.start()
 
@@ -45,7 +55,20 @@ class Writer:
                 # gateway. Exit instead: the gateway sees the worker gone and ends its calls.
                 os._exit(3)
             self._control.append(msg)
-            self._cond.notify()
+            if not self._held:
+                self._cond.notify()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Main thread: control messages queued inside go out together when it ends (one wake-up)."""
+        self._held = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                if self._control:
+                    self._cond.notify()
 
     def audio(self, call_id: str, pcm: bytes) -> None:
         msg = ipc.encode_audio(call_id, pcm)
@@ -70,8 +93,9 @@ class Writer:
                     return None
                 self._cond.wait()
             chunks: list[bytes] = []
-            while self._control and len(chunks) < BATCH:
+            while self._control and len(chunks) < CONTROL_BATCH:
                 chunks.append(self._control.popleft())
+            self.control_sent += len(chunks)
             while self._audio and len(chunks) < BATCH and not self._control:
                 chunks.append(self._audio.popleft())
             return chunks
@@ -82,5 +106,6 @@ class Writer:
             try:
                 out.write(b"".join(chunks))
                 out.flush()
+                self.writes += 1
             except (BrokenPipeError, ValueError, OSError):
                 os._exit(3)  # the gateway is gone

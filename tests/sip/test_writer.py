@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 
 from sip import ipc
 from sip.worker.writer import AUDIO_QUEUE, BATCH, Writer
@@ -49,3 +50,39 @@ def test_control_never_blocks_and_overtakes_queued_audio() -> None:
         writer._stream.close()
         drain.join(5)
         os.close(rfd)
+
+
+def test_the_events_of_one_poll_leave_in_one_write() -> None:
+    """A burst of answers is hundreds of events in one `libHandleEvents`: they wake the writer
+    thread once and leave in one write (Worker.poll_once holds the writer), not one each."""
+    from sip.worker.process import Worker
+
+    rfd, wfd = os.pipe()
+    writer = Writer(os.fdopen(wfd, "wb", buffering=0))
+    worker = Worker.__new__(Worker)  # only the loop step: no pjsua2 endpoint
+    worker.writer, worker.conf_trunks = writer, {}
+
+    def event(i: int) -> None:
+        worker.emit({"type": "event", "call_id": f"c{i}", "kind": "state", "state": "confirmed"})
+
+    class Poll:  # pjsua's callbacks run inside libHandleEvents (mainThreadOnly)
+        def libHandleEvents(self, ms: int) -> int:
+            for i in range(300):
+                event(i)
+                time.sleep(0)  # pjsua's own work between callbacks, without the GIL
+            return 300
+
+    worker.ep = Poll()
+    worker._after_poll = lambda: [event(1000 + i) for i in range(50)]  # command replies
+    try:
+        worker.poll_once()
+        dec = ipc.Decoder()
+        got: list[ipc.Control] = []
+        while len(got) < 350:
+            got += dec.feed(os.read(rfd, 65536))
+        assert [m.data["call_id"] for m in got] == [f"c{i}" for i in [*range(300), *range(1000, 1050)]]
+    finally:
+        writer.close()
+        writer._stream.close()
+        os.close(rfd)
+    assert (writer.writes, writer.control_sent) == (1, 350)
