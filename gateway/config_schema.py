@@ -486,7 +486,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "retry_delay_s": _seconds(3),
         "answer_timeout_s": _seconds(5),
         "paging_direction": _str("sendonly", choices=("sendonly", "sendrecv")),
-        "invite_pace_per_s": _positive(50),
+        "invite_pace_per_s": _positive(500),
         "recordings_dir": _str("recordings"),
         "media_dir": _str("media"),
         "tts_engine": _str("espeak-ng"),

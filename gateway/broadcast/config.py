@@ -198,7 +198,7 @@ class BroadcastConfig:
     retry_delay_s: float = 3.0
     answer_timeout_s: float = 5.0  # a paging call not answered by then is cancelled (and retried)
     paging_direction: Literal["sendonly", "sendrecv"] = "sendonly"  # our side of a paging call
-    invite_pace_per_s: float = 50.0
+    invite_pace_per_s: float = 500.0  # INVITEs per second over every worker (config/gateway.toml: why)
     recordings_dir: str = "recordings"
     media_dir: str = "media"  # WAV files a dispatcher may broadcast by name (under data_dir)
     tts_engine: str = "espeak-ng"

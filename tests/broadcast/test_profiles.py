@@ -100,7 +100,7 @@ def test_zone_validation():
 def test_broadcast_config_defaults_and_lookup():
     c = BroadcastConfig()
     assert c.priorities == ("emergency", "normal", "routine")
-    assert (c.retries, c.retry_delay_s, c.invite_pace_per_s) == (2, 3.0, 50.0)
+    assert (c.retries, c.retry_delay_s, c.invite_pace_per_s) == (2, 3.0, 500.0)
     assert (c.recordings_dir, c.tts_engine, c.chime, c.preempted_policy) == ("recordings", "espeak-ng", True, "resume")
     assert dict(c.profiles) == {} and c.zones == ()
     assert c.rank("emergency") == 0 and c.rank("routine") == 2
