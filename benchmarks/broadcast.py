@@ -184,7 +184,7 @@ async def fanout_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]
     tone_s = math.ceil(n / a.pace + a.answer_timeout + a.steady + 30)
     res: dict[str, Any] = {"kind": "fanout", "build": getattr(a, "build", "auto"), "targets": n, "pace_per_s": a.pace, "max_workers": max_workers,
                            "tone_s": tone_s, "workdir": str(workdir)}
-    uas = SippUas(UAS_HOLD, calls=n, timeout_s=tone_s + 120)
+    uas = SippUas(UAS_HOLD, calls=n, timeout_s=tone_s + 120, echo=not a.no_echo)
     client: GatewayClient | None = None
     tasks: list[asyncio.Task] = []
     try:
@@ -312,7 +312,7 @@ async def bare_once(n: int, a: argparse.Namespace) -> dict[str, Any]:
     --answered), against a SIPp UAS of its own like the one the gateway run had."""
     build = getattr(a, "build", "auto")
     res: dict[str, Any] = {"kind": "bare", "build": build, "targets": n}
-    uas = SippUas(UAS_HOLD, calls=n, timeout_s=180)
+    uas = SippUas(UAS_HOLD, calls=n, timeout_s=180, echo=not a.no_echo)
     try:
         await uas.start()
         assert uas.proc is not None
@@ -473,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baresip", type=int, default=0, help="speakers for the delay spot check (0: skip)")
     ap.add_argument("--beeps", type=int, default=10)
     ap.add_argument("--beep-interval", type=float, default=1.0)
+    ap.add_argument("--no-echo", action="store_true", help="the SIPp UASes send no RTP back (a sendonly "
+                    "speaker's side: the echo is the benchmark's, and it lands in the dialling worker)")
     ap.add_argument("--bare", action="store_true", help="after each fan-out, the same calls from bare pjsua2 "
                     "(benchmarks.pjsua2_fanout --answered) to a SIPp of its own: the gateway's share")
     ap.add_argument("--rtp-port-base", type=int, default=10000, help="sip.rtp_port_base (and the bare run's "
