@@ -17,6 +17,7 @@ import pytest_asyncio
 from tests.console.browser import (WAIT_MS, ConsoleBrowser, axe_violations, choose_language, console_chromium, screenshot,
                                    show, show_view, sign_in)
 from tests.gateway.test_sms_twilio import twilio_gateway
+from tests.peers.cutproxy import CutProxy
 from tests.gateway.test_terminal_page import SHANGHAI, online
 from tests.gateway.test_terminal_page import sign_in as terminal_sign_in
 from tests.video.conftest import media_netns  # noqa: F401 (Janus and Chromium in the test's own namespace)
@@ -85,8 +86,11 @@ async def terminals_axe_violations(browser: ConsoleBrowser, gw: Any) -> list[dic
 
 
 async def test_map_instructions_with_sms_fallback_and_the_video_wall(media_netns, start_gateway, browser, tmp_path) -> None:
-    sets = {**video_settings(media_netns), "terminals.location_interval_s": 0.2, "terminals.heartbeat_interval_s": 2}
+    proxy = await CutProxy("127.0.0.1", 1).start()  # the console's link; its target once bound
+    sets = {**video_settings(media_netns), "terminals.location_interval_s": 0.2, "terminals.heartbeat_interval_s": 2,
+            "http.console_control_url": f"ws://127.0.0.1:{proxy.port}/v1/control"}
     async with twilio_gateway(start_gateway, tmp_path, via_prism=False, **sets) as (gw, stub, _, _):
+        proxy.target = ("127.0.0.1", gw.control.port)
         responder = await terminal_page(browser, gw)
         page = await browser.open(gw)
         await sign_in(page, "tok-dispatcher", "dispatcher")
@@ -143,6 +147,19 @@ async def test_map_instructions_with_sms_fallback_and_the_video_wall(media_netns
         before = await frames(page, "unit-7")
         await playing(page, "unit-7", before["frames"] + 10)  # still decoding
         assert before["width"] > 0
+        # The console's link cut (the next event to it) and back: its tile plays again (the
+        # gateway ended the old connection's watch: the stream is watched again on the new one).
+        watch_before = await page.get_attribute(tile, "data-watch")
+        assert watch_before
+        proxy.arm(down=1)
+        await responder.context.set_geolocation({"latitude": 31.28, "longitude": 121.54, "accuracy": 5})
+        await proxy.cut.wait()
+        await page.wait_for_selector('#link[data-link="reconnecting"]', timeout=WAIT_MS)
+        proxy.heal()
+        await page.wait_for_selector('#link[data-link="open"]', timeout=WAIT_MS)
+        await page.wait_for_selector(f'{tile}:not([data-watch=""]):not([data-watch="{watch_before}"])', timeout=WAIT_MS)
+        again = await frames(page, "unit-7")
+        await playing(page, "unit-7", again["frames"] + 30)
 
         await screenshot(page, "terminals-en")
         violations = await terminals_axe_violations(browser, gw)
@@ -180,3 +197,5 @@ async def test_map_instructions_with_sms_fallback_and_the_video_wall(media_netns
         await timeline.locator('li[data-type="terminal.location"]:has-text("Unit 7 at 31.27000, 121.53000")').first.wait_for(
             timeout=WAIT_MS)
         await responder.context.close()
+        await page.context.close()  # before the proxy goes: no reconnect attempt to a closed port
+    await proxy.stop()

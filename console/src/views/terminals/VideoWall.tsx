@@ -6,8 +6,8 @@
 import { signal } from "@preact/signals";
 import { useEffect, useRef } from "preact/hooks";
 import { t, tValue } from "../../i18n";
-import { call } from "../../state/connection";
-import { useEvents } from "../../state/hooks";
+import { call, onEvent, readyCount } from "../../state/connection";
+import type { GatewayEvent } from "../../protocol/envelope";
 import { terminalName } from "../../state/terminals";
 import { newKey } from "../../ui/idempotency";
 import { reportFailure } from "../../ui/notice";
@@ -133,6 +133,44 @@ export async function closeTile(streamId: string): Promise<void> {
     );
 }
 
+function drop(streamId: string): void {
+  peers.get(streamId)?.close();
+  peers.delete(streamId);
+  patch(streamId, { stream: null, watch_id: null });
+}
+
+/** A tile's stream changed (whichever view is shown): watched once publishing, let go when it
+ * ends. */
+function onVideoState(e: GatewayEvent): void {
+  const d = e.data as { stream_id: string; state: string };
+  if (!wall.value.has(d.stream_id)) return;
+  patch(d.stream_id, { state: d.state });
+  if (d.state === "publishing")
+    watch(d.stream_id).catch((err) => reportFailure("video.watch", err));
+  if (d.state === "stopped" || d.state === "failed") drop(d.stream_id);
+}
+
+/** After a reconnect: the gateway ended this console's watches with its old connection, so each
+ * tile's stream is watched again on the new one (a still picture otherwise). */
+async function rewatchAll(): Promise<void> {
+  for (const tile of [...wall.value.values()]) {
+    drop(tile.stream_id);
+    const now = (await call("video.get", { stream_id: tile.stream_id })) as {
+      state: string;
+    };
+    patch(tile.stream_id, { state: now.state });
+    if (now.state === "publishing") await watch(tile.stream_id);
+  }
+}
+
+onEvent((e) => e.type === "video.state" && onVideoState(e));
+let readySeen = readyCount.value;
+readyCount.subscribe((n) => {
+  if (n > readySeen && readySeen > 0)
+    rewatchAll().catch((err) => reportFailure("video.watch", err));
+  readySeen = n;
+});
+
 function Video({
   stream,
   label,
@@ -149,18 +187,6 @@ function Video({
 }
 
 export function VideoWall() {
-  useEvents(["video.state"], (e) => {
-    const d = e.data as { stream_id: string; state: string };
-    if (!wall.value.has(d.stream_id)) return;
-    patch(d.stream_id, { state: d.state });
-    if (d.state === "publishing")
-      watch(d.stream_id).catch((err) => reportFailure("video.watch", err));
-    if (d.state === "stopped" || d.state === "failed") {
-      peers.get(d.stream_id)?.close();
-      peers.delete(d.stream_id);
-      patch(d.stream_id, { stream: null, watch_id: null });
-    }
-  });
   useShortcut({
     keys: "alt+w",
     label: "terminals.shortcut.wall",
@@ -210,6 +236,7 @@ export function VideoWall() {
                 data-stream={tile.stream_id}
                 data-terminal={tile.terminal_id}
                 data-state={tile.state}
+                data-watch={tile.watch_id ?? ""}
               >
                 <Video
                   stream={tile.stream}
