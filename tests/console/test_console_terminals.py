@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.console.browser import (WAIT_MS, ConsoleBrowser, axe_violations, choose_language, console_chromium, screenshot,
+from tests.console.browser import (VIEWPORT, WAIT_MS, ConsoleBrowser, axe_violations, choose_language, console_chromium, screenshot,
                                    show, show_view, sign_in)
 from tests.gateway.test_sms_twilio import twilio_gateway
 from tests.peers.cutproxy import CutProxy
@@ -169,6 +169,8 @@ async def test_map_instructions_with_sms_fallback_and_the_video_wall(media_netns
         await screenshot(page, "terminals-zh-CN")
         await page.click("#wall-mode")
         await page.wait_for_selector("#video-wall.wall-mode", timeout=WAIT_MS)
+        box = await page.locator(f"{tile} .wall-name").bounding_box()  # each tile's name on screen
+        assert box and box["y"] + box["height"] <= VIEWPORT["height"], box
         await screenshot(page, "terminals-wall-zh-CN")
         await choose_language(page, "en")
         await screenshot(page, "terminals-wall-en")
