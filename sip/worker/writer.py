@@ -11,6 +11,9 @@ a reply or an event never waits behind a backlog of audio frames (at most behind
 Per poll, one write: the main loop holds the writer (`hold`) over each `libHandleEvents` and the
 work after it, so the events and replies of one poll (a burst of answers is hundreds) wake the
 writer thread once and leave in one write, not one wake-up, GIL hand-over and write each.
+A hold never delays a message by more than HOLD_MAX_S: main-thread work that takes long inside
+one poll (a dial waiting for pjsua to free a call slot, up to 2 s per dial) still lets each reply
+out as it comes, so the gateway's liveness check keeps hearing from the worker.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import collections
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +32,7 @@ AUDIO_QUEUE = 2000  # frames (~40 s of one call); past it new frames are dropped
 CONTROL_QUEUE = 20_000  # messages; past it the gateway has not read for minutes: see control()
 BATCH = 64  # audio frames joined into one write
 CONTROL_BATCH = 2048  # control messages joined into one write (a poll's worth)
+HOLD_MAX_S = 0.2  # a held message waits at most this long (see the module's docstring)
 
 
 class Writer:
@@ -40,6 +45,7 @@ class Writer:
         self._audio: collections.deque[bytes] = collections.deque()
         self._closing = False
         self._held = False  # main thread: control messages queue without waking the writer
+        self._held_at = 0.0  # monotonic start of the current hold
         self.audio_dropped = 0
         self.writes = 0  # writes to stdout (stats: control messages per write)
         self.control_sent = 0
@@ -55,13 +61,13 @@ class Writer:
                 # gateway. Exit instead: the gateway sees the worker gone and ends its calls.
                 os._exit(3)
             self._control.append(msg)
-            if not self._held:
+            if not self._held or time.monotonic() - self._held_at > HOLD_MAX_S:
                 self._cond.notify()
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """Main thread: control messages queued inside go out together when it ends (one wake-up)."""
-        self._held = True
+        self._held, self._held_at = True, time.monotonic()
         try:
             yield
         finally:

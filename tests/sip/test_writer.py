@@ -86,3 +86,33 @@ def test_the_events_of_one_poll_leave_in_one_write() -> None:
         writer._stream.close()
         os.close(rfd)
     assert (writer.writes, writer.control_sent) == (1, 350)
+
+
+def test_a_long_hold_still_lets_each_reply_out() -> None:
+    """Main-thread work inside one poll can be long (a dial waits up to 2 s for pjsua to free a
+    call slot, and a poll drains up to 100 commands): the hold must not keep the replies in, or
+    the gateway hears nothing for longer than its liveness deadline and kills a working worker
+    (seen in the control fuzz: PJ_ETOOMANY dials, worker killed 'stopped answering')."""
+    import select
+
+    from sip.worker import writer as writer_module
+
+    hold_max_s = getattr(writer_module, "HOLD_MAX_S", 0.2)
+    rfd, wfd = os.pipe()
+    writer = Writer(os.fdopen(wfd, "wb", buffering=0))
+    try:
+        with writer.hold():
+            writer.control({"type": "reply", "id": 1})  # batched with the poll's others
+            time.sleep(hold_max_s * 1.5)  # the main thread's long work (pjsua waits, no event)
+            writer.control({"type": "reply", "id": 2})
+            readable, _, _ = select.select([rfd], [], [], 10)
+            assert readable, "nothing left the worker while its main loop held the writer"
+            dec = ipc.Decoder()
+            got: list[ipc.Control] = []
+            while len(got) < 2:
+                got += dec.feed(os.read(rfd, 65536))
+            assert [m.data["id"] for m in got] == [1, 2]
+    finally:
+        writer.close()
+        writer._stream.close()
+        os.close(rfd)
