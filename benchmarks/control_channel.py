@@ -187,21 +187,9 @@ class GatewayProcess:
         argv = [sys.executable, *prof, "-m", "gateway.cli", "serve"]
         for k, v in sets.items():
             argv += ["--set", f"{k}={v}"]
-        logf = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     start_new_session=True)
-        logf.close()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}; see {self.log_path}")
-            started = self._find_log("gateway.started")
-            if started:
-                self.url, self.http_port = started["control"], int(started["http_port"])
-                break
-            time.sleep(0.1)
-        else:
-            raise TimeoutError(f"gateway did not start in {timeout}s; see {self.log_path}")
+        started = self._launch(argv, "gateway.started", "gateway", deadline)
+        self.url, self.http_port = started["control"], int(started["http_port"])
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2) as r:
@@ -212,6 +200,20 @@ class GatewayProcess:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"gateway not ready in {timeout}s; see {self.log_path}")
+
+    def _launch(self, argv: list[str], event: str, what: str, deadline: float) -> dict:
+        """Start `argv` (its output in log_path) and wait for its `event` log line, which it returns."""
+        with open(self.log_path, "wb") as logf:
+            self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                         start_new_session=True)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {self.proc.returncode}; see {self.log_path}")
+            started = self._find_log(event)
+            if started:
+                return started
+            time.sleep(0.1)
+        raise TimeoutError(f"{what} did not start in time; see {self.log_path}")
 
     def _find_log(self, event: str) -> dict | None:
         with contextlib.suppress(OSError):
@@ -280,20 +282,8 @@ class BareProcess(GatewayProcess):
 
     def start(self, timeout: float = 60.0) -> None:
         argv = [sys.executable, "-m", "benchmarks.control_bare", "--port", "0"]
-        logf = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     start_new_session=True)
-        logf.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bare server exited with {self.proc.returncode}; see {self.log_path}")
-            started = self._find_log("bare.started")
-            if started:
-                self.url = started["control"]
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"bare server did not start in {timeout}s; see {self.log_path}")
+        started = self._launch(argv, "bare.started", "bare server", time.monotonic() + timeout)
+        self.url = started["control"]
 
 
 # --- the load generator ---------------------------------------------------------------------------
