@@ -13,8 +13,6 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +24,7 @@ from gateway.store.writer import Tx
 from gateway.timeutil import now_iso
 from sms.config import SmsConfig
 from sms.provider import Receipt
+from tests.store.conftest import db_path, store  # noqa: F401  (fixtures: a real SQLite store in tmp_path)
 
 N = 1200
 
@@ -62,15 +61,6 @@ class Counted:
         self.units, self.appends = 0, 0
         self.statements.clear()
 
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "gateway.db")
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def rows(n: int) -> list[dict[str, Any]]:

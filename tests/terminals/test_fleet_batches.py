@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,6 +24,7 @@ from gateway.services.sessions import SessionService
 from gateway.services.terminals import TerminalService
 from gateway.store import Store
 from gateway.store.terminals import deliveries
+from tests.store.conftest import db_path, store  # noqa: F401  (fixtures: a real SQLite store in tmp_path)
 
 N = 200
 
@@ -43,15 +43,6 @@ class FakeConn:
 def directory() -> Directory:
     return Directory(Endpoint(f"t{i:03d}", kind="terminal", phone=f"+8613800{i:06d}") for i in range(N))
 
-
-@pytest.fixture
-async def store(tmp_path: Any) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "gateway.db")
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def count_units(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
