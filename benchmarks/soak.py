@@ -50,7 +50,7 @@ from typing import Any
 import structlog
 
 from benchmarks.sip_calls import TOKEN, UAS_HOLD, GatewayProcess, SippUas, process_tree
-from benchmarks.soak_stats import missed, seq_gaps, slope_per_hour
+from benchmarks.soak_stats import missed, process_slopes, seq_gaps, slope_windows
 from gateway.client import GatewayClient
 from tests.gateway.test_sms_twilio import SID as TW_SID
 from tests.gateway.test_sms_twilio import TOKEN as TW_TOKEN
@@ -58,6 +58,7 @@ from tests.peers.ports import free_tcp_port
 from tests.peers.twilio_stub import TwilioStub
 
 BODY = "Soak: flood warning district 3."
+SERIES = ("gw_rss_kb", "gw_fds", "workers_rss_kb", "workers_fds")
 
 
 def _iso(t: float) -> str:
@@ -109,6 +110,8 @@ class Soak:
         a = self.a
         gw = GatewayProcess(self.work, python=a.python, max_workers=a.workers, warm=2, cpw=a.calls_per_worker,
                             max_in_flight=64, log_level="info", rtp_base=a.rtp_port_base)
+        if a.tracemalloc:  # gateway/memwatch.py: reports in gateway.log and sip-logs/worker-N.log
+            gw.env = {**gw.env, "DISPATCH_GATEWAY_TRACEMALLOC": str(a.tracemalloc)}
         tids = [f"unit-{i}" for i in range(a.terminals)]
         eps = ", ".join(f'{{name = "{t}", kind = "terminal", phone = "+8613800{i:06d}"}}' for i, t in enumerate(tids))
         toks = ", ".join([f'"{TOKEN}" = {{principal = "bench", role = "dispatcher"}}']
@@ -185,11 +188,13 @@ class Soak:
             gw = self.gw
             if gw is not None and gw.proc is not None and gw.proc.poll() is None:
                 g = _proc_rss_fds(gw.proc.pid)
-                ws = [s for s in map(_proc_rss_fds, workers_of(gw.proc.pid)) if s]
+                wk = {str(p): s for p in workers_of(gw.proc.pid) if (s := _proc_rss_fds(p))}
+                ws = list(wk.values())
                 if g:
                     self.samples.append({"t": round(time.monotonic() - t0, 1), "gw_pid": gw.proc.pid,
                                          "gw_rss_kb": g[0], "gw_fds": g[1], "workers": len(ws),
-                                         "workers_rss_kb": sum(s[0] for s in ws), "workers_fds": sum(s[1] for s in ws)})
+                                         "workers_rss_kb": sum(s[0] for s in ws), "workers_fds": sum(s[1] for s in ws),
+                                         "wk": {p: list(s) for p, s in wk.items()}})
             await asyncio.sleep(self.a.sample_s)
 
     # ---- drills ----
@@ -336,12 +341,12 @@ class Soak:
             "sms_duplicated_at_peer": sum(1 for k in self.stub.creates.values() if k > 1),
             "samples": len(self.samples), "drills": self.drills,
         }
-        seg = [s for s in self.samples if s["gw_pid"] == self.samples[-1]["gw_pid"]] if self.samples else []
-        warm = [s for s in seg if s["t"] >= self.a.warmup_s]
-        for key in ("gw_rss_kb", "gw_fds", "workers_rss_kb", "workers_fds"):
-            for name, ss in (("run", self.samples), ("last_process", seg), ("last_process_after_warmup", warm)):
-                v = slope_per_hour([s["t"] for s in ss], [s[key] for s in ss])
+        for key in SERIES:
+            for name, v in slope_windows(self.samples, key, self.a.warmup_s).items():
                 res[f"slope_{key}_per_h_{name}"] = None if v is None else round(v, 1)
+        for i, key in enumerate(("rss_kb", "fds")):  # each worker process apart (a restart is not growth)
+            res[f"slope_worker_{key}_per_h_each"] = {p: round(v, 1) for p, v in
+                                                      process_slopes(self.samples, i, self.a.warmup_s).items()}
             res[f"{key}_first_last"] = [self.samples[0][key], self.samples[-1][key]] if self.samples else None
         kpi = await d.call("kpi.get", since=_iso(t0), until=_iso(t1))
         res["kpi_run"] = _kpi_brief(kpi)
@@ -382,13 +387,18 @@ def table(out: dict[str, Any]) -> str:
             f"- indicators over the run: availability {_pct(k['availability'])} (down {k['down_s']} s:"
             f" {k['outages']}), timeliness {_pct(k['timeliness'])} (met {k['met']}, missed {k['missed']},"
             f" pending {k['pending']})", "",
-            "| series | first -> last sample | slope per hour, whole run | last gateway process | same, after warm-up |",
-            "|---|---|---|---|---|"]
-    for key in ("gw_rss_kb", "gw_fds", "workers_rss_kb", "workers_fds"):
+            "| series | first -> last sample | slope per hour, whole run | last gateway process | same, after warm-up"
+            " | same, its second half |", "|---|---|---|---|---|---|"]
+    for key in SERIES:
         fl = out.get(f"{key}_first_last") or ["-", "-"]
         rows.append(f"| {key} | {fl[0]} -> {fl[1]} | {out.get(f'slope_{key}_per_h_run')} |"
                     f" {out.get(f'slope_{key}_per_h_last_process')} |"
-                    f" {out.get(f'slope_{key}_per_h_last_process_after_warmup')} |")
+                    f" {out.get(f'slope_{key}_per_h_last_process_after_warmup')} |"
+                    f" {out.get(f'slope_{key}_per_h_last_process_second_half', '-')} |")
+    for key in ("rss_kb", "fds"):
+        each = out.get(f"slope_worker_{key}_per_h_each")
+        if each is not None:
+            rows.append(f"| worker_{key}, each worker process after its warm-up (PID: slope per hour) | | | | {json.dumps(each)} | |")
     rows += ["", "| drill | at (UTC) | effect | availability of the window | outages in the window | timeliness (met / missed) |",
              "|---|---|---|---|---|---|"]
     for d in out["drills"]:
@@ -423,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--disk-mb", type=int, default=0,
                    help="the data dir on a tmpfs of this size, in a mount namespace of its own (root): the `disk` drill")
     p.add_argument("--disk-full-s", type=float, default=60)
+    p.add_argument("--tracemalloc", type=float, default=0, metavar="S",
+                   help="DISPATCH_GATEWAY_TRACEMALLOC=S for the gateway and its workers: memory reports every S s")
     p.add_argument("--table-from", default=None, metavar="JSON", help="only print the table of a run's --json-out")
     a = p.parse_args(argv)
     if a.table_from:

@@ -37,3 +37,36 @@ def missed(stored: Iterable[int], seen: Iterable[int], after: int, upto: int) ->
     """Seqs in (after, upto] the store holds that a subscriber did not see."""
     got = set(seen)
     return sorted(s for s in stored if after < s <= upto and s not in got)
+
+
+def slope_windows(samples: Sequence[dict], key: str, warmup_s: float) -> dict[str, float | None]:
+    """Slopes per hour of `samples[i][key]` (each sample has `t`, seconds, and `gw_pid`) over:
+    `run` every sample; `last_process` those of the last gateway process; `last_process_after_warmup`
+    those from `warmup_s` after that process's first sample; `last_process_second_half` the later half
+    of that process's time (levelling off shows as a second-half slope near 0)."""
+    seg = [s for s in samples if s["gw_pid"] == samples[-1]["gw_pid"]] if samples else []
+    t0 = seg[0]["t"] if seg else 0.0
+    mid = (seg[0]["t"] + seg[-1]["t"]) / 2 if seg else 0.0
+    windows = {"run": list(samples), "last_process": seg,
+               "last_process_after_warmup": [s for s in seg if s["t"] >= t0 + warmup_s],
+               "last_process_second_half": [s for s in seg if s["t"] >= mid]}
+    return {name: slope_per_hour([s["t"] for s in ss], [s[key] for s in ss]) for name, ss in windows.items()}
+
+
+def process_slopes(samples: Sequence[dict], index: int, warmup_s: float, min_span_s: float = 300.0) -> dict[str, float]:
+    """Slope per hour of each worker process on its own (`samples[i]["wk"]` maps a PID to
+    [rss_kb, fds]; `index` picks one), from `warmup_s` after its first sample, for the processes
+    with at least `min_span_s` of samples left: a worker killed and restarted is a new series,
+    not a step in the sum of all workers."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for s in samples:
+        for pid, vals in (s.get("wk") or {}).items():
+            series.setdefault(pid, []).append((s["t"], vals[index]))
+    out: dict[str, float] = {}
+    for pid, pts in series.items():
+        kept = [(t, v) for t, v in pts if t >= pts[0][0] + warmup_s]
+        if len(kept) >= 2 and kept[-1][0] - kept[0][0] >= min_span_s:
+            v = slope_per_hour([t for t, _ in kept], [v for _, v in kept])
+            if v is not None:
+                out[pid] = v
+    return out

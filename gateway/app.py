@@ -34,6 +34,7 @@ from gateway.kpi import checks as kpi_checks
 from gateway.kpi.http import report_routes
 from gateway.kpi.service import KpiService
 from gateway.limits import throttle_accept_errors
+from gateway.memwatch import MemWatch, interval_from_env, run_reports
 from gateway.metrics import GatewayCollector, GatewayMetrics, metrics_route, webhook_rejections
 from gateway.ports import check_ports
 from gateway.protocol import Principal, Registry, RequestContext
@@ -53,6 +54,7 @@ from gateway.console_page import ConsoleConfig, ConsolePage
 from gateway.terminal_page import PageConfig, TerminalPage
 from sms.factory import make_provider
 from gateway.store import Store
+from gateway.tasks import OwnedTasks
 from gateway.tokens import TokenTable
 from gateway.uploads import UploadService
 from gateway.uploads.feedback import FeedbackService
@@ -232,6 +234,11 @@ class Gateway:
         # recorded as parts failing one after the other.
         await self.kpi.start()
         self._stack.push_async_callback(self.kpi.stop)
+        if (every := interval_from_env()) is not None:  # DISPATCH_GATEWAY_TRACEMALLOC (gateway/memwatch.py)
+            debug = OwnedTasks()
+            debug.spawn(run_reports(MemWatch({"gateway": self}), every, lambda r: log.info("memwatch", **r)),
+                        name="memwatch")
+            self._stack.push_async_callback(debug.cancel_all)
         log.info("gateway.started", gateway_id=cfg.gateway.id, control=self.control.url,
                  http_port=self.http_port, sip=f"{cfg.sip.host}:{cfg.sip.port}",
                  calls_per_worker=self.sip.calls_per_worker, front=self.front is not None)

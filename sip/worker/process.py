@@ -30,6 +30,8 @@ from typing import Any
 
 import pjsua2 as pj
 
+from gateway.memwatch import MemWatch, interval_from_env
+
 from .. import ipc
 from ..admission import Refusal, RefusalBudget
 from ..lifeline import die_with_parent
@@ -80,6 +82,10 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         self.identities: dict[tuple[str | None, str | None], WAccount] = {}
         self.running = True
         self.stats_at = 0.0  # monotonic time of the next stats message (run)
+        # DISPATCH_GATEWAY_TRACEMALLOC=<s>: a memory report on stderr (the worker's log) every <s> s
+        self.memwatch_every = interval_from_env()
+        self.memwatch: MemWatch | None = None
+        self.memwatch_at = 0.0
         self.ep = WEndpoint()
         self.ep.worker = self
         self.acc: WAccount | None = None
@@ -143,6 +149,8 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         if time.monotonic() > self.stats_at:
             self.stats_at = time.monotonic() + 5
             self._emit_stats()
+        if self.memwatch_every is not None and time.monotonic() > self.memwatch_at:
+            self._memwatch_report()
 
     def _emit_stats(self) -> None:
         self.emit({"type": "stats", "calls": len(self.calls), "audio_dropped_out": self.writer.audio_dropped,
@@ -152,6 +160,15 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
                              for cid, p in self.ports.items()},
                    "streams": {sid: {"calls": len(p.calls), "out": p.frames_out, "dropped": p.dropped}
                                for sid, p in self.streams.items()}})
+
+    def _memwatch_report(self) -> None:
+        assert self.memwatch_every is not None
+        if self.memwatch is None:
+            self.memwatch = MemWatch({"worker": self})
+            self.memwatch.start()
+        report = {"memwatch": self.memwatch.report(), "pid": os.getpid(), "at": time.time()}
+        print(json.dumps(report, default=str), file=sys.stderr, flush=True)
+        self.memwatch_at = time.monotonic() + self.memwatch_every
 
     def shutdown(self) -> None:
         alive = -1

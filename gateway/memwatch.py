@@ -1,0 +1,218 @@
+"""Where memory grows, found while running (a debug facility, off by default).
+
+`DISPATCH_GATEWAY_TRACEMALLOC=<seconds>` in the environment of the gateway (and so of its SIP
+workers, which inherit it) starts tracemalloc and, every that many seconds, reports:
+- `top`: the allocation sites (tracebacks, innermost frame first) that grew most since the first
+  report, and since the previous one;
+- `containers`: the sizes of the long-lived dicts, sets, lists and deques reachable from the
+  process's roots (the gateway's services; the worker's state), those that grew since the first
+  report first;
+- `types`: the object types the garbage collector tracks whose count grew most;
+- `traced_kb`, `rss_kb`.
+The gateway logs it as the `memwatch` event, a worker writes one JSON line to its log
+(sip.log_dir/worker-N.log). Off, nothing runs and nothing is traced: one environment lookup at start.
+
+The sums (`container_sizes`, `grown`, `top_sites`) take plain values and are tested without a
+process (tests/gateway/test_memwatch.py); `MemWatch.report` runs them on the live process.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import gc
+import os
+import time
+import tracemalloc
+from collections.abc import Mapping
+from typing import Any
+
+ENV = "DISPATCH_GATEWAY_TRACEMALLOC"
+FRAMES = 6
+_CONTAINERS = (dict, set, frozenset, list, collections.deque)
+_OWN = ("gateway.", "sip.", "sms.", "video.", "terminal.")  # modules whose objects are walked into
+
+
+def interval_from_env(environ: Mapping[str, str] | None = None) -> float | None:
+    """The report interval in seconds, or None (off: unset, empty, 0 or not a number)."""
+    raw = (os.environ if environ is None else environ).get(ENV, "").strip()
+    try:
+        v = float(raw)
+    except ValueError:
+        return None
+    return v if v > 0 else None
+
+
+def _own(obj: object) -> bool:
+    return type(obj).__module__.startswith(_OWN) and not isinstance(obj, type)
+
+
+def _attrs(obj: object) -> dict[str, Any]:
+    d = getattr(obj, "__dict__", None)
+    out = dict(d) if isinstance(d, dict) else {}
+    for cls in type(obj).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if isinstance(name, str) and hasattr(obj, name):
+                out.setdefault(name, getattr(obj, name))
+    return out
+
+
+def container_sizes(roots: Mapping[str, object], depth: int = 4) -> dict[str, int]:
+    """`path: len` of every container attribute reachable from `roots` through objects of this
+    project's modules (attributes, then dict values and list items that are such objects), each
+    object visited once. Paths read like `calls._live` or `sip._workers[].pending`."""
+    out: dict[str, int] = {}
+    seen: set[int] = set()
+
+    def walk(obj: object, path: str, level: int) -> None:
+        if id(obj) in seen or level > depth:
+            return
+        seen.add(id(obj))
+        for name, val in _attrs(obj).items():
+            here = f"{path}.{name}" if path else name
+            if isinstance(val, _CONTAINERS):
+                try:
+                    n = len(val)
+                    out[here] = max(out.get(here, 0), n) if here in out else n
+                    members = list(val.values() if isinstance(val, dict) else val)[:64]
+                except (RuntimeError, TypeError):  # changed size under us (another thread)
+                    continue
+                for m in members:
+                    if _own(m):
+                        walk(m, f"{here}[]", level + 1)
+            elif _own(val):
+                walk(val, here, level + 1)
+
+    for name, root in roots.items():
+        if isinstance(root, _CONTAINERS):
+            out[name] = len(root)
+        else:
+            walk(root, name, 0)
+    return out
+
+
+def grown(first: Mapping[str, int], now: Mapping[str, int], top: int = 15) -> list[tuple[str, int, int]]:
+    """(name, first, now) of the entries that grew most from `first` to `now` (new names count
+    from 0), largest growth first; then, to fill `top`, the largest now."""
+    growth = sorted(((k, first.get(k, 0), v) for k, v in now.items() if v > first.get(k, 0)),
+                    key=lambda r: (r[1] - r[2], r[0]))
+    rest = sorted(((k, first.get(k, 0), v) for k, v in now.items() if v <= first.get(k, 0)),
+                  key=lambda r: (-r[2], r[0]))
+    return (growth + rest)[:top]
+
+
+def top_sites(stats: list[tracemalloc.StatisticDiff], top: int = 12) -> list[dict[str, Any]]:
+    """The sites that grew most (size_diff), as plain data: kB grown, kB now, blocks grown, frames."""
+    out = []
+    for s in sorted(stats, key=lambda s: -s.size_diff)[:top]:
+        if s.size_diff <= 0:
+            break
+        out.append({"kb_grown": round(s.size_diff / 1024, 1), "kb": round(s.size / 1024, 1),
+                    "blocks_grown": s.count_diff,
+                    "at": [f"{f.filename.rsplit('/site-packages/', 1)[-1]}:{f.lineno}" for f in reversed(s.traceback)]})
+    return out
+
+
+def fd_kinds(targets: list[str]) -> dict[str, int]:
+    """Open descriptors by what they point at: `socket`, `pipe`, `anon_inode:[eventfd]`, or the
+    file's path (files are few and each one matters), from the targets of /proc/self/fd links."""
+    return dict(collections.Counter(t.split(":[", 1)[0] if t.startswith(("socket:", "pipe:")) else t
+                                    for t in targets))
+
+
+def _fds() -> dict[str, int]:
+    targets = []
+    try:
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                continue  # closed meanwhile (the listing's own descriptor)
+    except OSError:
+        return {}
+    return fd_kinds(targets)
+
+
+def _malloc_kb() -> dict[str, int] | None:
+    """glibc's heap (mallinfo2): `arena` taken from the system by brk, `mmap` in mmapped blocks,
+    `used` in use, `free` held but free (fragmentation, or kept for reuse)."""
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                    "fsmblks", "uordblks", "fordblks", "keepcost")]
+    try:
+        libc = ctypes.CDLL(None)
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = MallInfo2
+    m = fn()
+    return {"arena": m.arena >> 10, "mmap": m.hblkhd >> 10, "used": m.uordblks >> 10, "free": m.fordblks >> 10}
+
+
+def _rss_kb() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+
+
+class MemWatch:
+    """tracemalloc from `start()`; `report()` compares the heap with the first and the previous
+    report. Roots are the objects whose containers are measured."""
+
+    def __init__(self, roots: Mapping[str, object], frames: int = FRAMES) -> None:
+        self.roots = dict(roots)
+        self.frames = frames
+        self._filters = [tracemalloc.Filter(False, tracemalloc.__file__),
+                         tracemalloc.Filter(False, __file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap>")]
+        self._first: tracemalloc.Snapshot | None = None
+        self._prev: tracemalloc.Snapshot | None = None
+        self._sizes0: dict[str, int] = {}
+        self._types0: collections.Counter[str] = collections.Counter()
+        self.reports = 0
+
+    def start(self) -> None:
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(self.frames)
+
+    def stop(self) -> None:
+        tracemalloc.stop()
+
+    def _types(self) -> collections.Counter[str]:
+        return collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+
+    def report(self, top: int = 12) -> dict[str, Any]:
+        t0 = time.monotonic()
+        snap = tracemalloc.take_snapshot().filter_traces(self._filters)
+        sizes, types = container_sizes(self.roots), self._types()
+        out: dict[str, Any] = {"n": self.reports, "traced_kb": round(tracemalloc.get_traced_memory()[0] / 1024),
+                               "rss_kb": _rss_kb(), "gc_objects": sum(types.values()), "fds": _fds(),
+                               "malloc_kb": _malloc_kb()}
+        if self._first is None:
+            self._first, self._sizes0, self._types0 = snap, sizes, types
+        else:
+            out["top_since_first"] = top_sites(snap.compare_to(self._first, "traceback"), top)
+            assert self._prev is not None
+            out["top_since_previous"] = top_sites(snap.compare_to(self._prev, "traceback"), top // 2)
+        out["containers"] = grown(self._sizes0, sizes, top + 8)
+        out["types"] = grown(dict(self._types0), dict(types), top)
+        self._prev = snap
+        self.reports += 1
+        out["took_s"] = round(time.monotonic() - t0, 3)
+        return out
+
+
+async def run_reports(watch: MemWatch, interval_s: float, emit: Any) -> None:
+    """The gateway's loop: a report every `interval_s` seconds, handed to `emit` (a log call).
+    The snapshot and its sums run in a thread; the GIL still holds the loop for part of that:
+    a debug facility, not for production."""
+    import asyncio
+
+    watch.start()
+    try:
+        while True:
+            emit(await asyncio.to_thread(watch.report))
+            await asyncio.sleep(interval_s)
+    finally:
+        watch.stop()

@@ -1,0 +1,99 @@
+"""gateway/memwatch.py: where memory grows (DISPATCH_GATEWAY_TRACEMALLOC), without a gateway."""
+
+from __future__ import annotations
+
+import collections
+import tracemalloc
+
+import pytest
+
+from gateway.memwatch import ENV, MemWatch, container_sizes, fd_kinds, grown, interval_from_env
+
+
+class Service:  # an object of this project's modules: walked into
+    __module__ = "gateway.services.fake"
+
+    def __init__(self) -> None:
+        self._live: dict[str, object] = {}
+        self.pending: collections.deque[int] = collections.deque()
+
+
+class Root:
+    __module__ = "gateway.app_fake"
+
+    def __init__(self) -> None:
+        self.calls = Service()
+        self.workers = {0: Service(), 1: Service()}
+        self.name = "gw"
+
+
+def test_off_unless_a_positive_number() -> None:
+    assert interval_from_env({}) is None
+    assert interval_from_env({ENV: ""}) is None
+    assert interval_from_env({ENV: "0"}) is None
+    assert interval_from_env({ENV: "soon"}) is None
+    assert interval_from_env({ENV: " 60 "}) == 60.0
+
+
+def test_container_sizes_by_path_through_own_objects() -> None:
+    root = Root()
+    root.calls._live.update({f"c{i}": object() for i in range(7)})
+    root.workers[1].pending.extend(range(3))
+    sizes = container_sizes({"gateway": root})
+    assert sizes["gateway.calls._live"] == 7
+    assert sizes["gateway.workers"] == 2
+    assert sizes["gateway.workers[].pending"] == 3  # the largest of the workers' deques
+    assert "gateway.name" not in sizes
+
+
+def test_container_sizes_visit_each_object_once_through_cycles() -> None:
+    root = Root()
+    root.calls.back = root  # type: ignore[attr-defined]
+    assert container_sizes({"gateway": root})["gateway.calls._live"] == 0
+
+
+def test_grown_puts_the_largest_growth_first() -> None:
+    first = {"a": 10, "b": 5, "c": 100}
+    now = {"a": 12, "b": 50, "c": 100, "d": 3}
+    assert grown(first, now, top=3) == [("b", 5, 50), ("d", 0, 3), ("a", 10, 12)]
+    assert grown(first, now, top=10)[-1] == ("c", 100, 100)  # then the largest unchanged
+
+
+def test_fd_kinds_group_sockets_and_pipes_and_name_files() -> None:
+    kinds = fd_kinds(["socket:[12]", "socket:[13]", "pipe:[9]", "/data/gateway.db", "/data/gateway.db",
+                      "anon_inode:[eventfd]"])
+    assert kinds == {"socket": 2, "pipe": 1, "/data/gateway.db": 2, "anon_inode:[eventfd]": 1}
+
+
+def test_a_report_names_the_site_and_the_container_that_grew() -> None:
+    root = Root()
+    watch = MemWatch({"gateway": root})
+    was_tracing = tracemalloc.is_tracing()
+    watch.start()
+    try:
+        first = watch.report()
+        assert "top_since_first" not in first and first["fds"]
+        for i in range(5000):
+            root.calls._live[f"call-{i}"] = f"state of call {i}" * 4  # the growing line
+        second = watch.report()
+    finally:
+        if not was_tracing:
+            watch.stop()
+    site = second["top_since_first"][0]
+    assert site["at"][0].endswith(f"test_memwatch.py:{_growing_line()}")
+    assert site["kb_grown"] > 100 and site["blocks_grown"] >= 5000
+    assert second["containers"][0] == ("gateway.calls._live", 0, 5000)
+    assert second["rss_kb"] > 0 and second["traced_kb"] > first["traced_kb"]
+
+
+def _growing_line() -> int:
+    import inspect
+
+    src, start = inspect.getsourcelines(test_a_report_names_the_site_and_the_container_that_grew)
+    return start + next(i for i, ln in enumerate(src) if "the growing line" in ln)
+
+
+@pytest.mark.parametrize("value", ["", "0"])
+def test_the_gateway_starts_no_watch_when_off(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(ENV, value)
+    assert interval_from_env() is None
