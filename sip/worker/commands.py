@@ -8,6 +8,7 @@ commands live in streams.py; what ends a call's media, in calls.py.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pjsua2 as pj
@@ -15,8 +16,9 @@ import pjsua2 as pj
 from ..admission import decided_reason
 from .io_budget import IoBudget, call_keys
 from .pjcalls import INVALID_URI_STATUS, PJ_ETOOMANY, WCall
+from .slot_waits import SlotWaits, WaitingDial, no_slot_message
 
-SLOT_WAIT_S = 2.0  # a dial waits this long for pjsua to free the slot of a call we hung up
+WAITING = object()  # cmd_dial's answer for a dial waiting for a call slot: its reply comes later
 # dial's media_dir -> pjmedia_dir of our side of the audio stream (CallSetting.mediaDir)
 MEDIA_DIRS = {
     "sendonly": pj.PJMEDIA_DIR_ENCODING,
@@ -34,6 +36,24 @@ class CommandError(Exception):
         self.message = message or reason
 
 
+class NoSlot(Exception):
+    """makeCall found every pjsua call slot taken; `lingering` of them are held by ended calls."""
+
+    def __init__(self, lingering: int) -> None:
+        super().__init__(f"no pjsua call slot ({lingering} held by ended calls)")
+        self.lingering = lingering
+
+
+@dataclass
+class Placement:
+    """What makeCall needs for one dial (kept while the dial waits for a slot)."""
+
+    call: WCall
+    uri: str
+    prm: Any  # pj.CallOpParam
+    timeout: float | None  # the dial's `timeout`: unanswered this long, hung up (calls.py)
+
+
 class CallCommands:
     """Part of `Worker` (process.py): the call commands, on the main thread."""
 
@@ -42,25 +62,35 @@ class CallCommands:
     calls: dict[str, WCall]
     graveyard: list[Any]
     held_refusals: Any  # calls.py
+    refused: dict[int, Any]  # calls.py: refused INVITEs, each holding a pjsua slot
+    slot_waits: SlotWaits  # dials waiting for a pjsua call slot (slot_waits.py)
     running: bool
     budget: IoBudget
 
     def _handle(self, cmd: dict[str, Any]) -> None:
+        if self.slot_waits and self.slot_waits.hold_back(cmd):
+            return  # names a call whose dial waits for a slot: runs once that dial is settled
         rid = cmd.get("id")
         try:
             op = cmd.get("cmd")
             fn = getattr(self, f"cmd_{op}", None)
             if fn is None:
                 raise CommandError("invalid-params", f"unknown command {op!r}")
-            result = fn(cmd) or {}
-            self.emit({"type": "reply", "id": rid, "ok": True, "result": result})
-        except CommandError as e:
+            result = fn(cmd)
+        except Exception as e:  # noqa: BLE001 -- every failure is a reply (_reply_error)
+            self._reply_error(rid, e)
+            return
+        if result is not WAITING:  # a waiting dial is answered later (retry_slot_waits)
+            self.emit({"type": "reply", "id": rid, "ok": True, "result": result or {}})
+
+    def _reply_error(self, rid: Any, e: Exception) -> None:
+        if isinstance(e, CommandError):
             self.emit({"type": "reply", "id": rid, "ok": False, "reason": e.reason, "message": e.message})
-        except pj.Error as e:
+        elif isinstance(e, pj.Error):
             reason = "no-capacity" if e.status == PJ_ETOOMANY else "sip-error"
             self.emit({"type": "reply", "id": rid, "ok": False, "reason": reason,
                        "message": f"{e.title}: {e.reason}", "status": e.status})
-        except Exception as e:  # our own bug: keep the worker alive, report generically
+        else:  # our own bug: keep the worker alive, report generically
             self.emit({"type": "reply", "id": rid, "ok": False, "reason": "internal-error",
                        "message": f"{type(e).__name__}: {e}"})
 
@@ -76,13 +106,16 @@ class CallCommands:
     def cmd_shutdown(self, cmd: dict[str, Any]) -> None:
         self.running = False
 
-    def cmd_dial(self, cmd: dict[str, Any]) -> dict[str, Any]:
+    def cmd_dial(self, cmd: dict[str, Any], *, may_wait: bool = True) -> dict[str, Any] | object:
+        """Place a call; WAITING when every pjsua slot is taken but ended calls still hold some:
+        it waits in `slot_waits` (slot_waits.py) and is answered from `retry_slot_waits`.
+        `may_wait` False (a conference trunk): `no-capacity` at once instead."""
         call_id = cmd["call_id"]
-        if call_id in self.calls:
+        if call_id in self.calls or call_id in self.slot_waits:
             raise CommandError("invalid-state", "call id already in use")
-        if len(self.calls) >= int(self.cfg.get("max_calls") or 4) and self.held_refusals:
+        if self._slots_promised() >= self.max_calls and self.held_refusals:
             self._answer_held_refusals(for_dial=True)  # a dial outranks a held refusal
-        if len(self.calls) >= int(self.cfg.get("max_calls") or 4):
+        if self._slots_promised() >= self.max_calls:
             # Never let pjsua reach its own limit: past it, 2.15.1 may abort the process.
             raise CommandError("no-capacity", "worker is at its call limit")
         media_dir = cmd.get("media_dir")
@@ -95,9 +128,6 @@ class CallCommands:
         if not self.budget.reserve(call_id, call_keys(1), time.monotonic()):
             # Its sockets would not fit pjsua's I/O queue now (io_budget.py): another worker.
             raise CommandError("no-capacity", "worker has no room for a call's sockets right now")
-        # Ended calls' Call objects go first: pjsua may give the new call one of their slots, and
-        # a Call destroyed after that hangs up whatever call then holds its slot.
-        self._release_graveyard()
         call = WCall(self, acc, call_id, outbound=True)
         prm = pj.CallOpParam(True)
         if media_dir is not None:
@@ -112,38 +142,92 @@ class CallCommands:
             h = pj.SipHeader()
             h.hName, h.hValue = str(name), str(value)
             prm.txOption.headers.append(h)
-        self.calls[call_id] = call
+        placement = Placement(call, cmd["uri"], prm, float(cmd["timeout"]) if cmd.get("timeout") else None)
+        if may_wait and self.slot_waits:  # earlier dials wait for a slot: this one waits behind them
+            self.slot_waits.park(call_id, cmd.get("id"), placement, time.monotonic())
+            return WAITING
         try:
-            self._place(call, cmd["uri"], prm)
+            self._place(placement)
+        except NoSlot as e:
+            if not may_wait or e.lingering <= 0:  # nothing will free a slot (or a trunk): now
+                self._abandon(call)
+                raise CommandError("no-capacity", no_slot_message(e.lingering)) from None
+            self.slot_waits.park(call_id, cmd.get("id"), placement, time.monotonic())
+            return WAITING
+        return {}
+
+    @property
+    def max_calls(self) -> int:
+        return int(self.cfg.get("max_calls") or 4)  # pjsua's maxCalls too (endpoint.py)
+
+    def _slots_promised(self) -> int:
+        """Live calls and dials waiting for a slot: what cmd_dial holds within max_calls."""
+        return len(self.calls) + len(self.slot_waits)
+
+    def _place(self, p: Placement) -> None:
+        """makeCall; NoSlot on PJ_ETOOMANY (the call is not placed and may be tried again).
+        Any other failure abandons the call and raises the dial's error."""
+        call = p.call
+        # Ended calls' Call objects go first: pjsua may give the new call one of their slots, and
+        # a Call destroyed after that hangs up whatever call then holds its slot.
+        self._release_graveyard()
+        self.calls[call.call_id] = call
+        try:
+            call.makeCall(p.uri, p.prm)
         except pj.Error as e:
             already_ended = call.done  # pjsua may report DISCONNECTED from inside makeCall
-            self.calls.pop(call_id, None)
-            self.budget.release(call_id, time.monotonic())
-            call.done = True
-            self.graveyard.append(call)
+            self.calls.pop(call.call_id, None)
+            if e.status == PJ_ETOOMANY and not already_ended:
+                # Every slot is taken; those no live call (nor a refused INVITE) holds are held
+                # by calls that ended for us, until pjsua hears the end of their BYE or CANCEL.
+                raise NoSlot(self.max_calls - len(self.calls) - len(self.refused)) from None
+            self._abandon(call)
             if e.status in INVALID_URI_STATUS:
-                raise CommandError("invalid-uri", f"{e.reason}: {cmd['uri']!r}") from None
+                raise CommandError("invalid-uri", f"{e.reason}: {p.uri!r}") from None
             if already_ended:
                 raise CommandError("target-unreachable", e.reason) from None
             raise
-        if cmd.get("timeout"):
-            call.deadline = time.monotonic() + float(cmd["timeout"])
-        return {}
+        if p.timeout:
+            call.deadline = time.monotonic() + p.timeout
 
-    def _place(self, call: WCall, uri: str, prm: Any) -> None:
-        """makeCall. pjsua keeps the slot of a call we hung up until its BYE is answered, so right
-        after hangups it may have no slot although fewer than max_calls calls are live (cmd_dial
-        checked that): then let pjsua run and try again, for up to SLOT_WAIT_S."""
-        deadline = time.monotonic() + SLOT_WAIT_S
-        while True:
+    def _abandon(self, call: WCall) -> None:
+        """A dial that did not become a call: its sockets' budget back, its Call to the graveyard."""
+        self.calls.pop(call.call_id, None)
+        self.budget.release(call.call_id, time.monotonic())
+        call.done = True
+        self.graveyard.append(call)
+
+    def retry_slot_waits(self) -> None:
+        """Main loop, after a poll: place the waiting dials, oldest first, while pjsua has slots;
+        refuse those that waited long enough, or all when nothing will free a slot. Each one's
+        reply goes out when it is settled, then the commands its call held back, in order."""
+        while (first := self.slot_waits.first()) is not None:
             try:
-                call.makeCall(uri, prm)
+                self._place(first.placement)
+            except NoSlot as e:
+                for dial, why in self.slot_waits.give_up(time.monotonic(), e.lingering):
+                    self._abandon(dial.placement.call)
+                    self._settle(dial, CommandError("no-capacity", why))
                 return
-            except pj.Error as e:
-                if e.status != PJ_ETOOMANY or call.done or time.monotonic() >= deadline:
-                    raise
-            self.ep.libHandleEvents(10)
-            self._release_graveyard()  # before pjsua may hand out an ended call's slot
+            except Exception as e:  # noqa: BLE001 -- its reply says why
+                self._settle(first, e)
+            else:
+                self._settle(first, None)
+
+    def drop_slot_waits(self, reason: str, message: str) -> None:
+        """Refuse every waiting dial (the worker is stopping)."""
+        for dial in self.slot_waits.all():
+            self._abandon(dial.placement.call)
+            self._settle(dial, CommandError(reason, message))
+
+    def _settle(self, dial: WaitingDial, error: Exception | None) -> None:
+        held = self.slot_waits.settle(dial)
+        if error is None:
+            self.emit({"type": "reply", "id": dial.rid, "ok": True, "result": {}})
+        else:
+            self._reply_error(dial.rid, error)
+        for cmd in held:
+            self._handle(cmd)
 
     def cmd_answer(self, cmd: dict[str, Any]) -> None:
         call = self._call(cmd)

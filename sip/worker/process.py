@@ -42,6 +42,7 @@ from .endpoint import EndpointSetup
 from .io_budget import IoBudget, usable_keys
 from .pjcalls import CallPort, RefusedCall, StreamPort, WAccount, WCall, WEndpoint, use_fast_vector_reader
 from .probe import PROBE_LIMIT, build_limits, probe_max_calls
+from .slot_waits import SlotWaits
 from .streams import StreamBridge
 from .trunks import ConferenceTrunks
 from .writer import Writer
@@ -79,6 +80,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         self.inbound_refused: dict[str, int] = {}  # inbound calls refused, by reason phrase
         self.refusal_budget = RefusalBudget()
         self.held_refusals: collections.deque[tuple[WCall, Refusal]] = collections.deque()
+        self.slot_waits = SlotWaits()  # dials waiting for a pjsua call slot (commands.py)
         self.identities: dict[tuple[str | None, str | None], WAccount] = {}
         self.running = True
         self.stats_at = 0.0  # monotonic time of the next stats message (run)
@@ -138,6 +140,8 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         self.settle_admission()
         if self.to_refuse:
             self.answer_refusals()
+        if self.slot_waits:
+            self.retry_slot_waits()  # before new commands: first come, first served
         self._drain_commands()
         self._check_deadlines()
         if self.held_refusals:
@@ -174,6 +178,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         alive = -1
         call = None
         try:
+            self.drop_slot_waits("sip-unavailable", "the worker is shutting down")
             for call in list(self.calls.values()):
                 if call.local_end is None:
                     call.local_end = "shutdown"

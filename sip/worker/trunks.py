@@ -47,7 +47,7 @@ class ConferenceTrunks:
             raise CommandError("invalid-params", "conference_id, call_id and uri are required")
         self.conf_trunks[call_id] = conf_id  # before the dial: none of its events is emitted
         try:
-            self.cmd_dial({"call_id": call_id, "uri": cmd["uri"]})
+            self.cmd_dial({"call_id": call_id, "uri": cmd["uri"]}, may_wait=False)
         except Exception:
             self.conf_trunks.pop(call_id, None)
             raise

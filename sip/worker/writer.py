@@ -12,8 +12,9 @@ Per poll, one write: the main loop holds the writer (`hold`) over each `libHandl
 work after it, so the events and replies of one poll (a burst of answers is hundreds) wake the
 writer thread once and leave in one write, not one wake-up, GIL hand-over and write each.
 A hold never delays a message by more than HOLD_MAX_S: main-thread work that takes long inside
-one poll (a dial waiting for pjsua to free a call slot, up to 2 s per dial) still lets each reply
-out as it comes, so the gateway's liveness check keeps hearing from the worker.
+one poll (a drain of 100 commands on a loaded machine; before slot_waits.py, dials that each
+waited up to 2 s for a call slot) still lets each reply out as it comes, so the gateway's
+liveness check keeps hearing from the worker.
 """
 
 from __future__ import annotations

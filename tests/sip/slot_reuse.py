@@ -8,7 +8,8 @@ call A to `--busy` ends (its slot is free, its WCall waits in the graveyard). Th
 happened in one loop turn, B is dialled to `--answer` (outbound) or arrives from the SIPp caller the
 test starts on "A-ended" (inbound) and is answered; only then the graveyard is released.
 redial: the worker is filled with answered calls to `--answer`, all are hung up, and B is dialled
-at once, before any loop turn (pjsua still holds the slots until the BYEs are answered).
+at once, before any loop turn (pjsua still holds the slots until the BYEs are answered): it waits
+for a slot while the loop turns.
 B must be confirmed and end normally. Prints one JSON line: A's and B's slots, B's states, replies.
 """
 
@@ -31,6 +32,8 @@ def pump(worker: Worker, until: Any, seconds: float) -> bool:
         if until():
             return True
         worker.ep.libHandleEvents(10)
+        if worker.slot_waits:
+            worker.retry_slot_waits()  # a dial waiting for a slot (nothing else of the loop's turn)
     return bool(until())
 
 
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
             worker._handle({"cmd": "hangup", "id": 20 + i, "call_id": f"old{i}"})
         a_slot, ended = None, not any(cid.startswith("old") for cid in worker.calls)
         worker._handle({"cmd": "dial", "id": 11, "call_id": "B", "uri": args.answer})
+        # It waits for a slot (sip/worker/slot_waits.py) until a BYE is answered; then it is placed.
+        pump(worker, lambda: "B" in worker.calls or any(e.get("id") == 11 for e in events), 10)
     else:
         for i in range(args.max_calls - 1):
             worker._handle({"cmd": "dial", "id": i, "call_id": f"hole{i}", "uri": args.hole})
