@@ -25,10 +25,13 @@ Fan-out (one run per size N):
    the tone flowing; RSS/PSS at the end of that.
 4. `broadcast.stop`, wait for the `ended` state, check that SIPp counted N successful calls and
    that the pump sent as many frames as real time allows (`frames_sent` from `broadcast.get`).
-5. With --bare, the same N calls from bare pjsua2 (benchmarks.pjsua2_fanout --answered: one
-   process, a worker's media settings, every INVITE at once, sendonly) to a SIPp UAS of its own
-   right after: its time to all CONFIRMED, its CPU and SIPp's; `gateway / bare` = the gateway's
-   all-connected time over that.
+   A run is `ok` when every target was connected at the gateway AND SIPp counted every call
+   successful (--sipp-trace: SIPp logs every message, to find out why one was not).
+5. With --bare, the same N calls from bare pjsua2 (benchmarks.pjsua2_fanout --answered --hangup:
+   one process, a worker's media settings, every INVITE at once, sendonly) to a SIPp UAS of its
+   own right after: its time to all CONFIRMED, its CPU and SIPp's, then BYE to every call and
+   SIPp's count (`ok` likewise: all CONFIRMED and all counted by SIPp); `gateway / bare` = the
+   gateway's all-connected time over that.
 
 Delay spot check (--baresip K): K baresip speakers (tests.peers.baresip.BaresipPhone, silence
 source, sndfile dumps what it decodes), a live broadcast with `media.open {broadcast_id}` (16 kHz);
@@ -184,7 +187,7 @@ async def fanout_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]
     tone_s = math.ceil(n / a.pace + a.answer_timeout + a.steady + 30)
     res: dict[str, Any] = {"kind": "fanout", "build": getattr(a, "build", "auto"), "targets": n, "pace_per_s": a.pace, "max_workers": max_workers,
                            "tone_s": tone_s, "workdir": str(workdir)}
-    uas = SippUas(UAS_HOLD, calls=n, timeout_s=tone_s + 120, echo=not a.no_echo)
+    uas = SippUas(UAS_HOLD, calls=n, timeout_s=tone_s + 120, echo=not a.no_echo, trace=a.sipp_trace)
     client: GatewayClient | None = None
     tasks: list[asyncio.Task] = []
     try:
@@ -295,9 +298,7 @@ async def fanout_once(n: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]
                 res["frames_expected"] = round((t_stop - t0 - pump) / 0.02)
                 res["frames_realtime_pct"] = round(100 * fs / max(1, res["frames_expected"]), 1)
         sr = await uas.wait(30)
-        res.update({"sipp_successful": sr["successful"], "sipp_failed": sr["failed"], "sipp_rc": sr["rc"]})
-        if sr["errors"].strip():
-            res["sipp_errors_head"] = sr["errors"].strip().splitlines()[:3]
+        res.update(_sipp_counts(sr, uas))
         res["events_overflow"] = w.overflow
     finally:
         await close_client(client, tasks)
@@ -312,21 +313,33 @@ async def bare_once(n: int, a: argparse.Namespace) -> dict[str, Any]:
     --answered), against a SIPp UAS of its own like the one the gateway run had."""
     build = getattr(a, "build", "auto")
     res: dict[str, Any] = {"kind": "bare", "build": build, "targets": n}
-    uas = SippUas(UAS_HOLD, calls=n, timeout_s=180, echo=not a.no_echo)
+    uas = SippUas(UAS_HOLD, calls=n, timeout_s=180, echo=not a.no_echo, trace=a.sipp_trace)
     try:
         await uas.start()
         assert uas.proc is not None
         proc = await asyncio.create_subprocess_exec(
-            a.python, "-m", "benchmarks.pjsua2_fanout", "--calls", str(n), "--answered",
+            a.python, "-m", "benchmarks.pjsua2_fanout", "--calls", str(n), "--hangup", "--answered",
             f"127.0.0.1:{uas.port}", "--sipp-pid", str(uas.proc.pid), "--rtp-port", str(a.rtp_port_base),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=build_env(build))
         out, err = await asyncio.wait_for(proc.communicate(), 180)
         lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
         res.update(json.loads(lines[-1]) if lines else {"error": err.decode(errors="replace")[-300:]})
+        sr = await uas.wait(15)  # every call ended by a BYE: SIPp's own count
+        res.update(_sipp_counts(sr, uas))
     finally:
         await uas.stop()
-    res["ok"] = res.get("confirmed") == n
+    res["ok"] = res.get("confirmed") == n and res.get("sipp_successful") == n
     return res
+
+
+def _sipp_counts(sr: dict[str, Any], uas: SippUas) -> dict[str, Any]:
+    """SIPp's view of a run: calls it counted successful and failed, its first errors, its trace."""
+    out: dict[str, Any] = {"sipp_successful": sr["successful"], "sipp_failed": sr["failed"], "sipp_rc": sr["rc"]}
+    if sr["errors"].strip():
+        out["sipp_errors_head"] = sr["errors"].strip().splitlines()[:3]
+    if uas.trace:
+        out["sipp_messages"] = str(uas.messages)
+    return out
 
 
 # ---- delay spot check -------------------------------------------------------------------------
@@ -458,7 +471,8 @@ SUMMARY = [("connected", "connected"), ("start_reply_ms", "start reply ms"),
            ("bare_sipp_cpu_cores", "bare SIPp CPU"), ("gateway_over_bare", "gateway / bare"),
            ("steady_cpu_cores", "steady CPU"),
            ("steady_main_cpu_cores", "main proc CPU"), ("machine_busy_pct", "machine busy %"),
-           ("peak_rss_mb", "peak RSS MB"), ("pss_mb", "PSS MB"), ("sipp_successful", "SIPp ok")]
+           ("peak_rss_mb", "peak RSS MB"), ("pss_mb", "PSS MB"), ("sipp_successful", "SIPp ok"),
+           ("bare_sipp_successful", "bare SIPp ok")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -479,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(benchmarks.pjsua2_fanout --answered) to a SIPp of its own: the gateway's share")
     ap.add_argument("--rtp-port-base", type=int, default=10000, help="sip.rtp_port_base (and the bare run's "
                     "first RTP port): move it when other gateways on the machine use 10000 and up")
+    ap.add_argument("--sipp-trace", action="store_true", help="SIPp UASes log every message (-trace_msg); "
+                    "the run's result names the file (sipp_messages)")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--json", default=None, help="append each run's result to this JSONL file")
     ap.add_argument("--builds", default="auto", help="pjsua2 builds side by side, e.g. source,wheel "
@@ -508,7 +524,9 @@ def main(argv: list[str] | None = None) -> int:
                 if a.bare:
                     bare = asyncio.run(bare_once(size, a))
                     emit(bare)
-                    if bare.get("ok"):
+                    all_ok &= bool(bare.get("ok"))  # every call confirmed, and counted by SIPp
+                    r["bare_sipp_successful"] = bare.get("sipp_successful")
+                    if bare.get("confirmed") == size:
                         r.update({"bare_all_confirmed_s": bare["all_confirmed_s"], "bare_cpu_cores": bare["cpu_cores"],
                                   "bare_sipp_cpu_cores": bare["sipp_cpu_cores"]})
                         if r.get("all_connected_s"):

@@ -8,8 +8,9 @@ one process (media set up as a worker's: 16 kHz clock, no VAD, null sound device
 127.0.0.1, IPv4 only) dials `sip:spk<i>@HOST:PORT` for i < calls, every INVITE at once and
 sendonly like a paging call, and polls `libHandleEvents(10)` until every call is CONFIRMED (or
 `--timeout`). It prints the time from the first makeCall to the last CONFIRMED, its own CPU over
-that time, and that of `--sipp-pid` (the answering SIPp) when given: benchmarks/broadcast.py
-`--bare` runs it against a SIPp UAS of its own next to each gateway fan-out.
+that time, and that of `--sipp-pid` (the answering SIPp) when given; with `--hangup` it then ends
+every call (BYE) so that the UAS counts them: benchmarks/broadcast.py `--bare` runs it against a
+SIPp UAS of its own next to each gateway fan-out and reads SIPp's count.
 
 Places `--calls` outgoing calls from one Endpoint (threadCnt=0, as a worker) towards a UDP socket
 that never answers and prints the distribution of makeCall's duration: pjsua creates the call's
@@ -46,11 +47,15 @@ def answered(args: argparse.Namespace) -> None:
     usable_keys(int(build_limits()["ioqueue_keys"]))
     ep, acc = caller(args.calls, rtp_port=args.rtp_port, rtp_port_range=4 * args.calls, worker_media=True)
     confirmed: dict[int, float] = {}
+    ended: set[int] = set()
 
     class Paging(pj.Call):
         def onCallState(self, prm: object) -> None:
-            if self.getInfo().state == pj.PJSIP_INV_STATE_CONFIRMED:
+            state = self.getInfo().state
+            if state == pj.PJSIP_INV_STATE_CONFIRMED:
                 confirmed.setdefault(self.getId(), time.monotonic())
+            elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+                ended.add(id(self))
 
     calls = []
     cpu0, sipp0 = _cpu_s(), (_cpu_s(args.sipp_pid) if args.sipp_pid else 0.0)
@@ -77,7 +82,15 @@ def answered(args: argparse.Namespace) -> None:
         "cpu_cores": round((_cpu_s() - cpu0) / wall, 3),
         "sipp_cpu_cores": round((_cpu_s(args.sipp_pid) - sipp0) / wall, 3) if args.sipp_pid else None,
     }), flush=True)
-    os._exit(0)  # no teardown to measure: the answering SIPp is stopped by its owner
+    if args.hangup:  # BYE every call and wait for the answers, so that SIPp counts its calls
+        ep.hangupAllCalls()
+        end = time.monotonic() + 15
+        while len(ended) < len(calls) and time.monotonic() < end:
+            ep.libHandleEvents(10)
+        t_end = time.monotonic() + 0.5  # the last 200s to our BYEs
+        while time.monotonic() < t_end:
+            ep.libHandleEvents(10)
+    os._exit(0)  # no teardown to measure
 
 
 def main() -> None:
@@ -86,6 +99,8 @@ def main() -> None:
     ap.add_argument("--answered", metavar="HOST:PORT", help="dial a UAS that answers; time to all CONFIRMED")
     ap.add_argument("--sipp-pid", type=int, default=0, help="with --answered: report this process's CPU too")
     ap.add_argument("--timeout", type=float, default=60.0, help="with --answered: give up after this long")
+    ap.add_argument("--hangup", action="store_true", help="with --answered: then hang every call up (BYE) "
+                    "and wait for the answers, so that the UAS counts its calls")
     ap.add_argument("--bind-media", action="store_true", help="bind the media transport to 127.0.0.1")
     ap.add_argument("--ipv4-only", action="store_true", help="ipv6Use = PJSUA_IPV6_DISABLED (the worker's)")
     ap.add_argument("--rtp-port", type=int, default=40000, help="first RTP port (a range is set, as in the trial)")
