@@ -266,7 +266,8 @@ def register_conferences(registry: Registry, conferences: ConferenceService) -> 
 
 
 def register_kpi(registry: Registry, kpi: KpiService) -> None:
-    """kpi.get (dispatcher, observer, admin) and kpi.maintenance.add (admin)."""
+    """kpi.get and kpi.maintenance.list (dispatcher, observer, admin); kpi.maintenance.add and
+    .delete (admin)."""
 
     async def get(ctx: RequestContext, p: Any) -> dict:
         return await kpi.get(epoch(p.since), None if p.until is None else epoch(p.until), p.group_by)
@@ -275,5 +276,14 @@ def register_kpi(registry: Registry, kpi: KpiService) -> None:
         return await kpi.add_maintenance(epoch(p.start), epoch(p.end), list(p.parts), p.reason,
                                          ctx.principal.name)
 
+    async def maintenance_list(ctx: RequestContext, p: Any) -> dict:
+        return await kpi.list_maintenance(None if p.since is None else epoch(p.since),
+                                          None if p.until is None else epoch(p.until))
+
+    async def maintenance_delete(ctx: RequestContext, p: Any) -> dict:
+        return await kpi.remove_maintenance(p.maintenance_id, ctx.principal.name, ctx.principal.role)
+
     registry.register("kpi.get", get)
     registry.register("kpi.maintenance.add", maintenance_add)
+    registry.register("kpi.maintenance.list", maintenance_list)
+    registry.register("kpi.maintenance.delete", maintenance_delete)

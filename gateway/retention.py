@@ -17,6 +17,9 @@ deletes through the store's one writer, so a large first prune never holds the w
   time they were given, unless a terminal has yet to receive one (it still gets it on return);
 - video recordings (`<video.recordings_dir>/<stream_id>.webm|.mkv`): with the events (their
   `video.recording` event goes then), by the file's time; a live stream's directory is left alone;
+- the indicators' own facts (gateway/kpi/prune.py): with the events, keeping what a window after
+  the cut-off still needs (the state each part was in at the cut-off, the end of the last run
+  before a gap across it, maintenance windows across it), so its figures do not change;
 - uploads (gateway/uploads/service.py `prune`): the references of feedback go with the events;
   then uploads no reference holds, older than `uploads.orphan_keep_s`, and their files.
 
@@ -36,6 +39,7 @@ import structlog
 from typing import TYPE_CHECKING
 
 from gateway.events import EventBus
+from gateway.kpi import prune as kpi_prune
 from gateway.store import Store
 from gateway.store.terminals import prune_instructions
 from video.recording import RECORDING_RE
@@ -108,13 +112,14 @@ class Retention:
         """Prune every table once; the number of rows deleted per table."""
         p = self.policy
         counts = {"events": 0, "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0,
-                  "terminal_instructions": 0, "video_recordings": 0}
+                  "terminal_instructions": 0, "kpi": 0, "video_recordings": 0}
         cutoff = self._cutoff(p.events_keep_days)
         if cutoff is not None:
             counts["events"] = await self._prune_events(cutoff)
             for table, prune in (("sms_reports", self._store.prune_sms_reports),
                                  ("terminal_track", self._store.prune_track),
-                                 ("terminal_instructions", self._prune_instructions)):
+                                 ("terminal_instructions", self._prune_instructions),
+                                 ("kpi", self._prune_kpi)):
                 while (n := await prune(cutoff, CHUNK)) > 0:
                     counts[table] += n
                     if n < CHUNK:
@@ -141,6 +146,9 @@ class Retention:
 
     async def _prune_instructions(self, cutoff: str, limit: int) -> int:
         return await prune_instructions(self._store, cutoff, limit)
+
+    async def _prune_kpi(self, cutoff: str, limit: int) -> int:
+        return await kpi_prune.prune(self._store, cutoff, limit)
 
     async def _first_after(self, seq: int) -> tuple[int, str] | None:
         page = await self._store.events_after(seq, 1)

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.store import Store
+from gateway.store.audit import audit_in
 from gateway.store.writer import Tx
 from gateway.timeutil import epoch_to_iso, iso_to_epoch, now_iso
 
@@ -77,6 +78,60 @@ async def add_maintenance(store: Store, start: float, end: float, parts: Sequenc
     mid = await store.atomic(work)
     return {"maintenance_id": mid, "start": row[0], "end": row[1], "parts": list(parts) or ["*"],
             "reason": reason, "created_by": created_by}
+
+
+_WINDOW = "SELECT maintenance_id, start_at, end_at, parts, reason, created_by, created_at FROM kpi_maintenance"
+
+
+def _window(row: Sequence[Any], now: float) -> dict[str, Any]:
+    start, end = iso_to_epoch(row[1]), iso_to_epoch(row[2])
+    return {"maintenance_id": row[0], "start": row[1], "end": row[2], "parts": json.loads(row[3]) or ["*"],
+            "reason": row[4], "created_by": row[5] or "", "created_at": row[6],
+            "state": "planned" if now < start else "ongoing" if now < end else "over"}
+
+
+async def list_maintenance(store: Store, since: float | None, until: float | None, now: float,
+                           limit: int) -> list[dict[str, Any]]:
+    """The windows overlapping [since, until) (either open), by start; at most `limit`."""
+    lo = epoch_to_iso(since) if since is not None else ""
+    hi = epoch_to_iso(until) if until is not None else "~"  # after every ISO time
+    rows = await store.fetchall(f"{_WINDOW} WHERE end_at > ? AND start_at < ? ORDER BY start_at, maintenance_id"
+                                " LIMIT ?", (lo, hi, limit))
+    return [_window(r, now) for r in rows]
+
+
+class MaintenanceOver(Exception):
+    """The window has ended: it is part of reports already given (see `remove_maintenance`)."""
+
+
+async def remove_maintenance(store: Store, maintenance_id: int, now: float, principal: str,
+                             role: str) -> tuple[str, dict[str, Any]] | None:
+    """Take a window back: one not started yet is deleted ("deleted"); one under way is ended
+    now ("ended": what is past stays declared, as reports already read it); one that has ended
+    raises `MaintenanceOver`. None: no such window. The window as it was is written to the
+    audit chain in the same unit as the change, so the change can be neither lost nor hidden."""
+
+    async def work(tx: Tx) -> tuple[str, dict[str, Any]] | None:
+        rows = await tx.fetchall(f"{_WINDOW} WHERE maintenance_id = ?", (maintenance_id,))
+        if not rows:
+            return None
+        before = _window(rows[0], now)
+        if before["state"] == "over":
+            raise MaintenanceOver(before["end"])
+        if before["state"] == "planned":
+            action, after = "deleted", before
+            await tx.execute("DELETE FROM kpi_maintenance WHERE maintenance_id = ?", (maintenance_id,))
+        else:
+            action, after = "ended", {**before, "end": epoch_to_iso(now), "state": "over"}
+            await tx.execute("UPDATE kpi_maintenance SET end_at = ? WHERE maintenance_id = ?",
+                             (after["end"], maintenance_id))
+        record = {k: v for k, v in before.items() if k != "state"}
+        if action == "ended":
+            record["ended_at"] = after["end"]
+        await audit_in(tx, principal, role, f"kpi.maintenance.{action}", record)
+        return action, after
+
+    return await store.atomic(work)
 
 
 # ---- reads ----------------------------------------------------------------------------------

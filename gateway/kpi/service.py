@@ -1,4 +1,4 @@
-"""KpiService: the probe loop's owner, `kpi.get`, maintenance windows and the daily reports.
+"""KpiService: the probe loop's owner, `kpi.get`, maintenance windows (add, list, delete) and the daily reports.
 
 Every figure is computed on request from the store (gateway/kpi/facts.py), never from memory,
 so it is the same after a restart. The daily report of each finished UTC day is written once the
@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from gateway.errors import InvalidParams
+from gateway.errors import Conflict, InvalidParams, NotFound
 from gateway.store import Store
 from gateway.tasks import OwnedTasks
 from gateway.timeutil import epoch_to_iso, now_iso
@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 MAX_WINDOW_S = 400 * 86400
 MAX_GROUPS = 400
 GROUP_SECONDS = {"hour": 3600, "day": 86400}
+MAX_WINDOWS_LISTED = 1000
 REPORT_DAYS_BACK = 31  # finished days whose missing report is written at start
 
 
@@ -94,6 +95,32 @@ class KpiService:
         row = await facts.add_maintenance(self._store, start, end, parts, reason, created_by)
         log.info("kpi.maintenance.declared", **row)
         return row
+
+    async def list_maintenance(self, since: float | None, until: float | None) -> dict[str, Any]:
+        if since is not None and until is not None and until <= since:
+            raise InvalidParams("until must be after since", details={"since": since, "until": until})
+        now = time.time()
+        windows = await facts.list_maintenance(self._store, since, until, now, MAX_WINDOWS_LISTED + 1)
+        return {"windows": windows[:MAX_WINDOWS_LISTED], "truncated": len(windows) > MAX_WINDOWS_LISTED,
+                "now": epoch_to_iso(now)}
+
+    async def remove_maintenance(self, maintenance_id: int, principal: str, role: str) -> dict[str, Any]:
+        """A planned window is deleted, one under way ended now; one that has ended is refused
+        (`maintenance-over`): the reports of its days have been read and written (the daily HTML
+        of a finished day is not rewritten), so changing it would make them disagree with the
+        store silently. Undo a window wrongly declared in the past by declaring nothing: the
+        report lists it with who declared it and when."""
+        try:
+            done = await facts.remove_maintenance(self._store, maintenance_id, time.time(), principal, role)
+        except facts.MaintenanceOver as over:
+            raise Conflict("the window has ended: reports already cover it", reason="maintenance-over",
+                           details={"maintenance_id": maintenance_id, "end": str(over)}) from None
+        if done is None:
+            raise NotFound("no such maintenance window", reason="no-such-maintenance",
+                           details={"maintenance_id": maintenance_id})
+        action, window = done
+        log.info(f"kpi.maintenance.{action}", by=principal, **window)
+        return {"action": action, "window": window}
 
     # ---- daily reports -----------------------------------------------------------------------
 

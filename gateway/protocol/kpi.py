@@ -1,5 +1,5 @@
 """`kpi.*` of protocol v1: the two indicators (normal operation, timeliness) over a window, and
-planned maintenance windows (admin only)."""
+planned maintenance windows (declared and taken back by an admin, listed to every reader)."""
 
 from __future__ import annotations
 
@@ -45,9 +45,23 @@ class KpiMaintenanceAddParams(Params):
     reason: str = Field(min_length=1, max_length=200)
 
 
+class KpiMaintenanceListParams(Params):
+    since: Time | None = Field(None, description="windows ending after this (default: all)")
+    until: Time | None = Field(None, description="windows starting before this (default: all)")
+
+
+class KpiMaintenanceDeleteParams(Params):
+    maintenance_id: int = Field(ge=1, description="as kpi.maintenance.add or .list gave it")
+
+
 KPI_METHODS: tuple[MethodSpec, ...] = (
     _spec("kpi.get", READ, KpiGetParams,
           summary="normal-operation availability and timeliness over a window, outages and misses listed"),
     _spec("kpi.maintenance.add", (), KpiMaintenanceAddParams, runs_to_end=True,
           summary="declare a planned maintenance window (admin): reported apart, not counted as outage"),
+    _spec("kpi.maintenance.list", READ, KpiMaintenanceListParams,
+          summary="the maintenance windows overlapping a window, planned, ongoing or over"),
+    _spec("kpi.maintenance.delete", (), KpiMaintenanceDeleteParams, runs_to_end=True,
+          summary="take a window back (admin): a planned one is deleted, one under way ended now, "
+                  "one over refused"),
 )

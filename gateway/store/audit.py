@@ -55,6 +55,13 @@ async def chain_existing(conn: aiosqlite.Connection) -> None:
     await conn.execute(_SET_POINT, ("migrated", rows[-1][0] if rows else anchor_id, prev, now))
 
 
+async def audit_in(tx: Any, principal: str | None, role: str | None, method: str, params: dict[str, Any],
+                   result: str = "ok") -> None:
+    """One audit row written inside a unit of work (`Store.atomic`): chained like `add_audit`'s,
+    committed with the change it records or not at all."""
+    await tx.execute(_INSERT, (now_iso(), principal, role, method, audit_params_text(params), result, None))
+
+
 class AuditTables:
     """Accessors of the audit table (mixed into `Store`)."""
 

@@ -87,6 +87,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "session.close": {"session_id": "{session_id}"},
     "kpi.get": {"since": "{now}", "group_by": "hour"},
     "kpi.maintenance.add": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z", "reason": "contract"},
+    "kpi.maintenance.list": {"since": "2025-12-31T00:00:00Z"},
+    "kpi.maintenance.delete": {"maintenance_id": 1},  # the window just added, over: refused
 }
 
 
@@ -155,3 +157,7 @@ async def test_every_method_answers_without_internal_error(start_gateway, connec
     assert outcomes[("kpi.get", "admin")] == outcomes[("kpi.get", "observer")] == "ok", outcomes
     assert outcomes[("kpi.get", "terminal")] == outcomes[("kpi.maintenance.add", "observer")] == "forbidden"
     assert outcomes[("kpi.maintenance.add", "admin")] == "ok"
+    assert outcomes[("kpi.maintenance.list", "observer")] == "ok"
+    assert outcomes[("kpi.maintenance.list", "terminal")] == outcomes[("kpi.maintenance.delete", "observer")] \
+        == "forbidden"
+    assert outcomes[("kpi.maintenance.delete", "admin")] == "maintenance-over"

@@ -32,12 +32,12 @@ async def test_prune_by_age_keeps_seqs_increasing_and_refuses_pruned_resumes(db_
         # Nothing is a year old: the defaults prune nothing.
         kept = Retention(store, bus, RetentionPolicy())
         assert await kept.prune_once() == {"events": 0, "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0,
-                  "terminal_instructions": 0, "video_recordings": 0}
+                  "terminal_instructions": 0, "kpi": 0, "video_recordings": 0}
         assert bus.oldest_seq == 1
         # Seen from 500 days later, everything is older than the cutoff.
         later = Retention(store, bus, RetentionPolicy(), clock=lambda: now + dt.timedelta(days=500))
         assert await later.prune_once() == {"events": 30, "audit": 30, "idempotency": 30, "sms_reports": 0, "terminal_track": 0,
-                  "terminal_instructions": 0, "video_recordings": 0}
+                  "terminal_instructions": 0, "kpi": 0, "video_recordings": 0}
         assert await store.events_after(0) == [] and await store.list_audit() == []
         assert await store.idempotency_get("alice", "k1", "session.create") is None
         assert bus.oldest_seq == 31
@@ -64,7 +64,7 @@ async def test_prune_cuts_at_the_first_new_enough_event(db_path) -> None:
         left = [e.seq for e in await store.events_after(0)]
         assert left == [e.seq for e in events if e.time >= cutoff_time] and left[-1] == 25
         assert counts == {"events": 25 - len(left), "audit": 0, "idempotency": 0, "sms_reports": 0, "terminal_track": 0,
-                  "terminal_instructions": 0, "video_recordings": 0}
+                  "terminal_instructions": 0, "kpi": 0, "video_recordings": 0}
         assert bus.oldest_seq == left[0]
         assert len(await store.list_audit(limit=100)) == 25  # 0 days: kept forever
         bus.close()

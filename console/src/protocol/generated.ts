@@ -36,6 +36,8 @@ export interface MethodParams {
   hello: HelloParams;
   "kpi.get": KpiGetParams;
   "kpi.maintenance.add": KpiMaintenanceAddParams;
+  "kpi.maintenance.delete": KpiMaintenanceDeleteParams;
+  "kpi.maintenance.list": KpiMaintenanceListParams;
   "media.close": MediaCloseParams;
   "media.open": MediaOpenParams;
   ping: PingParams;
@@ -382,6 +384,22 @@ export interface KpiMaintenanceAddParams {
    * ISO 8601 with an offset, e.g. 2026-12-02T00:00:00Z
    */
   start: string;
+}
+export interface KpiMaintenanceDeleteParams {
+  /**
+   * as kpi.maintenance.add or .list gave it
+   */
+  maintenance_id: number;
+}
+export interface KpiMaintenanceListParams {
+  /**
+   * windows ending after this (default: all)
+   */
+  since?: string | null;
+  /**
+   * windows starting before this (default: all)
+   */
+  until?: string | null;
 }
 export interface MediaCloseParams {
   channel: number;
@@ -932,6 +950,22 @@ export const METHODS: Record<Method, MethodInfo> = {
     ],
     "starts_work": false,
     "runs_to_end": true
+  },
+  "kpi.maintenance.delete": {
+    "roles": [
+      "admin"
+    ],
+    "starts_work": false,
+    "runs_to_end": true
+  },
+  "kpi.maintenance.list": {
+    "roles": [
+      "admin",
+      "dispatcher",
+      "observer"
+    ],
+    "starts_work": false,
+    "runs_to_end": false
   },
   "media.close": {
     "roles": [
