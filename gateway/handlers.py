@@ -32,7 +32,7 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
         return await sessions.create(title=p.title, created_by=ctx.principal.name)
 
     async def session_list(ctx: RequestContext, p: Any) -> dict:
-        return {"sessions": await sessions.list(state=p.state)}
+        return await sessions.list_result(state=p.state)  # encoded once between session writes
 
     async def session_get(ctx: RequestContext, p: Any) -> dict:
         return await sessions.get(p.session_id)

@@ -356,8 +356,7 @@ class Connection:
     async def _execute(self, req: codec.Request) -> str:
         """Run one request (audited) and return the reply's text."""
         assert self.principal is not None
-        ctx = RequestContext(self.principal, self, req.method, req.id,
-                             self.log.bind(method=req.method, request_id=req.id))
+        ctx = RequestContext(self.principal, self, req.method, req.id, self.log)
         audit_params: dict = req.params
         audited = req.method != "hello"  # never store a token in the audit log
         outcome: dict | GatewayError

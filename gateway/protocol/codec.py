@@ -185,8 +185,33 @@ def encode_request(id: RequestId, method: str, params: dict[str, Any] | None = N
     return _dump({"jsonrpc": JSONRPC, "id": id, "method": method, "params": params or {}})
 
 
+def encode_json(value: Any) -> str:
+    """`value` as the codec writes it in a frame (compact, UTF-8 as is)."""
+    return _dump(value)
+
+
+class EncodedResult(dict):
+    """A result (a read-only dict) that keeps its JSON text, encoded once on first use (or given:
+    `text` must be `encode_json(value)`): a reply shared by many requests (a cached
+    `session.list`) costs a string join, not an encoding."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, value: dict[str, Any], text: str | None = None) -> None:
+        super().__init__(value)
+        self._text = text
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = _dump(self)
+        return self._text
+
+
 def encode_result(id: RequestId, result: dict[str, Any]) -> str:
     """Raises TypeError / ValueError when `result` is not JSON (our bug, not the peer's)."""
+    if isinstance(result, EncodedResult):  # the same text as below, the result's part made once
+        return f'{{"jsonrpc":"{JSONRPC}","id":{_dump(id)},"result":{result.text}}}'  # type: ignore[arg-type]
     return _dump({"jsonrpc": JSONRPC, "id": id, "result": result})
 
 

@@ -45,15 +45,24 @@ class Principal:
             raise ValueError(f"unknown role {self.role!r}")
 
 
-@dataclass
 class RequestContext:
     """What a handler knows about the request it serves."""
 
-    principal: Principal
-    connection: "Connection"
-    method: str
-    request_id: Any
-    log: Any  # a structlog BoundLogger bound with conn_id, principal, method, request_id
+    __slots__ = ("principal", "connection", "method", "request_id", "_conn_log", "_log")
+
+    def __init__(self, principal: Principal, connection: "Connection", method: str, request_id: Any,
+                 conn_log: Any) -> None:
+        self.principal, self.connection, self.method, self.request_id = principal, connection, method, request_id
+        self._conn_log = conn_log  # the connection's logger (bound once: conn_id, principal, role)
+        self._log: Any = None
+
+    @property
+    def log(self) -> Any:
+        """A structlog BoundLogger bound with conn_id, principal, method, request_id: bound on
+        first use, so a request that logs nothing binds nothing."""
+        if self._log is None:
+            self._log = self._conn_log.bind(method=self.method, request_id=self.request_id)
+        return self._log
 
     @property
     def role(self) -> str:

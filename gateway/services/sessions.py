@@ -13,8 +13,9 @@ import structlog
 
 from gateway.errors import Conflict, NotFound
 from gateway.events import EventBus
+from gateway.protocol.codec import EncodedResult, encode_json
 from gateway.state import SESSION_MACHINE, SessionInput, SessionState
-from gateway.store import Store
+from gateway.store import SESSION_COLUMNS, Store
 from gateway.timeutil import now_iso
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,8 @@ class SessionService:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._holders: dict[str, int] = {}
         self._idle: dict[str, asyncio.Event] = {}
+        self._lists: dict[str | None, tuple[int, EncodedResult]] = {}  # state -> (sessions_version, list)
+        self._encoded_rows: dict[tuple, tuple[dict, str]] = {}  # the last list's rows: (dict, JSON)
 
     async def create(self, *, title: str | None, created_by: str, origin: str = "dispatcher") -> dict:
         session_id = uuid.uuid4().hex
@@ -44,8 +47,7 @@ class SessionService:
             "created_by": created_by,
             "extra": {"origin": origin},
         }
-        await self._store.put_session(row)
-        await self._bus.publish("session.state", _public(row), session_id=session_id)
+        await self._store.put_session(row, event=("session.state", _public(row)))  # one commit, both
         log.info("session.created", session_id=session_id, created_by=created_by)
         return _public(row)
 
@@ -83,7 +85,31 @@ class SessionService:
         return {**_public(row), "calls": calls}
 
     async def list(self, state: str | None = None) -> list[dict]:
-        return [_public(r) for r in await self._store.list_sessions(state=state)]
+        """The sessions (of one state), as stored; read-only (shared, see `list_result`)."""
+        return (await self.list_result(state))["sessions"]
+
+    async def list_result(self, state: str | None = None) -> EncodedResult:
+        """`{"sessions": [...]}`, kept per state until the next session write
+        (`Store.sessions_version`): a list between two writes reads, builds and encodes nothing
+        (its JSON text is made once, `EncodedResult`). After a write, the list is read again,
+        but only sessions whose row changed get a new dict and JSON text. Shared: read-only."""
+        version = self._store.sessions_version
+        cached = self._lists.get(state)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        rows = await self._store.list_session_rows(state=state)
+        known, fresh = self._encoded_rows, {}
+        for row in rows:
+            fresh[row] = known.get(row) or _encode_row(row)
+        if state is None or state in _STATES:
+            self._encoded_rows = fresh  # bounded by one list: rows gone or changed are dropped
+        parts = [fresh[row] for row in rows]
+        result = EncodedResult({"sessions": [d for d, _ in parts]},
+                               '{"sessions":[' + ",".join(t for _, t in parts) + "]}")
+        if self._store.sessions_version == version and (state is None or state in _STATES):
+            # no write began or ended during the read; a state no session has is not kept
+            self._lists[state] = (version, result)
+        return result
 
     async def close(self, session_id: str, *, closed_by: str) -> dict:
         """Close once: a second close (even a concurrent one) is `invalid-state`. Work attached
@@ -101,8 +127,7 @@ class SessionService:
                 await hook(session_id)
             row = {**row, "state": nxt.value, "closed_at": now_iso()}
             row["extra"] = {**(row.get("extra") or {}), "closed_by": closed_by}
-            await self._store.put_session(row)
-            await self._bus.publish("session.state", _public(row), session_id=session_id)
+            await self._store.put_session(row, event=("session.state", _public(row)))
         log.info("session.closed", session_id=session_id, closed_by=closed_by)
         return _public(row)
 
@@ -111,6 +136,15 @@ class SessionService:
         if row is None:
             raise NotFound("no such session", reason="no-such-session", details={"session_id": session_id})
         return row
+
+
+_STATES = frozenset(s.value for s in SessionState)
+
+
+def _encode_row(row: tuple) -> tuple[dict, str]:
+    """A stored session's public dict (`Store.list_session_rows` order) and its JSON text."""
+    public = dict(zip(SESSION_COLUMNS, row))
+    return public, encode_json(public)
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

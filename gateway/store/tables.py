@@ -27,6 +27,10 @@ _MAX_PAGE = 10_000
 class Store(AuditTables, TerminalTables, UploadTables, StoreWriter):
     """The gateway's durable state in one SQLite file (see gateway/store/__init__.py)."""
 
+    # Moves before and after each `put_session`: equal before and after a read of the sessions,
+    # no session was written meanwhile (gateway/services/sessions.py caches `session.list` on it).
+    sessions_version = 0
+
     # ---- events ----------------------------------------------------------------------------
 
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
@@ -58,16 +62,33 @@ class Store(AuditTables, TerminalTables, UploadTables, StoreWriter):
         rows = await self._read(sql + f" ORDER BY created_at, {key} LIMIT ?", (*params, limit))
         return [_row_out(columns, r) for r in rows]
 
-    async def put_session(self, row: dict[str, Any]) -> None:
+    async def put_session(self, row: dict[str, Any], event: tuple[str, dict[str, Any]] | None = None) -> Event | None:
         """Insert or update a session. Keys absent from `row` keep their stored value;
-        `extra` (a dict) replaces the stored one. Unknown keys raise ValueError."""
-        await self._submit(*_upsert("sessions", "session_id", SESSION_COLUMNS, row))
+        `extra` (a dict) replaces the stored one. Unknown keys raise ValueError. With `event`
+        (type, data): that event too, committed with the row or not at all; returns it."""
+        sql, params = _upsert("sessions", "session_id", SESSION_COLUMNS, row)
+        self.sessions_version += 1  # a list read before the write committed is not cached
+        try:
+            if event is None:
+                await self._submit(sql, params)
+                return None
+            return await self.write_emitting(sql, params, event[0], row["session_id"], event[1])
+        finally:
+            self.sessions_version += 1
 
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
         return await self._get_row("sessions", "session_id", SESSION_COLUMNS, session_id)
 
     async def list_sessions(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         return await self._list_rows("sessions", "session_id", SESSION_COLUMNS, "state", state, limit)
+
+    async def list_session_rows(self, state: str | None = None, limit: int = 1000) -> list[tuple]:
+        """`list_sessions` as bare rows of SESSION_COLUMNS (no `extra`): what `session.list` shows."""
+        sql = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions"
+        params: tuple[Any, ...] = ()
+        if state is not None:
+            sql, params = sql + " WHERE state = ?", (state,)
+        return await self._read(sql + " ORDER BY created_at, session_id LIMIT ?", (*params, limit))
 
     async def put_call(self, row: dict[str, Any]) -> None:
         """Insert or update a call detail record (same rules as `put_session`)."""

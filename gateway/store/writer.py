@@ -31,12 +31,12 @@ from gateway.audit.chain import sql_row_hash
 from gateway.errors import InvalidParams, Unavailable
 from gateway.timeutil import now_iso
 
+from .batch import INSERT_EVENT as _INSERT_EVENT, write_batch
 from .schema import SCHEMA_VERSION, migrate
 
 log = structlog.get_logger("gateway.store")
 
 _EVENT_COLUMNS = "seq, type, time, session_id, data"
-_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,8 @@ EventListener = Callable[[Sequence[Event]], None]
 
 
 class _Op:
-    """One queued write. `sql is None` means: append the event (type, session_id, data)."""
+    """One queued write. `sql is None` means: append the event (type, session_id, data); both
+    `sql` and `type`: the write and its event (`write_emitting`)."""
 
     __slots__ = ("fut", "sql", "params", "type", "session_id", "data", "many", "work")
 
@@ -234,6 +235,16 @@ class StoreWriter:
                              ensure_ascii=False)
         return await self._submit(None, (), type=type, session_id=session_id, data=payload)
 
+    async def write_emitting(self, sql: str, params: Sequence[Any], type: str, session_id: str | None,
+                             data: dict[str, Any]) -> Event:
+        """One write and the event it causes, committed together or not at all (a failing write
+        stores no event), in the batch's one trip to the database thread: unlike `atomic`, no
+        await per statement. Returns the stored event once committed."""
+        if not type or not isinstance(type, str):
+            raise ValueError("event type must be a non-empty string")
+        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return await self._submit(sql, params, type=type, session_id=session_id, data=payload)
+
     async def atomic(self, work: Work) -> Any:
         """Run `work(tx)` in the writer, inside a savepoint of its batch transaction: its
         statements and the events it emits (`tx.emit`) are committed together or not at all
@@ -270,28 +281,6 @@ class StoreWriter:
 
     # ---- internals -------------------------------------------------------------------------
 
-    async def _insert_events_one_by_one(self, events: list[_Op], first: int, time: str,
-                                        failed: dict[int, Any]) -> list[tuple[Any, ...]]:
-        """After the batch insert failed: each event alone; seqs only for stored ones, no gap."""
-        conn = self._writer
-        assert conn is not None
-        rows: list[tuple[Any, ...]] = []
-        await conn.execute("BEGIN")  # one transaction for the batch: RELEASE must not commit
-        for op in events:
-            row = (first + len(rows), op.type, time, op.session_id, op.data)
-            await conn.execute("SAVEPOINT ev")
-            try:
-                await conn.execute(_INSERT_EVENT, row)
-                rows.append(row)
-            except Exception as exc:
-                if not conn.in_transaction:
-                    raise
-                await conn.execute("ROLLBACK TO ev")
-                failed[id(op)] = exc
-                log.warning("store.event_failed", type=op.type[:64], error=repr(exc))
-            await conn.execute("RELEASE ev")
-        return rows
-
     async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
         if self._reader is None:
             raise Unavailable("the store is not open", reason="shutting-down")
@@ -302,6 +291,8 @@ class StoreWriter:
         if not self._open or self._closing:
             raise Unavailable("the store is closed", reason="shutting-down")
         _check_text(sql, params, event)  # a text SQLite cannot hold fails here, not in a batch
+        if sql is not None and event.get("type"):
+            _check_text(None, (), event)  # the event of a write_emitting
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Op(fut, sql, params, **event))
         if self._writer_done and not fut.done():
@@ -335,6 +326,14 @@ class StoreWriter:
                 if op is not _STOP and not op.fut.done():
                     op.fut.set_exception(err)
 
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        """`fn(sqlite3_connection, *args)` in the writer connection's thread, in one round trip.
+        aiosqlite (pinned <0.23) runs every call of a connection in its one thread through
+        `Connection._execute`, the call behind its own execute/commit; `fn` runs in that order."""
+        conn = self._writer
+        assert conn is not None
+        return conn._execute(lambda: fn(conn._conn, *args))
+
     async def _commit(self, batch: list[_Op]) -> None:
         conn = self._writer
         assert conn is not None
@@ -343,47 +342,14 @@ class StoreWriter:
         units = [op for op in batch if op.work is not None]
         time = now_iso()
         first = self._seq + 1
-        rows = [(first + i, op.type, time, op.session_id, op.data) for i, op in enumerate(events)]
-        results: dict[int, Any] = {}
+        rows: list[tuple[int, str, str, str | None, str]] = []
         try:
-            began = False
-            if rows:
-                try:
-                    await conn.executemany(_INSERT_EVENT, rows)
-                except Exception as exc:
-                    log.warning("store.events_isolated", events=len(rows), error=repr(exc))
-                    await conn.rollback()
-                    rows = await self._insert_events_one_by_one(events, first, time, results)
-                    events = [op for op in events if id(op) not in results]
-                began = True
-            for op in others:
-                # A write that fails (a constraint, a value SQLite cannot bind) is undone alone
-                # and reported to its caller; the batch goes on. One statement is atomic in
-                # SQLite; an executemany needs a savepoint so its earlier rows go too.
-                if op.many:
-                    if not conn.in_transaction:
-                        await conn.execute("BEGIN")  # else RELEASE of the savepoint would commit
-                    await conn.execute("SAVEPOINT op")
-                try:
-                    if op.many:
-                        cur = await conn.executemany(op.sql, op.params)  # type: ignore[arg-type]
-                    else:
-                        cur = await conn.execute(op.sql, op.params)  # type: ignore[arg-type]
-                    results[id(op)] = cur.rowcount
-                    await cur.close()
-                except Exception as exc:
-                    if began and not conn.in_transaction:
-                        raise  # SQLite rolled the whole transaction back: the batch is lost
-                    if op.many and conn.in_transaction:
-                        await conn.execute("ROLLBACK TO op")
-                    results[id(op)] = exc  # only this write fails
-                    log.warning("store.write_failed", sql=(op.sql or "")[:80], error=repr(exc))
-                if op.many and conn.in_transaction:
-                    await conn.execute("RELEASE op")
-                began = True
+            # Events, writes and (without units) the commit: one trip to the writer's thread.
+            rows, owners, results = await self._in_thread(write_batch, events, others, first, time, not units)
             for op in units:
                 results[id(op)] = await self._run_unit(conn, op, first + len(rows), rows)
-            await conn.commit()
+            if units:
+                await conn.commit()
         except BaseException as exc:
             log.error("store.commit_failed", path=self.path, batch=len(batch), events=len(rows),
                       error=repr(exc))
@@ -406,7 +372,7 @@ class StoreWriter:
                     listener(stored)
                 except Exception:
                     log.exception("store.listener_failed", listener=repr(listener))
-            for op, ev in zip(events, stored):
+            for op, ev in zip(owners, stored):  # the units' events come last and have no op
                 if not op.fut.done():
                     op.fut.set_result(ev)
         for op in batch:

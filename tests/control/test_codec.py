@@ -129,3 +129,16 @@ def test_lone_surrogates_in_a_bytes_frame_are_refused_too() -> None:
 def test_surrogate_pairs_are_text() -> None:
     msg = codec.parse_message('{"jsonrpc":"2.0","id":1,"method":"m","params":{"t":"\\ud83d\\ude91"}}')
     assert isinstance(msg, codec.Request) and msg.params == {"t": "\U0001F691"}
+
+
+def test_an_encoded_result_is_the_same_text_and_encoded_once(monkeypatch) -> None:
+    value = {"sessions": [{"session_id": "s1", "title": "Brand é", "closed_at": None}]}
+    shared = codec.EncodedResult(value)
+    assert shared == value
+    dumps = []
+    real = codec.json.dumps
+    monkeypatch.setattr(codec.json, "dumps", lambda *a, **k: dumps.append(1) or real(*a, **k))
+    for req_id in (1, "abc", 2**40):
+        assert codec.encode_result(req_id, shared) == real(
+            {"jsonrpc": "2.0", "id": req_id, "result": value}, separators=(",", ":"), ensure_ascii=False)
+    assert len(dumps) == 1 + 3  # the result once; each id (a plain result: the whole reply each time)

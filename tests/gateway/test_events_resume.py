@@ -30,10 +30,11 @@ async def test_console_cut_while_events_flow_resumes_without_gap_or_duplicate(st
 
     producing = asyncio.create_task(produce())
     consuming = asyncio.create_task(consume())
-    # Cut the console's connection twice while events are being produced.
-    for _ in range(2):
+    # Cut the console's connection twice while events are being produced, the second time once
+    # it is back (events buffered before the first cut can bring 100 before it has reconnected).
+    for cut in range(2):
         async with asyncio.timeout(30):
-            while len(received) < 50 * (_ + 1):
+            while len(received) < 50 * (cut + 1) or console.reconnects < cut:
                 await asyncio.sleep(0.01)
         console._ws.transport.abort()  # a network cut: no close handshake
     await asyncio.wait_for(producing, 60)
