@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 
 from .errors import SipUnavailable
+from .lifeline import preexec_die_with_parent
 from .worker_process import package_root
 
 PROBE_TIMEOUT = 15.0
@@ -26,6 +28,7 @@ async def probe_calls_per_worker(python: str = sys.executable, limit: int = 64) 
         python, "-m", "sip.worker", "--probe", "--probe-limit", str(limit),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, cwd=package_root(),
+        preexec_fn=preexec_die_with_parent(signal.SIGKILL),  # it holds SIP and RTP ports: not past us
     )
     best = 0
     try:

@@ -31,7 +31,7 @@ from sip.kamailio_config import (
     render_config,
     render_dispatcher_list,
 )
-from sip.lifeline import ChildRecord, preexec_die_with_parent, terminate_child
+from sip.lifeline import ChildRecord, end_marked, exited, preexec_die_with_parent, terminate_child
 
 log = structlog.get_logger("sip.kamailio")
 
@@ -178,11 +178,20 @@ class KamailioProcess:
         return "\n".join(out)
 
     async def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM the main process (it stops its children), SIGKILL its group after timeout."""
+        """SIGTERM the main process (it stops its children), SIGKILL its group after timeout.
+        A main process that died without stopping them (kill -9, a crash) leaves the processes
+        it forked running, holding the SIP port, with no parent but init: those (found by the
+        config path in their command line, unique to this process) are ended too."""
         proc, self._proc = self._proc, None
         if proc is None:
             return None
-        if await terminate_child(proc, timeout, self._drain):
+
+        async def orphans() -> None:
+            left = await asyncio.to_thread(end_marked, str(self.cfg_path), timeout, f"kamailio {self._name} exited")
+            if left:
+                log.warning("kamailio.orphans_ended", name=self._name, pid=proc.pid, pids=left)
+
+        if await terminate_child(proc, timeout, self._drain, orphans):
             log.warning("kamailio.killed", name=self._name, pid=proc.pid)
         self._drain = None
         if self.record is not None:
@@ -308,7 +317,7 @@ class KamailioFront:
             proc = self.process
             if proc is None or proc._proc is None:
                 return
-            rc = await proc._proc.wait()
+            rc = await exited(proc._proc)  # the main process, not its pipes (its children hold them)
             log.warning("kamailio.exited", name="front", pid=proc.pid, rc=rc)
             await proc.stop()  # its log drained, its pidfile removed
             self.process = None

@@ -1,14 +1,22 @@
-"""Children die with the gateway, even on `kill -9`.
+"""Children die with the gateway, even on `kill -9`, and nothing a child forked outlives it.
 
-Two mechanisms, for the processes the gateway starts (SIP workers, the Kamailio front):
+Three mechanisms, for the processes the gateway starts (SIP workers, the Kamailio front, Janus,
+and the short-lived ones: the capacity probe, TTS, recording post-processing):
 
 - `PR_SET_PDEATHSIG` (Linux prctl): the kernel sends the child a signal when the gateway dies.
   A worker sets it on itself at start (`die_with_parent`, SIGKILL: nothing may act on the calls
-  of a dead gateway, and the next start must find the worker ports free); Kamailio gets it
-  between fork and exec (`preexec_die_with_parent`, SIGTERM: its main process then stops the
-  children it forked, which do not inherit the setting). Both check, once set, that the parent
-  is still the one that started them: a parent that died before the prctl sends no signal.
-- A pidfile (`ChildRecord`) for the front, written once it runs and removed on a clean stop:
+  of a dead gateway, and the next start must find the worker ports free); the others get it
+  between fork and exec (`preexec_die_with_parent`): Kamailio SIGTERM (its main process then
+  stops the children it forked, which do not inherit the setting), Janus and the short-lived
+  ones SIGKILL (one process each; Janus may sit on a SIGTERM). Both check, once set, that the
+  parent is still the one that started them: a parent that died before the prctl sends no
+  signal. The signal follows the death of the *thread* that forked: the gateway forks from its
+  event loop's thread, which lives as long as the process.
+- A main process that dies alone (kill -9 of Kamailio's main, a crash) leaves what it forked
+  running with no parent but init, holding its pipes and ports. `exited` sees the main process's
+  own exit (a pidfd; asyncio's `wait()` waits for the pipes too, which those keep open), and
+  `end_marked` ends the leftovers, found by a marker in their command line.
+- A pidfile (`ChildRecord`) for the front and Janus, written once it runs and removed on a clean stop:
   the next start finds a leftover one and ends what is still running under it (`reap`). It
   identifies the processes by a marker in their command line (the front's config path, unique
   per run), so a reused PID is never touched.
@@ -17,11 +25,12 @@ Two mechanisms, for the processes the gateway starts (SIP workers, the Kamailio 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
@@ -56,23 +65,59 @@ def preexec_die_with_parent(sig: int) -> Callable[[], None]:
     return preexec
 
 
+async def exited(proc: asyncio.subprocess.Process) -> int | None:
+    """When the process itself has exited (its return code). Not `proc.wait()`: asyncio (3.11)
+    resolves that only once every pipe to the child is closed too, and the processes a child
+    forked (Kamailio's) keep its stdout open after it died, so a main process killed alone was
+    never seen to exit. The kernel says it through a pidfd, readable at the exit."""
+    if proc.returncode is not None:
+        return proc.returncode
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        fd = None  # reaped already: the child watcher's report is on its way
+    if fd is not None:
+        try:
+            ready = loop.create_future()
+            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
+        finally:
+            os.close(fd)
+    # The child watcher (a thread) reaps it at the same moment and reports to the loop; that
+    # report is what sets `returncode`. It is not an event one can await: a short bounded wait.
+    for _ in range(200):
+        if proc.returncode is not None:
+            break
+        await asyncio.sleep(0.005)
+    return proc.returncode
+
+
 async def terminate_child(proc: asyncio.subprocess.Process, timeout: float,
-                          drain: asyncio.Task[None] | None = None) -> bool:
+                          drain: asyncio.Task[None] | None = None,
+                          leftovers: Callable[[], Awaitable[object]] | None = None) -> bool:
     """SIGTERM a child started in a session of its own, SIGKILL its process group after
-    `timeout` (Kamailio and Janus may sit on a first SIGTERM), then give its output `drain`
-    task 2 s to finish. True when it had to be killed."""
+    `timeout` (Kamailio and Janus may sit on a first SIGTERM), then `leftovers()` (ends what the
+    child forked and left running if it died alone), then give its output `drain` task 2 s to
+    finish. True when it had to be killed."""
     killed = False
     if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.wait(), timeout)
+            await asyncio.wait_for(exited(proc), timeout)
         except TimeoutError:
             killed = True
             try:
                 os.killpg(proc.pid, signal.SIGKILL)  # its own session: ours, started by us
             except ProcessLookupError:
                 pass
-            await proc.wait()
+            await exited(proc)
+    if leftovers is not None:
+        await leftovers()
     if drain is not None:
         try:
             await asyncio.wait_for(drain, 2)
@@ -111,19 +156,26 @@ class ChildRecord:
             return []
         if owner != os.getpid() and _alive(owner):
             return []  # another gateway runs on this data dir: its front is its own business
-        found = _processes_with(marker)
-        if found:
-            log.warning("sip.lifeline.reaping", record=str(self.path), pids=found)
-            _signal_all(found, signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            while (left := [p for p in found if _alive(p)]) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            _signal_all(left, signal.SIGKILL)
-            deadline = time.monotonic() + grace
-            while [p for p in left if _alive(p)] and time.monotonic() < deadline:
-                time.sleep(0.05)
+        found = end_marked(marker, grace, why=f"record {self.path}")
         self.remove()
         return found
+
+
+def end_marked(marker: str, grace: float = 3.0, why: str = "") -> list[int]:
+    """End every process whose command line holds `marker` (SIGTERM, then SIGKILL after `grace`);
+    the PIDs found. Blocking (polls /proc): run it in a thread from the event loop."""
+    found = _processes_with(marker)
+    if found:
+        log.warning("sip.lifeline.ending", why=why, marker=marker, pids=found)
+        _signal_all(found, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while (left := [p for p in found if _alive(p)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_all(left, signal.SIGKILL)
+        deadline = time.monotonic() + grace
+        while [p for p in left if _alive(p)] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return found
 
 
 def _processes_with(marker: str) -> list[int]:

@@ -67,7 +67,9 @@ class JanusProcess:
                 self.janus_bin, "-C", str(cfg), "-F", str(self.run_dir), "-o",
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                preexec_fn=preexec_die_with_parent(signal.SIGTERM))
+                # SIGKILL when we die, even by kill -9: one process (its plugins are threads), and
+                # it may sit on a SIGTERM (a clean stop waits for its sessions): the kernel sends one.
+                preexec_fn=preexec_die_with_parent(signal.SIGKILL))
         except FileNotFoundError:
             raise JanusProcessError(f"{self.janus_bin} not found (Debian package janus)") from None
         if self.record is not None:

@@ -17,9 +17,11 @@ import hashlib
 import json
 import os
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from sip.lifeline import preexec_die_with_parent
 from video.errors import VideoError
 
 # The finished recordings `postprocess` leaves in the recordings directory (`<stream_id>.webm|.mkv`),
@@ -67,7 +69,8 @@ async def _run(argv: list[str], timeout: float, step: str) -> str:
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT)
+            stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=preexec_die_with_parent(signal.SIGKILL))  # nobody renames its output once we are gone
     except FileNotFoundError:
         raise RecordingError(f"{step}: {argv[0]} not found") from None
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import signal
 import struct
 import sys
 import warnings
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 import structlog
 
 from gateway.errors import InvalidParams, Unavailable
+from sip.lifeline import preexec_die_with_parent
 
 with warnings.catch_warnings():  # deprecated in 3.11, removed in 3.13 (then: audioop-lts)
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -130,7 +132,7 @@ class EspeakNg(TtsEngine):
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE)
+                stderr=asyncio.subprocess.PIPE, preexec_fn=preexec_die_with_parent(signal.SIGKILL))
         except (FileNotFoundError, PermissionError) as err:
             raise Unavailable(f"text to speech unavailable: cannot run {self.binary!r} "
                               f"({err.strerror}); install the Debian package espeak-ng",

@@ -3,6 +3,8 @@ start reaps after a kill -9 (only when the gateway that wrote it is dead)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,7 +13,9 @@ import time
 import uuid
 from pathlib import Path
 
-from sip.lifeline import ChildRecord
+import pytest
+
+from sip.lifeline import ChildRecord, exited
 
 ROOT = Path(__file__).resolve().parents[2]
 SLEEPER = "import sys, time; time.sleep(60)"
@@ -73,3 +77,28 @@ def test_a_record_is_reaped_only_when_its_owner_is_dead(tmp_path: Path) -> None:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+async def test_exited_sees_the_process_die_while_what_it_forked_holds_its_pipe() -> None:
+    # A parent that forks a child sharing its stdout (as Kamailio's main does), then sleeps.
+    # Killed alone, its child keeps the pipe open: asyncio's `wait()` does not return, `exited` does.
+    forks = ("import os, sys, time\n"
+             "pid = os.fork()\n"
+             "if pid == 0:\n    time.sleep(60); os._exit(0)\n"
+             "print(pid, flush=True); time.sleep(60)\n")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", forks, stdout=asyncio.subprocess.PIPE,
+                                                start_new_session=True)
+    waited = asyncio.ensure_future(proc.wait())  # what the front's watch did
+    try:
+        child = int(await proc.stdout.readline())
+        os.kill(proc.pid, signal.SIGKILL)
+        async with asyncio.timeout(10):
+            assert await exited(proc) == -signal.SIGKILL
+        assert not _gone(child, 0.2)  # it still runs, holding the pipe
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waited), 0.5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the session the test started
+        await proc.stdout.read()  # to its end: the pipe closed, the transport done
+        await asyncio.wait_for(waited, 10)
