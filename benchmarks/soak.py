@@ -58,19 +58,20 @@ from tests.peers.ports import free_tcp_port
 from tests.peers.twilio_stub import TwilioStub
 
 BODY = "Soak: flood warning district 3."
-SERIES = ("gw_rss_kb", "gw_fds", "workers_rss_kb", "workers_fds")
+SERIES = ("gw_rss_kb", "gw_anon_kb", "gw_fds", "workers_rss_kb", "workers_fds")
 
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
 
 
-def _proc_rss_fds(pid: int) -> tuple[int, int] | None:
+def _proc_rss_fds(pid: int) -> tuple[int, int, int] | None:
+    """VmRSS (kB), open descriptors, RssAnon (kB: the heap, not mapped files such as SQLite's -shm)."""
     try:
         with open(f"/proc/{pid}/status") as f:
-            rss = next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
-        return rss, len(os.listdir(f"/proc/{pid}/fd"))
-    except (OSError, StopIteration):
+            kb = {k: int(v.split()[0]) for k, _, v in (ln.partition(":") for ln in f) if k in ("VmRSS", "RssAnon")}
+        return kb["VmRSS"], len(os.listdir(f"/proc/{pid}/fd")), kb["RssAnon"]
+    except (OSError, KeyError, ValueError):
         return None
 
 
@@ -192,7 +193,7 @@ class Soak:
                 ws = list(wk.values())
                 if g:
                     self.samples.append({"t": round(time.monotonic() - t0, 1), "gw_pid": gw.proc.pid,
-                                         "gw_rss_kb": g[0], "gw_fds": g[1], "workers": len(ws),
+                                         "gw_rss_kb": g[0], "gw_fds": g[1], "gw_anon_kb": g[2], "workers": len(ws),
                                          "workers_rss_kb": sum(s[0] for s in ws), "workers_fds": sum(s[1] for s in ws),
                                          "wk": {p: list(s) for p, s in wk.items()}})
             await asyncio.sleep(self.a.sample_s)
@@ -344,10 +345,10 @@ class Soak:
         for key in SERIES:
             for name, v in slope_windows(self.samples, key, self.a.warmup_s).items():
                 res[f"slope_{key}_per_h_{name}"] = None if v is None else round(v, 1)
+            res[f"{key}_first_last"] = [self.samples[0][key], self.samples[-1][key]] if self.samples else None
         for i, key in enumerate(("rss_kb", "fds")):  # each worker process apart (a restart is not growth)
             res[f"slope_worker_{key}_per_h_each"] = {p: round(v, 1) for p, v in
                                                       process_slopes(self.samples, i, self.a.warmup_s).items()}
-            res[f"{key}_first_last"] = [self.samples[0][key], self.samples[-1][key]] if self.samples else None
         kpi = await d.call("kpi.get", since=_iso(t0), until=_iso(t1))
         res["kpi_run"] = _kpi_brief(kpi)
         ats = sorted(datetime.fromisoformat(r["at"]).timestamp() for r in self.drills)
