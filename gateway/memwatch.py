@@ -7,7 +7,8 @@ workers, which inherit it) starts tracemalloc and, every that many seconds, repo
 - `containers`: the sizes of the long-lived dicts, sets, lists and deques reachable from the
   process's roots (the gateway's services; the worker's state), those that grew since the first
   report first;
-- `types`: the object types the garbage collector tracks whose count grew most;
+- `types`: the object types the garbage collector tracks whose count grew most (after a full
+  collection: reachable objects only);
 - `traced_kb`, `rss_kb`.
 The gateway logs it as the `memwatch` event, a worker writes one JSON line to its log
 (sip.log_dir/worker-N.log). Off, nothing runs and nothing is traced: one environment lookup at start.
@@ -184,10 +185,12 @@ class MemWatch:
 
     def report(self, top: int = 12) -> dict[str, Any]:
         t0 = time.monotonic()
+        collected = gc.collect()  # what is left is reachable: garbage waiting for a collection is not growth
         snap = tracemalloc.take_snapshot().filter_traces(self._filters)
         sizes, types = container_sizes(self.roots), self._types()
         out: dict[str, Any] = {"n": self.reports, "traced_kb": round(tracemalloc.get_traced_memory()[0] / 1024),
-                               "rss_kb": _rss_kb(), "gc_objects": sum(types.values()), "fds": _fds(),
+                               "tracemalloc_kb": round(tracemalloc.get_tracemalloc_memory() / 1024),  # its own overhead, in RSS too
+                               "rss_kb": _rss_kb(), "gc_objects": sum(types.values()), "gc_collected": collected, "fds": _fds(),
                                "malloc_kb": _malloc_kb()}
         if self._first is None:
             self._first, self._sizes0, self._types0 = snap, sizes, types

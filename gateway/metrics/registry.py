@@ -39,8 +39,10 @@ EVENT_TYPES = frozenset({
     "voice.state", "sip.registration", "conference.member", "conference.recording", "conference.trunk",
     "events.overflow",
 })
-_TRACKED = 100_000  # calls / broadcasts whose last state is remembered
-_COMMITS = 50_000  # committed batches whose time is remembered (at least)
+_TRACKED = 100_000  # calls / broadcasts not yet in a final state whose last state is remembered
+_FINISHED = 1024  # ids that reached a final state, remembered so a re-published one is not counted again
+_COMMITS = 50_000  # committed batches whose time is remembered (at most 2x that)
+LAG_HORIZON_S = 900.0  # ... and only those of the last 15 minutes: an older seq's age is a lower bound
 
 
 def bounded(value: Any, known: Iterable[str]) -> str:
@@ -56,16 +58,29 @@ def _seconds_between(start: Any, end: Any) -> float | None:
 
 
 class _LastState:
-    """The last state seen per id, the oldest forgotten beyond a bound: a transition counts once,
-    however often the same state is re-published."""
+    """The last state seen per id: a transition counts once, however often the same state is
+    re-published. An id in a final state leaves the map for a short list of the last _FINISHED
+    finished ids (a final state is the last: nothing after it counts), so the map holds the live
+    ids, not every id since start (it grew by one entry per call for days before: soak, issue 12)."""
 
-    def __init__(self) -> None:
+    def __init__(self, final: Iterable[str]) -> None:
+        self._final_states = frozenset(final)
         self._states: OrderedDict[str, str] = OrderedDict()
+        self._finished: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._states) + len(self._finished)
 
     def changed(self, key: Any, state: str) -> bool:
         key = str(key)
-        if self._states.get(key) == state:
+        if key in self._finished or self._states.get(key) == state:
             return False
+        if state in self._final_states:
+            self._states.pop(key, None)
+            self._finished[key] = None
+            if len(self._finished) > _FINISHED:
+                self._finished.popitem(last=False)
+            return True
         self._states[key] = state
         self._states.move_to_end(key)
         if len(self._states) > _TRACKED:
@@ -97,9 +112,10 @@ class GatewayMetrics:
                                   ("provider", "outcome"), buckets=PROVIDER_BUCKETS, registry=r)
         self.webhook_rejections = Counter("dispatch_webhook_rejections", "Provider webhooks refused, by path and status",
                                           ("path", "status"), registry=r)
-        self._call_states, self._broadcast_states = _LastState(), _LastState()
-        # (last seq, monotonic time) of each committed batch, the newest _COMMITS: how long ago a
-        # seq was stored, for the fan-out lag in seconds.
+        self._call_states = _LastState((CallState.ENDED.value,))
+        self._broadcast_states = _LastState((BroadcastState.ENDED.value,))
+        # (last seq, monotonic time) of each committed batch of the last LAG_HORIZON_S (at most
+        # 2 x _COMMITS): how long ago a seq was stored, for the fan-out lag in seconds.
         self._commit_seqs: list[int] = []
         self._commit_times: list[float] = []
 
@@ -120,10 +136,13 @@ class GatewayMetrics:
     def on_events(self, events: Sequence[Any]) -> None:
         """Store listener: every stored event, in order, once committed."""
         if events:
+            now = time.monotonic()
             self._commit_seqs.append(events[-1].seq)
-            self._commit_times.append(time.monotonic())
-            if len(self._commit_seqs) > 2 * _COMMITS:
-                del self._commit_seqs[:_COMMITS], self._commit_times[:_COMMITS]
+            self._commit_times.append(now)
+            times = self._commit_times
+            if len(times) > 2 * _COMMITS or now - times[0] > 2 * LAG_HORIZON_S:  # pruned in chunks
+                keep = max(bisect.bisect_left(times, now - LAG_HORIZON_S), len(times) - _COMMITS)
+                del self._commit_seqs[:keep], self._commit_times[:keep]
         for ev in events:
             self.events.labels(bounded(ev.type, EVENT_TYPES)).inc()
             data = ev.data

@@ -191,6 +191,55 @@ def test_a_state_republished_counts_once() -> None:
     assert "dispatch_call_setup_seconds_sum{direction=\"outbound\"} 1.5" in text
 
 
+def test_ended_calls_and_broadcasts_leave_the_last_state_maps() -> None:
+    """Soak (issue 12): every call's last state stayed in the map, up to 100,000 ids (about 20 MB,
+    days of calls). Ended ones leave it: after 5,000 ended calls and 500 ended broadcasts it holds
+    the live ones and a short list of the last finished, not every id since start."""
+    from gateway.metrics.registry import _FINISHED
+
+    metrics = GatewayMetrics()
+    seq = 0
+
+    def ev(kind: str, data: dict) -> Event:
+        nonlocal seq
+        seq += 1
+        return Event(seq, kind, "t", None, data)
+
+    for i in range(5000):
+        metrics.on_events([ev("call.state", {"call_id": f"c{i}", "direction": "outbound", "state": s})
+                           for s in ("dialing", "ringing", "connected", "ended")])
+    for i in range(500):
+        metrics.on_events([ev("broadcast.state", {"broadcast_id": f"b{i}", "state": s})
+                           for s in ("starting", "active", "ended")])
+    metrics.on_events([ev("call.state", {"call_id": "live", "direction": "inbound", "state": "ringing"})])
+    assert len(metrics._call_states) <= _FINISHED + 1
+    assert len(metrics._broadcast_states) <= 500
+    # Counted once each, and an ended call re-published is still not counted again.
+    metrics.on_events([ev("call.state", {"call_id": "c4999", "direction": "outbound", "state": "ended"})])
+    text = metrics.render().decode()
+    assert 'dispatch_call_transitions_total{direction="outbound",state="ended"} 5000.0' in text
+    assert 'dispatch_broadcast_transitions_total{state="ended"} 500.0' in text
+
+
+def test_commit_times_are_kept_for_the_lag_horizon_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Soak (issue 12): the time of every committed batch was kept up to 100,000 of them (hours of
+    commits at a soak's rate). Now those of the last LAG_HORIZON_S, at most twice that: 20,000
+    commits over 2 hours leave the last half hour's at most, and the lag of an old seq is a lower bound."""
+    from gateway.metrics import registry
+
+    now = [1000.0]
+    monkeypatch.setattr(registry.time, "monotonic", lambda: now[0])
+    metrics = GatewayMetrics()
+    for seq in range(1, 20_001):
+        now[0] += 7200 / 20_000
+        metrics.on_events([Event(seq, "session.state", "t", None, {})])
+    per_s = 20_000 / 7200
+    assert len(metrics._commit_seqs) == len(metrics._commit_times) <= 2 * registry.LAG_HORIZON_S * per_s + 1
+    assert metrics.stored_ago(20_000) == pytest.approx(0.0)
+    assert metrics.stored_ago(19_000) == pytest.approx(1000 * 7200 / 20_000)
+    assert metrics.stored_ago(1) >= registry.LAG_HORIZON_S  # older than every remembered batch
+
+
 def test_an_http_port_beyond_loopback_says_metrics_stay_loopback_only() -> None:
     tokens = 'auth.tokens={"tok-1234567890abcdef" = {principal = "a", role = "admin"}}'
     with capture_logs() as logs:
