@@ -113,6 +113,8 @@ class Soak:
                             max_in_flight=64, log_level="info", rtp_base=a.rtp_port_base)
         if a.tracemalloc:  # gateway/memwatch.py: reports in gateway.log and sip-logs/worker-N.log
             gw.env = {**gw.env, "DISPATCH_GATEWAY_TRACEMALLOC": str(a.tracemalloc)}
+        if a.memstats:  # the light reports (no tracemalloc): heaps and container sizes, same logs
+            gw.env = {**gw.env, "DISPATCH_GATEWAY_MEMSTATS": str(a.memstats)}
         tids = [f"unit-{i}" for i in range(a.terminals)]
         eps = ", ".join(f'{{name = "{t}", kind = "terminal", phone = "+8613800{i:06d}"}}' for i, t in enumerate(tids))
         toks = ", ".join([f'"{TOKEN}" = {{principal = "bench", role = "dispatcher"}}']
@@ -436,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--disk-full-s", type=float, default=60)
     p.add_argument("--tracemalloc", type=float, default=0, metavar="S",
                    help="DISPATCH_GATEWAY_TRACEMALLOC=S for the gateway and its workers: memory reports every S s")
+    p.add_argument("--memstats", type=float, default=0, metavar="S",
+                   help="DISPATCH_GATEWAY_MEMSTATS=S: light memory reports (no tracemalloc) every S s")
     p.add_argument("--table-from", default=None, metavar="JSON", help="only print the table of a run's --json-out")
     a = p.parse_args(argv)
     if a.table_from:

@@ -34,7 +34,7 @@ from gateway.kpi import checks as kpi_checks
 from gateway.kpi.http import report_routes
 from gateway.kpi.service import KpiService
 from gateway.limits import throttle_accept_errors
-from gateway.memwatch import MemWatch, interval_from_env, run_reports
+from gateway.memwatch import run_reports, watch_from_env
 from gateway.metrics import GatewayCollector, GatewayMetrics, metrics_route, webhook_rejections
 from gateway.ports import check_ports
 from gateway.protocol import Principal, Registry, RequestContext
@@ -234,10 +234,9 @@ class Gateway:
         # recorded as parts failing one after the other.
         await self.kpi.start()
         self._stack.push_async_callback(self.kpi.stop)
-        if (every := interval_from_env()) is not None:  # DISPATCH_GATEWAY_TRACEMALLOC (gateway/memwatch.py)
+        if (watch := watch_from_env({"gateway": self})) is not None:  # gateway/memwatch.py: off by default
             debug = OwnedTasks()
-            debug.spawn(run_reports(MemWatch({"gateway": self}), every, lambda r: log.info("memwatch", **r)),
-                        name="memwatch")
+            debug.spawn(run_reports(*watch, lambda r: log.info("memwatch", **r)), name="memwatch")
             self._stack.push_async_callback(debug.cancel_all)
         log.info("gateway.started", gateway_id=cfg.gateway.id, control=self.control.url,
                  http_port=self.http_port, sip=f"{cfg.sip.host}:{cfg.sip.port}",

@@ -9,7 +9,9 @@ workers, which inherit it) starts tracemalloc and, every that many seconds, repo
   report first;
 - `types`: the object types the garbage collector tracks whose count grew most (after a full
   collection: reachable objects only);
-- `traced_kb`, `rss_kb`.
+- `traced_kb`, `rss_kb`, `malloc_kb` (glibc's heap), `sqlite_kb` (SQLite's), `fds` by kind.
+`DISPATCH_GATEWAY_MEMSTATS=<seconds>` reports the sizes, heaps and fds only (no tracemalloc, no
+object census, a few ms): cheap enough for a soak whose RSS slope is measured.
 The gateway logs it as the `memwatch` event, a worker writes one JSON line to its log
 (sip.log_dir/worker-N.log). Off, nothing runs and nothing is traced: one environment lookup at start.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import ctypes.util
 import gc
 import os
 import time
@@ -29,14 +32,15 @@ from collections.abc import Mapping
 from typing import Any
 
 ENV = "DISPATCH_GATEWAY_TRACEMALLOC"
+LIGHT_ENV = "DISPATCH_GATEWAY_MEMSTATS"  # the same reports without tracemalloc nor object types: cheap
 FRAMES = 6
 _CONTAINERS = (dict, set, frozenset, list, collections.deque)
 _OWN = ("gateway.", "sip.", "sms.", "video.", "terminal.")  # modules whose objects are walked into
 
 
-def interval_from_env(environ: Mapping[str, str] | None = None) -> float | None:
+def interval_from_env(environ: Mapping[str, str] | None = None, name: str = ENV) -> float | None:
     """The report interval in seconds, or None (off: unset, empty, 0 or not a number)."""
-    raw = (os.environ if environ is None else environ).get(ENV, "").strip()
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
     try:
         v = float(raw)
     except ValueError:
@@ -150,6 +154,28 @@ def _malloc_kb() -> dict[str, int] | None:
     return {"arena": m.arena >> 10, "mmap": m.hblkhd >> 10, "used": m.uordblks >> 10, "free": m.fordblks >> 10}
 
 
+def _sqlite_kb() -> int | None:
+    """SQLite's own heap (sqlite3_memory_used: page caches, statements) in this process."""
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+        fn = lib.sqlite3_memory_used
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_int64
+    return int(fn()) >> 10
+
+
+def watch_from_env(roots: Mapping[str, object],
+                   environ: Mapping[str, str] | None = None) -> tuple[MemWatch, float] | None:
+    """The watch the environment asks for (full with DISPATCH_GATEWAY_TRACEMALLOC, light with
+    DISPATCH_GATEWAY_MEMSTATS) and its interval, or None."""
+    if (every := interval_from_env(environ)) is not None:
+        return MemWatch(roots), every
+    if (every := interval_from_env(environ, LIGHT_ENV)) is not None:
+        return MemWatch(roots, light=True), every
+    return None
+
+
 def _rss_kb() -> int | None:
     try:
         with open("/proc/self/status") as f:
@@ -162,9 +188,10 @@ class MemWatch:
     """tracemalloc from `start()`; `report()` compares the heap with the first and the previous
     report. Roots are the objects whose containers are measured."""
 
-    def __init__(self, roots: Mapping[str, object], frames: int = FRAMES) -> None:
+    def __init__(self, roots: Mapping[str, object], frames: int = FRAMES, *, light: bool = False) -> None:
         self.roots = dict(roots)
         self.frames = frames
+        self.light = light  # no tracemalloc, no object types, no collection: sizes, heaps, fds only
         self._filters = [tracemalloc.Filter(False, tracemalloc.__file__),
                          tracemalloc.Filter(False, __file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap>")]
         self._first: tracemalloc.Snapshot | None = None
@@ -174,16 +201,28 @@ class MemWatch:
         self.reports = 0
 
     def start(self) -> None:
-        if not tracemalloc.is_tracing():
+        if not self.light and not tracemalloc.is_tracing():
             tracemalloc.start(self.frames)
 
     def stop(self) -> None:
-        tracemalloc.stop()
+        if not self.light:
+            tracemalloc.stop()
+
+    def _light_report(self) -> dict[str, Any]:
+        sizes = container_sizes(self.roots)
+        if not self.reports:
+            self._sizes0 = sizes
+        out = {"n": self.reports, "rss_kb": _rss_kb(), "malloc_kb": _malloc_kb(), "sqlite_kb": _sqlite_kb(),
+               "fds": _fds(), "containers": grown(self._sizes0, sizes, 12)}
+        self.reports += 1
+        return out
 
     def _types(self) -> collections.Counter[str]:
         return collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
 
     def report(self, top: int = 12) -> dict[str, Any]:
+        if self.light:
+            return self._light_report()
         t0 = time.monotonic()
         collected = gc.collect()  # what is left is reachable: garbage waiting for a collection is not growth
         snap = tracemalloc.take_snapshot().filter_traces(self._filters)
@@ -191,7 +230,7 @@ class MemWatch:
         out: dict[str, Any] = {"n": self.reports, "traced_kb": round(tracemalloc.get_traced_memory()[0] / 1024),
                                "tracemalloc_kb": round(tracemalloc.get_tracemalloc_memory() / 1024),  # its own overhead, in RSS too
                                "rss_kb": _rss_kb(), "gc_objects": sum(types.values()), "gc_collected": collected, "fds": _fds(),
-                               "malloc_kb": _malloc_kb()}
+                               "malloc_kb": _malloc_kb(), "sqlite_kb": _sqlite_kb()}
         if self._first is None:
             self._first, self._sizes0, self._types0 = snap, sizes, types
         else:

@@ -30,7 +30,7 @@ from typing import Any
 
 import pjsua2 as pj
 
-from gateway.memwatch import MemWatch, interval_from_env
+from gateway.memwatch import MemWatch, watch_from_env
 
 from .. import ipc
 from ..admission import Refusal, RefusalBudget
@@ -85,9 +85,10 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         self.running = True
         self.stats_at = 0.0  # monotonic time of the next stats message (run)
         # DISPATCH_GATEWAY_TRACEMALLOC=<s>: a memory report on stderr (the worker's log) every <s> s
-        self.memwatch_every = interval_from_env()
-        self.memwatch: MemWatch | None = None
+        self.memwatch: tuple[MemWatch, float] | None = watch_from_env({"worker": self})
         self.memwatch_at = 0.0
+        if self.memwatch is not None:
+            self.memwatch[0].start()
         self.ep = WEndpoint()
         self.ep.worker = self
         self.acc: WAccount | None = None
@@ -153,7 +154,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         if time.monotonic() > self.stats_at:
             self.stats_at = time.monotonic() + 5
             self._emit_stats()
-        if self.memwatch_every is not None and time.monotonic() > self.memwatch_at:
+        if self.memwatch is not None and time.monotonic() > self.memwatch_at:
             self._memwatch_report()
 
     def _emit_stats(self) -> None:
@@ -166,13 +167,11 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
                                for sid, p in self.streams.items()}})
 
     def _memwatch_report(self) -> None:
-        assert self.memwatch_every is not None
-        if self.memwatch is None:
-            self.memwatch = MemWatch({"worker": self})
-            self.memwatch.start()
-        report = {"memwatch": self.memwatch.report(), "pid": os.getpid(), "at": time.time()}
+        assert self.memwatch is not None
+        watch, every = self.memwatch
+        report = {"memwatch": watch.report(), "pid": os.getpid(), "at": time.time()}
         print(json.dumps(report, default=str), file=sys.stderr, flush=True)
-        self.memwatch_at = time.monotonic() + self.memwatch_every
+        self.memwatch_at = time.monotonic() + every
 
     def shutdown(self) -> None:
         alive = -1

@@ -97,3 +97,23 @@ def _growing_line() -> int:
 def test_the_gateway_starts_no_watch_when_off(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv(ENV, value)
     assert interval_from_env() is None
+
+
+def test_the_light_watch_traces_nothing_and_reports_sizes_and_heaps() -> None:
+    from gateway.memwatch import LIGHT_ENV, watch_from_env
+
+    assert watch_from_env({"gateway": Root()}, {}) is None
+    full, every = watch_from_env({"gateway": Root()}, {ENV: "30", LIGHT_ENV: "5"})
+    assert not full.light and every == 30.0
+    root = Root()
+    light, every = watch_from_env({"gateway": root}, {LIGHT_ENV: "5"})
+    assert light.light and every == 5.0
+    was_tracing = tracemalloc.is_tracing()
+    light.start()
+    assert tracemalloc.is_tracing() == was_tracing  # nothing traced
+    first = light.report()
+    root.calls._live["c1"] = object()
+    second = light.report()
+    assert "top_since_first" not in second and "types" not in second
+    assert second["containers"][0] == ("gateway.calls._live", 0, 1)
+    assert first["rss_kb"] > 0 and first["malloc_kb"]["arena"] > 0 and first["sqlite_kb"] is not None
