@@ -149,10 +149,9 @@ class KamailioProcess:
         deadline = time.monotonic() + ready_timeout
         while True:
             if self._proc.returncode is not None:
-                await self._drain
-                raise KamailioError(
-                    f"kamailio exited with {self._proc.returncode}: {_tail(self.log)}"
-                )
+                rc = self._proc.returncode
+                await self.stop()  # its output drained (bounded), whatever it forked ended
+                raise KamailioError(f"kamailio exited with {rc}: {_tail(self.log)}")
             if await sip_options_ping(self.host, self.port, timeout=0.2):
                 break
             if time.monotonic() > deadline:
