@@ -179,14 +179,15 @@ class KamailioProcess:
     async def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM the main process (it stops its children), SIGKILL its group after timeout.
         A main process that died without stopping them (kill -9, a crash) leaves the processes
-        it forked running, holding the SIP port, with no parent but init: those (found by the
-        config path in their command line, unique to this process) are ended too."""
+        it forked running, holding the SIP port, with no parent but init: those (its process
+        group, with the config path in their command line) are ended too."""
         proc, self._proc = self._proc, None
         if proc is None:
             return None
 
         async def orphans() -> None:
-            left = await asyncio.to_thread(end_marked, str(self.cfg_path), timeout, f"kamailio {self._name} exited")
+            left = await asyncio.to_thread(end_marked, str(self.cfg_path), proc.pid, timeout,
+                                           f"kamailio {self._name} exited")
             if left:
                 log.warning("kamailio.orphans_ended", name=self._name, pid=proc.pid, pids=left)
 

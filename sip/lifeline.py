@@ -15,11 +15,12 @@ and the short-lived ones: the capacity probe, TTS, recording post-processing):
 - A main process that dies alone (kill -9 of Kamailio's main, a crash) leaves what it forked
   running with no parent but init, holding its pipes and ports. `exited` sees the main process's
   own exit (a pidfd; asyncio's `wait()` waits for the pipes too, which those keep open), and
-  `end_marked` ends the leftovers, found by a marker in their command line.
+  `end_marked` ends the leftovers: the members of its process group (its own session) with a
+  marker in their command line.
 - A pidfile (`ChildRecord`) for the front and Janus, written once it runs and removed on a clean stop:
   the next start finds a leftover one and ends what is still running under it (`reap`). It
-  identifies the processes by a marker in their command line (the front's config path, unique
-  per run), so a reused PID is never touched.
+  identifies the processes by their process group and a marker in their command line (the
+  front's config path, unique per run), so a reused PID is never touched.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class ChildRecord:
         `grace`), then remove it. Returns the PIDs that were found."""
         try:
             pid_text, marker, owner_text = self.path.read_text().splitlines()[:3]
-            int(pid_text)
+            pid = int(pid_text)
             owner = int(owner_text)
         except FileNotFoundError:
             return []
@@ -156,15 +157,18 @@ class ChildRecord:
             return []
         if owner != os.getpid() and _alive(owner):
             return []  # another gateway runs on this data dir: its front is its own business
-        found = end_marked(marker, grace, why=f"record {self.path}")
+        found = end_marked(marker, pid, grace, why=f"record {self.path}")
         self.remove()
         return found
 
 
-def end_marked(marker: str, grace: float = 3.0, why: str = "") -> list[int]:
-    """End every process whose command line holds `marker` (SIGTERM, then SIGKILL after `grace`);
-    the PIDs found. Blocking (polls /proc): run it in a thread from the event loop."""
-    found = _processes_with(marker)
+def end_marked(marker: str, group: int, grace: float = 3.0, why: str = "") -> list[int]:
+    """End every process of process group `group` whose command line holds `marker` (SIGTERM,
+    then SIGKILL after `grace`); the PIDs found. Both must match: the group is the child's own
+    session (the PID of its main process, never reused while a member lives), the marker rules
+    out an unrelated group that took that number later; an operator's `less <config>` is in
+    neither. Blocking (polls /proc): run it in a thread from the event loop."""
+    found = _processes_with(marker, group)
     if found:
         log.warning("sip.lifeline.ending", why=why, marker=marker, pids=found)
         _signal_all(found, signal.SIGTERM)
@@ -178,16 +182,17 @@ def end_marked(marker: str, grace: float = 3.0, why: str = "") -> list[int]:
     return found
 
 
-def _processes_with(marker: str) -> list[int]:
-    """PIDs whose command line contains `marker` (never ours)."""
+def _processes_with(marker: str, group: int) -> list[int]:
+    """PIDs of process group `group` whose command line contains `marker` (never ours)."""
     out = []
     me = os.getpid()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            cmdline = Path(entry.path, "cmdline").read_bytes()
-        except OSError:
+            pgrp = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[2])
+            cmdline = Path(entry.path, "cmdline").read_bytes() if pgrp == group else b""
+        except (OSError, IndexError, ValueError):
             continue
         if marker.encode() in cmdline:
             out.append(int(entry.name))

@@ -59,6 +59,8 @@ def test_a_record_is_reaped_only_when_its_owner_is_dead(tmp_path: Path) -> None:
     marker = f"front-{uuid.uuid4().hex}"
     sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER, marker], start_new_session=True)
     owner = subprocess.Popen([sys.executable, "-c", SLEEPER])
+    # The marker in the command line of a process of another group (an operator's `less <cfg>`).
+    bystander = subprocess.Popen([sys.executable, "-c", SLEEPER, marker])
     record = ChildRecord(tmp_path / "run" / "front.pid")
     try:
         record.write(sleeper.pid, marker)
@@ -70,10 +72,11 @@ def test_a_record_is_reaped_only_when_its_owner_is_dead(tmp_path: Path) -> None:
         owner.wait()
         assert record.reap(grace=2) == [sleeper.pid]  # the gateway is gone: its front goes
         assert sleeper.wait(5) == -signal.SIGTERM
+        assert bystander.poll() is None  # not of the front's group: left alone
         assert not record.path.exists()
         assert record.reap() == []  # nothing left
     finally:
-        for p in (sleeper, owner):
+        for p in (sleeper, owner, bystander):
             if p.poll() is None:
                 p.kill()
                 p.wait()
