@@ -4,7 +4,7 @@ to hundreds of terminals acknowledged.
     python -m benchmarks.terminals [--terminals 1000] [--consoles 5] [--period 5] [--duration 30]
                                    [--instruct 500]
 
-The gateway runs in its own process (benchmarks/control_channel.py's `GatewayProcess`, with the
+The gateway runs in its own process (benchmarks/gateway_process.py's `GatewayProcess`, with the
 terminals in its directory and one token each); the load generator (this process) shares the
 machine's cores with it and its CPU is reported beside the gateway's.
 
@@ -50,7 +50,8 @@ from typing import Any
 
 import structlog
 
-from benchmarks.control_channel import TOKEN, GatewayProcess, ms, pct, raise_fd_limit, self_cpu_s
+from benchmarks.control_stats import ms, pct
+from benchmarks.gateway_process import TOKEN, GatewayProcess, raise_fd_limit, self_cpu_s
 from gateway.client import GatewayClient
 from gateway.protocol import Principal
 from gateway.timeutil import now_iso

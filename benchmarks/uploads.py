@@ -3,7 +3,7 @@ channel, to show uploads stream to disk without stalling the gateway's event loo
 
     python -m benchmarks.uploads [--size-mb 5] [--count 20] [--concurrency 4]
 
-The gateway runs in its own process (benchmarks/control_channel.py's `GatewayProcess`, with one
+The gateway runs in its own process (benchmarks/gateway_process.py's `GatewayProcess`, with one
 terminal in its directory). `count` uploads of `size-mb` MiB each (random bytes behind a JPEG
 signature, so each is new) go `concurrency` at a time, while a console sends `ping` every 20 ms:
 upload throughput and latency, the gateway's CPU, and the ping round trips idle vs during the
@@ -25,7 +25,8 @@ from typing import Any
 import aiohttp
 import structlog
 
-from benchmarks.control_channel import TOKEN, GatewayProcess, ms, pct
+from benchmarks.control_stats import ms, pct
+from benchmarks.gateway_process import TOKEN, GatewayProcess
 from gateway.client import GatewayClient
 
 TERMINAL_TOKEN = "bench-terminal-upload-token"

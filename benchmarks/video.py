@@ -4,7 +4,7 @@
                                [--viewers 1,2,4] [--watch 4] [--duration 20] [--fps 20]
 
 Runs in a network namespace of its own (tests/peers/media_netns.py: loopback ICE is refused), as
-root. The gateway runs in its own process (benchmarks/control_channel.py's `GatewayProcess`,
+root. The gateway runs in its own process (benchmarks/gateway_process.py's `GatewayProcess`,
 video enabled, one Janus, its child); every terminal has its own token, is asked by `video.pull`
 and publishes through `video.publish`; consoles watch through `video.watch` / `video.answer`.
 Janus forwards, never re-encodes. Prints JSON.
@@ -43,7 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.control_channel import TOKEN, GatewayProcess, _toml_str, children, pct, proc_cpu_s
+from benchmarks.control_stats import pct
+from benchmarks.gateway_process import TOKEN, GatewayProcess, _toml_str, children, proc_cpu_s
 from gateway.client import GatewayClient
 from tests.peers.chromium import CHROMIUM, CHROMIUM_ARGS, open_page, page_html
 from tests.peers.media_netns import media_namespace

@@ -331,18 +331,8 @@ class GatewayClient:
             async for frame in ws:
                 if isinstance(frame, bytes):
                     self._on_binary(frame)
-                    continue
-                msg = codec.parse_response(frame)
-                if isinstance(msg, codec.Response):
-                    fut = self._pending.get(msg.id) if isinstance(msg.id, int) else None
-                    if fut is not None and not fut.done():
-                        fut.set_result(msg)
-                elif isinstance(msg, codec.Notification) and msg.method == codec.EVENT_METHOD:
-                    self._on_event(msg.params)
-                elif isinstance(msg, codec.Notification) and msg.method == INSTRUCTION_NOTIFICATION:
-                    self._on_instruction(msg.params)
                 else:
-                    self.log.warning("client.frame.unexpected", frame=str(frame)[:200])
+                    self._on_text(frame)
         except ConnectionClosed:
             pass
         finally:
@@ -350,6 +340,20 @@ class GatewayClient:
             # supervisor notices, since the supervisor itself may be waiting on one (the
             # resubscribe of a reconnect).
             self._fail_pending()
+
+    def _on_text(self, frame: str) -> None:
+        """One text frame: a reply to a pending request, an event or an instruction."""
+        msg = codec.parse_response(frame)
+        if isinstance(msg, codec.Response):
+            fut = self._pending.get(msg.id) if isinstance(msg.id, int) else None
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif isinstance(msg, codec.Notification) and msg.method == codec.EVENT_METHOD:
+            self._on_event(msg.params)
+        elif isinstance(msg, codec.Notification) and msg.method == INSTRUCTION_NOTIFICATION:
+            self._on_instruction(msg.params)
+        else:
+            self.log.warning("client.frame.unexpected", frame=str(frame)[:200])
 
     def _on_binary(self, frame: bytes) -> None:
         try:
