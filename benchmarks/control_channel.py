@@ -112,8 +112,9 @@ def _phase_connect(args: argparse.Namespace, gw: GatewayProcess, loaders: Loader
     conc = max(1, -(-args.connect_concurrency // n))
     cpu0, s0 = loaders.cpu_s(), gw.sample()
     t = time.monotonic()
-    parts = loaders.ask("connect", [{"numbers": clients_of(k, args.clients, n), "concurrency": conc}
-                                    for k in range(n)], timeout=600)
+    lean_from = max(1, min(args.load_clients, args.clients)) if args.subscribers == "lean" else None
+    parts = loaders.ask("connect", [{"numbers": clients_of(k, args.clients, n), "concurrency": conc,
+                                     "lean_from": lean_from} for k in range(n)], timeout=600)
     total = time.monotonic() - t
     lat = [x for p in parts for x in p["lat"]]
     failed: collections.Counter[str] = collections.Counter()
@@ -295,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load-clients", type=int, default=100, help="clients that send the steady load")
     p.add_argument("--loaders", type=int, default=min(8, os.cpu_count() or 1),
                    help="load-generator processes, each owning a slice of the clients (default: the core count)")
+    p.add_argument("--subscribers", choices=("lean", "client"), default="lean",
+                   help="the clients that send no load: lean (websockets' sans-I/O protocol on a bare "
+                        "transport, default) or client (GatewayClient, as the load clients)")
     p.add_argument("--mix", default="ping=0.5,session.list=0.4,session.create=0.1",
                    help="method=weight,... for the steady load")
     p.add_argument("--fanout-reps", type=int, default=20)

@@ -7,11 +7,12 @@ subscribes them, stamps the arrival of every event frame on CLOCK_MONOTONIC (one
 processes, see control_stats), and runs its share of the open-loop request plan against the common
 T0 the coordinator hands out.
 
-Per event frame a subscriber does the least it can: websockets has framed and decoded it; its seq is
-read from the frame's fixed prefix (control_stats.event_seq) and only the first frame of each seq
-in this process is decoded in full (a seq names one event of the store, so its type and session id
-are the same in every copy). Replies and frames of any other shape go through GatewayClient's normal
-path.
+Per event frame a subscriber does the least it can. The clients that send load are GatewayClients
+(`BenchClient`); the others, by default, are `LeanSubscriber`s: websockets' sans-I/O protocol on a
+bare transport, with no reader task, future or queue per frame. Either way an event's seq is read
+from the frame's fixed prefix (control_stats.event_seq) and only the first frame of each seq in
+this process is decoded in full (a seq names one event of the store, so its type and session id
+are the same in every copy); replies and frames of any other shape are decoded as usual.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -26,9 +28,14 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import structlog
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from benchmarks.control_stats import Planned, event_seq, plan_requests
 from gateway.client import GatewayClient
+from gateway.protocol import codec
 
 
 class Bench:
@@ -45,7 +52,7 @@ class Bench:
         self.arrivals: dict[str, list[float]] = {}  # session_id -> [count, first, last]
         self.waiters: dict[str, asyncio.Event] = {}
 
-    def on_frame(self, client: "BenchClient", seq: int, frame: str | None, params: dict | None,
+    def on_frame(self, client: "BenchClient | LeanSubscriber", seq: int, frame: str | None, params: dict | None,
                  now: float) -> None:
         kind = self.kinds.get(seq)
         if kind is None:
@@ -92,13 +99,127 @@ class BenchClient(GatewayClient):
             self.bench.on_frame(self, seq, None, params, time.monotonic())
 
 
+class LeanSubscriber(asyncio.Protocol):
+    """A subscriber that only stamps event arrivals: websockets' sans-I/O ClientProtocol on a bare
+    asyncio transport, so a frame costs one data_received and one parse, with no reader task woken,
+    no future and no message queue per frame (what GatewayClient's connection pays). It says hello
+    and subscribes like any client, answers pings (the protocol queues the pong) and offers no
+    compression. Used for the clients that send no load; GatewayClient for the others.
+    """
+
+    def __init__(self, url: str, token: str, name: str, bench: Bench) -> None:
+        self.url, self.token, self.name, self.bench = url, token, name, bench
+        self.protocol = ClientProtocol(parse_uri(url), max_size=1 << 20)
+        self.transport: asyncio.Transport | None = None
+        self.last_seq: int | None = None
+        self.lost = asyncio.get_running_loop().create_future()
+        self._opened = asyncio.get_running_loop().create_future()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+
+    @property
+    def connected(self) -> bool:
+        return not self.lost.done() and self.protocol.state is State.OPEN
+
+    async def open(self) -> None:
+        host, port = self.protocol.uri.host, self.protocol.uri.port
+        await asyncio.get_running_loop().create_connection(lambda: self, host, port)
+        try:
+            async with asyncio.timeout(30):
+                await self._opened
+                hello = await self.call("hello", {"token": self.token, "client": self.name})
+                await self.call("events.subscribe", {"since_seq": hello["seq"]})
+        except BaseException:
+            assert self.transport is not None
+            self.transport.close()
+            raise
+
+    async def call(self, method: str, params: dict) -> dict:
+        req_id = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = fut
+        self.protocol.send_text(codec.encode_request(req_id, method, params).encode())
+        self._flush()
+        resp = await fut
+        if resp.error is not None:
+            raise RuntimeError(f"{method}: {resp.error}")
+        return resp.result
+
+    async def close(self) -> None:
+        if self.connected:
+            self.protocol.send_close()
+            self._flush()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await asyncio.shield(self.lost)
+        if self.transport is not None:
+            self.transport.close()
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        self.protocol.receive_data(data)
+        for ev in self.protocol.events_received():
+            if isinstance(ev, Frame):
+                if ev.opcode is Opcode.TEXT:
+                    self._on_text(ev.data.decode(), now)
+            elif not self._opened.done():  # the handshake's response
+                if self.protocol.state is State.OPEN:
+                    self._opened.set_result(None)
+                else:
+                    self._opened.set_exception(ConnectionError(f"handshake: {self.protocol.handshake_exc}"))
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+        for fut in (self._opened, *self._pending.values()):
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection lost"))
+
+    def _on_text(self, frame: str, now: float) -> None:
+        seq = event_seq(frame)
+        if seq is not None:
+            self.bench.on_frame(self, seq, frame, None, now)
+            return
+        msg = codec.parse_response(frame)
+        if isinstance(msg, codec.Response):
+            fut = self._pending.pop(msg.id, None) if isinstance(msg.id, int) else None
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif isinstance(msg, codec.Notification) and isinstance(msg.params.get("seq"), int):
+            self.bench.on_frame(self, msg.params["seq"], None, msg.params, now)
+
+    def _flush(self) -> None:
+        if self.transport is None:
+            return
+        for data in self.protocol.data_to_send():
+            if data:
+                self.transport.write(data)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()  # the protocol's end of stream after a close
+
+
 class Loader:
     def __init__(self, k: int, loaders: int, url: str, token: str) -> None:
         self.k, self.loaders, self.url, self.token = k, loaders, url, token
         self.bench = Bench()
-        self.clients: dict[int, BenchClient] = {}  # global client number -> connected client
+        self.clients: dict[int, BenchClient] = {}  # global client number -> connected load client
+        self.subscribers: dict[int, LeanSubscriber] = {}  # ... -> connected subscriber sending no load
 
-    async def connect(self, numbers: list[int], concurrency: int) -> dict[str, Any]:
+    async def connect(self, numbers: list[int], concurrency: int, lean_from: int | None) -> dict[str, Any]:
+        """Connect and subscribe clients `numbers`; those >= lean_from (None: none) as LeanSubscriber."""
         sem = asyncio.Semaphore(concurrency)
         lat: list[float] = []
         failures: collections.Counter[str] = collections.Counter()
@@ -107,6 +228,12 @@ class Loader:
             async with sem:
                 t = time.monotonic()
                 try:
+                    if lean_from is not None and i >= lean_from:
+                        sub = LeanSubscriber(self.url, self.token, f"bench-{i}", self.bench)
+                        await sub.open()
+                        self.subscribers[i] = sub
+                        lat.append(time.monotonic() - t)
+                        return
                     c = BenchClient(self.url, self.token, client_name=f"bench-{i}", reconnect=False, call_timeout=30)
                     c.bench = self.bench
                     await c.open()
@@ -118,8 +245,8 @@ class Loader:
                 self.clients[i] = c
 
         await asyncio.gather(*(one(i) for i in numbers))
-        self.bench.n = len(self.clients)
-        return {"connected": len(self.clients), "failed": dict(failures), "lat": lat}
+        self.bench.n = len(self.clients) + len(self.subscribers)
+        return {"connected": self.bench.n, "failed": dict(failures), "lat": lat}
 
     async def trigger(self, title: str) -> dict[str, Any]:
         """The fan-out's request, from this process's first client: its session id and times."""
@@ -201,19 +328,20 @@ class Loader:
     def totals(self) -> dict[str, Any]:
         b = self.bench
         return {"events_received": b.events, "overflows": b.overflows, "seq_gaps": b.gaps,
-                "frames_decoded": b.decoded, "still_connected": sum(c.connected for c in self.clients.values())}
+                "frames_decoded": b.decoded,
+                "still_connected": sum(c.connected for c in [*self.clients.values(), *self.subscribers.values()])}
 
     async def close(self, concurrency: int) -> dict[str, Any]:
         sem = asyncio.Semaphore(concurrency)
 
-        async def one(c: BenchClient) -> None:
+        async def one(c: BenchClient | LeanSubscriber) -> None:
             async with sem:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(10):
                         await c.close()
 
         t = time.monotonic()
-        await asyncio.gather(*(one(c) for c in self.clients.values()))
+        await asyncio.gather(*(one(c) for c in [*self.clients.values(), *self.subscribers.values()]))
         return {"close_s": time.monotonic() - t}
 
 
