@@ -50,7 +50,7 @@ import structlog
 
 from benchmarks.control_loader import loader_main
 from benchmarks.control_stats import clients_of, merge_fanout, merge_steady, ms, parse_mix, pct
-from benchmarks.gateway_process import TOKEN, BareProcess, GatewayProcess, proc_cpu_s, raise_fd_limit
+from benchmarks.gateway_process import TOKEN, BareProcess, GatewayProcess, proc_cpu_s, raise_fd_limit, runq_wait_s
 
 # --- the load generator: loader processes driven phase by phase ----------------------------------
 
@@ -91,6 +91,9 @@ class Loaders:
 
     def cpu_s(self) -> list[float]:
         return [proc_cpu_s(p.pid) or 0.0 for p in self.procs]  # type: ignore[arg-type]
+
+    def wait_s(self) -> list[float]:
+        return [runq_wait_s(p.pid) or 0.0 for p in self.procs]  # type: ignore[arg-type]
 
     def stop(self) -> None:
         for k, proc in enumerate(self.procs):
@@ -163,25 +166,31 @@ def _phase_steady(args: argparse.Namespace, gw: GatewayProcess, loaders: Loaders
     """Open loop at args.rate in total: every loader sends its share of one plan against one T0."""
     total = int(args.rate * args.duration)
     load_clients = max(1, min(args.load_clients, args.clients))
-    cpu0, s0, w0 = loaders.cpu_s(), gw.sample(), time.monotonic()
+    cpu0, wait0, s0, w0 = loaders.cpu_s(), loaders.wait_s(), gw.sample(), time.monotonic()
     t0 = w0 + 0.5  # every loader has the command by then: the plan's common start
     parts = loaders.ask("steady", {"total": total, "rate": args.rate, "load_clients": load_clients,
                                    "mix": parse_mix(args.mix), "t0": t0, "drain_timeout": args.drain_timeout},
                         timeout=args.duration + args.drain_timeout + 60)
-    wall = time.monotonic() - w0
-    cpu1, s1 = loaders.cpu_s(), gw.sample()
     created_ok = sum(p["created_ok"] for p in parts)
     for p, d in zip(parts, loaders.ask("drain", {"expected_per_client": created_ok, "timeout": args.drain_timeout},
                                        timeout=args.drain_timeout + 30)):
         p["events"] = d["events"]
-    loader_pct = _cpu_pct(cpu0, cpu1, wall)
-    out = merge_steady(parts, args.rate, args.duration, t0, loader_pct, subscribers)
+    # to the end of the drain (as before the split): the work the load caused, its events included
+    wall = time.monotonic() - w0
+    cpu1, wait1, s1 = loaders.cpu_s(), loaders.wait_s(), gw.sample()
+    loader_pct, loader_wait = _cpu_pct(cpu0, cpu1, wall), _cpu_pct(wait0, wait1, wall)
+    server_wait = (round(100 * (s1["runq_wait_s"] - s0["runq_wait_s"]) / wall, 1)
+                   if s1["runq_wait_s"] is not None and s0["runq_wait_s"] is not None else None)
+    out = merge_steady(parts, args.rate, args.duration, t0, loader_pct, subscribers, loader_wait, server_wait)
     server_cpu = s1["cpu_s"] - s0["cpu_s"]
     out.update(load_clients=load_clients, mix={n: round(w, 3) for n, w in parse_mix(args.mix)},
                server_cpu_pct=round(100 * server_cpu / wall, 1),
                server_cpu_ms_per_req=round(1000 * server_cpu / out["ok"], 3) if out["ok"] else None,
                worker_cpu_pct=round(100 * (s1["worker_cpu_s"] - s0["worker_cpu_s"]) / wall, 1),
                loader_cpu_pct=loader_pct, loader_cpu_pct_total=round(sum(loader_pct), 1),
+               loader_runq_wait_pct=loader_wait, server_runq_wait_pct=server_wait,
+               loader_cpu_us_per_event=(round(1e6 * (sum(cpu1) - sum(cpu0)) / out["events_received"], 1)
+                                        if out["events_received"] else None),
                server_rss_mb=s1["rss_mb"])
     return out
 
@@ -236,7 +245,10 @@ def table(r: dict) -> str:
                                          f"({l.get('event_deliveries_per_s')}/s)"),
         ("CPU during load: server / sip worker / loaders", f"{l.get('server_cpu_pct')} / {l.get('worker_cpu_pct')} / "
                                                            f"{l.get('loader_cpu_pct')} % of one core"),
-        ("server CPU per request", f"{l.get('server_cpu_ms_per_req')} ms"),
+        ("waiting for a core (run queue): server / loaders", f"{l.get('server_runq_wait_pct')} / "
+                                                             f"{l.get('loader_runq_wait_pct')} % of the time"),
+        ("server CPU per request; loaders' CPU per event frame received",
+         f"{l.get('server_cpu_ms_per_req')} ms; {l.get('loader_cpu_us_per_event')} µs"),
         ("server RSS after load / after all closed", f"{l.get('server_rss_mb')} / "
                                                      f"{(r.get('server_after_close') or {}).get('rss_mb')} MB"),
         ("overflows / seq gaps / still connected", f"{r.get('totals', {}).get('overflows')} / "

@@ -11,7 +11,7 @@ no clocks of its own (tests/benchmarks/test_control_stats.py):
 - merging: percentiles over the union of every loader's samples (not a mean of per-process
   percentiles), the achieved rate from total completions over the common window, fan-out as the
   earliest first and the latest last arrival over all loaders, and a verdict that flags a run below
-  95 % of the target as loader- or server-bound (`merge_steady`, `merge_fanout`, `verdict`).
+  95 % of the target as loader-, machine- or server-bound (`merge_steady`, `merge_fanout`, `verdict`).
 
 Times are seconds of CLOCK_MONOTONIC (`time.monotonic()`), read in every process: on Linux it is one
 system-wide clock (time since boot, the same vDSO read of the kernel's timekeeper in every process of
@@ -32,6 +32,7 @@ EVENT_PREFIX = '{"jsonrpc":"2.0","method":"event","params":{"seq":'
 BELOW_TARGET = 0.95  # achieved / target under this: the run did not measure the server at that rate
 LATE_LOADER_S = 0.05  # sends this late (p99 after their due time) mean the loader could not keep up
 BUSY_LOADER_PCT = 85.0  # a loader process using this much of a core is saturated
+STARVED_PCT = 25.0  # a process runnable but not running this share of the time is starved by others
 
 
 def pct(values: Sequence[float], p: float) -> float | None:
@@ -120,25 +121,40 @@ def merge_fanout(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def verdict(target: float, achieved: float, late_p99_s: float | None, loader_cpu_pct: Sequence[float],
-            events_expected: int = 0, events_received: int = 0) -> dict[str, Any]:
-    """Whether the run measured the server at the target rate, and if not which side held it back."""
+            events_expected: int = 0, events_received: int = 0, loader_wait_pct: Sequence[float] = (),
+            server_wait_pct: float | None = None) -> dict[str, Any]:
+    """Whether the run measured the server at the target rate, and if not what held it back:
+    - "loader": a loader process used most of a core, or sent late while it had the cores;
+    - "machine": the loaders sent late while waiting for a core (other processes held them), or the
+      server waited for a core that long: neither side's own cost is what was measured;
+    - "server": the loaders sent on time and the server had the cores, yet it did not keep up.
+    """
     short = achieved < BELOW_TARGET * target
     lost = events_received < events_expected
     if not short and not lost:
         return {"ok": True, "bound": None, "why": f"achieved {achieved:.1f} of {target:g} req/s"}
     busiest = max(loader_cpu_pct, default=0.0)
+    waited = max(loader_wait_pct, default=0.0)
     late = late_p99_s or 0.0
     what = (f"achieved {achieved:.1f} of {target:g} req/s" if short else
             f"events {events_received} of {events_expected} delivered")
-    if late > LATE_LOADER_S or busiest >= BUSY_LOADER_PCT:
-        return {"ok": False, "bound": "loader",
-                "why": f"{what}; loader sends p99 {late * 1000:.0f} ms late, busiest loader {busiest:.0f} % of a core"}
-    return {"ok": False, "bound": "server",
-            "why": f"{what}; loaders on time (p99 {late * 1000:.0f} ms late, busiest {busiest:.0f} % of a core)"}
+    loaders = (f"loader sends p99 {late * 1000:.0f} ms late, busiest loader {busiest:.0f} % of a core, "
+               f"waited for a core up to {waited:.0f} % of the time")
+    if busiest >= BUSY_LOADER_PCT:
+        return {"ok": False, "bound": "loader", "why": f"{what}; {loaders}"}
+    if late > LATE_LOADER_S and waited >= STARVED_PCT:
+        return {"ok": False, "bound": "machine", "why": f"{what}; {loaders}"}
+    if late > LATE_LOADER_S:
+        return {"ok": False, "bound": "loader", "why": f"{what}; {loaders}"}
+    if server_wait_pct is not None and server_wait_pct >= STARVED_PCT:
+        return {"ok": False, "bound": "machine",
+                "why": f"{what}; loaders on time, the server waited for a core {server_wait_pct:.0f} % of the time"}
+    return {"ok": False, "bound": "server", "why": f"{what}; loaders on time ({loaders})"}
 
 
 def merge_steady(parts: Sequence[dict[str, Any]], target_rate: float, duration: float, t0: float,
-                 loader_cpu_pct: Sequence[float] = (), subscribers: int = 0) -> dict[str, Any]:
+                 loader_cpu_pct: Sequence[float] = (), subscribers: int = 0, loader_wait_pct: Sequence[float] = (),
+                 server_wait_pct: float | None = None) -> dict[str, Any]:
     """Every loader's steady-phase report -> one, with percentiles over the merged samples.
 
     A part: {"lat": {method: [s, ...]}, "errors": {key: n}, "late": [s, ...], "sent": n,
@@ -179,5 +195,6 @@ def merge_steady(parts: Sequence[dict[str, Any]], target_rate: float, duration: 
                 for m, v in sorted(lat.items()) if v},
         "events_expected": expected, "events_received": events,
         "event_deliveries_per_s": round(events / elapsed, 0),
-        "verdict": verdict(target_rate, achieved, late_p99, loader_cpu_pct, expected, events),
+        "verdict": verdict(target_rate, achieved, late_p99, loader_cpu_pct, expected, events, loader_wait_pct,
+                           server_wait_pct),
     }

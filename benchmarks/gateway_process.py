@@ -70,6 +70,16 @@ def proc_cpu_s(pid: int) -> float | None:
         return None
 
 
+def runq_wait_s(pid: int) -> float | None:
+    """Seconds the process's main thread (its event loop) has been runnable but not running: time
+    the other processes on the cores took from it (/proc/PID/schedstat, second field, in ns)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def children(pid: int) -> list[int]:
     out = []
     for d in os.listdir("/proc"):
@@ -198,6 +208,7 @@ class GatewayProcess:
         return {
             "rss_mb": proc_rss_mb(self.pid),
             "cpu_s": proc_cpu_s(self.pid),
+            "runq_wait_s": runq_wait_s(self.pid),
             "worker_rss_mb": sum(filter(None, (proc_rss_mb(p) for p in self.worker_pids))) or None,
             "worker_cpu_s": sum(filter(None, (proc_cpu_s(p) for p in self.worker_pids))),
         }

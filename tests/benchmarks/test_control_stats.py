@@ -135,6 +135,12 @@ def test_a_run_under_95_percent_of_target_is_flagged_with_the_side_that_held_it_
     assert merge_steady(late, 200.0, 10.0, t0, loader_cpu_pct=[60.0])["verdict"]["bound"] == "loader"
     busy = [_part({"ping": [0.01] * 1200}, t0, 10.0)]
     assert merge_steady(busy, 200.0, 10.0, t0, loader_cpu_pct=[20.0, 97.0])["verdict"]["bound"] == "loader"
+    # late while waiting for a core: other processes held the cores, not the loader's own cost
+    starved = merge_steady(late, 200.0, 10.0, t0, loader_cpu_pct=[10.0, 9.0], loader_wait_pct=[5.0, 40.0])
+    assert starved["verdict"]["bound"] == "machine" and "40 % of the time" in starved["verdict"]["why"]
+    server_starved = merge_steady(on_time, 200.0, 10.0, t0, loader_cpu_pct=[30.0], server_wait_pct=60.0)
+    assert server_starved["verdict"]["bound"] == "machine"
+    assert merge_steady(on_time, 200.0, 10.0, t0, server_wait_pct=3.0)["verdict"]["bound"] == "server"
     lost = [_part({"ping": [0.01] * 1900, "session.create": [0.01] * 100}, t0, 10.0, created_ok=100, events=99_000)]
     v = merge_steady(lost, 200.0, 10.0, t0, subscribers=1000)["verdict"]
     assert v["ok"] is False and "99000 of 100000" in v["why"]
