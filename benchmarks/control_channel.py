@@ -232,7 +232,8 @@ def table(r: dict) -> str:
         ("steady load target / sent / achieved", f"{l.get('target_rate')} / {l.get('send_rate')} / "
                                                  f"{l.get('achieved_rate')} req/s over {l.get('duration_s')} s "
                                                  f"on {l.get('load_clients')} clients, {l.get('loaders')} loaders"),
-        ("measured the server at the target?", "yes" if (l.get("verdict") or {}).get("ok") else
+        ("measured the server at the target?", f"yes: {(l.get('verdict') or {}).get('why')}"
+         if (l.get("verdict") or {}).get("ok") else
          f"NO, {(l.get('verdict') or {}).get('bound')}-bound: {(l.get('verdict') or {}).get('why')}"),
         ("loader sends late p99", f"{l.get('sched_late_p99_ms')} ms"),
         ("round trip all p50 / p99", f"{l.get('rtt_all_p50_ms')} / {l.get('rtt_all_p99_ms')} ms"),

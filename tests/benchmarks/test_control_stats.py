@@ -145,7 +145,11 @@ def test_a_run_under_95_percent_of_target_is_flagged_with_the_side_that_held_it_
     v = merge_steady(lost, 200.0, 10.0, t0, subscribers=1000)["verdict"]
     assert v["ok"] is False and "99000 of 100000" in v["why"]
     just = [_part({"ping": [0.01] * 1900}, t0, 10.0)]  # 190/s: exactly 95 %
-    assert merge_steady(just, 200.0, 10.0, t0)["verdict"]["ok"] is True
+    assert merge_steady(just, 200.0, 10.0, t0)["verdict"] == {"ok": True, "bound": None,
+                                                               "why": "achieved 190.0 of 200 req/s"}
+    held_late = [_part({"ping": [0.01] * 2000}, t0, 10.0, late=[0.2] * 2000)]
+    v = merge_steady(held_late, 200.0, 10.0, t0, loader_wait_pct=[45.0])["verdict"]
+    assert v["ok"] is True and "200 ms late" in v["why"] and "45 %" in v["why"]
 
 
 def test_fanout_is_the_earliest_first_and_latest_last_over_loaders() -> None:
