@@ -1,7 +1,7 @@
 """Benchmark: broadcast fan-out to N SIP speakers, and console-microphone-to-speaker delay.
 
     python -m benchmarks.broadcast --targets 50,100,200 --repeat 2 --pace 20
-    python -m benchmarks.broadcast --targets 0 --baresip 3            # delay spot check only
+    python -m benchmarks.broadcast --targets 0 --speakers 3 --repeat 3   # console -> speaker delay only
     python -m benchmarks.broadcast --targets 200,500 --builds source --pace 2000 --repeat 3 --bare
 
 Everything on 127.0.0.1; every process started here is stopped here by PID. The gateway process,
@@ -33,16 +33,18 @@ Fan-out (one run per size N):
    SIPp's count (`ok` likewise: all CONFIRMED and all counted by SIPp); `gateway / bare` = the
    gateway's all-connected time over that.
 
-Delay spot check (--baresip K): K baresip speakers (tests.peers.baresip.BaresipPhone, silence
-source, sndfile dumps what it decodes), a live broadcast with `media.open {broadcast_id}` (16 kHz);
-the console streams 20 ms frames of silence on an absolute schedule and, once every speaker is
-connected and recording, a 50 ms 1 kHz beep every --beep-interval s (--beeps of them). baresip
-1.0's sndfile filter opens `dump-*-dec.wav` on the first decoded RTP frame and appends one frame
-per decoded packet, so sample time in the dump tracks packet arrival. The dump file is polled
-every 5 ms: rec0 = when it appeared. Beep k sent at t_k (monotonic, just before its first frame
-goes out) is found at onset s_k in the dump (first sample over 1/16 full scale after >= 200 ms
-of quiet). Delay_k = rec0 + s_k - t_k. The spacing s_k - s_0 against t_k - t_0 shows whether the
-delay drifts during the broadcast (it would if frames queue up in the live source).
+Console microphone to speaker delay (--speakers K), on one clock: this process is the console and
+holds K raw RTP speakers (benchmarks.rtp_member `SipUas` + `RtpLeg`: SIP UASes that answer the
+paging call's sendonly offer recvonly, decode every PCMU packet and time onsets at the kernel's
+receive timestamp, SO_TIMESTAMPNS). A live broadcast (`source {"type": "live"}`, no chime) to the
+K speakers, `media.open {broadcast_id}` at 16 kHz; the console sends 20 ms frames of silence on an
+absolute schedule over the control channel and, from 1 s after every speaker is connected, a 60 ms
+1 kHz cosine beep (full amplitude on the first sample of its first frame) every --beep-interval s.
+A beep is sent at CLOCK_REALTIME read just before the WebSocket send of its first frame; heard at
+the receive timestamp of the speaker's packet holding the first sample over 1/16 full scale after
+>= 200 ms of quiet, plus that sample's offset (benchmarks.beep_delay, as for conferences): both
+on this host's one clock. Each heard onset is paired with the last beep sent before it (within
+0.9 of an interval).
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ import json
 import math
 import os
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -84,13 +85,6 @@ from sip.config import RTP_PORTS_PER_WORKER
 RATE = 16000
 FRAME_BYTES = 640  # 20 ms at 16 kHz
 SILENCE = bytes(FRAME_BYTES)
-
-
-def _beep_frames(ms: int = 50, freq: float = 1000.0, amp: int = 12000) -> list[bytes]:
-    n = RATE * ms // 1000
-    pcm = b"".join(struct.pack("<h", int(amp * math.sin(2 * math.pi * freq * i / RATE))) for i in range(n))
-    pcm += bytes((-len(pcm)) % FRAME_BYTES)
-    return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
 
 
 class BroadcastWatch:
@@ -345,115 +339,100 @@ def _sipp_counts(sr: dict[str, Any], uas: SippUas) -> dict[str, Any]:
 # ---- delay spot check -------------------------------------------------------------------------
 
 
-def _onsets(x: Any, rate: int, thresh: float = 1 / 16, quiet_s: float = 0.2) -> list[float]:
+def beep_frames(ms: int = 60, freq: float = 1000.0, amp: float = 0.4) -> list[bytes]:
+    """A 1 kHz cosine at 16 kHz PCM16, `ms` long, in 20 ms frames: it starts at full amplitude on
+    the first sample of its first frame (no rising edge under the detector's threshold)."""
     import numpy as np
-    loud = np.flatnonzero(np.abs(x) > thresh)
-    out: list[float] = []
-    last = -1e9
-    for i in loud:
-        if i - last > quiet_s * rate:
-            out.append(i / rate)
-        last = i
-    return out
+
+    n = np.arange(RATE * ms // 1000)
+    pcm = (np.cos(2 * np.pi * freq * n / RATE) * amp * 32767).astype("<i2").tobytes()
+    pcm += bytes((-len(pcm)) % FRAME_BYTES)
+    return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
+
+
+async def console_tx(client: GatewayClient, ch: int, beeps: dict[int, int], sent: list[int], late: list[float],
+                     stop: asyncio.Event) -> None:
+    """The console's microphone: a 20 ms frame on an absolute schedule, silence or the beep whose
+    first frame is due (`beeps`: frame index -> beep number). A beep is sent at the time read
+    (CLOCK_REALTIME) just before the WebSocket send of its first frame."""
+    beep = beep_frames()
+    loop = asyncio.get_running_loop()
+    start, i, first = loop.time(), 0, -len(beep)
+    while not stop.is_set():
+        late.append(max(0.0, loop.time() - (start + i * 0.02)))
+        if i in beeps:
+            first = i
+        frame = beep[i - first] if i - first < len(beep) else SILENCE
+        if i == first:
+            sent.append(time.time_ns())
+        await client.send_audio(ch, i, i * (FRAME_BYTES // 2), frame)
+        i += 1
+        wait = start + i * 0.02 - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
 
 async def delay_once(a: argparse.Namespace, cpw: int) -> dict[str, Any]:
-    from tests.audio import read_wav
-    from tests.peers.baresip import BaresipPhone
+    """Console microphone to speaker on one clock: this process is the console (a live broadcast,
+    `media.open`, 16 kHz frames over the control channel) and holds --speakers raw RTP speakers
+    (benchmarks.rtp_member: a SIP UAS answering the paging call recvonly, onsets timed at the
+    kernel's receive timestamp). Sent and heard are read from this host's CLOCK_REALTIME."""
+    from benchmarks.beep_delay import NS, pair_delays
+    from benchmarks.rtp_member import RtpLeg, SipUas
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-bcast-delay-"))
-    gw = _gateway(workdir, a, cpw, max_workers=math.ceil(a.baresip / cpw) + 2)
-    # baresip 1.0 records nothing for a stream it answered recvonly: page these speakers sendrecv.
-    gw.args += ["--set", "broadcast.paging_direction=sendrecv"]
-    res: dict[str, Any] = {"kind": "delay", "speakers": a.baresip, "beeps": a.beeps, "workdir": str(workdir)}
-    phones = [BaresipPhone(user=f"spk{i}") for i in range(a.baresip)]
+    gw = _gateway(workdir, a, cpw, max_workers=math.ceil(a.speakers / cpw) + 2)
+    res: dict[str, Any] = {"kind": "delay", "speakers": a.speakers, "beeps": a.beeps, "workdir": str(workdir)}
+    speakers = [SipUas(f"spk{i}", RtpLeg()) for i in range(a.speakers)]
     client: GatewayClient | None = None
     tasks: list[asyncio.Task] = []
     stop_tx = asyncio.Event()
+    sent: list[int] = []
+    late: list[float] = []
     try:
         res["gateway_start_s"] = round(gw.start(), 2)
-        for p in phones:
-            await p.start()
         client = await GatewayClient.connect(gw.url, TOKEN, call_timeout=60, client_name="bench-broadcast-delay")
         await client.subscribe(client.hello.get("seq", 0))
         w = BroadcastWatch()
         tasks.append(asyncio.create_task(w.read(client)))
-        uris = [p.uri for p in phones]
+        uris = [p.uri for p in speakers]
         t0 = time.monotonic()
         b = await client.call("broadcast.start", targets=uris, chime=False, source={"type": "live"})
         bid = b["broadcast_id"]
         w.own(bid)
         ch = (await client.call("media.open", broadcast_id=bid, rate=RATE))["channel"]
-        rec0: dict[str, asyncio.Task] = {
-            p.uri: asyncio.create_task(_appears(lambda p=p: p.recordings("dec"), 0.005, 60)) for p in phones}
-        tasks += list(rec0.values())
-
-        beep = _beep_frames()
-        sched: dict[int, int] = {}  # frame index -> beep number
-        sent_at: dict[int, float] = {}
-        seq = [0]
-
-        async def tx() -> None:
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            i = 0
-            while not stop_tx.is_set() and i < 200_000:
-                k = sched.get(i)
-                frame = SILENCE
-                if k is not None:
-                    sent_at[k] = time.monotonic()
-                    frame = beep[0]
-                else:
-                    for kk, first in ((kk, f) for f, kk in sched.items() if 0 < i - f < len(beep)):
-                        frame = beep[i - first]
-                await client.send_audio(ch, i, i * (FRAME_BYTES // 2), frame)
-                seq[0] = i
-                i += 1
-                delay = start + i * 0.02 - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-
-        tasks.append(asyncio.create_task(tx()))
+        beeps: dict[int, int] = {}
+        tasks.append(asyncio.create_task(console_tx(client, ch, beeps, sent, late, stop_tx)))
         ok = await w.until(lambda: all(w.last_state(u) == "connected" for u in uris), 60)
         res["all_connected_s"] = round(max((w.first(u, "connected") or t0) for u in uris) - t0, 2)
-        rec_t = {u: await t for u, t in rec0.items()}
         await asyncio.sleep(1.0)
-        base = seq[0] + 5
-        step = round(a.beep_interval / 0.02)
-        for k in range(a.beeps):
-            sched[base + k * step] = k
+        since = time.time_ns()
+        base, step = len(late) + 5, round(a.beep_interval / 0.02)
+        beeps.update({base + k * step: k for k in range(a.beeps)})
         await asyncio.sleep((5 + a.beeps * step) * 0.02 + 1.0)
         stop_tx.set()
         await client.call("broadcast.stop", broadcast_id=bid)
         await w.until(lambda: w.ended() is not None, 30)
-        for p in phones:
-            with contextlib.suppress(TimeoutError):
-                await p.wait_log("terminated", timeout=10)
-        per: list[dict] = []
-        delays: list[float] = []
-        for p in phones:
-            x, rate = read_wav(p.recordings("dec")[-1])
-            on = _onsets(x, rate)
-            tc, tr = w.first(p.uri, "connected"), rec_t[p.uri]
-            d = {"uri": p.uri, "rate": rate, "rec_s": round(len(x) / rate, 2), "onsets": len(on),
-                 "connected_to_rec0_ms": round((tr - tc) * 1000, 1) if tc and tr else None}
-            if tr and len(on) == a.beeps and len(sent_at) == a.beeps:
-                dk = [(tr + on[k] - sent_at[k]) * 1000 for k in range(a.beeps)]
-                d["delay_ms"] = [round(v, 1) for v in dk]
-                d["spacing_err_ms"] = [round(((on[k] - on[0]) - (sent_at[k] - sent_at[0])) * 1000, 1)
-                                       for k in range(a.beeps)]
-                delays += dk
-            per.append(d)
-        res.update({"ok": ok and len(delays) == a.beeps * a.baresip, "per_speaker": per,
-                    "delay_ms_median": round(statistics.median(delays), 1) if delays else None,
+        window = int(a.beep_interval * 0.9 * NS)
+        per, delays = [], []
+        for p in speakers:
+            d = [x / 1e6 for x in pair_delays([t for t in sent if t >= since], p.leg.detector.onsets, window)]
+            per.append({"uri": p.uri, "frames": p.leg.frames_received, "heard": len(p.leg.detector.onsets),
+                        "delay_ms": [round(v, 1) for v in d]})
+            delays += d
+        res.update({"ok": ok and len(delays) >= 0.9 * a.beeps * a.speakers, "per_speaker": per,
+                    "beeps_sent": len(sent), "delays": len(delays),
+                    "delay_ms_p50": round(statistics.median(delays), 1) if delays else None,
+                    "delay_ms_p95": round(pct(delays, 95), 1) if delays else None,  # type: ignore[arg-type]
                     "delay_ms_min": round(min(delays), 1) if delays else None,
-                    "delay_ms_max": round(max(delays), 1) if delays else None})
+                    "delay_ms_max": round(max(delays), 1) if delays else None,
+                    "console_send_late_ms_p95": round(pct(late, 95) * 1000, 1) if late else None,  # type: ignore[operator]
+                    "console_send_late_ms_max": round(max(late) * 1000, 1) if late else None})
     finally:
         stop_tx.set()
         await close_client(client, tasks)
-        for p in phones:
-            with contextlib.suppress(Exception):
-                await p.stop()
+        for p in speakers:
+            p.stop()
         res["gateway_rc"] = await asyncio.to_thread(gw.stop)
     return res
 
@@ -484,8 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steady", type=float, default=10.0)
     ap.add_argument("--warm", type=int, default=2)
     ap.add_argument("--log-level", default="info")
-    ap.add_argument("--baresip", type=int, default=0, help="speakers for the delay spot check (0: skip)")
-    ap.add_argument("--beeps", type=int, default=10)
+    ap.add_argument("--speakers", type=int, default=0, help="raw RTP speakers for the console-to-speaker "
+                    "delay (0: skip)")
+    ap.add_argument("--beeps", type=int, default=20)
     ap.add_argument("--beep-interval", type=float, default=1.0)
     ap.add_argument("--no-echo", action="store_true", help="the SIPp UASes send no RTP back (a sendonly "
                     "speaker's side: the echo is the benchmark's, and it lands in the dialling worker)")
@@ -536,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
                 emit(r)
     delays = []
     a.build = builds[0]
-    for _ in range(a.repeat if a.baresip else 0):
+    for _ in range(a.repeat if a.speakers else 0):
         r = asyncio.run(delay_once(a, cpws[builds[0]]))
         delays.append(r)
         all_ok &= bool(r.get("ok"))
@@ -551,10 +531,16 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(f"{statistics.median(vals):g}" if vals else "-")
             print(f"| {b} | {size} | {sum(bool(r['ok']) for r in rs)}/{len(rs)} | " + " | ".join(cells) + " |")
     if delays:
+        print("\n| run | speakers | beeps | p50 ms | p95 ms | min | max | console send late p95 / max ms |")
+        print("|---|---|---|---|---|---|---|---|")
+        for i, r in enumerate(delays, 1):
+            print(f"| {i} | {r['speakers']} | {r.get('delays')} | {r.get('delay_ms_p50')} | {r.get('delay_ms_p95')} "
+                  f"| {r.get('delay_ms_min')} | {r.get('delay_ms_max')} "
+                  f"| {r.get('console_send_late_ms_p95')} / {r.get('console_send_late_ms_max')} |")
         vals = [v for r in delays for s in r["per_speaker"] for v in s.get("delay_ms", [])]
         if vals:
-            print(f"\nconsole -> speaker delay over {len(vals)} beeps: median {statistics.median(vals):.1f} ms,"
-                  f" p90 {pct(vals, 90):.1f}, min {min(vals):.1f}, max {max(vals):.1f}")
+            print(f"\nconsole -> speaker delay over {len(vals)} beeps: p50 {statistics.median(vals):.1f} ms,"
+                  f" p95 {pct(vals, 95):.1f}, min {min(vals):.1f}, max {max(vals):.1f}")
     return 0 if all_ok else 1
 
 

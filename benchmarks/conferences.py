@@ -41,6 +41,16 @@ idle conference of the talker and the listener alone):
 `--nice N` starts the gateway (and so every worker) at nice N: on a machine shared with other
 work, how much of the delay is the bridge waiting for a core.
 
+Why the delay jumps (docs/design.md, "Jitter buffer"): `--trace-ms N` turns on the workers' media
+trace (sip.media_trace_ms) and reports, beside each beep, what the talker leg's jitter buffer held
+just before it was sent (`jb_per_beep`: delay and held ms), that buffer's discarded / lost / empty
+frames over the beeps and the workers' threads' waits for a core. Disturbances, from 1 s after
+everyone joined (so during the steady CPU sample too): `--burst K:MS` makes the talker hold its
+packets MS ms and send them at once (what a late receive thread or a network does), `--stall K:MS`
+SIGSTOPs the gateway's workers for MS ms, half an interval after beep K; `--hogs N` runs N busy
+loops while the beeps are measured. `--variant NAME:KEY=VALUE,...` runs each layout once per
+variant in turn with those config overrides (e.g. jitter buffer settings), side by side.
+
 `--validate D1,D2,..`: no gateway; the talker's RTP goes through an in-process relay that holds
 each datagram D ms (from its kernel receive time) to the listener: the method must read D, and
 each beep's reading must match the hold that beep's packet really had (the relay notes when it
@@ -54,13 +64,17 @@ import asyncio
 import contextlib
 import json
 import math
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import media_trace
 from benchmarks.beep_delay import NS, BeepPlan, pair_delays, pair_onsets
 from benchmarks.rtp_member import RtpLeg, RtpRelay
 from benchmarks.sip_calls import (
@@ -135,6 +149,12 @@ class MeasuringLegs:
         await asyncio.wait_for(self.proc.wait(), 10)
         return out
 
+    async def hold(self, frames: int) -> None:
+        """The talker holds its next `frames` packets back, then sends them at once (a burst)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(f"hold {frames}\n".encode())
+        await self.proc.stdin.drain()
+
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
@@ -165,7 +185,65 @@ def chain_length(log: Path, conference_id: str) -> int:
     return n
 
 
-async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> dict[str, Any]:
+def stall(pids: list[int], ms: float) -> dict[str, Any]:
+    """SIGSTOP `pids` (the gateway's workers, started by this benchmark) for `ms`, then SIGCONT."""
+    t0 = time.time_ns()
+    try:
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGSTOP)
+        time.sleep(ms / 1000)
+    finally:
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGCONT)
+    return {"at_ns": t0, "ms": ms, "stopped_ms": round((time.time_ns() - t0) / 1e6, 1)}
+
+
+async def disturb(stalls: list[tuple[int, float]], bursts: list[tuple[int, float]], since_ns: int, interval: float,
+                  pids: list[int], legs: MeasuringLegs) -> list[dict]:
+    """Half an interval after beep k: for each (k, ms) of `stalls` the workers stopped for ms; for
+    each of `bursts` the talker's packets held ms, then sent at once."""
+    done = []
+    for k, ms, kind in sorted([*((k, ms, "stall") for k, ms in stalls), *((k, ms, "burst") for k, ms in bursts)]):
+        await asyncio.sleep(max(0.0, (since_ns + (k + 0.5) * interval * NS - time.time_ns()) / NS))
+        if kind == "stall":
+            done.append({"beep": k, "kind": kind, **await asyncio.to_thread(stall, pids, ms)})
+        else:
+            done.append({"beep": k, "kind": kind, "at_ns": time.time_ns(), "ms": ms})
+            await legs.hold(max(1, round(ms / 20)))
+    return done
+
+
+def start_hogs(python: str, n: int) -> list[subprocess.Popen]:
+    """`n` busy loops (CPU hogs), stopped by `stop_hogs` by PID."""
+    return [subprocess.Popen([python, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def stop_hogs(hogs: list[subprocess.Popen]) -> None:
+    for h in hogs:
+        h.kill()
+        h.wait()
+
+
+def jitter_report(log: Path, sent: list[int], heard: list[int], since_ns: int, window_ns: int) -> dict[str, Any]:
+    """The talker leg's jitter buffer beside each beep, its counters over the beeps, the workers'
+    threads' waits for a core (from the `sip.media_trace` lines of `log`)."""
+    recs = media_trace.read_trace(log)
+    series = media_trace.leg_series(recs, "talker@")
+    pairs = [p for p in pair_onsets(sent, heard, window_ns) if p[0] >= since_ns]
+    beeps = [{**b, "t_s": round((b["sent_ns"] - since_ns) / NS, 2)} for b in media_trace.per_beep(pairs, series)]
+    pid = next((r.get("pid") for r in recs if any("talker@" in str(c.get("uri")) for c in (r.get("calls") or {}).values())),
+               None)
+    held = [jb["held_ms"] for t, jb in series if t >= since_ns]
+    return {"trace_samples": len(series), "jb_per_beep": beeps,
+            "jb_held_ms_max": max(held) if held else None,
+            **{f"jb_{k}": v for k, v in media_trace.counters(series, since_ns).items()},
+            "talker_worker_threads": media_trace.thread_waits(recs, since_ns, pid)}
+
+
+async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int,
+                   variant: tuple[str, list[str]] = ("", [])) -> dict[str, Any]:
     n = confs * size
     if a.span:
         # the home worker takes cpw-1 members (one slot kept for a trunk); the next takes the trunk,
@@ -176,9 +254,13 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
     gw = GatewayProcess(workdir, python=a.python, max_workers=max_workers, warm=1, cpw=cpw,
                         max_in_flight=max(32, 2 * n), log_level=a.log_level, rtp_base=10000,
                         build=a.build, rtp_ports_per_worker=max(RTP_PORTS_PER_WORKER, 2 * cpw))
+    sets = [*a.set, *variant[1], *([f"sip.media_trace_ms={a.trace_ms}"] if a.trace_ms else [])]
+    for kv in sets:
+        gw.args += ["--set", kv]
     if a.nice:  # the gateway and every worker it starts (they inherit it)
         gw.args = ["nice", "-n", str(a.nice), *gw.args]
     res: dict[str, Any] = {"build": a.build, "layout": f"{confs}x{size}", "span": a.span, "nice": a.nice, "members": n,
+                           "variant": variant[0], "sets": sets,
                            "calls_per_worker": cpw, "max_workers": max_workers, "workdir": str(workdir)}
     every = max(10, round(a.beep_interval * 50))
     legs = MeasuringLegs(a.python, every)
@@ -186,6 +268,7 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
                   echo=False) if n > 2 else None
     client: GatewayClient | None = None
     tasks: list[asyncio.Task] = []
+    hogs: list[subprocess.Popen] = []
     try:
         try:
             res["gateway_start_s"] = round(gw.start(), 2)
@@ -234,6 +317,11 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
         settled = await w.until(joined, a.join_timeout)
         s1 = sample(process_tree(gw.proc.pid))
         since_ns = time.time_ns() + NS  # beeps sent from 1 s after everyone joined
+        # disturbances from then on, during the steady CPU sample too (it is what they cost)
+        hogs = start_hogs(a.python, a.hogs)
+        stalling = asyncio.create_task(disturb(a.stall, a.burst, since_ns, a.beep_interval,
+                                               process_tree(gw.proc.pid)[1:], legs))
+        tasks.append(stalling)
         join = {k: w.at(m["member_id"], "joined") for k, m in members.items()}
         ok_join = [t - t0 for t in join.values() if t is not None]
         per_conf = [max(((join[(i, j)] or math.inf) - t0 for j in range(size) if (i, j) in join), default=math.inf)
@@ -263,8 +351,14 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
         })
         # the talker's beeps come every interval: wait for beeps + 1 of them after since_ns
         await asyncio.sleep(max(0.0, (since_ns - time.time_ns()) / NS + (a.beeps + 1) * a.beep_interval + 0.5))
+        res["disturbances"] = [{**d, "t_s": round((d["at_ns"] - since_ns) / NS, 2)} for d in await stalling]
+        stop_hogs(hogs)
+        hogs = []
         got = await legs.finish()
-        res.update(delay_stats(got["sent_onsets"], got["heard_onsets"], since_ns, int(a.beep_interval * 0.9 * NS)))
+        window = int(a.beep_interval * 0.9 * NS)
+        res.update(delay_stats(got["sent_onsets"], got["heard_onsets"], since_ns, window))
+        if a.trace_ms:
+            res.update(jitter_report(workdir / "gateway.log", got["sent_onsets"], got["heard_onsets"], since_ns, window))
         late = sorted(got["send_late_ns"])
         res.update({"talker_realtime": got["talker_realtime"], "listener_frames": got["listener_frames"],
                     "talker_send_late_ms_p95": round(pct(late, 95) / 1e6, 1) if late else None,  # type: ignore[operator]
@@ -278,6 +372,7 @@ async def run_once(confs: int, size: int, a: argparse.Namespace, cpw: int) -> di
             res.update({"sipp_successful": sr["successful"], "sipp_failed": sr["failed"]})
         res["events_overflow"] = w.overflow
     finally:
+        stop_hogs(hogs)
         await close_client(client, tasks)
         await legs.stop()
         if uas:
@@ -322,7 +417,8 @@ SUMMARY = [("joined", "joined"), ("all_joined_s", "all joined s"), ("join_s_p50"
            ("workers", "workers"), ("chain_workers", "chain"), ("steady_cpu_cores", "steady CPU"),
            ("cpu_ms_per_member_s", "CPU ms/member/s"), ("steady_main_cpu_cores", "main proc CPU"),
            ("pss_mb", "PSS MB"), ("delay_ms_p50", "delay p50 ms"), ("delay_ms_p95", "delay p95 ms"),
-           ("beeps_paired", "beeps"), ("heard_unpaired", "unpaired")]
+           ("beeps_paired", "beeps"), ("heard_unpaired", "unpaired"), ("jb_held_ms_max", "jb held max ms"),
+           ("jb_discard", "jb discarded"), ("jb_lost", "jb lost"), ("jb_empty", "jb empty")]
 
 
 def summary(results: dict[str, list[dict]]) -> str:
@@ -352,10 +448,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beeps", type=int, default=20, help="beeps measured a run, from 1 s after all joined")
     ap.add_argument("--nice", type=int, default=0, help="run the gateway and its workers at this nice value")
     ap.add_argument("--validate", default=None, help="comma-separated ms: the method through a relay, no gateway")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a gateway config override for every run (as `serve --set`)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
+                    help="run each layout once per variant in turn (side by side), with these overrides")
+    ap.add_argument("--trace-ms", type=int, default=0,
+                    help="sip.media_trace_ms: report the talker leg's jitter buffer beside each beep")
+    ap.add_argument("--stall", default="", metavar="K:MS,...",
+                    help="SIGSTOP the gateway's workers for MS ms half an interval after beep K")
+    ap.add_argument("--burst", default="", metavar="K:MS,...",
+                    help="the talker holds its packets MS ms, then sends them at once, half an interval after beep K")
+    ap.add_argument("--hogs", type=int, default=0, help="CPU busy loops running while the beeps are measured")
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--json", default=None, help="append each run's result to this JSONL file")
     a = ap.parse_args(argv)
+    a.stall, a.burst = ([(int(k), float(ms)) for k, ms in (x.split(":") for x in v.split(",") if x)]
+                        for v in (a.stall, a.burst))
+    variants = [(v.partition(":")[0], [kv for kv in v.partition(":")[2].split(",") if kv]) for v in a.variant] or [("", [])]
     info = machine_info()
     if a.validate is not None:
         rows = []
@@ -380,16 +490,16 @@ def main(argv: list[str] | None = None) -> int:
                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}), flush=True)
     results: dict[str, list[dict]] = {}
     for _ in range(a.repeat):
-        for c, m in layouts:
+        for (c, m), v in ((lay, v) for lay in layouts for v in variants):
             for attempt in range(3):  # ports found free may be taken before the gateway binds them
                 try:
-                    r = asyncio.run(run_once(c, m, a, cpw))
+                    r = asyncio.run(run_once(c, m, a, cpw, v))
                     break
                 except PortTaken:
                     if attempt == 2:
                         raise
-            results.setdefault(f"{c}x{m}" + (" span" if a.span else "") + (f" nice {a.nice}" if a.nice else ""),
-                               []).append(r)
+            results.setdefault(f"{c}x{m}" + (" span" if a.span else "") + (f" nice {a.nice}" if a.nice else "")
+                               + (f" {v[0]}" if v[0] else ""), []).append(r)
             print(json.dumps(r), flush=True)
             if a.json:
                 with open(a.json, "a") as f:

@@ -7,7 +7,8 @@ the listener's receive time is the kernel's receive timestamp of each datagram (
 so neither waits on this process's scheduling or the GIL.
 
 - `SipUas` answers INVITEs on 127.0.0.1 (a 200 with an SDP answer for PCMU/8000, ptime 20, to
-  the offer's c=/m= address; the same 200 again for a retransmission; a re-INVITE re-answers),
+  the offer's c=/m= address, in the direction the offer allows: a paging call's sendonly offer is
+  answered recvonly and the leg only listens; the same 200 again for a retransmission; a re-INVITE re-answers),
   ACK starts the RTP leg, BYE (or CANCEL) is answered 200 and stops it. One call at a time; enough
   for the gateway's pjsua2 worker dialling it directly (`sip.proxy none`), not a general UA.
 - `RtpLeg` sends a frame every 20 ms on an absolute schedule (`BeepPlan`, mu-law; SCHED_FIFO
@@ -16,8 +17,9 @@ so neither waits on this process's scheduling or the GIL.
 - `python -m benchmarks.rtp_member --every N` holds a talker (a beep every N frames) and a
   listener in a process of its own, every thread SCHED_FIFO when allowed: no thread of the
   benchmark's own (its event loop, its /proc sampling) can hold the GIL the talker's clock needs
-  while the machine's other work keeps it off a core. It prints {"talker", "listener"} URIs, and
-  on a line (or EOF) on stdin stops and prints what was sent and heard.
+  while the machine's other work keeps it off a core. It prints {"talker", "listener"} URIs; a
+  line "hold N" on stdin makes the talker hold its next N packets back and send them at once (a
+  burst, `RtpLeg.hold`); any other line (or EOF) stops it, and it prints what was sent and heard.
 - `RtpRelay` forwards datagrams from one port to another `delay_ms` later (SCHED_FIFO when
   allowed), noting when it forwarded each RTP sequence number: the validation path without the
   gateway, where the delay each beep really had is known.
@@ -92,6 +94,8 @@ class RtpLeg:
         self.onset_seqs: list[int] = []  # the RTP sequence number of each
         self.frames_sent = self.frames_received = 0
         self.send_late_ns: list[int] = []  # each frame sent this late after its schedule
+        self.holds: list[tuple[int, int]] = []  # (first frame, frames): held back, then sent at once
+        self._hold_next = 0  # `hold`: frames to hold from the next one on (set by another thread)
         self.realtime = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -107,6 +111,11 @@ class RtpLeg:
         for t in self._threads:
             t.start()
 
+    def hold(self, frames: int) -> None:
+        """Hold the next `frames` packets back and send them together after the last one's time:
+        what a talker's network or a stalled receiver does to a stream (any thread)."""
+        self._hold_next = frames
+
     def stop(self) -> None:
         self._stop.set()
         for t in self._threads:
@@ -119,17 +128,26 @@ class RtpLeg:
         self.realtime = _realtime()
         rtp = RtpPacketizer(PAYLOAD_TYPES["PCMU"], RATE)
         t0, period = time.monotonic_ns(), FRAME_MS * 1_000_000
-        k = 0
+        k = held_until = 0
+        held: list[bytes] = []
         while not self._stop.is_set():
             wait = t0 + k * period - time.monotonic_ns()
             if wait > 0:
                 self._stop.wait(wait / NS)
                 wait = t0 + k * period - time.monotonic_ns()
             self.send_late_ns.append(max(0, -wait))
+            if self._hold_next:
+                held_until, self._hold_next = k + self._hold_next, 0
+                self.holds.append((k, held_until - k))
             packet = rtp.packetize(ulaw_encode(self.plan.frame(k)), FRAME_SAMPLES)
-            stamp = time.time_ns()
+            stamp = time.time_ns()  # a held beep was "spoken" now: the hold is the network's delay
             try:
-                self.sock.sendto(packet, self.remote)  # type: ignore[arg-type]
+                if k + 1 < held_until:
+                    held.append(packet)
+                else:
+                    for p in [*held, packet]:
+                        self.sock.sendto(p, self.remote)  # type: ignore[arg-type]
+                    held.clear()
             except OSError:
                 return
             if self.plan.starts_beep(k):
@@ -205,6 +223,7 @@ def _headers(msg: str) -> tuple[str, list[tuple[str, str]], str]:
     return lines[0], hs, body
 
 
+ANSWER_DIRECTION = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 _COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length"}
 
 
@@ -217,6 +236,7 @@ class SipUas:
         self.port = self.sock.getsockname()[1]
         self.tag = os.urandom(4).hex()
         self.answered: dict[str, bytes] = {}  # Call-ID + CSeq -> the 200 sent
+        self.sends = True  # the answer lets this side send (not recvonly)
         self.established = threading.Event()
         self.ended = threading.Event()
         self._stop = threading.Event()
@@ -233,9 +253,9 @@ class SipUas:
         self.sock.close()
         self.leg.stop()
 
-    def _sdp(self) -> str:
+    def _sdp(self, direction: str = "sendrecv") -> str:
         return (f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
-                f"m=audio {self.leg.port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n")
+                f"m=audio {self.leg.port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na={direction}\r\n")
 
     def _reply(self, hs: list[tuple[str, str]], body: str = "") -> bytes:
         out = ["SIP/2.0 200 OK"]
@@ -272,11 +292,15 @@ class SipUas:
                     m = re.search(r"^m=audio (\d+)", body, re.M)
                     if c and m:
                         self.leg.remote = (c.group(1), int(m.group(1)))
-                    self.answered[key] = self._reply(hs, self._sdp())
+                    # a paging call offers sendonly: answer recvonly, and send nothing (`ACK`)
+                    offer = re.search(r"^a=(sendonly|recvonly|inactive)", body, re.M)
+                    answer = ANSWER_DIRECTION[offer.group(1) if offer else "sendrecv"]
+                    self.sends = answer in ("sendrecv", "sendonly")
+                    self.answered[key] = self._reply(hs, self._sdp(answer))
                 self.sock.sendto(self.answered[key], addr)
             elif method == "ACK":
                 if self.leg.remote is not None:
-                    self.leg.start(self.leg.remote)
+                    self.leg.start(self.leg.remote if self.sends else None)
                     self.established.set()
             else:  # BYE, CANCEL, OPTIONS, UPDATE, INFO: 200 without a body
                 self.sock.sendto(self._reply(hs), addr)
@@ -292,12 +316,16 @@ def main(argv: list[str] | None = None) -> int:
     talker = SipUas("talker", RtpLeg(BeepPlan(every=a.every)))
     listener = SipUas("listener", RtpLeg())
     print(json.dumps({"talker": talker.uri, "listener": listener.uri, "realtime": realtime}), flush=True)
-    sys.stdin.readline()
+    for line in sys.stdin:  # "hold N": the talker holds its next N packets back; anything else: stop
+        cmd, _, n = line.strip().partition(" ")
+        if cmd != "hold":
+            break
+        talker.leg.hold(int(n))
     for p in (talker, listener):
         p.stop()
     t, h = talker.leg, listener.leg
     print(json.dumps({"sent_onsets": t.sent_onsets, "heard_onsets": h.detector.onsets, "send_late_ns": t.send_late_ns,
-                      "talker_realtime": t.realtime, "listener_frames": h.frames_received}), flush=True)
+                      "talker_realtime": t.realtime, "listener_frames": h.frames_received, "holds": t.holds}), flush=True)
     return 0
 
 

@@ -36,7 +36,7 @@ from gateway.config_fields import (
 from gateway.directory import KINDS, NAME_RE, TERMINAL, Endpoint, uri_problem
 from gateway.kpi.config import KPI_SCHEMA, KpiConfig
 from gateway.limits import DEFAULT_REQUEST_BUDGETS, RequestBudget
-from sip.config import SipConfig
+from sip.config import JB_DEFAULTS, SipConfig
 from sms.config import SmsConfig
 from video.config import ICE_SCHEMES, RemoteJanus, VideoConfig
 
@@ -416,6 +416,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "heartbeat_deadline_s": _seconds(6.0),
         "dispatch_reserve": _int(0, 10_000, 2),
         "max_ringing_per_source": _int(0, 10_000, 4),
+        # each -1 (pjsua's default) or ms, at least a 20 ms frame; cross-checked by sip/config.py
+        "jb_init_ms": _int(-1, 10_000, JB_DEFAULTS["jb_init_ms"]),
+        "jb_min_prefetch_ms": _int(-1, 10_000, JB_DEFAULTS["jb_min_prefetch_ms"]),
+        "jb_max_prefetch_ms": _int(-1, 10_000, JB_DEFAULTS["jb_max_prefetch_ms"]),
+        "jb_max_ms": _int(-1, 10_000, JB_DEFAULTS["jb_max_ms"]),
+        "media_trace_ms": _int(0, 60_000, 0),
         "registration": {
             "registrar": _sip_uri(None),
             "username": _str(""),

@@ -14,6 +14,41 @@ RTP_PORTS_PER_WORKER = 100
 PORT_MAX = 65535
 
 
+# The jitter buffer counts the codec's frames: 10 ms for G.711 and G.722 (whatever the packets'
+# ptime), 20 ms for others pjsua has. pjmedia's stream turns each ms setting into frames (jbMax
+# rounded up, the others down) and takes -1, or anything under a frame, as its default: 500 ms
+# held at most, prefetch from 1 frame to 80 % of that, no initial prefetch (0: prefetch off).
+CODEC_FRAMES_MS = (10, 20)
+PJSUA_JB_MAX_MS = 500
+# Ours: argued in docs/design.md, "Jitter buffer"; measured in docs/benchmarks.md, "Conferences".
+JB_DEFAULTS = {"jb_init_ms": 0, "jb_min_prefetch_ms": -1, "jb_max_prefetch_ms": -1, "jb_max_ms": 160}
+
+
+def jitter_buffer_problem(init_ms: int, min_prefetch_ms: int, max_prefetch_ms: int, max_ms: int) -> str | None:
+    """Why pjmedia would refuse these jitter buffer settings for a codec (its set_adaptive asserts
+    min <= max prefetch <= the buffer and initial <= max prefetch: a build with assertions
+    aborts), or None when they are fine. Each is -1 (pjsua's default) or at least 20 ms (a frame of
+    every codec, so none falls back to its default); the initial prefetch may be 0 (off)."""
+    given = {"jb_init_ms": init_ms, "jb_min_prefetch_ms": min_prefetch_ms, "jb_max_prefetch_ms": max_prefetch_ms,
+             "jb_max_ms": max_ms}
+    for name, v in given.items():
+        if v != -1 and v < max(CODEC_FRAMES_MS) and not (name == "jb_init_ms" and v == 0):
+            return f"{name} = {v}: -1 (pjsua's default) or at least {max(CODEC_FRAMES_MS)} ms" + (
+                ", or 0 (no initial prefetch)" if name == "jb_init_ms" else "")
+    for frame in CODEC_FRAMES_MS:
+        held = -(-(max_ms if max_ms != -1 else PJSUA_JB_MAX_MS) // frame)
+        hi = max_prefetch_ms // frame if max_prefetch_ms != -1 else max(1, held * 4 // 5)
+        lo = min_prefetch_ms // frame if min_prefetch_ms != -1 else 1
+        init = init_ms // frame if init_ms != -1 else 0
+        if hi > held:
+            return f"jb_max_prefetch_ms ({max_prefetch_ms}) must not exceed what the buffer holds ({held * frame} ms)"
+        if lo > hi:
+            return f"jb_min_prefetch_ms ({min_prefetch_ms}) must not exceed the maximum prefetch ({hi * frame} ms)"
+        if init > hi:
+            return f"jb_init_ms ({init_ms}) must not exceed the maximum prefetch ({hi * frame} ms)"
+    return None
+
+
 @dataclass(frozen=True)
 class SipRegistration:
     registrar: str
@@ -54,6 +89,15 @@ class SipConfig:
     # by the Kamailio front when there is one, else by the worker that takes the calls.
     dispatch_reserve: int = 2
     max_ringing_per_source: int = 4
+    # The jitter buffer of each call's audio stream in the workers (pjsua MediaConfig jbInit,
+    # jbMinPre, jbMaxPre, jbMax; ms, -1: pjsua's own default). docs/design.md, "Jitter buffer".
+    jb_init_ms: int = JB_DEFAULTS["jb_init_ms"]
+    jb_min_prefetch_ms: int = JB_DEFAULTS["jb_min_prefetch_ms"]
+    jb_max_prefetch_ms: int = JB_DEFAULTS["jb_max_prefetch_ms"]
+    jb_max_ms: int = JB_DEFAULTS["jb_max_ms"]
+    # Debug: every this many ms each worker logs its calls' jitter buffers and its threads'
+    # scheduling delay (`sip.media_trace`, sip/worker/media_trace.py); 0: off.
+    media_trace_ms: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.codecs, list):
@@ -80,6 +124,10 @@ class SipConfig:
         if not 0 < self.heartbeat_interval_s < self.heartbeat_deadline_s:
             raise ValueError(f"sip.heartbeat_deadline_s ({self.heartbeat_deadline_s}) must be greater than "
                              f"sip.heartbeat_interval_s ({self.heartbeat_interval_s}), both > 0")
+        problem = jitter_buffer_problem(self.jb_init_ms, self.jb_min_prefetch_ms, self.jb_max_prefetch_ms,
+                                        self.jb_max_ms)
+        if problem:
+            raise ValueError(f"sip.jb_*: {problem}")
         if self.calls_per_worker * 2 > self.rtp_ports_per_worker:
             raise ValueError(f"sip.calls_per_worker: {self.calls_per_worker} calls need "
                              f"{2 * self.calls_per_worker} RTP ports, a worker has {self.rtp_ports_per_worker}")
@@ -136,6 +184,9 @@ def worker_config(cfg: SipConfig, index: int, max_calls: int) -> dict[str, Any]:
         "registration": reg,
         "log_level": cfg.log_level,
         "audio_queue_frames": cfg.audio_queue_frames,
+        "jitter_buffer": {"init_ms": cfg.jb_init_ms, "min_prefetch_ms": cfg.jb_min_prefetch_ms,
+                          "max_prefetch_ms": cfg.jb_max_prefetch_ms, "max_ms": cfg.jb_max_ms},
+        "media_trace_ms": cfg.media_trace_ms,
     }
 
 

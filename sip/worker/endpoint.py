@@ -36,15 +36,23 @@ def media_address_family(ac: Any, host: str) -> None:
     ac.mediaConfig.ipv6Use = pj.PJSUA_IPV6_ENABLED_USE_IPV6_ONLY if ":" in host else pj.PJSUA_IPV6_DISABLED
 
 
-def media_config(ec: Any) -> None:
+def media_config(ec: Any, jitter_buffer: dict[str, int] | None = None) -> None:
     """A worker's media: 16 kHz mono 20 ms frames, no VAD (RTP flows in silence too), no echo
-    canceller (also what benchmarks/pjsua2_fanout.py --answered sets up, through probe.caller)."""
+    canceller (also what benchmarks/pjsua2_fanout.py --answered sets up, through probe.caller);
+    every call's jitter buffer as `jitter_buffer` says (sip.jb_*, ms, -1: pjsua's default; the
+    discard algorithm stays pjsua's, progressive: 2.15.1's Python binding cannot set that enum).
+    docs/design.md, "Jitter buffer"."""
     ec.medConfig.clockRate = CLOCK_RATE
     ec.medConfig.sndClockRate = CLOCK_RATE
     ec.medConfig.channelCount = 1
     ec.medConfig.audioFramePtime = FRAME_MS
     ec.medConfig.noVad = True
     ec.medConfig.ecTailLen = 0
+    jb = jitter_buffer or {}
+    ec.medConfig.jbInit = int(jb.get("init_ms", -1))
+    ec.medConfig.jbMinPre = int(jb.get("min_prefetch_ms", -1))
+    ec.medConfig.jbMaxPre = int(jb.get("max_prefetch_ms", -1))
+    ec.medConfig.jbMax = int(jb.get("max_ms", -1))
 
 
 class EndpointSetup:
@@ -70,7 +78,7 @@ class EndpointSetup:
         # pjsua's lines go through our writer, within a byte budget (log_budget.py)
         self.log_writer = WLogWriter(sys.stderr.buffer)
         ec.logConfig.writer = self.log_writer
-        media_config(ec)
+        media_config(ec, cfg.get("jitter_buffer"))
         ep.libInit(ec)
         ep.audDevManager().setNullDev()
         tc = pj.TransportConfig()

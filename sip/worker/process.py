@@ -40,6 +40,7 @@ from .commands import CallCommands
 from .conference import ConferenceMixer
 from .endpoint import EndpointSetup
 from .io_budget import IoBudget, usable_keys
+from .media_trace import MediaTrace
 from .pjcalls import CallPort, RefusedCall, StreamPort, WAccount, WCall, WEndpoint, use_fast_vector_reader
 from .probe import PROBE_LIMIT, build_limits, probe_max_calls
 from .slot_waits import SlotWaits
@@ -52,7 +53,7 @@ COMMAND_QUEUE = 1000
 __all__ = ["Worker", "main", "reader_loop"]
 
 
-class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, ConferenceMixer, ConferenceTrunks):
+class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, ConferenceMixer, ConferenceTrunks, MediaTrace):
     """One pjsua2 Endpoint and its calls. Its methods run on the main thread, except those marked
     for the stdin reader thread (`push_audio`, `push_stream`)."""
 
@@ -89,6 +90,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
         self.memwatch_at = 0.0
         if self.memwatch is not None:
             self.memwatch[0].start()
+        self.trace_at = 0.0  # media_trace.py: of the next media_trace message (when on)
         self.ep = WEndpoint()
         self.ep.worker = self
         self.acc: WAccount | None = None
@@ -151,6 +153,7 @@ class Worker(EndpointSetup, CallCommands, CallLifecycle, StreamBridge, Conferenc
             self._release_graveyard()
         if self.conferences:
             self.poll_voice(time.monotonic())  # conference.py: talking/silent
+        self.trace_media(time.monotonic())  # media_trace.py: off unless sip.media_trace_ms
         if time.monotonic() > self.stats_at:
             self.stats_at = time.monotonic() + 5
             self._emit_stats()

@@ -110,3 +110,30 @@ def test_releasing_an_empty_graveyard_asks_no_live_call_for_its_slot() -> None:
     worker = SimpleNamespace(graveyard=[], calls={str(i): Live() for i in range(500)}, refused={})
     CallLifecycle._release_graveyard(worker)  # type: ignore[arg-type]
     assert asked == []
+
+
+def test_jitter_buffer_settings_pjmedia_would_refuse_are_refused() -> None:
+    # pjmedia's set_adaptive asserts (and, unchecked, aborts a build with assertions) on these
+    for bad in ({"jb_max_ms": 10}, {"jb_init_ms": 5}, {"jb_max_ms": 100, "jb_max_prefetch_ms": 120},
+                {"jb_min_prefetch_ms": 100, "jb_max_prefetch_ms": 60}, {"jb_init_ms": 80, "jb_max_prefetch_ms": 60},
+                {"jb_max_ms": 100, "jb_min_prefetch_ms": 120},
+                {"jb_max_ms": 110, "jb_max_prefetch_ms": 120}):  # 120 fits 6 frames of 20 ms, not 11 of 10
+        with pytest.raises(ValueError, match="sip.jb_"):
+            SipConfig(**bad)
+    for fine in ({}, {"jb_init_ms": 0}, {"jb_max_ms": 500, "jb_max_prefetch_ms": 400},
+                 {"jb_max_ms": 110, "jb_max_prefetch_ms": 100}, {"jb_max_ms": 100, "jb_max_prefetch_ms": 100},
+                 {"jb_init_ms": -1, "jb_min_prefetch_ms": -1, "jb_max_prefetch_ms": -1, "jb_max_ms": -1}):
+        SipConfig(**fine)
+    wc = worker_config(SipConfig(jb_max_ms=200, jb_init_ms=0, media_trace_ms=100), 0, 4)
+    assert wc["jitter_buffer"]["max_ms"] == 200 and wc["jitter_buffer"]["init_ms"] == 0
+    assert wc["media_trace_ms"] == 100
+
+
+def test_jitter_buffer_settings_from_the_config_file(tmp_path) -> None:
+    p = tmp_path / "gw.toml"
+    p.write_text("[sip]\njb_max_ms = 15\n")
+    with pytest.raises(ConfigError, match="jb_max_ms"):
+        load_config(str(p), {}, [])
+    p.write_text("[sip]\njb_max_ms = 160\nmedia_trace_ms = 100\n")
+    c = load_config(str(p), {}, [])
+    assert (c.sip.jb_max_ms, c.sip.media_trace_ms) == (160, 100)
