@@ -6,6 +6,8 @@ acted on once, across restarts. A receipt whose message is not known yet (it ove
 stays with `message_id` NULL until the message's provider id is stored, then is applied.
 The batch forms (`messages`, `by_provider_ids`, `write`, `add_receipts`, `insert`) read or write
 many rows in one statement per 500, so a batch of N changes is a handful of statements, not N.
+The functions that take a `SyncTx` run in the database thread (`Tx.run`): a unit's statements
+are one trip there together.
 `sms_inbound` keeps every inbound message; `dedup_key` finds an earlier delivery of it: the
 provider's id (Twilio's MessageSid), or a key of what it carries when the provider has no stable
 id (SMPP, within `sms.inbound_dedup_window_s`).
@@ -17,7 +19,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from gateway.store import SMS_COLUMNS, Tx, _row_out
+from gateway.store import SMS_COLUMNS, SyncTx, Tx, _row_out
 
 _SELECT = f"SELECT {', '.join(SMS_COLUMNS)}, extra FROM sms"
 CHUNK = 500  # ids per IN (...) list
@@ -57,20 +59,20 @@ def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
     return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
 
 
-async def messages(tx: Tx, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+def messages(tx: SyncTx, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The rows of these messages by id (those that exist)."""
     out: dict[str, dict[str, Any]] = {}
     for part in _chunks(list(dict.fromkeys(message_ids))):
-        rows = await tx.fetchall(_SELECT + f" WHERE message_id IN ({', '.join('?' * len(part))})", tuple(part))
+        rows = tx.fetchall(_SELECT + f" WHERE message_id IN ({', '.join('?' * len(part))})", tuple(part))
         out.update((r[0], _row_out(SMS_COLUMNS, r)) for r in rows)
     return out
 
 
-async def by_provider_ids(tx: Tx, provider: str, provider_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+def by_provider_ids(tx: SyncTx, provider: str, provider_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The rows of the messages with these provider ids, by provider id."""
     out: dict[str, dict[str, Any]] = {}
     for part in _chunks(list(dict.fromkeys(provider_ids))):
-        rows = await tx.fetchall(_SELECT + f" WHERE provider_id IN ({', '.join('?' * len(part))})"
+        rows = tx.fetchall(_SELECT + f" WHERE provider_id IN ({', '.join('?' * len(part))})"
                                  " AND provider = ?", (*part, provider))
         for r in rows:
             row = _row_out(SMS_COLUMNS, r)
@@ -78,50 +80,50 @@ async def by_provider_ids(tx: Tx, provider: str, provider_ids: Sequence[str]) ->
     return out
 
 
-async def write(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+def write(tx: SyncTx, rows: Sequence[dict[str, Any]]) -> None:
     """Write the changing columns (`MUTABLE`) of these rows, as they are now, in one statement."""
     if rows:
-        await tx.executemany(_WRITE, [(*(r.get(c) for c in MUTABLE), r["message_id"]) for r in rows])
+        tx.executemany(_WRITE, [(*(r.get(c) for c in MUTABLE), r["message_id"]) for r in rows])
 
 
-async def insert(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+def insert(tx: SyncTx, rows: Sequence[dict[str, Any]]) -> None:
     """Queue many messages (one statement)."""
     cols = [*SMS_COLUMNS, "extra"]
     sql = f"INSERT INTO sms ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    await tx.executemany(sql, [(*(r.get(c) for c in SMS_COLUMNS), json.dumps(r.get("extra") or {}))
+    tx.executemany(sql, [(*(r.get(c) for c in SMS_COLUMNS), json.dumps(r.get("extra") or {}))
                                for r in rows])
 
 
-async def add_receipts(tx: Tx, provider: str, receipts: Sequence[tuple[str, str, str | None, str | None]],
+def add_receipts(tx: SyncTx, provider: str, receipts: Sequence[tuple[str, str, str | None, str | None]],
                        now: str) -> list[bool]:
     """Store receipts (provider_id, status, error_code, recipient); for each, False when the same
     (provider id, status) was stored before or earlier in `receipts`."""
     seen: set[tuple[str, str]] = set()
     for part in _chunks(list(dict.fromkeys(r[0] for r in receipts))):
-        rows = await tx.fetchall("SELECT provider_id, status FROM sms_receipts WHERE provider = ?"
+        rows = tx.fetchall("SELECT provider_id, status FROM sms_receipts WHERE provider = ?"
                                  f" AND provider_id IN ({', '.join('?' * len(part))})", (provider, *part))
         seen.update((r[0], r[1]) for r in rows)
     new: list[bool] = []
     for provider_id, status, _, _ in receipts:
         new.append((provider_id, status) not in seen)
         seen.add((provider_id, status))
-    await tx.executemany(_INSERT_RECEIPT, [(provider, *r, now) for r, fresh in zip(receipts, new) if fresh])
+    tx.executemany(_INSERT_RECEIPT, [(provider, *r, now) for r, fresh in zip(receipts, new) if fresh])
     return new
 
 
-async def match_receipts(tx: Tx, provider: str, matches: Sequence[tuple[str, str, str]]) -> None:
+def match_receipts(tx: SyncTx, provider: str, matches: Sequence[tuple[str, str, str]]) -> None:
     """Mark receipts (provider_id, status) as their message's (message_id), in one statement."""
     if matches:
-        await tx.executemany("UPDATE sms_receipts SET message_id = ? WHERE provider = ? AND provider_id = ?"
+        tx.executemany("UPDATE sms_receipts SET message_id = ? WHERE provider = ? AND provider_id = ?"
                              " AND status = ?", [(m, provider, p, s) for p, s, m in matches])
 
 
-async def unmatched_receipts_of(tx: Tx, provider: str, provider_ids: Sequence[str]) -> dict[str, list[tuple[str, str | None]]]:
+def unmatched_receipts_of(tx: SyncTx, provider: str, provider_ids: Sequence[str]) -> dict[str, list[tuple[str, str | None]]]:
     """(status, error_code) of the receipts stored for these provider ids before their message was
     known, by provider id, oldest first."""
     out: dict[str, list[tuple[str, str | None]]] = {}
     for part in _chunks(list(dict.fromkeys(provider_ids))):
-        rows = await tx.fetchall(
+        rows = tx.fetchall(
             "SELECT provider_id, status, error_code FROM sms_receipts WHERE message_id IS NULL AND provider = ?"
             f" AND provider_id IN ({', '.join('?' * len(part))}) ORDER BY received_at", (provider, *part))
         for r in rows:
@@ -129,23 +131,23 @@ async def unmatched_receipts_of(tx: Tx, provider: str, provider_ids: Sequence[st
     return out
 
 
-async def awaiting_receipt(tx: Tx, provider: str, recipient: str, unsure: tuple[str, ...]) -> dict[str, Any] | None:
+def awaiting_receipt(tx: SyncTx, provider: str, recipient: str, unsure: tuple[str, ...]) -> dict[str, Any] | None:
     """The oldest message to `recipient` whose last attempt timed out with no provider id: the one
     a receipt for an unknown id from that number may be for (SMPP cannot be asked)."""
     marks = ", ".join("?" * len(unsure))
-    rows = await tx.fetchall(
+    rows = tx.fetchall(
         _SELECT + f" WHERE recipient = ? AND provider = ? AND state = 'queued' AND provider_id IS NULL"
         f" AND attempts > 0 AND error IN ({marks}) ORDER BY created_at, message_id LIMIT 1",
         (recipient, provider, *unsure))
     return _row_out(SMS_COLUMNS, rows[0]) if rows else None
 
 
-async def unmatched_receipts_from(tx: Tx, provider: str, recipient: str, since: str,
+def unmatched_receipts_from(tx: SyncTx, provider: str, recipient: str, since: str,
                                   statuses: tuple[str, ...]) -> list[tuple[str, str, str | None]]:
     """(provider_id, status, error_code) of receipts from `recipient` since `since` that matched no
     message (SMPP: their SMSC id never reached us), oldest first."""
     marks = ", ".join("?" * len(statuses))
-    rows = await tx.fetchall(
+    rows = tx.fetchall(
         "SELECT provider_id, status, error_code FROM sms_receipts WHERE recipient = ? AND provider = ?"
         f" AND message_id IS NULL AND received_at >= ? AND status IN ({marks}) ORDER BY received_at",
         (recipient, provider, since, *statuses))

@@ -136,9 +136,12 @@ class SmsService:
                 "message_ids": [r["message_id"] for r in rows][:1000]}
 
     async def _enqueue(self, rows: list[dict[str, Any]]) -> None:
-        # Durable (one transaction) before any provider sees them; due once every `queued` event
-        # is published (a message's events stay in order, and the chunks do not wait for sends).
-        await self._ledger.queue(rows)
+        # Durable (one transaction) before any provider sees them; each chunk due as soon as its
+        # `queued` events are published (a message's events stay in order): the first ones go
+        # while the rest of a large send is still being published, not after all of it.
+        await self._ledger.queue(rows, published=self._requeue_all)
+
+    def _requeue_all(self, rows: list[dict[str, Any]]) -> None:
         for r in rows:
             self._requeue(r)
 
@@ -249,7 +252,20 @@ class SmsService:
         self._wake.set()
 
     async def _call(self, message_id: str) -> None:
+        """One provider call for a prepared message. Its call slot (`sms.in_flight`: requests at
+        the provider at once) is free again as soon as the provider has answered, before the
+        answer is stored: a slow commit does not hold back the next calls (the prepared window,
+        which needs the store, still bounds what can be sent while the store is stalled)."""
         row = self._ready.pop(message_id)
+        slot = True
+
+        def free() -> None:
+            nonlocal slot
+            if slot:
+                slot = False
+                self._pacer.done()
+                self._wake.set()
+
         try:
             assert self.provider is not None
             if row["state"] == MessageState.QUEUED.value:  # held: look at the provider before resending
@@ -266,21 +282,23 @@ class SmsService:
             try:
                 sub = await self.provider.send(message_id, row["sender"], row["recipient"], row["body"])
             except ProviderError as err:
+                free()
                 self._timed("error", t0)
                 await self._failed_attempt(row, err)
                 return
             except (TimeoutError, OSError) as err:
+                free()
                 self._timed("error", t0)
                 await self._failed_attempt(row, ProviderError(repr(err), error=err))
                 return
+            free()
             self._timed("ok", t0)
             await self._ledger.accepted(message_id, sub.provider_id)
             self.sent_count += 1
         except Exception:
             log.exception("sms.send_failed", message_id=message_id)
         finally:
-            self._pacer.done()
-            self._wake.set()
+            free()
 
     def _timed(self, outcome: str, t0: float) -> None:
         if self.on_send is not None:

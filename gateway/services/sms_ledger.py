@@ -21,14 +21,14 @@ import asyncio
 import collections
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from gateway import sms_store
 from gateway.batching import Batcher
 from gateway.errors import Unavailable
-from gateway.store import Store, Tx
+from gateway.store import Store, SyncTx, Tx
 from gateway.timeutil import epoch_to_iso, iso_to_epoch, now_iso
 from sms.config import SmsConfig
 from sms.errors import SmsError
@@ -44,6 +44,7 @@ UNSURE = ("timeout",)  # the error of an attempt that may have reached the provi
 EVENT_CHUNK = 500  # `queued` events per unit (half a subscriber's queue, control.send_queue)
 
 Step = Callable[[OutgoingMessage, float], Change | None]
+R = TypeVar("R")
 
 
 class Overloaded(Unavailable):
@@ -89,10 +90,10 @@ class _Changes:
         row.update(columns, updated_at=now_iso())
         self.rows[row["message_id"]] = row
 
-    async def write(self, tx: Tx, provider: str) -> None:
-        await sms_store.write(tx, list(self.rows.values()))
-        await sms_store.match_receipts(tx, provider, self.matches)
-        await tx.emit_each("sms.status", self.events)
+    def write(self, tx: SyncTx, provider: str) -> None:
+        sms_store.write(tx, list(self.rows.values()))
+        sms_store.match_receipts(tx, provider, self.matches)
+        tx.emit_each("sms.status", self.events)
         self.rows, self.matches, self.events = {}, [], []
 
 
@@ -109,15 +110,19 @@ class SmsLedger:
         self._receipts: Batcher[tuple[Receipt, bool], str] = Batcher(self._receipts_many, name="sms.receipts")
 
     # --- messages ------------------------------------------------------------------------------
-    async def queue(self, rows: list[dict[str, Any]]) -> None:
+    async def queue(self, rows: list[dict[str, Any]],
+                    published: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         """Store new messages in one transaction, then publish their `queued` events in chunks of
         EVENT_CHUNK, one unit each, back to back (a live subscriber's queue takes a chunk at a
-        time, not 10,000 events in one commit)."""
-        await self._store.atomic(lambda tx: sms_store.insert(tx, rows))
+        time, not 10,000 events in one commit). `published(chunk)` is called as each chunk's
+        events are committed: those messages may go from then on (their `queued` event first)."""
+        await self._unit(lambda tx: sms_store.insert(tx, rows))
         for i in range(0, len(rows), EVENT_CHUNK):
             chunk = rows[i:i + EVENT_CHUNK]
-            await self._store.atomic(lambda tx, chunk=chunk: tx.emit_each(
+            await self._unit(lambda tx, chunk=chunk: tx.emit_each(
                 "sms.status", [(r.get("session_id"), status_data(r, "queued")) for r in chunk]))
+            if published is not None:
+                published(chunk)
 
     async def step(self, message_id: str, step: Step, *, columns: dict[str, Any] | None = None,
                    receipts_since: str | None = None, **extra: Any) -> dict | None:
@@ -128,22 +133,28 @@ class SmsLedger:
         duplicate it)."""
         now = time.time()
 
-        async def work(tx: Tx) -> dict | None:
-            row = (await sms_store.messages(tx, [message_id])).get(message_id)
+        def work(tx: SyncTx) -> dict | None:
+            row = sms_store.messages(tx, [message_id]).get(message_id)
             if row is None:
                 return None
             changes = _Changes()
             new = self._apply(changes, row, step, now, columns or {}, extra)
             if new is not None and receipts_since is not None and new["state"] == "queued":
-                await self._adopt_receipt(tx, changes, new, receipts_since, now)
-            await changes.write(tx, self.provider)
+                self._adopt_receipt(tx, changes, new, receipts_since, now)
+            changes.write(tx, self.provider)
             return new
 
-        return await self._store.atomic(work)
+        return await self._unit(work)
 
-    async def _adopt_receipt(self, tx: Tx, changes: _Changes, row: dict, since: str, now: float) -> None:
-        found = await sms_store.unmatched_receipts_from(tx, self.provider, row["recipient"], since,
-                                                         tuple(RECEIPT_INPUTS))
+    async def _unit(self, work: Callable[[SyncTx], R]) -> R:
+        """A unit of work whose reads, decisions and writes all run in the database thread: one
+        trip there (`Store.atomic_sync`), not one per statement; committed with its events, or
+        not at all."""
+        return await self._store.atomic_sync(work)
+
+    def _adopt_receipt(self, tx: SyncTx, changes: _Changes, row: dict, since: str, now: float) -> None:
+        found = sms_store.unmatched_receipts_from(tx, self.provider, row["recipient"], since,
+                                                  tuple(RECEIPT_INPUTS))
         if found:
             provider_id, status, error_code = found[0]
             changes.set(row, provider_id=provider_id)
@@ -155,8 +166,8 @@ class SmsLedger:
         ("queued", row) when not due yet, or ("gone", None) (no such message, or not queued)."""
         now = time.time()
 
-        async def work(tx: Tx) -> list[tuple[str, dict | None]]:
-            rows = await sms_store.messages(tx, message_ids)
+        def work(tx: SyncTx) -> list[tuple[str, dict | None]]:
+            rows = sms_store.messages(tx, message_ids)
             changes, out = _Changes(), []
             for message_id in message_ids:
                 row = rows.get(message_id)
@@ -168,10 +179,10 @@ class SmsLedger:
                     out.append(("queued", row))
                 else:
                     out.append(("sending", row))
-            await changes.write(tx, self.provider)
+            changes.write(tx, self.provider)
             return out
 
-        return await self._store.atomic(work)
+        return await self._unit(work)
 
     async def accepted(self, message_id: str, provider_id: str, **extra: Any) -> dict | None:
         """The provider took the message (its id): `sent`, through the accepted batcher (one unit
@@ -183,9 +194,9 @@ class SmsLedger:
         reply came (it overtook the API answer), in one unit."""
         now = time.time()
 
-        async def work(tx: Tx) -> list[dict | None]:
-            rows = await sms_store.messages(tx, [i[0] for i in items])
-            early = await sms_store.unmatched_receipts_of(tx, self.provider, [i[1] for i in items])
+        def work(tx: SyncTx) -> list[dict | None]:
+            rows = sms_store.messages(tx, [i[0] for i in items])
+            early = sms_store.unmatched_receipts_of(tx, self.provider, [i[1] for i in items])
             changes, out = _Changes(), []
             for message_id, provider_id, extra in items:
                 row = rows.get(message_id)
@@ -197,10 +208,10 @@ class SmsLedger:
                 self._apply(changes, row, lambda m, t, p=provider_id: m.accepted(t, p), now, {}, extra)
                 for status, code in early.get(provider_id, ()):
                     self._receipt_to(changes, row, provider_id, status, code, now)
-            await changes.write(tx, self.provider)
+            changes.write(tx, self.provider)
             return out
 
-        return await self._store.atomic(work)
+        return await self._unit(work)
 
     def _apply(self, changes: _Changes, row: dict, step: Step, now: float, columns: dict[str, Any],
                extra: dict[str, Any]) -> dict | None:
@@ -237,12 +248,12 @@ class SmsLedger:
     async def _receipts_many(self, items: list[tuple[Receipt, bool]]) -> list[str]:
         now = time.time()
 
-        async def work(tx: Tx) -> list[str]:
-            fresh = await sms_store.add_receipts(
+        def work(tx: SyncTx) -> list[str]:
+            fresh = sms_store.add_receipts(
                 tx, self.provider, [(r.provider_id, r.status, r.error_code, r.to) for r, _ in items], now_iso())
-            known = await sms_store.messages(tx, [r.message_id for r, _ in items if r.message_id])
+            known = sms_store.messages(tx, [r.message_id for r, _ in items if r.message_id])
             by_pid = {pid: known.setdefault(row["message_id"], row) for pid, row in (
-                await sms_store.by_provider_ids(tx, self.provider, [r.provider_id for r, _ in items])).items()}
+                sms_store.by_provider_ids(tx, self.provider, [r.provider_id for r, _ in items])).items()}
             changes, out = _Changes(), []
             for (r, can_list), new in zip(items, fresh, strict=True):
                 if not new:
@@ -252,8 +263,8 @@ class SmsLedger:
                 if row is None and r.to and not can_list and r.status in RECEIPT_INPUTS:
                     # SMPP: the submit_sm timed out, so its id never reached us; the receipt is from
                     # the number a timed-out message went to: that message was sent after all.
-                    await changes.write(tx, self.provider)  # what this batch adopted is seen
-                    found = await sms_store.awaiting_receipt(tx, self.provider, r.to, UNSURE)
+                    changes.write(tx, self.provider)  # what this batch adopted is seen
+                    found = sms_store.awaiting_receipt(tx, self.provider, r.to, UNSURE)
                     if found is not None:
                         row = by_pid[r.provider_id] = known.setdefault(found["message_id"], found)
                         changes.set(row, provider_id=r.provider_id)
@@ -262,10 +273,10 @@ class SmsLedger:
                     continue
                 self._receipt_to(changes, row, r.provider_id, r.status, r.error_code, now)
                 out.append("applied")
-            await changes.write(tx, self.provider)
+            changes.write(tx, self.provider)
             return out
 
-        return await self._store.atomic(work)
+        return await self._unit(work)
 
     async def inbound_seen(self, m: Inbound) -> bool:
         """Already stored (a read: `inbound()` checks again in its transaction)."""

@@ -13,7 +13,7 @@ stored, and never sees two events out of order. Reads use a second, read-only co
 never queue behind a write batch (":memory:" has no second connection: reads share the writer's).
 
 Modules: schema.py (SCHEMA_VERSION, migrations), writer.py (`StoreWriter`: connections, the one
-writer task, group commit, per-op savepoints, `atomic` units; `Event`, `Tx`), rows.py (the record
+writer task, group commit, per-op savepoints, `atomic` units; `Event`, `Tx`, `SyncTx`), rows.py (the record
 tables' columns, row <-> SQL), tables.py (`Store`: the tables' accessors). gateway/sms_store.py
 holds the SMS read queries used inside units of work.
 """
@@ -21,9 +21,9 @@ holds the SMS read queries used inside units of work.
 from .rows import BROADCAST_COLUMNS, CALL_COLUMNS, SESSION_COLUMNS, SMS_COLUMNS, _row_out
 from .schema import _MIGRATIONS, SCHEMA_VERSION
 from .tables import Store
-from .writer import Event, EventListener, StoreWriter, Tx, Work
+from .writer import Event, EventListener, StoreWriter, SyncTx, Tx, Work
 
 __all__ = [
     "BROADCAST_COLUMNS", "CALL_COLUMNS", "SCHEMA_VERSION", "SESSION_COLUMNS", "SMS_COLUMNS", "_MIGRATIONS",
-    "Event", "EventListener", "Store", "StoreWriter", "Tx", "Work", "_row_out",
+    "Event", "EventListener", "Store", "StoreWriter", "SyncTx", "Tx", "Work", "_row_out",
 ]

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 import structlog
@@ -37,6 +38,8 @@ from .schema import SCHEMA_VERSION, migrate
 log = structlog.get_logger("gateway.store")
 
 _EVENT_COLUMNS = "seq, type, time, session_id, data"
+EventRow = tuple[int, str, str, str | None, str]  # seq, type, time, session_id, data (JSON)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +64,16 @@ class _Op:
     """One queued write. `sql is None` means: append the event (type, session_id, data); both
     `sql` and `type`: the write and its event (`write_emitting`)."""
 
-    __slots__ = ("fut", "sql", "params", "type", "session_id", "data", "many", "work")
+    __slots__ = ("fut", "sql", "params", "type", "session_id", "data", "many", "work", "sync")
 
     def __init__(self, fut: asyncio.Future[Any], sql: str | None, params: Sequence[Any] = (),
                  type: str = "", session_id: str | None = None, data: str = "{}",
-                 many: bool = False, work: Work | None = None) -> None:
+                 many: bool = False, work: Work | SyncWork | None = None, sync: bool = False) -> None:
         self.fut, self.sql, self.params = fut, sql, params
         self.type, self.session_id, self.data = type, session_id, data
         self.many = many  # params is a list of rows for executemany
         self.work = work  # a unit of work (Store.atomic), run in a savepoint of the batch
+        self.sync = sync  # work is a SyncWork (Store.atomic_sync): run in the database thread
 
 
 class Tx:
@@ -79,7 +83,7 @@ class Tx:
     def __init__(self, conn: aiosqlite.Connection, next_seq: int) -> None:
         self._conn = conn
         self.next_seq = next_seq
-        self.events: list[tuple[int, str, str, str | None, str]] = []
+        self.events: list[EventRow] = []
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; its rowcount."""
@@ -102,14 +106,11 @@ class Tx:
 
     async def emit_each(self, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[int]:
         """Append one event of `type` per (session_id, data), in order, in one statement; their seqs."""
-        if not items:
-            return []
-        time = now_iso()
-        rows = [(self.next_seq + i, type, time, session_id,
-                 json.dumps(d, separators=(",", ":"), ensure_ascii=False)) for i, (session_id, d) in enumerate(items)]
-        await self._conn.executemany(_INSERT_EVENT, rows)
-        self.events.extend(rows)
-        self.next_seq += len(rows)
+        rows = _event_rows(self.next_seq, type, items)
+        if rows:
+            await self._conn.executemany(_INSERT_EVENT, rows)
+            self.events.extend(rows)
+            self.next_seq += len(rows)
         return [r[0] for r in rows]
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -117,7 +118,45 @@ class Tx:
         await self._conn.executemany(sql, rows)
 
 
+class SyncTx:
+    """What a unit of work run in the database thread (`Store.atomic_sync`) sees: the same as a
+    `Tx`, as plain calls on the sqlite3 connection (no trip per statement)."""
+
+    def __init__(self, conn: sqlite3.Connection, next_seq: int) -> None:
+        self._conn = conn
+        self.next_seq = next_seq
+        self.events: list[EventRow] = []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cur = self._conn.execute(sql, params)
+        try:
+            return cur.rowcount
+        finally:
+            cur.close()
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    def emit_each(self, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[int]:
+        rows = _event_rows(self.next_seq, type, items)
+        if rows:
+            self._conn.executemany(_INSERT_EVENT, rows)
+            self.events.extend(rows)
+            self.next_seq += len(rows)
+        return [r[0] for r in rows]
+
+
+def _event_rows(first_seq: int, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[EventRow]:
+    time = now_iso()
+    return [(first_seq + i, type, time, session_id, json.dumps(d, separators=(",", ":"), ensure_ascii=False))
+            for i, (session_id, d) in enumerate(items)]
+
+
 Work = Callable[[Tx], Awaitable[Any]]
+SyncWork = Callable[[SyncTx], Any]
 
 
 _STOP = object()
@@ -252,6 +291,13 @@ class StoreWriter:
         Returns what `work` returned, once committed. Keep `work` short: the batch waits for it."""
         return await self._submit(None, (), work=work)
 
+    async def atomic_sync(self, work: Callable[[SyncTx], R]) -> R:
+        """`atomic` for a unit that only reads, decides and writes: `work(sync_tx)` runs whole in
+        the database thread, its savepoint included, in one trip there instead of one per
+        statement (at carrier rates the trips, each waiting for a busy event loop, were the time,
+        not SQLite). `work` must not block on anything but SQLite: the writer waits for it."""
+        return await self._submit(None, (), work=work, sync=True)
+
     # ---- health ----------------------------------------------------------------------------
 
     async def healthy(self) -> bool:
@@ -344,8 +390,12 @@ class StoreWriter:
         first = self._seq + 1
         rows: list[tuple[int, str, str, str | None, str]] = []
         try:
-            # Events, writes and (without units) the commit: one trip to the writer's thread.
-            rows, owners, results = await self._in_thread(write_batch, events, others, first, time, not units)
+            # Events, writes and (without units) the commit: one trip to the writer's thread
+            # (none for a batch of units alone).
+            owners: list[Any] = []
+            results: dict[int, Any] = {}
+            if events or others or not units:
+                rows, owners, results = await self._in_thread(write_batch, events, others, first, time, not units)
             for op in units:
                 results[id(op)] = await self._run_unit(conn, op, first + len(rows), rows)
             if units:
@@ -384,11 +434,12 @@ class StoreWriter:
             else:
                 op.fut.set_result(res)
 
-    async def _run_unit(self, conn: aiosqlite.Connection, op: _Op, next_seq: int,
-                        rows: list[tuple[int, str, str, str | None, str]]) -> Any:
+    async def _run_unit(self, conn: aiosqlite.Connection, op: _Op, next_seq: int, rows: list[EventRow]) -> Any:
         """One `atomic` unit in a savepoint; its events are added to `rows`. An exception in the
         work is its result (the unit is rolled back); a database that lost the transaction raises."""
         assert op.work is not None
+        if op.sync:
+            return await self._run_sync_unit(op, next_seq, rows)
         if not conn.in_transaction:
             await conn.execute("BEGIN")  # a savepoint must not be the outermost transaction
         await conn.execute("SAVEPOINT unit")
@@ -403,6 +454,31 @@ class StoreWriter:
             return exc
         await conn.execute("RELEASE unit")
         rows.extend(tx.events)
+        return result
+
+    async def _run_sync_unit(self, op: _Op, next_seq: int, rows: list[EventRow]) -> Any:
+        """`_run_unit` for an `atomic_sync` unit: the same steps, all in the database thread."""
+        work = op.work
+
+        def unit(db: sqlite3.Connection) -> tuple[Any, SyncTx | None]:
+            if not db.in_transaction:
+                db.execute("BEGIN")
+            db.execute("SAVEPOINT unit")
+            tx = SyncTx(db, next_seq)
+            try:
+                result = work(tx)  # type: ignore[misc]
+            except Exception as exc:  # noqa: BLE001 - the unit's own failure, reported to its caller
+                if not db.in_transaction:
+                    raise
+                db.execute("ROLLBACK TO unit")
+                db.execute("RELEASE unit")
+                return exc, None
+            db.execute("RELEASE unit")
+            return result, tx
+
+        result, tx = await self._in_thread(unit)
+        if tx is not None:
+            rows.extend(tx.events)
         return result
 
 

@@ -223,3 +223,40 @@ async def test_templates_are_listed_with_their_variables(start_gateway, connect,
     assert listed == {"templates": [
         {"name": "bad", "text": "report {a.b}", "variables": None},
         {"name": "muster", "text": "All {district} duty officers report to {place}.", "variables": ["district", "place"]}]}
+
+
+async def test_a_large_send_starts_sending_before_all_its_queued_events_are_published(start_gateway, connect,
+                                                                                    tmp_path) -> None:
+    """The `queued` events of 2,000 recipients go out in chunks; each chunk's messages may go as
+    soon as its events are committed (each message's `queued` still first). Before, nothing was
+    due until every chunk was published: at 10,000 recipients the accept (~1 s) was sending time
+    lost (issue 13)."""
+    async with twilio_gateway(start_gateway, tmp_path, via_prism=False,
+                              **{"sms.rate_per_s": 1000, "sms.burst": 50, "sms.in_flight": 50}) as (gw, stub, _, _):
+        alice = await connect(gw)
+        await alice.subscribe(alice.hello["seq"])
+        to = [f"+1555{i:07d}" for i in range(2000)]
+        states: dict[str, list[tuple[int, str]]] = {}
+        seen_queued = 0
+
+        async def read() -> None:
+            nonlocal seen_queued
+            async for ev in alice.events():
+                if ev.get("type") == "sms.status":
+                    states.setdefault(ev["data"]["message_id"], []).append((ev["seq"], ev["data"]["state"]))
+                    seen_queued += ev["data"]["state"] == "queued"
+                    if seen_queued == len(to):
+                        return
+
+        reader = asyncio.get_running_loop().create_task(read())
+        sent = await alice.call("sms.send", to=to, body="Flood warning district 3: move to high ground now.")
+        async with asyncio.timeout(60):
+            await reader
+        last_queued = max(seq for evs in states.values() for seq, s in evs if s == "queued")
+        sending = [seq for evs in states.values() for seq, s in evs if s == "sending"]
+        assert sending and min(sending) < last_queued, "nothing was sent before the last chunk was published"
+        for evs in states.values():  # each message's own events in order: queued first
+            assert evs[0][1] == "queued", evs
+        await stub.wait_callbacks(3 * len(to), timeout=60)
+        assert (await alice.call("sms.get", send_id=sent["send_id"]))["counts"] == {"delivered": len(to)}
+        assert stub.creates == {n: 1 for n in to}

@@ -4,7 +4,10 @@ a few units of work with a few statements each, however many messages (issue 13)
 A real SQLite store in tmp_path; the units (`Store.atomic`), event appends and statements are
 counted. Before: `sms.send` of N stored the rows, then awaited N separate event appends; every
 start, answer and receipt was a unit of its own with 4-8 statements (about 36 round trips to the
-database thread per message), which on the dev box held the send rate at 262/s of 500.
+database thread per message), which on the dev box held the send rate at 262/s of 500. Then each
+batch unit still took one trip to the database thread per statement (7-10 a unit, each waiting for
+a busy event loop: a Twilio callback's answer waited for all of them); now a unit is one trip
+(`Store.atomic_sync`) and its batch's commit another.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import aiosqlite
 import pytest
 
 from gateway.services.sms_ledger import EVENT_CHUNK, SmsLedger
 from gateway.sms_store import CHUNK
 from gateway.store import Store
-from gateway.store.writer import Tx
+from gateway.store.writer import SyncTx, Tx
 from gateway.timeutil import now_iso
 from sms.config import SmsConfig
 from sms.provider import Receipt
@@ -30,11 +34,22 @@ N = 1200
 
 
 class Counted:
+    """Units of work, event appends, statements (in the unit's `Tx` or its `SyncTx`) and trips to
+    the database thread (every aiosqlite call: the writer's BEGIN/SAVEPOINT/RELEASE/COMMIT too)."""
+
     def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
         self.units = 0
         self.appends = 0
+        self.trips = 0
         self.statements: Counter[str] = Counter()
         atomic, append = store.atomic, store.append_event
+        trip = aiosqlite.Connection._execute
+
+        async def counted_trip(conn: aiosqlite.Connection, *a: Any, **k: Any) -> Any:
+            self.trips += 1
+            return await trip(conn, *a, **k)
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted_trip)
 
         async def counted_atomic(work: Any) -> Any:
             self.units += 1
@@ -45,9 +60,16 @@ class Counted:
             return await append(*a, **k)
 
         monkeypatch.setattr(store, "atomic", counted_atomic)
+        atomic_sync = store.atomic_sync
+
+        async def counted_atomic_sync(work: Any) -> Any:
+            self.units += 1
+            return await atomic_sync(work)
+
+        monkeypatch.setattr(store, "atomic_sync", counted_atomic_sync)
         monkeypatch.setattr(store, "append_event", counted_append)
         for name in ("execute", "fetchall", "executemany", "emit_each"):
-            original = getattr(Tx, name)
+            original, sync = getattr(Tx, name), getattr(SyncTx, name)
 
             def wrap(original: Any = original, name: str = name) -> Any:
                 async def counted(tx: Tx, *a: Any, **k: Any) -> Any:
@@ -55,10 +77,17 @@ class Counted:
                     return await original(tx, *a, **k)
                 return counted
 
+            def wrap_sync(sync: Any = sync, name: str = name) -> Any:
+                def counted(tx: SyncTx, *a: Any, **k: Any) -> Any:
+                    self.statements[name] += 1
+                    return sync(tx, *a, **k)
+                return counted
+
             monkeypatch.setattr(Tx, name, wrap())
+            monkeypatch.setattr(SyncTx, name, wrap_sync())
 
     def reset(self) -> None:
-        self.units, self.appends = 0, 0
+        self.units, self.appends, self.trips = 0, 0, 0
         self.statements.clear()
 
 
@@ -101,12 +130,14 @@ async def test_starts_answers_and_receipts_of_many_messages_take_a_few_units(sto
     assert [k for k, _ in started] == ["sending"] * N
     reads = -(-N // CHUNK)  # one read per 500 ids
     assert n.units == 1 and sum(n.statements.values()) <= reads + 2, n.statements  # reads, write, events
+    assert n.trips <= 2, n.trips  # the unit and the commit: one trip each (before: 9, one per statement)
     n.reset()
 
     # N API answers at once: the first is written alone, the rest wait for it and go together
     answered = await asyncio.gather(*(ledger.accepted(m, f"SM{m}") for m in ids))
     assert all(r is not None and r["state"] == "sent" for r in answered)
     assert n.units <= 4 and sum(n.statements.values()) <= 5 * n.units, (n.units, n.statements)
+    assert n.trips <= 2 * n.units, (n.trips, n.units)  # before: 8 a unit
     n.reset()
 
     # every message's `sent` and `delivered` callbacks at once, one twice (a webhook retried)
@@ -114,6 +145,7 @@ async def test_starts_answers_and_receipts_of_many_messages_take_a_few_units(sto
     results = await asyncio.gather(*(ledger.receipt(r, can_list=True) for r in reports))
     assert Counter(results) == {"applied": 2 * N, "duplicate": 1}
     assert n.units <= 7 and sum(n.statements.values()) <= 8 * n.units, (n.units, n.statements)  # before: 2N+1 units
+    assert n.trips <= 2 * n.units, (n.trips, n.units)  # before: 10 a unit
     assert n.appends == 0
 
     seen = await statuses(store)
