@@ -164,7 +164,7 @@ def merge_steady(parts: Sequence[dict[str, Any]], target_rate: float, duration: 
     A part: {"lat": {method: [s, ...]}, "errors": {key: n}, "late": [s, ...], "sent": n,
     "last_sent": t, "last_done": t, "unfinished": n, "events": n, "created_ok": n}, times on the
     shared monotonic clock. Achieved rate = completed requests / (last completion - T0) over all
-    loaders; send rate = sent / (last send - T0 + one interval).
+    loaders, that span at least the configured duration; send rate = sent / (last send - T0 + one interval).
     """
     lat: dict[str, list[float]] = collections.defaultdict(list)
     errors: collections.Counter[str] = collections.Counter()
@@ -184,7 +184,7 @@ def merge_steady(parts: Sequence[dict[str, Any]], target_rate: float, duration: 
         last_done = max(last_done, p["last_done"] or t0)
     ok = sum(len(v) for v in lat.values())
     all_lat = [x for v in lat.values() for x in v]
-    elapsed = max(last_done - t0, 1 / target_rate)
+    elapsed = max(last_done - t0, duration)  # the plan's own span at least: its last send is due 1/rate early
     achieved = ok / elapsed
     send_rate = sent / (last_sent - t0 + 1 / target_rate) if sent else 0.0
     late_p99 = pct(late, 99)

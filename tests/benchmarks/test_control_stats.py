@@ -147,6 +147,8 @@ def test_a_run_under_95_percent_of_target_is_flagged_with_the_side_that_held_it_
     just = [_part({"ping": [0.01] * 1900}, t0, 10.0)]  # 190/s: exactly 95 %
     assert merge_steady(just, 200.0, 10.0, t0)["verdict"] == {"ok": True, "bound": None,
                                                                "why": "achieved 190.0 of 200 req/s"}
+    # all 2,000 done by the last one's due time (9.995 s): 200/s, not 200.1/s
+    assert merge_steady([_part({"ping": [0.0] * 2000}, t0, 9.995)], 200.0, 10.0, t0)["achieved_rate"] == 200.0
     held_late = [_part({"ping": [0.01] * 2000}, t0, 10.0, late=[0.2] * 2000)]
     v = merge_steady(held_late, 200.0, 10.0, t0, loader_wait_pct=[45.0])["verdict"]
     assert v["ok"] is True and "200 ms late" in v["why"] and "45 %" in v["why"]
