@@ -110,19 +110,15 @@ class SmsLedger:
         self._receipts: Batcher[tuple[Receipt, bool], str] = Batcher(self._receipts_many, name="sms.receipts")
 
     # --- messages ------------------------------------------------------------------------------
-    async def queue(self, rows: list[dict[str, Any]],
-                    published: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+    async def queue(self, rows: list[dict[str, Any]]) -> None:
         """Store new messages in one transaction, then publish their `queued` events in chunks of
         EVENT_CHUNK, one unit each, back to back (a live subscriber's queue takes a chunk at a
-        time, not 10,000 events in one commit). `published(chunk)` is called as each chunk's
-        events are committed: those messages may go from then on (their `queued` event first)."""
+        time, not 10,000 events in one commit)."""
         await self._unit(lambda tx: sms_store.insert(tx, rows))
         for i in range(0, len(rows), EVENT_CHUNK):
             chunk = rows[i:i + EVENT_CHUNK]
             await self._unit(lambda tx, chunk=chunk: tx.emit_each(
                 "sms.status", [(r.get("session_id"), status_data(r, "queued")) for r in chunk]))
-            if published is not None:
-                published(chunk)
 
     async def step(self, message_id: str, step: Step, *, columns: dict[str, Any] | None = None,
                    receipts_since: str | None = None, **extra: Any) -> dict | None:
