@@ -47,9 +47,35 @@ class SessionService:
             "created_by": created_by,
             "extra": {"origin": origin},
         }
+        before = self._store.sessions_version
         await self._store.put_session(row, event=("session.state", _public(row)))  # one commit, both
+        if self._store.sessions_version == before + 2:  # no other session write overlapped it
+            self._listed_after_create(before, _public(row))
         log.info("session.created", session_id=session_id, created_by=created_by)
         return _public(row)
+
+    def _listed_after_create(self, before: int, public: dict) -> None:
+        """The lists kept at `before` (the version just before this create, no write in between)
+        made current without a read: the new session is appended to the lists of its state when
+        it sorts last (created_at, session_id: the store's order) and they have room; the other
+        states' lists are unchanged. Otherwise the next list reads the store."""
+        now = self._store.sessions_version
+        row = tuple(public[c] for c in SESSION_COLUMNS)  # as the store returns it
+        for state, (version, result) in list(self._lists.items()):
+            if version != before:
+                continue
+            if state is not None and state != public["state"]:
+                self._lists[state] = (now, result)
+                continue
+            sessions = result["sessions"]
+            last = sessions[-1] if sessions else None
+            if len(sessions) >= _LIST_LIMIT or (
+                    last is not None and (last["created_at"], last["session_id"]) >= (public["created_at"], public["session_id"])):
+                continue  # a clock step back, or a full list: read again
+            entry = self._encoded_rows.get(row) or _encode_row(row)
+            self._encoded_rows[row] = entry  # the next read reuses it
+            self._lists[state] = (now, EncodedResult(
+                {"sessions": [*sessions, entry[0]]}, result.text[:-2] + ("," if sessions else "") + entry[1] + "]}"))
 
     async def require_open(self, session_id: str) -> dict:
         row = await self._row(session_id)
@@ -97,7 +123,7 @@ class SessionService:
         cached = self._lists.get(state)
         if cached is not None and cached[0] == version:
             return cached[1]
-        rows = await self._store.list_session_rows(state=state)
+        rows = await self._store.list_session_rows(state=state, limit=_LIST_LIMIT)
         known, fresh = self._encoded_rows, {}
         for row in rows:
             fresh[row] = known.get(row) or _encode_row(row)
@@ -139,6 +165,7 @@ class SessionService:
 
 
 _STATES = frozenset(s.value for s in SessionState)
+_LIST_LIMIT = 1000  # session.list: the oldest 1000 (the store's order)
 
 
 def _encode_row(row: tuple) -> tuple[dict, str]:

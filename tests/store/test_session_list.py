@@ -25,19 +25,27 @@ def counting_reads(store: Store, monkeypatch) -> list[str | None]:
 
 
 async def test_lists_between_two_writes_read_the_store_once(store: Store, bus: EventBus, monkeypatch) -> None:
+    ticks = iter(range(1, 100))  # one create per second: each sorts after the one before
+    monkeypatch.setattr(sessions_module, "now_iso", lambda: f"2026-01-01T00:00:{next(ticks):02d}.000Z")
     sessions = SessionService(store, bus)
     reads = counting_reads(store, monkeypatch)
     a = await sessions.create(title="a", created_by="p")
     for _ in range(5):
         assert [s["session_id"] for s in await sessions.list()] == [a["session_id"]]
     assert reads == [None]
-    b = await sessions.create(title="b", created_by="p")
+    b = await sessions.create(title="b", created_by="p")  # appended to the kept list: no read
     assert [s["session_id"] for s in await sessions.list()] == [a["session_id"], b["session_id"]]
-    await sessions.close(a["session_id"], closed_by="p")
+    assert reads == [None]
+    await sessions.close(a["session_id"], closed_by="p")  # a change in place: read again
     assert [s["state"] for s in await sessions.list()] == ["closed", "open"]
     assert [s["session_id"] for s in await sessions.list("open")] == [b["session_id"]]
     assert [s["session_id"] for s in await sessions.list("open")] == [b["session_id"]]
-    assert reads == [None, None, None, "open"]
+    assert reads == [None, None, "open"]
+    c = await sessions.create(title="c", created_by="p")  # both kept lists take it, "closed" none
+    assert await sessions.list("closed") == [await sessions.list()][0][:1]
+    assert [s["session_id"] for s in await sessions.list("open")] == [b["session_id"], c["session_id"]]
+    assert [s["session_id"] for s in await sessions.list()] == [a["session_id"], b["session_id"], c["session_id"]]
+    assert reads == [None, None, "open", "closed"]
     # a state no session can have is answered (empty) but not kept
     assert await sessions.list("nope") == [] and await sessions.list("nope") == []
     assert reads[-2:] == ["nope", "nope"]
@@ -76,21 +84,46 @@ async def test_create_stores_the_session_and_its_event_in_one_commit(store: Stor
 
 async def test_after_a_write_only_the_changed_session_is_encoded_again(store: Store, bus: EventBus,
                                                                       monkeypatch) -> None:
-    """The list is read again after each write, but a session's dict and JSON text are made once
-    per stored version of its row; the reply is the same text a plain encoding gives."""
+    """A create appends its session to the kept lists (no read); a read after another write
+    re-encodes only the rows that changed; the reply is always the text a plain encoding gives."""
     sessions = SessionService(store, bus)
     encoded = []
     real = sessions_module._encode_row
     monkeypatch.setattr(sessions_module, "_encode_row", lambda row: encoded.append(row[0]) or real(row))
-    made = []
-    for i in range(10):
-        made.append((await sessions.create(title=f"s{i}", created_by="p"))["session_id"])
+    reads = counting_reads(store, monkeypatch)
+
+    async def check() -> None:
         result = await sessions.list_result()
         assert result == {"sessions": [
             {k: r[k] for k in ("session_id", "title", "state", "created_at", "closed_at", "created_by")}
             for r in await store.list_sessions()]}
         assert codec.encode_result(7, result) == codec.encode_result(7, dict(result))
+
+    made = []
+    for i in range(10):
+        made.append((await sessions.create(title=f"s{i}", created_by="p"))["session_id"])
+        await check()
     assert sorted(encoded) == sorted(made)  # each once (before: 1 + 2 + ... + 10 = 55)
+    # the first list, then a read only after a create in the same ms as the one before it with a
+    # lower id (it does not sort last); each other create was appended to the kept list
+    stored = {r["session_id"]: (r["created_at"], r["session_id"]) for r in await store.list_sessions()}
+    out_of_order = sum(stored[b] < stored[a] for a, b in zip(made, made[1:]))
+    assert len(reads) == 1 + out_of_order
     await sessions.close(made[3], closed_by="p")
-    await sessions.list_result()
-    assert encoded[-1] == made[3] and len(encoded) == 11
+    await check()
+    assert encoded[-1] == made[3] and len(encoded) == 11 and len(reads) == 2 + out_of_order
+    # a session stored by someone else (not through this service): the next list reads it
+    await store.put_session({"session_id": "zz-direct", "state": "open", "created_at": "2000-01-01T00:00:00.000Z"})
+    await check()
+    assert (await sessions.list())[0]["session_id"] == "zz-direct" and len(reads) == 3 + out_of_order
+
+
+async def test_a_create_that_sorts_before_the_last_session_makes_the_list_read_again(
+        store: Store, bus: EventBus, monkeypatch) -> None:
+    sessions = SessionService(store, bus)
+    reads = counting_reads(store, monkeypatch)
+    await store.put_session({"session_id": "future", "state": "open", "created_at": "2999-01-01T00:00:00.000Z"})
+    await sessions.list()
+    made = await sessions.create(title="now", created_by="p")  # the wall clock is before "future"
+    assert [s["session_id"] for s in await sessions.list()] == [made["session_id"], "future"]
+    assert len(reads) == 2
