@@ -47,18 +47,19 @@ class SessionService:
             "created_by": created_by,
             "extra": {"origin": origin},
         }
-        before = self._store.sessions_version
         await self._store.put_session(row, event=("session.state", _public(row)))  # one commit, both
-        if self._store.sessions_version == before + 2:  # no other session write overlapped it
-            self._listed_after_create(before, _public(row))
+        # returned with no await since its version step: the lists kept at the version before it
+        # lack exactly this session
+        self._listed_after_create(self._store.sessions_version - 1, _public(row))
         log.info("session.created", session_id=session_id, created_by=created_by)
         return _public(row)
 
     def _listed_after_create(self, before: int, public: dict) -> None:
-        """The lists kept at `before` (the version just before this create, no write in between)
-        made current without a read: the new session is appended to the lists of its state when
-        it sorts last (created_at, session_id: the store's order) and they have room; the other
-        states' lists are unchanged. Otherwise the next list reads the store."""
+        """The lists kept at `before` (the version just before this create returned: they lack
+        only it; writes still in progress are not in them and step the version when they
+        return) made current without a read: the new session is appended to the lists of its
+        state when it sorts last (created_at, session_id: the store's order) and they have room;
+        the other states' lists are unchanged. Otherwise the next list reads the store."""
         now = self._store.sessions_version
         row = tuple(public[c] for c in SESSION_COLUMNS)  # as the store returns it
         for state, (version, result) in list(self._lists.items()):
@@ -115,11 +116,11 @@ class SessionService:
         return (await self.list_result(state))["sessions"]
 
     async def list_result(self, state: str | None = None) -> EncodedResult:
-        """`{"sessions": [...]}`, kept per state until the next session write
+        """`{"sessions": [...]}`, kept per state until the next session write returns
         (`Store.sessions_version`): a list between two writes reads, builds and encodes nothing
         (its JSON text is made once, `EncodedResult`). After a write, the list is read again,
         but only sessions whose row changed get a new dict and JSON text. Shared: read-only."""
-        version = self._store.sessions_version
+        version, quiet = self._store.sessions_version, not self._store.sessions_writing
         cached = self._lists.get(state)
         if cached is not None and cached[0] == version:
             return cached[1]
@@ -132,8 +133,10 @@ class SessionService:
         parts = [fresh[row] for row in rows]
         result = EncodedResult({"sessions": [d for d, _ in parts]},
                                '{"sessions":[' + ",".join(t for _, t in parts) + "]}")
-        if self._store.sessions_version == version and (state is None or state in _STATES):
-            # no write began or ended during the read; a state no session has is not kept
+        if (quiet and not self._store.sessions_writing and self._store.sessions_version == version
+                and (state is None or state in _STATES)):
+            # no write in progress at either end, none returned between; a state no session
+            # has is not kept
             self._lists[state] = (version, result)
         return result
 

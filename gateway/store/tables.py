@@ -27,9 +27,11 @@ _MAX_PAGE = 10_000
 class Store(AuditTables, TerminalTables, UploadTables, StoreWriter):
     """The gateway's durable state in one SQLite file (see gateway/store/__init__.py)."""
 
-    # Moves before and after each `put_session`: equal before and after a read of the sessions,
-    # no session was written meanwhile (gateway/services/sessions.py caches `session.list` on it).
+    # `put_session`s returned (+1 each, as it returns) and in progress: a read of the sessions
+    # begun and ended with none in progress and the version unchanged saw exactly that many
+    # (gateway/services/sessions.py keeps `session.list` on it).
     sessions_version = 0
+    sessions_writing = 0
 
     # ---- events ----------------------------------------------------------------------------
 
@@ -67,13 +69,14 @@ class Store(AuditTables, TerminalTables, UploadTables, StoreWriter):
         `extra` (a dict) replaces the stored one. Unknown keys raise ValueError. With `event`
         (type, data): that event too, committed with the row or not at all; returns it."""
         sql, params = _upsert("sessions", "session_id", SESSION_COLUMNS, row)
-        self.sessions_version += 1  # a list read before the write committed is not cached
+        self.sessions_writing += 1
         try:
             if event is None:
                 await self._submit(sql, params)
                 return None
             return await self.write_emitting(sql, params, event[0], row["session_id"], event[1])
         finally:
+            self.sessions_writing -= 1
             self.sessions_version += 1
 
     async def get_session(self, session_id: str) -> dict[str, Any] | None:

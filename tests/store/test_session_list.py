@@ -127,3 +127,23 @@ async def test_a_create_that_sorts_before_the_last_session_makes_the_list_read_a
     made = await sessions.create(title="now", created_by="p")  # the wall clock is before "future"
     assert [s["session_id"] for s in await sessions.list()] == [made["session_id"], "future"]
     assert len(reads) == 2
+
+
+async def test_creates_in_flight_together_are_appended_and_a_read_meanwhile_is_not_kept(
+        store: Store, bus: EventBus, monkeypatch) -> None:
+    ticks = iter(range(1, 100))
+    monkeypatch.setattr(sessions_module, "now_iso", lambda: f"2026-01-01T00:00:{next(ticks):02d}.000Z")
+    sessions = SessionService(store, bus)
+    reads = counting_reads(store, monkeypatch)
+    await sessions.list()  # kept: nothing in progress
+    created = await asyncio.gather(*(sessions.create(title=f"t{i}", created_by="p") for i in range(5)))
+    assert [s["session_id"] for s in await sessions.list()] == [c["session_id"] for c in created]
+    assert reads == [None]  # one batch, five returns: each appended in turn, no read
+    # a read while creates are in progress is answered but not kept
+    listed, *more = await asyncio.gather(sessions.list("open"),
+                                         *(sessions.create(title=f"u{i}", created_by="p") for i in range(3)))
+    assert reads == [None, "open"]
+    assert [s["session_id"] for s in await sessions.list("open")] == [c["session_id"] for c in created + more]
+    assert reads == [None, "open", "open"]
+    assert [s["session_id"] for s in await sessions.list()] == [c["session_id"] for c in created + more]
+    assert reads == [None, "open", "open"]
