@@ -62,6 +62,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import media_trace
 from benchmarks.sip_calls import (
     CLK_TCK,
     TOKEN,
@@ -382,6 +383,8 @@ async def delay_once(a: argparse.Namespace, cpw: int) -> dict[str, Any]:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-bcast-delay-"))
     gw = _gateway(workdir, a, cpw, max_workers=math.ceil(a.speakers / cpw) + 2)
+    if a.trace_ms:
+        gw.args += ["--set", f"sip.media_trace_ms={a.trace_ms}"]
     res: dict[str, Any] = {"kind": "delay", "speakers": a.speakers, "beeps": a.beeps, "workdir": str(workdir)}
     speakers = [SipUas(f"spk{i}", RtpLeg()) for i in range(a.speakers)]
     client: GatewayClient | None = None
@@ -420,6 +423,10 @@ async def delay_once(a: argparse.Namespace, cpw: int) -> dict[str, Any]:
             per.append({"uri": p.uri, "frames": p.leg.frames_received, "heard": len(p.leg.detector.onsets),
                         "delay_ms": [round(v, 1) for v in d]})
             delays += d
+        if a.trace_ms:  # frames waiting in the worker's stream queue just before each beep was sent
+            series = media_trace.playout_series(media_trace.read_trace(workdir / "gateway.log"))
+            res["stream_queued_frames"] = [(jb or {}).get("frames") for jb in
+                                           (media_trace.at_or_before(series, t) for t in sent if t >= since)]
         res.update({"ok": ok and len(delays) >= 0.9 * a.beeps * a.speakers, "per_speaker": per,
                     "beeps_sent": len(sent), "delays": len(delays),
                     "delay_ms_p50": round(statistics.median(delays), 1) if delays else None,
@@ -466,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speakers", type=int, default=0, help="raw RTP speakers for the console-to-speaker "
                     "delay (0: skip)")
     ap.add_argument("--beeps", type=int, default=20)
+    ap.add_argument("--trace-ms", type=int, default=0, help="sip.media_trace_ms: with --speakers, the frames "
+                    "queued in the worker's stream queue before each beep")
     ap.add_argument("--beep-interval", type=float, default=1.0)
     ap.add_argument("--no-echo", action="store_true", help="the SIPp UASes send no RTP back (a sendonly "
                     "speaker's side: the echo is the benchmark's, and it lands in the dialling worker)")

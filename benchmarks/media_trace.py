@@ -2,7 +2,9 @@
 the beeps of benchmarks.conferences, sans I/O apart from reading the log.
 
 - `read_trace`: the trace records of a gateway's JSON log, in time order.
-- `leg_series`: one call's jitter buffer over time (the talker's leg: its remote URI names it).
+- `leg_series`: one call's jitter buffer over time (the talker's leg: its remote URI names it);
+  `playout_series`: the frames queued towards the calls in the workers' playout queues (a
+  broadcast's stream) over time.
 - `per_beep`: each paired beep with what the talker's jitter buffer held (ms: the delay it adds)
   just before the beep was sent, and its burst level then (in the codec's 10 ms frames).
 - `counters`: lost / discarded / empty frames of that buffer over a window.
@@ -53,6 +55,11 @@ def leg_series(records: list[dict[str, Any]], uri_part: str) -> list[tuple[int, 
         if call_id is not None and call_id in calls:
             out.append((r["t_ns"], calls[call_id]))
     return out
+
+
+def playout_series(records: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """(t_ns, {"frames": n}): the frames waiting in the workers' playout queues (streams, consoles)."""
+    return [(r["t_ns"], {"frames": sum((r.get("playout") or {}).values())}) for r in records]
 
 
 def at_or_before(series: list[tuple[int, dict[str, Any]]], t_ns: int) -> dict[str, Any] | None:

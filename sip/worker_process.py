@@ -293,7 +293,7 @@ class WorkerProcesses:
                 log.warning("sip.worker.calls_outlived_library", worker=w.index, calls=w.calls_alive_at_exit)
         elif t == "media_trace":  # debug, only when sip.media_trace_ms > 0 (sip/worker/media_trace.py)
             log.info("sip.media_trace", worker=w.index, pid=w.proc.pid if w.proc else None, t_ns=m.get("t_ns"),
-                     calls=m.get("calls"), threads=m.get("threads"))
+                     calls=m.get("calls"), playout=m.get("playout"), threads=m.get("threads"))
         elif t == "stats":
             w.audio_dropped = int(m.get("audio_dropped_out", 0))
             refused = m.get("inbound_refused") or {}

@@ -7,6 +7,8 @@ Part of `Worker` (process.py). Every `media_trace_ms` the main loop sends the ga
 - for each call whose stream has received RTP: its jitter buffer (pjsua2 `StreamStat.jbuf`:
   frames held now and what they add in ms, prefetch, burst level, the min/max prefetch allowed,
   and the lost / discarded / empty counters since the stream started), and the RTP packets received;
+- the frames waiting in each non-empty playout queue the gateway feeds (a broadcast's stream, a
+  console's port: 20 ms each, so the delay they add);
 - for each thread of the worker: CPU time run and time spent runnable but waiting for a core, in
   ns since it started (/proc/self/task/<tid>/schedstat), by thread name.
 Cost when on: one `getStreamStat` and `getStreamInfo` per traced call and a few /proc reads per interval (about
@@ -21,7 +23,7 @@ from typing import Any
 
 import pjsua2 as pj
 
-from .pjcalls import WCall
+from .pjcalls import CallPort, StreamPort, WCall
 
 JBUF_FIELDS = ("size", "prefetch", "burst", "minPrefetch", "maxPrefetch", "lost", "discard", "empty")
 
@@ -67,6 +69,8 @@ class MediaTrace:
 
     cfg: dict[str, Any]
     calls: dict[str, WCall]
+    streams: dict[str, StreamPort]
+    ports: dict[str, CallPort]
     trace_at: float
 
     def trace_media(self, now: float) -> None:
@@ -76,4 +80,7 @@ class MediaTrace:
             return
         self.trace_at = now + every / 1000
         calls = {cid: s for cid, call in self.calls.items() if (s := jbuf_sample(call)) is not None}
-        self.emit({"type": "media_trace", "t_ns": time.time_ns(), "calls": calls, "threads": thread_schedstat()})
+        # frames waiting in the playout queues fed by the gateway (a stream's, a console's): 20 ms each
+        queued = {k: len(p.playout) for k, p in [*self.streams.items(), *self.ports.items()] if p.playout}
+        self.emit({"type": "media_trace", "t_ns": time.time_ns(), "calls": calls, "playout": queued,
+                   "threads": thread_schedstat()})
