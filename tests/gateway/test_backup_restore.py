@@ -24,8 +24,13 @@ async def _cli(*args: str) -> dict:
     return json.loads(out)
 
 
+UNLIMITED = {"control.request_budget.dispatcher": "{rate = 1000000, burst = 1000000}"}
+
+
 async def test_backup_during_writes_restore_restart_seq_keeps_increasing(start_gateway, connect, tmp_path) -> None:
-    gw = await start_gateway()
+    # four writers back to back outrun a dispatcher's request budget (200/s) now that a
+    # session.create is cheap; this test is about the backup, so the budget is lifted
+    gw = await start_gateway(**UNLIMITED)
     alice = await connect(gw)
     db = gw.config.store_path
     stop = asyncio.Event()
@@ -69,7 +74,7 @@ async def test_backup_during_writes_restore_restart_seq_keeps_increasing(start_g
     assert restored["restored_last_seq"] == taken["last_seq"]
     assert restored["next_seq"] == live_last + 1 and Path(restored["replaced_kept_as"]).exists()
 
-    gw2 = await start_gateway()  # same data dir: the restored store
+    gw2 = await start_gateway(**UNLIMITED)  # same data dir: the restored store
     assert [e.seq for e in await gw2.store.events_after(0, 10_000)] == seqs
     bob = await connect(gw2, "tok-dispatcher-2")
     assert bob.hello["seq"] == live_last  # never lower than a seq a console has seen
