@@ -65,34 +65,38 @@ def _attrs(obj: object) -> dict[str, Any]:
 def container_sizes(roots: Mapping[str, object], depth: int = 4) -> dict[str, int]:
     """`path: len` of every container attribute reachable from `roots` through objects of this
     project's modules (attributes, then dict values and list items that are such objects), each
-    object visited once. Paths read like `calls._live` or `sip._workers[].pending`."""
+    object visited once, breadth first: an object reached by two ways is named by the shorter
+    (`control._event_text`, not `terminals._conns[].server._event_text`), the same in every report.
+    Paths read like `calls._live` or `sip._workers[].pending` (the largest of the workers')."""
     out: dict[str, int] = {}
     seen: set[int] = set()
-
-    def walk(obj: object, path: str, level: int) -> None:
-        if id(obj) in seen or level > depth:
-            return
-        seen.add(id(obj))
-        for name, val in _attrs(obj).items():
-            here = f"{path}.{name}" if path else name
-            if isinstance(val, _CONTAINERS):
-                try:
-                    n = len(val)
-                    out[here] = max(out.get(here, 0), n) if here in out else n
-                    members = list(val.values() if isinstance(val, dict) else val)[:64]
-                except (RuntimeError, TypeError):  # changed size under us (another thread)
-                    continue
-                for m in members:
-                    if _own(m):
-                        walk(m, f"{here}[]", level + 1)
-            elif _own(val):
-                walk(val, here, level + 1)
-
+    level: list[tuple[object, str]] = []
     for name, root in roots.items():
         if isinstance(root, _CONTAINERS):
             out[name] = len(root)
         else:
-            walk(root, name, 0)
+            seen.add(id(root))
+            level.append((root, name))
+    for _ in range(depth + 1):
+        nxt: list[tuple[object, str]] = []
+        for obj, path in level:
+            for name, val in _attrs(obj).items():
+                here = f"{path}.{name}" if path else name
+                if isinstance(val, _CONTAINERS):
+                    try:
+                        n = len(val)
+                        members = list(val.values() if isinstance(val, dict) else val)[:64]
+                    except (RuntimeError, TypeError):  # changed size under us (another thread)
+                        continue
+                    out[here] = max(out.get(here, 0), n)
+                    for m in members:
+                        if _own(m) and id(m) not in seen:
+                            seen.add(id(m))
+                            nxt.append((m, f"{here}[]"))
+                elif _own(val) and id(val) not in seen:
+                    seen.add(id(val))
+                    nxt.append((val, here))
+        level = nxt
     return out
 
 
@@ -209,11 +213,13 @@ class MemWatch:
             tracemalloc.stop()
 
     def _light_report(self) -> dict[str, Any]:
+        t0 = time.monotonic()
         sizes = container_sizes(self.roots)
         if not self.reports:
             self._sizes0 = sizes
         out = {"n": self.reports, "rss_kb": _rss_kb(), "malloc_kb": _malloc_kb(), "sqlite_kb": _sqlite_kb(),
                "fds": _fds(), "containers": grown(self._sizes0, sizes, 12)}
+        out["took_s"] = round(time.monotonic() - t0, 3)
         self.reports += 1
         return out
 

@@ -117,3 +117,23 @@ def test_the_light_watch_traces_nothing_and_reports_sizes_and_heaps() -> None:
     assert "top_since_first" not in second and "types" not in second
     assert second["containers"][0] == ("gateway.calls._live", 0, 1)
     assert first["rss_kb"] > 0 and first["malloc_kb"]["arena"] > 0 and first["sqlite_kb"] is not None
+
+
+def test_a_container_reached_two_ways_keeps_its_shorter_name() -> None:
+    """Breadth first: the name does not depend on which way the walk met the object first (the
+    encoded-event cache was `terminals._conns[].server._event_text` in one report and
+    `control._event_text` in the next, so their sizes were not compared)."""
+    root = Root()
+    shared = Service()
+    shared._live.update(a=1, b=2)
+
+    class Conn:
+        __module__ = "gateway.conn_fake"
+
+    conn = Conn()
+    conn.server = shared  # type: ignore[attr-defined]
+    root.calls._live["c1"] = conn  # met first in attribute order, one level deeper
+    root.control = shared  # type: ignore[attr-defined]
+    sizes = container_sizes({"gateway": root})
+    assert sizes["gateway.control._live"] == 2
+    assert "gateway.calls._live[].server._live" not in sizes
