@@ -34,6 +34,7 @@ from gateway.kpi import checks as kpi_checks
 from gateway.kpi.http import report_routes
 from gateway.kpi.service import KpiService
 from gateway.limits import throttle_accept_errors
+from gateway import heap_trim
 from gateway.memwatch import run_reports, watch_from_env
 from gateway.metrics import GatewayCollector, GatewayMetrics, metrics_route, webhook_rejections
 from gateway.ports import check_ports
@@ -234,6 +235,9 @@ class Gateway:
         # recorded as parts failing one after the other.
         await self.kpi.start()
         self._stack.push_async_callback(self.kpi.stop)
+        housekeeping = OwnedTasks()
+        housekeeping.spawn(heap_trim.run(cfg.gateway.heap_trim_interval_s), name="heap-trim")
+        self._stack.push_async_callback(housekeeping.cancel_all)
         if (watch := watch_from_env({"gateway": self})) is not None:  # gateway/memwatch.py: off by default
             debug = OwnedTasks()
             debug.spawn(run_reports(*watch, lambda r: log.info("memwatch", **r)), name="memwatch")

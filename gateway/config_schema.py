@@ -64,6 +64,7 @@ class GatewayConfig:
     data_dir: str = "data"
     log_format: str = "auto"  # auto: console on a tty, JSON lines otherwise
     log_level: str = "info"
+    heap_trim_interval_s: float = 300.0  # gateway/heap_trim.py
 
 
 @dataclass(frozen=True)
@@ -337,6 +338,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "data_dir": _str("data"),
         "log_format": _str("auto", choices=LOG_FORMATS),
         "log_level": _str("info", choices=LOG_LEVELS),
+        "heap_trim_interval_s": _seconds(300),
     },
     "control": {
         "host": _host("127.0.0.1"),
