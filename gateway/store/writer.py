@@ -109,9 +109,7 @@ class Tx:
         rows = _event_rows(self.next_seq, type, items)
         if rows:
             await self._conn.executemany(_INSERT_EVENT, rows)
-            self.events.extend(rows)
-            self.next_seq += len(rows)
-        return [r[0] for r in rows]
+        return _stored(self, rows)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement over many rows (one trip to the database thread)."""
@@ -144,9 +142,15 @@ class SyncTx:
         rows = _event_rows(self.next_seq, type, items)
         if rows:
             self._conn.executemany(_INSERT_EVENT, rows)
-            self.events.extend(rows)
-            self.next_seq += len(rows)
-        return [r[0] for r in rows]
+        return _stored(self, rows)
+
+
+def _stored(tx: Tx | SyncTx, rows: list[EventRow]) -> list[int]:
+    """After their insert succeeded: the rows are the unit's events, its next seq moves past them;
+    their seqs. (A `Tx` and a `SyncTx` differ only in how the statement reaches SQLite.)"""
+    tx.events.extend(rows)
+    tx.next_seq += len(rows)
+    return [r[0] for r in rows]
 
 
 def _event_rows(first_seq: int, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[EventRow]:
