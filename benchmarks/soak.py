@@ -115,6 +115,11 @@ class Soak:
             gw.env = {**gw.env, "DISPATCH_GATEWAY_TRACEMALLOC": str(a.tracemalloc)}
         if a.memstats:  # the light reports (no tracemalloc): heaps and container sizes, same logs
             gw.env = {**gw.env, "DISPATCH_GATEWAY_MEMSTATS": str(a.memstats)}
+        for kv in a.gateway_env:  # e.g. LD_PRELOAD=libjemalloc.so.2: an allocator measured side by side
+            k, sep, v = kv.partition("=")
+            if not sep or not k:
+                raise SystemExit(f"--gateway-env wants NAME=VALUE, got {kv!r}")
+            gw.env = {**gw.env, k: v}
         tids = [f"unit-{i}" for i in range(a.terminals)]
         eps = ", ".join(f'{{name = "{t}", kind = "terminal", phone = "+8613800{i:06d}"}}' for i, t in enumerate(tids))
         toks = ", ".join([f'"{TOKEN}" = {{principal = "bench", role = "dispatcher"}}']
@@ -128,7 +133,7 @@ class Soak:
             sets["sip.proxy"] = a.proxy  # auto: the gateway starts Kamailio (its own session) in front of the workers
         if a.video:  # the media engine: one Janus the gateway starts and supervises
             sets.update({"video.enabled": "true", "video.instances": "1", "video.ws_base_port": str(free_tcp_port()),
-                         "video.rtp_port_min": "52000", "video.rtp_port_max": "52999"})
+                         "video.rtp_port_min": str(a.video_rtp_min), "video.rtp_port_max": str(a.video_rtp_min + 999)})
         for k, v in sets.items():
             gw.args += ["--set", f"{k}={v}"]
         return gw
@@ -342,7 +347,7 @@ class Soak:
             "sms_states": sms_states, "sms_accepted": len(self.sms_sends) * self.a.sms_batch + self.sms_extra,
             "sms_rows": sum(sms_states.values()), "sms_numbers_at_peer": len(self.stub.creates),
             "sms_duplicated_at_peer": sum(1 for k in self.stub.creates.values() if k > 1),
-            "samples": len(self.samples), "drills": self.drills,
+            "samples": len(self.samples), "drills": self.drills, "gateway_env": self.a.gateway_env,
         }
         for key in SERIES:
             for name, v in slope_windows(self.samples, key, self.a.warmup_s).items():
@@ -427,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--proxy", default="none", choices=("none", "auto"), help="sip.proxy (auto: Kamailio, the kamailio drill)")
     p.add_argument("--calls-per-worker", type=int, default=20)
     p.add_argument("--rtp-port-base", type=int, default=30000)
+    p.add_argument("--video-rtp-min", type=int, default=52000, help="Janus's RTP ports: this .. +999")
+    p.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="set in the gateway's (and so its children's) environment; repeatable")
     p.add_argument("--sample-s", type=float, default=5)
     p.add_argument("--warmup-s", type=float, default=300, help="samples before this are left out of one slope")
     p.add_argument("--drills", default="", help="KIND@MINUTE,... (worker, gateway, sms500)")
