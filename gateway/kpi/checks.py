@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,30 @@ def front_check(host: str, port: int, timeout_s: float) -> Check:
     return check
 
 
+async def tcp_connect(host: str, port: int) -> None:
+    """Connect to host:port (each address it resolves to, in order, until one accepts) and close
+    at once. A bare non-blocking socket, closed before this returns (also when cancelled): no
+    transport or stream objects whose reference cycles would wait for the garbage collector, as
+    `asyncio.open_connection` leaves them (docs/benchmarks.md, "Where the growth was")."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"{host!r} resolves to no address")
+    for n, (family, kind, proto, _, address) in enumerate(infos, start=1):
+        with socket.socket(family, kind, proto) as sock:
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, address)
+                return
+            except OSError:
+                if n == len(infos):  # raised, not kept in a local: no cycle through this frame
+                    raise
+
+
 def sms_check(provider: Any, api_base: str | None, timeout_s: float) -> Check:
+    """SMPP: the provider's own session is bound (this probe opens nothing). Twilio: the API host
+    accepts a TCP connection (one socket, closed before the check answers)."""
+
     async def check() -> Result:
         if hasattr(provider, "bound"):  # SMPP
             return (True, "") if provider.bound else (False, "not bound to the SMSC")
@@ -56,8 +80,7 @@ def sms_check(provider: Any, api_base: str | None, timeout_s: float) -> Check:
         host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
         try:
             async with asyncio.timeout(timeout_s):
-                _, writer = await asyncio.open_connection(host, port)
-            writer.close()
+                await tcp_connect(host, port)
             return True, ""
         except (OSError, TimeoutError) as exc:
             return False, f"sms provider {host}:{port} unreachable: {type(exc).__name__}"
