@@ -22,6 +22,7 @@ class KpiConfig:
     instruction_deadline_s: float = 60.0  # a terminal instruction delivered (acknowledged if asked) within this
     reports_dir: str = "reports"  # daily HTML reports, under gateway.data_dir unless absolute
     metrics_interval_s: float = 60.0  # the last 24 h's figures on /metrics are computed again this often
+    maintenance_grace_s: float = 60.0  # kpi.maintenance.add refuses a window starting longer than this ago
 
     def deadlines(self) -> dict[str, float]:
         return {"call": self.call_deadline_s, "broadcast": self.broadcast_deadline_s,
@@ -48,4 +49,5 @@ KPI_SCHEMA = {
     "instruction_deadline_s": _seconds(60),
     "reports_dir": _str("reports"),
     "metrics_interval_s": _seconds(60),
+    "maintenance_grace_s": _seconds(60),
 }

@@ -86,8 +86,7 @@ class KpiService:
 
     async def add_maintenance(self, start: float, end: float, parts: list[str], reason: str,
                               created_by: str) -> dict[str, Any]:
-        if end <= start:
-            raise InvalidParams("end must be after start", details={"start": start, "end": end})
+        check_maintenance(start, end, time.time(), self.config.maintenance_grace_s)
         unknown = sorted(set(parts) - set(self.prober.parts))
         if unknown:
             raise InvalidParams("no such part", reason="no-such-part",
@@ -215,6 +214,17 @@ def check_window(since: float, until: float, group_by: str | None) -> None:
     if group_by is not None and (until - since) / GROUP_SECONDS[group_by] > MAX_GROUPS:
         raise InvalidParams(f"more than {MAX_GROUPS} groups; choose a longer group_by or a shorter window",
                             details={"group_by": group_by, "max_groups": MAX_GROUPS})
+
+
+def check_maintenance(start: float, end: float, now: float, grace_s: float) -> None:
+    """A window is declared before it begins: one starting more than `grace_s` before `now` is
+    refused (`maintenance-in-past`), or an outage already seen could be excused after the fact."""
+    if end <= start:
+        raise InvalidParams("end must be after start", details={"start": start, "end": end})
+    if start < now - grace_s:
+        raise InvalidParams(f"the window starts more than {grace_s:g} s before now: maintenance is "
+                            "declared before it begins, never after the fact", reason="maintenance-in-past",
+                            details={"start": epoch_to_iso(start), "now": epoch_to_iso(now), "grace_s": grace_s})
 
 
 def _buckets(since: float, until: float, step: int) -> list[tuple[float, float]]:

@@ -38,7 +38,8 @@ class KpiGetParams(Params):
 
 
 class KpiMaintenanceAddParams(Params):
-    start: Time
+    start: Annotated[Time, Field(description="ISO 8601 with an offset, not more than kpi.maintenance_grace_s "
+                                             "(default 60 s) before now (else refused: maintenance-in-past)")]
     end: Time
     parts: list[Literal[PARTS]] = Field(  # type: ignore[valid-type]
         default_factory=list, max_length=len(PARTS), description="empty: the whole gateway")
@@ -58,7 +59,8 @@ KPI_METHODS: tuple[MethodSpec, ...] = (
     _spec("kpi.get", READ, KpiGetParams,
           summary="normal-operation availability and timeliness over a window, outages and misses listed"),
     _spec("kpi.maintenance.add", (), KpiMaintenanceAddParams, runs_to_end=True,
-          summary="declare a planned maintenance window (admin): reported apart, not counted as outage"),
+          summary="declare a planned maintenance window (admin), before it begins: reported apart, not "
+                  "counted as outage"),
     _spec("kpi.maintenance.list", READ, KpiMaintenanceListParams,
           summary="the maintenance windows overlapping a window, planned, ongoing or over"),
     _spec("kpi.maintenance.delete", (), KpiMaintenanceDeleteParams, runs_to_end=True,

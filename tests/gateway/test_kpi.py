@@ -217,6 +217,10 @@ async def test_sms_in_time_maintenance_and_a_killed_gateway(tmp_path: Path) -> N
                 await _rpc(gw.url, "kpi.maintenance.add", token="tok-admin", start=start, end=end,
                            parts=["media"], reason="x")
             assert refused.value.reason == "no-such-part" and refused.value.details["parts"] == ["media"]
+            with pytest.raises(RemoteError) as refused:  # declared after the fact: it would hide an outage
+                await _rpc(gw.url, "kpi.maintenance.add", token="tok-admin", start=epoch_to_iso(time.time() - 120),
+                           end=end, parts=["sms"], reason="after the fact")
+            assert refused.value.reason == "maintenance-in-past" and refused.value.details["grace_s"] == 60
             m = await _rpc(gw.url, "kpi.maintenance.add", token="tok-admin", start=start, end=end,
                            parts=["sms"], reason="provider migration")
             assert m["parts"] == ["sms"] and m["created_by"] == "root"

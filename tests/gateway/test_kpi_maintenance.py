@@ -16,7 +16,9 @@ pytestmark = pytest.mark.peers  # the gateway's SIP worker (pjsua2)
 
 
 async def test_list_and_delete_by_role_with_clear_refusals(start_gateway, connect) -> None:
-    gw = await start_gateway()
+    # A window over can only be declared within kpi.maintenance_grace_s of now: widened here to have
+    # one to refuse the deletion of (the default refuses it: tests/kpi/test_maintenance.py, test_kpi.py)
+    gw = await start_gateway(**{"kpi.maintenance_grace_s": 7300})
     root, olga, alice = (await connect(gw, "tok-admin"), await connect(gw, "tok-observer"),
                          await connect(gw, "tok-dispatcher"))
     now = time.time()

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from gateway.audit.offline import verify_store
+from gateway.errors import InvalidParams
 from gateway.kpi import availability, facts
+from gateway.kpi.config import KpiConfig
+from gateway.kpi.service import check_maintenance
 from gateway.store import Store
 from gateway.timeutil import epoch_to_iso
 
@@ -106,3 +109,19 @@ async def test_the_removal_rows_keep_the_audit_chain_whole(tmp_path: Path) -> No
             "kpi.maintenance.add", "kpi.maintenance.deleted", "kpi.maintenance.delete", "kpi.maintenance.ended"]
     report, _ = verify_store(tmp_path / "gw.db", [])
     assert report.ok and report.rows == 4, report.to_dict()
+
+
+def test_a_window_starting_in_the_past_beyond_the_grace_is_refused() -> None:
+    grace = KpiConfig().maintenance_grace_s
+    assert grace == 60.0  # the documented default (docs/operations.md, config/gateway.toml)
+    check_maintenance(T0 + 3600, T0 + 7200, T0, grace)  # planned
+    check_maintenance(T0 - grace, T0 + 3600, T0, grace)  # started within the grace: a clock a little off
+    for start, end in ((T0 - grace - 1, T0 + 3600), (T0 - 7200, T0 - 3600)):  # under way, or over
+        with pytest.raises(InvalidParams) as refused:
+            check_maintenance(start, end, T0, grace)
+        assert refused.value.reason == "maintenance-in-past"
+        assert refused.value.details == {"start": epoch_to_iso(start), "now": epoch_to_iso(T0), "grace_s": grace}
+    check_maintenance(T0 - 7200, T0 - 3600, T0, 7201)  # an operator's wider grace is honoured
+    with pytest.raises(InvalidParams) as refused:
+        check_maintenance(T0 + 10, T0 + 10, T0, grace)
+    assert refused.value.reason == "invalid-params"

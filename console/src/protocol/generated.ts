@@ -381,7 +381,7 @@ export interface KpiMaintenanceAddParams {
       ];
   reason: string;
   /**
-   * ISO 8601 with an offset, e.g. 2026-12-02T00:00:00Z
+   * ISO 8601 with an offset, not more than kpi.maintenance_grace_s (default 60 s) before now (else refused: maintenance-in-past)
    */
   start: string;
 }
