@@ -14,8 +14,9 @@ Everything on 127.0.0.1; every process is started here and stopped here by PID:
   `--sms-batch` numbers every `--sms-every` s; each terminal `terminal.report`s every 5 s;
   `--consoles` consoles subscribed from the first seq, recording every seq they see.
 Every `--sample-s` s: RSS and open file descriptors of the gateway and of its workers (/proc).
-At the end: least-squares slope per hour of each (benchmarks/soak_stats.py), the store's seqs
-(gaps) and every console's (missed), and `kpi.get` over the run and over each drill's window.
+At the end: least-squares slope per hour of each (benchmarks/soak_stats.py: over the run, the last
+gateway process, after its warm-up, and each consecutive `--slope-window-min` window of it after
+the warm-up, so levelling off over a long run shows), the store's seqs (gaps) and every console's (missed), and `kpi.get` over the run and over each drill's window.
 
 Drills (`KIND@MINUTE`, comma-separated): `worker` kill -9 of a SIP worker (the gateway's child
 running sip.worker); `kamailio` (with `--proxy auto`) kill -9 of the process group of the Kamailio
@@ -50,7 +51,7 @@ from typing import Any
 import structlog
 
 from benchmarks.sip_calls import TOKEN, UAS_HOLD, GatewayProcess, SippUas, process_tree
-from benchmarks.soak_stats import missed, process_slopes, seq_gaps, slope_windows
+from benchmarks.soak_stats import consecutive_slopes, missed, process_slopes, seq_gaps, slope_windows
 from gateway.client import GatewayClient
 from tests.gateway.test_sms_twilio import SID as TW_SID
 from tests.gateway.test_sms_twilio import TOKEN as TW_TOKEN
@@ -353,6 +354,11 @@ class Soak:
             for name, v in slope_windows(self.samples, key, self.a.warmup_s).items():
                 res[f"slope_{key}_per_h_{name}"] = None if v is None else round(v, 1)
             res[f"{key}_first_last"] = [self.samples[0][key], self.samples[-1][key]] if self.samples else None
+            res[f"slope_{key}_per_h_windows"] = [
+                {"from_min": round(w["from_s"] / 60, 1), "to_min": round(w["to_s"] / 60, 1), "samples": w["samples"],
+                 "slope": None if w["slope"] is None else round(w["slope"], 1)}
+                for w in consecutive_slopes(self.samples, key, self.a.warmup_s, self.a.slope_window_min * 60)]
+        res["slope_window_min"] = self.a.slope_window_min
         for i, key in enumerate(("rss_kb", "fds")):  # each worker process apart (a restart is not growth)
             res[f"slope_worker_{key}_per_h_each"] = {p: round(v, 1) for p, v in
                                                       process_slopes(self.samples, i, self.a.warmup_s).items()}
@@ -407,6 +413,7 @@ def table(out: dict[str, Any]) -> str:
         each = out.get(f"slope_worker_{key}_per_h_each")
         if each is not None:
             rows.append(f"| worker_{key}, each worker process after its warm-up (PID: slope per hour) | | | | {json.dumps(each)} | |")
+    rows += _window_table(out)
     rows += ["", "| drill | at (UTC) | effect | availability of the window | outages in the window | timeliness (met / missed) |",
              "|---|---|---|---|---|---|"]
     for d in out["drills"]:
@@ -415,6 +422,23 @@ def table(out: dict[str, Any]) -> str:
         rows.append(f"| {d['kind']} | {d['at'][11:19]} | {json.dumps(eff)} | {_pct(w.get('availability'))} |"
                     f" {w.get('outages')} | {_pct(w.get('timeliness'))} ({w.get('met')} / {w.get('missed')}) |")
     return "\n".join(rows)
+
+
+def _window_table(out: dict[str, Any]) -> list[str]:
+    """Markdown: the slope of each consecutive window of the last gateway process after its warm-up
+    (a row per series, a column per window); nothing for a run without them."""
+    windows = {key: out.get(f"slope_{key}_per_h_windows") or [] for key in SERIES}
+    spans = max(windows.values(), key=len)
+    if not spans:
+        return []
+    heads = [f"min {w['from_min']:g}-{w['to_min']:g}" for w in spans]
+    rows = ["", f"Slope per hour in each {out.get('slope_window_min'):g}-minute window of the last gateway process,"
+                " after its warm-up (minutes of the run):", "",
+            "| series | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+    for key, ws in windows.items():
+        cells = [str(w["slope"]) for w in ws] + ["-"] * (len(heads) - len(ws))
+        rows.append(f"| {key} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,6 +461,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="set in the gateway's (and so its children's) environment; repeatable")
     p.add_argument("--sample-s", type=float, default=5)
     p.add_argument("--warmup-s", type=float, default=300, help="samples before this are left out of one slope")
+    p.add_argument("--slope-window-min", type=float, default=30,
+                   help="also the slopes of each consecutive window of this many minutes of the last gateway"
+                        " process after its warm-up (levelling off over a long run); 0: none")
     p.add_argument("--drills", default="", help="KIND@MINUTE,... (worker, gateway, sms500)")
     p.add_argument("--drill-window-s", type=float, default=90, help="kpi.get past each drill's end")
     p.add_argument("--python", default=str(Path(__file__).resolve().parents[1] / ".venv/bin/python"))

@@ -39,12 +39,38 @@ def missed(stored: Iterable[int], seen: Iterable[int], after: int, upto: int) ->
     return sorted(s for s in stored if after < s <= upto and s not in got)
 
 
+def last_process(samples: Sequence[dict]) -> list[dict]:
+    """The samples of the last gateway process (`gw_pid` of the last sample)."""
+    return [s for s in samples if s["gw_pid"] == samples[-1]["gw_pid"]] if samples else []
+
+
+def consecutive_slopes(samples: Sequence[dict], key: str, warmup_s: float, window_s: float) -> list[dict]:
+    """Slope per hour of `samples[i][key]` in each consecutive `window_s` of the last gateway process,
+    the first starting `warmup_s` after its first sample: `[{from_s, to_s, samples, slope}]` (bounds
+    on the samples' clock, `to_s` the last window's last sample), so levelling off over a long run
+    shows as slopes going to 0 window after window. A last window whose samples span less than half
+    of `window_s` is left out (too short to say anything); `window_s` <= 0: none."""
+    seg = last_process(samples)
+    if window_s <= 0 or not seg:
+        return []
+    start, last_t = seg[0]["t"] + warmup_s, seg[-1]["t"]
+    out: list[dict] = []
+    while start < last_t:
+        end = start + window_s
+        inside = [s for s in seg if start <= s["t"] < end]
+        if inside and (inside[-1]["t"] - inside[0]["t"] >= window_s / 2 or end <= last_t):
+            out.append({"from_s": start, "to_s": min(end, last_t), "samples": len(inside),
+                        "slope": slope_per_hour([s["t"] for s in inside], [s[key] for s in inside])})
+        start = end
+    return out
+
+
 def slope_windows(samples: Sequence[dict], key: str, warmup_s: float) -> dict[str, float | None]:
     """Slopes per hour of `samples[i][key]` (each sample has `t`, seconds, and `gw_pid`) over:
     `run` every sample; `last_process` those of the last gateway process; `last_process_after_warmup`
     those from `warmup_s` after that process's first sample; `last_process_second_half` the later half
     of that process's time (levelling off shows as a second-half slope near 0)."""
-    seg = [s for s in samples if s["gw_pid"] == samples[-1]["gw_pid"]] if samples else []
+    seg = last_process(samples)
     t0 = seg[0]["t"] if seg else 0.0
     mid = (seg[0]["t"] + seg[-1]["t"]) / 2 if seg else 0.0
     windows = {"run": list(samples), "last_process": seg,

@@ -2,7 +2,15 @@
 
 import pytest
 
-from benchmarks.soak_stats import missed, process_slopes, seq_gaps, slope_per_hour, slope_windows
+from benchmarks.soak import table
+from benchmarks.soak_stats import (
+    consecutive_slopes,
+    missed,
+    process_slopes,
+    seq_gaps,
+    slope_per_hour,
+    slope_windows,
+)
 
 
 def test_slope_of_a_line_per_hour() -> None:
@@ -59,3 +67,62 @@ def test_a_restarted_worker_is_its_own_series_not_a_step() -> None:
     # A growing one shows: +1 fd a minute is +60 per hour.
     grow = [{"t": float(t), "gw_pid": 1, "wk": {"7": [1, 10 + t // 60]}} for t in range(0, 1800, 60)]
     assert process_slopes(grow, 1, warmup_s=0)["7"] == pytest.approx(60.0)
+
+
+def _levelling(restart_at: float, end: float) -> list[dict]:
+    """A first gateway process flat until `restart_at`; the next grows 60 kB a minute for 40 minutes
+    after its 5-minute warm-up, 10 kB a minute for 30 more, then nothing (a sample every 60 s):
+    restarted at minute 10, it grows fast to minute 55, slowly to minute 85, then not at all."""
+    def rss(t: float) -> float:
+        m = (t - restart_at) / 60 - 5  # minutes after the warm-up
+        return 50_000 + 60 * min(max(m, 0), 40) + 10 * min(max(m - 40, 0), 30)
+    return ([{"t": float(t), "gw_pid": 1, "v": 90_000} for t in range(0, int(restart_at), 60)]
+            + [{"t": float(t), "gw_pid": 2, "v": rss(t)} for t in range(int(restart_at), int(end) + 1, 60)])
+
+
+def test_consecutive_windows_show_levelling_off() -> None:
+    # restarted at minute 10: windows of 20 minutes from minute 15 (its warm-up left out) to 125
+    samples = _levelling(600, 600 + 120 * 60)
+    w = consecutive_slopes(samples, "v", warmup_s=300, window_s=1200)
+    assert [(x["from_s"] / 60, x["to_s"] / 60) for x in w] == [
+        (15, 35), (35, 55), (55, 75), (75, 95), (95, 115), (115, 130)]
+    assert [x["samples"] for x in w] == [20, 20, 20, 20, 20, 16]
+    slopes = [x["slope"] for x in w]
+    assert slopes[:2] == [pytest.approx(3600.0), pytest.approx(3600.0)]  # 60 a minute
+    assert slopes[2] == pytest.approx(600.0)  # 10 a minute
+    assert 0 < slopes[3] < 600  # where it stops
+    assert slopes[4:] == [pytest.approx(0.0), pytest.approx(0.0)]  # levelled off
+    # the slope of the whole process after warm-up hides that: one figure, far from 0
+    assert slope_windows(samples, "v", 300)["last_process_after_warmup"] > 1000
+
+
+def test_a_short_last_window_is_left_out_and_no_window_is_none() -> None:
+    samples = _levelling(0, 65 * 60)  # windows of 30 min after 5: 5-35, 35-65; nothing after
+    assert [(x["from_s"] / 60, x["to_s"] / 60) for x in consecutive_slopes(samples, "v", 300, 1800)] == [
+        (5, 35), (35, 65)]
+    samples = _levelling(0, 74 * 60)  # 65-74: 9 minutes of a 30-minute window, under half: left out
+    assert len(consecutive_slopes(samples, "v", 300, 1800)) == 2
+    samples = _levelling(0, 81 * 60)  # 65-81: 16 minutes, kept
+    assert [x["to_s"] / 60 for x in consecutive_slopes(samples, "v", 300, 1800)] == [35, 65, 81]
+    assert consecutive_slopes(samples, "v", 300, 0) == []
+    assert consecutive_slopes([], "v", 300, 1800) == []
+    assert consecutive_slopes(samples, "v", 90 * 60, 1800) == []  # all of it warm-up
+
+
+def test_the_table_has_a_column_per_window_and_old_runs_none() -> None:
+    out = {"kpi_run": {"availability": 1.0, "down_s": 0, "outages": [], "timeliness": 1.0, "met": 1, "missed": 0,
+                       "pending": 0},
+           "counts": {}, "events_stored": 1, "seq_first": 1, "seq_last": 1, "store_gaps": [], "console_missed": [0],
+           "sms_accepted": 0, "sms_rows": 0, "sms_states": {}, "sms_numbers_at_peer": 0, "sms_duplicated_at_peer": 0,
+           "drills": []}
+    assert "window of the last gateway process" not in table(out)  # a JSON written before the windows
+    out["slope_window_min"] = 30
+    out["slope_gw_rss_kb_per_h_windows"] = [{"from_min": 5, "to_min": 35, "samples": 360, "slope": 12.5},
+                                            {"from_min": 35, "to_min": 52.5, "samples": 210, "slope": 0.4}]
+    out["slope_gw_fds_per_h_windows"] = [{"from_min": 5, "to_min": 35, "samples": 360, "slope": 0.0},
+                                         {"from_min": 35, "to_min": 52.5, "samples": 210, "slope": None}]
+    text = table(out)
+    assert "Slope per hour in each 30-minute window of the last gateway process" in text
+    assert "| series | min 5-35 | min 35-52.5 |" in text
+    assert "| gw_rss_kb | 12.5 | 0.4 |" in text and "| gw_fds | 0.0 | None |" in text
+    assert "| workers_fds | - | - |" in text
