@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 
+from gateway.audit.request import RequestAudit
 from gateway.errors import Conflict, NotFound
 from gateway.events import EventBus
 from gateway.protocol.codec import EncodedResult, encode_json
@@ -36,7 +37,10 @@ class SessionService:
         self._lists: dict[str | None, tuple[int, EncodedResult]] = {}  # state -> (sessions_version, list)
         self._encoded_rows: dict[tuple, tuple[dict, str]] = {}  # the last list's rows: (dict, JSON)
 
-    async def create(self, *, title: str | None, created_by: str, origin: str = "dispatcher") -> dict:
+    async def create(self, *, title: str | None, created_by: str, origin: str = "dispatcher",
+                     audit: RequestAudit | None = None) -> dict:
+        """A new open session, stored with its `session.state` event (and the request's ok audit
+        row, `audit`) in one commit."""
         session_id = uuid.uuid4().hex
         row = {
             "session_id": session_id,
@@ -47,7 +51,7 @@ class SessionService:
             "created_by": created_by,
             "extra": {"origin": origin},
         }
-        await self._store.put_session(row, event=("session.state", _public(row)))  # one commit, both
+        await self._store.put_session(row, event=("session.state", _public(row)), audit=audit)  # one commit
         # returned with no await since its version step: the lists kept at the version before it
         # lack exactly this session
         self._listed_after_create(self._store.sessions_version - 1, _public(row))
@@ -140,7 +144,7 @@ class SessionService:
             self._lists[state] = (version, result)
         return result
 
-    async def close(self, session_id: str, *, closed_by: str) -> dict:
+    async def close(self, session_id: str, *, closed_by: str, audit: RequestAudit | None = None) -> dict:
         """Close once: a second close (even a concurrent one) is `invalid-state`. Work attached
         with `hold_open` finishes attaching first; then the hooks end it (live calls get a BYE)."""
         async with self._lock(session_id):
@@ -156,7 +160,7 @@ class SessionService:
                 await hook(session_id)
             row = {**row, "state": nxt.value, "closed_at": now_iso()}
             row["extra"] = {**(row.get("extra") or {}), "closed_by": closed_by}
-            await self._store.put_session(row, event=("session.state", _public(row)))
+            await self._store.put_session(row, event=("session.state", _public(row)), audit=audit)
         log.info("session.closed", session_id=session_id, closed_by=closed_by)
         return _public(row)
 
