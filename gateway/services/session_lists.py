@@ -2,8 +2,8 @@
 the sessions table that returns is applied to them (issue 13).
 
 The table is written only through `Store.put_session`, which counts the writes that returned
-(`Store.sessions_version`). `SessionLists` keeps, while the store holds fewer sessions than a
-list shows (`LIST_LIMIT`), every session by id with its public dict and JSON text, in the store's
+(`Store.sessions_version`). `SessionLists` keeps, while the store holds no more sessions than
+a list shows (`LIST_LIMIT`), every session by id with its public dict and JSON text, in the store's
 order (created_at, session_id), and the version they are exact for:
 
 - a write made through `SessionService` applies its row here as it returns (`written`, with no
@@ -17,8 +17,8 @@ order (created_at, session_id), and the version they are exact for:
   encoded, no read. A read reuses the dict and text of each row it finds unchanged (by id).
 
 Before, a list read overlapping a write was answered but not kept, and with a create every 50 ms
-most lists read the store again: ~20 % of the loop's busy time in workload (a), and a trip to the
-reader's thread for each list (docs/benchmarks.md).
+most lists read the store again: 9-20 % of the loop's busy time in workload (a), and a trip to
+the reader's thread for each list (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class _Kept(NamedTuple):
 
 
 class SessionLists:
+    """The lists `SessionService.list_result` answers (see above)."""
+
     def __init__(self, store: Store) -> None:
         self._store = store
         self._rows: dict[str, _Kept] = {}  # by session_id (exact at `_version`, else a cache)
@@ -117,8 +119,10 @@ class SessionLists:
         if complete or state is None:
             result = _result([kept[r[0]] for r in rows[:LIST_LIMIT]], state)
         else:  # the oldest of this state may lie beyond the oldest of all
-            result = _result(list(_reuse(kept, await store.list_session_rows(state=state, limit=LIST_LIMIT)).values()), None)
-        if quiet and not store.sessions_writing and store.sessions_version == version and (state is None or state in _STATES):
+            of_state = await store.list_session_rows(state=state, limit=LIST_LIMIT)
+            result = _result(list(_reuse(kept, of_state).values()), None)
+        unchanged = quiet and not store.sessions_writing and store.sessions_version == version
+        if unchanged and (state is None or state in _STATES):
             self._built[state] = (version, result)  # nothing written meanwhile: exact at `version`
         return result
 
