@@ -131,7 +131,7 @@ class Gateway:
         c = config.control
         self.control = ControlServer(
             self.registry, self._authenticate,
-            ServerHooks(current_seq=lambda: self.bus.last_seq, audit=self._audit,
+            ServerHooks(current_seq=lambda: self.bus.last_seq, audit=self._audit, audit_in_writes=True,
                         idempotency=self.store, on_authenticated=self._on_authenticated,
                         on_closed=self.terminals.on_closed, on_ping=self.terminals.on_ping,
                         on_request=self.metrics.observe_request),

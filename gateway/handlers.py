@@ -29,7 +29,7 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
     """Plug every service into the method table (the table itself lives in gateway.protocol)."""
 
     async def session_create(ctx: RequestContext, p: Any) -> dict:
-        return await sessions.create(title=p.title, created_by=ctx.principal.name)
+        return await sessions.create(title=p.title, created_by=ctx.principal.name, audit=ctx.audit)
 
     async def session_list(ctx: RequestContext, p: Any) -> dict:
         return await sessions.list_result(state=p.state)  # encoded once between session writes
@@ -38,7 +38,7 @@ def register_all(registry: Registry, *, bus: EventBus, directory: Directory, ses
         return await sessions.get(p.session_id)
 
     async def session_close(ctx: RequestContext, p: Any) -> dict:
-        return await sessions.close(p.session_id, closed_by=ctx.principal.name)
+        return await sessions.close(p.session_id, closed_by=ctx.principal.name, audit=ctx.audit)
 
     async def events_subscribe(ctx: RequestContext, p: Any) -> dict:
         since = p.since_seq if p.since_seq is not None else bus.last_seq

@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest, Response as HttpResponse
 from websockets.protocol import State as WsState
 
+from gateway.audit.request import RequestAudit
 from gateway.commands import CommandRunner, MemoryIdempotencyStore
 from gateway.errors import Conflict, GatewayError, NotAuthenticated, RateLimited, Unavailable
 from gateway.limits import ConnectionLimits, EveryInterval, FailureThrottle, RequestBudgets
@@ -374,6 +375,8 @@ class Connection:
                 spec, handler, params = self.server.registry.resolve(req.method, self.principal.role, req.params)
                 audit_params = params.model_dump(mode="json", exclude_none=True)
                 key = getattr(params, "idempotency_key", None) if spec.starts_work else None
+                if audited is True and key is None and self.server.hooks.audit_in_writes:
+                    ctx.audit = RequestAudit(self.principal.name, self.principal.role, req.method, audit_params)
                 if key is not None:
                     result = await self.server.commands.idempotent(self.principal.name, key, req.method,
                                                            lambda: handler(ctx, params))
@@ -396,7 +399,10 @@ class Connection:
                 err = GatewayError("internal error")
                 outcome, text, counted = err, codec.encode_error(req.id, err), "internal"
         self._count(req.method, counted, time.perf_counter() - t0)
-        if audited and (audited is True or isinstance(outcome, GatewayError)) and self.server.hooks.audit:
+        failed = isinstance(outcome, GatewayError)
+        if ctx.audit is not None and ctx.audit.written and not failed:
+            audited = False  # its row was committed with its write
+        if audited and (audited is True or failed) and self.server.hooks.audit:
             try:
                 await self.server.hooks.audit(ctx, req.method, audit_params, outcome)
             except Exception:

@@ -59,6 +59,9 @@ class ServerHooks:
 
     current_seq: Callable[[], MaybeAwaitable] = lambda: 0
     audit: AuditHook | None = None
+    # The audit hook writes to the store the handlers write to: a request whose effect is one
+    # write gets its ok row committed with it (RequestContext.audit, gateway/audit/request.py)
+    audit_in_writes: bool = False
     idempotency: IdempotencyStore | None = None
     on_authenticated: CloseCallback | None = None
     on_closed: CloseCallback | None = None

@@ -16,6 +16,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from gateway.audit.request import RequestAudit
 from gateway.errors import Forbidden, InvalidParams, MethodNotFound
 
 from . import uri
@@ -48,13 +49,16 @@ class Principal:
 class RequestContext:
     """What a handler knows about the request it serves."""
 
-    __slots__ = ("principal", "connection", "method", "request_id", "_conn_log", "_log")
+    __slots__ = ("principal", "connection", "method", "request_id", "_conn_log", "_log", "audit")
 
     def __init__(self, principal: Principal, connection: "Connection", method: str, request_id: Any,
                  conn_log: Any) -> None:
         self.principal, self.connection, self.method, self.request_id = principal, connection, method, request_id
         self._conn_log = conn_log  # the connection's logger (bound once: conn_id, principal, role)
         self._log: Any = None
+        # The request's ok audit row, for a handler to pass to its one store write (None: the
+        # server writes the row after the outcome; gateway/audit/request.py)
+        self.audit: RequestAudit | None = None
 
     @property
     def log(self) -> Any:

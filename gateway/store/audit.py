@@ -19,6 +19,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.audit.chain import COLUMNS, GENESIS, Head, row_hash
+from gateway.audit.request import RequestAudit
 from gateway.timeutil import now_iso
 
 from .rows import audit_params_text
@@ -60,6 +61,12 @@ async def audit_in(tx: Any, principal: str | None, role: str | None, method: str
     """One audit row written inside a unit of work (`Store.atomic`): chained like `add_audit`'s,
     committed with the change it records or not at all."""
     await tx.execute(_INSERT, (now_iso(), principal, role, method, audit_params_text(params), result, None))
+
+
+def audit_statement(audit: RequestAudit) -> tuple[str, tuple[Any, ...]]:
+    """The `ok` row of a request, as the statement its one write commits with it (`also`)."""
+    return _INSERT, (now_iso(), audit.principal, audit.role, audit.method, audit_params_text(audit.params),
+                     "ok", None)
 
 
 class AuditTables:

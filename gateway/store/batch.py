@@ -5,11 +5,12 @@ its result: one round trip per statement. A batch used to cost one for the event
 for each write (the statement, closing its cursor), two or three for each savepoint and one for
 the commit: a `session.create` (its row, its event, its audit row) took ~10 of them, each a
 thread switch and a loop wake-up. `write_batch` does the plain part of a batch (events, writes,
-writes that emit an event, the commit when no unit of work follows) in one call in the writer's
-thread (`StoreWriter._in_thread`), with the same rules as before: the events in one insert (one
-by one, seqs only for those stored, when that fails); each write undone alone when it fails (one
-statement is atomic in SQLite, an executemany or a write with its event gets a savepoint); a
-database that lost the transaction fails the batch.
+writes that emit an event or carry a statement with them, `also`: a request's audit row; the
+commit when no unit of work follows) in one call in the writer's thread
+(`StoreWriter._in_thread`), with the same rules as before: the events in one insert (one by one,
+seqs only for those stored, when that fails); each write undone alone when it fails (one
+statement is atomic in SQLite; an executemany, or a write with its event or its `also`, gets a
+savepoint: all of it or none); a database that lost the transaction fails the batch.
 
 Runs outside the event loop: it touches only the sqlite3 connection and the ops' SQL fields
 (never their futures), and returns what the writer task then resolves.
@@ -38,6 +39,7 @@ class PlainOp(Protocol):
     session_id: str | None
     data: str
     many: bool
+    also: tuple[str, Sequence[Any]] | None
 
 
 def write_batch(db: sqlite3.Connection, events: Sequence[PlainOp], writes: Sequence[PlainOp],
@@ -60,7 +62,7 @@ def write_batch(db: sqlite3.Connection, events: Sequence[PlainOp], writes: Seque
     for op in writes:
         # A write that fails (a constraint, a value SQLite cannot bind) is undone alone and
         # reported to its caller; the batch goes on.
-        guarded = op.many or bool(op.type)
+        guarded = op.many or bool(op.type) or op.also is not None
         if guarded:
             if not db.in_transaction:
                 db.execute("BEGIN")  # else RELEASE of the savepoint would commit
@@ -72,6 +74,9 @@ def write_batch(db: sqlite3.Connection, events: Sequence[PlainOp], writes: Seque
             if op.type:
                 row = (first + len(rows), op.type, time, op.session_id, op.data)
                 db.execute(INSERT_EVENT, row)
+            if op.also is not None:  # a statement that commits with the write or not at all
+                db.execute(*op.also).close()
+            if op.type:
                 rows.append(row)
                 owners.append(op)
         except Exception as exc:

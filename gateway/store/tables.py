@@ -13,10 +13,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.audit.request import RequestAudit
 from gateway.timeutil import now_iso
 
 from .rows import BROADCAST_COLUMNS, CALL_COLUMNS, SESSION_COLUMNS, SMS_COLUMNS, _row_out, _upsert
-from .audit import AuditTables
+from .audit import AuditTables, audit_statement
 from .terminals import TerminalTables
 from .uploads import UploadTables
 from .writer import _EVENT_COLUMNS, Event, StoreWriter
@@ -64,20 +65,27 @@ class Store(AuditTables, TerminalTables, UploadTables, StoreWriter):
         rows = await self._read(sql + f" ORDER BY created_at, {key} LIMIT ?", (*params, limit))
         return [_row_out(columns, r) for r in rows]
 
-    async def put_session(self, row: dict[str, Any], event: tuple[str, dict[str, Any]] | None = None) -> Event | None:
+    async def put_session(self, row: dict[str, Any], event: tuple[str, dict[str, Any]] | None = None,
+                          audit: RequestAudit | None = None) -> Event | None:
         """Insert or update a session. Keys absent from `row` keep their stored value;
         `extra` (a dict) replaces the stored one. Unknown keys raise ValueError. With `event`
-        (type, data): that event too, committed with the row or not at all; returns it."""
+        (type, data): that event too, committed with the row or not at all; returns it. With
+        `audit` (not yet written): the request's ok audit row too, in the same way."""
         sql, params = _upsert("sessions", "session_id", SESSION_COLUMNS, row)
+        also = audit_statement(audit) if audit is not None and not audit.written else None
         self.sessions_writing += 1
         try:
             if event is None:
-                await self._submit(sql, params)
-                return None
-            return await self.write_emitting(sql, params, event[0], row["session_id"], event[1])
+                await self._submit(sql, params, also=also)
+                stored = None
+            else:
+                stored = await self.write_emitting(sql, params, event[0], row["session_id"], event[1], also=also)
         finally:
             self.sessions_writing -= 1
             self.sessions_version += 1
+        if also is not None:
+            audit.written = True  # type: ignore[union-attr]
+        return stored
 
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
         return await self._get_row("sessions", "session_id", SESSION_COLUMNS, session_id)

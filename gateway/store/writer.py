@@ -62,18 +62,21 @@ EventListener = Callable[[Sequence[Event]], None]
 
 class _Op:
     """One queued write. `sql is None` means: append the event (type, session_id, data); both
-    `sql` and `type`: the write and its event (`write_emitting`)."""
+    `sql` and `type`: the write and its event (`write_emitting`); `also`: a statement committed
+    with the write or not at all (a request's audit row, gateway/audit/request.py)."""
 
-    __slots__ = ("fut", "sql", "params", "type", "session_id", "data", "many", "work", "sync")
+    __slots__ = ("fut", "sql", "params", "type", "session_id", "data", "many", "work", "sync", "also")
 
     def __init__(self, fut: asyncio.Future[Any], sql: str | None, params: Sequence[Any] = (),
                  type: str = "", session_id: str | None = None, data: str = "{}",
-                 many: bool = False, work: Work | SyncWork | None = None, sync: bool = False) -> None:
+                 many: bool = False, work: Work | SyncWork | None = None, sync: bool = False,
+                 also: tuple[str, Sequence[Any]] | None = None) -> None:
         self.fut, self.sql, self.params = fut, sql, params
         self.type, self.session_id, self.data = type, session_id, data
         self.many = many  # params is a list of rows for executemany
         self.work = work  # a unit of work (Store.atomic), run in a savepoint of the batch
         self.sync = sync  # work is a SyncWork (Store.atomic_sync): run in the database thread
+        self.also = also
 
 
 class Tx:
@@ -279,14 +282,15 @@ class StoreWriter:
         return await self._submit(None, (), type=type, session_id=session_id, data=payload)
 
     async def write_emitting(self, sql: str, params: Sequence[Any], type: str, session_id: str | None,
-                             data: dict[str, Any]) -> Event:
-        """One write and the event it causes, committed together or not at all (a failing write
-        stores no event), in the batch's one trip to the database thread: unlike `atomic`, no
-        await per statement. Returns the stored event once committed."""
+                             data: dict[str, Any], also: tuple[str, Sequence[Any]] | None = None) -> Event:
+        """One write and the event it causes (and `also`, a statement after them: a request's
+        audit row), committed together or not at all (a failing write stores no event), in the
+        batch's one trip to the database thread: unlike `atomic`, no await per statement.
+        Returns the stored event once committed."""
         if not type or not isinstance(type, str):
             raise ValueError("event type must be a non-empty string")
         payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        return await self._submit(sql, params, type=type, session_id=session_id, data=payload)
+        return await self._submit(sql, params, type=type, session_id=session_id, data=payload, also=also)
 
     async def atomic(self, work: Work) -> Any:
         """Run `work(tx)` in the writer, inside a savepoint of its batch transaction: its
@@ -343,6 +347,8 @@ class StoreWriter:
         _check_text(sql, params, event)  # a text SQLite cannot hold fails here, not in a batch
         if sql is not None and event.get("type"):
             _check_text(None, (), event)  # the event of a write_emitting
+        if event.get("also") is not None:
+            _check_text(*event["also"], {})
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Op(fut, sql, params, **event))
         if self._writer_done and not fut.done():

@@ -178,6 +178,28 @@ def test_every_event_type_the_gateway_stores_is_a_label() -> None:
     assert found <= EVENT_TYPES, found - EVENT_TYPES
 
 
+def test_a_request_looks_its_series_up_once(monkeypatch) -> None:
+    """prometheus_client's labels() (a lock, a tuple, a dict) is called once per method and
+    outcome, not per request (before: twice per request); what is counted is unchanged."""
+    metrics = GatewayMetrics(methods=["ping", "session.list"])
+    calls = []
+    for family in (metrics.requests, metrics.request_seconds):
+        real = family.labels
+        monkeypatch.setattr(family, "labels", lambda *a, real=real: calls.append(a) or real(*a))
+    for _ in range(50):
+        metrics.observe_request("ping", "ok", 0.002)
+        metrics.observe_request("session.list", "ok", 0.02)
+        metrics.observe_request("no.such", "error", 0.001)
+        metrics.observe_request("ping", "rate-limited", None)
+    assert len(calls) == 7  # before: 350
+    text = metrics.render().decode()
+    assert 'dispatch_control_requests_total{method="ping",outcome="ok"} 50.0' in text
+    assert 'dispatch_control_requests_total{method="ping",outcome="rate-limited"} 50.0' in text
+    assert 'dispatch_control_requests_total{method="other",outcome="error"} 50.0' in text
+    assert 'dispatch_control_request_seconds_count{method="ping"} 50.0' in text
+    assert 'dispatch_control_request_seconds_count{method="session.list"} 50.0' in text
+
+
 def test_a_state_republished_counts_once() -> None:
     metrics = GatewayMetrics()
     ev = [Event(i, "call.state", "t", None, {"call_id": "c1", "direction": "outbound", "state": s,
