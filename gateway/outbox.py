@@ -1,6 +1,6 @@
 """A control connection's outbox: bounded queues of outgoing frames, each kind on its own budget.
 
-Sans-I/O apart from its two asyncio events: gateway/server.py's writer task drains it, the
+Sans-I/O apart from its two asyncio events: gateway/connection.py's writer task drains it, the
 connection's reader and subscription pump fill it.
 """
 

@@ -15,7 +15,7 @@ from gateway.limits import DEFAULT_REQUEST_BUDGETS, RequestBudget
 from gateway.protocol.methods import Principal, RequestContext
 
 if TYPE_CHECKING:
-    from gateway.server import Connection
+    from gateway.connection import Connection
 
 MaybeAwaitable = Any  # T | Awaitable[T]
 Authenticator = Callable[[str], "Principal | None | Awaitable[Principal | None]"]

@@ -1,6 +1,6 @@
 """A connection's event subscription: the task pumping a bus subscription into the connection's
 outbox, the `events.overflow` cut when the peer does not keep up, and the drop of a peer that
-neither resubscribes nor reads after it. One per connection (gateway/server.py), at most one
+neither resubscribes nor reads after it. One per connection (gateway/connection.py), at most one
 task running; replacing or stopping it closes its events here, even if the task never ran."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from gateway.server_config import maybe_await
 from gateway.ws_write import write_text_now
 
 if TYPE_CHECKING:
-    from gateway.server import Connection
+    from gateway.connection import Connection
 
 log = structlog.get_logger("gateway.server")
 

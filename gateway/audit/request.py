@@ -1,7 +1,7 @@
 """The audit row a control request will have if it succeeds, carried by its one store write.
 
 A request's audit row records its outcome, so the server writes it once the handler has returned
-(gateway/server.py `_execute`). A command whose whole effect is one store write (`session.create`,
+(gateway/connection_requests.py `_execute`). A command whose whole effect is one store write (`session.create`,
 `session.close`) then waited for two commits in turn: its write's, then its audit row's. Instead,
 when the audit hook writes to the store the handlers write to (`ServerHooks.audit_in_writes`), the
 server hands the handler a `RequestAudit` (`RequestContext.audit`) and the handler passes it to

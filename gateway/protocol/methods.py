@@ -22,7 +22,7 @@ from gateway.errors import Forbidden, InvalidParams, MethodNotFound
 from . import uri
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gateway.server import Connection
+    from gateway.connection import Connection
 
 # --- roles -------------------------------------------------------------------------------------
 

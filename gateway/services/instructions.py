@@ -48,7 +48,7 @@ from gateway.timeutil import now_iso
 
 if TYPE_CHECKING:  # pragma: no cover
     from gateway.protocol import RequestContext
-    from gateway.server import Connection
+    from gateway.connection import Connection
 
 log = structlog.get_logger(__name__)
 

@@ -32,7 +32,7 @@ FRAME_MS = 20
 
 @dataclass(eq=False)
 class Binding:
-    conn: Any  # gateway.server.Connection
+    conn: Any  # gateway.connection.Connection
     channel: int
     call_id: str
     direction: str  # both | in (console -> call) | out (call -> console)

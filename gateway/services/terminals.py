@@ -33,7 +33,7 @@ from gateway.terminals import LocationGate, Offer, PresenceChange, PresenceTable
 from gateway.timeutil import epoch_to_iso, iso_to_epoch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gateway.server import Connection
+    from gateway.connection import Connection
 
 log = structlog.get_logger(__name__)
 

@@ -45,7 +45,7 @@ from video.recording import postprocess
 
 if TYPE_CHECKING:  # pragma: no cover
     from gateway.protocol import RequestContext
-    from gateway.server import Connection
+    from gateway.connection import Connection
 
 log = structlog.get_logger("gateway.video")
 

@@ -35,7 +35,7 @@ from video.janus_process import JanusInstance
 from video.janus_protocol import HandleEvent
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gateway.server import Connection
+    from gateway.connection import Connection
 
 log = structlog.get_logger("gateway.voice")
 
