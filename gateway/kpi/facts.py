@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway.store import Store
 from gateway.store.audit import audit_in
-from gateway.store.writer import Tx
+from gateway.store.units import Tx
 from gateway.timeutil import epoch_to_iso, iso_to_epoch, now_iso
 
 from .availability import Maintenance, Run, Transition

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.store import Store
-from gateway.store.writer import Tx
+from gateway.store.units import Tx
 
 
 def _marks(n: int) -> str:

@@ -13,15 +13,17 @@ stored, and never sees two events out of order. Reads use a second, read-only co
 never queue behind a write batch (":memory:" has no second connection: reads share the writer's).
 
 Modules: schema.py (SCHEMA_VERSION, migrations), writer.py (`StoreWriter`: connections, the one
-writer task, group commit, per-op savepoints, `atomic` units; `Event`, `Tx`, `SyncTx`), rows.py (the record
-tables' columns, row <-> SQL), tables.py (`Store`: the tables' accessors). gateway/sms_store.py
-holds the SMS read queries used inside units of work.
+writer task, group commit, per-op savepoints), batch.py (a batch's plain writes in one trip to the
+database thread), units.py (`atomic` units: `Tx`, `SyncTx`, run in a savepoint), rows.py (the
+record tables' columns, row <-> SQL; `Event`), tables.py (`Store`: the tables' accessors).
+gateway/sms_store.py holds the SMS read queries used inside units of work.
 """
 
-from .rows import BROADCAST_COLUMNS, CALL_COLUMNS, SESSION_COLUMNS, SMS_COLUMNS, _row_out
+from .rows import BROADCAST_COLUMNS, CALL_COLUMNS, SESSION_COLUMNS, SMS_COLUMNS, Event, EventListener, _row_out
 from .schema import _MIGRATIONS, SCHEMA_VERSION
 from .tables import Store
-from .writer import Event, EventListener, StoreWriter, SyncTx, Tx, Work
+from .units import SyncTx, Tx, Work
+from .writer import StoreWriter
 
 __all__ = [
     "BROADCAST_COLUMNS", "CALL_COLUMNS", "SCHEMA_VERSION", "SESSION_COLUMNS", "SMS_COLUMNS", "_MIGRATIONS",

@@ -2,17 +2,49 @@
 
 `_upsert` builds the insert-or-update of a record (keys absent from the row keep their stored value,
 `extra` is a JSON dict); `_row_out` turns a selected row back into a dict; `audit_params_text`
-masks values under secret-looking keys and bounds what reaches the audit table.
+masks values under secret-looking keys and bounds what reaches the audit table. The events table's
+row: `Event` (a stored event, as listeners and readers get it), `_EVENT_COLUMNS`, and `_event_rows`
+(the rows a unit's events are inserted as).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.timeutil import now_iso
+
+_EVENT_COLUMNS = "seq, type, time, session_id, data"
+EventRow = tuple[int, str, str, str | None, str]  # seq, type, time, session_id, data (JSON)
+
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A stored event. `data` is shared between subscribers: treat it as read-only."""
+
+    seq: int
+    type: str
+    time: str  # ISO 8601 UTC with ms and "Z"
+    session_id: str | None
+    data: dict[str, Any]
+
+    def to_params(self) -> dict[str, Any]:
+        return {"seq": self.seq, "type": self.type, "time": self.time,
+                "session_id": self.session_id, "data": self.data}
+
+
+EventListener = Callable[[Sequence[Event]], None]
+
+
+def _event_rows(first_seq: int, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[EventRow]:
+    time = now_iso()
+    return [(first_seq + i, type, time, session_id, json.dumps(d, separators=(",", ":"), ensure_ascii=False))
+            for i, (session_id, d) in enumerate(items)]
+
 
 SESSION_COLUMNS = ("session_id", "title", "state", "created_at", "closed_at", "created_by")
 CALL_COLUMNS = (

@@ -16,11 +16,12 @@ from typing import Any
 from gateway.audit.request import RequestAudit
 from gateway.timeutil import now_iso
 
-from .rows import BROADCAST_COLUMNS, CALL_COLUMNS, SESSION_COLUMNS, SMS_COLUMNS, _row_out, _upsert
+from .rows import (_EVENT_COLUMNS, BROADCAST_COLUMNS, CALL_COLUMNS, SESSION_COLUMNS, SMS_COLUMNS, Event, _row_out,
+                   _upsert)
 from .audit import AuditTables, audit_statement
 from .terminals import TerminalTables
 from .uploads import UploadTables
-from .writer import _EVENT_COLUMNS, Event, StoreWriter
+from .writer import StoreWriter
 
 _MAX_PAGE = 10_000
 

@@ -11,16 +11,16 @@ batch insert) and reported to its caller; the rest of the batch commits. After e
 writer hands the batch's events, in seq order, to the listeners registered with `add_listener`.
 Reads use a second, read-only connection so they never queue behind a write batch (":memory:" has
 no second connection: reads share the writer's). `Store` (gateway/store/tables.py) adds the
-tables' accessors on top of `StoreWriter`.
+tables' accessors on top of `StoreWriter`. A batch's plain writes are gateway/store/batch.py; what
+a unit of work sees and how it runs in its savepoint, gateway/store/units.py; the stored `Event`,
+gateway/store/rows.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -32,32 +32,14 @@ from gateway.audit.chain import sql_row_hash
 from gateway.errors import InvalidParams, Unavailable
 from gateway.timeutil import now_iso
 
-from .batch import INSERT_EVENT as _INSERT_EVENT, write_batch
+from .batch import write_batch
+from .rows import Event, EventListener, EventRow
 from .schema import SCHEMA_VERSION, migrate
+from .units import SyncTx, SyncWork, Work, run_sync_unit, run_unit
 
 log = structlog.get_logger("gateway.store")
 
-_EVENT_COLUMNS = "seq, type, time, session_id, data"
-EventRow = tuple[int, str, str, str | None, str]  # seq, type, time, session_id, data (JSON)
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A stored event. `data` is shared between subscribers: treat it as read-only."""
-
-    seq: int
-    type: str
-    time: str  # ISO 8601 UTC with ms and "Z"
-    session_id: str | None
-    data: dict[str, Any]
-
-    def to_params(self) -> dict[str, Any]:
-        return {"seq": self.seq, "type": self.type, "time": self.time,
-                "session_id": self.session_id, "data": self.data}
-
-
-EventListener = Callable[[Sequence[Event]], None]
 
 
 class _Op:
@@ -77,93 +59,6 @@ class _Op:
         self.work = work  # a unit of work (Store.atomic), run in a savepoint of the batch
         self.sync = sync  # work is a SyncWork (Store.atomic_sync): run in the database thread
         self.also = also
-
-
-class Tx:
-    """What a unit of work (`Store.atomic`) sees: statements and events of one savepoint inside
-    the writer's batch transaction. Its events get seqs in order; all of it commits or none."""
-
-    def __init__(self, conn: aiosqlite.Connection, next_seq: int) -> None:
-        self._conn = conn
-        self.next_seq = next_seq
-        self.events: list[EventRow] = []
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement; its rowcount."""
-        cur = await self._conn.execute(sql, params)
-        try:
-            return cur.rowcount
-        finally:
-            await cur.close()
-
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(await self._conn.execute_fetchall(sql, params))
-
-    async def emit(self, type: str, session_id: str | None, data: dict[str, Any]) -> int:
-        """Append an event in this unit; its seq (delivered to listeners after the commit)."""
-        return (await self.emit_many(type, session_id, [data]))[0]
-
-    async def emit_many(self, type: str, session_id: str | None, datas: Sequence[dict[str, Any]]) -> list[int]:
-        """Append one event per `datas` item, in order, in one statement; their seqs."""
-        return await self.emit_each(type, [(session_id, d) for d in datas])
-
-    async def emit_each(self, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[int]:
-        """Append one event of `type` per (session_id, data), in order, in one statement; their seqs."""
-        rows = _event_rows(self.next_seq, type, items)
-        if rows:
-            await self._conn.executemany(_INSERT_EVENT, rows)
-        return _stored(self, rows)
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """One statement over many rows (one trip to the database thread)."""
-        await self._conn.executemany(sql, rows)
-
-
-class SyncTx:
-    """What a unit of work run in the database thread (`Store.atomic_sync`) sees: the same as a
-    `Tx`, as plain calls on the sqlite3 connection (no trip per statement)."""
-
-    def __init__(self, conn: sqlite3.Connection, next_seq: int) -> None:
-        self._conn = conn
-        self.next_seq = next_seq
-        self.events: list[EventRow] = []
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cur = self._conn.execute(sql, params)
-        try:
-            return cur.rowcount
-        finally:
-            cur.close()
-
-    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self._conn.execute(sql, params).fetchall()
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._conn.executemany(sql, rows)
-
-    def emit_each(self, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[int]:
-        rows = _event_rows(self.next_seq, type, items)
-        if rows:
-            self._conn.executemany(_INSERT_EVENT, rows)
-        return _stored(self, rows)
-
-
-def _stored(tx: Tx | SyncTx, rows: list[EventRow]) -> list[int]:
-    """After their insert succeeded: the rows are the unit's events, its next seq moves past them;
-    their seqs. (A `Tx` and a `SyncTx` differ only in how the statement reaches SQLite.)"""
-    tx.events.extend(rows)
-    tx.next_seq += len(rows)
-    return [r[0] for r in rows]
-
-
-def _event_rows(first_seq: int, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[EventRow]:
-    time = now_iso()
-    return [(first_seq + i, type, time, session_id, json.dumps(d, separators=(",", ":"), ensure_ascii=False))
-            for i, (session_id, d) in enumerate(items)]
-
-
-Work = Callable[[Tx], Awaitable[Any]]
-SyncWork = Callable[[SyncTx], Any]
 
 
 _STOP = object()
@@ -445,48 +340,14 @@ class StoreWriter:
                 op.fut.set_result(res)
 
     async def _run_unit(self, conn: aiosqlite.Connection, op: _Op, next_seq: int, rows: list[EventRow]) -> Any:
-        """One `atomic` unit in a savepoint; its events are added to `rows`. An exception in the
-        work is its result (the unit is rolled back); a database that lost the transaction raises."""
+        """One `atomic` unit in a savepoint (gateway/store/units.py); its events are added to `rows`.
+        An exception in the work is its result (the unit is rolled back); a database that lost the
+        transaction raises. An `atomic_sync` unit runs whole in the database thread, in one trip."""
         assert op.work is not None
         if op.sync:
-            return await self._run_sync_unit(op, next_seq, rows)
-        if not conn.in_transaction:
-            await conn.execute("BEGIN")  # a savepoint must not be the outermost transaction
-        await conn.execute("SAVEPOINT unit")
-        tx = Tx(conn, next_seq)
-        try:
-            result = await op.work(tx)
-        except Exception as exc:  # noqa: BLE001 - the unit's own failure, reported to its caller
-            if not conn.in_transaction:
-                raise
-            await conn.execute("ROLLBACK TO unit")
-            await conn.execute("RELEASE unit")
-            return exc
-        await conn.execute("RELEASE unit")
-        rows.extend(tx.events)
-        return result
-
-    async def _run_sync_unit(self, op: _Op, next_seq: int, rows: list[EventRow]) -> Any:
-        """`_run_unit` for an `atomic_sync` unit: the same steps, all in the database thread."""
-        work = op.work
-
-        def unit(db: sqlite3.Connection) -> tuple[Any, SyncTx | None]:
-            if not db.in_transaction:
-                db.execute("BEGIN")
-            db.execute("SAVEPOINT unit")
-            tx = SyncTx(db, next_seq)
-            try:
-                result = work(tx)  # type: ignore[misc]
-            except Exception as exc:  # noqa: BLE001 - the unit's own failure, reported to its caller
-                if not db.in_transaction:
-                    raise
-                db.execute("ROLLBACK TO unit")
-                db.execute("RELEASE unit")
-                return exc, None
-            db.execute("RELEASE unit")
-            return result, tx
-
-        result, tx = await self._in_thread(unit)
+            result, tx = await self._in_thread(run_sync_unit, op.work, next_seq)
+        else:
+            result, tx = await run_unit(conn, op.work, next_seq)  # type: ignore[arg-type]
         if tx is not None:
             rows.extend(tx.events)
         return result

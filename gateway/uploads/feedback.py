@@ -20,7 +20,7 @@ from gateway.protocol import RequestContext
 from gateway.services.sessions import SessionService
 from gateway.services.terminals import TerminalService
 from gateway.store import Store
-from gateway.store.writer import Tx
+from gateway.store.units import Tx
 from gateway.timeutil import now_iso
 from gateway.uploads.service import upload_url
 

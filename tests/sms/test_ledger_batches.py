@@ -24,7 +24,7 @@ import pytest
 from gateway.services.sms_ledger import EVENT_CHUNK, SmsLedger
 from gateway.sms_store import CHUNK
 from gateway.store import Store
-from gateway.store.writer import SyncTx, Tx
+from gateway.store.units import SyncTx, Tx
 from gateway.timeutil import now_iso
 from sms.config import SmsConfig
 from sms.provider import Receipt
