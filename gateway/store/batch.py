@@ -11,6 +11,10 @@ by one, seqs only for those stored, when that fails); each write undone alone wh
 statement is atomic in SQLite, an executemany or a write with its event gets a savepoint); a
 database that lost the transaction fails the batch.
 
+A batch whose units of work are all `atomic_sync` (`write_with_units`) adds each unit in its
+savepoint (`run_unit`) and the commit to the same call: one trip for the whole batch (it was one
+per unit and one for the commit, each waiting for a busy event loop, issue 13).
+
 Runs outside the event loop: it touches only the sqlite3 connection and the ops' SQL fields
 (never their futures), and returns what the writer task then resolves.
 """
@@ -18,7 +22,7 @@ Runs outside the event loop: it touches only the sqlite3 connection and the ops'
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import structlog
 
@@ -110,3 +114,51 @@ def _events_one_by_one(db: sqlite3.Connection, events: Sequence[PlainOp], first:
             log.warning("store.event_failed", type=op.type[:64], error=repr(exc))
         db.execute("RELEASE ev")
     return rows, owners
+
+
+class UnitTx(Protocol):
+    """What `run_unit` needs of the tx it hands a unit's work (gateway/store/writer.py `SyncTx`)."""
+
+    events: list[Row]
+
+
+def run_unit(db: sqlite3.Connection, work: Callable[[Any], Any], new_tx: Callable[[sqlite3.Connection, int], UnitTx],
+             next_seq: int) -> tuple[Any, UnitTx | None]:
+    """One `atomic_sync` unit in a savepoint: (what `work` returned, its tx, whose events take
+    seqs from `next_seq`), or (its exception, None) when it raised (the unit is rolled back alone).
+    A database that lost the transaction raises."""
+    if not db.in_transaction:
+        db.execute("BEGIN")  # a savepoint must not be the outermost transaction
+    db.execute("SAVEPOINT unit")
+    tx = new_tx(db, next_seq)
+    try:
+        result = work(tx)
+    except Exception as exc:  # noqa: BLE001 - the unit's own failure, reported to its caller
+        if not db.in_transaction:
+            raise
+        db.execute("ROLLBACK TO unit")
+        db.execute("RELEASE unit")
+        return exc, None
+    db.execute("RELEASE unit")
+    return result, tx
+
+
+def write_with_units(db: sqlite3.Connection, events: Sequence[PlainOp], writes: Sequence[PlainOp],
+                     units: Sequence[tuple[int, Callable[[Any], Any]]],
+                     new_tx: Callable[[sqlite3.Connection, int], UnitTx], first: int, time: str
+                     ) -> tuple[list[Row], list[PlainOp], dict[int, Any]]:
+    """`write_batch` (without its commit when units follow), then each unit (`run_unit`: its
+    events take the next seqs), then the commit. What `write_batch` returns, each unit's result
+    (or exception) added under its key."""
+    rows: list[Row] = []
+    owners: list[PlainOp] = []
+    results: dict[int, Any] = {}
+    if events or writes:
+        rows, owners, results = write_batch(db, events, writes, first, time, not units)
+    for key, work in units:
+        results[key], tx = run_unit(db, work, new_tx, first + len(rows))
+        if tx is not None:
+            rows.extend(tx.events)
+    if units:
+        db.commit()
+    return rows, owners, results

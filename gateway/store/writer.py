@@ -32,7 +32,7 @@ from gateway.audit.chain import sql_row_hash
 from gateway.errors import InvalidParams, Unavailable
 from gateway.timeutil import now_iso
 
-from .batch import INSERT_EVENT as _INSERT_EVENT, write_batch
+from .batch import INSERT_EVENT as _INSERT_EVENT, run_unit, write_batch, write_with_units
 from .schema import SCHEMA_VERSION, migrate
 
 log = structlog.get_logger("gateway.store")
@@ -402,7 +402,7 @@ class StoreWriter:
                 # batch of k units took k + 1 of them, and the SMS send window and the webhooks'
                 # answers waited on every one).
                 rows, owners, results = await self._in_thread(
-                    _sync_batch, events, others, [(id(op), op.work) for op in units], first, time)
+                    write_with_units, events, others, [(id(op), op.work) for op in units], SyncTx, first, time)
             else:
                 # Events and writes in one trip; then each unit (an `atomic` unit: a trip per
                 # statement), then the commit.
@@ -469,51 +469,10 @@ class StoreWriter:
 
     async def _run_sync_unit(self, op: _Op, next_seq: int, rows: list[EventRow]) -> Any:
         """`_run_unit` for an `atomic_sync` unit: the same steps, all in the database thread."""
-        work = op.work
-        result, tx = await self._in_thread(_sync_unit, work, next_seq)
+        result, tx = await self._in_thread(run_unit, op.work, SyncTx, next_seq)
         if tx is not None:
             rows.extend(tx.events)
         return result
-
-
-def _sync_unit(db: sqlite3.Connection, work: SyncWork, next_seq: int) -> tuple[Any, SyncTx | None]:
-    """One `atomic_sync` unit in a savepoint, in the database thread: (what `work` returned, its
-    tx), or (its exception, None) when it raised (the unit is rolled back alone). A database that
-    lost the transaction raises."""
-    if not db.in_transaction:
-        db.execute("BEGIN")  # a savepoint must not be the outermost transaction
-    db.execute("SAVEPOINT unit")
-    tx = SyncTx(db, next_seq)
-    try:
-        result = work(tx)
-    except Exception as exc:  # noqa: BLE001 - the unit's own failure, reported to its caller
-        if not db.in_transaction:
-            raise
-        db.execute("ROLLBACK TO unit")
-        db.execute("RELEASE unit")
-        return exc, None
-    db.execute("RELEASE unit")
-    return result, tx
-
-
-def _sync_batch(db: sqlite3.Connection, events: Sequence[_Op], writes: Sequence[_Op],
-                units: Sequence[tuple[int, SyncWork]], first: int, time: str
-                ) -> tuple[list[EventRow], list[_Op], dict[int, Any]]:
-    """A batch whose units are all `atomic_sync`, whole in the database thread: the plain events
-    and writes (`write_batch`), each unit (`_sync_unit`: its events take the next seqs), the
-    commit. What `write_batch` returns, each unit's result (or exception) added under its key."""
-    rows: list[EventRow] = []
-    owners: list[_Op] = []
-    results: dict[int, Any] = {}
-    if events or writes:
-        rows, owners, results = write_batch(db, events, writes, first, time, not units)
-    for key, work in units:
-        results[key], tx = _sync_unit(db, work, first + len(rows))
-        if tx is not None:
-            rows.extend(tx.events)
-    if units:
-        db.commit()
-    return rows, owners, results
 
 
 def _check_text(sql: str | None, params: Sequence[Any], event: dict[str, Any]) -> None:
