@@ -10,9 +10,11 @@ Everything on 127.0.0.1. For each rate and run, two sides against the same peer,
   subscribes to events and sends one `sms.send` to N distinct numbers.
 - bare: `python -m benchmarks.sms_bare` as its own process: the twilio library's async client (or
   aiosmpplib through sms.smpp.SmppProvider) paced by the same token bucket, nothing stored.
-The peer: twilio = the stateful Messages stub (tests/peers/twilio_stub.py) in this process, which
-answers creates and POSTs signed status callbacks queued -> sent -> delivered 50 ms apart (with
---prism, Prism 5.14 validates the API calls in between); smpp = the SMSC simulator
+The peer: twilio = the stateful Messages stub (tests/peers/twilio_stub.py) in `--stub-procs`
+processes of its own sharing one port (benchmarks.twilio_peer; 0: in this process, as before
+session 18, where at 1,000/s it was the bottleneck of both sides), which answers creates and POSTs
+signed status callbacks queued -> sent -> delivered 50 ms apart, over 100 connections per process
+(with --prism, Prism 5.14 validates the API calls in between); smpp = the SMSC simulator
 (tests/peers/smpp_sim), which answers submit_sm and sends a delivery receipt 50 ms later.
 
 Per side and run:
@@ -51,47 +53,54 @@ from tests.gateway.test_sms_crash import numbers, sms_gateway_overrides
 from tests.gateway.test_sms_twilio import SID, TOKEN
 from tests.peers.prism import ensure_prism, prism_proxy, repo_root, twilio_spec_for_prism
 from tests.peers.smpp_sim import SmppSim
-from tests.peers.twilio_stub import TwilioStub
+from benchmarks.twilio_peer import TimedStub, TwilioPeer, seen
 
 FINAL = ("delivered", "undelivered", "failed")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BODY = "Flood warning district 3: move to high ground now."
 
 
-class TimedStub(TwilioStub):
-    """The stub, noting when each create arrives (monotonic)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.arrivals: list[float] = []
-
-    async def _create(self, request):  # type: ignore[no-untyped-def]
-        self.arrivals.append(time.monotonic())
-        return await super()._create(request)
-
-
 class Peer:
-    """The stub or the simulator for one side of one run: its URL/port, the arrival times of the
-    creates (seconds, any monotonic scale) and how many creates each number got."""
+    """The stub (in `stub_procs` processes of its own, or in this one when 0) or the simulator for
+    one side of one run: its URL/port, the arrival times of the creates (seconds, CLOCK_MONOTONIC)
+    and how many creates each number got (read them once `stop()` returned)."""
 
-    def __init__(self, provider: str, receipt_delay_ms: int = 50) -> None:
+    def __init__(self, provider: str, receipt_delay_ms: int = 50, stub_procs: int = 1) -> None:
         self.provider = provider
-        self.stub = TimedStub(SID, TOKEN) if provider == "twilio" else None
+        twilio = provider == "twilio"
+        self.stub = TimedStub(SID, TOKEN) if twilio and stub_procs == 0 else None
+        self.procs = TwilioPeer(SID, TOKEN, procs=stub_procs) if twilio and stub_procs > 0 else None
         self.sim = SmppSim(receipt_delay_ms=receipt_delay_ms) if provider == "smpp" else None
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        return self.procs.url if self.procs else self.stub.url if self.stub else ""
 
     async def start(self) -> None:
-        await (self.stub.start() if self.stub else self.sim.start())  # type: ignore[union-attr]
+        await (self.procs or self.stub or self.sim).start()  # type: ignore[union-attr]
 
     async def stop(self) -> None:
-        await (self.stub.stop() if self.stub else self.sim.stop())  # type: ignore[union-attr]
+        if not self._stopped:
+            self._stopped = True
+            await (self.procs or self.stub or self.sim).stop()  # type: ignore[union-attr]
+
+    async def collect(self) -> None:
+        """Stub processes report what they saw when they stop: stop them (the rest keep running)."""
+        if self.procs is not None:
+            await self.stop()
 
     def arrivals(self) -> list[float]:
+        if self.procs is not None:
+            return list(self.procs.arrivals)
         if self.stub is not None:
             return sorted(self.stub.arrivals)
         assert self.sim is not None
         return sorted(e["t"] for e in self.sim.of("submit_sm") if e.get("status") == 0)
 
     def creates(self) -> dict[str, int]:
+        if self.procs is not None:
+            return dict(self.procs.creates)
         if self.stub is not None:
             return dict(self.stub.creates)
         assert self.sim is not None
@@ -100,6 +109,13 @@ class Peer:
             if e.get("status") == 0:
                 out["+" + e["destination_addr"]] = out.get("+" + e["destination_addr"], 0) + 1
         return out
+
+    def note(self, res: dict[str, Any]) -> None:
+        """The stub's lookups (GET: the gateway's reconcile) and, in processes, their CPU."""
+        if self.procs is not None:
+            res.update(peer_lookups=self.procs.lookups, peer_procs=self.procs.procs, peer_cpu_s=self.procs.cpu_s)
+        elif self.stub is not None:
+            res["peer_lookups"] = seen(self.stub)["lookups"]
 
 
 def _proc_cpu_rss(pid: int) -> tuple[float, int]:
@@ -183,15 +199,15 @@ def _gateway_sets(a: argparse.Namespace, work: Path, rate: float, peer: Peer, ap
 
 async def run_gateway(a: argparse.Namespace, rate: float, spec_dir: Path, base: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-sms-"))
-    peer = Peer(a.provider)
+    peer = Peer(a.provider, stub_procs=a.stub_procs)
     await peer.start()
     res: dict[str, Any] = {"side": "gateway", "provider": a.provider, "recipients": a.recipients,
                            "rate_per_s": rate, "burst": a.burst, "in_flight": a.in_flight,
                            "via_prism": a.prism, "workdir": str(work)}
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(peer.stop)
-        api = peer.stub.url if peer.stub else ""
-        if a.prism and peer.stub:
+        api = peer.url
+        if a.prism and api:
             spec, _ = twilio_spec_for_prism(spec_dir)
             binary = await ensure_prism(repo_root() / ".cache" / "prism")
             prism = await stack.enter_async_context(prism_proxy(binary, spec, api, log=work / "prism.log"))
@@ -246,6 +262,8 @@ async def run_gateway(a: argparse.Namespace, rate: float, spec_dir: Path, base: 
         t_end = max(final_at.values()) if final_at else time.monotonic()
         cpu1, rss = _proc_cpu_rss(gw.proc.pid)
         res["bench_process_cpu_pct"] = round(100 * (time.process_time() - here0) / max(time.monotonic() - t0, 1e-9), 1)
+        await peer.collect()
+        peer.note(res)
         arr = peer.arrivals()
         _rates(res, arr, to, peer.creates(), t_send=t0)
         res["not_final"] = a.recipients - len(final_at)
@@ -266,7 +284,7 @@ async def run_gateway(a: argparse.Namespace, rate: float, spec_dir: Path, base: 
 
 
 async def run_bare(a: argparse.Namespace, rate: float, base: int) -> dict[str, Any]:
-    peer = Peer(a.provider)
+    peer = Peer(a.provider, stub_procs=a.stub_procs)
     await peer.start()
     res: dict[str, Any] = {"side": "bare", "provider": a.provider, "recipients": a.recipients, "rate_per_s": rate,
                            "burst": a.burst, "in_flight": a.in_flight}
@@ -274,8 +292,8 @@ async def run_bare(a: argparse.Namespace, rate: float, base: int) -> dict[str, A
         args = [sys.executable, "-m", "benchmarks.sms_bare", a.provider, "--recipients", str(a.recipients),
                 "--base", str(base), "--rate", str(rate), "--burst", str(a.burst), "--in-flight", str(a.in_flight),
                 "--final-timeout", str(a.final_timeout)]
-        if peer.stub is not None:
-            args += ["--api", peer.stub.url, "--sid", SID, "--token", TOKEN]
+        if a.provider == "twilio":
+            args += ["--api", peer.url, "--sid", SID, "--token", TOKEN]
         else:
             args += ["--port", str(peer.sim.port)]  # type: ignore[union-attr]
         here0, t_start = time.process_time(), time.monotonic()
@@ -283,6 +301,8 @@ async def run_bare(a: argparse.Namespace, rate: float, base: int) -> dict[str, A
         out, _ = await proc.communicate()
         res["bench_process_cpu_pct"] = round(100 * (time.process_time() - here0) / (time.monotonic() - t_start), 1)
         child = json.loads(out.decode().strip().splitlines()[-1])
+        await peer.collect()
+        peer.note(res)
         to = numbers(a.recipients, base=base)
         arr = peer.arrivals()
         _rates(res, arr, to, peer.creates(), t_send=child["t0"])
@@ -371,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-bare", dest="bare", action="store_false", help="the gateway side only")
     ap.add_argument("--prism", action="store_true", help="twilio API calls through Prism (validating proxy)")
+    ap.add_argument("--stub-procs", type=int, default=1,
+                    help="twilio: stub processes sharing one port (benchmarks.twilio_peer); 0: the stub in this process")
     ap.add_argument("--final-timeout", type=float, default=60.0,
                     help="seconds past recipients/rate to wait for every final status")
     ap.add_argument("--log-level", default="info", help="gateway.log_level")

@@ -12,6 +12,10 @@ seqs only for those stored, when that fails); each write undone alone when it fa
 statement is atomic in SQLite; an executemany, or a write with its event or its `also`, gets a
 savepoint: all of it or none); a database that lost the transaction fails the batch.
 
+A batch whose units of work are all `atomic_sync` (gateway/store/units.py `write_with_units`) adds
+each unit in its savepoint (`run_sync_unit`) and the commit to the same call: one trip for the whole batch (it was one
+per unit and one for the commit, each waiting for a busy event loop, issue 13).
+
 Runs outside the event loop: it touches only the sqlite3 connection and the ops' SQL fields
 (never their futures), and returns what the writer task then resolves.
 """
@@ -115,3 +119,4 @@ def _events_one_by_one(db: sqlite3.Connection, events: Sequence[PlainOp], first:
             log.warning("store.event_failed", type=op.type[:64], error=repr(exc))
         db.execute("RELEASE ev")
     return rows, owners
+

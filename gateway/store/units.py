@@ -14,7 +14,7 @@ from typing import Any
 
 import aiosqlite
 
-from .batch import INSERT_EVENT as _INSERT_EVENT
+from .batch import INSERT_EVENT as _INSERT_EVENT, PlainOp, write_batch
 from .rows import EventRow, _event_rows
 
 
@@ -135,3 +135,23 @@ def run_sync_unit(db: sqlite3.Connection, work: SyncWork, next_seq: int) -> tupl
         return exc, None
     db.execute("RELEASE unit")
     return result, tx
+
+
+def write_with_units(db: sqlite3.Connection, events: Sequence[PlainOp], writes: Sequence[PlainOp],
+                     units: Sequence[tuple[int, SyncWork]], first: int, time: str
+                     ) -> tuple[list[EventRow], list[PlainOp], dict[int, Any]]:
+    """`write_batch` (without its commit when units follow), then each unit (`run_sync_unit`: its
+    events take the next seqs), then the commit. What `write_batch` returns, each unit's result
+    (or exception) added under its key."""
+    rows: list[EventRow] = []
+    owners: list[PlainOp] = []
+    results: dict[int, Any] = {}
+    if events or writes:
+        rows, owners, results = write_batch(db, events, writes, first, time, not units)
+    for key, work in units:
+        results[key], tx = run_sync_unit(db, work, first + len(rows))
+        if tx is not None:
+            rows.extend(tx.events)
+    if units:
+        db.commit()
+    return rows, owners, results

@@ -35,7 +35,7 @@ from gateway.timeutil import now_iso
 from .batch import write_batch
 from .rows import Event, EventListener, EventRow
 from .schema import SCHEMA_VERSION, migrate
-from .units import SyncTx, SyncWork, Work, run_sync_unit, run_unit
+from .units import SyncTx, SyncWork, Work, run_sync_unit, run_unit, write_with_units
 
 log = structlog.get_logger("gateway.store")
 
@@ -295,15 +295,22 @@ class StoreWriter:
         first = self._seq + 1
         rows: list[tuple[int, str, str, str | None, str]] = []
         try:
-            # Events, writes and (without units) the commit: one trip to the writer's thread
-            # (none for a batch of units alone).
             owners: list[Any] = []
             results: dict[int, Any] = {}
-            if events or others or not units:
-                rows, owners, results = await self._in_thread(write_batch, events, others, first, time, not units)
-            for op in units:
-                results[id(op)] = await self._run_unit(conn, op, first + len(rows), rows)
-            if units:
+            if all(op.sync for op in units):
+                # Events, writes, every unit in its savepoint and the commit: one trip to the
+                # writer's thread for the whole batch (each trip waits for a busy event loop: a
+                # batch of k units took k + 1 of them, and the SMS send window and the webhooks'
+                # answers waited on every one).
+                rows, owners, results = await self._in_thread(
+                    write_with_units, events, others, [(id(op), op.work) for op in units], first, time)
+            else:
+                # Events and writes in one trip; then each unit (an `atomic` unit: a trip per
+                # statement), then the commit.
+                if events or others:
+                    rows, owners, results = await self._in_thread(write_batch, events, others, first, time, False)
+                for op in units:
+                    results[id(op)] = await self._run_unit(conn, op, first + len(rows), rows)
                 await conn.commit()
         except BaseException as exc:
             log.error("store.commit_failed", path=self.path, batch=len(batch), events=len(rows),

@@ -74,13 +74,15 @@ def check_sent_once_delivered_once(path: str, n: int) -> None:
 
 async def test_twilio_kill9_between_post_and_answer_retries_stored_once(tmp_path: Path) -> None:
     t0 = time.monotonic()
-    async with twilio_stub(SID, TOKEN, webhook_retry_s=0.3, callback_delay_s=0.5) as stub:
-        overrides = sms_gateway_overrides(tmp_path / "data", stub.url, rate_per_s=50, burst=10)
+    # 10 s of sending, each message's callbacks 0.2 s apart: receipts flow across the kill (at
+    # 50/s they could all be answered before it, once the `queued` / `sent` ones no longer waited
+    # for their commit)
+    async with twilio_stub(SID, TOKEN, webhook_retry_s=0.3, callback_delay_s=0.2) as stub:
+        overrides = sms_gateway_overrides(tmp_path / "data", stub.url, rate_per_s=20, burst=10)
         overrides["sms.reconcile_after_s"] = 600  # only the stub's retries may bring lost receipts
         async with gateway_proc(overrides, tmp_path) as gw:
             await gw.start()
             public = overrides["sms.twilio.public_url"]
-            sent = await send_sms(gw.url, [f"+86139{i:08d}" for i in range(N_SMS)], "请回复所在位置")
             gate = asyncio.Semaphore(30)
 
             async def one(i: int) -> tuple[str, int]:
@@ -90,10 +92,18 @@ async def test_twilio_kill9_between_post_and_answer_retries_stored_once(tmp_path
                 return params["MessageSid"], status
 
             inbound = asyncio.gather(*(one(i) for i in range(N_INBOUND)))
-            await wait_until(lambda: count(gw.store_path, INBOUND_EVENTS) >= KILL_AT,
-                             60, f"{KILL_AT} inbound stored", step=0.005)
+            # the send starts half-way to the kill, so the kill lands while its receipts come
+            await wait_until(lambda: count(gw.store_path, INBOUND_EVENTS) >= KILL_AT // 2,
+                             60, f"{KILL_AT // 2} inbound stored", step=0.005)
+            sent = await send_sms(gw.url, [f"+86139{i:08d}" for i in range(N_SMS)], "请回复所在位置")
+            delivered = "SELECT COUNT(*) FROM sms WHERE state = 'delivered'"
+            await wait_until(lambda: count(gw.store_path, INBOUND_EVENTS) >= KILL_AT
+                             and count(gw.store_path, delivered) >= 10,
+                             60, f"{KILL_AT} inbound stored, receipts coming", step=0.005)
             await gw.kill9()
             stored_at_kill = set(events_per(gw.store_path, "sms.inbound", "provider_id"))
+            final_at_kill = count(gw.store_path, delivered)
+            assert final_at_kill < N_SMS, "the kill must land while receipts still come"
             await gw.start()
             answers = await inbound
             assert {status for _, status in answers} == {200}, Counter(s for _, s in answers)

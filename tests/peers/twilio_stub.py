@@ -96,6 +96,7 @@ class TwilioStub:
     host: str = "127.0.0.1"
     port: int = 0
     ca_file: str | None = None  # trust only these CAs for webhooks to an https:// URL
+    reuse_port: bool = False  # SO_REUSEPORT: several stub processes share `port` (benchmarks.twilio_peer)
 
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # sid -> resource, in creation order
     creates: Counter[str] = field(default_factory=Counter)      # accepted creates per To
@@ -232,7 +233,7 @@ class TwilioStub:
         self._session = ClientSession(timeout=ClientTimeout(total=5), connector=aiohttp.TCPConnector(ssl=tls))
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_port=self.reuse_port or None)
         await site.start()
         server = site._server  # noqa: SLF001 - the only way to read the port picked for port 0
         assert server is not None

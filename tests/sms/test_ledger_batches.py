@@ -6,8 +6,9 @@ counted. Before: `sms.send` of N stored the rows, then awaited N separate event 
 start, answer and receipt was a unit of its own with 4-8 statements (about 36 round trips to the
 database thread per message), which on the dev box held the send rate at 262/s of 500. Then each
 batch unit still took one trip to the database thread per statement (7-10 a unit, each waiting for
-a busy event loop: a Twilio callback's answer waited for all of them); now a unit is one trip
-(`Store.atomic_sync`) and its batch's commit another.
+a busy event loop: a Twilio callback's answer waited for all of them); then a unit was one trip
+(`Store.atomic_sync`) and its batch's commit another; now a store round (every unit queued
+together, their commit) is one trip.
 """
 
 from __future__ import annotations
@@ -130,14 +131,14 @@ async def test_starts_answers_and_receipts_of_many_messages_take_a_few_units(sto
     assert [k for k, _ in started] == ["sending"] * N
     reads = -(-N // CHUNK)  # one read per 500 ids
     assert n.units == 1 and sum(n.statements.values()) <= reads + 2, n.statements  # reads, write, events
-    assert n.trips <= 2, n.trips  # the unit and the commit: one trip each (before: 9, one per statement)
+    assert n.trips == 1, n.trips  # the unit with its commit: one trip (before: 9, one per statement; then 2)
     n.reset()
 
     # N API answers at once: the first is written alone, the rest wait for it and go together
     answered = await asyncio.gather(*(ledger.accepted(m, f"SM{m}") for m in ids))
     assert all(r is not None and r["state"] == "sent" for r in answered)
     assert n.units <= 4 and sum(n.statements.values()) <= 5 * n.units, (n.units, n.statements)
-    assert n.trips <= 2 * n.units, (n.trips, n.units)  # before: 8 a unit
+    assert n.trips <= n.units, (n.trips, n.units)  # a round's units and its commit: one trip (before: 8 a unit, then 2)
     n.reset()
 
     # every message's `sent` and `delivered` callbacks at once, one twice (a webhook retried)
@@ -145,7 +146,7 @@ async def test_starts_answers_and_receipts_of_many_messages_take_a_few_units(sto
     results = await asyncio.gather(*(ledger.receipt(r, can_list=True) for r in reports))
     assert Counter(results) == {"applied": 2 * N, "duplicate": 1}
     assert n.units <= 7 and sum(n.statements.values()) <= 8 * n.units, (n.units, n.statements)  # before: 2N+1 units
-    assert n.trips <= 2 * n.units, (n.trips, n.units)  # before: 10 a unit
+    assert n.trips <= n.units, (n.trips, n.units)  # before: 10 a unit, then 2
     assert n.appends == 0
 
     seen = await statuses(store)

@@ -76,3 +76,38 @@ async def test_writes_with_events_keep_seq_order_with_plain_events(store: Store)
     assert [e.seq for e in stored] == [1, 2, 3, 4] == seen
     assert sorted(r.seq for r in results) == [1, 2, 3, 4]
     assert {r.seq: r.data for r in results} == {e.seq: e.data for e in stored}
+
+
+async def test_a_batch_of_units_run_in_the_database_thread_is_one_trip_with_its_commit(store: Store, monkeypatch) -> None:
+    """`atomic_sync` units queued with plain writes and events: the whole batch (the plain part,
+    each unit in its savepoint, the commit) is one trip to the writer's thread (issue 13: a batch
+    of k units took k + 1 trips, each a wait for a busy event loop); a unit that raises is undone
+    alone and its events get no seq."""
+    counts = count_trips(store, monkeypatch)
+    seen: list[int] = []
+    store.add_listener(lambda evs: seen.extend(e.seq for e in evs))
+
+    def unit(i: int):
+        def work(tx):
+            tx.execute("INSERT INTO sms_receipts (provider, provider_id, status, received_at)"
+                       " VALUES ('twilio', ?, 'sent', '2026-01-01T00:00:00.000Z')", (f"SM{i}",))
+            return tx.emit_each("unit", [(None, {"i": i})])[0]
+        return work
+
+    def bad(tx):
+        tx.emit_each("unit", [(None, {"bad": True})])
+        raise ValueError("no")
+
+    results = await asyncio.gather(
+        store.append_event("t", None, {"n": 1}), store.atomic_sync(unit(1)), store.atomic_sync(bad),
+        store.put_session({"session_id": "p", "state": "open"}), store.atomic_sync(unit(2)),
+        store.atomic_sync(unit(3)), return_exceptions=True)
+    assert counts["batches"] >= 1
+    assert counts["trips"] == counts["batches"], counts  # before: 6 for this batch (plain part, 4 units, commit)
+    assert isinstance(results[2], ValueError), results
+    stored = await store.events_after(0)
+    assert [e.type for e in stored] == ["t", "unit", "unit", "unit"] and seen == [e.seq for e in stored]
+    assert [e.data for e in stored[1:]] == [{"i": 1}, {"i": 2}, {"i": 3}]
+    assert [results[1], results[4], results[5]] == [e.seq for e in stored[1:]]
+    assert await store.get_session("p") is not None
+    assert sorted(r[0] for r in await store.fetchall("SELECT provider_id FROM sms_receipts")) == ["SM1", "SM2", "SM3"]
