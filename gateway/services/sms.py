@@ -328,18 +328,10 @@ class SmsService:
 
     # receipts and inbound: stored before the provider is answered ----------------------------
     async def _on_receipt(self, r: Receipt) -> None:
-        """A receipt that can change its message's state (`RECEIPT_INPUTS`: delivered, failed,
-        ...) is answered once stored. One that cannot (Twilio's `queued` and `sent`, two of every
-        three callbacks; an SMSC's intermediate states) is kept for the history: answered once it
-        has an intake slot and is on its way into the next store round, not once committed (a
-        crash in between loses that history row, never a state). Each held its provider
-        connection for a store round (at Twilio 500/s the 100 callback connections could not
-        keep up: 17-22 s of receipt backlog)."""
         assert self.provider is not None
         can_list = self.provider.can_list
         await self._ledger.intake(f"receipt:{r.provider_id}:{r.status}",
-                                  lambda: self._ledger.receipt(r, can_list=can_list),
-                                  wait=r.status in RECEIPT_INPUTS)
+                                  lambda: self._ledger.receipt(r, can_list=can_list))
 
     async def _on_inbound(self, m: Inbound) -> None:
         await self._ledger.intake(f"inbound:{m.dedup_key or m.provider_id}", lambda: self._inbound(m))

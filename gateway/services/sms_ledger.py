@@ -303,10 +303,9 @@ class SmsLedger:
         return m.dedup_key, epoch_to_iso(time.time() - self.config.inbound_dedup_window_s)
 
     # --- the gate in front of the provider's answer ---------------------------------------------------
-    async def intake(self, key: str, work: Callable[[], Awaitable[Any]], *, wait: bool = True) -> Any:
+    async def intake(self, key: str, work: Callable[[], Awaitable[Any]]) -> Any:
         """Run `work` (storing one report) unless too many are being stored; wait for it at most
-        `intake_timeout_s` (`wait=False`: return once it has its slot and has started; it keeps
-        the slot until written). The work itself is never cancelled by the wait: it is owned here.
+        `intake_timeout_s`. The work itself is never cancelled by the wait: it is owned here.
         When all `intake_limit` slots are busy a report waits in line (first come, first served)
         up to `intake_wait_s` for one, so a burst of one kind (inbound) cannot starve another
         (receipts) by winning every freed slot; a full line (4 x the limit) or a longer wait is "retry
@@ -321,8 +320,6 @@ class SmsLedger:
                 task = asyncio.get_running_loop().create_task(work(), name="sms.intake")
                 self._busy[key] = task
                 task.add_done_callback(lambda t: self._done(key, t))
-        if not wait:
-            return None
         async with asyncio.timeout(self.config.intake_timeout_s):
             return await asyncio.shield(task)
 
