@@ -227,3 +227,14 @@ def encode_notification(method: str, params: dict[str, Any]) -> str:
 def encode_event(params: dict[str, Any]) -> str:
     """An event notification; `params` is `{"seq","type","time","session_id","data"}`."""
     return _dump({"jsonrpc": JSONRPC, "method": EVENT_METHOD, "params": params})
+
+
+_EVENT_HEAD = '{"jsonrpc":"2.0","method":"event","params":{"seq":'
+
+
+def encode_stored_event(seq: int, type: str, time: str, session_id: str | None, data_json: str) -> str:
+    """`encode_event` of a stored event whose data is already encoded (`data_json` =
+    `encode_json(data)`, as the store keeps it): the same text, with only the short fields
+    encoded (at carrier rates encoding each event's data twice was a tenth of the loop's time)."""
+    return (f'{_EVENT_HEAD}{int(seq)},"type":{_dump(type)},"time":{_dump(time)},'
+            f'"session_id":{_dump(session_id)},"data":{data_json}}}}}')

@@ -20,7 +20,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -30,6 +30,7 @@ import structlog
 from gateway import text
 from gateway.audit.chain import sql_row_hash
 from gateway.errors import InvalidParams, Unavailable
+from gateway.protocol.codec import encode_json as encode_data
 from gateway.timeutil import now_iso
 
 from .batch import INSERT_EVENT as _INSERT_EVENT, write_batch
@@ -44,13 +45,16 @@ R = TypeVar("R")
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A stored event. `data` is shared between subscribers: treat it as read-only."""
+    """A stored event. `data` is shared between subscribers: treat it as read-only. `data_json`,
+    when known, is `data` as stored (the codec's compact JSON): a notification frame is built
+    around it instead of encoding `data` again (`codec.encode_stored_event`)."""
 
     seq: int
     type: str
     time: str  # ISO 8601 UTC with ms and "Z"
     session_id: str | None
     data: dict[str, Any]
+    data_json: str | None = field(default=None, compare=False, repr=False)
 
     def to_params(self) -> dict[str, Any]:
         return {"seq": self.seq, "type": self.type, "time": self.time,
@@ -84,6 +88,7 @@ class Tx:
         self._conn = conn
         self.next_seq = next_seq
         self.events: list[EventRow] = []
+        self.datas: list[dict[str, Any]] = []  # each event's data as given (see `emit_each`)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; its rowcount."""
@@ -105,11 +110,13 @@ class Tx:
         return await self.emit_each(type, [(session_id, d) for d in datas])
 
     async def emit_each(self, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[int]:
-        """Append one event of `type` per (session_id, data), in order, in one statement; their seqs."""
+        """Append one event of `type` per (session_id, data), in order, in one statement; their seqs.
+        Each `data` dict is handed to the listeners as it is (not decoded again from what was
+        stored): it is theirs once emitted, do not change it."""
         rows = _event_rows(self.next_seq, type, items)
         if rows:
             await self._conn.executemany(_INSERT_EVENT, rows)
-        return _stored(self, rows)
+        return _stored(self, rows, items)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement over many rows (one trip to the database thread)."""
@@ -124,6 +131,7 @@ class SyncTx:
         self._conn = conn
         self.next_seq = next_seq
         self.events: list[EventRow] = []
+        self.datas: list[dict[str, Any]] = []
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cur = self._conn.execute(sql, params)
@@ -142,21 +150,22 @@ class SyncTx:
         rows = _event_rows(self.next_seq, type, items)
         if rows:
             self._conn.executemany(_INSERT_EVENT, rows)
-        return _stored(self, rows)
+        return _stored(self, rows, items)
 
 
-def _stored(tx: Tx | SyncTx, rows: list[EventRow]) -> list[int]:
-    """After their insert succeeded: the rows are the unit's events, its next seq moves past them;
-    their seqs. (A `Tx` and a `SyncTx` differ only in how the statement reaches SQLite.)"""
+def _stored(tx: Tx | SyncTx, rows: list[EventRow], items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[int]:
+    """After their insert succeeded: the rows are the unit's events (their data dicts kept for the
+    listeners), its next seq moves past them; their seqs. (A `Tx` and a `SyncTx` differ only in how
+    the statement reaches SQLite.)"""
     tx.events.extend(rows)
+    tx.datas.extend(d for _, d in items)
     tx.next_seq += len(rows)
     return [r[0] for r in rows]
 
 
 def _event_rows(first_seq: int, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[EventRow]:
     time = now_iso()
-    return [(first_seq + i, type, time, session_id, json.dumps(d, separators=(",", ":"), ensure_ascii=False))
-            for i, (session_id, d) in enumerate(items)]
+    return [(first_seq + i, type, time, session_id, encode_data(d)) for i, (session_id, d) in enumerate(items)]
 
 
 Work = Callable[[Tx], Awaitable[Any]]
@@ -274,9 +283,8 @@ class StoreWriter:
         """
         if not type or not isinstance(type, str):
             raise ValueError("event type must be a non-empty string")
-        payload = json.dumps(data if data is not None else {}, separators=(",", ":"),
-                             ensure_ascii=False)
-        return await self._submit(None, (), type=type, session_id=session_id, data=payload)
+        return await self._submit(None, (), type=type, session_id=session_id,
+                                  data=encode_data(data if data is not None else {}))
 
     async def write_emitting(self, sql: str, params: Sequence[Any], type: str, session_id: str | None,
                              data: dict[str, Any]) -> Event:
@@ -285,8 +293,7 @@ class StoreWriter:
         await per statement. Returns the stored event once committed."""
         if not type or not isinstance(type, str):
             raise ValueError("event type must be a non-empty string")
-        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        return await self._submit(sql, params, type=type, session_id=session_id, data=payload)
+        return await self._submit(sql, params, type=type, session_id=session_id, data=encode_data(data))
 
     async def atomic(self, work: Work) -> Any:
         """Run `work(tx)` in the writer, inside a savepoint of its batch transaction: its
@@ -393,6 +400,7 @@ class StoreWriter:
         time = now_iso()
         first = self._seq + 1
         rows: list[tuple[int, str, str, str | None, str]] = []
+        datas: list[dict[str, Any] | None] = []  # the units' events' data as given; None: decode the row
         try:
             # Events, writes and (without units) the commit: one trip to the writer's thread
             # (none for a batch of units alone).
@@ -400,8 +408,9 @@ class StoreWriter:
             results: dict[int, Any] = {}
             if events or others or not units:
                 rows, owners, results = await self._in_thread(write_batch, events, others, first, time, not units)
+                datas = [None] * len(rows)
             for op in units:
-                results[id(op)] = await self._run_unit(conn, op, first + len(rows), rows)
+                results[id(op)] = await self._run_unit(conn, op, first + len(rows), rows, datas)
             if units:
                 await conn.commit()
         except BaseException as exc:
@@ -420,7 +429,8 @@ class StoreWriter:
             return
         if rows:
             self._seq = rows[-1][0]
-            stored = [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+            stored = [Event(r[0], r[1], r[2], r[3], json.loads(r[4]) if d is None else d, r[4])
+                      for r, d in zip(rows, datas, strict=True)]
             for listener in list(self._listeners):
                 try:
                     listener(stored)
@@ -438,12 +448,14 @@ class StoreWriter:
             else:
                 op.fut.set_result(res)
 
-    async def _run_unit(self, conn: aiosqlite.Connection, op: _Op, next_seq: int, rows: list[EventRow]) -> Any:
-        """One `atomic` unit in a savepoint; its events are added to `rows`. An exception in the
-        work is its result (the unit is rolled back); a database that lost the transaction raises."""
+    async def _run_unit(self, conn: aiosqlite.Connection, op: _Op, next_seq: int, rows: list[EventRow],
+                        datas: list[Any]) -> Any:
+        """One `atomic` unit in a savepoint; its events are added to `rows` (their data dicts to
+        `datas`). An exception in the work is its result (the unit is rolled back); a database that
+        lost the transaction raises."""
         assert op.work is not None
         if op.sync:
-            return await self._run_sync_unit(op, next_seq, rows)
+            return await self._run_sync_unit(op, next_seq, rows, datas)
         if not conn.in_transaction:
             await conn.execute("BEGIN")  # a savepoint must not be the outermost transaction
         await conn.execute("SAVEPOINT unit")
@@ -458,9 +470,10 @@ class StoreWriter:
             return exc
         await conn.execute("RELEASE unit")
         rows.extend(tx.events)
+        datas.extend(tx.datas)
         return result
 
-    async def _run_sync_unit(self, op: _Op, next_seq: int, rows: list[EventRow]) -> Any:
+    async def _run_sync_unit(self, op: _Op, next_seq: int, rows: list[EventRow], datas: list[Any]) -> Any:
         """`_run_unit` for an `atomic_sync` unit: the same steps, all in the database thread."""
         work = op.work
 
@@ -483,6 +496,7 @@ class StoreWriter:
         result, tx = await self._in_thread(unit)
         if tx is not None:
             rows.extend(tx.events)
+            datas.extend(tx.datas)
         return result
 
 
