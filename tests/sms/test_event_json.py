@@ -37,15 +37,27 @@ def _rows(n: int) -> list[dict[str, Any]]:
 
 
 class JsonCalls:
-    """`json.dumps` / `json.loads` calls whose value is an event's data (a dict with `message_id`)."""
+    """Encodings (`json.dumps`, the codec's encoder) and decodings (`json.loads`) of an event's data
+    (a dict with `message_id`), alone or inside a frame's params."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.dumps = self.loads = 0
-        dumps, loads = json.dumps, json.loads
+        dumps, loads, dump = json.dumps, json.loads, codec._dump
+
+        def carries_data(obj: Any) -> bool:
+            if isinstance(obj, dict) and isinstance(obj.get("params"), dict):
+                obj = obj["params"].get("data")
+            return isinstance(obj, dict) and "message_id" in obj
 
         def counted_dumps(obj: Any, *a: Any, **k: Any) -> str:
-            self.dumps += isinstance(obj, dict) and "message_id" in obj
+            self.dumps += carries_data(obj)
             return dumps(obj, *a, **k)
+
+        def counted_dump(obj: Any) -> str:
+            self.dumps += carries_data(obj)
+            return dump(obj)
+
+        monkeypatch.setattr(codec, "_dump", counted_dump)
 
         def counted_loads(s: Any, *a: Any, **k: Any) -> Any:
             out = loads(s, *a, **k)
@@ -84,7 +96,7 @@ async def test_sms_events_are_encoded_once_and_framed_around_the_stored_text(
 
     monkeypatch.setattr(codec, "encode_event", counted_encode_event)
     frames = [srv.event_frame(e) for e in seen]
-    # No whole encoding and no data encoded (before: N of each), and the same text as one.
+    # No whole encoding, no data encoded again (before: N whole encodings), and the same text.
     assert (full, calls.dumps - N, calls.loads) == (0, 0, 0)
     monkeypatch.undo()
     assert [text for text, _ in frames] == [codec.encode_event(e.to_params()) for e in seen]
