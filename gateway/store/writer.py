@@ -283,8 +283,8 @@ class StoreWriter:
         """
         if not type or not isinstance(type, str):
             raise ValueError("event type must be a non-empty string")
-        return await self._submit(None, (), type=type, session_id=session_id,
-                                  data=encode_data(data if data is not None else {}))
+        payload = encode_data(data if data is not None else {})
+        return await self._submit(None, (), type=type, session_id=session_id, data=payload)
 
     async def write_emitting(self, sql: str, params: Sequence[Any], type: str, session_id: str | None,
                              data: dict[str, Any]) -> Event:
@@ -293,7 +293,8 @@ class StoreWriter:
         await per statement. Returns the stored event once committed."""
         if not type or not isinstance(type, str):
             raise ValueError("event type must be a non-empty string")
-        return await self._submit(sql, params, type=type, session_id=session_id, data=encode_data(data))
+        payload = encode_data(data)
+        return await self._submit(sql, params, type=type, session_id=session_id, data=payload)
 
     async def atomic(self, work: Work) -> Any:
         """Run `work(tx)` in the writer, inside a savepoint of its batch transaction: its
