@@ -61,7 +61,7 @@ from aiosmpplib.correlator import SimpleCorrelator
 from aiosmpplib.retrytimer import SimpleExponentialBackoff
 
 from sms.provider import Inbound, OnInbound, OnReceipt, ProviderError, Receipt, Remote, Submitted, deliver
-from sms.segments import is_gsm7, split
+from sms.segments import encode_info, split
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Part:
 
 def encode_parts(body: str, ref: int) -> list[Part]:
     """The submit_sm parts of `body`; `ref` (0..255) is the concatenation reference."""
-    gsm = is_gsm7(body)
+    gsm = encode_info(body).encoding == "GSM-7"
     texts = split(body)
     coding = DATA_CODING_GSM7 if gsm else DATA_CODING_UCS2
     parts: list[Part] = []
