@@ -57,11 +57,11 @@ from aiosmpplib import (
     SubmitSmResp,
 )
 from aiosmpplib.codec import GSM7BitCodec
-from aiosmpplib.correlator import SimpleCorrelator
 from aiosmpplib.retrytimer import SimpleExponentialBackoff
 
 from sms.provider import Inbound, OnInbound, OnReceipt, ProviderError, Receipt, Remote, Submitted, deliver
 from sms.segments import encode_info, split
+from sms.smpp_correlator import Correlator
 
 log = logging.getLogger(__name__)
 
@@ -239,26 +239,6 @@ class _Esme(ESME):
             log.warning("smpp.deliver-sm-resp-lost", extra={"error": repr(exc)})
 
 
-class _Correlator(SimpleCorrelator):
-    """aiosmpplib's in-memory correlator (requests <-> responses, submit_sm <-> receipts), its
-    expiry sweep run at most every `sweep_s`. The library sweeps all its tables on every put and
-    get: three or four times a message, each over every request in flight and every message
-    waiting for its receipt (~5-10 % of the gateway's Python time at 1,000 messages/s). An entry
-    now expires up to `sweep_s` after its TTL (15 s for a response, 3 days for a receipt); `send()`
-    keeps its own timeout, so nothing waits on that."""
-
-    def __init__(self, name: str, sweep_s: float = 1.0) -> None:
-        super().__init__(name)
-        self.sweep_s = sweep_s
-        self.swept_at = float("-inf")  # monotonic time of the last sweep
-
-    async def _remove_expired(self) -> None:
-        now = time.monotonic()
-        if now - self.swept_at >= self.sweep_s:
-            self.swept_at = now
-            await super()._remove_expired()
-
-
 class _Hook(AbstractHook):
     def __init__(self, provider: SmppProvider) -> None:
         self.provider = provider
@@ -339,7 +319,7 @@ class SmppProvider:
             smsc_host=self.host, smsc_port=self.port, system_id=self.system_id, password=self.password,
             system_type=self.system_type, bind_mode=BindMode.TRANSCEIVER,
             enquire_link_interval=self.enquire_link_s, socket_timeout=self.response_timeout_s,
-            hook=_Hook(self), broker=self._broker, correlator=_Correlator(self.system_id),
+            hook=_Hook(self), broker=self._broker, correlator=Correlator(self.system_id),
             log_level=logging.WARNING,
             retry_timer=SimpleExponentialBackoff(min_delay=max(1, int(self.reconnect_s * 1000)), max_increases=5),
         )

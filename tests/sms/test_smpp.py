@@ -318,9 +318,9 @@ async def test_the_correlator_sweeps_at_most_once_a_second_for_a_burst(bound, si
 async def test_the_correlator_still_expires_a_request_with_no_response():
     from aiosmpplib import EnquireLink
 
-    from sms.smpp import _Correlator
+    from sms.smpp_correlator import Correlator
 
-    c = _Correlator("gw", sweep_s=1.0)
+    c = Correlator("gw", sweep_s=1.0)
     old, new = EnquireLink(), EnquireLink()
     old.sequence_num, new.sequence_num = 1, 2
     await c.put(old)
