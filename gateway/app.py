@@ -34,7 +34,7 @@ from gateway.kpi import checks as kpi_checks
 from gateway.kpi.http import report_routes
 from gateway.kpi.service import KpiService
 from gateway.limits import throttle_accept_errors
-from gateway import heap_trim
+from gateway import gc_tuning, heap_trim
 from gateway.memwatch import run_reports, watch_from_env
 from gateway.metrics import GatewayCollector, GatewayMetrics, metrics_route, webhook_rejections
 from gateway.ports import check_ports
@@ -332,6 +332,7 @@ async def run(config: Config, stop: asyncio.Event) -> None:
     log_exposure_warnings(config)  # clear text beyond loopback is allowed: TLS may end in front
     gw = Gateway(config)
     await gw.start()
+    gc_tuning.settle_after_startup()  # the process's: collections walk only what is made from now on
     try:
         await stop.wait()
     finally:

@@ -127,14 +127,16 @@ class Subscription:
         self._closed = False
         self._waiter: asyncio.Future[None] | None = None
         self._sink: Callable[[Event], bool] | None = None
+        self._flush: Callable[[], None] | None = None
         self._log = log.bind(subscription=self.id, since_seq=since_seq)
 
-    def set_sink(self, sink: Callable[[Event], bool] | None) -> None:
+    def set_sink(self, sink: Callable[[Event], bool] | None, flush: Callable[[], None] | None = None) -> None:
         """`sink(event)` takes live events straight from the fan-out, in the publisher's turn,
         while the consumer is parked on an empty queue (everything before handed over): no queue,
         no wake-up. A False from it sends that event and the rest through the queue, as without
-        a sink (the consumer then meets them in order and applies its own back-pressure)."""
-        self._sink = sink
+        a sink (the consumer then meets them in order and applies its own back-pressure).
+        `flush()` is called once after the sink took a commit's events (one write for them all)."""
+        self._sink, self._flush = sink, flush
 
     @property
     def last_seq(self) -> int:
@@ -217,7 +219,12 @@ class Subscription:
         if self._closed or self._overflowed:
             return
         if self._sink is not None and self._parked():
-            events = events[self._sink_some(events):]
+            try:
+                taken = self._sink_some(events)
+            finally:
+                if self._flush is not None:
+                    self._flush()
+            events = events[taken:]
             if not events:
                 return
         room = self._max - len(self._queue)

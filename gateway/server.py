@@ -107,17 +107,22 @@ class ControlServer:
 
     def encode_event(self, params: dict) -> str:
         """The notification text of a stored event (its params), encoded once for all subscribers."""
-        return self._frame(params["seq"], lambda: params)[0]
+        return self._frame(params["seq"], lambda: codec.encode_event(params))[0]
 
     def event_frame(self, event: Any) -> tuple[str, bytes]:
         """(text, UTF-8 bytes) of a stored `Event`'s notification, encoded once for all subscribers:
-        a subscriber after the first costs a dict lookup, not a params dict nor an encoding."""
-        return self._frame(event.seq, event.to_params)
+        a subscriber after the first costs a dict lookup, not a params dict nor an encoding. An
+        event that carries its stored data JSON (`Event.data_json`) has only its short fields encoded."""
+        data_json = getattr(event, "data_json", None)
+        if data_json is None:
+            return self._frame(event.seq, lambda: codec.encode_event(event.to_params()))
+        return self._frame(event.seq, lambda: codec.encode_stored_event(
+            event.seq, event.type, event.time, event.session_id, data_json))
 
-    def _frame(self, seq: int, params: Callable[[], dict]) -> tuple[str, bytes]:
+    def _frame(self, seq: int, encode: Callable[[], str]) -> tuple[str, bytes]:
         frame = self._event_text.get(seq)
         if frame is None:
-            text = codec.encode_event(params())
+            text = encode()
             frame = self._event_text[seq] = (text, text.encode())
             if len(self._event_text) > EVENT_TEXT_CACHE:
                 self._event_text.popitem(last=False)

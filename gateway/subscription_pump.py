@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from gateway.events import overflow_event
 from gateway.protocol import codec
 from gateway.server_config import maybe_await
-from gateway.ws_write import write_text_now
+from gateway.ws_write import flush, frame_text
 
 if TYPE_CHECKING:
     from gateway.connection import Connection
@@ -29,6 +29,7 @@ class SubscriptionPump:
         self._task: asyncio.Task | None = None
         self._events: AsyncIterator[Any] | None = None
         self._last_seq: int | None = None  # the last event handed to the outbox or written
+        self._held = 0  # bytes of frames offered since the last flush (with the protocol, unsent)
 
     def start(self, events: AsyncIterator[Any]) -> None:
         """Pump `events` (items with `.to_params()` or event param dicts), replacing a running one."""
@@ -40,7 +41,7 @@ class SubscriptionPump:
         self._last_seq = None
         set_sink = getattr(events, "set_sink", None)
         if set_sink is not None:  # a bus Subscription: live events come straight to _offer
-            set_sink(self._offer)
+            set_sink(self._offer, self._flush)
         self._task = asyncio.get_running_loop().create_task(self._run(events), name=f"pump-{self._conn.id}")
 
     def stop(self) -> None:
@@ -71,11 +72,20 @@ class SubscriptionPump:
             return False
         text, data = conn.server.event_frame(event)
         outbox = conn._outbox
-        if (len(outbox) or conn._sending or not write_text_now(conn._ws, data)) and not outbox.put(text):
-            return False
+        if len(outbox) or conn._sending or not frame_text(conn._ws, data, self._held):
+            if not outbox.put(text):
+                return False
+        else:
+            self._held += len(data)
         self._last_seq = event.seq
         conn.stats["events_sent"] += 1
         return True
+
+    def _flush(self) -> None:
+        """The frames `_offer` left with the protocol for one commit's events: one write."""
+        if self._held:
+            self._held = 0
+            flush(self._conn._ws)
 
     async def _run(self, events: AsyncIterator[Any]) -> None:
         conn = self._conn

@@ -18,10 +18,35 @@ WRITE_HIGH = 64 * 1024  # bytes buffered in the transport beyond which frames wa
 
 def write_text_now(ws: ServerConnection, data: bytes) -> bool:
     """Write the UTF-8 text frame `data` now; False (nothing written) when it cannot go now."""
-    transport = ws.transport
-    if (ws.protocol.state is not State.OPEN or ws.send_in_progress is not None or transport is None
-            or transport.is_closing() or transport.get_write_buffer_size() > WRITE_HIGH):
+    if not frame_text(ws, data):
         return False
-    ws.protocol.send_text(data)
     ws.send_data()
     return True
+
+
+def frame_text(ws: ServerConnection, data: bytes, held: int = 0) -> bool:
+    """`write_text_now` but the frame stays with the protocol until `flush(ws)`, so that the frames
+    of one commit go out in one write (one send): `held` is how many bytes already wait there."""
+    transport = ws.transport
+    if (ws.protocol.state is not State.OPEN or ws.send_in_progress is not None or transport is None
+            or transport.is_closing() or transport.get_write_buffer_size() + held > WRITE_HIGH):
+        return False
+    ws.protocol.send_text(data)
+    return True
+
+
+def flush(ws: ServerConnection) -> None:
+    """Write what the protocol holds (frames of `frame_text`) to the transport in one write;
+    the end of the stream, if the protocol has it, as websockets' own `send_data` does."""
+    chunks = ws.protocol.data_to_send()
+    transport = ws.transport
+    if not chunks or transport is None:
+        return
+    data = b"".join(chunks)
+    if data:
+        transport.write(data)
+    if b"" in chunks:
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()

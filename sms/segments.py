@@ -14,6 +14,7 @@ An empty body is one (empty) segment; refusing it is the service's choice.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,11 @@ GSM7_BASIC = frozenset(
 )
 # The basic extension table: each is ESC + code, 2 septets.
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+# Distinct bodies whose segmentation is remembered: a message is segmented again for every input
+# it gets (the outbox restores it from its row) and for its submit_sm, and an alert's thousands of
+# messages share one body (before: a walk of the body's characters each time, ~5 % of the
+# gateway's Python time at 1,000 SMPP messages/s).
+BODIES_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +82,16 @@ def _limits(encoding: Encoding) -> tuple[int, int]:
 
 def split(body: str) -> list[str]:
     """The parts as a carrier sends them (one part when the body fits a single message)."""
+    return list(_parts(body))
+
+
+@functools.lru_cache(maxsize=BODIES_KEPT)
+def _parts(body: str) -> tuple[str, ...]:
     encoding, costs = _costs(body)
-    return _split(body, costs, *_limits(encoding))
+    return tuple(_split(body, costs, *_limits(encoding)))
 
 
+@functools.lru_cache(maxsize=BODIES_KEPT)
 def encode_info(body: str) -> SegmentInfo:
     """Encoding, segment count and size of `body`: shown before sending and stored with the message."""
     encoding, costs = _costs(body)

@@ -60,7 +60,8 @@ from aiosmpplib.codec import GSM7BitCodec
 from aiosmpplib.retrytimer import SimpleExponentialBackoff
 
 from sms.provider import Inbound, OnInbound, OnReceipt, ProviderError, Receipt, Remote, Submitted, deliver
-from sms.segments import is_gsm7, split
+from sms.segments import encode_info, split
+from sms.smpp_correlator import Correlator
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Part:
 
 def encode_parts(body: str, ref: int) -> list[Part]:
     """The submit_sm parts of `body`; `ref` (0..255) is the concatenation reference."""
-    gsm = is_gsm7(body)
+    gsm = encode_info(body).encoding == "GSM-7"
     texts = split(body)
     coding = DATA_CODING_GSM7 if gsm else DATA_CODING_UCS2
     parts: list[Part] = []
@@ -318,7 +319,8 @@ class SmppProvider:
             smsc_host=self.host, smsc_port=self.port, system_id=self.system_id, password=self.password,
             system_type=self.system_type, bind_mode=BindMode.TRANSCEIVER,
             enquire_link_interval=self.enquire_link_s, socket_timeout=self.response_timeout_s,
-            hook=_Hook(self), broker=self._broker, log_level=logging.WARNING,
+            hook=_Hook(self), broker=self._broker, correlator=Correlator(self.system_id),
+            log_level=logging.WARNING,
             retry_timer=SimpleExponentialBackoff(min_delay=max(1, int(self.reconnect_s * 1000)), max_increases=5),
         )
         self._esme.storing, self._esme.answering = {}, set()

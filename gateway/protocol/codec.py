@@ -177,8 +177,9 @@ def parse_response(text: str | bytes) -> Response | Notification | Invalid:
     return Response(raw_id, result=result)
 
 
-def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# One encoder for every frame (json.dumps with these options would build one per call).
+_dump = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_dump_str = json.encoder.encode_basestring  # what that encoder writes for a str
 
 
 def encode_request(id: RequestId, method: str, params: dict[str, Any] | None = None) -> str:
@@ -227,3 +228,15 @@ def encode_notification(method: str, params: dict[str, Any]) -> str:
 def encode_event(params: dict[str, Any]) -> str:
     """An event notification; `params` is `{"seq","type","time","session_id","data"}`."""
     return _dump({"jsonrpc": JSONRPC, "method": EVENT_METHOD, "params": params})
+
+
+_EVENT_HEAD = '{"jsonrpc":"2.0","method":"event","params":{"seq":'
+
+
+def encode_stored_event(seq: int, type: str, time: str, session_id: str | None, data_json: str) -> str:
+    """`encode_event` of a stored event whose data is already encoded (`data_json` =
+    `encode_json(data)`, as the store keeps it): the same text, with only the short fields
+    encoded (at carrier rates encoding each event's data twice was a tenth of the loop's time)."""
+    sid = "null" if session_id is None else _dump_str(session_id)
+    return (f'{_EVENT_HEAD}{int(seq)},"type":{_dump_str(type)},"time":{_dump_str(time)},'
+            f'"session_id":{sid},"data":{data_json}}}}}')

@@ -79,15 +79,17 @@ def _detail(change: Change) -> dict[str, Any]:
 class _Changes:
     """What one unit changes: the rows changed (each written once, as it ends up), the receipts
     matched to their message, the `sms.status` events in order; `write()` stores them in three
-    statements whatever the number of messages, and starts afresh."""
+    statements whatever the number of messages, and starts afresh. The rows it changes get one
+    `updated_at`, the unit's (they commit together)."""
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
         self.matches: list[tuple[str, str, str]] = []  # (provider_id, status, message_id)
         self.events: list[tuple[str | None, dict[str, Any]]] = []
+        self.now = now_iso()
 
     def set(self, row: dict[str, Any], **columns: Any) -> None:
-        row.update(columns, updated_at=now_iso())
+        row.update(columns, updated_at=self.now)
         self.rows[row["message_id"]] = row
 
     def write(self, tx: SyncTx, provider: str) -> None:

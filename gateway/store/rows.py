@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.protocol.codec import encode_json as encode_data
 from gateway.timeutil import now_iso
 
 _EVENT_COLUMNS = "seq, type, time, session_id, data"
@@ -24,13 +25,16 @@ EventRow = tuple[int, str, str, str | None, str]  # seq, type, time, session_id,
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A stored event. `data` is shared between subscribers: treat it as read-only."""
+    """A stored event. `data` is shared between subscribers: treat it as read-only. `data_json`,
+    when known, is `data` as stored (the codec's compact JSON): a notification frame is built
+    around it instead of encoding `data` again (`codec.encode_stored_event`)."""
 
     seq: int
     type: str
     time: str  # ISO 8601 UTC with ms and "Z"
     session_id: str | None
     data: dict[str, Any]
+    data_json: str | None = field(default=None, compare=False, repr=False)
 
     def to_params(self) -> dict[str, Any]:
         return {"seq": self.seq, "type": self.type, "time": self.time,
@@ -42,8 +46,7 @@ EventListener = Callable[[Sequence[Event]], None]
 
 def _event_rows(first_seq: int, type: str, items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[EventRow]:
     time = now_iso()
-    return [(first_seq + i, type, time, session_id, json.dumps(d, separators=(",", ":"), ensure_ascii=False))
-            for i, (session_id, d) in enumerate(items)]
+    return [(first_seq + i, type, time, session_id, encode_data(d)) for i, (session_id, d) in enumerate(items)]
 
 
 SESSION_COLUMNS = ("session_id", "title", "state", "created_at", "closed_at", "created_by")

@@ -26,6 +26,7 @@ class Tx:
         self._conn = conn
         self.next_seq = next_seq
         self.events: list[EventRow] = []
+        self.datas: list[dict[str, Any]] = []  # each event's data as given (see `emit_each`)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; its rowcount."""
@@ -51,7 +52,7 @@ class Tx:
         rows = _event_rows(self.next_seq, type, items)
         if rows:
             await self._conn.executemany(_INSERT_EVENT, rows)
-        return _stored(self, rows)
+        return _stored(self, rows, items)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement over many rows (one trip to the database thread)."""
@@ -66,6 +67,7 @@ class SyncTx:
         self._conn = conn
         self.next_seq = next_seq
         self.events: list[EventRow] = []
+        self.datas: list[dict[str, Any]] = []  # each event's data as given (see `emit_each`)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cur = self._conn.execute(sql, params)
@@ -84,13 +86,15 @@ class SyncTx:
         rows = _event_rows(self.next_seq, type, items)
         if rows:
             self._conn.executemany(_INSERT_EVENT, rows)
-        return _stored(self, rows)
+        return _stored(self, rows, items)
 
 
-def _stored(tx: Tx | SyncTx, rows: list[EventRow]) -> list[int]:
-    """After their insert succeeded: the rows are the unit's events, its next seq moves past them;
-    their seqs. (A `Tx` and a `SyncTx` differ only in how the statement reaches SQLite.)"""
+def _stored(tx: Tx | SyncTx, rows: list[EventRow], items: Sequence[tuple[str | None, dict[str, Any]]]) -> list[int]:
+    """After their insert succeeded: the rows are the unit's events (their data dicts kept for the
+    listeners), its next seq moves past them; their seqs. (A `Tx` and a `SyncTx` differ only in how
+    the statement reaches SQLite.)"""
     tx.events.extend(rows)
+    tx.datas.extend(d for _, d in items)
     tx.next_seq += len(rows)
     return [r[0] for r in rows]
 
@@ -139,19 +143,22 @@ def run_sync_unit(db: sqlite3.Connection, work: SyncWork, next_seq: int) -> tupl
 
 def write_with_units(db: sqlite3.Connection, events: Sequence[PlainOp], writes: Sequence[PlainOp],
                      units: Sequence[tuple[int, SyncWork]], first: int, time: str
-                     ) -> tuple[list[EventRow], list[PlainOp], dict[int, Any]]:
+                     ) -> tuple[list[EventRow], list[PlainOp], dict[int, Any], list[dict[str, Any] | None]]:
     """`write_batch` (without its commit when units follow), then each unit (`run_sync_unit`: its
     events take the next seqs), then the commit. What `write_batch` returns, each unit's result
-    (or exception) added under its key."""
+    (or exception) added under its key, and each event's data as given (None for write_batch's:
+    decoded from the row)."""
     rows: list[EventRow] = []
     owners: list[PlainOp] = []
     results: dict[int, Any] = {}
     if events or writes:
         rows, owners, results = write_batch(db, events, writes, first, time, not units)
+    datas: list[dict[str, Any] | None] = [None] * len(rows)
     for key, work in units:
         results[key], tx = run_sync_unit(db, work, first + len(rows))
         if tx is not None:
             rows.extend(tx.events)
+            datas.extend(tx.datas)
     if units:
         db.commit()
-    return rows, owners, results
+    return rows, owners, results, datas

@@ -30,6 +30,7 @@ import structlog
 from gateway import text
 from gateway.audit.chain import sql_row_hash
 from gateway.errors import InvalidParams, Unavailable
+from gateway.protocol.codec import encode_json as encode_data
 from gateway.timeutil import now_iso
 
 from .batch import write_batch
@@ -172,8 +173,7 @@ class StoreWriter:
         """
         if not type or not isinstance(type, str):
             raise ValueError("event type must be a non-empty string")
-        payload = json.dumps(data if data is not None else {}, separators=(",", ":"),
-                             ensure_ascii=False)
+        payload = encode_data(data if data is not None else {})
         return await self._submit(None, (), type=type, session_id=session_id, data=payload)
 
     async def write_emitting(self, sql: str, params: Sequence[Any], type: str, session_id: str | None,
@@ -184,7 +184,7 @@ class StoreWriter:
         Returns the stored event once committed."""
         if not type or not isinstance(type, str):
             raise ValueError("event type must be a non-empty string")
-        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        payload = encode_data(data)
         return await self._submit(sql, params, type=type, session_id=session_id, data=payload, also=also)
 
     async def atomic(self, work: Work) -> Any:
@@ -294,6 +294,7 @@ class StoreWriter:
         time = now_iso()
         first = self._seq + 1
         rows: list[tuple[int, str, str, str | None, str]] = []
+        datas: list[dict[str, Any] | None] = []  # the units' events' data as given; None: decode the row
         try:
             owners: list[Any] = []
             results: dict[int, Any] = {}
@@ -302,15 +303,16 @@ class StoreWriter:
                 # writer's thread for the whole batch (each trip waits for a busy event loop: a
                 # batch of k units took k + 1 of them, and the SMS send window and the webhooks'
                 # answers waited on every one).
-                rows, owners, results = await self._in_thread(
+                rows, owners, results, datas = await self._in_thread(
                     write_with_units, events, others, [(id(op), op.work) for op in units], first, time)
             else:
                 # Events and writes in one trip; then each unit (an `atomic` unit: a trip per
                 # statement), then the commit.
                 if events or others:
                     rows, owners, results = await self._in_thread(write_batch, events, others, first, time, False)
+                    datas = [None] * len(rows)
                 for op in units:
-                    results[id(op)] = await self._run_unit(conn, op, first + len(rows), rows)
+                    results[id(op)] = await self._run_unit(conn, op, first + len(rows), rows, datas)
                 await conn.commit()
         except BaseException as exc:
             log.error("store.commit_failed", path=self.path, batch=len(batch), events=len(rows),
@@ -328,7 +330,8 @@ class StoreWriter:
             return
         if rows:
             self._seq = rows[-1][0]
-            stored = [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+            stored = [Event(r[0], r[1], r[2], r[3], json.loads(r[4]) if d is None else d, r[4])
+                      for r, d in zip(rows, datas, strict=True)]
             for listener in list(self._listeners):
                 try:
                     listener(stored)
@@ -346,8 +349,10 @@ class StoreWriter:
             else:
                 op.fut.set_result(res)
 
-    async def _run_unit(self, conn: aiosqlite.Connection, op: _Op, next_seq: int, rows: list[EventRow]) -> Any:
-        """One `atomic` unit in a savepoint (gateway/store/units.py); its events are added to `rows`.
+    async def _run_unit(self, conn: aiosqlite.Connection, op: _Op, next_seq: int, rows: list[EventRow],
+                        datas: list[Any]) -> Any:
+        """One `atomic` unit in a savepoint (gateway/store/units.py); its events are added to `rows`
+        (their data dicts to `datas`).
         An exception in the work is its result (the unit is rolled back); a database that lost the
         transaction raises. An `atomic_sync` unit runs whole in the database thread, in one trip."""
         assert op.work is not None
@@ -357,6 +362,7 @@ class StoreWriter:
             result, tx = await run_unit(conn, op.work, next_seq)  # type: ignore[arg-type]
         if tx is not None:
             rows.extend(tx.events)
+            datas.extend(tx.datas)
         return result
 
 

@@ -300,3 +300,29 @@ async def test_fan_out_lag_in_events_and_seconds(tmp_path) -> None:
         assert metrics.stored_ago(6) is None  # not stored yet
         sub.close()
         bus.close()
+
+
+def test_a_commit_of_sms_events_counts_each_label_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit of N `sms.status` events moves the counters by N with one labelled-child lookup
+    per label (before: two per event, each under the metric's lock: 7 % of the gateway's Python
+    time at 1,000 SMPP messages/s)."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    metrics = GatewayMetrics()
+    looked_up = 0
+    labels = MetricWrapperBase.labels
+
+    def counted(self, *a, **k):
+        nonlocal looked_up
+        looked_up += 1
+        return labels(self, *a, **k)
+
+    monkeypatch.setattr(MetricWrapperBase, "labels", counted)
+    states = ["sending"] * 300 + ["sent"] * 200 + [["not", "a", "state"]]
+    metrics.on_events([Event(i, "sms.status", "t", None, {"state": s}) for i, s in enumerate(states, start=1)])
+    assert looked_up == 1 + 3  # events{type}, sms{state} for sending, sent, other
+    text = metrics.render().decode()
+    assert 'dispatch_sms_transitions_total{state="sending"} 300.0' in text
+    assert 'dispatch_sms_transitions_total{state="sent"} 200.0' in text
+    assert 'dispatch_sms_transitions_total{state="other"} 1.0' in text
+    assert 'dispatch_events_stored_total{type="sms.status"} 501.0' in text

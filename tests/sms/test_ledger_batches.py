@@ -176,3 +176,27 @@ async def test_a_batch_with_a_bad_item_fails_only_that_item(store) -> None:
                                    return_exceptions=True)
     assert results[0]["state"] == "sent" and results[2] == "unmatched"
     assert isinstance(results[1], Exception)
+
+
+async def test_a_unit_takes_the_time_once_for_all_its_rows(store, monkeypatch) -> None:
+    """Every row a unit changes gets the unit's `updated_at`, formatted once (before: once per
+    row changed, a strftime each: ~3 % of the gateway's Python time at 1,000 SMPP messages/s)."""
+    from gateway.services import sms_ledger
+
+    ledger = SmsLedger(store, "twilio", SmsConfig())
+    await ledger.queue(rows(N))
+    ids = [f"m{i:05d}" for i in range(N)]
+    formatted = 0
+    now_iso_ = sms_ledger.now_iso
+
+    def counted() -> str:
+        nonlocal formatted
+        formatted += 1
+        return now_iso_()
+
+    monkeypatch.setattr(sms_ledger, "now_iso", counted)
+    started = await ledger.start_many(ids, hold=lambda row: False)
+    assert formatted == 1
+    assert len({row["updated_at"] for _, row in started}) == 1
+    stored = await store.fetchall("SELECT DISTINCT updated_at FROM sms WHERE state = 'sending'")
+    assert [r[0] for r in stored] == [started[0][1]["updated_at"]]

@@ -116,3 +116,30 @@ def test_check_max_ok_and_refused():
 def test_check_max_bad_config():
     with pytest.raises(ValueError):
         check_max("hi", 0)
+
+
+def test_a_body_is_segmented_once_however_many_messages_and_inputs_share_it(monkeypatch):
+    """The outbox restores a message for every input and the SMPP provider splits it for its
+    submit_sm: with one body for an alert's thousands of messages, its characters are walked once
+    (before: at every restore, submit and check, 4,000 walks here)."""
+    from sms import segments
+    from sms.outbox import OutgoingMessage
+    from sms.smpp import encode_parts
+
+    walks = 0
+    costs = segments._costs
+
+    def counted(body):
+        nonlocal walks
+        walks += 1
+        return costs(body)
+
+    monkeypatch.setattr(segments, "_costs", counted)
+    body = f"Flood warning {id(counted)}: move to high ground now [zone 3]."  # a body not seen before
+    for i in range(1000):
+        m = OutgoingMessage.restore(f"m{i}", "+15005550006", "+8613800000001", body, state="queued", attempts=0,
+                                    next_attempt_at=None, provider_id=None, created_at=0.0)
+        assert m.info == encode_info(body)
+        assert [p.text for p in encode_parts(body, i % 256)] == split(body) == [body]
+    assert walks == 2  # encode_info's and split's, once each
+    assert encode_info(body) == segments.SegmentInfo("GSM-7", 1, len(body) + 2, 160)
