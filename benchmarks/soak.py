@@ -51,7 +51,7 @@ from typing import Any
 import structlog
 
 from benchmarks.sip_calls import TOKEN, UAS_HOLD, GatewayProcess, SippUas, process_tree
-from benchmarks.soak_stats import consecutive_slopes, missed, process_slopes, seq_gaps, slope_windows
+from benchmarks.soak_stats import consecutive_slopes, kpi_brief, missed, process_slopes, seq_gaps, slope_windows
 from gateway.client import GatewayClient
 from tests.gateway.test_sms_twilio import SID as TW_SID
 from tests.gateway.test_sms_twilio import TOKEN as TW_TOKEN
@@ -340,6 +340,8 @@ class Soak:
         with contextlib.closing(sqlite3.connect(f"file:{self.gw.workdir}/data/gateway.db?mode=ro", uri=True)) as db:
             stored = [r[0] for r in db.execute("SELECT seq FROM events WHERE seq > ? ORDER BY seq", (first,))]
             sms_states = dict(db.execute("SELECT state, COUNT(*) FROM sms GROUP BY state").fetchall())
+            with contextlib.closing(sqlite3.connect(self.work / "gateway-final.db")) as keep:
+                db.backup(keep)  # kept for a post-mortem: with --disk-mb the data dir's tmpfs goes with the run
         last = stored[-1] if stored else first
         res: dict[str, Any] = {
             "counts": dict(sorted(self.counts.items())), "events_stored": len(stored),
@@ -363,27 +365,17 @@ class Soak:
             res[f"slope_worker_{key}_per_h_each"] = {p: round(v, 1) for p, v in
                                                       process_slopes(self.samples, i, self.a.warmup_s).items()}
         kpi = await d.call("kpi.get", since=_iso(t0), until=_iso(t1))
-        res["kpi_run"] = _kpi_brief(kpi)
+        res["kpi_run"] = kpi_brief(kpi)
         ats = sorted(datetime.fromisoformat(r["at"]).timestamp() for r in self.drills)
         for rec in self.drills:
             start = datetime.fromisoformat(rec["at"]) - timedelta(seconds=1)
             end = datetime.fromisoformat(rec["end"]) + timedelta(seconds=self.a.drill_window_s)
             nxt = [t for t in ats if t > start.timestamp() + 1]  # the window stops at the next drill
             k = await d.call("kpi.get", since=start.isoformat(), until=_iso(min([end.timestamp(), t1, *nxt])))
-            rec["kpi_window"] = _kpi_brief(k)
+            rec["kpi_window"] = kpi_brief(k)
         with open(self.work / "samples.json", "w") as f:
             json.dump(self.samples, f)
         return res
-
-
-def _kpi_brief(k: dict[str, Any]) -> dict[str, Any]:
-    av, tl = k["availability"], k["timeliness"]
-    return {"since": k["since"], "until": k["until"], "availability": av["whole"]["availability"],
-            "down_s": av["whole"]["down_s"],
-            "outages": [(o["part"], o["duration_s"], o["cause"]) for o in av["outages"]],
-            "timeliness": tl["share"], "met": tl["met"], "missed": tl["missed"], "pending": tl["pending"],
-            "channels": {c: (v["met"], v["missed"], v["pending"]) for c, v in tl["channels"].items()},
-            "misses": [(m["channel"], m["why"], m["late_s"]) for m in tl["misses"][:20]]}
 
 
 def _pct(v: float | None) -> str:
@@ -400,7 +392,7 @@ def table(out: dict[str, Any]) -> str:
             f" numbers at the stub {out['sms_numbers_at_peer']}, duplicated there {out['sms_duplicated_at_peer']}",
             f"- indicators over the run: availability {_pct(k['availability'])} (down {k['down_s']} s:"
             f" {k['outages']}), timeliness {_pct(k['timeliness'])} (met {k['met']}, missed {k['missed']},"
-            f" pending {k['pending']})", "",
+            f" pending {k['pending']}); misses by channel and why: {json.dumps(k.get('misses_by_why', {}))}", "",
             "| series | first -> last sample | slope per hour, whole run | last gateway process | same, after warm-up"
             " | same, its second half |", "|---|---|---|---|---|---|"]
     for key in SERIES:

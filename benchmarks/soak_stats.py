@@ -96,3 +96,21 @@ def process_slopes(samples: Sequence[dict], index: int, warmup_s: float, min_spa
             if v is not None:
                 out[pid] = v
     return out
+
+
+def kpi_brief(k: dict) -> dict:
+    """The soak's summary of a `kpi.get` answer: the two indicators, the outages, met/missed per
+    channel, the first 20 misses, and every returned miss counted by (channel, why), so a channel
+    whose misses are not in the first 20 still shows why."""
+    av, tl = k["availability"], k["timeliness"]
+    by_why: dict[str, int] = {}
+    for m in tl["misses"]:
+        key = f"{m['channel']}: {m['why']}"
+        by_why[key] = by_why.get(key, 0) + 1
+    return {"since": k["since"], "until": k["until"], "availability": av["whole"]["availability"],
+            "down_s": av["whole"]["down_s"],
+            "outages": [(o["part"], o["duration_s"], o["cause"]) for o in av["outages"]],
+            "timeliness": tl["share"], "met": tl["met"], "missed": tl["missed"], "pending": tl["pending"],
+            "channels": {c: (v["met"], v["missed"], v["pending"]) for c, v in tl["channels"].items()},
+            "misses": [(m["channel"], m["why"], m["late_s"]) for m in tl["misses"][:20]],
+            "misses_by_why": dict(sorted(by_why.items(), key=lambda kv: -kv[1]))}

@@ -5,6 +5,7 @@ import pytest
 from benchmarks.soak import table
 from benchmarks.soak_stats import (
     consecutive_slopes,
+    kpi_brief,
     missed,
     process_slopes,
     seq_gaps,
@@ -126,3 +127,15 @@ def test_the_table_has_a_column_per_window_and_old_runs_none() -> None:
     assert "| series | min 5-35 | min 35-52.5 |" in text
     assert "| gw_rss_kb | 12.5 | 0.4 |" in text and "| gw_fds | 0.0 | None |" in text
     assert "| workers_fds | - | - |" in text
+
+
+def test_kpi_brief_counts_every_miss_by_channel_and_why_not_only_the_first_20():
+    misses = ([{"channel": "sms", "why": "failed: provider-error", "late_s": None}] * 25
+              + [{"channel": "broadcast", "why": "ended without being reached", "late_s": None}] * 3)
+    k = {"since": "a", "until": "b",
+         "availability": {"whole": {"availability": 1.0, "down_s": 0.0}, "outages": []},
+         "timeliness": {"share": 0.9, "met": 250, "missed": 28, "pending": 0,
+                        "channels": {"sms": {"met": 200, "missed": 25, "pending": 0}}, "misses": misses}}
+    brief = kpi_brief(k)
+    assert len(brief["misses"]) == 20 and all(m[0] == "sms" for m in brief["misses"])
+    assert brief["misses_by_why"] == {"sms: failed: provider-error": 25, "broadcast: ended without being reached": 3}
