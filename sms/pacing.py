@@ -3,22 +3,16 @@
 A message goes through two steps before the provider call: it is *prepared* (marked `sending` in
 the store, durably, which takes a commit) and then *sent* when its sender's token bucket
 (`sms.rate_per_s`, `sms.burst`) and the in-flight limit allow. Preparing runs ahead of the tokens,
-up to `ahead` messages, so a slow commit does not cost sending time; the token is taken at the
+up to `window` messages, so a slow commit does not cost sending time; the token is taken at the
 moment of the call, so a stalled commit never makes a burst larger than the bucket allows.
 
-    pacer = Pacer(SenderRates(rate, burst), window=in_flight, ahead=prepare_ahead(rate, burst, in_flight))
+    pacer = Pacer(SenderRates(rate, burst), window=in_flight)
     pacer.push("m1", "+1500...", at=0.0)          # queued, due at `at` (wall clock)
     for message_id in pacer.to_prepare(now):       # mark them sending (one unit), then for each:
         pacer.prepared("m1", "+1500...")           #   ready to go (or pacer.dropped(): not started)
     for message_id in pacer.to_send(mono):         # a token and a call slot each: call the provider
         ...; pacer.done()                          # the call is over
     pacer.wait(now, mono)                          # seconds until more can happen (None: when woken)
-
-How far preparing runs ahead (`ahead`, default `window`) is apart from the calls in flight: the
-prepared messages must cover the time a prepare takes. On a loaded machine a store round took
-0.2-0.4 s while 100 prepared messages (the in-flight limit) last 0.2 s at 500/s: sending stopped
-between refills (issue 13). `prepare_ahead()` sizes it to PREPARE_AHEAD_S of sending; a crash leaves
-at most that many messages `sending`, each looked up at the provider before it is sent again.
 
 Wall-clock `now` decides what is due (retry backoffs are stored as epoch seconds); monotonic `mono`
 feeds the buckets. Everything is passed in: tests drive it with a fake clock.
@@ -29,25 +23,15 @@ from __future__ import annotations
 import collections
 import heapq
 
-import math
-
 from sms.outbox import SenderRates
-
-PREPARE_AHEAD_S = 0.5  # seconds of sending prepared ahead of the tokens (at least the in-flight limit)
-
-
-def prepare_ahead(rate_per_s: float, burst: float, in_flight: int) -> int:
-    """How many messages to keep prepared: the burst and PREPARE_AHEAD_S at the rate, at least `in_flight`."""
-    return max(in_flight, math.ceil(burst + rate_per_s * PREPARE_AHEAD_S))
 
 
 class Pacer:
-    def __init__(self, rates: SenderRates, window: int, ahead: int | None = None) -> None:
+    def __init__(self, rates: SenderRates, window: int) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
         self.rates = rates
-        self.window = window  # calls in flight: at most this many
-        self.ahead = window if ahead is None else max(ahead, 1)  # prepared and not yet sent: at most this many
+        self.window = window  # prepared and not yet sent, and calls in flight: at most this many each
         self._due: dict[str, list[tuple[float, str]]] = {}  # sender -> heap of (at, message_id)
         self._ready: dict[str, collections.deque[str]] = {}  # sender -> prepared, in order
         self.queued = 0
@@ -61,9 +45,9 @@ class Pacer:
         self.queued += 1
 
     def to_prepare(self, now: float) -> list[tuple[str, str]]:
-        """(message_id, sender) of the due messages to mark `sending` now: as many as `ahead`
+        """(message_id, sender) of the due messages to mark `sending` now: as many as the window
         has room for, earliest first within each sender."""
-        room = self.ahead - self.preparing - self.ready
+        room = self.window - self.preparing - self.ready
         out: list[tuple[str, str]] = []
         for sender in list(self._due):
             heap = self._due[sender]
@@ -108,7 +92,7 @@ class Pacer:
         """Seconds until `to_prepare` or `to_send` may hand out more; None when only a `prepared`,
         `done` or `push` can change that (the caller waits to be woken)."""
         waits: list[float] = []
-        if self.preparing + self.ready < self.ahead:
+        if self.preparing + self.ready < self.window:
             waits += [max(0.0, heap[0][0] - now) for heap in self._due.values() if heap]
         if self.calls < self.window:
             waits += [max(0.0, self.rates.next_send_at(sender, mono) - mono) for sender in self._ready]

@@ -35,7 +35,7 @@ from sms import numbers, segments, templates
 from sms.config import SmsConfig
 from sms.errors import SmsError
 from sms.outbox import MessageState, RetryPolicy, SenderRates
-from sms.pacing import Pacer, prepare_ahead
+from sms.pacing import Pacer
 from sms.provider import Inbound, Provider, ProviderError, Receipt, Remote
 
 log = structlog.get_logger(__name__)
@@ -56,9 +56,8 @@ class SmsService:
         self.provider = provider
         self._policy = RetryPolicy(config.max_attempts, config.base_delay_s, config.max_delay_s)
         self._rng = random.Random()
-        self._pacer = Pacer(SenderRates(config.rate_per_s, config.burst), window=config.in_flight,
-                            ahead=prepare_ahead(config.rate_per_s, config.burst, config.in_flight))
-        self._ready: dict[str, dict] = {}  # rows of the prepared messages (at most the pacer's `ahead`)
+        self._pacer = Pacer(SenderRates(config.rate_per_s, config.burst), window=config.in_flight)
+        self._ready: dict[str, dict] = {}  # rows of the prepared messages (at most sms.in_flight)
         self._wake = asyncio.Event()
         self._tasks = OwnedTasks()
         self._ledger = SmsLedger(store, provider.name if provider else "none", config)
