@@ -9,7 +9,7 @@ Everything on 127.0.0.1. For each rate and run, two sides against the same peer,
   a fresh temp data dir, sms.rate_per_s = rate, sms.burst, sms.in_flight; one GatewayClient
   subscribes to events and sends one `sms.send` to N distinct numbers.
 - bare: `python -m benchmarks.sms_bare` as its own process: the twilio library's async client (or
-  aiosmpplib through sms.smpp.SmppProvider) paced by the same token bucket, nothing stored.
+  aiosmpplib's ESME alone, benchmarks/smpp_bare_esme.py) paced by the same token bucket, nothing stored.
 The peer: twilio = the stateful Messages stub (tests/peers/twilio_stub.py) in `--stub-procs`
 processes of its own sharing one port (benchmarks.twilio_peer; 0: in this process, as before
 session 18, where at 1,000/s it was the bottleneck of both sides), which answers creates and POSTs

@@ -9,8 +9,8 @@ bucket (`sms.outbox.TokenBucket`, the gateway's own) paces `in_flight` concurren
 - twilio: the twilio library's async client (`AsyncTwilioHttpClient`, one aiohttp session with a
   pool of `in_flight` connections), `messages.create_async` with a StatusCallback to a bare aiohttp
   server here that answers every callback 204 (no signature check, nothing stored).
-- smpp: aiosmpplib through `sms.smpp.SmppProvider` (the same ESME plumbing the gateway uses), its
-  receipts counted in memory.
+- smpp: aiosmpplib's ESME alone (benchmarks/smpp_bare_esme.py; the gateway's provider runs an ESME
+  of its own since session 19), its final receipts counted in memory.
 Prints one JSON line: CPU seconds, the monotonic time (CLOCK_MONOTONIC, comparable with the parent's)
 of each final receipt's arrival, failures.
 """
@@ -119,25 +119,19 @@ async def twilio(a: argparse.Namespace, receipts: Receipts) -> int:
 
 
 async def smpp(a: argparse.Namespace, receipts: Receipts) -> int:
-    from sms.smpp import SmppProvider
+    from benchmarks.smpp_bare_esme import BareEsme
 
-    provider = SmppProvider("127.0.0.1", a.port, "gw", "secret", queue_size=max(100, a.in_flight),
-                            response_timeout_s=a.timeout)
-
-    def on_receipt(r: Any) -> None:
-        if r.status in FINAL:
-            receipts.final(r.provider_id)
-
-    await provider.start(on_receipt, lambda m: None)
+    esme = BareEsme(a.port, receipts.final, queue_size=max(100, a.in_flight), timeout=a.timeout)
+    await esme.start()
     try:
         async with asyncio.timeout(10):
-            while not provider.bound:
+            while not esme.bound:
                 await asyncio.sleep(0.01)
         failures = await paced(a.recipients, a.rate, a.burst, a.in_flight,
-                               lambda i: provider.send(f"m{i}", SENDER, f"+{a.base + i}", BODY))
+                               lambda i: esme.send(SENDER, f"+{a.base + i}", BODY))
         await wait_final(receipts, a.final_timeout)
     finally:
-        await provider.stop()
+        await esme.stop()
     return failures
 
 

@@ -70,16 +70,21 @@ def status_name(command_status: int) -> str:
     return STATUS_NAMES.get(command_status) or f"0x{command_status:08X}"
 
 
-class PduError(ValueError):
-    """The peer sent what is not SMPP: a command_length out of range, a body cut short."""
-
-
 @dataclass(frozen=True, slots=True)
 class Pdu:
     command_id: int
     command_status: int
     sequence: int
     body: bytes
+
+
+class PduError(ValueError):
+    """The peer sent what is not SMPP: a command_length out of range, a body cut short. From
+    `Decoder.feed()`, `pdus` are the whole PDUs the same chunk held before the bad one."""
+
+    def __init__(self, message: str, pdus: list[Pdu] | None = None) -> None:
+        super().__init__(message)
+        self.pdus = pdus or []
 
 
 def pdu(command_id: int, sequence: int, body: bytes = b"", command_status: int = 0) -> bytes:
@@ -108,7 +113,8 @@ class Decoder:
         while end - start >= 16:
             length, command_id, status, sequence = unpack(buffer, start)
             if length < 16 or length > MAX_PDU:
-                raise PduError(f"command_length {length} out of range (16..{MAX_PDU})")
+                del buffer[:start]
+                raise PduError(f"command_length {length} out of range (16..{MAX_PDU})", out)
             if end - start < length:
                 break
             out.append(Pdu(command_id, status, sequence, bytes(buffer[start + 16:start + length])))

@@ -107,11 +107,13 @@ class SmppSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            pdus = self._decoder.feed(data)
+            self._handle(self._decoder.feed(data))
         except PduError as e:
+            self._handle(e.pdus)  # those before the bad one
             log.warning("smpp.bad-stream", error=str(e))
             self.abort()
-            return
+
+    def _handle(self, pdus: list[Pdu]) -> None:
         for p in pdus:
             if p.command_id & RESPONSE:
                 self._response(p)
@@ -206,14 +208,17 @@ class SmppSession(asyncio.Protocol):
         return decode_id(resp.body)
 
     def _enquire_link(self) -> None:
-        self._timers.clear()
+        """Every `enquire_link_s` while connected; one at a time (the check of an unanswered one
+        closes the session)."""
         if self.transport is None:
             return
-        sequence = self.next_sequence()
-        self._link = sequence
-        self.pending[sequence] = (None, self._linked)
-        self.send(pdu(ENQUIRE_LINK, sequence))
-        self._timers.append(self._loop.call_later(self.response_timeout_s, self._link_check, sequence))
+        if self._link is None:
+            sequence = self.next_sequence()
+            self._link = sequence
+            self.pending[sequence] = (None, self._linked)
+            self.send(pdu(ENQUIRE_LINK, sequence))
+            self._timers.append(self._loop.call_later(self.response_timeout_s, self._link_check, sequence))
+        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > self._loop.time()]
         self._timers.append(self._loop.call_later(self.enquire_link_s, self._enquire_link))
 
     def _linked(self, resp: Pdu) -> None:
