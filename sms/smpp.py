@@ -46,7 +46,7 @@ from typing import Any
 import structlog
 
 from sms.provider import Inbound, OnInbound, OnReceipt, ProviderError, Receipt, Remote, Submitted, deliver
-from sms.segments import encode_info, split
+from sms.segments import BODIES_KEPT, encode_info, split
 from sms.smpp_pdu import (
     ESME_RINVCMDLEN,
     ESME_RMSGQFUL,
@@ -67,7 +67,8 @@ from sms.smpp_pdu import (
     ShortMessage,
     decode_id,
     decode_sm,
-    encode_sm_body,
+    encode_address,
+    sm_body,
     status_name,
 )
 from sms.smpp_session import BindRefused, Esme, SmppSession
@@ -99,18 +100,20 @@ class Part:
 
 def encode_parts(body: str, ref: int) -> list[Part]:
     """The submit_sm parts of `body`; `ref` (0..255) is the concatenation reference."""
+    coding, encoded = _encoded(body)
+    if len(encoded) == 1:
+        return [Part(encoded[0][0], coding, 0x00, encoded[0][1])]
+    return [Part(text, coding, ESM_CLASS_UDHI, bytes([0x05, 0x00, 0x03, ref & 0xFF, len(encoded), seq]) + octets)
+            for seq, (text, octets) in enumerate(encoded, start=1)]
+
+
+@functools.lru_cache(maxsize=BODIES_KEPT)
+def _encoded(body: str) -> tuple[int, tuple[tuple[str, bytes], ...]]:
+    """data_coding and each part's text and octets, once per distinct body (an alert's thousands
+    of messages share one)."""
     gsm = encode_info(body).encoding == "GSM-7"
-    texts = split(body)
-    coding = DATA_CODING_GSM7 if gsm else DATA_CODING_UCS2
-    parts: list[Part] = []
-    for seq, text in enumerate(texts, start=1):
-        octets = gsm7_encode(text) if gsm else text.encode("utf-16-be")
-        if len(texts) == 1:
-            parts.append(Part(text, coding, 0x00, octets))
-        else:
-            udh = bytes([0x05, 0x00, 0x03, ref & 0xFF, len(texts), seq])
-            parts.append(Part(text, coding, ESM_CLASS_UDHI, udh + octets))
-    return parts
+    return (DATA_CODING_GSM7 if gsm else DATA_CODING_UCS2,
+            tuple((text, gsm7_encode(text) if gsm else text.encode("utf-16-be")) for text in split(body)))
 
 
 _RETRY_429 = {ESME_RTHROTTLED, ESME_RMSGQFUL}
@@ -156,15 +159,17 @@ def parse_receipt(text: str) -> dict[str, str]:
     return fields
 
 
-@functools.lru_cache(maxsize=1024)
-def address(number: str) -> tuple[str, int, int]:
-    """An SMPP address (digits, TON, NPI): "+E.164" -> international/ISDN without the plus, digits
-    -> unknown/ISDN, anything else -> alphanumeric."""
+def address(number: str) -> bytes:
+    """An SMPP address field (TON, NPI, digits): "+E.164" -> international/ISDN without the plus,
+    digits -> unknown/ISDN, anything else -> alphanumeric."""
     if number.startswith("+") and number[1:].isdigit():
-        return number[1:], TON_INTERNATIONAL, NPI_ISDN
+        return encode_address(number[1:], TON_INTERNATIONAL, NPI_ISDN)
     if number.isdigit():
-        return number, TON_UNKNOWN, NPI_ISDN
-    return number, TON_ALPHANUMERIC, NPI_UNKNOWN
+        return encode_address(number, TON_UNKNOWN, NPI_ISDN)
+    return encode_address(number, TON_ALPHANUMERIC, NPI_UNKNOWN)
+
+
+sender_address = functools.lru_cache(maxsize=64)(address)  # a few senders, every message
 
 
 def e164(number: str, ton: int) -> str:
@@ -308,7 +313,7 @@ class SmppProvider:
         tracked = _Tracked(message_id, len(parts), now)
         self._tracked.pop(message_id, None)  # an earlier attempt's parts: this one counts
         self._tracked[message_id] = tracked
-        source, destination = address(self.source_addr or sender), address(to)
+        source, destination = sender_address(self.source_addr or sender), address(to)
         ids = [await self._submit(tracked, n, part, source, destination) for n, part in enumerate(parts, start=1)]
         return Submitted(ids[0], "sent")
 
@@ -338,20 +343,17 @@ class SmppProvider:
             tracked.pending.add(smsc_id)
             self._parts[smsc_id] = tracked
 
-    async def _submit(self, tracked: _Tracked, n: int, part: Part, source: tuple[str, int, int],
-                      destination: tuple[str, int, int]) -> str:
+    async def _submit(self, tracked: _Tracked, n: int, part: Part, source: bytes, destination: bytes) -> str:
         session = self._esme.session if self._esme is not None else None
         if session is None or not session.bound:
             raise ProviderError("not bound to the SMSC", error="connection", maybe_sent=False,
                                 details={"host": self.host, "port": self.port, "part": n})
         if len(session.pending) >= self.queue_size:
             raise ProviderError("the SMPP send queue is full", status_code=429)
-        body = encode_sm_body(ShortMessage(
-            source[0], destination[0], part.payload, source[1], source[2], destination[1], destination[2],
-            esm_class=part.esm_class, registered_delivery=0x01, data_coding=part.data_coding))
+        body = sm_body(source, destination, part.payload, esm_class=part.esm_class, registered_delivery=0x01,
+                       data_coding=part.data_coding)
         try:
-            resp = await session.request(SUBMIT_SM, body, self.response_timeout_s,
-                                         functools.partial(self._accepted, tracked))
+            resp = await session.request(SUBMIT_SM, body, functools.partial(self._accepted, tracked))
         except TimeoutError as e:
             raise ProviderError("no submit_sm_resp in time", error="timeout", details={"part": n}) from e
         except ConnectionError as e:

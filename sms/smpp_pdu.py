@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 HEADER = struct.Struct(">IIII")
 MAX_PDU = 65_536  # octets; SMPP sets no limit, a short message and its TLVs are far below this
@@ -70,8 +71,7 @@ def status_name(command_status: int) -> str:
     return STATUS_NAMES.get(command_status) or f"0x{command_status:08X}"
 
 
-@dataclass(frozen=True, slots=True)
-class Pdu:
+class Pdu(NamedTuple):
     command_id: int
     command_status: int
     sequence: int
@@ -164,10 +164,13 @@ class _Reader:
         return found
 
 
-def bind_transceiver(sequence: int, system_id: str, password: str, system_type: str = "") -> bytes:
-    body = (cstring(system_id) + cstring(password) + cstring(system_type)
+def bind_body(system_id: str, password: str, system_type: str = "") -> bytes:
+    return (cstring(system_id) + cstring(password) + cstring(system_type)
             + bytes([INTERFACE_VERSION, TON_UNKNOWN, NPI_UNKNOWN]) + b"\x00")  # address_range ""
-    return pdu(BIND_TRANSCEIVER, sequence, body)
+
+
+def bind_transceiver(sequence: int, system_id: str, password: str, system_type: str = "") -> bytes:
+    return pdu(BIND_TRANSCEIVER, sequence, bind_body(system_id, password, system_type))
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +206,7 @@ def deliver_sm_resp(sequence: int, command_status: int = 0) -> bytes:
     return pdu(DELIVER_SM_RESP, sequence, b"\x00", command_status)  # message_id: unused, NULL
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built for every deliver_sm, frozen costs a setattr a field
 class ShortMessage:
     """The body of a submit_sm or deliver_sm. `short_message` is the octets as sent (a UDH first
     when esm_class has UDHI); `text_octets` is those, or the message_payload TLV when that carries
@@ -236,15 +239,30 @@ def encode_sm(command_id: int, sequence: int, sm: ShortMessage) -> bytes:
 
 def encode_sm_body(sm: ShortMessage) -> bytes:
     """The body of a submit_sm or deliver_sm; no schedule or validity (immediate, the SMSC's default)."""
-    if len(sm.short_message) > 254:
+    return sm_body(encode_address(sm.source_addr, sm.source_ton, sm.source_npi),
+                   encode_address(sm.destination_addr, sm.destination_ton, sm.destination_npi),
+                   sm.short_message, esm_class=sm.esm_class, registered_delivery=sm.registered_delivery,
+                   data_coding=sm.data_coding, service_type=sm.service_type, protocol_id=sm.protocol_id,
+                   priority=sm.priority, tlvs=sm.tlvs)
+
+
+def encode_address(addr: str, ton: int, npi: int) -> bytes:
+    """The TON, NPI and C-octet string of an address field (what `sm_body` takes)."""
+    return bytes((ton, npi)) + cstring(addr)
+
+
+def sm_body(source: bytes, destination: bytes, short_message: bytes, *, esm_class: int = 0,
+            registered_delivery: int = 0, data_coding: int = 0, service_type: str = "",
+            protocol_id: int = 0, priority: int = 0, tlvs: dict[int, bytes] | None = None) -> bytes:
+    """A submit_sm / deliver_sm body from encoded addresses (`encode_address`; a sender's can be
+    kept and used for every message)."""
+    if len(short_message) > 254:
         raise ValueError("short_message is at most 254 octets; use the message_payload TLV")
     return b"".join((
-        cstring(sm.service_type),
-        bytes((sm.source_ton, sm.source_npi)), cstring(sm.source_addr),
-        bytes((sm.destination_ton, sm.destination_npi)), cstring(sm.destination_addr),
-        bytes((sm.esm_class, sm.protocol_id, sm.priority)), b"\x00\x00",  # schedule, validity: ""
-        bytes((sm.registered_delivery, 0, sm.data_coding, 0, len(sm.short_message))), sm.short_message,
-        *(struct.pack(">HH", tag, len(v)) + v for tag, v in sm.tlvs.items()),
+        cstring(service_type) if service_type else b"\x00", source, destination,
+        bytes((esm_class, protocol_id, priority, 0, 0,  # schedule, validity: ""
+               registered_delivery, 0, data_coding, 0, len(short_message))), short_message,
+        *(struct.pack(">HH", tag, len(v)) + v for tag, v in (tlvs or {}).items()),
     ))
 
 
