@@ -14,7 +14,8 @@
 - enquire_link every `enquire_link_s` once bound; one unanswered after `response_timeout_s` closes
   the session (the link is dead). The SMSC's enquire_link is answered at once, its unbind too (and
   the session ends); any other request gets a generic_nack ESME_RINVCMDID. A deliver_sm goes to
-  `on_deliver(session, pdu)`, which answers it when it chooses (`answer()`).
+  `on_deliver(session, pdu)`, which answers it when it chooses (`answer()`); if it raises, the
+  deliver_sm is answered ESME_RSYSERR (the SMSC delivers it again) and the session goes on.
 - a stream that is not SMPP (`smpp_pdu.PduError`) aborts the connection.
 
 `Esme.connect()` binds once and raises `BindRefused` (the SMSC's command_status; an error
@@ -38,6 +39,7 @@ from sms.smpp_pdu import (
     ENQUIRE_LINK,
     ENQUIRE_LINK_RESP,
     ESME_RINVCMDID,
+    ESME_RSYSERR,
     GENERIC_NACK,
     RESPONSE,
     UNBIND,
@@ -128,7 +130,11 @@ class SmppSession(asyncio.Protocol):
             if p.command_id & RESPONSE:
                 self._response(p)
             elif p.command_id == DELIVER_SM:
-                self.on_deliver(self, p)
+                try:
+                    self.on_deliver(self, p)
+                except Exception:  # a bug reading it must not end the session: the SMSC retries
+                    log.exception("smpp.deliver-sm-failed", sequence=p.sequence)
+                    self.answer(p.sequence, ESME_RSYSERR)
             elif p.command_id == ENQUIRE_LINK:
                 self.send(pdu(ENQUIRE_LINK_RESP, p.sequence))
             elif p.command_id == UNBIND:

@@ -16,12 +16,16 @@ from sms.smpp import SmppProvider
 from sms.smpp_pdu import (
     BIND_TRANSCEIVER,
     BIND_TRANSCEIVER_RESP,
+    DELIVER_SM,
+    DELIVER_SM_RESP,
     ENQUIRE_LINK,
     ENQUIRE_LINK_RESP,
     SUBMIT_SM,
     Decoder,
     Pdu,
+    ShortMessage,
     bind_transceiver_resp,
+    encode_sm,
     pdu,
 )
 from sms.smpp_session import Esme
@@ -153,3 +157,30 @@ async def test_the_smscs_enquire_link_is_answered_and_ours_unanswered_closes_the
             await session.closed  # no enquire_link_resp within response_timeout_s: the link is dead
     assert [(a.sequence, a.command_status) for a in answers] == [(41, 0)]
     assert any(p.command_id == ENQUIRE_LINK for p in s.seen)
+
+
+async def test_a_deliver_sm_its_reader_fails_on_is_answered_syserr_and_the_session_goes_on():
+    answers: list[Pdu] = []
+
+    async def script(next_pdu, writer):
+        await bind_ok(next_pdu, writer)
+        writer.write(encode_sm(DELIVER_SM, 5, ShortMessage("8613800000001", "10690000", b"hi")))
+        writer.write(pdu(ENQUIRE_LINK, 6))
+        while len(answers) < 2:
+            answers.append(await next_pdu())
+        await next_pdu()  # the unbind: the connection stays up until then
+
+    def broken(session, p):
+        raise RuntimeError("a bug")
+
+    async with Scripted(script) as port:
+        e = Esme("127.0.0.1", port, "gw", "secret", "", on_deliver=broken, enquire_link_s=30.0,
+                 reconnect_s=0.1, response_timeout_s=2.0)
+        session = await e.connect()
+        async with asyncio.timeout(5):
+            while len(answers) < 2:
+                await asyncio.sleep(0.01)
+        assert [(a.command_id, a.sequence, a.command_status) for a in answers] == [
+            (DELIVER_SM_RESP, 5, 0x08), (ENQUIRE_LINK_RESP, 6, 0)]
+        assert session.bound
+        await e.stop(timeout=0.5)
