@@ -110,10 +110,10 @@ class SmppSession(asyncio.Protocol):
             self._sweeper.cancel()
         self._deadlines.clear()
         pending, self.pending = self.pending, {}
-        lost = ConnectionError(f"the SMPP session closed: {exc!r}" if exc else "the SMPP session closed")
+        why = f"the SMPP session closed: {exc!r}" if exc else "the SMPP session closed"
         for future, _ in pending.values():
             if future is not None and not future.done():
-                future.set_exception(lost)
+                future.set_exception(ConnectionError(why))  # one each: a traceback is per raise
         if not self.closed.done():
             self.closed.set_result(None)
 
