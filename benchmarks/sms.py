@@ -9,7 +9,7 @@ Everything on 127.0.0.1. For each rate and run, two sides against the same peer,
   a fresh temp data dir, sms.rate_per_s = rate, sms.burst, sms.in_flight; one GatewayClient
   subscribes to events and sends one `sms.send` to N distinct numbers.
 - bare: `python -m benchmarks.sms_bare` as its own process: the twilio library's async client (or
-  aiosmpplib through sms.smpp.SmppProvider) paced by the same token bucket, nothing stored.
+  aiosmpplib's ESME alone, benchmarks/smpp_bare_esme.py) paced by the same token bucket, nothing stored.
 The peer: twilio = the stateful Messages stub (tests/peers/twilio_stub.py) in `--stub-procs`
 processes of its own sharing one port (benchmarks.twilio_peer; 0: in this process, as before
 session 18, where at 1,000/s it was the bottleneck of both sides), which answers creates and POSTs
@@ -300,7 +300,7 @@ async def run_bare(a: argparse.Namespace, rate: float, base: int) -> dict[str, A
         if a.provider == "twilio":
             args += ["--api", peer.url, "--sid", SID, "--token", TOKEN]
         else:
-            args += ["--port", str(peer.sim.port)]  # type: ignore[union-attr]
+            args += ["--port", str(peer.sim.port), "--esme", a.bare_esme]  # type: ignore[union-attr]
         here0, t_start = time.process_time(), time.monotonic()
         proc = await asyncio.create_subprocess_exec(*args, cwd=repo_root(), stdout=asyncio.subprocess.PIPE)
         out, _ = await proc.communicate()
@@ -395,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--in-flight", type=int, default=100, help="sms.in_flight")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-bare", dest="bare", action="store_false", help="the gateway side only")
+    ap.add_argument("--bare-esme", choices=("aiosmpplib", "ours"), default="aiosmpplib",
+                    help="smpp: the bare side's ESME (ours: sms.smpp.SmppProvider alone, the gateway's SMPP layer)")
     ap.add_argument("--prism", action="store_true", help="twilio API calls through Prism (validating proxy)")
     ap.add_argument("--stub-procs", type=int, default=1,
                     help="twilio: stub processes sharing one port (benchmarks.twilio_peer); 0: the stub in this process")

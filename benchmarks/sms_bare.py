@@ -9,8 +9,9 @@ bucket (`sms.outbox.TokenBucket`, the gateway's own) paces `in_flight` concurren
 - twilio: the twilio library's async client (`AsyncTwilioHttpClient`, one aiohttp session with a
   pool of `in_flight` connections), `messages.create_async` with a StatusCallback to a bare aiohttp
   server here that answers every callback 204 (no signature check, nothing stored).
-- smpp: aiosmpplib through `sms.smpp.SmppProvider` (the same ESME plumbing the gateway uses), its
-  receipts counted in memory.
+- smpp: aiosmpplib's ESME alone (benchmarks/smpp_bare_esme.py; the gateway's provider runs an ESME
+  of its own since session 19), its final receipts counted in memory; `--esme ours`: the gateway's
+  SMPP layer alone instead (sms.smpp.SmppProvider), to compare the two ESMEs.
 Prints one JSON line: CPU seconds, the monotonic time (CLOCK_MONOTONIC, comparable with the parent's)
 of each final receipt's arrival, failures.
 """
@@ -119,6 +120,26 @@ async def twilio(a: argparse.Namespace, receipts: Receipts) -> int:
 
 
 async def smpp(a: argparse.Namespace, receipts: Receipts) -> int:
+    if a.esme == "ours":
+        return await smpp_ours(a, receipts)
+    from benchmarks.smpp_bare_esme import BareEsme
+
+    esme = BareEsme(a.port, receipts.final, queue_size=max(100, a.in_flight), timeout=a.timeout)
+    await esme.start()
+    try:
+        async with asyncio.timeout(10):
+            while not esme.bound:
+                await asyncio.sleep(0.01)
+        failures = await paced(a.recipients, a.rate, a.burst, a.in_flight,
+                               lambda i: esme.send(SENDER, f"+{a.base + i}", BODY))
+        await wait_final(receipts, a.final_timeout)
+    finally:
+        await esme.stop()
+    return failures
+
+
+async def smpp_ours(a: argparse.Namespace, receipts: Receipts) -> int:
+    """The gateway's SMPP layer alone: sms.smpp.SmppProvider (our ESME), nothing stored."""
     from sms.smpp import SmppProvider
 
     provider = SmppProvider("127.0.0.1", a.port, "gw", "secret", queue_size=max(100, a.in_flight),
@@ -130,9 +151,6 @@ async def smpp(a: argparse.Namespace, receipts: Receipts) -> int:
 
     await provider.start(on_receipt, lambda m: None)
     try:
-        async with asyncio.timeout(10):
-            while not provider.bound:
-                await asyncio.sleep(0.01)
         failures = await paced(a.recipients, a.rate, a.burst, a.in_flight,
                                lambda i: provider.send(f"m{i}", SENDER, f"+{a.base + i}", BODY))
         await wait_final(receipts, a.final_timeout)
@@ -164,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sid", default="")
     ap.add_argument("--token", default="")
     ap.add_argument("--port", type=int, default=0, help="smpp: the simulator's port")
+    ap.add_argument("--esme", choices=("aiosmpplib", "ours"), default="aiosmpplib",
+                    help="smpp: aiosmpplib's ESME alone, or ours (sms.smpp.SmppProvider)")
     ap.add_argument("--recipients", type=int, default=10_000)
     ap.add_argument("--base", type=int, default=8613600000000, help="first number (digits)")
     ap.add_argument("--rate", type=float, default=500)

@@ -26,14 +26,17 @@ GSM7_SINGLE, GSM7_PART = 160, 153
 UCS2_SINGLE, UCS2_PART = 70, 67
 
 # The default alphabet in code order 0x00..0x7F; 0x1B (ESC) is not a character of its own.
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ" "ÆæßÉ"
+GSM7_CODES = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ" "\x1b" "ÆæßÉ"
     " !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
     "¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
-# The basic extension table: each is ESC + code, 2 septets.
-GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+GSM7_BASIC = frozenset(GSM7_CODES) - {"\x1b"}
+# The basic extension table: each is ESC + code, 2 septets (character -> its code after ESC).
+GSM7_EXTENSION_CODES = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C, "~": 0x3D,
+                        "]": 0x3E, "|": 0x40, "€": 0x65}
+GSM7_EXTENSION = frozenset(GSM7_EXTENSION_CODES)
 # Distinct bodies whose segmentation is remembered: a message is segmented again for every input
 # it gets (the outbox restores it from its row) and for its submit_sm, and an alert's thousands of
 # messages share one body (before: a walk of the body's characters each time, ~5 % of the

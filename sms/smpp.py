@@ -1,4 +1,5 @@
-"""SMPP 3.4 provider through aiosmpplib (asyncio ESME): bind_transceiver, submit_sm, receipts, MO.
+"""SMPP 3.4 provider through our own ESME (sms/smpp_session.py, sms/smpp_pdu.py): bind_transceiver,
+submit_sm, receipts, MO.
 
 The sans-I/O half (top of the file) builds the parts a carrier gets and reads what comes back:
 
@@ -12,15 +13,19 @@ The sans-I/O half (top of the file) builds the parts a carrier gets and reads wh
   -> 400 (permanent). `details["command_status"]` keeps the SMPP status.
 - `parse_receipt()` / `RECEIPT_STATES`: the "id:... stat:DELIVRD err:000" text of a receipt.
 
-The I/O half, `SmppProvider`, gives aiosmpplib's `ESME` its own broker and hook: `send()` queues
-one submit_sm per part and waits for each submit_sm_resp. The ESME reconnects by itself with
-exponential backoff (starting at `reconnect_s`) and sends enquire_link every `enquire_link_s`.
-While it is not bound, `send()` raises a retryable `ProviderError` at once; a part that got no
-answer within `response_timeout_s` raises a retryable timeout (and is dropped from the queue if
-it was not written yet).
+The I/O half, `SmppProvider`, runs an `Esme`: `send()` writes one submit_sm per part and waits for
+each submit_sm_resp. The ESME reconnects by itself with exponential backoff (starting at
+`reconnect_s`) and sends enquire_link every `enquire_link_s`. While it is not bound, `send()`
+raises a retryable `ProviderError` at once; `queue_size` submit_sm waiting for their response at
+once is the window (beyond it: 429 at once); a part that got no answer within `response_timeout_s`
+raises a retryable timeout.
 
 A multi-part message is known by the message_id of its first part; receipts of every part map
 back to it: the first failed part decides at once, `delivered` is reported when all parts are.
+A deliver_sm is read in the session's read (in order: the part map) and handed to a storing task;
+its deliver_sm_resp is written once that task is done: ESME_ROK when stored, ESME_RTHROTTLED when
+not (the SMSC delivers it again), none when the provider stops first (the same). The parts of a
+concatenated inbound message are answered as they come and reassembled (`sms.smpp_text`).
 
 SMPP has no way to list sent messages: `find_sent()` returns [] and reconciliation after a crash
 or a timed-out attempt falls back to delivery receipts.
@@ -29,46 +34,58 @@ or a timed-out attempt falls back to delivery receipts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import itertools
-import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmpplib import (
-    ESME,
-    NPI,
-    TON,
-    AbstractBroker,
-    AbstractHook,
-    BindMode,
-    DeliverSm,
-    DeliverSmResp,
-    GenericNack,
-    PhoneNumber,
-    SmppCommandStatus,
-    SmppError,
-    SmppMessage,
-    SmppSessionState,
-    SubmitSm,
-    SubmitSmResp,
-)
-from aiosmpplib.codec import GSM7BitCodec
-from aiosmpplib.retrytimer import SimpleExponentialBackoff
+import structlog
 
 from sms.provider import Inbound, OnInbound, OnReceipt, ProviderError, Receipt, Remote, Submitted, deliver
-from sms.segments import encode_info, split
-from sms.smpp_correlator import Correlator
+from sms.segments import BODIES_KEPT, encode_info, split
+from sms.smpp_pdu import (
+    ESME_RINVCMDLEN,
+    ESME_RMSGQFUL,
+    ESME_RSUBMITFAIL,
+    ESME_RSYSERR,
+    ESME_RTHROTTLED,
+    GENERIC_NACK,
+    NPI_ISDN,
+    NPI_UNKNOWN,
+    SUBMIT_SM,
+    SUBMIT_SM_RESP,
+    TLV_RECEIPTED_MESSAGE_ID,
+    TON_ALPHANUMERIC,
+    TON_INTERNATIONAL,
+    TON_UNKNOWN,
+    Pdu,
+    PduError,
+    ShortMessage,
+    decode_id,
+    decode_sm,
+    encode_address,
+    sm_body,
+    status_name,
+)
+from sms.smpp_session import BindRefused, Esme, SmppSession
+from sms.smpp_text import (
+    DATA_CODING_GSM7,
+    DATA_CODING_UCS2,
+    ESM_CLASS_UDHI,
+    Reassembly,
+    decode_text,
+    gsm7_encode,
+    split_udh,
+)
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
-DATA_CODING_GSM7 = 0x00
-DATA_CODING_UCS2 = 0x08
-ESM_CLASS_UDHI = 0x40
-BIND_TRANSCEIVER_RESP = (0x80000009).to_bytes(4, "big")
+__all__ = ["DATA_CODING_GSM7", "DATA_CODING_UCS2", "SmppProvider", "encode_parts", "parse_receipt",
+           "status_name", "submit_error"]
 
 # --- sans-I/O ----------------------------------------------------------------------------------
 
@@ -83,29 +100,24 @@ class Part:
 
 def encode_parts(body: str, ref: int) -> list[Part]:
     """The submit_sm parts of `body`; `ref` (0..255) is the concatenation reference."""
+    coding, encoded = _encoded(body)
+    if len(encoded) == 1:
+        return [Part(encoded[0][0], coding, 0x00, encoded[0][1])]
+    return [Part(text, coding, ESM_CLASS_UDHI, bytes([0x05, 0x00, 0x03, ref & 0xFF, len(encoded), seq]) + octets)
+            for seq, (text, octets) in enumerate(encoded, start=1)]
+
+
+@functools.lru_cache(maxsize=BODIES_KEPT)
+def _encoded(body: str) -> tuple[int, tuple[tuple[str, bytes], ...]]:
+    """data_coding and each part's text and octets, once per distinct body (an alert's thousands
+    of messages share one)."""
     gsm = encode_info(body).encoding == "GSM-7"
-    texts = split(body)
-    coding = DATA_CODING_GSM7 if gsm else DATA_CODING_UCS2
-    parts: list[Part] = []
-    for seq, text in enumerate(texts, start=1):
-        octets = GSM7BitCodec().encode(text)[0] if gsm else text.encode("utf-16-be")
-        if len(texts) == 1:
-            parts.append(Part(text, coding, 0x00, octets))
-        else:
-            udh = bytes([0x05, 0x00, 0x03, ref & 0xFF, len(texts), seq])
-            parts.append(Part(text, coding, ESM_CLASS_UDHI, udh + octets))
-    return parts
+    return (DATA_CODING_GSM7 if gsm else DATA_CODING_UCS2,
+            tuple((text, gsm7_encode(text) if gsm else text.encode("utf-16-be")) for text in split(body)))
 
 
-_RETRY_429 = {SmppCommandStatus.ESME_RTHROTTLED.value, SmppCommandStatus.ESME_RMSGQFUL.value}
-_RETRY_503 = {SmppCommandStatus.ESME_RSYSERR.value, 0x45}  # 0x45: ESME_RSUBMITFAIL
-
-
-def status_name(command_status: int) -> str:
-    try:
-        return SmppCommandStatus(command_status).name
-    except ValueError:
-        return f"0x{command_status:08X}"
+_RETRY_429 = {ESME_RTHROTTLED, ESME_RMSGQFUL}
+_RETRY_503 = {ESME_RSYSERR, ESME_RSUBMITFAIL}
 
 
 def submit_error(command_status: int, *, part: int = 1) -> ProviderError:
@@ -147,18 +159,26 @@ def parse_receipt(text: str) -> dict[str, str]:
     return fields
 
 
-def address(number: str) -> PhoneNumber:
-    """An SMPP address: "+E.164" -> international/ISDN without the plus, digits -> unknown,
-    anything else -> alphanumeric."""
+def address(number: str) -> bytes:
+    """An SMPP address field (TON, NPI, digits): "+E.164" -> international/ISDN without the plus,
+    digits -> unknown/ISDN, anything else -> alphanumeric."""
     if number.startswith("+") and number[1:].isdigit():
-        return PhoneNumber(number[1:], TON.INTERNATIONAL, NPI.ISDN)
+        return encode_address(number[1:], TON_INTERNATIONAL, NPI_ISDN)
     if number.isdigit():
-        return PhoneNumber(number, TON.UNKNOWN, NPI.ISDN)
-    return PhoneNumber(number, TON.ALPHANUMERIC, NPI.UNKNOWN)
+        return encode_address(number, TON_UNKNOWN, NPI_ISDN)
+    return encode_address(number, TON_ALPHANUMERIC, NPI_UNKNOWN)
+
+
+sender_address = functools.lru_cache(maxsize=64)(address)  # a few senders, every message
 
 
 def e164(number: str, ton: int) -> str:
-    return f"+{number}" if ton == TON.INTERNATIONAL and not number.startswith("+") else number
+    return f"+{number}" if ton == TON_INTERNATIONAL and not number.startswith("+") else number
+
+
+def is_receipt(esm_class: int) -> bool:
+    """A delivery receipt or an intermediate notification (esm_class message type, 5.2.12)."""
+    return (esm_class & 0x3C) in (0x04, 0x20)
 
 
 @dataclass(slots=True)
@@ -185,76 +205,6 @@ class _Tracked:
 
 
 MAX_TRACKED = 100_000  # messages waiting for receipts; the oldest are forgotten beyond this
-
-
-# --- aiosmpplib plumbing -----------------------------------------------------------------------
-
-
-class _Broker(AbstractBroker):
-    """A bounded queue of submit_sm; parts whose `send()` has given up are dropped, not sent late."""
-
-    def __init__(self, maxsize: int) -> None:
-        self._queue: asyncio.Queue[tuple[SmppMessage, asyncio.Future[Any] | None]] = asyncio.Queue(maxsize)
-        self.futures: dict[str, asyncio.Future[Any]] = {}
-
-    async def enqueue(self, message: SmppMessage) -> None:
-        log_id = getattr(message, "log_id", "")
-        self._queue.put_nowait((message, self.futures.get(log_id)))
-
-    async def dequeue(self) -> SmppMessage:
-        while True:
-            message, future = await self._queue.get()
-            if future is None or not future.done():
-                return message
-
-
-class _Esme(ESME):
-    """aiosmpplib's ESME, except that a deliver_sm is answered once what it carried is stored:
-    its deliver_sm_resp waits for the storing task (`storing`, by sequence number), sent by a task
-    of its own, so the receive loop reads the next deliver_sm meanwhile and the SMSC's window of
-    outstanding deliver_sm is stored in batches. Not stored: ESME_RTHROTTLED (the SMSC keeps it
-    and delivers it again) instead of ESME_ROK."""
-
-    storing: dict[int, asyncio.Task[None]]
-    answering: set[asyncio.Task[None]]
-
-    async def _send_data(self, smpp_message: SmppMessage) -> None:
-        task = self.storing.pop(smpp_message.sequence_num, None) if isinstance(smpp_message, DeliverSmResp) else None
-        if task is None:
-            await super()._send_data(smpp_message)
-            return
-        answer = asyncio.get_running_loop().create_task(self._answer(smpp_message, task), name="smpp-answer")
-        self.answering.add(answer)
-        answer.add_done_callback(self.answering.discard)
-
-    async def _answer(self, response: SmppMessage, stored: asyncio.Task[None]) -> None:
-        try:
-            await stored
-        except Exception as exc:  # noqa: BLE001 - not taken: the SMSC must deliver it again
-            log.warning("smpp.deliver-sm-refused", extra={"error": repr(exc)})
-            response.command_status = SmppCommandStatus.ESME_RTHROTTLED
-        try:
-            await super()._send_data(response)
-        except Exception as exc:  # noqa: BLE001 - the session is gone: the SMSC redelivers
-            log.warning("smpp.deliver-sm-resp-lost", extra={"error": repr(exc)})
-
-
-class _Hook(AbstractHook):
-    def __init__(self, provider: SmppProvider) -> None:
-        self.provider = provider
-
-    async def sending(self, smpp_message: SmppMessage, pdu: bytes, client_id: str) -> None:
-        return None
-
-    async def received(self, smpp_message: SmppMessage | None, pdu: bytes, client_id: str) -> None:
-        if smpp_message is None and len(pdu) >= 16 and pdu[4:8] == BIND_TRANSCEIVER_RESP:
-            # an error bind_transceiver_resp without a body (allowed by SMPP 3.4) does not parse
-            # in aiosmpplib: keep its command_status from the header
-            self.provider._bind_status = int.from_bytes(pdu[8:12], "big")
-        await self.provider._received(smpp_message)
-
-    async def send_error(self, smpp_message: SmppMessage, error: Exception, client_id: str) -> None:
-        self.provider._resolve(getattr(smpp_message, "log_id", ""), error)
 
 
 # --- the provider ------------------------------------------------------------------------------
@@ -291,22 +241,22 @@ class SmppProvider:
         self.response_timeout_s = float(response_timeout_s)
         self.queue_size = queue_size
         self.part_ttl_s = float(part_ttl_s)
-        self._esme: _Esme | None = None
-        self._broker: _Broker | None = None
+        self._esme: Esme | None = None
         self._task: asyncio.Task[None] | None = None
         self._on_receipt: OnReceipt | None = None
         self._on_inbound: OnInbound | None = None
         self._refs = itertools.cycle(range(256))
-        self._log_ids = itertools.count(1)
         self._tracked: dict[str, _Tracked] = {}  # our message_id -> its parts (insertion = age)
         self._parts: dict[str, _Tracked] = {}  # SMSC message_id of a part -> its message
-        self._bind_status: int | None = None
+        self._storing: set[asyncio.Task[None]] = set()  # deliver_sm being stored, unanswered
+        self._reassembly = Reassembly()
 
     # lifecycle
 
     @property
     def bound(self) -> bool:
-        return self._esme is not None and self._esme.session_state == SmppSessionState.BOUND_TRX
+        session = self._esme.session if self._esme is not None else None
+        return session is not None and session.bound
 
     async def start(self, on_receipt: OnReceipt, on_inbound: OnInbound) -> None:
         """Bind once (a refused bind raises a permanent `ProviderError`: wrong credentials), then keep
@@ -314,53 +264,35 @@ class SmppProvider:
         if self._task is not None:
             raise RuntimeError("SmppProvider already started")
         self._on_receipt, self._on_inbound = on_receipt, on_inbound
-        self._broker = _Broker(self.queue_size)
-        self._esme = _Esme(
-            smsc_host=self.host, smsc_port=self.port, system_id=self.system_id, password=self.password,
-            system_type=self.system_type, bind_mode=BindMode.TRANSCEIVER,
-            enquire_link_interval=self.enquire_link_s, socket_timeout=self.response_timeout_s,
-            hook=_Hook(self), broker=self._broker, correlator=Correlator(self.system_id),
-            log_level=logging.WARNING,
-            retry_timer=SimpleExponentialBackoff(min_delay=max(1, int(self.reconnect_s * 1000)), max_increases=5),
-        )
-        self._esme.storing, self._esme.answering = {}, set()
-        self._bind_status = None
+        esme = Esme(self.host, self.port, self.system_id, self.password, self.system_type,
+                    on_deliver=self._deliver_sm, enquire_link_s=self.enquire_link_s,
+                    reconnect_s=self.reconnect_s, response_timeout_s=self.response_timeout_s)
         try:
-            await self._esme.connect()
-        except (SmppError, ValueError) as e:
-            status = int(e.command_status) if isinstance(e, SmppError) else self._bind_status
-            if status is None:
-                raise
-            name = status_name(status)
-            self._esme = None
+            await esme.connect()
+        except BindRefused as e:
+            name = status_name(e.command_status)
             raise ProviderError(f"the SMSC refused the bind: {name}", status_code=401,
-                                details={"command_status": status, "status_name": name}) from e
+                                details={"command_status": e.command_status, "status_name": name}) from e
         except (OSError, TimeoutError) as e:
-            log.warning("smpp.connect-failed", extra={"host": self.host, "port": self.port, "error": repr(e)})
-        self._task = asyncio.create_task(self._esme.start(), name="smpp-esme")
-        await asyncio.sleep(0)  # let the ESME take over the bound session (so stop() unbinds it)
+            log.warning("smpp.connect-failed", host=self.host, port=self.port, error=repr(e))
+        self._esme = esme
+        self._task = asyncio.create_task(esme.run(), name="smpp-esme")
 
     async def stop(self) -> None:
-        """Unbind and close; pending sends fail with a retryable error."""
+        """Unbind and close; pending sends fail with a retryable error; a deliver_sm still being
+        stored is left unanswered (the SMSC delivers it again)."""
         esme, task, self._esme, self._task = self._esme, self._task, None, None
         if esme is None:
             return
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         try:
             async with asyncio.timeout(3.0):
-                await esme.stop()
+                await esme.stop(timeout=2.0)
         except TimeoutError:
             log.warning("smpp.stop-timeout")
-        if task is not None and not task.done():
-            task.cancel()
-        if task is not None:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the session is over
-                pass
-        if self._broker is not None:
-            for log_id in list(self._broker.futures):
-                self._resolve(log_id, ConnectionError("provider stopped"))
-        pending = [*esme.storing.values(), *esme.answering]  # unanswered: the SMSC delivers them again
+        pending = list(self._storing)
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -369,19 +301,20 @@ class SmppProvider:
 
     async def send(self, message_id: str, sender: str, to: str, body: str) -> Submitted:
         """Submit every part; the first part's SMSC id is the message's. Receipts are matched to the
-        message through the part map, filled as each submit_sm_resp arrives (before any receipt of
-        that part can), so they carry our `message_id`. A timed-out part stays in the map until its
-        TTL: a late submit_sm_resp and its receipt still find the message."""
-        if not self.bound or self._broker is None:
+        message through the part map, filled as each submit_sm_resp is read (before any receipt of
+        that part can be), so they carry our `message_id`. A timed-out part stays in the map until
+        its TTL: a late submit_sm_resp and its receipt still find the message."""
+        if not self.bound:
             raise ProviderError("not bound to the SMSC", error="connection", maybe_sent=False,
                                 details={"host": self.host, "port": self.port})
         parts = encode_parts(body, next(self._refs))
-        self._forget_old(time.monotonic())
-        tracked = _Tracked(message_id, len(parts), time.monotonic())
+        now = time.monotonic()
+        self._forget_old(now)
+        tracked = _Tracked(message_id, len(parts), now)
         self._tracked.pop(message_id, None)  # an earlier attempt's parts: this one counts
         self._tracked[message_id] = tracked
-        ids = [await self._submit(message_id, n, part, self.source_addr or sender, to)
-               for n, part in enumerate(parts, start=1)]
+        source, destination = sender_address(self.source_addr or sender), address(to)
+        ids = [await self._submit(tracked, n, part, source, destination) for n, part in enumerate(parts, start=1)]
         return Submitted(ids[0], "sent")
 
     def _forget_old(self, now: float) -> None:
@@ -399,85 +332,82 @@ class SmppProvider:
             if self._parts.get(part_id) is tracked:
                 del self._parts[part_id]
 
-    def _accepted(self, log_id: str, smsc_id: str) -> None:
-        """A submit_sm_resp (ESME_ROK) for part n of a message: enter it in the part map now, in the
-        receive loop, so the part's receipt (which the SMSC sends after it) finds it."""
-        message_id, _, rest = log_id.partition("/")
-        tracked = self._tracked.get(message_id)
-        if tracked is None or not smsc_id:
+    def _accepted(self, tracked: _Tracked, resp: Pdu) -> None:
+        """A submit_sm_resp for one part, in the session's read: an accepted part enters the part
+        map now, so the part's receipt (which the SMSC sends after it) finds it."""
+        if resp.command_id != SUBMIT_SM_RESP or resp.command_status != 0:
             return
-        tracked.parts.append(smsc_id)
-        tracked.pending.add(smsc_id)
-        self._parts[smsc_id] = tracked
+        smsc_id = decode_id(resp.body)
+        if smsc_id and self._tracked.get(tracked.message_id) is tracked:
+            tracked.parts.append(smsc_id)
+            tracked.pending.add(smsc_id)
+            self._parts[smsc_id] = tracked
 
-    async def _submit(self, message_id: str, n: int, part: Part, source: str, to: str) -> str:
-        assert self._broker is not None
-        log_id = f"{message_id}/{n}/{next(self._log_ids)}"
-        submit = SubmitSm(
-            short_message=part.text or " ", source=address(source), destination=address(to),
-            esm_class=part.esm_class, registered_delivery=0x01,
-            encoding="ucs2" if part.data_coding == DATA_CODING_UCS2 else "gsm0338",
-            log_id=log_id,
-        )
-        submit.set_encoded_message(part.payload)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._broker.futures[log_id] = future
+    async def _submit(self, tracked: _Tracked, n: int, part: Part, source: bytes, destination: bytes) -> str:
+        session = self._esme.session if self._esme is not None else None
+        if session is None or not session.bound:
+            raise ProviderError("not bound to the SMSC", error="connection", maybe_sent=False,
+                                details={"host": self.host, "port": self.port, "part": n})
+        if len(session.pending) >= self.queue_size:
+            raise ProviderError("the SMPP send queue is full", status_code=429)
+        body = sm_body(source, destination, part.payload, esm_class=part.esm_class, registered_delivery=0x01,
+                       data_coding=part.data_coding)
         try:
-            try:
-                await self._broker.enqueue(submit)
-            except asyncio.QueueFull as e:
-                raise ProviderError("the SMPP send queue is full", status_code=429) from e
-            try:
-                async with asyncio.timeout(self.response_timeout_s):
-                    result = await future
-            except TimeoutError as e:
-                raise ProviderError("no submit_sm_resp in time", error="timeout",
-                                    details={"part": n}) from e
-        finally:
-            self._broker.futures.pop(log_id, None)
-            if not future.done():
-                future.cancel()  # the broker drops it if it is still queued
-        if isinstance(result, BaseException):
-            raise ProviderError(f"submit_sm failed: {result!r}", error=result, details={"part": n}) from result
-        command_status, smsc_id = result
-        if command_status != 0:
-            raise submit_error(command_status, part=n)
-        return str(smsc_id)
-
-    def _resolve(self, log_id: str, result: Any) -> None:
-        future = self._broker.futures.get(log_id) if self._broker is not None else None
-        if future is not None and not future.done():
-            future.set_result(result)
+            resp = await session.request(SUBMIT_SM, body, functools.partial(self._accepted, tracked))
+        except TimeoutError as e:
+            raise ProviderError("no submit_sm_resp in time", error="timeout", details={"part": n}) from e
+        except ConnectionError as e:
+            raise ProviderError(f"submit_sm failed: {e!r}", error=e, details={"part": n}) from e
+        status = resp.command_status
+        if resp.command_id == GENERIC_NACK and status == 0:
+            status = ESME_RSYSERR
+        if status != 0:
+            raise submit_error(status, part=n)
+        return decode_id(resp.body)
 
     # receiving
 
-    async def _received(self, message: SmppMessage | None) -> None:
-        if isinstance(message, (SubmitSmResp, GenericNack)):
-            status = int(message.command_status)
-            if isinstance(message, GenericNack) and status == 0:
-                status = int(SmppCommandStatus.ESME_RSYSERR)
-            smsc_id = str(getattr(message, "message_id", "") or "")
-            if status == 0 and isinstance(message, SubmitSmResp):
-                self._accepted(message.log_id, smsc_id)
-            self._resolve(message.log_id, (status, smsc_id))
-        elif isinstance(message, DeliverSm):
-            # What it carries is read here, in order (the part map); it is stored by a task, and
-            # its deliver_sm_resp (ESME_ROK only once stored) waits for that task (`_Esme`).
-            item = self._receipt(message) if message.is_receipt() else self._inbound(message)
-            callback = self._on_receipt if message.is_receipt() else self._on_inbound
-            if self._esme is not None:
-                self._esme.storing[message.sequence_num] = asyncio.get_running_loop().create_task(
-                    deliver(callback, item), name="smpp-deliver")
+    def _deliver_sm(self, session: SmppSession, pdu: Pdu) -> None:
+        """A deliver_sm, in the session's read: read now (in order: the part map), stored by a task,
+        answered once that task is done (`_answer`)."""
+        try:
+            sm = decode_sm(pdu.body)
+        except PduError as e:
+            log.warning("smpp.bad-deliver-sm", error=str(e), sequence=pdu.sequence)
+            session.answer(pdu.sequence, ESME_RINVCMDLEN)
+            return
+        if is_receipt(sm.esm_class):
+            item: Receipt | Inbound = self._receipt(sm)
+            callback = self._on_receipt
+        else:
+            inbound = self._inbound(sm)
+            if inbound is None:  # a part of a concatenated message: taken, the rest to come
+                session.answer(pdu.sequence, 0)
+                return
+            item, callback = inbound, self._on_inbound
+        task = asyncio.get_running_loop().create_task(deliver(callback, item), name="smpp-deliver")
+        self._storing.add(task)
+        task.add_done_callback(functools.partial(self._answer, session, pdu.sequence))
 
-    def _receipt(self, message: DeliverSm) -> Receipt:
+    def _answer(self, session: SmppSession, sequence: int, task: asyncio.Task[None]) -> None:
+        self._storing.discard(task)
+        if task.cancelled():
+            return  # stopped before it was stored: unanswered, the SMSC delivers it again
+        error = task.exception()
+        if error is not None:  # not taken: the SMSC must deliver it again
+            log.warning("smpp.deliver-sm-refused", error=repr(error))
+        session.answer(sequence, 0 if error is None else ESME_RTHROTTLED)
+
+    def _receipt(self, sm: ShortMessage) -> Receipt:
         """The receipt of one part, as the message's news: `sent` until every part is delivered
         (or one is not). A part this process did not send is reported under its own id."""
-        fields = parse_receipt(message.short_message)
-        part_id, stat = fields.get("id", ""), fields.get("stat", "").upper()
+        fields = parse_receipt(decode_text(sm.text_octets, sm.data_coding))
+        part_id = fields.get("id") or decode_id(sm.tlvs.get(TLV_RECEIPTED_MESSAGE_ID, b""))
+        stat = fields.get("stat", "").upper()
         status = RECEIPT_STATES.get(stat, "failed" if stat else "sent")
         err = fields.get("err")
         error_code = None if status in ("delivered", "sent") or not err else err
-        to = e164(message.source.number, message.source.ton) if message.source else None
+        to = e164(sm.source_addr, sm.source_ton) if sm.source_addr else None
         if to and to.isdigit():  # TON unknown: the number a message went to is E.164
             to = "+" + to
         tracked = self._parts.get(part_id)
@@ -489,10 +419,18 @@ class SmppProvider:
         return Receipt(part_id, outcome, error_code if outcome != "delivered" else None,
                        message_id=tracked.message_id, to=to)
 
-    def _inbound(self, message: DeliverSm) -> Inbound:
-        sender = e164(message.source.number, message.source.ton)
-        to = e164(message.destination.number, message.destination.ton)
-        body = message.short_message
+    def _inbound(self, sm: ShortMessage) -> Inbound | None:
+        """An MO message; None for a part of a concatenated one until its last part."""
+        sender = e164(sm.source_addr, sm.source_ton)
+        to = e164(sm.destination_addr, sm.destination_ton)
+        octets, concat = sm.text_octets, None
+        if sm.esm_class & ESM_CLASS_UDHI:
+            concat, octets = split_udh(octets)
+        body: str | None = decode_text(octets, sm.data_coding)
+        if concat is not None:
+            body = self._reassembly.add(sender, to, concat, body)
+            if body is None:
+                return None
         # An SMSC delivers an unacknowledged deliver_sm again with a new sequence number and no
         # id of its own: what it carries is the key that finds the first delivery.
         key = hashlib.sha256("\x00".join((sender, to, body)).encode("utf-8", "surrogatepass")).hexdigest()

@@ -93,10 +93,15 @@ class SmppSim:
         self._proc.stdin.write((json.dumps(cmd) + "\n").encode())
         await self._proc.stdin.drain()
 
-    async def send_mo(self, sender: str, to: str, text: str) -> None:
-        """A mobile-originated deliver_sm (data_coding 8, UTF-16BE) to a bound session (kept until
-        it is acknowledged, like every deliver_sm)."""
-        await self._command({"cmd": "mo", "from": sender, "to": to, "text": text})
+    async def send_mo(self, sender: str, to: str, text: str, *, parts: list[str] | None = None, ref: int = 1,
+                      coding: str = "ucs2") -> None:
+        """A mobile-originated deliver_sm (data_coding 8, UTF-16BE; 3 with coding="latin1") to a
+        bound session (kept until it is acknowledged, like every deliver_sm). `parts`: instead of
+        `text`, a concatenated message, one deliver_sm per part (UDH with reference `ref`)."""
+        command: dict[str, object] = {"cmd": "mo", "from": sender, "to": to, "text": text, "coding": coding}
+        if parts is not None:
+            command |= {"parts": parts, "ref": ref}
+        await self._command(command)
 
     async def kill(self) -> None:
         """SIGKILL the simulator (our own child, by its PID) and reap it."""

@@ -151,11 +151,19 @@ server.listen(cfg.port, '127.0.0.1', () => emit({ event: 'listening', port: cfg.
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
   const cmd = JSON.parse(line);
   if (cmd.cmd === 'mo') {
-    const key = deliver('mo', {
-      source_addr: cmd.from, destination_addr: cmd.to, esm_class: 0x00, data_coding: 0x08,
-      short_message: Buffer.from(cmd.text, 'utf16le').swap16(),
-    }, cmd.text);
-    emit({ event: 'mo', from: cmd.from, to: cmd.to, delivery: key });
+    // UCS-2 (data_coding 8) unless coding is "latin1" (3); `parts`: a concatenated message, one
+    // deliver_sm per part with an 8-bit reference UDH (05 00 03 ref total seq) and UDHI set.
+    const coding = cmd.coding === 'latin1' ? 0x03 : 0x08;
+    const octets = (t) => (coding === 0x03 ? Buffer.from(t, 'latin1') : Buffer.from(t, 'utf16le').swap16());
+    const parts = cmd.parts || [cmd.text];
+    parts.forEach((text, i) => {
+      const udh = cmd.parts ? Buffer.from([5, 0, 3, cmd.ref || 1, parts.length, i + 1]) : Buffer.alloc(0);
+      const key = deliver('mo', {
+        source_addr: cmd.from, destination_addr: cmd.to, esm_class: cmd.parts ? 0x40 : 0x00, data_coding: coding,
+        short_message: Buffer.concat([udh, octets(text)]),
+      }, text);
+      emit({ event: 'mo', from: cmd.from, to: cmd.to, delivery: key });
+    });
   } else if (cmd.cmd === 'drop') {
     for (const session of sessions) session.destroy();
     emit({ event: 'dropped' });
