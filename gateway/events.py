@@ -128,15 +128,19 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self._sink: Callable[[Event], bool] | None = None
         self._flush: Callable[[], None] | None = None
+        self._sink_all: Callable[[Sequence[Event]], bool] | None = None
         self._log = log.bind(subscription=self.id, since_seq=since_seq)
 
-    def set_sink(self, sink: Callable[[Event], bool] | None, flush: Callable[[], None] | None = None) -> None:
+    def set_sink(self, sink: Callable[[Event], bool] | None, flush: Callable[[], None] | None = None,
+                 sink_all: Callable[[Sequence[Event]], bool] | None = None) -> None:
         """`sink(event)` takes live events straight from the fan-out, in the publisher's turn,
         while the consumer is parked on an empty queue (everything before handed over): no queue,
         no wake-up. A False from it sends that event and the rest through the queue, as without
         a sink (the consumer then meets them in order and applies its own back-pressure).
-        `flush()` is called once after the sink took a commit's events (one write for them all)."""
-        self._sink, self._flush = sink, flush
+        `flush()` is called once after the sink took a commit's events (one write for them all).
+        `sink_all(events)`, tried first when a commit's events are exactly the next ones, takes
+        all of them or none (False: `sink` one by one, as above)."""
+        self._sink, self._flush, self._sink_all = sink, flush, sink_all
 
     @property
     def last_seq(self) -> int:
@@ -219,6 +223,10 @@ class Subscription:
         if self._closed or self._overflowed:
             return
         if self._sink is not None and self._parked():
+            if (self._sink_all is not None and events and events[0].seq == self._last + 1
+                    and events[-1].seq == self._last + len(events) and self._sink_all(events)):
+                self._last = events[-1].seq  # the commit's events, in order, no gap: all taken
+                return
             try:
                 taken = self._sink_some(events)
             finally:

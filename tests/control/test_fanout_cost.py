@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 from asyncio.selector_events import _SelectorSocketTransport
 
+from websockets.frames import Frame
+
 from gateway.client import GatewayClient
 from gateway.events import EventBus
 from gateway.outbox import Outbox
@@ -113,3 +115,25 @@ async def test_the_events_of_one_commit_go_to_a_subscriber_in_one_write(tmp_path
             got = await asyncio.gather(*(received(c) for c in clients))
         assert all([e["data"]["i"] for e in g] == list(range(EVENTS)) for g in got)
         assert writes == N
+
+
+async def test_a_commit_s_frames_are_built_once_for_every_subscriber(tmp_path, monkeypatch) -> None:
+    """The WebSocket framing of an event (header and payload, the same bytes for every connection
+    without extensions) is built once per event, not once per subscriber as `websockets.broadcast`
+    does (before: N x EVENTS frames built by the server for EVENTS events to N subscribers)."""
+    async with subscribed(tmp_path) as (store, bus, srv, clients):
+        built = 0
+        serialize = Frame.serialize
+
+        def counted(self, *, mask, extensions=None):
+            nonlocal built
+            built += not mask  # the server's frames (a client masks its own)
+            return serialize(self, mask=mask, extensions=extensions)
+
+        monkeypatch.setattr(Frame, "serialize", counted)
+        for i in range(EVENTS):
+            await bus.publish("call.state", {"i": i})
+        async with asyncio.timeout(30):
+            got = await asyncio.gather(*(received(c) for c in clients))
+        assert all([e["data"]["i"] for e in g] == list(range(EVENTS)) for g in got)
+        assert built == EVENTS
