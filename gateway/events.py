@@ -1,8 +1,10 @@
 """The event bus: publish = store, then fan out; subscribe(since_seq) = replay, then live.
 
-Fan-out runs in the store's writer task right after each commit (`Store.add_listener`), so
-subscribers receive events in seq order however many tasks publish at once, and only events that
-are stored. Each subscription has a bounded live queue; the publisher never waits for it.
+Fan-out follows each commit (`Store.add_listener`) in a loop callback of its own, after the tasks
+waiting on that commit have run (their replies go out before the commit's events reach, say,
+1,000 subscribers), commits in the order they were made, so subscribers receive events in seq
+order however many tasks publish at once, and only events that are stored. Each subscription
+has a bounded live queue; the publisher never waits for it.
 
 A subscription starts in replay: it registers its live queue first, then reads stored events after
 `since_seq` page by page. While it replays, its live queue only has to cover the time since the
@@ -53,6 +55,10 @@ class EventBus:
         self._closed = False
         # The oldest seq still stored, as retention last found it (0: nothing pruned yet).
         self.oldest_seq = 0
+        # Commits not yet handed to the subscribers: those made since the last delivery callback
+        # (one or two: the writer makes at most one commit per round trip to its thread).
+        self._pending: deque[Sequence[Event]] = deque()
+        self._delivery: asyncio.Handle | None = None
         store.add_listener(self._fan_out)
 
     @property
@@ -102,13 +108,26 @@ class EventBus:
         for sub in list(self._subs):
             sub.close()
         self._store.remove_listener(self._fan_out)
+        if self._delivery is not None:
+            self._delivery.cancel()
+            self._delivery = None
+        self._pending.clear()
 
     def _detach(self, sub: Subscription) -> None:
         self._subs.discard(sub)
 
     def _fan_out(self, events: Sequence[Event]) -> None:
-        for sub in list(self._subs):
-            sub._push(events)
+        """The store's listener: a commit's events, handed on once the tasks it woke have run."""
+        self._pending.append(events)
+        if self._delivery is None:
+            self._delivery = asyncio.get_running_loop().call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        self._delivery = None
+        while self._pending:
+            events = self._pending.popleft()
+            for sub in list(self._subs):
+                sub._push(events)
 
 
 class Subscription:

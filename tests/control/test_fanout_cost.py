@@ -39,7 +39,12 @@ async def subscribed(tmp_path):
         ctx.connection.start_subscription(sub)
         return {"since_seq": p.since_seq or 0}
 
+    async def create(ctx, p):  # a write with its event, as session.create: the reply waits for its commit
+        ev = await bus.publish("session.state", {"title": p.title})
+        return {"seq": ev.seq}
+
     registry.register("events.subscribe", subscribe)
+    registry.register("session.create", create)
     srv = ControlServer(registry, {"tok": Principal("alice", "dispatcher")}.get, ServerHooks(), ServerConfig())
     await srv.start()
     clients = [GatewayClient(srv.url, "tok", client_name=f"c{i}", reconnect=False) for i in range(N)]
@@ -137,3 +142,25 @@ async def test_a_commit_s_frames_are_built_once_for_every_subscriber(tmp_path, m
             got = await asyncio.gather(*(received(c) for c in clients))
         assert all([e["data"]["i"] for e in g] == list(range(EVENTS)) for g in got)
         assert built == EVENTS
+
+
+async def test_a_reply_goes_out_before_the_fan_out_of_its_own_commit(tmp_path, monkeypatch) -> None:
+    """The events of a commit reach the subscribers after the replies waiting on that commit
+    (before: the N subscribers' writes, then the reply: with 1,000 subscribers every reply of the
+    batch waited for 1,000 writes). Every subscriber still gets the event; the creator, a
+    subscriber too, gets its reply first (replies may overtake events)."""
+    async with subscribed(tmp_path) as (store, bus, srv, clients):
+        order: list[str] = []
+        write = _SelectorSocketTransport.write
+
+        def recorded(self, data):
+            if self.get_extra_info("sockname")[1] == srv.port:  # the server's side only
+                order.append("event" if b'"method":"event"' in data else "reply")
+            return write(self, data)
+
+        monkeypatch.setattr(_SelectorSocketTransport, "write", recorded)
+        async with asyncio.timeout(30):
+            reply = await clients[0].call("session.create", title="t")
+            got = await asyncio.gather(*(anext(c.events()) for c in clients))
+        assert all(e["seq"] == reply["seq"] and e["data"]["title"] == "t" for e in got)
+        assert order == ["reply"] + ["event"] * N
