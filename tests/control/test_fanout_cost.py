@@ -73,6 +73,15 @@ async def received(c: GatewayClient) -> list[dict]:
     return got
 
 
+async def published_and_received(bus: EventBus, clients: list[GatewayClient]) -> None:
+    """EVENTS events published one commit each; every client receives all of them, in order."""
+    for i in range(EVENTS):
+        await bus.publish("call.state", {"i": i})
+    async with asyncio.timeout(30):
+        got = await asyncio.gather(*(received(c) for c in clients))
+    assert all([e["data"]["i"] for e in g] == list(range(EVENTS)) for g in got)
+
+
 async def test_one_encoding_and_no_queueing_per_event_for_n_subscribers(tmp_path, monkeypatch) -> None:
     async with subscribed(tmp_path) as (store, bus, srv, clients):
         counts = {"encode": 0, "to_params": 0, "put": 0}
@@ -93,11 +102,7 @@ async def test_one_encoding_and_no_queueing_per_event_for_n_subscribers(tmp_path
         monkeypatch.setattr(codec, "encode_stored_event", encode)
         monkeypatch.setattr(Event, "to_params", to_params)
         monkeypatch.setattr(Outbox, "put", put)
-        for i in range(EVENTS):
-            await bus.publish("call.state", {"i": i})
-        async with asyncio.timeout(30):
-            got = await asyncio.gather(*(received(c) for c in clients))
-        assert all([e["data"]["i"] for e in g] == list(range(EVENTS)) for g in got)
+        await published_and_received(bus, clients)
         assert counts == {"encode": EVENTS, "to_params": 0, "put": 0}
 
 
@@ -136,11 +141,7 @@ async def test_a_commit_s_frames_are_built_once_for_every_subscriber(tmp_path, m
             return serialize(self, mask=mask, extensions=extensions)
 
         monkeypatch.setattr(Frame, "serialize", counted)
-        for i in range(EVENTS):
-            await bus.publish("call.state", {"i": i})
-        async with asyncio.timeout(30):
-            got = await asyncio.gather(*(received(c) for c in clients))
-        assert all([e["data"]["i"] for e in g] == list(range(EVENTS)) for g in got)
+        await published_and_received(bus, clients)
         assert built == EVENTS
 
 
