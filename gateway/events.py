@@ -152,7 +152,7 @@ class Subscription:
 
     def set_sink(self, sink: Callable[[Event], bool] | None, flush: Callable[[], None] | None = None,
                  sink_all: Callable[[Sequence[Event]], bool] | None = None) -> None:
-        """`sink(event)` takes live events straight from the fan-out, in the publisher's turn,
+        """`sink(event)` takes live events straight from the fan-out, in its turn of the loop,
         while the consumer is parked on an empty queue (everything before handed over): no queue,
         no wake-up. A False from it sends that event and the rest through the queue, as without
         a sink (the consumer then meets them in order and applies its own back-pressure).
