@@ -15,9 +15,10 @@ def now_iso() -> str:
     cost: a control request stamps its audit row, its commit and its session, issue 13)."""
     global _second
     second, ms = divmod(_time.time_ns() // 1_000_000, 1000)
-    if _second[0] != second:
-        _second = (second, _time.strftime("%Y-%m-%dT%H:%M:%S.", _time.gmtime(second)))
-    return f"{_second[1]}{ms:03d}Z"
+    kept = _second  # one read: a thread formatting another second meanwhile cannot mix them
+    if kept[0] != second:
+        kept = _second = (second, _time.strftime("%Y-%m-%dT%H:%M:%S.", _time.gmtime(second)))
+    return f"{kept[1]}{ms:03d}Z"
 
 
 def epoch_to_iso(seconds: float) -> str:
