@@ -192,10 +192,13 @@ class RequestServing:
             self._reply_error(req.id, RateLimited(
                 "too many commands running", details={"max_work": self.server.config.max_work}))
             return None
-        return self._reply_when_done(self.server.commands.start(self._execute(req), f"cmd-{self.id}-{req.id}"))
+        return self._wait_for(self.server.commands.start(self._serve(req), f"cmd-{self.id}-{req.id}"))
 
-    async def _reply_when_done(self, work: asyncio.Task[str]) -> None:
-        self._reply(await asyncio.shield(work))  # cancelled with the connection: the wait only
+    async def _wait_for(self, work: asyncio.Task[None]) -> None:
+        """The command replies itself when it ends (`_reply` does nothing once the connection is
+        closed), in its own step: not two task hops later, behind whatever the loop has queued
+        meanwhile (the fan-out of its own commit). Here it only holds its in-flight place."""
+        await asyncio.shield(work)  # cancelled with the connection: the wait only
 
     async def _serve(self, req: codec.Request) -> None:
         self._reply(await self._execute(req))

@@ -1,8 +1,10 @@
 """The event bus: publish = store, then fan out; subscribe(since_seq) = replay, then live.
 
-Fan-out runs in the store's writer task right after each commit (`Store.add_listener`), so
-subscribers receive events in seq order however many tasks publish at once, and only events that
-are stored. Each subscription has a bounded live queue; the publisher never waits for it.
+Fan-out follows each commit (`Store.add_listener`) in a loop callback of its own, after the tasks
+waiting on that commit have run (their replies go out before the commit's events reach, say,
+1,000 subscribers), commits in the order they were made, so subscribers receive events in seq
+order however many tasks publish at once, and only events that are stored. Each subscription
+has a bounded live queue; the publisher never waits for it.
 
 A subscription starts in replay: it registers its live queue first, then reads stored events after
 `since_seq` page by page. While it replays, its live queue only has to cover the time since the
@@ -53,6 +55,10 @@ class EventBus:
         self._closed = False
         # The oldest seq still stored, as retention last found it (0: nothing pruned yet).
         self.oldest_seq = 0
+        # Commits not yet handed to the subscribers: those made since the last delivery callback
+        # (one or two: the writer makes at most one commit per round trip to its thread).
+        self._pending: deque[Sequence[Event]] = deque()
+        self._delivery: asyncio.Handle | None = None
         store.add_listener(self._fan_out)
 
     @property
@@ -102,13 +108,26 @@ class EventBus:
         for sub in list(self._subs):
             sub.close()
         self._store.remove_listener(self._fan_out)
+        if self._delivery is not None:
+            self._delivery.cancel()
+            self._delivery = None
+        self._pending.clear()
 
     def _detach(self, sub: Subscription) -> None:
         self._subs.discard(sub)
 
     def _fan_out(self, events: Sequence[Event]) -> None:
-        for sub in list(self._subs):
-            sub._push(events)
+        """The store's listener: a commit's events, handed on once the tasks it woke have run."""
+        self._pending.append(events)
+        if self._delivery is None:
+            self._delivery = asyncio.get_running_loop().call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        self._delivery = None
+        while self._pending:
+            events = self._pending.popleft()
+            for sub in list(self._subs):
+                sub._push(events)
 
 
 class Subscription:
@@ -128,15 +147,19 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self._sink: Callable[[Event], bool] | None = None
         self._flush: Callable[[], None] | None = None
+        self._sink_all: Callable[[Sequence[Event]], bool] | None = None
         self._log = log.bind(subscription=self.id, since_seq=since_seq)
 
-    def set_sink(self, sink: Callable[[Event], bool] | None, flush: Callable[[], None] | None = None) -> None:
-        """`sink(event)` takes live events straight from the fan-out, in the publisher's turn,
+    def set_sink(self, sink: Callable[[Event], bool] | None, flush: Callable[[], None] | None = None,
+                 sink_all: Callable[[Sequence[Event]], bool] | None = None) -> None:
+        """`sink(event)` takes live events straight from the fan-out, in its turn of the loop,
         while the consumer is parked on an empty queue (everything before handed over): no queue,
         no wake-up. A False from it sends that event and the rest through the queue, as without
         a sink (the consumer then meets them in order and applies its own back-pressure).
-        `flush()` is called once after the sink took a commit's events (one write for them all)."""
-        self._sink, self._flush = sink, flush
+        `flush()` is called once after the sink took a commit's events (one write for them all).
+        `sink_all(events)`, tried first when a commit's events are exactly the next ones, takes
+        all of them or none (False: `sink` one by one, as above)."""
+        self._sink, self._flush, self._sink_all = sink, flush, sink_all
 
     @property
     def last_seq(self) -> int:
@@ -219,6 +242,10 @@ class Subscription:
         if self._closed or self._overflowed:
             return
         if self._sink is not None and self._parked():
+            if (self._sink_all is not None and events and events[0].seq == self._last + 1
+                    and events[-1].seq == self._last + len(events) and self._sink_all(events)):
+                self._last = events[-1].seq  # the commit's events, in order, no gap: all taken
+                return
             try:
                 taken = self._sink_some(events)
             finally:

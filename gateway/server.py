@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import urllib.parse
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -26,6 +26,7 @@ from gateway.protocol import codec
 from gateway.protocol.methods import Registry
 from gateway.server_config import (  # ServerConfig and ServerHooks are importable from here too
     Authenticator, ServerConfig, ServerHooks)
+from gateway.ws_write import text_frame
 
 EVENT_TEXT_CACHE = 4096  # encoded events kept for subscribers replaying or lagging a little
 log = structlog.get_logger("gateway.server")
@@ -57,6 +58,8 @@ class ControlServer:
         self._tasks: set[asyncio.Task] = set()
         # One JSON text per stored event, shared by every subscriber it is sent to.
         self._event_text: collections.OrderedDict[int, tuple[str, bytes]] = collections.OrderedDict()
+        # The wire bytes of the last commit's events (the sequence the bus hands every subscriber).
+        self._wire: tuple[Sequence[Any], bytes] | None = None
 
     # -- lifecycle --
 
@@ -118,6 +121,16 @@ class ControlServer:
             return self._frame(event.seq, lambda: codec.encode_event(event.to_params()))
         return self._frame(event.seq, lambda: codec.encode_stored_event(
             event.seq, event.type, event.time, event.session_id, data_json))
+
+    def events_wire(self, events: Sequence[Any]) -> bytes:
+        """The WebSocket frames of one commit's stored events, back to back, built once for every
+        subscriber the fan-out hands this same sequence to (gateway/ws_write.py `write_frame_now`)."""
+        kept = self._wire
+        if kept is not None and kept[0] is events:
+            return kept[1]
+        wire = b"".join(text_frame(self.event_frame(ev)[1]) for ev in events)
+        self._wire = (events, wire)
+        return wire
 
     def _frame(self, seq: int, encode: Callable[[], str]) -> tuple[str, bytes]:
         frame = self._event_text.get(seq)

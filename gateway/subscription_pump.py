@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 
 import structlog
 from websockets.exceptions import ConnectionClosed
@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from gateway.events import overflow_event
 from gateway.protocol import codec
 from gateway.server_config import maybe_await
-from gateway.ws_write import flush, frame_text
+from gateway.ws_write import flush, frame_text, write_frame_now
 
 if TYPE_CHECKING:
     from gateway.connection import Connection
@@ -41,7 +41,7 @@ class SubscriptionPump:
         self._last_seq = None
         set_sink = getattr(events, "set_sink", None)
         if set_sink is not None:  # a bus Subscription: live events come straight to _offer
-            set_sink(self._offer, self._flush)
+            set_sink(self._offer, self._flush, self._offer_all)
         self._task = asyncio.get_running_loop().create_task(self._run(events), name=f"pump-{self._conn.id}")
 
     def stop(self) -> None:
@@ -62,6 +62,20 @@ class SubscriptionPump:
                 self._conn.server._spawn(result)
         else:
             self._conn.server._spawn(aclose(events))
+
+    def _offer_all(self, events: Sequence[Any]) -> bool:
+        """A commit's live events, next in seq order, while the pump is parked: their frames, built
+        once for every subscriber (`ControlServer.events_wire`), written now in one write when
+        nothing is queued or held before them; False (nothing taken) otherwise, and `_offer` takes
+        them one by one."""
+        conn = self._conn
+        if self._held or conn._sending or conn.closed or len(conn._outbox):
+            return False
+        if not write_frame_now(conn._ws, conn.server.events_wire(events)):
+            return False
+        self._last_seq = events[-1].seq
+        conn.stats["events_sent"] += len(events)
+        return True
 
     def _offer(self, event: Any) -> bool:
         """One live event from the bus fan-out, while the pump is parked: its frame (encoded once

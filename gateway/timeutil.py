@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import datetime as _dt
+import time as _time
+
+_second: tuple[int, str] = (-1, "")  # the last second formatted by now_iso, and its text
 
 
 def now_iso() -> str:
-    """UTC now as ISO 8601 with milliseconds and a Z: 2026-11-27T16:00:00.123Z."""
-    return _format(_dt.datetime.now(_dt.UTC))
+    """UTC now as ISO 8601 with milliseconds and a Z: 2026-11-27T16:00:00.123Z.
+
+    The date and time up to the second are formatted once a second (strftime is most of the
+    cost: a control request stamps its audit row, its commit and its session, issue 13)."""
+    global _second
+    second, ms = divmod(_time.time_ns() // 1_000_000, 1000)
+    kept = _second  # one read: a thread formatting another second meanwhile cannot mix them
+    if kept[0] != second:
+        kept = _second = (second, _time.strftime("%Y-%m-%dT%H:%M:%S.", _time.gmtime(second)))
+    return f"{kept[1]}{ms:03d}Z"
 
 
 def epoch_to_iso(seconds: float) -> str:

@@ -152,7 +152,8 @@ class StoreWriter:
     def add_listener(self, listener: EventListener) -> None:
         """Call `listener(events)` after each commit with the batch's events in seq order.
 
-        Runs in the writer task: it must not block or raise (exceptions are logged and dropped).
+        Runs in the writer task once the batch's writers are woken (before any of them resumes):
+        it must not block or raise (exceptions are logged and dropped).
         """
         self._listeners.append(listener)
 
@@ -328,15 +329,11 @@ class StoreWriter:
             if not isinstance(exc, Exception):
                 raise
             return
+        stored: list[Event] = []
         if rows:
             self._seq = rows[-1][0]
             stored = [Event(r[0], r[1], r[2], r[3], json.loads(r[4]) if d is None else d, r[4])
                       for r, d in zip(rows, datas, strict=True)]
-            for listener in list(self._listeners):
-                try:
-                    listener(stored)
-                except Exception:
-                    log.exception("store.listener_failed", listener=repr(listener))
             for op, ev in zip(owners, stored):  # the units' events come last and have no op
                 if not op.fut.done():
                     op.fut.set_result(ev)
@@ -348,6 +345,14 @@ class StoreWriter:
                 op.fut.set_exception(res)
             else:
                 op.fut.set_result(res)
+        # The listeners after the writers are woken (they still run before any of them resumes):
+        # a listener that hands its work to a callback of its own (the event bus's fan-out) lets
+        # the replies waiting on this commit go out first.
+        for listener in list(self._listeners) if stored else ():
+            try:
+                listener(stored)
+            except Exception:
+                log.exception("store.listener_failed", listener=repr(listener))
 
     async def _run_unit(self, conn: aiosqlite.Connection, op: _Op, next_seq: int, rows: list[EventRow],
                         datas: list[Any]) -> Any:

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 from asyncio.selector_events import _SelectorSocketTransport
 
+from websockets.frames import Frame
+
 from gateway.client import GatewayClient
 from gateway.events import EventBus
 from gateway.outbox import Outbox
@@ -37,7 +39,12 @@ async def subscribed(tmp_path):
         ctx.connection.start_subscription(sub)
         return {"since_seq": p.since_seq or 0}
 
+    async def create(ctx, p):  # a write with its event, as session.create: the reply waits for its commit
+        ev = await bus.publish("session.state", {"title": p.title})
+        return {"seq": ev.seq}
+
     registry.register("events.subscribe", subscribe)
+    registry.register("session.create", create)
     srv = ControlServer(registry, {"tok": Principal("alice", "dispatcher")}.get, ServerHooks(), ServerConfig())
     await srv.start()
     clients = [GatewayClient(srv.url, "tok", client_name=f"c{i}", reconnect=False) for i in range(N)]
@@ -66,6 +73,15 @@ async def received(c: GatewayClient) -> list[dict]:
     return got
 
 
+async def published_and_received(bus: EventBus, clients: list[GatewayClient]) -> None:
+    """EVENTS events published one commit each; every client receives all of them, in order."""
+    for i in range(EVENTS):
+        await bus.publish("call.state", {"i": i})
+    async with asyncio.timeout(30):
+        got = await asyncio.gather(*(received(c) for c in clients))
+    assert all([e["data"]["i"] for e in g] == list(range(EVENTS)) for g in got)
+
+
 async def test_one_encoding_and_no_queueing_per_event_for_n_subscribers(tmp_path, monkeypatch) -> None:
     async with subscribed(tmp_path) as (store, bus, srv, clients):
         counts = {"encode": 0, "to_params": 0, "put": 0}
@@ -86,11 +102,7 @@ async def test_one_encoding_and_no_queueing_per_event_for_n_subscribers(tmp_path
         monkeypatch.setattr(codec, "encode_stored_event", encode)
         monkeypatch.setattr(Event, "to_params", to_params)
         monkeypatch.setattr(Outbox, "put", put)
-        for i in range(EVENTS):
-            await bus.publish("call.state", {"i": i})
-        async with asyncio.timeout(30):
-            got = await asyncio.gather(*(received(c) for c in clients))
-        assert all([e["data"]["i"] for e in g] == list(range(EVENTS)) for g in got)
+        await published_and_received(bus, clients)
         assert counts == {"encode": EVENTS, "to_params": 0, "put": 0}
 
 
@@ -113,3 +125,43 @@ async def test_the_events_of_one_commit_go_to_a_subscriber_in_one_write(tmp_path
             got = await asyncio.gather(*(received(c) for c in clients))
         assert all([e["data"]["i"] for e in g] == list(range(EVENTS)) for g in got)
         assert writes == N
+
+
+async def test_a_commit_s_frames_are_built_once_for_every_subscriber(tmp_path, monkeypatch) -> None:
+    """The WebSocket framing of an event (header and payload, the same bytes for every connection
+    without extensions) is built once per event, not once per subscriber as `websockets.broadcast`
+    does (before: N x EVENTS frames built by the server for EVENTS events to N subscribers)."""
+    async with subscribed(tmp_path) as (store, bus, srv, clients):
+        built = 0
+        serialize = Frame.serialize
+
+        def counted(self, *, mask, extensions=None):
+            nonlocal built
+            built += not mask  # the server's frames (a client masks its own)
+            return serialize(self, mask=mask, extensions=extensions)
+
+        monkeypatch.setattr(Frame, "serialize", counted)
+        await published_and_received(bus, clients)
+        assert built == EVENTS
+
+
+async def test_a_reply_goes_out_before_the_fan_out_of_its_own_commit(tmp_path, monkeypatch) -> None:
+    """The events of a commit reach the subscribers after the replies waiting on that commit
+    (before: the N subscribers' writes, then the reply: with 1,000 subscribers every reply of the
+    batch waited for 1,000 writes). Every subscriber still gets the event; the creator, a
+    subscriber too, gets its reply first (replies may overtake events)."""
+    async with subscribed(tmp_path) as (store, bus, srv, clients):
+        order: list[str] = []
+        write = _SelectorSocketTransport.write
+
+        def recorded(self, data):
+            if self.get_extra_info("sockname")[1] == srv.port:  # the server's side only
+                order.append("event" if b'"method":"event"' in data else "reply")
+            return write(self, data)
+
+        monkeypatch.setattr(_SelectorSocketTransport, "write", recorded)
+        async with asyncio.timeout(30):
+            reply = await clients[0].call("session.create", title="t")
+            got = await asyncio.gather(*(anext(c.events()) for c in clients))
+        assert all(e["seq"] == reply["seq"] and e["data"]["title"] == "t" for e in got)
+        assert order == ["reply"] + ["event"] * N

@@ -212,3 +212,21 @@ async def test_since_seq_ahead_of_the_store_is_refused(store: Store) -> None:
     assert (await asyncio.wait_for(anext(sub), 5)).seq == 4
     sub.close()
     bus.close()
+
+
+async def test_a_subscription_made_between_a_commit_and_its_fan_out(store: Store, bus: EventBus) -> None:
+    """The fan-out follows the tasks a commit woke: the publisher resumes with its event stored
+    but not yet handed on. A subscription made then, from the committed seq or from before it,
+    gets every later event once, in order, and the pending one exactly when it asked for it."""
+    first = await bus.publish("session.state", {"i": 0})
+    assert bus.fan_out_lag() == (0, None) and bus._pending  # stored, not yet handed on
+    late = bus.subscribe(first.seq)  # from what hello would say now
+    early = bus.subscribe(first.seq - 1)
+    await bus.publish("session.state", {"i": 1})
+    await bus.publish("session.state", {"i": 2})
+    async with asyncio.timeout(5):
+        assert [(await anext(late)).data["i"] for _ in range(2)] == [1, 2]
+        assert [(await anext(early)).data["i"] for _ in range(3)] == [0, 1, 2]
+    assert late.last_seq == early.last_seq == bus.last_seq
+    late.close()
+    early.close()
