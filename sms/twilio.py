@@ -29,10 +29,10 @@ from multidict import MultiDict
 from twilio.base.exceptions import TwilioException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
-from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from sms.provider import Inbound, OnInbound, OnReceipt, ProviderError, Receipt, Remote, Submitted, deliver
+from sms.twilio_signature import WebhookSignature
 
 log = structlog.get_logger(__name__)
 
@@ -182,7 +182,7 @@ class TwilioProvider:
         self._http = _HttpClient(api_base, timeout_s, max_connections)
         # environment={}: TWILIO_EDGE / TWILIO_REGION must not move the API host behind our back
         self._client = Client(account_sid, auth_token, http_client=self._http, environment={})
-        self._validator = RequestValidator(auth_token)
+        self._signature = WebhookSignature(auth_token)
         self._on_receipt: OnReceipt | None = None
         self._on_inbound: OnInbound | None = None
 
@@ -253,7 +253,7 @@ class TwilioProvider:
         else:
             try:  # strict: raw or percent-encoded bytes that are not UTF-8 are refused, not replaced
                 text = (await request.read()).decode("utf-8")
-                form = MultiDict(parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict"))
+                pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
             except ValueError:  # UnicodeDecodeError
                 why = "not-utf8"
         if why is not None:
@@ -261,11 +261,11 @@ class TwilioProvider:
             raise web.HTTPBadRequest()
         url = self.public_url + path + (f"?{request.query_string}" if request.query_string else "")
         signature = request.headers.get("X-Twilio-Signature")
-        if not signature or not self._validator.validate(url, form, signature):
+        if not signature or not self._signature.valid(url, pairs, signature):
             log.warning("twilio_webhook_forged", path=request.path, peer=request.remote,
                         why="no-signature" if not signature else "bad-signature")
             return None
-        return form
+        return MultiDict(pairs)
 
     async def _status_webhook(self, request: web.Request) -> web.StreamResponse:
         form = await self._verified_form(request, STATUS_PATH)
