@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import structlog
@@ -51,7 +51,7 @@ _LIBRARY_LOG.setLevel(logging.WARNING)
 
 class _HttpClient(AsyncTwilioHttpClient):
     """The library's async client with a deadline on every request and the API host rewritten to
-    `api_base` (a local mock or proxy in tests). One aiohttp session (one connection pool, at most
+    `api_base` (a local mock or proxy in tests); the request itself is made here (`request`). One aiohttp session (one connection pool, at most
     `max_connections` connections, kept alive between requests) is made on first use, inside the
     running loop, and closed by `close()`."""
 
@@ -64,6 +64,8 @@ class _HttpClient(AsyncTwilioHttpClient):
             raise ValueError("max_connections must be at least 1")
         self._base = base
         self.max_connections = max_connections
+        self._auth: tuple[tuple[str, str], str] | None = None  # (login, password), its header
+        self._urls: dict[str, str] = {}  # url -> rewrite(url)
 
     def rewrite(self, url: str) -> str:
         parts = urlsplit(url)
@@ -83,24 +85,47 @@ class _HttpClient(AsyncTwilioHttpClient):
         timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> TwilioResponse:
+        """The library's request, made here: the form encoded once into the body (aiohttp built a
+        `FormData`, and a multipart writer beside it, per request from the dict), the
+        Authorization header and the rewritten URL computed once, not per request, and none of
+        the library's request and answer log lines formatted for a logger that drops them."""
+        if timeout is not None and timeout <= 0:
+            raise ValueError(timeout)
         deadline = timeout if timeout is not None else self.timeout
+        headers = dict(headers or {})
         if auth is not None:  # as a header: aiohttp deprecates BasicAuth / auth=
-            headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
-            auth = None
+            headers["Authorization"] = self._authorization(auth)
+        body = None
+        if data:  # what FormData made of the dict: urlencoded, doseq
+            body = urlencode(data, doseq=True).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         if self.session is None:
             pool = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections)
             self.session = aiohttp.ClientSession(connector=pool, timeout=aiohttp.ClientTimeout(total=self.timeout))
         async with asyncio.timeout(deadline):  # connect, send, and read the whole body
-            response = await super().request(
-                method, self.rewrite(url), params=params, data=data, headers=headers, auth=auth,
-                timeout=deadline, allow_redirects=allow_redirects,
-            )
-        retry_after = _retry_after(getattr(response, "headers", None))
+            async with self.session.request(method.upper(), self._rewritten(url), params=params, data=body,
+                                            headers=headers, allow_redirects=allow_redirects) as answer:
+                response = TwilioResponse(answer.status, await answer.text(), answer.headers)
+        retry_after = _retry_after(response.headers)
         if response.status_code in (429, 503) and retry_after is not None:
             # the library's exception drops the headers: keep the server's Retry-After here
             raise ProviderError(f"twilio: HTTP {response.status_code}", status_code=response.status_code,
                                 details={"retry_after_s": retry_after})
         return response
+
+    def _authorization(self, auth: tuple[str, str]) -> str:
+        if self._auth is None or self._auth[0] != auth:
+            self._auth = (auth, aiohttp.encode_basic_auth(*auth))
+        return self._auth[1]
+
+    def _rewritten(self, url: str) -> str:
+        """`rewrite(url)`, kept for the last few URLs (a create's is the same every time)."""
+        out = self._urls.get(url)
+        if out is None:
+            if len(self._urls) >= 64:
+                self._urls.clear()
+            out = self._urls[url] = self.rewrite(url)
+        return out
 
     async def close(self) -> None:
         session, self.session = self.session, None

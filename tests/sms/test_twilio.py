@@ -124,6 +124,28 @@ async def test_send_then_status_callbacks_become_receipts(sms: Harness) -> None:
     await sms.assert_no_violations()
 
 
+async def test_a_create_encodes_its_form_once_and_builds_no_form_data(
+        sms: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The create's form goes out as one urlencoded body made by the provider: aiohttp built a
+    FormData (and a multipart writer) from the library's dict for every create. Prism checks the
+    request against the API's spec as before; the body is the same."""
+    built = []
+
+    class Counted(aiohttp.client_reqrep.FormData):  # type: ignore[name-defined]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            built.append(1)
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiohttp.client_reqrep, "FormData", Counted)
+    for i in range(3):
+        submitted = await sms.provider.send(f"m-{i}", SENDER, GOOD, "caf\u00e9 & 5 > 4 \u4f60\u597d")
+        stored = sms.stub.messages[submitted.provider_id]
+        assert (stored["from"], stored["to"], stored["body"]) == (SENDER, GOOD, "caf\u00e9 & 5 > 4 \u4f60\u597d")
+    assert [r.status for r in await sms.receipts_for(submitted.provider_id, 3)] == ["queued", "sent", "delivered"]
+    assert built == []
+    await sms.assert_no_violations()
+
+
 async def test_concurrent_sends_share_one_pool_as_wide_as_the_in_flight_limit(sms: Harness) -> None:
     """30 creates at once through a provider with 4 connections: they queue for the pool and
     reuse its connections (the stub sees at most 4 client ports), not a connection each."""
