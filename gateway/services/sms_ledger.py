@@ -77,26 +77,30 @@ def _detail(change: Change) -> dict[str, Any]:
 
 
 class _Changes:
-    """What one unit changes: the rows changed (each written once, as it ends up), the receipts
-    matched to their message, the `sms.status` events in order; `write()` stores them in three
-    statements whatever the number of messages, and starts afresh. The rows it changes get one
-    `updated_at`, the unit's (they commit together)."""
+    """What one unit changes: the rows changed (each written once, as it ends up, only the columns
+    that changed), the receipts matched to their message, the `sms.status` events in order;
+    `write()` stores them in a few statements whatever the number of messages, and starts afresh.
+    The rows it changes get one `updated_at`, the unit's (they commit together)."""
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
+        self.before: dict[str, tuple[Any, ...]] = {}  # each changed row's MUTABLE values as stored
         self.matches: list[tuple[str, str, str]] = []  # (provider_id, status, message_id)
         self.events: list[tuple[str | None, dict[str, Any]]] = []
         self.now = now_iso()
 
     def set(self, row: dict[str, Any], **columns: Any) -> None:
+        message_id = row["message_id"]
+        if message_id not in self.before:
+            self.before[message_id] = tuple(row.get(c) for c in sms_store.MUTABLE)
         row.update(columns, updated_at=self.now)
-        self.rows[row["message_id"]] = row
+        self.rows[message_id] = row
 
     def write(self, tx: SyncTx, provider: str) -> None:
-        sms_store.write(tx, list(self.rows.values()))
+        sms_store.write(tx, list(self.rows.values()), self.before)
         sms_store.match_receipts(tx, provider, self.matches)
         tx.emit_each("sms.status", self.events)
-        self.rows, self.matches, self.events = {}, [], []
+        self.rows, self.before, self.matches, self.events = {}, {}, [], []
 
 
 class SmsLedger:
@@ -230,8 +234,9 @@ class SmsLedger:
         return row
 
     def _receipt_to(self, changes: _Changes, row: dict, provider_id: str, status: str,
-                    error_code: str | None, now: float) -> None:
-        changes.matches.append((provider_id, status, row["message_id"]))
+                    error_code: str | None, now: float, *, stored_matched: bool = False) -> None:
+        if not stored_matched:
+            changes.matches.append((provider_id, status, row["message_id"]))
         event = RECEIPT_INPUTS.get(status)
         if event is not None:
             self._apply(changes, row, lambda m, t: m.receipt(t, event), now, {"error": error_code}, {})
@@ -247,17 +252,26 @@ class SmsLedger:
         now = time.time()
 
         def work(tx: SyncTx) -> list[str]:
-            fresh = sms_store.add_receipts(
-                tx, self.provider, [(r.provider_id, r.status, r.error_code, r.to) for r, _ in items], now_iso())
             known = sms_store.messages(tx, [r.message_id for r, _ in items if r.message_id])
             by_pid = {pid: known.setdefault(row["message_id"], row) for pid, row in (
                 sms_store.by_provider_ids(tx, self.provider, [r.provider_id for r, _ in items])).items()}
+
+            def row_of(r: Receipt) -> dict | None:
+                return (known.get(r.message_id) if r.message_id else None) or by_pid.get(r.provider_id)
+
+            # A receipt whose message is known is stored matched (no UPDATE after, and it never
+            # enters the unmatched receipts' indexes); the others are matched if this batch finds
+            # their message below.
+            stored_for = [(row or {}).get("message_id") for row in map(row_of, (r for r, _ in items))]
+            fresh = sms_store.add_receipts(
+                tx, self.provider, [(r.provider_id, r.status, r.error_code, r.to, m)
+                                    for (r, _), m in zip(items, stored_for, strict=True)], now_iso())
             changes, out = _Changes(), []
-            for (r, can_list), new in zip(items, fresh, strict=True):
+            for (r, can_list), new, matched in zip(items, fresh, stored_for, strict=True):
                 if not new:
                     out.append("duplicate")
                     continue
-                row = (known.get(r.message_id) if r.message_id else None) or by_pid.get(r.provider_id)
+                row = row_of(r)
                 if row is None and r.to and not can_list and r.status in RECEIPT_INPUTS:
                     # SMPP: the submit_sm timed out, so its id never reached us; the receipt is from
                     # the number a timed-out message went to: that message was sent after all.
@@ -269,7 +283,8 @@ class SmsLedger:
                 if row is None:
                     out.append("unmatched")
                     continue
-                self._receipt_to(changes, row, r.provider_id, r.status, r.error_code, now)
+                self._receipt_to(changes, row, r.provider_id, r.status, r.error_code, now,
+                                 stored_matched=matched == row["message_id"])
                 out.append("applied")
             changes.write(tx, self.provider)
             return out
