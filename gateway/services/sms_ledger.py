@@ -108,7 +108,7 @@ class SmsLedger:
         self._store = store
         self.provider = provider
         self.config = config
-        self._busy: dict[str, asyncio.Task[Any]] = {}
+        self._busy: dict[str, asyncio.Future[Any]] = {}  # reports being stored, by key
         self._line: collections.deque[asyncio.Future[None]] = collections.deque()  # waiting for a slot
         self._granted = 0  # slots handed to a waiter that has not started its work yet
         self._accepts: Batcher[tuple[str, str, dict[str, Any]], dict | None] = Batcher(
@@ -248,6 +248,10 @@ class SmsLedger:
         stored together, one unit."""
         return await self._receipts.submit((r, can_list))
 
+    def receipt_future(self, r: Receipt, *, can_list: bool) -> asyncio.Future[str]:
+        """`receipt()` as the batcher's future (for `intake`: no task of its own per receipt)."""
+        return self._receipts.put((r, can_list))
+
     async def _receipts_many(self, items: list[tuple[Receipt, bool]]) -> list[str]:
         now = time.time()
 
@@ -322,7 +326,8 @@ class SmsLedger:
     # --- the gate in front of the provider's answer ---------------------------------------------------
     async def intake(self, key: str, work: Callable[[], Awaitable[Any]]) -> Any:
         """Run `work` (storing one report) unless too many are being stored; wait for it at most
-        `intake_timeout_s`. The work itself is never cancelled by the wait: it is owned here.
+        `intake_timeout_s`. The work itself is never cancelled by the wait: it is owned here (a
+        coroutine in a task of its own; a future, e.g. a batcher's, as it is: its owner writes it).
         When all `intake_limit` slots are busy a report waits in line (first come, first served)
         up to `intake_wait_s` for one, so a burst of one kind (inbound) cannot starve another
         (receipts) by winning every freed slot; a full line (4 x the limit) or a longer wait is "retry
@@ -334,7 +339,13 @@ class SmsLedger:
             if task is not None:
                 self._grant()  # this caller's slot is not needed: the next in line takes it
             else:
-                task = asyncio.get_running_loop().create_task(work(), name="sms.intake")
+                try:
+                    started = work()
+                except BaseException:
+                    self._grant()  # this caller's slot was not taken after all
+                    raise
+                task = started if isinstance(started, asyncio.Future) else \
+                    asyncio.get_running_loop().create_task(started, name="sms.intake")  # type: ignore[arg-type]
                 self._busy[key] = task
                 task.add_done_callback(lambda t: self._done(key, t))
         async with asyncio.timeout(self.config.intake_timeout_s):
@@ -372,7 +383,7 @@ class SmsLedger:
                 self._granted += 1
                 turn.set_result(None)
 
-    def _done(self, key: str, task: asyncio.Task[Any]) -> None:
+    def _done(self, key: str, task: asyncio.Future[Any]) -> None:
         if self._busy.get(key) is task:
             del self._busy[key]
         if not task.cancelled() and task.exception() is not None:
