@@ -35,6 +35,10 @@ from sms.provider import Inbound, OnInbound, OnReceipt, ProviderError, Receipt, 
 from sms.twilio_signature import WebhookSignature
 
 log = structlog.get_logger(__name__)
+# Whether this module's debug lines are wanted (the stdlib level, cached by logging): asked before
+# the per-message ones, which structlog otherwise builds a bound logger and runs its processor
+# chain for, only to drop (a create and three callbacks a message).
+_debug = logging.getLogger(__name__).isEnabledFor
 
 STATUS_PATH = "/webhooks/twilio/status"
 INBOUND_PATH = "/webhooks/twilio/inbound"
@@ -239,7 +243,8 @@ class TwilioProvider:
         if not message.sid:
             raise ProviderError("twilio send: no sid in the answer", status_code=None,
                                 details={"op": "send"})
-        log.debug("twilio_sent", message_id=message_id, provider_id=message.sid, status=message.status)
+        if _debug(logging.DEBUG):
+            log.debug("twilio_sent", message_id=message_id, provider_id=message.sid, status=message.status)
         return Submitted(provider_id=message.sid, status=str(message.status or ""))
 
     async def find_sent(self, to: str, since_iso: str) -> list[Remote]:
@@ -302,8 +307,9 @@ class TwilioProvider:
             return web.Response(status=400)
         receipt = Receipt(provider_id=str(sid), status=str(status),
                           error_code=str(form.get("ErrorCode") or "") or None)
-        log.debug("twilio_receipt", provider_id=receipt.provider_id, status=receipt.status,
-                 error_code=receipt.error_code)
+        if _debug(logging.DEBUG):
+            log.debug("twilio_receipt", provider_id=receipt.provider_id, status=receipt.status,
+                      error_code=receipt.error_code)
         if not await self._handed_over(self._on_receipt, receipt):
             return _retry_later()
         return web.Response(status=204)

@@ -335,3 +335,37 @@ async def test_stub_signature_matches_the_library_validator() -> None:
     assert sig == validator.compute_signature(url, params)
     assert validator.validate(url, params, sig)
     assert not validator.validate(url, {**params, "MessageStatus": "failed"}, sig)
+
+
+async def test_per_message_debug_lines_are_not_built_unless_debug_is_on(
+        sms: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A create and its three callbacks each had a debug line, which structlog built (a bound
+    logger, its processors) only to drop at the default level: 4 calls a message before, none
+    now; with debug on for this module they are logged as before."""
+    import logging
+
+    import structlog
+
+    import sms.twilio as module
+
+    calls: list[str] = []
+    real = structlog.get_logger("sms.twilio")
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            method = getattr(real, name)
+
+            def counted(*a: object, **k: object) -> object:
+                calls.append(name)
+                return method(*a, **k)
+            return counted
+
+    monkeypatch.setattr(module, "log", Counting())
+    caplog.set_level(logging.INFO, logger="sms.twilio")
+    submitted = await sms.provider.send("m-quiet", SENDER, GOOD, "quiet")
+    await sms.receipts_for(submitted.provider_id, 3)
+    assert calls == []
+    caplog.set_level(logging.DEBUG, logger="sms.twilio")
+    submitted = await sms.provider.send("m-debug", SENDER, GOOD, "debug")
+    await sms.receipts_for(submitted.provider_id, 3)
+    assert calls == ["debug"] * 4
