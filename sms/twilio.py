@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import structlog
@@ -45,6 +45,7 @@ INBOUND_PATH = "/webhooks/twilio/inbound"
 DEFAULT_API_BASE = "https://api.twilio.com"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _TWILIO_API_HOST = "api.twilio.com"
+_NO_TIMERS = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
 
 
 # The library logs every request and answer at INFO (method, URL, headers): thousands of lines a
@@ -70,6 +71,7 @@ class _HttpClient(AsyncTwilioHttpClient):
         self.max_connections = max_connections
         self._auth: tuple[tuple[str, str], str] | None = None  # (login, password), its header
         self._urls: dict[str, str] = {}  # url -> rewrite(url)
+        self._quoted: dict[str, str] = {}  # text -> quote_plus(text), for the forms
 
     def rewrite(self, url: str) -> str:
         parts = urlsplit(url)
@@ -101,11 +103,13 @@ class _HttpClient(AsyncTwilioHttpClient):
             headers["Authorization"] = self._authorization(auth)
         body = None
         if data:  # what FormData made of the dict: urlencoded, doseq
-            body = urlencode(data, doseq=True).encode()
+            body = self._form(data)
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         if self.session is None:
             pool = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections)
-            self.session = aiohttp.ClientSession(connector=pool, timeout=aiohttp.ClientTimeout(total=self.timeout))
+            # No timers of aiohttp's own: the deadline below covers connect, send and the whole
+            # answer (aiohttp armed a second timer per request for the same bound).
+            self.session = aiohttp.ClientSession(connector=pool, timeout=_NO_TIMERS)
         async with asyncio.timeout(deadline):  # connect, send, and read the whole body
             async with self.session.request(method.upper(), self._rewritten(url), params=params, data=body,
                                             headers=headers, allow_redirects=allow_redirects) as answer:
@@ -116,6 +120,22 @@ class _HttpClient(AsyncTwilioHttpClient):
             raise ProviderError(f"twilio: HTTP {response.status_code}", status_code=response.status_code,
                                 details={"retry_after_s": retry_after})
         return response
+
+    def _form(self, data: dict[str, object]) -> bytes:
+        """`urlencode(data, doseq=True)`, each text quoted once: the From number, the callback URL
+        and an alert's body are the same for every create (only To differs)."""
+        if not all(type(v) is str for v in data.values()):
+            return urlencode(data, doseq=True).encode()
+        quoted = self._quoted
+        if len(quoted) > 1024:
+            quoted.clear()
+        parts = []
+        for name, value in data.items():
+            for text in (name, value):
+                if text not in quoted:
+                    quoted[text] = quote_plus(text)  # type: ignore[arg-type]
+            parts.append(f"{quoted[name]}={quoted[value]}")
+        return "&".join(parts).encode()
 
     def _authorization(self, auth: tuple[str, str]) -> str:
         if self._auth is None or self._auth[0] != auth:
