@@ -225,7 +225,7 @@ async def run_gateway(a: argparse.Namespace, rate: float, spec_dir: Path, base: 
             await peer.sim.wait_for(lambda e: e["event"] == "bind_transceiver" and e["ok"], timeout=30)
         if a.py_spy:
             spy = subprocess.Popen([a.py_spy, "record", "-p", str(gw.proc.pid), "-o", str(work / f"gateway.{a.py_spy_format}"),
-                                    "-f", a.py_spy_format, "-r", "200", "--nonblocking"],
+                                    "-f", a.py_spy_format, "-r", "200", "--nonblocking", *(["--gil"] if a.py_spy_gil else [])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             res["py_spy"] = str(work / f"gateway.{a.py_spy_format}")
             stack.callback(lambda: (spy.send_signal(2), spy.wait(30)))
@@ -407,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the gateway side until every `queued` event is in: the accept alone (use a low rate)")
     ap.add_argument("--py-spy", default="", help="path of py-spy: sample the gateway (output in the workdir)")
     ap.add_argument("--py-spy-format", default="raw", choices=("raw", "flamegraph", "speedscope"))
+    ap.add_argument("--py-spy-gil", action="store_true",
+                    help="py-spy samples only the thread holding the GIL: the gateway's Python CPU (the event loop's and the"
+                         " SQLite thread's Python alike; SQLite's own C work, run without the GIL, is left out)")
     a = ap.parse_args(argv)
     spec_dir = Path(tempfile.mkdtemp(prefix="bench-sms-spec-"))
     results: dict[float, list[tuple[dict[str, Any], dict[str, Any] | None]]] = {}

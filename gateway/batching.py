@@ -42,14 +42,20 @@ class Batcher(Generic[T, R]):
     async def submit(self, item: T) -> R:
         """Write `item` with whatever else is pending; its result once written. A caller cancelled
         while it waits does not take its item back: it is written all the same."""
+        return await asyncio.shield(self.put(item))
+
+    def put(self, item: T) -> asyncio.Future[R]:
+        """`submit` without the wait: the future of `item`'s result, set once its batch is written
+        (the batcher owns the write; cancelling the future does not take the item back)."""
         if len(self._pending) >= self.max_pending:
             raise Unavailable(f"{self.name}: too many writes pending", reason="overloaded",
                               details={"pending": len(self._pending)})
-        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, fut))
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
-        return await asyncio.shield(fut)
+            self._task = loop.create_task(self._run(), name=self.name)
+        return fut
 
     async def drain(self) -> None:
         """Until every pending item is written (at stop)."""

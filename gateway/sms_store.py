@@ -15,6 +15,7 @@ id (SMPP, within `sms.inbound_dedup_window_s`).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -24,9 +25,13 @@ from gateway.store import SMS_COLUMNS, SyncTx, Tx, _row_out
 _SELECT = f"SELECT {', '.join(SMS_COLUMNS)}, extra FROM sms"
 CHUNK = 500  # ids per IN (...) list
 MUTABLE = ("state", "attempts", "next_attempt_at", "provider_id", "error", "updated_at")  # what a change writes
-_WRITE = f"UPDATE sms SET {', '.join(f'{c} = ?' for c in MUTABLE)} WHERE message_id = ?"
-_INSERT_RECEIPT = ("INSERT INTO sms_receipts (provider, provider_id, status, error_code, recipient, received_at)"
-                   " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+_INSERT_RECEIPT = ("INSERT INTO sms_receipts (provider, provider_id, status, error_code, recipient, message_id,"
+                   " received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+
+
+@functools.cache
+def _update(columns: tuple[str, ...]) -> str:
+    return f"UPDATE sms SET {', '.join(f'{c} = ?' for c in columns)} WHERE message_id = ?"
 
 
 class Db(Protocol):
@@ -80,10 +85,20 @@ def by_provider_ids(tx: SyncTx, provider: str, provider_ids: Sequence[str]) -> d
     return out
 
 
-def write(tx: SyncTx, rows: Sequence[dict[str, Any]]) -> None:
-    """Write the changing columns (`MUTABLE`) of these rows, as they are now, in one statement."""
-    if rows:
-        tx.executemany(_WRITE, [(*(r.get(c) for c in MUTABLE), r["message_id"]) for r in rows])
+def write(tx: SyncTx, rows: Sequence[dict[str, Any]], before: dict[str, tuple[Any, ...]] | None = None) -> None:
+    """Write the changing columns (`MUTABLE`) of these rows, as they are now: only those that
+    differ from `before` (message_id -> the row's `MUTABLE` values when it was read; all of them
+    for a row not in it), one statement per set of columns. A column written is an index entry
+    rewritten (state and next_attempt_at, provider_id, state and updated_at have one each), so a
+    receipt's change writes its state and time, not the provider id it already had."""
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for r in rows:
+        old = before.get(r["message_id"]) if before is not None else None
+        cols = MUTABLE if old is None else tuple(
+            c for c, was in zip(MUTABLE, old) if c == "updated_at" or r.get(c) != was)
+        groups.setdefault(cols, []).append((*(r.get(c) for c in cols), r["message_id"]))
+    for cols, params in groups.items():
+        tx.executemany(_update(cols), params)
 
 
 def insert(tx: SyncTx, rows: Sequence[dict[str, Any]]) -> None:
@@ -94,9 +109,10 @@ def insert(tx: SyncTx, rows: Sequence[dict[str, Any]]) -> None:
                                for r in rows])
 
 
-def add_receipts(tx: SyncTx, provider: str, receipts: Sequence[tuple[str, str, str | None, str | None]],
-                       now: str) -> list[bool]:
-    """Store receipts (provider_id, status, error_code, recipient); for each, False when the same
+def add_receipts(tx: SyncTx, provider: str,
+                 receipts: Sequence[tuple[str, str, str | None, str | None, str | None]], now: str) -> list[bool]:
+    """Store receipts (provider_id, status, error_code, recipient, message_id: its message when
+    already known, else None: `match_receipts` sets it later); for each, False when the same
     (provider id, status) was stored before or earlier in `receipts`."""
     seen: set[tuple[str, str]] = set()
     for part in _chunks(list(dict.fromkeys(r[0] for r in receipts))):
@@ -104,7 +120,7 @@ def add_receipts(tx: SyncTx, provider: str, receipts: Sequence[tuple[str, str, s
                                  f" AND provider_id IN ({', '.join('?' * len(part))})", (provider, *part))
         seen.update((r[0], r[1]) for r in rows)
     new: list[bool] = []
-    for provider_id, status, _, _ in receipts:
+    for provider_id, status, *_ in receipts:
         new.append((provider_id, status) not in seen)
         seen.add((provider_id, status))
     tx.executemany(_INSERT_RECEIPT, [(provider, *r, now) for r, fresh in zip(receipts, new) if fresh])

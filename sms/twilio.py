@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import structlog
@@ -29,18 +29,23 @@ from multidict import MultiDict
 from twilio.base.exceptions import TwilioException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
-from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from sms.provider import Inbound, OnInbound, OnReceipt, ProviderError, Receipt, Remote, Submitted, deliver
+from sms.twilio_signature import WebhookSignature
 
 log = structlog.get_logger(__name__)
+# Whether this module's debug lines are wanted (the stdlib level, cached by logging): asked before
+# the per-message ones, which structlog otherwise builds a bound logger and runs its processor
+# chain for, only to drop (a create and three callbacks a message).
+_debug = logging.getLogger(__name__).isEnabledFor
 
 STATUS_PATH = "/webhooks/twilio/status"
 INBOUND_PATH = "/webhooks/twilio/inbound"
 DEFAULT_API_BASE = "https://api.twilio.com"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _TWILIO_API_HOST = "api.twilio.com"
+_NO_TIMERS = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
 
 
 # The library logs every request and answer at INFO (method, URL, headers): thousands of lines a
@@ -51,7 +56,7 @@ _LIBRARY_LOG.setLevel(logging.WARNING)
 
 class _HttpClient(AsyncTwilioHttpClient):
     """The library's async client with a deadline on every request and the API host rewritten to
-    `api_base` (a local mock or proxy in tests). One aiohttp session (one connection pool, at most
+    `api_base` (a local mock or proxy in tests); the request itself is made here (`request`). One aiohttp session (one connection pool, at most
     `max_connections` connections, kept alive between requests) is made on first use, inside the
     running loop, and closed by `close()`."""
 
@@ -64,6 +69,9 @@ class _HttpClient(AsyncTwilioHttpClient):
             raise ValueError("max_connections must be at least 1")
         self._base = base
         self.max_connections = max_connections
+        self._auth: tuple[tuple[str, str], str] | None = None  # (login, password), its header
+        self._urls: dict[str, str] = {}  # url -> rewrite(url)
+        self._quoted: dict[str, str] = {}  # text -> quote_plus(text), for the forms
 
     def rewrite(self, url: str) -> str:
         parts = urlsplit(url)
@@ -83,24 +91,65 @@ class _HttpClient(AsyncTwilioHttpClient):
         timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> TwilioResponse:
+        """The library's request, made here: the form encoded once into the body (aiohttp built a
+        `FormData`, and a multipart writer beside it, per request from the dict), the
+        Authorization header and the rewritten URL computed once, not per request, and none of
+        the library's request and answer log lines formatted for a logger that drops them."""
+        if timeout is not None and timeout <= 0:
+            raise ValueError(timeout)
         deadline = timeout if timeout is not None else self.timeout
+        headers = dict(headers or {})
         if auth is not None:  # as a header: aiohttp deprecates BasicAuth / auth=
-            headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
-            auth = None
+            headers["Authorization"] = self._authorization(auth)
+        body = None
+        if data:  # what FormData made of the dict: urlencoded, doseq
+            body = self._form(data)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         if self.session is None:
             pool = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections)
-            self.session = aiohttp.ClientSession(connector=pool, timeout=aiohttp.ClientTimeout(total=self.timeout))
+            # No timers of aiohttp's own: the deadline below covers connect, send and the whole
+            # answer (aiohttp armed a second timer per request for the same bound).
+            self.session = aiohttp.ClientSession(connector=pool, timeout=_NO_TIMERS)
         async with asyncio.timeout(deadline):  # connect, send, and read the whole body
-            response = await super().request(
-                method, self.rewrite(url), params=params, data=data, headers=headers, auth=auth,
-                timeout=deadline, allow_redirects=allow_redirects,
-            )
-        retry_after = _retry_after(getattr(response, "headers", None))
+            async with self.session.request(method.upper(), self._rewritten(url), params=params, data=body,
+                                            headers=headers, allow_redirects=allow_redirects) as answer:
+                response = TwilioResponse(answer.status, await answer.text(), answer.headers)
+        retry_after = _retry_after(response.headers)
         if response.status_code in (429, 503) and retry_after is not None:
             # the library's exception drops the headers: keep the server's Retry-After here
             raise ProviderError(f"twilio: HTTP {response.status_code}", status_code=response.status_code,
                                 details={"retry_after_s": retry_after})
         return response
+
+    def _form(self, data: dict[str, object]) -> bytes:
+        """`urlencode(data, doseq=True)`, each text quoted once: the From number, the callback URL
+        and an alert's body are the same for every create (only To differs)."""
+        if not all(type(v) is str for v in data.values()):
+            return urlencode(data, doseq=True).encode()
+        quoted = self._quoted
+        if len(quoted) > 1024:
+            quoted.clear()
+        parts = []
+        for name, value in data.items():
+            for text in (name, value):
+                if text not in quoted:
+                    quoted[text] = quote_plus(text)  # type: ignore[arg-type]
+            parts.append(f"{quoted[name]}={quoted[value]}")
+        return "&".join(parts).encode()
+
+    def _authorization(self, auth: tuple[str, str]) -> str:
+        if self._auth is None or self._auth[0] != auth:
+            self._auth = (auth, aiohttp.encode_basic_auth(*auth))
+        return self._auth[1]
+
+    def _rewritten(self, url: str) -> str:
+        """`rewrite(url)`, kept for the last few URLs (a create's is the same every time)."""
+        out = self._urls.get(url)
+        if out is None:
+            if len(self._urls) >= 64:
+                self._urls.clear()
+            out = self._urls[url] = self.rewrite(url)
+        return out
 
     async def close(self) -> None:
         session, self.session = self.session, None
@@ -182,7 +231,7 @@ class TwilioProvider:
         self._http = _HttpClient(api_base, timeout_s, max_connections)
         # environment={}: TWILIO_EDGE / TWILIO_REGION must not move the API host behind our back
         self._client = Client(account_sid, auth_token, http_client=self._http, environment={})
-        self._validator = RequestValidator(auth_token)
+        self._signature = WebhookSignature(auth_token)
         self._on_receipt: OnReceipt | None = None
         self._on_inbound: OnInbound | None = None
 
@@ -214,7 +263,8 @@ class TwilioProvider:
         if not message.sid:
             raise ProviderError("twilio send: no sid in the answer", status_code=None,
                                 details={"op": "send"})
-        log.debug("twilio_sent", message_id=message_id, provider_id=message.sid, status=message.status)
+        if _debug(logging.DEBUG):
+            log.debug("twilio_sent", message_id=message_id, provider_id=message.sid, status=message.status)
         return Submitted(provider_id=message.sid, status=str(message.status or ""))
 
     async def find_sent(self, to: str, since_iso: str) -> list[Remote]:
@@ -253,7 +303,7 @@ class TwilioProvider:
         else:
             try:  # strict: raw or percent-encoded bytes that are not UTF-8 are refused, not replaced
                 text = (await request.read()).decode("utf-8")
-                form = MultiDict(parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict"))
+                pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
             except ValueError:  # UnicodeDecodeError
                 why = "not-utf8"
         if why is not None:
@@ -261,11 +311,11 @@ class TwilioProvider:
             raise web.HTTPBadRequest()
         url = self.public_url + path + (f"?{request.query_string}" if request.query_string else "")
         signature = request.headers.get("X-Twilio-Signature")
-        if not signature or not self._validator.validate(url, form, signature):
+        if not signature or not self._signature.valid(url, pairs, signature):
             log.warning("twilio_webhook_forged", path=request.path, peer=request.remote,
                         why="no-signature" if not signature else "bad-signature")
             return None
-        return form
+        return MultiDict(pairs)
 
     async def _status_webhook(self, request: web.Request) -> web.StreamResponse:
         form = await self._verified_form(request, STATUS_PATH)
@@ -277,8 +327,9 @@ class TwilioProvider:
             return web.Response(status=400)
         receipt = Receipt(provider_id=str(sid), status=str(status),
                           error_code=str(form.get("ErrorCode") or "") or None)
-        log.debug("twilio_receipt", provider_id=receipt.provider_id, status=receipt.status,
-                 error_code=receipt.error_code)
+        if _debug(logging.DEBUG):
+            log.debug("twilio_receipt", provider_id=receipt.provider_id, status=receipt.status,
+                      error_code=receipt.error_code)
         if not await self._handed_over(self._on_receipt, receipt):
             return _retry_later()
         return web.Response(status=204)

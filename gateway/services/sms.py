@@ -330,7 +330,7 @@ class SmsService:
         assert self.provider is not None
         can_list = self.provider.can_list
         await self._ledger.intake(f"receipt:{r.provider_id}:{r.status}",
-                                  lambda: self._ledger.receipt(r, can_list=can_list))
+                                  lambda: self._ledger.receipt_future(r, can_list=can_list))
 
     async def _on_inbound(self, m: Inbound) -> None:
         await self._ledger.intake(f"inbound:{m.dedup_key or m.provider_id}", lambda: self._inbound(m))

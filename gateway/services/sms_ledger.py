@@ -77,26 +77,30 @@ def _detail(change: Change) -> dict[str, Any]:
 
 
 class _Changes:
-    """What one unit changes: the rows changed (each written once, as it ends up), the receipts
-    matched to their message, the `sms.status` events in order; `write()` stores them in three
-    statements whatever the number of messages, and starts afresh. The rows it changes get one
-    `updated_at`, the unit's (they commit together)."""
+    """What one unit changes: the rows changed (each written once, as it ends up, only the columns
+    that changed), the receipts matched to their message, the `sms.status` events in order;
+    `write()` stores them in a few statements whatever the number of messages, and starts afresh.
+    The rows it changes get one `updated_at`, the unit's (they commit together)."""
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
+        self.before: dict[str, tuple[Any, ...]] = {}  # each changed row's MUTABLE values as stored
         self.matches: list[tuple[str, str, str]] = []  # (provider_id, status, message_id)
         self.events: list[tuple[str | None, dict[str, Any]]] = []
         self.now = now_iso()
 
     def set(self, row: dict[str, Any], **columns: Any) -> None:
+        message_id = row["message_id"]
+        if message_id not in self.before:
+            self.before[message_id] = tuple(row.get(c) for c in sms_store.MUTABLE)
         row.update(columns, updated_at=self.now)
-        self.rows[row["message_id"]] = row
+        self.rows[message_id] = row
 
     def write(self, tx: SyncTx, provider: str) -> None:
-        sms_store.write(tx, list(self.rows.values()))
+        sms_store.write(tx, list(self.rows.values()), self.before)
         sms_store.match_receipts(tx, provider, self.matches)
         tx.emit_each("sms.status", self.events)
-        self.rows, self.matches, self.events = {}, [], []
+        self.rows, self.before, self.matches, self.events = {}, {}, [], []
 
 
 class SmsLedger:
@@ -104,7 +108,7 @@ class SmsLedger:
         self._store = store
         self.provider = provider
         self.config = config
-        self._busy: dict[str, asyncio.Task[Any]] = {}
+        self._busy: dict[str, asyncio.Future[Any]] = {}  # reports being stored, by key
         self._line: collections.deque[asyncio.Future[None]] = collections.deque()  # waiting for a slot
         self._granted = 0  # slots handed to a waiter that has not started its work yet
         self._accepts: Batcher[tuple[str, str, dict[str, Any]], dict | None] = Batcher(
@@ -230,8 +234,9 @@ class SmsLedger:
         return row
 
     def _receipt_to(self, changes: _Changes, row: dict, provider_id: str, status: str,
-                    error_code: str | None, now: float) -> None:
-        changes.matches.append((provider_id, status, row["message_id"]))
+                    error_code: str | None, now: float, *, stored_matched: bool = False) -> None:
+        if not stored_matched:
+            changes.matches.append((provider_id, status, row["message_id"]))
         event = RECEIPT_INPUTS.get(status)
         if event is not None:
             self._apply(changes, row, lambda m, t: m.receipt(t, event), now, {"error": error_code}, {})
@@ -243,21 +248,34 @@ class SmsLedger:
         stored together, one unit."""
         return await self._receipts.submit((r, can_list))
 
+    def receipt_future(self, r: Receipt, *, can_list: bool) -> asyncio.Future[str]:
+        """`receipt()` as the batcher's future (for `intake`: no task of its own per receipt)."""
+        return self._receipts.put((r, can_list))
+
     async def _receipts_many(self, items: list[tuple[Receipt, bool]]) -> list[str]:
         now = time.time()
 
         def work(tx: SyncTx) -> list[str]:
-            fresh = sms_store.add_receipts(
-                tx, self.provider, [(r.provider_id, r.status, r.error_code, r.to) for r, _ in items], now_iso())
             known = sms_store.messages(tx, [r.message_id for r, _ in items if r.message_id])
             by_pid = {pid: known.setdefault(row["message_id"], row) for pid, row in (
                 sms_store.by_provider_ids(tx, self.provider, [r.provider_id for r, _ in items])).items()}
+
+            def row_of(r: Receipt) -> dict | None:
+                return (known.get(r.message_id) if r.message_id else None) or by_pid.get(r.provider_id)
+
+            # A receipt whose message is known is stored matched (no UPDATE after, and it never
+            # enters the unmatched receipts' indexes); the others are matched if this batch finds
+            # their message below.
+            stored_for = [(row or {}).get("message_id") for row in map(row_of, (r for r, _ in items))]
+            fresh = sms_store.add_receipts(
+                tx, self.provider, [(r.provider_id, r.status, r.error_code, r.to, m)
+                                    for (r, _), m in zip(items, stored_for, strict=True)], now_iso())
             changes, out = _Changes(), []
-            for (r, can_list), new in zip(items, fresh, strict=True):
+            for (r, can_list), new, matched in zip(items, fresh, stored_for, strict=True):
                 if not new:
                     out.append("duplicate")
                     continue
-                row = (known.get(r.message_id) if r.message_id else None) or by_pid.get(r.provider_id)
+                row = row_of(r)
                 if row is None and r.to and not can_list and r.status in RECEIPT_INPUTS:
                     # SMPP: the submit_sm timed out, so its id never reached us; the receipt is from
                     # the number a timed-out message went to: that message was sent after all.
@@ -269,7 +287,8 @@ class SmsLedger:
                 if row is None:
                     out.append("unmatched")
                     continue
-                self._receipt_to(changes, row, r.provider_id, r.status, r.error_code, now)
+                self._receipt_to(changes, row, r.provider_id, r.status, r.error_code, now,
+                                 stored_matched=matched == row["message_id"])
                 out.append("applied")
             changes.write(tx, self.provider)
             return out
@@ -307,7 +326,8 @@ class SmsLedger:
     # --- the gate in front of the provider's answer ---------------------------------------------------
     async def intake(self, key: str, work: Callable[[], Awaitable[Any]]) -> Any:
         """Run `work` (storing one report) unless too many are being stored; wait for it at most
-        `intake_timeout_s`. The work itself is never cancelled by the wait: it is owned here.
+        `intake_timeout_s`. The work itself is never cancelled by the wait: it is owned here (a
+        coroutine in a task of its own; a future, e.g. a batcher's, as it is: its owner writes it).
         When all `intake_limit` slots are busy a report waits in line (first come, first served)
         up to `intake_wait_s` for one, so a burst of one kind (inbound) cannot starve another
         (receipts) by winning every freed slot; a full line (4 x the limit) or a longer wait is "retry
@@ -319,7 +339,13 @@ class SmsLedger:
             if task is not None:
                 self._grant()  # this caller's slot is not needed: the next in line takes it
             else:
-                task = asyncio.get_running_loop().create_task(work(), name="sms.intake")
+                try:
+                    started = work()
+                except BaseException:
+                    self._grant()  # this caller's slot was not taken after all
+                    raise
+                task = started if isinstance(started, asyncio.Future) else \
+                    asyncio.get_running_loop().create_task(started, name="sms.intake")  # type: ignore[arg-type]
                 self._busy[key] = task
                 task.add_done_callback(lambda t: self._done(key, t))
         async with asyncio.timeout(self.config.intake_timeout_s):
@@ -357,7 +383,7 @@ class SmsLedger:
                 self._granted += 1
                 turn.set_result(None)
 
-    def _done(self, key: str, task: asyncio.Task[Any]) -> None:
+    def _done(self, key: str, task: asyncio.Future[Any]) -> None:
         if self._busy.get(key) is task:
             del self._busy[key]
         if not task.cancelled() and task.exception() is not None:

@@ -162,3 +162,30 @@ async def test_health_answers_while_the_listener_is_full(start_http):
     finally:
         for _, w in held:
             w.close()
+
+
+async def test_a_body_already_in_whole_arms_no_deadline_timer(start_http, monkeypatch):
+    """A webhook's small form comes with its headers: nothing to wait for, so no timer (before:
+    one per request, three per SMS at Twilio's rates). The dribbled body above is still cut."""
+    armed = []
+
+    class Asyncio:
+        def __getattr__(self, name):
+            return getattr(asyncio, name)
+
+        def timeout(self, delay):
+            armed.append(delay)
+            return asyncio.timeout(delay)
+
+    monkeypatch.setattr(http, "asyncio", Asyncio())
+    port = await start_http(header_timeout_s=1.0)
+    for _ in range(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                         b"\r\nContent-Length: 7\r\nConnection: close\r\n\r\na=1&b=2")
+            answer = await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+        assert b" 200 " in answer.split(b"\r\n")[0] and answer.endswith(b'{"fields": 2}'), answer
+    assert armed == []

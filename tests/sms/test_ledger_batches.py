@@ -200,3 +200,41 @@ async def test_a_unit_takes_the_time_once_for_all_its_rows(store, monkeypatch) -
     assert len({row["updated_at"] for _, row in started}) == 1
     stored = await store.fetchall("SELECT DISTINCT updated_at FROM sms WHERE state = 'sending'")
     assert [r[0] for r in stored] == [started[0][1]["updated_at"]]
+
+
+async def test_receipts_of_known_messages_are_stored_matched_and_rows_write_what_changed(store) -> None:
+    """Every statement the database runs, traced: a receipt whose message is known is inserted
+    with its message id (before: inserted unmatched, into the unmatched receipts' two indexes,
+    then an UPDATE each); a change writes the columns that changed (before: all six, so the
+    provider id's index entry was rewritten at every step)."""
+    ledger = SmsLedger(store, "twilio", SmsConfig())
+    await ledger.queue(rows(50))
+    ids = [f"m{i:05d}" for i in range(50)]
+    traced: list[str] = []
+    assert store._writer is not None
+    await store._writer._execute(lambda: store._writer._conn.set_trace_callback(traced.append))  # type: ignore[union-attr]
+    await ledger.start_many(ids, hold=lambda row: False)
+    updates = [s for s in traced if s.startswith("UPDATE sms SET")]
+    assert len(updates) == 50 and all("provider_id" not in s and "error" not in s for s in updates), updates[:1]
+    traced.clear()
+    await asyncio.gather(*(ledger.accepted(m, f"SM{m}") for m in ids))
+    assert all("attempts" not in s for s in traced if s.startswith("UPDATE sms SET")), traced[:3]
+    # an early receipt (its message's id not known yet) is stored unmatched, then matched by the answer
+    await ledger.queue([{**rows(1)[0], "message_id": "early", "recipient": "+8613799999999"}])
+    await ledger.start_many(["early"], hold=lambda row: False)
+    assert await ledger.receipt(Receipt("SMearly", "delivered"), can_list=True) == "unmatched"
+    traced.clear()
+    results = await asyncio.gather(*(ledger.receipt(Receipt(f"SM{m}", s), can_list=True)
+                                     for m in ids for s in ("queued", "sent", "delivered")))
+    assert set(results) == {"applied"}
+    assert not [s for s in traced if s.startswith("UPDATE sms_receipts")], traced[:3]
+    updates = [s for s in traced if s.startswith("UPDATE sms SET")]
+    assert len(updates) == 50 and all("provider_id" not in s and "attempts" not in s for s in updates), updates[:1]
+    assert (await ledger.accepted("early", "SMearly"))["state"] == "delivered"
+    await store._writer._execute(lambda: store._writer._conn.set_trace_callback(None))  # type: ignore[union-attr]
+    unmatched = await store.fetchall("SELECT count(*) FROM sms_receipts WHERE message_id IS NULL")
+    matched = await store.fetchall("SELECT count(*) FROM sms_receipts WHERE message_id IS NOT NULL")
+    assert (unmatched[0][0], matched[0][0]) == (0, 151)
+    seen = await statuses(store)
+    assert {tuple(seen[m]) for m in ids} == {("queued", "sending", "sent", "delivered")}
+    assert seen["early"] == ["queued", "sending", "sent", "delivered"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -122,6 +123,51 @@ async def test_send_then_status_callbacks_become_receipts(sms: Harness) -> None:
     stored = sms.stub.messages[submitted.provider_id]
     assert (stored["from"], stored["body"]) == (SENDER, "Evacuate zone B")
     await sms.assert_no_violations()
+
+
+async def test_a_create_encodes_its_form_once_and_builds_no_form_data(
+        sms: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The create's form goes out as one urlencoded body made by the provider: aiohttp built a
+    FormData (and a multipart writer) from the library's dict for every create. Prism checks the
+    request against the API's spec as before; the body is the same."""
+    built = []
+
+    class Counted(aiohttp.client_reqrep.FormData):  # type: ignore[name-defined]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            built.append(1)
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiohttp.client_reqrep, "FormData", Counted)
+    for i in range(3):
+        submitted = await sms.provider.send(f"m-{i}", SENDER, GOOD, "caf\u00e9 & 5 > 4 \u4f60\u597d")
+        stored = sms.stub.messages[submitted.provider_id]
+        assert (stored["from"], stored["to"], stored["body"]) == (SENDER, GOOD, "caf\u00e9 & 5 > 4 \u4f60\u597d")
+    assert [r.status for r in await sms.receipts_for(submitted.provider_id, 3)] == ["queued", "sent", "delivered"]
+    assert built == []
+    await sms.assert_no_violations()
+
+
+async def test_a_create_arms_one_deadline_not_one_of_aiohttp_s_as_well(
+        sms: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider's deadline (`timeout_s`, asyncio.timeout around the whole request) is the
+    only timer: the session's ClientTimeout armed a second one per create for the same bound.
+    The deadline itself is still kept (test_timeout_is_retryable_and_find_sent_reconciles)."""
+    armed = []
+    start = aiohttp.helpers.TimeoutHandle.start
+
+    def counted(handle: aiohttp.helpers.TimeoutHandle) -> object:
+        timer = start(handle)
+        frame = sys._getframe(1)
+        while frame is not None and not frame.f_code.co_filename.endswith("sms/twilio.py"):
+            frame = frame.f_back  # type: ignore[assignment]
+        if timer is not None and frame is not None:  # one of our requests (not the stub's callbacks)
+            armed.append(timer)
+        return timer
+
+    monkeypatch.setattr(aiohttp.helpers.TimeoutHandle, "start", counted)
+    for i in range(5):
+        await sms.provider.send(f"m-{i}", SENDER, GOOD, "one timer")
+    assert armed == []
 
 
 async def test_concurrent_sends_share_one_pool_as_wide_as_the_in_flight_limit(sms: Harness) -> None:
@@ -313,3 +359,56 @@ async def test_stub_signature_matches_the_library_validator() -> None:
     assert sig == validator.compute_signature(url, params)
     assert validator.validate(url, params, sig)
     assert not validator.validate(url, {**params, "MessageStatus": "failed"}, sig)
+
+
+async def test_per_message_debug_lines_are_not_built_unless_debug_is_on(
+        sms: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A create and its three callbacks each had a debug line, which structlog built (a bound
+    logger, its processors) only to drop at the default level: 4 calls a message before, none
+    now; with debug on for this module they are logged as before."""
+    import logging
+
+    import structlog
+
+    import sms.twilio as module
+
+    calls: list[str] = []
+    real = structlog.get_logger("sms.twilio")
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            method = getattr(real, name)
+
+            def counted(*a: object, **k: object) -> object:
+                calls.append(name)
+                return method(*a, **k)
+            return counted
+
+    monkeypatch.setattr(module, "log", Counting())
+    caplog.set_level(logging.INFO, logger="sms.twilio")
+    submitted = await sms.provider.send("m-quiet", SENDER, GOOD, "quiet")
+    await sms.receipts_for(submitted.provider_id, 3)
+    assert calls == []
+    caplog.set_level(logging.DEBUG, logger="sms.twilio")
+    submitted = await sms.provider.send("m-debug", SENDER, GOOD, "debug")
+    await sms.receipts_for(submitted.provider_id, 3)
+    assert calls == ["debug"] * 4
+
+
+async def test_the_create_form_is_what_urlencode_makes_with_each_text_quoted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider's form encoder quotes a text once and keeps it (an alert's From, body and
+    callback URL are the same for every create): the bytes are urlencode(data, doseq=True)'s."""
+    from urllib.parse import quote_plus, urlencode
+
+    import sms.twilio as module
+
+    quoted = []
+    monkeypatch.setattr(module, "quote_plus", lambda text: quoted.append(text) or quote_plus(text))
+    http = module._HttpClient("http://127.0.0.1:9", 5)
+    forms = [{"To": f"+1555123{i:04d}", "From": SENDER, "Body": "caf\u00e9 & 5 > 4 \u4f60 a+b=c %20",
+              "StatusCallback": "http://127.0.0.1:8080/webhooks/twilio/status?x=1&y=2"} for i in range(50)]
+    for form in forms:
+        assert http._form(form) == urlencode(form, doseq=True).encode()
+    assert len(quoted) == 8 + 49  # the first form whole, then each To
+    lists = {"To": ["+1", "+2"], "Flag": True}
+    assert http._form(lists) == urlencode(lists, doseq=True).encode()  # anything but text: urlencode itself
