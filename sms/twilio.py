@@ -16,6 +16,7 @@ create may still have been accepted by Twilio: reconcile with `find_sent()` befo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -70,8 +71,9 @@ class _HttpClient(AsyncTwilioHttpClient):
         self._base = base
         self.max_connections = max_connections
         self._auth: tuple[tuple[str, str], str] | None = None  # (login, password), its header
-        self._urls: dict[str, str] = {}  # url -> rewrite(url)
-        self._quoted: dict[str, str] = {}  # text -> quote_plus(text), for the forms
+        # rewrite(url) kept for the last few URLs (a create's is the same every time)
+        self._rewritten = functools.lru_cache(maxsize=64)(self.rewrite)
+        self._quote = functools.lru_cache(maxsize=1024)(lambda text: quote_plus(text))  # for the forms
 
     def rewrite(self, url: str) -> str:
         parts = urlsplit(url)
@@ -126,15 +128,7 @@ class _HttpClient(AsyncTwilioHttpClient):
         and an alert's body are the same for every create (only To differs)."""
         if not all(type(v) is str for v in data.values()):
             return urlencode(data, doseq=True).encode()
-        quoted = self._quoted
-        if len(quoted) > 1024:
-            quoted.clear()
-        parts = []
-        for name, value in data.items():
-            for text in (name, value):
-                if text not in quoted:
-                    quoted[text] = quote_plus(text)  # type: ignore[arg-type]
-            parts.append(f"{quoted[name]}={quoted[value]}")
+        parts = [f"{self._quote(name)}={self._quote(value)}" for name, value in data.items()]  # type: ignore[arg-type]
         return "&".join(parts).encode()
 
     def _authorization(self, auth: tuple[str, str]) -> str:
@@ -142,19 +136,11 @@ class _HttpClient(AsyncTwilioHttpClient):
             self._auth = (auth, aiohttp.encode_basic_auth(*auth))
         return self._auth[1]
 
-    def _rewritten(self, url: str) -> str:
-        """`rewrite(url)`, kept for the last few URLs (a create's is the same every time)."""
-        out = self._urls.get(url)
-        if out is None:
-            if len(self._urls) >= 64:
-                self._urls.clear()
-            out = self._urls[url] = self.rewrite(url)
-        return out
-
     async def close(self) -> None:
         session, self.session = self.session, None
         if session is not None:
             await session.close()
+
 
 
 def _retry_after(headers: Any) -> float | None:
