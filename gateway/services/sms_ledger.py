@@ -232,10 +232,10 @@ class SmsLedger:
             return None
         if change is None or change.ignored:
             return None
-        changes.set(row, state=msg.state.value, attempts=msg.attempts,
+        state = msg.state.value  # enum's `value` is a Python property: read once
+        changes.set(row, state=state, attempts=msg.attempts,
                     next_attempt_at=msg.next_attempt_at or 0.0, provider_id=msg.provider_id, **columns)
-        changes.events.append((row.get("session_id"),
-                               status_data(row, msg.state.value, **_detail(change), **extra)))
+        changes.events.append((row.get("session_id"), status_data(row, state, **_detail(change), **extra)))
         return row
 
     def _receipt_to(self, changes: _Changes, row: dict, provider_id: str, status: str,

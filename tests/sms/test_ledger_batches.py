@@ -275,8 +275,10 @@ async def test_the_python_the_database_thread_runs_per_message(store, monkeypatc
     the answer, the receipt (which names its message). Before (main c9fec76): 25.0 / 53.4 / 50.6 /
     59.8 Python calls a message; each row's changed columns and its UPDATE's parameters were picked
     by generator expressions column by column, every row read decoded its `extra` ("{}") with
-    json.loads and every stored one encoded it, each step parsed the send's `created_at` again, and
-    a receipt batch read its messages twice (by id, then by provider id)."""
+    json.loads and every stored one encoded it, each step parsed the send's `created_at` again, a
+    receipt batch read its messages twice (by id, then by provider id), the core's states hashed
+    and looked up in Python (enum) and each event's encoding went through `json.JSONEncoder`'s
+    Python frames. Now 5.0 / 23.4 / 22.6 / 26.7."""
     ledger = SmsLedger(store, "smpp", SmsConfig())
     calls = PythonCalls(monkeypatch)
     n, batch = 500, 50
@@ -294,7 +296,7 @@ async def test_the_python_the_database_thread_runs_per_message(store, monkeypatc
                                                         can_list=False) for r in part))
         assert set(results) == {"applied"}
         per["receipt"] += calls.take() / n
-    assert per["queue"] <= 8 and per["start"] <= 36 and per["accept"] <= 36 and per["receipt"] <= 42, per
+    assert per["queue"] <= 6 and per["start"] <= 26 and per["accept"] <= 26 and per["receipt"] <= 30, per
     seen = await statuses(store)
     assert len(seen) == n and {tuple(v) for v in seen.values()} == {("queued", "sending", "sent", "delivered")}
 
