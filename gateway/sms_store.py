@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -29,9 +30,18 @@ _INSERT_RECEIPT = ("INSERT INTO sms_receipts (provider, provider_id, status, err
                    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 
 
+mutable_of = operator.itemgetter(*MUTABLE)  # a row's MUTABLE values, as a tuple (one C call)
+_WRITES = (*(False for _ in MUTABLE[:-1]), True)  # updated_at is always written
+
+
 @functools.cache
-def _update(columns: tuple[str, ...]) -> str:
-    return f"UPDATE sms SET {', '.join(f'{c} = ?' for c in columns)} WHERE message_id = ?"
+def _update(changed: tuple[bool, ...]) -> tuple[str, operator.itemgetter]:
+    """For the `MUTABLE` columns that changed (one flag each): the UPDATE of those columns and what
+    takes its parameters from a row (built once per set of columns: a unit's rows fall into two
+    or three such sets, and a row's statement is then found and filled without Python per column)."""
+    columns = [c for c, w in zip(MUTABLE, changed) if w]
+    return (f"UPDATE sms SET {', '.join(f'{c} = ?' for c in columns)} WHERE message_id = ?",
+            operator.itemgetter(*columns, "message_id"))
 
 
 class Db(Protocol):
@@ -87,26 +97,32 @@ def by_provider_ids(tx: SyncTx, provider: str, provider_ids: Sequence[str]) -> d
 
 def write(tx: SyncTx, rows: Sequence[dict[str, Any]], before: dict[str, tuple[Any, ...]] | None = None) -> None:
     """Write the changing columns (`MUTABLE`) of these rows, as they are now: only those that
-    differ from `before` (message_id -> the row's `MUTABLE` values when it was read; all of them
-    for a row not in it), one statement per set of columns. A column written is an index entry
-    rewritten (state and next_attempt_at, provider_id, state and updated_at have one each), so a
-    receipt's change writes its state and time, not the provider id it already had."""
-    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    differ from `before` (message_id -> the row's `MUTABLE` values when it was read, `mutable_of`;
+    all of them for a row not in it), one statement per set of columns. A column written is an
+    index entry rewritten (state and next_attempt_at, provider_id, state and updated_at have one
+    each), so a receipt's change writes its state and time, not the provider id it already had.
+    A row holds every `MUTABLE` column (it was read whole)."""
+    groups: dict[tuple[bool, ...], list[dict[str, Any]]] = {}
+    everything = (True,) * len(MUTABLE)
+    ne, before = operator.ne, before or {}
     for r in rows:
-        old = before.get(r["message_id"]) if before is not None else None
-        cols = MUTABLE if old is None else tuple(
-            c for c, was in zip(MUTABLE, old) if c == "updated_at" or r.get(c) != was)
-        groups.setdefault(cols, []).append((*(r.get(c) for c in cols), r["message_id"]))
-    for cols, params in groups.items():
-        tx.executemany(_update(cols), params)
+        old = before.get(r["message_id"])
+        changed = everything if old is None else tuple(map(operator.or_, map(ne, mutable_of(r), old), _WRITES))
+        groups.setdefault(changed, []).append(r)
+    for changed, group in groups.items():
+        sql, params = _update(changed)
+        tx.executemany(sql, list(map(params, group)))
 
 
 def insert(tx: SyncTx, rows: Sequence[dict[str, Any]]) -> None:
     """Queue many messages (one statement)."""
     cols = [*SMS_COLUMNS, "extra"]
     sql = f"INSERT INTO sms ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    tx.executemany(sql, [(*(r.get(c) for c in SMS_COLUMNS), json.dumps(r.get("extra") or {}))
-                               for r in rows])
+    tx.executemany(sql, [(*map(r.get, SMS_COLUMNS), _extra_text(r.get("extra"))) for r in rows])
+
+
+def _extra_text(extra: dict[str, Any] | None) -> str:
+    return json.dumps(extra) if extra else "{}"  # most messages have none: not encoded
 
 
 def add_receipts(tx: SyncTx, provider: str,

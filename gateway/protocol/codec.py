@@ -178,8 +178,21 @@ def parse_response(text: str | bytes) -> Response | Notification | Invalid:
 
 
 # One encoder for every frame (json.dumps with these options would build one per call).
-_dump = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _dump_str = json.encoder.encode_basestring  # what that encoder writes for a str
+_c_encoder = json.encoder.c_make_encoder  # None without the C accelerator
+
+
+def _dump(value: Any) -> str:
+    """`_encoder.encode(value)`, calling the C encoder it would build directly: not its `encode`
+    and `iterencode` in Python (two frames a call; every event and every frame is encoded here,
+    the SMS events in the database thread against the event loop). Same text, same errors (a
+    circular value: ValueError, through the fresh markers dict)."""
+    if isinstance(value, str):
+        return _dump_str(value)
+    if _c_encoder is None:  # pragma: no cover - CPython has it
+        return _encoder.encode(value)
+    return "".join(_c_encoder({}, _encoder.default, _dump_str, None, ":", ",", False, False, False)(value, 0))
 
 
 def encode_request(id: RequestId, method: str, params: dict[str, Any] | None = None) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -59,11 +60,15 @@ def status_data(row: dict, state: str, **extra: Any) -> dict[str, Any]:
             "error": row.get("error"), **({"ref": ref} if ref else {}), **extra}
 
 
+# A send's messages share their `created_at` (one time for the whole send): parsed once.
+_created_epoch = functools.lru_cache(maxsize=256)(iso_to_epoch)
+
+
 def _restore(row: dict) -> OutgoingMessage:
     return OutgoingMessage.restore(
         row["message_id"], row["sender"], row["recipient"], row["body"], state=row["state"],
         attempts=row["attempts"], next_attempt_at=row.get("next_attempt_at") or None,
-        provider_id=row.get("provider_id"), created_at=iso_to_epoch(row["created_at"]))
+        provider_id=row.get("provider_id"), created_at=_created_epoch(row["created_at"]))
 
 
 def _detail(change: Change) -> dict[str, Any]:
@@ -92,7 +97,7 @@ class _Changes:
     def set(self, row: dict[str, Any], **columns: Any) -> None:
         message_id = row["message_id"]
         if message_id not in self.before:
-            self.before[message_id] = tuple(row.get(c) for c in sms_store.MUTABLE)
+            self.before[message_id] = sms_store.mutable_of(row)
         row.update(columns, updated_at=self.now)
         self.rows[message_id] = row
 
@@ -227,10 +232,10 @@ class SmsLedger:
             return None
         if change is None or change.ignored:
             return None
-        changes.set(row, state=msg.state.value, attempts=msg.attempts,
+        state = msg.state.value  # enum's `value` is a Python property: read once
+        changes.set(row, state=state, attempts=msg.attempts,
                     next_attempt_at=msg.next_attempt_at or 0.0, provider_id=msg.provider_id, **columns)
-        changes.events.append((row.get("session_id"),
-                               status_data(row, msg.state.value, **_detail(change), **extra)))
+        changes.events.append((row.get("session_id"), status_data(row, state, **_detail(change), **extra)))
         return row
 
     def _receipt_to(self, changes: _Changes, row: dict, provider_id: str, status: str,
@@ -257,8 +262,11 @@ class SmsLedger:
 
         def work(tx: SyncTx) -> list[str]:
             known = sms_store.messages(tx, [r.message_id for r, _ in items if r.message_id])
+            # by provider id only the receipts whose message is not known by its id (an SMPP
+            # receipt names its message: the batch's rows are read once, not twice)
+            lookup = [r.provider_id for r, _ in items if not (r.message_id and r.message_id in known)]
             by_pid = {pid: known.setdefault(row["message_id"], row) for pid, row in (
-                sms_store.by_provider_ids(tx, self.provider, [r.provider_id for r, _ in items])).items()}
+                sms_store.by_provider_ids(tx, self.provider, lookup)).items()} if lookup else {}
 
             def row_of(r: Receipt) -> dict | None:
                 return (known.get(r.message_id) if r.message_id else None) or by_pid.get(r.provider_id)

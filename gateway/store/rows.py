@@ -89,10 +89,27 @@ def _upsert(table: str, key: str, columns: Sequence[str], row: dict[str, Any]) -
     return sql, params
 
 
+_scan = json.JSONDecoder().scan_once  # the C scanner json.loads runs under three Python frames
+
+
 def _row_out(columns: Sequence[str], r: Sequence[Any]) -> dict[str, Any]:
     out = dict(zip(columns, r))
-    out["extra"] = json.loads(r[len(columns)]) if r[len(columns)] else {}
+    out["extra"] = _extra(r[len(columns)])
     return out
+
+
+def _extra(text: str | None) -> dict[str, Any]:
+    """A row's `extra` (JSON as `_upsert` and the SMS inserts write it), decoded: "{}" not at all,
+    the rest by json's C scanner called directly (a row is read at every step of an SMS: json.loads'
+    Python frames and whitespace matches cost more than the row); a text it does not take whole
+    (whitespace around it, not JSON) goes through json.loads, which decodes or raises as before."""
+    if not text or text == "{}":
+        return {}
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        end = -1
+    return value if end == len(text) else json.loads(text)
 
 
 _MAX_DEPTH = 32  # deeper containers are cut (and the row becomes a digest)

@@ -142,3 +142,45 @@ def test_an_encoded_result_is_the_same_text_and_encoded_once(monkeypatch) -> Non
         assert codec.encode_result(req_id, shared) == real(
             {"jsonrpc": "2.0", "id": req_id, "result": value}, separators=(",", ":"), ensure_ascii=False)
     assert len(dumps) == 1 + 3  # the result once; each id (a plain result: the whole reply each time)
+
+
+def _python_calls(fn, *args):
+    """Python function calls made while `fn(*args)` runs (C calls not counted), and its result."""
+    import sys
+
+    calls = 0
+
+    def count(frame, event, arg):
+        nonlocal calls
+        calls += event == "call"
+
+    sys.setprofile(count)
+    try:
+        out = fn(*args)
+    finally:
+        sys.setprofile(None)
+    return calls, out
+
+
+def test_encode_json_writes_the_json_encoders_text_without_its_python_frames():
+    """The codec's encoding is `json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+    allow_nan=False)`'s, text and errors alike, from its C encoder called directly: before,
+    `encode` and `iterencode` ran in Python on every event and frame (3 Python calls an encoding,
+    now 2: `encode_json` and `_dump`)."""
+    reference = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+    values = [{"message_id": "m1", "state": "sent", "attempts": 1, "error": None, "ok": True,
+               "to": "+861370000", "body": "é\"\\\u2028\n«now»", "nested": [1, 2.5, -0.0, 1e300, {}, []]},
+              [], "text", 3, {1: "a", None: "b", 2.5: "c", False: "d"}]
+    for value in values:
+        assert codec.encode_json(value) == reference(value)
+    calls, _ = _python_calls(codec.encode_json, values[0])
+    assert calls <= 2, calls
+    circular: dict = {}
+    circular["self"] = circular
+    for bad, error in ((float("nan"), ValueError), ({"x": {1, 2}}, TypeError), ({(1,): 2}, TypeError),
+                       (circular, ValueError)):
+        with pytest.raises(error) as ours:
+            codec.encode_json(bad)
+        with pytest.raises(error) as theirs:
+            reference(bad)
+        assert str(ours.value) == str(theirs.value)

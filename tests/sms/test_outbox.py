@@ -361,3 +361,34 @@ def test_sender_rates_are_per_sender():
     assert not rates.try_take("+8610000001", 0.0)
     assert rates.try_take("+8610000002", 0.0)
     assert rates.next_send_at("+8610000001", 0.0) == pytest.approx(1.0)
+
+
+def test_a_step_runs_no_enum_python():
+    """The ledger restores a stored message and feeds it one input per step, in the store's
+    database thread: the states and inputs hash by identity and are found by value in a dict, so
+    no Python of `enum` runs (before: `Enum.__hash__` at every set or table lookup, `EnumType.__call__`
+    to restore the state and to read a receipt's status: 10 calls a start and a receipt)."""
+    import sys
+
+    files: list[str] = []
+
+    def trace(frame, event, arg):
+        if event == "call":
+            files.append(frame.f_code.co_filename)
+
+    sys.setprofile(trace)
+    try:
+        m = OutgoingMessage.restore("m1", "+15005550006", "+8613700000000", "hi", state="queued", attempts=0,
+                                    next_attempt_at=None, provider_id=None, created_at=0.0)
+        m.start_attempt(1.0)
+        m.accepted(2.0, "P1")
+        m.receipt(3.0, "delivered")
+    finally:
+        sys.setprofile(None)
+    assert m.state is S.DELIVERED
+    assert not [f for f in files if f.endswith("enum.py")], [f for f in files if f.endswith("enum.py")]
+    with pytest.raises(ValueError):
+        OutgoingMessage.restore("m2", "+1", "+2", "x", state="nonsense", attempts=0, next_attempt_at=None,
+                                provider_id=None, created_at=0.0)
+    with pytest.raises(InvalidReceipt):
+        m.receipt(4.0, "nonsense")
