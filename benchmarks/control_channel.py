@@ -138,9 +138,23 @@ def _phase_connect(args: argparse.Namespace, gw: GatewayProcess, loaders: Loader
     return connected
 
 
+LAGS = {"loop_stalls": "dispatch_loop_lag_seconds", "loop_stalls_own": "dispatch_loop_lag_own_seconds"}
+
+
+def _lags(gw: GatewayProcess) -> dict[str, Any]:
+    return {key: gw.loop_lag(name) for key, name in LAGS.items()}
+
+
+def _stalls_since(before: dict[str, Any], gw: GatewayProcess) -> dict[str, Any]:
+    """The gateway loop's stalls since `before` (`_lags`): as the wall clock saw them, and the part
+    its own work explains (without its waits for a core)."""
+    now = _lags(gw)
+    return {key: loop_stalls(before[key], now[key]) for key in LAGS}
+
+
 def _phase_fanout(args: argparse.Namespace, gw: GatewayProcess, loaders: Loaders, subscribers: int) -> dict:
     """One session.create from loader 0; time until the last subscriber of any loader got its event."""
-    cpu0, f0, lag0 = loaders.cpu_s(), gw.sample()["cpu_s"], gw.loop_lag()
+    cpu0, f0, lag0 = loaders.cpu_s(), gw.sample()["cpu_s"], _lags(gw)
     lasts, firsts, replies, delivered, timeouts = [], [], [], [], 0
     for i in range(args.fanout_reps):
         time.sleep(0.3)  # let the previous one settle
@@ -161,14 +175,14 @@ def _phase_fanout(args: argparse.Namespace, gw: GatewayProcess, loaders: Loaders
             "first_p50_ms": ms(pct(firsts, 50)), "reply_p50_ms": ms(pct(replies, 50)),
             "server_cpu_s": round(gw.sample()["cpu_s"] - f0, 2),
             "loader_cpu_s": round(sum(loaders.cpu_s()) - sum(cpu0), 2),
-            "loop_stalls": loop_stalls(lag0, gw.loop_lag())}
+            **_stalls_since(lag0, gw)}
 
 
 def _phase_steady(args: argparse.Namespace, gw: GatewayProcess, loaders: Loaders, subscribers: int) -> dict:
     """Open loop at args.rate in total: every loader sends its share of one plan against one T0."""
     total = int(args.rate * args.duration)
     load_clients = max(1, min(args.load_clients, args.clients))
-    lag0 = gw.loop_lag()
+    lag0 = _lags(gw)
     cpu0, wait0, s0, w0 = loaders.cpu_s(), loaders.wait_s(), gw.sample(), time.monotonic()
     t0 = w0 + 0.5  # every loader has the command by then: the plan's common start
     parts = loaders.ask("steady", {"total": total, "rate": args.rate, "load_clients": load_clients,
@@ -194,7 +208,7 @@ def _phase_steady(args: argparse.Namespace, gw: GatewayProcess, loaders: Loaders
                loader_runq_wait_pct=loader_wait, server_runq_wait_pct=server_wait,
                loader_cpu_us_per_event=(round(1e6 * (sum(cpu1) - sum(cpu0)) / out["events_received"], 1)
                                         if out["events_received"] else None),
-               server_rss_mb=s1["rss_mb"], loop_stalls=loop_stalls(lag0, gw.loop_lag()))
+               server_rss_mb=s1["rss_mb"], **_stalls_since(lag0, gw))
     return out
 
 
@@ -221,11 +235,12 @@ def run(args: argparse.Namespace, gw: GatewayProcess) -> dict:
 
 
 def _stalls(phase: dict) -> str:
-    st = phase.get("loop_stalls")
-    if not st:
+    st, own = phase.get("loop_stalls"), phase.get("loop_stalls_own")
+    if not st or not own:
         return "not measured (no /metrics)"
     return (f"{st['max_from_ms']}-{st['max_ms']} ms; {st['over_5ms']} / {st['over_10ms']} / {st['over_20ms']} "
-            f"of {st['samples']} timer wake-ups")
+            f"of {st['samples']} timer wake-ups; its own work's part: {own['max_from_ms']}-{own['max_ms']} ms; "
+            f"{own['over_5ms']} / {own['over_10ms']} / {own['over_20ms']}")
 
 
 def table(r: dict) -> str:

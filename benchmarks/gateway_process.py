@@ -210,9 +210,9 @@ class GatewayProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def loop_lag(self) -> dict[float, float] | None:
-        """The gateway's loop-lag histogram now (/metrics `dispatch_loop_lag_seconds`, gateway/loop_lag.py):
-        {upper bound in s: cumulative count}; None when it cannot be read (the bare server has none)."""
+    def loop_lag(self, name: str = "dispatch_loop_lag_seconds") -> dict[float, float] | None:
+        """The gateway's loop-lag histogram `name` now (/metrics, gateway/loop_lag.py): {upper bound
+        in s: cumulative count}; None when it cannot be read (the bare server has none)."""
         if not self.http_port:
             return None
         try:
@@ -222,7 +222,7 @@ class GatewayProcess:
             return None
         out = {}
         for line in text.splitlines():
-            if line.startswith("dispatch_loop_lag_seconds_bucket{"):
+            if line.startswith(name + "_bucket{"):
                 le = line.split('le="', 1)[1].split('"', 1)[0]
                 out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
         return out or None

@@ -237,7 +237,8 @@ class Gateway:
         self._stack.push_async_callback(self.kpi.stop)
         housekeeping = OwnedTasks()
         housekeeping.spawn(heap_trim.run(cfg.gateway.heap_trim_interval_s), name="heap-trim")
-        housekeeping.spawn(loop_lag.run(self.metrics.loop_lag.observe), name="loop-lag")
+        housekeeping.spawn(loop_lag.run(self.metrics.loop_lag.observe, self.metrics.loop_lag_own.observe),
+                           name="loop-lag")
         self._stack.push_async_callback(housekeeping.cancel_all)
         if (watch := watch_from_env({"gateway": self})) is not None:  # gateway/memwatch.py: off by default
             debug = OwnedTasks()

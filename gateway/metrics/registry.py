@@ -116,6 +116,10 @@ class GatewayMetrics:
         self.loop_lag = Histogram("dispatch_loop_lag_seconds",
                                   "How late the event loop ran a 10 ms timer (gateway/loop_lag.py): its stalls",
                                   buckets=LOOP_LAG_BUCKETS, registry=r)
+        self.loop_lag_own = Histogram("dispatch_loop_lag_own_seconds",
+                                      "The part of the loop's lateness its own work explains: at most the CPU "
+                                      "its thread used meanwhile (not the waits for a core)",
+                                      buckets=LOOP_LAG_BUCKETS, registry=r)
         self.webhook_rejections = Counter("dispatch_webhook_rejections", "Provider webhooks refused, by path and status",
                                           ("path", "status"), registry=r)
         self._call_states = _LastState((CallState.ENDED.value,))
