@@ -10,7 +10,8 @@ The fan-out goes in rounds, each in slices: a round takes every commit waiting a
 subscribers of that moment, and hands those commits to at most `slice_size` subscribers per loop
 turn (fewer when the round holds several commits: `slice_size` subscriber-commits a turn), so
 the loop answers other requests between slices instead of stalling on 1,000 subscribers' writes
-(30-50 ms in one callback before; issue 13). Commits made meanwhile wait for the next round,
+(30-50 ms in one callback before; issue 13): the next slice is a timer due at once, which the
+loop runs after the I/O its poll found, so a request waits for at most the slice under way. Commits made meanwhile wait for the next round,
 which starts only once the last slice of this one is done: no subscriber gets a later commit
 before an earlier one. A subscription made during a round is not in it; the round's commits were
 stored before it was made, so its replay reads them from the store (or it asked to start after
@@ -162,7 +163,9 @@ class EventBus:
         if end == len(subs):
             self._end_round()
         if end < len(subs) or self._pending:
-            self._delivery = asyncio.get_running_loop().call_soon(self._deliver)
+            # As a timer due now, not call_soon: the loop's next turn runs what its poll found
+            # (requests read from sockets) before the next slice, not after it.
+            self._delivery = asyncio.get_running_loop().call_later(0, self._deliver)
 
     def _end_round(self) -> None:
         self._round, self._round_subs, self._served = [], [], 0

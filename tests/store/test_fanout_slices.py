@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from gateway.events import EventBus, Subscription
 from gateway.store import Event, Store
@@ -40,6 +41,7 @@ class Parked:
         self.got: list[list[int]] = []
         self.log: list[tuple[int, int, int]] = []
         self.changed = asyncio.Event()
+        self.first_take: Callable[[], object] | None = None  # called once, in the first sink call
         self._tasks: list[asyncio.Task] = []
 
     async def add(self, n: int, since: int) -> list[Subscription]:
@@ -62,6 +64,9 @@ class Parked:
                 await asyncio.sleep(0.01)
 
     def _take(self, i: int, ev: Event) -> bool:
+        if self.first_take is not None:
+            self.first_take, first = None, self.first_take
+            first()
         self.got[i].append(ev.seq)
         self.log.append((self.turns.now, i, ev.seq))
         self.changed.set()
@@ -183,3 +188,25 @@ async def test_a_parked_subscription_made_mid_round_gets_the_next_round_once(sto
         bus._fan_out(held.pop())
         await parked.until(lambda: all(len(g) == 2 for g in parked.got))
         assert all(g == [a.seq, b.seq] for g in parked.got)
+
+
+async def test_a_request_read_mid_round_is_taken_before_the_next_slice(store: Store) -> None:
+    """I/O that becomes ready during a slice (a request arriving on a socket) is handled before
+    the round's next slice, so it waits for one slice at most (before: the next slice, queued with
+    call_soon, ran ahead of everything the loop's poll found)."""
+    a, b = socket.socketpair()
+    loop = asyncio.get_running_loop()
+    try:
+        async with parked_bus(store) as (bus, parked, held):
+            await parked.add(N, 0)
+            reached_when_read: list[int] = []
+            loop.add_reader(b.fileno(), lambda: (b.recv(1), reached_when_read.append(sum(map(bool, parked.got)))))
+            parked.first_take = lambda: a.send(b"x")  # in the first slice
+            await bus.publish("session.state", {"i": 0})
+            bus._fan_out(held.pop())
+            await parked.until(lambda: all(parked.got))
+            assert reached_when_read == [bus.slice_size]  # the first slice only
+    finally:
+        loop.remove_reader(b.fileno())
+        a.close()
+        b.close()
