@@ -19,7 +19,8 @@ Phases (in this order, all bounded in time):
   3. steady load: a fixed total request rate (open loop, one plan and one start time shared by the
      loaders) over a subset of the clients, a mix of `ping`, `session.list` and `session.create`,
      with all N still connected and subscribed; round trip p50/p99 per method, sent and achieved
-     rate, events delivered vs expected, server CPU per request, each loader's CPU. A run whose
+     rate, events delivered vs expected, server CPU per request, each loader's CPU, and (phases 2
+     and 3) the gateway loop's stalls, read from its loop-lag histogram on /metrics. A run whose
      achieved rate is under 95 % of the target (or that lost events) is flagged as loader- or
      server-bound (its `verdict`), and the ratios as not measured.
   4. close all clients; server RSS after; gateway stopped with SIGTERM; its log scanned for
@@ -49,7 +50,7 @@ from typing import Any
 import structlog
 
 from benchmarks.control_loader import loader_main
-from benchmarks.control_stats import clients_of, merge_fanout, merge_steady, ms, parse_mix, pct
+from benchmarks.control_stats import clients_of, loop_stalls, merge_fanout, merge_steady, ms, parse_mix, pct
 from benchmarks.gateway_process import TOKEN, BareProcess, GatewayProcess, proc_cpu_s, raise_fd_limit, runq_wait_s
 
 # --- the load generator: loader processes driven phase by phase ----------------------------------
@@ -137,9 +138,23 @@ def _phase_connect(args: argparse.Namespace, gw: GatewayProcess, loaders: Loader
     return connected
 
 
+LAGS = {"loop_stalls": "dispatch_loop_lag_seconds", "loop_stalls_own": "dispatch_loop_lag_own_seconds"}
+
+
+def _lags(gw: GatewayProcess) -> dict[str, Any]:
+    return {key: gw.loop_lag(name) for key, name in LAGS.items()}
+
+
+def _stalls_since(before: dict[str, Any], gw: GatewayProcess) -> dict[str, Any]:
+    """The gateway loop's stalls since `before` (`_lags`): as the wall clock saw them, and the part
+    its own work explains (without its waits for a core)."""
+    now = _lags(gw)
+    return {key: loop_stalls(before[key], now[key]) for key in LAGS}
+
+
 def _phase_fanout(args: argparse.Namespace, gw: GatewayProcess, loaders: Loaders, subscribers: int) -> dict:
     """One session.create from loader 0; time until the last subscriber of any loader got its event."""
-    cpu0, f0 = loaders.cpu_s(), gw.sample()["cpu_s"]
+    cpu0, f0, lag0 = loaders.cpu_s(), gw.sample()["cpu_s"], _lags(gw)
     lasts, firsts, replies, delivered, timeouts = [], [], [], [], 0
     for i in range(args.fanout_reps):
         time.sleep(0.3)  # let the previous one settle
@@ -159,13 +174,15 @@ def _phase_fanout(args: argparse.Namespace, gw: GatewayProcess, loaders: Loaders
             "last_max_ms": ms(max(lasts) if lasts else None),
             "first_p50_ms": ms(pct(firsts, 50)), "reply_p50_ms": ms(pct(replies, 50)),
             "server_cpu_s": round(gw.sample()["cpu_s"] - f0, 2),
-            "loader_cpu_s": round(sum(loaders.cpu_s()) - sum(cpu0), 2)}
+            "loader_cpu_s": round(sum(loaders.cpu_s()) - sum(cpu0), 2),
+            **_stalls_since(lag0, gw)}
 
 
 def _phase_steady(args: argparse.Namespace, gw: GatewayProcess, loaders: Loaders, subscribers: int) -> dict:
     """Open loop at args.rate in total: every loader sends its share of one plan against one T0."""
     total = int(args.rate * args.duration)
     load_clients = max(1, min(args.load_clients, args.clients))
+    lag0 = _lags(gw)
     cpu0, wait0, s0, w0 = loaders.cpu_s(), loaders.wait_s(), gw.sample(), time.monotonic()
     t0 = w0 + 0.5  # every loader has the command by then: the plan's common start
     parts = loaders.ask("steady", {"total": total, "rate": args.rate, "load_clients": load_clients,
@@ -191,7 +208,7 @@ def _phase_steady(args: argparse.Namespace, gw: GatewayProcess, loaders: Loaders
                loader_runq_wait_pct=loader_wait, server_runq_wait_pct=server_wait,
                loader_cpu_us_per_event=(round(1e6 * (sum(cpu1) - sum(cpu0)) / out["events_received"], 1)
                                         if out["events_received"] else None),
-               server_rss_mb=s1["rss_mb"])
+               server_rss_mb=s1["rss_mb"], **_stalls_since(lag0, gw))
     return out
 
 
@@ -217,6 +234,15 @@ def run(args: argparse.Namespace, gw: GatewayProcess) -> dict:
     return out
 
 
+def _stalls(phase: dict) -> str:
+    st, own = phase.get("loop_stalls"), phase.get("loop_stalls_own")
+    if not st or not own:
+        return "not measured (no /metrics)"
+    return (f"{st['max_from_ms']}-{st['max_ms']} ms; {st['over_5ms']} / {st['over_10ms']} / {st['over_20ms']} "
+            f"of {st['samples']} timer wake-ups; its own work's part: {own['max_from_ms']}-{own['max_ms']} ms; "
+            f"{own['over_5ms']} / {own['over_10ms']} / {own['over_20ms']}")
+
+
 def table(r: dict) -> str:
     c, f, l = r.get("connect", {}), r.get("fanout", {}), r.get("load", {})
     rows = [
@@ -229,6 +255,7 @@ def table(r: dict) -> str:
          f"{f.get('last_p50_ms')} / {f.get('last_p99_ms')} / {f.get('last_max_ms')} ms "
          f"({f.get('reps')} reps, {f.get('subscribers')} subs, timeouts {f.get('timeouts')})"),
         ("fan-out first subscriber p50; create reply p50", f"{f.get('first_p50_ms')} ms; {f.get('reply_p50_ms')} ms"),
+        ("gateway loop's longest stall during fan-out (bucket); stalls > 5 / 10 / 20 ms", _stalls(f)),
         ("steady load target / sent / achieved", f"{l.get('target_rate')} / {l.get('send_rate')} / "
                                                  f"{l.get('achieved_rate')} req/s over {l.get('duration_s')} s "
                                                  f"on {l.get('load_clients')} clients, {l.get('loaders')} loaders"),
@@ -241,6 +268,7 @@ def table(r: dict) -> str:
     for m, v in (l.get("rtt") or {}).items():
         rows.append((f"  {m} p50 / p99 / max (n)", f"{v['p50_ms']} / {v['p99_ms']} / {v['max_ms']} ms ({v['n']})"))
     rows += [
+        ("gateway loop's longest stall during load (bucket); stalls > 5 / 10 / 20 ms", _stalls(l)),
         ("errors during load", json.dumps(l.get("errors") or {})),
         ("events delivered during load", f"{l.get('events_received')} of {l.get('events_expected')} "
                                          f"({l.get('event_deliveries_per_s')}/s)"),

@@ -48,6 +48,27 @@ def ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000, 2)
 
 
+def loop_stalls(before: dict[float, float] | None, after: dict[float, float] | None) -> dict[str, Any] | None:
+    """The gateway's loop stalls between two reads of its loop-lag histogram (cumulative counts by
+    upper bound, `GatewayProcess.loop_lag`): the longest as the bucket it fell in (`max_ms` its
+    upper bound, `max_from_ms` its lower one) and how many were over 5, 10 and 20 ms."""
+    if not before or not after:
+        return None
+    bounds = sorted(after)
+    per = {b: after[b] - before.get(b, 0.0) for b in bounds}  # cumulative deltas
+    top = next((i for i in range(len(bounds) - 1, -1, -1)
+                if per[bounds[i]] > (per[bounds[i - 1]] if i else 0.0)), None)
+    total = per[bounds[-1]]
+
+    def over(s: float) -> int:
+        below = max((per[b] for b in bounds if b <= s), default=0.0)
+        return int(total - below)
+    return {"samples": int(total),
+            "max_ms": None if top is None else ms(bounds[top]),
+            "max_from_ms": None if top is None else ms(bounds[top - 1] if top else 0.0),
+            "over_5ms": over(0.005), "over_10ms": over(0.01), "over_20ms": over(0.02)}
+
+
 def event_seq(frame: str) -> int | None:
     """The seq of an event frame without decoding it, or None when the frame is not in that shape.
 

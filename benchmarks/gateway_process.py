@@ -42,11 +42,17 @@ def _port_free(port: int, kind: int) -> bool:
             return False
 
 
+# Where the benchmarks' gateways take their SIP and RTP ports: clear of the soak's defaults
+# (benchmarks/soak.py: RTP from 30000, its gateway's and Janus's blocks up to 36999 and 52000-52999),
+# which are not all bound at every moment, so "free now" is not enough.
+PORT_RANGE = (37000, 52000)
+
+
 def free_port_block(span: int, tcp: bool = True) -> int:
-    """A base port whose `span` next ports are free on UDP (and TCP when `tcp`)."""
+    """A base port whose `span` next ports are free on UDP (and TCP when `tcp`), in PORT_RANGE."""
     rnd = random.Random()
     for _ in range(200):
-        base = rnd.randrange(30000, 60000 - span)
+        base = rnd.randrange(PORT_RANGE[0], PORT_RANGE[1] - span)
         if all(_port_free(base + k, socket.SOCK_DGRAM) and (not tcp or _port_free(base + k, socket.SOCK_STREAM))
                for k in range(span)):
             return base
@@ -203,6 +209,23 @@ class GatewayProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def loop_lag(self, name: str = "dispatch_loop_lag_seconds") -> dict[float, float] | None:
+        """The gateway's loop-lag histogram `name` now (/metrics, gateway/loop_lag.py): {upper bound
+        in s: cumulative count}; None when it cannot be read (the bare server has none)."""
+        if not self.http_port:
+            return None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        out = {}
+        for line in text.splitlines():
+            if line.startswith(name + "_bucket{"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+        return out or None
 
     def sample(self) -> dict[str, Any]:
         return {

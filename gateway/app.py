@@ -34,7 +34,7 @@ from gateway.kpi import checks as kpi_checks
 from gateway.kpi.http import report_routes
 from gateway.kpi.service import KpiService
 from gateway.limits import throttle_accept_errors
-from gateway import gc_tuning, heap_trim
+from gateway import gc_tuning, heap_trim, loop_lag
 from gateway.memwatch import run_reports, watch_from_env
 from gateway.metrics import GatewayCollector, GatewayMetrics, metrics_route, webhook_rejections
 from gateway.ports import check_ports
@@ -237,6 +237,8 @@ class Gateway:
         self._stack.push_async_callback(self.kpi.stop)
         housekeeping = OwnedTasks()
         housekeeping.spawn(heap_trim.run(cfg.gateway.heap_trim_interval_s), name="heap-trim")
+        housekeeping.spawn(loop_lag.run(self.metrics.loop_lag.observe, self.metrics.loop_lag_own.observe),
+                           name="loop-lag")
         self._stack.push_async_callback(housekeeping.cancel_all)
         if (watch := watch_from_env({"gateway": self})) is not None:  # gateway/memwatch.py: off by default
             debug = OwnedTasks()

@@ -34,6 +34,7 @@ OTHER = "other"
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 SETUP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
 PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 5)
 OUTCOMES = frozenset({"ok", "error", "internal", "rate-limited", "invalid"})
 EVENT_TYPES = frozenset({
     "session.state", "call.state", "call.dtmf", "broadcast.state", "broadcast.target", "sms.status", "sms.inbound",
@@ -112,6 +113,13 @@ class GatewayMetrics:
         self.sms = Counter("dispatch_sms_transitions", "SMS messages entering a state", ("state",), registry=r)
         self.sms_send = Histogram("dispatch_sms_provider_seconds", "Time the SMS provider took to take a message",
                                   ("provider", "outcome"), buckets=PROVIDER_BUCKETS, registry=r)
+        self.loop_lag = Histogram("dispatch_loop_lag_seconds",
+                                  "How late the event loop ran a 10 ms timer (gateway/loop_lag.py): its stalls",
+                                  buckets=LOOP_LAG_BUCKETS, registry=r)
+        self.loop_lag_own = Histogram("dispatch_loop_lag_own_seconds",
+                                      "The part of the loop's lateness its own work explains: at most the CPU "
+                                      "its thread used meanwhile (not the waits for a core)",
+                                      buckets=LOOP_LAG_BUCKETS, registry=r)
         self.webhook_rejections = Counter("dispatch_webhook_rejections", "Provider webhooks refused, by path and status",
                                           ("path", "status"), registry=r)
         self._call_states = _LastState((CallState.ENDED.value,))

@@ -10,7 +10,8 @@ A write that fails alone is undone alone (per-op savepoints, events one by one a
 batch insert) and reported to its caller; the rest of the batch commits. After each commit the
 writer hands the batch's events, in seq order, to the listeners registered with `add_listener`.
 Reads use a second, read-only connection so they never queue behind a write batch (":memory:" has
-no second connection: reads share the writer's). `Store` (gateway/store/tables.py) adds the
+no second connection: reads share the writer's); WAL checkpoints run on a third, never in the
+writer's commits (gateway/store/checkpoint.py). `Store` (gateway/store/tables.py) adds the
 tables' accessors on top of `StoreWriter`. A batch's plain writes are gateway/store/batch.py; what
 a unit of work sees and how it runs in its savepoint, gateway/store/units.py; the stored `Event`,
 gateway/store/rows.py.
@@ -34,6 +35,7 @@ from gateway.protocol.codec import encode_json as encode_data
 from gateway.timeutil import now_iso
 
 from .batch import write_batch
+from .checkpoint import INTERVAL_S, Checkpointer
 from .rows import Event, EventListener, EventRow
 from .schema import SCHEMA_VERSION, migrate
 from .units import SyncTx, SyncWork, Work, run_sync_unit, run_unit, write_with_units
@@ -69,8 +71,10 @@ class StoreWriter:
     """The connections and the one writer task; `Store` adds the tables (gateway/store/tables.py)."""
 
     def __init__(self, path: str | Path, *, max_batch: int = 512, queue_size: int = 8192,
-                 busy_timeout_ms: int = 5000) -> None:
+                 busy_timeout_ms: int = 5000, checkpoint_interval_s: float = INTERVAL_S) -> None:
         self.path = str(path)
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self.checkpointer: Checkpointer | None = None  # WAL checkpoints (none for ":memory:")
         self.max_batch = max_batch
         self._busy_timeout_ms = busy_timeout_ms
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
@@ -94,6 +98,8 @@ class StoreWriter:
             await self._pragmas(self._writer)
             mode = (await self._writer.execute_fetchall("PRAGMA journal_mode=WAL"))[0][0]
             await self._writer.execute("PRAGMA synchronous=NORMAL")
+            if not memory:  # checkpoints on a connection of their own, not in the writer's commits
+                await self._writer.execute("PRAGMA wal_autocheckpoint=0")
             await migrate(self._writer, self.path)
             await self._writer.create_function("audit_hash", 9, sql_row_hash, deterministic=True)
             rows = await self._writer.execute_fetchall(
@@ -106,6 +112,8 @@ class StoreWriter:
                 self._reader = await aiosqlite.connect(self.path)
                 await self._pragmas(self._reader)
                 await self._reader.execute("PRAGMA query_only=ON")
+                self.checkpointer = Checkpointer(self.path, self._busy_timeout_ms, self._checkpoint_interval_s)
+                await self.checkpointer.start()
         except BaseException:
             await self._close_connections()
             raise
@@ -140,6 +148,9 @@ class StoreWriter:
         await conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
 
     async def _close_connections(self) -> None:
+        if self.checkpointer is not None:
+            await self.checkpointer.stop()
+            self.checkpointer = None
         for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
             try:
                 await conn.close()

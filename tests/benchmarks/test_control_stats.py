@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 from benchmarks.control_bare import BareServer
 from benchmarks.control_loader import Bench, BenchClient
-from benchmarks.control_stats import (clients_of, event_seq, merge_fanout, merge_steady, owner, parse_mix, pct,
-                                      plan_requests)
+from benchmarks.control_stats import (clients_of, event_seq, loop_stalls, merge_fanout, merge_steady, owner,
+                                      parse_mix, pct, plan_requests)
 from gateway.protocol import codec
 
 MIX = parse_mix("ping=0.5,session.list=0.4,session.create=0.1")
@@ -180,3 +180,13 @@ def test_monotonic_time_read_in_another_process_is_on_the_same_clock() -> None:
     after = time.monotonic()
     proc.join(30)
     assert before <= child <= after
+
+
+def test_loop_stalls_between_two_reads_of_the_histogram() -> None:
+    """The longest stall is the highest bucket that grew between the reads, not since start."""
+    inf = float("inf")
+    before = {0.005: 10.0, 0.01: 10.0, 0.02: 11.0, 0.05: 12.0, inf: 12.0}  # a 30-50 ms stall at start-up
+    after = {0.005: 100.0, 0.01: 103.0, 0.02: 105.0, 0.05: 106.0, inf: 106.0}
+    assert loop_stalls(before, after) == {"samples": 94, "max_ms": 20.0, "max_from_ms": 10.0,
+                                          "over_5ms": 4, "over_10ms": 1, "over_20ms": 0}
+    assert loop_stalls(None, after) is None

@@ -111,6 +111,8 @@ async def test_counters_move_after_real_actions(watch, tmp_path) -> None:
     assert value(after, "dispatch_events_last_seq") >= value(after, "dispatch_events_stored_total")
     assert value(after, "dispatch_event_subscribers") >= 1
     assert "dispatch_event_fanout_lag_seconds" in after and "dispatch_event_fanout_lag_events" in after
+    for lag in ("dispatch_loop_lag_seconds_count", "dispatch_loop_lag_own_seconds_count"):
+        assert value(after, lag) > value(before, lag)
     assert sent["recipients"] == 1
 
 
