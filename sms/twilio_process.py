@@ -105,7 +105,7 @@ class TwilioProcessProvider:
 
     @property
     def unavailable(self) -> str | None:
-        """Why the API worker cannot take requests now (None: it can). The KPI probe and /readyz."""
+        """Why the API worker cannot take requests now (None: it can): the KPI probe's `sms` part."""
         return self.down_cause
 
     @property

@@ -22,30 +22,22 @@ from gateway.services.sessions import SessionService
 from gateway.services.sms import SmsService
 from sms.config import SmsConfig
 from sms.provider import ProviderError, Remote, Submitted
+from tests.sms.test_call_slots import AtOnce
 from tests.store.conftest import db_path, store  # noqa: F401  (fixtures: a real SQLite store in tmp_path)
 
 BODY = "Evacuate district 3"
 
 
-class Unsure:
+class Unsure(AtOnce):
     """Takes the first create but its answer is lost (maybe_sent); its first `failing_lookups`
     lookups fail; then it lists what it took."""
 
-    name = "twilio"
-    can_list = True
-
     def __init__(self, failing_lookups: int) -> None:
-        self.sent: list[str] = []
+        super().__init__()
         self.taken: list[Remote] = []
         self.lookups = 0
         self.failing_lookups = failing_lookups
-        self.changed = asyncio.Event()
-
-    async def start(self, on_receipt: Any, on_inbound: Any) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
+        self.changed = self.calls
 
     async def send(self, message_id: str, sender: str, to: str, body: str) -> Submitted:
         self.sent.append(to)
@@ -62,9 +54,6 @@ class Unsure:
         if self.lookups <= self.failing_lookups:
             raise ProviderError("sms api worker is not running", error="connection", maybe_sent=False)
         return [r for r in self.taken if r.to == to]
-
-    def webhook_routes(self) -> list[Any]:
-        return []
 
 
 def _service(store, provider: Unsure) -> SmsService:  # noqa: F811

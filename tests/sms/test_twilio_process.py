@@ -15,9 +15,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -27,31 +25,13 @@ from gateway.kpi.checks import sms_check
 from sms.provider import Inbound, ProviderError, Receipt
 from sms.twilio import TwilioProvider
 from sms.twilio_process import TwilioProcessProvider
+from tests.gateway.test_stop_signals import alive
 from tests.peers.ports import free_tcp_port
-from tests.peers.prism import PrismProxy, ensure_prism, prism_proxy, repo_root, twilio_spec_for_prism
-from tests.peers.twilio_stub import TwilioStub, twilio_stub
+from tests.peers.prism import PrismProxy
+from tests.peers.twilio_stub import TwilioStub
+from tests.sms.test_twilio import GOOD, SENDER, SID, TOKEN, prism, stub  # noqa: F401  (the session's stub and Prism)
 
-pytestmark = [pytest.mark.peers, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(90)]
-
-SID = "AC" + "13572468abcdef90" * 2
-TOKEN = "stub-auth-token-worker-77"
-SENDER = "+15005550006"
-GOOD = "+15551230001"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def stub() -> AsyncIterator[TwilioStub]:
-    async with twilio_stub(SID, TOKEN) as s:
-        yield s
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def prism(stub: TwilioStub, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PrismProxy]:
-    workdir = tmp_path_factory.mktemp("prism")
-    spec, _ = twilio_spec_for_prism(workdir)
-    binary = await ensure_prism(repo_root() / ".cache" / "prism")
-    async with prism_proxy(binary, spec, stub.url, log=workdir / "prism.log") as proxy:
-        yield proxy
+pytestmark = [pytest.mark.peers, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(90)]
 
 
 @dataclass
@@ -74,8 +54,8 @@ class Worked:
         return provider
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def tw(stub: TwilioStub, prism: PrismProxy) -> AsyncIterator[Worked]:
+@pytest_asyncio.fixture(loop_scope="session")
+async def tw(stub: TwilioStub, prism: PrismProxy) -> AsyncIterator[Worked]:  # noqa: F811
     stub.reset()
     port = free_tcp_port()
     h = Worked(provider=None, stub=stub, prism=prism, public_url=f"http://127.0.0.1:{port}")  # type: ignore[arg-type]
@@ -92,14 +72,6 @@ async def tw(stub: TwilioStub, prism: PrismProxy) -> AsyncIterator[Worked]:
         await h.provider.stop()
         await runner.cleanup()
         stub.reset()
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 async def until(pred, timeout: float, step: float = 0.01) -> None:  # /proc and the stub have no event to await
