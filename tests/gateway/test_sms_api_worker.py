@@ -91,7 +91,7 @@ async def test_api_worker_killed_mid_send_every_message_created_once(tmp_path: P
 
 
 async def test_api_worker_stopped_mid_send_is_killed_at_its_deadline_and_nothing_sent_twice(tmp_path: Path) -> None:
-    gw, first = await _break_worker_mid_send(tmp_path, signal.SIGSTOP, **{"sms.twilio.api_worker_stall_s": 2})
+    gw, first = await _break_worker_mid_send(tmp_path, signal.SIGSTOP, **{"sms.twilio.api_worker_stall_s": 3})
     stalled = gw.log_events(1, "sms.api_worker.stalled")
     assert len(stalled) == 1 and stalled[0]["pid"] == first, stalled
     assert await gone([first], 5) == []
