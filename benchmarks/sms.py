@@ -25,7 +25,10 @@ Per side and run:
 - receipts: the gateway side's final `sms.status` events at the client; the bare side's final
   callbacks / receipts; "last final after last create" is the backlog.
 - checks: creates per number at the peer (lost / duplicated), the store's counts, CPU (utime+stime
-  from /proc for the gateway; the bare process's own), the gateway's RSS.
+  from /proc for the gateway, and separately for its Twilio API worker process, sms.api_worker,
+  when it has one; the bare process's own), the gateway's RSS.
+`--twilio-api worker,in-process` runs the gateway side once per mode in each run, interleaved
+(sms.twilio.api_worker true / false), and prints the CPU per message of each process per mode.
 Ratios (gateway / bare) of the achieved rate, of the time to the last final receipt and of CPU
 are printed per rate, medians of the runs.
 """
@@ -128,6 +131,30 @@ def _proc_cpu_rss(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def api_worker_pids(parent: int) -> list[int]:
+    """The Twilio API worker processes (sms.api_worker) that `parent` started."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"{entry.path}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"sms.api_worker" in Path(entry.path, "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return sorted(found)
+
+
+def _cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += _proc_cpu_rss(pid)[0]
+    return total
+
+
 def _busiest_1s(times: list[float]) -> int:
     best, j = 0, 0
     for i, t in enumerate(times):
@@ -195,6 +222,7 @@ def _gateway_sets(a: argparse.Namespace, work: Path, rate: float, peer: Peer, ap
     # the stub was slow to call back a GET that scans the stub's whole list: at 500/s 150-170 such
     # lookups a run saturated the stub. The benchmark measures the shipped default.
     sets["sms.reconcile_after_s"] = SmsConfig.reconcile_after_s
+    sets["sms.twilio.api_worker"] = getattr(a, "mode", "worker") != "in-process"
     if peer.sim is not None:
         sets = {k: v for k, v in sets.items() if not k.startswith("sms.twilio.")}
         sets.update({"sms.provider": "smpp", "sms.smpp.host": "127.0.0.1", "sms.smpp.port": peer.sim.port,
@@ -206,7 +234,7 @@ async def run_gateway(a: argparse.Namespace, rate: float, spec_dir: Path, base: 
     work = Path(tempfile.mkdtemp(prefix="bench-sms-"))
     peer = Peer(a.provider, stub_procs=a.stub_procs)
     await peer.start()
-    res: dict[str, Any] = {"side": "gateway", "provider": a.provider, "recipients": a.recipients,
+    res: dict[str, Any] = {"side": "gateway", "twilio_api": getattr(a, "mode", "worker"), "provider": a.provider, "recipients": a.recipients,
                            "rate_per_s": rate, "burst": a.burst, "in_flight": a.in_flight,
                            "via_prism": a.prism, "workdir": str(work)}
     async with contextlib.AsyncExitStack() as stack:
@@ -249,7 +277,9 @@ async def run_gateway(a: argparse.Namespace, rate: float, spec_dir: Path, base: 
         reader = asyncio.get_running_loop().create_task(read())
         stack.callback(reader.cancel)
         to = numbers(a.recipients, base=base)
+        workers0 = api_worker_pids(gw.proc.pid) if a.provider == "twilio" else []
         cpu0, _ = _proc_cpu_rss(gw.proc.pid)
+        wcpu0 = _cpu_of(workers0)
         here0 = time.process_time()
         t0 = time.monotonic()
         sent = await client.call("sms.send", to=to, body=BODY)
@@ -266,6 +296,11 @@ async def run_gateway(a: argparse.Namespace, rate: float, spec_dir: Path, base: 
             await asyncio.sleep(0.1)
         t_end = max(final_at.values()) if final_at else time.monotonic()
         cpu1, rss = _proc_cpu_rss(gw.proc.pid)
+        workers1 = api_worker_pids(gw.proc.pid) if a.provider == "twilio" else []
+        wcpu1 = _cpu_of(workers1)
+        if workers0 or workers1:  # a worker restarted meanwhile: its predecessor's CPU is not counted
+            res["api_worker_pids"] = sorted(set(workers0) | set(workers1))
+            res["api_worker_cpu_s"] = round(wcpu1 - (wcpu0 if workers0 == workers1 else 0.0), 2)
         res["bench_process_cpu_pct"] = round(100 * (time.process_time() - here0) / max(time.monotonic() - t0, 1e-9), 1)
         await peer.collect()
         peer.note(res)
@@ -283,6 +318,10 @@ async def run_gateway(a: argparse.Namespace, rate: float, spec_dir: Path, base: 
                                             (sent["send_id"],)).fetchall())
         res["cpu_s"] = round(cpu1 - cpu0, 2)
         res["cpu_pct_of_core"] = round(100 * (cpu1 - cpu0) / max(t_end - t0, 1e-9), 1)
+        res["cpu_ms_per_message"] = round(1000 * (cpu1 - cpu0) / a.recipients, 3)
+        if "api_worker_cpu_s" in res:
+            res["api_worker_cpu_ms_per_message"] = round(1000 * res["api_worker_cpu_s"] / a.recipients, 3)
+            res["api_worker_cpu_pct_of_core"] = round(100 * res["api_worker_cpu_s"] / max(t_end - t0, 1e-9), 1)
         res["gateway_rss_mb"] = round(rss / 1024, 1)
         res["events_overflow"] = seen_overflow
     return res
@@ -357,14 +396,36 @@ def _off(v: float | None, rate: float) -> str:
     return "" if v is None else f" ({100 * (v - rate) / rate:+.1f} %)"
 
 
-def table(results: dict[float, list[tuple[dict[str, Any], dict[str, Any] | None]]]) -> str:
+Results = dict[tuple[float, str], list[tuple[dict[str, Any], dict[str, Any] | None]]]
+
+
+def _runs(runs: list[dict[str, Any]], key: str) -> str:
+    return " / ".join(_fmt(r.get(key)) for r in runs)
+
+
+def cpu_table(results: Results) -> str:
+    """One row per rate and Twilio API mode: each run's figure, then the median."""
+    out = ["| rate, API calls | steady rate /s [runs] | gateway CPU ms a message [runs] (median)"
+           " | API worker CPU ms a message [runs] (median) | both, median | gateway % of a core [runs]"
+           " | not final [runs] |", "|---|---|---|---|---|---|---|"]
+    for (rate, mode), pairs in results.items():
+        gws = [g for g, _ in pairs]
+        g, w = _median(gws, "cpu_ms_per_message"), _median(gws, "api_worker_cpu_ms_per_message")
+        out.append(f"| {rate:g}/s, {mode} | {_runs(gws, 'steady_rate_per_s')} | {_runs(gws, 'cpu_ms_per_message')}"
+                   f" ({_fmt(g)}) | {_runs(gws, 'api_worker_cpu_ms_per_message')} ({_fmt(w)})"
+                   f" | {_fmt(None if g is None else round(g + (w or 0.0), 3))} | {_runs(gws, 'cpu_pct_of_core')}"
+                   f" | {_runs(gws, 'not_final')} |")
+    return "\n".join(out)
+
+
+def table(results: Results) -> str:
     """One row per rate: medians of the runs, gateway beside bare, and their ratios. The steady rate
     (see `rate_measures`) with its deviation from the configured rate is the 2 % target's figure."""
     out = ["| rate | sms.send accept | steady rate: gateway / bare | slowest 1 s: gateway / bare"
            " | busiest 1 s: gateway / bare | send -> last create: gateway / bare (ideal)"
            " | last final after last create: gateway / bare | CPU % of a core: gateway / bare (ratio)"
            " | not final; lost / duplicated: gateway, bare |", "|---|---|---|---|---|---|---|---|---|"]
-    for rate, pairs in results.items():
+    for (rate, mode), pairs in results.items():
         gws = [g for g, _ in pairs]
         bares = [b for _, b in pairs if b is not None]
         g_rate, b_rate = _median(gws, "steady_rate_per_s"), _median(bares, "steady_rate_per_s")
@@ -375,7 +436,7 @@ def table(results: dict[float, list[tuple[dict[str, Any], dict[str, Any] | None]
         checks = " ; ".join(f"{g.get('not_final')}; {g.get('lost_at_peer')} / {g.get('duplicated_at_peer')}, "
                             + (f"{b.get('not_final')}; {b.get('lost_at_peer')} / {b.get('duplicated_at_peer')}"
                                if b else "-") for g, b in pairs)
-        out.append(f"| {rate:g}/s | {_fmt(_median(gws, 'accept_s'), ' s')}"
+        out.append(f"| {rate:g}/s{', ' + mode if mode else ''} | {_fmt(_median(gws, 'accept_s'), ' s')}"
                    f" | {_fmt(g_rate)}{_off(g_rate, rate)} / {_fmt(b_rate)}{_off(b_rate, rate)}"
                    f" | {_fmt(_median(gws, 'slowest_1s'))} / {_fmt(_median(bares, 'slowest_1s'))}"
                    f" | {_fmt(_median(gws, 'busiest_1s'))} / {_fmt(_median(bares, 'busiest_1s'))}"
@@ -410,21 +471,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--py-spy-gil", action="store_true",
                     help="py-spy samples only the thread holding the GIL: the gateway's Python CPU (the event loop's and the"
                          " SQLite thread's Python alike; SQLite's own C work, run without the GIL, is left out)")
+    ap.add_argument("--twilio-api", default="worker",
+                    help="twilio: where the gateway makes its API calls, comma-separated modes run interleaved"
+                         " in each run: worker (sms.twilio.api_worker = true, the default) | in-process")
     a = ap.parse_args(argv)
+    modes = [m.strip() for m in a.twilio_api.split(",")] if a.provider == "twilio" else [""]
+    if not set(modes) <= {"worker", "in-process", ""}:
+        ap.error(f"--twilio-api: worker or in-process, not {a.twilio_api!r}")
     spec_dir = Path(tempfile.mkdtemp(prefix="bench-sms-spec-"))
-    results: dict[float, list[tuple[dict[str, Any], dict[str, Any] | None]]] = {}
+    results: Results = {}
     for rate in [float(r) for r in a.rates.split(",")]:
         for i in range(a.repeat):
             base = 8613700000000 + i * 100_000  # other numbers each run
-            g = asyncio.run(run_gateway(a, rate, spec_dir, base))
-            print(json.dumps({"run": i + 1, **g}), flush=True)
-            b = None
-            if a.bare:
-                b = asyncio.run(run_bare(a, rate, base))
-                print(json.dumps({"run": i + 1, **b}), flush=True)
-            results.setdefault(rate, []).append((g, b))
+            for n, mode in enumerate(modes):
+                a.mode = mode
+                print(json.dumps({"run": i + 1, "twilio_api": mode, "utc": time.strftime("%H:%M:%S", time.gmtime()),
+                                  "loadavg": " ".join(open("/proc/loadavg").read().split()[:3])}), flush=True)
+                g = asyncio.run(run_gateway(a, rate, spec_dir, base + n * 20_000))
+                print(json.dumps({"run": i + 1, **g}), flush=True)
+                b = None
+                if a.bare and n == 0:
+                    b = asyncio.run(run_bare(a, rate, base))
+                    print(json.dumps({"run": i + 1, **b}), flush=True)
+                results.setdefault((rate, mode), []).append((g, b))
     print(json.dumps({"machine": machine_info(), "args": vars(a)}), flush=True)
     print(table(results))
+    print(cpu_table(results))
     return 0
 
 

@@ -88,7 +88,7 @@ class Gateway:
         self.broadcasts = BroadcastService(self.store, self.bus, self.sessions, self.directory,
                                            config.broadcast, data_dir=config.gateway.data_dir)
         self.sms = SmsService(self.store, self.bus, self.sessions, self.directory, config.sms,
-                              make_provider(config.sms))
+                              make_provider(config.sms, config.gateway.log_level))
         self.terminals = TerminalService(self.store, self.bus, self.directory, config.terminals)
         self.video = VideoService(self.bus, self.sessions, config.video,
                                   data_dir=config.gateway.data_dir, terminals=self.terminals)

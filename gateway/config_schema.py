@@ -476,6 +476,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "api_base": _str("https://api.twilio.com"),
             "public_url": _str("http://127.0.0.1:8080"),
             "timeout_s": _seconds(10),
+            "api_worker": _bool(True),
+            "api_worker_stall_s": _seconds(5),
         },
         "smpp": {
             "host": _host("127.0.0.1"),

@@ -14,6 +14,10 @@ class TwilioSettings:
     api_base: str = "https://api.twilio.com"
     public_url: str = "http://127.0.0.1:8080"  # where Twilio reaches our webhooks (signatures use it)
     timeout_s: float = 10.0
+    # The API calls (creates, lookups) in a worker process of their own (sms/api_worker), off the
+    # gateway's core; false: in the gateway's process. The webhooks are the gateway's either way.
+    api_worker: bool = True
+    api_worker_stall_s: float = 5.0  # the worker silent this long (no answer to a ping): killed, restarted
 
 
 @dataclass(frozen=True)

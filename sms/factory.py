@@ -6,11 +6,19 @@ from sms.config import SmsConfig
 from sms.provider import Provider
 
 
-def make_provider(config: SmsConfig) -> Provider | None:
+def make_provider(config: SmsConfig, log_level: str = "info") -> Provider | None:
+    """`log_level`: the gateway's, for a provider's worker process (its lines are logged again)."""
     if config.provider == "twilio":
+        t = config.twilio
+        if t.api_worker:  # the API calls in sms.api_worker, the webhooks here
+            from sms.twilio_process import TwilioProcessProvider
+
+            return TwilioProcessProvider(t.account_sid, t.auth_token, from_number=config.sender, api_base=t.api_base,
+                                         public_url=t.public_url, timeout_s=t.timeout_s,
+                                         max_connections=config.in_flight, stall_s=t.api_worker_stall_s,
+                                         log_level=log_level)
         from sms.twilio import TwilioProvider
 
-        t = config.twilio
         return TwilioProvider(t.account_sid, t.auth_token, from_number=config.sender, api_base=t.api_base,
                               public_url=t.public_url, timeout_s=t.timeout_s,
                               max_connections=config.in_flight)  # one pool, as wide as the in-flight limit

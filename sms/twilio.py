@@ -1,6 +1,8 @@
 """Twilio as an SMS provider: the Messages API through the twilio library's async client, and the
-two webhooks Twilio calls (status callbacks and inbound messages), each checked with
-X-Twilio-Signature before anything is acted on.
+two webhooks Twilio calls (status callbacks and inbound messages, `TwilioWebhooks`), each checked
+with X-Twilio-Signature before anything is acted on. By default the API side runs in a worker
+process (sms/twilio_process.py, sms/api_worker/) and the webhooks in the gateway; this provider
+runs both in one process (`sms.twilio.api_worker = false`, and inside that worker).
 
     provider = TwilioProvider(sid, token, from_number="+15005550006", public_url="https://gw.example")
     for method, path, handler in provider.webhook_routes():
@@ -207,19 +209,14 @@ class TwilioProvider:
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
-        public = urlsplit(public_url)
-        if public.scheme not in ("http", "https") or not public.netloc or public.query:
-            raise ValueError(f"public_url must be an http(s) URL without a query, not {public_url!r}")
         self.from_number = from_number
-        self.public_url = public_url.rstrip("/")
+        self.public_url = checked_public_url(public_url)
         self.status_callback = self.public_url + STATUS_PATH
         self.timeout_s = timeout_s
         self._http = _HttpClient(api_base, timeout_s, max_connections)
         # environment={}: TWILIO_EDGE / TWILIO_REGION must not move the API host behind our back
         self._client = Client(account_sid, auth_token, http_client=self._http, environment={})
-        self._signature = WebhookSignature(auth_token)
-        self._on_receipt: OnReceipt | None = None
-        self._on_inbound: OnInbound | None = None
+        self.webhooks = TwilioWebhooks(auth_token, self.public_url)
 
     def __repr__(self) -> str:  # never the token
         return f"TwilioProvider(account_sid={self._client.account_sid!r}, public_url={self.public_url!r})"
@@ -227,10 +224,10 @@ class TwilioProvider:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, on_receipt: OnReceipt, on_inbound: OnInbound) -> None:
-        self._on_receipt, self._on_inbound = on_receipt, on_inbound
+        self.webhooks.start(on_receipt, on_inbound)
 
     async def stop(self) -> None:
-        self._on_receipt = self._on_inbound = None
+        self.webhooks.stop()
         await self._http.close()
 
     # --- API ---------------------------------------------------------------------------------
@@ -275,6 +272,35 @@ class TwilioProvider:
     # --- webhooks ----------------------------------------------------------------------------
 
     def webhook_routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
+        return self.webhooks.routes()
+
+
+def checked_public_url(public_url: str) -> str:
+    """`public_url` without a trailing slash; ValueError unless an http(s) URL without a query."""
+    public = urlsplit(public_url)
+    if public.scheme not in ("http", "https") or not public.netloc or public.query:
+        raise ValueError(f"public_url must be an http(s) URL without a query, not {public_url!r}")
+    return public_url.rstrip("/")
+
+
+class TwilioWebhooks:
+    """The two webhooks Twilio calls, served in the gateway whichever process makes the API calls
+    (sms/twilio_process.py): each request checked with X-Twilio-Signature against our public URL,
+    then handed to the callbacks given to `start()` and answered once they have taken it."""
+
+    def __init__(self, auth_token: str, public_url: str) -> None:
+        self.public_url = checked_public_url(public_url)
+        self._signature = WebhookSignature(auth_token)
+        self._on_receipt: OnReceipt | None = None
+        self._on_inbound: OnInbound | None = None
+
+    def start(self, on_receipt: OnReceipt, on_inbound: OnInbound) -> None:
+        self._on_receipt, self._on_inbound = on_receipt, on_inbound
+
+    def stop(self) -> None:
+        self._on_receipt = self._on_inbound = None
+
+    def routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
         return [("POST", STATUS_PATH, self._status_webhook), ("POST", INBOUND_PATH, self._inbound_webhook)]
 
     async def _verified_form(self, request: web.Request, path: str) -> Any:

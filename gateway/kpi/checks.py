@@ -70,12 +70,16 @@ async def tcp_connect(host: str, port: int) -> None:
 
 
 def sms_check(provider: Any, api_base: str | None, timeout_s: float) -> Check:
-    """SMPP: the provider's own session is bound (this probe opens nothing). Twilio: the API host
-    accepts a TCP connection (one socket, closed before the check answers)."""
+    """SMPP: the provider's own session is bound (this probe opens nothing). Twilio: its API worker
+    process is up (when it has one: `unavailable` says why not), and the API host accepts a TCP
+    connection (one socket, closed before the check answers)."""
 
     async def check() -> Result:
         if hasattr(provider, "bound"):  # SMPP
             return (True, "") if provider.bound else (False, "not bound to the SMSC")
+        down = getattr(provider, "unavailable", None)
+        if down:
+            return False, down
         url = urlsplit(api_base or "")
         host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
         try:

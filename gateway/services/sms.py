@@ -41,6 +41,7 @@ from sms.provider import Inbound, Provider, ProviderError, Receipt, Remote
 log = structlog.get_logger(__name__)
 
 FINAL = frozenset({"delivered", "undelivered", "failed"})
+LOOKUP_FAILED = (ProviderError, TimeoutError, OSError)  # a find_sent that could not tell
 STALE_PAGE = 200  # stale `sent` messages looked at per read
 
 
@@ -268,7 +269,13 @@ class SmsService:
         try:
             assert self.provider is not None
             if row["state"] == MessageState.QUEUED.value:  # held: look at the provider before resending
-                remote = await self._find_at_provider(row)
+                try:
+                    remote = await self._find_at_provider(row, strict=True)
+                except LOOKUP_FAILED:  # it may be there and we could not look: held, not sent blind
+                    free()
+                    self._pacer.push(message_id, row["sender"], time.time() + max(1.0, self.config.base_delay_s))
+                    self._wake.set()
+                    return
                 if remote is not None:
                     await self._adopt(row, remote)
                     return
@@ -394,14 +401,18 @@ class SmsService:
         reconciled = resent = 0
         for row in pending:
             if row["state"] == "sending":
-                remote = await self._find_at_provider(row) if self.provider.can_list else None
+                try:  # where the provider cannot be asked (SMPP), or the lookup fails, it may have it
+                    remote = await self._find_at_provider(row, strict=True) if self.provider.can_list else None
+                    unsure = not self.provider.can_list
+                except LOOKUP_FAILED:
+                    remote, unsure = None, True  # held: looked up again before its next attempt
                 if remote is not None:
                     await self._adopt(row, remote)
                     reconciled += 1
                     continue
                 # the attempt's outcome is unknown: the core decides as for a timed-out attempt
                 lost = ProviderError("the gateway stopped during the attempt", error="connection",
-                                     maybe_sent=not self.provider.can_list)
+                                     maybe_sent=unsure)
                 await self._failed_attempt(row, lost)
                 resent += 1
                 continue
@@ -410,13 +421,17 @@ class SmsService:
         if pending:
             log.info("sms.recovered", pending=len(pending), reconciled=reconciled, resent=resent)
 
-    async def _find_at_provider(self, row: dict) -> Remote | None:
-        """The provider's record of this message, if it has one we have not matched already."""
+    async def _find_at_provider(self, row: dict, *, strict: bool = False) -> Remote | None:
+        """The provider's record of this message, if it has one we have not matched already. A
+        lookup that fails is None (logged), or raised with `strict` (the caller must not take
+        "not found" from it: it is about to send again)."""
         assert self.provider is not None
         try:
             remote = await self.provider.find_sent(row["recipient"], row["created_at"])
-        except (ProviderError, TimeoutError, OSError) as err:
+        except LOOKUP_FAILED as err:
             log.warning("sms.reconcile_failed", message_id=row["message_id"], error=repr(err))
+            if strict:
+                raise
             return None
         for m in remote:
             if m.provider_id == row.get("provider_id"):

@@ -91,12 +91,7 @@ async def sms(stub: TwilioStub, prism: PrismProxy) -> AsyncIterator[Harness]:
     async with aiohttp.ClientSession() as http:
         h = Harness(provider=None, stub=stub, prism=prism, public_url=public_url, http=http)  # type: ignore[arg-type]
         h.provider = h.make_provider()
-        app = web.Application()
-        for method, path, handler in h.provider.webhook_routes():
-            app.router.add_route(method, path, handler)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner = await serve_webhooks(h.provider, port)
         await h.provider.start(h.receipts.append, h.inbound.append)
         h.mark = prism.mark()
         try:
@@ -105,6 +100,17 @@ async def sms(stub: TwilioStub, prism: PrismProxy) -> AsyncIterator[Harness]:
             await h.provider.stop()
             await runner.cleanup()
             stub.reset()
+
+
+async def serve_webhooks(provider: object, port: int) -> web.AppRunner:
+    """An aiohttp app on 127.0.0.1:`port` with `provider`'s webhook routes (cleanup() ends it)."""
+    app = web.Application()
+    for method, path, handler in provider.webhook_routes():  # type: ignore[attr-defined]
+        app.router.add_route(method, path, handler)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
 
 
 # --- the API through Prism ---------------------------------------------------------------------
