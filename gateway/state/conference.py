@@ -161,9 +161,16 @@ class Conference:
 
     def set_talking(self, member_id: str, talking: bool) -> MemberChange | None:
         """Voice activity of a member in the mix (a muted one too: the chair sees who wants to
-        speak); None when nothing changed or the member is not in the mix."""
+        speak); None when nothing changed or the member is not in the mix. The worker reports it
+        only when it changes, and its first report can come before the answer to the join (the
+        same pipe, read in one go): a joining member keeps it, and `joined` tells it."""
         m = self.members.get(member_id)
-        if self.ended or m is None or m.state not in (MemberState.JOINED, MemberState.MUTED) or m.talking == talking:
+        if self.ended or m is None or m.talking == talking:
+            return None
+        if m.state is MemberState.JOINING:
+            m.talking = talking
+            return None
+        if m.state not in (MemberState.JOINED, MemberState.MUTED):
             return None
         m.talking = talking
         return MemberChange(m.public())

@@ -118,11 +118,14 @@ def test_joined_twice_is_refused():
 
 
 def test_talking_only_in_the_mix_and_only_changes():
-    conf = _conf(("a", False))
-    assert conf.set_talking("a", True) is None  # still joining: not heard yet
-    conf.joined("a")
-    assert conf.set_talking("a", True).member["talking"] is True
+    conf = _conf(("a", False), ("b", False))
+    assert conf.set_talking("a", True) is None  # still joining: nothing published yet
+    # the worker's report came before the join's answer: the join says it (it is not sent again)
+    assert conf.joined("a").member["talking"] is True
     assert conf.set_talking("a", True) is None
+    conf.set_talking("a", False)
+    assert conf.set_talking("a", True).member["talking"] is True
+    assert conf.joined("b").member["talking"] is False
     conf.set_muted("a", True)
     assert conf.set_talking("a", False).member == {**conf.member("a").public(), "talking": False}
     conf.set_talking("a", True)
