@@ -144,7 +144,7 @@ async def test_push_to_talk_to_two_speakers_both_record_it(start_gateway, connec
         await page.wait_for_selector("#bc-ptt", state="detached", timeout=WAIT_MS)  # the mic closed with it
         for s in spk:
             await s.wait_log("terminated", timeout=WAIT_S)
-        recordings = [s.recording("dec") for s in spk]
+        recordings = [await s.recording("dec") for s in spk]
     assert end["end_reason"] == "stopped"
     for s, (samples, rate) in zip(spk, recordings):
         assert _target_states(w, bid, s.user)[:2] == ["ringing", "connected"], s.user

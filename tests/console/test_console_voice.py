@@ -229,8 +229,8 @@ async def test_conference_of_the_console_and_two_phones_mute_and_kick(start_gate
         await page.click("section.conference .conf-end")
         await alpha.wait_log("terminated", timeout=WAIT_S)
         await card.wait_for(state="detached", timeout=WAIT_MS)
-        b_samples, b_rate = bravo.recording("dec")
-        a_samples, a_rate = alpha.recording("dec")
+        b_samples, b_rate = await bravo.recording("dec")
+        a_samples, a_rate = await alpha.recording("dec")
     assert left["data"]["cause"] == "removed"
     assert round(heard["hz"] / 250) * 250 in (500, 750), heard  # one of the phones, through the console's speaker
     b = active_span(b_samples, b_rate)

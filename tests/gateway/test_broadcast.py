@@ -62,7 +62,7 @@ async def test_tone_to_a_group_of_speakers_is_heard_by_each(start_gateway, conne
     assert end["end_reason"] == "completed" and end["targets"] == {"ended": 3}
     for p in spk:
         assert _target_states(w, b["broadcast_id"], p.user) == ["ringing", "connected", "ended"]
-        samples, rate = p.recording("dec")
+        samples, rate = await p.recording("dec")
         heard = active_span(samples, rate)
         assert len(heard) / rate > 1.5, f"{p.user}: only {len(heard) / rate:.2f}s heard"
         assert abs(dominant_frequency(heard, rate) - 1000) < 20, p.user
@@ -95,7 +95,7 @@ async def test_file_source_correlates_with_what_the_speaker_recorded(start_gatew
                              source={"type": "file", "path": "evacuate.wav"})
         await _ended(w, b["broadcast_id"])
         await spk[0].wait_log("terminated")
-        heard, rate = spk[0].recording("dec")
+        heard, rate = await spk[0].recording("dec")
     ref = notes.astype(np.float64) / 32768
     if rate != 16000:  # baresip records at the codec's rate
         ref = ref[:: 16000 // rate]
@@ -123,7 +123,7 @@ async def test_tts_announcement_in_mandarin_is_speech(start_gateway, connect, wa
                              source={"type": "tts", "text": "请所有人员立即撤离", "language": "zh"})
         end = await _ended(w, b["broadcast_id"])
         await spk[0].wait_log("terminated")
-        heard, rate = spk[0].recording("dec")
+        heard, rate = await spk[0].recording("dec")
     speech = active_span(heard, rate)
     assert len(speech) / rate > 1.0 and rms(speech) > 0.02
     assert end["source"] == {"type": "tts", "language": "zh", "text_chars": 9}
@@ -191,7 +191,7 @@ async def test_busy_and_unreachable_speakers_are_retried_the_rest_plays(start_ga
         end = await _ended(w, b["broadcast_id"], timeout=60)
         await spk[0].wait_log("terminated")
         res = await busy.wait(10)
-        heard, rate = spk[0].recording("dec")
+        heard, rate = await spk[0].recording("dec")
     assert _target_states(w, b["broadcast_id"], "spk-busy") == ["ringing", "retrying", "ringing", "failed"]
     failed = [e["data"] for e in w.events if e["type"] == "broadcast.target"
               and e["data"]["target"] == "spk-busy" and e["data"]["state"] == "failed"][0]
@@ -222,7 +222,7 @@ async def test_live_microphone_to_speakers(start_gateway, connect, watch) -> Non
         await alice.call("broadcast.stop", broadcast_id=b["broadcast_id"])
         end = await _ended(w, b["broadcast_id"])
         await spk[0].wait_log("terminated")
-        heard, rate = spk[0].recording("dec")
+        heard, rate = await spk[0].recording("dec")
     assert end["end_reason"] == "stopped"
     tone_part = active_span(heard, rate)
     assert len(tone_part) / rate > 1.5

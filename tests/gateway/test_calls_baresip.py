@@ -93,7 +93,7 @@ async def test_console_talks_and_listens_through_binary_frames(start_gateway, co
         await alice.call("call.hangup", call_id=cid)
         await w.call_state(cid, "ended")
         await phone.wait_log("terminated")
-        samples, phone_rate = phone.recording("dec")
+        samples, phone_rate = await phone.recording("dec")
     # What the phone heard: the console's tone.
     heard = active_span(samples, phone_rate)
     assert len(heard) / phone_rate > 1.5, f"only {len(heard) / phone_rate:.2f}s of tone heard"

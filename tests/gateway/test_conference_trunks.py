@@ -45,7 +45,7 @@ async def test_a_dropped_trunk_is_redialled_and_the_workers_hear_each_other_agai
         await alice.call("conference.end", conference_id=cid)
         for m in members.values():
             await w.call_state(m["call_id"], "ended")
-        levels = {name: heard(phone) for name, phone in phones.items()}
+        levels = {name: await heard(phone) for name, phone in phones.items()}
     assert [v["calls"] for v in gw.sip.stats()["workers"].values()] == [0, 0]
     states = [e["data"]["state"] for e in w.events if e["type"] == "conference.trunk"]
     assert states == ["lost", "restored"], states

@@ -40,8 +40,8 @@ def tone_levels(samples: np.ndarray, rate: int, freqs: list[float]) -> np.ndarra
     return np.stack([spectrum[:, max(b - 1, 0):b + 2].max(axis=1) for b in bins], axis=1)
 
 
-def heard(phone: BaresipPhone) -> dict[str, np.ndarray]:
-    samples, rate = phone.recording()
+async def heard(phone: BaresipPhone) -> dict[str, np.ndarray]:
+    samples, rate = await phone.recording()
     levels = tone_levels(samples, rate, list(TONES.values()))
     return {name: levels[:, i] for i, name in enumerate(TONES)}
 
@@ -116,7 +116,7 @@ async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(start_g
         for name in ("duty", "fire"):
             await w.call_state(members[name]["call_id"], "ended")
         rec = (await w.wait(lambda e: e["type"] == "conference.recording"))["data"]
-        levels = {name: heard(phone) for name, phone in phones.items()}
+        levels = {name: await heard(phone) for name, phone in phones.items()}
 
     # One WAV of the mix: every member heard (scene until it was muted), written by the bridge.
     assert rec["conference_id"] == cid and rec["session_id"] == conf["session_id"] and rec["bytes"] > 44
@@ -176,7 +176,7 @@ async def test_a_1to1_call_escalated_keeps_its_audio_without_a_new_invite(start_
             await alice.call("conference.get", conference_id=conf["conference_id"])
         assert err.value.reason == "no-such-conference"
         duty_log = duty.log()
-        lv_duty, lv_fire = heard(duty), heard(fire)
+        lv_duty, lv_fire = await heard(duty), await heard(fire)
     assert w.states(call["call_id"]).count("dialing") == 1
     assert duty_log.count("answering call") == 1 and duty_log.count("got re-INVITE") == 1, duty_log[-1500:]
     assert len(duty.recordings()) == 1  # one call, one stream: the one dialled 1:1
@@ -210,7 +210,7 @@ async def test_a_conference_spanning_two_workers_on_the_wheel_passes_the_three_t
         for m in members.values():
             await w.call_state(m["call_id"], "ended")
         rec = (await w.wait(lambda e: e["type"] == "conference.recording"))["data"]
-        levels = {name: heard(phone) for name, phone in phones.items()}
+        levels = {name: await heard(phone) for name, phone in phones.items()}
     # the trunk's slots came back with the conference's end
     assert [v["calls"] for v in gw.sip.stats()["workers"].values()] == [0, 0]
     assert_recorded_all_three(gw, rec)
@@ -281,7 +281,7 @@ async def test_console_audio_in_and_out_of_a_conference(start_gateway, connect, 
         got = await alice.call("conference.get", conference_id=cid)
         assert [m["state"] for m in got["members"]] == ["joined", "joined", "left"]
         await alice.call("conference.end", conference_id=cid)
-        levels = {"duty": heard(duty), "fire": heard(fire)}
+        levels = {"duty": await heard(duty), "fire": await heard(fire)}
 
     console_levels = tone_levels(pcm_to_array(heard_by_console), 16000, list(TONES.values()))
     lv = {name: console_levels[:, i] for i, name in enumerate(TONES)}
@@ -351,7 +351,7 @@ async def test_callers_dial_in_with_a_pin_and_hear_the_others(start_gateway, con
         await alice.call("conference.end", conference_id=cid)
         for m in (chair, joining):
             await w.call_state(m["call_id"], "ended")
-        lv_duty, lv_scene, lv_stranger = heard(duty), heard(scene), heard(stranger)
+        lv_duty, lv_scene, lv_stranger = await heard(duty), await heard(scene), await heard(stranger)
     assert not [e for e in w.events if e["type"] == "conference.member"
                 and e["data"]["member_id"] == intruder["member_id"] and e["data"]["state"] == "joined"]
     assert (lv_duty["scene"] > PRESENT).sum() >= 10 and lv_duty["duty"].max() < ABSENT

@@ -81,7 +81,7 @@ async def test_stopped_workers_are_killed_restarted_and_others_carry_on(start_ga
             await alice.call("call.hangup", call_id=keep)
             await w.call_state(keep, "ended")
             await desk.wait_log("terminated")
-            heard, rate = desk.recording("dec")
+            heard, rate = await desk.recording("dec")
             # The stopped workers come back: new calls land on them and connect.
             again = []
             for _ in range(2):

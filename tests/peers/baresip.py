@@ -2,7 +2,7 @@
 
     async with BaresipPhone(tone_hz=440) as phone:      # or play_wav=path, or neither (silence)
         ...dial phone.uri from the gateway...
-        samples, rate = phone.recording()                # what baresip decoded from the call
+        samples, rate = await phone.recording()          # what baresip decoded, once the call ended
 
 - Its own temp dir holds `config`, `accounts` and the recordings: module sndfile writes
   `dump-*-dec.wav` (what baresip heard, decoded) and `dump-*-enc.wav` (what it sent).
@@ -47,6 +47,28 @@ def _module_path() -> str:
             return p
     raise RuntimeError("baresip modules (sndfile.so) not found in " + ", ".join(MODULE_PATH_CANDIDATES))
 
+
+
+def wav_closed(path: Path) -> bool:
+    """Whether a WAV's header states its true length: the RIFF size and the data chunk's size match
+    the file, which libsndfile writes when it closes the file (not while it records)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+            size = f.seek(0, 2)
+    except OSError:
+        return False
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return False
+    if int.from_bytes(head[4:8], "little") != size - 8:
+        return False
+    at = 12
+    while at + 8 <= len(head):
+        name, length = head[at:at + 4], int.from_bytes(head[at + 4:at + 8], "little")
+        if name == b"data":
+            return length == size - at - 8
+        at += 8 + length + (length & 1)
+    return False
 
 class BaresipPhone:
     """One baresip process with one auto-answering account `sip:<user>@127.0.0.1:<port>`."""
@@ -134,10 +156,18 @@ module_app		menu.so
         """sndfile dumps, oldest first: `dec` = what baresip heard, `enc` = what it sent."""
         return sorted(self.dir.glob(f"dump-*-{kind}.wav"), key=lambda p: p.stat().st_mtime)
 
-    def recording(self, kind: str = "dec") -> tuple[np.ndarray, int]:
-        files = self.recordings(kind)
-        if not files:
-            raise AssertionError(f"baresip recorded nothing ({kind}); log:\n{self.log()[-2000:]}")
+    async def recording(self, kind: str = "dec", timeout: float = 10) -> tuple[np.ndarray, int]:
+        """The newest dump's samples once sndfile has closed it: the call ended (or baresip
+        stopped) and the final header written. Before that the header is the one written at
+        open, or half rewritten, and reading it races sndfile."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not ((files := self.recordings(kind)) and wav_closed(files[-1])):
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            state = f"open: {files[-1].name}" if files else "nothing"
+            raise AssertionError(f"baresip's {kind} recording not closed within {timeout} s ({state}); "
+                                 f"log:\n{self.log()[-2000:]}") from None
         return read_wav(files[-1])
 
     async def wait_log(self, text: str, timeout: float = 10) -> None:

@@ -34,7 +34,7 @@ async def test_tone_reaches_baresip(start_supervisor, recorder: Recorder) -> Non
         await sup.hangup(c)
         await recorder.wait_state(c, "disconnected")
         await phone.wait_log("terminated")
-        samples, rate = phone.recording("dec")
+        samples, rate = await phone.recording("dec")
     heard = active_span(samples, rate)
     assert len(heard) / rate > 1.5, f"only {len(heard) / rate:.2f}s of tone heard"
     assert abs(dominant_frequency(heard, rate) - 1000) < 20

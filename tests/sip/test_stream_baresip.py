@@ -92,7 +92,7 @@ async def test_one_stream_to_three_phones_across_two_workers(start_supervisor, r
             await p.wait_log("terminated")
         heard = []
         for p in phones:
-            samples, rate = p.recording("dec")
+            samples, rate = await p.recording("dec")
             span = active_span(samples, rate)
             heard.append((len(span) / rate, dominant_frequency(span, rate) if len(span) else 0.0))
     for secs, hz in heard:
@@ -130,8 +130,8 @@ async def test_stream_detached_when_call_ends_and_unknown_calls(start_supervisor
         await sup.detach_stream(sid, ca)  # the call is gone: a no-op
         await pa.wait_log("terminated")
         await pb.wait_log("terminated")
-        a_samples, a_rate = pa.recording("dec")
-        b_samples, b_rate = pb.recording("dec")
+        a_samples, a_rate = await pa.recording("dec")
+        b_samples, b_rate = await pb.recording("dec")
     a = active_span(a_samples, a_rate)
     b = active_span(b_samples, b_rate)
     assert len(a) / a_rate > 2.0 and abs(dominant_frequency(a, a_rate) - 1000) < 20

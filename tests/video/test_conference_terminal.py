@@ -43,7 +43,7 @@ async def test_a_terminals_microphone_joins_a_conference(media_netns, start_gate
         await events.wait(lambda e: e["type"] == "voice.state" and e["data"]["bridge_id"] == bridge["bridge_id"]
                           and e["data"]["state"] == "ended", 30)
         await phone.wait_log("terminated", timeout=10)
-    samples, rate = phone.recording()
+    samples, rate = await phone.recording()
     loud = [rms(samples[i:i + rate // 50]) for i in range(0, len(samples) - rate // 50, rate // 50)]
     assert max(loud) > 0.01, f"the phone heard silence (max rms {max(loud):.4f})"
     assert np.count_nonzero(np.array(loud) > 0.01) >= 3, "the beeps, not one click"

@@ -48,7 +48,7 @@ async def test_the_terminal_page_joins_a_call_and_hangs_up(media_netns, start_ga
         assert ended["data"]["reason"] == "hangup-by-terminal", ended
         await phone.wait_log("terminated", timeout=10)
         await page.wait_for_selector("#voice-card", state="hidden", timeout=WAIT_MS)
-        samples, rate = phone.recording()
+        samples, rate = await phone.recording()
         assert len(samples) >= rate * 2, "about three seconds heard"
         loud = [rms(samples[i:i + rate // 50]) for i in range(0, len(samples) - rate // 50, rate // 50)]
         assert np.count_nonzero(np.array(loud) > 0.01) >= 3, f"the beeps, not silence (max rms {max(loud):.4f})"

@@ -37,7 +37,7 @@ async def test_terminal_microphone_reaches_a_sip_phone(media_netns, start_gatewa
         ended = await dispatcher.call("voice.hangup", bridge_id=bid)
         assert ended["state"] == "ended" and ended["reason"] == "hangup"
         await phone.wait_log("terminated", timeout=10)
-    samples, rate = phone.recording()
+    samples, rate = await phone.recording()
     assert len(samples) >= rate * 2, "about three seconds heard"
     loud = [rms(samples[i:i + rate // 50]) for i in range(0, len(samples) - rate // 50, rate // 50)]
     assert max(loud) > 0.01, f"the phone heard silence (max rms {max(loud):.4f})"
