@@ -9,7 +9,8 @@ workers, which inherit it) starts tracemalloc and, every that many seconds, repo
   report first;
 - `types`: the object types the garbage collector tracks whose count grew most (after a full
   collection: reachable objects only);
-- `traced_kb`, `rss_kb`, `malloc_kb` (glibc's heap), `sqlite_kb` (SQLite's), `fds` by kind.
+- `traced_kb`, `rss_kb`, `malloc_kb` (glibc's heap), `pymalloc` (CPython's object arenas: how many,
+  and the kB in blocks in use, in free blocks, in unused pools), `sqlite_kb` (SQLite's), `fds` by kind.
 `DISPATCH_GATEWAY_MEMSTATS=<seconds>` reports the sizes, heaps and fds only (no tracemalloc, no
 object census, a few ms): cheap enough for a soak whose RSS slope is measured.
 The gateway logs it as the `memwatch` event, a worker writes one JSON line to its log
@@ -26,6 +27,9 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import re
+import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Mapping
@@ -158,6 +162,47 @@ def _malloc_kb() -> dict[str, int] | None:
     return {"arena": m.arena >> 10, "mmap": m.hblkhd >> 10, "used": m.uordblks >> 10, "free": m.fordblks >> 10}
 
 
+_PYMALLOC_LINES = {  # sys._debugmallocstats()'s summary lines -> our keys
+    "# arenas allocated current": "arenas", "# arenas highwater mark": "arenas_highwater",
+    "# bytes in allocated blocks": "in_use_kb", "# bytes in available blocks": "free_blocks_kb",
+    "unused pools": "unused_pools_kb"}
+
+
+def parse_pymalloc(text: str) -> dict[str, int]:
+    """CPython's arena summary from `sys._debugmallocstats()`'s text: `arenas` (1 MiB each, mapped
+    while any block in them is used), `arenas_highwater`, kB in blocks in use, in free blocks of
+    used pools, in unused pools of live arenas. Arenas growing while `in_use_kb` stays flat is
+    fragmentation (a few live objects keep an arena each), not a leak."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        label, sep, value = line.partition("=")
+        if not sep:
+            continue
+        for key, name in _PYMALLOC_LINES.items():
+            if key in label and name not in out:
+                n = int(re.sub(r"[^0-9]", "", value) or 0)
+                out[name] = n >> 10 if name.endswith("_kb") else n
+    return out
+
+
+def _pymalloc() -> dict[str, int] | None:
+    """`parse_pymalloc` of this process: `_debugmallocstats` writes to the C stderr, so fd 2 points
+    at a temporary file for the call (it holds the GIL throughout: no Python thread writes then)."""
+    if not hasattr(sys, "_debugmallocstats"):
+        return None
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(tmp.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        return parse_pymalloc(tmp.read().decode("ascii", "replace")) or None
+
+
 def _sqlite_kb() -> int | None:
     """SQLite's own heap (sqlite3_memory_used: page caches, statements) in this process."""
     try:
@@ -217,7 +262,8 @@ class MemWatch:
         sizes = container_sizes(self.roots)
         if not self.reports:
             self._sizes0 = sizes
-        out = {"n": self.reports, "rss_kb": _rss_kb(), "malloc_kb": _malloc_kb(), "sqlite_kb": _sqlite_kb(),
+        out = {"n": self.reports, "rss_kb": _rss_kb(), "malloc_kb": _malloc_kb(), "pymalloc": _pymalloc(),
+               "sqlite_kb": _sqlite_kb(),
                "fds": _fds(), "containers": grown(self._sizes0, sizes, 12)}
         out["took_s"] = round(time.monotonic() - t0, 3)
         self.reports += 1
@@ -236,7 +282,7 @@ class MemWatch:
         out: dict[str, Any] = {"n": self.reports, "traced_kb": round(tracemalloc.get_traced_memory()[0] / 1024),
                                "tracemalloc_kb": round(tracemalloc.get_tracemalloc_memory() / 1024),  # its own overhead, in RSS too
                                "rss_kb": _rss_kb(), "gc_objects": sum(types.values()), "gc_collected": collected, "fds": _fds(),
-                               "malloc_kb": _malloc_kb(), "sqlite_kb": _sqlite_kb()}
+                               "malloc_kb": _malloc_kb(), "pymalloc": _pymalloc(), "sqlite_kb": _sqlite_kb()}
         if self._first is None:
             self._first, self._sizes0, self._types0 = snap, sizes, types
         else:
