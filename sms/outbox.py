@@ -70,7 +70,9 @@ API_REPLY_INPUTS = frozenset({I.ACCEPTED, I.TRANSIENT_ERROR, I.PERMANENT_ERROR, 
 MESSAGE_MACHINE: Machine[MessageState, MessageInput] = Machine(
     "sms",
     {
-        S.QUEUED: {I.SEND: S.SENDING, I.ACCEPTED: S.SENT, **_RECEIPTS},
+        # GIVE_UP from queued: a held message (its last attempt may have reached the provider) that
+        # could not be looked up until sms.give_up_after_s: failed, "unconfirmed", never sent blind
+        S.QUEUED: {I.SEND: S.SENDING, I.ACCEPTED: S.SENT, I.GIVE_UP: S.FAILED, **_RECEIPTS},
         S.SENDING: {
             I.ACCEPTED: S.SENT,
             I.TRANSIENT_ERROR: S.QUEUED,
@@ -318,7 +320,8 @@ class OutgoingMessage:
         return change
 
     def give_up(self, now: float, why: str) -> Change:
-        """sent -> failed: no final receipt came and the provider could not say within the bound."""
+        """sent -> failed: no final receipt came and the provider could not say within the bound;
+        queued -> failed: held for a lookup that kept failing until the bound."""
         change = self._apply(now, I.GIVE_UP, why=why)
         if not change.ignored:
             self.error = {"reason": why, "attempts": self.attempts}

@@ -273,8 +273,7 @@ class SmsService:
                     remote = await self._find_at_provider(row, strict=True)
                 except LOOKUP_FAILED:  # it may be there and we could not look: held, not sent blind
                     free()
-                    self._pacer.push(message_id, row["sender"], time.time() + max(1.0, self.config.base_delay_s))
-                    self._wake.set()
+                    await self._held(row)
                     return
                 if remote is not None:
                     await self._adopt(row, remote)
@@ -392,6 +391,18 @@ class SmsService:
                 self._senders[sender] = (lock, users - 1)
 
     # crash recovery ------------------------------------------------------------------------------
+    async def _held(self, row: dict) -> None:
+        """A held message whose lookup failed: looked up again after `max(1, base_delay_s)`, until
+        `give_up_after_s` after its creation; then `failed` with error "unconfirmed" (whether the
+        provider has it could not be told; sending it again could send it twice)."""
+        if time.time() - iso_to_epoch(row["created_at"]) < self.config.give_up_after_s:
+            self._pacer.push(row["message_id"], row["sender"], time.time() + max(1.0, self.config.base_delay_s))
+            self._wake.set()
+            return
+        await self._ledger.step(row["message_id"], lambda m, now: m.give_up(now, "unconfirmed"),
+                                columns={"error": "unconfirmed"})
+        log.warning("sms.given_up", message_id=row["message_id"], why="unconfirmed", attempts=row.get("attempts"))
+
     async def _recover(self) -> None:
         """Queued ones are due again; ones caught in `sending` are looked up at the provider
         first, so nothing is sent twice where the provider can tell (where it cannot, SMPP, they

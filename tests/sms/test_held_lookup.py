@@ -121,3 +121,29 @@ async def test_recovery_holds_a_message_whose_lookup_fails(store) -> None:  # no
         assert row["provider_id"] == first.taken[0].provider_id
     finally:
         await sms.stop()
+
+
+async def test_a_held_message_whose_lookup_never_succeeds_fails_unconfirmed_at_the_bound(store) -> None:  # noqa: F811
+    """The lookup fails for good (e.g. the list API refused): looked up again, never sent blind, and
+    `sms.give_up_after_s` after its creation it ends `failed`, error "unconfirmed" (before: held
+    and looked up every second for ever, `queued` to the dispatcher)."""
+    provider = Unsure(failing_lookups=10**9)
+    bus = EventBus(store)
+    config = SmsConfig(provider="twilio", rate_per_s=100, burst=10, in_flight=4, base_delay_s=0.05, max_delay_s=0.1,
+                       give_up_after_s=2.5)
+    sms = SmsService(store, bus, SessionService(store, bus), Directory(), config, provider)
+    await sms.start()
+    try:
+        await sms.send(principal="alice", to=["+15550003333"], body=BODY, template=None, variables=None,
+                       session_id=None, sender=None)
+        async with asyncio.timeout(15):
+            while (row := (await store.find_sms(recipient="+15550003333", limit=1))[0])["state"] != "failed":
+                await asyncio.sleep(0.05)
+        assert row["error"] == "unconfirmed", row
+        assert provider.sent == ["+15550003333"], "sent again without knowing whether the first arrived"
+        assert provider.lookups >= 2, "looked up again before giving up"
+        lookups = provider.lookups
+        await asyncio.sleep(1.5)  # nothing more happens to a failed message
+        assert provider.lookups == lookups and provider.sent == ["+15550003333"]
+    finally:
+        await sms.stop()
