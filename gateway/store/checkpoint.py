@@ -19,9 +19,12 @@ import asyncio
 import aiosqlite
 import structlog
 
+from gateway.limits import EveryInterval
+
 log = structlog.get_logger("gateway.store")
 
 INTERVAL_S = 1.0
+FAILED_LOG_EVERY_S = 60.0  # a checkpoint failing for a while (disk full) is logged this often, not every try
 
 
 class Checkpointer:
@@ -32,6 +35,8 @@ class Checkpointer:
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self.failing = 0  # checkpoints failed in a row
+        self._failed_log = EveryInterval(FAILED_LOG_EVERY_S)
 
     async def start(self) -> None:
         self._conn = await aiosqlite.connect(self.path)
@@ -51,8 +56,17 @@ class Checkpointer:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.checkpoint()
-            except Exception:  # a failed checkpoint leaves the WAL longer; the next one tries again
-                log.exception("store.checkpoint_failed", path=self.path)
+            except Exception as exc:  # a failed checkpoint leaves the WAL longer; the next one tries again
+                self.failing += 1
+                due, skipped = self._failed_log.due()
+                if due:
+                    log.error("store.checkpoint_failed", path=self.path, error=repr(exc),
+                              failing=self.failing, suppressed=skipped, exc_info=self.failing == 1)
+                continue
+            if self.failing:
+                log.info("store.checkpoint_recovered", path=self.path, failed=self.failing)
+                self.failing = 0
+                self._failed_log = EveryInterval(FAILED_LOG_EVERY_S)
 
     async def stop(self) -> None:
         task, self._task = self._task, None

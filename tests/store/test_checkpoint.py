@@ -60,3 +60,35 @@ async def test_the_checkpointer_copies_the_wal_and_the_next_write_restarts_it(db
         assert len(await store.events_after(0, 1000)) == 400
     finally:
         await store.close()
+
+
+async def test_a_checkpoint_failing_for_a_while_is_logged_once_a_minute_then_its_recovery(db_path: Path) -> None:
+    """A checkpoint that fails at every try (its connection gone; a full disk alike) logs one
+    error with the count, not one a second; the first success after says so."""
+    import aiosqlite
+    from structlog.testing import capture_logs
+
+    from gateway.store.checkpoint import Checkpointer
+
+    store = Store(db_path, checkpoint_interval_s=3600)
+    await store.open()
+    cp = Checkpointer(str(db_path), busy_timeout_ms=1000, interval_s=0.01)
+    await cp.start()
+    try:
+        assert cp._conn is not None
+        with capture_logs() as logs:
+            await cp._conn.close()  # every checkpoint now fails
+            async with asyncio.timeout(10):
+                while cp.failing < 30:
+                    await asyncio.sleep(0.01)
+            failed = [e for e in logs if e["event"] == "store.checkpoint_failed"]
+            assert len(failed) == 1 and failed[0]["failing"] == 1, failed
+            cp._conn = await aiosqlite.connect(str(db_path))  # the cause goes away
+            async with asyncio.timeout(10):
+                while cp.failing:
+                    await asyncio.sleep(0.01)
+            recovered = [e for e in logs if e["event"] == "store.checkpoint_recovered"]
+            assert len(recovered) == 1 and recovered[0]["failed"] >= 30, recovered
+    finally:
+        await cp.stop()
+        await store.close()
