@@ -99,21 +99,29 @@ async def exited(proc: asyncio.subprocess.Process) -> int | None:
 
 async def terminate_child(proc: asyncio.subprocess.Process, timeout: float,
                           drain: asyncio.Task[None] | None = None,
-                          leftovers: Callable[[], Awaitable[object]] | None = None) -> bool:
-    """SIGTERM a child started in a session of its own, SIGKILL its process group after
-    `timeout` (Kamailio and Janus may sit on a first SIGTERM), then `leftovers()` (ends what the
-    child forked and left running if it died alone), then give its output `drain` task 2 s to
-    finish. True when it had to be killed."""
+                          leftovers: Callable[[], Awaitable[object]] | None = None, *,
+                          ask: Callable[[], object] | None = None, own_session: bool = True) -> bool:
+    """Ask a child to end (`ask()`; by default SIGTERM), SIGKILL it after `timeout` (Kamailio and
+    Janus may sit on a first SIGTERM): its process group when it was started in a session of its
+    own, else itself; then `leftovers()` (ends what the child forked and left running if it died
+    alone), then give its output `drain` task 2 s to finish. True when it had to be killed."""
     killed = False
     if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+        if ask is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        else:
+            with contextlib.suppress(OSError, RuntimeError):  # its pipe already gone: it is ending
+                ask()
         try:
             await asyncio.wait_for(exited(proc), timeout)
         except TimeoutError:
             killed = True
             try:
-                os.killpg(proc.pid, signal.SIGKILL)  # its own session: ours, started by us
+                if own_session:
+                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: ours, started by us
+                else:
+                    proc.kill()
             except ProcessLookupError:
                 pass
             await exited(proc)

@@ -41,6 +41,7 @@ from typing import Any
 import structlog
 
 from gateway.tasks import OwnedTasks
+from sip.lifeline import terminate_child
 from sms import api_ipc
 from sms.provider import OnInbound, OnReceipt, ProviderError, Remote, Submitted
 from sms.twilio import TwilioWebhooks, _parse_since
@@ -137,19 +138,8 @@ class TwilioProcessProvider:
             self._first.cancel()
             await asyncio.gather(self._first, return_exceptions=True)
         w = self._worker
-        if w is not None and w.proc.returncode is None:
-            with contextlib.suppress(Exception):
-                self._flush()
-                assert w.proc.stdin is not None
-                w.proc.stdin.write(api_ipc.SHUTDOWN)
-                w.proc.stdin.close()
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await w.proc.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    w.proc.kill()
-                await w.proc.wait()
+        if w is not None:  # it ignores SIGTERM by design: asked by its shutdown frame
+            await terminate_child(w.proc, STOP_TIMEOUT, ask=lambda: self._ask_to_stop(w), own_session=False)
         await self._tasks.cancel_all()
         self._fail_pending("the gateway is stopping")
         self.down_cause = "stopped"
@@ -206,6 +196,13 @@ class TwilioProcessProvider:
         if not data or w is None or w.proc.stdin is None or w.proc.stdin.is_closing():
             return  # the worker is gone: its reader fails what was pending
         w.proc.stdin.write(data)
+
+    def _ask_to_stop(self, w: _Worker) -> None:
+        """What is queued for the worker, then its shutdown frame; it ends when it has read it."""
+        self._flush()
+        assert w.proc.stdin is not None
+        w.proc.stdin.write(api_ipc.SHUTDOWN)
+        w.proc.stdin.close()
 
     def _fail_pending(self, why: str) -> None:
         """Every request in flight fails as one that may have been sent: looked up before a resend."""

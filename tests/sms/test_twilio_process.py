@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from structlog.testing import capture_logs
 from gateway.kpi.checks import sms_check
 from sms.provider import Inbound, ProviderError, Receipt
 from sms.twilio import TwilioProvider
-from sms.twilio_process import TwilioProcessProvider
+from sms.twilio_process import STOP_TIMEOUT, TwilioProcessProvider
 from tests.gateway.test_stop_signals import alive
 from tests.peers.ports import free_tcp_port
 from tests.peers.prism import PrismProxy
@@ -227,6 +228,21 @@ async def test_stop_ends_the_worker_and_its_lines_are_logged_here(tw: Worked) ->
     with pytest.raises(ProviderError) as info:  # stopped: refused at once, never sent
         await provider.send("m-x", SENDER, GOOD, "late")
     assert info.value.maybe_sent is False
+
+
+async def test_stop_kills_a_worker_that_does_not_read_its_shutdown(tw: Worked) -> None:
+    """A worker that cannot end (stopped: it never reads the shutdown frame) is killed when stop's
+    deadline passes; stop does not hang, and no worker is left."""
+    provider = await tw.worker()
+    pid = provider.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # our own child
+    t0 = time.monotonic()
+    async with asyncio.timeout(STOP_TIMEOUT + 10):
+        await provider.stop()
+    took = time.monotonic() - t0
+    assert not alive(pid)
+    assert STOP_TIMEOUT - 0.5 <= took, f"killed before its deadline ({took:.2f} s)"
 
 
 async def test_more_than_the_bound_in_flight_is_refused_not_queued(tw: Worked) -> None:
