@@ -142,7 +142,7 @@ def test_a_container_reached_two_ways_keeps_its_shorter_name() -> None:
 
 def test_pymalloc_arenas_are_read_from_cpythons_own_statistics() -> None:
     """The light report counts CPython's object arenas (to tell their fragmentation from growth of
-    objects in use): more arenas while 10 MB of small objects live, the blocks in use with them;
+    objects in use): 10 MB of small objects more in use, within the arenas counted;
     and fd 2 is back where it was after the report."""
     from gateway.memwatch import LIGHT_ENV, parse_pymalloc, watch_from_env
 
@@ -161,8 +161,11 @@ def test_pymalloc_arenas_are_read_from_cpythons_own_statistics() -> None:
     first = light.report()["pymalloc"]
     held = [(i, str(i)) for i in range(100_000)]  # ~10 MB of small objects
     second = light.report()["pymalloc"]
-    assert second["arenas"] >= first["arenas"] + 5, (first, second)
+    # the blocks in use grow by the objects; where they go (new arenas, unused pools or free blocks
+    # of partly used ones) depends on what ran before in this process
     assert second["in_use_kb"] >= first["in_use_kb"] + 5_000, (first, second)
+    for r in (first, second):
+        assert r["in_use_kb"] + r["free_blocks_kb"] + r["unused_pools_kb"] <= r["arenas"] * 1024, r
     del held
     after_fd2 = os.fstat(2)
     assert (after_fd2.st_dev, after_fd2.st_ino) == (before_fd2.st_dev, before_fd2.st_ino)
