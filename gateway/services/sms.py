@@ -7,7 +7,8 @@ reconciled with the provider (`find_sent`) before anything is sent again. Every 
 through the outbox core (`sms.outbox`) in one store transaction with its `sms.status` event
 (`SmsLedger`). Receipts and inbound messages are stored, deduplicated, before the provider is
 answered (`SmsLedger.intake`); `sent` messages with no final receipt are looked up, oldest first,
-and given up (`failed`, `no-receipt`) `sms.give_up_after_s` after they were created.
+and given up (`failed`, `no-receipt`) `sms.give_up_after_s` after they were created: the lookups
+are gateway/services/sms_reconcile.py.
 """
 
 from __future__ import annotations
@@ -27,22 +28,21 @@ from gateway.directory import Directory, Endpoint
 from gateway.errors import InvalidParams, NotFound, Unavailable
 from gateway.events import EventBus
 from gateway.services.sessions import SessionService
-from gateway.services.sms_ledger import RECEIPT_INPUTS, UNSURE, SmsLedger
+from gateway.services.sms_ledger import UNSURE, SmsLedger
+from gateway.services.sms_reconcile import LOOKUP_FAILED, Reconciler
 from gateway.store import Store
 from gateway.tasks import OwnedTasks
-from gateway.timeutil import epoch_to_iso, iso_to_epoch, now_iso
+from gateway.timeutil import iso_to_epoch, now_iso
 from sms import numbers, segments, templates
 from sms.config import SmsConfig
 from sms.errors import SmsError
 from sms.outbox import MessageState, RetryPolicy, SenderRates
 from sms.pacing import Pacer
-from sms.provider import Inbound, Provider, ProviderError, Receipt, Remote
+from sms.provider import Inbound, Provider, ProviderError, Receipt
 
 log = structlog.get_logger(__name__)
 
 FINAL = frozenset({"delivered", "undelivered", "failed"})
-LOOKUP_FAILED = (ProviderError, TimeoutError, OSError)  # a find_sent that could not tell
-STALE_PAGE = 200  # stale `sent` messages looked at per read
 
 
 def _bad(err: SmsError) -> InvalidParams:
@@ -62,6 +62,7 @@ class SmsService:
         self._wake = asyncio.Event()
         self._tasks = OwnedTasks()
         self._ledger = SmsLedger(store, provider.name if provider else "none", config)
+        self._reconciler = Reconciler(store, self._ledger, config, provider)
         self._senders: dict[str, tuple[asyncio.Lock, int]] = {}  # inbound being filed, per sender
         self.sent_count = 0
         self.on_send: Callable[[str, float], None] | None = None  # (ok|error, seconds) of each provider call: /metrics
@@ -75,7 +76,7 @@ class SmsService:
         await self._recover()
         await self.provider.start(self._on_receipt, self._on_inbound)
         self._own(self._dispatch(), "sms.dispatch")
-        self._own(self._reconcile_stale(), "sms.reconcile")
+        self._own(self._reconciler.run(), "sms.reconcile")
 
     async def stop(self) -> None:
         await self._tasks.cancel_all()
@@ -270,13 +271,13 @@ class SmsService:
             assert self.provider is not None
             if row["state"] == MessageState.QUEUED.value:  # held: look at the provider before resending
                 try:
-                    remote = await self._find_at_provider(row, strict=True)
+                    remote = await self._reconciler.find(row, strict=True)
                 except LOOKUP_FAILED:  # it may be there and we could not look: held, not sent blind
                     free()
                     await self._held(row)
                     return
                 if remote is not None:
-                    await self._adopt(row, remote)
+                    await self._reconciler.adopt(row, remote)
                     return
                 started = await self._ledger.step(message_id, lambda m, now: m.start_attempt(now))
                 if started is None:  # not due after all, or no longer queued
@@ -391,6 +392,10 @@ class SmsService:
                 self._senders[sender] = (lock, users - 1)
 
     # crash recovery ------------------------------------------------------------------------------
+    async def reconcile_pass(self) -> int:
+        """One pass over the stale `sent` messages (gateway/services/sms_reconcile.py)."""
+        return await self._reconciler.reconcile_pass()
+
     async def _held(self, row: dict) -> None:
         """A held message whose lookup failed: looked up again after `max(1, base_delay_s)`, until
         `give_up_after_s` after its creation; then `failed` with error "unconfirmed" (whether the
@@ -413,12 +418,12 @@ class SmsService:
         for row in pending:
             if row["state"] == "sending":
                 try:  # where the provider cannot be asked (SMPP), or the lookup fails, it may have it
-                    remote = await self._find_at_provider(row, strict=True) if self.provider.can_list else None
+                    remote = await self._reconciler.find(row, strict=True) if self.provider.can_list else None
                     unsure = not self.provider.can_list
                 except LOOKUP_FAILED:
                     remote, unsure = None, True  # held: looked up again before its next attempt
                 if remote is not None:
-                    await self._adopt(row, remote)
+                    await self._reconciler.adopt(row, remote)
                     reconciled += 1
                     continue
                 # the attempt's outcome is unknown: the core decides as for a timed-out attempt
@@ -431,65 +436,6 @@ class SmsService:
         self._wake.set()
         if pending:
             log.info("sms.recovered", pending=len(pending), reconciled=reconciled, resent=resent)
-
-    async def _find_at_provider(self, row: dict, *, strict: bool = False) -> Remote | None:
-        """The provider's record of this message, if it has one we have not matched already. A
-        lookup that fails is None (logged), or raised with `strict` (the caller must not take
-        "not found" from it: it is about to send again)."""
-        assert self.provider is not None
-        try:
-            remote = await self.provider.find_sent(row["recipient"], row["created_at"])
-        except LOOKUP_FAILED as err:
-            log.warning("sms.reconcile_failed", message_id=row["message_id"], error=repr(err))
-            if strict:
-                raise
-            return None
-        for m in remote:
-            if m.provider_id == row.get("provider_id"):
-                return m
-            if m.body == row["body"] and m.to == row["recipient"] and not row.get("provider_id") \
-                    and not await self._store.find_sms(provider_id=m.provider_id, limit=1):
-                return m
-        return None
-
-    async def _adopt(self, row: dict, remote: Remote) -> None:
-        """Take the provider's word for a message: its id (-> sent), and its status when final."""
-        await self._ledger.accepted(row["message_id"], remote.provider_id, reconciled=True)
-        if remote.status in RECEIPT_INPUTS:
-            await self._ledger.receipt(Receipt(remote.provider_id, remote.status), can_list=True)
-
-    async def _reconcile_stale(self) -> None:
-        """Receipts can be lost (sent while we were down, or lost in transit): every message `sent`
-        for longer than reconcile_after_s is looked up at the provider, oldest first, page by page."""
-        period = max(1.0, self.config.reconcile_after_s / 4)
-        while True:
-            await asyncio.sleep(period)
-            await self.reconcile_pass()
-
-    async def reconcile_pass(self) -> int:
-        """One pass over the stale `sent` messages; how many were looked at."""
-        before = epoch_to_iso(time.time() - self.config.reconcile_after_s)
-        after: tuple[str, str] | None = None
-        seen = 0
-        while page := await sms_store.stale(self._store, "sent", before, after, limit=STALE_PAGE):
-            for row in page:
-                await self._reconcile_one(row)
-            seen += len(page)
-            after = (page[-1]["updated_at"], page[-1]["message_id"])
-        return seen
-
-    async def _reconcile_one(self, row: dict) -> None:
-        assert self.provider is not None
-        remote = await self._find_at_provider(row) if self.provider.can_list else None
-        if remote is not None and remote.status in RECEIPT_INPUTS:
-            await self._ledger.receipt(Receipt(remote.provider_id, remote.status), can_list=True)
-        elif time.time() - iso_to_epoch(row["created_at"]) >= self.config.give_up_after_s:
-            await self._ledger.step(row["message_id"], lambda m, now: m.give_up(now, "no-receipt"),
-                                    columns={"error": "no-receipt"})
-            log.warning("sms.given_up", message_id=row["message_id"], provider_id=row.get("provider_id"),
-                        known_at_provider=remote is not None)
-        else:  # look again later, not at every pass
-            await self._store.update_sms(row["message_id"])
 
 
 def number_of(ep: Endpoint) -> str:
