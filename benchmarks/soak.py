@@ -135,6 +135,11 @@ class Soak:
         if a.video:  # the media engine: one Janus the gateway starts and supervises
             sets.update({"video.enabled": "true", "video.instances": "1", "video.ws_base_port": str(free_tcp_port()),
                          "video.rtp_port_min": str(a.video_rtp_min), "video.rtp_port_max": str(a.video_rtp_min + 999)})
+        for kv in a.set:  # e.g. kpi.metrics_interval_s=86400: a setting measured side by side
+            k, sep, v = kv.partition("=")
+            if not sep or not k:
+                raise SystemExit(f"--set wants KEY=VALUE, got {kv!r}")
+            sets[k] = v
         for k, v in sets.items():
             gw.args += ["--set", f"{k}={v}"]
         return gw
@@ -451,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video-rtp-min", type=int, default=52000, help="Janus's RTP ports: this .. +999")
     p.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
                    help="set in the gateway's (and so its children's) environment; repeatable")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a gateway setting over the soak's own (dispatch-gateway --set); repeatable")
     p.add_argument("--sample-s", type=float, default=5)
     p.add_argument("--warmup-s", type=float, default=300, help="samples before this are left out of one slope")
     p.add_argument("--slope-window-min", type=float, default=30,
