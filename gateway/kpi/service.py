@@ -31,6 +31,7 @@ from .config import KpiConfig
 from .gauges import WINDOW_S, KpiGauges
 from .probes import Check, Prober
 from .report import render
+from .rolling import RollingTimeliness
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +39,7 @@ MAX_WINDOW_S = 400 * 86400
 MAX_GROUPS = 400
 GROUP_SECONDS = {"hour": 3600, "day": 86400}
 MAX_WINDOWS_LISTED = 1000
+GAUGE_SLICE_S = 3600.0  # the gauges' first read after a start: the day an hour at a time
 REPORT_DAYS_BACK = 31  # finished days whose missing report is written at start
 
 
@@ -143,13 +145,35 @@ class KpiService:
         return path
 
     async def _refresh_gauges(self, gauges: KpiGauges) -> None:
+        rolling = RollingTimeliness(WINDOW_S)
         while True:
-            now = time.time()
             try:
-                gauges.set_figures(await self.get(now - WINDOW_S))
+                gauges.set_figures(await self.gauge_figures(rolling, time.time()))
             except Exception:
                 log.exception("kpi.gauges.failed")
             await asyncio.sleep(self.config.metrics_interval_s)
+
+    async def gauge_figures(self, rolling: RollingTimeliness, now: float, slice_s: float = GAUGE_SLICE_S
+                            ) -> dict[str, Any]:
+        """The last 24 h for /metrics: availability as `kpi.get` computes it, timeliness kept in
+        `rolling` (gateway/kpi/rolling.py: only the targets started since its last settled point
+        are read, the first time in slices of `slice_s`)."""
+        since = rolling.window_start(now)
+        runs, transitions, maint = await facts.load_availability(self._store, since, now)
+        dl = await facts.deadlines(self._store, self.config.deadlines())
+        settle = rolling.settle_point(now, dl.longest())
+        live: list[timeliness.Verdict] = []
+        for lo, hi in rolling.slices(now, dl.longest(), slice_s):
+            # A settled slice's targets are all due by hi + the longest deadline: a reach after
+            # that is a miss either way, and not read (the first refresh reads the day in slices).
+            bound = hi + dl.longest() if hi <= settle else None
+            rows = await facts.load_target_rows(self._store, lo, hi, reached_before=bound)
+            live += await asyncio.to_thread(lambda: rolling.add(facts.targets(rows, dl), now, lo, hi, settle))
+        parts, whole = self.prober.parts, [p for p in self.config.whole if p in self.prober.parts]
+        return await asyncio.to_thread(lambda: {
+            "availability": availability.compute(runs, transitions, maint, parts=parts, whole=whole, since=since,
+                                                 until=now, now=now, max_outages=0),
+            "timeliness": rolling.summary(now, live)})
 
     async def _daily_reports(self) -> None:
         while True:

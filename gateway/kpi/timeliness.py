@@ -68,10 +68,20 @@ def _share(met: int, missed: int) -> float | None:
     return None if met + missed == 0 else met / (met + missed)
 
 
-def summarize(verdicts: Iterable[Verdict]) -> dict:
-    counts = {c: {"met": 0, "missed": 0, "pending": 0} for c in CHANNELS}
+def count(verdicts: Iterable[Verdict], counts: dict[str, dict[str, int]] | None = None) -> dict[str, dict[str, int]]:
+    """Verdicts by channel and status, added to `counts` (new if None)."""
+    counts = counts if counts is not None else {c: {"met": 0, "missed": 0, "pending": 0} for c in CHANNELS}
     for v in verdicts:
         counts.setdefault(v.target.channel, {"met": 0, "missed": 0, "pending": 0})[v.status] += 1
+    return counts
+
+
+def summarize(verdicts: Iterable[Verdict]) -> dict:
+    return summary_of(count(verdicts))
+
+
+def summary_of(counts: dict[str, dict[str, int]]) -> dict:
+    """The share met per channel and overall from `count`'s counts."""
     met = sum(c["met"] for c in counts.values())
     missed = sum(c["missed"] for c in counts.values())
     return {"share": _share(met, missed), "met": met, "missed": missed,
