@@ -3,6 +3,7 @@
 the day (calls, SMS, broadcast SIP targets, terminal instructions; about one in 20 missed).
 
     .venv/bin/python -m benchmarks.kpi_day --targets 100000 --repeat 5
+    .venv/bin/python -m benchmarks.kpi_day --targets 100000 --days 30 --repeat 1
 
 Side by side in one run: `kpi.get` over 24 h (what the /metrics gauges' refresh did once a minute
 until session 22), the gauges' first refresh after a start, and each refresh after it
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import random
 import statistics
 import tempfile
@@ -24,6 +26,8 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from gateway.kpi import facts
 from gateway.kpi.config import KpiConfig
@@ -114,14 +118,16 @@ async def measure(step: Callable[[], Awaitable[Any]], repeat: int) -> dict[str, 
 
 
 async def run(a: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"targets": a.targets, "repeat": a.repeat}
+    out: dict[str, Any] = {"targets_per_day": a.targets, "days": a.days, "repeat": a.repeat}
     with tempfile.TemporaryDirectory(prefix="bench-kpi-") as tmp:
         async with Store(Path(tmp) / "gw.db") as store:
             cfg = KpiConfig()
             now = time.time()
-            await facts.start_run(store, cfg.deadlines(), epoch_to_iso(now - WINDOW_S - 3600))
+            await facts.start_run(store, cfg.deadlines(), epoch_to_iso(now - a.days * WINDOW_S - 3600))
             t = time.perf_counter()
-            out["rows"] = await seed(store, a.targets, now - WINDOW_S, WINDOW_S)
+            out["rows"] = 0
+            for d in range(a.days):  # the day before each day: the older ones only for the long window
+                out["rows"] += await seed(store, a.targets, now - (d + 1) * WINDOW_S, WINDOW_S, seed_=d + 1)
             out["seed_s"] = round(time.perf_counter() - t, 2)
             kpi = KpiService(store, cfg, tmp, {})
             # What /metrics' refresh did until session 22 (kpi.get of the last 24 h once a minute) ...
@@ -133,6 +139,8 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
             rolling = RollingTimeliness(WINDOW_S)
             await kpi.gauge_figures(rolling, time.time())
             out["gauges_refresh"] = await measure(lambda: kpi.gauge_figures(rolling, time.time()), a.repeat)
+            if a.days > 1:  # kpi.get over every day seeded (an auditor's month)
+                out[f"kpi_get_{a.days}d"] = await measure(lambda: kpi.get(time.time() - a.days * WINDOW_S), 1)
             out["ratios"] = {f"{k}_vs_kpi_get": round(out[k]["cpu_s_median"] / out["kpi_get_24h"]["cpu_s_median"], 4)
                              for k in ("gauges_first_refresh", "gauges_refresh")}
     return out
@@ -142,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--targets", type=int, default=100_000, help="dispatched targets over the day")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--days", type=int, default=1, help="days seeded, --targets each; >1: kpi.get over them all too")
     a = p.parse_args(argv)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # the store's info
     print(json.dumps(asyncio.run(run(a)), indent=1))
     return 0
 

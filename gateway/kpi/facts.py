@@ -194,16 +194,12 @@ class TargetRows:
     deliveries: list[Any]
 
 
-async def load_target_rows(store: Store, since: float, until: float, reached_before: float | None = None
-                           ) -> TargetRows:
+async def load_target_rows(store: Store, since: float, until: float) -> TargetRows:
     """Every dispatched target that started in [since, until), as stored rows (the reads only:
-    `targets` turns them into `Target`s, off the event loop for a long window). `reached_before`:
-    a broadcast target's connection or an SMS receipt after this is not read (the target counts as
-    not reached by then): for a caller that only needs met or missed and knows every target is due
-    by then (gateway/kpi/rolling.py), so that a slice of an old window does not read every receipt
-    up to now."""
+    `targets` turns them into `Target`s, off the event loop for a long window). When each broadcast
+    target connected and each SMS was first reported delivered are read by the keys of the window's
+    rows (indexes of schema 16), so a slice of an old window reads nothing of what came after it."""
     lo, hi = epoch_to_iso(since), epoch_to_iso(until)
-    upto = "~" if reached_before is None else epoch_to_iso(reached_before)  # "~": after every ISO time
     calls = await store.fetchall(
         "SELECT call_id, remote_uri, created_at, answered_at, ended_at, sip_code, cause FROM calls"
         " WHERE direction = 'outbound' AND created_at >= ? AND created_at < ?", (lo, hi))
@@ -211,14 +207,13 @@ async def load_target_rows(store: Store, since: float, until: float, reached_bef
         store, "SELECT broadcast_id, created_at, ended_at, extra FROM broadcasts"
                " WHERE created_at >= ? AND created_at < ?",
         "SELECT json_extract(data, '$.broadcast_id'), json_extract(data, '$.target'), min(time) FROM events"
-        " WHERE type = 'broadcast.target' AND time >= ? AND time < ? AND json_extract(data, '$.state') = 'connected'"
-        " GROUP BY 1, 2", lo, hi, upto)
+        " WHERE type = 'broadcast.target' AND json_extract(data, '$.broadcast_id') IN ({})"
+        " AND json_extract(data, '$.state') = 'connected' GROUP BY 1, 2", lo, hi)
     sms, delivered = await _rows_and_firsts(
         store, "SELECT message_id, recipient, created_at, state, updated_at, error FROM sms"
                " WHERE created_at >= ? AND created_at < ?",
-        "SELECT message_id, min(received_at) FROM sms_receipts WHERE message_id IS NOT NULL"
-        " AND status IN ('delivered', 'read') AND received_at >= ? AND received_at < ? GROUP BY message_id",
-        lo, hi, upto)
+        "SELECT message_id, min(received_at) FROM sms_receipts WHERE message_id IN ({})"
+        " AND status IN ('delivered', 'read') GROUP BY message_id", lo, hi)
     deliveries = await store.fetchall(
         "SELECT d.instruction_id, d.terminal_id, d.queued_at, d.delivered_at, d.acknowledged_at, d.state,"
         " d.error, i.require_ack FROM terminal_deliveries d JOIN terminal_instructions i"
@@ -270,11 +265,13 @@ def targets(rows: TargetRows, dl: Deadlines) -> list[Target]:
     return out
 
 
-async def _rows_and_firsts(store: Store, rows_sql: str, firsts_sql: str, lo: str, hi: str, upto: str
+async def _rows_and_firsts(store: Store, rows_sql: str, firsts_sql: str, lo: str, hi: str
                            ) -> tuple[list[Any], list[Any]]:
-    """The rows made in [lo, hi), and when each key first reached in [lo, upto) (`firsts_sql`);
-    nothing read for an empty window."""
+    """The rows made in [lo, hi), and when each of their keys (first column) first reached:
+    `firsts_sql` with `{}` for the keys' placeholders, run for 500 keys at a time."""
     rows = await store.fetchall(rows_sql, (lo, hi))
-    if not rows:
-        return [], []
-    return rows, await store.fetchall(firsts_sql, (lo, upto))
+    firsts: list[Any] = []
+    for i in range(0, len(rows), 500):
+        keys = [r[0] for r in rows[i:i + 500]]
+        firsts += await store.fetchall(firsts_sql.format(",".join("?" * len(keys))), keys)
+    return rows, firsts

@@ -9,7 +9,6 @@ as ended at its last heartbeat (killed, or copied while it ran) or its clean sto
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 import time
@@ -17,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import facts
+from gateway.timeutil import iso_to_epoch
+
 from .config import KpiConfig
-from .parts import PARTS
-from .service import check_window, compute_figures
+from .figures import check_window, read_figures
 
 
 class ReadOnlyStore:
@@ -45,18 +44,13 @@ async def figures(path: str, config: KpiConfig, since: float, until: float | Non
         now = time.time()
         until = now if until is None else until
         check_window(since, until, group_by)
-        runs, transitions, maint = await facts.load_availability(store, since, until)  # type: ignore[arg-type]
-        dl = await facts.deadlines(store, config.deadlines())  # type: ignore[arg-type]
-        rows = await facts.load_target_rows(store, since, until)  # type: ignore[arg-type]
+        last = await store.fetchall("SELECT last_seen, stopped_at FROM kpi_runs ORDER BY run_id DESC LIMIT 1")
+        stale_s = 3 * config.probe_interval_s + config.probe_timeout_s
+        live = bool(last) and last[0][1] is None and now - iso_to_epoch(last[0][0]) < stale_s
+        result = await read_figures(store, since, until, now, group_by, parts=None, whole=list(config.whole),
+                                    deadlines=config.deadlines(), live=live)
     finally:
         store.close()
-    seen = {t.part for t in transitions}
-    parts = [p for p in PARTS if p in seen] or ["store"]
-    stale_s = 3 * config.probe_interval_s + config.probe_timeout_s
-    live = bool(runs) and runs[-1].stopped is None and now - runs[-1].last_seen < stale_s
-    result = await asyncio.to_thread(compute_figures, runs, transitions, maint, rows, dl, parts,
-                                     [p for p in config.whole if p in parts], since, until, now, group_by,
-                                     deadlines=config.deadlines(), live=live)
     result["source"] = {"store": str(path), "last_run_running": live}
     return result
 

@@ -10,7 +10,6 @@ fresh) to a token of a reading role.
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_left
 import datetime as dt
 import os
 import tempfile
@@ -28,6 +27,7 @@ from gateway.timeutil import epoch_to_iso, now_iso
 
 from . import availability, facts, timeliness
 from .config import KpiConfig
+from .figures import read_figures
 from .gauges import WINDOW_S, KpiGauges
 from .probes import Check, Prober
 from .report import render
@@ -35,9 +35,6 @@ from .rolling import RollingTimeliness
 
 log = structlog.get_logger(__name__)
 
-MAX_WINDOW_S = 400 * 86400
-MAX_GROUPS = 400
-GROUP_SECONDS = {"hour": 3600, "day": 86400}
 MAX_WINDOWS_LISTED = 1000
 GAUGE_SLICE_S = 3600.0  # the gauges' first read after a start: the day an hour at a time
 REPORT_DAYS_BACK = 31  # finished days whose missing report is written at start
@@ -73,18 +70,9 @@ class KpiService:
     async def get(self, since: float, until: float | None = None, group_by: str | None = None) -> dict[str, Any]:
         """Both indicators over [since, until) (until None: now)."""
         now = time.time()
-        until = now if until is None else until
-        check_window(since, until, group_by)
-        runs, transitions, maint = await facts.load_availability(self._store, since, until)
-        dl = await facts.deadlines(self._store, self.config.deadlines())
-        rows = await facts.load_target_rows(self._store, since, until)
         parts, whole = self.prober.parts, [p for p in self.config.whole if p in self.prober.parts]
-        # A long window holds many rows: the pure part runs on a thread, never on the event loop.
-        return await asyncio.to_thread(self._compute, runs, transitions, maint, rows, dl, parts, whole,
-                                       since, until, now, group_by)
-
-    def _compute(self, *args: Any) -> dict[str, Any]:
-        return compute_figures(*args, deadlines=self.config.deadlines())
+        return await read_figures(self._store, since, now if until is None else until, now, group_by,
+                                  parts=parts, whole=whole, deadlines=self.config.deadlines())
 
     async def add_maintenance(self, start: float, end: float, parts: list[str], reason: str,
                               created_by: str) -> dict[str, Any]:
@@ -164,10 +152,7 @@ class KpiService:
         settle = rolling.settle_point(now, dl.longest())
         live: list[timeliness.Verdict] = []
         for lo, hi in rolling.slices(now, dl.longest(), slice_s):
-            # A settled slice's targets are all due by hi + the longest deadline: a reach after
-            # that is a miss either way, and not read (the first refresh reads the day in slices).
-            bound = hi + dl.longest() if hi <= settle else None
-            rows = await facts.load_target_rows(self._store, lo, hi, reached_before=bound)
+            rows = await facts.load_target_rows(self._store, lo, hi)
             live += await asyncio.to_thread(lambda: rolling.add(facts.targets(rows, dl), now, lo, hi, settle))
         parts, whole = self.prober.parts, [p for p in self.config.whole if p in self.prober.parts]
         return await asyncio.to_thread(lambda: {
@@ -199,47 +184,6 @@ class KpiService:
         return bool(rows)
 
 
-def compute_figures(runs: list[availability.Run], transitions: list[availability.Transition],
-                    maint: list[availability.Maintenance], rows: facts.TargetRows, dl: facts.Deadlines,
-                    parts: list[str], whole: list[str], since: float, until: float, now: float,
-                    group_by: str | None, *, deadlines: dict[str, float], live: bool = True) -> dict[str, Any]:
-    """The `kpi.get` result from the facts read. Pure (run on a thread); `live`: the last run is
-    this process (the gateway), else it ended at its last heartbeat (read from a stopped store)."""
-    verdicts = timeliness.judge_all(facts.targets(rows, dl), now)
-    prep = availability.prepare(runs, transitions, now=now, live=live, until=until)
-    out: dict[str, Any] = {
-        "generated_at": epoch_to_iso(now), "since": epoch_to_iso(since), "until": epoch_to_iso(until),
-        "deadlines": deadlines,
-        "availability": availability.compute(runs, transitions, maint, parts=parts, whole=whole,
-                                             since=since, until=until, now=now, live=live, prepared=prep),
-        "timeliness": timeliness.report(verdicts),
-    }
-    if group_by is not None:
-        out["group_by"], out["groups"] = group_by, []
-        starts = [v.target.started for v in verdicts]
-        for lo, hi in _buckets(since, until, GROUP_SECONDS[group_by]):
-            a = availability.compute(runs, transitions, maint, parts=parts, whole=whole, since=lo, until=hi,
-                                     now=now, max_outages=0, live=live, prepared=prep)
-            t = timeliness.summarize(verdicts[bisect_left(starts, lo):bisect_left(starts, hi)])
-            out["groups"].append({
-                "start": epoch_to_iso(lo), "end": epoch_to_iso(hi),
-                "availability": a["whole"]["availability"],
-                "parts": {p: v["availability"] for p, v in a["parts"].items()},
-                "timeliness": t["share"], "met": t["met"], "missed": t["missed"],
-                "channels": {c: v["share"] for c, v in t["channels"].items()}})
-    return out
-
-
-def check_window(since: float, until: float, group_by: str | None) -> None:
-    if until <= since:
-        raise InvalidParams("until must be after since", details={"since": since, "until": until})
-    if until - since > MAX_WINDOW_S:
-        raise InvalidParams("the window is longer than 400 days", details={"max_days": 400})
-    if group_by is not None and (until - since) / GROUP_SECONDS[group_by] > MAX_GROUPS:
-        raise InvalidParams(f"more than {MAX_GROUPS} groups; choose a longer group_by or a shorter window",
-                            details={"group_by": group_by, "max_groups": MAX_GROUPS})
-
-
 def check_maintenance(start: float, end: float, now: float, grace_s: float) -> None:
     """A window is declared before it begins: one starting more than `grace_s` before `now` is
     refused (`maintenance-in-past`), or an outage already seen could be excused after the fact."""
@@ -249,15 +193,6 @@ def check_maintenance(start: float, end: float, now: float, grace_s: float) -> N
         raise InvalidParams(f"the window starts more than {grace_s:g} s before now: maintenance is "
                             "declared before it begins, never after the fact", reason="maintenance-in-past",
                             details={"start": epoch_to_iso(start), "now": epoch_to_iso(now), "grace_s": grace_s})
-
-
-def _buckets(since: float, until: float, step: int) -> list[tuple[float, float]]:
-    lo = since - (since % step)
-    out = []
-    while lo < until:
-        out.append((max(lo, since), min(lo + step, until)))
-        lo += step
-    return out
 
 
 def _written_after(path: Path, when: float) -> bool:

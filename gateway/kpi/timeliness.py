@@ -12,6 +12,7 @@ not reached by its due time (how late: until it ended unreached, or until now wh
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -72,7 +73,7 @@ def count(verdicts: Iterable[Verdict], counts: dict[str, dict[str, int]] | None 
     """Verdicts by channel and status, added to `counts` (new if None)."""
     counts = counts if counts is not None else {c: {"met": 0, "missed": 0, "pending": 0} for c in CHANNELS}
     for v in verdicts:
-        counts.setdefault(v.target.channel, {"met": 0, "missed": 0, "pending": 0})[v.status] += 1
+        _bump(counts, v)
     return counts
 
 
@@ -103,3 +104,41 @@ def report(verdicts: Sequence[Verdict], *, max_misses: int = 500) -> dict:
     misses = [v for v in verdicts if v.status == "missed"]
     return {**summarize(verdicts), "misses": [v.public() for v in misses[:max_misses]],
             "misses_total": len(misses)}
+
+
+class Tally:
+    """Verdicts taken slice by slice in the order their targets started: the counts overall and per
+    group (`starts`: each group's first second, ascending), and the first `max_misses` misses, as
+    `report` and `summarize` of all of them at once would give, without holding them (a month of
+    a city's targets is millions: `kpi.get` reads and judges it a slice at a time)."""
+
+    def __init__(self, starts: Sequence[float] = (), *, max_misses: int = 500) -> None:
+        self.counts = count(())
+        self.starts = list(starts)
+        self.groups = [count(()) for _ in self.starts]
+        self.max_misses = max_misses
+        self.misses: list[dict] = []
+        self.misses_total = 0
+
+    def add(self, verdicts: Iterable[Verdict]) -> int:
+        """Take `verdicts` (started after every one taken before, in order); how many there were."""
+        n = 0
+        for v in verdicts:
+            n += 1
+            _bump(self.counts, v)
+            if self.starts:
+                i = bisect_right(self.starts, v.target.started) - 1
+                if i >= 0:
+                    _bump(self.groups[i], v)
+            if v.status == "missed":
+                self.misses_total += 1
+                if len(self.misses) < self.max_misses:
+                    self.misses.append(v.public())
+        return n
+
+    def report(self) -> dict:
+        return {**summary_of(self.counts), "misses": self.misses, "misses_total": self.misses_total}
+
+
+def _bump(counts: dict[str, dict[str, int]], v: Verdict) -> None:
+    counts.setdefault(v.target.channel, {"met": 0, "missed": 0, "pending": 0})[v.status] += 1

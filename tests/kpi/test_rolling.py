@@ -5,7 +5,6 @@ service's driver on a real store (SQLite in a temp dir, no sockets)."""
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from gateway.kpi.service import KpiService
 from gateway.kpi.timeliness import CHANNELS, Target
 from gateway.store import Store
 from gateway.timeutil import epoch_to_iso
+from tests.kpi.seed import INSERT_CALL, seed_targets
 
 DEADLINES = {"call": 30.0, "broadcast": 10.0, "sms": 120.0, "instruction": 60.0}
 LONGEST = max(DEADLINES.values())
@@ -106,58 +106,17 @@ def test_a_read_leaving_a_gap_is_refused() -> None:
         rolling.add([], now + 60, now - 400, now + 60, now - 300)
 
 
-async def _seed(store: Store, now0: float, rng: random.Random) -> None:
-    """Two hours of calls, SMS (receipts in time, late, hours late, none) and broadcast SIP targets
-    (connected in time, late, never), as the services store them."""
-    at = epoch_to_iso
-    calls, sms, receipts, bcasts, events = [], [], [], [], []
-    for i in range(600):
-        s = now0 - 7200 + rng.random() * 7000
-        kind, fate = i % 3, rng.random()
-        lag = 3 if fate < 0.7 else 50 if fate < 0.8 else 5000 if fate < 0.9 else None
-        if kind == 0:
-            calls.append((f"c{i}", f"sip:d{i}@x", at(s), None if lag is None else at(s + lag), at(s + 90),
-                          200 if lag else 486, "local-hangup" if lag else "busy"))
-        elif kind == 1:
-            sms.append((f"m{i}", f"+86{i:09d}", "delivered" if lag else "sent", at(s),
-                        at(s + (lag or 1))))
-            if lag is not None:
-                receipts.append((f"SM{i}", f"m{i}", at(s + lag)))
-        else:
-            bcasts.append((f"b{i}", at(s), at(s + 60),
-                           json.dumps({"targets": [{"target": "spk-1", "kind": "sip", "state": "ended"}]})))
-            if lag is not None:
-                events.append((at(s + lag / 5), json.dumps({"broadcast_id": f"b{i}", "target": "spk-1",
-                                                            "state": "connected"})))
-
-    async def work(tx) -> None:
-        await tx.executemany(CALL, calls)
-        await tx.executemany("INSERT INTO sms (message_id, send_id, sender, recipient, body, state, created_at,"
-                             " updated_at) VALUES (?, 's', '+1', ?, 'x', ?, ?, ?)", sms)
-        await tx.executemany("INSERT INTO sms_receipts (provider, provider_id, status, message_id, received_at)"
-                             " VALUES ('twilio', ?, 'delivered', ?, ?)", receipts)
-        await tx.executemany("INSERT INTO broadcasts (broadcast_id, created_at, ended_at, extra) VALUES (?, ?, ?, ?)",
-                             bcasts)
-        await tx.executemany("INSERT INTO events (type, time, data) VALUES ('broadcast.target', ?, ?)", events)
-
-    await store.atomic(work)
-
-
-CALL = ("INSERT INTO calls (call_id, direction, remote_uri, created_at, answered_at, ended_at, sip_code, cause)"
-        " VALUES (?, 'outbound', ?, ?, ?, ?, ?, ?)")
-
-
 async def test_the_gauges_on_a_real_store_match_kpi_get_and_read_only_the_open_targets(tmp_path: Path) -> None:
     now0 = time.time()
     cfg = KpiConfig(call_deadline_s=30, sms_deadline_s=60, broadcast_deadline_s=10, instruction_deadline_s=60)
     async with Store(tmp_path / "gw.db") as store:
         await facts.start_run(store, cfg.deadlines(), epoch_to_iso(now0 - 7200))
-        await _seed(store, now0, random.Random(3))
+        await seed_targets(store, now0 - 7200, 7000, 600, random.Random(3))
         kpi = KpiService(store, cfg, str(tmp_path), {})
         rolling = RollingTimeliness(86400)
         for k, now in enumerate((now0, now0 + 61, now0 + 130)):
             if k:  # a call started since, still ringing: open, not yet due
-                await store.atomic(lambda tx: tx.execute(CALL, (f"n{k}", "sip:n@x", epoch_to_iso(now - 5), None,
+                await store.atomic(lambda tx: tx.execute(INSERT_CALL, (f"n{k}", "sip:n@x", epoch_to_iso(now - 5), None,
                                                                 None, None, None)))
             got = await kpi.gauge_figures(rolling, now, slice_s=300)  # many slices: many bounds tried
             dl = await facts.deadlines(store, cfg.deadlines())

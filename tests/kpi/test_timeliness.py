@@ -40,16 +40,20 @@ def test_nothing_dispatched_has_no_share() -> None:
 
 
 def test_groups_split_the_targets_by_the_hour_they_started() -> None:
-    from gateway.kpi.facts import Deadlines, TargetRows
-    from gateway.kpi.service import compute_figures
+    from gateway.kpi.facts import Deadlines, TargetRows, targets
+    from gateway.kpi.figures import _buckets, compute_figures
+    from gateway.kpi.timeliness import Tally, judge_all
     from gateway.timeutil import epoch_to_iso as iso
 
     start = T0 - T0 % 3600
     calls = [(f"c{i}", "sip:a@x", iso(start + i * 900), iso(start + i * 900 + (40 if i % 3 == 0 else 5)),
               iso(start + i * 900 + 60), 200, "local-hangup") for i in range(12)]  # 3 hours, every 3rd late
-    rows = TargetRows(calls, [], [], [], [], [])
     dl = Deadlines([], {"call": 30.0, "broadcast": 10.0, "sms": 60.0, "instruction": 60.0})
-    r = compute_figures([], [], [], rows, dl, ["store"], ["store"], start, start + 3 * 3600, start + 4 * 3600,
-                        "hour", deadlines={})
+    groups = _buckets(start, start + 3 * 3600, 3600)
+    t = Tally([lo for lo, _ in groups])
+    for i in range(0, 12, 5):  # in slices, as kpi.get reads them
+        t.add(judge_all(targets(TargetRows(calls[i:i + 5], [], [], [], [], []), dl), start + 4 * 3600))
+    r = compute_figures([], [], [], t, ["store"], ["store"], start, start + 3 * 3600, start + 4 * 3600,
+                        "hour", groups, deadlines={})
     assert [(g["met"], g["missed"]) for g in r["groups"]] == [(2, 2), (3, 1), (3, 1)]
     assert (r["timeliness"]["met"], r["timeliness"]["missed"]) == (8, 4)
