@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from gateway.errors import Conflict, InvalidParams, NotFound
+from gateway.errors import Conflict, InvalidParams, NotFound, RateLimited
 from gateway.store import Store
 from gateway.tasks import OwnedTasks
 from gateway.timeutil import epoch_to_iso, now_iso
@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 MAX_WINDOWS_LISTED = 1000
 GAUGE_SLICE_S = 3600.0  # the gauges' first read after a start: the day an hour at a time
+MAX_WAITING = 4  # kpi.get calls that wait while one computes; one more is refused (kpi-busy)
 REPORT_DAYS_BACK = 31  # finished days whose missing report is written at start
 
 
@@ -49,6 +50,8 @@ class KpiService:
                              timeout_s=config.probe_timeout_s, deadlines=config.deadlines())
         self._tasks = OwnedTasks()
         self._gauges: KpiGauges | None = None
+        self._turn = asyncio.Semaphore(1)  # kpi.get: one computation at a time
+        self._queued = 0  # running and waiting
 
     def export(self, metrics: Any) -> None:
         """Put the indicators on /metrics (gateway/metrics: `metrics.gauge()`); before start."""
@@ -67,12 +70,24 @@ class KpiService:
 
     # ---- the figures -------------------------------------------------------------------------
 
-    async def get(self, since: float, until: float | None = None, group_by: str | None = None) -> dict[str, Any]:
-        """Both indicators over [since, until) (until None: now)."""
-        now = time.time()
-        parts, whole = self.prober.parts, [p for p in self.config.whole if p in self.prober.parts]
-        return await read_figures(self._store, since, now if until is None else until, now, group_by,
-                                  parts=parts, whole=whole, deadlines=self.config.deadlines())
+    async def get(self, since: float, until: float | None = None, group_by: str | None = None, *,
+                  refuse_when_busy: bool = True) -> dict[str, Any]:
+        """Both indicators over [since, until) (until None: now). One computation at a time (a month
+        of a city's targets is tens of seconds of CPU: several at once would starve the dispatch
+        work); up to `MAX_WAITING` more wait their turn, one more is refused (`kpi-busy`), unless
+        `refuse_when_busy` is false (the daily report: it waits)."""
+        if refuse_when_busy and self._queued > MAX_WAITING:
+            raise RateLimited("the indicators are being computed for other requests; try again shortly",
+                              reason="kpi-busy", details={"queued": self._queued})
+        self._queued += 1
+        try:
+            async with self._turn:
+                now = time.time()
+                parts, whole = self.prober.parts, [p for p in self.config.whole if p in self.prober.parts]
+                return await read_figures(self._store, since, now if until is None else until, now, group_by,
+                                          parts=parts, whole=whole, deadlines=self.config.deadlines())
+        finally:
+            self._queued -= 1
 
     async def add_maintenance(self, start: float, end: float, parts: list[str], reason: str,
                               created_by: str) -> dict[str, Any]:
@@ -117,7 +132,7 @@ class KpiService:
         """Write the report of `day` (UTC) and return its path."""
         lo = dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
         hi = lo + 86400
-        data = await self.get(lo, hi, "hour")
+        data = await self.get(lo, hi, "hour", refuse_when_busy=False)
         html = await asyncio.to_thread(render, day.isoformat(), data, now_iso())
         path = self.reports_dir / f"kpi-{day.isoformat()}.html"
         await asyncio.to_thread(_write_atomically, path, html)

@@ -69,3 +69,35 @@ def test_the_next_slice_aims_at_the_slice_size() -> None:
     assert figures.next_slice_s(3600, 0) == 7200
     assert figures.next_slice_s(60, 10 * n) == figures.MIN_SLICE_S
     assert figures.next_slice_s(figures.MAX_SLICE_S, 0) == figures.MAX_SLICE_S
+
+
+async def test_one_computation_at_a_time_four_wait_and_one_more_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from gateway.errors import RateLimited
+    from gateway.kpi import service as kpi_service
+
+    running, most, release = [0], [0], asyncio.Event()
+
+    async def slow(*a: object, **k: object) -> dict:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await release.wait()
+        running[0] -= 1
+        return {"ok": True}
+
+    monkeypatch.setattr(kpi_service, "read_figures", slow)
+    async with Store(tmp_path / "gw.db") as store:
+        kpi = kpi_service.KpiService(store, KpiConfig(), str(tmp_path), {})
+        now = time.time()
+        first = [asyncio.create_task(kpi.get(now - 86400)) for _ in range(1 + kpi_service.MAX_WAITING)]
+        await asyncio.sleep(0)
+        with pytest.raises(RateLimited) as refused:
+            await kpi.get(now - 86400)
+        assert refused.value.reason == "kpi-busy" and refused.value.details == {"queued": 5}
+        report = asyncio.create_task(kpi.get(now - 86400, refuse_when_busy=False))  # the daily report waits
+        await asyncio.sleep(0)
+        release.set()
+        assert await asyncio.gather(*first, report) == [{"ok": True}] * 6
+    assert most[0] == 1
