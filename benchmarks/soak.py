@@ -12,7 +12,8 @@ Everything on 127.0.0.1; every process is started here and stopped here by PID:
 - load from this process: `--calls` calls kept up, each held 20..60 s then hung up and dialled
   again; a broadcast (a 10 s tone) to `--speakers` speakers every minute; an `sms.send` of
   `--sms-batch` numbers every `--sms-every` s; each terminal `terminal.report`s every 5 s;
-  `--consoles` consoles subscribed from the first seq, recording every seq they see.
+  `--consoles` consoles subscribed from the first seq, recording every seq they see; every
+  `--scrape-s` s (15) a GET of /metrics and /readyz, as Prometheus and a load balancer would.
 Every `--sample-s` s: RSS and open file descriptors of the gateway and of its workers (/proc).
 At the end: least-squares slope per hour of each (benchmarks/soak_stats.py: over the run, the last
 gateway process, after its warm-up, and each consecutive `--slope-window-min` window of it after
@@ -44,6 +45,8 @@ import sys
 import sqlite3
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -176,6 +179,22 @@ class Soak:
         base = 8613700000000 + len(self.sms_sends) * 1000
         r = await c.call("sms.send", to=[f"+{base + i}" for i in range(self.a.sms_batch)], body=BODY)
         self.sms_sends.append(r["send_id"])
+
+    async def scrape(self) -> None:
+        """What Prometheus and a load balancer do: GET /metrics and /readyz (on a thread: urllib)."""
+        gw = self.gw
+        assert gw is not None
+
+        def get() -> None:
+            for path in ("/metrics", "/readyz"):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{gw.http_port}{path}", timeout=10) as r:
+                        r.read()
+                except urllib.error.HTTPError as exc:  # /readyz answers 503 while a part is down
+                    if path == "/metrics":
+                        raise
+                    exc.read()
+        await asyncio.to_thread(get)
 
     async def terminal(self, i: int, until: float) -> None:
         assert self.gw is not None
@@ -322,6 +341,8 @@ class Soak:
             tasks.append(asyncio.create_task(self.every(60, until, "broadcasts", lambda: self.broadcast(d))))
             tasks.append(asyncio.create_task(self.every(a.sms_every, until, "sms_sends", lambda: self.sms(d))))
             tasks += [asyncio.create_task(self.terminal(i, until)) for i in range(a.terminals)]
+            if a.scrape_s:
+                tasks.append(asyncio.create_task(self.every(a.scrape_s, until, "scrapes", self.scrape)))
             drills = [asyncio.create_task(self.drill(k, float(m) * 60, t_run))
                       for k, m in (s.split("@") for s in a.drills.split(",") if s)]
             await asyncio.sleep(max(0.0, until - time.monotonic()))
@@ -448,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sms-fail-s", type=float, default=60)
     p.add_argument("--terminals", type=int, default=20)
     p.add_argument("--consoles", type=int, default=3)
+    p.add_argument("--scrape-s", type=float, default=15, help="GET /metrics and /readyz this often (0: never)")
     p.add_argument("--workers", type=int, default=3, help="sip.max_workers")
     p.add_argument("--video", action="store_true", help="video.enabled (one Janus): the janus drill")
     p.add_argument("--proxy", default="none", choices=("none", "auto"), help="sip.proxy (auto: Kamailio, the kamailio drill)")
