@@ -27,7 +27,7 @@ from gateway.timeutil import epoch_to_iso, now_iso
 
 from . import availability, facts, timeliness
 from .config import KpiConfig
-from .figures import read_figures
+from .figures import check_window, read_figures
 from .gauges import WINDOW_S, KpiGauges
 from .probes import Check, Prober
 from .report import render
@@ -76,6 +76,7 @@ class KpiService:
         of a city's targets is tens of seconds of CPU: several at once would starve the dispatch
         work); up to `MAX_WAITING` more wait their turn, one more is refused (`kpi-busy`), unless
         `refuse_when_busy` is false (the daily report: it waits)."""
+        check_window(since, time.time() if until is None else until, group_by)  # bad input: at once, not after a wait
         if refuse_when_busy and self._queued > MAX_WAITING:
             raise RateLimited("the indicators are being computed for other requests; try again shortly",
                               reason="kpi-busy", details={"queued": self._queued})

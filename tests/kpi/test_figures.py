@@ -75,7 +75,7 @@ async def test_one_computation_at_a_time_four_wait_and_one_more_is_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
-    from gateway.errors import RateLimited
+    from gateway.errors import InvalidParams, RateLimited
     from gateway.kpi import service as kpi_service
 
     running, most, release = [0], [0], asyncio.Event()
@@ -96,6 +96,8 @@ async def test_one_computation_at_a_time_four_wait_and_one_more_is_refused(
         with pytest.raises(RateLimited) as refused:
             await kpi.get(now - 86400)
         assert refused.value.reason == "kpi-busy" and refused.value.details == {"queued": 5}
+        with pytest.raises(InvalidParams):  # bad input is refused at once, not after the queue
+            await asyncio.wait_for(kpi.get(now, now - 1), 1)
         report = asyncio.create_task(kpi.get(now - 86400, refuse_when_busy=False))  # the daily report waits
         await asyncio.sleep(0)
         release.set()
