@@ -384,7 +384,7 @@ class Soak:
             res[f"{key}_first_last"] = [self.samples[0][key], self.samples[-1][key]] if self.samples else None
             res[f"slope_{key}_per_h_windows"] = [
                 {"from_min": round(w["from_s"] / 60, 1), "to_min": round(w["to_s"] / 60, 1), "samples": w["samples"],
-                 "slope": None if w["slope"] is None else round(w["slope"], 1)}
+                 "slope": None if w["slope"] is None else round(w["slope"], 1), "median": w["median"]}
                 for w in consecutive_slopes(self.samples, key, self.a.warmup_s, self.a.slope_window_min * 60)]
         res["slope_window_min"] = self.a.slope_window_min
         for i, key in enumerate(("rss_kb", "fds")):  # each worker process apart (a restart is not growth)
@@ -451,11 +451,15 @@ def _window_table(out: dict[str, Any]) -> list[str]:
         return []
     heads = [f"min {w['from_min']:g}-{w['to_min']:g}" for w in spans]
     rows = ["", f"Slope per hour in each {out.get('slope_window_min'):g}-minute window of the last gateway process,"
-                " after its warm-up (minutes of the run):", "",
+                " after its warm-up (minutes of the run), then each window's median:", "",
             "| series | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for key, ws in windows.items():
         cells = [str(w["slope"]) for w in ws] + ["-"] * (len(heads) - len(ws))
         rows.append(f"| {key} | " + " | ".join(cells) + " |")
+    for key, ws in windows.items():  # runs recorded before the medians have none
+        if ws and all("median" in w for w in ws):
+            cells = [f"{w['median']:g}" for w in ws] + ["-"] * (len(heads) - len(ws))
+            rows.append(f"| {key}, median | " + " | ".join(cells) + " |")
     return rows
 
 

@@ -3,6 +3,7 @@ subscriber missed (benchmarks/soak.py feeds them samples from /proc and seqs fro
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Sequence
 
 
@@ -49,7 +50,9 @@ def consecutive_slopes(samples: Sequence[dict], key: str, warmup_s: float, windo
     the first starting `warmup_s` after its first sample: `[{from_s, to_s, samples, slope}]` (bounds
     on the samples' clock, `to_s` the last window's last sample), so levelling off over a long run
     shows as slopes going to 0 window after window. A last window whose samples span less than half
-    of `window_s` is left out (too short to say anything); `window_s` <= 0: none."""
+    of `window_s` is left out (too short to say anything); `window_s` <= 0: none. Each window's
+    `median` too: a series that saws (the heap trimmed every 5 minutes gives back ~1.5 MB, which
+    comes back) levels off in its medians where a window's slope depends on where the teeth fall."""
     seg = last_process(samples)
     if window_s <= 0 or not seg:
         return []
@@ -60,7 +63,8 @@ def consecutive_slopes(samples: Sequence[dict], key: str, warmup_s: float, windo
         inside = [s for s in seg if start <= s["t"] < end]
         if inside and (inside[-1]["t"] - inside[0]["t"] >= window_s / 2 or end <= last_t):
             out.append({"from_s": start, "to_s": min(end, last_t), "samples": len(inside),
-                        "slope": slope_per_hour([s["t"] for s in inside], [s[key] for s in inside])})
+                        "slope": slope_per_hour([s["t"] for s in inside], [s[key] for s in inside]),
+                        "median": statistics.median(s[key] for s in inside)})
         start = end
     return out
 
@@ -114,3 +118,30 @@ def kpi_brief(k: dict) -> dict:
             "channels": {c: (v["met"], v["missed"], v["pending"]) for c, v in tl["channels"].items()},
             "misses": [(m["channel"], m["why"], m["late_s"]) for m in tl["misses"][:20]],
             "misses_by_why": dict(sorted(by_why.items(), key=lambda kv: -kv[1]))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The windows of a finished soak from its samples (WORKDIR/samples.json):
+
+        .venv/bin/python -m benchmarks.soak_stats WORKDIR/samples.json --warmup-s 600 --window-min 10
+    """
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description="slope and median of each window of a soak's samples")
+    p.add_argument("samples")
+    p.add_argument("--key", default="gw_rss_kb")
+    p.add_argument("--warmup-s", type=float, default=600)
+    p.add_argument("--window-min", type=float, default=10)
+    a = p.parse_args(argv)
+    with open(a.samples, encoding="utf-8") as f:
+        samples = json.load(f)
+    print(f"| minutes | samples | slope of {a.key} per hour | median |\n|---|---|---|---|")
+    for w in consecutive_slopes(samples, a.key, a.warmup_s, a.window_min * 60):
+        slope = "" if w["slope"] is None else f"{w['slope']:.1f}"
+        print(f"| {w['from_s'] / 60:.0f}-{w['to_s'] / 60:.0f} | {w['samples']} | {slope} | {w['median']:g} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

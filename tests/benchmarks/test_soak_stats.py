@@ -93,6 +93,8 @@ def test_consecutive_windows_show_levelling_off() -> None:
     assert slopes[2] == pytest.approx(600.0)  # 10 a minute
     assert 0 < slopes[3] < 600  # where it stops
     assert slopes[4:] == [pytest.approx(0.0), pytest.approx(0.0)]  # levelled off
+    medians = [x["median"] for x in w]
+    assert medians == sorted(medians) and medians[4] == medians[5]  # rising, then level
     # the slope of the whole process after warm-up hides that: one figure, far from 0
     assert slope_windows(samples, "v", 300)["last_process_after_warmup"] > 1000
 
@@ -139,3 +141,4 @@ def test_kpi_brief_counts_every_miss_by_channel_and_why_not_only_the_first_20():
     brief = kpi_brief(k)
     assert len(brief["misses"]) == 20 and all(m[0] == "sms" for m in brief["misses"])
     assert brief["misses_by_why"] == {"sms: failed: provider-error": 25, "broadcast: ended without being reached": 3}
+
