@@ -66,15 +66,17 @@ async def front_with_workers(
 ) -> AsyncIterator[tuple[KamailioFront, list[SippUas]]]:
     """SIPp workers (scenario file, name) on free ports, behind a started KamailioFront; all
     stopped on exit."""
-    uas = [SippUas(work / xml, free_udp_port(), work, name) for xml, name in workers]
-    front = KamailioFront(HOST, free_udp_port(), [(HOST, w.port) for w in uas], ping_interval=1)
+    uas = [SippUas(work / xml, None, work, name) for xml, name in workers]  # ports chosen as they start
+    front: KamailioFront | None = None
     try:
         for w in uas:
             await w.start()
+        front = KamailioFront(HOST, free_udp_port(), [(HOST, w.port) for w in uas], ping_interval=1)
         await front.start(run_dir)
         yield front, uas
     finally:
-        await front.stop()
+        if front is not None:
+            await front.stop()
         for w in uas:
             await w.kill()
 
