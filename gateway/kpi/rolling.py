@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from .timeliness import CHANNELS, Target, Verdict, count, judge, summary_of
+from .timeliness import Target, Verdict, count, judge, summary_of
 
 SETTLE_S = 60.0
 
@@ -100,5 +100,3 @@ class RollingTimeliness:
         """Buckets held: at most the window's minutes and one."""
         return len(self._buckets)
 
-
-__all__ = ["CHANNELS", "RollingTimeliness", "SETTLE_S"]
