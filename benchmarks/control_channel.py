@@ -40,6 +40,7 @@ import multiprocessing.process
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -320,12 +321,24 @@ def ratios(gw: dict, bare: dict) -> dict[str, Any]:
     return {"rtt_p50": ratio(gl.get("rtt_all_p50_ms"), bl.get("rtt_all_p50_ms")),
             "rtt_p99": ratio(gl.get("rtt_all_p99_ms"), bl.get("rtt_all_p99_ms")),
             "cpu": ratio(gl.get("server_cpu_pct"), bl.get("server_cpu_pct")),
-            "fanout_last_p50": ratio(gf.get("last_p50_ms"), bf.get("last_p50_ms")),
             "cpu_per_req": ratio(gl.get("server_cpu_ms_per_req"), bl.get("server_cpu_ms_per_req")),
             "fanout_last_p50": ratio(gf.get("last_p50_ms"), bf.get("last_p50_ms")),
             "fanout_last_p99": ratio(gf.get("last_p99_ms"), bf.get("last_p99_ms")),
             "achieved_rate": {"gateway": gl.get("achieved_rate"), "bare": bl.get("achieved_rate")},
             "measured": bool((gl.get("verdict") or {}).get("ok") and (bl.get("verdict") or {}).get("ok"))}
+
+
+def median_ratios(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each ratio's median over the pairs that measured both sides at their target (`measured`),
+    with how many pairs met issue 13's targets: p99 within 1.2x, CPU within 2x."""
+    ok = [r for r in pairs if r.get("measured")]
+    out: dict[str, Any] = {"pairs": len(pairs), "measured": len(ok)}
+    for key in ("rtt_p50", "rtt_p99", "cpu", "cpu_per_req", "fanout_last_p50", "fanout_last_p99"):
+        values = sorted(r[key] for r in ok if isinstance(r.get(key), (int, float)))
+        out[key] = round(statistics.median(values), 2) if values else None
+    out["p99_within_1.2x"] = sum(1 for r in ok if isinstance(r.get("rtt_p99"), (int, float)) and r["rtt_p99"] <= 1.2)
+    out["cpu_within_2x"] = sum(1 for r in ok if isinstance(r.get("cpu"), (int, float)) and r["cpu"] <= 2.0)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,8 +367,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--against", choices=("gateway", "bare", "both"), default="both",
                    help="the server(s) measured, one after the other with the same load (default both; "
                         "prints gateway/bare ratios)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="with --against both: this many pairs, the order alternating (gateway first, then bare "
+                        "first, ...); each pair's ratios and their medians are printed")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
     args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
 
     # quiet client logs (one line per connect otherwise), keep warnings
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -368,11 +386,23 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     sides = ["gateway", "bare"] if args.against == "both" else [args.against]
-    for side in sides:
-        result[side] = one_side(args, side)
+    runs = []
+    for i in range(args.repeat if args.against == "both" else 1):
+        run_ = {"order": sides if i % 2 == 0 else sides[::-1], "loadavg": os.getloadavg()}
+        for side in run_["order"]:
+            run_[side] = one_side(args, side)
+        if args.against == "both":
+            run_["ratios"] = ratios(run_["gateway"], run_["bare"])
+            print(f"pair {i + 1} of {args.repeat} ({' then '.join(run_['order'])}): gateway / bare:",
+                  json.dumps(run_["ratios"]), flush=True)
+        runs.append(run_)
+    result.update({side: runs[-1][side] for side in sides})
     result["machine"]["loadavg_end"] = os.getloadavg()
     if args.against == "both":
-        result["ratios"] = ratios(result["gateway"], result["bare"])
+        result["ratios"] = runs[-1]["ratios"]
+    if len(runs) > 1:
+        result["runs"] = runs
+        result["ratios_median"] = median_ratios([r["ratios"] for r in runs])
     text = json.dumps(result, indent=2)
     print(text)
     if args.json_out:
@@ -380,7 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     for side in sides:
         print(f"\n{side}:\n")
         print(table(result[side]))
-    if "ratios" in result:
+    if "ratios_median" in result:
+        for i, r in enumerate(result["runs"]):
+            print(f"\npair {i + 1} ({' then '.join(r['order'])}; load {r['loadavg'][0]:.2f}): gateway / bare:",
+                  json.dumps(r["ratios"]))
+        print(f"\ngateway / bare, median of {len(result['runs'])} pairs:", json.dumps(result["ratios_median"]))
+    elif "ratios" in result:
         print("\ngateway / bare:", json.dumps(result["ratios"]))
     print("load average at start / end:", result["machine"]["loadavg"], result["machine"]["loadavg_end"])
     return 0
