@@ -94,6 +94,32 @@ async def test_each_row_is_encoded_once(store: Store, bus: EventBus, monkeypatch
     assert encoded[-1] == made[3] and len(encoded) == 11
 
 
+async def test_a_create_appends_to_the_lists_built_before_without_rebuilding_them(
+        store: Store, bus: EventBus, monkeypatch) -> None:
+    """Workload (a)'s pattern, a create between lists: each list was rebuilt from every kept row
+    after each create (a join over all sessions, 20 times a second); now the new session's text
+    is appended to the lists built before. A close (a change in place) still rebuilds."""
+    ticks = iter(range(1, 100))
+    monkeypatch.setattr(sessions_module, "now_iso", lambda: f"2026-01-01T00:00:{next(ticks):02d}.000Z")
+    sessions = SessionService(store, bus)
+    built = []
+    real = session_lists._result
+    monkeypatch.setattr(session_lists, "_result", lambda rows, state: built.append(state) or real(rows, state))
+    first = await sessions.create(title="first", created_by="p")
+    for state in (None, "open", "closed"):
+        await check(sessions, store, state)
+    assert sorted(built, key=str) == sorted([None, "open", "closed"], key=str)
+    for i in range(5):
+        await sessions.create(title=f"s{i}", created_by="p")
+        for state in (None, "open", "closed"):
+            await check(sessions, store, state)
+    assert len(built) == 3  # before: 3 + 15
+    await sessions.close(first["session_id"], closed_by="p")
+    for state in (None, "open", "closed"):
+        await check(sessions, store, state)
+    assert len(built) == 6
+
+
 async def test_a_write_made_beside_the_service_makes_the_next_list_read(store: Store, bus: EventBus,
                                                                        monkeypatch) -> None:
     sessions = SessionService(store, bus)
