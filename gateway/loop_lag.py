@@ -21,12 +21,26 @@ INTERVAL_S = 0.01
 
 async def run(observe: Callable[[float], None], observe_own: Callable[[float], None] | None = None,
               interval_s: float = INTERVAL_S) -> None:
-    """Observe the loop's lateness on a timer of `interval_s` until cancelled."""
+    """Observe the loop's lateness on a timer of `interval_s` until cancelled.
+
+    The timer is a chain of `call_at` callbacks (one timer handle a wake-up), not a task sleeping
+    (a future, a timer and a task step each time: with the prometheus_client histograms before
+    gateway/metrics/light.py, ~40 us a wake-up, 3.5 % of the gateway's CPU in workload (a))."""
     loop = asyncio.get_running_loop()
-    while True:
-        due, cpu = loop.time() + interval_s, time.thread_time()
-        await asyncio.sleep(interval_s)
-        late = max(0.0, loop.time() - due)
+    handle: asyncio.TimerHandle | None = None
+
+    def tick(due: float, cpu: float) -> None:
+        nonlocal handle
+        now, used = loop.time(), time.thread_time()
+        handle = loop.call_at(now + interval_s, tick, now + interval_s, used)  # first: whatever observe does
+        late = max(0.0, now - due)
         observe(late)
         if observe_own is not None:
-            observe_own(min(late, time.thread_time() - cpu))
+            observe_own(min(late, used - cpu))
+
+    due = loop.time() + interval_s
+    handle = loop.call_at(due, tick, due, time.thread_time())
+    try:
+        await loop.create_future()  # until cancelled
+    finally:
+        handle.cancel()

@@ -27,6 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gateway.broadcast.machine import BroadcastState, TargetState
+from gateway.metrics.light import LightCounter, LightHistogram
 from gateway.state.call import CallState
 from sms.outbox import MessageState
 
@@ -96,11 +97,12 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         self.methods = frozenset(methods)  # the method table's names; others count as "other"
         r = self.registry
-        self.requests = Counter("dispatch_control_requests", "Control-channel requests by method and outcome",
-                                ("method", "outcome"), registry=r)
-        self.request_seconds = Histogram("dispatch_control_request_seconds",
-                                         "Time to answer a control-channel request", ("method",),
-                                         buckets=REQUEST_BUCKETS, registry=r)
+        # moved by every request and the loop-lag probe: plain numbers (gateway/metrics/light.py)
+        self.requests = LightCounter("dispatch_control_requests", "Control-channel requests by method and outcome",
+                                     ("method", "outcome"), registry=r)
+        self.request_seconds = LightHistogram("dispatch_control_request_seconds",
+                                              "Time to answer a control-channel request", ("method",),
+                                              buckets=REQUEST_BUCKETS, registry=r)
         self.events = Counter("dispatch_events_stored", "Events stored, by type", ("type",), registry=r)
         self.calls = Counter("dispatch_call_transitions", "Calls entering a state", ("direction", "state"),
                              registry=r)
@@ -113,13 +115,13 @@ class GatewayMetrics:
         self.sms = Counter("dispatch_sms_transitions", "SMS messages entering a state", ("state",), registry=r)
         self.sms_send = Histogram("dispatch_sms_provider_seconds", "Time the SMS provider took to take a message",
                                   ("provider", "outcome"), buckets=PROVIDER_BUCKETS, registry=r)
-        self.loop_lag = Histogram("dispatch_loop_lag_seconds",
-                                  "How late the event loop ran a 10 ms timer (gateway/loop_lag.py): its stalls",
-                                  buckets=LOOP_LAG_BUCKETS, registry=r)
-        self.loop_lag_own = Histogram("dispatch_loop_lag_own_seconds",
-                                      "The part of the loop's lateness its own work explains: at most the CPU "
-                                      "its thread used meanwhile (not the waits for a core)",
-                                      buckets=LOOP_LAG_BUCKETS, registry=r)
+        self.loop_lag = LightHistogram("dispatch_loop_lag_seconds",
+                                       "How late the event loop ran a 10 ms timer (gateway/loop_lag.py): its stalls",
+                                       buckets=LOOP_LAG_BUCKETS, registry=r)
+        self.loop_lag_own = LightHistogram("dispatch_loop_lag_own_seconds",
+                                           "The part of the loop's lateness its own work explains: at most the CPU "
+                                           "its thread used meanwhile (not the waits for a core)",
+                                           buckets=LOOP_LAG_BUCKETS, registry=r)
         self.webhook_rejections = Counter("dispatch_webhook_rejections", "Provider webhooks refused, by path and status",
                                           ("path", "status"), registry=r)
         self._call_states = _LastState((CallState.ENDED.value,))
