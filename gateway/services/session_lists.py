@@ -34,7 +34,7 @@ from gateway.protocol.codec import EncodedResult, encode_json
 from gateway.state import SessionState
 from gateway.store import SESSION_COLUMNS, Store
 
-LIST_LIMIT = 1000  # session.list: the oldest 1000 (the store's order)
+LIST_LIMIT = 1000  # session.list: the newest 1000, oldest first (the store's order)
 _STATES = frozenset(s.value for s in SessionState)
 
 
@@ -57,7 +57,7 @@ class SessionLists:
         self._read_done: asyncio.Event | None = None  # set when the last read begun has ended
 
     async def result(self, state: str | None) -> EncodedResult:
-        """`{"sessions": [...]}` of one state (None: all), the oldest LIST_LIMIT; shared: read-only."""
+        """`{"sessions": [...]}` of one state (None: all), the newest LIST_LIMIT oldest first; shared: read-only."""
         while True:
             version = self._store.sessions_version
             built = self._built.get(state)
@@ -120,8 +120,8 @@ class SessionLists:
         return True
 
     async def _read(self, state: str | None) -> EncodedResult | None:
-        """Read every session (one more than a list shows: are there more?). None: they are kept,
-        exact at the store's version; else the list of `state` from this read."""
+        """Read the newest sessions (one more than a list shows: are there more?). None: they are
+        kept, exact at the store's version; else the list of `state` from this read."""
         store, log = self._store, []
         version, quiet = store.sessions_version, not store.sessions_writing
         self._reading.append(log)
@@ -140,8 +140,8 @@ class SessionLists:
             self._version = store.sessions_version
             return None
         if complete or state is None:
-            result = _result([kept[r[0]] for r in rows[:LIST_LIMIT]], state)
-        else:  # the oldest of this state may lie beyond the oldest of all
+            result = _result([kept[r[0]] for r in rows[-LIST_LIMIT:]], state)
+        else:  # the newest of this state may lie among older sessions than the newest of all
             of_state = await store.list_session_rows(state=state, limit=LIST_LIMIT)
             result = _result(list(_reuse(kept, of_state).values()), None)
         unchanged = quiet and not store.sessions_writing and store.sessions_version == version

@@ -92,15 +92,25 @@ class Store(AuditTables, TerminalTables, UploadTables, StoreWriter):
         return await self._get_row("sessions", "session_id", SESSION_COLUMNS, session_id)
 
     async def list_sessions(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        return await self._list_rows("sessions", "session_id", SESSION_COLUMNS, "state", state, limit)
+        """The newest `limit` sessions (of `state`), oldest first, with `extra`."""
+        rows = await self._newest_sessions((*SESSION_COLUMNS, "extra"), state, limit)
+        return [_row_out(SESSION_COLUMNS, r) for r in rows]
 
     async def list_session_rows(self, state: str | None = None, limit: int = 1000) -> list[tuple]:
         """`list_sessions` as bare rows of SESSION_COLUMNS (no `extra`): what `session.list` shows."""
-        sql = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions"
+        return await self._newest_sessions(SESSION_COLUMNS, state, limit)
+
+    async def _newest_sessions(self, columns: Sequence[str], state: str | None, limit: int) -> list[tuple]:
+        # The newest, not the oldest: a command room's history grows past any limit, and the
+        # incidents it looks for are the recent ones (the oldest 1000 before: after a thousand
+        # sessions a list never showed a new one).
+        sql = f"SELECT {', '.join(columns)} FROM sessions"
         params: tuple[Any, ...] = ()
         if state is not None:
             sql, params = sql + " WHERE state = ?", (state,)
-        return await self._read(sql + " ORDER BY created_at, session_id LIMIT ?", (*params, limit))
+        rows = await self._read(sql + " ORDER BY created_at DESC, session_id DESC LIMIT ?", (*params, limit))
+        rows.reverse()
+        return rows
 
     async def put_call(self, row: dict[str, Any]) -> None:
         """Insert or update a call detail record (same rules as `put_session`)."""

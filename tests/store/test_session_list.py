@@ -33,7 +33,7 @@ async def check(sessions: SessionService, store: Store, state: str | None = None
     result = await sessions.list_result(state)
     assert result == {"sessions": [
         {k: r[k] for k in ("session_id", "title", "state", "created_at", "closed_at", "created_by")}
-        for r in await store.list_sessions(state=state)]}
+        for r in await store.list_sessions(state=state, limit=session_lists.LIST_LIMIT)]}
     assert codec.encode_result(7, result) == codec.encode_result(7, dict(result))
     return [s["session_id"] for s in result["sessions"]]
 
@@ -155,7 +155,8 @@ async def test_a_create_that_sorts_before_the_last_session_is_placed_in_order(st
 
 async def test_beyond_the_limit_lists_read_the_store(store: Store, bus: EventBus, monkeypatch) -> None:
     """The kept sessions are exact only while the store holds no more than a list shows: the
-    oldest open sessions may lie beyond the oldest of all."""
+    newest open sessions may lie among older ones than the newest of all. A list is the newest
+    sessions, oldest first (it was the oldest: past the limit a new session was never listed)."""
     monkeypatch.setattr(session_lists, "LIST_LIMIT", 3)
     ticks = iter(range(1, 100))
     monkeypatch.setattr(sessions_module, "now_iso", lambda: f"2026-01-01T00:00:{next(ticks):02d}.000Z")
@@ -166,10 +167,17 @@ async def test_beyond_the_limit_lists_read_the_store(store: Store, bus: EventBus
     for s in made:
         await sessions.close(s, closed_by="p")
     more = [(await sessions.create(title=f"m{i}", created_by="p"))["session_id"] for i in range(2)]
-    assert [s["session_id"] for s in await sessions.list()] == made  # the oldest 3
+    assert [s["session_id"] for s in await sessions.list()] == [made[2], *more]  # the newest 3
+    assert await check(sessions, store) == [made[2], *more]
     assert [s["session_id"] for s in await sessions.list("open")] == more
     assert [s["session_id"] for s in await sessions.list("open")] == more
-    assert reads == [None, None, "open"]  # the last kept: nothing written meanwhile
+    assert reads[:3] == [None, None, "open"] and reads.count("open") == 1  # the last kept: nothing written
+    newest_closed = [(await sessions.create(title=f"c{i}", created_by="p"))["session_id"] for i in range(4)]
+    for sid in newest_closed:
+        await sessions.close(sid, closed_by="p")
+    # the console's history view (state closed): the newest closed, oldest first; before, the
+    # three closed first were shown for ever
+    assert await check(sessions, store, "closed") == newest_closed[1:]
 
 
 async def test_create_stores_the_session_and_its_event_in_one_commit(store: Store, bus: EventBus,
