@@ -5,15 +5,15 @@ same request mix with nothing behind it (no auth, validation, audit or store).
 
 It answers `hello` (a seq), `events.subscribe`, `ping`, `session.list` and `session.create`
 with what the gateway answers (the same replies, so the same bytes on the wire): a session is the
-gateway's six public fields, `session.create` answers it, `session.list` answers every session
-oldest first (at most 1000, the gateway's limit; its text encoded once between creates, as the
+gateway's six public fields, `session.create` answers it, `session.list` answers the newest 1000
+sessions oldest first (the gateway's limit; its text encoded once between creates, as the
 gateway keeps its own), and each `session.create` sends one `session.state` event of the
 gateway's shape to every subscriber with `websockets.broadcast` (encoded once). Frames are built
 with json.dumps, as the gateway's codec does.
 
-Until session 23 `session.list` answered the newest 50 and `session.create` the id alone: after
-~50 creates the gateway's list replies were the larger, up to 20 times in a run of workload (a)
-(docs/benchmarks.md, "Issue 13, session 23").
+Until session 23 `session.list` answered the newest 50 and `session.create` the id alone: past
+50 sessions the gateway's list replies were the larger, 3.4 times at the end of a run of
+workload (a) (170 sessions; docs/benchmarks.md, "Issue 13, session 23").
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class BareServer:
             return {}
         if method == "session.list":
             if self._list_text is None:
-                self._list_text = json.dumps({"sessions": self.sessions[:LIST_LIMIT]}, separators=(",", ":"))
+                self._list_text = json.dumps({"sessions": self.sessions[-LIST_LIMIT:]}, separators=(",", ":"))
             return self._list_text
         if method == "session.create":
             sid = uuid.uuid4().hex

@@ -1,6 +1,6 @@
 """The benchmarks' bare reference server (benchmarks/control_bare.py) answers what the gateway
 answers, so that issue 13's ratios compare the same replies: `session.create` the session's public
-fields, `session.list` every session oldest first, the `session.state` event of the same shape."""
+fields, `session.list` the newest sessions oldest first, the `session.state` event of the same shape."""
 
 from __future__ import annotations
 
@@ -58,13 +58,13 @@ async def test_the_bare_server_answers_the_same_replies_as_the_gateway(start_gat
     assert LIST_LIMIT == GATEWAY_LIST_LIMIT
 
 
-def test_the_bare_list_is_encoded_once_between_creates_and_capped_at_the_gateways_limit() -> None:
+def test_the_bare_list_is_encoded_once_between_creates_and_is_the_newest_up_to_the_gateways_limit() -> None:
     bare = BareServer()
     for i in range(LIST_LIMIT + 5):
         bare.answer(None, "session.create", {"title": f"s{i}"})  # type: ignore[arg-type]
     first = bare.answer(None, "session.list", {})  # type: ignore[arg-type]
     assert isinstance(first, str) and bare.answer(None, "session.list", {}) is first  # type: ignore[arg-type]
     sessions = json.loads(first)["sessions"]
-    assert len(sessions) == LIST_LIMIT and sessions[0]["title"] == "s0"
+    assert len(sessions) == LIST_LIMIT and sessions[0]["title"] == "s5"  # the newest, oldest first
     bare.answer(None, "session.create", {"title": "late"})  # type: ignore[arg-type]
     assert bare.answer(None, "session.list", {}) is not first  # type: ignore[arg-type]
