@@ -155,9 +155,9 @@ class EventBus:
             self._served = 0
         commits, subs = self._round, self._round_subs
         end = min(len(subs), self._served + max(1, self.slice_size // len(commits)))
-        for i in range(self._served, end):
-            sub = subs[i]
-            for events in commits:
+        part = subs[self._served:end]
+        for events in commits:  # commit by commit: each subscriber still gets them in order, and
+            for sub in part:    # a commit's frames are built once (`events_wire` keeps a few)
                 sub._push(events)
         self._served = end
         if end == len(subs):
