@@ -59,8 +59,8 @@ class ControlServer:
         self._tasks: set[asyncio.Task] = set()
         # One JSON text per stored event, shared by every subscriber it is sent to.
         self._event_text: collections.OrderedDict[int, tuple[str, bytes]] = collections.OrderedDict()
-        # The wire bytes of the last commit's events (the sequence the bus hands every subscriber).
-        # the wire bytes of the commits being fanned out, by the identity of their event sequence
+        # The wire bytes of the commits being fanned out, by the identity of the event sequence
+        # the bus hands every subscriber (`events_wire`).
         self._wire: collections.OrderedDict[int, tuple[Sequence[Any], bytes]] = collections.OrderedDict()
 
     # -- lifecycle --
