@@ -157,7 +157,7 @@ class EventBus:
         end = min(len(subs), self._served + max(1, self.slice_size // len(commits)))
         part = subs[self._served:end]
         for events in commits:  # commit by commit: each subscriber still gets them in order, and
-            for sub in part:    # a commit's frames are built once (`events_wire` keeps a few)
+            for sub in part:    # a commit's frames are built once (`events_wire` keeps the last)
                 sub._push(events)
         self._served = end
         if end == len(subs):

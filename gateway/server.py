@@ -29,7 +29,6 @@ from gateway.server_config import (  # ServerConfig and ServerHooks are importab
 from gateway.ws_write import text_frame
 
 EVENT_TEXT_CACHE = 4096  # encoded events kept for subscribers replaying or lagging a little
-WIRE_KEPT = 8  # commits whose frames are kept for the fan-out (`events_wire`)
 log = structlog.get_logger("gateway.server")
 
 
@@ -59,9 +58,8 @@ class ControlServer:
         self._tasks: set[asyncio.Task] = set()
         # One JSON text per stored event, shared by every subscriber it is sent to.
         self._event_text: collections.OrderedDict[int, tuple[str, bytes]] = collections.OrderedDict()
-        # The wire bytes of the commits being fanned out, by the identity of the event sequence
-        # the bus hands every subscriber (`events_wire`).
-        self._wire: collections.OrderedDict[int, tuple[Sequence[Any], bytes]] = collections.OrderedDict()
+        # The wire bytes of the last commit's events (the sequence the bus hands every subscriber).
+        self._wire: tuple[Sequence[Any], bytes] | None = None
 
     # -- lifecycle --
 
@@ -127,17 +125,14 @@ class ControlServer:
     def events_wire(self, events: Sequence[Any]) -> bytes:
         """The WebSocket frames of one commit's stored events, back to back, built once for every
         subscriber the fan-out hands this same sequence to (gateway/ws_write.py `write_frame_now`).
-        The bus hands a slice's subscribers one commit after the other (gateway/events.py); the
-        last WIRE_KEPT commits are kept all the same (one was kept, and the bus handed each
-        subscriber all of a round's commits in turn: with two commits in a round every subscriber
-        built both frames again, issue 13)."""
-        kept = self._wire.get(id(events))
+        One commit is kept: the bus hands a slice's subscribers one commit after the other
+        (gateway/events.py; it handed each subscriber all of a round's commits in turn, and with
+        two commits in a round every subscriber built both frames again, issue 13)."""
+        kept = self._wire
         if kept is not None and kept[0] is events:
             return kept[1]
         wire = b"".join(text_frame(self.event_frame(ev)[1]) for ev in events)
-        self._wire[id(events)] = (events, wire)  # the sequence held: its id is not reused meanwhile
-        if len(self._wire) > WIRE_KEPT:
-            self._wire.popitem(last=False)
+        self._wire = (events, wire)
         return wire
 
     def _frame(self, seq: int, encode: Callable[[], str]) -> tuple[str, bytes]:
