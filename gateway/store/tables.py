@@ -58,13 +58,23 @@ class Store(AuditTables, TerminalTables, UploadTables, StoreWriter):
         return _row_out(columns, rows[0]) if rows else None
 
     async def _list_rows(self, table: str, key: str, columns: Sequence[str], where: str | None,
-                         value: Any, limit: int) -> list[dict[str, Any]]:
-        sql = f"SELECT {', '.join(columns)}, extra FROM {table}"
+                         value: Any, limit: int, newest: bool = False) -> list[dict[str, Any]]:
+        rows = await self._select(table, key, (*columns, "extra"), where, value, limit, newest)
+        return [_row_out(columns, r) for r in rows]
+
+    async def _select(self, table: str, key: str, columns: Sequence[str], where: str | None,
+                      value: Any, limit: int, newest: bool = False) -> list[tuple]:
+        """Rows of `table` (where `where` = `value`, unless None) in (created_at, key) order: the
+        first `limit`, or with `newest` the last `limit`, still oldest first."""
+        sql = f"SELECT {', '.join(columns)} FROM {table}"
         params: tuple[Any, ...] = ()
         if value is not None:
             sql, params = sql + f" WHERE {where} = ?", (value,)
-        rows = await self._read(sql + f" ORDER BY created_at, {key} LIMIT ?", (*params, limit))
-        return [_row_out(columns, r) for r in rows]
+        order = f" ORDER BY created_at DESC, {key} DESC" if newest else f" ORDER BY created_at, {key}"
+        rows = await self._read(sql + order + " LIMIT ?", (*params, limit))
+        if newest:
+            rows.reverse()
+        return rows
 
     async def put_session(self, row: dict[str, Any], event: tuple[str, dict[str, Any]] | None = None,
                           audit: RequestAudit | None = None) -> Event | None:
@@ -92,25 +102,15 @@ class Store(AuditTables, TerminalTables, UploadTables, StoreWriter):
         return await self._get_row("sessions", "session_id", SESSION_COLUMNS, session_id)
 
     async def list_sessions(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """The newest `limit` sessions (of `state`), oldest first, with `extra`."""
-        rows = await self._newest_sessions((*SESSION_COLUMNS, "extra"), state, limit)
-        return [_row_out(SESSION_COLUMNS, r) for r in rows]
+        """The newest `limit` sessions (of `state`), oldest first, with `extra`. The newest, not the
+        oldest: a command room's history grows past any limit, and the incidents it looks for are
+        the recent ones (the oldest 1000 before: after a thousand sessions a list never showed a
+        new one)."""
+        return await self._list_rows("sessions", "session_id", SESSION_COLUMNS, "state", state, limit, newest=True)
 
     async def list_session_rows(self, state: str | None = None, limit: int = 1000) -> list[tuple]:
         """`list_sessions` as bare rows of SESSION_COLUMNS (no `extra`): what `session.list` shows."""
-        return await self._newest_sessions(SESSION_COLUMNS, state, limit)
-
-    async def _newest_sessions(self, columns: Sequence[str], state: str | None, limit: int) -> list[tuple]:
-        # The newest, not the oldest: a command room's history grows past any limit, and the
-        # incidents it looks for are the recent ones (the oldest 1000 before: after a thousand
-        # sessions a list never showed a new one).
-        sql = f"SELECT {', '.join(columns)} FROM sessions"
-        params: tuple[Any, ...] = ()
-        if state is not None:
-            sql, params = sql + " WHERE state = ?", (state,)
-        rows = await self._read(sql + " ORDER BY created_at DESC, session_id DESC LIMIT ?", (*params, limit))
-        rows.reverse()
-        return rows
+        return await self._select("sessions", "session_id", SESSION_COLUMNS, "state", state, limit, newest=True)
 
     async def put_call(self, row: dict[str, Any]) -> None:
         """Insert or update a call detail record (same rules as `put_session`)."""
